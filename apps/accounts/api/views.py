@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import AnonRateThrottle
+from rest_framework.views import APIView
+
+from apps.tenancy.selectors import tenant_get_for_user
+from controlplane.api import ErrorSerializer, ScopedViewSet
+
+from .. import selectors, services
+from ..roles import Role
+from . import serializers as s
+from .permissions import IsAdminRole
+
+ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+
+
+class UserViewSet(ScopedViewSet):
+    """Users and their roles and tenant grants (Admins only)."""
+
+    permission_classes = [IsAuthenticated, IsAdminRole]
+
+    def scoped_queryset(self) -> QuerySet[User]:
+        return selectors.user_list()
+
+    @extend_schema(responses={200: s.UserOutput(many=True)})
+    def list(self, request: Request) -> Response:
+        return self.paginated(self.get_queryset(), s.UserOutput)
+
+    @extend_schema(responses={200: s.UserOutput, **ERRORS})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.UserOutput(self.get_object()).data)
+
+    @extend_schema(request=s.UserCreateInput, responses={201: s.UserCreatedOutput, **ERRORS})
+    def create(self, request: Request) -> Response:
+        data: dict[str, Any] = self.validated(s.UserCreateInput)
+        user, password = services.user_create(actor=request.user, role=Role(data.pop("role")), **data)
+        body = dict(s.UserOutput(user).data, initial_password=password)
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.UserUpdateInput, responses={200: s.UserOutput, **ERRORS})
+    def partial_update(self, request: Request, pk: str) -> Response:
+        data: dict[str, Any] = self.validated(s.UserUpdateInput)
+        if "role" in data:
+            data["role"] = Role(data["role"])
+        user = services.user_update(actor=request.user, user=self.get_object(), **data)
+        return Response(s.UserOutput(user).data)
+
+    @extend_schema(request=s.TenantGrantInput, responses={204: None, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="grant-tenant")
+    def grant_tenant(self, request: Request, pk: str) -> Response:
+        data = self.validated(s.TenantGrantInput)
+        tenant = tenant_get_for_user(user=request.user, pk=data["tenant"])
+        services.user_grant_tenant(actor=request.user, user=self.get_object(), tenant=tenant,
+                                   reason=data["reason"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=s.TenantGrantInput, responses={204: None, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="revoke-tenant")
+    def revoke_tenant(self, request: Request, pk: str) -> Response:
+        data = self.validated(s.TenantGrantInput)
+        tenant = tenant_get_for_user(user=request.user, pk=data["tenant"])
+        services.user_revoke_tenant(actor=request.user, user=self.get_object(), tenant=tenant,
+                                    reason=data["reason"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenObtainView(APIView):
+    """Exchange a username and password for an API token for scripts
+    (send it as ``Authorization: Token <key>``). Issuing replaces the previous token."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AnonRateThrottle]
+
+    @extend_schema(request=s.TokenObtainInput, responses={200: s.TokenOutput, 400: ErrorSerializer, 401: ErrorSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = s.TokenObtainInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = authenticate(request._request, username=serializer.validated_data["username"],
+                            password=serializer.validated_data["password"])
+        if user is None or not user.is_active:
+            raise AuthenticationFailed("Wrong username or password.")
+        return Response({"token": services.api_token_rotate(actor=user, user=user)})
+
+
+class MeView(APIView):
+    @extend_schema(responses={200: s.UserOutput})
+    def get(self, request: Request) -> Response:
+        return Response(s.UserOutput(request.user).data)

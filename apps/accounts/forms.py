@@ -1,0 +1,25 @@
+from django import forms
+
+from .roles import ROLE_DESCRIPTIONS, Role
+
+ROLE_CHOICES = [(r.value, f"{r.value} — {ROLE_DESCRIPTIONS[r]}") for r in Role]
+
+
+class UserCreateForm(forms.Form):
+    username = forms.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Role.VIEWER.value)
+    reason = forms.CharField(required=False, max_length=2000)
+
+
+class UserEditForm(forms.Form):
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=ROLE_CHOICES)
+    is_active = forms.BooleanField(required=False, label="Active (can log in)")
+    tenants = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                        help_text="tenants this user sees (Admins see all)")
+    reason = forms.CharField(required=False, max_length=2000)
+
+    def __init__(self, *args, tenant_choices=(), **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.fields["tenants"].choices = tenant_choices

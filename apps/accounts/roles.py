@@ -1,0 +1,45 @@
+"""The four roles and what each may do.
+
+A role says *what* a user may do (Django model permissions on a group); a tenant grant says
+*where* (a django-guardian object permission on the tenant). Both are needed, except for
+Admins, who see every tenant. Permissions are named as strings so this bottom app need not
+import the feature apps that define them; a name whose model is not installed is skipped."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    ADMIN = "Admin"
+    OPERATOR = "Operator"
+    APPROVER = "Approver"
+    VIEWER = "Viewer"
+
+
+TENANT_ACCESS_PERMISSION = "tenancy.view_tenant"
+
+_VIEW = [
+    "tenancy.view_tenant", "tenancy.view_agent", "tenancy.view_environment",
+    "audit.view_auditevent",
+]
+_OPERATE = [
+    "tenancy.add_tenant", "tenancy.change_tenant",
+    "tenancy.add_agent", "tenancy.change_agent",
+    "tenancy.add_environment", "tenancy.change_environment",
+]
+_MANAGE_USERS = ["auth.view_user", "auth.add_user", "auth.change_user"]
+
+ROLE_PERMISSIONS: dict[Role, list[str]] = {
+    Role.VIEWER: _VIEW,
+    Role.APPROVER: _VIEW,
+    Role.OPERATOR: _VIEW + _OPERATE,
+    Role.ADMIN: _VIEW + _OPERATE + _MANAGE_USERS,
+}
+
+ROLE_DESCRIPTIONS: dict[Role, str] = {
+    Role.ADMIN: "everything, in every tenant, including users and roles",
+    Role.OPERATOR: "changes agents, environments, releases and safety controls in granted tenants",
+    Role.APPROVER: "decides approval requests in granted tenants; otherwise read-only",
+    Role.VIEWER: "read-only in granted tenants",
+}

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.db.models import QuerySet
+
+from .roles import Role
+
+
+def user_role(user: AbstractBaseUser | AnonymousUser) -> Role | None:
+    if not user.is_authenticated:
+        return None
+    if getattr(user, "is_superuser", False):
+        return Role.ADMIN
+    names = set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr]
+    for role in Role:  # strongest first
+        if role.value in names:
+            return role
+    return None
+
+
+def user_is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+    return user_role(user) is Role.ADMIN
+
+
+def user_list() -> QuerySet[User]:
+    return User.objects.prefetch_related("groups").order_by("username")

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.tenancy.selectors import tenant_ids_for_user
+from controlplane.api import ErrorSerializer, ScopedViewSet
+
+from ..models import AuditEvent
+from ..selectors import audit_event_list
+from .serializers import AuditEventOutput
+
+FILTERS = [
+    OpenApiParameter("actor", str, description="username contains"),
+    OpenApiParameter("action", str, description="action starts with, e.g. agent."),
+    OpenApiParameter("tenant", int, description="tenant id"),
+    OpenApiParameter("target", str, description="target label contains, or exact id or type"),
+    OpenApiParameter("since", str, description="ISO 8601 time, inclusive"),
+    OpenApiParameter("until", str, description="ISO 8601 time, inclusive"),
+]
+
+
+def _time(request: Request, name: str):  # type: ignore[no-untyped-def]
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    value = parse_datetime(raw)
+    if value is None:
+        raise ValidationError({name: ["Use an ISO 8601 time such as 2026-11-23T12:00:00Z."]})
+    return value
+
+
+class AuditEventViewSet(ScopedViewSet):
+    """The audit trail, newest first, limited to the tenants the caller may see."""
+
+    def scoped_queryset(self) -> QuerySet[AuditEvent]:
+        params = self.request.query_params
+        tenant = params.get("tenant")
+        if tenant and not tenant.isdigit():
+            raise ValidationError({"tenant": ["Use the tenant id."]})
+        return audit_event_list(
+            visible_tenant_ids=tenant_ids_for_user(user=self.request.user),
+            actor=params.get("actor", ""), action=params.get("action", ""),
+            tenant_id=int(tenant) if tenant else None, target=params.get("target", ""),
+            since=_time(self.request, "since"), until=_time(self.request, "until"),
+        )
+
+    @extend_schema(parameters=FILTERS, responses={200: AuditEventOutput(many=True), 400: ErrorSerializer})
+    def list(self, request: Request) -> Response:
+        return self.paginated(self.get_queryset(), AuditEventOutput)
+
+    @extend_schema(responses={200: AuditEventOutput, 404: ErrorSerializer})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(AuditEventOutput(self.get_object()).data)

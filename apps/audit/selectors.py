@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from .models import AuditEvent
+
+
+def audit_event_list(
+    *,
+    visible_tenant_ids: list[int] | None,
+    actor: str = "",
+    action: str = "",
+    tenant_id: int | None = None,
+    target: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """Events the caller may see. ``visible_tenant_ids=None`` means every tenant (Admins);
+    others see events of their tenants and, for context, nothing tenant-less."""
+    qs = AuditEvent.objects.select_related("tenant")
+    if visible_tenant_ids is not None:
+        qs = qs.filter(tenant_id__in=visible_tenant_ids)
+    filters: dict[str, Any] = {}
+    if actor:
+        filters["actor_label__icontains"] = actor
+    if action:
+        filters["action__startswith"] = action
+    if tenant_id:
+        filters["tenant_id"] = tenant_id
+    if since:
+        filters["occurred_at__gte"] = since
+    if until:
+        filters["occurred_at__lte"] = until
+    qs = qs.filter(**filters)
+    if target:
+        qs = qs.filter(Q(target_label__icontains=target) | Q(target_id=target) | Q(target_type=target))
+    return qs.order_by("-id")
+
+
+def audit_action_choices() -> list[str]:
+    return list(AuditEvent.objects.order_by().values_list("action", flat=True).distinct())

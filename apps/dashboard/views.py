@@ -1,0 +1,46 @@
+"""The operator overview, composed from the other apps' selectors (nothing depends on it)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from apps.audit.selectors import audit_event_list
+from apps.tenancy.context_processors import current_tenant_for
+from apps.tenancy.selectors import agent_list_for_user, environment_list_for_user, tenant_ids_for_user
+
+# Sections whose capability has not shipped yet. Each still explains what will appear there
+# and how it gets filled, instead of a dead link.
+UPCOMING_SECTIONS = {
+    "bundles": ("Bundles", "Immutable, signed versions of each agent's prompts, tools and policies.",
+                "Push a bundle file with ./manage.py bundle push FILE --agent SLUG."),
+    "rollouts": ("Rollouts", "Canary rollouts of a candidate bundle version with metric gates, pause, abort and one-click rollback.",
+                 "Start a rollout from a bundle version's page."),
+    "flags": ("Flags & kill switches", "Unleash-compatible feature flags and the kill switches that stop a tool or an agent everywhere.",
+              "Create a flag, or engage a kill switch in an incident."),
+    "budgets": ("Budgets", "Limits on cost, tokens, requests and tool calls per scope, with soft alerts and a hard stop.",
+                "Set a budget for a tenant, an agent or an environment."),
+    "approvals": ("Approvals", "High-risk tool calls that runtimes hold until a human approves or rejects them.",
+                  "Requests arrive here when a runtime asks for approval."),
+    "runtimes": ("Runtimes", "Registered data-plane instances, the revision each applied, and convergence per environment.",
+                 "Create a runtime token and point a runtime at this control plane."),
+}
+
+
+@login_required
+def overview(request: HttpRequest) -> HttpResponse:
+    tenant = current_tenant_for(request)
+    visible = tenant_ids_for_user(user=request.user)
+    events = audit_event_list(visible_tenant_ids=visible, tenant_id=tenant.pk if tenant else None)[:10]
+    return render(request, "dashboard/overview.html", {
+        "agents": agent_list_for_user(user=request.user, tenant=tenant) if tenant else [],
+        "environments": environment_list_for_user(user=request.user, tenant=tenant) if tenant else [],
+        "recent_events": events,
+    })
+
+
+@login_required
+def upcoming(request: HttpRequest, section: str) -> HttpResponse:
+    title, what, how = UPCOMING_SECTIONS[section]
+    return render(request, "dashboard/upcoming.html", {"title": title, "what": what, "how": how, "section": section})

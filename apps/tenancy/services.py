@@ -1,0 +1,286 @@
+"""Every change to tenants, agents and environments: authorised, validated, in one
+transaction, with one audit event."""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+from guardian.shortcuts import assign_perm
+
+from apps.accounts.authz import authorize
+from apps.accounts.roles import TENANT_ACCESS_PERMISSION
+from apps.accounts.selectors import user_is_admin
+from apps.audit.services import Actor, SystemActor, audit_record
+
+from .models import Agent, Environment, Tenant
+
+M = TypeVar("M", bound=models.Model)
+
+DEFAULT_ENVIRONMENTS = [
+    ("development", "Development", False),
+    ("staging", "Staging", False),
+    ("production", "Production", True),
+]
+
+# Called after commit with (environment_id, revision) whenever a revision grows. Higher apps
+# (runtimes) subscribe in their AppConfig.ready(), so this bottom app need not know them.
+revision_listeners: list[Callable[[int, int], None]] = []
+
+
+def _require_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["Say why: the reason is kept in the audit log."]})
+    return reason
+
+
+def _validate_time_zone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError({"time_zone": [f"Unknown time zone {value!r}; use an IANA name such as Europe/Paris."]})
+
+
+def _require_unique_slug(queryset: models.QuerySet[Any], slug: str, what: str) -> None:
+    # Checked here for a message on the field; the database constraint still guards races.
+    if queryset.filter(slug=slug).exists():
+        raise ValidationError({"slug": [f"{what} with slug {slug!r} already exists."]})
+
+
+def _save_changes(instance: M, changes: dict[str, Any]) -> list[str]:
+    changed = [field for field, value in changes.items() if getattr(instance, field) != value]
+    for field in changed:
+        setattr(instance, field, changes[field])
+    if changed:
+        instance.full_clean()
+        instance.save(update_fields=changed)
+    return changed
+
+
+# --------------------------------------------------------------------------- tenants
+
+
+@transaction.atomic
+def tenant_create(
+    *, actor: Actor, slug: str, name: str, time_zone: str = "UTC", reason: str = "",
+    with_default_environments: bool = True,
+) -> Tenant:
+    authorize(actor, "tenancy.add_tenant")
+    _validate_time_zone(time_zone)
+    _require_unique_slug(Tenant.objects.all(), slug, "A tenant")
+    tenant = Tenant(slug=slug, name=name, time_zone=time_zone)
+    tenant.full_clean()
+    tenant.save()
+    if not isinstance(actor, SystemActor) and actor is not None and not user_is_admin(actor):
+        # Whoever creates a tenant can see it; Admins see every tenant anyway.
+        assign_perm(TENANT_ACCESS_PERMISSION, actor, tenant)
+    audit_record(actor=actor, action="tenant.created", target=tenant, tenant=tenant,
+                 reason=reason, after=tenant.snapshot())
+    if with_default_environments:
+        for position, (env_slug, env_name, is_production) in enumerate(DEFAULT_ENVIRONMENTS):
+            environment = Environment.objects.create(
+                tenant=tenant, slug=env_slug, name=env_name, position=position,
+                is_production=is_production,
+            )
+            audit_record(actor=actor, action="environment.created", target=environment,
+                         tenant=tenant, reason=reason, after=environment.snapshot())
+    return tenant
+
+
+@transaction.atomic
+def tenant_update(*, actor: Actor, tenant: Tenant, name: str | None = None,
+                  time_zone: str | None = None, reason: str = "") -> Tenant:
+    authorize(actor, "tenancy.change_tenant", tenant)
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    before = tenant.snapshot()
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if time_zone is not None:
+        _validate_time_zone(time_zone)
+        changes["time_zone"] = time_zone
+    if _save_changes(tenant, changes):
+        audit_record(actor=actor, action="tenant.updated", target=tenant, tenant=tenant,
+                     reason=reason, before=before, after=tenant.snapshot())
+    return tenant
+
+
+@transaction.atomic
+def tenant_archive(*, actor: Actor, tenant: Tenant, reason: str) -> Tenant:
+    authorize(actor, "tenancy.change_tenant", tenant)
+    reason = _require_reason(reason)
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if tenant.is_archived:
+        raise ValidationError({"tenant": ["This tenant is already archived."]})
+    before = tenant.snapshot()
+    tenant.archived_at = timezone.now()
+    tenant.save(update_fields=["archived_at"])
+    audit_record(actor=actor, action="tenant.archived", target=tenant, tenant=tenant,
+                 reason=reason, before=before, after=tenant.snapshot())
+    return tenant
+
+
+@transaction.atomic
+def tenant_restore(*, actor: Actor, tenant: Tenant, reason: str) -> Tenant:
+    authorize(actor, "tenancy.change_tenant", tenant)
+    reason = _require_reason(reason)
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if not tenant.is_archived:
+        raise ValidationError({"tenant": ["This tenant is not archived."]})
+    before = tenant.snapshot()
+    tenant.archived_at = None
+    tenant.save(update_fields=["archived_at"])
+    audit_record(actor=actor, action="tenant.restored", target=tenant, tenant=tenant,
+                 reason=reason, before=before, after=tenant.snapshot())
+    return tenant
+
+
+# --------------------------------------------------------------------------- agents
+
+
+def _require_active_tenant(tenant: Tenant) -> None:
+    if tenant.is_archived:
+        raise ValidationError({"tenant": ["This tenant is archived; restore it first."]})
+
+
+@transaction.atomic
+def agent_create(*, actor: Actor, tenant: Tenant, slug: str, name: str, description: str = "",
+                 reason: str = "") -> Agent:
+    authorize(actor, "tenancy.add_agent", tenant)
+    _require_active_tenant(tenant)
+    _require_unique_slug(tenant.agents.all(), slug, f"An agent of {tenant.name}")
+    agent = Agent(tenant=tenant, slug=slug, name=name, description=description)
+    agent.full_clean()
+    agent.save()
+    audit_record(actor=actor, action="agent.created", target=agent, tenant=tenant,
+                 reason=reason, after=agent.snapshot())
+    return agent
+
+
+@transaction.atomic
+def agent_update(*, actor: Actor, agent: Agent, name: str | None = None,
+                 description: str | None = None, reason: str = "") -> Agent:
+    authorize(actor, "tenancy.change_agent", agent.tenant)
+    agent = Agent.objects.select_for_update().select_related("tenant").get(pk=agent.pk)
+    before = agent.snapshot()
+    changes = {k: v for k, v in {"name": name, "description": description}.items() if v is not None}
+    if _save_changes(agent, changes):
+        audit_record(actor=actor, action="agent.updated", target=agent, tenant=agent.tenant,
+                     reason=reason, before=before, after=agent.snapshot())
+    return agent
+
+
+@transaction.atomic
+def agent_archive(*, actor: Actor, agent: Agent, reason: str) -> Agent:
+    authorize(actor, "tenancy.change_agent", agent.tenant)
+    reason = _require_reason(reason)
+    agent = Agent.objects.select_for_update().select_related("tenant").get(pk=agent.pk)
+    if agent.is_archived:
+        raise ValidationError({"agent": ["This agent is already archived."]})
+    before = agent.snapshot()
+    agent.archived_at = timezone.now()
+    agent.save(update_fields=["archived_at"])
+    audit_record(actor=actor, action="agent.archived", target=agent, tenant=agent.tenant,
+                 reason=reason, before=before, after=agent.snapshot())
+    return agent
+
+
+# --------------------------------------------------------------------------- environments
+
+
+@transaction.atomic
+def environment_create(*, actor: Actor, tenant: Tenant, slug: str, name: str,
+                       is_production: bool = False, position: int | None = None,
+                       reason: str = "") -> Environment:
+    """A new environment goes last in the promotion order unless a free position is given."""
+    authorize(actor, "tenancy.add_environment", tenant)
+    _require_active_tenant(tenant)
+    Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises position assignment
+    active = Environment.objects.filter(tenant=tenant, archived_at__isnull=True)
+    if position is None:
+        position = (active.aggregate(m=Max("position"))["m"] or -1) + 1
+    elif active.filter(position=position).exists():
+        raise ValidationError({"position": [f"Position {position} is taken; omit it to go last."]})
+    _require_unique_slug(tenant.environments.all(), slug, f"An environment of {tenant.name}")
+    environment = Environment(tenant=tenant, slug=slug, name=name, position=position,
+                              is_production=is_production)
+    environment.full_clean()
+    environment.save()
+    audit_record(actor=actor, action="environment.created", target=environment, tenant=tenant,
+                 reason=reason, after=environment.snapshot())
+    return environment
+
+
+@transaction.atomic
+def environment_update(*, actor: Actor, environment: Environment, name: str | None = None,
+                       is_production: bool | None = None, reason: str = "") -> Environment:
+    authorize(actor, "tenancy.change_environment", environment.tenant)
+    environment = Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
+    before = environment.snapshot()
+    changes = {k: v for k, v in {"name": name, "is_production": is_production}.items() if v is not None}
+    if _save_changes(environment, changes):
+        audit_record(actor=actor, action="environment.updated", target=environment,
+                     tenant=environment.tenant, reason=reason, before=before,
+                     after=environment.snapshot())
+    return environment
+
+
+@transaction.atomic
+def environment_move(*, actor: Actor, environment: Environment, direction: str,
+                     reason: str = "") -> Environment:
+    """Swap with the neighbour before ("up") or after ("down") in the promotion order."""
+    authorize(actor, "tenancy.change_environment", environment.tenant)
+    if direction not in ("up", "down"):
+        raise ValidationError({"direction": ["Use 'up' or 'down'."]})
+    Tenant.objects.select_for_update().get(pk=environment.tenant_id)
+    environment = Environment.objects.select_related("tenant").get(pk=environment.pk)
+    siblings = Environment.objects.filter(tenant_id=environment.tenant_id, archived_at__isnull=True)
+    if direction == "up":
+        neighbour = siblings.filter(position__lt=environment.position).order_by("-position").first()
+    else:
+        neighbour = siblings.filter(position__gt=environment.position).order_by("position").first()
+    if neighbour is None:
+        raise ValidationError({"direction": [f"{environment.name} is already {'first' if direction == 'up' else 'last'}."]})
+    before = environment.snapshot()
+    mine, theirs = environment.position, neighbour.position
+    parking = (siblings.aggregate(m=Max("position"))["m"] or 0) + 1  # keeps positions unique mid-swap
+    Environment.objects.filter(pk=environment.pk).update(position=parking)
+    Environment.objects.filter(pk=neighbour.pk).update(position=mine)
+    Environment.objects.filter(pk=environment.pk).update(position=theirs)
+    environment.refresh_from_db()
+    audit_record(actor=actor, action="environment.moved", target=environment,
+                 tenant=environment.tenant, reason=reason, before=before,
+                 after=environment.snapshot())
+    return environment
+
+
+@transaction.atomic
+def environment_archive(*, actor: Actor, environment: Environment, reason: str) -> Environment:
+    authorize(actor, "tenancy.change_environment", environment.tenant)
+    reason = _require_reason(reason)
+    environment = Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
+    if environment.is_archived:
+        raise ValidationError({"environment": ["This environment is already archived."]})
+    before = environment.snapshot()
+    environment.archived_at = timezone.now()
+    environment.save(update_fields=["archived_at"])
+    audit_record(actor=actor, action="environment.archived", target=environment,
+                 tenant=environment.tenant, reason=reason, before=before,
+                 after=environment.snapshot())
+    return environment
+
+
+def environment_revision_bump(*, environment_id: int) -> int:
+    """Grow the revision by one inside the caller's transaction (the change that needs it)
+    and tell listeners after commit. Returns the new revision."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("bump the revision inside the transaction of the change it announces")
+    Environment.objects.filter(pk=environment_id).update(revision=F("revision") + 1)
+    revision = Environment.objects.values_list("revision", flat=True).get(pk=environment_id)
+    for listener in revision_listeners:
+        transaction.on_commit(lambda fn=listener: fn(environment_id, revision))  # type: ignore[misc]
+    return revision

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.accounts.roles import Role
+from apps.accounts.services import roles_sync
+from apps.tenancy.models import Tenant
+
+from .factories import AgentFactory, EnvironmentFactory, TenantFactory, make_user
+
+# Playwright's sync API runs an event loop in the test thread; the tests' own ORM calls there
+# are still plain synchronous calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from django.conf import settings
+
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    return f"database: {engine}; redis: {os.environ.get('TEST_REDIS_URL') or 'not available'}"
+
+
+@pytest.fixture(autouse=True)
+def _roles(db: None) -> None:
+    # Role groups are synced after migrate; the transactional test cases flush them, so
+    # every test starts from the same role definitions.
+    roles_sync()
+
+
+@pytest.fixture
+def tenant() -> Tenant:
+    tenant = TenantFactory(slug="acme", name="Acme")
+    for position, slug in enumerate(["development", "staging", "production"]):
+        EnvironmentFactory(tenant=tenant, slug=slug, name=slug.title(), position=position,
+                           is_production=slug == "production")
+    return tenant
+
+
+@pytest.fixture
+def other_tenant() -> Tenant:
+    tenant = TenantFactory(slug="globex", name="Globex")
+    EnvironmentFactory(tenant=tenant, slug="production", name="Production", position=0)
+    AgentFactory(tenant=tenant, slug="secret-agent", name="Secret agent")
+    return tenant
+
+
+@pytest.fixture
+def admin(db: None):  # type: ignore[no-untyped-def]
+    return make_user(Role.ADMIN, username="admin-user")
+
+
+@pytest.fixture
+def operator(tenant: Tenant):  # type: ignore[no-untyped-def]
+    return make_user(Role.OPERATOR, tenant, username="olivia-operator")
+
+
+@pytest.fixture
+def viewer(tenant: Tenant):  # type: ignore[no-untyped-def]
+    return make_user(Role.VIEWER, tenant, username="victor-viewer")
+
+
+@pytest.fixture
+def api() -> APIClient:
+    return APIClient()
+
+
+def api_as(user) -> APIClient:  # type: ignore[no-untyped-def]
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
