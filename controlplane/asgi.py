@@ -1,6 +1,12 @@
+"""ASGI entry point: the runtime fast path in front of Django (see controlplane/fastpath)."""
+
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings.base")
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+from controlplane.fastpath.app import FastPath  # noqa: E402 - after Django is set up
+
+application = FastPath(django_application)

@@ -71,3 +71,38 @@ def api_as(user) -> APIClient:  # type: ignore[no-untyped-def]
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None):  # type: ignore[no-untyped-def]
+    """The real ASGI application (fast path in front of Django) under uvicorn, in a thread,
+    on the test database. Yields its base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from controlplane.asgi import django_application
+    from controlplane.fastpath.app import FastPath
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(FastPath(django_application), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)

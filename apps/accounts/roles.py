@@ -21,12 +21,13 @@ TENANT_ACCESS_PERMISSION = "tenancy.view_tenant"
 
 _VIEW = [
     "tenancy.view_tenant", "tenancy.view_agent", "tenancy.view_environment",
-    "audit.view_auditevent",
+    "audit.view_auditevent", "accounts.view_runtimetoken",
 ]
 _OPERATE = [
     "tenancy.add_tenant", "tenancy.change_tenant",
     "tenancy.add_agent", "tenancy.change_agent",
     "tenancy.add_environment", "tenancy.change_environment",
+    "accounts.add_runtimetoken", "accounts.change_runtimetoken",
 ]
 _MANAGE_USERS = ["auth.view_user", "auth.add_user", "auth.change_user"]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import QuerySet
 
+from .models import RuntimeToken
 from .roles import Role
 
 
@@ -24,3 +25,11 @@ def user_is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
 
 def user_list() -> QuerySet[User]:
     return User.objects.prefetch_related("groups").order_by("username")
+
+
+def runtime_token_list(*, tenant_ids: list[int] | None) -> QuerySet[RuntimeToken]:
+    """Tokens of the given tenants (``None``: every tenant, for Admins)."""
+    qs = RuntimeToken.objects.select_related("tenant", "environment", "agent", "created_by")
+    if tenant_ids is not None:
+        qs = qs.filter(tenant_id__in=tenant_ids)
+    return qs.order_by("-created_at")

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.tenancy",
     "apps.dashboard",
+    "controlplane.fastpath",
 ]
 
 MIDDLEWARE = [

@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from controlplane.api import OptionalReasonMixin
 
+from ..models import RuntimeToken
 from ..roles import Role
 from ..selectors import user_role
 
@@ -53,3 +54,33 @@ class TokenObtainInput(serializers.Serializer):
 
 class TokenOutput(serializers.Serializer):
     token = serializers.CharField()
+
+
+class RuntimeTokenOutput(serializers.ModelSerializer):
+    tenant_slug = serializers.CharField(source="tenant.slug", read_only=True)
+    environment_slug = serializers.CharField(source="environment.slug", read_only=True)
+    agent_slug = serializers.CharField(source="agent.slug", read_only=True, default=None)
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = RuntimeToken
+        fields = ["id", "name", "tenant", "tenant_slug", "environment", "environment_slug", "agent",
+                  "agent_slug", "display_prefix", "status", "created_at", "expires_at", "revoked_at",
+                  "last_used_at"]
+        read_only_fields = fields
+
+
+class RuntimeTokenCreatedOutput(RuntimeTokenOutput):
+    token = serializers.CharField(read_only=True, help_text="shown once; stored only as a hash")
+
+    class Meta(RuntimeTokenOutput.Meta):
+        fields = [*RuntimeTokenOutput.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+class RuntimeTokenCreateInput(OptionalReasonMixin):
+    environment = serializers.IntegerField(help_text="environment id; the tenant follows from it")
+    agent = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                     help_text="agent id, to limit the token to one agent")
+    name = serializers.CharField(max_length=120)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)

@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed
@@ -15,11 +15,18 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
-from apps.tenancy.selectors import tenant_get_for_user
-from controlplane.api import ErrorSerializer, ScopedViewSet
+from apps.tenancy.selectors import (
+    agent_get_for_user,
+    environment_get_for_user,
+    tenant_get_for_user,
+    tenant_ids_for_user,
+)
+from controlplane.api import ErrorSerializer, ReasonSerializer, ScopedViewSet
 
 from .. import selectors, services
+from ..models import RuntimeToken
 from ..roles import Role
+from ..runtime_tokens import runtime_token_create, runtime_token_revoke
 from . import serializers as s
 from .permissions import IsAdminRole
 
@@ -99,3 +106,41 @@ class MeView(APIView):
     @extend_schema(responses={200: s.UserOutput})
     def get(self, request: Request) -> Response:
         return Response(s.UserOutput(request.user).data)
+
+
+class RuntimeTokenViewSet(ScopedViewSet):
+    """Runtime tokens: how data-plane runtimes authenticate (``Authorization: <token>`` or
+    ``Authorization: Bearer <token>``). The raw token is returned once, at creation."""
+
+    def scoped_queryset(self) -> QuerySet[RuntimeToken]:
+        qs = selectors.runtime_token_list(tenant_ids=tenant_ids_for_user(user=self.request.user))
+        environment = self.request.query_params.get("environment")
+        if environment and environment.isdigit():
+            qs = qs.filter(environment_id=int(environment))
+        return qs
+
+    @extend_schema(responses={200: s.RuntimeTokenOutput(many=True)},
+                   parameters=[OpenApiParameter("environment", int, description="environment id")])
+    def list(self, request: Request) -> Response:
+        return self.paginated(self.get_queryset(), s.RuntimeTokenOutput)
+
+    @extend_schema(responses={200: s.RuntimeTokenOutput, **ERRORS})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.RuntimeTokenOutput(self.get_object()).data)
+
+    @extend_schema(request=s.RuntimeTokenCreateInput, responses={201: s.RuntimeTokenCreatedOutput, **ERRORS})
+    def create(self, request: Request) -> Response:
+        data: dict[str, Any] = self.validated(s.RuntimeTokenCreateInput)
+        environment = environment_get_for_user(user=request.user, pk=data.pop("environment"))
+        agent_id = data.pop("agent")
+        agent = agent_get_for_user(user=request.user, pk=agent_id) if agent_id else None
+        token, raw = runtime_token_create(actor=request.user, tenant=environment.tenant,
+                                          environment=environment, agent=agent, **data)
+        return Response(dict(s.RuntimeTokenOutput(token).data, token=raw), status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReasonSerializer, responses={200: s.RuntimeTokenOutput, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def revoke(self, request: Request, pk: str) -> Response:
+        token = runtime_token_revoke(actor=request.user, token=self.get_object(),
+                                     **self.validated(ReasonSerializer))
+        return Response(s.RuntimeTokenOutput(token).data)

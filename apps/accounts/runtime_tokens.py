@@ -1,0 +1,97 @@
+"""Runtime tokens: create, revoke, authenticate. Every write authorised and audited."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.audit.services import Actor, audit_record
+
+from .authz import authorize
+from .models import RUNTIME_TOKEN_PREFIX, RuntimeToken, hash_runtime_token
+
+# last_used_at is written at most this often per token, so a fleet polling every second
+# does not turn every read into a write.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+# Called after commit with the revoked token's hash, so caches in front of Django (the
+# runtime fast path) drop it at once. Higher apps subscribe in their AppConfig.ready().
+revocation_listeners: list[Callable[[str], None]] = []
+
+
+@transaction.atomic
+def runtime_token_create(*, actor: Actor, tenant, environment, agent=None, name: str,  # type: ignore[no-untyped-def]
+                         expires_at: datetime | None = None, reason: str = "") -> tuple[RuntimeToken, str]:
+    """Returns the token row and the raw token, which is shown once and never stored."""
+    authorize(actor, "accounts.add_runtimetoken", tenant)
+    errors: dict[str, list[str]] = {}
+    if environment.tenant_id != tenant.pk or environment.is_archived:
+        errors["environment"] = ["Choose an active environment of this tenant."]
+    if agent is not None and (agent.tenant_id != tenant.pk or agent.is_archived):
+        errors["agent"] = ["Choose an active agent of this tenant."]
+    if not name.strip():
+        errors["name"] = ["Name the runtime or fleet this token is for."]
+    if expires_at is not None and expires_at <= timezone.now():
+        errors["expires_at"] = ["The expiry must be in the future."]
+    if errors:
+        raise ValidationError(errors)
+    raw = RUNTIME_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = RuntimeToken.objects.create(
+        tenant=tenant, environment=environment, agent=agent, name=name.strip(),
+        token_hash=hash_runtime_token(raw), display_prefix=raw[: len(RUNTIME_TOKEN_PREFIX) + 6],
+        created_by=actor if getattr(actor, "pk", None) and getattr(actor, "is_authenticated", False) else None,
+        expires_at=expires_at,
+    )
+    audit_record(actor=actor, action="runtime_token.created", target=token, tenant=tenant,
+                 reason=reason, after=token.snapshot())
+    return token, raw
+
+
+@transaction.atomic
+def runtime_token_revoke(*, actor: Actor, token: RuntimeToken, reason: str) -> RuntimeToken:
+    authorize(actor, "accounts.change_runtimetoken", token.tenant)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["Say why: the reason is kept in the audit log."]})
+    token = RuntimeToken.objects.select_for_update(of=("self",)).select_related("tenant", "environment", "agent").get(pk=token.pk)
+    if token.revoked_at is not None:
+        raise ValidationError({"token": ["This token is already revoked."]})
+    before = token.snapshot()
+    token.revoked_at = timezone.now()
+    token.save(update_fields=["revoked_at"])
+    audit_record(actor=actor, action="runtime_token.revoked", target=token, tenant=token.tenant,
+                 reason=reason, before=before, after=token.snapshot())
+    for listener in revocation_listeners:
+        transaction.on_commit(lambda fn=listener, h=token.token_hash: fn(h))  # type: ignore[misc]
+    return token
+
+
+
+def runtime_token_authenticate(raw: str) -> RuntimeToken | None:
+    """The token row for a raw token if it is usable now; None otherwise. Records use,
+    coarsely (see LAST_USED_RESOLUTION)."""
+    if not raw or not raw.startswith(RUNTIME_TOKEN_PREFIX):
+        return None
+    now = timezone.now()
+    token = (RuntimeToken.objects.select_related("tenant", "environment", "agent")
+             .filter(token_hash=hash_runtime_token(raw)).first())
+    if token is None or not token.is_usable(now) or token.tenant.is_archived:
+        return None
+    RuntimeToken.objects.filter(pk=token.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    ).update(last_used_at=now)
+    return token
+
+
+def runtime_token_from_header(value: str) -> str:
+    """Unleash SDKs send the bare token; others send ``Bearer <token>``."""
+    value = (value or "").strip()
+    if value.lower().startswith("bearer "):
+        return value[7:].strip()
+    return value
