@@ -21,11 +21,13 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("django-admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
+    path("api/runtime/v1/", include("apps.runtimes.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("", include("apps.tenancy.urls")),
     path("", include("apps.accounts.urls")),
     path("", include("apps.audit.urls")),
+    path("", include("apps.runtimes.urls")),
     path("", include("apps.dashboard.urls")),
 ]

@@ -23,8 +23,6 @@ UPCOMING_SECTIONS = {
                 "Set a budget for a tenant, an agent or an environment."),
     "approvals": ("Approvals", "High-risk tool calls that runtimes hold until a human approves or rejects them.",
                   "Requests arrive here when a runtime asks for approval."),
-    "runtimes": ("Runtimes", "Registered data-plane instances, the revision each applied, and convergence per environment.",
-                 "Create a runtime token and point a runtime at this control plane."),
 }
 
 

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.accounts",
     "apps.tenancy",
+    "apps.runtimes",
     "apps.dashboard",
     "controlplane.fastpath",
 ]
@@ -130,7 +131,9 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = VAR_DIR / "staticfiles"
+# The container image collects static files at build time into a read-only directory of its
+# own (STATIC_ROOT=/app/staticfiles); the embedded default keeps them under var/.
+STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -149,6 +152,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
+    # The token endpoint takes passwords from anonymous callers: slow down guessing.
+    "DEFAULT_THROTTLE_RATES": {"anon": env("API_ANON_THROTTLE_RATE", default="30/minute")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Agent control plane API",
@@ -164,6 +169,8 @@ SPECTACULAR_SETTINGS = {
 # Celery: Redis in production; with no broker configured, kombu's filesystem transport,
 # which needs no server (the embedded default).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+# beat keeps its schedule under var/celery/ whatever the broker (it fails to start without it)
+(VAR_DIR / "celery").mkdir(parents=True, exist_ok=True)
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "celery" / "broker"
     (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
@@ -171,6 +178,7 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
@@ -187,3 +195,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# Runtimes: a runtime with no heartbeat for this long shows as stale and leaves convergence counts.
+RUNTIME_STALE_AFTER_S = env.int("RUNTIME_STALE_AFTER_S", default=30)
+RUNTIME_WEBHOOK_TIMEOUT_S = env.float("RUNTIME_WEBHOOK_TIMEOUT_S", default=5.0)

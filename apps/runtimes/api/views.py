@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
+from controlplane.api import ErrorSerializer
+
+from ..services import runtime_heartbeat_record
+from .serializers import HeartbeatInput, HeartbeatOutput
+
+
+class HeartbeatView(APIView):
+    """Liveness plus ACK (revision applied) or NACK (revision rejected, with the error)."""
+
+    authentication_classes = [RuntimeTokenAuthentication]
+    permission_classes = [HasRuntimeToken]
+
+    @extend_schema(request=HeartbeatInput, responses={200: HeartbeatOutput, 400: ErrorSerializer, 401: ErrorSerializer},
+                   tags=["runtime"])
+    def post(self, request: Request) -> Response:
+        serializer = HeartbeatInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        _, revision = runtime_heartbeat_record(
+            token=request.auth, instance_id=data["instance_id"], report=data["status"] or "",
+            revision=data["revision"], name=data["name"], labels=data["labels"],
+            library_version=data["library_version"], digests=data["digests"], error=data["error"],
+            push_url=data["push_url"], circuit_breakers=data["circuit_breakers"],
+        )
+        return Response({"revision": revision})

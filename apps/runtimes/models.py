@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from django.db import models
+
+
+class RuntimeInstance(models.Model):
+    """A registered data-plane instance, as its heartbeats describe it."""
+
+    class Report(models.TextChoices):
+        NEW = "new", "registered"
+        ACK = "ack", "ACK"
+        NACK = "nack", "NACK"
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey("tenancy.Environment", on_delete=models.CASCADE, related_name="runtime_instances")
+    agent = models.ForeignKey("tenancy.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    token = models.ForeignKey("accounts.RuntimeToken", null=True, on_delete=models.SET_NULL, related_name="instances")
+    instance_id = models.CharField(max_length=128)
+    name = models.CharField(max_length=200, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    library_version = models.CharField(max_length=40, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(db_index=True)
+    last_report = models.CharField(max_length=8, choices=Report.choices, default=Report.NEW)
+    applied_revision = models.PositiveBigIntegerField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True, help_text="when it first reported applied_revision")
+    digests = models.JSONField(default=dict, blank=True)
+    nack_revision = models.PositiveBigIntegerField(null=True, blank=True)
+    nack_error = models.TextField(blank=True)
+    push_url = models.URLField(max_length=500, blank=True)
+    circuit_breakers = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["environment_id", "name", "instance_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "instance_id"], name="runtime_instance_unique_per_environment"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or self.instance_id
+
+
+class RevisionLog(models.Model):
+    """When each revision of an environment was announced and when every live runtime had it."""
+
+    environment = models.ForeignKey("tenancy.Environment", on_delete=models.CASCADE, related_name="+")
+    revision = models.PositiveBigIntegerField()
+    announced_at = models.DateTimeField()
+    fully_applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "revision"], name="revision_log_unique"),
+        ]
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to push a revision to a runtime's push URL."""
+
+    instance = models.ForeignKey(RuntimeInstance, on_delete=models.CASCADE, related_name="deliveries")
+    revision = models.PositiveBigIntegerField()
+    attempt = models.PositiveIntegerField()
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    delivered = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
