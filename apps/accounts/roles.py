@@ -22,12 +22,14 @@ TENANT_ACCESS_PERMISSION = "tenancy.view_tenant"
 _VIEW = [
     "tenancy.view_tenant", "tenancy.view_agent", "tenancy.view_environment",
     "audit.view_auditevent", "accounts.view_runtimetoken",
+    "rollouts.view_deployment", "runtimes.view_runtimeinstance",
 ]
 _OPERATE = [
     "tenancy.add_tenant", "tenancy.change_tenant",
     "tenancy.add_agent", "tenancy.change_agent",
     "tenancy.add_environment", "tenancy.change_environment",
     "accounts.add_runtimetoken", "accounts.change_runtimetoken",
+    "rollouts.add_deployment",
 ]
 _MANAGE_USERS = ["auth.view_user", "auth.add_user", "auth.change_user"]
 

@@ -52,6 +52,14 @@ def runtime_environment_live(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+def convergence_badge(request: HttpRequest, pk: int) -> HttpResponse:
+    """The "287/300 on revision 42" summary shown on agent and environment pages (htmx)."""
+    environment = environment_get_for_user(user=request.user, pk=pk)
+    return render(request, "runtimes/_convergence_badge.html",
+                  {"c": selectors.convergence_for(environments=[environment])[0]})
+
+
+@login_required
 def propagation(request: HttpRequest) -> HttpResponse:
     """How far a revision has reached: used by kill switch and deploy pages (htmx)."""
     try:
