@@ -22,6 +22,13 @@ log = logging.getLogger(__name__)
 POLL_INTERVAL_S = 0.5  # catch-up poll of revisions when there is no Redis
 POLL_INTERVAL_WITH_REDIS_S = 5.0  # safety net for a missed pub/sub message
 
+
+def _poll_interval() -> float:
+    configured = getattr(settings, "FASTPATH_POLL_INTERVAL_S", None)
+    if configured:
+        return float(configured)
+    return POLL_INTERVAL_WITH_REDIS_S if settings.REDIS_URL else POLL_INTERVAL_S
+
 Scope = dict[str, Any]
 
 
@@ -94,7 +101,7 @@ class FastPath:
             self._tasks.append(asyncio.create_task(self._listen_redis()))
 
     async def _poll_revisions(self) -> None:
-        interval = POLL_INTERVAL_WITH_REDIS_S if settings.REDIS_URL else POLL_INTERVAL_S
+        interval = _poll_interval()
         while True:
             try:
                 for environment_id, revision in (await sync_to_async(_db_call)(_all_revisions)).items():

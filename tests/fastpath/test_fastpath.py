@@ -105,3 +105,68 @@ def test_fastpath__revoked_token__refused_on_next_call(asgi_server: str, route: 
 
 def test_fastpath__other_paths__reach_django(asgi_server: str) -> None:
     assert requests.get(asgi_server + "/healthz", timeout=5).json() == {"status": "ok"}
+
+
+@pytest.fixture
+def redis_url() -> str:
+    import os
+
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        pytest.skip("Redis is not available (TEST_REDIS_URL unset); .ci/run requires it")
+    return url
+
+
+def test_fastpath_long_poll__woken_by_redis_pubsub_from_another_process(
+        redis_url: str, route: str, tenant: Tenant, settings, transactional_db) -> None:  # type: ignore[no-untyped-def]
+    """A change committed by another process (a worker, another web node) reaches this one's
+    long-polls through Redis alone: the revision poll is pushed out of the way."""
+    import redis
+
+    from controlplane.fastpath import notify
+
+    settings.REDIS_URL = redis_url
+    settings.FASTPATH_POLL_INTERVAL_S = 600
+    notify._redis_client = None
+    production = tenant.environments.get(slug="production")
+    _, raw = runtime_token_create(actor=ACTOR, tenant=tenant, environment=production, name="redis runtime")
+    import threading as _t
+
+    import uvicorn
+
+    from controlplane.asgi import django_application
+    from controlplane.fastpath.app import FastPath
+
+    from ..conftest import _free_port
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(FastPath(django_application), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    thread = _t.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            _t.Event().wait(0.02)
+        base = f"http://127.0.0.1:{port}"
+        first = requests.get(base + route, headers={"Authorization": raw}, timeout=5)
+        assert first.status_code == 200, first.content
+        etag = first.headers["ETag"]
+        _t.Event().wait(0.5)  # the subscriber connects to Redis
+        result: dict[str, requests.Response] = {}
+        poller = _t.Thread(target=lambda: result.setdefault("r", requests.get(
+            base + route + "?wait=8", headers={"Authorization": raw, "If-None-Match": etag}, timeout=15)))
+        poller.start()
+        _t.Event().wait(0.3)
+
+        # Another process's commit: the row changes without any in-process notification ...
+        Environment.objects.filter(pk=production.pk).update(revision=5)
+        # ... and only the Redis message announces it.
+        redis.Redis.from_url(redis_url).publish(notify.CHANNEL, json.dumps({"t": "rev", "e": production.pk, "r": 5}))
+        poller.join(timeout=15)
+
+        assert result["r"].status_code == 200
+        assert result["r"].json()["revision"] == 5
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        notify._redis_client = None
