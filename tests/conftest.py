@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from apps.accounts.roles import Role
@@ -21,6 +22,12 @@ def pytest_report_header(config: pytest.Config) -> str:
 
     engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
     return f"database: {engine}; redis: {os.environ.get('TEST_REDIS_URL') or 'not available'}"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    # Throttle counters (the token endpoint's) live in the cache: no test inherits another's.
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

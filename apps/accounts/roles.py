@@ -23,6 +23,8 @@ _VIEW = [
     "tenancy.view_tenant", "tenancy.view_agent", "tenancy.view_environment",
     "audit.view_auditevent", "accounts.view_runtimetoken",
     "rollouts.view_deployment", "runtimes.view_runtimeinstance",
+    "flags.view_flag", "flags.view_segment", "flags.view_killswitch", "flags.view_sdkinstance",
+    "bundles.view_bundleversion", "bundles.view_evaluation", "bundles.view_promotiongate",
 ]
 _OPERATE = [
     "tenancy.add_tenant", "tenancy.change_tenant",
@@ -30,6 +32,11 @@ _OPERATE = [
     "tenancy.add_environment", "tenancy.change_environment",
     "accounts.add_runtimetoken", "accounts.change_runtimetoken",
     "rollouts.add_deployment",
+    "flags.add_flag", "flags.change_flag", "flags.delete_flag",
+    "flags.add_segment", "flags.change_segment", "flags.delete_segment",
+    "flags.add_killswitch", "flags.change_killswitch",
+    "bundles.add_bundleversion", "bundles.add_evaluation",
+    "bundles.add_promotiongate", "bundles.change_promotiongate",
 ]
 _MANAGE_USERS = ["auth.view_user", "auth.add_user", "auth.change_user"]
 

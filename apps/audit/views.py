@@ -30,10 +30,10 @@ class AuditFilterForm(forms.Form):
 def audit_list(request: HttpRequest) -> HttpResponse:
     tenants = tenant_list_for_user(user=request.user, include_archived=True)
     form = AuditFilterForm(request.GET or None, tenants=tenants)
-    filters = form.cleaned_data if form.is_valid() else {}
-    events = audit_event_list(visible_tenant_ids=tenant_ids_for_user(user=request.user), **{
-        k: v for k, v in filters.items() if v not in (None, "")
-    })
+    filters = {k: v for k, v in (form.cleaned_data if form.is_valid() else {}).items() if v not in (None, "")}
+    if "tenant" in filters:
+        filters["tenant_id"] = filters.pop("tenant")
+    events = audit_event_list(visible_tenant_ids=tenant_ids_for_user(user=request.user), **filters)
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "audit/event_list.html", {

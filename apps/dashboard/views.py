@@ -13,12 +13,8 @@ from apps.tenancy.selectors import agent_list_for_user, environment_list_for_use
 # Sections whose capability has not shipped yet. Each still explains what will appear there
 # and how it gets filled, instead of a dead link.
 UPCOMING_SECTIONS = {
-    "bundles": ("Bundles", "Immutable, signed versions of each agent's prompts, tools and policies.",
-                "Push a bundle file with ./manage.py bundle push FILE --agent SLUG."),
     "rollouts": ("Rollouts", "Canary rollouts of a candidate bundle version with metric gates, pause, abort and one-click rollback.",
                  "Start a rollout from a bundle version's page."),
-    "flags": ("Flags & kill switches", "Unleash-compatible feature flags and the kill switches that stop a tool or an agent everywhere.",
-              "Create a flag, or engage a kill switch in an incident."),
     "budgets": ("Budgets", "Limits on cost, tokens, requests and tool calls per scope, with soft alerts and a hard stop.",
                 "Set a budget for a tenant, an agent or an environment."),
     "approvals": ("Approvals", "High-risk tool calls that runtimes hold until a human approves or rejects them.",

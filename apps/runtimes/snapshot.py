@@ -3,11 +3,16 @@ canonically, digested and signed once per revision and scope (the fast path cach
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from django.db import transaction
 
 from apps.audit.hashing import canonical_json
+from apps.bundles.signing import sign
+from apps.flags.selectors import flags_for_snapshot, kill_switches_for_snapshot
+from apps.rollouts.selectors import stable_deployments
 from apps.tenancy.models import Environment
 from controlplane.fastpath import Route, TokenScope, register
 
@@ -15,24 +20,46 @@ SCHEMA = "controlplane.snapshot/v1"
 CONFIG_PATH = "/api/runtime/v1/config"
 
 
+def _release(version: Any) -> dict[str, Any]:
+    return {"version": version.number, "digest": version.digest, "bundle": json.loads(version.canonical),
+            "signature": {"alg": "Ed25519", "kid": version.signing_key_id, "value": version.signature}}
+
+
 def snapshot_content(*, environment: Environment, agent_id: int | None) -> dict[str, Any]:
+    """Everything runtimes of this scope must obey, at the environment's current revision."""
+    agents = {
+        deployment.agent.slug: {"stable": _release(deployment.version), "candidate": None, "rollout": None}
+        for deployment in stable_deployments(environment_id=environment.pk, agent_id=agent_id)
+    }
     return {
         "schema": SCHEMA,
         "tenant": environment.tenant.slug,
         "environment": environment.slug,
         "revision": environment.revision,
-        "agents": {},
-        "flags": [],
-        "kill_switches": [],
+        "agents": agents,
+        "flags": flags_for_snapshot(environment_id=environment.pk),
+        "kill_switches": kill_switches_for_snapshot(environment_id=environment.pk, agent_id=agent_id),
         "budgets": [],
     }
 
 
+def signed_document(content: dict[str, Any]) -> bytes:
+    payload = canonical_json(content)
+    kid, signature = sign(payload)
+    return canonical_json({
+        "snapshot": content,
+        "digest": hashlib.sha256(payload).hexdigest(),
+        "signature": {"alg": "Ed25519", "kid": kid, "value": signature},
+    })
+
+
 def build_config(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+    # The revision is read before the content: a change committed in between makes the body
+    # newer than its label (harmless: the next revision rebuilds it), never older.
     with transaction.atomic():
         environment = Environment.objects.select_related("tenant").get(pk=scope.environment_id)
         content = snapshot_content(environment=environment, agent_id=scope.agent_id)
-    return environment.revision, canonical_json({"snapshot": content})
+    return environment.revision, signed_document(content)
 
 
 def register_routes() -> None:

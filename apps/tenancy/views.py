@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from apps.accounts.authz import authorize
 from controlplane.ui import ReasonForm, call_service, paginate
 
 from . import selectors, services
@@ -33,6 +34,7 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def tenant_create(request: HttpRequest) -> HttpResponse:
+    authorize(request.user, "tenancy.add_tenant")  # the form too: a Viewer never sees it
     form = TenantForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         tenant = call_service(form, lambda: services.tenant_create(actor=request.user, **form.cleaned_data))
@@ -57,6 +59,7 @@ def tenant_detail(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def tenant_edit(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
+    authorize(request.user, "tenancy.change_tenant", tenant)
     form = TenantEditForm(request.POST or None, initial={"name": tenant.name, "time_zone": tenant.time_zone})
     if request.method == "POST" and form.is_valid():
         if call_service(form, lambda: services.tenant_update(actor=request.user, tenant=tenant, **form.cleaned_data)):
@@ -81,6 +84,7 @@ def _confirm(request: HttpRequest, *, title: str, effect: str, action_label: str
 @login_required
 def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
+    authorize(request.user, "tenancy.change_tenant", tenant)
     return _confirm(
         request, title=f"Archive {tenant.name}?",
         effect=f"{tenant.name} disappears from lists and takes no new agents or environments. "
@@ -94,6 +98,7 @@ def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
+    authorize(request.user, "tenancy.change_tenant", tenant)
     return _confirm(
         request, title=f"Restore {tenant.name}?", effect=f"{tenant.name} comes back into lists.",
         action_label="Restore tenant", danger=False,
@@ -133,6 +138,7 @@ def agent_create(request: HttpRequest) -> HttpResponse:
     if tenant is None:
         messages.info(request, "Create a tenant first: agents belong to a tenant.")
         return redirect("tenancy:tenant_create")
+    authorize(request.user, "tenancy.add_agent", tenant)
     form = AgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         agent = call_service(form, lambda: services.agent_create(actor=request.user, tenant=tenant, **form.cleaned_data))
@@ -154,6 +160,7 @@ def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def agent_edit(request: HttpRequest, pk: int) -> HttpResponse:
     agent = selectors.agent_get_for_user(user=request.user, pk=pk)
+    authorize(request.user, "tenancy.change_agent", agent.tenant)
     form = AgentEditForm(request.POST or None, initial={"name": agent.name, "description": agent.description})
     if request.method == "POST" and form.is_valid():
         if call_service(form, lambda: services.agent_update(actor=request.user, agent=agent, **form.cleaned_data)):
@@ -165,6 +172,7 @@ def agent_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
     agent = selectors.agent_get_for_user(user=request.user, pk=pk)
+    authorize(request.user, "tenancy.change_agent", agent.tenant)
     return _confirm(
         request, title=f"Archive {agent.name}?",
         effect=f"{agent.name} ({agent.tenant.name}) disappears from lists; its history stays.",
@@ -180,6 +188,7 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def environment_create(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
+    authorize(request.user, "tenancy.add_environment", tenant)
     form = EnvironmentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         environment = call_service(form, lambda: services.environment_create(
@@ -193,6 +202,7 @@ def environment_create(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 def environment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     environment = selectors.environment_get_for_user(user=request.user, pk=pk)
+    authorize(request.user, "tenancy.change_environment", environment.tenant)
     form = EnvironmentEditForm(request.POST or None, initial={
         "name": environment.name, "is_production": environment.is_production})
     if request.method == "POST" and form.is_valid():
@@ -219,6 +229,7 @@ def environment_move(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
     environment = selectors.environment_get_for_user(user=request.user, pk=pk)
+    authorize(request.user, "tenancy.change_environment", environment.tenant)
     return _confirm(
         request, title=f"Archive {environment.name} of {environment.tenant.name}?",
         effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "

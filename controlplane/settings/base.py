@@ -51,6 +51,9 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.accounts",
     "apps.tenancy",
+    "apps.bundles",
+    "apps.flags",
+    "apps.rollouts",
     "apps.runtimes",
     "apps.dashboard",
     "controlplane.fastpath",
@@ -90,7 +93,8 @@ TEMPLATES = [
 ]
 
 _sqlite_default = f"sqlite:///{VAR_DIR / 'controlplane.sqlite3'}"
-DATABASES = {"default": env.db("DATABASE_URL", default=_sqlite_default)}
+# An empty variable counts as unset (compose files and shells often export KEY=).
+DATABASES = {"default": env.db_url_config(env("DATABASE_URL", default="") or _sqlite_default)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server, worker and beat share one file: WAL lets readers run beside the
     # writer, IMMEDIATE takes the write lock up front instead of failing mid-transaction.
@@ -131,6 +135,11 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "controlplane.staticfinders.PlotlyFinder",  # vendor/plotly/plotly.min.js from the plotly package
+]
 # The container image collects static files at build time into a read-only directory of its
 # own (STATIC_ROOT=/app/staticfiles); the embedded default keeps them under var/.
 STATIC_ROOT = Path(env("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
@@ -142,9 +151,11 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
+    # Token first: DRF answers a failed or missing login with the first class's challenge,
+    # so scripts get 401 + `WWW-Authenticate: Token` (the session has none, which gives 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -166,9 +177,17 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# Ed25519 key that signs bundle versions and runtime snapshots. Production: a PEM (PKCS#8)
+# private key, or the base64 of its raw 32-byte seed, in CONTROLPLANE_SIGNING_KEY, or a PEM
+# file named by CONTROLPLANE_SIGNING_KEY_FILE. Embedded default: generated under var/signing/
+# and rotated with `./manage.py signing_key rotate`. Retired public keys stay published.
+SIGNING_KEY = env("CONTROLPLANE_SIGNING_KEY", default="")
+SIGNING_KEY_FILE = env("CONTROLPLANE_SIGNING_KEY_FILE", default="")
+SIGNING_KEY_DIR = Path(env("CONTROLPLANE_SIGNING_KEY_DIR", default="") or VAR_DIR / "signing")
+
 # Celery: Redis in production; with no broker configured, kombu's filesystem transport,
 # which needs no server (the embedded default).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "filesystem://")
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
 # beat keeps its schedule under var/celery/ whatever the broker (it fails to start without it)
 (VAR_DIR / "celery").mkdir(parents=True, exist_ok=True)
 if CELERY_BROKER_URL == "filesystem://":

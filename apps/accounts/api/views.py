@@ -101,6 +101,11 @@ class TokenObtainView(APIView):
             raise AuthenticationFailed("Wrong username or password.")
         return Response({"token": services.api_token_rotate(actor=user, user=user)})
 
+    def get_authenticate_header(self, request: Request) -> str:
+        # No authentication classes here, so DRF would turn a wrong password into a 403;
+        # a failed login is a 401.
+        return "Token"
+
 
 class MeView(APIView):
     @extend_schema(responses={200: s.UserOutput})

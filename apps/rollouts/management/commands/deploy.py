@@ -14,6 +14,10 @@ from apps.tenancy.models import Agent, Environment
 class Command(BaseCommand):
     help = "Deploy a bundle version as the stable version of an agent in an environment, now."
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        # `--version N` is the bundle version here, not Django's own --version flag.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--agent", required=True, help="agent slug")
         parser.add_argument("--environment", required=True, help="environment slug")

@@ -1,0 +1,67 @@
+"""Where validation findings are collected: JSON pointer -> messages."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterable
+
+
+def escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def pointer(*tokens: str | int) -> str:
+    """``pointer("tools", 0, "name")`` -> ``/tools/0/name`` (RFC 6901)."""
+    return "".join(f"/{escape(str(t))}" for t in tokens)
+
+
+def child(base: str, *tokens: str | int) -> str:
+    return base + pointer(*tokens)
+
+
+def from_path(path: Iterable[str | int]) -> str:
+    return pointer(*path)
+
+
+def _sort_key(ptr: str) -> tuple[tuple[int, int | str], ...]:
+    tokens = ptr.split("/")[1:] if ptr else []
+    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in tokens)
+
+
+def sorted_findings(findings: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {key: findings[key] for key in sorted(findings, key=_sort_key)}
+
+
+# Control characters, invisible formatting (zero-width, bidirectional overrides) and line
+# separators have no place in a name: they hide or reorder what a reviewer reads.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def first_hidden_character(text: str) -> str | None:
+    return next((ch for ch in text if unicodedata.category(ch) in _HIDDEN_CATEGORIES), None)
+
+
+def hidden_character_message(text: str) -> str | None:
+    ch = first_hidden_character(text)
+    if ch is None:
+        return None
+    return (
+        f"Contains a control or invisible character (U+{ord(ch):04X}); names must be plain, "
+        "visible text."
+    )
+
+
+class Report:
+    def __init__(self) -> None:
+        self.errors: dict[str, list[str]] = {}
+        self.warnings: dict[str, list[str]] = {}
+
+    def error(self, ptr: str, message: str) -> None:
+        messages = self.errors.setdefault(ptr, [])
+        if message not in messages:
+            messages.append(message)
+
+    def warn(self, ptr: str, message: str) -> None:
+        messages = self.warnings.setdefault(ptr, [])
+        if message not in messages:
+            messages.append(message)

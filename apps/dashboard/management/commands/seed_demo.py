@@ -1,0 +1,36 @@
+"""Demo data for a newcomer. Idempotent: running it again changes nothing that exists.
+
+It lives in the dashboard app because the dashboard may use every other app: the tenancy
+seed comes first (tenant, environments, agents), then each capability adds its demo data to
+that tenant. A new capability adds one line to ``SEEDERS``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from apps.bundles import demo as bundles_demo
+from apps.tenancy import demo as tenancy_demo
+from apps.tenancy.models import Tenant
+
+SEEDERS: list[tuple[str, Callable[[Tenant], list[str]]]] = [
+    ("bundles", bundles_demo.seed),
+]
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the demo tenant `acme`: environments, agents and each capability's demo data "
+        "(idempotent)."
+    )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        tenant, done = tenancy_demo.seed()
+        for line in done:
+            self.stdout.write(line)
+        for _name, seed in SEEDERS:
+            for line in seed(tenant):
+                self.stdout.write(line)
+        self.stdout.write(self.style.SUCCESS(f"demo data ready: tenant {tenant.slug}"))

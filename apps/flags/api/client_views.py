@@ -1,0 +1,70 @@
+"""The writing half of the Unleash client API: SDK registration and usage metrics. Both
+answer 202 (the Python SDK drops a metrics bucket answered with anything else) and are
+authenticated by a runtime token, sent bare or as ``Bearer``, as the SDKs send it."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
+from apps.accounts.models import RuntimeToken
+from controlplane.api import ErrorSerializer
+
+from ..services import flag_metrics_record, sdk_instance_register
+from .serializers import ClientMetricsInput, ClientRegisterInput
+
+CLIENT_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer}
+
+
+class ClientRegisterView(APIView):
+    """An Unleash SDK announces itself (app name, instance, SDK version, strategies)."""
+
+    authentication_classes = [RuntimeTokenAuthentication]
+    permission_classes = [HasRuntimeToken]
+
+    @extend_schema(
+        request=ClientRegisterInput, responses={202: None, **CLIENT_ERRORS}, tags=["unleash client"]
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ClientRegisterInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        sdk_instance_register(
+            token=cast(RuntimeToken, request.auth),
+            app_name=data["appName"],
+            instance_id=data["instanceId"],
+            sdk_version=data["sdkVersion"],
+            strategies=data["strategies"],
+            started=data["started"],
+            interval_ms=data["interval"],
+        )
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+
+class ClientMetricsView(APIView):
+    """An Unleash SDK reports how often each flag evaluated to yes / no and which variants."""
+
+    authentication_classes = [RuntimeTokenAuthentication]
+    permission_classes = [HasRuntimeToken]
+
+    @extend_schema(
+        request=ClientMetricsInput, responses={202: None, **CLIENT_ERRORS}, tags=["unleash client"]
+    )
+    def post(self, request: Request) -> Response:
+        serializer = ClientMetricsInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        flag_metrics_record(
+            token=cast(RuntimeToken, request.auth),
+            app_name=data["appName"],
+            instance_id=data["instanceId"],
+            start=data["bucket"]["start"],
+            toggles=data["bucket"]["toggles"],
+        )
+        return Response(status=status.HTTP_202_ACCEPTED)

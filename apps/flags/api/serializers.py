@@ -1,0 +1,297 @@
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from controlplane.api import OptionalReasonMixin
+
+from ..models import (
+    AgentMode,
+    Flag,
+    FlagType,
+    KillSwitch,
+    KillSwitchKind,
+    KillSwitchScope,
+    SdkInstance,
+    Segment,
+)
+from ..unleash import kill_feature_name
+
+JSON_LIST_HELP = "Unleash documents, validated field by field (errors come back keyed by path)."
+
+# --------------------------------------------------------------------------- flags
+
+
+class FlagOutput(serializers.ModelSerializer):
+    environment_slug = serializers.CharField(source="environment.slug", read_only=True)
+    tenant_slug = serializers.CharField(source="environment.tenant.slug", read_only=True)
+
+    class Meta:
+        model = Flag
+        fields = [
+            "id",
+            "environment",
+            "environment_slug",
+            "tenant_slug",
+            "name",
+            "description",
+            "type",
+            "enabled",
+            "impression_data",
+            "stale",
+            "project",
+            "strategies",
+            "variants",
+            "dependencies",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class FlagCreateInput(OptionalReasonMixin):
+    environment = serializers.IntegerField(help_text="environment id")
+    name = serializers.CharField(max_length=200, trim_whitespace=False)
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=5000
+    )
+    type = serializers.ChoiceField(choices=FlagType.choices, default=FlagType.RELEASE)
+    enabled = serializers.BooleanField(default=False)
+    impression_data = serializers.BooleanField(default=False)
+    strategies = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)
+    variants = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)
+    dependencies = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)
+
+
+class FlagUpdateInput(OptionalReasonMixin):
+    description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    type = serializers.ChoiceField(choices=FlagType.choices, required=False)
+    enabled = serializers.BooleanField(required=False)
+    impression_data = serializers.BooleanField(required=False)
+    stale = serializers.BooleanField(required=False)
+    strategies = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)
+    variants = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)
+    dependencies = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)
+
+
+class FlagToggleInput(OptionalReasonMixin):
+    enabled = serializers.BooleanField(help_text="on or off; production requires a reason")
+
+
+class FlagImportInput(OptionalReasonMixin):
+    environment = serializers.IntegerField(help_text="environment id")
+    mode = serializers.ChoiceField(
+        choices=[("merge", "merge"), ("replace", "replace")],
+        default="merge",
+        help_text="merge keeps flags not in the payload; replace deletes them",
+    )
+    payload = serializers.JSONField(
+        help_text="an Unleash client-features payload (v1/v2) or delta events"
+    )
+
+
+class FlagImportOutput(serializers.Serializer):
+    mode = serializers.CharField()
+    revision = serializers.IntegerField()
+    created = serializers.ListField(child=serializers.CharField())
+    updated = serializers.ListField(child=serializers.CharField())
+    unchanged = serializers.ListField(child=serializers.CharField())
+    deleted = serializers.ListField(child=serializers.CharField())
+    segments_created = serializers.ListField(child=serializers.IntegerField())
+    segments_updated = serializers.ListField(child=serializers.IntegerField())
+    segments_deleted = serializers.ListField(child=serializers.IntegerField())
+    warnings = serializers.ListField(child=serializers.CharField())
+
+
+class SdkInstanceOutput(serializers.ModelSerializer):
+    class Meta:
+        model = SdkInstance
+        fields = [
+            "app_name",
+            "instance_id",
+            "sdk_version",
+            "strategies",
+            "started_at",
+            "interval_ms",
+            "first_seen_at",
+            "last_seen_at",
+        ]
+        read_only_fields = fields
+
+
+class UsageHourOutput(serializers.Serializer):
+    hour = serializers.DateTimeField()
+    yes = serializers.IntegerField()
+    no = serializers.IntegerField()
+
+
+class FlagUsageOutput(serializers.Serializer):
+    instances = SdkInstanceOutput(many=True)
+    hourly = UsageHourOutput(many=True)
+    variants = serializers.ListField(child=serializers.DictField())
+
+
+# --------------------------------------------------------------------------- segments
+
+
+class SegmentOutput(serializers.ModelSerializer):
+    environment_slug = serializers.CharField(source="environment.slug", read_only=True)
+
+    class Meta:
+        model = Segment
+        fields = [
+            "id",
+            "environment",
+            "environment_slug",
+            "segment_id",
+            "name",
+            "description",
+            "constraints",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class SegmentCreateInput(OptionalReasonMixin):
+    environment = serializers.IntegerField(help_text="environment id")
+    segment_id = serializers.IntegerField(
+        required=False, min_value=1, help_text="Unleash segment id; next free if omitted"
+    )
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=5000
+    )
+    constraints = serializers.JSONField(help_text=JSON_LIST_HELP)
+
+
+class SegmentUpdateInput(OptionalReasonMixin):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    constraints = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)
+
+
+# --------------------------------------------------------------------------- kill switches
+
+
+class KillSwitchOutput(serializers.ModelSerializer):
+    tenant_slug = serializers.CharField(source="tenant.slug", read_only=True, default=None)
+    agent_slug = serializers.CharField(source="agent.slug", read_only=True, default=None)
+    environment_slug = serializers.CharField(
+        source="environment.slug", read_only=True, default=None
+    )
+    status = serializers.SerializerMethodField()
+    feature_name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = KillSwitch
+        fields = [
+            "id",
+            "kind",
+            "scope",
+            "tenant",
+            "tenant_slug",
+            "agent",
+            "agent_slug",
+            "environment",
+            "environment_slug",
+            "tool_pattern",
+            "mode",
+            "reason",
+            "status",
+            "feature_name",
+            "engaged_at",
+            "engaged_by_label",
+            "engaged_revisions",
+            "released_at",
+            "released_by_label",
+            "release_reason",
+            "released_revisions",
+        ]
+        read_only_fields = fields
+
+    def get_status(self, obj: KillSwitch) -> str:
+        return "engaged" if obj.is_engaged else "released"
+
+    def get_feature_name(self, obj: KillSwitch) -> str:
+        return kill_feature_name(
+            kind=obj.kind,
+            agent=obj.agent.slug if obj.agent else None,
+            tool_pattern=obj.tool_pattern,
+            mode=obj.mode,
+        )
+
+
+class KillSwitchEngageInput(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=KillSwitchKind.choices)
+    scope = serializers.ChoiceField(choices=KillSwitchScope.choices)
+    tenant = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="tenant id (implied by agent or environment)",
+    )
+    agent = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="agent id"
+    )
+    environment = serializers.IntegerField(
+        required=False, allow_null=True, default=None, help_text="environment id"
+    )
+    tool_pattern = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=200
+    )
+    mode = serializers.ChoiceField(
+        choices=AgentMode.choices, required=False, allow_blank=True, default=""
+    )
+    reason = serializers.CharField(
+        max_length=2000, help_text="why: kept in the audit log, shown to runtimes"
+    )
+
+
+# ------------------------------------------------------------- Unleash client API (SDKs)
+
+
+class ClientRegisterInput(serializers.Serializer):
+    appName = serializers.CharField(max_length=200)
+    instanceId = serializers.CharField(max_length=200, required=False, default="unknown")
+    sdkVersion = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    strategies = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, default=list, max_length=200
+    )
+    started = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    interval = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+
+
+class ToggleCountsInput(serializers.Serializer):
+    yes = serializers.IntegerField(min_value=0, default=0)
+    no = serializers.IntegerField(min_value=0, default=0)
+    variants = serializers.DictField(
+        child=serializers.IntegerField(min_value=0), required=False, default=dict
+    )
+
+    def validate_variants(self, value: dict[str, int]) -> dict[str, int]:
+        if len(value) > 200 or any(len(name) > 200 for name in value):
+            raise serializers.ValidationError(
+                "At most 200 variants, with names of at most 200 characters."
+            )
+        return value
+
+
+class MetricsBucketInput(serializers.Serializer):
+    start = serializers.DateTimeField()
+    stop = serializers.DateTimeField()
+    toggles = serializers.DictField(child=ToggleCountsInput())
+
+    def validate_toggles(self, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > 10000:
+            raise serializers.ValidationError("At most 10,000 flags per bucket.")
+        if any(not name or len(name) > 200 for name in value):
+            raise serializers.ValidationError("Flag names have 1 to 200 characters.")
+        return value
+
+
+class ClientMetricsInput(serializers.Serializer):
+    appName = serializers.CharField(max_length=200)
+    instanceId = serializers.CharField(max_length=200, required=False, default="unknown")
+    bucket = MetricsBucketInput()

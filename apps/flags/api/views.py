@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.tenancy.models import Environment, Tenant
+from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user, tenant_get_for_user
+from controlplane.api import ErrorSerializer, OptionalReasonMixin, ReasonSerializer, ScopedViewSet
+
+from .. import selectors, services
+from ..models import Flag, KillSwitch, Segment
+from . import serializers as s
+from .permissions import CanViewFlags
+
+ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+ENVIRONMENT = OpenApiParameter("environment", int, description="environment id")
+TENANT = OpenApiParameter("tenant", int, description="tenant id")
+
+
+def _environment_filter(request: Request) -> Environment | None:
+    value = request.query_params.get("environment", "")
+    if not value:
+        return None
+    if not value.isdigit():
+        raise ValidationError({"environment": ["An environment id."]})
+    return environment_get_for_user(user=request.user, pk=int(value))
+
+
+class FlagViewSet(ScopedViewSet):
+    """Flags per environment, in the Unleash model. Every change bumps the environment's
+    revision; in production a reason is required."""
+
+    permission_classes = [IsAuthenticated, CanViewFlags]
+    view_permission = "flags.view_flag"
+
+    def scoped_queryset(self) -> QuerySet[Flag]:
+        return selectors.flag_list_for_user(
+            user=self.request.user, environment=_environment_filter(self.request)
+        )
+
+    @extend_schema(parameters=[ENVIRONMENT], responses={200: s.FlagOutput(many=True)})
+    def list(self, request: Request) -> Response:
+        return self.paginated(self.get_queryset(), s.FlagOutput)
+
+    @extend_schema(responses={200: s.FlagOutput, **ERRORS})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.FlagOutput(self.get_object()).data)
+
+    @extend_schema(request=s.FlagCreateInput, responses={201: s.FlagOutput, **ERRORS})
+    def create(self, request: Request) -> Response:
+        data: dict[str, Any] = self.validated(s.FlagCreateInput)
+        environment = environment_get_for_user(user=request.user, pk=data.pop("environment"))
+        flag = services.flag_create(actor=request.user, environment=environment, **data)
+        return Response(s.FlagOutput(flag).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.FlagUpdateInput, responses={200: s.FlagOutput, **ERRORS})
+    def partial_update(self, request: Request, pk: str) -> Response:
+        data: dict[str, Any] = self.validated(s.FlagUpdateInput)
+        flag = services.flag_update(actor=request.user, flag=self.get_object(), **data)
+        return Response(s.FlagOutput(flag).data)
+
+    @extend_schema(
+        request=OptionalReasonMixin,
+        parameters=[OpenApiParameter("reason", str)],
+        responses={204: None, **ERRORS},
+    )
+    def destroy(self, request: Request, pk: str) -> Response:
+        flag = self.get_object()
+        reason = request.data.get("reason") if isinstance(request.data, dict) else None
+        services.flag_delete(
+            actor=request.user, flag=flag, reason=reason or request.query_params.get("reason", "")
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=s.FlagToggleInput, responses={200: s.FlagOutput, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def toggle(self, request: Request, pk: str) -> Response:
+        data = self.validated(s.FlagToggleInput)
+        flag = services.flag_toggle(actor=request.user, flag=self.get_object(), **data)
+        return Response(s.FlagOutput(flag).data)
+
+    @extend_schema(request=s.FlagImportInput, responses={200: s.FlagImportOutput, **ERRORS})
+    @action(detail=False, methods=["post"], url_path="import")
+    def import_(self, request: Request) -> Response:
+        """Import an Unleash client-features payload (v1/v2 with segments and dependencies, or
+        delta events) into one environment: ``merge`` or ``replace``."""
+        data: dict[str, Any] = self.validated(s.FlagImportInput)
+        environment = environment_get_for_user(user=request.user, pk=data.pop("environment"))
+        result = services.flags_import(actor=request.user, environment=environment, **data)
+        return Response(result.summary())
+
+    @extend_schema(responses={200: s.FlagUsageOutput, **ERRORS})
+    @action(detail=True, methods=["get"])
+    def usage(self, request: Request, pk: str) -> Response:
+        """Registered SDK instances of the flag's environment and its evaluation counts per hour."""
+        flag = self.get_object()
+        return Response(
+            {
+                "instances": s.SdkInstanceOutput(
+                    selectors.sdk_instances_for_environment(environment=flag.environment), many=True
+                ).data,
+                "hourly": [
+                    {"hour": r.hour, "yes": r.yes, "no": r.no}
+                    for r in selectors.flag_usage_hourly(flag=flag)
+                ],
+                "variants": [
+                    {"hour": h, "variant": v, "count": c}
+                    for h, v, c in selectors.flag_variant_usage_hourly(flag=flag)
+                ],
+            }
+        )
+
+
+class SegmentViewSet(ScopedViewSet):
+    permission_classes = [IsAuthenticated, CanViewFlags]
+    view_permission = "flags.view_segment"
+
+    def scoped_queryset(self) -> QuerySet[Segment]:
+        return selectors.segment_list_for_user(
+            user=self.request.user, environment=_environment_filter(self.request)
+        )
+
+    @extend_schema(parameters=[ENVIRONMENT], responses={200: s.SegmentOutput(many=True)})
+    def list(self, request: Request) -> Response:
+        return self.paginated(self.get_queryset(), s.SegmentOutput)
+
+    @extend_schema(responses={200: s.SegmentOutput, **ERRORS})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.SegmentOutput(self.get_object()).data)
+
+    @extend_schema(request=s.SegmentCreateInput, responses={201: s.SegmentOutput, **ERRORS})
+    def create(self, request: Request) -> Response:
+        data: dict[str, Any] = self.validated(s.SegmentCreateInput)
+        environment = environment_get_for_user(user=request.user, pk=data.pop("environment"))
+        segment = services.segment_create(actor=request.user, environment=environment, **data)
+        return Response(s.SegmentOutput(segment).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.SegmentUpdateInput, responses={200: s.SegmentOutput, **ERRORS})
+    def partial_update(self, request: Request, pk: str) -> Response:
+        segment = services.segment_update(
+            actor=request.user, segment=self.get_object(), **self.validated(s.SegmentUpdateInput)
+        )
+        return Response(s.SegmentOutput(segment).data)
+
+    @extend_schema(request=OptionalReasonMixin, responses={204: None, **ERRORS})
+    def destroy(self, request: Request, pk: str) -> Response:
+        reason = request.data.get("reason") if isinstance(request.data, dict) else None
+        services.segment_delete(
+            actor=request.user,
+            segment=self.get_object(),
+            reason=reason or request.query_params.get("reason", ""),
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class KillSwitchViewSet(ScopedViewSet):
+    """Kill switches: engaged with a reason, released only explicitly (with a reason)."""
+
+    permission_classes = [IsAuthenticated, CanViewFlags]
+    view_permission = "flags.view_killswitch"
+
+    def scoped_queryset(self) -> QuerySet[KillSwitch]:
+        engaged = {"engaged": True, "released": False}.get(
+            self.request.query_params.get("status", "")
+        )
+        tenant = self.request.query_params.get("tenant", "")
+        return selectors.kill_switch_list_for_user(
+            user=self.request.user,
+            engaged=engaged,
+            tenant_id=int(tenant) if tenant.isdigit() else None,
+        )
+
+    @extend_schema(
+        parameters=[TENANT, OpenApiParameter("status", str, enum=["engaged", "released"])],
+        responses={200: s.KillSwitchOutput(many=True)},
+    )
+    def list(self, request: Request) -> Response:
+        return self.paginated(self.get_queryset(), s.KillSwitchOutput)
+
+    @extend_schema(responses={200: s.KillSwitchOutput, **ERRORS})
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(s.KillSwitchOutput(self.get_object()).data)
+
+    @extend_schema(request=s.KillSwitchEngageInput, responses={201: s.KillSwitchOutput, **ERRORS})
+    def create(self, request: Request) -> Response:
+        """Engage a kill switch. It never releases by itself."""
+        data: dict[str, Any] = self.validated(s.KillSwitchEngageInput)
+        agent_id, environment_id, tenant_id = (
+            data.pop("agent"),
+            data.pop("environment"),
+            data.pop("tenant"),
+        )
+        agent = agent_get_for_user(user=request.user, pk=agent_id) if agent_id else None
+        environment = (
+            environment_get_for_user(user=request.user, pk=environment_id)
+            if environment_id
+            else None
+        )
+        tenant: Tenant | None = (
+            tenant_get_for_user(user=request.user, pk=tenant_id) if tenant_id else None
+        )
+        if tenant is None and data["scope"] != "global":
+            tenant = agent.tenant if agent else (environment.tenant if environment else None)
+        switch = services.kill_switch_engage(
+            actor=request.user, tenant=tenant, agent=agent, environment=environment, **data
+        )
+        return Response(s.KillSwitchOutput(switch).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReasonSerializer, responses={200: s.KillSwitchOutput, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def release(self, request: Request, pk: str) -> Response:
+        switch = services.kill_switch_release(
+            actor=request.user, switch=self.get_object(), **self.validated(ReasonSerializer)
+        )
+        return Response(s.KillSwitchOutput(switch).data)

@@ -1,0 +1,82 @@
+"""plotly figures for the flag pages, built in Python and rendered with the locally served
+plotly.js (``static/vendor/plotly/plotly.min.js``)."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+
+import plotly.graph_objects as go
+
+from .selectors import UsageRow
+
+YES_COLOUR = "#15803d"  # green: the flag was on for that evaluation
+NO_COLOUR = "#94a3b8"  # grey: it was off
+VARIANT_COLOURS = [
+    "#2563eb",
+    "#d97706",
+    "#7c3aed",
+    "#0891b2",
+    "#be123c",
+    "#4d7c0f",
+    "#a16207",
+    "#475569",
+]
+_LAYOUT = {
+    "height": 300,
+    "margin": {"l": 50, "r": 20, "t": 50, "b": 40},
+    "barmode": "stack",
+    "legend": {"orientation": "h", "y": -0.2},
+    "plot_bgcolor": "#ffffff",
+    "yaxis": {"rangemode": "tozero", "gridcolor": "#e2e8f0"},
+}
+
+
+def usage_figure(rows: list[UsageRow], *, tz: tzinfo, flag_name: str) -> go.Figure:
+    """Stacked bars per hour: evaluations where the flag was on, and where it was off."""
+    hours = [r.hour.astimezone(tz) for r in rows]
+    figure = go.Figure(
+        [
+            go.Bar(name="on (yes)", x=hours, y=[r.yes for r in rows], marker_color=YES_COLOUR),
+            go.Bar(name="off (no)", x=hours, y=[r.no for r in rows], marker_color=NO_COLOUR),
+        ]
+    )
+    figure.update_layout(
+        title=f"How often did SDKs find {flag_name} on? (evaluations per hour, {tz})",
+        xaxis_title=None,
+        yaxis_title="evaluations",
+        **_LAYOUT,
+    )
+    return figure
+
+
+def variants_figure(
+    rows: list[tuple[datetime, str, int]], *, tz: tzinfo, flag_name: str
+) -> go.Figure | None:
+    """Stacked bars per hour by variant served; None when no variant was reported."""
+    if not rows:
+        return None
+    names = sorted({variant for _, variant, _ in rows})
+    figure = go.Figure()
+    for i, name in enumerate(names):
+        points = [(hour.astimezone(tz), count) for hour, variant, count in rows if variant == name]
+        figure.add_bar(
+            name=name,
+            x=[p[0] for p in points],
+            y=[p[1] for p in points],
+            marker_color=NO_COLOUR
+            if name == "disabled"
+            else VARIANT_COLOURS[i % len(VARIANT_COLOURS)],
+        )
+    figure.update_layout(
+        title=f"Which variants of {flag_name} did SDKs serve? (per hour, {tz})",
+        yaxis_title="evaluations",
+        **_LAYOUT,
+    )
+    return figure
+
+
+def figure_html(figure: go.Figure) -> str:
+    """A ``<div>`` and its script, for a page that loads plotly.min.js itself."""
+    return figure.to_html(
+        full_html=False, include_plotlyjs=False, config={"displaylogo": False, "responsive": True}
+    )

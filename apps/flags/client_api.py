@@ -1,0 +1,88 @@
+"""The Unleash client API on the runtime fast path: ``GET /api/client/features`` and
+``GET /api/client/streaming``. Builders run once per revision, token scope and variant; the
+fast path answers ETag/304 and keeps the stream open (see docs/decisions/0001)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+
+from apps.tenancy.models import Environment
+from controlplane.fastpath import Route, StreamRoute, TokenScope, register, register_stream
+
+from .selectors import environment_features, kill_switch_dict, kill_switches_engaged_for
+from .unleash import client_features_body, delta_events, hydration_body, kill_features, query_hash
+
+FEATURES_PATH = "/api/client/features"
+STREAMING_PATH = "/api/client/streaming"
+SEGMENTS_SPEC = (4, 2, 0)  # clients from this spec on read top-level segments
+_VERSION = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+
+
+def _spec_version(value: str) -> tuple[int, int, int] | None:
+    match = _VERSION.match(value or "")
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2) or 0), int(match.group(3) or 0)
+
+
+def features_variant(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
+    """``segments`` for SDKs announcing ``Unleash-Client-Spec`` >= 4.2.0; ``inline`` (segment
+    constraints copied into each strategy) for older ones and for anything else."""
+    version = _spec_version(headers.get("unleash-client-spec", ""))
+    return "segments" if version is not None and version >= SEGMENTS_SPEC else "inline"
+
+
+def environment_state(scope: TokenScope) -> tuple[int, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(revision, features including kill switches, segments) for a token's scope. The
+    revision is read first: content read after it is at least as new, so a body is never
+    labelled with a revision newer than what it shows."""
+    with transaction.atomic():
+        environment = Environment.objects.get(pk=scope.environment_id)
+        revision = environment.revision
+        features, segments = environment_features(environment_id=environment.pk)
+        switches = [
+            kill_switch_dict(s)
+            for s in kill_switches_engaged_for(environment=environment, agent_id=scope.agent_id)
+        ]
+    return revision, [*features, *kill_features(switches)], segments
+
+
+def build_features(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+    revision, features, segments = environment_state(scope)
+    return revision, client_features_body(
+        features=features,
+        segments=segments,
+        revision=revision,
+        query=query_hash(scope.environment_id, scope.agent_id, variant),
+        with_segments=variant == "segments",
+    )
+
+
+def build_hydration(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+    revision, features, segments = environment_state(scope)
+    return revision, hydration_body(features=features, segments=segments, revision=revision)
+
+
+def register_routes() -> None:
+    register(
+        Route(
+            path=FEATURES_PATH,
+            kind="unleash-features",
+            build=build_features,
+            variant=features_variant,
+        )
+    )
+    register_stream(
+        StreamRoute(
+            path=STREAMING_PATH,
+            kind="unleash-streaming",
+            build=build_hydration,
+            connected_event="unleash-connected",
+            updated_event="unleash-updated",
+            delta=delta_events,
+        )
+    )

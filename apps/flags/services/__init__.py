@@ -1,0 +1,32 @@
+"""Every write to flags, segments and kill switches (authorised, validated, audited, one
+transaction, revision bumped), and the recording of what Unleash SDKs report."""
+
+from .flags import (
+    flag_create,
+    flag_delete,
+    flag_toggle,
+    flag_update,
+    segment_create,
+    segment_delete,
+    segment_update,
+)
+from .imports import ImportResult, flags_import
+from .kill_switches import kill_switch_engage, kill_switch_release, kill_switch_validate
+from .usage import flag_metrics_record, sdk_instance_register
+
+__all__ = [
+    "ImportResult",
+    "flag_create",
+    "flag_delete",
+    "flag_metrics_record",
+    "flag_toggle",
+    "flag_update",
+    "flags_import",
+    "kill_switch_engage",
+    "kill_switch_release",
+    "kill_switch_validate",
+    "sdk_instance_register",
+    "segment_create",
+    "segment_delete",
+    "segment_update",
+]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+
+from apps.tenancy.models import Environment
+
+REASON_REQUIRED = "Say why: the reason is kept in the audit log."
+
+
+def require_reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": [REASON_REQUIRED]})
+    return reason
+
+
+def lock_environment(environment: Environment) -> Environment:
+    """Serialises flag changes per environment (dependency and segment checks read the
+    other flags) and refuses archived ones."""
+    locked = (
+        Environment.objects.select_for_update(of=("self",))
+        .select_related("tenant")
+        .get(pk=environment.pk)
+    )
+    if locked.is_archived:
+        raise ValidationError(
+            {"environment": ["This environment is archived: its flags are frozen."]}
+        )
+    return locked
+
+
+def reason_for(environment: Environment, reason: str) -> str:
+    """Production changes need a reason; elsewhere it is welcome but optional."""
+    if environment.is_production:
+        return require_reason(reason)
+    return (reason or "").strip()

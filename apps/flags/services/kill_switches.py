@@ -1,0 +1,281 @@
+"""Kill switches: engaged and released explicitly, never by themselves.
+
+Engaging or releasing bumps the revision of every environment the switch reaches (global:
+all environments of all tenants; tenant and agent: every environment of the tenant;
+environment: that one) in the same transaction, and records those revisions on the switch
+so its propagation to runtimes can be measured."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import structlog
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from apps.accounts.authz import authorize
+from apps.accounts.selectors import user_is_admin
+from apps.audit.services import Actor, SystemActor, audit_record
+from apps.tenancy.models import Agent, Environment, Tenant
+from apps.tenancy.services import environment_revision_bump
+
+from ..models import AgentMode, KillSwitch, KillSwitchKind, KillSwitchScope
+from ..selectors import kill_switch_affected_environments
+from ._common import require_reason
+
+log = structlog.get_logger(__name__)
+
+# Tool names and shell-style globs over them: letters, digits and _ - . : / plus * ? [ ].
+TOOL_PATTERN = re.compile(r"^[A-Za-z0-9_\-.:/*?\[\]]{1,200}$")
+
+
+def _actor_user(actor: Actor) -> Any:
+    return (
+        actor if getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None) else None
+    )
+
+
+def _actor_label(actor: Actor) -> str:
+    if isinstance(actor, SystemActor):
+        return actor.label
+    if actor is None or not actor.is_authenticated:
+        return "anonymous"
+    return actor.get_username()
+
+
+def _authorize(actor: Actor, permission: str, scope: str, tenant: Tenant | None) -> None:
+    if scope != KillSwitchScope.GLOBAL:
+        authorize(actor, permission, tenant)  # a missing tenant is a validation error, later
+    else:
+        # A global switch reaches every tenant, so only someone who sees every tenant may
+        # throw (or release) it.
+        authorize(actor, permission)
+        if not isinstance(actor, SystemActor) and not user_is_admin(actor):  # type: ignore[arg-type]
+            raise PermissionDenied(
+                "Only Admins engage or release global kill switches; choose a tenant scope."
+            )
+
+
+def kill_switch_validate(
+    *,
+    kind: str,
+    scope: str,
+    tenant: Tenant | None,
+    agent: Agent | None,
+    environment: Environment | None,
+    tool_pattern: str,
+    mode: str,
+) -> dict[str, list[str]]:
+    """What is wrong with a switch before engaging it, by field (empty: nothing). Used by the
+    confirmation page, to state the effect only of a switch that can be engaged."""
+    errors: dict[str, list[str]] = {}
+    if kind not in KillSwitchKind.values:
+        errors["kind"] = [f"Use one of: {', '.join(KillSwitchKind.values)}."]
+    if scope not in KillSwitchScope.values:
+        errors["scope"] = [f"Use one of: {', '.join(KillSwitchScope.values)}."]
+    if errors:
+        return errors
+    if kind == KillSwitchKind.TOOL_DISABLED:
+        if not tool_pattern:
+            errors["tool_pattern"] = ["Name the tool, or a pattern such as issue_* ."]
+        elif not TOOL_PATTERN.match(tool_pattern):
+            errors["tool_pattern"] = [
+                "A tool name or glob: letters, digits, _ - . : / and * ? [ ] only."
+            ]
+        if mode:
+            errors["mode"] = ["Only for forcing an agent's mode."]
+    else:
+        if tool_pattern:
+            errors["tool_pattern"] = ["Only for disabling a tool."]
+        if agent is None:
+            errors["agent"] = ["Choose the agent."]
+    if kind == KillSwitchKind.AGENT_MODE and mode not in AgentMode.values:
+        errors["mode"] = [
+            "Choose read_only (no write or critical tools) or draft_only "
+            "(nothing leaves without approval)."
+        ]
+    if kind == KillSwitchKind.AGENT_STOPPED and mode:
+        errors["mode"] = ["Only for forcing an agent's mode."]
+
+    if scope == KillSwitchScope.GLOBAL:
+        if kind != KillSwitchKind.TOOL_DISABLED:
+            errors["scope"] = [
+                "Everywhere applies to tools; an agent's mode or stop is scoped to its agent."
+            ]
+        if tenant is not None or agent is not None or environment is not None:
+            errors["scope"] = ["Everywhere means no tenant, agent or environment."]
+    else:
+        if tenant is None:
+            errors["tenant"] = ["Choose the tenant."]
+        elif tenant.is_archived:
+            errors["tenant"] = ["This tenant is archived."]
+    if scope == KillSwitchScope.TENANT:
+        if kind != KillSwitchKind.TOOL_DISABLED:
+            errors["scope"] = [
+                "An agent's mode or stop is scoped to the agent (or one of its environments)."
+            ]
+        if agent is not None or environment is not None:
+            errors["scope"] = ["A tenant-wide switch names no agent or environment."]
+    if scope == KillSwitchScope.AGENT:
+        if agent is None:
+            errors["agent"] = ["Choose the agent."]
+        if environment is not None:
+            errors["environment"] = [
+                "An agent-wide switch covers all its environments; "
+                "choose scope environment for one."
+            ]
+    if scope == KillSwitchScope.ENVIRONMENT and environment is None:
+        errors["environment"] = ["Choose the environment."]
+    if (
+        agent is not None
+        and tenant is not None
+        and (agent.tenant_id != tenant.pk or agent.is_archived)
+    ):
+        errors["agent"] = ["Choose an active agent of this tenant."]
+    if (
+        environment is not None
+        and tenant is not None
+        and (environment.tenant_id != tenant.pk or environment.is_archived)
+    ):
+        errors["environment"] = ["Choose an active environment of this tenant."]
+    return errors
+
+
+def _bump_all(environments: list[Environment]) -> dict[str, int]:
+    return {str(e.pk): environment_revision_bump(environment_id=e.pk) for e in environments}
+
+
+@transaction.atomic
+def kill_switch_engage(
+    *,
+    actor: Actor,
+    kind: str,
+    scope: str,
+    reason: str,
+    tenant: Tenant | None = None,
+    agent: Agent | None = None,
+    environment: Environment | None = None,
+    tool_pattern: str = "",
+    mode: str = "",
+) -> KillSwitch:
+    """Engage a kill switch. It stays engaged until ``kill_switch_release``."""
+    _authorize(actor, "flags.add_killswitch", scope, tenant)
+    tool_pattern = (tool_pattern or "").strip()
+    mode = (mode or "").strip()
+    errors = kill_switch_validate(
+        kind=kind,
+        scope=scope,
+        tenant=tenant,
+        agent=agent,
+        environment=environment,
+        tool_pattern=tool_pattern,
+        mode=mode,
+    )
+    if not (reason or "").strip():
+        errors["reason"] = ["Say why: the reason is kept in the audit log and shown to runtimes."]
+    if errors:
+        raise ValidationError(errors)
+    if tenant is not None:
+        Tenant.objects.select_for_update().get(
+            pk=tenant.pk
+        )  # serialises the duplicate check per tenant
+    duplicate = KillSwitch.objects.filter(
+        kind=kind,
+        scope=scope,
+        tenant=tenant,
+        agent=agent,
+        environment=environment,
+        tool_pattern=tool_pattern,
+        mode=mode,
+        released_at__isnull=True,
+    ).first()
+    if duplicate is not None:
+        raise ValidationError(
+            {"non_field_errors": [f"The same kill switch is already engaged (#{duplicate.pk})."]}
+        )
+    switch = KillSwitch.objects.create(
+        kind=kind,
+        scope=scope,
+        tenant=tenant,
+        agent=agent,
+        environment=environment,
+        tool_pattern=tool_pattern,
+        mode=mode,
+        reason=reason.strip(),
+        engaged_at=timezone.now(),
+        engaged_by=_actor_user(actor),
+        engaged_by_label=_actor_label(actor),
+    )
+    environments = kill_switch_affected_environments(
+        scope=scope, tenant_id=switch.tenant_id, environment_id=switch.environment_id
+    )
+    switch.engaged_revisions = _bump_all(environments)
+    switch.save(update_fields=["engaged_revisions"])
+    audit_record(
+        actor=actor,
+        action="kill_switch.engaged",
+        target=switch,
+        tenant=tenant,
+        reason=switch.reason,
+        after=switch.snapshot(),
+    )
+    log.info(
+        "kill_switch.engaged",
+        kill_switch_id=switch.pk,
+        kind=kind,
+        scope=scope,
+        environments=len(environments),
+    )
+    return switch
+
+
+@transaction.atomic
+def kill_switch_release(*, actor: Actor, switch: KillSwitch, reason: str) -> KillSwitch:
+    """Release an engaged kill switch, explicitly and with a reason."""
+    _authorize(actor, "flags.change_killswitch", switch.scope, switch.tenant)
+    reason = require_reason(reason)
+    switch = (
+        KillSwitch.objects.select_for_update(of=("self",))
+        .select_related("tenant", "agent", "environment")
+        .get(pk=switch.pk)
+    )
+    if switch.released_at is not None:
+        raise ValidationError(
+            {
+                "non_field_errors": [
+                    "This kill switch was already released at "
+                    f"{switch.released_at:%Y-%m-%d %H:%M:%S} UTC."
+                ]
+            }
+        )
+    before = switch.snapshot()
+    switch.released_at = timezone.now()
+    switch.released_by = _actor_user(actor)
+    switch.released_by_label = _actor_label(actor)
+    switch.release_reason = reason
+    environments = kill_switch_affected_environments(
+        scope=switch.scope, tenant_id=switch.tenant_id, environment_id=switch.environment_id
+    )
+    switch.released_revisions = _bump_all(environments)
+    switch.save(
+        update_fields=[
+            "released_at",
+            "released_by",
+            "released_by_label",
+            "release_reason",
+            "released_revisions",
+        ]
+    )
+    audit_record(
+        actor=actor,
+        action="kill_switch.released",
+        target=switch,
+        tenant=switch.tenant,
+        reason=reason,
+        before=before,
+        after=switch.snapshot(),
+    )
+    log.info("kill_switch.released", kill_switch_id=switch.pk, environments=len(environments))
+    return switch

@@ -1,0 +1,152 @@
+"""What Unleash SDKs report: their registration and their evaluation counts.
+
+These are facts from runtimes, not operator changes: they are recorded without an audit
+event and without a revision bump. Counts are added with one ``INSERT … ON CONFLICT DO
+UPDATE SET n = n + excluded.n`` per table (PostgreSQL, and SQLite ≥ 3.24), so concurrent
+reports never lose an increment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from apps.accounts.models import RuntimeToken
+
+from ..models import FlagUsage, FlagVariantUsage, SdkInstance
+
+log = structlog.get_logger(__name__)
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _touch_instance(
+    *, token: RuntimeToken, app_name: str, instance_id: str, defaults: dict[str, Any]
+) -> SdkInstance:
+    now = timezone.now()
+    lookup = {
+        "environment_id": token.environment_id,
+        "app_name": app_name,
+        "instance_id": instance_id,
+    }
+    values = {**defaults, "last_seen_at": now, "token": token}
+    for _attempt in range(2):
+        updated = SdkInstance.objects.filter(**lookup).update(**values)
+        if updated:
+            return SdkInstance.objects.get(**lookup)
+        try:
+            with transaction.atomic():
+                return SdkInstance.objects.create(**lookup, **values, first_seen_at=now)
+        except IntegrityError:
+            continue  # registered concurrently: update the row that won
+    return SdkInstance.objects.get(**lookup)
+
+
+def sdk_instance_register(
+    *,
+    token: RuntimeToken,
+    app_name: str,
+    instance_id: str,
+    sdk_version: str = "",
+    strategies: Sequence[str] = (),
+    started: datetime | None = None,
+    interval_ms: int | None = None,
+) -> SdkInstance:
+    """``POST /api/client/register``: remember (or refresh) an SDK instance."""
+    instance = _touch_instance(
+        token=token,
+        app_name=app_name,
+        instance_id=instance_id,
+        defaults={
+            "sdk_version": sdk_version,
+            "strategies": list(strategies),
+            "started_at": started,
+            "interval_ms": interval_ms,
+        },
+    )
+    log.info(
+        "sdk_instance.registered",
+        environment_id=token.environment_id,
+        app_name=app_name,
+        instance_id=instance_id,
+    )
+    return instance
+
+
+_BATCH = 100  # rows per statement: well under SQLite's limit on bound parameters
+
+
+def _sql_for(
+    table: str, columns: Sequence[str], keys: Sequence[str], updates: str, rows: int
+) -> str:
+    qn = connection.ops.quote_name
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    return (
+        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) VALUES "  # noqa: S608 - names are ours
+        f"{', '.join([placeholders] * rows)} "
+        f"ON CONFLICT ({', '.join(qn(k) for k in keys)}) DO UPDATE SET {updates}"
+    )
+
+
+def _upsert(
+    model: type[Any], keys: Sequence[str], counters: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    if not rows:
+        return
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    columns = [*keys, *counters]
+    updates = ", ".join(f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in counters)
+    with connection.cursor() as cursor:
+        for first in range(0, len(rows), _BATCH):
+            batch = rows[first : first + _BATCH]
+            cursor.execute(
+                _sql_for(table, columns, keys, updates, len(batch)),
+                [v for row in batch for v in row],
+            )
+
+
+def flag_metrics_record(
+    *,
+    token: RuntimeToken,
+    app_name: str,
+    instance_id: str,
+    start: datetime,
+    toggles: Mapping[str, Mapping[str, Any]],
+) -> int:
+    """``POST /api/client/metrics``: add one bucket's counts to the hour it started in.
+    ``toggles`` is ``{flag name: {"yes": n, "no": n, "variants": {name: n}}}`` (validated by
+    the caller). Returns the number of flags counted."""
+    hour = connection.ops.adapt_datetimefield_value(_hour(start))
+    environment_id = token.environment_id
+    usage_rows = []
+    variant_rows = []
+    for name in sorted(toggles):
+        counts = toggles[name]
+        yes, no = int(counts.get("yes", 0)), int(counts.get("no", 0))
+        if yes or no:
+            usage_rows.append((environment_id, name, app_name, hour, yes, no))
+        for variant, count in sorted((counts.get("variants") or {}).items()):
+            if count:
+                variant_rows.append((environment_id, name, app_name, hour, variant, int(count)))
+    with transaction.atomic():
+        _upsert(
+            FlagUsage,
+            ("environment_id", "flag_name", "app_name", "hour"),
+            ("yes", "no"),
+            usage_rows,
+        )
+        _upsert(
+            FlagVariantUsage,
+            ("environment_id", "flag_name", "app_name", "hour", "variant"),
+            ("count",),
+            variant_rows,
+        )
+        _touch_instance(token=token, app_name=app_name, instance_id=instance_id, defaults={})
+    return len(toggles)

@@ -1,0 +1,663 @@
+"""Validation and normalisation of Unleash documents: features, strategies, constraints,
+segments, variants and dependencies. Pure functions, no database.
+
+Two modes:
+
+- **strict** (the editor and the operator API): only what the Unleash SDKs evaluate, with
+  every value checked (a rollout is 0..100, a semver is a semver, a regex compiles, a
+  referenced segment or parent flag exists), so a typo is a 400 and not a flag that is
+  silently off;
+- **import** (``strict=False``): stores a client-features payload faithfully, including what
+  an SDK evaluates to "off" (an unknown operator, a custom strategy, an invalid regex, a
+  missing segment), and reports those as warnings. Types are checked in both modes: every
+  parameter is served as a string, because one number in a parameter makes the SDK's engine
+  reject the whole payload.
+
+Errors are keyed by path (``strategies.0.parameters.rollout``) so the API and the editor
+can show them on the field."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+FLAG_TYPES = ("release", "experiment", "operational", "kill-switch", "permission")
+RESERVED_PREFIX = "kill."  # kill switches compile to features under this prefix
+NAME_MAX = 200
+
+LIST_OPERATORS = ("IN", "NOT_IN", "STR_STARTS_WITH", "STR_ENDS_WITH", "STR_CONTAINS", "IN_CIDR")
+NUM_OPERATORS = ("NUM_EQ", "NUM_GT", "NUM_GTE", "NUM_LT", "NUM_LTE")
+DATE_OPERATORS = ("DATE_AFTER", "DATE_BEFORE")
+SEMVER_OPERATORS = ("SEMVER_EQ", "SEMVER_GT", "SEMVER_LT", "SEMVER_GTE", "SEMVER_LTE")
+VALUE_OPERATORS = (*NUM_OPERATORS, *DATE_OPERATORS, *SEMVER_OPERATORS, "REGEX")
+OPERATORS = (*LIST_OPERATORS, *VALUE_OPERATORS)
+
+# Built-in strategies the SDKs evaluate, with their parameters: name -> (required, optional).
+STRATEGIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "default": ((), ()),
+    "userWithId": (("userIds",), ()),
+    "flexibleRollout": (("rollout",), ("stickiness", "groupId")),
+    "gradualRolloutUserId": (("percentage",), ("groupId",)),
+    "gradualRolloutSessionId": (("percentage",), ("groupId",)),
+    "gradualRolloutRandom": (("percentage",), ("groupId",)),
+    "remoteAddress": (("IPs",), ()),
+    "applicationHostname": (("hostNames",), ()),
+}
+PERCENT_PARAMETERS = ("rollout", "percentage")
+PAYLOAD_TYPES = ("string", "json", "csv", "number")
+WEIGHT_TYPES = ("variable", "fix")
+TOTAL_WEIGHT = 1000
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+_NUMBER = re.compile(r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+@dataclass
+class Problems:
+    """Errors by path (refuse the whole document) and warnings (stored anyway, on import)."""
+
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.setdefault(path or "non_field_errors", []).append(message)
+
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(f"{path}: {message}" if path else message)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a strict check needs to know about the environment."""
+
+    strict: bool = True
+    flag_name: str = ""
+    segment_ids: frozenset[int] | None = None  # None: do not check references
+    flags: Mapping[str, list[dict[str, Any]]] | None = None  # other flags' dependencies by name
+
+
+def _join(path: str, key: str | int) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _as_string(value: Any, path: str, problems: Problems, *, what: str = "a string") -> str | None:
+    """Strings stay; numbers become strings (Unleash serves every parameter as a string)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or value is None:
+        problems.error(path, f"Must be {what}.")
+        return None
+    if isinstance(value, int | float):
+        return format(value, "g") if isinstance(value, float) else str(value)
+    problems.error(path, f"Must be {what}.")
+    return None
+
+
+def _as_bool(value: Any, path: str, problems: Problems) -> bool:
+    if isinstance(value, bool):
+        return value
+    problems.error(path, "Must be true or false.")
+    return False
+
+
+def _as_list(value: Any, path: str, problems: Problems) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    problems.error(path, "Must be a list.")
+    return []
+
+
+def _as_object(value: Any, path: str, problems: Problems) -> dict[str, Any] | None:
+    if isinstance(value, dict):
+        return value
+    problems.error(path, "Must be an object.")
+    return None
+
+
+# Bookkeeping an Unleash export carries that does not change evaluation: dropped quietly.
+_METADATA = frozenset(
+    {
+        "id",
+        "sortOrder",
+        "createdAt",
+        "createdBy",
+        "lastSeenAt",
+        "favorite",
+        "archived",
+        "archivedAt",
+        "project",
+    }
+)
+
+
+def _unknown_keys(
+    raw: Mapping[str, Any], allowed: Iterable[str], path: str, problems: Problems, strict: bool
+) -> None:
+    allowed = tuple(allowed)
+    for key in raw:
+        if key not in allowed and not (not strict and key in _METADATA):
+            if strict:
+                problems.error(
+                    _join(path, key),
+                    f"Unknown field; expected one of: {', '.join(sorted(allowed))}.",
+                )
+            else:
+                problems.warn(_join(path, key), "unknown field, not stored")
+
+
+def check_name(value: Any, path: str, problems: Problems, *, allow_reserved: bool = False) -> str:
+    name = _as_string(value, path, problems) or ""
+    if not isinstance(value, str):
+        return name
+    if not name:
+        problems.error(path, "A name is required.")
+    elif len(name) > NAME_MAX:
+        problems.error(path, f"At most {NAME_MAX} characters.")
+    elif _WHITESPACE_OR_CONTROL.search(name):
+        problems.error(path, "No spaces or control characters: SDKs look flags up by exact name.")
+    elif not allow_reserved and name.startswith(RESERVED_PREFIX):
+        problems.error(
+            path, f"Names starting with {RESERVED_PREFIX!r} are reserved for kill switches."
+        )
+    return name
+
+
+# --------------------------------------------------------------------------- constraints
+
+
+def _check_value(operator: str, value: str, path: str, problems: Problems) -> None:
+    if operator in NUM_OPERATORS and not _NUMBER.match(value.strip()):
+        problems.error(path, "Must be a number, e.g. 12 or 3.5.")
+    elif operator in DATE_OPERATORS:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            problems.error(path, "Must be an ISO 8601 date-time, e.g. 2026-01-31T13:00:00Z.")
+        else:
+            if parsed.tzinfo is None:
+                problems.error(path, "Give a time zone (Z or +02:00): SDKs compare instants.")
+    elif operator in SEMVER_OPERATORS and not _SEMVER.match(value):
+        problems.error(path, "Must be a semantic version, e.g. 1.2.3 or 2.0.0-beta.1.")
+    elif operator == "REGEX":
+        try:
+            re.compile(value)
+        except re.error as exc:
+            problems.error(path, f"Not a valid regular expression: {exc}.")
+
+
+def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) -> dict[str, Any]:
+    obj = _as_object(raw, path, problems)
+    if obj is None:
+        return {}
+    _unknown_keys(
+        obj,
+        ("contextName", "operator", "values", "value", "caseInsensitive", "inverted"),
+        path,
+        problems,
+        ctx.strict,
+    )
+    context_name = _as_string(obj.get("contextName"), _join(path, "contextName"), problems) or ""
+    if isinstance(obj.get("contextName"), str) and not context_name.strip():
+        problems.error(_join(path, "contextName"), "Name the context field, e.g. userId or email.")
+    elif len(context_name) > 100:
+        problems.error(_join(path, "contextName"), "At most 100 characters.")
+    operator = _as_string(obj.get("operator"), _join(path, "operator"), problems) or ""
+    if operator not in OPERATORS:
+        message = f"Unknown operator {operator!r}; use one of: {', '.join(OPERATORS)}."
+        if ctx.strict or not operator:
+            problems.error(_join(path, "operator"), message)
+        else:
+            problems.warn(_join(path, "operator"), f"{message} SDKs evaluate it as false")
+    result: dict[str, Any] = {"contextName": context_name, "operator": operator}
+
+    values: list[str] = []
+    for i, item in enumerate(_as_list(obj.get("values"), _join(path, "values"), problems)):
+        text = _as_string(item, _join(_join(path, "values"), i), problems)
+        if text is not None:
+            values.append(text)
+    value = None
+    if obj.get("value") is not None:
+        value = _as_string(obj["value"], _join(path, "value"), problems)
+
+    if ctx.strict and operator in LIST_OPERATORS:
+        if value is not None:
+            problems.error(_join(path, "value"), f"{operator} takes a list: use values.")
+        if not values:
+            problems.error(_join(path, "values"), "Add at least one value.")
+        if operator == "IN_CIDR":
+            for i, item in enumerate(values):
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    problems.error(
+                        _join(_join(path, "values"), i),
+                        "Must be an IP address or a CIDR range, e.g. 10.0.0.0/8.",
+                    )
+    elif ctx.strict and operator in VALUE_OPERATORS:
+        if values:
+            problems.error(_join(path, "values"), f"{operator} compares one value: use value.")
+        if value is None or value == "":
+            problems.error(_join(path, "value"), "A value is required.")
+        else:
+            _check_value(operator, value, _join(path, "value"), problems)
+
+    if "values" in obj or operator in LIST_OPERATORS:
+        result["values"] = values
+    if value is not None:
+        result["value"] = value
+    result["caseInsensitive"] = _as_bool(
+        obj.get("caseInsensitive", False), _join(path, "caseInsensitive"), problems
+    )
+    result["inverted"] = _as_bool(obj.get("inverted", False), _join(path, "inverted"), problems)
+    return result
+
+
+def normalize_constraints(
+    raw: Any, path: str, problems: Problems, ctx: Context
+) -> list[dict[str, Any]]:
+    return [
+        normalize_constraint(item, _join(path, i), problems, ctx)
+        for i, item in enumerate(_as_list(raw, path, problems))
+    ]
+
+
+# --------------------------------------------------------------------------- variants
+
+
+def _normalize_payload(
+    raw: Any, path: str, problems: Problems, ctx: Context
+) -> dict[str, str] | None:
+    obj = _as_object(raw, path, problems)
+    if obj is None:
+        return None
+    _unknown_keys(obj, ("type", "value"), path, problems, ctx.strict)
+    kind = _as_string(obj.get("type"), _join(path, "type"), problems) or ""
+    value = _as_string(obj.get("value", ""), _join(path, "value"), problems) or ""
+    if kind not in PAYLOAD_TYPES:
+        problems.error(_join(path, "type"), f"Use one of: {', '.join(PAYLOAD_TYPES)}.")
+    elif ctx.strict and kind == "json":
+        try:
+            json.loads(value)
+        except ValueError as exc:
+            problems.error(_join(path, "value"), f"Not valid JSON: {exc}.")
+    elif ctx.strict and kind == "number" and not _NUMBER.match(value.strip()):
+        problems.error(_join(path, "value"), "Must be a number.")
+    return {"type": kind, "value": value}
+
+
+def _normalize_override(raw: Any, path: str, problems: Problems, ctx: Context) -> dict[str, Any]:
+    obj = _as_object(raw, path, problems) or {}
+    _unknown_keys(obj, ("contextName", "values"), path, problems, ctx.strict)
+    context_name = _as_string(obj.get("contextName"), _join(path, "contextName"), problems) or ""
+    if isinstance(obj.get("contextName"), str) and not context_name.strip():
+        problems.error(_join(path, "contextName"), "Name the context field, e.g. userId.")
+    values = [
+        v
+        for i, item in enumerate(_as_list(obj.get("values"), _join(path, "values"), problems))
+        if (v := _as_string(item, _join(_join(path, "values"), i), problems)) is not None
+    ]
+    if ctx.strict and not values:
+        problems.error(_join(path, "values"), "Add at least one value.")
+    return {"contextName": context_name, "values": values}
+
+
+def normalize_variants(
+    raw: Any, path: str, problems: Problems, ctx: Context, *, strategy: bool = False
+) -> list[dict[str, Any]]:
+    """Feature variants (with overrides) or strategy variants. In strict mode the weights of
+    ``variable`` variants are computed, as Unleash does: what the ``fix`` ones leave of
+    1000, shared evenly."""
+    allowed = ["name", "weight", "weightType", "stickiness", "payload"] + (
+        [] if strategy else ["overrides"]
+    )
+    result: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(_as_list(raw, path, problems)):
+        vpath = _join(path, i)
+        obj = _as_object(item, vpath, problems)
+        if obj is None:
+            continue
+        _unknown_keys(obj, allowed, vpath, problems, ctx.strict)
+        name = _as_string(obj.get("name"), _join(vpath, "name"), problems) or ""
+        if isinstance(obj.get("name"), str):
+            if not name.strip():
+                problems.error(_join(vpath, "name"), "A variant needs a name.")
+            elif len(name) > NAME_MAX:
+                problems.error(_join(vpath, "name"), f"At most {NAME_MAX} characters.")
+            elif name in seen:
+                problems.error(_join(vpath, "name"), f"Variant {name!r} is listed twice.")
+            seen.add(name)
+        weight_type = obj.get("weightType", "variable")
+        if weight_type not in WEIGHT_TYPES:
+            problems.error(_join(vpath, "weightType"), "Use variable or fix.")
+        weight = obj.get("weight", 0 if weight_type == "variable" and ctx.strict else None)
+        if isinstance(weight, bool) or not isinstance(weight, int):
+            problems.error(_join(vpath, "weight"), f"A whole number between 0 and {TOTAL_WEIGHT}.")
+            weight = 0
+        elif not 0 <= weight <= TOTAL_WEIGHT:
+            problems.error(_join(vpath, "weight"), f"Between 0 and {TOTAL_WEIGHT}.")
+        stickiness = (
+            _as_string(obj.get("stickiness", "default"), _join(vpath, "stickiness"), problems) or ""
+        )
+        if isinstance(obj.get("stickiness", "default"), str) and not stickiness.strip():
+            problems.error(
+                _join(vpath, "stickiness"),
+                "Use default, userId, sessionId, random or a context field.",
+            )
+        variant: dict[str, Any] = {
+            "name": name,
+            "weight": weight,
+            "weightType": weight_type,
+            "stickiness": stickiness,
+        }
+        if obj.get("payload") is not None:
+            payload = _normalize_payload(obj["payload"], _join(vpath, "payload"), problems, ctx)
+            if payload is not None:
+                variant["payload"] = payload
+        if not strategy and obj.get("overrides"):
+            variant["overrides"] = [
+                _normalize_override(o, _join(_join(vpath, "overrides"), j), problems, ctx)
+                for j, o in enumerate(
+                    _as_list(obj["overrides"], _join(vpath, "overrides"), problems)
+                )
+            ]
+        result.append(variant)
+    if ctx.strict and result and not problems.errors:
+        _distribute_weights(result, path, problems)
+    return result
+
+
+def _distribute_weights(variants: list[dict[str, Any]], path: str, problems: Problems) -> None:
+    fixed = sum(v["weight"] for v in variants if v["weightType"] == "fix")
+    variable = [v for v in variants if v["weightType"] == "variable"]
+    if fixed > TOTAL_WEIGHT:
+        problems.error(path, f"Fixed weights add up to {fixed}; at most {TOTAL_WEIGHT}.")
+        return
+    if not variable:
+        if fixed != TOTAL_WEIGHT:
+            problems.error(
+                path,
+                f"Fixed weights add up to {fixed}; with no variable variant "
+                f"they must make {TOTAL_WEIGHT}.",
+            )
+        return
+    share, left = divmod(TOTAL_WEIGHT - fixed, len(variable))
+    for i, variant in enumerate(variable):
+        variant["weight"] = share + (1 if i < left else 0)
+
+
+# --------------------------------------------------------------------------- strategies
+
+
+def _check_percent(value: str, path: str, problems: Problems) -> None:
+    if not value.strip().isdigit() or not 0 <= int(value.strip()) <= 100:
+        problems.error(path, "A whole percentage between 0 and 100.")
+
+
+def _check_list_parameter(name: str, value: str, path: str, problems: Problems) -> None:
+    items = [item.strip() for item in value.split(",")]
+    if not any(items):
+        problems.error(path, "Give at least one, comma-separated.")
+        return
+    if any(not item for item in items):
+        problems.error(path, "An empty entry: remove the extra comma.")
+    if name == "IPs":
+        for item in items:
+            if not item:
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                problems.error(path, f"{item!r} is not an IP address or a CIDR range.")
+
+
+def normalize_strategy(raw: Any, path: str, problems: Problems, ctx: Context) -> dict[str, Any]:
+    obj = _as_object(raw, path, problems)
+    if obj is None:
+        return {}
+    _unknown_keys(
+        obj,
+        ("name", "title", "parameters", "constraints", "segments", "variants")
+        + (() if ctx.strict else ("disabled",)),
+        path,
+        problems,
+        ctx.strict,
+    )
+    name = _as_string(obj.get("name"), _join(path, "name"), problems) or ""
+    if name not in STRATEGIES:
+        message = f"Unknown strategy {name!r}; use one of: {', '.join(STRATEGIES)}."
+        if ctx.strict or not name:
+            problems.error(_join(path, "name"), message)
+        else:
+            problems.warn(
+                _join(path, "name"),
+                f"custom strategy {name!r}: SDKs without it evaluate it as false",
+            )
+    parameters: dict[str, str] = {}
+    raw_parameters = obj.get("parameters") or {}
+    ppath = _join(path, "parameters")
+    if _as_object(raw_parameters, ppath, problems) is not None:
+        for key, value in raw_parameters.items():
+            text = _as_string(value, _join(ppath, key), problems)
+            if text is not None:
+                parameters[str(key)] = text
+    if ctx.strict and name in STRATEGIES:
+        required, optional = STRATEGIES[name]
+        for key in parameters:
+            if key not in required + optional:
+                expected = ", ".join(required + optional) or "none"
+                problems.error(
+                    _join(ppath, key), f"{name} takes no parameter {key!r} (it takes: {expected})."
+                )
+        for key in required:
+            if key not in parameters:
+                problems.error(_join(ppath, key), "Required.")
+        for key in PERCENT_PARAMETERS:
+            if key in parameters:
+                _check_percent(parameters[key], _join(ppath, key), problems)
+        for key in ("userIds", "IPs", "hostNames"):
+            if key in parameters:
+                _check_list_parameter(key, parameters[key], _join(ppath, key), problems)
+        if name == "flexibleRollout":
+            parameters.setdefault("stickiness", "default")
+            if not parameters["stickiness"].strip():
+                problems.error(
+                    _join(ppath, "stickiness"),
+                    "Use default, userId, sessionId, random or a context field.",
+                )
+        if "groupId" in optional and not parameters.get("groupId", "").strip():
+            parameters["groupId"] = ctx.flag_name  # Unleash's default: the flag's own name
+    result: dict[str, Any] = {"name": name}
+    if obj.get("title"):
+        result["title"] = _as_string(obj["title"], _join(path, "title"), problems) or ""
+    result["parameters"] = parameters
+    result["constraints"] = normalize_constraints(
+        obj.get("constraints"), _join(path, "constraints"), problems, ctx
+    )
+    segments: list[int] = []
+    for i, item in enumerate(_as_list(obj.get("segments"), _join(path, "segments"), problems)):
+        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
+            problems.error(
+                _join(_join(path, "segments"), i), "A segment id (a positive whole number)."
+            )
+        elif ctx.segment_ids is not None and item not in ctx.segment_ids:
+            if ctx.strict:
+                problems.error(
+                    _join(_join(path, "segments"), i), f"No segment {item} in this environment."
+                )
+            else:
+                problems.warn(
+                    _join(_join(path, "segments"), i),
+                    f"segment {item} does not exist: SDKs evaluate the strategy as false",
+                )
+            segments.append(item)
+        else:
+            segments.append(item)
+    result["segments"] = segments
+    result["variants"] = normalize_variants(
+        obj.get("variants"), _join(path, "variants"), problems, ctx, strategy=True
+    )
+    return result
+
+
+def normalize_strategies(
+    raw: Any, path: str, problems: Problems, ctx: Context
+) -> list[dict[str, Any]]:
+    result = []
+    for i, item in enumerate(_as_list(raw, path, problems)):
+        if not ctx.strict and isinstance(item, dict) and item.get("disabled") is True:
+            problems.warn(_join(path, i), "a disabled strategy is never evaluated: not stored")
+            continue
+        result.append(normalize_strategy(item, _join(path, i), problems, ctx))
+    return result
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def normalize_dependencies(
+    raw: Any, path: str, problems: Problems, ctx: Context
+) -> list[dict[str, Any]]:
+    """Unleash allows one level: a flag may depend on parents that have no parents."""
+    result: list[dict[str, Any]] = []
+    for i, item in enumerate(_as_list(raw, path, problems)):
+        dpath = _join(path, i)
+        obj = _as_object(item, dpath, problems)
+        if obj is None:
+            continue
+        _unknown_keys(obj, ("feature", "enabled", "variants"), dpath, problems, ctx.strict)
+        parent = _as_string(obj.get("feature"), _join(dpath, "feature"), problems) or ""
+        enabled = _as_bool(obj.get("enabled", True), _join(dpath, "enabled"), problems)
+        dependency: dict[str, Any] = {"feature": parent, "enabled": enabled}
+        if obj.get("variants"):
+            dependency["variants"] = [
+                v
+                for j, item2 in enumerate(
+                    _as_list(obj["variants"], _join(dpath, "variants"), problems)
+                )
+                if (v := _as_string(item2, _join(_join(dpath, "variants"), j), problems))
+                is not None
+            ]
+        if not parent:
+            problems.error(_join(dpath, "feature"), "Name the parent flag.")
+        elif parent == ctx.flag_name:
+            problems.error(_join(dpath, "feature"), "A flag cannot depend on itself.")
+        elif ctx.strict and ctx.flags is not None:
+            if parent not in ctx.flags:
+                problems.error(_join(dpath, "feature"), f"No flag {parent!r} in this environment.")
+            elif ctx.flags[parent]:
+                problems.error(
+                    _join(dpath, "feature"),
+                    f"{parent!r} depends on other flags itself; Unleash allows one level.",
+                )
+        if ctx.strict and dependency.get("variants") and not enabled:
+            problems.error(
+                _join(dpath, "variants"), "Variants only apply when the parent must be enabled."
+            )
+        result.append(dependency)
+    if ctx.strict and ctx.flags is not None and result:
+        dependants = [
+            name
+            for name, deps in ctx.flags.items()
+            if any(d.get("feature") == ctx.flag_name for d in deps)
+        ]
+        if dependants:
+            problems.error(
+                path,
+                f"{', '.join(sorted(dependants))} depend(s) on this flag; "
+                "Unleash allows one level.",
+            )
+    return result
+
+
+# --------------------------------------------------------------------------- features and segments
+
+
+FEATURE_KEYS = (
+    "name",
+    "description",
+    "type",
+    "enabled",
+    "impressionData",
+    "project",
+    "stale",
+    "strategies",
+    "variants",
+    "dependencies",
+)
+
+
+def normalize_feature(raw: Any, path: str, problems: Problems, ctx: Context) -> dict[str, Any]:
+    """One feature in the stored (and served) shape."""
+    obj = _as_object(raw, path, problems)
+    if obj is None:
+        return {}
+    _unknown_keys(obj, FEATURE_KEYS, path, problems, ctx.strict)
+    name = check_name(obj.get("name"), _join(path, "name"), problems)
+    ctx = Context(strict=ctx.strict, flag_name=name, segment_ids=ctx.segment_ids, flags=ctx.flags)
+    description = obj.get("description")
+    kind = obj.get("type") or "release"
+    if kind not in FLAG_TYPES:
+        problems.error(_join(path, "type"), f"Use one of: {', '.join(FLAG_TYPES)}.")
+    project = obj.get("project") or "default"
+    feature = {
+        "name": name,
+        "description": ""
+        if description is None
+        else (_as_string(description, _join(path, "description"), problems) or ""),
+        "type": kind,
+        "enabled": _as_bool(obj.get("enabled", False), _join(path, "enabled"), problems),
+        "impressionData": _as_bool(
+            obj.get("impressionData", False), _join(path, "impressionData"), problems
+        ),
+        "project": _as_string(project, _join(path, "project"), problems) or "default",
+        "stale": _as_bool(obj.get("stale", False), _join(path, "stale"), problems),
+        "strategies": normalize_strategies(
+            obj.get("strategies"), _join(path, "strategies"), problems, ctx
+        ),
+        "variants": normalize_variants(obj.get("variants"), _join(path, "variants"), problems, ctx),
+        "dependencies": normalize_dependencies(
+            obj.get("dependencies"), _join(path, "dependencies"), problems, ctx
+        ),
+    }
+    return feature
+
+
+def normalize_segment(raw: Any, path: str, problems: Problems, ctx: Context) -> dict[str, Any]:
+    obj = _as_object(raw, path, problems)
+    if obj is None:
+        return {}
+    _unknown_keys(obj, ("id", "name", "description", "constraints"), path, problems, ctx.strict)
+    segment_id = obj.get("id")
+    if isinstance(segment_id, bool) or not isinstance(segment_id, int) or segment_id < 1:
+        problems.error(_join(path, "id"), "A segment id (a positive whole number).")
+        segment_id = 0
+    name = obj.get("name") or ""
+    if not isinstance(name, str) or len(name) > NAME_MAX:
+        problems.error(_join(path, "name"), f"A name of at most {NAME_MAX} characters.")
+        name = ""
+    description = obj.get("description") or ""
+    if not isinstance(description, str):
+        problems.error(_join(path, "description"), "Must be a string.")
+        description = ""
+    constraints = normalize_constraints(
+        obj.get("constraints"), _join(path, "constraints"), problems, ctx
+    )
+    if ctx.strict and not constraints:
+        problems.error(_join(path, "constraints"), "A segment needs at least one constraint.")
+    return {"id": segment_id, "name": name, "description": description, "constraints": constraints}

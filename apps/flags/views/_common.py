@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from apps.tenancy.context_processors import current_tenant_for
+from apps.tenancy.models import Environment
+from apps.tenancy.selectors import environment_list_for_user
+
+
+def tenant_environments(request: HttpRequest) -> tuple[Any, list[Environment]]:
+    tenant = current_tenant_for(request)
+    environments = (
+        list(environment_list_for_user(user=request.user, tenant=tenant)) if tenant else []
+    )
+    return tenant, environments
+
+
+def selected_environment(
+    request: HttpRequest, environments: list[Environment]
+) -> Environment | None:
+    wanted = request.GET.get("environment", "")
+    for environment in environments:
+        if str(environment.pk) == wanted:
+            return environment
+    return environments[0] if environments else None
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    """Where to go back to after a POST: the ``next`` field when it is a local path."""
+    wanted = request.POST.get("next", "")
+    if wanted and url_has_allowed_host_and_scheme(wanted, allowed_hosts={request.get_host()}):
+        return wanted
+    return default

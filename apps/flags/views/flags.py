@@ -1,0 +1,379 @@
+from __future__ import annotations
+
+import json
+import zoneinfo
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from controlplane.ui import ReasonForm, call_service
+
+from .. import charts, selectors, services
+from ..forms import FlagForm, ImportForm, SegmentForm
+from ..models import Flag
+from ._common import safe_next, selected_environment, tenant_environments
+
+
+def _list_url(environment_id: int) -> str:
+    return f"{reverse('flags:flag_list')}?environment={environment_id}"
+
+
+def _require(request: HttpRequest, permission: str) -> None:
+    if not request.user.has_perm(permission):
+        raise PermissionDenied(f"Your role does not allow this ({permission}).")
+
+
+@login_required
+def flag_list(request: HttpRequest) -> HttpResponse:
+    _require(request, "flags.view_flag")
+    tenant, environments = tenant_environments(request)
+    environment = selected_environment(request, environments)
+    flags = (
+        selectors.flag_list_for_user(user=request.user, environment=environment)
+        if environment
+        else Flag.objects.none()
+    )
+    return render(
+        request,
+        "flags/flag_list.html",
+        {
+            "environments": environments,
+            "environment": environment,
+            "flags": flags,
+            "segments": selectors.segment_list_for_user(user=request.user, environment=environment)
+            if environment
+            else [],
+            "engaged_count": selectors.kill_switch_list_for_user(
+                user=request.user, engaged=True, tenant_id=tenant.pk
+            ).count()
+            if tenant
+            else 0,
+            "tab": "flags",
+        },
+    )
+
+
+def _service_call(form: Any, fn: Any) -> Any:
+    try:
+        return fn()
+    except ValidationError as exc:
+        if hasattr(exc, "error_dict"):
+            form.add_service_errors(exc.message_dict)
+        else:
+            form.add_error(None, exc.messages)
+        return None
+
+
+@login_required
+def flag_create(request: HttpRequest) -> HttpResponse:
+    _require(request, "flags.add_flag")
+    _, environments = tenant_environments(request)
+    environment = selected_environment(request, environments)
+    if environment is None:
+        raise Http404("Choose a tenant with an environment first.")
+    form = FlagForm(
+        request.POST or None,
+        production=environment.is_production,
+        initial={"strategies": [{"name": "default", "parameters": {}, "constraints": []}]},
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        flag = _service_call(
+            form, lambda: services.flag_create(actor=request.user, environment=environment, **data)
+        )
+        if flag is not None:
+            messages.success(request, f"Flag {flag.name} created in {environment.name}.")
+            return redirect("flags:flag_detail", pk=flag.pk)
+    return render(
+        request,
+        "flags/flag_form.html",
+        {"form": form, "environment": environment, "title": f"New flag in {environment.name}"},
+    )
+
+
+@login_required
+def flag_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+    tz = zoneinfo.ZoneInfo(flag.environment.tenant.time_zone)
+    usage = selectors.flag_usage_hourly(flag=flag)
+    variants = charts.variants_figure(
+        selectors.flag_variant_usage_hourly(flag=flag), tz=tz, flag_name=flag.name
+    )
+    return render(
+        request,
+        "flags/flag_detail.html",
+        {
+            "flag": flag,
+            "environment": flag.environment,
+            "served": json.dumps(selectors.flag_feature(flag), indent=2, ensure_ascii=False),
+            "usage_chart": charts.figure_html(
+                charts.usage_figure(usage, tz=tz, flag_name=flag.name)
+            )
+            if usage
+            else "",
+            "variants_chart": charts.figure_html(variants) if variants is not None else "",
+            "usage_apps": selectors.flag_usage_apps(flag=flag),
+            "instances": selectors.sdk_instances_for_environment(environment=flag.environment),
+        },
+    )
+
+
+@login_required
+def flag_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+    _require(request, "flags.change_flag")
+    form = FlagForm(
+        request.POST or None,
+        editing=True,
+        production=flag.environment.is_production,
+        initial={
+            "description": flag.description,
+            "type": flag.type,
+            "impression_data": flag.impression_data,
+            "strategies": flag.strategies,
+            "variants": flag.variants,
+            "dependencies": flag.dependencies,
+        },
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        if (
+            _service_call(form, lambda: services.flag_update(actor=request.user, flag=flag, **data))
+            is not None
+        ):
+            messages.success(request, f"Flag {flag.name} saved.")
+            return redirect("flags:flag_detail", pk=flag.pk)
+    return render(
+        request,
+        "flags/flag_form.html",
+        {"form": form, "environment": flag.environment, "flag": flag, "title": f"Edit {flag.name}"},
+    )
+
+
+@login_required
+def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
+    """Non-production: a POST toggles at once. Production: a confirmation page that states
+    the effect and requires a reason."""
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+    _require(request, "flags.change_flag")
+    environment = flag.environment
+    turn_on = not flag.enabled
+    if request.method == "POST" and not environment.is_production:
+        try:
+            services.flag_toggle(
+                actor=request.user,
+                flag=flag,
+                enabled=turn_on,
+                reason=request.POST.get("reason", ""),
+            )
+        except ValidationError as exc:
+            for message in exc.messages:
+                messages.error(request, message)
+        else:
+            messages.success(
+                request, f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}."
+            )
+        return redirect(safe_next(request, _list_url(environment.pk)))
+    form = ReasonForm(request.POST or None)
+    if not environment.is_production:
+        form.fields["reason"].required = False
+    done = (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(
+            form,
+            lambda: services.flag_toggle(
+                actor=request.user,
+                flag=flag,
+                enabled=turn_on,
+                reason=form.cleaned_data["reason"],
+            ),
+        )
+        is not None
+    )
+    if done:
+        messages.success(
+            request, f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}."
+        )
+        return redirect("flags:flag_detail", pk=flag.pk)
+    effect = (
+        f"{flag.name} turns {'ON' if turn_on else 'OFF'} in {environment.name} "
+        f"({environment.tenant.name}) "
+        f"for every SDK and runtime of it, at their next refresh or at once when streaming."
+    )
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "title": f"Turn {flag.name} {'on' if turn_on else 'off'} in {environment.name}?",
+            "effect": effect,
+            "action_label": f"Turn {'on' if turn_on else 'off'}",
+            "danger": not turn_on,
+        },
+    )
+
+
+@login_required
+def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+    _require(request, "flags.delete_flag")
+    form = ReasonForm(request.POST or None)
+    done = (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(
+            form,
+            lambda: services.flag_delete(
+                actor=request.user, flag=flag, reason=form.cleaned_data["reason"]
+            ),
+        )
+        is not None
+    )
+    if done:
+        messages.success(request, f"Flag {flag.name} deleted.")
+        return redirect(_list_url(flag.environment_id))
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "title": f"Delete {flag.name} from {flag.environment.name}?",
+            "danger": True,
+            "effect": f"SDKs of {flag.environment.name} stop seeing {flag.name}: "
+            "is_enabled answers false (or the "
+            "fallback) from their next refresh. Its usage history stays.",
+            "action_label": "Delete flag",
+        },
+    )
+
+
+@login_required
+def flag_import(request: HttpRequest) -> HttpResponse:
+    _require(request, "flags.add_flag")
+    _, environments = tenant_environments(request)
+    selected = selected_environment(request, environments)
+    form = ImportForm(
+        request.POST or None,
+        request.FILES or None,
+        environments=environments,
+        initial={"environment": selected.pk if selected else None},
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        environment = next(e for e in environments if e.pk == data["environment"])
+        result = call_service(
+            form,
+            lambda: services.flags_import(
+                actor=request.user,
+                environment=environment,
+                payload=data["parsed"],
+                mode=data["mode"],
+                reason=data["reason"],
+            ),
+        )
+        if result is not None:
+            return render(
+                request, "flags/import_done.html", {"result": result, "environment": environment}
+            )
+    return render(request, "flags/import.html", {"form": form})
+
+
+# --------------------------------------------------------------------------- segments
+
+
+@login_required
+def segment_create(request: HttpRequest) -> HttpResponse:
+    _require(request, "flags.add_segment")
+    _, environments = tenant_environments(request)
+    environment = selected_environment(request, environments)
+    if environment is None:
+        raise Http404("Choose a tenant with an environment first.")
+    form = SegmentForm(request.POST or None, production=environment.is_production)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        segment = _service_call(
+            form,
+            lambda: services.segment_create(actor=request.user, environment=environment, **data),
+        )
+        if segment is not None:
+            messages.success(request, f"Segment {segment.name} (id {segment.segment_id}) created.")
+            return redirect(_list_url(environment.pk))
+    return render(
+        request,
+        "flags/segment_form.html",
+        {"form": form, "environment": environment, "title": f"New segment in {environment.name}"},
+    )
+
+
+@login_required
+def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    segment = selectors.segment_get_for_user(user=request.user, pk=pk)
+    _require(request, "flags.change_segment")
+    form = SegmentForm(
+        request.POST or None,
+        production=segment.environment.is_production,
+        initial={
+            "name": segment.name,
+            "description": segment.description,
+            "constraints": segment.constraints,
+        },
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        if (
+            _service_call(
+                form, lambda: services.segment_update(actor=request.user, segment=segment, **data)
+            )
+            is not None
+        ):
+            messages.success(request, f"Segment {segment.name} saved.")
+            return redirect(_list_url(segment.environment_id))
+    return render(
+        request,
+        "flags/segment_form.html",
+        {
+            "form": form,
+            "environment": segment.environment,
+            "segment": segment,
+            "title": f"Edit segment {segment.name}",
+        },
+    )
+
+
+@login_required
+def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    segment = selectors.segment_get_for_user(user=request.user, pk=pk)
+    _require(request, "flags.delete_segment")
+    form = ReasonForm(request.POST or None)
+    done = (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(
+            form,
+            lambda: services.segment_delete(
+                actor=request.user, segment=segment, reason=form.cleaned_data["reason"]
+            ),
+        )
+        is not None
+    )
+    if done:
+        messages.success(request, f"Segment {segment.name} deleted.")
+        return redirect(_list_url(segment.environment_id))
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "title": f"Delete segment {segment.name}?",
+            "danger": True,
+            "action_label": "Delete segment",
+            "effect": f"Segment {segment.segment_id} disappears from {segment.environment.name}. "
+            "Refused while a flag uses it.",
+        },
+    )

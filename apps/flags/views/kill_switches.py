@@ -1,0 +1,257 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from apps.accounts.models import RuntimeToken
+from apps.accounts.runtime_tokens import runtime_token_revoke
+from apps.accounts.selectors import user_is_admin
+from controlplane.ui import ReasonForm, call_service
+
+from .. import selectors, services
+from ..effects import kill_switch_effect, kill_switch_release_effect
+from ..forms import KillSwitchForm
+from ..models import KillSwitch
+from ..unleash import kill_feature_name
+from ._common import tenant_environments
+
+
+def _propagation_rows(
+    switch: KillSwitch, environment_ids: set[int], *, released: bool = False
+) -> list[Any]:
+    """The environments of the current tenant that carry the switch, with their revision.
+    (A global switch reaches other tenants too; their runtimes are not this page's.)"""
+    return [
+        (e, r)
+        for e, r in selectors.kill_switch_environment_rows(switch, released=released)
+        if e.pk in environment_ids
+    ]
+
+
+@login_required
+def kill_switch_list(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perm("flags.view_killswitch"):
+        raise PermissionDenied("Your role does not allow reading kill switches.")
+    tenant, environments = tenant_environments(request)
+    if tenant is None:
+        return render(request, "flags/kill_switches.html", {"tab": "kill", "tenant": None})
+    ids = {e.pk for e in environments}
+    engaged = [
+        {
+            "switch": s,
+            "feature": kill_feature_name(
+                kind=s.kind,
+                agent=s.agent.slug if s.agent else None,
+                tool_pattern=s.tool_pattern,
+                mode=s.mode,
+            ),
+            "rows": _propagation_rows(s, ids),
+        }
+        for s in selectors.kill_switch_list_for_user(
+            user=request.user, engaged=True, tenant_id=tenant.pk
+        )
+    ]
+    released = [
+        {"switch": s, "rows": _propagation_rows(s, ids, released=True)}
+        for s in selectors.kill_switch_list_for_user(
+            user=request.user, engaged=False, tenant_id=tenant.pk
+        )[:20]
+    ]
+    can_engage = request.user.has_perm("flags.add_killswitch")
+    return render(
+        request,
+        "flags/kill_switches.html",
+        {
+            "tab": "kill",
+            "tenant": tenant,
+            "environments": environments,
+            "engaged": engaged,
+            "released": released,
+            "engaged_count": len(engaged),
+            "agents": selectors.agents_for_kill_page(user=request.user, tenant_id=tenant.pk),
+            "tokens": selectors.runtime_tokens_for_kill_page(user=request.user, tenant_id=tenant.pk)
+            if request.user.has_perm("accounts.change_runtimetoken")
+            else [],
+            "can_engage": can_engage,
+            "is_admin": user_is_admin(request.user),
+            "can_release": request.user.has_perm("flags.change_killswitch"),
+            "tool_form": KillSwitchForm(
+                initial={"kind": "tool_disabled", "scope": "tenant"},
+                agents=selectors.agents_for_kill_page(user=request.user, tenant_id=tenant.pk),
+                environments=environments,
+                allow_global=user_is_admin(request.user),
+            ),
+        },
+    )
+
+
+def _targets(
+    form: KillSwitchForm, tenant: Any, environments: list[Any], agents: list[Any]
+) -> dict[str, Any]:
+    data = form.cleaned_data
+    agent = next((a for a in agents if a.pk == data.get("agent")), None)
+    environment = next((e for e in environments if e.pk == data.get("environment")), None)
+    scope = data["scope"]
+    return {
+        "kind": data["kind"],
+        "scope": scope,
+        "tenant": None if scope == "global" else tenant,
+        "agent": None if scope in ("global", "tenant") else agent,
+        "environment": environment if scope == "environment" else None,
+        "tool_pattern": data.get("tool_pattern", "").strip()
+        if data["kind"] == "tool_disabled"
+        else "",
+        "mode": data.get("mode", "") if data["kind"] == "agent_mode" else "",
+    }
+
+
+@login_required
+def kill_switch_engage(request: HttpRequest) -> HttpResponse:
+    """The confirmation page: what will be stopped, where, and a required reason. GET shows
+    it (from the Kill switches page's buttons); POST engages."""
+    if not request.user.has_perm("flags.add_killswitch"):
+        raise PermissionDenied("Your role does not allow engaging kill switches.")
+    tenant, environments = tenant_environments(request)
+    if tenant is None:
+        raise Http404("Choose a tenant first.")
+    agents = list(selectors.agents_for_kill_page(user=request.user, tenant_id=tenant.pk))
+    posted = request.method == "POST"
+    form = KillSwitchForm(
+        request.POST if posted else (request.GET or None),
+        agents=agents,
+        environments=environments,
+        allow_global=user_is_admin(request.user),
+        require_reason=posted,
+    )
+    effect = ""
+    if form.is_bound and form.is_valid():
+        targets = _targets(form, tenant, environments, agents)
+        errors = services.kill_switch_validate(**targets)
+        if posted and not errors:
+            switch = call_service(
+                form,
+                lambda: services.kill_switch_engage(
+                    actor=request.user, reason=form.cleaned_data["reason"], **targets
+                ),
+            )
+            if switch is not None:
+                messages.success(
+                    request, f"Kill switch #{switch.pk} engaged: {switch.target_label}."
+                )
+                return redirect("flags:kill_switch_list")
+        for field, field_errors in errors.items():
+            form.add_error(field if field in form.fields else None, field_errors)
+        if not errors:
+            count = len(
+                selectors.kill_switch_affected_environments(
+                    scope=targets["scope"],
+                    tenant_id=tenant.pk,
+                    environment_id=targets["environment"].pk if targets["environment"] else None,
+                )
+            )
+            effect = kill_switch_effect(environments=count, **targets)
+    title = {
+        "tool_disabled": "Disable a tool",
+        "agent_mode": "Force an agent's mode",
+        "agent_stopped": "Stop an agent",
+    }.get(str(form.data.get("kind", "") if form.is_bound else ""), "Engage a kill switch")
+    return render(
+        request,
+        "flags/kill_switch_engage.html",
+        {
+            "form": form,
+            "effect": effect,
+            "title": title,
+            "tenant": tenant,
+            "tab": "kill",
+        },
+    )
+
+
+@login_required
+def kill_switch_release(request: HttpRequest, pk: int) -> HttpResponse:
+    switch = selectors.kill_switch_get_for_user(user=request.user, pk=pk)
+    if not request.user.has_perm("flags.change_killswitch"):
+        raise PermissionDenied("Your role does not allow releasing kill switches.")
+    if not switch.is_engaged:
+        messages.info(request, f"Kill switch #{switch.pk} is already released.")
+        return redirect("flags:kill_switch_list")
+    form = ReasonForm(request.POST or None)
+    done = (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(
+            form,
+            lambda: services.kill_switch_release(
+                actor=request.user, switch=switch, reason=form.cleaned_data["reason"]
+            ),
+        )
+        is not None
+    )
+    if done:
+        messages.success(request, f"Kill switch #{switch.pk} released: {switch.target_label}.")
+        return redirect("flags:kill_switch_list")
+    count = len(
+        selectors.kill_switch_affected_environments(
+            scope=switch.scope, tenant_id=switch.tenant_id, environment_id=switch.environment_id
+        )
+    )
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "title": f"Release kill switch #{switch.pk}?",
+            "danger": False,
+            "action_label": "Release",
+            "effect": kill_switch_release_effect(label=switch.target_label, environments=count),
+        },
+    )
+
+
+@login_required
+def runtime_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cut a (compromised) runtime off: its token is refused on its next call."""
+    tenant, _ = tenant_environments(request)
+    try:
+        token = selectors.runtime_tokens_for_kill_page(
+            user=request.user, tenant_id=tenant.pk if tenant else 0
+        ).get(pk=pk)
+    except RuntimeToken.DoesNotExist:
+        raise Http404("No such active runtime token.") from None
+    form = ReasonForm(request.POST or None)
+    done = (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(
+            form,
+            lambda: runtime_token_revoke(
+                actor=request.user, token=token, reason=form.cleaned_data["reason"]
+            ),
+        )
+        is not None
+    )
+    if done:
+        messages.success(request, f"Runtime token {token} revoked: its next call is refused.")
+        return redirect("flags:kill_switch_list")
+    agent = f", agent {token.agent.name}" if token.agent else ""
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "title": f"Revoke runtime token {token}?",
+            "danger": True,
+            "action_label": "Revoke token",
+            "effect": f"Every runtime using it ({token.environment.name}{agent}) is refused on its "
+            "next call, including "
+            "open streams and long-polls at their next change; they keep their last-known-good "
+            "configuration. "
+            "This cannot be undone: issue a new token to let a runtime back in.",
+        },
+    )

@@ -1,0 +1,493 @@
+"""Config sync for an agent runtime: fetch, verify, apply, acknowledge, survive outages.
+
+One ``Runtime`` per process. ``start()`` loads the last-known-good snapshot from disk, tries one
+fetch, then runs two daemon threads:
+
+- the poll thread long-polls ``GET /api/runtime/v1/config?wait=30`` with ``If-None-Match``,
+  verifies each new snapshot (digest, Ed25519 signature) and swaps it in atomically, or NACKs it
+  and keeps serving what it had;
+- the heartbeat thread registers the runtime (its first heartbeat), reports ACK/NACK as soon as
+  something changes and every ``heartbeat_interval_s`` otherwise, with circuit breaker states.
+
+Readers call ``runtime.snapshot`` (one reference, read under a lock) and never see a half-applied
+revision. When the control plane is unreachable the runtime keeps serving what it has, kill
+switches included (fail-static), and backs off exponentially with jitter."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ._version import __version__
+from .breaker import BreakerBoard
+from .cache import LastKnownGood
+from .guardrails import RequestContext, RequestGuard
+from .snapshot import Snapshot
+from .transport import Aborted, Response, Transport, TransportError
+from .verify import KeyRing, KeysUnavailable, VerificationError, parse_envelope, verify_envelope
+from .webhook import Push, PushReceiver, PushVerifier
+
+CONFIG_PATH = "/api/runtime/v1/config"
+HEARTBEAT_PATH = "/api/runtime/v1/heartbeat"
+KEYS_PATH = "/api/runtime/v1/keys"
+
+log = logging.getLogger("dataplane.client")
+
+Source = Literal["control-plane", "disk-cache"]
+
+
+class ServerError(Exception):
+    """The control plane answered, but not usefully (5xx, 401, unexpected status)."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with "equal jitter": the wait is uniform in [ceiling/2, ceiling].
+
+    Jitter keeps a fleet that lost the control plane at the same moment from coming back in
+    lock-step; the lower half-bound keeps a single runtime from retrying in a tight loop."""
+
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+    def delay(self, failures: int, rng: random.Random | None = None) -> float:
+        ceiling = min(self.cap_s, self.base_s * 2 ** max(0, failures - 1))
+        return (rng or random).uniform(ceiling / 2, ceiling)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What the next heartbeat says about the last snapshot the runtime considered."""
+
+    status: Literal["ack", "nack"]
+    revision: int
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    revision: int | None
+    source: Source | None
+    consecutive_failures: int
+    last_error: str
+    control_plane_revision: int | None
+    rejected_revision: int | None
+
+
+class Runtime:
+    """The config-sync client an agent runtime embeds (see the module docstring)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        instance_id: str,
+        *,
+        name: str = "",
+        labels: Mapping[str, str] | None = None,
+        cache_dir: str | Path | None = None,
+        push_url: str = "",
+        wait_s: int = 30,
+        heartbeat_interval_s: float = 10.0,
+        request_timeout_s: float = 10.0,
+        backoff: Backoff | None = None,
+        trusted_keys: Mapping[str, str] | None = None,
+        breakers: BreakerBoard | None = None,
+        on_change: Callable[[Snapshot | None, Snapshot], None] | None = None,
+        library_version: str = __version__,
+    ) -> None:
+        if not 0 < wait_s <= 60:
+            raise ValueError("wait_s must be in 1..60 (the control plane's long-poll limit)")
+        self.base_url = base_url
+        self.instance_id = instance_id
+        self.name = name
+        self.labels = dict(labels or {})
+        self.push_url = push_url
+        self.wait_s = wait_s
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.request_timeout_s = request_timeout_s
+        self.backoff = backoff or Backoff()
+        self.breakers = breakers or BreakerBoard()
+        self.library_version = library_version
+        self._token = token
+        self._on_change = on_change
+        self._cache = LastKnownGood(cache_dir) if cache_dir is not None else None
+        self._trusted_keys = dict(trusted_keys or {})
+        agent = f"dataplane/{library_version}"
+        self._poll_http = Transport(base_url, token, user_agent=agent)
+        self._beat_http = Transport(base_url, token, user_agent=agent)
+        self._keys = KeyRing(fetch=self._fetch_keys, keys=self._trusted_keys)
+
+        self._cond = threading.Condition()
+        self._snapshot: Snapshot | None = None
+        self._source: Source | None = None
+        self._report: Report | None = None
+        self._etag: str | None = None
+        self._failures = 0
+        self._last_error = ""
+        self._server_revision: int | None = None
+        self._rejected_revision: int | None = None
+
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._beat_now = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._receiver: PushReceiver | None = None
+
+    # -- what the agent loop reads ---------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The snapshot being served: one immutable object, swapped whole on each apply."""
+        with self._cond:
+            return self._snapshot
+
+    @property
+    def source(self) -> Source | None:
+        with self._cond:
+            return self._source
+
+    def status(self) -> SyncStatus:
+        with self._cond:
+            return SyncStatus(
+                revision=self._snapshot.revision if self._snapshot else None,
+                source=self._source,
+                consecutive_failures=self._failures,
+                last_error=self._last_error,
+                control_plane_revision=self._server_revision,
+                rejected_revision=self._rejected_revision,
+            )
+
+    def guard(
+        self, agent: str, session_id: str, context: RequestContext | None = None
+    ) -> RequestGuard:
+        """A guard for one request: the bundle version is chosen once (a request does not
+        change version mid-way), kill switches are read live so an engaged one takes effect at
+        the next check."""
+        return RequestGuard(
+            self.snapshot,
+            agent=agent,
+            session_id=session_id,
+            context=context,
+            breakers=self.breakers,
+            live=lambda: self.snapshot,
+        )
+
+    def wait_for_revision(self, revision: int, timeout: float | None = None) -> bool:
+        """Block until a snapshot with at least ``revision`` is served."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._snapshot is not None and self._snapshot.revision >= revision, timeout
+            )
+
+    def wait_for(
+        self, predicate: Callable[[SyncStatus], bool], timeout: float | None = None
+    ) -> bool:
+        """Block until ``predicate(status())`` holds (e.g. a NACK was recorded)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: predicate(self._status_locked()), timeout)
+
+    def _status_locked(self) -> SyncStatus:
+        return SyncStatus(
+            revision=self._snapshot.revision if self._snapshot else None,
+            source=self._source,
+            consecutive_failures=self._failures,
+            last_error=self._last_error,
+            control_plane_revision=self._server_revision,
+            rejected_revision=self._rejected_revision,
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self, *, initial_fetch: bool = True) -> None:
+        """Serve the disk cache at once (if any), try one fetch, then sync in the background.
+
+        Returns without raising when the control plane is unreachable: the runtime then serves
+        its last-known-good snapshot, or nothing (every tool call denied) if it never had one."""
+        if self._threads:
+            raise RuntimeError("runtime already started")
+        self._load_cache()
+        if initial_fetch:
+            self._poll_once()
+        self._threads = [
+            threading.Thread(target=self._heartbeat_loop, name="dataplane-heartbeat", daemon=True),
+            threading.Thread(target=self._poll_loop, name="dataplane-poll", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop both threads (cutting an in-flight long-poll short); True when they ended."""
+        self._stopping.set()
+        self._wake.set()
+        self._beat_now.set()
+        self._poll_http.abort()
+        self._beat_http.abort()
+        for thread in self._threads:
+            thread.join(timeout)
+        stopped = not any(thread.is_alive() for thread in self._threads)
+        if self._receiver is not None:
+            self._receiver.stop()
+            self._receiver = None
+        self._poll_http.close()
+        self._beat_http.close()
+        return stopped
+
+    def poke(self, revision: int | None = None) -> None:
+        """Fetch now (a webhook push or an operator's hint), unless ``revision`` is already
+        served or was already rejected."""
+        with self._cond:
+            served = self._snapshot.revision if self._snapshot else 0
+            if revision is not None and (revision <= served or revision == self._rejected_revision):
+                return
+        self._wake.set()
+        self._poll_http.abort()
+
+    def serve_push(self, *, host: str = "127.0.0.1", port: int = 0, advertise_url: str = "") -> str:
+        """Start a webhook receiver that turns verified pushes into ``poke``; returns the URL
+        the heartbeat advertises (``advertise_url`` when the bind address is not reachable)."""
+        receiver = PushReceiver(
+            verifier=PushVerifier(self._token), on_push=self._on_push, host=host, port=port
+        )
+        receiver.start()
+        self._receiver = receiver
+        self.push_url = advertise_url or receiver.url
+        self._beat_now.set()
+        return self.push_url
+
+    def _on_push(self, push: Push) -> None:
+        self.poke(push.revision)
+
+    def sync_once(self) -> None:
+        """One fetch-verify-apply cycle without the background threads (tests, batch jobs)."""
+        if self._threads:
+            raise RuntimeError("the background threads own the connection; use poke()")
+        self._poll_once()
+        self._send_heartbeat()
+
+    # -- fetching and applying --------------------------------------------------------------
+
+    def _fetch_keys(self) -> Mapping[str, Any]:
+        response = self._poll_http.request("GET", KEYS_PATH, timeout=self.request_timeout_s)
+        if response.status != 200:
+            raise KeysUnavailable(f"GET {KEYS_PATH} answered HTTP {response.status}")
+        document = response.json()
+        if not isinstance(document, dict):
+            raise KeysUnavailable("the key document is not a JSON object")
+        return document
+
+    def _poll_once(self, wait: int = 0) -> None:
+        """One request; failures are recorded, not raised (the caller decides to back off)."""
+        try:
+            self._fetch(wait)
+        except Aborted:
+            return
+        except (TransportError, ServerError, KeysUnavailable) as exc:
+            self._record_failure(exc)
+        else:
+            with self._cond:
+                self._failures = 0
+                self._last_error = ""
+                self._cond.notify_all()
+
+    def _fetch(self, wait: int) -> None:
+        headers = {"If-None-Match": self._etag} if self._etag else {}
+        path = f"{CONFIG_PATH}?wait={wait}" if wait and self._etag else CONFIG_PATH
+        response = self._poll_http.request(
+            "GET", path, headers=headers, timeout=wait + self.request_timeout_s
+        )
+        if response.status == 304:
+            return
+        if response.status != 200:
+            raise ServerError(f"GET {CONFIG_PATH} answered HTTP {response.status}")
+        self._consider(response)
+
+    def _consider(self, response: Response) -> None:
+        etag = response.headers.get("etag")
+        try:
+            envelope = parse_envelope(response.body)
+            snapshot = verify_envelope(envelope, self._keys, raw=response.body)
+            self._check_continuity(snapshot)
+        except VerificationError as exc:
+            # Remember the ETag of what was rejected: the next long-poll then waits for a new
+            # revision instead of fetching and NACKing the same bytes in a loop.
+            self._etag = etag
+            self._reject(_claimed_revision(response.body), str(exc))
+            return
+        self._apply(snapshot, "control-plane")
+        self._etag = etag
+        if self._cache is not None:
+            try:
+                self._cache.save(parse_envelope(snapshot.raw), self._keys.export())
+            except OSError as exc:
+                log.warning("runtime.cache_write_failed", extra={"error": str(exc)})
+
+    def _check_continuity(self, snapshot: Snapshot) -> None:
+        current = self.snapshot
+        if current is None:
+            return
+        if (snapshot.tenant, snapshot.environment) != (current.tenant, current.environment):
+            raise VerificationError(
+                f"snapshot is for {snapshot.tenant}/{snapshot.environment}, "
+                f"this runtime serves {current.tenant}/{current.environment}"
+            )
+        # A validly signed but older snapshot is a replay or a rollback of the control plane's
+        # state; applying it could silently release kill switches engaged since.
+        if snapshot.revision < current.revision:
+            raise VerificationError(
+                f"revision {snapshot.revision} is older than the served revision {current.revision}"
+            )
+
+    def _apply(self, snapshot: Snapshot, source: Source) -> None:
+        with self._cond:
+            previous = self._snapshot
+            self._snapshot = snapshot
+            self._source = source
+            self._report = Report("ack", snapshot.revision)
+            self._cond.notify_all()
+        _log_kill_switch_changes(previous, snapshot)
+        log.info(
+            "runtime.snapshot_applied",
+            extra={"revision": snapshot.revision, "digest": snapshot.digest, "source": source},
+        )
+        self._beat_now.set()
+        if self._on_change is not None and (previous is None or previous.digest != snapshot.digest):
+            self._on_change(previous, snapshot)
+
+    def _reject(self, revision: int | None, error: str) -> None:
+        with self._cond:
+            served = self._snapshot.revision if self._snapshot else None
+            # The heartbeat API needs a revision for a NACK; when the body was too broken to
+            # name one, the control plane's own current revision is the one that failed.
+            rejected = revision or self._server_revision or (served or 0) + 1
+            self._rejected_revision = rejected
+            self._report = Report("nack", rejected, error)
+            self._last_error = error
+            self._cond.notify_all()
+        log.warning(
+            "runtime.snapshot_rejected",
+            extra={"revision": rejected, "error": error, "serving": served},
+        )
+        self._beat_now.set()
+
+    def _record_failure(self, exc: Exception) -> None:
+        with self._cond:
+            self._failures += 1
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            self._cond.notify_all()
+            serving = self._snapshot.revision if self._snapshot else None
+        log.warning(
+            "runtime.sync_failed",
+            extra={"error": str(exc), "failures": self._failures, "serving": serving},
+        )
+
+    def _load_cache(self) -> None:
+        if self._cache is None:
+            return
+        cached = self._cache.load()
+        if cached is None:
+            return
+        # The cache is verified like a fresh snapshot, with the keys that verified it (plus any
+        # pinned ones) and without fetching: at start the control plane may well be down.
+        keys = KeyRing(keys={**cached.keys, **self._trusted_keys})
+        try:
+            snapshot = verify_envelope(cached.envelope, keys)
+        except (VerificationError, KeysUnavailable) as exc:
+            log.warning("runtime.cache_rejected", extra={"error": str(exc)})
+            return
+        for kid, encoded in cached.keys.items():
+            self._keys.load_document({"keys": [{"kid": kid, "public_key": encoded}]})
+        self._apply(snapshot, "disk-cache")
+
+    # -- background threads -----------------------------------------------------------------
+
+    def _poll_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._poll_once(self.wait_s)
+            if self._stopping.is_set():
+                return
+            with self._cond:
+                failures = self._failures
+            if failures:
+                self._wake.wait(self.backoff.delay(failures))
+            self._wake.clear()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._beat_now.clear()
+            self._send_heartbeat()
+            self._beat_now.wait(self.heartbeat_interval_s)
+
+    def heartbeat_payload(self) -> dict[str, Any]:
+        with self._cond:
+            report = self._report
+            snapshot = self._snapshot
+        payload: dict[str, Any] = {
+            "instance_id": self.instance_id,
+            "name": self.name,
+            "labels": self.labels,
+            "library_version": self.library_version,
+            "digests": snapshot.served_digests() if snapshot else {},
+            "push_url": self.push_url,
+            "circuit_breakers": self.breakers.report(),
+        }
+        if report is not None:
+            payload.update(status=report.status, revision=report.revision, error=report.error)
+        return payload
+
+    def _send_heartbeat(self) -> None:
+        payload = self.heartbeat_payload()
+        try:
+            response = self._beat_http.request(
+                "POST", HEARTBEAT_PATH, json_body=payload, timeout=self.request_timeout_s
+            )
+        except TransportError as exc:
+            log.info("runtime.heartbeat_failed", extra={"error": str(exc)})
+            return
+        if response.status != 200:
+            log.warning(
+                "runtime.heartbeat_refused",
+                extra={"status": response.status, "body": response.body[:500]},
+            )
+            return
+        try:
+            current = int(response.json()["revision"])
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._cond:
+            self._server_revision = current
+            served = self._snapshot.revision if self._snapshot else 0
+            behind = current > max(served, self._rejected_revision or 0)
+            healthy = self._failures == 0
+        # A safety net under the long-poll: if a wake-up was lost somewhere, the heartbeat
+        # notices the control plane is ahead. Not while backing off, to keep the backoff honest.
+        if behind and healthy and self._threads:
+            self.poke(current)
+
+
+# A runtime can be referred to by what it does for the agent: keep its config in sync.
+ConfigSync = Runtime
+
+
+def _claimed_revision(body: bytes) -> int | None:
+    try:
+        revision = parse_envelope(body).get("snapshot", {}).get("revision")
+    except (VerificationError, AttributeError):
+        return None
+    return revision if isinstance(revision, int) and revision > 0 else None
+
+
+def _log_kill_switch_changes(previous: Snapshot | None, current: Snapshot) -> None:
+    before = {switch.id: switch for switch in previous.kill_switches} if previous else {}
+    after = {switch.id: switch for switch in current.kill_switches}
+    for switch_id in after.keys() - before.keys():
+        log.warning("kill_switch.engaged", extra={"switch": after[switch_id].describe()})
+    for switch_id in before.keys() - after.keys():
+        # Released only because the control plane said so in a verified snapshot; logged so the
+        # runtime's own record shows when protection went away.
+        log.warning("kill_switch.released", extra={"switch": before[switch_id].describe()})

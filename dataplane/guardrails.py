@@ -1,0 +1,347 @@
+"""The guardrail API an agent loop calls: which version serves a session, and may this tool
+call run?
+
+Checks run in a fixed precedence, and the first refusal decides:
+
+1. kill switches (agent stopped; tool disabled; read-only mode; draft-only mode) — read from the
+   *live* snapshot, so one engaged mid-request applies at the next check, and nothing below
+   (bundle rules, a rollout, a human approval) can override them;
+2. the bundle's tool allowlist (a tool the version does not declare is denied);
+3. JSON-Schema validation of the arguments (draft 2020-12);
+4. per-request limits, from the usage the loop records;
+5. the bundle's ordered tool rules: first match wins, no match denies;
+6. the tool's ``requires_approval``;
+7. the tool's circuit breaker.
+
+``ask`` outcomes (draft-only mode, ``ask`` rules, ``requires_approval``) become ``allow`` once the
+loop re-checks with ``approved=True`` after a human approved; refusals never do."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from jsonschema.exceptions import best_match
+
+from .breaker import BreakerBoard
+from .bucketing import flexible_rollout_enabled
+from .policy import Policy, Tool, policy_cache
+from .snapshot import BundleVersion, KillSwitch, Snapshot
+
+
+class Verdict(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    NEEDS_APPROVAL = "needs_approval"
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    reason: str = ""
+    # Which check decided: kill_switch, allowlist, schema, limit, rule, approval, breaker, input.
+    check: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict is Verdict.ALLOW
+
+    @property
+    def denied(self) -> bool:
+        return self.verdict is Verdict.DENY
+
+    @property
+    def needs_approval(self) -> bool:
+        return self.verdict is Verdict.NEEDS_APPROVAL
+
+    @classmethod
+    def allow(cls, reason: str = "", check: str = "") -> Decision:
+        return cls(Verdict.ALLOW, reason, check)
+
+    @classmethod
+    def deny(cls, reason: str, check: str) -> Decision:
+        return cls(Verdict.DENY, reason, check)
+
+    @classmethod
+    def ask(cls, reason: str, check: str) -> Decision:
+        return cls(Verdict.NEEDS_APPROVAL, reason, check)
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Facts about the request that rules may test (bundle ``context`` keys)."""
+
+    end_user_role: str | None = None
+    tenant: str | None = None
+    environment: str | None = None
+    confidence: float | None = None  # the model's stated confidence, 0..1
+
+    def as_mapping(self, confidence: float | None = None) -> dict[str, Any]:
+        return {
+            "end_user_role": self.end_user_role,
+            "tenant": self.tenant,
+            "environment": self.environment,
+            "confidence": confidence if confidence is not None else self.confidence,
+        }
+
+
+@dataclass
+class Usage:
+    steps: int = 0
+    tool_calls: int = 0
+    total_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    retries: dict[str, int] = field(default_factory=dict)
+    last_failed: dict[str, bool] = field(default_factory=dict)
+
+
+def choose_version(
+    snapshot: Snapshot | None,
+    agent: str,
+    session_id: str,
+    *,
+    user_id: str | None = None,
+    properties: Mapping[str, str] | None = None,
+) -> BundleVersion | None:
+    """Stable, or the candidate when a rollout runs and Unleash's flexibleRollout puts this
+    session in it (same group id and stickiness as every SDK, so one session stays on one
+    version across runtimes). None when the agent has nothing deployed here."""
+    if snapshot is None:
+        return None
+    release = snapshot.agents.get(agent)
+    if release is None:
+        return None
+    if release.candidate is not None and release.rollout is not None:
+        context = {"sessionId": session_id, "userId": user_id, "properties": dict(properties or {})}
+        rollout = release.rollout
+        if flexible_rollout_enabled(
+            rollout.percentage, rollout.group_id, rollout.stickiness, context
+        ):
+            return release.candidate
+    return release.stable
+
+
+def kill_switch_decision(
+    switches: tuple[KillSwitch, ...], tool: str, tool_spec: Tool | None
+) -> Decision | None:
+    """The kill switches' verdict on one tool call: a refusal, an approval floor, or None."""
+    for switch in switches:
+        if switch.kind == "agent_stopped":
+            return Decision.deny(f"agent stopped by {switch.describe()}", "kill_switch")
+    for switch in switches:
+        if switch.disables(tool):
+            return Decision.deny(f"{tool} disabled by {switch.describe()}", "kill_switch")
+    # A tool the bundle does not declare has no known risk; the modes treat it as a write.
+    is_read = tool_spec is not None and tool_spec.is_read
+    modes = [switch for switch in switches if switch.kind == "agent_mode"]
+    for switch in modes:
+        if switch.mode == "read_only" and not is_read:
+            return Decision.deny(
+                f"{tool} writes, and the agent is read-only: {switch.describe()}", "kill_switch"
+            )
+    for switch in modes:
+        if switch.mode == "draft_only" and not is_read:
+            return Decision.ask(
+                f"{tool} writes, and the agent is draft-only: {switch.describe()}", "kill_switch"
+            )
+    return None
+
+
+class RequestGuard:
+    """Guardrails for one request of one agent. Cheap to create; use one per request."""
+
+    def __init__(
+        self,
+        snapshot: Snapshot | None,
+        *,
+        agent: str,
+        session_id: str,
+        context: RequestContext | None = None,
+        breakers: BreakerBoard | None = None,
+        live: Callable[[], Snapshot | None] | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        self.agent = agent
+        self.session_id = session_id
+        self.context = context or RequestContext()
+        self.version = choose_version(snapshot, agent, session_id, user_id=user_id)
+        self.policy: Policy | None = (
+            policy_cache.get(self.version.digest, self.version.bundle) if self.version else None
+        )
+        self.usage = Usage()
+        self.decisions: list[tuple[str, Decision]] = []
+        self._pinned = snapshot
+        self._live = live
+        self._breakers = breakers
+        self._lock = threading.Lock()
+
+    def _switches(self) -> tuple[KillSwitch, ...]:
+        current = self._live() if self._live is not None else None
+        snapshot = current or self._pinned
+        return snapshot.switches_for(self.agent) if snapshot is not None else ()
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def check_step(self) -> Decision:
+        """May the loop make another model call?"""
+        for switch in self._switches():
+            if switch.kind == "agent_stopped":
+                return self._note(
+                    "<step>", Decision.deny(f"agent stopped by {switch.describe()}", "kill_switch")
+                )
+        if self.policy is None:
+            return self._note("<step>", self._not_deployed())
+        limits = self.policy.limits
+        with self._lock:
+            usage = self.usage
+            if limits.max_steps is not None and usage.steps >= limits.max_steps:
+                return self._note(
+                    "<step>", Decision.deny(f"max_steps ({limits.max_steps}) reached", "limit")
+                )
+            refusal = self._budget_refusal(usage)
+        return self._note("<step>", refusal or Decision.allow(check="limit"))
+
+    def check_input(self, text: str) -> Decision:
+        """Input policy for an end-user message: length cap and blocked patterns."""
+        if self.policy is None:
+            return self._not_deployed()
+        if self.policy.max_input_chars is not None and len(text) > self.policy.max_input_chars:
+            return Decision.deny(
+                f"input is {len(text)} characters, over the limit of {self.policy.max_input_chars}",
+                "input",
+            )
+        for pattern, description in self.policy.blocked_patterns:
+            if pattern.search(text):
+                return Decision.deny(f"input matches a blocked pattern ({description})", "input")
+        return Decision.allow(check="input")
+
+    def check_tool_call(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        confidence: float | None = None,
+        approved: bool = False,
+    ) -> Decision:
+        """allow / deny(reason) / needs_approval(reason) for one call, in the module's order."""
+        return self._note(tool, self._decide(tool, arguments, confidence, approved))
+
+    def _decide(
+        self, tool: str, arguments: Mapping[str, Any], confidence: float | None, approved: bool
+    ) -> Decision:
+        policy = self.policy
+        spec = policy.tools.get(tool) if policy is not None else None
+        floor = kill_switch_decision(self._switches(), tool, spec)
+        if floor is not None and floor.denied:
+            return floor
+        if policy is None:
+            return self._not_deployed()
+        if spec is None:
+            return Decision.deny(f"{tool} is not a tool of {self._version_label()}", "allowlist")
+        error = best_match(spec.validator.iter_errors(arguments))
+        if error is not None:
+            where = "/" + "/".join(str(part) for part in error.absolute_path)
+            return Decision.deny(
+                f"arguments of {tool} invalid at {where}: {error.message}", "schema"
+            )
+        limit = self._limit_refusal(tool)
+        if limit is not None:
+            return limit
+        rule = policy.first_matching_rule(tool, arguments, self.context.as_mapping(confidence))
+        if rule is None:
+            return Decision.deny(f"no rule allows {tool} (default deny)", "rule")
+        if rule.action == "deny":
+            return Decision.deny(f"{tool} denied by {rule.label()}", "rule")
+        asks = [d for d in (floor,) if d is not None]
+        if rule.action == "ask":
+            asks.append(Decision.ask(f"{tool} needs approval by {rule.label()}", "rule"))
+        if spec.requires_approval:
+            asks.append(Decision.ask(f"{tool} requires approval", "approval"))
+        if asks and not approved:
+            return self._breaker_refusal(tool, claim=False) or asks[0]
+        return self._breaker_refusal(tool, claim=True) or Decision.allow(
+            f"allowed by {rule.label()}" + (" after approval" if asks else ""), "rule"
+        )
+
+    def _limit_refusal(self, tool: str) -> Decision | None:
+        assert self.policy is not None
+        limits = self.policy.limits
+        with self._lock:
+            usage = self.usage
+            if limits.max_steps is not None and usage.steps > limits.max_steps:
+                return Decision.deny(f"max_steps ({limits.max_steps}) exceeded", "limit")
+            if limits.max_tool_calls is not None and usage.tool_calls >= limits.max_tool_calls:
+                return Decision.deny(f"max_tool_calls ({limits.max_tool_calls}) reached", "limit")
+            retries = usage.retries.get(tool, 0)
+            if (
+                limits.max_retries_per_tool is not None
+                and usage.last_failed.get(tool)
+                and retries >= limits.max_retries_per_tool
+            ):
+                allowed = limits.max_retries_per_tool
+                return Decision.deny(
+                    f"{tool} failed and its retries are used up (max_retries_per_tool {allowed})",
+                    "limit",
+                )
+            return self._budget_refusal(usage)
+
+    def _budget_refusal(self, usage: Usage) -> Decision | None:
+        assert self.policy is not None
+        limits = self.policy.limits
+        if limits.max_total_tokens is not None and usage.total_tokens >= limits.max_total_tokens:
+            return Decision.deny(f"max_total_tokens ({limits.max_total_tokens}) reached", "limit")
+        if limits.max_cost_usd is not None and usage.cost_usd >= limits.max_cost_usd:
+            return Decision.deny(f"max_cost_usd ({limits.max_cost_usd}) reached", "limit")
+        return None
+
+    def _breaker_refusal(self, tool: str, *, claim: bool) -> Decision | None:
+        if self._breakers is None:
+            return None
+        breaker = self._breakers.get(tool)
+        admitted = breaker.allow() if claim else breaker.would_allow()
+        if admitted:
+            return None
+        return Decision.deny(
+            f"{tool} circuit is {breaker.state.value} after {breaker.failures} failures", "breaker"
+        )
+
+    def _not_deployed(self) -> Decision:
+        return Decision.deny(
+            f"{self.agent} has no version deployed in the served snapshot", "allowlist"
+        )
+
+    def _version_label(self) -> str:
+        version = self.version
+        return f"{self.agent} v{version.version}" if version else self.agent
+
+    def _note(self, subject: str, decision: Decision) -> Decision:
+        with self._lock:
+            self.decisions.append((subject, decision))
+        return decision
+
+    # -- usage the loop records -------------------------------------------------------------
+
+    def record_step(self, *, tokens: int = 0, cost_usd: float | Decimal = 0) -> None:
+        """One model call and what it consumed."""
+        with self._lock:
+            self.usage.steps += 1
+            self.usage.total_tokens += tokens
+            self.usage.cost_usd += Decimal(str(cost_usd))
+
+    def record_tool_call(self, tool: str, *, ok: bool) -> None:
+        """One executed tool call and whether it succeeded (also feeds the circuit breaker)."""
+        with self._lock:
+            if self.usage.last_failed.get(tool):
+                self.usage.retries[tool] = self.usage.retries.get(tool, 0) + 1
+            self.usage.last_failed[tool] = not ok
+            self.usage.tool_calls += 1
+        if self._breakers is not None:
+            breaker = self._breakers.get(tool)
+            if ok:
+                breaker.record_success()
+            else:
+                breaker.record_failure()

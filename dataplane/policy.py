@@ -1,0 +1,252 @@
+"""A bundle's policies compiled for fast checks: tools, argument validators, ordered rules.
+
+Compiled once per bundle digest and shared by every request served from that version, so an
+agent loop pays for JSON-Schema compilation once per deploy, not once per tool call. The format
+is docs/bundle-format.md (``apps/bundles/schema.py`` is its machine-readable form)."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fnmatch import fnmatchcase
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+LIMIT_KEYS = (
+    "max_steps",
+    "max_tool_calls",
+    "max_total_tokens",
+    "max_cost_usd",
+    "max_retries_per_tool",
+)
+CONTEXT_KEYS = ("end_user_role", "tenant", "environment", "confidence")
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    risk: str  # read | write | critical
+    requires_approval: bool
+    validator: Draft202012Validator
+    spec: Mapping[str, Any]
+
+    @property
+    def is_read(self) -> bool:
+        return self.risk == "read"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_steps: int | None = None
+    max_tool_calls: int | None = None
+    max_total_tokens: int | None = None
+    max_cost_usd: Decimal | None = None
+    max_retries_per_tool: int | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    tool: str  # a glob
+    action: str  # allow | deny | ask
+    when: Mapping[str, Any] | None
+    description: str
+
+    def label(self) -> str:
+        what = f": {self.description}" if self.description else ""
+        return f"rule #{self.index} ({self.action} {self.tool}){what}"
+
+
+@dataclass(frozen=True)
+class Policy:
+    tools: Mapping[str, Tool]
+    rules: tuple[Rule, ...]
+    limits: Limits
+    max_input_chars: int | None
+    blocked_patterns: tuple[tuple[re.Pattern[str], str], ...]
+
+    def first_matching_rule(
+        self, tool: str, arguments: Mapping[str, Any], context: Mapping[str, Any]
+    ) -> Rule | None:
+        """Ordered rules, first match wins; None means no rule matched (default deny)."""
+        for rule in self.rules:
+            if fnmatchcase(tool, rule.tool) and (
+                rule.when is None or evaluate(rule.when, arguments, context)
+            ):
+                return rule
+        return None
+
+
+def _tool(spec: Mapping[str, Any]) -> Tool:
+    parameters = spec.get("parameters") or {"type": "object"}
+    return Tool(
+        name=str(spec["name"]),
+        risk=str(spec.get("risk") or "critical"),  # unknown risk is treated as the worst
+        requires_approval=bool(spec.get("requires_approval", False)),
+        validator=Draft202012Validator(parameters),
+        spec=spec,
+    )
+
+
+def _limits(raw: Mapping[str, Any]) -> Limits:
+    def integer(key: str) -> int | None:
+        value = raw.get(key)
+        return (
+            int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+        )
+
+    cost = raw.get("max_cost_usd")
+    return Limits(
+        max_steps=integer("max_steps"),
+        max_tool_calls=integer("max_tool_calls"),
+        max_total_tokens=integer("max_total_tokens"),
+        # Money is Decimal; str() first so 0.1 stays 0.1 instead of its binary approximation.
+        max_cost_usd=Decimal(str(cost))
+        if isinstance(cost, int | float) and not isinstance(cost, bool)
+        else None,
+        max_retries_per_tool=integer("max_retries_per_tool"),
+    )
+
+
+def compile_policy(bundle: Mapping[str, Any]) -> Policy:
+    tools = {}
+    for spec in bundle.get("tools") or []:
+        if isinstance(spec, Mapping) and isinstance(spec.get("name"), str):
+            tools[spec["name"]] = _tool(spec)
+    policies = bundle.get("policies") or {}
+    rules = tuple(
+        Rule(
+            index=index,
+            tool=str(raw.get("tool", "")),
+            action=str(raw.get("action", "deny")),
+            when=raw.get("when"),
+            description=str(raw.get("description") or ""),
+        )
+        for index, raw in enumerate(policies.get("tool_rules") or [])
+        if isinstance(raw, Mapping)
+    )
+    input_policy = policies.get("input") or {}
+    blocked = tuple(
+        (re.compile(str(entry["pattern"])), str(entry.get("description") or entry["pattern"]))
+        for entry in input_policy.get("blocked_patterns") or []
+        if isinstance(entry, Mapping) and entry.get("pattern")
+    )
+    max_chars = input_policy.get("max_chars")
+    return Policy(
+        tools=tools,
+        rules=rules,
+        limits=_limits(policies.get("limits") or {}),
+        max_input_chars=int(max_chars) if isinstance(max_chars, int) else None,
+        blocked_patterns=blocked,
+    )
+
+
+class _PolicyCache:
+    """Compiled policies by bundle digest; bounded, since a long-lived runtime sees many
+    deploys but serves at most a stable and a candidate per agent at a time."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, Policy] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str, bundle: Mapping[str, Any]) -> Policy:
+        with self._lock:
+            policy = self._entries.get(digest)
+            if policy is not None:
+                self._entries.move_to_end(digest)
+                return policy
+        policy = compile_policy(bundle)
+        with self._lock:
+            self._entries[digest] = policy
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return policy
+
+
+policy_cache = _PolicyCache()
+
+
+# -- conditions -------------------------------------------------------------------------------
+
+
+def _resolve(arguments: Mapping[str, Any], path: str) -> Any:
+    node: Any = arguments
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def _equal(left: Any, right: Any) -> bool:
+    # JSON equality, not Python's: true is not 1, and 1 equals 1.0.
+    if isinstance(left, bool) or isinstance(right, bool):
+        return isinstance(left, bool) and isinstance(right, bool) and left == right
+    if _is_number(left) and _is_number(right):
+        return Decimal(str(left)) == Decimal(str(right))
+    return type(left) is type(right) and bool(left == right)
+
+
+_NUMERIC = {
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _compare(subject: Any, op: str, value: Any) -> bool:
+    if op == "exists":
+        return subject is not _MISSING and subject is not None
+    if subject is _MISSING:
+        return False
+    if op == "==":
+        return _equal(subject, value)
+    if op == "!=":
+        return not _equal(subject, value)
+    if op in _NUMERIC:
+        if not (_is_number(subject) and _is_number(value)):
+            return False
+        return bool(_NUMERIC[op](Decimal(str(subject)), Decimal(str(value))))
+    if op in ("in", "not_in"):
+        found = isinstance(value, Sequence) and any(_equal(subject, item) for item in value)
+        return found if op == "in" else not found
+    if op == "matches":
+        return (
+            isinstance(subject, str)
+            and isinstance(value, str)
+            and re.search(value, subject) is not None
+        )
+    return False
+
+
+def evaluate(
+    condition: Mapping[str, Any], arguments: Mapping[str, Any], context: Mapping[str, Any]
+) -> bool:
+    """Whether a rule's ``when`` holds for these arguments and this request context."""
+    if "all" in condition:
+        return all(evaluate(item, arguments, context) for item in condition["all"])
+    if "any" in condition:
+        return any(evaluate(item, arguments, context) for item in condition["any"])
+    if "not" in condition:
+        return not evaluate(condition["not"], arguments, context)
+    if "arg" in condition:
+        subject = _resolve(arguments, str(condition["arg"]))
+    else:
+        key = str(condition.get("context"))
+        subject = context.get(key, _MISSING) if key in CONTEXT_KEYS else _MISSING
+        if subject is None:
+            subject = _MISSING
+    return _compare(subject, str(condition.get("op")), condition.get("value"))

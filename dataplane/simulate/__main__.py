@@ -1,0 +1,78 @@
+"""``python -m dataplane.simulate``: a simulated fleet producing traffic for the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from .fleet import Fleet
+from .stats import format_table, outcome_stats
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m dataplane.simulate", description=__doc__)
+    parser.add_argument("--url", required=True, help="control plane base URL")
+    parser.add_argument("--token", required=True, help="runtime token (tenant + environment)")
+    parser.add_argument("--runtimes", type=int, default=10, help="simulated runtimes (default 10)")
+    parser.add_argument("--agent", default="support-bot", help="agent slug (default support-bot)")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
+    parser.add_argument("--rps", type=float, default=10.0, help="requests/s across the fleet")
+    parser.add_argument("--seed", default="0", help="seed of the synthetic traffic")
+    parser.add_argument("--requests", type=int, default=None, help="stop after N per runtime")
+    parser.add_argument("--instance-prefix", default="sim", help="instance id prefix")
+    parser.add_argument("--cache-dir", default=None, help="last-known-good cache root")
+    parser.add_argument("--tool-failure-rate", type=float, default=0.02)
+    parser.add_argument("--no-report", action="store_true", help="do not POST request records")
+    parser.add_argument("--json", action="store_true", help="print the final stats as JSON")
+    parser.add_argument("--progress", type=float, default=10.0, help="seconds between summaries")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    fleet = Fleet(
+        args.url,
+        args.token,
+        runtimes=args.runtimes,
+        agent=args.agent,
+        rps=args.rps,
+        seed=args.seed,
+        instance_prefix=args.instance_prefix,
+        cache_root=args.cache_dir,
+        report=not args.no_report,
+        requests_per_runtime=args.requests,
+        tool_failure_rate=args.tool_failure_rate,
+    )
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    fleet.start()
+    deadline = time.monotonic() + args.duration
+    try:
+        while not done.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (args.requests is not None and fleet.wait_finished(0)):
+                break
+            done.wait(min(args.progress, remaining))
+            if not args.json:
+                print(f"-- {len(fleet.records)} requests", file=sys.stderr)
+                print(format_table(fleet.stats()), file=sys.stderr)
+    except KeyboardInterrupt:
+        pass
+    fleet.stop()
+    stats = outcome_stats(fleet.records)
+    if args.json:
+        print(json.dumps([item.as_json() for item in stats.values()], indent=2))
+    else:
+        print(format_table(stats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

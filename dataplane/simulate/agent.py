@@ -1,0 +1,405 @@
+"""A deterministic fake agent whose behaviour follows the bundle it serves.
+
+It does not call a model. It reads a few traits from the bundle — how the prompts talk about
+refunds, the model's temperature, which tools exist — and acts on synthetic customer requests
+the way a model steered by that bundle plausibly would, calling every tool through the
+``RequestGuard``. A prompt that "proactively offers refunds" therefore produces more refund
+actions, more denials and approvals, and worse outcomes; a cautious prompt does not. Everything
+random comes from a seeded RNG per request, so a run is reproducible."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ..guardrails import Decision, RequestGuard
+from ..snapshot import BundleVersion
+
+# Outcomes, best to worst, with the quality score each is worth.
+RESOLVED, ESCALATED, REJECTED, BLOCKED, FAILED, WRONG_ACTION = (
+    "resolved",
+    "escalated",
+    "rejected_by_human",
+    "blocked",
+    "failed",
+    "wrong_action",
+)
+QUALITY = {
+    RESOLVED: 1.0,
+    ESCALATED: 0.8,
+    REJECTED: 0.5,
+    BLOCKED: 0.4,
+    FAILED: 0.2,
+    WRONG_ACTION: 0.0,
+}
+
+INTENTS = (
+    ("order_status", 0.45),
+    ("refund_request", 0.20),
+    ("product_question", 0.25),
+    ("complaint", 0.10),
+)
+ROLES = (("customer", 0.75), ("guest", 0.15), ("agent", 0.10))
+
+# USD per million tokens (input, output); the fallback is a mid-priced model.
+PRICES: Mapping[str, tuple[Decimal, Decimal]] = {
+    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
+    "gpt-4o": (Decimal("2.50"), Decimal("10")),
+    "claude-3-5-sonnet": (Decimal("3"), Decimal("15")),
+    "claude-3-5-haiku": (Decimal("0.80"), Decimal("4")),
+}
+DEFAULT_PRICE = (Decimal("1"), Decimal("3"))
+APPROVAL_WAIT_MS = 45_000  # a human looking at an approval request
+
+_SENTENCE = re.compile(r"[.!?]+")
+_CAUTION = re.compile(r"\b(never|only|not|don't|do not|unless|must not|policy allows)\b")
+_PUSH = re.compile(r"\b(proactive\w*|offer\w*|always|generous\w*|quickly|whenever|happy)\b")
+
+
+def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
+    return rng.choices([name for name, _ in weighted], [weight for _, weight in weighted])[0]
+
+
+@dataclass(frozen=True)
+class SyntheticRequest:
+    request_id: str
+    session_id: str
+    intent: str
+    end_user_role: str
+    unhappy: bool
+    refund_warranted: bool
+    order_amount: float
+    message: str
+    seed: str
+
+
+def synthetic_request(
+    rng: random.Random, request_id: str, sessions: int = 1000
+) -> SyntheticRequest:
+    intent = _pick(rng, INTENTS)
+    unhappy = intent in ("complaint", "refund_request") or rng.random() < 0.2
+    return SyntheticRequest(
+        request_id=request_id,
+        session_id=f"session-{rng.randrange(sessions)}",
+        intent=intent,
+        end_user_role=_pick(rng, ROLES),
+        unhappy=unhappy,
+        refund_warranted=intent == "refund_request" and rng.random() < 0.6,
+        order_amount=round(rng.uniform(5, 400), 2),
+        message=f"synthetic {intent} message",
+        seed=f"{request_id}:{rng.random()}",
+    )
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a model steered by this bundle would tend to do."""
+
+    refund_push: float  # chance of offering a refund nobody is owed
+    arg_error_rate: float  # chance of malformed tool arguments (grows with temperature)
+    lookup_tool: str | None
+    ticket_tool: str | None
+    refund_tool: str | None
+    prompt_tokens: int
+    price: tuple[Decimal, Decimal]
+
+    @classmethod
+    def of(cls, bundle: Mapping[str, Any]) -> Traits:
+        prompts = bundle.get("prompts") or {}
+        text = " ".join(
+            str(prompt.get("template", ""))
+            for prompt in prompts.values()
+            if isinstance(prompt, Mapping)
+        ).lower()
+        push = caution = 0
+        for sentence in _SENTENCE.split(text):
+            if "refund" not in sentence:
+                continue
+            if _CAUTION.search(sentence):
+                caution += 1
+            elif _PUSH.search(sentence):
+                push += 1
+        model = bundle.get("model") or {}
+        temperature = float((model.get("parameters") or {}).get("temperature", 0.7))
+        tools = [tool for tool in bundle.get("tools") or [] if isinstance(tool, Mapping)]
+
+        def find(word: str, risk: str | None = None) -> str | None:
+            for tool in tools:
+                haystack = f"{tool.get('name', '')} {tool.get('description', '')}".lower()
+                if word in str(tool.get("name", "")).lower() or (
+                    risk is not None and tool.get("risk") == risk and word in haystack
+                ):
+                    return str(tool["name"])
+            return None
+
+        return cls(
+            refund_push=min(0.9, max(0.02, 0.05 + 0.45 * push - 0.05 * caution)),
+            arg_error_rate=0.01 + 0.08 * temperature,
+            lookup_tool=find("lookup") or find("order", risk="read"),
+            ticket_tool=find("ticket"),
+            refund_tool=find("refund"),
+            prompt_tokens=max(50, len(text) // 4),
+            price=PRICES.get(str(model.get("name", "")), DEFAULT_PRICE),
+        )
+
+
+@dataclass
+class RequestRecord:
+    """The per-request summary a runtime reports (later: ``POST /api/runtime/v1/records``)."""
+
+    request_id: str
+    instance_id: str
+    agent: str
+    version: int | None
+    digest: str | None
+    role: str | None  # stable | candidate
+    session_id: str
+    outcome: str
+    quality: float
+    latency_ms: int
+    total_tokens: int
+    cost_usd: Decimal
+    tool_calls: int
+    denials: int
+    approvals: int
+    wrong_actions: int
+    tools_called: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["cost_usd"] = str(self.cost_usd)
+        return data
+
+
+def _placeholder(schema: Mapping[str, Any]) -> Any:
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind in ("number", "integer"):
+        return schema.get("minimum", 1)
+    if kind == "boolean":
+        return False
+    if kind == "array":
+        return []
+    if kind == "object":
+        return {}
+    return "n/a".ljust(int(schema.get("minLength", 0)), "-")
+
+
+class _Run:
+    """One request in flight: the guard, the clock and what happened."""
+
+    def __init__(
+        self, guard: RequestGuard, rng: random.Random, traits: Traits, tool_failure_rate: float
+    ):
+        self.guard = guard
+        self.rng = rng
+        self.traits = traits
+        self.tool_failure_rate = tool_failure_rate
+        self.latency_ms = 0.0
+        self.denials = 0
+        self.approvals = 0
+        self.wrong_actions = 0
+        self.tools_called: list[str] = []
+        self.failed = False
+
+    def unfinished(self) -> str:
+        """The outcome when a needed action did not happen."""
+        return FAILED if self.failed else BLOCKED
+
+    def step(self) -> bool:
+        if not self.guard.check_step().allowed:
+            self.denials += 1
+            return False
+        tokens_in = self.traits.prompt_tokens + self.rng.randint(100, 400)
+        tokens_out = self.rng.randint(40, 300)
+        price_in, price_out = self.traits.price
+        cost = (price_in * tokens_in + price_out * tokens_out) / Decimal(1_000_000)
+        self.guard.record_step(tokens=tokens_in + tokens_out, cost_usd=cost)
+        self.latency_ms += self.rng.uniform(250, 600) + tokens_out * 4
+        return True
+
+    def call(
+        self, tool: str, arguments: dict[str, Any], *, confidence: float, warranted: bool
+    ) -> str:
+        """Run one tool call through the guard: 'done', 'denied', 'rejected' or 'failed'."""
+        arguments = self._fit(tool, arguments)
+        if self.rng.random() < self.traits.arg_error_rate:
+            # A sloppy model drops an argument; the schema check refuses, the model corrects it.
+            broken = dict(arguments)
+            if broken:
+                broken.pop(sorted(broken)[0])
+            if self._decide(tool, broken, confidence).denied:
+                self.denials += 1
+                if not self.step():
+                    return "denied"
+        for attempt in range(3):
+            decision = self._decide(tool, arguments, confidence)
+            if decision.needs_approval:
+                self.approvals += 1
+                self.latency_ms += APPROVAL_WAIT_MS
+                if not warranted:
+                    return "rejected"
+                decision = self._decide(tool, arguments, confidence, approved=True)
+            if not decision.allowed:
+                self.denials += 1
+                return "denied"
+            self.tools_called.append(tool)
+            self.latency_ms += self.rng.uniform(40, 160)
+            ok = self.rng.random() >= self.tool_failure_rate
+            self.guard.record_tool_call(tool, ok=ok)
+            if ok:
+                return "done"
+            if attempt < 2 and not self.step():
+                break
+        self.failed = True
+        return "failed"
+
+    def _fit(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Shape the arguments to the tool's declared parameters, as a model reading the tool
+        contract would: drop what it does not take, fill what it requires."""
+        spec = self.guard.policy.tools.get(tool) if self.guard.policy else None
+        if spec is None:
+            return arguments
+        schema = spec.spec.get("parameters") or {}
+        properties = schema.get("properties")
+        if not isinstance(properties, Mapping):
+            return arguments
+        fitted = {key: value for key, value in arguments.items() if key in properties}
+        for key in schema.get("required") or []:
+            if key not in fitted:
+                fitted[key] = _placeholder(properties.get(key) or {})
+        for key, value in list(fitted.items()):
+            allowed = (properties.get(key) or {}).get("enum")
+            if isinstance(allowed, list) and allowed and value not in allowed:
+                fitted[key] = allowed[0]
+        return fitted
+
+    def _decide(
+        self, tool: str, arguments: Mapping[str, Any], confidence: float, *, approved: bool = False
+    ) -> Decision:
+        return self.guard.check_tool_call(tool, arguments, confidence=confidence, approved=approved)
+
+
+class FakeAgent:
+    """Handles synthetic requests for one agent the way its served bundle steers it."""
+
+    def __init__(self, agent: str, *, tool_failure_rate: float = 0.02) -> None:
+        self.agent = agent
+        self.tool_failure_rate = tool_failure_rate
+        self._traits: dict[str, Traits] = {}
+
+    def traits(self, version: BundleVersion) -> Traits:
+        traits = self._traits.get(version.digest)
+        if traits is None:
+            traits = self._traits[version.digest] = Traits.of(version.bundle)
+        return traits
+
+    def handle(
+        self, request: SyntheticRequest, guard: RequestGuard, instance_id: str = ""
+    ) -> RequestRecord:
+        rng = random.Random(request.seed)
+        version = guard.version
+        outcome = BLOCKED
+        run: _Run | None = None
+        if version is not None:
+            run = _Run(guard, rng, self.traits(version), self.tool_failure_rate)
+            outcome = self._converse(request, run)
+        usage = guard.usage
+        return RequestRecord(
+            request_id=request.request_id,
+            instance_id=instance_id,
+            agent=self.agent,
+            version=version.version if version else None,
+            digest=version.digest if version else None,
+            role=version.role if version else None,
+            session_id=request.session_id,
+            outcome=outcome,
+            quality=QUALITY[outcome],
+            latency_ms=int(run.latency_ms) if run else 0,
+            total_tokens=usage.total_tokens,
+            cost_usd=usage.cost_usd,
+            tool_calls=usage.tool_calls,
+            denials=run.denials if run else 1,
+            approvals=run.approvals if run else 0,
+            wrong_actions=run.wrong_actions if run else 0,
+            tools_called=run.tools_called if run else [],
+        )
+
+    def _converse(self, request: SyntheticRequest, run: _Run) -> str:
+        traits, rng = run.traits, run.rng
+        if not run.guard.check_input(request.message).allowed or not run.step():
+            run.denials += 1
+            return BLOCKED
+        confidence = round(rng.uniform(0.6, 1.0), 2)
+        order_id = f"A{rng.randrange(10**8):08d}"
+
+        def needed(tool: str, purpose: str, *, warranted: bool = True) -> str:
+            return run.call(
+                tool,
+                self._args(request, order_id, purpose),
+                confidence=confidence,
+                warranted=warranted,
+            )
+
+        if request.intent != "product_question" and traits.lookup_tool:
+            if needed(traits.lookup_tool, "lookup") != "done":
+                return run.unfinished()
+            if not run.step():
+                return BLOCKED
+        complaint_ticket = request.intent == "complaint" and traits.ticket_tool
+        if complaint_ticket and needed(str(traits.ticket_tool), "complaints") != "done":
+            return run.unfinished()
+        owed = request.refund_warranted
+        if request.intent == "refund_request":
+            if traits.refund_tool:
+                # A refund tool is decided on: owed refunds go through, and a refund-happy
+                # prompt sometimes pays one that is not owed.
+                if owed or rng.random() < traits.refund_push:
+                    result = needed(traits.refund_tool, "refunds", warranted=owed)
+                    if result == "rejected":
+                        return REJECTED
+                    if result == "done" and not owed:
+                        run.wrong_actions += 1
+                    elif result != "done":
+                        return run.unfinished()
+            elif traits.ticket_tool and needed(traits.ticket_tool, "refunds") != "done":
+                # Without a refund tool the right move is a ticket for the refunds team.
+                return run.unfinished()
+        # The bundle's pull towards refunds: offering one to an unhappy customer who is not
+        # owed one. With a refund tool the model calls it; otherwise it promises the refund in
+        # a ticket, and now and then invents the refund tool it was told to "offer".
+        decided = request.intent == "refund_request" and traits.refund_tool is not None
+        if request.unhappy and not owed and not decided and rng.random() < traits.refund_push:
+            tool = traits.refund_tool or (
+                "issue_refund" if rng.random() < 0.3 else traits.ticket_tool
+            )
+            if tool and needed(tool, "refunds", warranted=False) == "done":
+                run.wrong_actions += 1
+        if run.wrong_actions:
+            return WRONG_ACTION
+        if not run.step():
+            return BLOCKED
+        return ESCALATED if run.approvals else RESOLVED
+
+    @staticmethod
+    def _args(request: SyntheticRequest, order_id: str, purpose: str) -> dict[str, Any]:
+        if purpose == "lookup":
+            return {"order_id": order_id}
+        args: dict[str, Any] = {
+            "order_id": order_id,
+            "team": purpose,
+            "summary": f"{request.intent} from a {request.end_user_role} about {order_id}",
+        }
+        if purpose == "refunds":
+            args.update(
+                amount=request.order_amount,
+                currency="EUR",
+                reason=f"customer {request.intent.replace('_', ' ')} for order {order_id}",
+                idempotency_key=f"{request.request_id}-refund".ljust(16, "0"),
+            )
+        return args

@@ -1,0 +1,86 @@
+"""Run the fake agent against a snapshot in memory: no control plane, no threads.
+
+Used to compare bundle versions before (or without) a rollout, and by the tests."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..breaker import BreakerBoard
+from ..canonical import bundle_digest, digest
+from ..guardrails import RequestContext, RequestGuard
+from ..snapshot import SCHEMA, Snapshot
+from .agent import FakeAgent, RequestRecord, synthetic_request
+
+
+def snapshot_for(
+    agent: str,
+    stable: Mapping[str, Any] | None,
+    *,
+    stable_version: int = 1,
+    candidate: Mapping[str, Any] | None = None,
+    candidate_version: int = 2,
+    percentage: float = 0,
+    revision: int = 1,
+    kill_switches: Iterable[Mapping[str, Any]] = (),
+    tenant: str = "acme",
+    environment: str = "production",
+) -> Snapshot:
+    """An (unsigned) snapshot serving ``stable`` and optionally a ``candidate`` rollout."""
+
+    def version(number: int, bundle: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if bundle is None:
+            return None
+        return {"version": number, "digest": bundle_digest(bundle), "bundle": dict(bundle)}
+
+    rollout = None
+    if candidate is not None:
+        group_id = f"{agent}:{environment}:rollout-1"
+        rollout = {"percentage": percentage, "stickiness": "sessionId", "group_id": group_id}
+    content = {
+        "schema": SCHEMA,
+        "tenant": tenant,
+        "environment": environment,
+        "revision": revision,
+        "agents": {
+            agent: {
+                "stable": version(stable_version, stable),
+                "candidate": version(candidate_version, candidate),
+                "rollout": rollout,
+            }
+        },
+        "flags": [],
+        "kill_switches": [dict(switch) for switch in kill_switches],
+        "budgets": [],
+    }
+    return Snapshot.parse(content, digest=digest(content))
+
+
+def run_requests(
+    snapshot: Snapshot | None,
+    agent: str,
+    *,
+    count: int,
+    seed: int | str = 0,
+    instance_id: str = "offline",
+    tool_failure_rate: float = 0.02,
+    breakers: BreakerBoard | None = None,
+) -> list[RequestRecord]:
+    """Handle ``count`` synthetic requests; the same seed gives the same requests, so two
+    snapshots can be compared on identical traffic."""
+    fake = FakeAgent(agent, tool_failure_rate=tool_failure_rate)
+    records = []
+    for number in range(count):
+        request = synthetic_request(random.Random(f"{seed}:{number}"), f"{instance_id}-{number}")
+        context = RequestContext(
+            end_user_role=request.end_user_role,
+            tenant=snapshot.tenant if snapshot else None,
+            environment=snapshot.environment if snapshot else None,
+        )
+        guard = RequestGuard(
+            snapshot, agent=agent, session_id=request.session_id, context=context, breakers=breakers
+        )
+        records.append(fake.handle(request, guard, instance_id))
+    return records

@@ -1,0 +1,192 @@
+"""A typed, read-only view of a verified config snapshot (see docs/runtime-api.md).
+
+The runtime swaps whole ``Snapshot`` objects under a lock, so every field here is built once at
+parse time and never changed afterwards: readers holding an old reference keep a consistent
+picture of one revision."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SCHEMA = "controlplane.snapshot/v1"
+
+Role = Literal["stable", "candidate"]
+
+
+class SnapshotError(ValueError):
+    """The snapshot is structurally unusable; the runtime rejects (NACKs) it."""
+
+
+@dataclass(frozen=True)
+class BundleVersion:
+    agent: str
+    role: Role
+    version: int
+    digest: str
+    bundle: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Rollout:
+    percentage: float
+    stickiness: str
+    group_id: str
+
+
+@dataclass(frozen=True)
+class AgentRelease:
+    name: str
+    stable: BundleVersion | None
+    candidate: BundleVersion | None
+    rollout: Rollout | None
+
+
+@dataclass(frozen=True)
+class KillSwitch:
+    id: Any
+    kind: str  # tool_disabled | agent_mode | agent_stopped
+    agent: str | None  # None: every agent in the token's scope
+    scope: str
+    reason: str
+    tool_pattern: str | None = None
+    mode: str | None = None  # read_only | draft_only, for kind == agent_mode
+
+    def applies_to(self, agent: str) -> bool:
+        return self.agent is None or self.agent == agent
+
+    def disables(self, tool: str) -> bool:
+        # fnmatchcase: tool names are case-sensitive identifiers; fnmatch would fold case on
+        # some platforms and make a switch's reach depend on the host OS.
+        return self.kind == "tool_disabled" and fnmatch.fnmatchcase(tool, self.tool_pattern or "")
+
+    def describe(self) -> str:
+        target = self.tool_pattern or self.mode or ""
+        reason = f": {self.reason}" if self.reason else ""
+        return f"kill switch #{self.id} ({self.kind}{' ' + target if target else ''}){reason}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    revision: int
+    digest: str
+    tenant: str
+    environment: str
+    agents: Mapping[str, AgentRelease]
+    kill_switches: tuple[KillSwitch, ...]
+    content: Mapping[str, Any] = field(repr=False)
+    # The exact bytes that were verified, kept so the disk cache stores what was signed.
+    raw: bytes = field(repr=False, default=b"")
+
+    def served_digests(self) -> dict[str, str]:
+        """What the heartbeat reports: the stable digest per agent, and the candidate's under
+        ``<agent>:candidate`` while a rollout runs (the runtime serves both)."""
+        digests: dict[str, str] = {}
+        for name, release in self.agents.items():
+            if release.stable is not None:
+                digests[name] = release.stable.digest
+            if release.candidate is not None:
+                digests[f"{name}:candidate"] = release.candidate.digest
+        return digests
+
+    def switches_for(self, agent: str) -> tuple[KillSwitch, ...]:
+        return tuple(switch for switch in self.kill_switches if switch.applies_to(agent))
+
+    @classmethod
+    def parse(cls, content: Mapping[str, Any], *, digest: str, raw: bytes = b"") -> Snapshot:
+        """Build the view from verified content; raises SnapshotError on a shape it cannot use."""
+        if content.get("schema") != SCHEMA:
+            raise SnapshotError(f"unsupported snapshot schema {content.get('schema')!r}")
+        revision = content.get("revision")
+        if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+            raise SnapshotError("snapshot revision must be a non-negative integer")
+        agents_raw = _mapping(content.get("agents", {}), "agents")
+        agents = {
+            str(name): _release(str(name), _mapping(value, f"agents.{name}"))
+            for name, value in agents_raw.items()
+        }
+        switches_raw = content.get("kill_switches", [])
+        if not isinstance(switches_raw, list):
+            raise SnapshotError("kill_switches must be a list")
+        switches = tuple(_kill_switch(_mapping(item, "kill_switches[]")) for item in switches_raw)
+        return cls(
+            revision=revision,
+            digest=digest,
+            tenant=str(content.get("tenant", "")),
+            environment=str(content.get("environment", "")),
+            agents=agents,
+            kill_switches=switches,
+            content=content,
+            raw=raw,
+        )
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SnapshotError(f"{where} must be an object")
+    return value
+
+
+def _version(agent: str, role: Role, value: Any) -> BundleVersion | None:
+    if value is None:
+        return None
+    data = _mapping(value, f"agents.{agent}.{role}")
+    version, digest, bundle = data.get("version"), data.get("digest"), data.get("bundle")
+    if not isinstance(version, int) or not isinstance(digest, str) or not digest:
+        raise SnapshotError(f"agents.{agent}.{role} needs an integer version and a digest")
+    return BundleVersion(
+        agent=agent,
+        role=role,
+        version=version,
+        digest=digest,
+        bundle=_mapping(bundle, f"agents.{agent}.{role}.bundle"),
+    )
+
+
+def _release(name: str, data: Mapping[str, Any]) -> AgentRelease:
+    rollout_raw = data.get("rollout")
+    rollout = None
+    if rollout_raw is not None:
+        rollout_data = _mapping(rollout_raw, f"agents.{name}.rollout")
+        try:
+            percentage = float(rollout_data.get("percentage", 0))
+        except (TypeError, ValueError) as exc:
+            raise SnapshotError(f"agents.{name}.rollout.percentage must be a number") from exc
+        rollout = Rollout(
+            percentage=percentage,
+            stickiness=str(rollout_data.get("stickiness") or "sessionId"),
+            group_id=str(rollout_data.get("group_id") or ""),
+        )
+    return AgentRelease(
+        name=name,
+        stable=_version(name, "stable", data.get("stable")),
+        candidate=_version(name, "candidate", data.get("candidate")),
+        rollout=rollout,
+    )
+
+
+_KINDS = {"tool_disabled", "agent_mode", "agent_stopped"}
+
+
+def _kill_switch(data: Mapping[str, Any]) -> KillSwitch:
+    kind = data.get("kind")
+    # An unknown kind is refused rather than skipped: silently ignoring a switch an operator
+    # engaged is the one failure a kill switch must never have.
+    if kind not in _KINDS:
+        raise SnapshotError(f"unknown kill switch kind {kind!r}")
+    if kind == "tool_disabled" and not data.get("tool_pattern"):
+        raise SnapshotError("a tool_disabled kill switch needs a tool_pattern")
+    if kind == "agent_mode" and data.get("mode") not in ("read_only", "draft_only"):
+        raise SnapshotError(f"unknown agent_mode {data.get('mode')!r}")
+    agent = data.get("agent")
+    return KillSwitch(
+        id=data.get("id"),
+        kind=str(kind),
+        agent=str(agent) if agent else None,
+        scope=str(data.get("scope") or ""),
+        reason=str(data.get("reason") or ""),
+        tool_pattern=str(data["tool_pattern"]) if data.get("tool_pattern") else None,
+        mode=str(data["mode"]) if data.get("mode") else None,
+    )

@@ -1,0 +1,114 @@
+"""Take the README's screenshots (docs/screenshots/overview.png and agents.png).
+
+Runs the product exactly as `make run` does, on a throw-away var dir (SQLite and the demo
+data), logs in as the generated admin in Debian's headless Chromium and captures the pages.
+Not part of the test suite:
+
+    .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+PAGES = {"overview.png": "/", "agents.png": "/agents/"}
+# --all: more pages, to look over the UI (not for the README)
+MORE_PAGES = {"agent.png": "/agents/1/", "agent-new.png": "/agents/new/", "agent-archive.png": "/agents/1/archive/",
+              "tenants.png": "/tenants/", "tenant.png": "/tenants/acme/", "audit.png": "/audit/",
+              "audit-event.png": "/audit/2/", "users.png": "/users/", "profile.png": "/profile/",
+              "bundles.png": "/bundles/", "api-docs.png": "/api/docs/"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--width", type=int, default=1280)
+    parser.add_argument("--height", type=int, default=800)
+    parser.add_argument("--all", action="store_true", help="also capture the other pages and the login page")
+    args = parser.parse_args()
+    pages = {**PAGES, **MORE_PAGES} if args.all else PAGES
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix="controlplane-screenshots-") as var_dir:
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
+        env.update(CONTROLPLANE_VAR_DIR=var_dir, PYTHONUNBUFFERED="1",
+                   DJANGO_SETTINGS_MODULE="controlplane.settings.base")
+        port = _free_port()
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "controlplane.run", "--port", str(port), "--no-worker"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+        output: list[str] = []
+        assert process.stdout is not None
+        stdout = process.stdout
+        threading.Thread(target=lambda: output.extend(iter(stdout.readline, "")), daemon=True).start()
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_for(f"{base}/login/", process)
+            match = re.search(r"Password \(generated now.*\): (\S+)", "".join(output))
+            if match is None:
+                raise SystemExit("no generated admin password in the output:\n" + "".join(output))
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": args.width, "height": args.height})
+                page.goto(f"{base}/login/")
+                if args.all:
+                    page.screenshot(path=str(args.out / "login.png"))
+                page.get_by_label("Username").fill("admin")
+                page.get_by_label("Password").fill(match[1])
+                page.get_by_role("button", name="Log in").click()
+                page.wait_for_url(f"{base}/")
+                for name, path in pages.items():
+                    page.goto(f"{base}{path}")
+                    page.wait_for_load_state("networkidle")
+                    page.screenshot(path=str(args.out / name), full_page=False)
+                    print(f"wrote {args.out / name}")
+                browser.close()
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

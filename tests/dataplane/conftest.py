@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from dataplane.canonical import bundle_digest
+from dataplane.snapshot import SCHEMA
+
+from .bundles import GOOD_SUPPORT_BOT
+from .fake_control_plane import FakeControlPlane
+
+
+def snapshot_content(
+    revision: int,
+    *,
+    bundle: dict[str, Any] | None = None,
+    kill_switches: list[dict[str, Any]] | None = None,
+    tenant: str = "acme",
+) -> dict[str, Any]:
+    bundle = bundle or GOOD_SUPPORT_BOT
+    return {
+        "schema": SCHEMA,
+        "tenant": tenant,
+        "environment": "production",
+        "revision": revision,
+        "agents": {
+            "support-bot": {
+                "stable": {"version": 1, "digest": bundle_digest(bundle), "bundle": bundle},
+                "candidate": None,
+                "rollout": None,
+            }
+        },
+        "flags": [],
+        "kill_switches": kill_switches or [],
+        "budgets": [],
+    }
+
+
+@pytest.fixture
+def control_plane() -> Iterator[FakeControlPlane]:
+    plane = FakeControlPlane()
+    yield plane
+    plane.stop()

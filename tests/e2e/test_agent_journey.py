@@ -1,0 +1,97 @@
+"""One operator journey in a real headless Chromium (Debian's, never a downloaded build):
+log in, create an agent, find it in the list and its `agent.created` event in the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from apps.audit.models import AuditEvent
+from apps.tenancy.models import Agent, Tenant
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+PASSWORD = "pw-for-tests-123"  # what tests/factories.make_user sets
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
+                                                     "(apt-get install chromium); browsers are never downloaded"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def _log_in(page: Page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
+def test_operator_journey__create_agent__listed_and_audited(
+    live_server, page: Page, operator: User, tenant: Tenant  # type: ignore[no-untyped-def]
+) -> None:
+    _log_in(page, live_server.url, "olivia-operator")
+
+    # create an agent through the UI
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
+    page.get_by_role("button", name="New agent").click()  # a link styled (and announced) as a button
+    page.get_by_label("Slug").fill("journey-bot")
+    page.get_by_label("Name").fill("Journey bot")
+    page.get_by_label("Description").fill("Created by the browser test.")
+    page.get_by_label("Reason").fill("e2e journey")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="Journey bot")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("Agent Journey bot created.")
+
+    # it is in the agent list
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
+    row = page.get_by_role("row").filter(has_text="journey-bot")
+    expect(row).to_contain_text("Journey bot")
+    expect(row).to_contain_text("active")
+
+    # and in the audit log, with its event
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
+    event_row = page.get_by_role("row").filter(has_text="agent.created").filter(has_text="Journey bot")
+    expect(event_row).to_have_count(1)
+    expect(event_row).to_contain_text("olivia-operator")
+    expect(event_row).to_contain_text("e2e journey")
+    event_row.get_by_role("link", name="agent.created").click()
+    expect(page.get_by_role("heading", name="agent.created")).to_be_visible()
+    expect(page.locator("td.diff-after", has_text="journey-bot")).to_be_visible()
+
+    agent = Agent.objects.get(slug="journey-bot")
+    assert agent.tenant == tenant
+    assert AuditEvent.objects.filter(action="agent.created", target_id=str(agent.pk), actor=operator).count() == 1
+
+
+def test_viewer_journey__no_way_to_create(live_server, page: Page, viewer: User, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+    _log_in(page, live_server.url, "victor-viewer")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
+    expect(page.get_by_role("heading", name="Agents")).to_be_visible()
+    expect(page.get_by_role("button", name="New agent")).to_have_count(0)
+    response = page.goto(f"{live_server.url}/agents/new/")
+    assert response is not None
+    assert response.status == 403

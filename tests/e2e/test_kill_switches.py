@@ -1,0 +1,106 @@
+"""An incident in a real headless Chromium (Debian's, never a downloaded build): from the Kill
+switches page, stop an agent with one click plus a confirmation and a reason; the switch is
+listed as engaged with its propagation fragment, and the audit log has the event."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from apps.flags.models import KillSwitch
+from apps.tenancy.models import Tenant
+
+from ..factories import AgentFactory
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PASSWORD = "pw-for-tests-123"  # what tests/factories.make_user sets
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's chromium is not installed at /usr/bin/chromium "
+        "(apt-get install chromium); browsers are never downloaded",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def test_kill_switch__stop_agent_from_the_page__engaged_and_audited(
+    asgi_server: str,
+    page: Page,
+    operator: User,
+    tenant: Tenant,
+) -> None:
+    AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    page.goto(f"{asgi_server}/login/")
+    page.get_by_label("Username").fill(operator.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+    page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="Flags & kill switches"
+    ).click()
+    page.get_by_role("navigation", name="Flags and kill switches").get_by_role(
+        "link", name="Kill switches"
+    ).click()
+    expect(page.get_by_text("No kill switch is engaged in Acme.")).to_be_visible()
+
+    # one click on the big button, then a confirmation that states the effect
+    page.get_by_role("link", name="Stop Support bot…").click()
+    expect(page.get_by_role("status")).to_contain_text(
+        "Support bot stops entirely in every environment of Acme"
+    )
+    page.get_by_role("button", name="Engage kill switch").click()
+    expect(page.locator(".errorlist")).to_contain_text("required")  # no reason, nothing engaged
+    assert not KillSwitch.objects.exists()
+    page.get_by_label("Reason (required)").fill("support bot answers in Klingon")
+    page.get_by_role("button", name="Engage kill switch").click()
+
+    engaged = page.locator(".kill-engaged")
+    expect(engaged).to_have_count(1)
+    expect(engaged).to_contain_text("KILLED")
+    expect(engaged).to_contain_text("support-bot stopped")
+    expect(engaged).to_contain_text("support bot answers in Klingon")
+    switch = KillSwitch.objects.get()
+    assert switch.is_engaged and switch.reason == "support bot answers in Klingon"
+    for environment_id, revision in switch.engaged_revisions.items():
+        expect(
+            engaged.locator(
+                f'[hx-get="/runtimes/propagation/?environment={environment_id}&revision={revision}"]'
+            )
+        ).to_have_count(1)
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
+    row = page.get_by_role("row").filter(has_text="kill_switch.engaged")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(operator.username)
+    expect(row).to_contain_text("support bot answers in Klingon")

@@ -1,0 +1,275 @@
+"""``make run`` for real: start ``python -m controlplane.run`` on a fresh var dir (SQLite, the
+filesystem broker), use it over HTTP, stop it with Ctrl-C, start it again on the same data.
+
+The two runs happen once, in module fixtures that record what they saw; the tests below
+assert on those records."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 90  # generous: the first start migrates a new database
+STOP_TIMEOUT = 20
+PASSWORD_LINE = re.compile(r"Password \(generated now, also saved to (?P<file>\S+)\): (?P<password>\S+)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _http(url: str, *, data: dict[str, Any] | None = None, token: str = "") -> tuple[int, str]:
+    headers = {"Accept": "application/json, text/html"}
+    body = None
+    if data is not None:
+        body = json.dumps(data).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def _processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, session id, command line) for every process we can see."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        state, ppid, sid = fields[0], int(fields[1]), int(fields[3])
+        if state != "Z":
+            found[int(entry.name)] = (ppid, sid, cmdline)
+    return found
+
+
+@dataclass
+class Run:
+    """What one start of the product showed, from start to Ctrl-C."""
+
+    process: subprocess.Popen[str]
+    port: int
+    lines: list[str] = field(default_factory=list)
+    login_status: int = 0
+    login_page: str = ""
+    children: list[str] = field(default_factory=list)
+    exit_code: int | None = None
+    left_behind: list[str] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+
+def _start(var_dir: Path) -> Run:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(var_dir),
+           "CONTROLPLANE_VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"}
+    port = _free_port()
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "controlplane.run", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, so Ctrl-C can be sent to all of it
+    )
+    run = Run(process=process, port=port)
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: run.lines.extend(iter(stdout.readline, "")), daemon=True).start()
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            run.login_status, run.login_page = _http(f"{run.base_url}/login/")
+            if run.login_status == 200 and "celery beat" in run.output and "celery@" in run.output:
+                break
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    run.children = [cmd for pid, (ppid, _, cmd) in _processes().items() if ppid == process.pid]
+    return run
+
+
+def _stop(run: Run) -> None:
+    """Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group."""
+    if run.process.poll() is None:
+        os.killpg(run.process.pid, signal.SIGINT)
+    try:
+        run.exit_code = run.process.wait(timeout=STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        run.exit_code = None
+    time.sleep(0.5)  # let the kernel finish tearing down exited children before looking
+    run.left_behind = [cmd for pid, (_, sid, cmd) in _processes().items() if sid == run.process.pid]
+
+
+def _kill_leftovers(run: Run) -> None:
+    # Only if a test failed half-way: never leave our own process group running.
+    if run.process.poll() is None or run.left_behind:
+        try:
+            os.killpg(run.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@dataclass
+class Runs:
+    first: Run
+    second: Run
+    password: str
+    password_file: str
+    token_status: int
+    token: str
+    me_with_token: tuple[int, str]
+    audit_count_after_first: int
+    audit_count_at_second_start: int
+    old_token_on_second: tuple[int, str]
+    password_on_second: int
+    tenants_on_second: dict[str, Any]
+    agents_on_second: dict[str, Any]
+    beat_schedule_files: list[str]
+
+
+def _audit_count(run: Run, token: str) -> int:
+    status, body = _http(f"{run.base_url}/api/v1/audit-events/", token=token)
+    assert status == 200, body
+    return int(json.loads(body)["count"])
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    var_dir = tmp_path_factory.mktemp("var")
+    first = _start(var_dir)
+    try:
+        match = PASSWORD_LINE.search(first.output)
+        password = match["password"] if match else ""
+        token_status, body = _http(f"{first.base_url}/api/v1/auth/token/",
+                                   data={"username": "admin", "password": password})
+        token = json.loads(body).get("token", "") if token_status == 200 else ""
+        me = _http(f"{first.base_url}/api/v1/me/", token=token)
+        audit_after_first = _audit_count(first, token)
+        beat_files = [p.name for p in (var_dir / "celery").glob("beat-schedule*")]
+    finally:
+        _stop(first)
+        _kill_leftovers(first)
+
+    second = _start(var_dir)
+    try:
+        audit_at_second = _audit_count(second, token)
+        old_token = _http(f"{second.base_url}/api/v1/me/", token=token)
+        tenants = json.loads(_http(f"{second.base_url}/api/v1/tenants/", token=token)[1])
+        agents = json.loads(_http(f"{second.base_url}/api/v1/agents/", token=token)[1])
+        # last: obtaining a token replaces the one used above
+        password_status, _ = _http(f"{second.base_url}/api/v1/auth/token/",
+                                   data={"username": "admin", "password": password})
+    finally:
+        _stop(second)
+        _kill_leftovers(second)
+
+    yield Runs(
+        first=first, second=second, password=password,
+        password_file=match["file"] if match else "", token_status=token_status, token=token,
+        me_with_token=me, audit_count_after_first=audit_after_first,
+        audit_count_at_second_start=audit_at_second, old_token_on_second=old_token,
+        password_on_second=password_status, tenants_on_second=tenants, agents_on_second=agents,
+        beat_schedule_files=beat_files,
+    )
+
+
+# --------------------------------------------------------------------------- first start
+
+
+def test_run_first_start__serves_the_login_form(runs: Runs) -> None:
+    assert runs.first.login_status == 200, runs.first.output
+    assert '<form method="post"' in runs.first.login_page
+    assert 'name="username"' in runs.first.login_page
+    assert 'name="password"' in runs.first.login_page
+
+
+def test_run_first_start__prints_how_to_log_in_with_a_generated_password(runs: Runs) -> None:
+    assert "Log in as 'admin'." in runs.first.output
+    assert len(runs.password) >= 12, runs.first.output
+    assert Path(runs.password_file).read_text().strip() == runs.password
+    assert Path(runs.password_file).stat().st_mode & 0o077 == 0
+
+
+def test_run_first_start__printed_password_logs_in(runs: Runs) -> None:
+    assert runs.token_status == 200
+    status, body = runs.me_with_token
+    assert status == 200, body
+    assert json.loads(body)["username"] == "admin"
+    assert json.loads(body)["role"] == "Admin"
+
+
+def test_run_first_start__web_worker_and_beat_running(runs: Runs) -> None:
+    commands = runs.first.children
+    assert any("uvicorn controlplane.asgi:application" in c for c in commands), commands
+    assert any("celery -A controlplane worker" in c for c in commands), commands
+    assert any("celery -A controlplane beat" in c for c in commands), commands
+    assert "celery@" in runs.first.output  # the worker's banner: it connected to the broker
+    assert "celery beat" in runs.first.output  # beat's banner
+    assert runs.beat_schedule_files
+
+
+def test_run_first_start__loads_the_demo_data(runs: Runs) -> None:
+    assert "demo data ready: tenant acme" in runs.first.output
+
+
+def test_run_ctrl_c__exits_zero_and_leaves_no_process_behind(runs: Runs) -> None:
+    assert runs.first.exit_code == 0, runs.first.output
+    assert runs.first.left_behind == []
+    assert "Stopped." in runs.first.output
+
+
+# --------------------------------------------------------------------------- second start
+
+
+def test_run_second_start__prints_no_new_password(runs: Runs) -> None:
+    assert runs.second.login_status == 200, runs.second.output
+    assert "Log in as 'admin'." in runs.second.output
+    assert "generated now" not in runs.second.output
+    assert PASSWORD_LINE.search(runs.second.output) is None
+    assert runs.password not in runs.second.output
+    assert f"The password generated at first run is in {runs.password_file}" in runs.second.output
+
+
+def test_run_second_start__reuses_users_tokens_and_data(runs: Runs) -> None:
+    assert runs.password_on_second == 200
+    assert runs.old_token_on_second[0] == 200
+    assert runs.audit_count_at_second_start == runs.audit_count_after_first
+    assert [t["slug"] for t in runs.tenants_on_second["results"]] == ["acme"]
+    assert sorted(a["slug"] for a in runs.agents_on_second["results"]) == ["refund-agent", "support-bot"]
+
+
+def test_run_second_start__stops_cleanly_too(runs: Runs) -> None:
+    assert runs.second.exit_code == 0, runs.second.output
+    assert runs.second.left_behind == []
