@@ -49,7 +49,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(
-        allow_blank=False, max_length=2000,
+        allow_blank=False,
+        max_length=2000,
         help_text="Why: kept in the audit log. Required for destructive actions.",
     )
 
@@ -59,8 +60,16 @@ class OptionalReasonMixin(serializers.Serializer):
 
 
 class ErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    """The error shape, for the schema only. Its fields are built in ``get_fields`` because a
+    field named ``errors`` declared on the class would hide ``Serializer.errors``."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "detail": serializers.CharField(),
+            "errors": serializers.DictField(
+                child=serializers.ListField(child=serializers.CharField())
+            ),
+        }
 
 
 class ScopedViewSet(viewsets.GenericViewSet):
@@ -82,7 +91,9 @@ class ScopedViewSet(viewsets.GenericViewSet):
         except (ObjectDoesNotExist, ValueError):
             raise exceptions.NotFound("Not found.") from None
 
-    def validated(self, serializer_class: type[serializers.Serializer], data: Any | None = None) -> dict[str, Any]:
+    def validated(
+        self, serializer_class: type[serializers.Serializer], data: Any | None = None
+    ) -> dict[str, Any]:
         serializer = serializer_class(data=self.request.data if data is None else data)
         serializer.is_valid(raise_exception=True)
         return dict(serializer.validated_data)

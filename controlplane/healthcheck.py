@@ -27,10 +27,12 @@ def probe_host(allowed_hosts: str) -> str:
 
 
 def check_web(port: int, timeout: float = 5.0) -> bool:
-    request = urllib.request.Request(  # noqa: S310 - a fixed http URL on the loopback interface
+    request = urllib.request.Request(
         f"http://127.0.0.1:{port}/healthz",
-        headers={"Host": probe_host(os.environ.get("ALLOWED_HOSTS", "")),
-                 "X-Forwarded-Proto": "https"},
+        headers={
+            "Host": probe_host(os.environ.get("ALLOWED_HOSTS", "")),
+            "X-Forwarded-Proto": "https",
+        },
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310

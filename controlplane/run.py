@@ -54,15 +54,29 @@ def _simulator_token(var_dir: Path) -> str | None:
         raw = token_file.read_text().strip()
         if runtime_token_authenticate(raw) is not None:
             return raw
-    environment = Environment.objects.filter(tenant__slug="acme", slug="production").select_related("tenant").first()
+    environment = (
+        Environment.objects.filter(tenant__slug="acme", slug="production")
+        .select_related("tenant")
+        .first()
+    )
     if environment is None:
         return None
-    _, raw = runtime_token_create(actor=SystemActor("system:demo"), tenant=environment.tenant,
-                                  environment=environment, name="demo simulator fleet",
-                                  reason="the simulated runtimes of make run")
+    _, raw = runtime_token_create(
+        actor=SystemActor("system:demo"),
+        tenant=environment.tenant,
+        environment=environment,
+        name="demo simulator fleet",
+        reason="the simulated runtimes of make run",
+    )
     token_file.write_text(raw + "\n")
     token_file.chmod(0o600)
     return raw
+
+
+def _name(child: subprocess.Popen[bytes]) -> str:
+    """``uvicorn``, ``celery``…: the module a child runs (``python -m <module> …``)."""
+    args = child.args
+    return str(args[2]) if isinstance(args, list) and len(args) > 2 else str(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,32 +84,81 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--no-worker", action="store_true", help="serve the web app only")
-    parser.add_argument("--no-simulator", action="store_true", help="do not start the simulated runtimes")
+    parser.add_argument(
+        "--no-simulator", action="store_true", help="do not start the simulated runtimes"
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings.base")
     var_dir = _prepare()
     simulator_token = None if args.no_simulator else _simulator_token(var_dir)
     python = sys.executable
-    commands = [[python, "-m", "uvicorn", "controlplane.asgi:application", "--host", args.host,
-                 "--port", str(args.port), "--log-level", "warning"]]
+    commands = [
+        [
+            python,
+            "-m",
+            "uvicorn",
+            "controlplane.asgi:application",
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+            "--log-level",
+            "warning",
+        ]
+    ]
     if not args.no_worker:
         commands += [
-            [python, "-m", "celery", "-A", "controlplane", "worker", "--pool=threads",
-             "--concurrency=4", "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
+            [
+                python,
+                "-m",
+                "celery",
+                "-A",
+                "controlplane",
+                "worker",
+                "--pool=threads",
+                "--concurrency=4",
+                "--loglevel=WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ],
             [python, "-m", "celery", "-A", "controlplane", "beat", "--loglevel=WARNING"],
         ]
     if simulator_token:
         # The demo fleet: simulated runtimes of both demo agents in production, serving what
         # the control plane tells them and reporting back.
         for agent in ("support-bot", "refund-agent"):
-            commands.append([python, "-m", "dataplane.simulate", "--url", f"http://{args.host}:{args.port}",
-                             "--token", simulator_token, "--runtimes", "3", "--agent", agent,
-                             "--duration", str(10 * 365 * 86400), "--rps", "1", "--progress", "3600",
-                             "--instance-prefix", f"demo-{agent}", "--cache-dir", str(var_dir / "simulator"),
-                             "--no-report"])
+            commands.append(
+                [
+                    python,
+                    "-m",
+                    "dataplane.simulate",
+                    "--url",
+                    f"http://{args.host}:{args.port}",
+                    "--token",
+                    simulator_token,
+                    "--runtimes",
+                    "3",
+                    "--agent",
+                    agent,
+                    "--duration",
+                    str(10 * 365 * 86400),
+                    "--rps",
+                    "1",
+                    "--progress",
+                    "3600",
+                    "--instance-prefix",
+                    f"demo-{agent}",
+                    "--cache-dir",
+                    str(var_dir / "simulator"),
+                    "--no-report",
+                ]
+            )
     children = [subprocess.Popen(cmd) for cmd in commands]  # noqa: S603 - our own interpreter
-    print(f"  Dashboard: http://{args.host}:{args.port}/   (Ctrl-C stops web, worker and beat)\n", flush=True)
+    print(
+        f"  Dashboard: http://{args.host}:{args.port}/   (Ctrl-C stops web, worker and beat)\n",
+        flush=True,
+    )
 
     stopping = False
 
@@ -109,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     while not stopping:
         for child in children:
             if child.poll() is not None:
-                print(f"  {child.args[2]} exited with {child.returncode}; stopping the rest", flush=True)
+                print(
+                    f"  {_name(child)} exited with {child.returncode}; stopping the rest",
+                    flush=True,
+                )
                 stopping, exit_code = True, 1
         time.sleep(0.2)
     for child in children:

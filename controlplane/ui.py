@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -28,12 +28,16 @@ def call_service(form: forms.Form, fn: Callable[[], T]) -> T | None:
         return None
 
 
-def paginate(request: HttpRequest, queryset: QuerySet[T] | list[T], per_page: int = 25) -> Page:
+def paginate(
+    request: HttpRequest, queryset: QuerySet[Any] | Sequence[Any], per_page: int = 25
+) -> Page:
     return Paginator(queryset, per_page).get_page(request.GET.get("page"))
 
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "Why? This goes into the audit log."}),
+        widget=forms.Textarea(
+            attrs={"rows": 2, "placeholder": "Why? This goes into the audit log."}
+        ),
         max_length=2000,
     )

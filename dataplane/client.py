@@ -121,7 +121,11 @@ class Runtime:
         agent = f"dataplane/{library_version}"
         self._poll_http = Transport(base_url, token, user_agent=agent)
         self._beat_http = Transport(base_url, token, user_agent=agent)
-        self._keys = KeyRing(fetch=self._fetch_keys, keys=self._trusted_keys)
+        # Pinned keys replace the key endpoint: a key the control plane publishes later is
+        # not trusted unless the operator pins it too.
+        self._keys = KeyRing(
+            fetch=None if self._trusted_keys else self._fetch_keys, keys=self._trusted_keys
+        )
 
         self._cond = threading.Condition()
         self._snapshot: Snapshot | None = None
@@ -364,7 +368,8 @@ class Runtime:
             served = self._snapshot.revision if self._snapshot else None
             # The heartbeat API needs a revision for a NACK; when the body was too broken to
             # name one, the control plane's own current revision is the one that failed.
-            rejected = revision or self._server_revision or (served or 0) + 1
+            # A new body means the control plane moved past what is served.
+            rejected = revision or max(self._server_revision or 0, (served or 0) + 1)
             self._rejected_revision = rejected
             self._report = Report("nack", rejected, error)
             self._last_error = error
@@ -394,14 +399,16 @@ class Runtime:
             return
         # The cache is verified like a fresh snapshot, with the keys that verified it (plus any
         # pinned ones) and without fetching: at start the control plane may well be down.
-        keys = KeyRing(keys={**cached.keys, **self._trusted_keys})
+        keys = KeyRing(keys=self._trusted_keys or cached.keys)
         try:
             snapshot = verify_envelope(cached.envelope, keys)
         except (VerificationError, KeysUnavailable) as exc:
             log.warning("runtime.cache_rejected", extra={"error": str(exc)})
             return
-        for kid, encoded in cached.keys.items():
-            self._keys.load_document({"keys": [{"kid": kid, "public_key": encoded}]})
+        if not self._trusted_keys:
+            self._keys.load_document(
+                {"keys": [{"kid": kid, "public_key": key} for kid, key in cached.keys.items()]}
+            )
         self._apply(snapshot, "disk-cache")
 
     # -- background threads -----------------------------------------------------------------

@@ -188,22 +188,20 @@ class RequestGuard:
 
     def check_step(self) -> Decision:
         """May the loop make another model call?"""
+        return self._note("<step>", self._decide_step())
+
+    def _decide_step(self) -> Decision:
         for switch in self._switches():
             if switch.kind == "agent_stopped":
-                return self._note(
-                    "<step>", Decision.deny(f"agent stopped by {switch.describe()}", "kill_switch")
-                )
+                return Decision.deny(f"agent stopped by {switch.describe()}", "kill_switch")
         if self.policy is None:
-            return self._note("<step>", self._not_deployed())
+            return self._not_deployed()
         limits = self.policy.limits
         with self._lock:
-            usage = self.usage
-            if limits.max_steps is not None and usage.steps >= limits.max_steps:
-                return self._note(
-                    "<step>", Decision.deny(f"max_steps ({limits.max_steps}) reached", "limit")
-                )
-            refusal = self._budget_refusal(usage)
-        return self._note("<step>", refusal or Decision.allow(check="limit"))
+            if limits.max_steps is not None and self.usage.steps >= limits.max_steps:
+                return Decision.deny(f"max_steps ({limits.max_steps}) reached", "limit")
+            refusal = self._budget_refusal(self.usage)
+        return refusal or Decision.allow(check="limit")
 
     def check_input(self, text: str) -> Decision:
         """Input policy for an end-user message: length cap and blocked patterns."""

@@ -27,14 +27,29 @@ from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PAGES = {"overview.png": "/", "agents.png": "/agents/"}
 # --all: more pages, to look over the UI (not for the README)
-MORE_PAGES = {"agent.png": "/agents/1/", "agent-new.png": "/agents/new/", "agent-archive.png": "/agents/1/archive/",
-              "tenants.png": "/tenants/", "tenant.png": "/tenants/acme/", "audit.png": "/audit/",
-              "audit-event.png": "/audit/2/", "users.png": "/users/", "profile.png": "/profile/",
-              "bundles.png": "/bundles/", "api-docs.png": "/api/docs/"}
+MORE_PAGES = {
+    "agent.png": "/agents/1/",
+    "agent-new.png": "/agents/new/",
+    "agent-archive.png": "/agents/1/archive/",
+    "tenants.png": "/tenants/",
+    "tenant.png": "/tenants/acme/",
+    "audit.png": "/audit/",
+    "audit-event.png": "/audit/2/",
+    "users.png": "/users/",
+    "profile.png": "/profile/",
+    "bundles.png": "/bundles/",
+    "api-docs.png": "/api/docs/",
+}
 
 
 def _free_port() -> int:
@@ -58,29 +73,46 @@ def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 90) -> 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=800)
-    parser.add_argument("--all", action="store_true", help="also capture the other pages and the login page")
+    parser.add_argument(
+        "--all", action="store_true", help="also capture the other pages and the login page"
+    )
     args = parser.parse_args()
     pages = {**PAGES, **MORE_PAGES} if args.all else PAGES
     args.out.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="controlplane-screenshots-") as var_dir:
-        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
-        env.update(CONTROLPLANE_VAR_DIR=var_dir, PYTHONUNBUFFERED="1",
-                   DJANGO_SETTINGS_MODULE="controlplane.settings.base")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+        }
+        env.update(
+            CONTROLPLANE_VAR_DIR=var_dir,
+            PYTHONUNBUFFERED="1",
+            DJANGO_SETTINGS_MODULE="controlplane.settings.base",
+        )
         port = _free_port()
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "controlplane.run", "--port", str(port), "--no-worker"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
         )
         output: list[str] = []
         assert process.stdout is not None
         stdout = process.stdout
-        threading.Thread(target=lambda: output.extend(iter(stdout.readline, "")), daemon=True).start()
+        threading.Thread(
+            target=lambda: output.extend(iter(stdout.readline, "")), daemon=True
+        ).start()
         base = f"http://127.0.0.1:{port}"
         try:
             _wait_for(f"{base}/login/", process)

@@ -41,8 +41,13 @@ def _roles(db: None) -> None:
 def tenant() -> Tenant:
     tenant = TenantFactory(slug="acme", name="Acme")
     for position, slug in enumerate(["development", "staging", "production"]):
-        EnvironmentFactory(tenant=tenant, slug=slug, name=slug.title(), position=position,
-                           is_production=slug == "production")
+        EnvironmentFactory(
+            tenant=tenant,
+            slug=slug,
+            name=slug.title(),
+            position=position,
+            is_production=slug == "production",
+        )
     return tenant
 
 
@@ -101,8 +106,15 @@ def asgi_server(transactional_db: None):  # type: ignore[no-untyped-def]
     from controlplane.fastpath.app import FastPath
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(FastPath(django_application), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            FastPath(django_application),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -36,8 +36,10 @@ class EnvironmentFactory(factory.django.DjangoModelFactory):
 
 
 def make_user(role: Role | None, *tenants: Tenant, username: str | None = None) -> User:
-    user = User.objects.create_user(username=username or f"{(role or 'norole').lower()}-{User.objects.count()}",
-                                    password="pw-for-tests-123")
+    user = User.objects.create_user(
+        username=username or f"{(role or 'norole').lower()}-{User.objects.count()}",
+        password="pw-for-tests-123",
+    )
     if role is not None:
         group, _ = Group.objects.get_or_create(name=role.value)
         user.groups.add(group)

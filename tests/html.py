@@ -40,14 +40,19 @@ def references(html: str) -> list[tuple[str, str, str]]:
 
 
 def external_references(html: str) -> list[tuple[str, str, str]]:
-    return [ref for ref in references(html) if ref[2].lower().startswith(("http://", "https://", "//"))]
+    return [
+        ref for ref in references(html) if ref[2].lower().startswith(("http://", "https://", "//"))
+    ]
 
 
 def local_assets(html: str) -> list[str]:
     """Scripts, stylesheets and images the page loads from this site."""
-    return [value for tag, attr, value in references(html)
-            if (tag in ("script", "img") and attr == "src") or (tag == "link" and attr == "href")
-            if value.startswith("/")]
+    return [
+        value
+        for tag, attr, value in references(html)
+        if (tag in ("script", "img") and attr == "src") or (tag == "link" and attr == "href")
+        if value.startswith("/")
+    ]
 
 
 def sidebar_links(html: str) -> list[str]:

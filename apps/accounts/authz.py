@@ -4,7 +4,7 @@ existence does not leak."""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
 from django.http import Http404
@@ -22,7 +22,7 @@ def user_can_access_tenant(user: AbstractBaseUser | AnonymousUser, tenant: Model
         return True
     # guardian answers object checks; Django's ModelBackend ignores them, so a role's global
     # view permission never widens which tenants a user sees.
-    return user.has_perm(TENANT_ACCESS_PERMISSION, tenant)
+    return isinstance(user, PermissionsMixin) and user.has_perm(TENANT_ACCESS_PERMISSION, tenant)
 
 
 def authorize(actor: Actor, permission: str, tenant: Model | None = None) -> None:
@@ -32,5 +32,5 @@ def authorize(actor: Actor, permission: str, tenant: Model | None = None) -> Non
         raise PermissionDenied("Log in first.")
     if tenant is not None and not user_can_access_tenant(actor, tenant):
         raise Http404("No such tenant.")
-    if not actor.has_perm(permission):
+    if not isinstance(actor, PermissionsMixin) or not actor.has_perm(permission):
         raise PermissionDenied(f"Your role does not allow this ({permission}).")

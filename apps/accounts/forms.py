@@ -1,3 +1,6 @@
+from collections.abc import Sequence
+from typing import Any, cast
+
 from django import forms
 
 from .roles import ROLE_DESCRIPTIONS, Role
@@ -16,10 +19,15 @@ class UserEditForm(forms.Form):
     email = forms.EmailField(required=False)
     role = forms.ChoiceField(choices=ROLE_CHOICES)
     is_active = forms.BooleanField(required=False, label="Active (can log in)")
-    tenants = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
-                                        help_text="tenants this user sees (Admins see all)")
+    tenants = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="tenants this user sees (Admins see all)",
+    )
     reason = forms.CharField(required=False, max_length=2000)
 
-    def __init__(self, *args, tenant_choices=(), **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(
+        self, *args: Any, tenant_choices: Sequence[tuple[str, str]] = (), **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["tenants"].choices = tenant_choices
+        cast(forms.MultipleChoiceField, self.fields["tenants"]).choices = tenant_choices

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-RUNTIME_TOKEN_PREFIX = "cprt_"
+RUNTIME_TOKEN_PREFIX = "cprt_"  # noqa: S105 - a public prefix that makes tokens recognisable, not a secret
 
 
 def hash_runtime_token(raw: str) -> str:
@@ -22,15 +22,25 @@ def hash_runtime_token(raw: str) -> str:
 class RuntimeToken(models.Model):
     """Scoped to one tenant and environment, optionally one agent. Stored hashed; shown once."""
 
-    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.PROTECT, related_name="runtime_tokens")
-    environment = models.ForeignKey("tenancy.Environment", on_delete=models.PROTECT, related_name="runtime_tokens")
-    agent = models.ForeignKey("tenancy.Agent", null=True, blank=True, on_delete=models.PROTECT,
-                              related_name="runtime_tokens")
+    tenant = models.ForeignKey(
+        "tenancy.Tenant", on_delete=models.PROTECT, related_name="runtime_tokens"
+    )
+    environment = models.ForeignKey(
+        "tenancy.Environment", on_delete=models.PROTECT, related_name="runtime_tokens"
+    )
+    agent = models.ForeignKey(
+        "tenancy.Agent",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="runtime_tokens",
+    )
     name = models.CharField(max_length=120)
     token_hash = models.CharField(max_length=64, unique=True)
     display_prefix = models.CharField(max_length=16, help_text="first characters, to recognise it")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -55,7 +65,12 @@ class RuntimeToken(models.Model):
         return "active"
 
     def snapshot(self) -> dict[str, Any]:
-        return {"name": self.name, "tenant": self.tenant.slug, "environment": self.environment.slug,
-                "agent": self.agent.slug if self.agent else None, "prefix": self.display_prefix,
-                "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-                "status": self.status}
+        return {
+            "name": self.name,
+            "tenant": self.tenant.slug,
+            "environment": self.environment.slug,
+            "agent": self.agent.slug if self.agent else None,
+            "prefix": self.display_prefix,
+            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
+            "status": self.status,
+        }

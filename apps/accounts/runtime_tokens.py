@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
@@ -26,8 +27,16 @@ revocation_listeners: list[Callable[[str], None]] = []
 
 
 @transaction.atomic
-def runtime_token_create(*, actor: Actor, tenant, environment, agent=None, name: str,  # type: ignore[no-untyped-def]
-                         expires_at: datetime | None = None, reason: str = "") -> tuple[RuntimeToken, str]:
+def runtime_token_create(
+    *,
+    actor: Actor,
+    tenant,
+    environment,
+    agent=None,
+    name: str,  # type: ignore[no-untyped-def]
+    expires_at: datetime | None = None,
+    reason: str = "",
+) -> tuple[RuntimeToken, str]:
     """Returns the token row and the raw token, which is shown once and never stored."""
     authorize(actor, "accounts.add_runtimetoken", tenant)
     errors: dict[str, list[str]] = {}
@@ -43,13 +52,23 @@ def runtime_token_create(*, actor: Actor, tenant, environment, agent=None, name:
         raise ValidationError(errors)
     raw = RUNTIME_TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = RuntimeToken.objects.create(
-        tenant=tenant, environment=environment, agent=agent, name=name.strip(),
-        token_hash=hash_runtime_token(raw), display_prefix=raw[: len(RUNTIME_TOKEN_PREFIX) + 6],
-        created_by=actor if getattr(actor, "pk", None) and getattr(actor, "is_authenticated", False) else None,
+        tenant=tenant,
+        environment=environment,
+        agent=agent,
+        name=name.strip(),
+        token_hash=hash_runtime_token(raw),
+        display_prefix=raw[: len(RUNTIME_TOKEN_PREFIX) + 6],
+        created_by=actor if isinstance(actor, User) and actor.is_authenticated else None,
         expires_at=expires_at,
     )
-    audit_record(actor=actor, action="runtime_token.created", target=token, tenant=tenant,
-                 reason=reason, after=token.snapshot())
+    audit_record(
+        actor=actor,
+        action="runtime_token.created",
+        target=token,
+        tenant=tenant,
+        reason=reason,
+        after=token.snapshot(),
+    )
     return token, raw
 
 
@@ -59,18 +78,28 @@ def runtime_token_revoke(*, actor: Actor, token: RuntimeToken, reason: str) -> R
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": ["Say why: the reason is kept in the audit log."]})
-    token = RuntimeToken.objects.select_for_update(of=("self",)).select_related("tenant", "environment", "agent").get(pk=token.pk)
+    token = (
+        RuntimeToken.objects.select_for_update(of=("self",))
+        .select_related("tenant", "environment", "agent")
+        .get(pk=token.pk)
+    )
     if token.revoked_at is not None:
         raise ValidationError({"token": ["This token is already revoked."]})
     before = token.snapshot()
     token.revoked_at = timezone.now()
     token.save(update_fields=["revoked_at"])
-    audit_record(actor=actor, action="runtime_token.revoked", target=token, tenant=token.tenant,
-                 reason=reason, before=before, after=token.snapshot())
+    audit_record(
+        actor=actor,
+        action="runtime_token.revoked",
+        target=token,
+        tenant=token.tenant,
+        reason=reason,
+        before=before,
+        after=token.snapshot(),
+    )
     for listener in revocation_listeners:
         transaction.on_commit(lambda fn=listener, h=token.token_hash: fn(h))  # type: ignore[misc]
     return token
-
 
 
 def runtime_token_authenticate(raw: str) -> RuntimeToken | None:
@@ -79,8 +108,11 @@ def runtime_token_authenticate(raw: str) -> RuntimeToken | None:
     if not raw or not raw.startswith(RUNTIME_TOKEN_PREFIX):
         return None
     now = timezone.now()
-    token = (RuntimeToken.objects.select_related("tenant", "environment", "agent")
-             .filter(token_hash=hash_runtime_token(raw)).first())
+    token = (
+        RuntimeToken.objects.select_related("tenant", "environment", "agent")
+        .filter(token_hash=hash_runtime_token(raw))
+        .first()
+    )
     if token is None or not token.is_usable(now) or token.tenant.is_archived:
         return None
     RuntimeToken.objects.filter(pk=token.pk).filter(

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin, User
 from django.db.models import QuerySet
 
 from .models import RuntimeToken
@@ -8,11 +8,12 @@ from .roles import Role
 
 
 def user_role(user: AbstractBaseUser | AnonymousUser) -> Role | None:
-    if not user.is_authenticated:
+    # Roles are groups: a user model without groups (PermissionsMixin) has none.
+    if not user.is_authenticated or not isinstance(user, PermissionsMixin):
         return None
-    if getattr(user, "is_superuser", False):
+    if user.is_superuser:
         return Role.ADMIN
-    names = set(user.groups.values_list("name", flat=True))  # type: ignore[union-attr]
+    names = set(user.groups.values_list("name", flat=True))
     for role in Role:  # strongest first
         if role.value in names:
             return role

@@ -40,18 +40,32 @@ def user_create(request: HttpRequest) -> HttpResponse:
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        created = call_service(form, lambda: services.user_create(
-            actor=request.user, username=data["username"], email=data["email"],
-            role=Role(data["role"]), reason=data["reason"]))
+        created = call_service(
+            form,
+            lambda: services.user_create(
+                actor=request.user,
+                username=data["username"],
+                email=data["email"],
+                role=Role(data["role"]),
+                reason=data["reason"],
+            ),
+        )
         if created is not None:
             user, password = created
-            return render(request, "accounts/user_created.html", {"new_user": user, "password": password})
+            return render(
+                request, "accounts/user_created.html", {"new_user": user, "password": password}
+            )
     return render(request, "tenancy/form.html", {"form": form, "title": "New user"})
 
 
 def _granted_tenant_ids(user: User) -> set[str]:
-    granted = get_objects_for_user(user, TENANT_ACCESS_PERMISSION, klass=Tenant, accept_global_perms=False,
-                                   with_superuser=False)
+    granted = get_objects_for_user(
+        user,
+        TENANT_ACCESS_PERMISSION,
+        klass=Tenant,
+        accept_global_perms=False,
+        with_superuser=False,
+    )
     return {str(pk) for pk in granted.values_list("pk", flat=True)}
 
 
@@ -68,24 +82,37 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = UserEditForm(
         request.POST or None,
         tenant_choices=[(str(t.pk), t.name) for t in tenants],
-        initial={"email": user.email, "role": role.value if role else Role.VIEWER.value,
-                 "is_active": user.is_active, "tenants": sorted(granted)},
+        initial={
+            "email": user.email,
+            "role": role.value if role else Role.VIEWER.value,
+            "is_active": user.is_active,
+            "tenants": sorted(granted),
+        },
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
 
         def save() -> User:
             with transaction.atomic():  # the role change and the grants land together or not at all
-                updated = services.user_update(actor=request.user, user=user, email=data["email"],
-                                               role=Role(data["role"]), is_active=data["is_active"],
-                                               reason=data["reason"])
+                updated = services.user_update(
+                    actor=request.user,
+                    user=user,
+                    email=data["email"],
+                    role=Role(data["role"]),
+                    is_active=data["is_active"],
+                    reason=data["reason"],
+                )
                 wanted = set(data["tenants"])
                 for tenant in tenants:
                     key = str(tenant.pk)
                     if key in wanted and key not in granted:
-                        services.user_grant_tenant(actor=request.user, user=user, tenant=tenant, reason=data["reason"])
+                        services.user_grant_tenant(
+                            actor=request.user, user=user, tenant=tenant, reason=data["reason"]
+                        )
                     elif key not in wanted and key in granted:
-                        services.user_revoke_tenant(actor=request.user, user=user, tenant=tenant, reason=data["reason"])
+                        services.user_revoke_tenant(
+                            actor=request.user, user=user, tenant=tenant, reason=data["reason"]
+                        )
                 return updated
 
         if call_service(form, save) is not None:
@@ -103,4 +130,8 @@ def profile(request: HttpRequest) -> HttpResponse:
 @require_POST
 def api_token_rotate(request: HttpRequest) -> HttpResponse:
     token = services.api_token_rotate(actor=request.user, user=request.user)  # type: ignore[arg-type]
-    return render(request, "accounts/profile.html", {"role": selectors.user_role(request.user), "new_token": token})
+    return render(
+        request,
+        "accounts/profile.html",
+        {"role": selectors.user_role(request.user), "new_token": token},
+    )

@@ -9,7 +9,9 @@ from typing import Any
 
 GENESIS_HASH = "0" * 64
 REDACTED = "[redacted]"
-_SECRET_KEY = re.compile(r"(secret|token|password|passwd|api[_-]?key|private[_-]?key|credential)", re.I)
+_SECRET_KEY = re.compile(
+    r"(secret|token|password|passwd|api[_-]?key|private[_-]?key|credential)", re.I
+)
 
 
 def canonical_json(value: Any) -> bytes:
@@ -43,6 +45,16 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[di
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
         if old != new or key not in before or key not in after:
-            rows.append({"field": key, "before": old, "after": new,
-                         "kind": "added" if key not in before else "removed" if key not in after else "changed"})
+            rows.append(
+                {
+                    "field": key,
+                    "before": old,
+                    "after": new,
+                    "kind": "added"
+                    if key not in before
+                    else "removed"
+                    if key not in after
+                    else "changed",
+                }
+            )
     return rows

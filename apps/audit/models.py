@@ -14,7 +14,7 @@ class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     def update(self, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("audit events are append-only: update() is refused")
 
-    def delete(self) -> NoReturn:  # type: ignore[override]
+    def delete(self) -> NoReturn:
         raise AppendOnlyError("audit events are append-only: delete() is refused")
 
     def bulk_update(self, *args: Any, **kwargs: Any) -> NoReturn:
@@ -27,7 +27,9 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor_label = models.CharField(max_length=150, help_text="who acted, as shown at the time")
-    action = models.CharField(max_length=80, db_index=True, help_text="entity.verb, e.g. agent.created")
+    action = models.CharField(
+        max_length=80, db_index=True, help_text="entity.verb, e.g. agent.created"
+    )
     target_type = models.CharField(max_length=80, db_index=True)
     target_id = models.CharField(max_length=64, blank=True, db_index=True)
     target_label = models.CharField(max_length=200, blank=True)
@@ -55,7 +57,7 @@ class AuditEvent(models.Model):
             raise AppendOnlyError("audit events are append-only: an existing event cannot be saved")
         super().save(*args, **kwargs)
 
-    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:  # type: ignore[override]
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("audit events are append-only: delete() is refused")
 
     def hashed_content(self) -> dict[str, Any]:

@@ -36,7 +36,9 @@ def audit_event_list(
         filters["occurred_at__lte"] = until
     qs = qs.filter(**filters)
     if target:
-        qs = qs.filter(Q(target_label__icontains=target) | Q(target_id=target) | Q(target_type=target))
+        qs = qs.filter(
+            Q(target_label__icontains=target) | Q(target_id=target) | Q(target_type=target)
+        )
     return qs.order_by("-id")
 
 

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import tenant_ids_for_user, tenant_list_for_user
 from controlplane.ui import paginate
 
@@ -18,34 +22,55 @@ class AuditFilterForm(forms.Form):
     action = forms.CharField(required=False)
     tenant = forms.TypedChoiceField(required=False, coerce=int, empty_value=None)
     target = forms.CharField(required=False)
-    since = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    until = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    since = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    until = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
 
-    def __init__(self, *args, tenants=(), **kwargs):  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, tenants: Iterable[Tenant] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["tenant"].choices = [("", "All tenants")] + [(t.pk, t.name) for t in tenants]
+        choices = [("", "All tenants")] + [(t.pk, t.name) for t in tenants]
+        cast(forms.TypedChoiceField, self.fields["tenant"]).choices = choices
 
 
 @login_required
 def audit_list(request: HttpRequest) -> HttpResponse:
     tenants = tenant_list_for_user(user=request.user, include_archived=True)
     form = AuditFilterForm(request.GET or None, tenants=tenants)
-    filters = {k: v for k, v in (form.cleaned_data if form.is_valid() else {}).items() if v not in (None, "")}
+    filters = {
+        k: v
+        for k, v in (form.cleaned_data if form.is_valid() else {}).items()
+        if v not in (None, "")
+    }
     if "tenant" in filters:
         filters["tenant_id"] = filters.pop("tenant")
     events = audit_event_list(visible_tenant_ids=tenant_ids_for_user(user=request.user), **filters)
     query = request.GET.copy()
     query.pop("page", None)
-    return render(request, "audit/event_list.html", {
-        "form": form, "page": paginate(request, events, per_page=50), "actions": audit_action_choices(),
-        "query": query.urlencode(),
-    })
+    return render(
+        request,
+        "audit/event_list.html",
+        {
+            "form": form,
+            "page": paginate(request, events, per_page=50),
+            "actions": audit_action_choices(),
+            "query": query.urlencode(),
+        },
+    )
 
 
 @login_required
 def audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        event = audit_event_list(visible_tenant_ids=tenant_ids_for_user(user=request.user)).get(pk=pk)
+        event = audit_event_list(visible_tenant_ids=tenant_ids_for_user(user=request.user)).get(
+            pk=pk
+        )
     except AuditEvent.DoesNotExist:
         raise Http404("No such audit event.") from None
-    return render(request, "audit/event_detail.html", {"event": event, "changes": diff(event.before, event.after)})
+    return render(
+        request,
+        "audit/event_detail.html",
+        {"event": event, "changes": diff(event.before, event.after)},
+    )

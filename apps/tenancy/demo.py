@@ -10,8 +10,11 @@ from .models import Agent, Tenant
 
 ACTOR = SystemActor("system:seed_demo")
 DEMO_AGENTS = [
-    ("support-bot", "Support bot",
-     "Answers customer questions; may look up orders and open tickets."),
+    (
+        "support-bot",
+        "Support bot",
+        "Answers customer questions; may look up orders and open tickets.",
+    ),
     ("refund-agent", "Refund agent", "Issues refunds; high-risk tools need a human approval."),
 ]
 
@@ -21,12 +24,19 @@ def seed() -> tuple[Tenant, list[str]]:
     done: list[str] = []
     tenant = Tenant.objects.filter(slug="acme").first()
     if tenant is None:
-        tenant = services.tenant_create(actor=ACTOR, slug="acme", name="Acme Corp",
-                                        time_zone="Europe/Paris", reason="demo data")
+        tenant = services.tenant_create(
+            actor=ACTOR, slug="acme", name="Acme Corp", time_zone="Europe/Paris", reason="demo data"
+        )
         done.append("created tenant acme with development → staging → production")
     for slug, name, description in DEMO_AGENTS:
         if not Agent.objects.filter(tenant=tenant, slug=slug).exists():
-            services.agent_create(actor=ACTOR, tenant=tenant, slug=slug, name=name,
-                                  description=description, reason="demo data")
+            services.agent_create(
+                actor=ACTOR,
+                tenant=tenant,
+                slug=slug,
+                name=name,
+                description=description,
+                reason="demo data",
+            )
             done.append(f"created agent {slug}")
     return tenant, done

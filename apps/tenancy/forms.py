@@ -8,11 +8,17 @@ TIME_ZONES = sorted(zoneinfo.available_timezones())
 
 
 class TenantForm(forms.Form):
-    slug = forms.CharField(max_length=50, validators=[slug_validator],
-                           help_text="lowercase letters, digits and dashes; cannot change later")
+    slug = forms.CharField(
+        max_length=50,
+        validators=[slug_validator],
+        help_text="lowercase letters, digits and dashes; cannot change later",
+    )
     name = forms.CharField(max_length=120)
-    time_zone = forms.ChoiceField(choices=[(z, z) for z in TIME_ZONES], initial="UTC",
-                                  help_text="charts and times on pages use it")
+    time_zone = forms.ChoiceField(
+        choices=[(z, z) for z in TIME_ZONES],
+        initial="UTC",
+        help_text="charts and times on pages use it",
+    )
     with_default_environments = forms.BooleanField(
         required=False, initial=True, label="Create development, staging and production"
     )
@@ -26,8 +32,11 @@ class TenantEditForm(forms.Form):
 
 
 class AgentForm(forms.Form):
-    slug = forms.CharField(max_length=50, validators=[slug_validator],
-                           help_text="what runtimes and the CLI call it, e.g. support-bot")
+    slug = forms.CharField(
+        max_length=50,
+        validators=[slug_validator],
+        help_text="what runtimes and the CLI call it, e.g. support-bot",
+    )
     name = forms.CharField(max_length=120)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     reason = forms.CharField(required=False, max_length=2000)
@@ -42,11 +51,15 @@ class AgentEditForm(forms.Form):
 class EnvironmentForm(forms.Form):
     slug = forms.CharField(max_length=50, validators=[slug_validator])
     name = forms.CharField(max_length=120)
-    is_production = forms.BooleanField(required=False, label="Production (changes ask for a reason)")
+    is_production = forms.BooleanField(
+        required=False, label="Production (changes ask for a reason)"
+    )
     reason = forms.CharField(required=False, max_length=2000)
 
 
 class EnvironmentEditForm(forms.Form):
     name = forms.CharField(max_length=120)
-    is_production = forms.BooleanField(required=False, label="Production (changes ask for a reason)")
+    is_production = forms.BooleanField(
+        required=False, label="Production (changes ask for a reason)"
+    )
     reason = forms.CharField(required=False, max_length=2000)

@@ -32,8 +32,12 @@ class Tenant(models.Model):
         return self.archived_at is not None
 
     def snapshot(self) -> dict[str, Any]:
-        return {"slug": self.slug, "name": self.name, "time_zone": self.time_zone,
-                "archived": self.is_archived}
+        return {
+            "slug": self.slug,
+            "name": self.name,
+            "time_zone": self.time_zone,
+            "archived": self.is_archived,
+        }
 
 
 class Agent(models.Model):
@@ -60,8 +64,13 @@ class Agent(models.Model):
         return self.archived_at is not None
 
     def snapshot(self) -> dict[str, Any]:
-        return {"tenant": self.tenant.slug, "slug": self.slug, "name": self.name,
-                "description": self.description, "archived": self.is_archived}
+        return {
+            "tenant": self.tenant.slug,
+            "slug": self.slug,
+            "name": self.name,
+            "description": self.description,
+            "archived": self.is_archived,
+        }
 
 
 class Environment(models.Model):
@@ -84,7 +93,9 @@ class Environment(models.Model):
     class Meta:
         ordering = ["tenant__name", "position"]
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "slug"], name="environment_slug_unique_per_tenant"),
+            models.UniqueConstraint(
+                fields=["tenant", "slug"], name="environment_slug_unique_per_tenant"
+            ),
             models.UniqueConstraint(
                 fields=["tenant", "position"],
                 condition=Q(archived_at__isnull=True),
@@ -100,6 +111,11 @@ class Environment(models.Model):
         return self.archived_at is not None
 
     def snapshot(self) -> dict[str, Any]:
-        return {"tenant": self.tenant.slug, "slug": self.slug, "name": self.name,
-                "position": self.position, "is_production": self.is_production,
-                "archived": self.is_archived}
+        return {
+            "tenant": self.tenant.slug,
+            "slug": self.slug,
+            "name": self.name,
+            "position": self.position,
+            "is_production": self.is_production,
+            "archived": self.is_archived,
+        }

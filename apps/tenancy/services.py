@@ -42,7 +42,9 @@ def _require_reason(reason: str) -> str:
 
 def _validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
-        raise ValidationError({"time_zone": [f"Unknown time zone {value!r}; use an IANA name such as Europe/Paris."]})
+        raise ValidationError(
+            {"time_zone": [f"Unknown time zone {value!r}; use an IANA name such as Europe/Paris."]}
+        )
 
 
 def _require_unique_slug(queryset: models.QuerySet[Any], slug: str, what: str) -> None:
@@ -66,7 +68,12 @@ def _save_changes(instance: M, changes: dict[str, Any]) -> list[str]:
 
 @transaction.atomic
 def tenant_create(
-    *, actor: Actor, slug: str, name: str, time_zone: str = "UTC", reason: str = "",
+    *,
+    actor: Actor,
+    slug: str,
+    name: str,
+    time_zone: str = "UTC",
+    reason: str = "",
     with_default_environments: bool = True,
 ) -> Tenant:
     authorize(actor, "tenancy.add_tenant")
@@ -78,22 +85,43 @@ def tenant_create(
     if not isinstance(actor, SystemActor) and actor is not None and not user_is_admin(actor):
         # Whoever creates a tenant can see it; Admins see every tenant anyway.
         assign_perm(TENANT_ACCESS_PERMISSION, actor, tenant)
-    audit_record(actor=actor, action="tenant.created", target=tenant, tenant=tenant,
-                 reason=reason, after=tenant.snapshot())
+    audit_record(
+        actor=actor,
+        action="tenant.created",
+        target=tenant,
+        tenant=tenant,
+        reason=reason,
+        after=tenant.snapshot(),
+    )
     if with_default_environments:
         for position, (env_slug, env_name, is_production) in enumerate(DEFAULT_ENVIRONMENTS):
             environment = Environment.objects.create(
-                tenant=tenant, slug=env_slug, name=env_name, position=position,
+                tenant=tenant,
+                slug=env_slug,
+                name=env_name,
+                position=position,
                 is_production=is_production,
             )
-            audit_record(actor=actor, action="environment.created", target=environment,
-                         tenant=tenant, reason=reason, after=environment.snapshot())
+            audit_record(
+                actor=actor,
+                action="environment.created",
+                target=environment,
+                tenant=tenant,
+                reason=reason,
+                after=environment.snapshot(),
+            )
     return tenant
 
 
 @transaction.atomic
-def tenant_update(*, actor: Actor, tenant: Tenant, name: str | None = None,
-                  time_zone: str | None = None, reason: str = "") -> Tenant:
+def tenant_update(
+    *,
+    actor: Actor,
+    tenant: Tenant,
+    name: str | None = None,
+    time_zone: str | None = None,
+    reason: str = "",
+) -> Tenant:
     authorize(actor, "tenancy.change_tenant", tenant)
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
     before = tenant.snapshot()
@@ -104,8 +132,15 @@ def tenant_update(*, actor: Actor, tenant: Tenant, name: str | None = None,
         _validate_time_zone(time_zone)
         changes["time_zone"] = time_zone
     if _save_changes(tenant, changes):
-        audit_record(actor=actor, action="tenant.updated", target=tenant, tenant=tenant,
-                     reason=reason, before=before, after=tenant.snapshot())
+        audit_record(
+            actor=actor,
+            action="tenant.updated",
+            target=tenant,
+            tenant=tenant,
+            reason=reason,
+            before=before,
+            after=tenant.snapshot(),
+        )
     return tenant
 
 
@@ -119,8 +154,15 @@ def tenant_archive(*, actor: Actor, tenant: Tenant, reason: str) -> Tenant:
     before = tenant.snapshot()
     tenant.archived_at = timezone.now()
     tenant.save(update_fields=["archived_at"])
-    audit_record(actor=actor, action="tenant.archived", target=tenant, tenant=tenant,
-                 reason=reason, before=before, after=tenant.snapshot())
+    audit_record(
+        actor=actor,
+        action="tenant.archived",
+        target=tenant,
+        tenant=tenant,
+        reason=reason,
+        before=before,
+        after=tenant.snapshot(),
+    )
     return tenant
 
 
@@ -134,8 +176,15 @@ def tenant_restore(*, actor: Actor, tenant: Tenant, reason: str) -> Tenant:
     before = tenant.snapshot()
     tenant.archived_at = None
     tenant.save(update_fields=["archived_at"])
-    audit_record(actor=actor, action="tenant.restored", target=tenant, tenant=tenant,
-                 reason=reason, before=before, after=tenant.snapshot())
+    audit_record(
+        actor=actor,
+        action="tenant.restored",
+        target=tenant,
+        tenant=tenant,
+        reason=reason,
+        before=before,
+        after=tenant.snapshot(),
+    )
     return tenant
 
 
@@ -148,29 +197,49 @@ def _require_active_tenant(tenant: Tenant) -> None:
 
 
 @transaction.atomic
-def agent_create(*, actor: Actor, tenant: Tenant, slug: str, name: str, description: str = "",
-                 reason: str = "") -> Agent:
+def agent_create(
+    *, actor: Actor, tenant: Tenant, slug: str, name: str, description: str = "", reason: str = ""
+) -> Agent:
     authorize(actor, "tenancy.add_agent", tenant)
     _require_active_tenant(tenant)
     _require_unique_slug(tenant.agents.all(), slug, f"An agent of {tenant.name}")
     agent = Agent(tenant=tenant, slug=slug, name=name, description=description)
     agent.full_clean()
     agent.save()
-    audit_record(actor=actor, action="agent.created", target=agent, tenant=tenant,
-                 reason=reason, after=agent.snapshot())
+    audit_record(
+        actor=actor,
+        action="agent.created",
+        target=agent,
+        tenant=tenant,
+        reason=reason,
+        after=agent.snapshot(),
+    )
     return agent
 
 
 @transaction.atomic
-def agent_update(*, actor: Actor, agent: Agent, name: str | None = None,
-                 description: str | None = None, reason: str = "") -> Agent:
+def agent_update(
+    *,
+    actor: Actor,
+    agent: Agent,
+    name: str | None = None,
+    description: str | None = None,
+    reason: str = "",
+) -> Agent:
     authorize(actor, "tenancy.change_agent", agent.tenant)
     agent = Agent.objects.select_for_update().select_related("tenant").get(pk=agent.pk)
     before = agent.snapshot()
     changes = {k: v for k, v in {"name": name, "description": description}.items() if v is not None}
     if _save_changes(agent, changes):
-        audit_record(actor=actor, action="agent.updated", target=agent, tenant=agent.tenant,
-                     reason=reason, before=before, after=agent.snapshot())
+        audit_record(
+            actor=actor,
+            action="agent.updated",
+            target=agent,
+            tenant=agent.tenant,
+            reason=reason,
+            before=before,
+            after=agent.snapshot(),
+        )
     return agent
 
 
@@ -184,8 +253,15 @@ def agent_archive(*, actor: Actor, agent: Agent, reason: str) -> Agent:
     before = agent.snapshot()
     agent.archived_at = timezone.now()
     agent.save(update_fields=["archived_at"])
-    audit_record(actor=actor, action="agent.archived", target=agent, tenant=agent.tenant,
-                 reason=reason, before=before, after=agent.snapshot())
+    audit_record(
+        actor=actor,
+        action="agent.archived",
+        target=agent,
+        tenant=agent.tenant,
+        reason=reason,
+        before=before,
+        after=agent.snapshot(),
+    )
     return agent
 
 
@@ -193,9 +269,16 @@ def agent_archive(*, actor: Actor, agent: Agent, reason: str) -> Agent:
 
 
 @transaction.atomic
-def environment_create(*, actor: Actor, tenant: Tenant, slug: str, name: str,
-                       is_production: bool = False, position: int | None = None,
-                       reason: str = "") -> Environment:
+def environment_create(
+    *,
+    actor: Actor,
+    tenant: Tenant,
+    slug: str,
+    name: str,
+    is_production: bool = False,
+    position: int | None = None,
+    reason: str = "",
+) -> Environment:
     """A new environment goes last in the promotion order unless a free position is given."""
     authorize(actor, "tenancy.add_environment", tenant)
     _require_active_tenant(tenant)
@@ -206,32 +289,56 @@ def environment_create(*, actor: Actor, tenant: Tenant, slug: str, name: str,
     elif active.filter(position=position).exists():
         raise ValidationError({"position": [f"Position {position} is taken; omit it to go last."]})
     _require_unique_slug(tenant.environments.all(), slug, f"An environment of {tenant.name}")
-    environment = Environment(tenant=tenant, slug=slug, name=name, position=position,
-                              is_production=is_production)
+    environment = Environment(
+        tenant=tenant, slug=slug, name=name, position=position, is_production=is_production
+    )
     environment.full_clean()
     environment.save()
-    audit_record(actor=actor, action="environment.created", target=environment, tenant=tenant,
-                 reason=reason, after=environment.snapshot())
+    audit_record(
+        actor=actor,
+        action="environment.created",
+        target=environment,
+        tenant=tenant,
+        reason=reason,
+        after=environment.snapshot(),
+    )
     return environment
 
 
 @transaction.atomic
-def environment_update(*, actor: Actor, environment: Environment, name: str | None = None,
-                       is_production: bool | None = None, reason: str = "") -> Environment:
+def environment_update(
+    *,
+    actor: Actor,
+    environment: Environment,
+    name: str | None = None,
+    is_production: bool | None = None,
+    reason: str = "",
+) -> Environment:
     authorize(actor, "tenancy.change_environment", environment.tenant)
-    environment = Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
+    environment = (
+        Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
+    )
     before = environment.snapshot()
-    changes = {k: v for k, v in {"name": name, "is_production": is_production}.items() if v is not None}
+    changes = {
+        k: v for k, v in {"name": name, "is_production": is_production}.items() if v is not None
+    }
     if _save_changes(environment, changes):
-        audit_record(actor=actor, action="environment.updated", target=environment,
-                     tenant=environment.tenant, reason=reason, before=before,
-                     after=environment.snapshot())
+        audit_record(
+            actor=actor,
+            action="environment.updated",
+            target=environment,
+            tenant=environment.tenant,
+            reason=reason,
+            before=before,
+            after=environment.snapshot(),
+        )
     return environment
 
 
 @transaction.atomic
-def environment_move(*, actor: Actor, environment: Environment, direction: str,
-                     reason: str = "") -> Environment:
+def environment_move(
+    *, actor: Actor, environment: Environment, direction: str, reason: str = ""
+) -> Environment:
     """Swap with the neighbour before ("up") or after ("down") in the promotion order."""
     authorize(actor, "tenancy.change_environment", environment.tenant)
     if direction not in ("up", "down"):
@@ -244,17 +351,31 @@ def environment_move(*, actor: Actor, environment: Environment, direction: str,
     else:
         neighbour = siblings.filter(position__gt=environment.position).order_by("position").first()
     if neighbour is None:
-        raise ValidationError({"direction": [f"{environment.name} is already {'first' if direction == 'up' else 'last'}."]})
+        raise ValidationError(
+            {
+                "direction": [
+                    f"{environment.name} is already {'first' if direction == 'up' else 'last'}."
+                ]
+            }
+        )
     before = environment.snapshot()
     mine, theirs = environment.position, neighbour.position
-    parking = (siblings.aggregate(m=Max("position"))["m"] or 0) + 1  # keeps positions unique mid-swap
+    parking = (
+        siblings.aggregate(m=Max("position"))["m"] or 0
+    ) + 1  # keeps positions unique mid-swap
     Environment.objects.filter(pk=environment.pk).update(position=parking)
     Environment.objects.filter(pk=neighbour.pk).update(position=mine)
     Environment.objects.filter(pk=environment.pk).update(position=theirs)
     environment.refresh_from_db()
-    audit_record(actor=actor, action="environment.moved", target=environment,
-                 tenant=environment.tenant, reason=reason, before=before,
-                 after=environment.snapshot())
+    audit_record(
+        actor=actor,
+        action="environment.moved",
+        target=environment,
+        tenant=environment.tenant,
+        reason=reason,
+        before=before,
+        after=environment.snapshot(),
+    )
     return environment
 
 
@@ -262,15 +383,23 @@ def environment_move(*, actor: Actor, environment: Environment, direction: str,
 def environment_archive(*, actor: Actor, environment: Environment, reason: str) -> Environment:
     authorize(actor, "tenancy.change_environment", environment.tenant)
     reason = _require_reason(reason)
-    environment = Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
+    environment = (
+        Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
+    )
     if environment.is_archived:
         raise ValidationError({"environment": ["This environment is already archived."]})
     before = environment.snapshot()
     environment.archived_at = timezone.now()
     environment.save(update_fields=["archived_at"])
-    audit_record(actor=actor, action="environment.archived", target=environment,
-                 tenant=environment.tenant, reason=reason, before=before,
-                 after=environment.snapshot())
+    audit_record(
+        actor=actor,
+        action="environment.archived",
+        target=environment,
+        tenant=environment.tenant,
+        reason=reason,
+        before=before,
+        after=environment.snapshot(),
+    )
     return environment
 
 

@@ -11,7 +11,9 @@ urlpatterns = [
     path("tenants/<slug:slug>/edit/", views.tenant_edit, name="tenant_edit"),
     path("tenants/<slug:slug>/archive/", views.tenant_archive, name="tenant_archive"),
     path("tenants/<slug:slug>/restore/", views.tenant_restore, name="tenant_restore"),
-    path("tenants/<slug:slug>/environments/new/", views.environment_create, name="environment_create"),
+    path(
+        "tenants/<slug:slug>/environments/new/", views.environment_create, name="environment_create"
+    ),
     path("environments/<int:pk>/edit/", views.environment_edit, name="environment_edit"),
     path("environments/<int:pk>/move/", views.environment_move, name="environment_move"),
     path("environments/<int:pk>/archive/", views.environment_archive, name="environment_archive"),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -12,7 +14,15 @@ from controlplane.ui import ReasonForm, call_service, paginate
 
 from . import selectors, services
 from .context_processors import SESSION_KEY, current_tenant_for
-from .forms import AgentEditForm, AgentForm, EnvironmentEditForm, EnvironmentForm, TenantEditForm, TenantForm
+from .forms import (
+    AgentEditForm,
+    AgentForm,
+    EnvironmentEditForm,
+    EnvironmentForm,
+    TenantEditForm,
+    TenantForm,
+)
+from .models import Agent
 
 
 def _show_archived(request: HttpRequest) -> bool:
@@ -24,12 +34,17 @@ def _show_archived(request: HttpRequest) -> bool:
 
 @login_required
 def tenant_list(request: HttpRequest) -> HttpResponse:
-    tenants = selectors.tenant_list_for_user(user=request.user, include_archived=_show_archived(request))
+    tenants = selectors.tenant_list_for_user(
+        user=request.user, include_archived=_show_archived(request)
+    )
     q = request.GET.get("q", "").strip()
     if q:
         tenants = tenants.filter(name__icontains=q) | tenants.filter(slug__icontains=q)
-    return render(request, "tenancy/tenant_list.html",
-                  {"page": paginate(request, tenants), "q": q, "show_archived": _show_archived(request)})
+    return render(
+        request,
+        "tenancy/tenant_list.html",
+        {"page": paginate(request, tenants), "q": q, "show_archived": _show_archived(request)},
+    )
 
 
 @login_required
@@ -37,48 +52,87 @@ def tenant_create(request: HttpRequest) -> HttpResponse:
     authorize(request.user, "tenancy.add_tenant")  # the form too: a Viewer never sees it
     form = TenantForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        tenant = call_service(form, lambda: services.tenant_create(actor=request.user, **form.cleaned_data))
+        tenant = call_service(
+            form, lambda: services.tenant_create(actor=request.user, **form.cleaned_data)
+        )
         if tenant is not None:
             request.session[SESSION_KEY] = tenant.slug
             messages.success(request, f"Tenant {tenant.name} created.")
             return redirect("tenancy:tenant_detail", slug=tenant.slug)
-    return render(request, "tenancy/form.html", {"form": form, "title": "New tenant",
-                                                 "cancel_url": "tenancy:tenant_list"})
+    return render(
+        request,
+        "tenancy/form.html",
+        {"form": form, "title": "New tenant", "cancel_url": "tenancy:tenant_list"},
+    )
 
 
 @login_required
 def tenant_detail(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
-    return render(request, "tenancy/tenant_detail.html", {
-        "tenant": tenant,
-        "agents": selectors.agent_list_for_user(user=request.user, tenant=tenant),
-        "environments": selectors.environment_list_for_user(user=request.user, tenant=tenant),
-    })
+    return render(
+        request,
+        "tenancy/tenant_detail.html",
+        {
+            "tenant": tenant,
+            "agents": selectors.agent_list_for_user(user=request.user, tenant=tenant),
+            "environments": selectors.environment_list_for_user(user=request.user, tenant=tenant),
+        },
+    )
 
 
 @login_required
 def tenant_edit(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
     authorize(request.user, "tenancy.change_tenant", tenant)
-    form = TenantEditForm(request.POST or None, initial={"name": tenant.name, "time_zone": tenant.time_zone})
-    if request.method == "POST" and form.is_valid():
-        if call_service(form, lambda: services.tenant_update(actor=request.user, tenant=tenant, **form.cleaned_data)):
-            messages.success(request, "Tenant saved.")
-            return redirect("tenancy:tenant_detail", slug=tenant.slug)
+    form = TenantEditForm(
+        request.POST or None, initial={"name": tenant.name, "time_zone": tenant.time_zone}
+    )
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(
+            form,
+            lambda: services.tenant_update(actor=request.user, tenant=tenant, **form.cleaned_data),
+        )
+        is not None
+    ):
+        messages.success(request, "Tenant saved.")
+        return redirect("tenancy:tenant_detail", slug=tenant.slug)
     return render(request, "tenancy/form.html", {"form": form, "title": f"Edit {tenant.name}"})
 
 
-def _confirm(request: HttpRequest, *, title: str, effect: str, action_label: str, service, done_url: str,  # type: ignore[no-untyped-def]
-             done_message: str, danger: bool = True) -> HttpResponse:
+def _confirm(
+    request: HttpRequest,
+    *,
+    title: str,
+    effect: str,
+    action_label: str,
+    service: Callable[..., object],
+    done_url: str,
+    done_message: str,
+    danger: bool = True,
+) -> HttpResponse:
     """The confirmation page every destructive action uses: states the effect, asks a reason."""
     form = ReasonForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        if call_service(form, lambda: service(reason=form.cleaned_data["reason"])) is not None:
-            messages.success(request, done_message)
-            return redirect(done_url)
-    return render(request, "partials/confirm.html", {
-        "form": form, "title": title, "effect": effect, "action_label": action_label, "danger": danger,
-    })
+    done = (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(form, lambda: service(reason=form.cleaned_data["reason"])) is not None
+    )
+    if done:
+        messages.success(request, done_message)
+        return redirect(done_url)
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "title": title,
+            "effect": effect,
+            "action_label": action_label,
+            "danger": danger,
+        },
+    )
 
 
 @login_required
@@ -86,12 +140,16 @@ def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
     authorize(request.user, "tenancy.change_tenant", tenant)
     return _confirm(
-        request, title=f"Archive {tenant.name}?",
+        request,
+        title=f"Archive {tenant.name}?",
         effect=f"{tenant.name} disappears from lists and takes no new agents or environments. "
-               "Its history stays; you can restore it.",
+        "Its history stays; you can restore it.",
         action_label="Archive tenant",
-        service=lambda reason: services.tenant_archive(actor=request.user, tenant=tenant, reason=reason),
-        done_url="tenancy:tenant_list", done_message=f"{tenant.name} archived.",
+        service=lambda reason: services.tenant_archive(
+            actor=request.user, tenant=tenant, reason=reason
+        ),
+        done_url="tenancy:tenant_list",
+        done_message=f"{tenant.name} archived.",
     )
 
 
@@ -100,10 +158,16 @@ def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
     authorize(request.user, "tenancy.change_tenant", tenant)
     return _confirm(
-        request, title=f"Restore {tenant.name}?", effect=f"{tenant.name} comes back into lists.",
-        action_label="Restore tenant", danger=False,
-        service=lambda reason: services.tenant_restore(actor=request.user, tenant=tenant, reason=reason),
-        done_url="tenancy:tenant_list", done_message=f"{tenant.name} restored.",
+        request,
+        title=f"Restore {tenant.name}?",
+        effect=f"{tenant.name} comes back into lists.",
+        action_label="Restore tenant",
+        danger=False,
+        service=lambda reason: services.tenant_restore(
+            actor=request.user, tenant=tenant, reason=reason
+        ),
+        done_url="tenancy:tenant_list",
+        done_message=f"{tenant.name} restored.",
     )
 
 
@@ -122,14 +186,25 @@ def tenant_switch(request: HttpRequest) -> HttpResponse:
 @login_required
 def agent_list(request: HttpRequest) -> HttpResponse:
     tenant = current_tenant_for(request)
-    agents = selectors.agent_list_for_user(user=request.user, tenant=tenant,
-                                           include_archived=_show_archived(request)) if tenant else []
+    agents = (
+        selectors.agent_list_for_user(
+            user=request.user, tenant=tenant, include_archived=_show_archived(request)
+        )
+        if tenant
+        else Agent.objects.none()
+    )
     q = request.GET.get("q", "").strip()
-    if q and tenant:
-        agents = agents.filter(name__icontains=q) | agents.filter(slug__icontains=q)  # type: ignore[union-attr]
-    return render(request, "tenancy/agent_list.html", {
-        "page": paginate(request, agents), "q": q, "show_archived": _show_archived(request),
-    })
+    if q:
+        agents = agents.filter(name__icontains=q) | agents.filter(slug__icontains=q)
+    return render(
+        request,
+        "tenancy/agent_list.html",
+        {
+            "page": paginate(request, agents),
+            "q": q,
+            "show_archived": _show_archived(request),
+        },
+    )
 
 
 @login_required
@@ -141,31 +216,51 @@ def agent_create(request: HttpRequest) -> HttpResponse:
     authorize(request.user, "tenancy.add_agent", tenant)
     form = AgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        agent = call_service(form, lambda: services.agent_create(actor=request.user, tenant=tenant, **form.cleaned_data))
+        agent = call_service(
+            form,
+            lambda: services.agent_create(actor=request.user, tenant=tenant, **form.cleaned_data),
+        )
         if agent is not None:
             messages.success(request, f"Agent {agent.name} created.")
             return redirect("tenancy:agent_detail", pk=agent.pk)
-    return render(request, "tenancy/form.html", {"form": form, "title": f"New agent in {tenant.name}"})
+    return render(
+        request, "tenancy/form.html", {"form": form, "title": f"New agent in {tenant.name}"}
+    )
 
 
 @login_required
 def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
     agent = selectors.agent_get_for_user(user=request.user, pk=pk)
-    return render(request, "tenancy/agent_detail.html", {
-        "agent": agent,
-        "environments": selectors.environment_list_for_user(user=request.user, tenant=agent.tenant),
-    })
+    return render(
+        request,
+        "tenancy/agent_detail.html",
+        {
+            "agent": agent,
+            "environments": selectors.environment_list_for_user(
+                user=request.user, tenant=agent.tenant
+            ),
+        },
+    )
 
 
 @login_required
 def agent_edit(request: HttpRequest, pk: int) -> HttpResponse:
     agent = selectors.agent_get_for_user(user=request.user, pk=pk)
     authorize(request.user, "tenancy.change_agent", agent.tenant)
-    form = AgentEditForm(request.POST or None, initial={"name": agent.name, "description": agent.description})
-    if request.method == "POST" and form.is_valid():
-        if call_service(form, lambda: services.agent_update(actor=request.user, agent=agent, **form.cleaned_data)):
-            messages.success(request, "Agent saved.")
-            return redirect("tenancy:agent_detail", pk=agent.pk)
+    form = AgentEditForm(
+        request.POST or None, initial={"name": agent.name, "description": agent.description}
+    )
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(
+            form,
+            lambda: services.agent_update(actor=request.user, agent=agent, **form.cleaned_data),
+        )
+        is not None
+    ):
+        messages.success(request, "Agent saved.")
+        return redirect("tenancy:agent_detail", pk=agent.pk)
     return render(request, "tenancy/form.html", {"form": form, "title": f"Edit {agent.name}"})
 
 
@@ -174,11 +269,15 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
     agent = selectors.agent_get_for_user(user=request.user, pk=pk)
     authorize(request.user, "tenancy.change_agent", agent.tenant)
     return _confirm(
-        request, title=f"Archive {agent.name}?",
+        request,
+        title=f"Archive {agent.name}?",
         effect=f"{agent.name} ({agent.tenant.name}) disappears from lists; its history stays.",
         action_label="Archive agent",
-        service=lambda reason: services.agent_archive(actor=request.user, agent=agent, reason=reason),
-        done_url="tenancy:agent_list", done_message=f"{agent.name} archived.",
+        service=lambda reason: services.agent_archive(
+            actor=request.user, agent=agent, reason=reason
+        ),
+        done_url="tenancy:agent_list",
+        done_message=f"{agent.name} archived.",
     )
 
 
@@ -191,25 +290,41 @@ def environment_create(request: HttpRequest, slug: str) -> HttpResponse:
     authorize(request.user, "tenancy.add_environment", tenant)
     form = EnvironmentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        environment = call_service(form, lambda: services.environment_create(
-            actor=request.user, tenant=tenant, **form.cleaned_data))
+        environment = call_service(
+            form,
+            lambda: services.environment_create(
+                actor=request.user, tenant=tenant, **form.cleaned_data
+            ),
+        )
         if environment is not None:
             messages.success(request, f"Environment {environment.name} created.")
             return redirect("tenancy:tenant_detail", slug=tenant.slug)
-    return render(request, "tenancy/form.html", {"form": form, "title": f"New environment in {tenant.name}"})
+    return render(
+        request, "tenancy/form.html", {"form": form, "title": f"New environment in {tenant.name}"}
+    )
 
 
 @login_required
 def environment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     environment = selectors.environment_get_for_user(user=request.user, pk=pk)
     authorize(request.user, "tenancy.change_environment", environment.tenant)
-    form = EnvironmentEditForm(request.POST or None, initial={
-        "name": environment.name, "is_production": environment.is_production})
-    if request.method == "POST" and form.is_valid():
-        if call_service(form, lambda: services.environment_update(
-                actor=request.user, environment=environment, **form.cleaned_data)):
-            messages.success(request, "Environment saved.")
-            return redirect("tenancy:tenant_detail", slug=environment.tenant.slug)
+    form = EnvironmentEditForm(
+        request.POST or None,
+        initial={"name": environment.name, "is_production": environment.is_production},
+    )
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and call_service(
+            form,
+            lambda: services.environment_update(
+                actor=request.user, environment=environment, **form.cleaned_data
+            ),
+        )
+        is not None
+    ):
+        messages.success(request, "Environment saved.")
+        return redirect("tenancy:tenant_detail", slug=environment.tenant.slug)
     return render(request, "tenancy/form.html", {"form": form, "title": f"Edit {environment.name}"})
 
 
@@ -218,8 +333,9 @@ def environment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def environment_move(request: HttpRequest, pk: int) -> HttpResponse:
     environment = selectors.environment_get_for_user(user=request.user, pk=pk)
     try:
-        services.environment_move(actor=request.user, environment=environment,
-                                  direction=request.POST.get("direction", ""))
+        services.environment_move(
+            actor=request.user, environment=environment, direction=request.POST.get("direction", "")
+        )
     except ValidationError as exc:
         for message in exc.messages:
             messages.error(request, message)
@@ -231,10 +347,14 @@ def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
     environment = selectors.environment_get_for_user(user=request.user, pk=pk)
     authorize(request.user, "tenancy.change_environment", environment.tenant)
     return _confirm(
-        request, title=f"Archive {environment.name} of {environment.tenant.name}?",
+        request,
+        title=f"Archive {environment.name} of {environment.tenant.name}?",
         effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "
-               "configuration. Its history stays.",
+        "configuration. Its history stays.",
         action_label="Archive environment",
-        service=lambda reason: services.environment_archive(actor=request.user, environment=environment, reason=reason),
-        done_url=f"/tenants/{environment.tenant.slug}/", done_message=f"{environment.name} archived.",
+        service=lambda reason: services.environment_archive(
+            actor=request.user, environment=environment, reason=reason
+        ),
+        done_url=f"/tenants/{environment.tenant.slug}/",
+        done_message=f"{environment.name} archived.",
     )

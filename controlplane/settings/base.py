@@ -109,7 +109,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -138,7 +140,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
-    "controlplane.staticfinders.PlotlyFinder",  # vendor/plotly/plotly.min.js from the plotly package
+    # vendor/plotly/plotly.min.js from the plotly package
+    "controlplane.staticfinders.PlotlyFinder",
 ]
 # The container image collects static files at build time into a read-only directory of its
 # own (STATIC_ROOT=/app/staticfiles); the embedded default keeps them under var/.

@@ -40,7 +40,9 @@ def _token_client(key: str) -> APIClient:
 
 
 def _obtain(username: str, password: str) -> Any:
-    return APIClient().post("/api/v1/auth/token/", {"username": username, "password": password}, format="json")
+    return APIClient().post(
+        "/api/v1/auth/token/", {"username": username, "password": password}, format="json"
+    )
 
 
 # --------------------------------------------------------------------------- role matrix
@@ -48,19 +50,29 @@ def _obtain(username: str, password: str) -> Any:
 ACTIONS = {
     "list": lambda c, target, t: c.get("/api/v1/users/"),
     "retrieve": lambda c, target, t: c.get(f"/api/v1/users/{target.pk}/"),
-    "create": lambda c, target, t: c.post("/api/v1/users/", {"username": "newbie", "role": "Viewer"}, format="json"),
-    "change_role": lambda c, target, t: c.patch(f"/api/v1/users/{target.pk}/", {"role": "Admin"}, format="json"),
-    "deactivate": lambda c, target, t: c.patch(f"/api/v1/users/{target.pk}/", {"is_active": False}, format="json"),
-    "grant_tenant": lambda c, target, t: c.post(f"/api/v1/users/{target.pk}/grant-tenant/", {"tenant": t.pk},
-                                                format="json"),
-    "revoke_tenant": lambda c, target, t: c.post(f"/api/v1/users/{target.pk}/revoke-tenant/", {"tenant": t.pk},
-                                                 format="json"),
+    "create": lambda c, target, t: c.post(
+        "/api/v1/users/", {"username": "newbie", "role": "Viewer"}, format="json"
+    ),
+    "change_role": lambda c, target, t: c.patch(
+        f"/api/v1/users/{target.pk}/", {"role": "Admin"}, format="json"
+    ),
+    "deactivate": lambda c, target, t: c.patch(
+        f"/api/v1/users/{target.pk}/", {"is_active": False}, format="json"
+    ),
+    "grant_tenant": lambda c, target, t: c.post(
+        f"/api/v1/users/{target.pk}/grant-tenant/", {"tenant": t.pk}, format="json"
+    ),
+    "revoke_tenant": lambda c, target, t: c.post(
+        f"/api/v1/users/{target.pk}/revoke-tenant/", {"tenant": t.pk}, format="json"
+    ),
 }
 
 
 @pytest.mark.parametrize("role", [Role.OPERATOR, Role.APPROVER, Role.VIEWER])
 @pytest.mark.parametrize("action", list(ACTIONS))
-def test_users_api__non_admin__403_and_nothing_changes(role: Role, action: str, tenant: Tenant) -> None:
+def test_users_api__non_admin__403_and_nothing_changes(
+    role: Role, action: str, tenant: Tenant
+) -> None:
     caller = make_user(role, tenant, username="caller")
     target = make_user(Role.VIEWER, tenant, username="target")
     before = _state()
@@ -94,28 +106,48 @@ def test_users_api__admin__allowed(action: str, admin, tenant: Tenant) -> None: 
 
 
 def test_user_create__with_role__generated_password_returned_once_and_audited(admin) -> None:  # type: ignore[no-untyped-def]
-    response = api_as(admin).post("/api/v1/users/", {"username": "nora", "email": "nora@example.com",
-                                                     "role": "Operator", "reason": "joins on-call"}, format="json")
+    response = api_as(admin).post(
+        "/api/v1/users/",
+        {
+            "username": "nora",
+            "email": "nora@example.com",
+            "role": "Operator",
+            "reason": "joins on-call",
+        },
+        format="json",
+    )
 
     assert response.status_code == 201, response.content
     body = response.json()
     password = body["initial_password"]
     assert len(password) >= 12
     assert (body["username"], body["email"], body["role"], body["is_active"]) == (
-        "nora", "nora@example.com", "Operator", True)
+        "nora",
+        "nora@example.com",
+        "Operator",
+        True,
+    )
     user = User.objects.get(username="nora")
     assert user_role(user) is Role.OPERATOR
     assert user.check_password(password)
     event = AuditEvent.objects.get(action="user.created", target_id=str(user.pk))
     assert event.actor_label == "admin-user" and event.reason == "joins on-call"
-    assert event.after == {"username": "nora", "email": "nora@example.com", "is_active": True, "role": "Operator"}
+    assert event.after == {
+        "username": "nora",
+        "email": "nora@example.com",
+        "is_active": True,
+        "role": "Operator",
+    }
     assert password not in str(AuditEvent.objects.values().get(pk=event.pk))
     assert "initial_password" not in api_as(admin).get(f"/api/v1/users/{user.pk}/").json()
 
 
 def test_user_create__given_password__used_and_not_echoed(admin) -> None:  # type: ignore[no-untyped-def]
-    response = api_as(admin).post("/api/v1/users/", {"username": "nora", "role": "Viewer",
-                                                     "password": "Correct-Horse-42"}, format="json")
+    response = api_as(admin).post(
+        "/api/v1/users/",
+        {"username": "nora", "role": "Viewer", "password": "Correct-Horse-42"},
+        format="json",
+    )
     assert response.status_code == 201
     assert User.objects.get(username="nora").check_password("Correct-Horse-42")
     assert _obtain("nora", "Correct-Horse-42").status_code == 200
@@ -124,15 +156,20 @@ def test_user_create__given_password__used_and_not_echoed(admin) -> None:  # typ
 def test_user_update__change_role__role_changes_and_audited(admin, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     user = make_user(Role.VIEWER, tenant, username="vera")
 
-    response = api_as(admin).patch(f"/api/v1/users/{user.pk}/", {"role": "Operator", "reason": "promoted"},
-                                   format="json")
+    response = api_as(admin).patch(
+        f"/api/v1/users/{user.pk}/", {"role": "Operator", "reason": "promoted"}, format="json"
+    )
 
     assert response.status_code == 200
     assert response.json()["role"] == "Operator"
     assert user_role(User.objects.get(pk=user.pk)) is Role.OPERATOR
     assert list(User.objects.get(pk=user.pk).groups.values_list("name", flat=True)) == ["Operator"]
     event = AuditEvent.objects.get(action="user.updated")
-    assert (event.before["role"], event.after["role"], event.reason) == ("Viewer", "Operator", "promoted")
+    assert (event.before["role"], event.after["role"], event.reason) == (
+        "Viewer",
+        "Operator",
+        "promoted",
+    )
 
 
 def test_user_update__role_change__new_permissions_apply(admin, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
@@ -142,15 +179,24 @@ def test_user_update__role_change__new_permissions_apply(admin, tenant: Tenant) 
 
     api_as(admin).patch(f"/api/v1/users/{user.pk}/", {"role": "Operator"}, format="json")
 
-    assert api_as(User.objects.get(pk=user.pk)).post("/api/v1/agents/", create, format="json").status_code == 201
+    assert (
+        api_as(User.objects.get(pk=user.pk))
+        .post("/api/v1/agents/", create, format="json")
+        .status_code
+        == 201
+    )
 
 
-def test_user_update__deactivate__api_token_stops_working_and_audited(admin, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_user_update__deactivate__api_token_stops_working_and_audited(
+    admin, tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
     user = make_user(Role.OPERATOR, tenant, username="otto")
     key = _obtain("otto", PASSWORD).json()["token"]
     assert _token_client(key).get("/api/v1/me/").status_code == 200
 
-    response = api_as(admin).patch(f"/api/v1/users/{user.pk}/", {"is_active": False, "reason": "left"}, format="json")
+    response = api_as(admin).patch(
+        f"/api/v1/users/{user.pk}/", {"is_active": False, "reason": "left"}, format="json"
+    )
 
     assert response.status_code == 200
     assert response.json()["is_active"] is False
@@ -158,12 +204,18 @@ def test_user_update__deactivate__api_token_stops_working_and_audited(admin, ten
     assert not Token.objects.filter(user=user).exists()
     assert _obtain("otto", PASSWORD).status_code == 401
     event = AuditEvent.objects.get(action="user.updated")
-    assert (event.before["is_active"], event.after["is_active"], event.reason) == (True, False, "left")
+    assert (event.before["is_active"], event.after["is_active"], event.reason) == (
+        True,
+        False,
+        "left",
+    )
 
 
 def test_user_update__deactivate_yourself__400_and_nothing_changes(admin) -> None:  # type: ignore[no-untyped-def]
     before = _state()
-    response = api_as(admin).patch(f"/api/v1/users/{admin.pk}/", {"is_active": False}, format="json")
+    response = api_as(admin).patch(
+        f"/api/v1/users/{admin.pk}/", {"is_active": False}, format="json"
+    )
     assert response.status_code == 400
     assert "is_active" in response.json()["errors"]
     assert _state() == before
@@ -176,22 +228,30 @@ def test_user_update__nothing_changes__no_audit_event(admin, viewer) -> None:  #
     assert _state() == before
 
 
-def test_user_grant_then_revoke_tenant__user_sees_then_no_longer_sees_it(admin, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_user_grant_then_revoke_tenant__user_sees_then_no_longer_sees_it(
+    admin, tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
     user = make_user(Role.OPERATOR, username="gina")
     client = api_as(user)
     assert client.get("/api/v1/tenants/").json()["count"] == 0
     assert client.get(f"/api/v1/tenants/{tenant.pk}/").status_code == 404
 
-    granted = api_as(admin).post(f"/api/v1/users/{user.pk}/grant-tenant/", {"tenant": tenant.pk, "reason": "on-call"},
-                                 format="json")
+    granted = api_as(admin).post(
+        f"/api/v1/users/{user.pk}/grant-tenant/",
+        {"tenant": tenant.pk, "reason": "on-call"},
+        format="json",
+    )
 
     assert granted.status_code == 204
     assert [t["slug"] for t in client.get("/api/v1/tenants/").json()["results"]] == ["acme"]
     assert client.get(f"/api/v1/tenants/{tenant.pk}/").status_code == 200
     assert client.get("/api/v1/environments/").json()["count"] == 3
 
-    revoked = api_as(admin).post(f"/api/v1/users/{user.pk}/revoke-tenant/", {"tenant": tenant.pk, "reason": "done"},
-                                 format="json")
+    revoked = api_as(admin).post(
+        f"/api/v1/users/{user.pk}/revoke-tenant/",
+        {"tenant": tenant.pk, "reason": "done"},
+        format="json",
+    )
 
     assert revoked.status_code == 204
     assert client.get("/api/v1/tenants/").json()["count"] == 0
@@ -199,25 +259,35 @@ def test_user_grant_then_revoke_tenant__user_sees_then_no_longer_sees_it(admin, 
     assert client.get("/api/v1/environments/").json()["count"] == 0
     events = list(AuditEvent.objects.filter(target_id=str(user.pk)).order_by("id"))
     assert [(e.action, e.tenant_id, e.reason) for e in events] == [
-        ("user.tenant_granted", tenant.pk, "on-call"), ("user.tenant_revoked", tenant.pk, "done")]
+        ("user.tenant_granted", tenant.pk, "on-call"),
+        ("user.tenant_revoked", tenant.pk, "done"),
+    ]
 
 
 def test_user_grant_tenant__unknown_tenant__404_and_nothing_changes(admin, viewer) -> None:  # type: ignore[no-untyped-def]
     before = _state()
-    response = api_as(admin).post(f"/api/v1/users/{viewer.pk}/grant-tenant/", {"tenant": 999999}, format="json")
+    response = api_as(admin).post(
+        f"/api/v1/users/{viewer.pk}/grant-tenant/", {"tenant": 999999}, format="json"
+    )
     assert response.status_code == 404
     assert _state() == before
 
 
 def test_users_api__unknown_user__404(admin) -> None:  # type: ignore[no-untyped-def]
     assert api_as(admin).get("/api/v1/users/999999/").status_code == 404
-    assert api_as(admin).patch("/api/v1/users/999999/", {"role": "Admin"}, format="json").status_code == 404
+    assert (
+        api_as(admin).patch("/api/v1/users/999999/", {"role": "Admin"}, format="json").status_code
+        == 404
+    )
 
 
 def test_users_api_list__admin__sees_roles(admin, operator, viewer) -> None:  # type: ignore[no-untyped-def]
     users = api_as(admin).get("/api/v1/users/").json()["results"]
     assert {u["username"]: u["role"] for u in users} == {
-        "admin-user": "Admin", "olivia-operator": "Operator", "victor-viewer": "Viewer"}
+        "admin-user": "Admin",
+        "olivia-operator": "Operator",
+        "victor-viewer": "Viewer",
+    }
 
 
 # --------------------------------------------------------------------------- bad input
@@ -237,7 +307,10 @@ BAD_CREATE = [
 
 @pytest.mark.parametrize(("payload", "field"), BAD_CREATE)
 def test_user_create__bad_input__400_with_field_errors_and_nothing_stored(
-    admin, operator, payload: dict[str, Any], field: str  # type: ignore[no-untyped-def]
+    admin,
+    operator,
+    payload: dict[str, Any],
+    field: str,  # type: ignore[no-untyped-def]
 ) -> None:
     before = _state()
 
@@ -251,10 +324,17 @@ def test_user_create__bad_input__400_with_field_errors_and_nothing_stored(
 
 @pytest.mark.parametrize(
     ("payload", "field"),
-    [({"role": "Root"}, "role"), ({"email": "nope"}, "email"), ({"is_active": "maybe"}, "is_active")],
+    [
+        ({"role": "Root"}, "role"),
+        ({"email": "nope"}, "email"),
+        ({"is_active": "maybe"}, "is_active"),
+    ],
 )
 def test_user_update__bad_input__400_with_field_errors_and_nothing_stored(
-    admin, viewer, payload: dict[str, Any], field: str  # type: ignore[no-untyped-def]
+    admin,
+    viewer,
+    payload: dict[str, Any],
+    field: str,  # type: ignore[no-untyped-def]
 ) -> None:
     before = _state()
     response = api_as(admin).patch(f"/api/v1/users/{viewer.pk}/", payload, format="json")
@@ -264,9 +344,13 @@ def test_user_update__bad_input__400_with_field_errors_and_nothing_stored(
 
 
 @pytest.mark.parametrize("payload", [{}, {"tenant": "acme"}, {"tenant": None}])
-def test_user_grant_tenant__bad_input__400_and_nothing_stored(admin, viewer, tenant: Tenant, payload) -> None:  # type: ignore[no-untyped-def]
+def test_user_grant_tenant__bad_input__400_and_nothing_stored(
+    admin, viewer, tenant: Tenant, payload
+) -> None:  # type: ignore[no-untyped-def]
     before = _state()
-    response = api_as(admin).post(f"/api/v1/users/{viewer.pk}/grant-tenant/", payload, format="json")
+    response = api_as(admin).post(
+        f"/api/v1/users/{viewer.pk}/grant-tenant/", payload, format="json"
+    )
     assert response.status_code == 400
     assert "tenant" in response.json()["errors"]
     assert _state() == before
@@ -301,9 +385,13 @@ def test_token_obtain__again__replaces_the_previous_token(operator) -> None:  # 
     assert _token_client(second).get("/api/v1/me/").status_code == 200
 
 
-@pytest.mark.parametrize(("username", "password"), [("olivia-operator", "wrong-password"), ("nobody", PASSWORD),
-                                                    ("olivia-operator", "")])
-def test_token_obtain__wrong_credentials__refused_and_nothing_stored(operator, username: str, password: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("olivia-operator", "wrong-password"), ("nobody", PASSWORD), ("olivia-operator", "")],
+)
+def test_token_obtain__wrong_credentials__refused_and_nothing_stored(
+    operator, username: str, password: str
+) -> None:  # type: ignore[no-untyped-def]
     before = (_state(), Token.objects.count())
     response = _obtain(username, password)
     assert response.status_code in (400, 401)

@@ -45,7 +45,9 @@ PAGES = {
 
 @pytest.mark.parametrize("role", [Role.OPERATOR, Role.APPROVER, Role.VIEWER])
 @pytest.mark.parametrize("page", list(PAGES))
-def test_user_pages__non_admin__403_and_nothing_changes(role: Role, page: str, tenant: Tenant) -> None:
+def test_user_pages__non_admin__403_and_nothing_changes(
+    role: Role, page: str, tenant: Tenant
+) -> None:
     caller = make_user(role, tenant, username="caller")
     target = make_user(Role.VIEWER, tenant, username="target")
     before = _state()
@@ -62,8 +64,10 @@ def test_sidebar__users_link__only_for_admins(admin, operator) -> None:  # type:
 
 
 def test_user_create_form__admin__shows_password_once_and_audits(admin) -> None:  # type: ignore[no-untyped-def]
-    response = _client(admin).post("/users/new/", {"username": "nora", "email": "nora@example.com",
-                                                   "role": "Operator", "reason": "new hire"})
+    response = _client(admin).post(
+        "/users/new/",
+        {"username": "nora", "email": "nora@example.com", "role": "Operator", "reason": "new hire"},
+    )
 
     assert response.status_code == 200
     user = User.objects.get(username="nora")
@@ -71,18 +75,24 @@ def test_user_create_form__admin__shows_password_once_and_audits(admin) -> None:
     assert password in response.content.decode()
     assert user.check_password(password)
     assert user_role(user) is Role.OPERATOR
-    assert AuditEvent.objects.get(action="user.created", target_id=str(user.pk)).reason == "new hire"
+    assert (
+        AuditEvent.objects.get(action="user.created", target_id=str(user.pk)).reason == "new hire"
+    )
     assert password not in _client(admin).get(f"/users/{user.pk}/").content.decode()
 
 
 @pytest.mark.parametrize(
     ("data", "field"),
-    [({"username": "bad name!", "role": "Viewer"}, "username"),
-     ({"username": "admin-user", "role": "Viewer"}, "username"),
-     ({"username": "nora", "role": "God"}, "role"),
-     ({"username": "nora", "role": "Viewer", "email": "nope"}, "email")],
+    [
+        ({"username": "bad name!", "role": "Viewer"}, "username"),
+        ({"username": "admin-user", "role": "Viewer"}, "username"),
+        ({"username": "nora", "role": "God"}, "role"),
+        ({"username": "nora", "role": "Viewer", "email": "nope"}, "email"),
+    ],
 )
-def test_user_create_form__bad_input__field_error_and_nothing_stored(admin, data: dict[str, str], field: str) -> None:  # type: ignore[no-untyped-def]
+def test_user_create_form__bad_input__field_error_and_nothing_stored(
+    admin, data: dict[str, str], field: str
+) -> None:  # type: ignore[no-untyped-def]
     before = _state()
 
     response = _client(admin).post("/users/new/", data)
@@ -93,12 +103,21 @@ def test_user_create_form__bad_input__field_error_and_nothing_stored(admin, data
     assert _state() == before
 
 
-def test_user_edit_form__role_and_tenant_grant__saved_together_and_audited(admin, tenant: Tenant, other_tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_user_edit_form__role_and_tenant_grant__saved_together_and_audited(
+    admin, tenant: Tenant, other_tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
     user = make_user(Role.VIEWER, username="vera")
 
-    response = _client(admin).post(f"/users/{user.pk}/", {
-        "email": "vera@example.com", "role": "Operator", "is_active": "on", "tenants": [str(tenant.pk)],
-        "reason": "joins acme on-call"})
+    response = _client(admin).post(
+        f"/users/{user.pk}/",
+        {
+            "email": "vera@example.com",
+            "role": "Operator",
+            "is_active": "on",
+            "tenants": [str(tenant.pk)],
+            "reason": "joins acme on-call",
+        },
+    )
 
     assert response.status_code == 302
     user.refresh_from_db()
@@ -106,16 +125,28 @@ def test_user_edit_form__role_and_tenant_grant__saved_together_and_audited(admin
     assert user.email == "vera@example.com"
     assert user.has_perm("tenancy.view_tenant", tenant)
     assert not user.has_perm("tenancy.view_tenant", other_tenant)
-    actions = list(AuditEvent.objects.filter(target_id=str(user.pk)).order_by("id").values_list("action", "reason"))
-    assert actions == [("user.updated", "joins acme on-call"), ("user.tenant_granted", "joins acme on-call")]
+    actions = list(
+        AuditEvent.objects.filter(target_id=str(user.pk))
+        .order_by("id")
+        .values_list("action", "reason")
+    )
+    assert actions == [
+        ("user.updated", "joins acme on-call"),
+        ("user.tenant_granted", "joins acme on-call"),
+    ]
 
 
 def test_user_edit_form__unchecking_a_tenant__revokes_it(admin, viewer, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
-    response = _client(admin).post(f"/users/{viewer.pk}/", {"role": "Viewer", "is_active": "on", "tenants": []})
+    response = _client(admin).post(
+        f"/users/{viewer.pk}/", {"role": "Viewer", "is_active": "on", "tenants": []}
+    )
 
     assert response.status_code == 302
     assert not User.objects.get(pk=viewer.pk).has_perm("tenancy.view_tenant", tenant)
-    assert AuditEvent.objects.filter(action="user.tenant_revoked", target_id=str(viewer.pk)).count() == 1
+    assert (
+        AuditEvent.objects.filter(action="user.tenant_revoked", target_id=str(viewer.pk)).count()
+        == 1
+    )
 
 
 def test_user_edit_form__deactivate_yourself__field_error_and_nothing_changes(admin) -> None:  # type: ignore[no-untyped-def]
@@ -136,10 +167,15 @@ def test_profile_api_token__rotate__shown_once_and_works(operator) -> None:  # t
     key = response.context["new_token"]
     assert key in response.content.decode()
     assert key not in client.get("/profile/").content.decode()
-    assert Client().get("/api/v1/me/", HTTP_AUTHORIZATION=f"Token {key}").json()["username"] == "olivia-operator"
+    assert (
+        Client().get("/api/v1/me/", HTTP_AUTHORIZATION=f"Token {key}").json()["username"]
+        == "olivia-operator"
+    )
 
 
-def test_user_list__many_users__bounded_queries(admin, tenant: Tenant, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_user_list__many_users__bounded_queries(
+    admin, tenant: Tenant, django_assert_max_num_queries
+) -> None:  # type: ignore[no-untyped-def]
     for i in range(20):
         make_user(Role.OPERATOR, tenant, username=f"user-{i}")
     client = _client(admin)

@@ -40,7 +40,9 @@ ORM_CHANGES: dict[str, Callable[[AuditEvent], object]] = {
 
 
 @pytest.mark.parametrize("change", list(ORM_CHANGES))
-def test_audit_event_orm__change_or_delete__refused_and_nothing_changes(record: Record, change: str) -> None:
+def test_audit_event_orm__change_or_delete__refused_and_nothing_changes(
+    record: Record, change: str
+) -> None:
     event = record(reason="original")
     before = _rows()
 
@@ -59,18 +61,28 @@ RAW_CHANGES = {
 
 @on_postgresql
 @pytest.mark.parametrize("statement", list(RAW_CHANGES))
-def test_audit_event_database__raw_sql_change__refused_by_trigger(record: Record, statement: str) -> None:
+def test_audit_event_database__raw_sql_change__refused_by_trigger(
+    record: Record, statement: str
+) -> None:
     record(reason="original")
     before = _rows()
 
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(RAW_CHANGES[statement])
 
     assert _rows() == before
 
 
-@pytest.mark.skipif(connection.vendor == "postgresql", reason="SQLite has no such trigger; documents the gap")
-def test_audit_event_database__sqlite__raw_sql_is_not_guarded_but_verify_catches_it(record: Record) -> None:
+@pytest.mark.skipif(
+    connection.vendor == "postgresql", reason="SQLite has no such trigger; documents the gap"
+)
+def test_audit_event_database__sqlite__raw_sql_is_not_guarded_but_verify_catches_it(
+    record: Record,
+) -> None:
     event = record(reason="original")
     with connection.cursor() as cursor:
         cursor.execute("UPDATE audit_auditevent SET reason = 'rewritten' WHERE id = %s", [event.pk])
@@ -94,8 +106,11 @@ def test_audit_record__parallel_appends__keep_one_linear_chain() -> None:
         try:
             barrier.wait(timeout=30)
             with transaction.atomic():
-                audit_record(actor=SystemActor(f"system:thread-{i}"), action="thing.parallel",
-                             target_id=str(i))
+                audit_record(
+                    actor=SystemActor(f"system:thread-{i}"),
+                    action="thing.parallel",
+                    target_id=str(i),
+                )
         except BaseException as exc:  # reported below, in the test thread
             errors.append(exc)
         finally:

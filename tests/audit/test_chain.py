@@ -80,8 +80,12 @@ def test_audit_chain_verify__no_events__ok() -> None:
 
 
 def test_audit_chain_verify__survives_reload_of_json_and_times(record: Record) -> None:
-    record(before={"b": [1, 2.5, None, "é"], "a": {"z": True, "y": "x"}}, after={"n": 10**12},
-           reason="unicode ✓", target_label="ü" * 300)
+    record(
+        before={"b": [1, 2.5, None, "é"], "a": {"z": True, "y": "x"}},
+        after={"n": 10**12},
+        reason="unicode ✓",
+        target_label="ü" * 300,
+    )
     assert audit_chain_verify().ok
 
 
@@ -94,17 +98,26 @@ def test_audit_verify_command__intact_chain__says_ok(record: Record) -> None:
     assert output.startswith("OK: 3 audit events, hash chain intact")
 
 
-def test_audit_verify_command__tampered_content__names_the_first_broken_event(record: Record) -> None:
+def test_audit_verify_command__tampered_content__names_the_first_broken_event(
+    record: Record,
+) -> None:
     events = _three_events(record)
-    tamper("UPDATE audit_auditevent SET reason = %s WHERE id = %s", ["nothing to see", events[1].pk])
+    tamper(
+        "UPDATE audit_auditevent SET reason = %s WHERE id = %s", ["nothing to see", events[1].pk]
+    )
 
-    with pytest.raises(CommandError, match=rf"BROKEN at audit event #{events[1].pk}: content does not match"):
+    with pytest.raises(
+        CommandError, match=rf"BROKEN at audit event #{events[1].pk}: content does not match"
+    ):
         _verify()
 
 
 def test_audit_verify_command__two_tampered__names_the_earlier_one(record: Record) -> None:
     events = _three_events(record)
-    tamper("UPDATE audit_auditevent SET after = %s WHERE id IN (%s, %s)", ['{"step": 99}', events[1].pk, events[2].pk])
+    tamper(
+        "UPDATE audit_auditevent SET after = %s WHERE id IN (%s, %s)",
+        ['{"step": 99}', events[1].pk, events[2].pk],
+    )
 
     with pytest.raises(CommandError, match=rf"#{events[1].pk}:"):
         _verify()
@@ -116,9 +129,14 @@ def test_audit_verify_command__rehashed_event__breaks_the_next_link(record: Reco
     forged = AuditEvent.objects.get(pk=events[1].pk)
     forged.reason = "forged"
     forged_hash = chain_hash(forged.hashed_content(), forged.prev_hash)
-    tamper("UPDATE audit_auditevent SET reason = %s, hash = %s WHERE id = %s", ["forged", forged_hash, events[1].pk])
+    tamper(
+        "UPDATE audit_auditevent SET reason = %s, hash = %s WHERE id = %s",
+        ["forged", forged_hash, events[1].pk],
+    )
 
-    with pytest.raises(CommandError, match=rf"BROKEN at audit event #{events[2].pk}: link to the previous event"):
+    with pytest.raises(
+        CommandError, match=rf"BROKEN at audit event #{events[2].pk}: link to the previous event"
+    ):
         _verify()
 
 
@@ -130,9 +148,13 @@ def test_audit_verify_command__deleted_event__names_the_one_after_the_gap(record
         _verify()
 
 
-def test_audit_verify_command__tampered_then_chain_grows__still_names_the_tampered_event(record: Record) -> None:
+def test_audit_verify_command__tampered_then_chain_grows__still_names_the_tampered_event(
+    record: Record,
+) -> None:
     events = _three_events(record)
-    tamper("UPDATE audit_auditevent SET actor_label = %s WHERE id = %s", ["someone-else", events[0].pk])
+    tamper(
+        "UPDATE audit_auditevent SET actor_label = %s WHERE id = %s", ["someone-else", events[0].pk]
+    )
     record(action="thing.later")
 
     with pytest.raises(CommandError, match=rf"#{events[0].pk}:"):

@@ -250,8 +250,8 @@ def test_limit__max_total_tokens__denies_steps_and_tools() -> None:
 
 def test_limit__max_cost__counted_in_decimal() -> None:
     subject = guard()
-    for _ in range(24):
-        subject.record_step(cost_usd=0.01)
+    for cost in (0.1, 0.1, 0.04):  # 0.24 exactly, not 0.24000000000000002
+        subject.record_step(cost_usd=cost)
     assert subject.usage.cost_usd == Decimal("0.24")
     assert subject.check_step().allowed
 

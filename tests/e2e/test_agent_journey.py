@@ -14,14 +14,23 @@ from apps.audit.models import AuditEvent
 from apps.tenancy.models import Agent, Tenant
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PASSWORD = "pw-for-tests-123"  # what tests/factories.make_user sets
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
-                                                     "(apt-get install chromium); browsers are never downloaded"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="Debian's chromium is not installed at /usr/bin/chromium "
+        "(apt-get install chromium); browsers are never downloaded",
+    ),
 ]
 
 
@@ -51,13 +60,18 @@ def _log_in(page: Page, base_url: str, username: str) -> None:
 
 
 def test_operator_journey__create_agent__listed_and_audited(
-    live_server, page: Page, operator: User, tenant: Tenant  # type: ignore[no-untyped-def]
+    live_server,
+    page: Page,
+    operator: User,
+    tenant: Tenant,  # type: ignore[no-untyped-def]
 ) -> None:
     _log_in(page, live_server.url, "olivia-operator")
 
     # create an agent through the UI
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
-    page.get_by_role("button", name="New agent").click()  # a link styled (and announced) as a button
+    page.get_by_role(
+        "button", name="New agent"
+    ).click()  # a link styled (and announced) as a button
     page.get_by_label("Slug").fill("journey-bot")
     page.get_by_label("Name").fill("Journey bot")
     page.get_by_label("Description").fill("Created by the browser test.")
@@ -74,7 +88,9 @@ def test_operator_journey__create_agent__listed_and_audited(
 
     # and in the audit log, with its event
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Audit").click()
-    event_row = page.get_by_role("row").filter(has_text="agent.created").filter(has_text="Journey bot")
+    event_row = (
+        page.get_by_role("row").filter(has_text="agent.created").filter(has_text="Journey bot")
+    )
     expect(event_row).to_have_count(1)
     expect(event_row).to_contain_text("olivia-operator")
     expect(event_row).to_contain_text("e2e journey")
@@ -84,10 +100,17 @@ def test_operator_journey__create_agent__listed_and_audited(
 
     agent = Agent.objects.get(slug="journey-bot")
     assert agent.tenant == tenant
-    assert AuditEvent.objects.filter(action="agent.created", target_id=str(agent.pk), actor=operator).count() == 1
+    assert (
+        AuditEvent.objects.filter(
+            action="agent.created", target_id=str(agent.pk), actor=operator
+        ).count()
+        == 1
+    )
 
 
-def test_viewer_journey__no_way_to_create(live_server, page: Page, viewer: User, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_viewer_journey__no_way_to_create(
+    live_server, page: Page, viewer: User, tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
     _log_in(page, live_server.url, "victor-viewer")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
     expect(page.get_by_role("heading", name="Agents")).to_be_visible()

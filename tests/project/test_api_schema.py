@@ -36,8 +36,12 @@ def schema(client: Client) -> dict[str, Any]:
 
 
 def _operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(path, method, operation) for path, item in schema["paths"].items()
-            for method, operation in item.items() if method in HTTP_METHODS]
+    return [
+        (path, method, operation)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
 
 
 def test_api_schema__is_a_valid_openapi_3_document(schema: dict[str, Any]) -> None:
@@ -48,9 +52,17 @@ def test_api_schema__is_a_valid_openapi_3_document(schema: dict[str, Any]) -> No
 
 def test_api_schema__documents_the_operator_api(schema: dict[str, Any]) -> None:
     paths = set(schema["paths"])
-    assert {"/api/v1/tenants/", "/api/v1/agents/{id}/", "/api/v1/agents/{id}/archive/",
-            "/api/v1/environments/{id}/move/", "/api/v1/users/", "/api/v1/users/{id}/grant-tenant/",
-            "/api/v1/auth/token/", "/api/v1/me/", "/api/v1/audit-events/"} <= paths
+    assert {
+        "/api/v1/tenants/",
+        "/api/v1/agents/{id}/",
+        "/api/v1/agents/{id}/archive/",
+        "/api/v1/environments/{id}/move/",
+        "/api/v1/users/",
+        "/api/v1/users/{id}/grant-tenant/",
+        "/api/v1/auth/token/",
+        "/api/v1/me/",
+        "/api/v1/audit-events/",
+    } <= paths
 
 
 def test_api_schema__every_operation_has_a_response_schema(schema: dict[str, Any]) -> None:
@@ -64,8 +76,11 @@ def test_api_schema__every_operation_has_a_response_schema(schema: dict[str, Any
 
 
 def test_api_schema__every_operation_has_a_success_response(schema: dict[str, Any]) -> None:
-    without = [f"{m.upper()} {p}" for p, m, op in _operations(schema)
-               if not any(str(status).startswith("2") for status in op["responses"])]
+    without = [
+        f"{m.upper()} {p}"
+        for p, m, op in _operations(schema)
+        if not any(str(status).startswith("2") for status in op["responses"])
+    ]
     assert without == []
 
 
@@ -78,7 +93,14 @@ def test_api_schema__generation__no_warnings_and_valid(tmp_path: Path) -> None:
     """drf-spectacular warns about views it cannot describe (a missing serializer, an unknown
     authenticator): each one is a hole in what a fuzzer or client generator sees."""
     err = StringIO()
-    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"), stderr=err)
+    call_command(
+        "spectacular",
+        "--validate",
+        "--fail-on-warn",
+        "--file",
+        str(tmp_path / "schema.yaml"),
+        stderr=err,
+    )
     assert err.getvalue() == ""
 
 
@@ -117,13 +139,21 @@ def test_login_page_assets__load_for_anonymous_visitors() -> None:
 
 def test_base_layout__loads_the_vendored_css_and_htmx(client: Client) -> None:
     assets = local_assets(client.get("/").content.decode())
-    assert {"/static/vendor/pico/pico.min.css", "/static/css/app.css", "/static/vendor/htmx/htmx.min.js"} <= set(assets)
+    assert {
+        "/static/vendor/pico/pico.min.css",
+        "/static/css/app.css",
+        "/static/vendor/htmx/htmx.min.js",
+    } <= set(assets)
 
 
 @pytest.mark.parametrize("stylesheet", ["/static/vendor/pico/pico.min.css", "/static/css/app.css"])
 def test_stylesheets__fetch_nothing_from_elsewhere(client: Client, stylesheet: str) -> None:
     response = client.get(stylesheet)
-    css = b"".join(response.streaming_content).decode() if response.streaming else response.content.decode()
+    css = (
+        b"".join(response.streaming_content).decode()
+        if response.streaming
+        else response.content.decode()
+    )
     urls = [u.strip("'\"") for u in re.findall(r"url\(([^)]*)\)", css)]
     assert [u for u in urls if not u.startswith("data:")] == []
     assert "@import" not in css

@@ -23,8 +23,20 @@ from controlplane import healthcheck
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ["web", "worker", "beat"]
 LONG_RUNNING = ["postgres", "redis", *APP_SERVICES]
-BUILD_TOOLS = {"gcc", "g++", "cc", "make", "build-essential", "clang", "libpq-dev", "python3-dev",
-               "libc6-dev", "git", "curl", "wget"}
+BUILD_TOOLS = {
+    "gcc",
+    "g++",
+    "cc",
+    "make",
+    "build-essential",
+    "clang",
+    "libpq-dev",
+    "python3-dev",
+    "libc6-dev",
+    "git",
+    "curl",
+    "wget",
+}
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -99,8 +111,10 @@ def _installed_packages(stage: list[Instruction]) -> set[str]:
     packages: set[str] = set()
     for words in _commands(stage):
         for i, word in enumerate(words):
-            if (word == "install" and "apt-get" in words[:i]) or (word == "add" and "apk" in words[:i]):
-                packages |= {w for w in words[i + 1:] if not w.startswith("-")}
+            if (word == "install" and "apt-get" in words[:i]) or (
+                word == "add" and "apk" in words[:i]
+            ):
+                packages |= {w for w in words[i + 1 :] if not w.startswith("-")}
     return packages
 
 
@@ -131,8 +145,11 @@ def _env_example() -> dict[str, str]:
 
 
 def _dockerignore_patterns() -> list[str]:
-    return [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-            if line.strip() and not line.startswith("#")]
+    return [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 # --------------------------------------------------------------------------- Dockerfile
@@ -169,13 +186,15 @@ def test_dockerfile_final_stage__runs_as_a_created_non_root_user() -> None:
     assert users, "the final stage must switch to a non-root USER"
     assert users[-1] not in ("root", "0")
     assert re.search(rf"useradd [^\n]*--uid \d+ [^\n]*\b{users[-1]}\b", _runs(final))
-    after_user = final[[i.keyword for i in final].index("USER"):]
+    after_user = final[[i.keyword for i in final].index("USER") :]
     assert [i for i in after_user if i.keyword == "RUN"] == []
 
 
 def test_dockerfile_final_stage__code_owned_by_root_only_var_dir_writable() -> None:
     final = _final_stage()
-    code_copies = [i.args for i in final if i.keyword == "COPY" and not i.args.startswith("--from=")]
+    code_copies = [
+        i.args for i in final if i.keyword == "COPY" and not i.args.startswith("--from=")
+    ]
     assert code_copies, "the code must be copied into the image"
     assert all("--chown" not in c and "--chmod" not in c for c in code_copies)
     chowned = re.findall(r"chown\s+(?:-R\s+)?\S+\s+(\S+)", _runs(final))
@@ -186,7 +205,11 @@ def test_dockerfile_final_stage__code_owned_by_root_only_var_dir_writable() -> N
 
 
 def test_dockerfile_final_stage__copies_everything_the_app_needs() -> None:
-    copied = {i.args.split()[0] for i in _final_stage() if i.keyword == "COPY" and not i.args.startswith("--")}
+    copied = {
+        i.args.split()[0]
+        for i in _final_stage()
+        if i.keyword == "COPY" and not i.args.startswith("--")
+    }
     assert {"manage.py", "controlplane", "apps", "templates", "static"} <= copied
     for source in copied:
         assert (ROOT / source).exists(), source
@@ -212,7 +235,12 @@ def test_dockerfile__cmd_runs_uvicorn_with_the_asgi_application() -> None:
 def test_dockerfile__healthcheck_uses_the_projects_probe() -> None:
     healthchecks = [i.args for i in _final_stage() if i.keyword == "HEALTHCHECK"]
     assert len(healthchecks) == 1
-    assert _exec_form(healthchecks[0].split("CMD", 1)[1]) == ["python", "-m", "controlplane.healthcheck", "web"]
+    assert _exec_form(healthchecks[0].split("CMD", 1)[1]) == [
+        "python",
+        "-m",
+        "controlplane.healthcheck",
+        "web",
+    ]
 
 
 # --------------------------------------------------------------------------- docker-compose.yml
@@ -293,17 +321,29 @@ def test_compose_variables__all_defined_in_env_example() -> None:
     assert used <= set(_env_example()), used - set(_env_example())
 
 
-# --------------------------------------------------------------------------- .env.example, .dockerignore
+# ------------------------------------------------------------------ .env.example, .dockerignore
 
 
 def test_env_example__names_every_production_setting() -> None:
     env = _env_example()
-    assert {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "SECRET_KEY", "ALLOWED_HOSTS",
-            "CSRF_TRUSTED_ORIGINS", "DJANGO_SETTINGS_MODULE", "DEBUG", "POSTGRES_USER",
-            "POSTGRES_PASSWORD", "POSTGRES_DB"} <= set(env)
+    assert {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "CELERY_BROKER_URL",
+        "SECRET_KEY",
+        "ALLOWED_HOSTS",
+        "CSRF_TRUSTED_ORIGINS",
+        "DJANGO_SETTINGS_MODULE",
+        "DEBUG",
+        "POSTGRES_USER",
+        "POSTGRES_PASSWORD",
+        "POSTGRES_DB",
+    } <= set(env)
     assert env["DJANGO_SETTINGS_MODULE"] == "controlplane.settings.production"
     assert env["DEBUG"] == "False"
-    assert env["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in env["DATABASE_URL"]
+    assert (
+        env["DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in env["DATABASE_URL"]
+    )
     assert env["CELERY_BROKER_URL"].startswith("redis://redis:6379")
 
 
@@ -331,7 +371,9 @@ def test_dockerignore__keeps_secrets_and_local_state_out_of_the_image() -> None:
         ("", "localhost"),
     ],
 )
-def test_healthcheck_probe_host__picks_a_host_django_accepts(allowed_hosts: str, expected: str) -> None:
+def test_healthcheck_probe_host__picks_a_host_django_accepts(
+    allowed_hosts: str, expected: str
+) -> None:
     assert healthcheck.probe_host(allowed_hosts) == expected
 
 
@@ -340,7 +382,7 @@ def stub_server() -> Iterator[tuple[int, list[dict[str, str]]]]:
     seen: list[dict[str, str]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             seen.append({"path": self.path, **{k: v for k, v in self.headers.items()}})
             self.send_response(200 if self.path == "/healthz" else 404)
             self.end_headers()

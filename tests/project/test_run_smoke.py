@@ -6,6 +6,7 @@ assert on those records."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 90  # generous: the first start migrates a new database
 STOP_TIMEOUT = 20
-PASSWORD_LINE = re.compile(r"Password \(generated now, also saved to (?P<file>\S+)\): (?P<password>\S+)")
+PASSWORD_LINE = re.compile(
+    r"Password \(generated now, also saved to (?P<file>\S+)\): (?P<password>\S+)"
+)
 
 
 def _free_port() -> int:
@@ -46,9 +49,9 @@ def _http(url: str, *, data: dict[str, Any] | None = None, token: str = "") -> t
         headers["Content-Type"] = "application/json"
     if token:
         headers["Authorization"] = f"Token {token}"
-    request = urllib.request.Request(url, data=body, headers=headers)  # noqa: S310 - loopback
+    request = urllib.request.Request(url, data=body, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
@@ -65,7 +68,7 @@ def _processes() -> dict[int, tuple[int, int, str]]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) "
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
         state, ppid, sid = fields[0], int(fields[1]), int(fields[3])
         if state != "Z":
             found[int(entry.name)] = (ppid, sid, cmdline)
@@ -95,18 +98,28 @@ class Run:
 
 
 def _start(var_dir: Path) -> Run:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(var_dir),
-           "CONTROLPLANE_VAR_DIR": str(var_dir), "PYTHONUNBUFFERED": "1"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(var_dir),
+        "CONTROLPLANE_VAR_DIR": str(var_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
     port = _free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    process = subprocess.Popen(
         [sys.executable, "-m", "controlplane.run", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,  # its own process group, so Ctrl-C can be sent to all of it
     )
     run = Run(process=process, port=port)
     assert process.stdout is not None
     stdout = process.stdout
-    threading.Thread(target=lambda: run.lines.extend(iter(stdout.readline, "")), daemon=True).start()
+    threading.Thread(
+        target=lambda: run.lines.extend(iter(stdout.readline, "")), daemon=True
+    ).start()
     deadline = time.monotonic() + READY_TIMEOUT
     while time.monotonic() < deadline and process.poll() is None:
         try:
@@ -135,10 +148,8 @@ def _stop(run: Run) -> None:
 def _kill_leftovers(run: Run) -> None:
     # Only if a test failed half-way: never leave our own process group running.
     if run.process.poll() is None or run.left_behind:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(run.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @dataclass
@@ -172,8 +183,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     try:
         match = PASSWORD_LINE.search(first.output)
         password = match["password"] if match else ""
-        token_status, body = _http(f"{first.base_url}/api/v1/auth/token/",
-                                   data={"username": "admin", "password": password})
+        token_status, body = _http(
+            f"{first.base_url}/api/v1/auth/token/", data={"username": "admin", "password": password}
+        )
         token = json.loads(body).get("token", "") if token_status == 200 else ""
         me = _http(f"{first.base_url}/api/v1/me/", token=token)
         audit_after_first = _audit_count(first, token)
@@ -189,18 +201,28 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         tenants = json.loads(_http(f"{second.base_url}/api/v1/tenants/", token=token)[1])
         agents = json.loads(_http(f"{second.base_url}/api/v1/agents/", token=token)[1])
         # last: obtaining a token replaces the one used above
-        password_status, _ = _http(f"{second.base_url}/api/v1/auth/token/",
-                                   data={"username": "admin", "password": password})
+        password_status, _ = _http(
+            f"{second.base_url}/api/v1/auth/token/",
+            data={"username": "admin", "password": password},
+        )
     finally:
         _stop(second)
         _kill_leftovers(second)
 
     yield Runs(
-        first=first, second=second, password=password,
-        password_file=match["file"] if match else "", token_status=token_status, token=token,
-        me_with_token=me, audit_count_after_first=audit_after_first,
-        audit_count_at_second_start=audit_at_second, old_token_on_second=old_token,
-        password_on_second=password_status, tenants_on_second=tenants, agents_on_second=agents,
+        first=first,
+        second=second,
+        password=password,
+        password_file=match["file"] if match else "",
+        token_status=token_status,
+        token=token,
+        me_with_token=me,
+        audit_count_after_first=audit_after_first,
+        audit_count_at_second_start=audit_at_second,
+        old_token_on_second=old_token,
+        password_on_second=password_status,
+        tenants_on_second=tenants,
+        agents_on_second=agents,
         beat_schedule_files=beat_files,
     )
 
@@ -267,7 +289,10 @@ def test_run_second_start__reuses_users_tokens_and_data(runs: Runs) -> None:
     assert runs.old_token_on_second[0] == 200
     assert runs.audit_count_at_second_start == runs.audit_count_after_first
     assert [t["slug"] for t in runs.tenants_on_second["results"]] == ["acme"]
-    assert sorted(a["slug"] for a in runs.agents_on_second["results"]) == ["refund-agent", "support-bot"]
+    assert sorted(a["slug"] for a in runs.agents_on_second["results"]) == [
+        "refund-agent",
+        "support-bot",
+    ]
 
 
 def test_run_second_start__stops_cleanly_too(runs: Runs) -> None:

@@ -36,13 +36,24 @@ print(json.dumps({
 
 
 def _clean_env(var_dir: Path, **extra: str) -> dict[str, str]:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(var_dir),
-            "CONTROLPLANE_VAR_DIR": str(var_dir), **extra}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(var_dir),
+        "CONTROLPLANE_VAR_DIR": str(var_dir),
+        **extra,
+    }
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _settings(var_dir: Path, **extra: str) -> dict[str, Any]:
@@ -88,7 +99,9 @@ def test_settings__two_var_dirs__different_secret_keys(tmp_path: Path) -> None:
 
 
 def test_settings__empty_variables__count_as_unset(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, DATABASE_URL="", REDIS_URL="", CELERY_BROKER_URL="", SECRET_KEY="")
+    settings = _settings(
+        tmp_path, DATABASE_URL="", REDIS_URL="", CELERY_BROKER_URL="", SECRET_KEY=""
+    )
     assert settings["db"]["NAME"] == str(tmp_path / "controlplane.sqlite3")
     assert settings["broker"] == "filesystem://"
     assert settings["secret_key"] == (tmp_path / "secret_key").read_text().strip()
@@ -99,8 +112,13 @@ def test_settings__empty_variables__count_as_unset(tmp_path: Path) -> None:
 
 def test_settings__database_url__used(tmp_path: Path) -> None:
     settings = _settings(tmp_path, DATABASE_URL="postgres://cp:pw@db.example.com:5433/controlplane")
-    assert settings["db"] == {"ENGINE": "django.db.backends.postgresql", "NAME": "controlplane",
-                              "HOST": "db.example.com", "PORT": 5433, "USER": "cp"}
+    assert settings["db"] == {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": "controlplane",
+        "HOST": "db.example.com",
+        "PORT": 5433,
+        "USER": "cp",
+    }
     assert not (tmp_path / "controlplane.sqlite3").exists()
 
 
@@ -114,14 +132,21 @@ def test_settings__redis_url__broker_and_cache(tmp_path: Path) -> None:
 
 
 def test_settings__celery_broker_url__wins_over_redis_url(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, REDIS_URL="redis://redis:6379/0", CELERY_BROKER_URL="redis://redis:6379/1")
+    settings = _settings(
+        tmp_path, REDIS_URL="redis://redis:6379/0", CELERY_BROKER_URL="redis://redis:6379/1"
+    )
     assert settings["broker"] == "redis://redis:6379/1"
     assert settings["cache_location"] == "redis://redis:6379/0"
 
 
 def test_settings__hosts_origins_secret_debug__from_environment(tmp_path: Path) -> None:
-    settings = _settings(tmp_path, ALLOWED_HOSTS="cp.example.com,.example.org",
-                         CSRF_TRUSTED_ORIGINS="https://cp.example.com", SECRET_KEY="from-the-env", DEBUG="true")
+    settings = _settings(
+        tmp_path,
+        ALLOWED_HOSTS="cp.example.com,.example.org",
+        CSRF_TRUSTED_ORIGINS="https://cp.example.com",
+        SECRET_KEY="from-the-env",
+        DEBUG="true",
+    )
     assert settings["allowed_hosts"] == ["cp.example.com", ".example.org"]
     assert settings["csrf_trusted_origins"] == ["https://cp.example.com"]
     assert settings["secret_key"] == "from-the-env"
@@ -137,20 +162,28 @@ def _production_env(var_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def test_production__secret_key_and_hosts_set__deploy_check_passes(tmp_path: Path) -> None:
-    env = _production_env(tmp_path, SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="cp.example.com")
+    env = _production_env(
+        tmp_path, SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="cp.example.com"
+    )
     result = _run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
 def test_production__without_secret_key__fails_naming_it(tmp_path: Path) -> None:
-    result = _run(["manage.py", "check", "--deploy"], _production_env(tmp_path, ALLOWED_HOSTS="cp.example.com"))
+    result = _run(
+        ["manage.py", "check", "--deploy"],
+        _production_env(tmp_path, ALLOWED_HOSTS="cp.example.com"),
+    )
     assert result.returncode != 0
     assert "Set the SECRET_KEY environment variable" in result.stderr
 
 
 def test_production__without_allowed_hosts__fails_naming_it(tmp_path: Path) -> None:
-    result = _run(["manage.py", "check", "--deploy"], _production_env(tmp_path, SECRET_KEY=secrets.token_urlsafe(50)))
+    result = _run(
+        ["manage.py", "check", "--deploy"],
+        _production_env(tmp_path, SECRET_KEY=secrets.token_urlsafe(50)),
+    )
     assert result.returncode != 0
     assert "Set the ALLOWED_HOSTS environment variable" in result.stderr
 
@@ -158,17 +191,27 @@ def test_production__without_allowed_hosts__fails_naming_it(tmp_path: Path) -> N
 def test_production__collectstatic__builds_the_hashed_manifest(tmp_path: Path) -> None:
     """What the Dockerfile runs at build time: every asset the pages use gets a hashed name."""
     static_root = tmp_path / "static"
-    env = _production_env(tmp_path / "var", SECRET_KEY="collectstatic-only", ALLOWED_HOSTS="localhost",
-                          STATIC_ROOT=str(static_root))
+    env = _production_env(
+        tmp_path / "var",
+        SECRET_KEY="collectstatic-only",
+        ALLOWED_HOSTS="localhost",
+        STATIC_ROOT=str(static_root),
+    )
     result = _run(["manage.py", "collectstatic", "--noinput"], env)
     assert result.returncode == 0, result.stderr
     manifest = json.loads((static_root / "staticfiles.json").read_text())["paths"]
-    for asset in ["css/app.css", "vendor/pico/pico.min.css", "vendor/htmx/htmx.min.js",
-                  "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"]:
+    for asset in [
+        "css/app.css",
+        "vendor/pico/pico.min.css",
+        "vendor/htmx/htmx.min.js",
+        "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+    ]:
         assert (static_root / manifest[asset]).is_file(), asset
 
 
-@pytest.mark.parametrize("module", ["controlplane.settings.base", "controlplane.settings.production"])
+@pytest.mark.parametrize(
+    "module", ["controlplane.settings.base", "controlplane.settings.production"]
+)
 def test_settings_module__debug_off_by_default(tmp_path: Path, module: str) -> None:
     code = f"import {module} as s; print(s.DEBUG)"
     env = _clean_env(tmp_path, SECRET_KEY="x", ALLOWED_HOSTS="cp.example.com")

@@ -13,19 +13,38 @@ pytestmark = pytest.mark.django_db
 
 
 def _state() -> tuple[int, int, int, int]:
-    return Tenant.objects.count(), Agent.objects.count(), Environment.objects.count(), AuditEvent.objects.count()
+    return (
+        Tenant.objects.count(),
+        Agent.objects.count(),
+        Environment.objects.count(),
+        AuditEvent.objects.count(),
+    )
 
 
 # --------------------------------------------------------------------------- role matrix
 
 ACTIONS = {
-    "create_agent": lambda c, t, a, e: c.post("/api/v1/agents/", {"tenant": t.pk, "slug": "new-bot", "name": "New"}, format="json"),
-    "edit_agent": lambda c, t, a, e: c.patch(f"/api/v1/agents/{a.pk}/", {"name": "Renamed"}, format="json"),
-    "archive_agent": lambda c, t, a, e: c.post(f"/api/v1/agents/{a.pk}/archive/", {"reason": "done"}, format="json"),
-    "create_environment": lambda c, t, a, e: c.post("/api/v1/environments/", {"tenant": t.pk, "slug": "qa", "name": "QA"}, format="json"),
-    "move_environment": lambda c, t, a, e: c.post(f"/api/v1/environments/{e.pk}/move/", {"direction": "down"}, format="json"),
-    "edit_tenant": lambda c, t, a, e: c.patch(f"/api/v1/tenants/{t.pk}/", {"name": "Acme 2"}, format="json"),
-    "create_tenant": lambda c, t, a, e: c.post("/api/v1/tenants/", {"slug": "initech", "name": "Initech"}, format="json"),
+    "create_agent": lambda c, t, a, e: c.post(
+        "/api/v1/agents/", {"tenant": t.pk, "slug": "new-bot", "name": "New"}, format="json"
+    ),
+    "edit_agent": lambda c, t, a, e: c.patch(
+        f"/api/v1/agents/{a.pk}/", {"name": "Renamed"}, format="json"
+    ),
+    "archive_agent": lambda c, t, a, e: c.post(
+        f"/api/v1/agents/{a.pk}/archive/", {"reason": "done"}, format="json"
+    ),
+    "create_environment": lambda c, t, a, e: c.post(
+        "/api/v1/environments/", {"tenant": t.pk, "slug": "qa", "name": "QA"}, format="json"
+    ),
+    "move_environment": lambda c, t, a, e: c.post(
+        f"/api/v1/environments/{e.pk}/move/", {"direction": "down"}, format="json"
+    ),
+    "edit_tenant": lambda c, t, a, e: c.patch(
+        f"/api/v1/tenants/{t.pk}/", {"name": "Acme 2"}, format="json"
+    ),
+    "create_tenant": lambda c, t, a, e: c.post(
+        "/api/v1/tenants/", {"slug": "initech", "name": "Initech"}, format="json"
+    ),
 }
 ALLOWED = {
     Role.ADMIN: set(ACTIONS),
@@ -37,7 +56,9 @@ ALLOWED = {
 
 @pytest.mark.parametrize("role", list(Role))
 @pytest.mark.parametrize("action", list(ACTIONS))
-def test_api_mutation__by_role__allowed_or_refused_without_change(role: Role, action: str, tenant: Tenant) -> None:
+def test_api_mutation__by_role__allowed_or_refused_without_change(
+    role: Role, action: str, tenant: Tenant
+) -> None:
     agent = AgentFactory(tenant=tenant, slug="support-bot")
     environment = tenant.environments.get(slug="development")
     user = make_user(role, tenant)
@@ -56,13 +77,17 @@ def test_api_mutation__by_role__allowed_or_refused_without_change(role: Role, ac
 
 def test_api__anonymous__is_refused(api, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     assert api.get("/api/v1/tenants/").status_code in (401, 403)
-    assert api.post("/api/v1/agents/", {"tenant": tenant.pk, "slug": "x", "name": "x"}).status_code in (401, 403)
+    assert api.post(
+        "/api/v1/agents/", {"tenant": tenant.pk, "slug": "x", "name": "x"}
+    ).status_code in (401, 403)
 
 
 # --------------------------------------------------------------------------- tenant isolation
 
 
-def test_api_list__other_tenant__not_visible(operator, tenant: Tenant, other_tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_api_list__other_tenant__not_visible(
+    operator, tenant: Tenant, other_tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
     client = api_as(operator)
     slugs = [t["slug"] for t in client.get("/api/v1/tenants/").json()["results"]]
     assert slugs == ["acme"]
@@ -80,11 +105,23 @@ def test_api_detail__other_tenants_objects__are_404(operator, other_tenant: Tena
     assert client.get(f"/api/v1/tenants/{other_tenant.pk}/").status_code == 404
     assert client.get(f"/api/v1/agents/{foreign_agent.pk}/").status_code == 404
     assert client.get(f"/api/v1/environments/{foreign_env.pk}/").status_code == 404
-    assert client.patch(f"/api/v1/agents/{foreign_agent.pk}/", {"name": "pwned"}, format="json").status_code == 404
-    assert client.post(f"/api/v1/agents/{foreign_agent.pk}/archive/", {"reason": "x"}, format="json").status_code == 404
+    assert (
+        client.patch(
+            f"/api/v1/agents/{foreign_agent.pk}/", {"name": "pwned"}, format="json"
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post(
+            f"/api/v1/agents/{foreign_agent.pk}/archive/", {"reason": "x"}, format="json"
+        ).status_code
+        == 404
+    )
     assert client.get(f"/api/v1/agents/?tenant={other_tenant.slug}").status_code == 404
     # creating into a tenant one cannot see: 404, as if it did not exist
-    response = client.post("/api/v1/agents/", {"tenant": other_tenant.pk, "slug": "sneaky", "name": "x"}, format="json")
+    response = client.post(
+        "/api/v1/agents/", {"tenant": other_tenant.pk, "slug": "sneaky", "name": "x"}, format="json"
+    )
     assert response.status_code == 404
     assert _state() == before
     assert Agent.objects.get(pk=foreign_agent.pk).name == "Secret agent"
@@ -96,8 +133,12 @@ def test_api_detail__unknown_id__is_404(operator) -> None:  # type: ignore[no-un
     assert client.get("/api/v1/agents/not-a-number/").status_code == 404
 
 
-def test_api_audit_events__other_tenant__not_visible(operator, tenant: Tenant, other_tenant: Tenant, admin) -> None:  # type: ignore[no-untyped-def]
-    api_as(admin).patch(f"/api/v1/tenants/{other_tenant.pk}/", {"name": "Globex renamed"}, format="json")
+def test_api_audit_events__other_tenant__not_visible(
+    operator, tenant: Tenant, other_tenant: Tenant, admin
+) -> None:  # type: ignore[no-untyped-def]
+    api_as(admin).patch(
+        f"/api/v1/tenants/{other_tenant.pk}/", {"name": "Globex renamed"}, format="json"
+    )
     api_as(operator).patch(f"/api/v1/tenants/{tenant.pk}/", {"name": "Acme renamed"}, format="json")
     events = api_as(operator).get("/api/v1/audit-events/").json()["results"]
     assert [e["tenant_slug"] for e in events] == ["acme"]
@@ -117,14 +158,26 @@ BAD_INPUT = [
     ("/api/v1/tenants/", {"slug": "acme", "name": "dup"}, "slug"),
     ("/api/v1/tenants/", {"slug": "new", "name": "x", "time_zone": "Mars/Olympus"}, "time_zone"),
     ("/api/v1/environments/", {"tenant": None, "slug": "staging", "name": "dup"}, "slug"),
-    ("/api/v1/environments/", {"tenant": None, "slug": "qa", "name": "QA", "position": 0}, "position"),
-    ("/api/v1/environments/", {"tenant": None, "slug": "qa", "name": "QA", "position": -1}, "position"),
+    (
+        "/api/v1/environments/",
+        {"tenant": None, "slug": "qa", "name": "QA", "position": 0},
+        "position",
+    ),
+    (
+        "/api/v1/environments/",
+        {"tenant": None, "slug": "qa", "name": "QA", "position": -1},
+        "position",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("url", "payload", "field"), BAD_INPUT)
 def test_api_create__bad_input__400_with_field_errors_and_nothing_stored(
-    operator, tenant: Tenant, url: str, payload: dict, field: str  # type: ignore[no-untyped-def]
+    operator,
+    tenant: Tenant,
+    url: str,
+    payload: dict,
+    field: str,  # type: ignore[no-untyped-def]
 ) -> None:
     AgentFactory(tenant=tenant, slug="support-bot")
     if payload.get("tenant", "") is None:
@@ -143,7 +196,9 @@ def test_api_create__bad_input__400_with_field_errors_and_nothing_stored(
 def test_api_archive__without_reason__400_and_nothing_changes(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     agent = AgentFactory(tenant=tenant)
     before = _state()
-    response = api_as(operator).post(f"/api/v1/agents/{agent.pk}/archive/", {"reason": ""}, format="json")
+    response = api_as(operator).post(
+        f"/api/v1/agents/{agent.pk}/archive/", {"reason": ""}, format="json"
+    )
     assert response.status_code == 400
     assert "reason" in response.json()["errors"]
     assert _state() == before
@@ -151,7 +206,9 @@ def test_api_archive__without_reason__400_and_nothing_changes(operator, tenant: 
 
 
 def test_api_malformed_json__400(operator) -> None:  # type: ignore[no-untyped-def]
-    response = api_as(operator).generic("POST", "/api/v1/agents/", "{not json", content_type="application/json")
+    response = api_as(operator).generic(
+        "POST", "/api/v1/agents/", "{not json", content_type="application/json"
+    )
     assert response.status_code == 400
     assert response.json()["detail"]
 
@@ -161,14 +218,36 @@ def test_api_malformed_json__400(operator) -> None:  # type: ignore[no-untyped-d
 
 def test_api_agent_lifecycle__create_edit_archive__each_audited(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     client = api_as(operator)
-    created = client.post("/api/v1/agents/", {"tenant": tenant.pk, "slug": "support-bot", "name": "Support bot",
-                                              "reason": "new product line"}, format="json")
+    created = client.post(
+        "/api/v1/agents/",
+        {
+            "tenant": tenant.pk,
+            "slug": "support-bot",
+            "name": "Support bot",
+            "reason": "new product line",
+        },
+        format="json",
+    )
     assert created.status_code == 201
     agent_id = created.json()["id"]
-    assert client.patch(f"/api/v1/agents/{agent_id}/", {"description": "helps"}, format="json").status_code == 200
-    assert client.post(f"/api/v1/agents/{agent_id}/archive/", {"reason": "replaced"}, format="json").status_code == 200
+    assert (
+        client.patch(
+            f"/api/v1/agents/{agent_id}/", {"description": "helps"}, format="json"
+        ).status_code
+        == 200
+    )
+    assert (
+        client.post(
+            f"/api/v1/agents/{agent_id}/archive/", {"reason": "replaced"}, format="json"
+        ).status_code
+        == 200
+    )
 
-    events = list(AuditEvent.objects.filter(target_type="tenancy.agent", target_id=str(agent_id)).order_by("id"))
+    events = list(
+        AuditEvent.objects.filter(target_type="tenancy.agent", target_id=str(agent_id)).order_by(
+            "id"
+        )
+    )
     assert [e.action for e in events] == ["agent.created", "agent.updated", "agent.archived"]
     assert events[0].reason == "new product line"
     assert events[1].before["description"] == "" and events[1].after["description"] == "helps"
@@ -180,18 +259,30 @@ def test_api_agent_lifecycle__create_edit_archive__each_audited(operator, tenant
 
 def test_api_environment_move__swaps_promotion_order(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     staging = tenant.environments.get(slug="staging")
-    response = api_as(operator).post(f"/api/v1/environments/{staging.pk}/move/", {"direction": "down"}, format="json")
+    response = api_as(operator).post(
+        f"/api/v1/environments/{staging.pk}/move/", {"direction": "down"}, format="json"
+    )
     assert response.status_code == 200
-    order = list(Environment.objects.filter(tenant=tenant).order_by("position").values_list("slug", flat=True))
+    order = list(
+        Environment.objects.filter(tenant=tenant)
+        .order_by("position")
+        .values_list("slug", flat=True)
+    )
     assert order == ["development", "production", "staging"]
-    response = api_as(operator).post(f"/api/v1/environments/{staging.pk}/move/", {"direction": "down"}, format="json")
+    response = api_as(operator).post(
+        f"/api/v1/environments/{staging.pk}/move/", {"direction": "down"}, format="json"
+    )
     assert response.status_code == 400
     assert "direction" in response.json()["errors"]
 
 
 def test_api_tenant_create__operator__sees_new_tenant_with_default_environments(operator) -> None:  # type: ignore[no-untyped-def]
     client = api_as(operator)
-    response = client.post("/api/v1/tenants/", {"slug": "initech", "name": "Initech", "time_zone": "Europe/Paris"}, format="json")
+    response = client.post(
+        "/api/v1/tenants/",
+        {"slug": "initech", "name": "Initech", "time_zone": "Europe/Paris"},
+        format="json",
+    )
     assert response.status_code == 201
     tenant_id = response.json()["id"]
     assert client.get(f"/api/v1/tenants/{tenant_id}/").status_code == 200
@@ -200,7 +291,9 @@ def test_api_tenant_create__operator__sees_new_tenant_with_default_environments(
     assert [e["is_production"] for e in envs] == [False, False, True]
 
 
-def test_api_list__query_count_is_bounded(operator, tenant: Tenant, django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_api_list__query_count_is_bounded(
+    operator, tenant: Tenant, django_assert_max_num_queries
+) -> None:  # type: ignore[no-untyped-def]
     for i in range(30):
         AgentFactory(tenant=tenant, slug=f"bot-{i}")
     client = api_as(operator)

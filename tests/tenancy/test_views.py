@@ -24,15 +24,29 @@ from ..html import external_references, sidebar_links
 pytestmark = pytest.mark.django_db
 
 PASSWORD = "pw-for-tests-123"  # what tests/factories.make_user sets
-SIDEBAR = ["/", "/agents/", "/bundles/", "/rollouts/", "/flags/", "/budgets/", "/approvals/", "/runtimes/",
-           "/audit/", "/tenants/"]
+SIDEBAR = [
+    "/",
+    "/agents/",
+    "/bundles/",
+    "/rollouts/",
+    "/flags/",
+    "/budgets/",
+    "/approvals/",
+    "/runtimes/",
+    "/audit/",
+    "/tenants/",
+]
 
 
 def _state() -> tuple[Any, ...]:
     return (
         sorted(Tenant.objects.values_list("slug", "name", "archived_at")),
         sorted(Agent.objects.values_list("slug", "name", "description", "archived_at")),
-        sorted(Environment.objects.values_list("slug", "name", "position", "is_production", "archived_at")),
+        sorted(
+            Environment.objects.values_list(
+                "slug", "name", "position", "is_production", "archived_at"
+            )
+        ),
         AuditEvent.objects.count(),
     )
 
@@ -86,7 +100,10 @@ def test_login__wrong_password__form_again_with_error(operator) -> None:  # type
 def test_login__deactivated_user__refused(operator) -> None:  # type: ignore[no-untyped-def]
     User.objects.filter(pk=operator.pk).update(is_active=False)
     client = Client()
-    assert client.post("/login/", {"username": "olivia-operator", "password": PASSWORD}).status_code == 200
+    assert (
+        client.post("/login/", {"username": "olivia-operator", "password": PASSWORD}).status_code
+        == 200
+    )
     assert client.get("/").status_code == 302
 
 
@@ -98,14 +115,22 @@ def test_logout__post__session_ends(operator) -> None:  # type: ignore[no-untype
     assert client.get("/").status_code == 302
 
 
-# --------------------------------------------------------------------------- Viewer: reads, never writes
+# ------------------------------------------------------------------ Viewer: reads, never writes
 
 
 def test_viewer__lists_render_without_create_buttons(viewer, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
     client = _client(viewer)
-    pages = {url: _html(client.get(url)) for url in ["/", "/agents/", "/tenants/", f"/tenants/{tenant.slug}/",
-                                                       f"/agents/{agent.pk}/"]}
+    pages = {
+        url: _html(client.get(url))
+        for url in [
+            "/",
+            "/agents/",
+            "/tenants/",
+            f"/tenants/{tenant.slug}/",
+            f"/agents/{agent.pk}/",
+        ]
+    }
     assert "Support bot" in pages["/agents/"]
     assert "Acme" in pages["/tenants/"]
     for html in pages.values():
@@ -118,29 +143,45 @@ def test_viewer__lists_render_without_create_buttons(viewer, tenant: Tenant) -> 
 
 VIEWER_REFUSED = {
     "tenant_create_page": lambda c, t, a, e: c.get("/tenants/new/"),
-    "tenant_create_post": lambda c, t, a, e: c.post("/tenants/new/", {"slug": "initech", "name": "Initech",
-                                                                     "time_zone": "UTC"}),
+    "tenant_create_post": lambda c, t, a, e: c.post(
+        "/tenants/new/", {"slug": "initech", "name": "Initech", "time_zone": "UTC"}
+    ),
     "tenant_edit_page": lambda c, t, a, e: c.get(f"/tenants/{t.slug}/edit/"),
-    "tenant_edit_post": lambda c, t, a, e: c.post(f"/tenants/{t.slug}/edit/", {"name": "X", "time_zone": "UTC"}),
-    "tenant_archive_post": lambda c, t, a, e: c.post(f"/tenants/{t.slug}/archive/", {"reason": "r"}),
+    "tenant_edit_post": lambda c, t, a, e: c.post(
+        f"/tenants/{t.slug}/edit/", {"name": "X", "time_zone": "UTC"}
+    ),
+    "tenant_archive_post": lambda c, t, a, e: c.post(
+        f"/tenants/{t.slug}/archive/", {"reason": "r"}
+    ),
     "agent_create_page": lambda c, t, a, e: c.get("/agents/new/"),
-    "agent_create_post": lambda c, t, a, e: c.post("/agents/new/", {"slug": "new-bot", "name": "New bot"}),
+    "agent_create_post": lambda c, t, a, e: c.post(
+        "/agents/new/", {"slug": "new-bot", "name": "New bot"}
+    ),
     "agent_edit_page": lambda c, t, a, e: c.get(f"/agents/{a.pk}/edit/"),
     "agent_edit_post": lambda c, t, a, e: c.post(f"/agents/{a.pk}/edit/", {"name": "Renamed"}),
     "agent_archive_page": lambda c, t, a, e: c.get(f"/agents/{a.pk}/archive/"),
     "agent_archive_post": lambda c, t, a, e: c.post(f"/agents/{a.pk}/archive/", {"reason": "r"}),
     "environment_create_page": lambda c, t, a, e: c.get(f"/tenants/{t.slug}/environments/new/"),
-    "environment_create_post": lambda c, t, a, e: c.post(f"/tenants/{t.slug}/environments/new/",
-                                                         {"slug": "qa", "name": "QA"}),
-    "environment_edit_post": lambda c, t, a, e: c.post(f"/environments/{e.pk}/edit/", {"name": "Dev"}),
-    "environment_move_post": lambda c, t, a, e: c.post(f"/environments/{e.pk}/move/", {"direction": "down"}),
-    "environment_archive_post": lambda c, t, a, e: c.post(f"/environments/{e.pk}/archive/", {"reason": "r"}),
+    "environment_create_post": lambda c, t, a, e: c.post(
+        f"/tenants/{t.slug}/environments/new/", {"slug": "qa", "name": "QA"}
+    ),
+    "environment_edit_post": lambda c, t, a, e: c.post(
+        f"/environments/{e.pk}/edit/", {"name": "Dev"}
+    ),
+    "environment_move_post": lambda c, t, a, e: c.post(
+        f"/environments/{e.pk}/move/", {"direction": "down"}
+    ),
+    "environment_archive_post": lambda c, t, a, e: c.post(
+        f"/environments/{e.pk}/archive/", {"reason": "r"}
+    ),
 }
 
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.APPROVER])
 @pytest.mark.parametrize("action", list(VIEWER_REFUSED))
-def test_read_only_role__create_edit_archive__403_and_nothing_changes(role: Role, action: str, tenant: Tenant) -> None:
+def test_read_only_role__create_edit_archive__403_and_nothing_changes(
+    role: Role, action: str, tenant: Tenant
+) -> None:
     agent = AgentFactory(tenant=tenant, slug="support-bot")
     environment = tenant.environments.get(slug="development")
     user = make_user(role, tenant)
@@ -170,11 +211,17 @@ FOREIGN_PAGES = {
 
 @pytest.mark.parametrize("method", ["get", "post"])
 @pytest.mark.parametrize("page", list(FOREIGN_PAGES))
-def test_other_tenants_pages__404_and_nothing_changes(operator, other_tenant: Tenant, page: str, method: str) -> None:  # type: ignore[no-untyped-def]
-    url = FOREIGN_PAGES[page](other_tenant, other_tenant.agents.get(), other_tenant.environments.get())
+def test_other_tenants_pages__404_and_nothing_changes(
+    operator, other_tenant: Tenant, page: str, method: str
+) -> None:  # type: ignore[no-untyped-def]
+    url = FOREIGN_PAGES[page](
+        other_tenant, other_tenant.agents.get(), other_tenant.environments.get()
+    )
     before = _state()
 
-    response = getattr(_client(operator), method)(url, {"name": "pwned", "reason": "r", "slug": "x"})
+    response = getattr(_client(operator), method)(
+        url, {"name": "pwned", "reason": "r", "slug": "x"}
+    )
 
     assert response.status_code == 404
     assert "Secret agent" not in _html(response)
@@ -183,18 +230,24 @@ def test_other_tenants_pages__404_and_nothing_changes(operator, other_tenant: Te
 
 def test_environment_move__other_tenant__404(operator, other_tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     before = _state()
-    response = _client(operator).post(f"/environments/{other_tenant.environments.get().pk}/move/", {"direction": "up"})
+    response = _client(operator).post(
+        f"/environments/{other_tenant.environments.get().pk}/move/", {"direction": "up"}
+    )
     assert response.status_code == 404
     assert _state() == before
 
 
-def test_tenant_switcher__lists_only_granted_tenants(operator, tenant: Tenant, other_tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_tenant_switcher__lists_only_granted_tenants(
+    operator, tenant: Tenant, other_tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
     html = _html(_client(operator).get("/"))
     assert '<option value="acme"' in html
     assert "globex" not in html and "Globex" not in html
 
 
-def test_tenant_switcher__other_tenant__404_and_current_tenant_kept(operator, tenant: Tenant, other_tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_tenant_switcher__other_tenant__404_and_current_tenant_kept(
+    operator, tenant: Tenant, other_tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
     client = _client(operator)
     response = client.post("/tenants/switch/", {"tenant": "globex", "next": "/agents/"})
     assert response.status_code == 404
@@ -220,7 +273,9 @@ def test_tenant_switcher__granted_tenant__switches_pages(operator, tenant: Tenan
 
 
 def test_tenant_switcher__external_next__goes_home(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
-    response = _client(operator).post("/tenants/switch/", {"tenant": "acme", "next": "//evil.example.com/"})
+    response = _client(operator).post(
+        "/tenants/switch/", {"tenant": "acme", "next": "//evil.example.com/"}
+    )
     assert response["Location"] == "/"
 
 
@@ -231,8 +286,15 @@ def test_agent_create_form__valid__created_audited_and_listed(operator, tenant: 
     client = _client(operator)
     assert client.get("/agents/new/").status_code == 200
 
-    response = client.post("/agents/new/", {"slug": "support-bot", "name": "Support bot",
-                                            "description": "answers", "reason": "launch"})
+    response = client.post(
+        "/agents/new/",
+        {
+            "slug": "support-bot",
+            "name": "Support bot",
+            "description": "answers",
+            "reason": "launch",
+        },
+    )
 
     agent = Agent.objects.get(slug="support-bot")
     assert response.status_code == 302
@@ -240,20 +302,31 @@ def test_agent_create_form__valid__created_audited_and_listed(operator, tenant: 
     assert agent.tenant == tenant
     event = AuditEvent.objects.get(action="agent.created")
     assert (event.target_id, event.actor_label, event.reason, event.tenant_id) == (
-        str(agent.pk), "olivia-operator", "launch", tenant.pk)
+        str(agent.pk),
+        "olivia-operator",
+        "launch",
+        tenant.pk,
+    )
     assert "Support bot" in _html(client.get("/agents/"))
 
 
-def test_agent_edit_form__valid__saved_and_audited_with_before_after(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_agent_edit_form__valid__saved_and_audited_with_before_after(
+    operator, tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
     agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
 
-    response = _client(operator).post(f"/agents/{agent.pk}/edit/", {"name": "Helpdesk bot", "description": "",
-                                                                     "reason": "rename"})
+    response = _client(operator).post(
+        f"/agents/{agent.pk}/edit/", {"name": "Helpdesk bot", "description": "", "reason": "rename"}
+    )
 
     assert response.status_code == 302
     assert Agent.objects.get(pk=agent.pk).name == "Helpdesk bot"
     event = AuditEvent.objects.get(action="agent.updated")
-    assert (event.before["name"], event.after["name"], event.reason) == ("Support bot", "Helpdesk bot", "rename")
+    assert (event.before["name"], event.after["name"], event.reason) == (
+        "Support bot",
+        "Helpdesk bot",
+        "rename",
+    )
 
 
 def test_agent_archive__get__confirmation_page_states_the_effect(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
@@ -268,7 +341,9 @@ def test_agent_archive__get__confirmation_page_states_the_effect(operator, tenan
 
 
 @pytest.mark.parametrize("reason", ["", "   "])
-def test_agent_archive__without_reason__field_error_and_nothing_changes(operator, tenant: Tenant, reason: str) -> None:  # type: ignore[no-untyped-def]
+def test_agent_archive__without_reason__field_error_and_nothing_changes(
+    operator, tenant: Tenant, reason: str
+) -> None:  # type: ignore[no-untyped-def]
     agent = AgentFactory(tenant=tenant, slug="support-bot")
     before = _state()
 
@@ -280,7 +355,9 @@ def test_agent_archive__without_reason__field_error_and_nothing_changes(operator
     assert _state() == before
 
 
-def test_agent_archive__with_reason__archived_audited_and_gone_from_list(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+def test_agent_archive__with_reason__archived_audited_and_gone_from_list(
+    operator, tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
     agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
     client = _client(operator)
 
@@ -290,7 +367,9 @@ def test_agent_archive__with_reason__archived_audited_and_gone_from_list(operato
     assert Agent.objects.get(pk=agent.pk).archived_at is not None
     assert AuditEvent.objects.get(action="agent.archived").reason == "replaced by v2"
     assert [a.slug for a in client.get("/agents/").context["page"].object_list] == []
-    assert [a.slug for a in client.get("/agents/?archived=1").context["page"].object_list] == ["support-bot"]
+    assert [a.slug for a in client.get("/agents/?archived=1").context["page"].object_list] == [
+        "support-bot"
+    ]
 
 
 BAD_AGENT_INPUT = [
@@ -304,7 +383,10 @@ BAD_AGENT_INPUT = [
 
 @pytest.mark.parametrize(("data", "field"), BAD_AGENT_INPUT)
 def test_agent_create_form__bad_input__field_error_and_nothing_stored(
-    operator, tenant: Tenant, data: dict[str, str], field: str  # type: ignore[no-untyped-def]
+    operator,
+    tenant: Tenant,
+    data: dict[str, str],
+    field: str,  # type: ignore[no-untyped-def]
 ) -> None:
     AgentFactory(tenant=tenant, slug="support-bot")
     before = _state()
@@ -321,14 +403,22 @@ def test_agent_create_form__bad_input__field_error_and_nothing_stored(
     ("url", "data", "field"),
     [
         ("/tenants/new/", {"slug": "acme", "name": "Dup", "time_zone": "UTC"}, "slug"),
-        ("/tenants/new/", {"slug": "initech", "name": "Initech", "time_zone": "Mars/Olympus"}, "time_zone"),
+        (
+            "/tenants/new/",
+            {"slug": "initech", "name": "Initech", "time_zone": "Mars/Olympus"},
+            "time_zone",
+        ),
         ("/tenants/acme/environments/new/", {"slug": "staging", "name": "Dup"}, "slug"),
         ("/tenants/acme/environments/new/", {"slug": "-bad-", "name": "QA"}, "slug"),
         ("/tenants/acme/edit/", {"name": "", "time_zone": "UTC"}, "name"),
     ],
 )
 def test_tenancy_forms__bad_input__field_error_and_nothing_stored(
-    operator, tenant: Tenant, url: str, data: dict[str, str], field: str  # type: ignore[no-untyped-def]
+    operator,
+    tenant: Tenant,
+    url: str,
+    data: dict[str, str],
+    field: str,  # type: ignore[no-untyped-def]
 ) -> None:
     before = _state()
     response = _client(operator).post(url, data)
@@ -339,8 +429,15 @@ def test_tenancy_forms__bad_input__field_error_and_nothing_stored(
 
 def test_tenant_create_form__operator__sees_it_with_default_environments(operator) -> None:  # type: ignore[no-untyped-def]
     client = _client(operator)
-    response = client.post("/tenants/new/", {"slug": "initech", "name": "Initech", "time_zone": "Europe/Paris",
-                                             "with_default_environments": "on"})
+    response = client.post(
+        "/tenants/new/",
+        {
+            "slug": "initech",
+            "name": "Initech",
+            "time_zone": "Europe/Paris",
+            "with_default_environments": "on",
+        },
+    )
     assert response.status_code == 302
     html = _html(client.get("/tenants/initech/"))
     assert "Development" in html and "Staging" in html and "Production" in html
@@ -349,19 +446,27 @@ def test_tenant_create_form__operator__sees_it_with_default_environments(operato
 
 def test_environment_archive__with_reason__leaves_promotion_order(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     staging = tenant.environments.get(slug="staging")
-    response = _client(operator).post(f"/environments/{staging.pk}/archive/", {"reason": "merged into dev"})
+    response = _client(operator).post(
+        f"/environments/{staging.pk}/archive/", {"reason": "merged into dev"}
+    )
     assert response.status_code == 302
-    assert list(tenant.environments.filter(archived_at__isnull=True).values_list("slug", flat=True)) == [
-        "development", "production"]
+    assert list(
+        tenant.environments.filter(archived_at__isnull=True).values_list("slug", flat=True)
+    ) == ["development", "production"]
     assert AuditEvent.objects.get(action="environment.archived").reason == "merged into dev"
 
 
 def test_environment_move__form_post__reorders_and_audits(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     development = tenant.environments.get(slug="development")
-    response = _client(operator).post(f"/environments/{development.pk}/move/", {"direction": "down"})
+    response = _client(operator).post(
+        f"/environments/{development.pk}/move/", {"direction": "down"}
+    )
     assert response.status_code == 302
     assert list(tenant.environments.order_by("position").values_list("slug", flat=True)) == [
-        "staging", "development", "production"]
+        "staging",
+        "development",
+        "production",
+    ]
     assert AuditEvent.objects.filter(action="environment.moved").count() == 1
 
 
@@ -380,7 +485,9 @@ def test_sidebar__links__the_documented_sections(no_tenant_user: User) -> None:
 
 
 @pytest.mark.parametrize("url", SIDEBAR)
-def test_sidebar_page__user_without_tenants__renders_an_empty_state(no_tenant_user: User, url: str) -> None:
+def test_sidebar_page__user_without_tenants__renders_an_empty_state(
+    no_tenant_user: User, url: str
+) -> None:
     response = _client(no_tenant_user).get(url)
     assert response.status_code == 200
     assert 'class="empty' in _html(response)
@@ -396,11 +503,25 @@ def _pages_to_scan(tenant: Tenant) -> list[str]:
     services.agent_update(actor=SystemActor("system:test"), agent=agent, name="Helpdesk bot")
     event = AuditEvent.objects.get(action="agent.updated")
     environment = tenant.environments.get(slug="staging")
-    return [*SIDEBAR, "/login/", "/profile/", "/users/", "/users/new/", "/tenants/new/", "/agents/new/",
-            f"/tenants/{tenant.slug}/", f"/tenants/{tenant.slug}/edit/", f"/tenants/{tenant.slug}/archive/",
-            f"/agents/{agent.pk}/", f"/agents/{agent.pk}/edit/", f"/agents/{agent.pk}/archive/",
-            f"/environments/{environment.pk}/edit/", f"/environments/{environment.pk}/archive/",
-            f"/audit/{event.pk}/", "/no-such-page/"]
+    return [
+        *SIDEBAR,
+        "/login/",
+        "/profile/",
+        "/users/",
+        "/users/new/",
+        "/tenants/new/",
+        "/agents/new/",
+        f"/tenants/{tenant.slug}/",
+        f"/tenants/{tenant.slug}/edit/",
+        f"/tenants/{tenant.slug}/archive/",
+        f"/agents/{agent.pk}/",
+        f"/agents/{agent.pk}/edit/",
+        f"/agents/{agent.pk}/archive/",
+        f"/environments/{environment.pk}/edit/",
+        f"/environments/{environment.pk}/archive/",
+        f"/audit/{event.pk}/",
+        "/no-such-page/",
+    ]
 
 
 def test_rendered_pages__reference_no_external_urls(admin, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
@@ -415,7 +536,9 @@ def test_rendered_pages__reference_no_external_urls(admin, tenant: Tenant) -> No
 @pytest.fixture
 def audit_history(operator, admin, tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Events by two actors, in two tenants, on several targets, on both sides of a moment."""
-    bot = services.agent_create(actor=operator, tenant=tenant, slug="support-bot", name="Support bot")
+    bot = services.agent_create(
+        actor=operator, tenant=tenant, slug="support-bot", name="Support bot"
+    )
     moment = timezone.now()
     services.agent_update(actor=admin, agent=bot, name="Helpdesk bot", reason="rename")
     services.tenant_update(actor=admin, tenant=tenant, name="Acme Corp")
@@ -429,9 +552,15 @@ def _listed(client: Client, query: str) -> list[str]:
     return [e.action for e in response.context["page"].object_list]
 
 
-def test_audit_page__admin_no_filter__everything_newest_first(admin, audit_history: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+def test_audit_page__admin_no_filter__everything_newest_first(
+    admin, audit_history: dict[str, Any]
+) -> None:  # type: ignore[no-untyped-def]
     assert _listed(_client(admin), "") == [
-        "tenant.updated", "tenant.updated", "agent.updated", "agent.created"]
+        "tenant.updated",
+        "tenant.updated",
+        "agent.updated",
+        "agent.created",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -446,19 +575,29 @@ def test_audit_page__admin_no_filter__everything_newest_first(admin, audit_histo
         ("actor=admin-user&action=agent.", ["agent.updated"]),
     ],
 )
-def test_audit_page__filters(admin, audit_history: dict[str, Any], query: str, expected: list[str]) -> None:  # type: ignore[no-untyped-def]
+def test_audit_page__filters(
+    admin, audit_history: dict[str, Any], query: str, expected: list[str]
+) -> None:  # type: ignore[no-untyped-def]
     assert _listed(_client(admin), query) == expected
 
 
-def test_audit_page__tenant_filter(admin, tenant: Tenant, other_tenant: Tenant, audit_history: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+def test_audit_page__tenant_filter(
+    admin, tenant: Tenant, other_tenant: Tenant, audit_history: dict[str, Any]
+) -> None:  # type: ignore[no-untyped-def]
     client = _client(admin)
-    assert _listed(client, f"tenant={tenant.pk}") == ["tenant.updated", "agent.updated", "agent.created"]
+    assert _listed(client, f"tenant={tenant.pk}") == [
+        "tenant.updated",
+        "agent.updated",
+        "agent.created",
+    ]
     assert _listed(client, f"tenant={other_tenant.pk}") == ["tenant.updated"]
 
 
 def test_audit_page__target_id_filter(admin, audit_history: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     assert _listed(_client(admin), f"target={audit_history['bot'].pk}&action=agent.") == [
-        "agent.updated", "agent.created"]
+        "agent.updated",
+        "agent.created",
+    ]
 
 
 def test_audit_page__time_range(admin, audit_history: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
@@ -478,12 +617,18 @@ def test_audit_page__bad_filter__error_shown_not_500(admin, audit_history: dict[
     assert "errorlist" in _html(response)
 
 
-def test_audit_page__operator__only_granted_tenants(operator, audit_history: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+def test_audit_page__operator__only_granted_tenants(
+    operator, audit_history: dict[str, Any]
+) -> None:  # type: ignore[no-untyped-def]
     client = _client(operator)
     assert _listed(client, "") == ["tenant.updated", "agent.updated", "agent.created"]
     foreign = AuditEvent.objects.get(target_label="Globex Inc")
     assert client.get(f"/audit/{foreign.pk}/").status_code == 404
-    assert _listed(client, f"tenant={foreign.tenant_id}") == ["tenant.updated", "agent.updated", "agent.created"]
+    assert _listed(client, f"tenant={foreign.tenant_id}") == [
+        "tenant.updated",
+        "agent.updated",
+        "agent.created",
+    ]
 
 
 def test_audit_detail__shows_the_before_after_diff(operator, audit_history: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
@@ -501,15 +646,23 @@ def test_audit_detail__shows_the_before_after_diff(operator, audit_history: dict
 @pytest.fixture
 def busy_tenant(admin, operator, tenant: Tenant) -> Tenant:  # type: ignore[no-untyped-def]
     for i in range(30):
-        agent = services.agent_create(actor=operator, tenant=tenant, slug=f"bot-{i}", name=f"Bot {i}")
+        agent = services.agent_create(
+            actor=operator, tenant=tenant, slug=f"bot-{i}", name=f"Bot {i}"
+        )
         services.agent_update(actor=admin, agent=agent, description=f"does {i}")
     for i in range(10):
-        services.tenant_create(actor=admin, slug=f"extra-{i}", name=f"Extra {i}", with_default_environments=False)
+        services.tenant_create(
+            actor=admin, slug=f"extra-{i}", name=f"Extra {i}", with_default_environments=False
+        )
     return tenant
 
 
-@pytest.mark.parametrize("url", ["/", "/agents/", "/tenants/", "/tenants/acme/", "/audit/", "/audit/?action=agent."])
-def test_list_page__many_rows__bounded_queries(admin, busy_tenant: Tenant, django_assert_max_num_queries, url: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "url", ["/", "/agents/", "/tenants/", "/tenants/acme/", "/audit/", "/audit/?action=agent."]
+)
+def test_list_page__many_rows__bounded_queries(
+    admin, busy_tenant: Tenant, django_assert_max_num_queries, url: str
+) -> None:  # type: ignore[no-untyped-def]
     client = _client(admin)
     client.get(url)  # warm the session and content-type caches
     # ~12 today (session, user, role, tenant switcher, permissions, the page's own reads);

@@ -22,7 +22,9 @@ class RuntimeTokenAuthentication(BaseAuthentication):
             return None
         token = runtime_token_authenticate(runtime_token_from_header(header))
         if token is None:
-            raise AuthenticationFailed("A valid runtime token is required in the Authorization header.")
+            raise AuthenticationFailed(
+                "A valid runtime token is required in the Authorization header."
+            )
         return AnonymousUser(), token
 
     def authenticate_header(self, request: Request) -> str:

@@ -33,8 +33,13 @@ class UserCreateInput(OptionalReasonMixin):
     username = serializers.RegexField(r"^[\w.@+-]{1,150}$", max_length=150)
     email = serializers.EmailField(required=False, allow_blank=True, default="")
     role = serializers.ChoiceField(choices=[r.value for r in Role])
-    password = serializers.CharField(required=False, write_only=True, min_length=8, max_length=128,
-                                     help_text="omit to generate one, returned once")
+    password = serializers.CharField(
+        required=False,
+        write_only=True,
+        min_length=8,
+        max_length=128,
+        help_text="omit to generate one, returned once",
+    )
 
 
 class UserUpdateInput(OptionalReasonMixin):
@@ -64,9 +69,22 @@ class RuntimeTokenOutput(serializers.ModelSerializer):
 
     class Meta:
         model = RuntimeToken
-        fields = ["id", "name", "tenant", "tenant_slug", "environment", "environment_slug", "agent",
-                  "agent_slug", "display_prefix", "status", "created_at", "expires_at", "revoked_at",
-                  "last_used_at"]
+        fields = [
+            "id",
+            "name",
+            "tenant",
+            "tenant_slug",
+            "environment",
+            "environment_slug",
+            "agent",
+            "agent_slug",
+            "display_prefix",
+            "status",
+            "created_at",
+            "expires_at",
+            "revoked_at",
+            "last_used_at",
+        ]
         read_only_fields = fields
 
 
@@ -80,7 +98,11 @@ class RuntimeTokenCreatedOutput(RuntimeTokenOutput):
 
 class RuntimeTokenCreateInput(OptionalReasonMixin):
     environment = serializers.IntegerField(help_text="environment id; the tenant follows from it")
-    agent = serializers.IntegerField(required=False, allow_null=True, default=None,
-                                     help_text="agent id, to limit the token to one agent")
+    agent = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="agent id, to limit the token to one agent",
+    )
     name = serializers.CharField(max_length=120)
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)

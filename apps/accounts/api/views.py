@@ -52,7 +52,9 @@ class UserViewSet(ScopedViewSet):
     @extend_schema(request=s.UserCreateInput, responses={201: s.UserCreatedOutput, **ERRORS})
     def create(self, request: Request) -> Response:
         data: dict[str, Any] = self.validated(s.UserCreateInput)
-        user, password = services.user_create(actor=request.user, role=Role(data.pop("role")), **data)
+        user, password = services.user_create(
+            actor=request.user, role=Role(data.pop("role")), **data
+        )
         body = dict(s.UserOutput(user).data, initial_password=password)
         return Response(body, status=status.HTTP_201_CREATED)
 
@@ -69,8 +71,9 @@ class UserViewSet(ScopedViewSet):
     def grant_tenant(self, request: Request, pk: str) -> Response:
         data = self.validated(s.TenantGrantInput)
         tenant = tenant_get_for_user(user=request.user, pk=data["tenant"])
-        services.user_grant_tenant(actor=request.user, user=self.get_object(), tenant=tenant,
-                                   reason=data["reason"])
+        services.user_grant_tenant(
+            actor=request.user, user=self.get_object(), tenant=tenant, reason=data["reason"]
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=s.TenantGrantInput, responses={204: None, **ERRORS})
@@ -78,8 +81,9 @@ class UserViewSet(ScopedViewSet):
     def revoke_tenant(self, request: Request, pk: str) -> Response:
         data = self.validated(s.TenantGrantInput)
         tenant = tenant_get_for_user(user=request.user, pk=data["tenant"])
-        services.user_revoke_tenant(actor=request.user, user=self.get_object(), tenant=tenant,
-                                    reason=data["reason"])
+        services.user_revoke_tenant(
+            actor=request.user, user=self.get_object(), tenant=tenant, reason=data["reason"]
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -91,12 +95,18 @@ class TokenObtainView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AnonRateThrottle]
 
-    @extend_schema(request=s.TokenObtainInput, responses={200: s.TokenOutput, 400: ErrorSerializer, 401: ErrorSerializer})
+    @extend_schema(
+        request=s.TokenObtainInput,
+        responses={200: s.TokenOutput, 400: ErrorSerializer, 401: ErrorSerializer},
+    )
     def post(self, request: Request) -> Response:
         serializer = s.TokenObtainInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = authenticate(request._request, username=serializer.validated_data["username"],
-                            password=serializer.validated_data["password"])
+        user = authenticate(
+            request._request,
+            username=serializer.validated_data["username"],
+            password=serializer.validated_data["password"],
+        )
         if user is None or not user.is_active:
             raise AuthenticationFailed("Wrong username or password.")
         return Response({"token": services.api_token_rotate(actor=user, user=user)})
@@ -124,8 +134,10 @@ class RuntimeTokenViewSet(ScopedViewSet):
             qs = qs.filter(environment_id=int(environment))
         return qs
 
-    @extend_schema(responses={200: s.RuntimeTokenOutput(many=True)},
-                   parameters=[OpenApiParameter("environment", int, description="environment id")])
+    @extend_schema(
+        responses={200: s.RuntimeTokenOutput(many=True)},
+        parameters=[OpenApiParameter("environment", int, description="environment id")],
+    )
     def list(self, request: Request) -> Response:
         return self.paginated(self.get_queryset(), s.RuntimeTokenOutput)
 
@@ -133,19 +145,29 @@ class RuntimeTokenViewSet(ScopedViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(s.RuntimeTokenOutput(self.get_object()).data)
 
-    @extend_schema(request=s.RuntimeTokenCreateInput, responses={201: s.RuntimeTokenCreatedOutput, **ERRORS})
+    @extend_schema(
+        request=s.RuntimeTokenCreateInput, responses={201: s.RuntimeTokenCreatedOutput, **ERRORS}
+    )
     def create(self, request: Request) -> Response:
         data: dict[str, Any] = self.validated(s.RuntimeTokenCreateInput)
         environment = environment_get_for_user(user=request.user, pk=data.pop("environment"))
         agent_id = data.pop("agent")
         agent = agent_get_for_user(user=request.user, pk=agent_id) if agent_id else None
-        token, raw = runtime_token_create(actor=request.user, tenant=environment.tenant,
-                                          environment=environment, agent=agent, **data)
-        return Response(dict(s.RuntimeTokenOutput(token).data, token=raw), status=status.HTTP_201_CREATED)
+        token, raw = runtime_token_create(
+            actor=request.user,
+            tenant=environment.tenant,
+            environment=environment,
+            agent=agent,
+            **data,
+        )
+        return Response(
+            dict(s.RuntimeTokenOutput(token).data, token=raw), status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(request=ReasonSerializer, responses={200: s.RuntimeTokenOutput, **ERRORS})
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str) -> Response:
-        token = runtime_token_revoke(actor=request.user, token=self.get_object(),
-                                     **self.validated(ReasonSerializer))
+        token = runtime_token_revoke(
+            actor=request.user, token=self.get_object(), **self.validated(ReasonSerializer)
+        )
         return Response(s.RuntimeTokenOutput(token).data)

@@ -8,7 +8,21 @@ class AuditEventOutput(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "occurred_at", "actor_label", "action", "target_type", "target_id",
-                  "target_label", "tenant", "tenant_slug", "reason", "before", "after",
-                  "request_id", "prev_hash", "hash"]
+        fields = [
+            "id",
+            "occurred_at",
+            "actor_label",
+            "action",
+            "target_type",
+            "target_id",
+            "target_label",
+            "tenant",
+            "tenant_slug",
+            "reason",
+            "before",
+            "after",
+            "request_id",
+            "prev_hash",
+            "hash",
+        ]
         read_only_fields = fields

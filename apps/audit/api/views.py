@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -24,7 +26,7 @@ FILTERS = [
 ]
 
 
-def _time(request: Request, name: str):  # type: ignore[no-untyped-def]
+def _time(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
     if not raw:
         return None
@@ -44,12 +46,17 @@ class AuditEventViewSet(ScopedViewSet):
             raise ValidationError({"tenant": ["Use the tenant id."]})
         return audit_event_list(
             visible_tenant_ids=tenant_ids_for_user(user=self.request.user),
-            actor=params.get("actor", ""), action=params.get("action", ""),
-            tenant_id=int(tenant) if tenant else None, target=params.get("target", ""),
-            since=_time(self.request, "since"), until=_time(self.request, "until"),
+            actor=params.get("actor", ""),
+            action=params.get("action", ""),
+            tenant_id=int(tenant) if tenant else None,
+            target=params.get("target", ""),
+            since=_time(self.request, "since"),
+            until=_time(self.request, "until"),
         )
 
-    @extend_schema(parameters=FILTERS, responses={200: AuditEventOutput(many=True), 400: ErrorSerializer})
+    @extend_schema(
+        parameters=FILTERS, responses={200: AuditEventOutput(many=True), 400: ErrorSerializer}
+    )
     def list(self, request: Request) -> Response:
         return self.paginated(self.get_queryset(), AuditEventOutput)
 

@@ -120,7 +120,11 @@ class _AgentScoped(ScopedViewSet):
 
 
 class BundleVersionViewSet(_AgentScoped):
+    """An agent's bundle versions: immutable, content-addressed, signed."""
+
     def scoped_queryset(self) -> QuerySet[BundleVersion]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no agent
+            return BundleVersion.objects.none()
         return selectors.bundle_version_list(agent=self.agent())
 
     @extend_schema(
@@ -235,7 +239,11 @@ class BundleVersionViewSet(_AgentScoped):
 
 
 class EvaluationViewSet(_AgentScoped):
+    """Evaluation evidence attached to one bundle version (from CI)."""
+
     def scoped_queryset(self) -> QuerySet[Evaluation]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no agent
+            return Evaluation.objects.none()
         return selectors.evaluation_list(version=self.version()).select_related("version")
 
     @extend_schema(
@@ -277,6 +285,8 @@ class EvaluationViewSet(_AgentScoped):
 
 
 class PromotionGateViewSet(ScopedViewSet):
+    """Per environment: the evaluation suites and pass rates a version needs to be promoted."""
+
     def scoped_queryset(self) -> QuerySet[Environment]:
         return environment_list_for_user(user=self.request.user)
 

@@ -31,7 +31,16 @@ class AgentOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Agent
-        fields = ["id", "tenant", "tenant_slug", "slug", "name", "description", "created_at", "archived_at"]
+        fields = [
+            "id",
+            "tenant",
+            "tenant_slug",
+            "slug",
+            "name",
+            "description",
+            "created_at",
+            "archived_at",
+        ]
         read_only_fields = fields
 
 
@@ -39,7 +48,9 @@ class AgentCreateInput(OptionalReasonMixin):
     tenant = serializers.IntegerField(help_text="tenant id")
     slug = serializers.CharField(max_length=50, validators=[slug_validator])
     name = serializers.CharField(max_length=120)
-    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=5000
+    )
 
 
 class AgentUpdateInput(OptionalReasonMixin):
@@ -52,8 +63,18 @@ class EnvironmentOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Environment
-        fields = ["id", "tenant", "tenant_slug", "slug", "name", "position", "is_production",
-                  "revision", "created_at", "archived_at"]
+        fields = [
+            "id",
+            "tenant",
+            "tenant_slug",
+            "slug",
+            "name",
+            "position",
+            "is_production",
+            "revision",
+            "created_at",
+            "archived_at",
+        ]
         read_only_fields = fields
 
 

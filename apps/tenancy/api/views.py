@@ -27,7 +27,8 @@ def _include_archived(request: Request) -> bool:
 class TenantViewSet(ScopedViewSet):
     def scoped_queryset(self) -> QuerySet[Tenant]:
         return selectors.tenant_list_for_user(
-            user=self.request.user, include_archived=_include_archived(self.request) or self.action != "list"
+            user=self.request.user,
+            include_archived=_include_archived(self.request) or self.action != "list",
         )
 
     @extend_schema(parameters=[ARCHIVED], responses={200: s.TenantOutput(many=True)})
@@ -45,22 +46,25 @@ class TenantViewSet(ScopedViewSet):
 
     @extend_schema(request=s.TenantUpdateInput, responses={200: s.TenantOutput, **ERRORS})
     def partial_update(self, request: Request, pk: str) -> Response:
-        tenant = services.tenant_update(actor=request.user, tenant=self.get_object(),
-                                        **self.validated(s.TenantUpdateInput))
+        tenant = services.tenant_update(
+            actor=request.user, tenant=self.get_object(), **self.validated(s.TenantUpdateInput)
+        )
         return Response(s.TenantOutput(tenant).data)
 
     @extend_schema(request=ReasonSerializer, responses={200: s.TenantOutput, **ERRORS})
     @action(detail=True, methods=["post"])
     def archive(self, request: Request, pk: str) -> Response:
-        tenant = services.tenant_archive(actor=request.user, tenant=self.get_object(),
-                                         **self.validated(ReasonSerializer))
+        tenant = services.tenant_archive(
+            actor=request.user, tenant=self.get_object(), **self.validated(ReasonSerializer)
+        )
         return Response(s.TenantOutput(tenant).data)
 
     @extend_schema(request=ReasonSerializer, responses={200: s.TenantOutput, **ERRORS})
     @action(detail=True, methods=["post"])
     def restore(self, request: Request, pk: str) -> Response:
-        tenant = services.tenant_restore(actor=request.user, tenant=self.get_object(),
-                                         **self.validated(ReasonSerializer))
+        tenant = services.tenant_restore(
+            actor=request.user, tenant=self.get_object(), **self.validated(ReasonSerializer)
+        )
         return Response(s.TenantOutput(tenant).data)
 
 
@@ -76,7 +80,8 @@ def _tenant_filter(request: Request) -> Tenant | None:
 class AgentViewSet(ScopedViewSet):
     def scoped_queryset(self) -> QuerySet[Agent]:
         return selectors.agent_list_for_user(
-            user=self.request.user, tenant=_tenant_filter(self.request),
+            user=self.request.user,
+            tenant=_tenant_filter(self.request),
             include_archived=_include_archived(self.request) or self.action != "list",
         )
 
@@ -97,22 +102,25 @@ class AgentViewSet(ScopedViewSet):
 
     @extend_schema(request=s.AgentUpdateInput, responses={200: s.AgentOutput, **ERRORS})
     def partial_update(self, request: Request, pk: str) -> Response:
-        agent = services.agent_update(actor=request.user, agent=self.get_object(),
-                                      **self.validated(s.AgentUpdateInput))
+        agent = services.agent_update(
+            actor=request.user, agent=self.get_object(), **self.validated(s.AgentUpdateInput)
+        )
         return Response(s.AgentOutput(agent).data)
 
     @extend_schema(request=ReasonSerializer, responses={200: s.AgentOutput, **ERRORS})
     @action(detail=True, methods=["post"])
     def archive(self, request: Request, pk: str) -> Response:
-        agent = services.agent_archive(actor=request.user, agent=self.get_object(),
-                                       **self.validated(ReasonSerializer))
+        agent = services.agent_archive(
+            actor=request.user, agent=self.get_object(), **self.validated(ReasonSerializer)
+        )
         return Response(s.AgentOutput(agent).data)
 
 
 class EnvironmentViewSet(ScopedViewSet):
     def scoped_queryset(self) -> QuerySet[Environment]:
         return selectors.environment_list_for_user(
-            user=self.request.user, tenant=_tenant_filter(self.request),
+            user=self.request.user,
+            tenant=_tenant_filter(self.request),
             include_archived=_include_archived(self.request) or self.action != "list",
         )
 
@@ -133,20 +141,27 @@ class EnvironmentViewSet(ScopedViewSet):
 
     @extend_schema(request=s.EnvironmentUpdateInput, responses={200: s.EnvironmentOutput, **ERRORS})
     def partial_update(self, request: Request, pk: str) -> Response:
-        environment = services.environment_update(actor=request.user, environment=self.get_object(),
-                                                  **self.validated(s.EnvironmentUpdateInput))
+        environment = services.environment_update(
+            actor=request.user,
+            environment=self.get_object(),
+            **self.validated(s.EnvironmentUpdateInput),
+        )
         return Response(s.EnvironmentOutput(environment).data)
 
     @extend_schema(request=s.EnvironmentMoveInput, responses={200: s.EnvironmentOutput, **ERRORS})
     @action(detail=True, methods=["post"])
     def move(self, request: Request, pk: str) -> Response:
-        environment = services.environment_move(actor=request.user, environment=self.get_object(),
-                                                **self.validated(s.EnvironmentMoveInput))
+        environment = services.environment_move(
+            actor=request.user,
+            environment=self.get_object(),
+            **self.validated(s.EnvironmentMoveInput),
+        )
         return Response(s.EnvironmentOutput(environment).data)
 
     @extend_schema(request=ReasonSerializer, responses={200: s.EnvironmentOutput, **ERRORS})
     @action(detail=True, methods=["post"])
     def archive(self, request: Request, pk: str) -> Response:
-        environment = services.environment_archive(actor=request.user, environment=self.get_object(),
-                                                   **self.validated(ReasonSerializer))
+        environment = services.environment_archive(
+            actor=request.user, environment=self.get_object(), **self.validated(ReasonSerializer)
+        )
         return Response(s.EnvironmentOutput(environment).data)

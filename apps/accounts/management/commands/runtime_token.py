@@ -21,7 +21,9 @@ class Command(BaseCommand):
         create.add_argument("--tenant", required=True, help="tenant slug")
         create.add_argument("--environment", required=True, help="environment slug")
         create.add_argument("--agent", help="agent slug, to limit the token to one agent")
-        create.add_argument("--name", default="", help="what the token is for (default: cli-<environment>)")
+        create.add_argument(
+            "--name", default="", help="what the token is for (default: cli-<environment>)"
+        )
         create.add_argument("--expires-in-days", type=int, help="expire after this many days")
         create.add_argument("--reason", default="created from the command line")
 
@@ -29,7 +31,11 @@ class Command(BaseCommand):
         try:
             tenant = Tenant.objects.get(slug=options["tenant"])
             environment = Environment.objects.get(tenant=tenant, slug=options["environment"])
-            agent = Agent.objects.get(tenant=tenant, slug=options["agent"]) if options["agent"] else None
+            agent = (
+                Agent.objects.get(tenant=tenant, slug=options["agent"])
+                if options["agent"]
+                else None
+            )
         except (Tenant.DoesNotExist, Environment.DoesNotExist, Agent.DoesNotExist) as exc:
             raise CommandError(f"not found: {exc}") from exc
         days = options["expires_in_days"]
@@ -37,7 +43,10 @@ class Command(BaseCommand):
             raise CommandError("--expires-in-days must be positive")
         try:
             _, raw = runtime_token_create(
-                actor=SystemActor("cli:runtime_token"), tenant=tenant, environment=environment, agent=agent,
+                actor=SystemActor("cli:runtime_token"),
+                tenant=tenant,
+                environment=environment,
+                agent=agent,
                 name=options["name"] or f"cli-{environment.slug}",
                 expires_at=timezone.now() + timedelta(days=days) if days else None,
                 reason=options["reason"],

@@ -8,7 +8,10 @@ from apps.audit.services import audit_chain_verify
 
 
 class Command(BaseCommand):
-    help = "Audit trail tools. `audit verify` recomputes the hash chain and names the first broken event."
+    help = (
+        "Audit trail tools. `audit verify` recomputes the hash chain and names the first "
+        "broken event."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("subcommand", choices=["verify"])
