@@ -35,8 +35,12 @@ class Runtime:
             await self._connect()
         assert self.reader is not None and self.writer is not None
         query = f"?wait={wait:g}" if wait else ""
-        request = (f"GET {self.path}{query} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: {self.token}\r\n"
-                   + (f"If-None-Match: {self.etag}\r\n" if self.etag else "") + "\r\n")
+        request = (
+            f"GET {self.path}{query} HTTP/1.1\r\nHost: {self.host}\r\n"
+            f"Authorization: {self.token}\r\n"
+            + (f"If-None-Match: {self.etag}\r\n" if self.etag else "")
+            + "\r\n"
+        )
         self.writer.write(request.encode())
         status_line = await self.reader.readline()
         if not status_line:
@@ -73,7 +77,7 @@ class Runtime:
                     await asyncio.sleep(interval)
             except (ConnectionError, OSError, asyncio.IncompleteReadError):
                 self.writer = None
-                await asyncio.sleep(0.2 + random.random())  # noqa: S311 - jitter, not crypto
+                await asyncio.sleep(0.2 + random.random())
 
 
 async def main() -> None:
@@ -86,7 +90,10 @@ async def main() -> None:
     ap.add_argument("--timeout", type=float, default=60.0)
     args = ap.parse_args()
     parts = urlsplit(args.url)
-    runtimes = [Runtime(parts.hostname or "127.0.0.1", parts.port or 80, parts.path, args.token) for _ in range(args.n)]
+    runtimes = [
+        Runtime(parts.hostname or "127.0.0.1", parts.port or 80, parts.path, args.token)
+        for _ in range(args.n)
+    ]
     # Initial fetches, a few at a time, then each runtime's loop starts at a random phase of
     # its polling interval (as a real fleet's would be).
     sem = asyncio.Semaphore(100)
@@ -99,7 +106,7 @@ async def main() -> None:
 
     async def start(runtime: Runtime) -> None:
         if args.mode == "poll":
-            await asyncio.sleep(random.uniform(0, args.interval))  # noqa: S311
+            await asyncio.sleep(random.uniform(0, args.interval))
         await runtime.run(args.mode, args.interval)
 
     tasks = [asyncio.create_task(start(r)) for r in runtimes]
@@ -112,7 +119,8 @@ async def main() -> None:
         revision, committed = int(revision_s), float(committed_s)
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline and not all(
-                any(rev >= revision for rev in r.applied_at) for r in runtimes):
+            any(rev >= revision for rev in r.applied_at) for r in runtimes
+        ):
             await asyncio.sleep(0.01)
         delays = []
         for r in runtimes:

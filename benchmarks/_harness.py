@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BENCH_DB = os.environ.get("BENCH_DB", "controlplane_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-ANCHOR_SCRIPT = Path(os.environ.get("UNLEASH_ANCHOR", ROOT.parent / "shared" / "anchors" / "unleash_anchor.sh"))
+ANCHOR_SCRIPT = Path(
+    os.environ.get("UNLEASH_ANCHOR", ROOT.parent / "shared" / "anchors" / "unleash_anchor.sh")
+)
 
 
 def emit(name: str, value: float | int | str, unit: str = "") -> None:
@@ -62,7 +64,12 @@ def fresh_database() -> None:
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=bench_environment(), check=True)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"],
+        cwd=ROOT,
+        env=bench_environment(),
+        check=True,
+    )
 
 
 def setup_django() -> None:
@@ -77,10 +84,30 @@ def setup_django() -> None:
 def server(*, workers: int = 1) -> Iterator[str]:
     """The real ASGI app (fast path + Django) under uvicorn; yields its base URL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "controlplane.asgi:application", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop",
-           "--http", "httptools", "--workers", str(workers), "--backlog", "4096", "--timeout-keep-alive", "75"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=bench_environment())  # noqa: S603 - our own interpreter
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "controlplane.asgi:application",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--workers",
+        str(workers),
+        "--backlog",
+        "4096",
+        "--timeout-keep-alive",
+        "75",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=bench_environment())
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -101,15 +128,30 @@ def server(*, workers: int = 1) -> Iterator[str]:
             proc.kill()
 
 
-def wrk(url: str, headers: dict[str, str], *, duration_s: int, threads: int = 2, connections: int = 50) -> dict[str, float]:
+def wrk(
+    url: str, headers: dict[str, str], *, duration_s: int, threads: int = 2, connections: int = 50
+) -> dict[str, float]:
     """Run wrk in its own process; returns requests/s, p50/p99 latency (ms) and error count."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install wrk)")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         for key, value in headers.items():
             script.write(f'wrk.headers["{key}"] = [[{value}]]\n')
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s",  # noqa: S603, S607
-                          script.name, url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration_s}s",
+            "--latency",
+            "-s",
+            script.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     os.unlink(script.name)
 
     def latency(label: str) -> float:
@@ -121,28 +163,41 @@ def wrk(url: str, headers: dict[str, str], *, duration_s: int, threads: int = 2,
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
     errors = int(non2xx.group(1)) if non2xx else 0
     if socket_errors:
         errors += sum(int(x) for x in socket_errors.groups())
     return {"rps": rps, "p50_ms": latency("50"), "p99_ms": latency("99"), "errors": errors}
 
 
-def median_wrk(url: str, headers: dict[str, str], *, duration_s: int, reps: int) -> dict[str, float]:
+def median_wrk(
+    url: str, headers: dict[str, str], *, duration_s: int, reps: int
+) -> dict[str, float]:
     runs = [wrk(url, headers, duration_s=duration_s) for _ in range(reps)]
     return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
 
-def run_unleash_anchor(*, flags: int = 50, duration_s: int = 10, reps: int = 1, sdk_n: int = 100,
-                       trials: int = 1) -> dict[str, str]:
+def run_unleash_anchor(
+    *, flags: int = 50, duration_s: int = 10, reps: int = 1, sdk_n: int = 100, trials: int = 1
+) -> dict[str, str]:
     """Run the real Unleash server anchor (npm unleash-server, its own PostgreSQL cluster) and
     return its `anchor.*` figures."""
     if not ANCHOR_SCRIPT.exists():
-        raise FileNotFoundError(f"Unleash anchor script not found at {ANCHOR_SCRIPT} (set UNLEASH_ANCHOR)")
-    env = {**os.environ, "FLAGS": str(flags), "WRK_DURATION": str(duration_s), "WRK_REPS": str(reps),
-           "SDK_N": str(sdk_n), "PROP_TRIALS": str(trials)}
+        raise FileNotFoundError(
+            f"Unleash anchor script not found at {ANCHOR_SCRIPT} (set UNLEASH_ANCHOR)"
+        )
+    env = {
+        **os.environ,
+        "FLAGS": str(flags),
+        "WRK_DURATION": str(duration_s),
+        "WRK_REPS": str(reps),
+        "SDK_N": str(sdk_n),
+        "PROP_TRIALS": str(trials),
+    }
     log(f"running the Unleash anchor ({ANCHOR_SCRIPT}); this takes a few minutes")
-    result = subprocess.run(["bash", str(ANCHOR_SCRIPT)], env=env, capture_output=True, text=True)  # noqa: S603, S607
+    result = subprocess.run(["bash", str(ANCHOR_SCRIPT)], env=env, capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stderr[-3000:])
         raise RuntimeError("the Unleash anchor failed")
@@ -150,6 +205,6 @@ def run_unleash_anchor(*, flags: int = 50, duration_s: int = 10, reps: int = 1, 
     for line in result.stdout.splitlines():
         if line.startswith("anchor.") and ": " in line:
             key, value = line.split(": ", 1)
-            figures[key[len("anchor."):]] = value.strip()
+            figures[key[len("anchor.") :]] = value.strip()
             print(line, flush=True)
     return figures

@@ -15,7 +15,17 @@ import subprocess
 import sys
 import time
 
-from ._harness import ROOT, bench_environment, emit, emit_ratio, fresh_database, log, run_unleash_anchor, server, setup_django
+from ._harness import (
+    ROOT,
+    bench_environment,
+    emit,
+    emit_ratio,
+    fresh_database,
+    log,
+    run_unleash_anchor,
+    server,
+    setup_django,
+)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -34,11 +44,34 @@ def _operator_change(environment_id: int) -> int:
         return environment_revision_bump(environment_id=environment_id)
 
 
-def measure(*, url: str, token: str, environment_id: int, n: int, mode: str, interval: float, trials: int) -> list[float]:
-    cmd = [sys.executable, "-m", "benchmarks._fleet", "--url", url + "/api/runtime/v1/config", "--token", token,
-           "--n", str(n), "--mode", mode, "--interval", str(interval), "--timeout", str(max(30, interval * 3))]
-    fleet = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,  # noqa: S603
-                             env=bench_environment())
+def measure(
+    *, url: str, token: str, environment_id: int, n: int, mode: str, interval: float, trials: int
+) -> list[float]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks._fleet",
+        "--url",
+        url + "/api/runtime/v1/config",
+        "--token",
+        token,
+        "--n",
+        str(n),
+        "--mode",
+        mode,
+        "--interval",
+        str(interval),
+        "--timeout",
+        str(max(30, interval * 3)),
+    ]
+    fleet = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=bench_environment(),
+    )
     assert fleet.stdin is not None and fleet.stdout is not None
     try:
         if fleet.stdout.readline().strip() != "ready":
@@ -66,8 +99,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runtimes", type=int, default=1000)
     ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--with-unleash-anchor", action="store_true",
-                    help="also run the real Unleash server + SDK anchor (minutes)")
+    ap.add_argument(
+        "--with-unleash-anchor",
+        action="store_true",
+        help="also run the real Unleash server + SDK anchor (minutes)",
+    )
     args = ap.parse_args()
 
     fresh_database()
@@ -80,16 +116,27 @@ def main() -> None:
     tenant = tenant_create(actor=actor, slug="bench", name="Bench")
     agent_create(actor=actor, tenant=tenant, slug="support-bot", name="Support bot")
     production = tenant.environments.get(slug="production")
-    _, token = runtime_token_create(actor=actor, tenant=tenant, environment=production, name="bench fleet")
+    _, token = runtime_token_create(
+        actor=actor, tenant=tenant, environment=production, name="bench fleet"
+    )
 
     results: dict[str, list[float]] = {}
     with server(workers=1) as url:
-        for label, mode, interval, trials in [("longpoll", "longpoll", 0.0, args.trials),
-                                              ("poll_1s", "poll", 1.0, args.trials),
-                                              ("poll_15s", "poll", 15.0, max(1, args.trials - 1))]:
+        for label, mode, interval, trials in [
+            ("longpoll", "longpoll", 0.0, args.trials),
+            ("poll_1s", "poll", 1.0, args.trials),
+            ("poll_15s", "poll", 15.0, max(1, args.trials - 1)),
+        ]:
             log(f"{args.runtimes} runtimes, {label}, {trials} changes")
-            results[label] = measure(url=url, token=token, environment_id=production.pk, n=args.runtimes,
-                                     mode=mode, interval=interval, trials=trials)
+            results[label] = measure(
+                url=url,
+                token=token,
+                environment_id=production.pk,
+                n=args.runtimes,
+                mode=mode,
+                interval=interval,
+                trials=trials,
+            )
 
     emit("propagation.runtimes", args.runtimes)
     for label, delays in results.items():

@@ -27,6 +27,7 @@ from ._version import __version__
 from .breaker import BreakerBoard
 from .cache import LastKnownGood
 from .guardrails import RequestContext, RequestGuard
+from .ratelimit import RateLimiter
 from .snapshot import Snapshot
 from .transport import Aborted, Response, Transport, TransportError
 from .verify import KeyRing, KeysUnavailable, VerificationError, parse_envelope, verify_envelope
@@ -74,9 +75,10 @@ class SyncStatus:
     revision: int | None
     source: Source | None
     consecutive_failures: int
-    last_error: str
+    last_error: str  # why the last fetch failed (network, server); "" once one succeeds
     control_plane_revision: int | None
     rejected_revision: int | None
+    rejection: str  # why the last rejected revision was NACKed
 
 
 class Runtime:
@@ -113,6 +115,8 @@ class Runtime:
         self.request_timeout_s = request_timeout_s
         self.backoff = backoff or Backoff()
         self.breakers = breakers or BreakerBoard()
+        # Per-runtime tool rate limits (bundle ``rate_limit``); None switches them off.
+        self.rate_limits: RateLimiter | None = RateLimiter()
         self.library_version = library_version
         self._token = token
         self._on_change = on_change
@@ -136,6 +140,7 @@ class Runtime:
         self._last_error = ""
         self._server_revision: int | None = None
         self._rejected_revision: int | None = None
+        self._rejection = ""
 
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -158,17 +163,15 @@ class Runtime:
 
     def status(self) -> SyncStatus:
         with self._cond:
-            return SyncStatus(
-                revision=self._snapshot.revision if self._snapshot else None,
-                source=self._source,
-                consecutive_failures=self._failures,
-                last_error=self._last_error,
-                control_plane_revision=self._server_revision,
-                rejected_revision=self._rejected_revision,
-            )
+            return self._status_locked()
 
     def guard(
-        self, agent: str, session_id: str, context: RequestContext | None = None
+        self,
+        agent: str,
+        session_id: str,
+        context: RequestContext | None = None,
+        *,
+        user_id: str | None = None,
     ) -> RequestGuard:
         """A guard for one request: the bundle version is chosen once (a request does not
         change version mid-way), kill switches are read live so an engaged one takes effect at
@@ -180,6 +183,8 @@ class Runtime:
             context=context,
             breakers=self.breakers,
             live=lambda: self.snapshot,
+            user_id=user_id,
+            rate_limits=self.rate_limits,
         )
 
     def wait_for_revision(self, revision: int, timeout: float | None = None) -> bool:
@@ -204,6 +209,7 @@ class Runtime:
             last_error=self._last_error,
             control_plane_revision=self._server_revision,
             rejected_revision=self._rejected_revision,
+            rejection=self._rejection,
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -332,10 +338,16 @@ class Runtime:
                 log.warning("runtime.cache_write_failed", extra={"error": str(exc)})
 
     def _check_continuity(self, snapshot: Snapshot) -> None:
-        current = self.snapshot
+        with self._cond:
+            current, source = self._snapshot, self._source
         if current is None:
             return
         if (snapshot.tenant, snapshot.environment) != (current.tenant, current.environment):
+            # A token is scoped to one environment, so the scope cannot change while the process
+            # runs; it can across a restart (a new token, an old cache), and then the fresh
+            # snapshot from the control plane wins over the file.
+            if source == "disk-cache":
+                return
             raise VerificationError(
                 f"snapshot is for {snapshot.tenant}/{snapshot.environment}, "
                 f"this runtime serves {current.tenant}/{current.environment}"
@@ -361,7 +373,11 @@ class Runtime:
         )
         self._beat_now.set()
         if self._on_change is not None and (previous is None or previous.digest != snapshot.digest):
-            self._on_change(previous, snapshot)
+            try:
+                self._on_change(previous, snapshot)
+            except Exception:
+                # The embedding application's callback must not kill the sync thread.
+                log.exception("runtime.on_change_failed")
 
     def _reject(self, revision: int | None, error: str) -> None:
         with self._cond:
@@ -372,7 +388,7 @@ class Runtime:
             rejected = revision or max(self._server_revision or 0, (served or 0) + 1)
             self._rejected_revision = rejected
             self._report = Report("nack", rejected, error)
-            self._last_error = error
+            self._rejection = error
             self._cond.notify_all()
         log.warning(
             "runtime.snapshot_rejected",
@@ -386,9 +402,10 @@ class Runtime:
             self._last_error = f"{type(exc).__name__}: {exc}"
             self._cond.notify_all()
             serving = self._snapshot.revision if self._snapshot else None
+            failures = self._failures
         log.warning(
             "runtime.sync_failed",
-            extra={"error": str(exc), "failures": self._failures, "serving": serving},
+            extra={"error": str(exc), "failures": failures, "serving": serving},
         )
 
     def _load_cache(self) -> None:
@@ -422,6 +439,10 @@ class Runtime:
                 failures = self._failures
             if failures:
                 self._wake.wait(self.backoff.delay(failures))
+            elif self._etag is None:
+                # No ETag, no long-poll: the server answered 200 at once and would again. Poll
+                # at the long-poll cadence instead of spinning.
+                self._wake.wait(self.wait_s)
             self._wake.clear()
 
     def _heartbeat_loop(self) -> None:

@@ -11,7 +11,7 @@ Checks run in a fixed precedence, and the first refusal decides:
 4. per-request limits, from the usage the loop records;
 5. the bundle's ordered tool rules: first match wins, no match denies;
 6. the tool's ``requires_approval``;
-7. the tool's circuit breaker.
+7. the tool's circuit breaker, then its rate limit (both shared by the whole runtime).
 
 ``ask`` outcomes (draft-only mode, ``ask`` rules, ``requires_approval``) become ``allow`` once the
 loop re-checks with ``approved=True`` after a human approved; refusals never do."""
@@ -30,6 +30,7 @@ from jsonschema.exceptions import best_match
 from .breaker import BreakerBoard
 from .bucketing import flexible_rollout_enabled
 from .policy import Policy, Tool, policy_cache
+from .ratelimit import RateLimiter
 from .snapshot import BundleVersion, KillSwitch, Snapshot
 
 
@@ -43,7 +44,8 @@ class Verdict(StrEnum):
 class Decision:
     verdict: Verdict
     reason: str = ""
-    # Which check decided: kill_switch, allowlist, schema, limit, rule, approval, breaker, input.
+    # Which check decided: kill_switch, allowlist, schema, limit, rule, approval, breaker,
+    # rate_limit or input.
     check: str = ""
 
     @property
@@ -164,6 +166,7 @@ class RequestGuard:
         breakers: BreakerBoard | None = None,
         live: Callable[[], Snapshot | None] | None = None,
         user_id: str | None = None,
+        rate_limits: RateLimiter | None = None,
     ) -> None:
         self.agent = agent
         self.session_id = session_id
@@ -177,6 +180,7 @@ class RequestGuard:
         self._pinned = snapshot
         self._live = live
         self._breakers = breakers
+        self._rate_limits = rate_limits
         self._lock = threading.Lock()
 
     def _switches(self) -> tuple[KillSwitch, ...]:
@@ -205,6 +209,9 @@ class RequestGuard:
 
     def check_input(self, text: str) -> Decision:
         """Input policy for an end-user message: length cap and blocked patterns."""
+        return self._note("<input>", self._decide_input(text))
+
+    def _decide_input(self, text: str) -> Decision:
         if self.policy is None:
             return self._not_deployed()
         if self.policy.max_input_chars is not None and len(text) > self.policy.max_input_chars:
@@ -261,8 +268,15 @@ class RequestGuard:
             asks.append(Decision.ask(f"{tool} requires approval", "approval"))
         if asks and not approved:
             return self._breaker_refusal(tool, claim=False) or asks[0]
-        return self._breaker_refusal(tool, claim=True) or Decision.allow(
-            f"allowed by {rule.label()}" + (" after approval" if asks else ""), "rule"
+        # Look at the breaker before taking a rate-limit slot, and claim its (half-open) probe
+        # only after: neither is spent on a call that does not run.
+        return (
+            self._breaker_refusal(tool, claim=False)
+            or self._rate_refusal(spec)
+            or self._breaker_refusal(tool, claim=True)
+            or Decision.allow(
+                f"allowed by {rule.label()}" + (" after approval" if asks else ""), "rule"
+            )
         )
 
     def _limit_refusal(self, tool: str) -> Decision | None:
@@ -305,6 +319,18 @@ class RequestGuard:
             return None
         return Decision.deny(
             f"{tool} circuit is {breaker.state.value} after {breaker.failures} failures", "breaker"
+        )
+
+    def _rate_refusal(self, spec: Tool) -> Decision | None:
+        # Checked after every refusal that does not depend on load, so a refused call never
+        # uses up a slot.
+        if self._rate_limits is None or spec.rate_limit is None:
+            return None
+        max_calls, per_s = spec.rate_limit
+        if self._rate_limits.acquire(spec.name, max_calls=max_calls, per_s=per_s):
+            return None
+        return Decision.deny(
+            f"{spec.name} rate limit reached ({max_calls} calls per {per_s:g} s)", "rate_limit"
         )
 
     def _not_deployed(self) -> Decision:

@@ -36,6 +36,7 @@ class Tool:
     requires_approval: bool
     validator: Draft202012Validator
     spec: Mapping[str, Any]
+    rate_limit: tuple[int, float] | None = None  # (max_calls, per_s), per runtime
 
     @property
     def is_read(self) -> bool:
@@ -86,12 +87,17 @@ class Policy:
 
 def _tool(spec: Mapping[str, Any]) -> Tool:
     parameters = spec.get("parameters") or {"type": "object"}
+    limit = spec.get("rate_limit")
+    rate_limit = None
+    if isinstance(limit, Mapping) and limit.get("max_calls") and limit.get("per_s"):
+        rate_limit = (int(limit["max_calls"]), float(limit["per_s"]))
     return Tool(
         name=str(spec["name"]),
         risk=str(spec.get("risk") or "critical"),  # unknown risk is treated as the worst
         requires_approval=bool(spec.get("requires_approval", False)),
         validator=Draft202012Validator(parameters),
         spec=spec,
+        rate_limit=rate_limit,
     )
 
 
@@ -208,10 +214,12 @@ _NUMERIC = {
 
 
 def _compare(subject: Any, op: str, value: Any) -> bool:
-    if op == "exists":
-        return subject is not _MISSING and subject is not None
     if subject is _MISSING:
+        # Missing is false for every operator, `!=` and `not_in` included, so a rule never
+        # fires (or stops firing) because the runtime lacked a fact.
         return False
+    if op == "exists":
+        return True
     if op == "==":
         return _equal(subject, value)
     if op == "!=":
@@ -247,6 +255,7 @@ def evaluate(
     else:
         key = str(condition.get("context"))
         subject = context.get(key, _MISSING) if key in CONTEXT_KEYS else _MISSING
-        if subject is None:
-            subject = _MISSING
+    # Null is missing (docs/bundle-format.md): a comparison on it is false, whatever the op.
+    if subject is None:
+        subject = _MISSING
     return _compare(subject, str(condition.get("op")), condition.get("value"))

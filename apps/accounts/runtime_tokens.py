@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -16,6 +17,9 @@ from apps.audit.services import Actor, audit_record
 
 from .authz import authorize
 from .models import RUNTIME_TOKEN_PREFIX, RuntimeToken, hash_runtime_token
+
+if TYPE_CHECKING:  # annotations only: tenancy sits beside accounts and imports it
+    from apps.tenancy.models import Agent, Environment, Tenant
 
 # last_used_at is written at most this often per token, so a fleet polling every second
 # does not turn every read into a write.
@@ -30,10 +34,10 @@ revocation_listeners: list[Callable[[str], None]] = []
 def runtime_token_create(
     *,
     actor: Actor,
-    tenant,
-    environment,
-    agent=None,
-    name: str,  # type: ignore[no-untyped-def]
+    tenant: Tenant,
+    environment: Environment,
+    agent: Agent | None = None,
+    name: str,
     expires_at: datetime | None = None,
     reason: str = "",
 ) -> tuple[RuntimeToken, str]:

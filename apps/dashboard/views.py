@@ -11,17 +11,32 @@ from apps.flags.selectors import kill_switch_list_for_user
 from apps.rollouts.selectors import stable_deployments
 from apps.runtimes.selectors import convergence_for
 from apps.tenancy.context_processors import current_tenant_for
-from apps.tenancy.selectors import agent_list_for_user, environment_list_for_user, tenant_ids_for_user
+from apps.tenancy.selectors import (
+    agent_list_for_user,
+    environment_list_for_user,
+    tenant_ids_for_user,
+)
 
 # Sections whose capability has not shipped yet. Each still explains what will appear there
 # and how it gets filled, instead of a dead link.
 UPCOMING_SECTIONS = {
-    "rollouts": ("Rollouts", "Canary rollouts of a candidate bundle version with metric gates, pause, abort and one-click rollback.",
-                 "Start a rollout from a bundle version's page."),
-    "budgets": ("Budgets", "Limits on cost, tokens, requests and tool calls per scope, with soft alerts and a hard stop.",
-                "Set a budget for a tenant, an agent or an environment."),
-    "approvals": ("Approvals", "High-risk tool calls that runtimes hold until a human approves or rejects them.",
-                  "Requests arrive here when a runtime asks for approval."),
+    "rollouts": (
+        "Rollouts",
+        "Canary rollouts of a candidate bundle version with metric gates, pause, abort and "
+        "one-click rollback.",
+        "Start a rollout from a bundle version's page.",
+    ),
+    "budgets": (
+        "Budgets",
+        "Limits on cost, tokens, requests and tool calls per scope, with soft alerts and a "
+        "hard stop.",
+        "Set a budget for a tenant, an agent or an environment.",
+    ),
+    "approvals": (
+        "Approvals",
+        "High-risk tool calls that runtimes hold until a human approves or rejects them.",
+        "Requests arrive here when a runtime asks for approval.",
+    ),
 }
 
 
@@ -31,24 +46,42 @@ def overview(request: HttpRequest) -> HttpResponse:
     environment, whether runtimes have caught up, and the latest changes."""
     tenant = current_tenant_for(request)
     visible = tenant_ids_for_user(user=request.user)
-    events = audit_event_list(visible_tenant_ids=visible, tenant_id=tenant.pk if tenant else None)[:10]
+    events = audit_event_list(visible_tenant_ids=visible, tenant_id=tenant.pk if tenant else None)[
+        :10
+    ]
     if tenant is None:
         return render(request, "dashboard/overview.html", {"recent_events": events})
     agents = list(agent_list_for_user(user=request.user, tenant=tenant))
     environments = list(environment_list_for_user(user=request.user, tenant=tenant))
-    stable = {(d.agent_id, d.environment_id): d for e in environments for d in stable_deployments(environment_id=e.pk)}
-    releases = [{"agent": a, "cells": [stable.get((a.pk, e.pk)) for e in environments]} for a in agents]
-    return render(request, "dashboard/overview.html", {
-        "agents": agents,
-        "environments": environments,
-        "releases": releases,
-        "convergence": convergence_for(environments=environments),
-        "kill_switches": list(kill_switch_list_for_user(user=request.user, tenant_id=tenant.pk, engaged=True)),
-        "recent_events": events,
-    })
+    stable = {
+        (d.agent_id, d.environment_id): d
+        for e in environments
+        for d in stable_deployments(environment_id=e.pk)
+    }
+    releases = [
+        {"agent": a, "cells": [stable.get((a.pk, e.pk)) for e in environments]} for a in agents
+    ]
+    return render(
+        request,
+        "dashboard/overview.html",
+        {
+            "agents": agents,
+            "environments": environments,
+            "releases": releases,
+            "convergence": convergence_for(environments=environments),
+            "kill_switches": list(
+                kill_switch_list_for_user(user=request.user, tenant_id=tenant.pk, engaged=True)
+            ),
+            "recent_events": events,
+        },
+    )
 
 
 @login_required
 def upcoming(request: HttpRequest, section: str) -> HttpResponse:
     title, what, how = UPCOMING_SECTIONS[section]
-    return render(request, "dashboard/upcoming.html", {"title": title, "what": what, "how": how, "section": section})
+    return render(
+        request,
+        "dashboard/upcoming.html",
+        {"title": title, "what": what, "how": how, "section": section},
+    )

@@ -67,14 +67,14 @@ DEMO_FLAGS: list[dict[str, Any]] = [
 ]
 
 
-def seed(tenant: Tenant) -> list[Flag]:
-    """Create the demo flags in every environment of ``tenant`` that lacks them."""
-    created = []
+def seed(tenant: Tenant) -> list[str]:
+    """Create the demo flags in every environment of ``tenant`` that lacks them; one line of
+    output per flag created."""
+    created: list[str] = []
     for environment in tenant.environments.filter(archived_at__isnull=True).order_by("position"):
         for spec in DEMO_FLAGS:
             if Flag.objects.filter(environment=environment, name=spec["name"]).exists():
                 continue
-            created.append(
-                flag_create(actor=ACTOR, environment=environment, reason="demo data", **spec)
-            )
+            flag = flag_create(actor=ACTOR, environment=environment, reason="demo data", **spec)
+            created.append(f"created flag {flag.name} in {environment.slug}")
     return created

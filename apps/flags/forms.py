@@ -168,9 +168,17 @@ class ImportForm(forms.Form):
         return data
 
 
+SCOPE_LABELS = {
+    KillSwitchScope.GLOBAL: "Everywhere: every environment of every tenant",
+    KillSwitchScope.TENANT: "Every environment of this tenant",
+    KillSwitchScope.AGENT: "This agent, in every environment",
+    KillSwitchScope.ENVIRONMENT: "One environment (choose it below)",
+}
+
+
 class KillSwitchForm(forms.Form):
-    """What to stop, and where. Rendered first without a reason (to state the effect), then
-    submitted with one."""
+    """What to stop, and where. The confirmation page states its effect and asks for the
+    reason separately (``controlplane.ui.ReasonForm``)."""
 
     kind = forms.ChoiceField(choices=KillSwitchKind.choices, widget=forms.HiddenInput)
     scope = forms.ChoiceField(choices=KillSwitchScope.choices, label="Where")
@@ -183,19 +191,6 @@ class KillSwitchForm(forms.Form):
         help_text="e.g. issue_refund, or issue_* for every tool starting with issue_",
     )
     mode = forms.ChoiceField(choices=[("", "—"), *AgentMode.choices], required=False, label="Mode")
-    reason = forms.CharField(
-        max_length=2000,
-        required=False,
-        label="Reason (required)",
-        widget=forms.Textarea(
-            attrs={
-                "rows": 2,
-                "placeholder": (
-                    "What is going wrong? This goes into the audit log and to the runtimes."
-                ),
-            }
-        ),
-    )
 
     def __init__(
         self,
@@ -203,7 +198,6 @@ class KillSwitchForm(forms.Form):
         agents: Any = (),
         environments: Any = (),
         allow_global: bool = False,
-        require_reason: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -211,6 +205,7 @@ class KillSwitchForm(forms.Form):
         needs_agent = kind in (KillSwitchKind.AGENT_MODE, KillSwitchKind.AGENT_STOPPED)
         agent_choices: list[tuple[Any, str]] = [] if needs_agent else [("", "every agent")]
         _choices(self, "agent").choices = [*agent_choices, *[(a.pk, a.name) for a in agents]]
+        self.fields["agent"].required = needs_agent
         _choices(self, "environment").choices = [
             ("", "every environment"),
             *[(e.pk, e.name) for e in environments],
@@ -220,8 +215,8 @@ class KillSwitchForm(forms.Form):
             if needs_agent
             else [s for s in KillSwitchScope if allow_global or s != KillSwitchScope.GLOBAL]
         )
-        _choices(self, "scope").choices = [(s.value, s.label) for s in scopes]
-        self.fields["reason"].required = require_reason
+        _choices(self, "scope").choices = [(s.value, SCOPE_LABELS[s]) for s in scopes]
+        self.fields["mode"].required = kind == KillSwitchKind.AGENT_MODE
         if kind != KillSwitchKind.AGENT_MODE:
             self.fields["mode"].widget = forms.HiddenInput()
         if needs_agent:

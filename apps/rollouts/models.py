@@ -14,13 +14,24 @@ class Deployment(models.Model):
         ROLLBACK = "rollback", "rollback"
 
     agent = models.ForeignKey("tenancy.Agent", on_delete=models.PROTECT, related_name="deployments")
-    environment = models.ForeignKey("tenancy.Environment", on_delete=models.PROTECT, related_name="deployments")
-    version = models.ForeignKey("bundles.BundleVersion", on_delete=models.PROTECT, related_name="deployments")
-    previous = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                                 help_text="the deployment this one replaced")
+    environment = models.ForeignKey(
+        "tenancy.Environment", on_delete=models.PROTECT, related_name="deployments"
+    )
+    version = models.ForeignKey(
+        "bundles.BundleVersion", on_delete=models.PROTECT, related_name="deployments"
+    )
+    previous = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="the deployment this one replaced",
+    )
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.DEPLOY)
-    deployed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
+    deployed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     deployed_by_label = models.CharField(max_length=150)
     reason = models.TextField()
     revision = models.PositiveBigIntegerField(help_text="the environment revision that carries it")

@@ -8,7 +8,11 @@ from django.shortcuts import redirect, render
 
 from apps.bundles.selectors import bundle_version_list
 from apps.runtimes.selectors import convergence_for
-from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user, environment_list_for_user
+from apps.tenancy.selectors import (
+    agent_get_for_user,
+    environment_get_for_user,
+    environment_list_for_user,
+)
 from controlplane.ui import ReasonForm, call_service
 
 from . import selectors, services
@@ -21,8 +25,14 @@ def agent_releases(request: HttpRequest, pk: int) -> HttpResponse:
     agent = agent_get_for_user(user=request.user, pk=pk)
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
     convergence = {c.environment.pk: c for c in convergence_for(environments=environments)}
-    rows = [{"environment": e, "current": selectors.deployment_current(agent=agent, environment=e),
-             "convergence": convergence[e.pk]} for e in environments]
+    rows = [
+        {
+            "environment": e,
+            "current": selectors.deployment_current(agent=agent, environment=e),
+            "convergence": convergence[e.pk],
+        }
+        for e in environments
+    ]
     return render(request, "rollouts/_agent_releases.html", {"agent": agent, "rows": rows})
 
 
@@ -34,18 +44,35 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
     versions = list(bundle_version_list(agent=agent))
     initial = {"version": request.GET.get("version"), "environment": request.GET.get("environment")}
-    form = DeployForm(request.POST or None, initial=initial, environments=environments, versions=versions)
+    form = DeployForm(
+        request.POST or None, initial=initial, environments=environments, versions=versions
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         environment = environment_get_for_user(user=request.user, pk=data["environment"])
         version = next(v for v in versions if v.pk == data["version"])
-        deployment = call_service(form, lambda: services.deployment_create(
-            actor=request.user, agent=agent, environment=environment, version=version, reason=data["reason"]))
+        deployment = call_service(
+            form,
+            lambda: services.deployment_create(
+                actor=request.user,
+                agent=agent,
+                environment=environment,
+                version=version,
+                reason=data["reason"],
+            ),
+        )
         if deployment is not None:
-            messages.success(request, f"v{version.number} is now stable for {agent.name} in {environment.name} "
-                                      f"(revision {deployment.revision}); runtimes are picking it up.")
+            messages.success(
+                request,
+                f"v{version.number} is now stable for {agent.name} in {environment.name} "
+                f"(revision {deployment.revision}); runtimes are picking it up.",
+            )
             return redirect("tenancy:agent_detail", pk=agent.pk)
-    return render(request, "rollouts/deploy.html", {"form": form, "agent": agent, "has_versions": bool(versions)})
+    return render(
+        request,
+        "rollouts/deploy.html",
+        {"form": form, "agent": agent, "has_versions": bool(versions)},
+    )
 
 
 @login_required
@@ -56,20 +83,39 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
         raise Http404("No such environment for this agent.")
     current = selectors.deployment_current(agent=agent, environment=environment)
     if current is None or current.previous is None:
-        messages.error(request, f"{agent.name} has no earlier version in {environment.name} to roll back to.")
+        messages.error(
+            request, f"{agent.name} has no earlier version in {environment.name} to roll back to."
+        )
         return redirect("tenancy:agent_detail", pk=agent.pk)
     live = convergence_for(environments=[environment])[0].live
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        deployment = call_service(form, lambda: services.deployment_rollback(
-            actor=request.user, agent=agent, environment=environment, reason=form.cleaned_data["reason"]))
+        deployment = call_service(
+            form,
+            lambda: services.deployment_rollback(
+                actor=request.user,
+                agent=agent,
+                environment=environment,
+                reason=form.cleaned_data["reason"],
+            ),
+        )
         if deployment is not None:
-            messages.success(request, f"Rolled back: {agent.name} in {environment.name} serves "
-                                      f"v{deployment.version.number} again (revision {deployment.revision}).")
+            messages.success(
+                request,
+                f"Rolled back: {agent.name} in {environment.name} serves "
+                f"v{deployment.version.number} again (revision {deployment.revision}).",
+            )
             return redirect("tenancy:agent_detail", pk=agent.pk)
-    return render(request, "partials/confirm.html", {
-        "form": form, "danger": True, "action_label": "Roll back now",
-        "title": f"Roll back {agent.name} in {environment.name}?",
-        "effect": f"{agent.name} in {environment.name} goes back from v{current.version.number} to "
-                  f"v{current.previous.version.number} on {live} live runtime{'s' if live != 1 else ''}.",
-    })
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "danger": True,
+            "action_label": "Roll back now",
+            "title": f"Roll back {agent.name} in {environment.name}?",
+            "effect": f"{agent.name} in {environment.name} goes back from "
+            f"v{current.version.number} to v{current.previous.version.number} on {live} live "
+            f"runtime{'s' if live != 1 else ''}.",
+        },
+    )

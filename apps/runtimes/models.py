@@ -12,9 +12,15 @@ class RuntimeInstance(models.Model):
         NACK = "nack", "NACK"
 
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
-    environment = models.ForeignKey("tenancy.Environment", on_delete=models.CASCADE, related_name="runtime_instances")
-    agent = models.ForeignKey("tenancy.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    token = models.ForeignKey("accounts.RuntimeToken", null=True, on_delete=models.SET_NULL, related_name="instances")
+    environment = models.ForeignKey(
+        "tenancy.Environment", on_delete=models.CASCADE, related_name="runtime_instances"
+    )
+    agent = models.ForeignKey(
+        "tenancy.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    token = models.ForeignKey(
+        "accounts.RuntimeToken", null=True, on_delete=models.SET_NULL, related_name="instances"
+    )
     instance_id = models.CharField(max_length=128)
     name = models.CharField(max_length=200, blank=True)
     labels = models.JSONField(default=dict, blank=True)
@@ -23,7 +29,9 @@ class RuntimeInstance(models.Model):
     last_seen_at = models.DateTimeField(db_index=True)
     last_report = models.CharField(max_length=8, choices=Report.choices, default=Report.NEW)
     applied_revision = models.PositiveBigIntegerField(null=True, blank=True)
-    applied_at = models.DateTimeField(null=True, blank=True, help_text="when it first reported applied_revision")
+    applied_at = models.DateTimeField(
+        null=True, blank=True, help_text="when it first reported applied_revision"
+    )
     digests = models.JSONField(default=dict, blank=True)
     nack_revision = models.PositiveBigIntegerField(null=True, blank=True)
     nack_error = models.TextField(blank=True)
@@ -33,7 +41,10 @@ class RuntimeInstance(models.Model):
     class Meta:
         ordering = ["environment_id", "name", "instance_id"]
         constraints = [
-            models.UniqueConstraint(fields=["environment", "instance_id"], name="runtime_instance_unique_per_environment"),
+            models.UniqueConstraint(
+                fields=["environment", "instance_id"],
+                name="runtime_instance_unique_per_environment",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -43,7 +54,9 @@ class RuntimeInstance(models.Model):
 class RevisionLog(models.Model):
     """When each revision of an environment was announced and when every live runtime had it."""
 
-    environment = models.ForeignKey("tenancy.Environment", on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey(
+        "tenancy.Environment", on_delete=models.CASCADE, related_name="+"
+    )
     revision = models.PositiveBigIntegerField()
     announced_at = models.DateTimeField()
     fully_applied_at = models.DateTimeField(null=True, blank=True)
@@ -53,11 +66,16 @@ class RevisionLog(models.Model):
             models.UniqueConstraint(fields=["environment", "revision"], name="revision_log_unique"),
         ]
 
+    def __str__(self) -> str:
+        return f"revision {self.revision} of environment {self.environment_id}"
+
 
 class WebhookDelivery(models.Model):
     """One attempt to push a revision to a runtime's push URL."""
 
-    instance = models.ForeignKey(RuntimeInstance, on_delete=models.CASCADE, related_name="deliveries")
+    instance = models.ForeignKey(
+        RuntimeInstance, on_delete=models.CASCADE, related_name="deliveries"
+    )
     revision = models.PositiveBigIntegerField()
     attempt = models.PositiveIntegerField()
     status_code = models.PositiveIntegerField(null=True, blank=True)
@@ -68,3 +86,6 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"push of revision {self.revision} to {self.instance_id}, attempt {self.attempt}"

@@ -27,10 +27,19 @@ def runtime_rows(*, environment: Environment, now: datetime | None = None) -> li
     now = now or timezone.now()
     instances = RuntimeInstance.objects.filter(environment=environment).select_related("agent")
     return [
-        RuntimeRow(i, runtime_status(last_seen_at=i.last_seen_at, last_report=i.last_report,
-                                     applied_revision=i.applied_revision, nack_revision=i.nack_revision,
-                                     nack_error=i.nack_error, current_revision=environment.revision,
-                                     now=now, stale_after=_stale_after()))
+        RuntimeRow(
+            i,
+            runtime_status(
+                last_seen_at=i.last_seen_at,
+                last_report=i.last_report,
+                applied_revision=i.applied_revision,
+                nack_revision=i.nack_revision,
+                nack_error=i.nack_error,
+                current_revision=environment.revision,
+                now=now,
+                stale_after=_stale_after(),
+            ),
+        )
         for i in instances.order_by("name", "instance_id")
     ]
 
@@ -53,7 +62,9 @@ class Convergence:
         return self.live > 0 and self.on_revision == self.live
 
 
-def convergence_for(*, environments: QuerySet[Environment] | list[Environment], now: datetime | None = None) -> list[Convergence]:
+def convergence_for(
+    *, environments: QuerySet[Environment] | list[Environment], now: datetime | None = None
+) -> list[Convergence]:
     """One aggregate query for all the given environments."""
     now = now or timezone.now()
     live_since = now - _stale_after()
@@ -61,19 +72,34 @@ def convergence_for(*, environments: QuerySet[Environment] | list[Environment], 
     live = Q(last_seen_at__gte=live_since)
     counts = {
         row["environment_id"]: row
-        for row in RuntimeInstance.objects.filter(environment__in=environments).values("environment_id").annotate(
+        for row in RuntimeInstance.objects.filter(environment__in=environments)
+        .values("environment_id")
+        .annotate(
             live=Count("id", filter=live),
             stale=Count("id", filter=Q(last_seen_at__lt=live_since)),
-            on_revision=Count("id", filter=live & Q(applied_revision__gte=F("environment__revision"))),
-            nack=Count("id", filter=live & Q(last_report="nack", nack_revision__gte=F("environment__revision"))),
+            on_revision=Count(
+                "id", filter=live & Q(applied_revision__gte=F("environment__revision"))
+            ),
+            nack=Count(
+                "id",
+                filter=live & Q(last_report="nack", nack_revision__gte=F("environment__revision")),
+            ),
         )
     }
     empty = {"live": 0, "stale": 0, "on_revision": 0, "nack": 0}
     result = []
     for environment in environments:
         row = counts.get(environment.pk, empty)
-        result.append(Convergence(environment, environment.revision, row["live"], row["on_revision"], row["nack"],
-                                  row["stale"]))
+        result.append(
+            Convergence(
+                environment,
+                environment.revision,
+                row["live"],
+                row["on_revision"],
+                row["nack"],
+                row["stale"],
+            )
+        )
     return result
 
 
@@ -97,13 +123,23 @@ class Propagation:
         return self.live > 0 and self.acknowledged >= self.live
 
 
-def propagation_of(*, environment: Environment, revision: int, now: datetime | None = None) -> Propagation:
+def propagation_of(
+    *, environment: Environment, revision: int, now: datetime | None = None
+) -> Propagation:
     """How many live runtimes of the environment have applied ``revision`` (or later)."""
     now = now or timezone.now()
-    live = RuntimeInstance.objects.filter(environment=environment, last_seen_at__gte=now - _stale_after())
+    live = RuntimeInstance.objects.filter(
+        environment=environment, last_seen_at__gte=now - _stale_after()
+    )
     log = RevisionLog.objects.filter(environment=environment, revision=revision).first()
-    return Propagation(environment, revision, live.filter(applied_revision__gte=revision).count(), live.count(),
-                       log.announced_at if log else None, log.fully_applied_at if log else None)
+    return Propagation(
+        environment,
+        revision,
+        live.filter(applied_revision__gte=revision).count(),
+        live.count(),
+        log.announced_at if log else None,
+        log.fully_applied_at if log else None,
+    )
 
 
 def webhook_deliveries(*, instance: RuntimeInstance, limit: int = 20) -> QuerySet[WebhookDelivery]:

@@ -21,14 +21,22 @@ CONFIG_PATH = "/api/runtime/v1/config"
 
 
 def _release(version: Any) -> dict[str, Any]:
-    return {"version": version.number, "digest": version.digest, "bundle": json.loads(version.canonical),
-            "signature": {"alg": "Ed25519", "kid": version.signing_key_id, "value": version.signature}}
+    return {
+        "version": version.number,
+        "digest": version.digest,
+        "bundle": json.loads(version.canonical),
+        "signature": {"alg": "Ed25519", "kid": version.signing_key_id, "value": version.signature},
+    }
 
 
 def snapshot_content(*, environment: Environment, agent_id: int | None) -> dict[str, Any]:
     """Everything runtimes of this scope must obey, at the environment's current revision."""
     agents = {
-        deployment.agent.slug: {"stable": _release(deployment.version), "candidate": None, "rollout": None}
+        deployment.agent.slug: {
+            "stable": _release(deployment.version),
+            "candidate": None,
+            "rollout": None,
+        }
         for deployment in stable_deployments(environment_id=environment.pk, agent_id=agent_id)
     }
     return {
@@ -38,7 +46,9 @@ def snapshot_content(*, environment: Environment, agent_id: int | None) -> dict[
         "revision": environment.revision,
         "agents": agents,
         "flags": flags_for_snapshot(environment_id=environment.pk),
-        "kill_switches": kill_switches_for_snapshot(environment_id=environment.pk, agent_id=agent_id),
+        "kill_switches": kill_switches_for_snapshot(
+            environment_id=environment.pk, agent_id=agent_id
+        ),
         "budgets": [],
     }
 
@@ -46,11 +56,13 @@ def snapshot_content(*, environment: Environment, agent_id: int | None) -> dict[
 def signed_document(content: dict[str, Any]) -> bytes:
     payload = canonical_json(content)
     kid, signature = sign(payload)
-    return canonical_json({
-        "snapshot": content,
-        "digest": hashlib.sha256(payload).hexdigest(),
-        "signature": {"alg": "Ed25519", "kid": kid, "value": signature},
-    })
+    return canonical_json(
+        {
+            "snapshot": content,
+            "digest": hashlib.sha256(payload).hexdigest(),
+            "signature": {"alg": "Ed25519", "kid": kid, "value": signature},
+        }
+    )
 
 
 def build_config(scope: TokenScope, variant: str) -> tuple[int, bytes]:

@@ -20,16 +20,34 @@ class RuntimeStatus:
         return BADGE[self.label]
 
 
-def runtime_status(*, last_seen_at: datetime, last_report: str, applied_revision: int | None,
-                   nack_revision: int | None, nack_error: str, current_revision: int,
-                   now: datetime, stale_after: timedelta) -> RuntimeStatus:
+def runtime_status(
+    *,
+    last_seen_at: datetime,
+    last_report: str,
+    applied_revision: int | None,
+    nack_revision: int | None,
+    nack_error: str,
+    current_revision: int,
+    now: datetime,
+    stale_after: timedelta,
+) -> RuntimeStatus:
     if now - last_seen_at > stale_after:
-        return RuntimeStatus(STALE, detail=f"no heartbeat for {int((now - last_seen_at).total_seconds())} s")
-    if last_report == "nack" and nack_revision is not None and nack_revision > (applied_revision or 0):
+        return RuntimeStatus(
+            STALE, detail=f"no heartbeat for {int((now - last_seen_at).total_seconds())} s"
+        )
+    if (
+        last_report == "nack"
+        and nack_revision is not None
+        and nack_revision > (applied_revision or 0)
+    ):
         return RuntimeStatus(NACK, detail=f"rejected revision {nack_revision}: {nack_error}")
     if applied_revision is None:
-        return RuntimeStatus(NEW, behind_by=current_revision, detail="has not applied any revision yet")
+        return RuntimeStatus(
+            NEW, behind_by=current_revision, detail="has not applied any revision yet"
+        )
     if applied_revision >= current_revision:
         return RuntimeStatus(IN_SYNC)
     behind = current_revision - applied_revision
-    return RuntimeStatus(BEHIND, behind_by=behind, detail=f"{behind} revision{'s' if behind > 1 else ''} behind")
+    return RuntimeStatus(
+        BEHIND, behind_by=behind, detail=f"{behind} revision{'s' if behind > 1 else ''} behind"
+    )

@@ -13,7 +13,7 @@ MAX_ATTEMPTS = 6
 
 def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
     """Exponential backoff with full jitter: spreads a fleet's retries instead of stampeding."""
-    return random.uniform(0, min(cap, base * 2 ** attempt))
+    return random.uniform(0, min(cap, base * 2**attempt))
 
 
 @shared_task(ignore_result=True)
@@ -24,6 +24,8 @@ def push_revision(environment_id: int, revision: int) -> None:
 
 @shared_task(bind=True, ignore_result=True, max_retries=MAX_ATTEMPTS - 1)
 def deliver_webhook(self, instance_pk: int, revision: int) -> None:  # type: ignore[no-untyped-def]
-    delivery = webhook_deliver(instance_pk=instance_pk, revision=revision, attempt=self.request.retries + 1)
+    delivery = webhook_deliver(
+        instance_pk=instance_pk, revision=revision, attempt=self.request.retries + 1
+    )
     if not delivery.delivered and self.request.retries < self.max_retries:
         raise self.retry(countdown=backoff_seconds(self.request.retries))

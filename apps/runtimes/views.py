@@ -34,42 +34,59 @@ def _environments(request: HttpRequest):  # type: ignore[no-untyped-def]
 def runtime_overview(request: HttpRequest) -> HttpResponse:
     tenant, environments = _environments(request)
     tokens = runtime_token_list(tenant_ids=[tenant.pk]) if tenant else []
-    return render(request, "runtimes/overview.html", {
-        "convergence": selectors.convergence_for(environments=environments),
-        "tokens": tokens,
-    })
+    return render(
+        request,
+        "runtimes/overview.html",
+        {
+            "convergence": selectors.convergence_for(environments=environments),
+            "tokens": tokens,
+        },
+    )
 
 
 @login_required
 def runtime_environment_live(request: HttpRequest, pk: int) -> HttpResponse:
     """The live part of an environment's runtime list (htmx polls it)."""
     environment = environment_get_for_user(user=request.user, pk=pk)
-    return render(request, "runtimes/_environment.html", {
-        "c": selectors.convergence_for(environments=[environment])[0],
-        "rows": selectors.runtime_rows(environment=environment),
-        "rendered_at": timezone.now(),
-    })
+    return render(
+        request,
+        "runtimes/_environment.html",
+        {
+            "c": selectors.convergence_for(environments=[environment])[0],
+            "rows": selectors.runtime_rows(environment=environment),
+            "rendered_at": timezone.now(),
+        },
+    )
 
 
 @login_required
 def convergence_badge(request: HttpRequest, pk: int) -> HttpResponse:
     """The "287/300 on revision 42" summary shown on agent and environment pages (htmx)."""
     environment = environment_get_for_user(user=request.user, pk=pk)
-    return render(request, "runtimes/_convergence_badge.html",
-                  {"c": selectors.convergence_for(environments=[environment])[0]})
+    return render(
+        request,
+        "runtimes/_convergence_badge.html",
+        {"c": selectors.convergence_for(environments=[environment])[0]},
+    )
 
 
 @login_required
 def propagation(request: HttpRequest) -> HttpResponse:
     """How far a revision has reached: used by kill switch and deploy pages (htmx)."""
     try:
-        environment = environment_get_for_user(user=request.user, pk=int(request.GET.get("environment", "")))
+        environment = environment_get_for_user(
+            user=request.user, pk=int(request.GET.get("environment", ""))
+        )
         revision = int(request.GET.get("revision", ""))
     except ValueError:
         raise Http404("Say which environment and revision.") from None
-    return render(request, "runtimes/_propagation.html", {
-        "p": selectors.propagation_of(environment=environment, revision=revision),
-    })
+    return render(
+        request,
+        "runtimes/_propagation.html",
+        {
+            "p": selectors.propagation_of(environment=environment, revision=revision),
+        },
+    )
 
 
 @login_required
@@ -85,14 +102,31 @@ def runtime_token_new(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         environment = environment_get_for_user(user=request.user, pk=data["environment"])
         agent = agent_get_for_user(user=request.user, pk=data["agent"]) if data["agent"] else None
-        expires_at = timezone.now() + timedelta(days=data["expires_in_days"]) if data["expires_in_days"] else None
-        created = call_service(form, lambda: runtime_token_create(
-            actor=request.user, tenant=tenant, environment=environment, agent=agent, name=data["name"],
-            expires_at=expires_at, reason=data["reason"]))
+        expires_at = (
+            timezone.now() + timedelta(days=data["expires_in_days"])
+            if data["expires_in_days"]
+            else None
+        )
+        created = call_service(
+            form,
+            lambda: runtime_token_create(
+                actor=request.user,
+                tenant=tenant,
+                environment=environment,
+                agent=agent,
+                name=data["name"],
+                expires_at=expires_at,
+                reason=data["reason"],
+            ),
+        )
         if created is not None:
             token, raw = created
             return render(request, "runtimes/token_created.html", {"token": token, "raw": raw})
-    return render(request, "tenancy/form.html", {"form": form, "title": f"New runtime token for {tenant.name}"})
+    return render(
+        request,
+        "tenancy/form.html",
+        {"form": form, "title": f"New runtime token for {tenant.name}"},
+    )
 
 
 @login_required
@@ -104,13 +138,27 @@ def runtime_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such runtime token.") from None
     instances = token.instances.count()
     form = ReasonForm(request.POST or None)
+    revoked = None
     if request.method == "POST" and form.is_valid():
-        if call_service(form, lambda: runtime_token_revoke(actor=request.user, token=token,
-                                                           reason=form.cleaned_data["reason"])):
-            messages.success(request, f"Token {token} revoked: its next call is refused.")
-            return redirect("runtimes:overview")
-    return render(request, "partials/confirm.html", {
-        "form": form, "title": f"Revoke runtime token {token}?", "danger": True, "action_label": "Revoke token",
-        "effect": f"Every runtime using it ({instances} registered in {token.environment.name}) is refused on its "
-                  "next call and keeps serving its last-known-good configuration. This cannot be undone.",
-    })
+        revoked = call_service(
+            form,
+            lambda: runtime_token_revoke(
+                actor=request.user, token=token, reason=form.cleaned_data["reason"]
+            ),
+        )
+    if revoked is not None:
+        messages.success(request, f"Token {token} revoked: its next call is refused.")
+        return redirect("runtimes:overview")
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "title": f"Revoke runtime token {token}?",
+            "danger": True,
+            "action_label": "Revoke token",
+            "effect": f"Every runtime using it ({instances} registered in "
+            f"{token.environment.name}) is refused on its next call and keeps serving its "
+            "last-known-good configuration. This cannot be undone.",
+        },
+    )

@@ -18,5 +18,8 @@ def sign(*, key: str, timestamp: int, body: bytes) -> str:
 
 def signed_headers(*, key: str, body: bytes, now: float | None = None) -> dict[str, str]:
     timestamp = int(now if now is not None else time.time())
-    return {"Content-Type": "application/json", TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(key=key, timestamp=timestamp, body=body)}
+    return {
+        "Content-Type": "application/json",
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(key=key, timestamp=timestamp, body=body),
+    }

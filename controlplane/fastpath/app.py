@@ -29,6 +29,7 @@ def _poll_interval() -> float:
         return float(configured)
     return POLL_INTERVAL_WITH_REDIS_S if settings.REDIS_URL else POLL_INTERVAL_S
 
+
 Scope = dict[str, Any]
 
 
@@ -104,7 +105,9 @@ class FastPath:
         interval = _poll_interval()
         while True:
             try:
-                for environment_id, revision in (await sync_to_async(_db_call)(_all_revisions)).items():
+                for environment_id, revision in (
+                    await sync_to_async(_db_call)(_all_revisions)
+                ).items():
                     self.board.bump(environment_id, revision)
             except Exception:
                 log.warning("fastpath.poll_failed", exc_info=True)
@@ -186,26 +189,49 @@ class FastPath:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         token = await self._authorise(headers)
         if token is None:
-            await _send(send, *_json(401, {"detail": "A valid runtime token is required in the Authorization header."}))
+            await _send(
+                send,
+                *_json(
+                    401,
+                    {"detail": "A valid runtime token is required in the Authorization header."},
+                ),
+            )
             return
         try:
             wait = float(query.get("wait", "0") or 0)
         except ValueError:
             wait = -1
         if not 0 <= wait <= route.max_wait_s:
-            await _send(send, *_json(400, {"detail": "Invalid input.", "errors": {
-                "wait": [f"Seconds to wait, between 0 and {route.max_wait_s:g}."]}}))
+            await _send(
+                send,
+                *_json(
+                    400,
+                    {
+                        "detail": "Invalid input.",
+                        "errors": {
+                            "wait": [f"Seconds to wait, between 0 and {route.max_wait_s:g}."]
+                        },
+                    },
+                ),
+            )
             return
         variant = route.variant(headers, query)
         revision = await self._current_revision(token.environment_id)
         snapshot = await self.snapshots.get(route.kind, route.build, token, variant, revision)
         if_none_match = headers.get("if-none-match", "")
-        if if_none_match == snapshot.etag and wait > 0:
-            if await self.board.wait_beyond(token.environment_id, snapshot.revision, wait):
-                revision = await self._current_revision(token.environment_id)
-                snapshot = await self.snapshots.get(route.kind, route.build, token, variant, revision)
-        common = [(b"etag", snapshot.etag.encode()), (b"cache-control", b"no-cache"),
-                  (b"x-revision", str(snapshot.revision).encode())]
+        # long-poll: only a client that already has this revision waits for the next one
+        if (
+            if_none_match == snapshot.etag
+            and wait > 0
+            and await self.board.wait_beyond(token.environment_id, snapshot.revision, wait)
+        ):
+            revision = await self._current_revision(token.environment_id)
+            snapshot = await self.snapshots.get(route.kind, route.build, token, variant, revision)
+        common = [
+            (b"etag", snapshot.etag.encode()),
+            (b"cache-control", b"no-cache"),
+            (b"x-revision", str(snapshot.revision).encode()),
+        ]
         if if_none_match == snapshot.etag:
             await _send(send, 304, common, b"")
             return
@@ -217,14 +243,28 @@ class FastPath:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         token = await self._authorise(headers)
         if token is None:
-            await _send(send, *_json(401, {"detail": "A valid runtime token is required in the Authorization header."}))
+            await _send(
+                send,
+                *_json(
+                    401,
+                    {"detail": "A valid runtime token is required in the Authorization header."},
+                ),
+            )
             return
         variant = route.variant(headers, query)
         revision = await self._current_revision(token.environment_id)
         snapshot = await self.snapshots.get(route.kind, route.build, token, variant, revision)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                ],
+            }
+        )
         disconnected = asyncio.Event()
 
         async def watch_disconnect() -> None:
@@ -236,11 +276,19 @@ class FastPath:
         try:
             await _sse(send, route.connected_event, snapshot.revision, snapshot.body.decode())
             while not disconnected.is_set():
-                changed = await self.board.wait_beyond(token.environment_id, snapshot.revision, route.heartbeat_s)
+                changed = await self.board.wait_beyond(
+                    token.environment_id, snapshot.revision, route.heartbeat_s
+                )
                 if disconnected.is_set():
                     break
                 if not changed:
-                    await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
+                    await send(
+                        {
+                            "type": "http.response.body",
+                            "body": b": keep-alive\n\n",
+                            "more_body": True,
+                        }
+                    )
                     continue
                 still_valid = await self._authorise(headers)
                 if still_valid is None:
@@ -258,8 +306,13 @@ class FastPath:
 
 
 async def _send(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -72,7 +72,9 @@ class SnapshotCache:
         self._locks: dict[tuple[str, int, int | None, str], asyncio.Lock] = {}
         self.builds = 0
 
-    async def get(self, kind: str, build: Builder, scope: TokenScope, variant: str, revision: int) -> Snapshot:
+    async def get(
+        self, kind: str, build: Builder, scope: TokenScope, variant: str, revision: int
+    ) -> Snapshot:
         key = (kind, scope.environment_id, scope.agent_id, variant)
         entry = self._entries.get(key)
         if entry is not None and entry.revision >= revision:

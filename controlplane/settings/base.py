@@ -178,6 +178,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two different choice sets are both called "mode" (flags import, kill switch mode).
+    "ENUM_NAME_OVERRIDES": {
+        "FlagImportModeEnum": ["merge", "replace"],
+        "KillSwitchModeEnum": "apps.flags.models.AgentMode",
+    },
 }
 
 # Ed25519 key that signs bundle versions and runtime snapshots. Production: a PEM (PKCS#8)

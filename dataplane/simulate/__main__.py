@@ -29,6 +29,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-dir", default=None, help="last-known-good cache root")
     parser.add_argument("--tool-failure-rate", type=float, default=0.02)
     parser.add_argument("--no-report", action="store_true", help="do not POST request records")
+    parser.add_argument(
+        "--rate-limits", action="store_true", help="enforce the bundles' per-runtime rate limits"
+    )
     parser.add_argument("--json", action="store_true", help="print the final stats as JSON")
     parser.add_argument("--progress", type=float, default=10.0, help="seconds between summaries")
     return parser.parse_args(argv)
@@ -49,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report=not args.no_report,
         requests_per_runtime=args.requests,
         tool_failure_rate=args.tool_failure_rate,
+        enforce_rate_limits=args.rate_limits,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
@@ -57,9 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         while not done.is_set():
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or (args.requests is not None and fleet.wait_finished(0)):
+            if remaining <= 0:
                 break
-            done.wait(min(args.progress, remaining))
+            step = min(args.progress, remaining)
+            # With --requests the run ends as soon as every runtime handled its share.
+            if args.requests is not None and fleet.wait_finished(step):
+                break
+            if args.requests is None:
+                done.wait(step)
             if not args.json:
                 print(f"-- {len(fleet.records)} requests", file=sys.stderr)
                 print(format_table(fleet.stats()), file=sys.stderr)

@@ -129,11 +129,13 @@ def _shuffled(value: Any, rng: random.Random) -> Any:
     return value
 
 
+@settings(deadline=None)
 @given(json_values, st.integers())
 def test_canonical_bytes__key_insertion_order__never_matters(value: Any, seed: int) -> None:
     assert canonical_bytes(_shuffled(value, random.Random(seed))) == canonical_bytes(value)
 
 
+@settings(deadline=None)
 @given(json_values)
 def test_canonical_bytes__reparsed__fixed_point(value: Any) -> None:
     once = canonical_bytes(value)
@@ -158,7 +160,7 @@ _yaml_values = st.recursive(
 )
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(_yaml_values, st.sampled_from([None, True, False]), st.sampled_from([None, '"', "'"]))
 def test_digest__through_any_yaml_style__unchanged(
     value: Any, flow: bool | None, quote: str | None
@@ -169,6 +171,7 @@ def test_digest__through_any_yaml_style__unchanged(
     assert digest(parse(text, "yaml")) == digest({"data": value})
 
 
+@settings(deadline=None)
 @given(json_values)
 def test_to_yaml__exported_file__reads_back_to_the_same_content(value: Any) -> None:
     content = {"data": value, "text": "line\x85next\u2028sep\nlast"}

@@ -82,7 +82,11 @@ def support_bot(prompt: str, *, temperature: float = 0.2) -> dict[str, Any]:
                 {"tool": "lookup_order", "action": "allow"},
                 {
                     "tool": "open_ticket",
-                    "when": {"context": "end_user_role", "op": "in", "value": ["customer", "agent"]},
+                    "when": {
+                        "context": "end_user_role",
+                        "op": "in",
+                        "value": ["customer", "agent"],
+                    },
                     "action": "allow",
                 },
             ],
@@ -107,7 +111,11 @@ def refund_agent() -> dict[str, Any]:
     return {
         "model": {"provider": "anthropic", "name": "claude-3-5-sonnet"},
         "prompts": {"system": {"role": "system", "template": "Refund only what policy allows."}},
-        "tools": [copy.deepcopy(LOOKUP_ORDER), copy.deepcopy(OPEN_TICKET), copy.deepcopy(ISSUE_REFUND)],
+        "tools": [
+            copy.deepcopy(LOOKUP_ORDER),
+            copy.deepcopy(OPEN_TICKET),
+            copy.deepcopy(ISSUE_REFUND),
+        ],
         "policies": {
             "limits": dict(LIMITS),
             "tool_rules": [
@@ -149,7 +157,10 @@ def refund_agent() -> dict[str, Any]:
             "input": {
                 "max_chars": 200,
                 "blocked_patterns": [
-                    {"pattern": "(?i)ignore (all|previous) instructions", "description": "injection"}
+                    {
+                        "pattern": "(?i)ignore (all|previous) instructions",
+                        "description": "injection",
+                    }
                 ],
             },
         },

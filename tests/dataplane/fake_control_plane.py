@@ -7,6 +7,7 @@ waits for is signalled through one condition variable, so tests wait on events, 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import threading
@@ -58,7 +59,7 @@ class FakeControlPlane:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.server.block_on_close = False
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     @property
@@ -83,6 +84,12 @@ class FakeControlPlane:
         self.publish_envelope(envelope, content["revision"])
         return envelope
 
+    def set_unavailable(self, unavailable: bool) -> None:
+        """Answer 503 (parked long-polls included) until set back."""
+        with self.cond:
+            self.unavailable = unavailable
+            self.cond.notify_all()
+
     def wait_for(self, predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
         with self.cond:
             return self.cond.wait_for(predicate, timeout)
@@ -106,10 +113,8 @@ class FakeControlPlane:
         self.server.shutdown()
         self.server.server_close()
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -132,7 +137,9 @@ class FakeControlPlane:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-            def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+            def _send(
+                self, status: int, body: bytes = b"", headers: dict[str, str] | None = None
+            ) -> None:
                 self.send_response(status)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
@@ -156,8 +163,19 @@ class FakeControlPlane:
                 if not self._authorised():
                     return
                 if parts.path == "/api/runtime/v1/keys":
-                    self._json(200, {"keys": [{"kid": plane.kid, "alg": "Ed25519",
-                                               "public_key": public_b64(plane.key), "active": True}]})
+                    self._json(
+                        200,
+                        {
+                            "keys": [
+                                {
+                                    "kid": plane.kid,
+                                    "alg": "Ed25519",
+                                    "public_key": public_b64(plane.key),
+                                    "active": True,
+                                }
+                            ]
+                        },
+                    )
                 elif parts.path == "/api/runtime/v1/config":
                     self._config(float(parse_qs(parts.query).get("wait", ["0"])[0]))
                 else:
@@ -168,21 +186,21 @@ class FakeControlPlane:
                 with plane.cond:
                     plane.config_requests += 1
                     plane.cond.notify_all()
-                    if plane.unavailable:
-                        self._json(503, {"detail": "unavailable"})
-                        return
-                    if wait > 0 and if_none_match == plane.etag:
+                    if wait > 0 and if_none_match == plane.etag and not plane.unavailable:
                         plane.parked_long_polls += 1
                         plane.cond.notify_all()
                         plane.cond.wait_for(
-                            lambda: plane._closing
-                            or (plane.wake_long_polls and plane.etag != if_none_match),
+                            lambda: (
+                                plane._closing
+                                or plane.unavailable
+                                or (plane.wake_long_polls and plane.etag != if_none_match)
+                            ),
                             wait,
                         )
                         plane.parked_long_polls -= 1
-                    body, etag = plane.body, plane.etag
-                if body is None:
-                    self._json(503, {"detail": "nothing published"})
+                    body, etag, unavailable = plane.body, plane.etag, plane.unavailable
+                if unavailable or body is None:
+                    self._json(503, {"detail": "unavailable"})
                 elif if_none_match == etag:
                     self._send(304, headers={"ETag": etag})
                 else:

@@ -8,14 +8,18 @@ import pytest
 
 from dataplane.bucketing import flexible_rollout_enabled, normalized_hash, stickiness_value
 
-SPEC_DIR = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "unleash-client-specification"
+SPEC_DIR = (
+    Path(__file__).resolve().parents[3] / "shared" / "conformance" / "unleash-client-specification"
+)
 
 
 @pytest.mark.parametrize(
     ("identifier", "group_id", "expected"),
     [("123", "gr1", 73), ("999", "groupX", 25)],
 )
-def test_normalized_hash__unleash_reference_values(identifier: str, group_id: str, expected: int) -> None:
+def test_normalized_hash__unleash_reference_values(
+    identifier: str, group_id: str, expected: int
+) -> None:
     # The values every official Unleash SDK's normalizedValue test pins.
     assert normalized_hash(identifier, group_id) == expected
 
@@ -57,10 +61,18 @@ def _flexible_rollout_cases() -> list[Any]:
         for test in spec.get("tests", []):
             feature = features.get(test["toggleName"])
             strategies = feature.get("strategies", []) if feature else []
-            usable = feature and feature.get("enabled") and not feature.get("dependencies") and strategies and all(
-                strategy["name"] == "flexibleRollout" and not strategy.get("constraints")
-                and not strategy.get("segments") and strategy["parameters"].get("stickiness") != "random"
-                for strategy in strategies
+            usable = (
+                feature
+                and feature.get("enabled")
+                and not feature.get("dependencies")
+                and strategies
+                and all(
+                    strategy["name"] == "flexibleRollout"
+                    and not strategy.get("constraints")
+                    and not strategy.get("segments")
+                    and strategy["parameters"].get("stickiness") != "random"
+                    for strategy in strategies
+                )
             )
             if usable:
                 cases.append(pytest.param(feature, test, id=f"{path.stem}: {test['description']}"))
@@ -77,7 +89,9 @@ def test_conformance_cases__are_found() -> None:
 
 
 @pytest.mark.parametrize(("feature", "test"), CASES)
-def test_flexible_rollout__unleash_client_specification(feature: dict[str, Any], test: dict[str, Any]) -> None:
+def test_flexible_rollout__unleash_client_specification(
+    feature: dict[str, Any], test: dict[str, Any]
+) -> None:
     enabled = any(
         flexible_rollout_enabled(
             strategy["parameters"]["rollout"],

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,11 +16,18 @@ from dataplane.client import Backoff, Runtime
 from dataplane.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, push_key, sign_push
 
 from .conftest import snapshot_content
-from .fake_control_plane import TOKEN, WAIT, FakeControlPlane, sign_envelope
+from .fake_control_plane import TOKEN, WAIT, FakeControlPlane, public_b64, sign_envelope
 
 FAST = Backoff(base_s=0.01, cap_s=0.05)
-KILL_REFUNDS = {"id": 7, "kind": "tool_disabled", "tool_pattern": "open_*", "agent": None,
-                "scope": "tenant", "reason": "wrong refunds", "engaged_at": "2026-11-23T12:00:00+00:00"}
+KILL_REFUNDS = {
+    "id": 7,
+    "kind": "tool_disabled",
+    "tool_pattern": "open_*",
+    "agent": None,
+    "scope": "tenant",
+    "reason": "wrong refunds",
+    "engaged_at": "2026-11-23T12:00:00+00:00",
+}
 
 
 @pytest.fixture
@@ -30,9 +40,9 @@ def runtimes() -> Iterator[list[Runtime]]:
 
 def make_runtime(plane_url: str, runtimes: list[Runtime], **kwargs: Any) -> Runtime:
     options: dict[str, Any] = {"backoff": FAST, "heartbeat_interval_s": 60, "request_timeout_s": 5}
-    options.update(kwargs)
-    runtime = Runtime(plane_url, TOKEN, kwargs.pop("instance_id", "rt-1"), name="pod 3",
-                      labels={"region": "eu"}, **{k: v for k, v in options.items() if k != "instance_id"})
+    runtime = Runtime(
+        plane_url, TOKEN, "rt-1", name="pod 3", labels={"region": "eu"}, **{**options, **kwargs}
+    )
     runtimes.append(runtime)
     return runtime
 
@@ -48,7 +58,9 @@ def nacked(revision: int) -> Any:
 # -- the happy path --------------------------------------------------------------------------
 
 
-def test_start__registers_applies_and_acks_with_digests(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_start__registers_applies_and_acks_with_digests(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes)
 
@@ -57,11 +69,17 @@ def test_start__registers_applies_and_acks_with_digests(control_plane: FakeContr
     beat = control_plane.wait_for_heartbeat(acked(1))
     assert runtime.snapshot is not None and runtime.snapshot.revision == 1
     assert runtime.source == "control-plane"
-    assert beat["instance_id"] == "rt-1" and beat["name"] == "pod 3" and beat["labels"] == {"region": "eu"}
+    assert (
+        beat["instance_id"] == "rt-1"
+        and beat["name"] == "pod 3"
+        and beat["labels"] == {"region": "eu"}
+    )
     assert beat["digests"] == {"support-bot": runtime.snapshot.agents["support-bot"].stable.digest}
 
 
-def test_long_poll__new_revision__applied_and_acked(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_long_poll__new_revision__applied_and_acked(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes)
     runtime.start()
@@ -74,7 +92,9 @@ def test_long_poll__new_revision__applied_and_acked(control_plane: FakeControlPl
     assert [switch.id for switch in runtime.snapshot.kill_switches] == [7]
 
 
-def test_heartbeat__periodic__reports_circuit_breaker_states(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_heartbeat__periodic__reports_circuit_breaker_states(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes, heartbeat_interval_s=0.01)
     runtime.start()
@@ -84,12 +104,15 @@ def test_heartbeat__periodic__reports_circuit_breaker_states(control_plane: Fake
         runtime.breakers.get("search_orders").record_failure()
 
     beat = control_plane.wait_for_heartbeat(
-        lambda b: b.get("circuit_breakers", {}).get("search_orders", {}).get("state") == "open")
+        lambda b: b.get("circuit_breakers", {}).get("search_orders", {}).get("state") == "open"
+    )
     assert beat["circuit_breakers"]["search_orders"]["failures"] == 5
     assert beat["status"] == "ack" and beat["revision"] == 1
 
 
-def test_snapshot__swapped_whole__old_reference_stays_consistent(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_snapshot__swapped_whole__old_reference_stays_consistent(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes)
     runtime.start()
@@ -113,7 +136,9 @@ def tampered_content(envelope: dict[str, Any]) -> dict[str, Any]:
 
 
 def wrong_key(envelope: dict[str, Any]) -> dict[str, Any]:
-    return sign_envelope(envelope["snapshot"], Ed25519PrivateKey.generate(), envelope["signature"]["kid"])
+    return sign_envelope(
+        envelope["snapshot"], Ed25519PrivateKey.generate(), envelope["signature"]["kid"]
+    )
 
 
 def unknown_kid(envelope: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +157,9 @@ def unsigned(envelope: dict[str, Any]) -> dict[str, Any]:
     return envelope
 
 
-def wrong_bundle_digest(envelope: dict[str, Any], key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
+def wrong_bundle_digest(
+    envelope: dict[str, Any], key: Ed25519PrivateKey, kid: str
+) -> dict[str, Any]:
     envelope["snapshot"]["agents"]["support-bot"]["stable"]["digest"] = "0" * 64
     return sign_envelope(envelope["snapshot"], key, kid)
 
@@ -146,7 +173,13 @@ def wrong_bundle_digest(envelope: dict[str, Any], key: Ed25519PrivateKey, kid: s
         (flipped_signature, "bad signature"),
         (unsigned, "not signed"),
     ],
-    ids=["content changed", "signed by another key", "unknown key id", "signature bit flipped", "unsigned"],
+    ids=[
+        "content changed",
+        "signed by another key",
+        "unknown key id",
+        "signature bit flipped",
+        "unsigned",
+    ],
 )
 def test_tampered_snapshot__nacked_and_previous_kept(
     control_plane: FakeControlPlane, runtimes: list[Runtime], tamper: Any, error: str
@@ -157,28 +190,37 @@ def test_tampered_snapshot__nacked_and_previous_kept(
     control_plane.wait_for_heartbeat(acked(1))
 
     revision_2 = snapshot_content(2, kill_switches=[{**KILL_REFUNDS, "id": 8}])
-    control_plane.publish_envelope(tamper(sign_envelope(revision_2, control_plane.key, control_plane.kid)), 2)
+    control_plane.publish_envelope(
+        tamper(sign_envelope(revision_2, control_plane.key, control_plane.kid)), 2
+    )
 
     beat = control_plane.wait_for_heartbeat(nacked(2))
     assert error in beat["error"]
     assert runtime.snapshot is not None and runtime.snapshot.revision == 1
     assert [switch.id for switch in runtime.snapshot.kill_switches] == [7]
     assert runtime.status().rejected_revision == 2
+    assert error in runtime.status().rejection
 
 
-def test_wrong_bundle_digest__nacked(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_wrong_bundle_digest__nacked(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes)
     runtime.start()
 
     envelope = sign_envelope(snapshot_content(2), control_plane.key, control_plane.kid)
-    control_plane.publish_envelope(wrong_bundle_digest(envelope, control_plane.key, control_plane.kid), 2)
+    control_plane.publish_envelope(
+        wrong_bundle_digest(envelope, control_plane.key, control_plane.kid), 2
+    )
 
     assert "bundle digest mismatch" in control_plane.wait_for_heartbeat(nacked(2))["error"]
     assert runtime.snapshot.revision == 1
 
 
-def test_garbage_body__nacked_with_the_control_planes_revision(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_garbage_body__nacked_with_the_control_planes_revision(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes)
     runtime.start()
@@ -192,7 +234,9 @@ def test_garbage_body__nacked_with_the_control_planes_revision(control_plane: Fa
     assert runtime.snapshot.revision == 1
 
 
-def test_older_revision_replayed__nacked_and_kill_switch_kept(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_older_revision_replayed__nacked_and_kill_switch_kept(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     old = control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes)
     runtime.start()
@@ -201,30 +245,92 @@ def test_older_revision_replayed__nacked_and_kill_switch_kept(control_plane: Fak
 
     control_plane.publish_envelope(old, 1)
 
-    assert "older than the served revision 2" in control_plane.wait_for_heartbeat(nacked(1))["error"]
+    assert (
+        "older than the served revision 2" in control_plane.wait_for_heartbeat(nacked(1))["error"]
+    )
     assert [switch.id for switch in runtime.snapshot.kill_switches] == [7]
 
 
-def test_rejected_revision__not_refetched_until_the_next_one(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_rejected_revision__not_refetched_until_the_next_one(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes)
     runtime.start()
     revision_2 = snapshot_content(2, kill_switches=[KILL_REFUNDS])
-    control_plane.publish_envelope(tampered_content(sign_envelope(revision_2, control_plane.key, control_plane.kid)), 2)
+    control_plane.publish_envelope(
+        tampered_content(sign_envelope(revision_2, control_plane.key, control_plane.kid)), 2
+    )
     control_plane.wait_for_heartbeat(nacked(2))
 
-    # The runtime parks a long-poll on the rejected ETag instead of fetching it again.
+    # The runtime parks a long-poll on the rejected ETag instead of fetching it again: the
+    # initial fetch, the long-poll that brought revision 2, and this one.
     assert control_plane.wait_for(lambda: control_plane.parked_long_polls == 1)
+    assert control_plane.config_requests == 3
     control_plane.publish(snapshot_content(3))
 
     assert runtime.wait_for_revision(3, WAIT)
     control_plane.wait_for_heartbeat(acked(3))
 
 
+def test_snapshot_for_another_environment__nacked(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
+    control_plane.publish(snapshot_content(1))
+    runtime = make_runtime(control_plane.url, runtimes)
+    runtime.start()
+
+    control_plane.publish(snapshot_content(2, tenant="globex"))
+
+    assert (
+        "snapshot is for globex/production" in control_plane.wait_for_heartbeat(nacked(2))["error"]
+    )
+    assert runtime.snapshot.tenant == "acme"
+
+
+def test_on_change__callback_raises__sync_goes_on(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
+    called = {revision: threading.Event() for revision in (1, 2, 3)}
+
+    def on_change(previous: Any, current: Any) -> None:
+        called[current.revision].set()
+        raise RuntimeError("the application's bug")
+
+    control_plane.publish(snapshot_content(1))
+    runtime = make_runtime(control_plane.url, runtimes, on_change=on_change)
+    runtime.start()
+    control_plane.publish(snapshot_content(2))
+    assert called[2].wait(WAIT)
+
+    control_plane.publish(snapshot_content(3))
+
+    assert called[3].wait(WAIT)
+    assert called[1].is_set()
+    control_plane.wait_for_heartbeat(acked(3))
+
+
+def test_sync_once__without_threads__applies_and_acks(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
+    control_plane.publish(snapshot_content(4))
+    runtime = make_runtime(control_plane.url, runtimes)
+
+    runtime.sync_once()
+
+    assert runtime.snapshot.revision == 4
+    assert (
+        control_plane.heartbeats[-1]["status"] == "ack"
+        and control_plane.heartbeats[-1]["revision"] == 4
+    )
+
+
 # -- fail-static -----------------------------------------------------------------------------
 
 
-def test_control_plane_stopped__keeps_serving_and_backs_off(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_control_plane_stopped__keeps_serving_and_backs_off(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1, kill_switches=[KILL_REFUNDS]))
     runtime = make_runtime(control_plane.url, runtimes)
     runtime.start()
@@ -238,14 +344,16 @@ def test_control_plane_stopped__keeps_serving_and_backs_off(control_plane: FakeC
     assert guard.check_tool_call("open_ticket", {"team": "refunds", "summary": "x"}).denied
 
 
-def test_control_plane_back__runtime_resyncs(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_control_plane_back__runtime_resyncs(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes)
     runtime.start()
-    control_plane.unavailable = True
+    control_plane.set_unavailable(True)
     assert runtime.wait_for(lambda status: status.consecutive_failures >= 2, WAIT)
 
-    control_plane.unavailable = False
+    control_plane.set_unavailable(False)
     control_plane.publish(snapshot_content(2))
 
     assert runtime.wait_for_revision(2, WAIT)
@@ -268,12 +376,17 @@ def test_restart_with_control_plane_down__serves_the_disk_cache(
     assert restarted.snapshot is not None and restarted.snapshot.revision == 5
     assert restarted.source == "disk-cache"
     guard = restarted.guard("support-bot", "s-1")
-    assert guard.check_tool_call("open_ticket", {"team": "refunds", "summary": "x"}).check == "kill_switch"
+    assert (
+        guard.check_tool_call("open_ticket", {"team": "refunds", "summary": "x"}).check
+        == "kill_switch"
+    )
     assert guard.check_tool_call("lookup_order", {"order_id": "A12345678"}).allowed
     assert restarted.wait_for(lambda status: status.consecutive_failures >= 1, WAIT)
 
 
-def test_restart__corrupt_cache__ignored_and_serves_nothing(control_plane: FakeControlPlane, runtimes: list[Runtime], tmp_path: Path) -> None:
+def test_restart__corrupt_cache__ignored_and_serves_nothing(
+    control_plane: FakeControlPlane, runtimes: list[Runtime], tmp_path: Path
+) -> None:
     control_plane.publish(snapshot_content(5))
     first = make_runtime(control_plane.url, runtimes, cache_dir=tmp_path)
     first.start()
@@ -289,10 +402,16 @@ def test_restart__corrupt_cache__ignored_and_serves_nothing(control_plane: FakeC
     restarted.start()
 
     assert restarted.snapshot is None
-    assert restarted.guard("support-bot", "s-1").check_tool_call("lookup_order", {"order_id": "A12345678"}).denied
+    assert (
+        restarted.guard("support-bot", "s-1")
+        .check_tool_call("lookup_order", {"order_id": "A12345678"})
+        .denied
+    )
 
 
-def test_cache__written_atomically_with_the_verified_envelope(control_plane: FakeControlPlane, runtimes: list[Runtime], tmp_path: Path) -> None:
+def test_cache__written_atomically_with_the_verified_envelope(
+    control_plane: FakeControlPlane, runtimes: list[Runtime], tmp_path: Path
+) -> None:
     envelope = control_plane.publish(snapshot_content(3))
     runtime = make_runtime(control_plane.url, runtimes, cache_dir=tmp_path)
 
@@ -300,7 +419,7 @@ def test_cache__written_atomically_with_the_verified_envelope(control_plane: Fak
 
     saved = json.loads((tmp_path / "last-known-good.json").read_text())
     assert saved["envelope"] == envelope
-    assert saved["keys"] == {control_plane.kid: envelope and saved["keys"][control_plane.kid]}
+    assert saved["keys"] == {control_plane.kid: public_b64(control_plane.key)}
     assert [path.name for path in tmp_path.iterdir()] == ["last-known-good.json"]
 
 
@@ -320,7 +439,9 @@ def test_restart_with_control_plane_up__fresh_snapshot_replaces_the_cache(
     assert restarted.snapshot.kill_switches == ()
 
 
-def test_pinned_keys__snapshot_signed_by_an_unpinned_key__nacked(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_pinned_keys__snapshot_signed_by_an_unpinned_key__nacked(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     other = Ed25519PrivateKey.generate()
     pinned = {"pinned-kid": base64.b64encode(other.public_key().public_bytes_raw()).decode()}
     control_plane.publish(snapshot_content(1))
@@ -335,9 +456,9 @@ def test_pinned_keys__snapshot_signed_by_an_unpinned_key__nacked(control_plane: 
 # -- push and stop ---------------------------------------------------------------------------
 
 
-def test_push__cuts_a_stuck_long_poll_short_and_fetches(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
-    import http.client
-
+def test_push__cuts_a_stuck_long_poll_short_and_fetches(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.wake_long_polls = False  # a lost wake-up: only the push can bring revision 2
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes, wait_s=60)
@@ -348,18 +469,26 @@ def test_push__cuts_a_stuck_long_poll_short_and_fetches(control_plane: FakeContr
     control_plane.publish(snapshot_content(2))
 
     body = json.dumps({"tenant": "acme", "environment": "production", "revision": 2}).encode()
-    timestamp = int(__import__("time").time())
+    timestamp = int(time.time())
     connection = http.client.HTTPConnection(url.split("//")[1].split("/")[0], timeout=WAIT)
-    connection.request("POST", "/push", body=body, headers={
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: sign_push(key=push_key(TOKEN), timestamp=timestamp, body=body)})
+    connection.request(
+        "POST",
+        "/push",
+        body=body,
+        headers={
+            TIMESTAMP_HEADER: str(timestamp),
+            SIGNATURE_HEADER: sign_push(key=push_key(TOKEN), timestamp=timestamp, body=body),
+        },
+    )
     assert connection.getresponse().status == 204
     connection.close()
 
     assert runtime.wait_for_revision(2, WAIT)
 
 
-def test_stop__during_a_long_poll__threads_end(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_stop__during_a_long_poll__threads_end(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes, wait_s=60)
     runtime.start()
@@ -369,7 +498,9 @@ def test_stop__during_a_long_poll__threads_end(control_plane: FakeControlPlane, 
     assert runtime.stop(timeout=WAIT)
 
 
-def test_stop__while_backing_off__threads_end(control_plane: FakeControlPlane, runtimes: list[Runtime]) -> None:
+def test_stop__while_backing_off__threads_end(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
     control_plane.stop()
     runtime = make_runtime(control_plane.url, runtimes, backoff=Backoff(base_s=60, cap_s=60))
     runtime.start()

@@ -10,6 +10,8 @@ from apps.bundles.schema import BUNDLE_SCHEMA
 from dataplane.breaker import BreakerBoard
 from dataplane.bucketing import normalized_hash
 from dataplane.guardrails import RequestContext, RequestGuard, Verdict, choose_version
+from dataplane.policy import evaluate
+from dataplane.ratelimit import RateLimiter
 from dataplane.simulate.offline import snapshot_for
 from dataplane.snapshot import Snapshot
 
@@ -22,17 +24,31 @@ PREMIUM_REFUND = {**SMALL_REFUND, "currency": "EUR", "customer": {"tier": "premi
 
 
 def switch(kind: str, *, agent: str | None = None, **fields: Any) -> dict[str, Any]:
-    return {"id": fields.pop("id", 1), "kind": kind, "agent": agent, "scope": "agent",
-            "reason": "incident 42", "engaged_at": "2026-11-23T12:00:00+00:00", **fields}
+    return {
+        "id": fields.pop("id", 1),
+        "kind": kind,
+        "agent": agent,
+        "scope": "agent",
+        "reason": "incident 42",
+        "engaged_at": "2026-11-23T12:00:00+00:00",
+        **fields,
+    }
 
 
 def snapshot(*switches: dict[str, Any], bundle: dict[str, Any] | None = None) -> Snapshot:
     return snapshot_for(AGENT, bundle or refund_agent(), kill_switches=switches)
 
 
-def guard(snap: Snapshot | None = None, context: RequestContext = CUSTOMER, **kwargs: Any) -> RequestGuard:
-    return RequestGuard(snap if snap is not None else snapshot(), agent=AGENT, session_id="s-1",
-                        context=context, **kwargs)
+def guard(
+    snap: Snapshot | None = None, context: RequestContext = CUSTOMER, **kwargs: Any
+) -> RequestGuard:
+    return RequestGuard(
+        snap if snap is not None else snapshot(),
+        agent=AGENT,
+        session_id="s-1",
+        context=context,
+        **kwargs,
+    )
 
 
 @pytest.mark.parametrize("bundle", [GOOD_SUPPORT_BOT, BAD_SUPPORT_BOT, refund_agent()])
@@ -49,8 +65,11 @@ def rollout_snapshot(percentage: float) -> Snapshot:
 
 def sessions(*, inside: bool, percentage: int, count: int = 5) -> list[str]:
     group_id = f"{AGENT}:production:rollout-1"
-    found = [f"s-{n}" for n in range(1000)
-             if (normalized_hash(f"s-{n}", group_id) <= percentage) is inside]
+    found = [
+        f"s-{n}"
+        for n in range(1000)
+        if (normalized_hash(f"s-{n}", group_id) <= percentage) is inside
+    ]
     return found[:count]
 
 
@@ -59,13 +78,19 @@ def test_choose_version__no_rollout__stable() -> None:
 
 
 def test_choose_version__session_in_the_rollout_bucket__candidate() -> None:
-    chosen = {choose_version(rollout_snapshot(10), AGENT, s).role for s in sessions(inside=True, percentage=10)}
+    chosen = {
+        choose_version(rollout_snapshot(10), AGENT, s).role
+        for s in sessions(inside=True, percentage=10)
+    }
 
     assert chosen == {"candidate"}
 
 
 def test_choose_version__session_outside_the_bucket__stable() -> None:
-    chosen = {choose_version(rollout_snapshot(10), AGENT, s).role for s in sessions(inside=False, percentage=10)}
+    chosen = {
+        choose_version(rollout_snapshot(10), AGENT, s).role
+        for s in sessions(inside=False, percentage=10)
+    }
 
     assert chosen == {"stable"}
 
@@ -154,8 +179,13 @@ def test_kill_switch__beats_rule_allow_and_human_approval() -> None:
 
 
 def test_kill_switch__beats_a_rollout_candidate() -> None:
-    snap = snapshot_for(AGENT, GOOD_SUPPORT_BOT, candidate=refund_agent(), percentage=100,
-                        kill_switches=[switch("tool_disabled", tool_pattern="issue_*")])
+    snap = snapshot_for(
+        AGENT,
+        GOOD_SUPPORT_BOT,
+        candidate=refund_agent(),
+        percentage=100,
+        kill_switches=[switch("tool_disabled", tool_pattern="issue_*")],
+    )
     subject = RequestGuard(snap, agent=AGENT, session_id="s-1", context=CUSTOMER)
 
     assert subject.version is not None and subject.version.role == "candidate"
@@ -186,7 +216,9 @@ def test_allowlist__declared_tool__allowed() -> None:
 
 
 def test_allowlist__nothing_deployed__denied() -> None:
-    assert guard(snapshot_for(AGENT, None)).check_tool_call("lookup_order", {"order_id": "A1"}).denied
+    assert (
+        guard(snapshot_for(AGENT, None)).check_tool_call("lookup_order", {"order_id": "A1"}).denied
+    )
 
 
 @pytest.mark.parametrize(
@@ -198,7 +230,9 @@ def test_allowlist__nothing_deployed__denied() -> None:
     ],
     ids=["pattern", "required", "additional"],
 )
-def test_schema__invalid_arguments__denied_with_location(arguments: dict[str, Any], where: str) -> None:
+def test_schema__invalid_arguments__denied_with_location(
+    arguments: dict[str, Any], where: str
+) -> None:
     decision = guard().check_tool_call("lookup_order", arguments)
 
     assert decision.denied and decision.check == "schema"
@@ -245,7 +279,10 @@ def test_limit__max_total_tokens__denies_steps_and_tools() -> None:
     subject.record_step(tokens=1)
 
     assert "max_total_tokens" in subject.check_step().reason
-    assert "max_total_tokens" in subject.check_tool_call("lookup_order", {"order_id": "A12345678"}).reason
+    assert (
+        "max_total_tokens"
+        in subject.check_tool_call("lookup_order", {"order_id": "A12345678"}).reason
+    )
 
 
 def test_limit__max_cost__counted_in_decimal() -> None:
@@ -289,7 +326,11 @@ def test_rule__first_match_wins__deny_before_later_allow() -> None:
 
     decision = guard(context=guest).check_tool_call("issue_refund", PREMIUM_REFUND)
 
-    assert decision.denied and decision.check == "rule" and "guests cannot be refunded" in decision.reason
+    assert (
+        decision.denied
+        and decision.check == "rule"
+        and "guests cannot be refunded" in decision.reason
+    )
 
 
 def test_rule__argument_condition__large_amount_asks() -> None:
@@ -332,8 +373,9 @@ def test_rule__list_condition__role_in_list_allowed_else_denied() -> None:
     arguments = {"team": "billing", "summary": "x"}
 
     def check(role: str) -> Verdict:
-        subject = RequestGuard(snap, agent="support-bot", session_id="s",
-                               context=RequestContext(end_user_role=role))
+        subject = RequestGuard(
+            snap, agent="support-bot", session_id="s", context=RequestContext(end_user_role=role)
+        )
         return subject.check_tool_call("open_ticket", arguments).verdict
 
     assert check("agent") is Verdict.ALLOW
@@ -350,7 +392,9 @@ def approval_bundle() -> dict[str, Any]:
 
 
 def test_requires_approval__allowed_by_rule__still_needs_approval() -> None:
-    decision = guard(snapshot(bundle=approval_bundle())).check_tool_call("issue_refund", PREMIUM_REFUND)
+    decision = guard(snapshot(bundle=approval_bundle())).check_tool_call(
+        "issue_refund", PREMIUM_REFUND
+    )
 
     assert decision.needs_approval and decision.check == "approval"
 
@@ -391,3 +435,63 @@ def test_decisions__are_kept_for_telemetry() -> None:
         ("lookup_order", Verdict.ALLOW),
         ("delete_customer", Verdict.DENY),
     ]
+
+
+# -- condition semantics (docs/bundle-format.md, "How runtimes evaluate them") ---------------
+
+
+@pytest.mark.parametrize(
+    ("condition", "arguments", "expected"),
+    [
+        ({"arg": "amount", "op": "!=", "value": 5}, {}, False),
+        ({"arg": "amount", "op": "not_in", "value": [5]}, {}, False),
+        ({"arg": "amount", "op": "==", "value": None}, {"amount": None}, False),
+        ({"arg": "amount", "op": "exists"}, {"amount": None}, False),
+        ({"arg": "amount", "op": "exists"}, {"amount": 0}, True),
+        ({"not": {"arg": "amount", "op": ">", "value": 100}}, {}, True),
+        ({"arg": "flag", "op": "==", "value": 1}, {"flag": True}, False),
+        ({"arg": "amount", "op": "==", "value": 1}, {"amount": 1.0}, True),
+        ({"arg": "amount", "op": ">", "value": 0.3}, {"amount": 0.1 + 0.2}, True),
+        ({"arg": "amount", "op": ">", "value": 1}, {"amount": "2"}, False),
+        ({"arg": "note", "op": "matches", "value": "urgent"}, {"note": "very urgent!"}, True),
+        ({"arg": "customer.tier", "op": "in", "value": ["gold"]}, {"customer": "gold"}, False),
+        ({"context": "end_user_role", "op": "!=", "value": "guest"}, {}, False),
+    ],
+)
+def test_condition__evaluation(
+    condition: dict[str, Any], arguments: dict[str, Any], expected: bool
+) -> None:
+    assert evaluate(condition, arguments, {"end_user_role": None}) is expected
+
+
+def test_rate_limit__per_runtime_window__denies_beyond_max_calls_then_recovers() -> None:
+    now = [0.0]
+    limiter = RateLimiter(clock=lambda: now[0])
+    bundle = refund_agent()
+    bundle["tools"][0]["rate_limit"] = {"max_calls": 2, "per_s": 60}
+    snap = snapshot(bundle=bundle)
+    arguments = {"order_id": "A12345678"}
+
+    def check() -> Verdict:
+        return guard(snap, rate_limits=limiter).check_tool_call("lookup_order", arguments).verdict
+
+    assert [check(), check()] == [Verdict.ALLOW, Verdict.ALLOW]
+    assert check() is Verdict.DENY  # a new request, the same runtime-wide window
+    now[0] = 60.0
+    assert check() is Verdict.ALLOW
+
+
+def test_rate_limit__refused_call__does_not_use_a_slot() -> None:
+    limiter = RateLimiter(clock=lambda: 0.0)
+    bundle = refund_agent()
+    bundle["tools"][0]["rate_limit"] = {"max_calls": 1, "per_s": 60}
+    snap = snapshot(bundle=bundle)
+
+    assert (
+        guard(snap, rate_limits=limiter).check_tool_call("lookup_order", {"order_id": "bad"}).denied
+    )
+    assert (
+        guard(snap, rate_limits=limiter)
+        .check_tool_call("lookup_order", {"order_id": "A12345678"})
+        .allowed
+    )

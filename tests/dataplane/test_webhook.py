@@ -64,10 +64,19 @@ def test_verify__header_names_any_case__accepted() -> None:
         (headers(timestamp=NOW + 301), BODY, "replay window"),
         (headers(body=b"[]"), b"[]", "not a revision announcement"),
     ],
-    ids=["wrong key", "body changed", "no signature", "bad timestamp", "too old", "from the future",
-         "not an announcement"],
+    ids=[
+        "wrong key",
+        "body changed",
+        "no signature",
+        "bad timestamp",
+        "too old",
+        "from the future",
+        "not an announcement",
+    ],
 )
-def test_verify__invalid_push__rejected(sent_headers: dict[str, str], body: bytes, error: str) -> None:
+def test_verify__invalid_push__rejected(
+    sent_headers: dict[str, str], body: bytes, error: str
+) -> None:
     with pytest.raises(PushRejected, match=error):
         verifier().verify(sent_headers, body)
 

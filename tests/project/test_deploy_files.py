@@ -9,7 +9,12 @@ import os
 import re
 import shlex
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -425,3 +430,55 @@ def test_healthcheck_broker__redis_answers__healthy(monkeypatch) -> None:  # typ
 def test_healthcheck_broker__unreachable__unhealthy(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
     assert healthcheck.main(["broker"]) == 1
+
+
+@pytest.fixture
+def production_server(tmp_path: Path) -> Iterator[int]:
+    """uvicorn serving the production profile, as the web container runs it (SQLite here)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "controlplane.settings.production",
+        "SECRET_KEY": "x" * 60,
+        "ALLOWED_HOSTS": "cp.example.com",
+        "CONTROLPLANE_VAR_DIR": str(tmp_path / "var"),
+        "STATIC_ROOT": str(tmp_path / "static"),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "controlplane.asgi:application",
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_healthcheck_web__production_profile__healthy_where_a_bare_request_is_not(
+    production_server: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALLOWED_HOSTS", "cp.example.com")
+    bare = urllib.request.Request(f"http://127.0.0.1:{production_server}/healthz")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(bare, timeout=5)
+    assert refused.value.code == 400  # not an allowed host
+
+    assert healthcheck.main(["web", "--port", str(production_server)]) == 0

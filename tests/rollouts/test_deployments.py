@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
@@ -30,84 +31,140 @@ def agent(tenant: Tenant) -> Agent:
 
 @pytest.fixture
 def versions(agent: Agent):  # type: ignore[no-untyped-def]
-    v1 = bundle_version_push(actor=ACTOR, agent=agent, message="baseline",
-                             source=(DEMO / "support-bot-v1.yaml").read_text()).version
-    v2 = bundle_version_push(actor=ACTOR, agent=agent, message="friendlier",
-                             source=(DEMO / "support-bot-v2.yaml").read_text()).version
+    v1 = bundle_version_push(
+        actor=ACTOR,
+        agent=agent,
+        message="baseline",
+        source=(DEMO / "support-bot-v1.yaml").read_text(),
+    ).version
+    v2 = bundle_version_push(
+        actor=ACTOR,
+        agent=agent,
+        message="friendlier",
+        source=(DEMO / "support-bot-v2.yaml").read_text(),
+    ).version
     return v1, v2
 
 
 @pytest.mark.django_db
-def test_deploy_then_rollback__stable_version_walks_back_and_revision_grows(tenant: Tenant, agent: Agent, versions) -> None:  # type: ignore[no-untyped-def]
+def test_deploy_then_rollback__stable_version_walks_back_and_revision_grows(
+    tenant: Tenant, agent: Agent, versions
+) -> None:  # type: ignore[no-untyped-def]
     v1, v2 = versions
     production = tenant.environments.get(slug="production")
-    first = deployment_create(actor=ACTOR, agent=agent, environment=production, version=v1, reason="launch")
-    second = deployment_create(actor=ACTOR, agent=agent, environment=production, version=v2, reason="friendlier tone")
+    first = deployment_create(
+        actor=ACTOR, agent=agent, environment=production, version=v1, reason="launch"
+    )
+    second = deployment_create(
+        actor=ACTOR, agent=agent, environment=production, version=v2, reason="friendlier tone"
+    )
     assert second.revision == first.revision + 1
     assert deployment_current(agent=agent, environment=production).version == v2
 
-    back = deployment_rollback(actor=ACTOR, agent=agent, environment=production, reason="refunds spiked")
+    back = deployment_rollback(
+        actor=ACTOR, agent=agent, environment=production, reason="refunds spiked"
+    )
 
     assert (back.version, back.kind, back.previous) == (v1, "rollback", second)
     assert back.revision == second.revision + 1
     production.refresh_from_db()
     assert production.revision == back.revision
     assert [d.version for d in stable_deployments(environment_id=production.pk)] == [v1]
-    actions = list(AuditEvent.objects.filter(action__startswith="deployment.").order_by("id").values_list("action", "reason"))
-    assert actions == [("deployment.deployed", "launch"), ("deployment.deployed", "friendlier tone"),
-                       ("deployment.rolled_back", "refunds spiked")]
+    actions = list(
+        AuditEvent.objects.filter(action__startswith="deployment.")
+        .order_by("id")
+        .values_list("action", "reason")
+    )
+    assert actions == [
+        ("deployment.deployed", "launch"),
+        ("deployment.deployed", "friendlier tone"),
+        ("deployment.rolled_back", "refunds spiked"),
+    ]
 
 
 @pytest.mark.django_db
-def test_deploy__bad_requests__refused_and_nothing_changes(tenant: Tenant, agent: Agent, other_tenant: Tenant, versions) -> None:  # type: ignore[no-untyped-def]
+def test_deploy__bad_requests__refused_and_nothing_changes(
+    tenant: Tenant, agent: Agent, other_tenant: Tenant, versions
+) -> None:  # type: ignore[no-untyped-def]
     v1, _ = versions
     production = tenant.environments.get(slug="production")
     deployment_create(actor=ACTOR, agent=agent, environment=production, version=v1, reason="launch")
     revision = Environment.objects.get(pk=production.pk).revision
     other_agent = AgentFactory(tenant=tenant, slug="other")
     cases = [
-        ({"environment": production, "version": v1, "reason": "again"}, "version"),  # already stable
+        (
+            {"environment": production, "version": v1, "reason": "again"},
+            "version",
+        ),  # already stable
         ({"environment": production, "version": v1, "reason": " "}, "reason"),
-        ({"environment": other_tenant.environments.get(), "version": v1, "reason": "x"}, "environment"),
+        (
+            {"environment": other_tenant.environments.get(), "version": v1, "reason": "x"},
+            "environment",
+        ),
     ]
     for kwargs, field in cases:
         with pytest.raises(ValidationError) as exc:
             deployment_create(actor=ACTOR, agent=agent, **kwargs)
         assert field in exc.value.message_dict
     with pytest.raises(ValidationError) as exc:
-        deployment_create(actor=ACTOR, agent=other_agent, environment=production, version=v1, reason="x")
+        deployment_create(
+            actor=ACTOR, agent=other_agent, environment=production, version=v1, reason="x"
+        )
     assert "version" in exc.value.message_dict
     with pytest.raises(ValidationError):
-        deployment_rollback(actor=ACTOR, agent=agent, environment=production, reason="nothing earlier")
+        deployment_rollback(
+            actor=ACTOR, agent=agent, environment=production, reason="nothing earlier"
+        )
     assert Deployment.objects.count() == 1
     assert Environment.objects.get(pk=production.pk).revision == revision
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize(("role", "allowed"), [(Role.ADMIN, True), (Role.OPERATOR, True), (Role.APPROVER, False), (Role.VIEWER, False)])
-def test_deploy_page__by_role__deploys_or_refuses(client, tenant: Tenant, agent: Agent, versions, role: Role, allowed: bool) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [(Role.ADMIN, True), (Role.OPERATOR, True), (Role.APPROVER, False), (Role.VIEWER, False)],
+)
+def test_deploy_page__by_role__deploys_or_refuses(
+    client, tenant: Tenant, agent: Agent, versions, role: Role, allowed: bool
+) -> None:  # type: ignore[no-untyped-def]
     v1, _ = versions
     production = tenant.environments.get(slug="production")
     client.force_login(make_user(role, tenant))
-    response = client.post(f"/agents/{agent.pk}/deploy/", {"environment": production.pk, "version": v1.pk, "reason": "launch"})
+    response = client.post(
+        f"/agents/{agent.pk}/deploy/",
+        {"environment": production.pk, "version": v1.pk, "reason": "launch"},
+    )
     assert response.status_code == (302 if allowed else 403)
     assert Deployment.objects.count() == (1 if allowed else 0)
 
 
 @pytest.mark.django_db
-def test_agent_releases_and_rollback_pages__operator_sees_and_confirms(client, operator, tenant: Tenant, agent: Agent, versions) -> None:  # type: ignore[no-untyped-def]
+def test_agent_releases_and_rollback_pages__operator_sees_and_confirms(
+    client, operator, tenant: Tenant, agent: Agent, versions
+) -> None:  # type: ignore[no-untyped-def]
     v1, v2 = versions
     production = tenant.environments.get(slug="production")
     deployment_create(actor=ACTOR, agent=agent, environment=production, version=v1, reason="launch")
-    deployment_create(actor=ACTOR, agent=agent, environment=production, version=v2, reason="friendlier")
+    deployment_create(
+        actor=ACTOR, agent=agent, environment=production, version=v2, reason="friendlier"
+    )
     client.force_login(operator)
     releases = client.get(f"/agents/{agent.pk}/releases/").content.decode()
     assert "v2" in releases and "Roll back to v1" in releases
-    confirm = client.get(f"/agents/{agent.pk}/environments/{production.pk}/rollback/").content.decode()
+    confirm = client.get(
+        f"/agents/{agent.pk}/environments/{production.pk}/rollback/"
+    ).content.decode()
     assert "goes back from v2 to v1" in confirm
-    assert client.post(f"/agents/{agent.pk}/environments/{production.pk}/rollback/", {"reason": ""}).status_code == 200
+    assert (
+        client.post(
+            f"/agents/{agent.pk}/environments/{production.pk}/rollback/", {"reason": ""}
+        ).status_code
+        == 200
+    )
     assert Deployment.objects.count() == 2  # a rollback without a reason does nothing
-    client.post(f"/agents/{agent.pk}/environments/{production.pk}/rollback/", {"reason": "bad refunds"})
+    client.post(
+        f"/agents/{agent.pk}/environments/{production.pk}/rollback/", {"reason": "bad refunds"}
+    )
     assert deployment_current(agent=agent, environment=production).version == v1
 
 
@@ -120,20 +177,31 @@ def test_deploy_page__other_tenant_agent__404(client, operator, other_tenant: Te
 
 
 @pytest.mark.django_db
-def test_deploy_command__deploys_and_reports_revision(tenant: Tenant, agent: Agent, versions, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_deploy_command__deploys_and_reports_revision(
+    tenant: Tenant, agent: Agent, versions, capsys
+) -> None:  # type: ignore[no-untyped-def]
     call_command("deploy", agent="support-bot", environment="staging", version=2, reason="try it")
     assert "v2 is stable" in capsys.readouterr().out
-    assert deployment_current(agent=agent, environment=tenant.environments.get(slug="staging")).version.number == 2
+    assert (
+        deployment_current(
+            agent=agent, environment=tenant.environments.get(slug="staging")
+        ).version.number
+        == 2
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_deploy_racing_rollback__postgresql__exactly_one_outcome_per_turn(tenant: Tenant, agent: Agent, versions) -> None:  # type: ignore[no-untyped-def]
+def test_deploy_racing_rollback__postgresql__exactly_one_outcome_per_turn(
+    tenant: Tenant, agent: Agent, versions
+) -> None:  # type: ignore[no-untyped-def]
     if connection.vendor != "postgresql":
         pytest.skip("row locks are a PostgreSQL matter; SQLite serialises writers anyway")
     v1, v2 = versions
     production = tenant.environments.get(slug="production")
     deployment_create(actor=ACTOR, agent=agent, environment=production, version=v1, reason="launch")
-    deployment_create(actor=ACTOR, agent=agent, environment=production, version=v2, reason="candidate")
+    deployment_create(
+        actor=ACTOR, agent=agent, environment=production, version=v2, reason="candidate"
+    )
     barrier = threading.Barrier(2)
     errors: list[Exception] = []
 
@@ -146,8 +214,24 @@ def test_deploy_racing_rollback__postgresql__exactly_one_outcome_per_turn(tenant
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run, args=(lambda: deployment_rollback(actor=ACTOR, agent=agent, environment=production, reason="r1"),)),
-               threading.Thread(target=run, args=(lambda: deployment_rollback(actor=ACTOR, agent=agent, environment=production, reason="r2"),))]
+    threads = [
+        threading.Thread(
+            target=run,
+            args=(
+                lambda: deployment_rollback(
+                    actor=ACTOR, agent=agent, environment=production, reason="r1"
+                ),
+            ),
+        ),
+        threading.Thread(
+            target=run,
+            args=(
+                lambda: deployment_rollback(
+                    actor=ACTOR, agent=agent, environment=production, reason="r2"
+                ),
+            ),
+        ),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -158,5 +242,5 @@ def test_deploy_racing_rollback__postgresql__exactly_one_outcome_per_turn(tenant
     chain = list(Deployment.objects.filter(agent=agent, environment=production).order_by("id"))
     assert errors == []
     assert [d.version.number for d in chain] == [1, 2, 1, 2]
-    assert all(later.previous_id == earlier.pk for earlier, later in zip(chain, chain[1:], strict=False))
+    assert all(later.previous_id == earlier.pk for earlier, later in itertools.pairwise(chain))
     assert len({d.revision for d in chain}) == 4

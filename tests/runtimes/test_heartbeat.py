@@ -37,21 +37,38 @@ def _client(token: str) -> APIClient:
 
 
 def _beat(token: str, **body):  # type: ignore[no-untyped-def]
-    return _client(token).post("/api/runtime/v1/heartbeat", {"instance_id": "pod-1", **body}, format="json")
+    return _client(token).post(
+        "/api/runtime/v1/heartbeat", {"instance_id": "pod-1", **body}, format="json"
+    )
 
 
-def test_heartbeat__first_ack__registers_instance_in_sync(token: str, production: Environment) -> None:
-    response = _beat(token, name="pod one", status="ack", revision=1, digests={"support-bot": "abc"},
-                     labels={"region": "eu"}, library_version="0.1.0")
+def test_heartbeat__first_ack__registers_instance_in_sync(
+    token: str, production: Environment
+) -> None:
+    response = _beat(
+        token,
+        name="pod one",
+        status="ack",
+        revision=1,
+        digests={"support-bot": "abc"},
+        labels={"region": "eu"},
+        library_version="0.1.0",
+    )
     assert response.status_code == 200
     assert response.json() == {"revision": 1}
     instance = RuntimeInstance.objects.get()
-    assert (instance.environment, instance.applied_revision, instance.digests) == (production, 1, {"support-bot": "abc"})
+    assert (instance.environment, instance.applied_revision, instance.digests) == (
+        production,
+        1,
+        {"support-bot": "abc"},
+    )
     assert runtime_rows(environment=production)[0].status.label == "in sync"
     assert AuditEvent.objects.filter(action="runtime.registered").count() == 1
 
 
-def test_heartbeat__revision_moves_on__runtime_is_behind_until_ack(token: str, production: Environment) -> None:
+def test_heartbeat__revision_moves_on__runtime_is_behind_until_ack(
+    token: str, production: Environment
+) -> None:
     _beat(token, status="ack", revision=1)
     with transaction.atomic():
         environment_revision_bump(environment_id=production.pk)
@@ -68,7 +85,9 @@ def test_heartbeat__revision_moves_on__runtime_is_behind_until_ack(token: str, p
     assert (c.on_revision, c.live, c.converged) == (1, 1, True)
 
 
-def test_heartbeat__nack__shows_error_and_is_audited_once(token: str, production: Environment) -> None:
+def test_heartbeat__nack__shows_error_and_is_audited_once(
+    token: str, production: Environment
+) -> None:
     _beat(token, status="ack", revision=1)
     with transaction.atomic():
         environment_revision_bump(environment_id=production.pk)
@@ -90,14 +109,17 @@ def test_heartbeat__silent_runtime__becomes_stale(token: str, production: Enviro
     assert convergence_for(environments=[production])[0].live == 0
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"instance_id": ""}, "instance_id"),
-    ({"instance_id": "bad id with spaces"}, "instance_id"),
-    ({"instance_id": "p", "status": "ack"}, "revision"),
-    ({"instance_id": "p", "status": "nack", "revision": 2}, "error"),
-    ({"instance_id": "p", "status": "maybe", "revision": 2}, "status"),
-    ({"instance_id": "p", "push_url": "not a url"}, "push_url"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"instance_id": ""}, "instance_id"),
+        ({"instance_id": "bad id with spaces"}, "instance_id"),
+        ({"instance_id": "p", "status": "ack"}, "revision"),
+        ({"instance_id": "p", "status": "nack", "revision": 2}, "error"),
+        ({"instance_id": "p", "status": "maybe", "revision": 2}, "status"),
+        ({"instance_id": "p", "push_url": "not a url"}, "push_url"),
+    ],
+)
 def test_heartbeat__bad_input__400_and_nothing_stored(token: str, body: dict, field: str) -> None:  # type: ignore[type-arg]
     response = _client(token).post("/api/runtime/v1/heartbeat", body, format="json")
     assert response.status_code == 400
@@ -105,24 +127,39 @@ def test_heartbeat__bad_input__400_and_nothing_stored(token: str, body: dict, fi
     assert RuntimeInstance.objects.count() == 0
 
 
-def test_heartbeat__revoked_or_expired_or_missing_token__401(token: str, tenant: Tenant, production: Environment) -> None:
+def test_heartbeat__revoked_or_expired_or_missing_token__401(
+    token: str, tenant: Tenant, production: Environment
+) -> None:
     from apps.accounts.models import RuntimeToken
 
-    expired, raw_expired = runtime_token_create(actor=ACTOR, tenant=tenant, environment=production, name="old",
-                                                expires_at=timezone.now() + timedelta(seconds=30))
-    RuntimeToken.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    runtime_token_revoke(actor=ACTOR, token=RuntimeToken.objects.get(name="fleet"), reason="rotated")
+    expired, raw_expired = runtime_token_create(
+        actor=ACTOR,
+        tenant=tenant,
+        environment=production,
+        name="old",
+        expires_at=timezone.now() + timedelta(seconds=30),
+    )
+    RuntimeToken.objects.filter(pk=expired.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    runtime_token_revoke(
+        actor=ACTOR, token=RuntimeToken.objects.get(name="fleet"), reason="rotated"
+    )
 
     assert _beat(token).status_code == 401
     assert _beat(raw_expired).status_code == 401
-    assert APIClient().post("/api/runtime/v1/heartbeat", {"instance_id": "x"}, format="json").status_code in (401, 403)
+    assert APIClient().post(
+        "/api/runtime/v1/heartbeat", {"instance_id": "x"}, format="json"
+    ).status_code in (401, 403)
     assert RuntimeInstance.objects.count() == 0
 
 
 def test_heartbeat__user_session__does_not_count_as_runtime(operator) -> None:  # type: ignore[no-untyped-def]
     client = APIClient()
     client.force_login(operator)
-    assert client.post("/api/runtime/v1/heartbeat", {"instance_id": "x"}, format="json").status_code in (401, 403)
+    assert client.post(
+        "/api/runtime/v1/heartbeat", {"instance_id": "x"}, format="json"
+    ).status_code in (401, 403)
 
 
 def test_runtime_token__never_grants_operator_api(token: str) -> None:
@@ -130,21 +167,34 @@ def test_runtime_token__never_grants_operator_api(token: str) -> None:
 
 
 @override_settings(RUNTIME_STALE_AFTER_S=30)
-def test_propagation__counts_runtimes_on_revision_and_time_to_all(tenant: Tenant, production: Environment, token: str,
-                                                                  django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+def test_propagation__counts_runtimes_on_revision_and_time_to_all(
+    tenant: Tenant, production: Environment, token: str, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
     for pod in ("a", "b", "c"):
-        _client(token).post("/api/runtime/v1/heartbeat", {"instance_id": pod, "status": "ack", "revision": 1}, format="json")
+        _client(token).post(
+            "/api/runtime/v1/heartbeat",
+            {"instance_id": pod, "status": "ack", "revision": 1},
+            format="json",
+        )
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         revision = environment_revision_bump(environment_id=production.pk)
     production.refresh_from_db()
     assert RevisionLog.objects.filter(environment=production, revision=revision).exists()
 
-    _client(token).post("/api/runtime/v1/heartbeat", {"instance_id": "a", "status": "ack", "revision": revision}, format="json")
+    _client(token).post(
+        "/api/runtime/v1/heartbeat",
+        {"instance_id": "a", "status": "ack", "revision": revision},
+        format="json",
+    )
     p = propagation_of(environment=production, revision=revision)
     assert (p.acknowledged, p.live, p.complete, p.took_s) == (1, 3, False, None)
 
     for pod in ("b", "c"):
-        _client(token).post("/api/runtime/v1/heartbeat", {"instance_id": pod, "status": "ack", "revision": revision}, format="json")
+        _client(token).post(
+            "/api/runtime/v1/heartbeat",
+            {"instance_id": pod, "status": "ack", "revision": revision},
+            format="json",
+        )
     p = propagation_of(environment=production, revision=revision)
     assert (p.acknowledged, p.live, p.complete) == (3, 3, True)
     assert p.took_s is not None and p.took_s >= 0

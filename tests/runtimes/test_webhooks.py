@@ -44,19 +44,37 @@ def receiver():  # type: ignore[no-untyped-def]
     server.shutdown()
 
 
-def test_webhook__receiver_fails_twice__retries_then_delivers_signed_push(tenant: Tenant, receiver: str) -> None:
+def test_webhook__receiver_fails_twice__retries_then_delivers_signed_push(
+    tenant: Tenant, receiver: str
+) -> None:
     production = tenant.environments.get(slug="production")
-    token, raw = runtime_token_create(actor=SystemActor("test"), tenant=tenant, environment=production, name="fleet")
-    instance = RuntimeInstance.objects.create(tenant=tenant, environment=production, token=token, instance_id="pod-1",
-                                              last_seen_at=timezone.now(), push_url=receiver)
+    token, raw = runtime_token_create(
+        actor=SystemActor("test"), tenant=tenant, environment=production, name="fleet"
+    )
+    instance = RuntimeInstance.objects.create(
+        tenant=tenant,
+        environment=production,
+        token=token,
+        instance_id="pod-1",
+        last_seen_at=timezone.now(),
+        push_url=receiver,
+    )
 
     deliver_webhook.apply(args=[instance.pk, 7])
 
-    attempts = list(WebhookDelivery.objects.order_by("attempt").values_list("attempt", "status_code", "delivered"))
+    attempts = list(
+        WebhookDelivery.objects.order_by("attempt").values_list(
+            "attempt", "status_code", "delivered"
+        )
+    )
     assert attempts == [(1, 503, False), (2, 503, False), (3, 204, True)]
-    key = hashlib.sha256(raw.encode()).hexdigest().encode()  # what the runtime can compute from its token
+    key = (
+        hashlib.sha256(raw.encode()).hexdigest().encode()
+    )  # what the runtime can compute from its token
     for headers, body in FlakyReceiver.received:
-        expected = hmac.new(key, headers[TIMESTAMP_HEADER].encode() + b"." + body, hashlib.sha256).hexdigest()
+        expected = hmac.new(
+            key, headers[TIMESTAMP_HEADER].encode() + b"." + body, hashlib.sha256
+        ).hexdigest()
         assert headers[SIGNATURE_HEADER] == f"v1={expected}"
         assert abs(int(headers[TIMESTAMP_HEADER]) - timezone.now().timestamp()) < 300
         assert json.loads(body) == {"tenant": "acme", "environment": "production", "revision": 7}
@@ -64,9 +82,17 @@ def test_webhook__receiver_fails_twice__retries_then_delivers_signed_push(tenant
 
 def test_webhook__unreachable_receiver__every_attempt_logged_with_error(tenant: Tenant) -> None:
     production = tenant.environments.get(slug="production")
-    token, _ = runtime_token_create(actor=SystemActor("test"), tenant=tenant, environment=production, name="fleet")
-    instance = RuntimeInstance.objects.create(tenant=tenant, environment=production, token=token, instance_id="pod-2",
-                                              last_seen_at=timezone.now(), push_url="http://127.0.0.1:9/push")
+    token, _ = runtime_token_create(
+        actor=SystemActor("test"), tenant=tenant, environment=production, name="fleet"
+    )
+    instance = RuntimeInstance.objects.create(
+        tenant=tenant,
+        environment=production,
+        token=token,
+        instance_id="pod-2",
+        last_seen_at=timezone.now(),
+        push_url="http://127.0.0.1:9/push",
+    )
 
     deliver_webhook.apply(args=[instance.pk, 3])
 
@@ -79,5 +105,5 @@ def test_webhook__unreachable_receiver__every_attempt_logged_with_error(tenant: 
 @pytest.mark.parametrize("attempt", [0, 1, 3, 10])
 def test_backoff__grows_exponentially_with_jitter_and_a_cap(attempt: int) -> None:
     samples = [backoff_seconds(attempt) for _ in range(200)]
-    assert all(0 <= s <= min(60, 2 ** attempt) for s in samples)
+    assert all(0 <= s <= min(60, 2**attempt) for s in samples)
     assert len(set(samples)) > 1  # jittered, not a fixed delay

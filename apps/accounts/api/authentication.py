@@ -4,7 +4,10 @@ runtime token never grants what a person can do."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import BasePermission
@@ -36,3 +39,18 @@ class HasRuntimeToken(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return isinstance(request.auth, RuntimeToken)
+
+
+class RuntimeTokenScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes runtime-token authentication (registered on import)."""
+
+    target_class = RuntimeTokenAuthentication
+    name = "runtimeToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "A runtime token, bare (as Unleash SDKs send it) or `Bearer <token>`.",
+        }

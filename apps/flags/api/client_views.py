@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import cast
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -20,6 +21,8 @@ from ..services import flag_metrics_record, sdk_instance_register
 from .serializers import ClientMetricsInput, ClientRegisterInput
 
 CLIENT_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer}
+# Unleash answers 202 with no content; an empty JSON object is what SDKs ignore just as well.
+ACCEPTED = OpenApiTypes.OBJECT
 
 
 class ClientRegisterView(APIView):
@@ -29,7 +32,9 @@ class ClientRegisterView(APIView):
     permission_classes = [HasRuntimeToken]
 
     @extend_schema(
-        request=ClientRegisterInput, responses={202: None, **CLIENT_ERRORS}, tags=["unleash client"]
+        request=ClientRegisterInput,
+        responses={202: ACCEPTED, **CLIENT_ERRORS},
+        tags=["unleash client"],
     )
     def post(self, request: Request) -> Response:
         serializer = ClientRegisterInput(data=request.data)
@@ -44,7 +49,7 @@ class ClientRegisterView(APIView):
             started=data["started"],
             interval_ms=data["interval"],
         )
-        return Response(status=status.HTTP_202_ACCEPTED)
+        return Response({}, status=status.HTTP_202_ACCEPTED)
 
 
 class ClientMetricsView(APIView):
@@ -54,7 +59,9 @@ class ClientMetricsView(APIView):
     permission_classes = [HasRuntimeToken]
 
     @extend_schema(
-        request=ClientMetricsInput, responses={202: None, **CLIENT_ERRORS}, tags=["unleash client"]
+        request=ClientMetricsInput,
+        responses={202: ACCEPTED, **CLIENT_ERRORS},
+        tags=["unleash client"],
     )
     def post(self, request: Request) -> Response:
         serializer = ClientMetricsInput(data=request.data)
@@ -67,4 +74,4 @@ class ClientMetricsView(APIView):
             start=data["bucket"]["start"],
             toggles=data["bucket"]["toggles"],
         )
-        return Response(status=status.HTTP_202_ACCEPTED)
+        return Response({}, status=status.HTTP_202_ACCEPTED)

@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 
 from controlplane.ui import ReasonForm, call_service
 
@@ -100,9 +101,10 @@ def flag_create(request: HttpRequest) -> HttpResponse:
 def flag_detail(request: HttpRequest, pk: int) -> HttpResponse:
     flag = selectors.flag_get_for_user(user=request.user, pk=pk)
     tz = zoneinfo.ZoneInfo(flag.environment.tenant.time_zone)
-    usage = selectors.flag_usage_hourly(flag=flag)
+    now = timezone.now()
+    usage = selectors.flag_usage_hourly(flag=flag, now=now)
     variants = charts.variants_figure(
-        selectors.flag_variant_usage_hourly(flag=flag), tz=tz, flag_name=flag.name
+        selectors.flag_variant_usage_hourly(flag=flag, now=now), tz=tz, flag_name=flag.name, now=now
     )
     return render(
         request,
@@ -112,7 +114,7 @@ def flag_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "environment": flag.environment,
             "served": json.dumps(selectors.flag_feature(flag), indent=2, ensure_ascii=False),
             "usage_chart": charts.figure_html(
-                charts.usage_figure(usage, tz=tz, flag_name=flag.name)
+                charts.usage_figure(usage, tz=tz, flag_name=flag.name, now=now)
             )
             if usage
             else "",

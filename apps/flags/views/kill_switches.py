@@ -112,8 +112,8 @@ def _targets(
 
 @login_required
 def kill_switch_engage(request: HttpRequest) -> HttpResponse:
-    """The confirmation page: what will be stopped, where, and a required reason. GET shows
-    it (from the Kill switches page's buttons); POST engages."""
+    """The confirmation page: what will be stopped, where, and a required reason. GET states
+    the effect (from the Kill switches page's buttons); POST engages exactly what was shown."""
     if not request.user.has_perm("flags.add_killswitch"):
         raise PermissionDenied("Your role does not allow engaging kill switches.")
     tenant, environments = tenant_environments(request)
@@ -126,24 +126,11 @@ def kill_switch_engage(request: HttpRequest) -> HttpResponse:
         agents=agents,
         environments=environments,
         allow_global=user_is_admin(request.user),
-        require_reason=posted,
     )
-    effect = ""
+    effect, targets = "", None
     if form.is_bound and form.is_valid():
         targets = _targets(form, tenant, environments, agents)
         errors = services.kill_switch_validate(**targets)
-        if posted and not errors:
-            switch = call_service(
-                form,
-                lambda: services.kill_switch_engage(
-                    actor=request.user, reason=form.cleaned_data["reason"], **targets
-                ),
-            )
-            if switch is not None:
-                messages.success(
-                    request, f"Kill switch #{switch.pk} engaged: {switch.target_label}."
-                )
-                return redirect("flags:kill_switch_list")
         for field, field_errors in errors.items():
             form.add_error(field if field in form.fields else None, field_errors)
         if not errors:
@@ -155,16 +142,29 @@ def kill_switch_engage(request: HttpRequest) -> HttpResponse:
                 )
             )
             effect = kill_switch_effect(environments=count, **targets)
+    reason_form = ReasonForm(request.POST if posted and effect else None)
+    if posted and effect and targets is not None and reason_form.is_valid():
+        switch = call_service(
+            reason_form,
+            lambda: services.kill_switch_engage(
+                actor=request.user, reason=reason_form.cleaned_data["reason"], **targets
+            ),
+        )
+        if switch is not None:
+            messages.success(request, f"Kill switch #{switch.pk} engaged: {switch.target_label}.")
+            return redirect("flags:kill_switch_list")
+    kind = str(form.data.get("kind", "")) if form.is_bound else ""
     title = {
         "tool_disabled": "Disable a tool",
         "agent_mode": "Force an agent's mode",
         "agent_stopped": "Stop an agent",
-    }.get(str(form.data.get("kind", "") if form.is_bound else ""), "Engage a kill switch")
+    }.get(kind, "Engage a kill switch")
     return render(
         request,
         "flags/kill_switch_engage.html",
         {
             "form": form,
+            "reason_form": reason_form,
             "effect": effect,
             "title": title,
             "tenant": tenant,

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
+from apps.accounts.models import RuntimeToken
 from controlplane.api import ErrorSerializer
 
 from ..services import runtime_heartbeat_record
@@ -18,16 +19,28 @@ class HeartbeatView(APIView):
     authentication_classes = [RuntimeTokenAuthentication]
     permission_classes = [HasRuntimeToken]
 
-    @extend_schema(request=HeartbeatInput, responses={200: HeartbeatOutput, 400: ErrorSerializer, 401: ErrorSerializer},
-                   tags=["runtime"])
+    @extend_schema(
+        request=HeartbeatInput,
+        responses={200: HeartbeatOutput, 400: ErrorSerializer, 401: ErrorSerializer},
+        tags=["runtime"],
+    )
     def post(self, request: Request) -> Response:
         serializer = HeartbeatInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        token = request.auth
+        assert isinstance(token, RuntimeToken)  # HasRuntimeToken admitted only those
         _, revision = runtime_heartbeat_record(
-            token=request.auth, instance_id=data["instance_id"], report=data["status"] or "",
-            revision=data["revision"], name=data["name"], labels=data["labels"],
-            library_version=data["library_version"], digests=data["digests"], error=data["error"],
-            push_url=data["push_url"], circuit_breakers=data["circuit_breakers"],
+            token=token,
+            instance_id=data["instance_id"],
+            report=data["status"] or "",
+            revision=data["revision"],
+            name=data["name"],
+            labels=data["labels"],
+            library_version=data["library_version"],
+            digests=data["digests"],
+            error=data["error"],
+            push_url=data["push_url"],
+            circuit_breakers=data["circuit_breakers"],
         )
         return Response({"revision": revision})

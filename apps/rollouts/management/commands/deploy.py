@@ -21,16 +21,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--agent", required=True, help="agent slug")
         parser.add_argument("--environment", required=True, help="environment slug")
-        parser.add_argument("--version", required=True, type=int, help="bundle version number (N of vN)")
+        parser.add_argument(
+            "--version", required=True, type=int, help="bundle version number (N of vN)"
+        )
         parser.add_argument("--reason", required=True)
-        parser.add_argument("--tenant", help="tenant slug, when the agent slug exists in several tenants")
+        parser.add_argument(
+            "--tenant", help="tenant slug, when the agent slug exists in several tenants"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         agents = Agent.objects.filter(slug=options["agent"], archived_at__isnull=True)
         if options["tenant"]:
             agents = agents.filter(tenant__slug=options["tenant"])
         if agents.count() != 1:
-            raise CommandError(f"agent {options['agent']!r}: {'not found' if not agents else 'ambiguous, pass --tenant'}")
+            problem = "not found" if not agents else "ambiguous, pass --tenant"
+            raise CommandError(f"agent {options['agent']!r}: {problem}")
         agent = agents.select_related("tenant").get()
         try:
             environment = Environment.objects.get(tenant=agent.tenant, slug=options["environment"])
@@ -38,8 +43,16 @@ class Command(BaseCommand):
         except (Environment.DoesNotExist, BundleVersion.DoesNotExist) as exc:
             raise CommandError(f"not found: {exc}") from exc
         try:
-            deployment = deployment_create(actor=SystemActor("cli:deploy"), agent=agent, environment=environment,
-                                           version=version, reason=options["reason"])
+            deployment = deployment_create(
+                actor=SystemActor("cli:deploy"),
+                agent=agent,
+                environment=environment,
+                version=version,
+                reason=options["reason"],
+            )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
-        self.stdout.write(f"{agent.slug} in {environment.slug}: v{version.number} is stable (revision {deployment.revision})")
+        self.stdout.write(
+            f"{agent.slug} in {environment.slug}: v{version.number} is stable "
+            f"(revision {deployment.revision})"
+        )
