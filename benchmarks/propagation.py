@@ -34,14 +34,24 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _operator_change(environment_id: int) -> int:
-    """The revision bump at the heart of every operator-side change, committed in this process
-    (a separate one from the server), announced over Redis as in production."""
-    from django.db import transaction
+    """What an operator does in an incident: engage a kill switch (a tool disabled in the
+    environment), committed in this process — not the server's — and announced over Redis, as
+    in production. Returns the revision that carries it."""
+    from apps.audit.services import SystemActor
+    from apps.flags.services.kill_switches import kill_switch_engage
+    from apps.tenancy.models import Environment
 
-    from apps.tenancy.services import environment_revision_bump
-
-    with transaction.atomic():
-        return environment_revision_bump(environment_id=environment_id)
+    environment = Environment.objects.select_related("tenant").get(pk=environment_id)
+    kill_switch_engage(
+        actor=SystemActor("benchmark"),
+        kind="tool_disabled",
+        scope="environment",
+        tenant=environment.tenant,
+        environment=environment,
+        tool_pattern=f"bench_tool_{environment.revision}",
+        reason="benchmark incident",
+    )
+    return Environment.objects.values_list("revision", flat=True).get(pk=environment_id)
 
 
 def measure(
