@@ -141,6 +141,7 @@ class Runtime:
         self._server_revision: int | None = None
         self._rejected_revision: int | None = None
         self._rejection = ""
+        self._behind_at: int | None = None
 
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -492,9 +493,12 @@ class Runtime:
             served = self._snapshot.revision if self._snapshot else 0
             behind = current > max(served, self._rejected_revision or 0)
             healthy = self._failures == 0
-        # A safety net under the long-poll: if a wake-up was lost somewhere, the heartbeat
-        # notices the control plane is ahead. Not while backing off, to keep the backoff honest.
-        if behind and healthy and self._threads:
+            # Behind at two heartbeats in a row for the same revision: not a change still on
+            # its way (the long-poll brings those), a lost wake-up.
+            stuck = behind and self._behind_at == current
+            self._behind_at = current if behind else None
+        # A safety net under the long-poll. Not while backing off, to keep the backoff honest.
+        if stuck and healthy and self._threads:
             self.poke(current)
 
 

@@ -203,16 +203,6 @@ def kill_switch_affected_environments(
     return list(qs.order_by("tenant_id", "position", "id"))
 
 
-def kill_switch_environment_rows(
-    switch: KillSwitch, *, released: bool = False
-) -> list[tuple[Environment, int]]:
-    """(environment, revision) pairs that carry the switch (or its release), for the
-    propagation view."""
-    revisions = switch.released_revisions if released else switch.engaged_revisions
-    environments = Environment.objects.select_related("tenant").in_bulk([int(k) for k in revisions])
-    return [(environments[int(k)], int(v)) for k, v in revisions.items() if int(k) in environments]
-
-
 def runtime_tokens_for_kill_page(*, user: AnyUser, tenant_id: int) -> QuerySet[RuntimeToken]:
     visible = tenant_ids_for_user(user=user)
     if visible is not None and tenant_id not in visible:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -257,6 +258,7 @@ def test_rejected_revision__not_refetched_until_the_next_one(
     control_plane.publish(snapshot_content(1))
     runtime = make_runtime(control_plane.url, runtimes)
     runtime.start()
+    control_plane.wait_for_heartbeat(acked(1))
     revision_2 = snapshot_content(2, kill_switches=[KILL_REFUNDS])
     control_plane.publish_envelope(
         tampered_content(sign_envelope(revision_2, control_plane.key, control_plane.kid)), 2
@@ -486,6 +488,20 @@ def test_push__cuts_a_stuck_long_poll_short_and_fetches(
     assert runtime.wait_for_revision(2, WAIT)
 
 
+def test_lost_wake_up__heartbeats_notice_the_control_plane_is_ahead(
+    control_plane: FakeControlPlane, runtimes: list[Runtime]
+) -> None:
+    control_plane.wake_long_polls = False  # the long-poll will not bring revision 2
+    control_plane.publish(snapshot_content(1))
+    runtime = make_runtime(control_plane.url, runtimes, wait_s=60, heartbeat_interval_s=0.01)
+    runtime.start()
+    assert control_plane.wait_for(lambda: control_plane.parked_long_polls == 1)
+
+    control_plane.publish(snapshot_content(2))
+
+    assert runtime.wait_for_revision(2, WAIT)
+
+
 def test_stop__during_a_long_poll__threads_end(
     control_plane: FakeControlPlane, runtimes: list[Runtime]
 ) -> None:
@@ -507,6 +523,21 @@ def test_stop__while_backing_off__threads_end(
     assert runtime.wait_for(lambda status: status.consecutive_failures >= 1, WAIT)
 
     assert runtime.stop(timeout=WAIT)
+
+
+@pytest.mark.parametrize(
+    ("failures", "low", "high"), [(1, 0.25, 0.5), (2, 0.5, 1.0), (4, 2.0, 4.0), (30, 5.0, 10.0)]
+)
+def test_backoff__exponential_with_jitter_and_capped(
+    failures: int, low: float, high: float
+) -> None:
+    backoff = Backoff(base_s=0.5, cap_s=10)
+    rng = random.Random(failures)
+
+    delays = [backoff.delay(failures, rng) for _ in range(200)]
+
+    assert all(low <= delay <= high for delay in delays)
+    assert len(set(delays)) > 100  # jittered, not one value for the whole fleet
 
 
 def test_wait_s__outside_the_servers_limit__refused() -> None:

@@ -9,17 +9,20 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.accounts.models import RuntimeToken
 from apps.audit.models import AuditEvent
+from apps.flags import services
 from apps.flags.demo import seed
 from apps.flags.models import Flag, FlagUsage, KillSwitch
 from apps.tenancy.models import Environment, Tenant
 
 from ..factories import AgentFactory
-from .conftest import make_flag, make_token
+from .conftest import SYSTEM, make_flag, make_token
 
 pytestmark = pytest.mark.django_db
 
@@ -389,3 +392,61 @@ def test_demo_seed__idempotent(tenant: Tenant) -> None:
     assert len(first) == 3 * tenant.environments.count() and second == []
     rollout = Flag.objects.filter(name="support-bot.new-refund-flow").first()
     assert rollout is not None and rollout.strategies[0]["parameters"]["rollout"] == "10"
+
+
+# --------------------------------------------------------------------------- query budgets
+
+
+def _queries(client: Client, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+def _add_rows(tenant: Tenant, environment: Environment, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        make_flag(
+            environment,
+            f"flag-{i}",
+            strategies=[{"name": "flexibleRollout", "parameters": {"rollout": "5"}}],
+        )
+        agent = AgentFactory(tenant=tenant, slug=f"agent-{i}")
+        services.kill_switch_engage(
+            actor=SYSTEM,
+            kind="agent_stopped",
+            scope="agent",
+            tenant=tenant,
+            agent=agent,
+            reason="r",
+        )
+        switch = services.kill_switch_engage(
+            actor=SYSTEM,
+            kind="tool_disabled",
+            scope="agent",
+            tenant=tenant,
+            agent=agent,
+            tool_pattern="t",
+            reason="r",
+        )
+        services.kill_switch_release(actor=SYSTEM, switch=switch, reason="done")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/flags/?environment={env}",
+        "/flags/kill-switches/",
+        "/api/v1/flags/?environment={env}",
+        "/api/v1/kill-switches/",
+    ],
+)
+def test_list_pages__query_count_does_not_grow_with_rows(
+    browser: Client, tenant: Tenant, development: Environment, url: str
+) -> None:
+    url = url.format(env=development.pk)
+    _add_rows(tenant, development, 0, 2)
+    _queries(browser, url)  # warm the per-process caches (content types, permissions)
+    few = _queries(browser, url)
+    _add_rows(tenant, development, 2, 10)
+
+    assert _queries(browser, url) == few

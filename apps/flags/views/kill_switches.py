@@ -22,15 +22,12 @@ from ._common import tenant_environments
 
 
 def _propagation_rows(
-    switch: KillSwitch, environment_ids: set[int], *, released: bool = False
+    switch: KillSwitch, environments: dict[int, Any], *, released: bool = False
 ) -> list[Any]:
     """The environments of the current tenant that carry the switch, with their revision.
     (A global switch reaches other tenants too; their runtimes are not this page's.)"""
-    return [
-        (e, r)
-        for e, r in selectors.kill_switch_environment_rows(switch, released=released)
-        if e.pk in environment_ids
-    ]
+    revisions = switch.released_revisions if released else switch.engaged_revisions
+    return [(environments[int(k)], int(v)) for k, v in revisions.items() if int(k) in environments]
 
 
 @login_required
@@ -40,7 +37,7 @@ def kill_switch_list(request: HttpRequest) -> HttpResponse:
     tenant, environments = tenant_environments(request)
     if tenant is None:
         return render(request, "flags/kill_switches.html", {"tab": "kill", "tenant": None})
-    ids = {e.pk for e in environments}
+    ids = {e.pk: e for e in environments}
     engaged = [
         {
             "switch": s,
@@ -63,6 +60,8 @@ def kill_switch_list(request: HttpRequest) -> HttpResponse:
         )[:20]
     ]
     can_engage = request.user.has_perm("flags.add_killswitch")
+    is_admin = user_is_admin(request.user)
+    agents = list(selectors.agents_for_kill_page(user=request.user, tenant_id=tenant.pk))
     return render(
         request,
         "flags/kill_switches.html",
@@ -73,18 +72,18 @@ def kill_switch_list(request: HttpRequest) -> HttpResponse:
             "engaged": engaged,
             "released": released,
             "engaged_count": len(engaged),
-            "agents": selectors.agents_for_kill_page(user=request.user, tenant_id=tenant.pk),
+            "agents": agents,
             "tokens": selectors.runtime_tokens_for_kill_page(user=request.user, tenant_id=tenant.pk)
             if request.user.has_perm("accounts.change_runtimetoken")
             else [],
             "can_engage": can_engage,
-            "is_admin": user_is_admin(request.user),
+            "is_admin": is_admin,
             "can_release": request.user.has_perm("flags.change_killswitch"),
             "tool_form": KillSwitchForm(
                 initial={"kind": "tool_disabled", "scope": "tenant"},
-                agents=selectors.agents_for_kill_page(user=request.user, tenant_id=tenant.pk),
+                agents=agents,
                 environments=environments,
-                allow_global=user_is_admin(request.user),
+                allow_global=is_admin,
             ),
         },
     )
