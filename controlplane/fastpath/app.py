@@ -276,11 +276,20 @@ class FastPath:
         try:
             await _sse(send, route.connected_event, snapshot.revision, snapshot.body.decode())
             while not disconnected.is_set():
-                changed = await self.board.wait_beyond(
-                    token.environment_id, snapshot.revision, route.heartbeat_s
+                # Wait for the next revision, a heartbeat, or the client leaving, whichever
+                # comes first: a gone client must not hold its task until the next heartbeat.
+                change = asyncio.create_task(
+                    self.board.wait_beyond(
+                        token.environment_id, snapshot.revision, route.heartbeat_s
+                    )
                 )
+                gone = asyncio.create_task(disconnected.wait())
+                await asyncio.wait({change, gone}, return_when=asyncio.FIRST_COMPLETED)
+                gone.cancel()
                 if disconnected.is_set():
+                    change.cancel()
                     break
+                changed = change.result()
                 if not changed:
                     await send(
                         {

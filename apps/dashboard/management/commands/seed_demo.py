@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from apps.bundles import demo as bundles_demo
+from apps.flags import demo as flags_demo
 from apps.rollouts import demo as rollouts_demo
 from apps.tenancy import demo as tenancy_demo
 from apps.tenancy.models import Tenant
@@ -19,6 +20,7 @@ from apps.tenancy.models import Tenant
 SEEDERS: list[tuple[str, Callable[[Tenant], list[str]]]] = [
     ("bundles", bundles_demo.seed),
     ("rollouts", rollouts_demo.seed),
+    ("flags", flags_demo.seed),
 ]
 
 
