@@ -104,3 +104,61 @@ def test_kill_switch__stop_agent_from_the_page__engaged_and_audited(
     expect(row).to_have_count(1)
     expect(row).to_contain_text(operator.username)
     expect(row).to_contain_text("support bot answers in Klingon")
+
+
+def test_kill_switch__engaged_in_the_browser__propagation_count_reaches_the_runtimes(
+    asgi_server: str,
+    page: Page,
+    operator: User,
+    tenant: Tenant,
+    tmp_path: Path,
+) -> None:
+    """Three reference runtimes (dataplane.Runtime, long-polling this server) serve production;
+    the operator stops the agent in the browser and watches the propagation count on the Kill
+    switches page reach 3/3 as the runtimes apply the revision and acknowledge it."""
+    from apps.accounts.runtime_tokens import runtime_token_create
+    from apps.audit.services import SystemActor
+    from dataplane.client import Runtime
+
+    AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    production = tenant.environments.get(slug="production")
+    _, token = runtime_token_create(
+        actor=SystemActor("test"), tenant=tenant, environment=production, name="fleet"
+    )
+    runtimes = [
+        Runtime(
+            asgi_server,
+            token,
+            f"pod-{i}",
+            cache_dir=tmp_path / str(i),
+            heartbeat_interval_s=0.5,
+            wait_s=10,
+        )
+        for i in range(3)
+    ]
+    for runtime in runtimes:
+        runtime.start()
+    try:
+        page.goto(f"{asgi_server}/login/")
+        page.get_by_label("Username").fill(operator.username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.goto(f"{asgi_server}/flags/kill-switches/")
+        page.get_by_role("link", name="Stop Support bot…").click()
+        page.get_by_label("Reason").fill("refund loop in production")
+        page.get_by_role("button", name="Engage kill switch").click()
+
+        switch = KillSwitch.objects.get()
+        revision = switch.engaged_revisions[str(production.pk)]
+        fragment = page.locator(
+            f'[hx-get="/runtimes/propagation/?environment={production.pk}&revision={revision}"]'
+        )
+        expect(fragment).to_contain_text(f"3/3 runtimes on revision {revision}", timeout=20_000)
+        for runtime in runtimes:
+            assert runtime.snapshot is not None
+            assert [s.kind for s in runtime.snapshot.switches_for("support-bot")] == [
+                "agent_stopped"
+            ]
+    finally:
+        for runtime in runtimes:
+            runtime.stop()
