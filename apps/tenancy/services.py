@@ -21,6 +21,7 @@ from apps.audit.services import Actor, SystemActor, audit_record
 from .models import Agent, Environment, Tenant
 
 M = TypeVar("M", bound=models.Model)
+A = TypeVar("A", Tenant, Agent, Environment)
 
 DEFAULT_ENVIRONMENTS = [
     ("development", "Development", False),
@@ -61,6 +62,35 @@ def _save_changes(instance: M, changes: dict[str, Any]) -> list[str]:
         instance.full_clean()
         instance.save(update_fields=changed)
     return changed
+
+
+def _set_archived(*, actor: Actor, instance: A, archived: bool, reason: str) -> A:
+    """Archive or restore a tenant, agent or environment: the shared shape of those services
+    (the caller has authorised). Locks the row, refuses a no-op, audits before/after."""
+    reason = _require_reason(reason)
+    model = type(instance)
+    noun = str(model._meta.model_name)
+    instance = (
+        model.objects.select_for_update(of=("self",))
+        .select_related(*(["tenant"] if noun != "tenant" else []))
+        .get(pk=instance.pk)
+    )
+    if instance.is_archived == archived:
+        state = "already archived" if archived else "not archived"
+        raise ValidationError({noun: [f"This {noun} is {state}."]})
+    before = instance.snapshot()
+    instance.archived_at = timezone.now() if archived else None
+    instance.save(update_fields=["archived_at"])
+    audit_record(
+        actor=actor,
+        action=f"{noun}.{'archived' if archived else 'restored'}",
+        target=instance,
+        tenant=instance if isinstance(instance, Tenant) else instance.tenant,
+        reason=reason,
+        before=before,
+        after=instance.snapshot(),
+    )
+    return instance
 
 
 # --------------------------------------------------------------------------- tenants
@@ -147,45 +177,13 @@ def tenant_update(
 @transaction.atomic
 def tenant_archive(*, actor: Actor, tenant: Tenant, reason: str) -> Tenant:
     authorize(actor, "tenancy.change_tenant", tenant)
-    reason = _require_reason(reason)
-    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-    if tenant.is_archived:
-        raise ValidationError({"tenant": ["This tenant is already archived."]})
-    before = tenant.snapshot()
-    tenant.archived_at = timezone.now()
-    tenant.save(update_fields=["archived_at"])
-    audit_record(
-        actor=actor,
-        action="tenant.archived",
-        target=tenant,
-        tenant=tenant,
-        reason=reason,
-        before=before,
-        after=tenant.snapshot(),
-    )
-    return tenant
+    return _set_archived(actor=actor, instance=tenant, archived=True, reason=reason)
 
 
 @transaction.atomic
 def tenant_restore(*, actor: Actor, tenant: Tenant, reason: str) -> Tenant:
     authorize(actor, "tenancy.change_tenant", tenant)
-    reason = _require_reason(reason)
-    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-    if not tenant.is_archived:
-        raise ValidationError({"tenant": ["This tenant is not archived."]})
-    before = tenant.snapshot()
-    tenant.archived_at = None
-    tenant.save(update_fields=["archived_at"])
-    audit_record(
-        actor=actor,
-        action="tenant.restored",
-        target=tenant,
-        tenant=tenant,
-        reason=reason,
-        before=before,
-        after=tenant.snapshot(),
-    )
-    return tenant
+    return _set_archived(actor=actor, instance=tenant, archived=False, reason=reason)
 
 
 # --------------------------------------------------------------------------- agents
@@ -246,23 +244,7 @@ def agent_update(
 @transaction.atomic
 def agent_archive(*, actor: Actor, agent: Agent, reason: str) -> Agent:
     authorize(actor, "tenancy.change_agent", agent.tenant)
-    reason = _require_reason(reason)
-    agent = Agent.objects.select_for_update().select_related("tenant").get(pk=agent.pk)
-    if agent.is_archived:
-        raise ValidationError({"agent": ["This agent is already archived."]})
-    before = agent.snapshot()
-    agent.archived_at = timezone.now()
-    agent.save(update_fields=["archived_at"])
-    audit_record(
-        actor=actor,
-        action="agent.archived",
-        target=agent,
-        tenant=agent.tenant,
-        reason=reason,
-        before=before,
-        after=agent.snapshot(),
-    )
-    return agent
+    return _set_archived(actor=actor, instance=agent, archived=True, reason=reason)
 
 
 # --------------------------------------------------------------------------- environments
@@ -382,25 +364,7 @@ def environment_move(
 @transaction.atomic
 def environment_archive(*, actor: Actor, environment: Environment, reason: str) -> Environment:
     authorize(actor, "tenancy.change_environment", environment.tenant)
-    reason = _require_reason(reason)
-    environment = (
-        Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
-    )
-    if environment.is_archived:
-        raise ValidationError({"environment": ["This environment is already archived."]})
-    before = environment.snapshot()
-    environment.archived_at = timezone.now()
-    environment.save(update_fields=["archived_at"])
-    audit_record(
-        actor=actor,
-        action="environment.archived",
-        target=environment,
-        tenant=environment.tenant,
-        reason=reason,
-        before=before,
-        after=environment.snapshot(),
-    )
-    return environment
+    return _set_archived(actor=actor, instance=environment, archived=True, reason=reason)
 
 
 def environment_revision_bump(*, environment_id: int) -> int:

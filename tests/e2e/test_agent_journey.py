@@ -3,60 +3,13 @@ log in, create an agent, find it in the list and its `agent.created` event in th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from apps.audit.models import AuditEvent
 from apps.tenancy.models import Agent, Tenant
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "pw-for-tests-123"  # what tests/factories.make_user sets
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed at /usr/bin/chromium "
-        "(apt-get install chromium); browsers are never downloaded",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
-
-
-def _log_in(page: Page, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+from .conftest import log_in
 
 
 def test_operator_journey__create_agent__listed_and_audited(
@@ -65,7 +18,7 @@ def test_operator_journey__create_agent__listed_and_audited(
     operator: User,
     tenant: Tenant,  # type: ignore[no-untyped-def]
 ) -> None:
-    _log_in(page, live_server.url, "olivia-operator")
+    log_in(page, live_server.url, "olivia-operator")
 
     # create an agent through the UI
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
@@ -111,7 +64,7 @@ def test_operator_journey__create_agent__listed_and_audited(
 def test_viewer_journey__no_way_to_create(
     live_server, page: Page, viewer: User, tenant: Tenant
 ) -> None:  # type: ignore[no-untyped-def]
-    _log_in(page, live_server.url, "victor-viewer")
+    log_in(page, live_server.url, "victor-viewer")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
     expect(page.get_by_role("heading", name="Agents")).to_be_visible()
     expect(page.get_by_role("button", name="New agent")).to_have_count(0)

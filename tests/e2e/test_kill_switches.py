@@ -4,54 +4,16 @@ listed as engaged with its propagation fragment, and the audit log has the event
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from django.contrib.auth.models import User
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from apps.flags.models import KillSwitch
 from apps.tenancy.models import Tenant
 
 from ..factories import AgentFactory
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "pw-for-tests-123"  # what tests/factories.make_user sets
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="Debian's chromium is not installed at /usr/bin/chromium "
-        "(apt-get install chromium); browsers are never downloaded",
-    ),
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    yield page
-    context.close()
+from .conftest import log_in
 
 
 def test_kill_switch__stop_agent_from_the_page__engaged_and_audited(
@@ -61,10 +23,7 @@ def test_kill_switch__stop_agent_from_the_page__engaged_and_audited(
     tenant: Tenant,
 ) -> None:
     AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
-    page.goto(f"{asgi_server}/login/")
-    page.get_by_label("Username").fill(operator.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
+    log_in(page, asgi_server, operator.username)
 
     page.get_by_role("navigation", name="Main").get_by_role(
         "link", name="Flags & kill switches"
@@ -139,10 +98,7 @@ def test_kill_switch__engaged_in_the_browser__propagation_count_reaches_the_runt
     for runtime in runtimes:
         runtime.start()
     try:
-        page.goto(f"{asgi_server}/login/")
-        page.get_by_label("Username").fill(operator.username)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
+        log_in(page, asgi_server, operator.username)
         page.goto(f"{asgi_server}/flags/kill-switches/")
         page.get_by_role("link", name="Stop Support bot…").click()
         page.get_by_label("Reason").fill("refund loop in production")
