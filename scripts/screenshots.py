@@ -1,4 +1,5 @@
-"""Take the README's screenshots (docs/screenshots/overview.png and agents.png).
+"""Take the README's screenshots (docs/screenshots/: overview, agents, an agent, runtimes,
+kill switches).
 
 Runs the product exactly as `make run` does, on a throw-away var dir (SQLite and the demo
 data), logs in as the generated admin in Debian's headless Chromium and captures the pages.
@@ -35,10 +36,15 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = {"overview.png": "/", "agents.png": "/agents/"}
+PAGES = {
+    "overview.png": "/",
+    "agents.png": "/agents/",
+    "agent.png": "/agents/1/",
+    "runtimes.png": "/runtimes/",
+    "kill-switches.png": "/flags/kill-switches/",
+}
 # --all: more pages, to look over the UI (not for the README)
 MORE_PAGES = {
-    "agent.png": "/agents/1/",
     "agent-new.png": "/agents/new/",
     "agent-archive.png": "/agents/1/archive/",
     "tenants.png": "/tenants/",
