@@ -6,37 +6,71 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('tenancy', '0001_initial'),
+        ("tenancy", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('occurred_at', models.DateTimeField(db_index=True)),
-                ('actor_label', models.CharField(help_text='who acted, as shown at the time', max_length=150)),
-                ('action', models.CharField(db_index=True, help_text='entity.verb, e.g. agent.created', max_length=80)),
-                ('target_type', models.CharField(db_index=True, max_length=80)),
-                ('target_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('target_label', models.CharField(blank=True, max_length=200)),
-                ('reason', models.TextField(blank=True)),
-                ('before', models.JSONField(blank=True, null=True)),
-                ('after', models.JSONField(blank=True, null=True)),
-                ('request_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('prev_hash', models.CharField(max_length=64)),
-                ('hash', models.CharField(max_length=64, unique=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("occurred_at", models.DateTimeField(db_index=True)),
+                (
+                    "actor_label",
+                    models.CharField(help_text="who acted, as shown at the time", max_length=150),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        db_index=True, help_text="entity.verb, e.g. agent.created", max_length=80
+                    ),
+                ),
+                ("target_type", models.CharField(db_index=True, max_length=80)),
+                ("target_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("target_label", models.CharField(blank=True, max_length=200)),
+                ("reason", models.TextField(blank=True)),
+                ("before", models.JSONField(blank=True, null=True)),
+                ("after", models.JSONField(blank=True, null=True)),
+                ("request_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("prev_hash", models.CharField(max_length=64)),
+                ("hash", models.CharField(max_length=64, unique=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
-                'indexes': [models.Index(fields=['tenant', '-occurred_at'], name='audit_audit_tenant__c9e562_idx')],
+                "ordering": ["-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["tenant", "-occurred_at"], name="audit_audit_tenant__c9e562_idx"
+                    )
+                ],
             },
         ),
     ]

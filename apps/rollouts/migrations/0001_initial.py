@@ -6,34 +6,95 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('bundles', '0002_immutable_trigger'),
-        ('tenancy', '0001_initial'),
+        ("bundles", "0002_immutable_trigger"),
+        ("tenancy", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Deployment',
+            name="Deployment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('deploy', 'deploy'), ('rollback', 'rollback')], default='deploy', max_length=10)),
-                ('deployed_by_label', models.CharField(max_length=150)),
-                ('reason', models.TextField()),
-                ('revision', models.PositiveBigIntegerField(help_text='the environment revision that carries it')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('agent', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deployments', to='tenancy.agent')),
-                ('deployed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deployments', to='tenancy.environment')),
-                ('previous', models.ForeignKey(blank=True, help_text='the deployment this one replaced', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='rollouts.deployment')),
-                ('version', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deployments', to='bundles.bundleversion')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("deploy", "deploy"), ("rollback", "rollback")],
+                        default="deploy",
+                        max_length=10,
+                    ),
+                ),
+                ("deployed_by_label", models.CharField(max_length=150)),
+                ("reason", models.TextField()),
+                (
+                    "revision",
+                    models.PositiveBigIntegerField(
+                        help_text="the environment revision that carries it"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deployments",
+                        to="tenancy.agent",
+                    ),
+                ),
+                (
+                    "deployed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deployments",
+                        to="tenancy.environment",
+                    ),
+                ),
+                (
+                    "previous",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="the deployment this one replaced",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="rollouts.deployment",
+                    ),
+                ),
+                (
+                    "version",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deployments",
+                        to="bundles.bundleversion",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-id'],
-                'indexes': [models.Index(fields=['agent', 'environment', '-id'], name='rollouts_de_agent_i_2a769b_idx')],
+                "ordering": ["-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["agent", "environment", "-id"],
+                        name="rollouts_de_agent_i_2a769b_idx",
+                    )
+                ],
             },
         ),
     ]

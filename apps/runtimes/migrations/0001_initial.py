@@ -5,74 +5,152 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('tenancy', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("tenancy", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RuntimeInstance',
+            name="RuntimeInstance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('instance_id', models.CharField(max_length=128)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('labels', models.JSONField(blank=True, default=dict)),
-                ('library_version', models.CharField(blank=True, max_length=40)),
-                ('first_seen_at', models.DateTimeField(auto_now_add=True)),
-                ('last_seen_at', models.DateTimeField(db_index=True)),
-                ('last_report', models.CharField(choices=[('new', 'registered'), ('ack', 'ACK'), ('nack', 'NACK')], default='new', max_length=8)),
-                ('applied_revision', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('applied_at', models.DateTimeField(blank=True, help_text='when it first reported applied_revision', null=True)),
-                ('digests', models.JSONField(blank=True, default=dict)),
-                ('nack_revision', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('nack_error', models.TextField(blank=True)),
-                ('push_url', models.URLField(blank=True, max_length=500)),
-                ('circuit_breakers', models.JSONField(blank=True, default=dict)),
-                ('agent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenancy.agent')),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runtime_instances', to='tenancy.environment')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
-                ('token', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='instances', to='accounts.runtimetoken')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("instance_id", models.CharField(max_length=128)),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("labels", models.JSONField(blank=True, default=dict)),
+                ("library_version", models.CharField(blank=True, max_length=40)),
+                ("first_seen_at", models.DateTimeField(auto_now_add=True)),
+                ("last_seen_at", models.DateTimeField(db_index=True)),
+                (
+                    "last_report",
+                    models.CharField(
+                        choices=[("new", "registered"), ("ack", "ACK"), ("nack", "NACK")],
+                        default="new",
+                        max_length=8,
+                    ),
+                ),
+                ("applied_revision", models.PositiveBigIntegerField(blank=True, null=True)),
+                (
+                    "applied_at",
+                    models.DateTimeField(
+                        blank=True, help_text="when it first reported applied_revision", null=True
+                    ),
+                ),
+                ("digests", models.JSONField(blank=True, default=dict)),
+                ("nack_revision", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("nack_error", models.TextField(blank=True)),
+                ("push_url", models.URLField(blank=True, max_length=500)),
+                ("circuit_breakers", models.JSONField(blank=True, default=dict)),
+                (
+                    "agent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="tenancy.agent",
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="runtime_instances",
+                        to="tenancy.environment",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
+                (
+                    "token",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="instances",
+                        to="accounts.runtimetoken",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['environment_id', 'name', 'instance_id'],
+                "ordering": ["environment_id", "name", "instance_id"],
             },
         ),
         migrations.CreateModel(
-            name='WebhookDelivery',
+            name="WebhookDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('revision', models.PositiveBigIntegerField()),
-                ('attempt', models.PositiveIntegerField()),
-                ('status_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('latency_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('delivered', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('instance', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='runtimes.runtimeinstance')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("revision", models.PositiveBigIntegerField()),
+                ("attempt", models.PositiveIntegerField()),
+                ("status_code", models.PositiveIntegerField(blank=True, null=True)),
+                ("latency_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                ("delivered", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "instance",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="runtimes.runtimeinstance",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='RevisionLog',
+            name="RevisionLog",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('revision', models.PositiveBigIntegerField()),
-                ('announced_at', models.DateTimeField()),
-                ('fully_applied_at', models.DateTimeField(blank=True, null=True)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.environment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("revision", models.PositiveBigIntegerField()),
+                ("announced_at", models.DateTimeField()),
+                ("fully_applied_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.environment",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('environment', 'revision'), name='revision_log_unique')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("environment", "revision"), name="revision_log_unique"
+                    )
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='runtimeinstance',
-            constraint=models.UniqueConstraint(fields=('environment', 'instance_id'), name='runtime_instance_unique_per_environment'),
+            model_name="runtimeinstance",
+            constraint=models.UniqueConstraint(
+                fields=("environment", "instance_id"),
+                name="runtime_instance_unique_per_environment",
+            ),
         ),
     ]

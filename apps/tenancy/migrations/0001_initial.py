@@ -6,59 +6,141 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Tenant',
+            name="Tenant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.CharField(max_length=50, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$', 'Use 1-50 lowercase letters, digits and dashes, starting and ending with a letter or digit.')])),
-                ('name', models.CharField(max_length=120)),
-                ('time_zone', models.CharField(default='UTC', max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('archived_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "slug",
+                    models.CharField(
+                        max_length=50,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
+                                "Use 1-50 lowercase letters, digits and dashes, starting and ending with a letter or digit.",
+                            )
+                        ],
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("time_zone", models.CharField(default="UTC", max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("archived_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Environment',
+            name="Environment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.CharField(max_length=50, validators=[django.core.validators.RegexValidator('^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$', 'Use 1-50 lowercase letters, digits and dashes, starting and ending with a letter or digit.')])),
-                ('name', models.CharField(max_length=120)),
-                ('position', models.PositiveIntegerField(help_text='promotion order: lower comes first')),
-                ('is_production', models.BooleanField(default=False, help_text='changes here ask for confirmation and a reason')),
-                ('revision', models.PositiveBigIntegerField(default=1)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('archived_at', models.DateTimeField(blank=True, null=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='environments', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "slug",
+                    models.CharField(
+                        max_length=50,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
+                                "Use 1-50 lowercase letters, digits and dashes, starting and ending with a letter or digit.",
+                            )
+                        ],
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "position",
+                    models.PositiveIntegerField(help_text="promotion order: lower comes first"),
+                ),
+                (
+                    "is_production",
+                    models.BooleanField(
+                        default=False, help_text="changes here ask for confirmation and a reason"
+                    ),
+                ),
+                ("revision", models.PositiveBigIntegerField(default=1)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("archived_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="environments",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['tenant__name', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'slug'), name='environment_slug_unique_per_tenant'), models.UniqueConstraint(condition=models.Q(('archived_at__isnull', True)), fields=('tenant', 'position'), name='environment_position_unique_per_tenant')],
+                "ordering": ["tenant__name", "position"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "slug"), name="environment_slug_unique_per_tenant"
+                    ),
+                    models.UniqueConstraint(
+                        condition=models.Q(("archived_at__isnull", True)),
+                        fields=("tenant", "position"),
+                        name="environment_position_unique_per_tenant",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Agent',
+            name="Agent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.CharField(max_length=50, validators=[django.core.validators.RegexValidator('^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$', 'Use 1-50 lowercase letters, digits and dashes, starting and ending with a letter or digit.')])),
-                ('name', models.CharField(max_length=120)),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('archived_at', models.DateTimeField(blank=True, null=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='agents', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "slug",
+                    models.CharField(
+                        max_length=50,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
+                                "Use 1-50 lowercase letters, digits and dashes, starting and ending with a letter or digit.",
+                            )
+                        ],
+                    ),
+                ),
+                ("name", models.CharField(max_length=120)),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("archived_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="agents",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['tenant__name', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'slug'), name='agent_slug_unique_per_tenant')],
+                "ordering": ["tenant__name", "name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("tenant", "slug"), name="agent_slug_unique_per_tenant"
+                    )
+                ],
             },
         ),
     ]
