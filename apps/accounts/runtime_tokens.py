@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.audit.services import Actor, audit_record
+from apps.audit.services import Actor, audit_record, require_reason
 
 from .authz import authorize
 from .models import RUNTIME_TOKEN_PREFIX, RuntimeToken, hash_runtime_token
@@ -79,9 +79,7 @@ def runtime_token_create(
 @transaction.atomic
 def runtime_token_revoke(*, actor: Actor, token: RuntimeToken, reason: str) -> RuntimeToken:
     authorize(actor, "accounts.change_runtimetoken", token.tenant)
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": ["Say why: the reason is kept in the audit log."]})
+    reason = require_reason(reason)
     token = (
         RuntimeToken.objects.select_for_update(of=("self",))
         .select_related("tenant", "environment", "agent")

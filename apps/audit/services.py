@@ -4,10 +4,11 @@ transaction, so the event commits or rolls back with the change it describes."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
@@ -32,12 +33,26 @@ class SystemActor:
 Actor = AbstractBaseUser | AnonymousUser | SystemActor | None
 
 
-def _actor_fields(actor: Actor) -> tuple[int | None, str]:
+REASON_REQUIRED = "Say why: the reason is kept in the audit log."
+
+
+def actor_identity(actor: Actor) -> tuple[User | None, str]:
+    """The user to record on a row (None for commands, tasks and runtimes) and the label
+    shown for the actor, as every service records "who" beside the change."""
     if isinstance(actor, SystemActor):
         return None, actor.label
     if actor is None or not actor.is_authenticated:
         return None, "anonymous"
-    return actor.pk, actor.get_username()
+    return cast(User, actor), actor.get_username()
+
+
+def require_reason(reason: str) -> str:
+    """The reason a destructive or far-reaching change must carry, stripped; a field error
+    when it is missing."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": [REASON_REQUIRED]})
+    return reason
 
 
 def _lock_chain() -> None:
@@ -68,7 +83,8 @@ def audit_record(
         target_type = target_type or target._meta.label_lower
         target_id = target_id or str(target.pk)
         target_label = target_label or str(target)
-    actor_id, actor_label = _actor_fields(actor)
+    actor_user, actor_label = actor_identity(actor)
+    actor_id = actor_user.pk if actor_user is not None else None
     _lock_chain()
     last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
     event = AuditEvent(

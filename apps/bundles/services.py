@@ -9,16 +9,15 @@ import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, cast
+from typing import Any
 
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.authz import authorize
-from apps.audit.services import Actor, SystemActor, audit_record
+from apps.audit.services import Actor, actor_identity, audit_record, require_reason
 from apps.tenancy.models import Agent, Environment
 
 from . import signing
@@ -41,22 +40,6 @@ class PushResult:
     version: BundleVersion
     created: bool
     warnings: dict[str, list[str]]
-
-
-def _actor_user(actor: Actor) -> tuple[User | None, str]:
-    """The user to record as author (None for commands and tasks) and the label shown."""
-    if isinstance(actor, SystemActor):
-        return None, actor.label
-    if actor is None or not actor.is_authenticated:
-        return None, "anonymous"
-    return cast(User, actor), actor.get_username()
-
-
-def _require_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": ["Say why: the reason is kept in the audit log."]})
-    return reason
 
 
 # --------------------------------------------------------------------------- versions
@@ -136,7 +119,7 @@ def _store_version(
         if parent is None:
             raise ValidationError({"parent": [f"{agent.slug} has no version {parent_number}."]})
     kid, signature = signing.sign(canonical)
-    author, author_label = _actor_user(actor)
+    author, author_label = actor_identity(actor)
     version = BundleVersion.objects.create(
         agent=agent,
         number=(latest.number + 1) if latest else 1,
@@ -237,7 +220,7 @@ def evaluation_record(
                     }
                 )
             return existing, False
-    user, label = _actor_user(actor)
+    user, label = actor_identity(actor)
     evaluation = Evaluation.objects.create(
         version=version,
         suite=suite,
@@ -330,7 +313,7 @@ def promotion_gate_set(
                 ]
             }
         )
-    _, label = _actor_user(actor)
+    _, label = actor_identity(actor)
     if gate is None:
         gate = PromotionGate.objects.create(environment=environment, updated_by_label=label)
         before = None
@@ -365,6 +348,6 @@ def promotion_gate_set(
 def signing_key_rotate(*, actor: Actor, reason: str) -> SigningKey:
     """A new embedded signing key becomes active; the old one stays published, retired."""
     authorize(actor, "bundles.add_signingkey")
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     signing.rotate_embedded_key()
     return signing.publish_active_key(actor=actor, reason=reason)

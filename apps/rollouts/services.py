@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.accounts.authz import authorize
-from apps.audit.services import Actor, SystemActor, audit_record
+from apps.audit.services import Actor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
 from apps.tenancy.models import Agent, Environment
 from apps.tenancy.services import environment_revision_bump
 
 from .models import Deployment
-
-
-def _actor_fields(actor: Actor) -> tuple[User | None, str]:
-    if isinstance(actor, SystemActor):
-        return None, actor.label
-    if not isinstance(actor, User) or not actor.is_authenticated:
-        return None, "anonymous"
-    return actor, actor.get_username()
 
 
 @transaction.atomic
@@ -57,7 +48,7 @@ def deployment_create(
             {"version": [f"Version {version} is already the stable version here."]}
         )
     revision = environment_revision_bump(environment_id=environment.pk)
-    user, label = _actor_fields(actor)
+    user, label = actor_identity(actor)
     deployment = Deployment.objects.create(
         agent=agent,
         environment=environment,

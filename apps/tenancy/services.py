@@ -16,7 +16,7 @@ from guardian.shortcuts import assign_perm
 from apps.accounts.authz import authorize
 from apps.accounts.roles import TENANT_ACCESS_PERMISSION
 from apps.accounts.selectors import user_is_admin
-from apps.audit.services import Actor, SystemActor, audit_record
+from apps.audit.services import Actor, SystemActor, audit_record, require_reason
 
 from .models import Agent, Environment, Tenant
 
@@ -32,13 +32,6 @@ DEFAULT_ENVIRONMENTS = [
 # Called after commit with (environment_id, revision) whenever a revision grows. Higher apps
 # (runtimes) subscribe in their AppConfig.ready(), so this bottom app need not know them.
 revision_listeners: list[Callable[[int, int], None]] = []
-
-
-def _require_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": ["Say why: the reason is kept in the audit log."]})
-    return reason
 
 
 def _validate_time_zone(value: str) -> None:
@@ -67,7 +60,7 @@ def _save_changes(instance: M, changes: dict[str, Any]) -> list[str]:
 def _set_archived(*, actor: Actor, instance: A, archived: bool, reason: str) -> A:
     """Archive or restore a tenant, agent or environment: the shared shape of those services
     (the caller has authorised). Locks the row, refuses a no-op, audits before/after."""
-    reason = _require_reason(reason)
+    reason = require_reason(reason)
     model = type(instance)
     noun = str(model._meta.model_name)
     instance = (

@@ -2,16 +2,10 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 
+from apps.audit.services import require_reason
 from apps.tenancy.models import Environment
 
-REASON_REQUIRED = "Say why: the reason is kept in the audit log."
-
-
-def require_reason(reason: str) -> str:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": [REASON_REQUIRED]})
-    return reason
+__all__ = ["lock_environment", "reason_for", "require_reason"]
 
 
 def lock_environment(environment: Environment) -> Environment:

@@ -8,7 +8,6 @@ so its propagation to runtimes can be measured."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import structlog
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -17,7 +16,7 @@ from django.utils import timezone
 
 from apps.accounts.authz import authorize
 from apps.accounts.selectors import user_is_admin
-from apps.audit.services import Actor, SystemActor, audit_record
+from apps.audit.services import Actor, SystemActor, actor_identity, audit_record
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.services import environment_revision_bump
 
@@ -29,20 +28,6 @@ log = structlog.get_logger(__name__)
 
 # Tool names and shell-style globs over them: letters, digits and _ - . : / plus * ? [ ].
 TOOL_PATTERN = re.compile(r"^[A-Za-z0-9_\-.:/*?\[\]]{1,200}$")
-
-
-def _actor_user(actor: Actor) -> Any:
-    return (
-        actor if getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None) else None
-    )
-
-
-def _actor_label(actor: Actor) -> str:
-    if isinstance(actor, SystemActor):
-        return actor.label
-    if actor is None or not actor.is_authenticated:
-        return "anonymous"
-    return actor.get_username()
 
 
 def _authorize(actor: Actor, permission: str, scope: str, tenant: Tenant | None) -> None:
@@ -195,6 +180,7 @@ def kill_switch_engage(
         raise ValidationError(
             {"non_field_errors": [f"The same kill switch is already engaged (#{duplicate.pk})."]}
         )
+    engaged_by, engaged_by_label = actor_identity(actor)
     switch = KillSwitch.objects.create(
         kind=kind,
         scope=scope,
@@ -205,8 +191,8 @@ def kill_switch_engage(
         mode=mode,
         reason=reason.strip(),
         engaged_at=timezone.now(),
-        engaged_by=_actor_user(actor),
-        engaged_by_label=_actor_label(actor),
+        engaged_by=engaged_by,
+        engaged_by_label=engaged_by_label,
     )
     environments = kill_switch_affected_environments(
         scope=scope, tenant_id=switch.tenant_id, environment_id=switch.environment_id
@@ -252,8 +238,7 @@ def kill_switch_release(*, actor: Actor, switch: KillSwitch, reason: str) -> Kil
         )
     before = switch.snapshot()
     switch.released_at = timezone.now()
-    switch.released_by = _actor_user(actor)
-    switch.released_by_label = _actor_label(actor)
+    switch.released_by, switch.released_by_label = actor_identity(actor)
     switch.release_reason = reason
     environments = kill_switch_affected_environments(
         scope=switch.scope, tenant_id=switch.tenant_id, environment_id=switch.environment_id
