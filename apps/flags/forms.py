@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any, cast
 
 from django import forms
@@ -49,7 +50,7 @@ class JSONListField(forms.CharField):
         if not text:
             return []
         try:
-            parsed = json.loads(text)
+            parsed = json.loads(text, parse_float=Decimal)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON: {exc}.") from None
         if not isinstance(parsed, list):
@@ -162,7 +163,7 @@ class ImportForm(forms.Form):
         if not (text or "").strip():
             raise ValidationError("Upload a file or paste the payload.")
         try:
-            data["parsed"] = json.loads(text)
+            data["parsed"] = json.loads(text, parse_float=Decimal)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON: {exc}.") from None
         return data

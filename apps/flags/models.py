@@ -36,6 +36,10 @@ class Flag(models.Model):
     strategies = models.JSONField(default=list, blank=True)
     variants = models.JSONField(default=list, blank=True)
     dependencies = models.JSONField(default=list, blank=True)
+    # What the last import reported about this flag and stored anyway (``[{"where": "strategy
+    # 1 (default), constraint 2 (userId REGEX), value", "path": …, "message": …}]``): shown
+    # on the flag until an edit, which only saves what the SDKs evaluate, clears it.
+    import_warnings = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from apps.tenancy.selectors import (
 )
 
 from .models import Flag, FlagUsage, FlagVariantUsage, KillSwitch, SdkInstance, Segment
-from .unleash import feature_document, inline_segments
+from .unleash import KILL_PREFIX, feature_document, inline_segments, kill_features
 
 # --------------------------------------------------------------------------- flags and segments
 
@@ -275,3 +276,27 @@ def flag_usage_apps(*, flag: Flag) -> list[dict[str, Any]]:
         .order_by("app_name")
     )
     return [{"app_name": r["app_name"], "yes": r["yes_total"], "no": r["no_total"]} for r in rows]
+
+
+def flag_names_known(
+    *, environment_id: int, agent_id: int | None, names: Iterable[str]
+) -> set[str]:
+    """Which of ``names`` are features an SDK with this scope is served: the environment's
+    flags and the ``kill.*`` features of the kill switches engaged for it (what SDK metrics
+    may count; anything else is a name the SDK made up)."""
+    wanted = set(names)
+    if not wanted:
+        return set()
+    known = set(
+        Flag.objects.filter(environment_id=environment_id, name__in=wanted).values_list(
+            "name", flat=True
+        )
+    )
+    if any(name.startswith(KILL_PREFIX) for name in wanted - known):
+        environment = Environment.objects.get(pk=environment_id)
+        switches = [
+            kill_switch_dict(s)
+            for s in kill_switches_engaged_for(environment=environment, agent_id=agent_id)
+        ]
+        known |= wanted & {f["name"] for f in kill_features(switches)}
+    return known

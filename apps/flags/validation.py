@@ -13,6 +13,13 @@ Two modes:
   parameter is served as a string, because one number in a parameter makes the SDK's engine
   reject the whole payload.
 
+Both modes run the same value checks (a number, an RFC 3339 date-time with its offset, a
+semver without ``v``, a regex RE2 compiles, a CIDR, a percentage, a JSON payload): strict
+mode refuses what fails them, import mode stores it and reports each as a warning.
+
+Numbers become strings without losing a digit (``number_text``): integers exactly, floats
+as their shortest round-trip form, ``Decimal`` as written.
+
 Errors are keyed by path (``strategies.0.parameters.rollout``) so the API and the editor
 can show them on the field."""
 
@@ -20,11 +27,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
+
+import re2
+
+from controlplane.lookalike import hidden_character_message, name_problem
 
 FLAG_TYPES = ("release", "experiment", "operational", "kill-switch", "permission")
 RESERVED_PREFIX = "kill."  # kill switches compile to features under this prefix
@@ -59,6 +72,14 @@ _SEMVER = re.compile(
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
 _NUMBER = re.compile(r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+# RFC 3339 date-time with its offset: what every SDK parses the same way (Unleash's client
+# specification writes DATE_AFTER/DATE_BEFORE values as 2022-01-29T13:00:00.000Z). A date
+# alone, a local time without offset or ISO 8601's basic form are not comparable instants.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
+)
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error comes back to the caller, not to stderr
 _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
@@ -68,12 +89,14 @@ class Problems:
 
     errors: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    located: list[tuple[str, str]] = field(default_factory=list)  # (path, message) per warning
 
     def error(self, path: str, message: str) -> None:
         self.errors.setdefault(path or "non_field_errors", []).append(message)
 
     def warn(self, path: str, message: str) -> None:
         self.warnings.append(f"{path}: {message}" if path else message)
+        self.located.append((path, message))
 
     def __bool__(self) -> bool:
         return bool(self.errors)
@@ -93,15 +116,46 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
+def number_text(value: int | float | Decimal) -> str:
+    """A JSON number as the string SDKs are served, losing no digit: integers of any size
+    exactly; a float as its shortest round-trip form (``1234567.5``, never ``1.23457e+06``),
+    integral ones below 1e21 without a fraction (``10.0`` -> ``10``, as JavaScript and so
+    Unleash write it); a ``Decimal`` (what the editor and import parse JSON numbers into)
+    with every digit it was written with. Raises ``ValueError`` for NaN and infinities,
+    which have no JSON form."""
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not a number")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("not a finite number")
+        if value == value.to_integral_value() and abs(value.adjusted()) <= 40:
+            return str(int(value))  # 1E+2 and 100.0 are both "100", exactly
+        if -20 <= value.adjusted() <= 20:
+            return format(value, "f")  # plain digits, as written
+        return str(value)  # an exponent too large to spell out: 1.5E-400
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    if value.is_integer() and abs(value) < 1e21:
+        return str(int(value))
+    return repr(value)  # Python's float repr is the shortest string that round-trips
+
+
 def _as_string(value: Any, path: str, problems: Problems, *, what: str = "a string") -> str | None:
-    """Strings stay; numbers become strings (Unleash serves every parameter as a string)."""
+    """Strings stay; numbers become strings without losing a digit (Unleash serves every
+    parameter as a string)."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or value is None:
         problems.error(path, f"Must be {what}.")
         return None
-    if isinstance(value, int | float):
-        return format(value, "g") if isinstance(value, float) else str(value)
+    if isinstance(value, int | float | Decimal):
+        try:
+            return number_text(value)
+        except ValueError:
+            problems.error(path, "Must be a finite number (NaN and infinity have no JSON form).")
+            return None
     problems.error(path, f"Must be {what}.")
     return None
 
@@ -170,6 +224,8 @@ def check_name(value: Any, path: str, problems: Problems, *, allow_reserved: boo
         problems.error(path, f"At most {NAME_MAX} characters.")
     elif _WHITESPACE_OR_CONTROL.search(name):
         problems.error(path, "No spaces or control characters: SDKs look flags up by exact name.")
+    elif (problem := name_problem(name)) is not None:
+        problems.error(path, problem)
     elif not allow_reserved and name.startswith(RESERVED_PREFIX):
         problems.error(
             path, f"Names starting with {RESERVED_PREFIX!r} are reserved for kill switches."
@@ -181,23 +237,66 @@ def check_name(value: Any, path: str, problems: Problems, *, allow_reserved: boo
 
 
 def _check_value(operator: str, value: str, path: str, problems: Problems) -> None:
-    if operator in NUM_OPERATORS and not _NUMBER.match(value.strip()):
-        problems.error(path, "Must be a number, e.g. 12 or 3.5.")
+    """The editor's check of one constraint value (``problems`` may be a scratch sink that
+    import mode turns into warnings)."""
+    if operator in NUM_OPERATORS:
+        text = value.strip()
+        if not _NUMBER.match(text) or not math.isfinite(float(text)):
+            problems.error(path, "Must be a number, e.g. 12 or 3.5.")
     elif operator in DATE_OPERATORS:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            problems.error(path, "Must be an ISO 8601 date-time, e.g. 2026-01-31T13:00:00Z.")
-        else:
-            if parsed.tzinfo is None:
-                problems.error(path, "Give a time zone (Z or +02:00): SDKs compare instants.")
+        check_date_time(value, path, problems)
     elif operator in SEMVER_OPERATORS and not _SEMVER.match(value):
-        problems.error(path, "Must be a semantic version, e.g. 1.2.3 or 2.0.0-beta.1.")
+        hint = " without the leading v" if value[:1] in ("v", "V") else ""
+        problems.error(path, f"Must be a semantic version{hint}, e.g. 1.2.3 or 2.0.0-beta.1.")
     elif operator == "REGEX":
-        try:
-            re.compile(value)
-        except re.error as exc:
-            problems.error(path, f"Not a valid regular expression: {exc}.")
+        check_regex(value, path, problems)
+
+
+def check_date_time(value: str, path: str, problems: Problems) -> None:
+    """An RFC 3339 date-time with a time zone offset (``2026-01-31T13:00:00Z``,
+    ``…+02:00``): SDKs compare instants, and one without an offset is no instant."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        problems.error(path, "Must be an RFC 3339 date-time, e.g. 2026-01-31T13:00:00Z.")
+        return
+    if parsed.tzinfo is None:
+        problems.error(path, "Give a time zone (Z or +02:00): SDKs compare instants.")
+    elif not _RFC3339.match(value):
+        problems.error(
+            path, "Write it as an RFC 3339 date-time, e.g. 2026-01-31T13:00:00Z or …+02:00."
+        )
+
+
+def check_regex(value: str, path: str, problems: Problems) -> None:
+    """A regular expression RE2 compiles: the SDK engines (Rust ``regex`` in Unleash's
+    Yggdrasil, ``re2js``) are of the RE2 family, with no look-around and no
+    back-references; a pattern they cannot compile never matches."""
+    try:
+        re2.compile(value, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        problems.error(
+            path,
+            f"Not a regular expression the SDKs evaluate ({detail}): they use RE2 syntax, "
+            "with no look-ahead, look-behind or back-references.",
+        )
+
+
+def _sink(problems: Problems, ctx: Context) -> Problems:
+    """Where the editor's value checks report: the real problems in strict mode, a
+    scratch list in import mode (turned into warnings by ``_warn_from``)."""
+    return problems if ctx.strict else Problems()
+
+
+def _warn_from(sink: Problems, problems: Problems, consequence: str) -> None:
+    if sink is problems:
+        return
+    for path, messages in sink.errors.items():
+        for message in messages:
+            problems.warn(path, f"{message.rstrip('.')}; {consequence}")
 
 
 def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) -> dict[str, Any]:
@@ -234,27 +333,29 @@ def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) 
     if obj.get("value") is not None:
         value = _as_string(obj["value"], _join(path, "value"), problems)
 
-    if ctx.strict and operator in LIST_OPERATORS:
+    sink = _sink(problems, ctx)
+    if operator in LIST_OPERATORS:
         if value is not None:
-            problems.error(_join(path, "value"), f"{operator} takes a list: use values.")
+            sink.error(_join(path, "value"), f"{operator} takes a list: use values.")
         if not values:
-            problems.error(_join(path, "values"), "Add at least one value.")
+            sink.error(_join(path, "values"), "Add at least one value.")
         if operator == "IN_CIDR":
             for i, item in enumerate(values):
                 try:
                     ipaddress.ip_network(item, strict=False)
                 except ValueError:
-                    problems.error(
+                    sink.error(
                         _join(_join(path, "values"), i),
                         "Must be an IP address or a CIDR range, e.g. 10.0.0.0/8.",
                     )
-    elif ctx.strict and operator in VALUE_OPERATORS:
-        if values:
-            problems.error(_join(path, "values"), f"{operator} compares one value: use value.")
+    elif operator in VALUE_OPERATORS:
+        if values and (ctx.strict or value is not None):
+            sink.error(_join(path, "values"), f"{operator} compares one value: use value.")
         if value is None or value == "":
-            problems.error(_join(path, "value"), "A value is required.")
+            sink.error(_join(path, "value"), "A value is required.")
         else:
-            _check_value(operator, value, _join(path, "value"), problems)
+            _check_value(operator, value, _join(path, "value"), sink)
+    _warn_from(sink, problems, "SDKs evaluate this constraint as false")
 
     if "values" in obj or operator in LIST_OPERATORS:
         result["values"] = values
@@ -288,15 +389,17 @@ def _normalize_payload(
     _unknown_keys(obj, ("type", "value"), path, problems, ctx.strict)
     kind = _as_string(obj.get("type"), _join(path, "type"), problems) or ""
     value = _as_string(obj.get("value", ""), _join(path, "value"), problems) or ""
+    sink = _sink(problems, ctx)
     if kind not in PAYLOAD_TYPES:
         problems.error(_join(path, "type"), f"Use one of: {', '.join(PAYLOAD_TYPES)}.")
-    elif ctx.strict and kind == "json":
+    elif kind == "json":
         try:
             json.loads(value)
         except ValueError as exc:
-            problems.error(_join(path, "value"), f"Not valid JSON: {exc}.")
-    elif ctx.strict and kind == "number" and not _NUMBER.match(value.strip()):
-        problems.error(_join(path, "value"), "Must be a number.")
+            sink.error(_join(path, "value"), f"Not valid JSON: {exc}.")
+    elif kind == "number" and not _NUMBER.match(value.strip()):
+        sink.error(_join(path, "value"), "Must be a number.")
+    _warn_from(sink, problems, "SDKs hand it to the application as is")
     return {"type": kind, "value": value}
 
 
@@ -456,31 +559,35 @@ def normalize_strategy(raw: Any, path: str, problems: Problems, ctx: Context) ->
             text = _as_string(value, _join(ppath, key), problems)
             if text is not None:
                 parameters[str(key)] = text
-    if ctx.strict and name in STRATEGIES:
+    if name in STRATEGIES:
         required, optional = STRATEGIES[name]
-        for key in parameters:
-            if key not in required + optional:
-                expected = ", ".join(required + optional) or "none"
-                problems.error(
-                    _join(ppath, key), f"{name} takes no parameter {key!r} (it takes: {expected})."
-                )
+        if ctx.strict:  # an extra parameter changes nothing an SDK does: import keeps it quietly
+            for key in parameters:
+                if key not in required + optional:
+                    expected = ", ".join(required + optional) or "none"
+                    problems.error(
+                        _join(ppath, key),
+                        f"{name} takes no parameter {key!r} (it takes: {expected}).",
+                    )
+        sink = _sink(problems, ctx)
         for key in required:
             if key not in parameters:
-                problems.error(_join(ppath, key), "Required.")
+                sink.error(_join(ppath, key), "Required.")
         for key in PERCENT_PARAMETERS:
             if key in parameters:
-                _check_percent(parameters[key], _join(ppath, key), problems)
+                _check_percent(parameters[key], _join(ppath, key), sink)
         for key in ("userIds", "IPs", "hostNames"):
             if key in parameters:
-                _check_list_parameter(key, parameters[key], _join(ppath, key), problems)
-        if name == "flexibleRollout":
+                _check_list_parameter(key, parameters[key], _join(ppath, key), sink)
+        _warn_from(sink, problems, "the editor refuses this; SDKs may evaluate it as false")
+        if ctx.strict and name == "flexibleRollout":
             parameters.setdefault("stickiness", "default")
             if not parameters["stickiness"].strip():
                 problems.error(
                     _join(ppath, "stickiness"),
                     "Use default, userId, sessionId, random or a context field.",
                 )
-        if "groupId" in optional and not parameters.get("groupId", "").strip():
+        if ctx.strict and "groupId" in optional and not parameters.get("groupId", "").strip():
             parameters["groupId"] = ctx.flag_name  # Unleash's default: the flag's own name
     result: dict[str, Any] = {"name": name}
     if obj.get("title"):
@@ -661,3 +768,112 @@ def normalize_segment(raw: Any, path: str, problems: Problems, ctx: Context) -> 
     if ctx.strict and not constraints:
         problems.error(_join(path, "constraints"), "A segment needs at least one constraint.")
     return {"id": segment_id, "name": name, "description": description, "constraints": constraints}
+
+
+# --------------------------------------------------------------------------- SDK metrics
+
+# At most this many evaluations of one flag (or variant) in one SDK bucket: far above what
+# an SDK counts in its interval (about a minute), far below the bigint the hourly totals are
+# kept in, so no bucket can push a total past it (the upsert saturates there besides).
+MAX_BUCKET_COUNT = 10**12
+MAX_BUCKET_FLAGS = 10_000
+MAX_BUCKET_VARIANTS = 200
+_COUNT_TEXT = re.compile(r"^\s*\d+\s*$")
+
+
+def _metric_count(value: Any, path: str, problems: Problems) -> int:
+    """One evaluation count: ``null`` or absent is 0 (an SDK with nothing to say), a whole
+    number (or its decimal text) is taken; negative, fractional or oversized ones are
+    refused at ``path``."""
+    if value is None:
+        return 0
+    count: int | None = None
+    if isinstance(value, bool):
+        count = None
+    elif isinstance(value, int):
+        count = value
+    elif isinstance(value, float | Decimal):
+        count = int(value) if math.isfinite(value) and value == int(value) else None
+    elif isinstance(value, str) and len(value) <= 40 and _COUNT_TEXT.match(value):
+        count = int(value)
+    if count is None:
+        problems.error(path, "A whole number of evaluations.")
+        return 0
+    if count < 0:
+        problems.error(path, "Must be at least 0.")
+        return 0
+    if count > MAX_BUCKET_COUNT:
+        problems.error(path, f"At most {MAX_BUCKET_COUNT:,} evaluations per bucket.")
+        return 0
+    return count
+
+
+def _metric_name(name: str) -> str | None:
+    if not name or len(name) > NAME_MAX:
+        return f"Names have 1 to {NAME_MAX} characters."
+    return hidden_character_message(name)
+
+
+@dataclass
+class MetricsToggles:
+    """What ``parse_metrics_toggles`` read: the counts to add, the errors by field, the
+    flag names refused, and whether the whole ``toggles`` was unusable."""
+
+    counted: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: Problems = field(default_factory=Problems)
+    refused: list[str] = field(default_factory=list)
+    unusable: bool = False
+
+
+def parse_metrics_toggles(raw: Any, path: str = "bucket.toggles") -> MetricsToggles:
+    """The ``toggles`` of an Unleash metrics bucket (``{flag: {"yes": n, "no": n,
+    "variants": {name: n}}}``), read liberally where the meaning is plain (``null`` counts,
+    ``"variants": null`` and a ``null`` entry are none) and each flag on its own: a flag
+    whose entry is wrong is left out with errors at ``bucket.toggles.<flag>.<field>``, the
+    others are counted as ``{flag: {"yes": int, "no": int, "variants": {name: int}}}``."""
+    result = MetricsToggles()
+    problems = result.problems
+    if raw is None:
+        return result
+    if not isinstance(raw, dict):
+        problems.error(path, "Must be an object: flag name -> counts.")
+        result.unusable = True
+        return result
+    if len(raw) > MAX_BUCKET_FLAGS:
+        problems.error(path, f"At most {MAX_BUCKET_FLAGS:,} flags per bucket.")
+        result.unusable = True
+        return result
+    counted = result.counted
+    for name, entry in raw.items():
+        epath = _join(path, str(name)[:NAME_MAX])
+        mine = Problems()
+        if (message := _metric_name(name)) is not None:
+            mine.error(epath, message)
+        entry = {} if entry is None else entry
+        if not isinstance(entry, dict):
+            mine.error(epath, 'Must be an object: {"yes": n, "no": n, "variants": {…}}.')
+            entry = {}
+        yes = _metric_count(entry.get("yes"), _join(epath, "yes"), mine)
+        no = _metric_count(entry.get("no"), _join(epath, "no"), mine)
+        variants: dict[str, int] = {}
+        raw_variants = entry.get("variants")
+        vpath = _join(epath, "variants")
+        if raw_variants is not None and not isinstance(raw_variants, dict):
+            mine.error(vpath, "Must be an object: variant name -> count.")
+        elif raw_variants:
+            if len(raw_variants) > MAX_BUCKET_VARIANTS:
+                mine.error(vpath, f"At most {MAX_BUCKET_VARIANTS} variants per flag.")
+            else:
+                for variant, count in raw_variants.items():
+                    if (message := _metric_name(variant)) is not None:
+                        mine.error(_join(vpath, str(variant)[:NAME_MAX]), message)
+                    variants[variant] = _metric_count(
+                        count, _join(vpath, str(variant)[:NAME_MAX]), mine
+                    )
+        if mine.errors:
+            for key, messages in mine.errors.items():
+                problems.errors.setdefault(key, []).extend(messages)
+            result.refused.append(name)
+            continue
+        counted[name] = {"yes": yes, "no": no, "variants": variants}
+    return result

@@ -239,6 +239,7 @@ def test_client_register_and_metrics__202_and_counts_add_up(
     asgi_server: str, tenant: Tenant
 ) -> None:
     production = tenant.environments.get(slug="production")
+    make_flag(production, "checkout")
     token = make_token(production)
     start = dt.datetime(2026, 11, 23, 10, 5, tzinfo=dt.UTC)
     bucket = {
@@ -308,7 +309,7 @@ def test_client_register_and_metrics__202_and_counts_add_up(
                     "toggles": {"f": {"yes": -1}},
                 },
             },
-            "bucket",
+            "bucket.toggles.f.yes",
         ),
     ],
 )

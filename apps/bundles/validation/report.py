@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
+
+# Shared with flag names: one rule for what a readable name is (controlplane/lookalike.py).
+from controlplane.lookalike import first_hidden_character as first_hidden_character
+from controlplane.lookalike import hidden_character_message as hidden_character_message
 
 
 def escape(token: str) -> str:
@@ -30,25 +33,6 @@ def _sort_key(ptr: str) -> tuple[tuple[int, int | str], ...]:
 
 def sorted_findings(findings: dict[str, list[str]]) -> dict[str, list[str]]:
     return {key: findings[key] for key in sorted(findings, key=_sort_key)}
-
-
-# Control characters, invisible formatting (zero-width, bidirectional overrides) and line
-# separators have no place in a name: they hide or reorder what a reviewer reads.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
-
-
-def first_hidden_character(text: str) -> str | None:
-    return next((ch for ch in text if unicodedata.category(ch) in _HIDDEN_CATEGORIES), None)
-
-
-def hidden_character_message(text: str) -> str | None:
-    ch = first_hidden_character(text)
-    if ch is None:
-        return None
-    return (
-        f"Contains a control or invisible character (U+{ord(ch):04X}); names must be plain, "
-        "visible text."
-    )
 
 
 class Report:

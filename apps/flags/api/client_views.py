@@ -9,6 +9,7 @@ from typing import cast
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,7 +19,8 @@ from apps.accounts.models import RuntimeToken
 from controlplane.api import ErrorSerializer
 
 from ..services import flag_metrics_record, sdk_instance_register
-from .serializers import ClientMetricsInput, ClientRegisterInput
+from ..validation import parse_metrics_toggles
+from .serializers import ClientMetricsInput, ClientMetricsOutput, ClientRegisterInput
 
 CLIENT_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer}
 # Unleash answers 202 with no content; an empty JSON object is what SDKs ignore just as well.
@@ -53,25 +55,45 @@ class ClientRegisterView(APIView):
 
 
 class ClientMetricsView(APIView):
-    """An Unleash SDK reports how often each flag evaluated to yes / no and which variants."""
+    """An Unleash SDK reports how often each flag evaluated to yes / no and which variants.
+
+    Read liberally where the meaning is plain (``null`` counts and variants are none) and
+    flag by flag: the counts of flags that exist in the token's environment are added;
+    unknown flag names are ignored and listed in the answer (202). A wrong entry (a
+    negative, fractional or oversized count, a hidden character in a name) is refused with
+    a 400 naming its field; the valid entries of the same bucket are still recorded, and
+    the 400 says how many, so no bucket loses its good counts to one bad one."""
 
     authentication_classes = [RuntimeTokenAuthentication]
     permission_classes = [HasRuntimeToken]
 
     @extend_schema(
         request=ClientMetricsInput,
-        responses={202: ACCEPTED, **CLIENT_ERRORS},
+        responses={202: ClientMetricsOutput, **CLIENT_ERRORS},
         tags=["unleash client"],
     )
     def post(self, request: Request) -> Response:
         serializer = ClientMetricsInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        flag_metrics_record(
+        toggles = parse_metrics_toggles(data["bucket"].get("toggles"))
+        if toggles.unusable or (toggles.refused and not toggles.counted):
+            raise ValidationError(toggles.problems.errors)  # nothing to record: change nothing
+        result = flag_metrics_record(
             token=cast(RuntimeToken, request.auth),
             app_name=data["appName"],
             instance_id=data["instanceId"],
             start=data["bucket"]["start"],
-            toggles=data["bucket"]["toggles"],
+            toggles=toggles.counted,
         )
-        return Response({}, status=status.HTTP_202_ACCEPTED)
+        if toggles.refused:
+            raise ValidationError(
+                {
+                    **toggles.problems.errors,
+                    "non_field_errors": [
+                        f"{len(toggles.refused)} flag(s) refused; the counts of "
+                        f"{result.recorded} other flag(s) were recorded."
+                    ],
+                }
+            )
+        return Response(result.as_dict(), status=status.HTTP_202_ACCEPTED)

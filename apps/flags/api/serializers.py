@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from rest_framework import serializers
 
 from controlplane.api import OptionalReasonMixin
@@ -17,6 +15,7 @@ from ..models import (
     Segment,
 )
 from ..unleash import kill_feature_name
+from ..validation import MAX_BUCKET_COUNT, MAX_BUCKET_FLAGS
 
 JSON_LIST_HELP = "Unleash documents, validated field by field (errors come back keyed by path)."
 
@@ -44,6 +43,7 @@ class FlagOutput(serializers.ModelSerializer):
             "strategies",
             "variants",
             "dependencies",
+            "import_warnings",
             "created_at",
             "updated_at",
         ]
@@ -260,38 +260,37 @@ class ClientRegisterInput(serializers.Serializer):
         child=serializers.CharField(max_length=200), required=False, default=list, max_length=200
     )
     started = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    interval = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
-
-
-class ToggleCountsInput(serializers.Serializer):
-    yes = serializers.IntegerField(min_value=0, default=0)
-    no = serializers.IntegerField(min_value=0, default=0)
-    variants = serializers.DictField(
-        child=serializers.IntegerField(min_value=0), required=False, default=dict
+    # Milliseconds; bounded by the column it is kept in (a PostgreSQL integer).
+    interval = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=2**31 - 1
     )
-
-    def validate_variants(self, value: dict[str, int]) -> dict[str, int]:
-        if len(value) > 200 or any(len(name) > 200 for name in value):
-            raise serializers.ValidationError(
-                "At most 200 variants, with names of at most 200 characters."
-            )
-        return value
 
 
 class MetricsBucketInput(serializers.Serializer):
+    """The bucket's envelope. ``toggles`` is read flag by flag afterwards
+    (``validation.parse_metrics_toggles``), so one wrong entry does not cost the others."""
+
     start = serializers.DateTimeField()
     stop = serializers.DateTimeField()
-    toggles = serializers.DictField(child=ToggleCountsInput())
-
-    def validate_toggles(self, value: dict[str, Any]) -> dict[str, Any]:
-        if len(value) > 10000:
-            raise serializers.ValidationError("At most 10,000 flags per bucket.")
-        if any(not name or len(name) > 200 for name in value):
-            raise serializers.ValidationError("Flag names have 1 to 200 characters.")
-        return value
+    toggles = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        default=dict,
+        help_text='{flag name: {"yes": n, "no": n, "variants": {variant: n}}}; '
+        f"at most {MAX_BUCKET_COUNT:,} per count, {MAX_BUCKET_FLAGS:,} flags",
+    )
 
 
 class ClientMetricsInput(serializers.Serializer):
     appName = serializers.CharField(max_length=200)
     instanceId = serializers.CharField(max_length=200, required=False, default="unknown")
     bucket = MetricsBucketInput()
+
+
+class ClientMetricsOutput(serializers.Serializer):
+    recorded = serializers.IntegerField(help_text="flags whose counts were added")
+    unknown = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="flag names not in this environment: ignored (at most 100 listed)",
+    )
+    unknown_count = serializers.IntegerField()

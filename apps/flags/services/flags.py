@@ -13,6 +13,7 @@ from apps.accounts.authz import authorize
 from apps.audit.services import Actor, audit_record
 from apps.tenancy.models import Environment
 from apps.tenancy.services import environment_revision_bump
+from controlplane.lookalike import lookalike_key
 
 from ..models import Flag, Segment
 from ..selectors import flag_dependencies_by_name
@@ -93,6 +94,26 @@ def flag_create(
         raise ValidationError(
             {"name": [f"A flag named {name!r} already exists in {environment.name}."]}
         )
+    key = lookalike_key(feature["name"])
+    twin = next(
+        (
+            other
+            for other in Flag.objects.filter(environment=environment).values_list(
+                "name", flat=True
+            )
+            if lookalike_key(other) == key
+        ),
+        None,
+    )
+    if twin is not None:  # the environment lock above keeps a concurrent twin out
+        raise ValidationError(
+            {
+                "name": [
+                    f"Looks like the existing flag {twin!r} in {environment.name}: "
+                    "SDK users could not tell them apart."
+                ]
+            }
+        )
     flag = Flag(environment=environment, name=feature["name"])
     _apply(flag, feature)
     flag.save()
@@ -128,7 +149,12 @@ def flag_update(*, actor: Actor, flag: Flag, reason: str = "", **changes: Any) -
         document, _strict_context(environment, flag_name=flag.name, exclude_pk=flag.pk)
     )
     _apply(flag, feature)
+    # It passed the editor's checks: what an import reported about it no longer holds.
+    cleared = bool(flag.import_warnings)
+    flag.import_warnings = []
     if flag.snapshot() == before:
+        if cleared:
+            flag.save(update_fields=["import_warnings"])
         return flag
     flag.save()
     revision = environment_revision_bump(environment_id=environment.pk)

@@ -9,10 +9,20 @@ Two modes:
 - ``replace``: afterwards the environment holds exactly the payload; flags and segments not
   in it are deleted.
 
-Either way it is one transaction, one revision bump and one audit event."""
+Either way it is one transaction and one revision bump. The audit trail gets one event per
+flag and segment the import creates, changes or deletes, with its full definition before
+and after (``flag.created`` / ``flag.updated`` / ``flag.deleted`` and the ``segment.*``
+twins, as the editor writes them, marked ``"via": "import"``), and one ``flags.imported``
+summary on the environment.
+
+Every value check the editor runs also runs here; what fails one is stored anyway (SDKs
+evaluate it as they would from Unleash) and reported as a warning naming the flag, the
+strategy and the constraint. Each flag keeps its warnings (``Flag.import_warnings``) so its
+page shows them until an edit fixes them."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +34,7 @@ from apps.accounts.authz import authorize
 from apps.audit.services import Actor, audit_record
 from apps.tenancy.models import Environment
 from apps.tenancy.services import environment_revision_bump
+from controlplane.lookalike import lookalike_key
 
 from ..models import Flag, Segment
 from ..unleash import KILL_PREFIX, apply_events
@@ -118,15 +129,109 @@ def _parse(
         raw_features = []
     ctx = Context(strict=False, segment_ids=frozenset(known))
     features = []
-    seen: set[str] = set()
+    names: set[str] = set()
+    keys: dict[str, str] = {}  # look-alike key -> the first name with it
     for i, raw in enumerate(raw_features):
         feature = normalize_feature(raw, f"payload.features.{i}", problems, ctx)
         name = feature.get("name", "")
-        if name in seen:
+        first = keys.setdefault(lookalike_key(name), name)
+        if name in names:
             problems.error(f"payload.features.{i}.name", f"{name!r} appears twice.")
-        seen.add(name)
+        elif first != name:
+            problems.error(
+                f"payload.features.{i}.name",
+                f"{name!r} looks like {first!r}, also in the payload: SDK users could not "
+                "tell them apart.",
+            )
+        names.add(name)
         features.append(feature)
     return features, segments, problems
+
+
+# payload.features.3.strategies.1.constraints.0.value -> (features, 3, [strategies, 1, …])
+_LOCATED = re.compile(r"^payload\.(features|segments)\.(\d+)(?:\.(.+))?$")
+
+
+def _at(container: Any, key: str) -> Any:
+    if isinstance(container, list) and key.isdigit() and int(key) < len(container):
+        return container[int(key)]
+    if isinstance(container, dict):
+        return container.get(key)
+    return None
+
+
+def _where(raw: Any, tokens: list[str]) -> str:
+    """``strategies.1.constraints.0.value`` of a raw feature as people read it:
+    ``strategy 2 (flexibleRollout), constraint 1 (userId REGEX), value``."""
+    parts: list[str] = []
+    node = raw
+    i = 0
+    while i < len(tokens):
+        step = tokens[i]
+        index = tokens[i + 1] if i + 1 < len(tokens) else None
+        if step in ("strategies", "constraints", "variants", "overrides") and (
+            index is not None and index.isdigit()
+        ):
+            item = _at(_at(node, step), index)
+            item = item if isinstance(item, dict) else {}
+            number = int(index) + 1
+            if step == "strategies":
+                parts.append(f"strategy {number} ({item.get('name', '?')})")
+            elif step == "constraints":
+                parts.append(
+                    f"constraint {number} ({item.get('contextName', '?')} "
+                    f"{item.get('operator', '?')})"
+                )
+            elif step == "variants":
+                parts.append(f"variant {item.get('name', number)!r}")
+            else:
+                parts.append(f"override {number}")
+            node = item
+            i += 2
+            continue
+        if step == "parameters" and index is not None:
+            parts.append(f"parameter {index}")
+            i += 2
+            continue
+        parts.append(".".join(tokens[i:]))
+        break
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class _Located:
+    kind: str  # "features" or "segments"
+    index: int
+    path: str  # inside the feature or segment: strategies.0.constraints.1.value
+    where: str  # strategy 1 (default), constraint 2 (userId REGEX), value
+    message: str
+
+
+def _locate(state: dict[str, Any], problems: Problems) -> list[_Located]:
+    located = []
+    for path, message in problems.located:
+        match = _LOCATED.match(path)
+        if not match:
+            located.append(_Located("", -1, path, path, message))
+            continue
+        kind, index, rest = match.group(1), int(match.group(2)), match.group(3) or ""
+        raw = _at(state.get(kind), str(index))
+        located.append(
+            _Located(kind, index, rest, _where(raw, rest.split(".")) if rest else "", message)
+        )
+    return located
+
+
+def _warning_text(item: _Located, features: list[dict[str, Any]], segments: list[Any]) -> str:
+    if item.kind == "features":
+        name = features[item.index].get("name", "?")
+        head = f"flag {name!r}"
+    elif item.kind == "segments":
+        segment = segments[item.index] if item.index < len(segments) else {}
+        head = f"segment {segment.get('id', '?')} ({segment.get('name') or 'unnamed'})"
+    else:
+        return f"{item.where}: {item.message}"
+    return f"{head}, {item.where}: {item.message}" if item.where else f"{head}: {item.message}"
 
 
 def _flag_fields(feature: dict[str, Any]) -> dict[str, Any]:
@@ -169,10 +274,40 @@ def flags_import(
                 f"Names starting with {KILL_PREFIX!r} belong to kill switches; "
                 "engage a kill switch instead.",
             )
+    if mode == "merge":
+        # A name that looks like a flag the import keeps would sit beside it in the SDKs.
+        kept = {
+            lookalike_key(name): name
+            for name in Flag.objects.filter(environment=environment).values_list("name", flat=True)
+        }
+        for i, feature in enumerate(features):
+            name = feature.get("name", "")
+            twin = kept.get(lookalike_key(name))
+            if twin is not None and twin != name:
+                problems.error(
+                    f"payload.features.{i}.name",
+                    f"{name!r} looks like the existing flag {twin!r}: SDK users could not "
+                    "tell them apart.",
+                )
     if problems:
         raise ValidationError(problems.errors)
 
-    result = ImportResult(mode=mode, revision=0, warnings=problems.warnings)
+    located = _locate(state, problems)
+    result = ImportResult(
+        mode=mode,
+        revision=0,
+        warnings=[_warning_text(item, features, segments) for item in located],
+    )
+    flag_warnings: dict[str, list[dict[str, str]]] = {}
+    for item in located:
+        if item.kind == "features":
+            flag_warnings.setdefault(features[item.index]["name"], []).append(
+                {"where": item.where, "path": item.path, "message": item.message}
+            )
+
+    # (action, target or None, target id, label, before, after) per change, written to the
+    # audit trail once the revision the changes land in is known.
+    changes: list[tuple[str, Any, str, str, dict[str, Any] | None, dict[str, Any]]] = []
     for document in segments:
         current = existing_segments.get(document["id"])
         fields = {
@@ -181,48 +316,91 @@ def flags_import(
             "constraints": document["constraints"],
         }
         if current is None:
-            Segment.objects.create(environment=environment, segment_id=document["id"], **fields)
+            created = Segment.objects.create(
+                environment=environment, segment_id=document["id"], **fields
+            )
             result.segments_created.append(document["id"])
+            changes.append(("segment.created", created, "", "", None, created.snapshot()))
         elif any(getattr(current, k) != v for k, v in fields.items()):
-            Segment.objects.filter(pk=current.pk).update(**fields)
+            before = current.snapshot()
+            for key, value in fields.items():
+                setattr(current, key, value)
+            current.save(update_fields=[*fields, "updated_at"])
             result.segments_updated.append(document["id"])
+            changes.append(("segment.updated", current, "", "", before, current.snapshot()))
     existing_flags = {f.name: f for f in Flag.objects.filter(environment=environment)}
     for feature in features:
         fields = _flag_fields(feature)
+        warnings = flag_warnings.get(feature["name"], [])
         flag = existing_flags.get(feature["name"])
         if flag is None:
-            Flag.objects.create(environment=environment, name=feature["name"], **fields)
+            flag = Flag.objects.create(
+                environment=environment, name=feature["name"], import_warnings=warnings, **fields
+            )
             result.created.append(feature["name"])
+            changes.append(("flag.created", flag, "", "", None, flag.snapshot()))
         elif any(getattr(flag, k) != v for k, v in fields.items()):
+            before = flag.snapshot()
             for key, value in fields.items():
                 setattr(flag, key, value)
+            flag.import_warnings = warnings
             flag.save()
             result.updated.append(feature["name"])
+            changes.append(("flag.updated", flag, "", "", before, flag.snapshot()))
         else:
+            if flag.import_warnings != warnings:  # what is reported about it, not what it is
+                Flag.objects.filter(pk=flag.pk).update(import_warnings=warnings)
             result.unchanged.append(feature["name"])
     if mode == "replace":
         keep = {f["name"] for f in features}
-        doomed = [name for name in existing_flags if name not in keep]
+        doomed = sorted(name for name in existing_flags if name not in keep)
+        for name in doomed:
+            flag = existing_flags[name]
+            changes.append(("flag.deleted", None, str(flag.pk), name, flag.snapshot(), {}))
         Flag.objects.filter(environment=environment, name__in=doomed).delete()
-        result.deleted = sorted(doomed)
+        result.deleted = doomed
         keep_ids = {s["id"] for s in segments}
-        gone = [i for i in existing_segments if i not in keep_ids]
+        gone = sorted(i for i in existing_segments if i not in keep_ids)
+        for segment_id in gone:
+            segment = existing_segments[segment_id]
+            changes.append(
+                (
+                    "segment.deleted",
+                    None,
+                    str(segment.pk),
+                    str(segment),
+                    segment.snapshot(),
+                    {},
+                )
+            )
         Segment.objects.filter(environment=environment, segment_id__in=gone).delete()
-        result.segments_deleted = sorted(gone)
+        result.segments_deleted = gone
 
-    changed = (
-        result.created
-        or result.updated
-        or result.deleted
-        or result.segments_created
-        or result.segments_updated
-        or result.segments_deleted
-    )
     result.revision = (
         environment_revision_bump(environment_id=environment.pk)
-        if changed
+        if changes
         else environment.revision
     )
+    for action, target, target_id, label, before, after in changes:
+        kind = "flags.segment" if action.startswith("segment.") else "flags.flag"
+        warnings = flag_warnings.get(after.get("name", ""), []) if action != "flag.deleted" else []
+        audit_record(
+            actor=actor,
+            action=action,
+            target=target,
+            target_type="" if target is not None else kind,
+            target_id=target_id,
+            target_label=label,
+            tenant=environment.tenant,
+            reason=reason,
+            before=before,
+            after={
+                **after,
+                "revision": result.revision,
+                "via": "import",
+                **({"import_warnings": warnings} if warnings else {}),
+            },
+        )
     audit_record(
         actor=actor,
         action="flags.imported",
@@ -238,6 +416,7 @@ def flags_import(
         created=len(result.created),
         updated=len(result.updated),
         deleted=len(result.deleted),
+        warnings=len(result.warnings),
         revision=result.revision,
     )
     return result

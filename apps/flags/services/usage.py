@@ -3,11 +3,14 @@
 These are facts from runtimes, not operator changes: they are recorded without an audit
 event and without a revision bump. Counts are added with one ``INSERT … ON CONFLICT DO
 UPDATE SET n = n + excluded.n`` per table (PostgreSQL, and SQLite ≥ 3.24), so concurrent
-reports never lose an increment."""
+reports never lose an increment. Only flags the token's SDK is served are counted (a
+made-up name costs no row), and a total saturates at the column's maximum instead of
+overflowing it, so no report can make the next ones of that app fail."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +21,7 @@ from django.utils import timezone
 from apps.accounts.models import RuntimeToken
 
 from ..models import FlagUsage, FlagVariantUsage, SdkInstance
+from ..selectors import flag_names_known
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +84,9 @@ def sdk_instance_register(
 
 
 _BATCH = 100  # rows per statement: well under SQLite's limit on bound parameters
+# The largest value of the bigint columns the totals live in (PostgreSQL ``bigint``).
+COUNT_MAX = 2**63 - 1
+UNKNOWN_LISTED = 100
 
 
 def _sql_for(
@@ -102,7 +109,12 @@ def _upsert(
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     columns = [*keys, *counters]
-    updates = ", ".join(f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in counters)
+    # Saturating addition, compared before adding so the sum itself never overflows.
+    updates = ", ".join(
+        f"{qn(c)} = CASE WHEN {table}.{qn(c)} > {COUNT_MAX} - excluded.{qn(c)} "
+        f"THEN {COUNT_MAX} ELSE {table}.{qn(c)} + excluded.{qn(c)} END"
+        for c in counters
+    )
     with connection.cursor() as cursor:
         for first in range(0, len(rows), _BATCH):
             batch = rows[first : first + _BATCH]
@@ -112,6 +124,21 @@ def _upsert(
             )
 
 
+@dataclass
+class MetricsResult:
+    """How many flags of a bucket were counted, and the names ignored as unknown."""
+
+    recorded: int = 0
+    unknown: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "recorded": self.recorded,
+            "unknown": self.unknown[:UNKNOWN_LISTED],
+            "unknown_count": len(self.unknown),
+        }
+
+
 def flag_metrics_record(
     *,
     token: RuntimeToken,
@@ -119,17 +146,22 @@ def flag_metrics_record(
     instance_id: str,
     start: datetime,
     toggles: Mapping[str, Mapping[str, Any]],
-) -> int:
+) -> MetricsResult:
     """``POST /api/client/metrics``: add one bucket's counts to the hour it started in.
-    ``toggles`` is ``{flag name: {"yes": n, "no": n, "variants": {name: n}}}`` (validated by
-    the caller). Returns the number of flags counted."""
+    ``toggles`` is ``{flag name: {"yes": n, "no": n, "variants": {name: n}}}``, validated
+    by ``validation.parse_metrics_toggles`` (each count 0..``MAX_BUCKET_COUNT``). Names
+    that are no feature of the token's scope are ignored and returned as ``unknown``."""
     hour = connection.ops.adapt_datetimefield_value(_hour(start))
     environment_id = token.environment_id
+    known = flag_names_known(
+        environment_id=environment_id, agent_id=token.agent_id, names=toggles.keys()
+    )
+    result = MetricsResult(unknown=sorted(name for name in toggles if name not in known))
     usage_rows = []
     variant_rows = []
-    for name in sorted(toggles):
+    for name in sorted(known):
         counts = toggles[name]
-        yes, no = int(counts.get("yes", 0)), int(counts.get("no", 0))
+        yes, no = int(counts.get("yes") or 0), int(counts.get("no") or 0)
         if yes or no:
             usage_rows.append((environment_id, name, app_name, hour, yes, no))
         for variant, count in sorted((counts.get("variants") or {}).items()):
@@ -149,4 +181,13 @@ def flag_metrics_record(
             variant_rows,
         )
         _touch_instance(token=token, app_name=app_name, instance_id=instance_id, defaults={})
-    return len(toggles)
+    result.recorded = len(known)
+    if result.unknown:
+        log.info(
+            "flag_metrics.unknown_flags",
+            environment_id=environment_id,
+            app_name=app_name,
+            count=len(result.unknown),
+            first=result.unknown[:10],
+        )
+    return result

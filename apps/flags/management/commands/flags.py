@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -73,7 +74,7 @@ class Command(BaseCommand):
             else:
                 with open(options["file"], encoding="utf-8") as handle:
                     text = handle.read()
-            payload = json.loads(text)
+            payload = json.loads(text, parse_float=Decimal)
         except OSError as exc:
             raise CommandError(f"Cannot read {options['file']}: {exc}") from None
         except ValueError as exc:
