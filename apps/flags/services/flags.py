@@ -98,9 +98,7 @@ def flag_create(
     twin = next(
         (
             other
-            for other in Flag.objects.filter(environment=environment).values_list(
-                "name", flat=True
-            )
+            for other in Flag.objects.filter(environment=environment).values_list("name", flat=True)
             if lookalike_key(other) == key
         ),
         None,

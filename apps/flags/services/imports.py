@@ -381,9 +381,13 @@ def flags_import(
         if changes
         else environment.revision
     )
-    for action, target, target_id, label, before, after in changes:
+    for action, target, target_id, label, was, now in changes:
         kind = "flags.segment" if action.startswith("segment.") else "flags.flag"
-        warnings = flag_warnings.get(after.get("name", ""), []) if action != "flag.deleted" else []
+        warnings = (
+            flag_warnings.get(now.get("name", ""), [])
+            if action in ("flag.created", "flag.updated")
+            else []
+        )
         audit_record(
             actor=actor,
             action=action,
@@ -393,9 +397,9 @@ def flags_import(
             target_label=label,
             tenant=environment.tenant,
             reason=reason,
-            before=before,
+            before=was,
             after={
-                **after,
+                **now,
                 "revision": result.revision,
                 "via": "import",
                 **({"import_warnings": warnings} if warnings else {}),
