@@ -335,7 +335,7 @@ def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) 
 
     sink = _sink(problems, ctx)
     if operator in LIST_OPERATORS:
-        if value is not None:
+        if value:  # an empty "value" beside "values" is how some exports write nothing
             sink.error(_join(path, "value"), f"{operator} takes a list: use values.")
         if not values:
             sink.error(_join(path, "values"), "Add at least one value.")
@@ -355,7 +355,15 @@ def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) 
             sink.error(_join(path, "value"), "A value is required.")
         else:
             _check_value(operator, value, _join(path, "value"), sink)
-    _warn_from(sink, problems, "SDKs evaluate this constraint as false")
+    inverted = obj.get("inverted") is True or operator == "NOT_IN"
+    _warn_from(
+        sink,
+        problems,
+        # A broken constraint is false; inverted (or NOT_IN of nothing) it is true for all.
+        "SDKs evaluate this constraint the same for every context"
+        if inverted
+        else "SDKs evaluate this constraint as false",
+    )
 
     if "values" in obj or operator in LIST_OPERATORS:
         result["values"] = values
