@@ -410,3 +410,40 @@ def test_import__two_lookalikes_in_one_payload__refused(
 
     assert "payload.features.1.name" in refused.value.message_dict
     assert not Flag.objects.exists()
+
+
+def test_import__segment_constraint_checks__warned_naming_the_segment(
+    development: Environment,
+) -> None:
+    result = services.flags_import(
+        actor=SYSTEM,
+        environment=development,
+        payload={
+            "version": 2,
+            "features": [],
+            "segments": [
+                {
+                    "id": 4,
+                    "name": "launch",
+                    "constraints": [
+                        {
+                            "contextName": "currentTime",
+                            "operator": "DATE_AFTER",
+                            "value": "2030-01-01",
+                        },
+                        {"contextName": "version", "operator": "SEMVER_GTE", "value": "v2.0.0"},
+                    ],
+                }
+            ],
+        },
+    )
+
+    assert result.segments_created == [4]
+    assert any(
+        w.startswith("segment 4 (launch), constraint 1 (currentTime DATE_AFTER), value:")
+        for w in result.warnings
+    ), result.warnings
+    assert any(
+        w.startswith("segment 4 (launch), constraint 2 (version SEMVER_GTE), value:")
+        for w in result.warnings
+    ), result.warnings
