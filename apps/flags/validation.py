@@ -110,6 +110,9 @@ class Context:
     flag_name: str = ""
     segment_ids: frozenset[int] | None = None  # None: do not check references
     flags: Mapping[str, list[dict[str, Any]]] | None = None  # other flags' dependencies by name
+    # Editing an existing flag: its name cannot change, so the name rules (which may be newer
+    # than the flag) are not held against the edit.
+    name_fixed: bool = False
 
 
 def _join(path: str, key: str | int) -> str:
@@ -723,7 +726,10 @@ def normalize_feature(raw: Any, path: str, problems: Problems, ctx: Context) -> 
     if obj is None:
         return {}
     _unknown_keys(obj, FEATURE_KEYS, path, problems, ctx.strict)
-    name = check_name(obj.get("name"), _join(path, "name"), problems)
+    if ctx.name_fixed and isinstance(obj.get("name"), str):
+        name = obj["name"]
+    else:
+        name = check_name(obj.get("name"), _join(path, "name"), problems)
     ctx = Context(strict=ctx.strict, flag_name=name, segment_ids=ctx.segment_ids, flags=ctx.flags)
     description = obj.get("description")
     kind = obj.get("type") or "release"

@@ -447,3 +447,16 @@ def test_import__segment_constraint_checks__warned_naming_the_segment(
         w.startswith("segment 4 (launch), constraint 2 (version SEMVER_GTE), value:")
         for w in result.warnings
     ), result.warnings
+
+
+def test_flag_name__stored_before_the_rule__its_flag_can_still_be_edited(
+    development: Environment,
+) -> None:
+    # A row from before look-alike names were refused (no service creates one any more).
+    legacy = Flag.objects.create(
+        environment=development, name="cafe\u0301", strategies=[], enabled=False
+    )
+
+    services.flag_update(actor=SYSTEM, flag=legacy, description="still editable")
+
+    assert Flag.objects.get(pk=legacy.pk).description == "still editable"

@@ -40,6 +40,7 @@ def _strict_context(
 ) -> Context:
     return Context(
         strict=True,
+        name_fixed=exclude_pk is not None,
         flag_name=flag_name,
         segment_ids=frozenset(
             Segment.objects.filter(environment=environment).values_list("segment_id", flat=True)
