@@ -366,6 +366,13 @@ class FastPath:
             return snapshot.revision, snapshot.render(view_key, route.view, route.etag_of)
 
         revision, rendered = await current()
+        first_tag = rendered.etag
+
+        def held(etag: str) -> bool:
+            # The client already holds this representation. ``*`` holds for the one current
+            # when the request arrived: a long-poll with ``*`` waits for the next one.
+            return condition.matches(etag) and (not condition.any or etag == first_tag)
+
         # Long-poll: a client that already holds what it would be sent waits until that
         # changes. The wait is on the environment's revision; a revision that leaves this
         # view as it was (another flag changed) keeps the request waiting.
@@ -373,7 +380,7 @@ class FastPath:
         try:
             while (
                 rendered.body is not None
-                and condition.matches(rendered.etag)
+                and held(rendered.etag)
                 and (remaining := deadline - time.monotonic()) > 0
                 and await self._wait_change(token_hash, token, revision, remaining)
             ):
@@ -390,7 +397,7 @@ class FastPath:
             (b"vary", _vary(route.vary)),
             (b"x-revision", str(revision).encode()),
         ]
-        if condition.matches(rendered.etag):
+        if held(rendered.etag):
             await _send(send, 304, common, b"")
             return
         body = b"" if scope["method"] == "HEAD" else rendered.body

@@ -97,9 +97,10 @@ class Snapshot:
         if body is None:
             rendered = Rendered(None, "")
         else:
-            rendered = Rendered(
-                body, (etag_of(body) if etag_of else None) or digest_tag(self.revision, body)
-            )
+            # A view's tag is its content's alone: a revision that leaves this view as it
+            # was (another flag changed) keeps the tag, so a long-poll on it keeps waiting.
+            tag = etag_of(body) if etag_of else None
+            rendered = Rendered(body, tag or f'"{hashlib.sha256(body).hexdigest()[:24]}"')
         self.views[key] = rendered
         if len(self.views) > VIEWS_PER_SNAPSHOT:
             self.views.popitem(last=False)
