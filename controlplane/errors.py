@@ -61,7 +61,7 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
     """``handler404``."""
     if is_api(request):
         return json_error(404, f"No API endpoint at {request.path}.")
-    return defaults.page_not_found(request, exception)  # type: ignore[arg-type]
+    return defaults.page_not_found(request, exception)
 
 
 def server_error(request: HttpRequest) -> HttpResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
@@ -87,8 +88,9 @@ def _set_archived(*, actor: Actor, instance: A, archived: bool, reason: str) -> 
         after=instance.snapshot(),
     )
     if archived:
+        archived_id: int = instance.pk
         for listener in archive_listeners:
-            transaction.on_commit(lambda fn=listener, i=instance.pk: fn(noun, i))  # type: ignore[misc]
+            transaction.on_commit(partial(listener, noun, archived_id))
     return instance
 
 

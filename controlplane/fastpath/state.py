@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
@@ -193,7 +194,7 @@ class TokenCache:
         return scope
 
     @staticmethod
-    def _remember(pool: OrderedDict, key: str, value: object, size: int) -> None:  # type: ignore[type-arg]
+    def _remember(pool: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
         pool[key] = value
         pool.move_to_end(key)
         while len(pool) > size:
