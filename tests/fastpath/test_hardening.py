@@ -75,7 +75,13 @@ def test_fastpath__every_kind_of_answer__sends_security_headers(
         _get(asgi_server, CONFIG + "?wait=abc", token),
         requests.post(asgi_server + CONFIG, headers={"Authorization": token}, timeout=10),
     ]
-    assert [a.status_code for a in answers] == [200, 304, 200, 401, 404, 400, 405]
+    head = requests.head(
+        asgi_server + FEATURES, headers={"Authorization": token, **SPEC}, timeout=10
+    )
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["Content-Length"]) == len(ok.content)
+    answers.append(head)
+    assert [a.status_code for a in answers] == [200, 304, 200, 401, 404, 400, 405, 200]
     stream = requests.get(
         asgi_server + "/api/client/streaming",
         headers={"Authorization": token, **SPEC},
