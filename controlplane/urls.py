@@ -9,6 +9,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+# Under /api/ every error is JSON (controlplane/errors.py); elsewhere Django's pages.
+handler400 = "controlplane.errors.bad_request"
+handler403 = "controlplane.errors.permission_denied"
+handler404 = "controlplane.errors.page_not_found"
+handler500 = "controlplane.errors.server_error"
+
 api_v1 = [
     path("", include("apps.tenancy.api.urls")),
     path("", include("apps.accounts.api.urls")),

@@ -104,6 +104,16 @@ def runtime_token_revoke(*, actor: Actor, token: RuntimeToken, reason: str) -> R
     return token
 
 
+def _scope_archived(token: RuntimeToken) -> bool:
+    """A token of an archived tenant, environment or agent grants nothing (restoring the
+    scope makes it usable again; revoking is what ends a token for good)."""
+    return (
+        token.tenant.is_archived
+        or token.environment.is_archived
+        or (token.agent is not None and token.agent.is_archived)
+    )
+
+
 def runtime_token_authenticate(raw: str) -> RuntimeToken | None:
     """The token row for a raw token if it is usable now; None otherwise. Records use,
     coarsely (see LAST_USED_RESOLUTION)."""
@@ -115,7 +125,7 @@ def runtime_token_authenticate(raw: str) -> RuntimeToken | None:
         .filter(token_hash=hash_runtime_token(raw))
         .first()
     )
-    if token is None or not token.is_usable(now) or token.tenant.is_archived:
+    if token is None or not token.is_usable(now) or _scope_archived(token):
         return None
     RuntimeToken.objects.filter(pk=token.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)

@@ -1,11 +1,13 @@
-"""The Unleash client API on the runtime fast path: ``GET /api/client/features`` and
+"""The Unleash client API on the runtime fast path: ``GET /api/client/features`` (with
+``namePrefix`` and ``project``), ``GET /api/client/features/{name}`` and
 ``GET /api/client/streaming``. Builders run once per revision, token scope and variant; the
 fast path answers ETag/304 and keeps the stream open (see docs/decisions/0001)."""
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import transaction
@@ -14,7 +16,16 @@ from apps.tenancy.models import Environment
 from controlplane.fastpath import Route, StreamRoute, TokenScope, register, register_stream
 
 from .selectors import environment_features, kill_switch_dict, kill_switches_engaged_for
-from .unleash import client_features_body, delta_events, hydration_body, kill_features, query_hash
+from .unleash import (
+    body_etag,
+    client_features_body,
+    delta_events,
+    filter_features,
+    hydration_body,
+    kill_features,
+    query_hash,
+    single_feature,
+)
 
 FEATURES_PATH = "/api/client/features"
 STREAMING_PATH = "/api/client/streaming"
@@ -62,6 +73,36 @@ def build_features(scope: TokenScope, variant: str) -> tuple[int, bytes]:
     )
 
 
+def features_view_key(subpath: str, query: Sequence[tuple[str, str]]) -> str:
+    """Which part of the features body a request asks for: one feature
+    (``/api/client/features/<name>``), the features matching ``namePrefix`` and ``project``
+    (repeatable, as Unleash accepts it), or everything (``""``)."""
+    if subpath:
+        return "feature:" + subpath[1:]
+    name_prefix = ""
+    projects: set[str] = set()
+    for key, value in query:
+        if key == "namePrefix":
+            name_prefix = value
+        elif key in ("project", "project[]") and value:
+            projects.add(value)
+    if not name_prefix and not projects:
+        return ""
+    return "filter:" + json.dumps([name_prefix, sorted(projects)])
+
+
+def features_view(body: bytes, key: str) -> bytes | None:
+    kind, _, argument = key.partition(":")
+    if kind == "feature":
+        return single_feature(body, argument)
+    name_prefix, projects = json.loads(argument)
+    return filter_features(body, name_prefix=name_prefix, projects=projects)
+
+
+def feature_not_found(subpath: str) -> str:
+    return f"No feature named {subpath[1:]!r} in this token's environment."
+
+
 def build_hydration(scope: TokenScope, variant: str) -> tuple[int, bytes]:
     revision, features, segments = environment_state(scope)
     return revision, hydration_body(features=features, segments=segments, revision=revision)
@@ -74,6 +115,12 @@ def register_routes() -> None:
             kind="unleash-features",
             build=build_features,
             variant=features_variant,
+            subpaths=True,
+            view_key=features_view_key,
+            view=features_view,
+            etag_of=body_etag,
+            vary=("Unleash-Client-Spec",),
+            not_found=feature_not_found,
         )
     )
     register_stream(
@@ -84,5 +131,6 @@ def register_routes() -> None:
             connected_event="unleash-connected",
             updated_event="unleash-updated",
             delta=delta_events,
+            vary=("Unleash-Client-Spec",),
         )
     )

@@ -146,8 +146,56 @@ def client_features_body(
     else:
         constraints = {s["id"]: s["constraints"] for s in segments}
         body = {"version": 2, "features": inline_segments(features, constraints)}
-    body["meta"] = {"revisionId": revision, "etag": f'"{query[:8]}:{revision}"', "queryHash": query}
-    return _dumps(body)
+    return _with_meta(body, revision=revision, query=query)
+
+
+def _with_meta(body: Mapping[str, Any], *, revision: int, query: str) -> bytes:
+    """The body with Unleash's ``meta`` block. ``meta.etag`` is exactly the HTTP ``ETag`` the
+    fast path sends with it (``body_etag``): Unleash's ``"<queryHash[:8]>:<revision>"``
+    followed by a digest of the content, so two bodies labelled with the same revision
+    (built while a change committed) never share a tag."""
+    content = {key: value for key, value in body.items() if key != "meta"}
+    digest = hashlib.sha256(_dumps(content)).hexdigest()[:16]
+    content["meta"] = {
+        "revisionId": revision,
+        "etag": f'"{query[:8]}:{revision}:{digest}"',
+        "queryHash": query,
+    }
+    return _dumps(content)
+
+
+def body_etag(body: bytes) -> str | None:
+    """``meta.etag`` of a client features body: the entity tag it is served under."""
+    meta = json.loads(body).get("meta")
+    return meta.get("etag") if isinstance(meta, dict) else None
+
+
+def filter_features(body: bytes, *, name_prefix: str, projects: Iterable[str]) -> bytes:
+    """A client features body narrowed as Unleash narrows it for ``?namePrefix=`` (names
+    starting with it) and ``?project=`` (features of any of these projects; none given: all),
+    with its own ``meta`` (query hash and tag)."""
+    document = json.loads(body)
+    wanted = set(projects)
+    features = [
+        feature
+        for feature in document["features"]
+        if feature["name"].startswith(name_prefix)
+        and (not wanted or (feature.get("project") or "default") in wanted)
+    ]
+    meta = document["meta"]
+    query = hashlib.sha256(
+        json.dumps([meta["queryHash"], name_prefix, sorted(wanted)]).encode()
+    ).hexdigest()[:16]
+    return _with_meta({**document, "features": features}, revision=meta["revisionId"], query=query)
+
+
+def single_feature(body: bytes, name: str) -> bytes | None:
+    """One feature of a client features body, as Unleash's ``GET /api/client/features/{name}``
+    answers it (the feature object itself); None when there is none of that name."""
+    for feature in json.loads(body)["features"]:
+        if feature["name"] == name:
+            return _dumps(feature)
+    return None
 
 
 def hydration_body(

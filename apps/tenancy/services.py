@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
@@ -32,6 +33,9 @@ DEFAULT_ENVIRONMENTS = [
 # Called after commit with (environment_id, revision) whenever a revision grows. Higher apps
 # (runtimes) subscribe in their AppConfig.ready(), so this bottom app need not know them.
 revision_listeners: list[Callable[[int, int], None]] = []
+# Called after commit with ("tenant" | "agent" | "environment", id) when one is archived, so
+# caches in front of Django (the runtime fast path's token cache) refuse its tokens at once.
+archive_listeners: list[Callable[[str, int], None]] = []
 
 
 def _validate_time_zone(value: str) -> None:
@@ -83,6 +87,10 @@ def _set_archived(*, actor: Actor, instance: A, archived: bool, reason: str) -> 
         before=before,
         after=instance.snapshot(),
     )
+    if archived:
+        archived_id: int = instance.pk
+        for listener in archive_listeners:
+            transaction.on_commit(partial(listener, noun, archived_id))
     return instance
 
 

@@ -7,14 +7,16 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from . import notify
-from .registry import Route, StreamRoute, registry
+from .conditional import parse_if_none_match
+from .registry import Route, StreamRoute, TokenScope, registry
 from .state import RevisionBoard, SnapshotCache, TokenCache, _db_call
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,9 @@ def _poll_interval() -> float:
 
 
 Scope = dict[str, Any]
+# apps.accounts.models.RUNTIME_TOKEN_PREFIX (a test checks they agree): not a secret
+TOKEN_PREFIX = "cprt_"  # noqa: S105
+MAX_TOKEN_LENGTH = 256  # real tokens are ~48 characters
 
 
 def _lookup_token(raw: str):  # type: ignore[no-untyped-def]
@@ -67,8 +72,47 @@ def _token_from_headers(headers: dict[str, str]) -> str:
     return value
 
 
-def _json(status: int, body: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    return status, [(b"content-type", b"application/json")], json.dumps(body).encode()
+# Sent with every fast-path answer: JSON and event streams for machines, never a page to
+# render, sniff, frame or leak a referrer from (OWASP secure headers for APIs).
+SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+]
+ALLOWED = {"route": "GET, HEAD", "stream": "GET"}
+
+
+def _security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    headers = list(SECURITY_HEADERS)
+    seconds = getattr(settings, "SECURE_HSTS_SECONDS", 0)
+    # Like Django's SecurityMiddleware: HSTS only on an https request (as the TLS-terminating
+    # proxy reports it through X-Forwarded-Proto, see docs/runtime-api.md).
+    if seconds and scope.get("scheme") == "https":
+        value = f"max-age={seconds}"
+        if getattr(settings, "SECURE_HSTS_INCLUDE_SUBDOMAINS", False):
+            value += "; includeSubDomains"
+        if getattr(settings, "SECURE_HSTS_PRELOAD", False):
+            value += "; preload"
+        headers.append((b"strict-transport-security", value.encode()))
+    return headers
+
+
+def _json(
+    status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """An error (or other JSON) answer in the API's one error shape: never stored by a cache."""
+    body = {"detail": body["detail"], "errors": body.get("errors", {})}
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    return status, [*headers, *(extra or [])], json.dumps(body).encode()
+
+
+UNAUTHORISED = {"detail": "A valid runtime token is required in the Authorization header."}
+
+
+class _Revoked(Exception):
+    """The token of a waiting request was revoked, or its scope archived, meanwhile."""
 
 
 class FastPath:
@@ -79,6 +123,8 @@ class FastPath:
         self.tokens = TokenCache(_lookup_token)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # long-polls and streams in flight: set the event to end one at once (revocation)
+        self._waiting: dict[asyncio.Event, tuple[str, TokenScope]] = {}
 
     # ------------------------------------------------------------------ background work
 
@@ -90,7 +136,23 @@ class FastPath:
         if message.get("t") == "rev":
             loop.call_soon_threadsafe(self.board.bump, int(message["e"]), int(message["r"]))
         elif message.get("t") == "tok":
-            loop.call_soon_threadsafe(self.tokens.forget, str(message["h"]))
+            loop.call_soon_threadsafe(self._drop_token, str(message["h"]))
+        elif message.get("t") == "arch":
+            loop.call_soon_threadsafe(self._drop_scope, str(message["k"]), int(message["i"]))
+
+    def _drop_token(self, token_hash: str) -> None:
+        self.tokens.forget(token_hash)
+        for event, (waiting_hash, _) in list(self._waiting.items()):
+            if waiting_hash == token_hash:
+                event.set()
+
+    def _drop_scope(self, kind: str, object_id: int) -> None:
+        if kind not in ("tenant", "environment", "agent"):
+            return
+        self.tokens.forget_scope(kind=kind, object_id=object_id)
+        for event, (_, scope) in list(self._waiting.items()):
+            if getattr(scope, f"{kind}_id") == object_id:
+                event.set()
 
     def _ensure_started(self) -> None:
         if self._loop is not None:
@@ -148,17 +210,73 @@ class FastPath:
             return
         if scope["type"] == "http":
             path = scope["path"]
-            route = registry.routes.get(path)
-            if route is not None and scope["method"] in ("GET", "HEAD"):
-                self._ensure_started()
-                await self._serve(route, scope, send)
-                return
+            matched = registry.match(path)
             stream = registry.streams.get(path)
-            if stream is not None and scope["method"] == "GET":
+            if matched is not None or stream is not None:
                 self._ensure_started()
-                await self._stream(stream, scope, receive, send)
+                await self._guarded(scope, receive, send, matched, stream)
                 return
         await self.django_app(scope, receive, send)
+
+    async def _guarded(
+        self,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        matched: tuple[Route, str] | None,
+        stream: StreamRoute | None,
+    ) -> None:
+        """HTTPS, method and failure handling shared by every fast-path route: whatever goes
+        wrong, the client gets the API's JSON error shape, never a bare text page."""
+        started = False
+
+        async def tracked(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message = {
+                    **message,
+                    "headers": [*message["headers"], *_security_headers(scope)],
+                }
+            await send(message)
+
+        try:
+            if getattr(settings, "SECURE_SSL_REDIRECT", False) and scope.get("scheme") != "https":
+                await self._redirect_to_https(scope, tracked)
+            elif stream is not None and scope["method"] == "GET":
+                await self._stream(stream, scope, receive, tracked)
+            elif matched is not None and scope["method"] in ("GET", "HEAD"):
+                await self._serve(matched[0], matched[1], scope, receive, tracked)
+            else:
+                allow = ALLOWED["stream" if stream is not None else "route"]
+                await _send(
+                    tracked,
+                    *_json(
+                        405,
+                        {"detail": f"Method {scope['method']} not allowed; allowed: {allow}."},
+                        [(b"allow", allow.encode())],
+                    ),
+                )
+        except Exception:
+            log.exception("fastpath.request_failed", extra={"path": scope["path"]})
+            if not started:
+                await _send(tracked, *_json(500, {"detail": "Internal server error."}))
+
+    async def _redirect_to_https(self, scope: Scope, send: Any) -> None:
+        # As Django's SECURE_SSL_REDIRECT does for every other path: the token has already
+        # crossed in clear, but the client learns where to go (see docs/runtime-api.md, TLS).
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = getattr(settings, "SECURE_SSL_HOST", None) or headers.get("host", "")
+        query = scope.get("query_string", b"").decode("latin-1")
+        location = f"https://{host}{quote(scope['path'])}" + (f"?{query}" if query else "")
+        await _send(
+            send,
+            *_json(
+                301,
+                {"detail": "HTTPS required: use the https:// address."},
+                [(b"location", location.encode("latin-1", "replace"))],
+            ),
+        )
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
         while True:
@@ -171,11 +289,14 @@ class FastPath:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _authorise(self, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    async def _authorise(self, headers: dict[str, str]) -> tuple[str, TokenScope | None]:
+        """(token hash, scope) of the request's runtime token; scope None when it grants
+        nothing. Only well-formed tokens reach the cache (and, on a miss, the database)."""
         raw = _token_from_headers(headers)
-        if not raw:
-            return None
-        return await self.tokens.resolve(hashlib.sha256(raw.encode()).hexdigest(), raw)
+        if not raw.startswith(TOKEN_PREFIX) or len(raw) > MAX_TOKEN_LENGTH:
+            return "", None
+        token_hash = hashlib.sha256(raw.encode()).hexdigest()
+        return token_hash, await self.tokens.resolve(token_hash, raw)
 
     async def _current_revision(self, environment_id: int) -> int:
         known = self.board.known(environment_id)
@@ -184,24 +305,42 @@ class FastPath:
             self.board.bump(environment_id, known)
         return known
 
-    async def _serve(self, route: Route, scope: Scope, send: Any) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        token = await self._authorise(headers)
+    async def _wait_change(
+        self, token_hash: str, token: TokenScope, revision: int, timeout: float
+    ) -> bool:
+        """True when the environment moved beyond ``revision`` within ``timeout``, False at
+        timeout; raises ``_Revoked`` the moment the token is revoked or its scope archived."""
+        revoked = asyncio.Event()
+        self._waiting[revoked] = (token_hash, token)
+        change = asyncio.create_task(
+            self.board.wait_beyond(token.environment_id, revision, timeout)
+        )
+        ended = asyncio.create_task(revoked.wait())
+        try:
+            await asyncio.wait({change, ended}, return_when=asyncio.FIRST_COMPLETED)
+            if revoked.is_set():
+                raise _Revoked
+            return change.result()
+        finally:
+            self._waiting.pop(revoked, None)
+            change.cancel()
+            ended.cancel()
+
+    async def _serve(
+        self, route: Route, subpath: str, scope: Scope, receive: Any, send: Any
+    ) -> None:
+        headers = _headers(scope)
+        pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query = dict(pairs)
+        token_hash, token = await self._authorise(headers)
         if token is None:
-            await _send(
-                send,
-                *_json(
-                    401,
-                    {"detail": "A valid runtime token is required in the Authorization header."},
-                ),
-            )
+            await _send(send, *_json(401, UNAUTHORISED))
             return
         try:
             wait = float(query.get("wait", "0") or 0)
         except ValueError:
             wait = -1
-        if not 0 <= wait <= route.max_wait_s:
+        if not 0 <= wait <= route.max_wait_s:  # also refuses nan and inf
             await _send(
                 send,
                 *_json(
@@ -216,40 +355,66 @@ class FastPath:
             )
             return
         variant = route.variant(headers, query)
-        revision = await self._current_revision(token.environment_id)
-        snapshot = await self.snapshots.get(route.kind, route.build, token, variant, revision)
-        if_none_match = headers.get("if-none-match", "")
-        # long-poll: only a client that already has this revision waits for the next one
-        if (
-            if_none_match == snapshot.etag
-            and wait > 0
-            and await self.board.wait_beyond(token.environment_id, snapshot.revision, wait)
-        ):
+        view_key = route.view_key(subpath, pairs)
+        condition = parse_if_none_match(headers.get("if-none-match"))
+
+        async def current() -> tuple[int, Any]:
             revision = await self._current_revision(token.environment_id)
-            snapshot = await self.snapshots.get(route.kind, route.build, token, variant, revision)
+            snapshot = await self.snapshots.get(
+                route.kind, route.build, token, variant, revision, route.etag_of
+            )
+            return snapshot.revision, snapshot.render(view_key, route.view, route.etag_of)
+
+        revision, rendered = await current()
+        first_tag = rendered.etag
+
+        def held(etag: str) -> bool:
+            # The client already holds this representation. ``*`` holds for the one current
+            # when the request arrived: a long-poll with ``*`` waits for the next one.
+            return condition.matches(etag) and (not condition.any or etag == first_tag)
+
+        # Long-poll: a client that already holds what it would be sent waits until that
+        # changes. The wait is on the environment's revision; a revision that leaves this
+        # view as it was (another flag changed) keeps the request waiting.
+        deadline = time.monotonic() + wait
+        try:
+            while (
+                rendered.body is not None
+                and held(rendered.etag)
+                and (remaining := deadline - time.monotonic()) > 0
+                and await self._wait_change(token_hash, token, revision, remaining)
+            ):
+                revision, rendered = await current()
+        except _Revoked:
+            await _send(send, *_json(401, UNAUTHORISED))
+            return
+        if rendered.body is None:
+            await _send(send, *_json(404, {"detail": route.not_found(subpath)}))
+            return
         common = [
-            (b"etag", snapshot.etag.encode()),
+            (b"etag", rendered.etag.encode()),
             (b"cache-control", b"no-cache"),
-            (b"x-revision", str(snapshot.revision).encode()),
+            (b"vary", _vary(route.vary)),
+            (b"x-revision", str(revision).encode()),
         ]
-        if if_none_match == snapshot.etag:
+        if held(rendered.etag):
             await _send(send, 304, common, b"")
             return
-        body = b"" if scope["method"] == "HEAD" else snapshot.body
-        await _send(send, 200, [(b"content-type", b"application/json"), *common], body)
+        body = b"" if scope["method"] == "HEAD" else rendered.body
+        await _send(
+            send,
+            200,
+            [(b"content-type", b"application/json"), *common],
+            body,
+            length=len(rendered.body),
+        )
 
     async def _stream(self, route: StreamRoute, scope: Scope, receive: Any, send: Any) -> None:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _headers(scope)
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        token = await self._authorise(headers)
+        token_hash, token = await self._authorise(headers)
         if token is None:
-            await _send(
-                send,
-                *_json(
-                    401,
-                    {"detail": "A valid runtime token is required in the Authorization header."},
-                ),
-            )
+            await _send(send, *_json(401, UNAUTHORISED))
             return
         variant = route.variant(headers, query)
         revision = await self._current_revision(token.environment_id)
@@ -262,6 +427,8 @@ class FastPath:
                     (b"content-type", b"text/event-stream"),
                     (b"cache-control", b"no-cache"),
                     (b"x-accel-buffering", b"no"),
+                    (b"etag", snapshot.etag.encode()),
+                    (b"vary", _vary(route.vary)),
                 ],
             }
         )
@@ -273,20 +440,32 @@ class FastPath:
             disconnected.set()
 
         watcher = asyncio.create_task(watch_disconnect())
+        revoked = asyncio.Event()
+        self._waiting[revoked] = (token_hash, token)
         try:
-            await _sse(send, route.connected_event, snapshot.revision, snapshot.body.decode())
-            while not disconnected.is_set():
-                # Wait for the next revision, a heartbeat, or the client leaving, whichever
-                # comes first: a gone client must not hold its task until the next heartbeat.
+            if parse_if_none_match(headers.get("if-none-match")).matches(snapshot.etag):
+                # The client holds this very state (its tag matches): no hydration again,
+                # only what changes from here on.
+                await send(
+                    {"type": "http.response.body", "body": b": not modified\n\n", "more_body": True}
+                )
+            else:
+                await _sse(send, route.connected_event, snapshot.revision, snapshot.body.decode())
+            while not disconnected.is_set() and not revoked.is_set():
+                # Wait for the next revision, a heartbeat, the client leaving or the token
+                # being revoked, whichever comes first: a gone client must not hold its task
+                # until the next heartbeat, a revoked token must not get the next change.
                 change = asyncio.create_task(
                     self.board.wait_beyond(
                         token.environment_id, snapshot.revision, route.heartbeat_s
                     )
                 )
                 gone = asyncio.create_task(disconnected.wait())
-                await asyncio.wait({change, gone}, return_when=asyncio.FIRST_COMPLETED)
+                ended = asyncio.create_task(revoked.wait())
+                await asyncio.wait({change, gone, ended}, return_when=asyncio.FIRST_COMPLETED)
                 gone.cancel()
-                if disconnected.is_set():
+                ended.cancel()
+                if disconnected.is_set() or revoked.is_set():
                     change.cancel()
                     break
                 changed = change.result()
@@ -299,9 +478,9 @@ class FastPath:
                         }
                     )
                     continue
-                still_valid = await self._authorise(headers)
+                _, still_valid = await self._authorise(headers)
                 if still_valid is None:
-                    break  # a revoked token's stream ends at the next change
+                    break  # a revoked token's stream ends at the next change at the latest
                 revision = await self._current_revision(token.environment_id)
                 newer = await self.snapshots.get(route.kind, route.build, token, variant, revision)
                 data = route.delta(snapshot.body, newer.body)
@@ -309,17 +488,40 @@ class FastPath:
                 if data is not None:
                     await _sse(send, route.updated_event, snapshot.revision, data)
         finally:
+            self._waiting.pop(revoked, None)
             watcher.cancel()
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _send(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+def _headers(scope: Scope) -> dict[str, str]:
+    # Repeated header lines are one comma-separated list (RFC 9110 5.3), e.g. If-None-Match.
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope["headers"]:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _vary(extra: tuple[str, ...]) -> bytes:
+    return ", ".join(("Authorization", *extra)).encode()
+
+
+async def _send(
+    send: Any,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    length: int | None = None,
+) -> None:
+    """One whole answer; ``length`` is the Content-Length when it differs from the bytes sent
+    (a HEAD request announces the length of the body it does not get)."""
+    size = len(body) if length is None else length
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            "headers": [*headers, (b"content-length", str(size).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -1,6 +1,7 @@
-"""The synchronous side: Django code announces revision changes and token revocations here,
-after commit. Redis pub/sub reaches every fast-path process; a fast path running in this very
-process (the embedded default) is also told directly."""
+"""The synchronous side: Django code announces revision changes, token revocations and
+archived tenants, environments and agents here, after commit. Redis pub/sub reaches every
+fast-path process; a fast path running in this very process (the embedded default) is also
+told directly."""
 
 from __future__ import annotations
 
@@ -58,3 +59,8 @@ def publish_revision(environment_id: int, revision: int) -> None:
 
 def publish_token_revoked(token_hash: str) -> None:
     _publish({"t": "tok", "h": token_hash})
+
+
+def publish_scope_archived(kind: str, object_id: int) -> None:
+    """A tenant, environment or agent was archived: every fast path drops its tokens."""
+    _publish({"t": "arch", "k": kind, "i": object_id})

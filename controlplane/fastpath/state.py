@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
-from .registry import Builder, TokenScope
+from .registry import Builder, EtagOf, TokenScope, ViewOf
 
-TOKEN_TTL_S = 10.0  # a safety net; revocations are pushed and drop the entry at once
+TOKEN_TTL_S = 10.0  # a safety net; revocations and archivings are pushed and drop entries
 NEGATIVE_TOKEN_TTL_S = 2.0
+TOKEN_CACHE_SIZE = 10_000  # valid tokens remembered (least recently used dropped first)
+NEGATIVE_TOKEN_CACHE_SIZE = 2_000  # refused tokens remembered, in a pool of their own
+VIEWS_PER_SNAPSHOT = 256  # e.g. distinct ``namePrefix`` values served from one revision
 
 
 def _db_call(fn, *args):  # type: ignore[no-untyped-def]
@@ -57,11 +63,49 @@ class RevisionBoard:
         return True
 
 
+def digest_tag(revision: int, body: bytes) -> str:
+    """The fast path's own strong entity tag for a body: revision and content digest."""
+    return f'"{revision}-{hashlib.sha256(body).hexdigest()[:20]}"'
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What one request is answered with: the bytes and their entity tag; ``body`` None when
+    the request named something the revision does not hold (404)."""
+
+    body: bytes | None
+    etag: str
+
+
 @dataclass(frozen=True)
 class Snapshot:
     revision: int
     body: bytes
     etag: str
+    # views of this body by key (see registry.ViewKeyOf), computed on first request
+    views: OrderedDict[str, Rendered] = field(default_factory=OrderedDict, compare=False)
+
+    def render(self, key: str, view: ViewOf | None, etag_of: EtagOf | None) -> Rendered:
+        """The whole body for key ``""``; otherwise the view, cached (bounded: the keys come
+        from query strings anyone may vary)."""
+        if not key or view is None:
+            return Rendered(self.body, self.etag)
+        hit = self.views.get(key)
+        if hit is not None:
+            self.views.move_to_end(key)
+            return hit
+        body = view(self.body, key)
+        if body is None:
+            rendered = Rendered(None, "")
+        else:
+            # A view's tag is its content's alone: a revision that leaves this view as it
+            # was (another flag changed) keeps the tag, so a long-poll on it keeps waiting.
+            tag = etag_of(body) if etag_of else None
+            rendered = Rendered(body, tag or f'"{hashlib.sha256(body).hexdigest()[:24]}"')
+        self.views[key] = rendered
+        if len(self.views) > VIEWS_PER_SNAPSHOT:
+            self.views.popitem(last=False)
+        return rendered
 
 
 class SnapshotCache:
@@ -73,7 +117,13 @@ class SnapshotCache:
         self.builds = 0
 
     async def get(
-        self, kind: str, build: Builder, scope: TokenScope, variant: str, revision: int
+        self,
+        kind: str,
+        build: Builder,
+        scope: TokenScope,
+        variant: str,
+        revision: int,
+        etag_of: EtagOf | None = None,
     ) -> Snapshot:
         key = (kind, scope.environment_id, scope.agent_id, variant)
         entry = self._entries.get(key)
@@ -86,31 +136,78 @@ class SnapshotCache:
                 return entry
             built_revision, body = await sync_to_async(_db_call)(build, scope, variant)
             self.builds += 1
-            digest = hashlib.sha256(body).hexdigest()[:20]
-            entry = Snapshot(built_revision, body, f'"{built_revision}-{digest}"')
+            etag = (etag_of(body) if etag_of else None) or digest_tag(built_revision, body)
+            entry = Snapshot(built_revision, body, etag)
             self._entries[key] = entry
             return entry
 
 
+# sync, uses the ORM: raw token -> (scope, seconds until it expires or None) | None
+TokenLookup = Callable[[str], "tuple[TokenScope, float | None] | None"]
+
+
 class TokenCache:
-    def __init__(self, lookup) -> None:  # type: ignore[no-untyped-def]
-        # sync, uses the ORM: raw token -> (scope, seconds until it expires or None) | None
+    """Runtime tokens by hash: a bounded LRU of valid tokens (``TOKEN_TTL_S``, or less when
+    the token expires sooner) and a separate, smaller LRU of refused ones
+    (``NEGATIVE_TOKEN_TTL_S``), so a flood of made-up tokens costs one lookup each per TTL at
+    most, can grow neither pool beyond its size, and never evicts a valid token."""
+
+    def __init__(
+        self,
+        lookup: TokenLookup,
+        *,
+        size: int = TOKEN_CACHE_SIZE,
+        negative_size: int = NEGATIVE_TOKEN_CACHE_SIZE,
+    ) -> None:
         self._lookup = lookup
-        self._entries: dict[str, tuple[TokenScope | None, float]] = {}
+        self._size = size
+        self._negative_size = negative_size
+        self._valid: OrderedDict[str, tuple[TokenScope, float]] = OrderedDict()
+        self._refused: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._valid) + len(self._refused)
 
     async def resolve(self, token_hash: str, raw: str) -> TokenScope | None:
-        hit = self._entries.get(token_hash)
         now = time.monotonic()
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        hit = self._valid.get(token_hash)
+        if hit is not None:
+            if hit[1] > now:
+                self._valid.move_to_end(token_hash)
+                return hit[0]
+            del self._valid[token_hash]
+        refused_until = self._refused.get(token_hash)
+        if refused_until is not None:
+            if refused_until > now:
+                return None
+            del self._refused[token_hash]
         found = await sync_to_async(_db_call)(self._lookup, raw)
+        now = time.monotonic()
         if found is None:
-            self._entries[token_hash] = (None, now + NEGATIVE_TOKEN_TTL_S)
+            self._remember(
+                self._refused, token_hash, now + NEGATIVE_TOKEN_TTL_S, self._negative_size
+            )
             return None
         scope, expires_in = found
         ttl = TOKEN_TTL_S if expires_in is None else min(TOKEN_TTL_S, expires_in)
-        self._entries[token_hash] = (scope, now + ttl)
+        self._remember(self._valid, token_hash, (scope, now + ttl), self._size)
         return scope
 
+    @staticmethod
+    def _remember(pool: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
+        pool[key] = value
+        pool.move_to_end(key)
+        while len(pool) > size:
+            pool.popitem(last=False)
+
     def forget(self, token_hash: str) -> None:
-        self._entries.pop(token_hash, None)
+        self._valid.pop(token_hash, None)
+
+    def forget_scope(self, *, kind: str, object_id: int) -> None:
+        """Drop every cached token of an archived tenant, environment or agent."""
+        attribute = {"tenant": "tenant_id", "environment": "environment_id", "agent": "agent_id"}[
+            kind
+        ]
+        for token_hash, (scope, _) in list(self._valid.items()):
+            if getattr(scope, attribute) == object_id:
+                del self._valid[token_hash]

@@ -1,0 +1,99 @@
+"""Errors under ``/api/`` are JSON in the API's one shape (``{"detail": ..., "errors": {}}``),
+whatever raised them: an unknown path (404), a refused CSRF or permission check outside DRF
+(403), a malformed or oversized request (400, 413) and an unhandled exception (500). Pages
+elsewhere keep Django's HTML error pages. DRF views use ``controlplane.api.exception_handler``;
+the runtime fast path answers its own routes in the same shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+
+API_PREFIX = "/api/"
+# A JSON body larger than this is refused with 413 before anything reads it. DRF's parsers
+# read the stream themselves, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE check, so the API
+# needs its own limit; flag imports and bundles are the largest bodies it takes.
+DEFAULT_API_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+def is_api(request: HttpRequest) -> bool:
+    return request.path.startswith(API_PREFIX)
+
+
+def json_error(status: int, detail: str) -> JsonResponse:
+    """One error in the API's shape, never cached."""
+    response = JsonResponse({"detail": detail, "errors": {}}, status=status)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def too_large_detail() -> str:
+    return f"The request body is larger than the {api_max_body_bytes()} bytes this API accepts."
+
+
+def api_max_body_bytes() -> int:
+    return int(getattr(settings, "API_MAX_BODY_BYTES", DEFAULT_API_MAX_BODY_BYTES))
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler400``: also what Django answers for ``RequestDataTooBig``, which is a 413."""
+    if isinstance(exception, RequestDataTooBig):
+        if is_api(request):
+            return json_error(413, too_large_detail())
+        return HttpResponse("Request body too large.", status=413, content_type="text/plain")
+    if is_api(request):
+        return json_error(400, "Bad request.")
+    return defaults.bad_request(request, exception)  # type: ignore[arg-type]
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler403``."""
+    if is_api(request):
+        return json_error(403, "You do not have permission to perform this action.")
+    return defaults.permission_denied(request, exception)  # type: ignore[arg-type]
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """``handler404``."""
+    if is_api(request):
+        return json_error(404, f"No API endpoint at {request.path}.")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """``handler500``: the error itself is logged by Django, never shown."""
+    if is_api(request):
+        return json_error(500, "Internal server error.")
+    return defaults.server_error(request)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: JSON under /api/, Django's page elsewhere."""
+    if is_api(request):
+        return json_error(403, f"CSRF verification failed: {reason}")
+    from django.views.csrf import csrf_failure as django_csrf_failure  # local: rarely needed
+
+    return django_csrf_failure(request, reason)
+
+
+class ApiBodyLimitMiddleware:
+    """Refuses an ``/api/`` request announcing a body above ``API_MAX_BODY_BYTES`` with 413
+    (raised as ``RequestDataTooBig``, which ``bad_request`` renders), before a parser reads
+    it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if is_api(request):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > api_max_body_bytes():
+                raise RequestDataTooBig(too_large_detail())
+        return self.get_response(request)

@@ -1,0 +1,135 @@
+"""Every error under /api/ is JSON in the one error shape, never an HTML page: unknown paths,
+refused methods, oversized bodies and unhandled failures, on the fast path and in Django,
+through the real ASGI server."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from apps.flags.api.client_views import ClientRegisterView
+from apps.tenancy.models import Tenant
+from controlplane.fastpath import Route, TokenScope, register
+from controlplane.fastpath.registry import registry
+
+from ..flags.conftest import make_token
+
+UNKNOWN_PATHS = [
+    "/api/",
+    "/api/unknown",
+    "/api/v1/",
+    "/api/v1/no-such-thing/",
+    "/api/v1/tenants/999999/",
+    "/api/v2/tenants/",
+    "/api/runtime/v1/nope",
+    "/api/runtime/v2/config",
+    "/api/client/",
+    "/api/client/nope",
+    "/api/client/features-all",
+    "/api/client/features/no-such-flag",
+]
+# (method, path): a method the endpoint does not take
+WRONG_METHODS = [
+    ("POST", "/api/client/features"),
+    ("DELETE", "/api/client/features"),
+    ("PUT", "/api/client/features/some-flag"),
+    ("POST", "/api/runtime/v1/config"),
+    ("PATCH", "/api/runtime/v1/config"),
+    ("POST", "/api/client/streaming"),
+    ("HEAD", "/api/client/streaming"),
+    ("GET", "/api/client/register"),
+    ("PUT", "/api/client/metrics"),
+    ("GET", "/api/runtime/v1/heartbeat"),
+    ("DELETE", "/api/runtime/v1/heartbeat"),
+    ("PROPFIND", "/api/client/register"),
+]
+
+
+def _assert_json_error(response: requests.Response, status: int | None = None) -> None:
+    where = f"{response.request.method} {response.request.url}"
+    assert response.status_code >= 400, where
+    if status is not None:
+        assert response.status_code == status, (where, response.status_code, response.text[:200])
+    assert response.headers["Content-Type"].startswith("application/json"), where
+    if response.request.method != "HEAD":
+        body = response.json()
+        assert set(body) == {"detail", "errors"}, where
+        assert isinstance(body["detail"], str) and body["detail"], where
+
+
+def test_api__unknown_paths__404_json(asgi_server: str, tenant: Tenant) -> None:
+    token = make_token(tenant.environments.get(slug="development"))
+    for path in UNKNOWN_PATHS:
+        for headers in ({}, {"Authorization": token}):
+            response = requests.get(asgi_server + path, headers=headers, timeout=10)
+            # a call may be refused (401/403: no or the wrong kind of credential) before the
+            # lookup; never an HTML page
+            _assert_json_error(response)
+            assert response.status_code in (401, 403, 404), path
+    for path in UNKNOWN_PATHS[:4] + UNKNOWN_PATHS[6:]:  # outside the operator API
+        response = requests.get(asgi_server + path, headers={"Authorization": token}, timeout=10)
+        _assert_json_error(response, 404)
+
+
+def test_api__wrong_methods__405_json_with_allow(asgi_server: str, tenant: Tenant) -> None:
+    token = make_token(tenant.environments.get(slug="development"))
+    for method, path in WRONG_METHODS:
+        response = requests.request(
+            method, asgi_server + path, headers={"Authorization": token}, timeout=10
+        )
+        _assert_json_error(response, 405)
+        assert method not in response.headers["Allow"], (method, path)
+
+
+def test_api__oversized_body__413_json(asgi_server: str, tenant: Tenant, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.API_MAX_BODY_BYTES = 1000
+    token = make_token(tenant.environments.get(slug="development"))
+    big = b'{"appName": "' + b"x" * 5000 + b'"}'
+    for path in ["/api/client/metrics", "/api/client/register", "/api/v1/auth/token/"]:
+        response = requests.post(
+            asgi_server + path,
+            data=big,
+            headers={"Authorization": token, "Content-Type": "application/json"},
+            timeout=10,
+        )
+        _assert_json_error(response, 413)
+
+
+def test_api__django_view_fails__500_json(
+    asgi_server: str, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self, request):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ClientRegisterView, "post", broken)
+    token = make_token(tenant.environments.get(slug="development"))
+    response = requests.post(
+        asgi_server + "/api/client/register",
+        json={"appName": "a", "instanceId": "i"},
+        headers={"Authorization": token},
+        timeout=10,
+    )
+    _assert_json_error(response, 500)
+    assert "boom" not in response.text
+
+
+def _broken_build(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+    raise RuntimeError("boom")
+
+
+def test_api__fast_path_builder_fails__500_json(asgi_server: str, tenant: Tenant) -> None:
+    path = "/api/test-only/broken"
+    register(Route(path=path, kind="test-broken", build=_broken_build))
+    try:
+        token = make_token(tenant.environments.get(slug="development"))
+        response = requests.get(asgi_server + path, headers={"Authorization": token}, timeout=10)
+    finally:
+        registry.routes.pop(path, None)
+    _assert_json_error(response, 500)
+    assert "boom" not in response.text
+
+
+def test_pages_outside_api__keep_html_errors(asgi_server: str) -> None:
+    response = requests.get(asgi_server + "/no-such-page/", timeout=10)
+    assert response.status_code == 404
+    assert response.headers["Content-Type"].startswith("text/html")
