@@ -216,6 +216,20 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
 
+# Audit checkpoints: the chain head is signed every AUDIT_CHECKPOINT_INTERVAL_S and, when set,
+# sent to AUDIT_CHECKPOINT_WEBHOOK_URL (a store the database's writers cannot reach).
+AUDIT_CHECKPOINT_INTERVAL_S = env.int("AUDIT_CHECKPOINT_INTERVAL_S", default=300)
+AUDIT_CHECKPOINT_WEBHOOK_URL = env("AUDIT_CHECKPOINT_WEBHOOK_URL", default="")
+AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S = env.float("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S", default=5.0)
+
+# Every periodic task, in one place.
+CELERY_BEAT_SCHEDULE = {
+    "audit-checkpoint": {
+        "task": "apps.audit.tasks.audit_checkpoint",
+        "schedule": float(AUDIT_CHECKPOINT_INTERVAL_S),
+    },
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
