@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.test import override_settings
 
 from apps.audit import tasks
@@ -126,6 +126,44 @@ def test_audit_checkpoint_create__empty_chain__none() -> None:
     tamper("TRUNCATE audit_auditevent", [])
     assert audit_checkpoint_create() is None
     assert AuditCheckpoint.objects.count() == 0
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_audit_checkpoint_create__concurrent_with_appends__one_per_head_and_all_hold(
+    record: Record,
+) -> None:
+    _events(record, 1)
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            if i % 2:
+                audit_checkpoint_create()
+            else:
+                record(action=f"thing.concurrent{i}")
+                audit_checkpoint_create()
+        except BaseException as exc:  # reported below, with the thread's traceback
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    heads = list(AuditCheckpoint.objects.values_list("event_id", flat=True))
+    assert len(heads) == len(set(heads))
+    assert AuditCheckpoint.objects.order_by("-event_id").first().event_id == (  # type: ignore[union-attr]
+        AuditEvent.objects.order_by("-id").first().pk  # type: ignore[union-attr]
+    )
+    report = audit_chain_verify()
+    assert report.ok and report.checkpoints == len(heads)
 
 
 def test_audit_checkpoint__orm_change_or_delete__refused(record: Record) -> None:
