@@ -63,3 +63,8 @@ def checkpoint_record(checkpoint: AuditCheckpoint) -> dict[str, Any]:
 def audit_checkpoint_list(*, after_event: int = 0) -> QuerySet[AuditCheckpoint]:
     """Checkpoints whose head is after ``after_event``, oldest first (for incremental pulls)."""
     return AuditCheckpoint.objects.filter(event_id__gt=after_event).order_by("event_id")
+
+
+def audit_checkpoint_latest() -> AuditCheckpoint | None:
+    """The checkpoint of the newest signed head, if any."""
+    return AuditCheckpoint.objects.order_by("-event_id").first()

@@ -16,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections, transaction
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from apps.audit import tasks
 from apps.audit.checkpoints import FORMAT, signed_bytes
@@ -521,3 +521,21 @@ def test_checkpoints_api__not_an_admin__refused(
     for user in (operator, viewer):
         api.force_authenticate(user)
         assert api.get("/api/v1/audit/checkpoints/").status_code == 403
+
+
+def test_audit_page__admin_sees_the_last_checkpoint_others_do_not(
+    admin: Any, operator: Any, record: Record
+) -> None:
+    _events(record, 2)
+    checkpoint = audit_checkpoint_create()
+    assert checkpoint is not None
+    pages = {}
+    for user in (admin, operator):
+        client = Client()
+        client.force_login(user)
+        pages[user.username] = client.get("/audit/").content.decode()
+
+    assert (
+        f"Last signed checkpoint: event #{checkpoint.event_id} (3 events)" in pages[admin.username]
+    )
+    assert "Last signed checkpoint" not in pages[operator.username]
