@@ -21,6 +21,7 @@ from django.test import Client, override_settings
 from apps.audit import tasks
 from apps.audit.checkpoints import FORMAT, signed_bytes
 from apps.audit.hashing import GENESIS_HASH, chain_hash
+from apps.audit.management.commands import audit as audit_command
 from apps.audit.models import AppendOnlyError, AuditCheckpoint, AuditEvent
 from apps.audit.selectors import checkpoint_record
 from apps.audit.services import audit_chain_verify, audit_checkpoint_create
@@ -273,6 +274,19 @@ def test_export_checkpoints__webhook__posts_every_checkpoint(
 
     assert [len(body["checkpoints"]) for body in sink.bodies] == [2, 1]
     assert sink.bodies[0]["checkpoints"][0] == checkpoint_record(first)
+
+
+def test_export_checkpoints__webhook__many_checkpoints_in_batches(
+    record: Record, sink_factory: Callable[[int], _Sink], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_command, "WEBHOOK_BATCH", 2)
+    sink = sink_factory(200)
+    for i in range(5):
+        record(action=f"thing.step{i}")
+        audit_checkpoint_create()
+
+    assert "5 checkpoint(s) sent" in _command("export-checkpoints", "--webhook", sink.url)
+    assert [len(body["checkpoints"]) for body in sink.bodies] == [2, 2, 1]
 
 
 @pytest.mark.parametrize("status", [302, 404, 500])

@@ -11,6 +11,8 @@ from apps.audit.checkpoints import CheckpointFileError, append_to_file, post_to_
 from apps.audit.selectors import audit_checkpoint_list, checkpoint_record
 from apps.audit.services import audit_chain_verify, audit_checkpoint_create
 
+WEBHOOK_BATCH = 500
+
 
 class Command(BaseCommand):
     help = (
@@ -73,10 +75,20 @@ class Command(BaseCommand):
             self.stdout.write(f"{added} new checkpoint(s) appended to {output}")
             return
         assert webhook is not None
-        try:
-            post_to_webhook(webhook, records, timeout_s=settings.AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S)
-        except requests.RequestException as exc:
-            raise CommandError(f"The webhook refused the checkpoints: {exc}") from None
+        # Batches keep each request small: a year of 5-minute checkpoints is ~100,000 records.
+        for start in range(0, len(records), WEBHOOK_BATCH):
+            try:
+                post_to_webhook(
+                    webhook,
+                    records[start : start + WEBHOOK_BATCH],
+                    timeout_s=settings.AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S,
+                )
+            except requests.RequestException as exc:
+                resume = records[start - 1]["event_id"] if start else after_event
+                raise CommandError(
+                    f"The webhook refused the checkpoints: {exc} ({start} sent before it; "
+                    f"resume with --after-event {resume})"
+                ) from None
         self.stdout.write(f"{len(records)} checkpoint(s) sent to {webhook}")
 
     def _verify(self, path: Path | None) -> None:
