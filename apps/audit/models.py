@@ -77,3 +77,40 @@ class AuditEvent(models.Model):
             "after": self.after,
             "request_id": self.request_id,
         }
+
+
+class AuditCheckpointQuerySet(models.QuerySet["AuditCheckpoint"]):
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("audit checkpoints are append-only: update() is refused")
+
+    def delete(self) -> NoReturn:
+        raise AppendOnlyError("audit checkpoints are append-only: delete() is refused")
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement "the chain had ``event_count`` events and ended at ``event_id`` with
+    ``head_hash``" (see ``apps.audit.checkpoints``). A copy kept outside the database lets
+    ``audit verify --checkpoints`` catch a chain that was rewritten, cut short or emptied."""
+
+    created_at = models.DateTimeField()
+    event_id = models.BigIntegerField(unique=True, help_text="id of the chain head")
+    event_count = models.BigIntegerField(help_text="events up to and including the head")
+    head_hash = models.CharField(max_length=64)
+    kid = models.CharField(max_length=64, help_text="id of the Ed25519 key that signed it")
+    signature = models.CharField(max_length=128, help_text="base64 Ed25519 signature")
+
+    objects = AuditCheckpointQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.pk} at event #{self.event_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("audit checkpoints are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("audit checkpoints are append-only: delete() is refused")

@@ -5,7 +5,8 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from .models import AuditEvent
+from .checkpoints import FORMAT
+from .models import AuditCheckpoint, AuditEvent
 
 
 def audit_event_list(
@@ -44,3 +45,26 @@ def audit_event_list(
 
 def audit_action_choices() -> list[str]:
     return list(AuditEvent.objects.order_by().values_list("action", flat=True).distinct())
+
+
+def checkpoint_record(checkpoint: AuditCheckpoint) -> dict[str, Any]:
+    """The exported form of a checkpoint (``apps.audit.checkpoints`` describes the fields)."""
+    return {
+        "format": FORMAT,
+        "created_at": checkpoint.created_at.isoformat(),
+        "event_id": checkpoint.event_id,
+        "event_count": checkpoint.event_count,
+        "head_hash": checkpoint.head_hash,
+        "kid": checkpoint.kid,
+        "signature": checkpoint.signature,
+    }
+
+
+def audit_checkpoint_list(*, after_event: int = 0) -> QuerySet[AuditCheckpoint]:
+    """Checkpoints whose head is after ``after_event``, oldest first (for incremental pulls)."""
+    return AuditCheckpoint.objects.filter(event_id__gt=after_event).order_by("event_id")
+
+
+def audit_checkpoint_latest() -> AuditCheckpoint | None:
+    """The checkpoint of the newest signed head, if any."""
+    return AuditCheckpoint.objects.order_by("-event_id").first()

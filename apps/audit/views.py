@@ -14,7 +14,7 @@ from controlplane.ui import paginate
 
 from .hashing import diff
 from .models import AuditEvent
-from .selectors import audit_action_choices, audit_event_list
+from .selectors import audit_action_choices, audit_checkpoint_latest, audit_event_list
 
 
 class AuditFilterForm(forms.Form):
@@ -46,7 +46,8 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     }
     if "tenant" in filters:
         filters["tenant_id"] = filters.pop("tenant")
-    events = audit_event_list(visible_tenant_ids=tenant_ids_for_user(user=request.user), **filters)
+    visible = tenant_ids_for_user(user=request.user)
+    events = audit_event_list(visible_tenant_ids=visible, **filters)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -57,6 +58,8 @@ def audit_list(request: HttpRequest) -> HttpResponse:
             "page": paginate(request, events, per_page=50),
             "actions": audit_action_choices(),
             "query": query.urlencode(),
+            # Admins only: a checkpoint covers every tenant's events.
+            "latest_checkpoint": audit_checkpoint_latest() if visible is None else None,
         },
     )
 

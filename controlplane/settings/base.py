@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "django_htmx",
+    "csp",
     "apps.audit",
     "apps.accounts",
     "apps.tenancy",
@@ -62,6 +63,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.audit.middleware.RequestIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -158,6 +160,38 @@ STORAGES = {
 }
 WHITENOISE_USE_FINDERS = True
 
+# Content-Security-Policy (django-csp 4.x): scripts only from our own origin (/static/: htmx,
+# plotly, the pages' behaviour in static/js/app.js, the API docs' bundles), so an injected
+# <script> or on*= attribute does not run. Styles allow inline because plotly.js, htmx's
+# indicator and the API docs (Swagger UI, ReDoc) set style attributes at run time; an injected
+# style cannot run code. data: images are the icons pico and Swagger UI embed; ReDoc renders
+# in a blob: worker. See docs/decisions/0009-audit-checkpoints-and-csp.md.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# Headers Django's SecurityMiddleware sends on every profile (production adds HSTS, secure
+# cookies and the HTTPS redirect): no MIME sniffing, no referrer beyond our origin, no
+# cross-origin window handles, framing refused.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+
 REST_FRAMEWORK = {
     # Token first: DRF answers a failed or missing login with the first class's challenge,
     # so scripts get 401 + `WWW-Authenticate: Token` (the session has none, which gives 403).
@@ -219,6 +253,20 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
+
+# Audit checkpoints: the chain head is signed every AUDIT_CHECKPOINT_INTERVAL_S and, when set,
+# sent to AUDIT_CHECKPOINT_WEBHOOK_URL (a store the database's writers cannot reach).
+AUDIT_CHECKPOINT_INTERVAL_S = env.int("AUDIT_CHECKPOINT_INTERVAL_S", default=300)
+AUDIT_CHECKPOINT_WEBHOOK_URL = env("AUDIT_CHECKPOINT_WEBHOOK_URL", default="")
+AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S = env.float("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S", default=5.0)
+
+# Every periodic task, in one place.
+CELERY_BEAT_SCHEDULE = {
+    "audit-checkpoint": {
+        "task": "apps.audit.tasks.audit_checkpoint",
+        "schedule": float(AUDIT_CHECKPOINT_INTERVAL_S),
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -12,9 +12,10 @@ from rest_framework.response import Response
 from apps.tenancy.selectors import tenant_ids_for_user
 from controlplane.api import ErrorSerializer, ScopedViewSet
 
-from ..models import AuditEvent
-from ..selectors import audit_event_list
-from .serializers import AuditEventOutput
+from ..models import AuditCheckpoint, AuditEvent
+from ..selectors import audit_checkpoint_list, audit_event_list, checkpoint_record
+from .permissions import SeesEveryTenant
+from .serializers import AuditCheckpointOutput, AuditEventOutput
 
 FILTERS = [
     OpenApiParameter("actor", str, description="username contains"),
@@ -63,3 +64,33 @@ class AuditEventViewSet(ScopedViewSet):
     @extend_schema(responses={200: AuditEventOutput, 404: ErrorSerializer})
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(AuditEventOutput(self.get_object()).data)
+
+
+class AuditCheckpointViewSet(ScopedViewSet):
+    """Signed checkpoints of the audit chain head, oldest first, for copying elsewhere and
+    checking with ``./manage.py audit verify --checkpoints FILE``. Admins only."""
+
+    permission_classes = [SeesEveryTenant]
+
+    def scoped_queryset(self) -> QuerySet[AuditCheckpoint]:
+        raw = self.request.query_params.get("after_event", "0") or "0"
+        if not raw.isdigit() or len(raw) > 18:
+            raise ValidationError({"after_event": ["Use an audit event id (a whole number)."]})
+        return audit_checkpoint_list(after_event=int(raw))
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "after_event", int, description="only checkpoints of heads after this event id"
+            )
+        ],
+        responses={
+            200: AuditCheckpointOutput(many=True),
+            400: ErrorSerializer,
+            403: ErrorSerializer,
+        },
+    )
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        assert page is not None  # the project paginates every list
+        return self.get_paginated_response([checkpoint_record(c) for c in page])
