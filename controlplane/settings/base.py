@@ -218,7 +218,7 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or REDIS_URL or "filesy
 # after `visibility_timeout` seconds (kombu's default: an hour). Sized to the longest hold of a
 # task: a webhook retry's countdown (capped by RUNTIME_WEBHOOK_RETRY_CAP_S; the worker holds an
 # ETA message unacknowledged until then) plus its time limit (15 s), so a push cut short by a
-# killed worker is delivered again within a minute (a worker restores every 10 s) and one
+# killed worker is delivered again within a minute (a worker restores every 5 s) and one
 # merely waiting for its retry is not delivered twice.
 REDIS_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=40),
@@ -226,6 +226,10 @@ REDIS_BROKER_TRANSPORT_OPTIONS = {
     "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
     # .delay() from a request gives up fast; the beat re-sends what was missed
     "max_retries": 1,
+    # how often a worker looks for expired messages: every 5 s (kombu's default, 10 s times a
+    # throttle of 10, would add up to 100 s)
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
 }
 # beat keeps its schedule under var/celery/ whatever the broker (it fails to start without it)
 (VAR_DIR / "celery").mkdir(parents=True, exist_ok=True)
