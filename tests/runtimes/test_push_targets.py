@@ -258,3 +258,35 @@ def test_deliver__receiver_never_answers__gives_up_at_the_read_timeout(
 
     assert not delivery.delivered
     assert "timed out" in delivery.error.lower()
+
+
+def test_deliver__https__pinned_address_with_the_url_host_as_tls_server_name(
+    tenant: Tenant, production: Environment, monkeypatch, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """TLS goes to the checked address but names (and would verify) the URL's host."""
+    settings.RUNTIME_PUSH_ALLOWED_CIDRS = ["127.0.0.1/32"]
+    monkeypatch.setattr(
+        push_targets,
+        "getaddrinfo",
+        lambda host, port, **kw: [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))],
+    )
+    hellos: list[bytes] = []
+    with socket.socket() as listener:  # not a TLS server: it only records the ClientHello
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def record() -> None:
+            conn, _ = listener.accept()
+            hellos.append(conn.recv(4096))
+            conn.close()
+
+        thread = threading.Thread(target=record, daemon=True)
+        thread.start()
+        instance = _instance(
+            tenant, production, f"https://runtime.example.test:{listener.getsockname()[1]}/push"
+        )
+        delivery = webhook_deliver(instance_pk=instance.pk, revision=2, attempt=1)
+        thread.join(timeout=10)
+
+    assert not delivery.delivered and "SSL" in delivery.error
+    assert hellos and b"runtime.example.test" in hellos[0]
