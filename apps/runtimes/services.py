@@ -105,7 +105,7 @@ def runtime_heartbeat_record(
                     token=token,
                     last_seen_at=now,
                 )
-        except IntegrityError:  # a first heartbeat of another token raced; it created it
+        except IntegrityError:  # a concurrent first heartbeat of this instance created it
             instance = RuntimeInstance.objects.select_for_update().get(
                 environment_id=token.environment_id, instance_id=instance_id
             )
@@ -146,7 +146,9 @@ def runtime_heartbeat_record(
                 "environment": token.environment.slug,
                 "name": instance.name,
                 "token": token.name,
-                # churn is summarised, not logged one event per instance
+                # churn is summarised, not logged one event per instance: how many this token
+                # has now, and how long until its next new instance is audited
+                "instances_of_token": RuntimeInstance.objects.filter(token=token).count(),
                 "next_audited_after_s": settings.RUNTIME_REGISTRATION_AUDIT_INTERVAL_S,
             },
         )

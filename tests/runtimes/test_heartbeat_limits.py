@@ -155,3 +155,37 @@ def test_runtime_endpoints__requests_beyond_the_token_limit__429_json_retry_afte
     assert 1 <= int(refused["Retry-After"]) <= 60
     assert refused.json()["detail"] and refused.json()["errors"] == {}
     assert _beat(other).status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat__concurrent_new_instances__exactly_the_limit_registered(
+    tenant: Tenant, production: Environment, settings
+) -> None:  # type: ignore[no-untyped-def]
+    """Eight first heartbeats at once against a limit of three: the token lock makes the
+    count exact on PostgreSQL, so three are registered and five refused."""
+    import threading
+
+    from django.db import connection
+
+    settings.RUNTIME_NEW_INSTANCES_PER_MINUTE = 3
+    _, raw = runtime_token_create(actor=ACTOR, tenant=tenant, environment=production, name="f")
+    start = threading.Barrier(8)
+    statuses: list[int] = []
+
+    def beat(i: int) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=raw)
+        start.wait()
+        try:
+            statuses.append(_beat(client, instance_id=f"pod-{i}").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=beat, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert sorted(statuses) == [200] * 3 + [429] * 5
+    assert RuntimeInstance.objects.count() == 3
