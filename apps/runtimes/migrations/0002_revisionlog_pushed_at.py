@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('runtimes', '0001_initial'),
+        ("runtimes", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='revisionlog',
-            name='pushed_at',
-            field=models.DateTimeField(blank=True, help_text='when its webhook push reached the broker (or none was due)', null=True),
+            model_name="revisionlog",
+            name="pushed_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="when its webhook push reached the broker (or none was due)",
+                null=True,
+            ),
         ),
     ]
