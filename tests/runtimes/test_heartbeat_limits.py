@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from apps.accounts.api.throttling import RuntimeTokenRateThrottle
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
@@ -130,9 +131,11 @@ def test_heartbeat__instance_churn__audited_once_per_token_and_interval(
 
 
 def test_runtime_endpoints__requests_beyond_the_token_limit__429_json_retry_after(
-    tenant: Tenant, production: Environment, settings
+    tenant: Tenant, production: Environment, settings, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     settings.RUNTIME_TOKEN_REQUESTS_PER_MINUTE = 5
+    # held still mid-window: a minute boundary must not open a fresh window mid-test
+    monkeypatch.setattr(RuntimeTokenRateThrottle, "clock", staticmethod(lambda: 1_800_000_030.0))
     fleet = _runtime(tenant, production)
     other = _runtime(tenant, production, name="other fleet")
 
@@ -152,7 +155,7 @@ def test_runtime_endpoints__requests_beyond_the_token_limit__429_json_retry_afte
 
     assert statuses == [200] * 5
     assert refused.status_code == 429 and register.status_code == 429
-    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert int(refused["Retry-After"]) == 30  # to the next window
     assert refused.json()["detail"] and refused.json()["errors"] == {}
     assert _beat(other).status_code == 200
 

@@ -27,6 +27,8 @@ class RuntimeTokenRateThrottle(BaseThrottle):
     """At most ``RUNTIME_TOKEN_REQUESTS_PER_MINUTE`` requests per runtime token and minute;
     beyond, DRF answers 429 with ``Retry-After`` (seconds to the next window)."""
 
+    clock = staticmethod(time.time)  # seconds since the epoch; tests hold it still
+
     def __init__(self) -> None:
         self._wait = 0.0
 
@@ -36,7 +38,7 @@ class RuntimeTokenRateThrottle(BaseThrottle):
         token = request.auth
         if not isinstance(token, RuntimeToken):
             return True
-        now = time.time()
+        now = self.clock()
         window = int(now // WINDOW_S)
         key = f"throttle:runtime-token:{token.pk}:{window}"
         try:
