@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings.base")
+    # The embedded default runs everything on this machine: runtimes started beside it push
+    # to loopback, which a production control plane refuses (SSRF guard, docs/runtime-api.md).
+    os.environ.setdefault("RUNTIME_PUSH_ALLOWED_CIDRS", "127.0.0.0/8,::1/128")
     var_dir = _prepare()
     simulator_token = None if args.no_simulator else _simulator_token(var_dir)
     python = sys.executable

@@ -100,7 +100,8 @@ def runtime_token_revoke(*, actor: Actor, token: RuntimeToken, reason: str) -> R
         after=token.snapshot(),
     )
     for listener in revocation_listeners:
-        transaction.on_commit(lambda fn=listener, h=token.token_hash: fn(h))  # type: ignore[misc]
+        # robust: isolated from each other and from the response (see environment_revision_bump)
+        transaction.on_commit(lambda fn=listener, h=token.token_hash: fn(h), robust=True)  # type: ignore[misc]
     return token
 
 

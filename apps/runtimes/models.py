@@ -60,6 +60,11 @@ class RevisionLog(models.Model):
     revision = models.PositiveBigIntegerField()
     announced_at = models.DateTimeField()
     fully_applied_at = models.DateTimeField(null=True, blank=True)
+    pushed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="when its webhook push reached the broker (or none was due)",
+    )
 
     class Meta:
         constraints = [

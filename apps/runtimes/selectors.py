@@ -144,3 +144,12 @@ def propagation_of(
 
 def webhook_deliveries(*, instance: RuntimeInstance, limit: int = 20) -> QuerySet[WebhookDelivery]:
     return instance.deliveries.all()[:limit]
+
+
+def runtime_push_url(*, environment_id: int, instance_id: str) -> str | None:
+    """The push URL an instance registered last, or None for an instance not seen yet."""
+    return (
+        RuntimeInstance.objects.filter(environment_id=environment_id, instance_id=instance_id)
+        .values_list("push_url", flat=True)
+        .first()
+    )

@@ -4,27 +4,45 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import requests
 import structlog
+import urllib3
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from apps.accounts.models import RuntimeToken
+from apps.accounts.runtime_tokens import revocation_listeners
 from apps.audit.services import SystemActor, audit_record
 from apps.tenancy.models import Environment
+from apps.tenancy.services import revision_listeners
 
 from .models import RevisionLog, RuntimeInstance, WebhookDelivery
+from .push_targets import PushTargetRefused, push_send, push_target_resolve
 from .webhooks import signed_headers
 
 log = structlog.get_logger(__name__)
+# Starts the error of a delivery the SSRF guard refused: retrying it cannot help.
+REFUSED_PREFIX = "refused:"
 
 
 def _stale_after() -> timedelta:
     return timedelta(seconds=settings.RUNTIME_STALE_AFTER_S)
+
+
+class RegistrationRateExceeded(Exception):
+    """A runtime token registered too many new instance ids in the last minute."""
+
+    def __init__(self, *, limit: int, retry_after_s: int) -> None:
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            f"This token registered {limit} new runtime instances in the last minute; "
+            f"retry in {retry_after_s} s or reuse an instance id."
+        )
 
 
 @transaction.atomic
@@ -43,29 +61,55 @@ def runtime_heartbeat_record(
     circuit_breakers: dict[str, Any] | None = None,
 ) -> tuple[RuntimeInstance, int]:
     """Upsert the instance from a heartbeat; returns it and the environment's current revision.
-    Registration and NACKs are audited; plain heartbeats are not (they are liveness, not change)."""
+
+    A token may register ``RUNTIME_NEW_INSTANCES_PER_MINUTE`` new instance ids a minute
+    (RegistrationRateExceeded beyond). Registration is audited once per token per
+    ``RUNTIME_REGISTRATION_AUDIT_INTERVAL_S`` (the first new instance of a burst), NACKs each
+    time one starts; plain heartbeats are not (they are liveness, not change)."""
     now = timezone.now()
     environment = Environment.objects.only("id", "revision", "tenant_id").get(
         pk=token.environment_id
     )
-    defaults = {
-        "tenant_id": token.tenant_id,
-        "agent_id": token.agent_id,
-        "token": token,
-        "last_seen_at": now,
-    }
-    try:
-        with transaction.atomic():
-            instance, created = RuntimeInstance.objects.select_for_update().get_or_create(
-                environment_id=token.environment_id, instance_id=instance_id, defaults=defaults
-            )
-    except IntegrityError:  # two first heartbeats raced; the other one created it
-        instance, created = (
-            RuntimeInstance.objects.select_for_update().get(
-                environment_id=token.environment_id, instance_id=instance_id
-            ),
-            False,
+    instance = (
+        RuntimeInstance.objects.select_for_update()
+        .filter(environment_id=token.environment_id, instance_id=instance_id)
+        .first()
+    )
+    created = instance is None
+    audit_registration = False
+    if instance is None:
+        # The token row lock serialises this token's registrations, so the count is exact.
+        RuntimeToken.objects.select_for_update().filter(pk=token.pk).first()
+        recent = RuntimeInstance.objects.filter(
+            token=token, first_seen_at__gte=now - timedelta(minutes=1)
         )
+        limit = settings.RUNTIME_NEW_INSTANCES_PER_MINUTE
+        if recent.count() >= limit:
+            oldest = recent.order_by("first_seen_at").values_list("first_seen_at", flat=True)[0]
+            wait = oldest + timedelta(minutes=1) - now
+            raise RegistrationRateExceeded(
+                limit=limit, retry_after_s=max(1, int(wait.total_seconds()) + 1)
+            )
+        audit_registration = not RuntimeInstance.objects.filter(
+            token=token,
+            first_seen_at__gte=now
+            - timedelta(seconds=settings.RUNTIME_REGISTRATION_AUDIT_INTERVAL_S),
+        ).exists()
+        try:
+            with transaction.atomic():
+                instance = RuntimeInstance.objects.create(
+                    environment_id=token.environment_id,
+                    instance_id=instance_id,
+                    tenant_id=token.tenant_id,
+                    agent_id=token.agent_id,
+                    token=token,
+                    last_seen_at=now,
+                )
+        except IntegrityError:  # a concurrent first heartbeat of this instance created it
+            instance = RuntimeInstance.objects.select_for_update().get(
+                environment_id=token.environment_id, instance_id=instance_id
+            )
+            created = audit_registration = False
     instance.last_seen_at = now
     instance.token = token
     instance.name = name or instance.name
@@ -91,7 +135,7 @@ def runtime_heartbeat_record(
         instance.last_report = RuntimeInstance.Report.NACK
     instance.save()
     actor = SystemActor(f"runtime:{instance.instance_id}")
-    if created:
+    if created and audit_registration:
         audit_record(
             actor=actor,
             action="runtime.registered",
@@ -101,6 +145,11 @@ def runtime_heartbeat_record(
                 "instance_id": instance_id,
                 "environment": token.environment.slug,
                 "name": instance.name,
+                "token": token.name,
+                # churn is summarised, not logged one event per instance: how many this token
+                # has now, and how long until its next new instance is audited
+                "instances_of_token": RuntimeInstance.objects.filter(token=token).count(),
+                "next_audited_after_s": settings.RUNTIME_REGISTRATION_AUDIT_INTERVAL_S,
             },
         )
     if newly_nacked:
@@ -135,14 +184,82 @@ def _mark_fully_applied_if_done(environment: Environment, now: Any) -> None:
 
 
 def revision_announced(environment_id: int, revision: int) -> None:
-    """Revision listener (runs after commit): log the revision and push it to runtimes."""
-    from .tasks import push_revision  # local: tasks import this module
+    """Revision listener (runs after commit): log the revision and hand its push to the broker.
 
-    RevisionLog.objects.get_or_create(
+    A broker outage must not undo the change's answer: the enqueue is guarded and logged, and
+    ``RevisionLog.pushed_at`` stays empty so ``runtime_side_effects_resend`` (the beat) sends
+    it once the broker is back."""
+    entry, _ = RevisionLog.objects.get_or_create(
         environment_id=environment_id, revision=revision, defaults={"announced_at": timezone.now()}
     )
-    if RuntimeInstance.objects.filter(environment_id=environment_id).exclude(push_url="").exists():
-        push_revision.delay(environment_id, revision)
+    _push_enqueue(entry)
+
+
+def _push_enqueue(entry: RevisionLog) -> bool:
+    """Enqueue the webhook push of ``entry`` if anyone listens; True once handed over (or
+    nothing to push). Marks the entry so the beat does not send it again."""
+    from .tasks import push_revision  # local: tasks import this module
+
+    has_targets = (
+        RuntimeInstance.objects.filter(environment_id=entry.environment_id)
+        .exclude(push_url="")
+        .exists()
+    )
+    if has_targets:
+        try:
+            push_revision.delay(entry.environment_id, entry.revision)
+        except Exception:  # the broker is down or hung; the beat re-sends
+            log.warning(
+                "runtime.push_enqueue_failed",
+                environment_id=entry.environment_id,
+                revision=entry.revision,
+                exc_info=True,
+            )
+            return False
+    RevisionLog.objects.filter(pk=entry.pk, pushed_at__isnull=True).update(pushed_at=timezone.now())
+    return True
+
+
+def runtime_side_effects_resend(*, now: datetime | None = None) -> dict[str, int]:
+    """Send again what an outage may have swallowed after a commit (run by the beat).
+
+    For every environment whose current revision was announced within
+    ``RUNTIME_RESEND_WINDOW_S``: re-publish it to the fast paths and other revision listeners
+    (idempotent: a fast path ignores a revision it already has) and enqueue its webhook push
+    if that never reached the broker. Tokens revoked within the window are re-published too.
+    Every call is guarded: one failing does not stop the rest. Returns counts by kind."""
+    now = now or timezone.now()
+    since = now - timedelta(seconds=settings.RUNTIME_RESEND_WINDOW_S)
+    counts = {"revisions": 0, "pushes": 0, "tokens": 0, "failed": 0}
+    recent = RevisionLog.objects.filter(
+        announced_at__gte=since, environment__revision=F("revision")
+    ).order_by("environment_id")
+    others = [fn for fn in revision_listeners if fn is not revision_announced]
+    for entry in recent:
+        for listener in others:
+            ok = _guarded(listener, entry.environment_id, entry.revision)
+            counts["revisions" if ok else "failed"] += 1
+        if entry.pushed_at is None:
+            counts["pushes" if _push_enqueue(entry) else "failed"] += 1
+    revoked = RuntimeToken.objects.filter(revoked_at__gte=since).values_list(
+        "token_hash", flat=True
+    )
+    for token_hash in revoked:
+        for token_listener in revocation_listeners:
+            counts["tokens" if _guarded(token_listener, token_hash) else "failed"] += 1
+    log.info("runtime.side_effects_resent", **counts)
+    return counts
+
+
+def _guarded(fn: Any, *args: Any) -> bool:
+    try:
+        fn(*args)
+    except Exception:
+        log.warning(
+            "runtime.side_effect_failed", listener=getattr(fn, "__qualname__", fn), exc_info=True
+        )
+        return False
+    return True
 
 
 def webhook_targets(*, environment_id: int) -> list[int]:
@@ -171,17 +288,16 @@ def webhook_deliver(*, instance_pk: int, revision: int, attempt: int) -> Webhook
     started = time.perf_counter()
     status_code, error = None, ""
     try:
-        response = requests.post(
-            instance.push_url,
-            data=body,
-            headers=signed_headers(key=key, body=body),
-            timeout=settings.RUNTIME_WEBHOOK_TIMEOUT_S,
-            allow_redirects=False,
-        )
-        status_code = response.status_code
-        if not 200 <= response.status_code < 300:
-            error = f"HTTP {response.status_code}"
-    except requests.RequestException as exc:
+        # Checked again now, against what the name resolves to now, and sent to exactly that
+        # address: a target allowed at registration may have been re-pointed since.
+        target = push_target_resolve(instance.push_url)
+        response = push_send(target, body=body, headers=signed_headers(key=key, body=body))
+        status_code = response.status
+        if not 200 <= response.status < 300:
+            error = f"HTTP {response.status}"
+    except PushTargetRefused as exc:
+        error = f"{REFUSED_PREFIX} {exc}"[:2000]
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"[:2000]
     delivery = WebhookDelivery.objects.create(
         instance=instance,

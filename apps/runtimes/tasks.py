@@ -1,31 +1,63 @@
-"""Thin Celery wrappers over the runtime services."""
+"""Thin Celery wrappers over the runtime services.
+
+Delivery tasks are acknowledged late and rejected (so re-queued) when the worker dies: with
+the broker's visibility timeout (``CELERY_BROKER_TRANSPORT_OPTIONS``) sized above the longest
+hold of one (``RUNTIME_WEBHOOK_RETRY_CAP_S`` plus ``WEBHOOK_TIME_LIMIT_S``), a push cut short by
+a killed worker is delivered again within a minute, and one merely waiting for its retry is not
+delivered twice."""
 
 from __future__ import annotations
 
 import random
 
 from celery import shared_task
+from django.conf import settings
 
-from .services import webhook_deliver, webhook_targets
+from .services import (
+    REFUSED_PREFIX,
+    runtime_side_effects_resend,
+    webhook_deliver,
+    webhook_targets,
+)
 
 MAX_ATTEMPTS = 6
+# Resolve, connect and read of one push, with room to log it; the hard limit ends a stuck one.
+WEBHOOK_SOFT_TIME_LIMIT_S = 12
+WEBHOOK_TIME_LIMIT_S = 15
 
 
-def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
-    """Exponential backoff with full jitter: spreads a fleet's retries instead of stampeding."""
-    return random.uniform(0, min(cap, base * 2**attempt))
+def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float | None = None) -> float:
+    """Exponential backoff with full jitter: spreads a fleet's retries instead of stampeding.
+    Capped (``RUNTIME_WEBHOOK_RETRY_CAP_S`` by default) below the broker's visibility timeout."""
+    limit = settings.RUNTIME_WEBHOOK_RETRY_CAP_S if cap is None else cap
+    return random.uniform(0, min(limit, base * 2**attempt))
 
 
-@shared_task(ignore_result=True)
+@shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)
 def push_revision(environment_id: int, revision: int) -> None:
     for instance_pk in webhook_targets(environment_id=environment_id):
         deliver_webhook.delay(instance_pk, revision)
 
 
-@shared_task(bind=True, ignore_result=True, max_retries=MAX_ATTEMPTS - 1)
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    max_retries=MAX_ATTEMPTS - 1,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=WEBHOOK_SOFT_TIME_LIMIT_S,
+    time_limit=WEBHOOK_TIME_LIMIT_S,
+)
 def deliver_webhook(self, instance_pk: int, revision: int) -> None:  # type: ignore[no-untyped-def]
     delivery = webhook_deliver(
         instance_pk=instance_pk, revision=revision, attempt=self.request.retries + 1
     )
-    if not delivery.delivered and self.request.retries < self.max_retries:
+    retryable = not delivery.delivered and not delivery.error.startswith(REFUSED_PREFIX)
+    if retryable and self.request.retries < self.max_retries:
         raise self.retry(countdown=backoff_seconds(self.request.retries))
+
+
+@shared_task(ignore_result=True)
+def resend_side_effects() -> None:
+    """Beat: re-send what an outage may have swallowed (revision publishes, webhook pushes)."""
+    runtime_side_effects_resend()

@@ -376,5 +376,7 @@ def environment_revision_bump(*, environment_id: int) -> int:
     Environment.objects.filter(pk=environment_id).update(revision=F("revision") + 1)
     revision = Environment.objects.values_list("revision", flat=True).get(pk=environment_id)
     for listener in revision_listeners:
-        transaction.on_commit(lambda fn=listener: fn(environment_id, revision))  # type: ignore[misc]
+        # robust: each listener is isolated from the others and from the response; a broker
+        # outage is logged and caught up by the beat, never a 500 for a committed change.
+        transaction.on_commit(lambda fn=listener: fn(environment_id, revision), robust=True)  # type: ignore[misc]
     return revision

@@ -35,22 +35,36 @@ def _redis():  # type: ignore[no-untyped-def]
     global _redis_client
     if _redis_client is None and settings.REDIS_URL:
         import redis  # local: only needed when Redis is configured
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        _redis_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+        # Runs after commit inside a request: a down or hung Redis may cost it a bounded
+        # moment, never the whole hang (no retries here: the beat re-publishes).
+        _redis_client = redis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_connect_timeout=settings.REDIS_SOCKET_CONNECT_TIMEOUT_S,
+            socket_timeout=settings.REDIS_SOCKET_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),
+        )
     return _redis_client
 
 
 def _publish(message: dict[str, object]) -> None:
+    """Tell every subscriber; each is isolated, so one failing never keeps the others (or the
+    committed change that called this) from going through."""
     with _local_lock:
         subscribers = list(_local_subscribers)
     for callback in subscribers:
-        callback(message)
-    client = _redis()
-    if client is not None:
         try:
+            callback(message)
+        except Exception:
+            log.warning("fastpath.local_publish_failed", exc_info=True)
+    try:
+        client = _redis()
+        if client is not None:
             client.publish(CHANNEL, json.dumps(message))
-        except Exception:  # a missed publish is caught up by the revision poll
-            log.warning("fastpath.publish_failed", exc_info=True)
+    except Exception:  # a missed publish is caught up by the revision poll and the beat
+        log.warning("fastpath.publish_failed", exc_info=True)
 
 
 def publish_revision(environment_id: int, revision: int) -> None:

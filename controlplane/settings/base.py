@@ -115,9 +115,24 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
+# Every Redis call (cache, pub/sub publish, Celery broker) gives up after these many seconds:
+# a hung Redis must cost a request a bounded delay, never the whole hang (issue 9, item 4).
+REDIS_SOCKET_CONNECT_TIMEOUT_S = env.float("REDIS_SOCKET_CONNECT_TIMEOUT_S", default=0.5)
+REDIS_SOCKET_TIMEOUT_S = env.float("REDIS_SOCKET_TIMEOUT_S", default=1.0)
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_CONNECT_TIMEOUT_S,
+                "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT_S,
+                # The cache only holds throttle counters: with Redis down a request is served
+                # unthrottled (and logged) rather than answered 500.
+                "IGNORE_EXCEPTIONS": True,
+                "LOG_IGNORED_EXCEPTIONS": True,
+            },
+        }
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -205,6 +220,8 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
+    # Per runtime token, on every runtime-facing Django endpoint (a no-op for other callers).
+    "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.api.throttling.RuntimeTokenRateThrottle"],
     # The token endpoint takes passwords from anonymous callers: slow down guessing.
     "DEFAULT_THROTTLE_RATES": {"anon": env("API_ANON_THROTTLE_RATE", default="30/minute")},
 }
@@ -235,6 +252,23 @@ SIGNING_KEY_DIR = Path(env("CONTROLPLANE_SIGNING_KEY_DIR", default="") or VAR_DI
 # Celery: Redis in production; with no broker configured, kombu's filesystem transport,
 # which needs no server (the embedded default).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="") or REDIS_URL or "filesystem://"
+# A message a worker took and never acknowledged (the worker was killed) goes back to the queue
+# after `visibility_timeout` seconds (kombu's default: an hour). Sized to the longest hold of a
+# task: a webhook retry's countdown (capped by RUNTIME_WEBHOOK_RETRY_CAP_S; the worker holds an
+# ETA message unacknowledged until then) plus its time limit (15 s), so a push cut short by a
+# killed worker is delivered again within a minute (a worker restores every 5 s) and one
+# merely waiting for its retry is not delivered twice.
+REDIS_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=40),
+    "socket_connect_timeout": REDIS_SOCKET_CONNECT_TIMEOUT_S,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+    # .delay() from a request gives up fast; the beat re-sends what was missed
+    "max_retries": 1,
+    # how often a worker looks for expired messages: every 5 s (kombu's default, 10 s times a
+    # throttle of 10, would add up to 100 s)
+    "unacked_restore_interval": 5,
+    "unacked_restore_throttle": 1,
+}
 # beat keeps its schedule under var/celery/ whatever the broker (it fails to start without it)
 (VAR_DIR / "celery").mkdir(parents=True, exist_ok=True)
 if CELERY_BROKER_URL == "filesystem://":
@@ -247,6 +281,16 @@ if CELERY_BROKER_URL == "filesystem://":
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_BROKER_TRANSPORT_OPTIONS
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_CONNECT_TIMEOUT_S
+# .delay() from a request: one quick retry, then the caller logs and the beat catches up.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -293,4 +337,27 @@ structlog.configure(
 
 # Runtimes: a runtime with no heartbeat for this long shows as stale and leaves convergence counts.
 RUNTIME_STALE_AFTER_S = env.int("RUNTIME_STALE_AFTER_S", default=30)
-RUNTIME_WEBHOOK_TIMEOUT_S = env.float("RUNTIME_WEBHOOK_TIMEOUT_S", default=5.0)
+# Webhook pushes: short timeouts (a push is a hint, the runtime also long-polls), retries with
+# exponential backoff and jitter capped so a retry's wait stays inside the visibility timeout.
+RUNTIME_WEBHOOK_CONNECT_TIMEOUT_S = env.float("RUNTIME_WEBHOOK_CONNECT_TIMEOUT_S", default=2.0)
+RUNTIME_WEBHOOK_READ_TIMEOUT_S = env.float("RUNTIME_WEBHOOK_READ_TIMEOUT_S", default=3.0)
+RUNTIME_WEBHOOK_RETRY_CAP_S = env.float("RUNTIME_WEBHOOK_RETRY_CAP_S", default=20.0)
+# Networks push URLs may point into although they are not public (loopback, private, ...), as
+# CIDRs separated by commas, e.g. "10.0.0.0/8,fd00::/8" for runtimes inside a private network.
+# Empty (the default): only public addresses. Cloud metadata addresses are refused regardless.
+RUNTIME_PUSH_ALLOWED_CIDRS = env.list("RUNTIME_PUSH_ALLOWED_CIDRS", default=[])
+# The beat re-sends after-commit side effects (revision publishes, webhook pushes, token
+# revocations) of the last this many seconds, so an outage of Redis or the broker delays them
+# instead of losing them.
+RUNTIME_RESEND_WINDOW_S = env.int("RUNTIME_RESEND_WINDOW_S", default=300)
+RUNTIME_RESEND_EVERY_S = env.float("RUNTIME_RESEND_EVERY_S", default=15.0)
+# Requests per runtime token and minute on the runtime-facing Django endpoints (a fleet shares
+# its token: size it to the fleet); 429 with Retry-After beyond.
+RUNTIME_TOKEN_REQUESTS_PER_MINUTE = env.int("RUNTIME_TOKEN_REQUESTS_PER_MINUTE", default=6000)
+# One runtime token may register this many new instance ids per minute (429 beyond).
+RUNTIME_NEW_INSTANCES_PER_MINUTE = env.int("RUNTIME_NEW_INSTANCES_PER_MINUTE", default=60)
+# New instances of one token are audited once per this many seconds (the first of a burst),
+# so instance churn cannot flood the audit log; the Runtimes page lists every instance.
+RUNTIME_REGISTRATION_AUDIT_INTERVAL_S = env.int(
+    "RUNTIME_REGISTRATION_AUDIT_INTERVAL_S", default=600
+)

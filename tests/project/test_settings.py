@@ -26,6 +26,7 @@ print(json.dumps({
     "broker_options": getattr(s, "CELERY_BROKER_TRANSPORT_OPTIONS", None),
     "cache": s.CACHES["default"]["BACKEND"],
     "cache_location": s.CACHES["default"].get("LOCATION"),
+    "cache_options": s.CACHES["default"].get("OPTIONS"),
     "secret_key": s.SECRET_KEY,
     "debug": s.DEBUG,
     "allowed_hosts": s.ALLOWED_HOSTS,
@@ -125,8 +126,13 @@ def test_settings__database_url__used(tmp_path: Path) -> None:
 def test_settings__redis_url__broker_and_cache(tmp_path: Path) -> None:
     settings = _settings(tmp_path, REDIS_URL="redis://redis.example.com:6379/0")
     assert settings["broker"] == "redis://redis.example.com:6379/0"
-    assert settings["broker_options"] is None
-    assert settings["cache"] == "django.core.cache.backends.redis.RedisCache"
+    # short socket timeouts and a visibility timeout that redelivers within a minute
+    options = settings["broker_options"]
+    assert options["visibility_timeout"] <= 45
+    assert 0 < options["socket_timeout"] <= 2 and 0 < options["socket_connect_timeout"] <= 2
+    assert settings["cache"] == "django_redis.cache.RedisCache"
+    assert settings["cache_options"]["IGNORE_EXCEPTIONS"] is True
+    assert 0 < settings["cache_options"]["SOCKET_TIMEOUT"] <= 2
     assert settings["cache_location"] == "redis://redis.example.com:6379/0"
     assert not (tmp_path / "celery" / "broker").exists()
 

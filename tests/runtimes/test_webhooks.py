@@ -19,6 +19,12 @@ from apps.tenancy.models import Tenant
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _loopback_push_targets(settings) -> None:  # type: ignore[no-untyped-def]
+    # These receivers listen on loopback, which production refuses: allow it deliberately.
+    settings.RUNTIME_PUSH_ALLOWED_CIDRS = ["127.0.0.0/8"]
+
+
 class FlakyReceiver(BaseHTTPRequestHandler):
     """Fails the first two pushes, then accepts; records what it was sent."""
 

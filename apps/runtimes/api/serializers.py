@@ -1,6 +1,51 @@
+"""Heartbeat shapes. Every field is bounded (entries, lengths, integer ranges of their columns)
+so one runtime token cannot store megabytes or a value the database refuses (issue 9)."""
+
+from __future__ import annotations
+
+import re
 from typing import Any
 
 from rest_framework import serializers
+
+from ..push_targets import PushTargetRefused, push_target_resolve
+
+# PostgreSQL bigint, the column of applied_revision and nack_revision.
+MAX_REVISION = 2**63 - 1
+MAX_LABELS = 50
+MAX_DIGESTS = 50
+MAX_BREAKERS = 100
+MAX_KEY_LENGTH = 100
+MAX_FAILURES = 2**31 - 1
+# Printable keys only: no NUL (PostgreSQL's jsonb refuses it) and no other control characters.
+_KEY = re.compile(r"^[^\x00-\x1f\x7f]{1," + str(MAX_KEY_LENGTH) + "}$")
+
+
+class BoundedDictField(serializers.DictField):
+    """A JSON object with at most ``max_entries`` entries and printable keys of at most
+    ``MAX_KEY_LENGTH`` characters; values validated by ``child``."""
+
+    def __init__(self, *, max_entries: int, **kwargs: Any) -> None:
+        self.max_entries = max_entries
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if isinstance(data, dict):
+            if len(data) > self.max_entries:
+                raise serializers.ValidationError(f"At most {self.max_entries} entries.")
+            bad = [str(key)[:40] for key in data if not _KEY.match(str(key))]
+            if bad:
+                raise serializers.ValidationError(
+                    f"Keys must be 1 to {MAX_KEY_LENGTH} printable characters: {bad[0]!r}."
+                )
+        return super().to_internal_value(data)
+
+
+class CircuitBreakerInput(serializers.Serializer):
+    """One tool's breaker, as ``dataplane.breaker.CircuitBreaker.report()`` sends it."""
+
+    state = serializers.ChoiceField(choices=["closed", "open", "half_open"])
+    failures = serializers.IntegerField(min_value=0, max_value=MAX_FAILURES, default=0)
 
 
 class HeartbeatInput(serializers.Serializer):
@@ -8,8 +53,11 @@ class HeartbeatInput(serializers.Serializer):
         r"^[\w.:@/-]{1,128}$", help_text="stable per runtime process"
     )
     name = serializers.CharField(required=False, allow_blank=True, max_length=200, default="")
-    labels = serializers.DictField(
-        child=serializers.CharField(max_length=200), required=False, default=dict
+    labels = BoundedDictField(
+        max_entries=MAX_LABELS,
+        child=serializers.CharField(max_length=200),
+        required=False,
+        default=dict,
     )
     library_version = serializers.CharField(
         required=False, allow_blank=True, max_length=40, default=""
@@ -21,13 +69,42 @@ class HeartbeatInput(serializers.Serializer):
         allow_null=True,
         help_text="ack: applied `revision`; nack: rejected it (give `error`)",
     )
-    revision = serializers.IntegerField(required=False, allow_null=True, min_value=1, default=None)
-    digests = serializers.DictField(
-        child=serializers.CharField(max_length=80), required=False, default=dict
+    revision = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_REVISION, default=None
+    )
+    digests = BoundedDictField(
+        max_entries=MAX_DIGESTS,
+        child=serializers.CharField(max_length=80),
+        required=False,
+        default=dict,
     )
     error = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
-    push_url = serializers.URLField(required=False, allow_blank=True, max_length=500, default="")
-    circuit_breakers = serializers.DictField(required=False, default=None, allow_null=True)
+    push_url = serializers.URLField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        default="",
+        help_text="webhook target; must resolve to a public address unless the operator "
+        "allows its network (RUNTIME_PUSH_ALLOWED_CIDRS)",
+    )
+    circuit_breakers = BoundedDictField(
+        max_entries=MAX_BREAKERS,
+        child=CircuitBreakerInput(),
+        required=False,
+        default=None,
+        allow_null=True,
+        help_text="tool name → {state: closed|open|half_open, failures}",
+    )
+
+    def validate_push_url(self, value: str) -> str:
+        # Resolving costs a DNS lookup: only a new or changed target is checked here (the
+        # push checks again, whatever it was, when it connects).
+        if value and value != self.context.get("known_push_url"):
+            try:
+                push_target_resolve(value)
+            except PushTargetRefused as exc:
+                raise serializers.ValidationError(str(exc)) from exc
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["status"] and attrs["revision"] is None:
@@ -38,8 +115,6 @@ class HeartbeatInput(serializers.Serializer):
             raise serializers.ValidationError(
                 {"error": ["A NACK must say why the revision was rejected."]}
             )
-        if len(attrs["labels"]) > 50:
-            raise serializers.ValidationError({"labels": ["At most 50 labels."]})
         return attrs
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,7 +10,8 @@ from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthen
 from apps.accounts.models import RuntimeToken
 from controlplane.api import ErrorSerializer
 
-from ..services import runtime_heartbeat_record
+from ..selectors import runtime_push_url
+from ..services import RegistrationRateExceeded, runtime_heartbeat_record
 from .serializers import HeartbeatInput, HeartbeatOutput
 
 
@@ -21,26 +23,40 @@ class HeartbeatView(APIView):
 
     @extend_schema(
         request=HeartbeatInput,
-        responses={200: HeartbeatOutput, 400: ErrorSerializer, 401: ErrorSerializer},
+        responses={
+            200: HeartbeatOutput,
+            400: ErrorSerializer,
+            401: ErrorSerializer,
+            429: ErrorSerializer,
+        },
         tags=["runtime"],
     )
     def post(self, request: Request) -> Response:
-        serializer = HeartbeatInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
         token = request.auth
         assert isinstance(token, RuntimeToken)  # HasRuntimeToken admitted only those
-        _, revision = runtime_heartbeat_record(
-            token=token,
-            instance_id=data["instance_id"],
-            report=data["status"] or "",
-            revision=data["revision"],
-            name=data["name"],
-            labels=data["labels"],
-            library_version=data["library_version"],
-            digests=data["digests"],
-            error=data["error"],
-            push_url=data["push_url"],
-            circuit_breakers=data["circuit_breakers"],
+        raw_id = request.data.get("instance_id") if isinstance(request.data, dict) else None
+        known = (
+            runtime_push_url(environment_id=token.environment_id, instance_id=raw_id)
+            if isinstance(raw_id, str)
+            else None
         )
+        serializer = HeartbeatInput(data=request.data, context={"known_push_url": known})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            _, revision = runtime_heartbeat_record(
+                token=token,
+                instance_id=data["instance_id"],
+                report=data["status"] or "",
+                revision=data["revision"],
+                name=data["name"],
+                labels=data["labels"],
+                library_version=data["library_version"],
+                digests=data["digests"],
+                error=data["error"],
+                push_url=data["push_url"],
+                circuit_breakers=data["circuit_breakers"],
+            )
+        except RegistrationRateExceeded as exc:
+            raise Throttled(wait=exc.retry_after_s, detail=str(exc)) from exc
         return Response({"revision": revision})

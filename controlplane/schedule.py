@@ -1,0 +1,20 @@
+"""Every periodic task of the beat, in one place. Each expires before its next run is due, so
+a backlog after a worker outage runs once, not once per missed tick."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    """The Celery beat schedule: name → task, interval in seconds, options."""
+    resend_every = settings.RUNTIME_RESEND_EVERY_S
+    return {
+        "runtimes.resend-side-effects": {
+            "task": "apps.runtimes.tasks.resend_side_effects",
+            "schedule": resend_every,
+            "options": {"expires": resend_every},
+        },
+    }
