@@ -11,7 +11,14 @@ from django.conf import settings
 def beat_schedule() -> dict[str, dict[str, Any]]:
     """The Celery beat schedule: name → task, interval in seconds, options."""
     resend_every = settings.RUNTIME_RESEND_EVERY_S
+    checkpoint_every = float(settings.AUDIT_CHECKPOINT_INTERVAL_S)
     return {
+        # Signs the audit chain head so a rewrite of the chain is detectable (docs/operations.md).
+        "audit.checkpoint": {
+            "task": "apps.audit.tasks.audit_checkpoint",
+            "schedule": checkpoint_every,
+            "options": {"expires": checkpoint_every},
+        },
         "runtimes.resend-side-effects": {
             "task": "apps.runtimes.tasks.resend_side_effects",
             "schedule": resend_every,

@@ -304,13 +304,7 @@ AUDIT_CHECKPOINT_INTERVAL_S = env.int("AUDIT_CHECKPOINT_INTERVAL_S", default=300
 AUDIT_CHECKPOINT_WEBHOOK_URL = env("AUDIT_CHECKPOINT_WEBHOOK_URL", default="")
 AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S = env.float("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S", default=5.0)
 
-# Every periodic task, in one place.
-CELERY_BEAT_SCHEDULE = {
-    "audit-checkpoint": {
-        "task": "apps.audit.tasks.audit_checkpoint",
-        "schedule": float(AUDIT_CHECKPOINT_INTERVAL_S),
-    },
-}
+# Every periodic task lives in controlplane/schedule.py (installed on the Celery app at finalize).
 
 LOGGING = {
     "version": 1,

@@ -180,7 +180,8 @@ def test_audit_checkpoint__orm_change_or_delete__refused(record: Record) -> None
 
 
 def test_audit_checkpoint_task__in_the_beat_schedule_and_registered() -> None:
-    entry = settings.CELERY_BEAT_SCHEDULE["audit-checkpoint"]
+    celery_app.finalize()
+    entry = celery_app.conf.beat_schedule["audit.checkpoint"]
     assert entry["task"] in celery_app.tasks
     assert entry["schedule"] == float(settings.AUDIT_CHECKPOINT_INTERVAL_S)
 

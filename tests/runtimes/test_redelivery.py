@@ -54,6 +54,15 @@ def test_beat__schedule_lists_the_resend_task() -> None:
     assert entry["options"]["expires"] <= entry["schedule"]
 
 
+def test_beat__every_periodic_task_is_registered_and_expires_before_its_next_run() -> None:
+    celery_app.finalize()
+    schedule = celery_app.conf.beat_schedule
+    assert {"runtimes.resend-side-effects", "audit.checkpoint"} <= set(schedule)
+    for name, entry in schedule.items():
+        assert entry["task"] in celery_app.tasks, name
+        assert 0 < entry["options"]["expires"] <= entry["schedule"], name
+
+
 CONSUMER = """
 import sys, time
 from kombu import Connection
