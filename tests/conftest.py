@@ -7,7 +7,6 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from apps.accounts.roles import Role
-from apps.accounts.services import roles_sync
 from apps.tenancy.models import Tenant
 
 from .factories import AgentFactory, EnvironmentFactory, TenantFactory, make_user
@@ -28,13 +27,6 @@ def pytest_report_header(config: pytest.Config) -> str:
 def _fresh_cache() -> None:
     # Throttle counters (the token endpoint's) live in the cache: no test inherits another's.
     cache.clear()
-
-
-@pytest.fixture(autouse=True)
-def _roles(db: None) -> None:
-    # Role groups are synced after migrate; the transactional test cases flush them, so
-    # every test starts from the same role definitions.
-    roles_sync()
 
 
 @pytest.fixture

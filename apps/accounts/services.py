@@ -9,30 +9,36 @@ from django.contrib.auth.models import Group, Permission, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import models, transaction
+from django.db import DEFAULT_DB_ALIAS, models, transaction
 from guardian.shortcuts import assign_perm, remove_perm
 from rest_framework.authtoken.models import Token
 
 from apps.audit.services import Actor, SystemActor, audit_record
 
 from .authz import authorize
+from .role_sync import RolePermissionsMissing
 from .roles import ROLE_PERMISSIONS, TENANT_ACCESS_PERMISSION, Role
 from .selectors import user_role
 
 
-def roles_sync() -> None:
-    """Make each role group hold exactly its permissions (idempotent)."""
+def roles_sync(*, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Make each role group hold exactly its permissions (idempotent). Runs after every
+    migrate (see ``role_sync``). Raises ``RolePermissionsMissing`` naming every permission of
+    ``ROLE_PERMISSIONS`` that is not in the database, and then changes nothing."""
+    wanted = {n for names in ROLE_PERMISSIONS.values() for n in names}
+    found = {
+        f"{p.content_type.app_label}.{p.codename}": p
+        for p in Permission.objects.using(using).select_related("content_type")
+    }
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise RolePermissionsMissing(
+            f"Role permissions missing from the database: {', '.join(missing)}. "
+            "Run `manage.py migrate` to the end."
+        )
     for role, names in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.get_or_create(name=role.value)
-        perms = []
-        for name in names:
-            app_label, codename = name.split(".", 1)
-            perm = Permission.objects.filter(
-                content_type__app_label=app_label, codename=codename
-            ).first()
-            if perm is not None:
-                perms.append(perm)
-        group.permissions.set(perms)
+        group, _ = Group.objects.using(using).get_or_create(name=role.value)
+        group.permissions.set([found[n] for n in names])
 
 
 def user_snapshot(user: User) -> dict[str, Any]:
