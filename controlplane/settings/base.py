@@ -34,9 +34,12 @@ SECRET_KEY = env("SECRET_KEY", default="") or _embedded_secret_key()
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Django's admin writes models past the audited services, so it is off by default and
+# read-only when on (controlplane/admin_site.py): a window for inspecting rows.
+DJANGO_ADMIN_ENABLED = env.bool("DJANGO_ADMIN_ENABLED", default=False)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "controlplane.admin_site.ReadOnlyAdminConfig",  # django.contrib.admin, read-only
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -44,7 +47,6 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -183,7 +185,7 @@ REST_FRAMEWORK = {
     # Token first: DRF answers a failed or missing login with the first class's challenge,
     # so scripts get 401 + `WWW-Authenticate: Token` (the session has none, which gives 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "apps.accounts.api.token_auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
