@@ -5,15 +5,19 @@ cache behind its throttle is down."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+import requests
 from django.contrib.auth.models import User
 from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.api.throttling import LoginRateThrottle
 from apps.accounts.client_ip import client_ip
+
+from ..factories import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -151,3 +155,33 @@ def test_token_api__cache_down__no_500_throttle_fails_open(
 
     assert right.status_code == 200 and right.json()["token"]
     assert wrong.status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+def test_login_page__over_the_asgi_server__locked_out_with_the_message(
+    asgi_server: str,
+) -> None:
+    make_user(None, username="asgi-user")
+    session = requests.Session()
+
+    def attempt(password: str) -> requests.Response:
+        page = session.get(f"{asgi_server}/login/", timeout=10).text
+        csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert csrf is not None
+        return session.post(
+            f"{asgi_server}/login/",
+            data={
+                "username": "asgi-user",
+                "password": password,
+                "csrfmiddlewaretoken": csrf.group(1),
+            },
+            headers={"X-Forwarded-For": "203.0.113.5", "Referer": f"{asgi_server}/login/"},
+            allow_redirects=False,
+            timeout=10,
+        )
+
+    statuses = [attempt(f"guess-{n}").status_code for n in range(LIMIT)]
+    final = attempt(PASSWORD)
+
+    assert statuses == [200] * (LIMIT - 1) + [429]
+    assert final.status_code == 429 and "Too many failed logins" in final.text
