@@ -28,8 +28,8 @@ from ..models import RuntimeToken
 from ..roles import Role
 from ..runtime_tokens import runtime_token_create, runtime_token_revoke
 from . import serializers as s
+from .login_throttle import LoginRateThrottle
 from .permissions import IsAdminRole
-from .throttling import LoginRateThrottle
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
