@@ -28,6 +28,10 @@ class LoginRateThrottle(AnonRateThrottle):
     """``anon`` rate per client address (see ``client_ip``): DRF's sliding window, with every
     cache call guarded (fails open, logged)."""
 
+    # set from the rate by SimpleRateThrottle.__init__; the stubs do not declare them
+    num_requests: int
+    duration: int
+
     def get_ident(self, request: Request) -> str:
         return client_ip(request)
 
