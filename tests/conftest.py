@@ -29,6 +29,14 @@ def _fresh_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _database(db: None) -> None:
+    # Every test may reach the database, set up before any other fixture (so a fixture such
+    # as `tenant` works beside `transactional_db` too). It prepares nothing: role groups come
+    # from migrate's post_migrate, which a transactional test's flush sends again.
+    return None
+
+
 @pytest.fixture
 def tenant() -> Tenant:
     tenant = TenantFactory(slug="acme", name="Acme")

@@ -69,8 +69,10 @@ def empty_database(django_db_blocker) -> Iterator[str]:  # type: ignore[no-untyp
 
 
 @pytest.fixture
-def on_database(django_db_blocker):  # type: ignore[no-untyped-def]
-    """Point this process's default connection at another database for the test's body."""
+def on_database(transactional_db, django_db_blocker):  # type: ignore[no-untyped-def]
+    """Point this process's default connection at another database for the test's body
+    (transactional: no test transaction is open on the connection being switched; the test
+    database's flush comes after the switch back)."""
     conn = connections["default"]
     original = conn.settings_dict["NAME"]
 
