@@ -17,7 +17,7 @@ def login_lockout_message() -> str:
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     return (
         f"Too many failed logins for this username from your address. "
-        f"Logins are refused for {minutes} minutes; ask an Admin if you forgot your password."
+        f"Logins are refused for {minutes} minutes; try again then."
     )
 
 

@@ -16,6 +16,8 @@ from rest_framework.test import APIClient
 
 from apps.accounts.api.login_throttle import LoginRateThrottle
 from apps.accounts.client_ip import client_ip
+from apps.accounts.models import ApiToken
+from apps.audit.models import AuditEvent
 
 from ..factories import make_user
 
@@ -55,6 +57,8 @@ def test_login__wrong_password_repeatedly__right_one_then_refused_with_429(
     assert b"Too many failed logins" in response.content or b"throttled" in response.content
     assert "_auth_user_id" not in response.wsgi_request.session
     assert b'"token"' not in response.content
+    assert not ApiToken.objects.exists()
+    assert not AuditEvent.objects.filter(action="user.api_token_rotated").exists()
 
 
 def test_login_page__locked_out__says_so_in_the_page(operator: User) -> None:
