@@ -67,5 +67,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-m", "controlplane.healthcheck", "web"]
 
+# No `--forwarded-allow-ips "*"`: uvicorn would then take the client address from the
+# left of X-Forwarded-For, which the client writes. It trusts FORWARDED_ALLOW_IPS (default
+# loopback); Django takes the client address by NUM_PROXIES (apps/accounts/client_ip.py).
 CMD ["uvicorn", "controlplane.asgi:application", "--host", "0.0.0.0", "--port", "8000", \
-     "--proxy-headers", "--forwarded-allow-ips", "*", "--no-server-header"]
+     "--proxy-headers", "--no-server-header"]

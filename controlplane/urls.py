@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, JsonResponse
@@ -31,7 +32,6 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", healthz, name="healthz"),
-    path("django-admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("api/runtime/v1/", include("apps.bundles.api.runtime_urls")),
     path("api/runtime/v1/", include("apps.runtimes.api.urls")),
@@ -49,3 +49,7 @@ urlpatterns = [
     path("", include("apps.flags.urls")),
     path("", include("apps.dashboard.urls")),
 ]
+
+if settings.DJANGO_ADMIN_ENABLED:
+    # read-only (controlplane/admin_site.py); off by default
+    urlpatterns.insert(0, path("django-admin/", admin.site.urls))

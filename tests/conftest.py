@@ -7,7 +7,6 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from apps.accounts.roles import Role
-from apps.accounts.services import roles_sync
 from apps.tenancy.models import Tenant
 
 from .factories import AgentFactory, EnvironmentFactory, TenantFactory, make_user
@@ -31,10 +30,11 @@ def _fresh_cache() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _roles(db: None) -> None:
-    # Role groups are synced after migrate; the transactional test cases flush them, so
-    # every test starts from the same role definitions.
-    roles_sync()
+def _database(db: None) -> None:
+    # Every test may reach the database, set up before any other fixture (so a fixture such
+    # as `tenant` works beside `transactional_db` too). It prepares nothing: role groups come
+    # from migrate's post_migrate, which a transactional test's flush sends again.
+    return None
 
 
 @pytest.fixture

@@ -1,15 +1,22 @@
 from typing import Any
 
 from django.apps import AppConfig
+from django.core import checks
 from django.db.models.signals import post_migrate
 
 
-def _sync_roles(sender: AppConfig, **kwargs: Any) -> None:
-    # Setup, not business logic: permissions only exist after migrate, so the role groups
-    # are brought in line with ROLE_PERMISSIONS each time it runs.
-    from .services import roles_sync  # local: app registry is not ready at import time
+def _check_role_permissions(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    # local: the module reads models' options, so it loads once the registry is ready
+    from .role_sync import unknown_role_permissions
 
-    roles_sync()
+    return [
+        checks.Error(
+            f"ROLE_PERMISSIONS names {name!r}, which no installed model defines.",
+            hint="Fix the name in apps/accounts/roles.py.",
+            id="accounts.E001",
+        )
+        for name in unknown_role_permissions()
+    ]
 
 
 class AccountsConfig(AppConfig):
@@ -18,4 +25,9 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and roles"
 
     def ready(self) -> None:
-        post_migrate.connect(_sync_roles, sender=self, dispatch_uid="accounts.sync_roles")
+        from .role_sync import sync_roles_after_migrate  # local: needs the app registry
+
+        # Every sender: the receiver acts on the last app's signal, when every app's
+        # permissions exist (see role_sync).
+        post_migrate.connect(sync_roles_after_migrate, dispatch_uid="accounts.sync_roles")
+        checks.register(_check_role_permissions, checks.Tags.models)

@@ -1,7 +1,7 @@
 """Accounts use Django's User and Group (roles) and guardian's object permissions (tenant
-grants). The one table of their own is the runtime token: how a data-plane runtime, never a
-person, authenticates. (Being a models module also makes the app take part in migrate, whose
-post-migrate step keeps the role groups in line with ``roles.ROLE_PERMISSIONS``.)"""
+grants). Their own tables hold tokens, both stored only as sha256 hashes and shown once: the
+runtime token (how a data-plane runtime, never a person, authenticates) and a person's API
+token for scripts."""
 
 from __future__ import annotations
 
@@ -13,10 +13,32 @@ from django.db import models
 from django.utils import timezone
 
 RUNTIME_TOKEN_PREFIX = "cprt_"  # noqa: S105 - a public prefix that makes tokens recognisable, not a secret
+API_TOKEN_PREFIX = "cpat_"  # noqa: S105 - likewise, for a person's API token
 
 
-def hash_runtime_token(raw: str) -> str:
+def hash_token(raw: str) -> str:
+    """The stored form of a token: sha256 of its UTF-8 bytes, 64 hex digits. Tokens carry 256
+    random bits, so a fast hash suffices (a password hash is for guessable secrets)."""
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+hash_runtime_token = hash_token
+
+
+class ApiToken(models.Model):
+    """A person's API token for scripts, sent as ``Authorization: Token <key>``: one per user,
+    replaced when a new one is issued, deleted when the user is deactivated. Stored hashed;
+    the key is shown once."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_token"
+    )
+    key_hash = models.CharField(max_length=64, unique=True)
+    display_prefix = models.CharField(max_length=16, help_text="first characters, to recognise it")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"API token of {self.user} ({self.display_prefix}…)"
 
 
 class RuntimeToken(models.Model):

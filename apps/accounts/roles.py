@@ -3,7 +3,8 @@
 A role says *what* a user may do (Django model permissions on a group); a tenant grant says
 *where* (a django-guardian object permission on the tenant). Both are needed, except for
 Admins, who see every tenant. Permissions are named as strings so this bottom app need not
-import the feature apps that define them; a name whose model is not installed is skipped."""
+import the feature apps that define them. A name no installed model defines fails the system
+check (``accounts.E001``); the groups are synced after every ``migrate`` (``role_sync``)."""
 
 from __future__ import annotations
 

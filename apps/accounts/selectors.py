@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin, User
 from django.db.models import QuerySet
 
-from .models import RuntimeToken
+from .models import ApiToken, RuntimeToken
 from .roles import Role
 
 
@@ -26,6 +26,13 @@ def user_is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
 
 def user_list() -> QuerySet[User]:
     return User.objects.prefetch_related("groups").order_by("username")
+
+
+def api_token_for_user(user: AbstractBaseUser | AnonymousUser) -> ApiToken | None:
+    """The user's API token row (prefix and date only: the key is never stored), or None."""
+    if not user.is_authenticated:
+        return None
+    return ApiToken.objects.filter(user_id=user.pk).first()
 
 
 def runtime_token_list(*, tenant_ids: list[int] | None) -> QuerySet[RuntimeToken]:

@@ -9,30 +9,37 @@ from django.contrib.auth.models import Group, Permission, User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import models, transaction
+from django.db import DEFAULT_DB_ALIAS, models, transaction
+from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
-from rest_framework.authtoken.models import Token
 
 from apps.audit.services import Actor, SystemActor, audit_record
 
 from .authz import authorize
+from .models import API_TOKEN_PREFIX, ApiToken, hash_token
+from .role_sync import RolePermissionsMissing
 from .roles import ROLE_PERMISSIONS, TENANT_ACCESS_PERMISSION, Role
 from .selectors import user_role
 
 
-def roles_sync() -> None:
-    """Make each role group hold exactly its permissions (idempotent)."""
+def roles_sync(*, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Make each role group hold exactly its permissions (idempotent). Runs after every
+    migrate (see ``role_sync``). Raises ``RolePermissionsMissing`` naming every permission of
+    ``ROLE_PERMISSIONS`` that is not in the database, and then changes nothing."""
+    wanted = {n for names in ROLE_PERMISSIONS.values() for n in names}
+    found = {
+        f"{p.content_type.app_label}.{p.codename}": p
+        for p in Permission.objects.using(using).select_related("content_type")
+    }
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise RolePermissionsMissing(
+            f"Role permissions missing from the database: {', '.join(missing)}. "
+            "Run `manage.py migrate` to the end."
+        )
     for role, names in ROLE_PERMISSIONS.items():
-        group, _ = Group.objects.get_or_create(name=role.value)
-        perms = []
-        for name in names:
-            app_label, codename = name.split(".", 1)
-            perm = Permission.objects.filter(
-                content_type__app_label=app_label, codename=codename
-            ).first()
-            if perm is not None:
-                perms.append(perm)
-        group.permissions.set(perms)
+        group, _ = Group.objects.using(using).get_or_create(name=role.value)
+        group.permissions.set([found[n] for n in names])
 
 
 def user_snapshot(user: User) -> dict[str, Any]:
@@ -49,6 +56,11 @@ def _set_role(user: User, role: Role) -> None:
     user.groups.remove(*Group.objects.filter(name__in=[r.value for r in Role]))
     group, _ = Group.objects.get_or_create(name=role.value)
     user.groups.add(group)
+    if role is not Role.ADMIN and (user.is_superuser or user.is_staff):
+        # A superuser is an Admin whatever its groups say: a role below Admin must end that
+        # too, or the change would be recorded while the user stayed an Admin.
+        user.is_superuser = user.is_staff = False
+        user.save(update_fields=["is_superuser", "is_staff"])
 
 
 @transaction.atomic
@@ -106,14 +118,17 @@ def user_update(
     before = user_snapshot(user)
     if email is not None and email != user.email:
         if email:
-            validate_email(email)
+            try:
+                validate_email(email)
+            except ValidationError as exc:
+                raise ValidationError({"email": list(exc.messages)}) from None
         user.email = email
         user.save(update_fields=["email"])
     if is_active is not None and is_active != user.is_active:
         user.is_active = is_active
         user.save(update_fields=["is_active"])
         if not is_active:
-            Token.objects.filter(user=user).delete()  # a deactivated user's scripts stop too
+            ApiToken.objects.filter(user=user).delete()  # a deactivated user's scripts stop too
     if role is not None and role != user_role(user):
         _set_role(user, role)
     after = user_snapshot(user)
@@ -129,9 +144,25 @@ def user_update(
     return user
 
 
+def _has_tenant_grant(user: User, tenant: models.Model) -> bool:
+    # The grant itself (guardian's user object permission), not what a role would imply:
+    # Admins see every tenant without one.
+    return UserObjectPermission.objects.filter(
+        user=user,
+        permission__codename=TENANT_ACCESS_PERMISSION.split(".", 1)[1],
+        permission__content_type__app_label=TENANT_ACCESS_PERMISSION.split(".", 1)[0],
+        object_pk=str(tenant.pk),
+    ).exists()
+
+
 @transaction.atomic
-def user_grant_tenant(*, actor: Actor, user: User, tenant: models.Model, reason: str = "") -> None:
+def user_grant_tenant(*, actor: Actor, user: User, tenant: models.Model, reason: str = "") -> bool:
+    """Let ``user`` see ``tenant``. Returns False, writing nothing and no audit event, when
+    the grant was already there (so the log never states a change that did not happen)."""
     authorize(actor, "auth.change_user")
+    User.objects.select_for_update().get(pk=user.pk)  # concurrent grants of one user take turns
+    if _has_tenant_grant(user, tenant):
+        return False
     assign_perm(TENANT_ACCESS_PERMISSION, user, tenant)
     audit_record(
         actor=actor,
@@ -139,13 +170,20 @@ def user_grant_tenant(*, actor: Actor, user: User, tenant: models.Model, reason:
         target=user,
         tenant=tenant,
         reason=reason,
+        before={"tenant": str(tenant), "access": False},
         after={"tenant": str(tenant), "access": True},
     )
+    return True
 
 
 @transaction.atomic
-def user_revoke_tenant(*, actor: Actor, user: User, tenant: models.Model, reason: str = "") -> None:
+def user_revoke_tenant(*, actor: Actor, user: User, tenant: models.Model, reason: str = "") -> bool:
+    """Stop ``user`` seeing ``tenant``. Returns False, writing nothing and no audit event,
+    when there was no grant to revoke."""
     authorize(actor, "auth.change_user")
+    User.objects.select_for_update().get(pk=user.pk)
+    if not _has_tenant_grant(user, tenant):
+        return False
     remove_perm(TENANT_ACCESS_PERMISSION, user, tenant)
     audit_record(
         actor=actor,
@@ -156,20 +194,30 @@ def user_revoke_tenant(*, actor: Actor, user: User, tenant: models.Model, reason
         before={"tenant": str(tenant), "access": True},
         after={"tenant": str(tenant), "access": False},
     )
+    return True
 
 
 @transaction.atomic
 def api_token_rotate(*, actor: Actor, user: User) -> str:
-    """A fresh API token for scripts, replacing any previous one. Users manage their own;
-    Admins anyone's."""
+    """A fresh API token for scripts, replacing any previous one; returns the key, which is
+    shown once and stored only as its sha256. Users manage their own; Admins anyone's."""
     if getattr(actor, "pk", None) != user.pk:
         authorize(actor, "auth.change_user")
-    Token.objects.filter(user=user).delete()
-    token = Token.objects.create(user=user)
-    audit_record(
-        actor=actor, action="user.api_token_rotated", target=user, after={"api_token": "issued"}
+    User.objects.select_for_update().get(pk=user.pk)  # concurrent rotations take turns
+    replaced = ApiToken.objects.filter(user=user).delete()[0] > 0
+    key = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user, key_hash=hash_token(key), display_prefix=key[: len(API_TOKEN_PREFIX) + 6]
     )
-    return token.key
+    audit_record(
+        actor=actor,
+        action="user.api_token_rotated",
+        target=user,
+        # keys without "token" in them: the audit log redacts those whole
+        before={"api_access": replaced},
+        after={"api_access": True, "key_prefix": token.display_prefix},
+    )
+    return key
 
 
 @transaction.atomic

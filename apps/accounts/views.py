@@ -123,7 +123,14 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/profile.html", {"role": selectors.user_role(request.user)})
+    return render(
+        request,
+        "accounts/profile.html",
+        {
+            "role": selectors.user_role(request.user),
+            "api_token": selectors.api_token_for_user(request.user),
+        },
+    )
 
 
 @login_required
@@ -133,5 +140,9 @@ def api_token_rotate(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/profile.html",
-        {"role": selectors.user_role(request.user), "new_token": token},
+        {
+            "role": selectors.user_role(request.user),
+            "api_token": selectors.api_token_for_user(request.user),
+            "new_token": token,
+        },
     )

@@ -268,7 +268,9 @@ def environment_create(
     Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises position assignment
     active = Environment.objects.filter(tenant=tenant, archived_at__isnull=True)
     if position is None:
-        position = (active.aggregate(m=Max("position"))["m"] or -1) + 1
+        # `Max(...) or -1` would turn a last position of 0 into -1 and collide with it
+        last = active.aggregate(m=Max("position"))["m"]
+        position = 0 if last is None else last + 1
     elif active.filter(position=position).exists():
         raise ValidationError({"position": [f"Position {position} is taken; omit it to go last."]})
     _require_unique_slug(tenant.environments.all(), slug, f"An environment of {tenant.name}")
@@ -343,9 +345,8 @@ def environment_move(
         )
     before = environment.snapshot()
     mine, theirs = environment.position, neighbour.position
-    parking = (
-        siblings.aggregate(m=Max("position"))["m"] or 0
-    ) + 1  # keeps positions unique mid-swap
+    last = siblings.aggregate(m=Max("position"))["m"]
+    parking = (0 if last is None else last) + 1  # keeps positions unique mid-swap
     Environment.objects.filter(pk=environment.pk).update(position=parking)
     Environment.objects.filter(pk=neighbour.pk).update(position=mine)
     Environment.objects.filter(pk=environment.pk).update(position=theirs)

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from guardian.models import UserObjectPermission
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apps.accounts.models import ApiToken
 from apps.accounts.roles import Role
 from apps.accounts.selectors import user_role
 from apps.audit.models import AuditEvent
@@ -201,7 +201,7 @@ def test_user_update__deactivate__api_token_stops_working_and_audited(
     assert response.status_code == 200
     assert response.json()["is_active"] is False
     assert _token_client(key).get("/api/v1/me/").status_code == 401
-    assert not Token.objects.filter(user=user).exists()
+    assert not ApiToken.objects.filter(user=user).exists()
     assert _obtain("otto", PASSWORD).status_code == 401
     event = AuditEvent.objects.get(action="user.updated")
     assert (event.before["is_active"], event.after["is_active"], event.reason) == (
@@ -392,11 +392,11 @@ def test_token_obtain__again__replaces_the_previous_token(operator) -> None:  # 
 def test_token_obtain__wrong_credentials__refused_and_nothing_stored(
     operator, username: str, password: str
 ) -> None:  # type: ignore[no-untyped-def]
-    before = (_state(), Token.objects.count())
+    before = (_state(), ApiToken.objects.count())
     response = _obtain(username, password)
     assert response.status_code in (400, 401)
     assert response.json()["detail"]
-    assert (_state(), Token.objects.count()) == before
+    assert (_state(), ApiToken.objects.count()) == before
 
 
 def test_token_obtain__wrong_password__401(operator) -> None:  # type: ignore[no-untyped-def]

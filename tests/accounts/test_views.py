@@ -166,7 +166,8 @@ def test_profile_api_token__rotate__shown_once_and_works(operator) -> None:  # t
     response = client.post("/profile/api-token/")
     key = response.context["new_token"]
     assert key in response.content.decode()
-    assert key not in client.get("/profile/").content.decode()
+    profile = client.get("/profile/").content.decode()
+    assert key not in profile and f"{key[:11]}…" in profile
     assert (
         Client().get("/api/v1/me/", HTTP_AUTHORIZATION=f"Token {key}").json()["username"]
         == "olivia-operator"

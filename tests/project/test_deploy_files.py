@@ -237,6 +237,32 @@ def test_dockerfile__cmd_runs_uvicorn_with_the_asgi_application() -> None:
     assert argv[argv.index("--host") + 1] == "0.0.0.0"
 
 
+def _web_argvs() -> list[list[str]]:
+    cmd = next(i for i in _final_stage() if i.keyword == "CMD")
+    return [_exec_form(cmd.args), list(_service("web")["command"])]
+
+
+@pytest.mark.parametrize("where", ["Dockerfile", "docker-compose.yml"])
+def test_web_server__does_not_take_client_addresses_from_anyones_forwarded_for(
+    where: str,
+) -> None:
+    # uvicorn with --forwarded-allow-ips "*" takes the client address from the left of
+    # X-Forwarded-For, which the client writes: login lockouts and throttles would count
+    # per address of the attacker's choosing (NUM_PROXIES decides in Django instead).
+    argv = _web_argvs()[["Dockerfile", "docker-compose.yml"].index(where)]
+    trusted = (
+        argv[argv.index("--forwarded-allow-ips") + 1] if "--forwarded-allow-ips" in argv else ""
+    )
+    assert "*" not in trusted
+
+
+def test_env_example__does_not_tell_uvicorn_to_trust_every_forwarded_for() -> None:
+    # uvicorn reads FORWARDED_ALLOW_IPS from the environment compose passes it.
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    values = [line.split("=", 1)[1] for line in lines if line.startswith("FORWARDED_ALLOW_IPS=")]
+    assert values and all("*" not in v for v in values)
+
+
 def test_dockerfile__healthcheck_uses_the_projects_probe() -> None:
     healthchecks = [i.args for i in _final_stage() if i.keyword == "HEALTHCHECK"]
     assert len(healthchecks) == 1

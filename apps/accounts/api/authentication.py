@@ -1,6 +1,6 @@
 """Runtime tokens for the runtime-facing Django endpoints (heartbeat, records, SDK register
 and metrics). ``request.auth`` is the RuntimeToken; ``request.user`` stays anonymous, so a
-runtime token never grants what a person can do."""
+runtime token never grants what a person can do. (People's API tokens: ``token_auth``.)"""
 
 from __future__ import annotations
 

@@ -8,11 +8,10 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import APIException, AuthenticationFailed
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView
 
 from apps.tenancy.selectors import (
@@ -24,10 +23,12 @@ from apps.tenancy.selectors import (
 from controlplane.api import ErrorSerializer, ReasonSerializer, ScopedViewSet
 
 from .. import selectors, services
+from ..lockout import login_lockout_message
 from ..models import RuntimeToken
 from ..roles import Role
 from ..runtime_tokens import runtime_token_create, runtime_token_revoke
 from . import serializers as s
+from .login_throttle import LoginRateThrottle
 from .permissions import IsAdminRole
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
@@ -87,17 +88,29 @@ class UserViewSet(ScopedViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class LoginLockedOut(APIException):
+    status_code = 429
+    default_code = "locked_out"
+
+
 class TokenObtainView(APIView):
     """Exchange a username and password for an API token for scripts
-    (send it as ``Authorization: Token <key>``). Issuing replaces the previous token."""
+    (send it as ``Authorization: Token <key>``). Issuing replaces the previous token.
+    Throttled per client address (429); a username locked out after repeated wrong passwords
+    from this address is refused with 429 even with the right password."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
-    throttle_classes = [AnonRateThrottle]
+    throttle_classes = [LoginRateThrottle]
 
     @extend_schema(
         request=s.TokenObtainInput,
-        responses={200: s.TokenOutput, 400: ErrorSerializer, 401: ErrorSerializer},
+        responses={
+            200: s.TokenOutput,
+            400: ErrorSerializer,
+            401: ErrorSerializer,
+            429: ErrorSerializer,
+        },
     )
     def post(self, request: Request) -> Response:
         serializer = s.TokenObtainInput(data=request.data)
@@ -107,6 +120,8 @@ class TokenObtainView(APIView):
             username=serializer.validated_data["username"],
             password=serializer.validated_data["password"],
         )
+        if getattr(request._request, "axes_locked_out", False):
+            raise LoginLockedOut(login_lockout_message())
         if user is None or not user.is_active:
             raise AuthenticationFailed("Wrong username or password.")
         return Response({"token": services.api_token_rotate(actor=user, user=user)})

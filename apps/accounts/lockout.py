@@ -1,0 +1,35 @@
+"""What a login locked out by django-axes sees: after ``AXES_FAILURE_LIMIT`` wrong passwords
+for one username from one address (``client_ip``), that pair is refused for
+``AXES_COOLOFF_TIME``, on the login page and the API token endpoint alike."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.forms import AuthenticationForm
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+
+def login_lockout_message() -> str:
+    """What a locked-out login is told (page and API alike)."""
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    return (
+        f"Too many failed logins for this username from your address. "
+        f"Logins are refused for {minutes} minutes; try again then."
+    )
+
+
+def login_locked_out(
+    request: HttpRequest, original_response: HttpResponse | None = None, credentials: Any = None
+) -> HttpResponse:
+    """django-axes' lockout response (``AXES_LOCKOUT_CALLABLE``): the login page with the
+    reason, or the API's error shape under /api/; 429 either way."""
+    message = login_lockout_message()
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": message, "errors": {}}, status=429)
+    username = (credentials or {}).get("username") or request.POST.get("username", "")
+    form = AuthenticationForm(request, initial={"username": username})
+    context = {"form": form, "lockout_message": message, "next": request.POST.get("next", "")}
+    return render(request, "registration/login.html", context, status=429)
