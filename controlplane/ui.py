@@ -41,3 +41,26 @@ class ReasonForm(forms.Form):
         ),
         max_length=2000,
     )
+
+
+class ExpectedVersionField(forms.IntegerField):
+    """The version of "the current X" the page showed, sent back as a hidden input so the
+    service can refuse the change if someone else changed X in between (optimistic
+    concurrency, docs/decisions/0007)."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", 2**31 - 1)
+        kwargs.setdefault(
+            "error_messages",
+            {"required": "The page did not say which version it showed: reload it and retry."},
+        )
+        super().__init__(**kwargs)
+
+
+class VersionedReasonForm(ReasonForm):
+    """A confirmation's reason plus the version of the thing it confirms a change of."""
+
+    expected_version = ExpectedVersionField()
