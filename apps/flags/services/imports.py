@@ -196,6 +196,7 @@ def flags_import(
         elif any(getattr(flag, k) != v for k, v in fields.items()):
             for key, value in fields.items():
                 setattr(flag, key, value)
+            flag.version += 1  # an edit based on the old version is now stale
             flag.save()
             result.updated.append(feature["name"])
         else:
