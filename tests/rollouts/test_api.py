@@ -5,7 +5,6 @@ versions only."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 

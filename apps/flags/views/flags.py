@@ -175,7 +175,7 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
         if not form.is_valid():
             for field_errors in form.errors.values():
                 for message in field_errors:
-                    messages.error(request, message)
+                    messages.error(request, str(message))
             return redirect(safe_next(request, _list_url(environment.pk)))
         try:
             services.flag_toggle(
