@@ -106,6 +106,7 @@ def test_flag_api__stale_version__409_naming_who_changed_it_and_nothing_changes(
     first = _flag_call(api_as(alice), flag, "edit", expected_version=1)
     assert first.status_code == 200 and first.json()["version"] == 2
     flag.refresh_from_db()
+    assert api_as(bob).get(f"/api/v1/flags/{flag.pk}/")["ETag"] == '"2"'
     events = AuditEvent.objects.count()
 
     response = _flag_call(api_as(bob), flag, what, **stale)
@@ -166,6 +167,7 @@ def test_kill_switch_release_api__released_meanwhile_or_stale__409_naming_who(
         reason="refund storm",
     )
     url = f"/api/v1/kill-switches/{switch.pk}/release/"
+    assert api_as(bob).get(f"/api/v1/kill-switches/{switch.pk}/")["ETag"] == '"1"'
     stale = api_as(bob).post(url, {"reason": "r", "expected_version": 7}, format="json")
     assert stale.status_code == 409 and stale.json()["current_version"] == 1
     first = api_as(alice).post(url, {"reason": "fixed", "expected_version": 1}, format="json")

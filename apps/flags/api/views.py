@@ -67,7 +67,9 @@ class FlagViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: s.FlagOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.FlagOutput(self.get_object()).data)
+        """One flag; its ``ETag`` is its ``version``, ready for ``If-Match`` on a change."""
+        flag = self.get_object()
+        return Response(s.FlagOutput(flag).data, headers={"ETag": f'"{flag.version}"'})
 
     @extend_schema(request=s.FlagCreateInput, responses={201: s.FlagOutput, **ERRORS})
     def create(self, request: Request) -> Response:
@@ -219,7 +221,9 @@ class KillSwitchViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: s.KillSwitchOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.KillSwitchOutput(self.get_object()).data)
+        """One kill switch; its ``ETag`` is its ``version`` (1 engaged, 2 released)."""
+        switch = self.get_object()
+        return Response(s.KillSwitchOutput(switch).data, headers={"ETag": f'"{switch.version}"'})
 
     @extend_schema(request=s.KillSwitchEngageInput, responses={201: s.KillSwitchOutput, **ERRORS})
     def create(self, request: Request) -> Response:
