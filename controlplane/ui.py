@@ -24,7 +24,7 @@ def call_service(form: forms.Form, fn: Callable[[], T]) -> T | None:
             for field, messages in exc.message_dict.items():
                 form.add_error(field if field in form.fields else None, messages)
         else:
-            form.add_error(None, exc.messages)
+            form.add_error(None, exc)  # keeps the code ("stale" for a StaleVersion)
         return None
 
 
@@ -64,3 +64,13 @@ class VersionedReasonForm(ReasonForm):
     """A confirmation's reason plus the version of the thing it confirms a change of."""
 
     expected_version = ExpectedVersionField()
+
+
+def rebase_if_stale(form: forms.Form, version: int) -> None:
+    """After a change refused as stale, a confirmation page re-renders stating the *current*
+    effect; its hidden ``expected_version`` must then be the version that effect was read
+    from (not the one posted), so a second, informed click acts on what is now shown."""
+    if form.is_bound and form.has_error(forms.forms.NON_FIELD_ERRORS, "stale"):
+        data = form.data.copy()
+        data["expected_version"] = str(version)
+        form.data = data

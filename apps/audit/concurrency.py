@@ -73,7 +73,7 @@ def version_check(
     raise StaleVersion(
         f"{what} was changed {who_and_when(changed_by, changed_at)} after you loaded it "
         f"(you saw version {expected}, it is now version {current}). Nothing was changed: "
-        "reload, check the new state and try again if it is still needed.",
+        "check the new state and try again if it is still needed.",
         current_version=current,
         changed_by=changed_by,
         changed_at=changed_at,

@@ -13,7 +13,7 @@ from apps.tenancy.selectors import (
     environment_get_for_user,
     environment_list_for_user,
 )
-from controlplane.ui import VersionedReasonForm, call_service
+from controlplane.ui import VersionedReasonForm, call_service, rebase_if_stale
 
 from . import selectors, services
 from .forms import DeployForm
@@ -121,14 +121,16 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
                 f"v{deployment.version.number} again (revision {deployment.revision}).",
             )
             return redirect("tenancy:agent_detail", pk=agent.pk)
+        plan = selectors.rollback_plan(agent=agent, environment=environment)
+        rebase_if_stale(form, selectors.deployment_sequence(plan.current))
     live = convergence_for(environments=[environment])[0].live
     if plan.current is not None and plan.target is not None:
         effect = (
             f"{agent.name} in {environment.name} goes back from v{plan.current.version.number} "
             f"to v{plan.target.version.number} on {live} live runtime{'s' if live != 1 else ''}. "
-            f"v{plan.target.version.number} is the last known-good version (stable until "
-            f"{plan.target.created_at:%Y-%m-%d %H:%M} UTC, deployed by "
-            f"{plan.target.deployed_by_label}); v{plan.current.version.number} is marked "
+            f"v{plan.target.version.number} is the last known-good version (deployed "
+            f"{plan.target.created_at:%Y-%m-%d %H:%M} UTC by {plan.target.deployed_by_label}, "
+            f"never rolled back from); v{plan.current.version.number} is marked "
             "rolled back and is never a rollback target again."
         )
     else:

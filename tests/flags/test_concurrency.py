@@ -220,6 +220,10 @@ def test_flag_pages__stale_version__clear_message_naming_who(
 
     for page in (one_click, confirmed, edited):
         assert "was changed by alice" in page and "Nothing was changed" in page
+    # The refused confirmation restates the current state and carries its version; the edit
+    # form keeps bob's edits and the version they were based on (no blind overwrite).
+    assert 'name="expected_version" value="2"' in confirmed
+    assert 'name="expected_version" value="1"' in edited
     assert Flag.objects.filter(enabled=True).count() == 2
     assert set(Flag.objects.values_list("description", flat=True)) == {"alice was here"}
 

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from controlplane.ui import ReasonForm, VersionedReasonForm, call_service
+from controlplane.ui import ReasonForm, VersionedReasonForm, call_service, rebase_if_stale
 
 from .. import charts, selectors, services
 from ..forms import FlagForm, ImportForm, SegmentForm
@@ -213,6 +213,10 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
             request, f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}."
         )
         return redirect("flags:flag_detail", pk=flag.pk)
+    if not done and request.method == "POST":
+        flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+        turn_on = not flag.enabled
+        rebase_if_stale(form, flag.version)
     effect = (
         f"{flag.name} turns {'ON' if turn_on else 'OFF'} in {environment.name} "
         f"({environment.tenant.name}) "
