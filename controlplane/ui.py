@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -70,7 +70,5 @@ def rebase_if_stale(form: forms.Form, version: int) -> None:
     """After a change refused as stale, a confirmation page re-renders stating the *current*
     effect; its hidden ``expected_version`` must then be the version that effect was read
     from (not the one posted), so a second, informed click acts on what is now shown."""
-    if form.is_bound and form.has_error(forms.forms.NON_FIELD_ERRORS, "stale"):
-        data = form.data.copy()
-        data["expected_version"] = str(version)
-        form.data = data
+    if form.is_bound and form.has_error(NON_FIELD_ERRORS, "stale"):
+        form.data = {**form.data, "expected_version": str(version)}
