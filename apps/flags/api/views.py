@@ -227,7 +227,8 @@ class KillSwitchViewSet(ScopedViewSet):
 
     @extend_schema(request=s.KillSwitchEngageInput, responses={201: s.KillSwitchOutput, **ERRORS})
     def create(self, request: Request) -> Response:
-        """Engage a kill switch. It never releases by itself."""
+        """Engage a kill switch. It never releases by itself. The same switch already engaged
+        (even by a concurrent request) is a 400 naming it, decided by a database constraint."""
         data: dict[str, Any] = self.validated(s.KillSwitchEngageInput)
         agent_id, environment_id, tenant_id = (
             data.pop("agent"),
