@@ -14,6 +14,8 @@ from rest_framework import exceptions, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.audit.concurrency import StaleVersion
+
 from .errors import too_large_detail
 
 
@@ -38,6 +40,20 @@ class PayloadTooLarge(exceptions.APIException):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, StaleVersion):
+        # Optimistic concurrency: the client acted on a version that moved on. 409, with
+        # what it needs to re-read and decide again (docs/decisions/0007).
+        message = exc.messages[0]
+        return Response(
+            {
+                "detail": message,
+                "errors": {"expected_version": [message]},
+                "current_version": exc.current_version,
+                "changed_by": exc.changed_by or None,
+                "changed_at": exc.changed_at.isoformat() if exc.changed_at else None,
+            },
+            status=409,
+        )
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(too_large_detail())
     elif isinstance(exc, DjangoValidationError):
@@ -67,6 +83,61 @@ class ReasonSerializer(serializers.Serializer):
 
 class OptionalReasonMixin(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+class ExpectedVersionMixin(serializers.Serializer):
+    """``expected_version``: the ``version`` the client read; optional on the API (absent:
+    the change applies to whatever is current, as before). ``If-Match: "<version>"`` says
+    the same. A mismatch answers 409 (``ConflictSerializer``)."""
+
+    expected_version = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**31 - 1,
+        help_text="The `version` you read. If it moved on since, nothing changes and the "
+        'answer is 409 naming who changed it and when. Same as `If-Match: "<version>"`.',
+    )
+
+
+def expected_version(request: Any, data: dict[str, Any]) -> int | None:
+    """The version a request says it acted on: the body's ``expected_version``, else an
+    ``If-Match`` header holding one quoted (or weak) version tag (``"3"``, ``W/"3"``);
+    ``*`` or no header is None (no check). Raises a 400 ``ValidationError`` for an
+    ``If-Match`` that is not a single version, or that disagrees with the body."""
+    body = data.pop("expected_version", None)
+    header = (request.headers.get("If-Match") or "").strip()
+    if not header or header == "*":
+        return body
+    tag = header.removeprefix("W/").strip()
+    if not (
+        len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isascii() and tag[1:-1].isdigit()
+    ):
+        raise exceptions.ValidationError(
+            {"If-Match": ['One version in quotes, e.g. If-Match: "3" (the "version" you read).']}
+        )
+    if len(tag) > 12:
+        raise exceptions.ValidationError({"If-Match": ["Not a version of this object."]})
+    version = int(tag[1:-1])
+    if body is not None and body != version:
+        raise exceptions.ValidationError(
+            {"expected_version": ["Disagrees with If-Match: send one or make them equal."]}
+        )
+    return version
+
+
+class ConflictSerializer(serializers.Serializer):
+    """The 409 answer to a stale ``expected_version`` / ``If-Match`` (schema only)."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "detail": serializers.CharField(),
+            "errors": serializers.DictField(
+                child=serializers.ListField(child=serializers.CharField())
+            ),
+            "current_version": serializers.IntegerField(),
+            "changed_by": serializers.CharField(allow_null=True),
+            "changed_at": serializers.DateTimeField(allow_null=True),
+        }
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -26,6 +26,7 @@ api_v1 = [
     path("", include("apps.audit.api.urls")),
     path("", include("apps.bundles.api.urls")),
     path("", include("apps.flags.api.urls")),
+    path("", include("apps.rollouts.api.urls")),
 ]
 
 urlpatterns = [

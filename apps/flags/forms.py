@@ -7,6 +7,8 @@ from typing import Any, cast
 from django import forms
 from django.core.exceptions import ValidationError
 
+from controlplane.ui import ExpectedVersionField
+
 from .models import AgentMode, FlagType, KillSwitchKind, KillSwitchScope
 
 _JSON_WIDGET = {"rows": 10, "spellcheck": "false", "class": "mono", "autocomplete": "off"}
@@ -84,6 +86,8 @@ class FlagForm(forms.Form):
     ) -> None:
         super().__init__(*args, **kwargs)
         if editing:
+            # The flag's version the form was filled from: saving is refused if it moved.
+            self.fields["expected_version"] = ExpectedVersionField()
             del self.fields["name"]
             del self.fields[
                 "enabled"

@@ -11,7 +11,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 
 
 class FlagType(models.TextChoices):
@@ -40,6 +41,11 @@ class Flag(models.Model):
     # 1 (default), constraint 2 (userId REGEX), value", "path": …, "message": …}]``): shown
     # on the flag until an edit, which only saves what the SDKs evaluate, clears it.
     import_warnings = models.JSONField(default=list, blank=True)
+    version = models.PositiveIntegerField(
+        default=1,
+        help_text="grows by one with every change: what edit and toggle forms and API calls "
+        "carry as expected_version (optimistic concurrency)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -176,11 +182,31 @@ class KillSwitch(models.Model):
     released_by_label = models.CharField(max_length=150, blank=True)
     release_reason = models.TextField(blank=True)
     released_revisions = models.JSONField(default=dict, blank=True)
+    version = models.PositiveIntegerField(
+        default=1,
+        help_text="1 while engaged, 2 once released: what a release carries as "
+        "expected_version (optimistic concurrency)",
+    )
 
     class Meta:
         ordering = ["-engaged_at", "-id"]
         indexes = [models.Index(fields=["released_at", "tenant"])]
         constraints = [
+            # One engaged switch per identity. The targets are nullable (a global switch has
+            # no tenant) and NULLs never collide in a unique index, so they are compared as
+            # 0: five concurrent identical engages leave one switch, whatever the scope.
+            models.UniqueConstraint(
+                "kind",
+                "scope",
+                Coalesce("tenant", Value(0)),
+                Coalesce("agent", Value(0)),
+                Coalesce("environment", Value(0)),
+                "tool_pattern",
+                "mode",
+                condition=Q(released_at__isnull=True),
+                name="kill_switch_one_engaged_per_identity",
+                violation_error_message="The same kill switch is already engaged.",
+            ),
             models.CheckConstraint(
                 name="kill_switch_scope_matches_targets",
                 condition=(

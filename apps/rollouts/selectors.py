@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Max, QuerySet
 
 from apps.tenancy.models import Agent, Environment
@@ -8,12 +10,77 @@ from .models import Deployment
 
 
 def deployment_current(*, agent: Agent, environment: Environment) -> Deployment | None:
+    """The live deployment of ``agent`` in ``environment`` (what runtimes serve), or None."""
     return (
         Deployment.objects.select_related("version")
-        .filter(agent=agent, environment=environment)
-        .order_by("-id")
+        .filter(agent=agent, environment=environment, state=Deployment.State.LIVE)
         .first()
     )
+
+
+def deployment_sequence(current: Deployment | None) -> int:
+    """The release-history version the deploy and rollback forms carry: the live row's
+    ``sequence``, 0 when nothing was ever deployed."""
+    return current.sequence if current is not None else 0
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What a rollback of one agent in one environment would do now.
+
+    ``current``: the live deployment (None: nothing deployed). ``target``: the last
+    known-good deployment before it, whose version the rollback brings back (None: refused,
+    ``refusal`` says why)."""
+
+    current: Deployment | None
+    target: Deployment | None
+    refusal: str = ""
+
+
+def rollback_plan(*, agent: Agent, environment: Environment) -> RollbackPlan:
+    """Where a rollback goes: the newest earlier deployment that was ``superseded`` (it
+    served until a deliberate deploy replaced it: known-good), skipping every version that
+    was ever rolled back from in this environment and the current version itself. So
+    deploy v2, v3, v4; roll back → v3; roll back again → v2, never v4 again; once nothing
+    known-good is left, the plan is a refusal."""
+    history = list(
+        Deployment.objects.select_related("version")
+        .filter(agent=agent, environment=environment)
+        .order_by("-sequence")
+    )
+    current = next((d for d in history if d.state == Deployment.State.LIVE), None)
+    if current is None:
+        return RollbackPlan(
+            None, None, f"{agent.name} has nothing deployed in {environment.name} to roll back."
+        )
+    bad = {d.version_id for d in history if d.state == Deployment.State.ROLLED_BACK}
+    bad.add(current.version_id)
+    target = next(
+        (
+            d
+            for d in history
+            if d.sequence < current.sequence
+            and d.state == Deployment.State.SUPERSEDED
+            and d.version_id not in bad
+        ),
+        None,
+    )
+    if target is None:
+        rolled_back = sorted(
+            {d.version.number for d in history if d.state == Deployment.State.ROLLED_BACK}
+        )
+        detail = (
+            f" (rolled back from before: {', '.join(f'v{n}' for n in rolled_back)})"
+            if rolled_back
+            else ""
+        )
+        return RollbackPlan(
+            current,
+            None,
+            f"{agent.name} in {environment.name} has no known-good version before "
+            f"v{current.version.number}{detail}: deploy the version you want explicitly.",
+        )
+    return RollbackPlan(current, target)
 
 
 def deployment_history(

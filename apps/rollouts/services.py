@@ -1,17 +1,120 @@
-"""Deploy and roll back: the plain, immediate path. Staged rollouts end in the same service."""
+"""Deploy and roll back: the plain, immediate path. Staged rollouts end in the same service.
+
+Both act on "the current stable version" of an agent in an environment, so both take the
+version the user saw (``expected_version``: the live deployment's ``sequence``, 0 for none)
+and refuse with ``StaleVersion`` when the history moved on in between. The release history
+is the state machine of ``Deployment.TRANSITIONS``; ``_replace_live`` is its one mover."""
 
 from __future__ import annotations
 
+import structlog
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.accounts.authz import authorize
+from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
 from apps.tenancy.models import Agent, Environment
 from apps.tenancy.services import environment_revision_bump
 
 from .models import Deployment
+from .selectors import deployment_sequence, rollback_plan
+
+log = structlog.get_logger(__name__)
+
+
+def _lock_history(*, agent: Agent, environment: Environment) -> None:
+    # Lock the environment row: concurrent deploys and rollbacks of it take turns, so each
+    # sees the deployment it replaces (the one-live-row constraint backs this up).
+    Environment.objects.select_for_update(of=("self",)).get(pk=environment.pk)
+
+
+def _live(*, agent: Agent, environment: Environment) -> Deployment | None:
+    return (
+        Deployment.objects.select_related("version")
+        .filter(agent=agent, environment=environment, state=Deployment.State.LIVE)
+        .first()
+    )
+
+
+def _check_seen(
+    *, agent: Agent, environment: Environment, current: Deployment | None, expected: int | None
+) -> None:
+    version_check(
+        what=f"The stable version of {agent.name} in {environment.name}",
+        expected=expected,
+        current=deployment_sequence(current),
+        changed_by=current.deployed_by_label if current else "",
+        changed_at=current.created_at if current else None,
+    )
+
+
+def _replace_live(
+    *,
+    actor: Actor,
+    agent: Agent,
+    environment: Environment,
+    current: Deployment | None,
+    version: BundleVersion,
+    kind: str,
+    reason: str,
+    restores: Deployment | None = None,
+) -> Deployment:
+    """The one transition of the release history: ``current`` leaves ``live`` for the
+    state its replacement's kind dictates, and a new live row takes its place."""
+    if current is not None:
+        source, target_state = Deployment.TRANSITIONS[kind]
+        if current.state != source:  # the lock makes this unreachable; say so if not
+            raise ValidationError(
+                {"version": [f"Deployment #{current.pk} is {current.state}, not {source}."]}
+            )
+        current.state = target_state
+        current.save(update_fields=["state"])
+    revision = environment_revision_bump(environment_id=environment.pk)
+    user, label = actor_identity(actor)
+    deployment = Deployment.objects.create(
+        agent=agent,
+        environment=environment,
+        version=version,
+        previous=current,
+        restores=restores,
+        kind=kind,
+        state=Deployment.State.LIVE,
+        sequence=deployment_sequence(current) + 1,
+        deployed_by=user,
+        deployed_by_label=label,
+        reason=reason.strip(),
+        revision=revision,
+    )
+    rollback = kind == Deployment.Kind.ROLLBACK
+    audit_record(
+        actor=actor,
+        action="deployment.rolled_back" if rollback else "deployment.deployed",
+        target=deployment,
+        target_label=f"{agent.slug} in {environment.slug}",
+        tenant=agent.tenant,
+        reason=reason,
+        before={
+            "stable_version": str(current.version) if current else None,
+            "sequence": deployment_sequence(current),
+            "previous_state": current.state if current else None,
+        },
+        after={
+            "stable_version": str(version),
+            "sequence": deployment.sequence,
+            "revision": revision,
+            **({"restores_deployment": restores.pk} if restores else {}),
+        },
+    )
+    log.info(
+        "deployment.rolled_back" if rollback else "deployment.deployed",
+        deployment_id=deployment.pk,
+        agent_id=agent.pk,
+        environment_id=environment.pk,
+        revision=revision,
+    )
+    return deployment
 
 
 @transaction.atomic
@@ -22,9 +125,14 @@ def deployment_create(
     environment: Environment,
     version: BundleVersion,
     reason: str,
-    kind: str = Deployment.Kind.DEPLOY,
+    expected_version: int | None = None,
 ) -> Deployment:
-    """Make ``version`` the stable version of ``agent`` in ``environment`` now."""
+    """Make ``version`` the stable version of ``agent`` in ``environment`` now; the live
+    deployment it replaces becomes ``superseded`` (known-good).
+
+    ``expected_version``: the live deployment's ``sequence`` the user saw (0: nothing was
+    deployed); None skips the check (CLI, system actors). Raises ``ValidationError`` by
+    field for bad input and ``StaleVersion`` when the stable version changed meanwhile."""
     authorize(actor, "rollouts.add_deployment", agent.tenant)
     errors: dict[str, list[str]] = {}
     if not (reason or "").strip():
@@ -37,62 +145,57 @@ def deployment_create(
         errors["version"] = ["This version belongs to another agent."]
     if errors:
         raise ValidationError(errors)
-    # Lock the environment row: concurrent deploys and rollbacks of it take turns, so each
-    # sees the deployment it replaces.
-    Environment.objects.select_for_update().get(pk=environment.pk)
-    current = (
-        Deployment.objects.filter(agent=agent, environment=environment).order_by("-id").first()
-    )
+    _lock_history(agent=agent, environment=environment)
+    current = _live(agent=agent, environment=environment)
+    _check_seen(agent=agent, environment=environment, current=current, expected=expected_version)
     if current is not None and current.version_id == version.pk:
         raise ValidationError(
             {"version": [f"Version {version} is already the stable version here."]}
         )
-    revision = environment_revision_bump(environment_id=environment.pk)
-    user, label = actor_identity(actor)
-    deployment = Deployment.objects.create(
+    return _replace_live(
+        actor=actor,
         agent=agent,
         environment=environment,
+        current=current,
         version=version,
-        previous=current,
-        kind=kind,
-        deployed_by=user,
-        deployed_by_label=label,
-        reason=reason.strip(),
-        revision=revision,
-    )
-    audit_record(
-        actor=actor,
-        action=f"deployment.{'rolled_back' if kind == Deployment.Kind.ROLLBACK else 'deployed'}",
-        target=deployment,
-        target_label=f"{agent.slug} in {environment.slug}",
-        tenant=agent.tenant,
+        kind=Deployment.Kind.DEPLOY,
         reason=reason,
-        before={"stable_version": str(current.version) if current else None},
-        after={"stable_version": str(version), "revision": revision},
     )
-    return deployment
 
 
 @transaction.atomic
 def deployment_rollback(
-    *, actor: Actor, agent: Agent, environment: Environment, reason: str
+    *,
+    actor: Actor,
+    agent: Agent,
+    environment: Environment,
+    reason: str,
+    expected_version: int | None = None,
 ) -> Deployment:
-    """Back to the version that was stable before the current one."""
+    """Back to the last known-good version before the current one (``rollback_plan``);
+    the current deployment becomes ``rolled_back`` and its version is never a rollback
+    target again. Refused (``ValidationError`` on ``version``) when there is no such
+    version; ``StaleVersion`` when the stable version changed since the user saw
+    ``expected_version`` (None: no check)."""
     authorize(actor, "rollouts.add_deployment", agent.tenant)
-    Environment.objects.select_for_update().get(pk=environment.pk)
-    current = (
-        Deployment.objects.select_related("previous__version")
-        .filter(agent=agent, environment=environment)
-        .order_by("-id")
-        .first()
+    if not (reason or "").strip():
+        raise ValidationError({"reason": ["Say why: the reason is kept in the audit log."]})
+    if environment.tenant_id != agent.tenant_id:
+        raise ValidationError({"environment": ["Choose an environment of the agent's tenant."]})
+    _lock_history(agent=agent, environment=environment)
+    plan = rollback_plan(agent=agent, environment=environment)
+    _check_seen(
+        agent=agent, environment=environment, current=plan.current, expected=expected_version
     )
-    if current is None or current.previous is None:
-        raise ValidationError({"version": ["There is no earlier version to roll back to."]})
-    return deployment_create(
+    if plan.target is None:
+        raise ValidationError({"version": [plan.refusal]})
+    return _replace_live(
         actor=actor,
         agent=agent,
         environment=environment,
-        version=current.previous.version,
-        reason=reason,
+        current=plan.current,
+        version=plan.target.version,
         kind=Deployment.Kind.ROLLBACK,
+        reason=reason,
+        restores=plan.target,
     )

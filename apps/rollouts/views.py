@@ -13,7 +13,7 @@ from apps.tenancy.selectors import (
     environment_get_for_user,
     environment_list_for_user,
 )
-from controlplane.ui import ReasonForm, call_service
+from controlplane.ui import VersionedReasonForm, call_service, rebase_if_stale
 
 from . import selectors, services
 from .forms import DeployForm
@@ -25,14 +25,17 @@ def agent_releases(request: HttpRequest, pk: int) -> HttpResponse:
     agent = agent_get_for_user(user=request.user, pk=pk)
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
     convergence = {c.environment.pk: c for c in convergence_for(environments=environments)}
-    rows = [
-        {
-            "environment": e,
-            "current": selectors.deployment_current(agent=agent, environment=e),
-            "convergence": convergence[e.pk],
-        }
-        for e in environments
-    ]
+    rows = []
+    for e in environments:
+        plan = selectors.rollback_plan(agent=agent, environment=e)
+        rows.append(
+            {
+                "environment": e,
+                "current": plan.current,
+                "rollback_target": plan.target,
+                "convergence": convergence[e.pk],
+            }
+        )
     return render(request, "rollouts/_agent_releases.html", {"agent": agent, "rows": rows})
 
 
@@ -44,8 +47,13 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
     versions = list(bundle_version_list(agent=agent))
     initial = {"version": request.GET.get("version"), "environment": request.GET.get("environment")}
+    current = {e.pk: selectors.deployment_current(agent=agent, environment=e) for e in environments}
     form = DeployForm(
-        request.POST or None, initial=initial, environments=environments, versions=versions
+        request.POST or None,
+        initial=initial,
+        environments=environments,
+        versions=versions,
+        current=current,
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -59,6 +67,7 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
                 environment=environment,
                 version=version,
                 reason=data["reason"],
+                expected_version=data["expected_version"],
             ),
         )
         if deployment is not None:
@@ -77,18 +86,23 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse:
+    """The rollback confirmation: names the version it goes back to (the last known-good one
+    before the current, never one rolled back from) and carries the release-history version
+    the page showed, so two operators clicking at once cannot both roll back."""
     agent = agent_get_for_user(user=request.user, pk=pk)
     environment = environment_get_for_user(user=request.user, pk=environment_pk)
     if environment.tenant_id != agent.tenant_id:
         raise Http404("No such environment for this agent.")
-    current = selectors.deployment_current(agent=agent, environment=environment)
-    if current is None or current.previous is None:
-        messages.error(
-            request, f"{agent.name} has no earlier version in {environment.name} to roll back to."
-        )
+    if not request.user.has_perm("rollouts.add_deployment"):
+        raise PermissionDenied("Your role does not allow rolling back.")
+    plan = selectors.rollback_plan(agent=agent, environment=environment)
+    if request.method != "POST" and plan.target is None:
+        messages.error(request, f"Nothing to roll back to. {plan.refusal}")
         return redirect("tenancy:agent_detail", pk=agent.pk)
-    live = convergence_for(environments=[environment])[0].live
-    form = ReasonForm(request.POST or None)
+    form = VersionedReasonForm(
+        request.POST or None,
+        initial={"expected_version": selectors.deployment_sequence(plan.current)},
+    )
     if request.method == "POST" and form.is_valid():
         deployment = call_service(
             form,
@@ -97,6 +111,7 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
                 agent=agent,
                 environment=environment,
                 reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["expected_version"],
             ),
         )
         if deployment is not None:
@@ -106,16 +121,29 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
                 f"v{deployment.version.number} again (revision {deployment.revision}).",
             )
             return redirect("tenancy:agent_detail", pk=agent.pk)
+        plan = selectors.rollback_plan(agent=agent, environment=environment)
+        rebase_if_stale(form, selectors.deployment_sequence(plan.current))
+    live = convergence_for(environments=[environment])[0].live
+    if plan.current is not None and plan.target is not None:
+        effect = (
+            f"{agent.name} in {environment.name} goes back from v{plan.current.version.number} "
+            f"to v{plan.target.version.number} on {live} live runtime{'s' if live != 1 else ''}. "
+            f"v{plan.target.version.number} is the last known-good version (deployed "
+            f"{plan.target.created_at:%Y-%m-%d %H:%M} UTC by {plan.target.deployed_by_label}, "
+            f"never rolled back from); v{plan.current.version.number} is marked "
+            "rolled back and is never a rollback target again."
+        )
+    else:
+        effect = plan.refusal
+    target = f" to v{plan.target.version.number}" if plan.target is not None else ""
     return render(
         request,
         "partials/confirm.html",
         {
             "form": form,
             "danger": True,
-            "action_label": "Roll back now",
-            "title": f"Roll back {agent.name} in {environment.name}?",
-            "effect": f"{agent.name} in {environment.name} goes back from "
-            f"v{current.version.number} to v{current.previous.version.number} on {live} live "
-            f"runtime{'s' if live != 1 else ''}.",
+            "action_label": f"Roll back{target} now",
+            "title": f"Roll back {agent.name} in {environment.name}{target}?",
+            "effect": effect,
         },
     )

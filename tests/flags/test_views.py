@@ -118,6 +118,7 @@ def test_flag_edit_form__production__reason_required(
         "variants": "",
         "dependencies": "",
         "description": "x",
+        "expected_version": flag.version,
     }
 
     refused = browser.post(f"/flags/{flag.pk}/edit/", data)
@@ -135,10 +136,15 @@ def test_flag_toggle__production__confirmation_then_reason(
     flag = make_flag(production, "checkout")
 
     confirm = browser.get(f"/flags/{flag.pk}/toggle/").content.decode()
-    without_reason = browser.post(f"/flags/{flag.pk}/toggle/", {"reason": ""})
+    assert f'name="expected_version" value="{flag.version}"' in confirm
+    without_reason = browser.post(
+        f"/flags/{flag.pk}/toggle/", {"reason": "", "expected_version": flag.version}
+    )
     flag.refresh_from_db()
     assert flag.enabled
-    with_reason = browser.post(f"/flags/{flag.pk}/toggle/", {"reason": "refund storm"})
+    with_reason = browser.post(
+        f"/flags/{flag.pk}/toggle/", {"reason": "refund storm", "expected_version": flag.version}
+    )
 
     assert "turns OFF in Production" in confirm
     assert without_reason.status_code == 200
@@ -151,7 +157,8 @@ def test_flag_toggle__production__confirmation_then_reason(
 def test_flag_toggle__development__one_click(browser: Client, development: Environment) -> None:
     flag = make_flag(development, "checkout")
     response = browser.post(
-        f"/flags/{flag.pk}/toggle/", {"next": f"/flags/?environment={development.pk}"}
+        f"/flags/{flag.pk}/toggle/",
+        {"next": f"/flags/?environment={development.pk}", "expected_version": flag.version},
     )
     flag.refresh_from_db()
     assert response.status_code == 302 and not flag.enabled
@@ -259,7 +266,10 @@ def test_kill_switch_page__tool_form_errors_then_release(browser: Client, tenant
     assert switch.environment == production and switch.tool_pattern == "issue_*"
 
     confirm = browser.get(f"/flags/kill-switches/{switch.pk}/release/").content.decode()
-    released = browser.post(f"/flags/kill-switches/{switch.pk}/release/", {"reason": "tool fixed"})
+    released = browser.post(
+        f"/flags/kill-switches/{switch.pk}/release/",
+        {"reason": "tool fixed", "expected_version": switch.version},
+    )
 
     assert "the stop is lifted in 1 environment" in confirm
     assert released.status_code == 302

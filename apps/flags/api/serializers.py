@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.api import OptionalReasonMixin
+from controlplane.api import ExpectedVersionMixin, OptionalReasonMixin, ReasonSerializer
 
 from ..models import (
     AgentMode,
@@ -44,6 +44,7 @@ class FlagOutput(serializers.ModelSerializer):
             "variants",
             "dependencies",
             "import_warnings",
+            "version",
             "created_at",
             "updated_at",
         ]
@@ -64,7 +65,7 @@ class FlagCreateInput(OptionalReasonMixin):
     dependencies = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)
 
 
-class FlagUpdateInput(OptionalReasonMixin):
+class FlagUpdateInput(ExpectedVersionMixin, OptionalReasonMixin):
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     type = serializers.ChoiceField(choices=FlagType.choices, required=False)
     enabled = serializers.BooleanField(required=False)
@@ -75,7 +76,7 @@ class FlagUpdateInput(OptionalReasonMixin):
     dependencies = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)
 
 
-class FlagToggleInput(OptionalReasonMixin):
+class FlagToggleInput(ExpectedVersionMixin, OptionalReasonMixin):
     enabled = serializers.BooleanField(help_text="on or off; production requires a reason")
 
 
@@ -208,6 +209,7 @@ class KillSwitchOutput(serializers.ModelSerializer):
             "released_by_label",
             "release_reason",
             "released_revisions",
+            "version",
         ]
         read_only_fields = fields
 
@@ -221,6 +223,10 @@ class KillSwitchOutput(serializers.ModelSerializer):
             tool_pattern=obj.tool_pattern,
             mode=obj.mode,
         )
+
+
+class KillSwitchReleaseInput(ExpectedVersionMixin, ReasonSerializer):
+    """Release: a reason, and optionally the ``version`` read (1 while engaged)."""
 
 
 class KillSwitchEngageInput(serializers.Serializer):

@@ -13,7 +13,13 @@ from rest_framework.response import Response
 
 from apps.tenancy.models import Environment, Tenant
 from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user, tenant_get_for_user
-from controlplane.api import ErrorSerializer, OptionalReasonMixin, ReasonSerializer, ScopedViewSet
+from controlplane.api import (
+    ConflictSerializer,
+    ErrorSerializer,
+    OptionalReasonMixin,
+    ScopedViewSet,
+    expected_version,
+)
 
 from .. import selectors, services
 from ..models import Flag, KillSwitch, Segment
@@ -21,6 +27,15 @@ from . import serializers as s
 from .permissions import CanViewFlags
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+# Changes of "the current X": a stale expected_version / If-Match answers 409.
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description='The `version` you read, quoted: `"3"`. Same as `expected_version`.',
+)
+CHANGE_ERRORS = {**ERRORS, 409: ConflictSerializer}
 ENVIRONMENT = OpenApiParameter("environment", int, description="environment id")
 TENANT = OpenApiParameter("tenant", int, description="tenant id")
 
@@ -52,7 +67,9 @@ class FlagViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: s.FlagOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.FlagOutput(self.get_object()).data)
+        """One flag; its ``ETag`` is its ``version``, ready for ``If-Match`` on a change."""
+        flag = self.get_object()
+        return Response(s.FlagOutput(flag).data, headers={"ETag": f'"{flag.version}"'})
 
     @extend_schema(request=s.FlagCreateInput, responses={201: s.FlagOutput, **ERRORS})
     def create(self, request: Request) -> Response:
@@ -61,10 +78,19 @@ class FlagViewSet(ScopedViewSet):
         flag = services.flag_create(actor=request.user, environment=environment, **data)
         return Response(s.FlagOutput(flag).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.FlagUpdateInput, responses={200: s.FlagOutput, **ERRORS})
+    @extend_schema(
+        request=s.FlagUpdateInput,
+        parameters=[IF_MATCH],
+        responses={200: s.FlagOutput, **CHANGE_ERRORS},
+    )
     def partial_update(self, request: Request, pk: str) -> Response:
+        """Change some fields. Send the ``version`` you read (``expected_version`` or
+        ``If-Match``) to be refused with 409 if someone changed the flag since."""
         data: dict[str, Any] = self.validated(s.FlagUpdateInput)
-        flag = services.flag_update(actor=request.user, flag=self.get_object(), **data)
+        seen = expected_version(request, data)
+        flag = services.flag_update(
+            actor=request.user, flag=self.get_object(), expected_version=seen, **data
+        )
         return Response(s.FlagOutput(flag).data)
 
     @extend_schema(
@@ -80,11 +106,19 @@ class FlagViewSet(ScopedViewSet):
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=s.FlagToggleInput, responses={200: s.FlagOutput, **ERRORS})
+    @extend_schema(
+        request=s.FlagToggleInput,
+        parameters=[IF_MATCH],
+        responses={200: s.FlagOutput, **CHANGE_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def toggle(self, request: Request, pk: str) -> Response:
+        """Turn the flag on or off; 409 if ``expected_version``/``If-Match`` is stale."""
         data = self.validated(s.FlagToggleInput)
-        flag = services.flag_toggle(actor=request.user, flag=self.get_object(), **data)
+        seen = expected_version(request, data)
+        flag = services.flag_toggle(
+            actor=request.user, flag=self.get_object(), expected_version=seen, **data
+        )
         return Response(s.FlagOutput(flag).data)
 
     @extend_schema(request=s.FlagImportInput, responses={200: s.FlagImportOutput, **ERRORS})
@@ -187,11 +221,14 @@ class KillSwitchViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: s.KillSwitchOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.KillSwitchOutput(self.get_object()).data)
+        """One kill switch; its ``ETag`` is its ``version`` (1 engaged, 2 released)."""
+        switch = self.get_object()
+        return Response(s.KillSwitchOutput(switch).data, headers={"ETag": f'"{switch.version}"'})
 
     @extend_schema(request=s.KillSwitchEngageInput, responses={201: s.KillSwitchOutput, **ERRORS})
     def create(self, request: Request) -> Response:
-        """Engage a kill switch. It never releases by itself."""
+        """Engage a kill switch. It never releases by itself. The same switch already engaged
+        (even by a concurrent request) is a 400 naming it, decided by a database constraint."""
         data: dict[str, Any] = self.validated(s.KillSwitchEngageInput)
         agent_id, environment_id, tenant_id = (
             data.pop("agent"),
@@ -214,10 +251,18 @@ class KillSwitchViewSet(ScopedViewSet):
         )
         return Response(s.KillSwitchOutput(switch).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=ReasonSerializer, responses={200: s.KillSwitchOutput, **ERRORS})
+    @extend_schema(
+        request=s.KillSwitchReleaseInput,
+        parameters=[IF_MATCH],
+        responses={200: s.KillSwitchOutput, **CHANGE_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def release(self, request: Request, pk: str) -> Response:
+        """Release with a reason. A switch released meanwhile (by anyone) answers 409 naming
+        who released it and when; so does a stale ``expected_version``/``If-Match``."""
+        data = self.validated(s.KillSwitchReleaseInput)
+        seen = expected_version(request, data)
         switch = services.kill_switch_release(
-            actor=request.user, switch=self.get_object(), **self.validated(ReasonSerializer)
+            actor=request.user, switch=self.get_object(), expected_version=seen, **data
         )
         return Response(s.KillSwitchOutput(switch).data)

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from apps.accounts.authz import authorize
+from apps.audit.concurrency import last_change, version_check
 from apps.audit.services import Actor, audit_record
 from apps.tenancy.models import Environment
 from apps.tenancy.services import environment_revision_bump
@@ -60,6 +61,21 @@ def _validated(document: dict[str, Any], ctx: Context) -> dict[str, Any]:
 def _apply(flag: Flag, feature: dict[str, Any]) -> None:
     for field, key in _EDITABLE.items():
         setattr(flag, field, feature[key])
+
+
+def _check_seen(flag: Flag, expected_version: int | None) -> None:
+    """Refuse a change based on a version of ``flag`` (locked) that moved on, naming the
+    author of its newest audited change."""
+    if expected_version is None or expected_version == flag.version:
+        return
+    changed_by, changed_at = last_change(target_type="flags.flag", target_id=flag.pk)
+    version_check(
+        what=f"Flag {flag.name} in {flag.environment.name}",
+        expected=expected_version,
+        current=flag.version,
+        changed_by=changed_by,
+        changed_at=changed_at or flag.updated_at,
+    )
 
 
 @transaction.atomic
@@ -130,15 +146,26 @@ def flag_create(
 
 
 @transaction.atomic
-def flag_update(*, actor: Actor, flag: Flag, reason: str = "", **changes: Any) -> Flag:
+def flag_update(
+    *,
+    actor: Actor,
+    flag: Flag,
+    reason: str = "",
+    expected_version: int | None = None,
+    **changes: Any,
+) -> Flag:
     """Change any of ``description, type, enabled, impression_data, stale, strategies,
-    variants, dependencies``; what is not given stays."""
+    variants, dependencies``; what is not given stays.
+
+    ``expected_version``: the flag's ``version`` the change was based on (None: no check);
+    ``StaleVersion`` when it moved on. A real change adds one to ``version``."""
     authorize(actor, "flags.change_flag", flag.environment.tenant)
     unknown = set(changes) - set(_EDITABLE)
     if unknown:
         raise ValidationError({key: ["This field cannot be changed."] for key in sorted(unknown)})
     environment = lock_environment(flag.environment)
-    flag = Flag.objects.select_for_update().get(pk=flag.pk)
+    flag = Flag.objects.select_for_update().select_related("environment").get(pk=flag.pk)
+    _check_seen(flag, expected_version)
     reason = reason_for(environment, reason)
     before = flag.snapshot()
     document = {key: before[key] for key in _EDITABLE.values()} | {"name": flag.name}
@@ -155,6 +182,9 @@ def flag_update(*, actor: Actor, flag: Flag, reason: str = "", **changes: Any) -
         if cleared:
             flag.save(update_fields=["import_warnings"])
         return flag
+    # Every writer of a flag holds the environment lock (lock_environment), so this
+    # read-modify-write of the version cannot interleave with another.
+    flag.version += 1
     flag.save()
     revision = environment_revision_bump(environment_id=environment.pk)
     audit_record(
@@ -171,17 +201,30 @@ def flag_update(*, actor: Actor, flag: Flag, reason: str = "", **changes: Any) -
 
 
 @transaction.atomic
-def flag_toggle(*, actor: Actor, flag: Flag, enabled: bool, reason: str = "") -> Flag:
-    """Turn a flag on or off. In production a reason is required (the UI confirms first)."""
+def flag_toggle(
+    *,
+    actor: Actor,
+    flag: Flag,
+    enabled: bool,
+    reason: str = "",
+    expected_version: int | None = None,
+) -> Flag:
+    """Turn a flag on or off. In production a reason is required (the UI confirms first).
+
+    ``expected_version``: the flag's ``version`` the user saw (None: no check, and turning
+    on a flag that is on stays a no-op); ``StaleVersion`` when it moved on, so two operators
+    clicking "Turn on" and "Turn off" at once cannot both win."""
     authorize(actor, "flags.change_flag", flag.environment.tenant)
     environment = lock_environment(flag.environment)
-    flag = Flag.objects.select_for_update().get(pk=flag.pk)
+    flag = Flag.objects.select_for_update().select_related("environment").get(pk=flag.pk)
+    _check_seen(flag, expected_version)
     reason = reason_for(environment, reason)
     if flag.enabled == enabled:
         return flag
     before = flag.snapshot()
     flag.enabled = enabled
-    flag.save(update_fields=["enabled", "updated_at"])
+    flag.version += 1  # under the environment lock, see flag_update
+    flag.save(update_fields=["enabled", "version", "updated_at"])
     revision = environment_revision_bump(environment_id=environment.pk)
     audit_record(
         actor=actor,

@@ -344,6 +344,7 @@ def flags_import(
             for key, value in fields.items():
                 setattr(flag, key, value)
             flag.import_warnings = warnings
+            flag.version += 1  # an edit based on the old version is now stale
             flag.save()
             result.updated.append(feature["name"])
             changes.append(("flag.updated", flag, "", "", before, flag.snapshot()))

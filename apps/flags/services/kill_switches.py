@@ -11,11 +11,12 @@ import re
 
 import structlog
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts.authz import authorize
 from apps.accounts.selectors import user_is_admin
+from apps.audit.concurrency import StaleVersion, version_check, who_and_when
 from apps.audit.services import Actor, SystemActor, actor_identity, audit_record
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.services import environment_revision_bump
@@ -128,6 +129,18 @@ def kill_switch_validate(
     return errors
 
 
+def _already_engaged(switch: KillSwitch) -> ValidationError:
+    return ValidationError(
+        {
+            "non_field_errors": [
+                f"The same kill switch is already engaged: #{switch.pk} ({switch.target_label}), "
+                f"engaged {who_and_when(switch.engaged_by_label, switch.engaged_at)}. "
+                "Nothing was changed."
+            ]
+        }
+    )
+
+
 def _bump_all(environments: list[Environment]) -> dict[str, int]:
     return {str(e.pk): environment_revision_bump(environment_id=e.pk) for e in environments}
 
@@ -166,34 +179,36 @@ def kill_switch_engage(
         Tenant.objects.select_for_update().get(
             pk=tenant.pk
         )  # serialises the duplicate check per tenant
-    duplicate = KillSwitch.objects.filter(
-        kind=kind,
-        scope=scope,
-        tenant=tenant,
-        agent=agent,
-        environment=environment,
-        tool_pattern=tool_pattern,
-        mode=mode,
-        released_at__isnull=True,
-    ).first()
+    identity = {
+        "kind": kind,
+        "scope": scope,
+        "tenant": tenant,
+        "agent": agent,
+        "environment": environment,
+        "tool_pattern": tool_pattern,
+        "mode": mode,
+    }
+    duplicate = KillSwitch.objects.filter(**identity, released_at__isnull=True).first()
     if duplicate is not None:
-        raise ValidationError(
-            {"non_field_errors": [f"The same kill switch is already engaged (#{duplicate.pk})."]}
-        )
+        raise _already_engaged(duplicate)
     engaged_by, engaged_by_label = actor_identity(actor)
-    switch = KillSwitch.objects.create(
-        kind=kind,
-        scope=scope,
-        tenant=tenant,
-        agent=agent,
-        environment=environment,
-        tool_pattern=tool_pattern,
-        mode=mode,
-        reason=reason.strip(),
-        engaged_at=timezone.now(),
-        engaged_by=engaged_by,
-        engaged_by_label=engaged_by_label,
-    )
+    try:
+        # A savepoint: the database constraint kill_switch_one_engaged_per_identity is what
+        # decides between concurrent identical engages that no row lock serialises (a global
+        # switch has no tenant row to lock); the losers get the winner named, not a 500.
+        with transaction.atomic():
+            switch = KillSwitch.objects.create(
+                **identity,
+                reason=reason.strip(),
+                engaged_at=timezone.now(),
+                engaged_by=engaged_by,
+                engaged_by_label=engaged_by_label,
+            )
+    except IntegrityError:
+        duplicate = KillSwitch.objects.filter(**identity, released_at__isnull=True).first()
+        if duplicate is None:  # not the identity constraint: a real fault
+            raise
+        raise _already_engaged(duplicate) from None
     environments = kill_switch_affected_environments(
         scope=scope, tenant_id=switch.tenant_id, environment_id=switch.environment_id
     )
@@ -218,8 +233,14 @@ def kill_switch_engage(
 
 
 @transaction.atomic
-def kill_switch_release(*, actor: Actor, switch: KillSwitch, reason: str) -> KillSwitch:
-    """Release an engaged kill switch, explicitly and with a reason."""
+def kill_switch_release(
+    *, actor: Actor, switch: KillSwitch, reason: str, expected_version: int | None = None
+) -> KillSwitch:
+    """Release an engaged kill switch, explicitly and with a reason.
+
+    ``expected_version``: the switch's ``version`` the user saw (1 while engaged; None: no
+    check). A switch released meanwhile, by anyone, answers ``StaleVersion`` naming who
+    released it and when: of two concurrent releases exactly one happens."""
     _authorize(actor, "flags.change_killswitch", switch.scope, switch.tenant)
     reason = require_reason(reason)
     switch = (
@@ -228,18 +249,25 @@ def kill_switch_release(*, actor: Actor, switch: KillSwitch, reason: str) -> Kil
         .get(pk=switch.pk)
     )
     if switch.released_at is not None:
-        raise ValidationError(
-            {
-                "non_field_errors": [
-                    "This kill switch was already released at "
-                    f"{switch.released_at:%Y-%m-%d %H:%M:%S} UTC."
-                ]
-            }
+        raise StaleVersion(
+            f"Kill switch #{switch.pk} was already released "
+            f"{who_and_when(switch.released_by_label, switch.released_at)}. Nothing was changed.",
+            current_version=switch.version,
+            changed_by=switch.released_by_label,
+            changed_at=switch.released_at,
         )
+    version_check(
+        what=f"Kill switch #{switch.pk}",
+        expected=expected_version,
+        current=switch.version,
+        changed_by=switch.engaged_by_label,
+        changed_at=switch.engaged_at,
+    )
     before = switch.snapshot()
     switch.released_at = timezone.now()
     switch.released_by, switch.released_by_label = actor_identity(actor)
     switch.release_reason = reason
+    switch.version += 1  # under the row lock taken above
     environments = kill_switch_affected_environments(
         scope=switch.scope, tenant_id=switch.tenant_id, environment_id=switch.environment_id
     )
@@ -251,6 +279,7 @@ def kill_switch_release(*, actor: Actor, switch: KillSwitch, reason: str) -> Kil
             "released_by_label",
             "release_reason",
             "released_revisions",
+            "version",
         ]
     )
     audit_record(

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from controlplane.ui import ReasonForm, call_service
+from controlplane.ui import ReasonForm, VersionedReasonForm, call_service, rebase_if_stale
 
 from .. import charts, selectors, services
 from ..forms import FlagForm, ImportForm, SegmentForm
@@ -140,6 +140,7 @@ def flag_edit(request: HttpRequest, pk: int) -> HttpResponse:
             "strategies": flag.strategies,
             "variants": flag.variants,
             "dependencies": flag.dependencies,
+            "expected_version": flag.version,
         },
     )
     if request.method == "POST" and form.is_valid():
@@ -160,18 +161,29 @@ def flag_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     """Non-production: a POST toggles at once. Production: a confirmation page that states
-    the effect and requires a reason."""
+    the effect and requires a reason. Either way the POST carries the flag's ``version`` the
+    page showed, so of two operators clicking at once only the first changes the flag (the
+    direction, on or off, is what that version showed)."""
     flag = selectors.flag_get_for_user(user=request.user, pk=pk)
     _require(request, "flags.change_flag")
     environment = flag.environment
     turn_on = not flag.enabled
+    form = VersionedReasonForm(request.POST or None, initial={"expected_version": flag.version})
+    if not environment.is_production:
+        form.fields["reason"].required = False
     if request.method == "POST" and not environment.is_production:
+        if not form.is_valid():
+            for field_errors in form.errors.values():
+                for message in field_errors:
+                    messages.error(request, str(message))
+            return redirect(safe_next(request, _list_url(environment.pk)))
         try:
             services.flag_toggle(
                 actor=request.user,
                 flag=flag,
                 enabled=turn_on,
-                reason=request.POST.get("reason", ""),
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["expected_version"],
             )
         except ValidationError as exc:
             for message in exc.messages:
@@ -181,9 +193,6 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
                 request, f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}."
             )
         return redirect(safe_next(request, _list_url(environment.pk)))
-    form = ReasonForm(request.POST or None)
-    if not environment.is_production:
-        form.fields["reason"].required = False
     done = (
         request.method == "POST"
         and form.is_valid()
@@ -194,6 +203,7 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
                 flag=flag,
                 enabled=turn_on,
                 reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["expected_version"],
             ),
         )
         is not None
@@ -203,6 +213,10 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
             request, f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}."
         )
         return redirect("flags:flag_detail", pk=flag.pk)
+    if not done and request.method == "POST":
+        flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+        turn_on = not flag.enabled
+        rebase_if_stale(form, flag.version)
     effect = (
         f"{flag.name} turns {'ON' if turn_on else 'OFF'} in {environment.name} "
         f"({environment.tenant.name}) "

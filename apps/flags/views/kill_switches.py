@@ -11,7 +11,8 @@ from django.shortcuts import redirect, render
 from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_revoke
 from apps.accounts.selectors import user_is_admin
-from controlplane.ui import ReasonForm, call_service
+from apps.audit.concurrency import who_and_when
+from controlplane.ui import ReasonForm, VersionedReasonForm, call_service
 
 from .. import selectors, services
 from ..effects import kill_switch_effect, kill_switch_release_effect
@@ -177,17 +178,26 @@ def kill_switch_release(request: HttpRequest, pk: int) -> HttpResponse:
     switch = selectors.kill_switch_get_for_user(user=request.user, pk=pk)
     if not request.user.has_perm("flags.change_killswitch"):
         raise PermissionDenied("Your role does not allow releasing kill switches.")
-    if not switch.is_engaged:
-        messages.info(request, f"Kill switch #{switch.pk} is already released.")
+    if not switch.is_engaged and request.method != "POST":
+        messages.info(
+            request,
+            f"Kill switch #{switch.pk} was already released "
+            f"{who_and_when(switch.released_by_label, switch.released_at)}.",
+        )
         return redirect("flags:kill_switch_list")
-    form = ReasonForm(request.POST or None)
+    # The hidden version makes the second of two concurrent releases a clear refusal that
+    # names who released first (the service decides under the row lock).
+    form = VersionedReasonForm(request.POST or None, initial={"expected_version": switch.version})
     done = (
         request.method == "POST"
         and form.is_valid()
         and call_service(
             form,
             lambda: services.kill_switch_release(
-                actor=request.user, switch=switch, reason=form.cleaned_data["reason"]
+                actor=request.user,
+                switch=switch,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["expected_version"],
             ),
         )
         is not None

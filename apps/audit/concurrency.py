@@ -1,0 +1,94 @@
+"""Optimistic concurrency for changes that act on "the current X".
+
+A form or API call that deploys, rolls back, toggles or edits a flag, or releases a kill
+switch carries the version of the thing its user saw (``expected_version``, or ``If-Match``
+on the API). The service locks the row, compares, and refuses with :class:`StaleVersion`
+when someone else changed it in between, naming who and when, like Kubernetes'
+``resourceVersion`` (see docs/decisions/0007-optimistic-concurrency-and-release-history.md).
+
+It lives beside the audit services because every app's services already import them and
+the audit log is where "who acted" is recorded; it imports no feature app."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+
+from .models import AuditEvent
+
+
+class StaleVersion(ValidationError):
+    """The change was based on a version that is no longer current.
+
+    A ``ValidationError`` so every form that shows service errors shows it (as a form-wide
+    message); the API answers it with 409 Conflict and a JSON body carrying
+    ``current_version``, ``changed_by`` and ``changed_at`` (``controlplane/api.py``).
+
+    Attributes: ``current_version`` (int, what to send next time after re-reading),
+    ``changed_by`` (label of who made the current state, or ``""`` when unknown),
+    ``changed_at`` (aware datetime or None)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        current_version: int,
+        changed_by: str = "",
+        changed_at: datetime | None = None,
+    ) -> None:
+        super().__init__(message, code="stale")
+        self.current_version = current_version
+        self.changed_by = changed_by
+        self.changed_at = changed_at
+
+
+def who_and_when(changed_by: str, changed_at: datetime | None) -> str:
+    """ "by olivia at 2026-11-29 13:05:01 UTC" (or the parts that are known)."""
+    parts = []
+    if changed_by:
+        parts.append(f"by {changed_by}")
+    if changed_at is not None:
+        parts.append(f"at {changed_at:%Y-%m-%d %H:%M:%S} UTC")
+    return " ".join(parts) or "by someone else"
+
+
+def version_check(
+    *,
+    what: str,
+    expected: int | None,
+    current: int,
+    changed_by: str = "",
+    changed_at: datetime | None = None,
+) -> None:
+    """Refuse a change based on ``expected`` when ``current`` moved on.
+
+    ``expected`` None means the caller did not say what it saw (the CLI, system actors, and
+    API clients that opt out, see docs): no check. ``what`` names the thing for the message,
+    e.g. "support-bot in production". Raises :class:`StaleVersion`. Call it while holding
+    the row lock that serialises changes of the thing, so the comparison stays true until
+    commit."""
+    if expected is None or expected == current:
+        return
+    raise StaleVersion(
+        f"{what} was changed {who_and_when(changed_by, changed_at)} after you loaded it "
+        f"(you saw version {expected}, it is now version {current}). Nothing was changed: "
+        "check the new state and try again if it is still needed.",
+        current_version=current,
+        changed_by=changed_by,
+        changed_at=changed_at,
+    )
+
+
+def last_change(*, target_type: str, target_id: object) -> tuple[str, datetime | None]:
+    """Who made the newest audited change of a target, and when: ``(actor_label,
+    occurred_at)``, or ``("", None)`` when nothing is recorded."""
+    event = (
+        AuditEvent.objects.filter(target_type=target_type, target_id=str(target_id))
+        .order_by("-id")
+        .only("actor_label", "occurred_at")
+        .first()
+    )
+    if event is None:
+        return "", None
+    return event.actor_label, event.occurred_at

@@ -1,0 +1,139 @@
+"""Deploy and roll back over the API: the release version is required, a stale one is a
+409 naming who changed the stable version, rollback walks back through known-good
+versions only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from apps.accounts.roles import Role
+from apps.audit.models import AuditEvent
+from apps.audit.services import SystemActor
+from apps.bundles.models import BundleVersion
+from apps.bundles.services import bundle_version_push
+from apps.rollouts.models import Deployment
+from apps.rollouts.services import deployment_create
+from apps.tenancy.models import Agent, Tenant
+
+from ..conftest import api_as
+from ..factories import AgentFactory, make_user
+
+DEMO = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
+ACTOR = SystemActor("test")
+
+
+@pytest.fixture
+def agent(tenant: Tenant) -> Agent:
+    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    source = (DEMO / "support-bot-v1.yaml").read_text()
+    for n in range(1, 5):
+        bundle_version_push(
+            actor=ACTOR,
+            agent=agent,
+            message=f"build {n}",
+            source=source.replace("Answers customer", f"Answers (build {n}) customer"),
+        )
+    assert BundleVersion.objects.filter(agent=agent).count() == 4
+    return agent
+
+
+def _url(agent: Agent, environment_id: int, action: str = "") -> str:
+    return f"/api/v1/agents/{agent.pk}/releases/{environment_id}/{action}"
+
+
+@pytest.mark.django_db
+def test_release_api__deploy_v2_v3_v4_then_rollbacks__walk_back_then_refuse(
+    tenant: Tenant, agent: Agent
+) -> None:
+    alice = api_as(make_user(Role.OPERATOR, tenant, username="alice"))
+    production = tenant.environments.get(slug="production")
+    for n in (2, 3, 4):
+        seen = alice.get(_url(agent, production.pk)).json()["version"]
+        response = alice.post(
+            _url(agent, production.pk, "deploy/"),
+            {"version": n, "reason": f"ship v{n}", "expected_version": seen},
+            format="json",
+        )
+        assert response.status_code == 201, response.content
+        assert response.json()["stable_version"] == n
+    for target in (3, 2):
+        release = alice.get(_url(agent, production.pk))
+        assert release.json()["rollback_target"] == target
+        assert release["ETag"] == f'"{release.json()["version"]}"'
+        response = alice.post(
+            _url(agent, production.pk, "rollback/"),
+            {"reason": "bad"},
+            format="json",
+            headers={"If-Match": release["ETag"]},
+        )
+        assert response.status_code == 201, response.content
+        assert (response.json()["stable_version"], response.json()["kind"]) == (target, "rollback")
+    refused = alice.post(
+        _url(agent, production.pk, "rollback/"),
+        {
+            "reason": "bad",
+            "expected_version": alice.get(_url(agent, production.pk)).json()["version"],
+        },
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert "no known-good version before v2" in refused.json()["errors"]["version"][0]
+    listed = {
+        r["environment_slug"]: r for r in alice.get(f"/api/v1/agents/{agent.pk}/releases/").json()
+    }
+    assert listed["production"]["stable_version"] == 2 and listed["staging"]["version"] == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["deploy/", "rollback/"])
+def test_release_api__missing_or_stale_version__refused_and_nothing_changes(
+    tenant: Tenant, agent: Agent, action: str
+) -> None:
+    staging = tenant.environments.get(slug="staging")
+    alice = make_user(Role.OPERATOR, tenant, username="alice")
+    for n in (1, 2):
+        deployment_create(
+            actor=alice,
+            agent=agent,
+            environment=staging,
+            version=BundleVersion.objects.get(agent=agent, number=n),
+            reason="ship",
+        )
+    bob = api_as(make_user(Role.OPERATOR, tenant, username="bob"))
+    body = {"reason": "r", "version": 3}
+    before = (Deployment.objects.count(), AuditEvent.objects.count())
+    missing = bob.post(_url(agent, staging.pk, action), body, format="json")
+    assert missing.status_code == 400 and "expected_version" in missing.json()["errors"]
+    for stale in ({"expected_version": 1}, {"expected_version": 0}, {"expected_version": 9}):
+        response = bob.post(_url(agent, staging.pk, action), {**body, **stale}, format="json")
+        assert response.status_code == 409, response.content
+        assert response.json()["changed_by"] == "alice"
+        assert response.json()["current_version"] == 2
+        assert "was changed by alice" in response.json()["detail"]
+    assert (Deployment.objects.count(), AuditEvent.objects.count()) == before
+
+
+@pytest.mark.django_db
+def test_release_api__roles_and_tenants(tenant: Tenant, other_tenant: Tenant, agent: Agent) -> None:
+    production = tenant.environments.get(slug="production")
+    body = {"version": 1, "reason": "r", "expected_version": 0}
+    viewer = api_as(make_user(Role.VIEWER, tenant))
+    assert viewer.get(_url(agent, production.pk)).status_code == 200
+    assert (
+        viewer.post(_url(agent, production.pk, "deploy/"), body, format="json").status_code == 403
+    )
+    foreign = api_as(make_user(Role.OPERATOR, other_tenant))
+    assert foreign.get(_url(agent, production.pk)).status_code == 404
+    assert (
+        foreign.post(_url(agent, production.pk, "deploy/"), body, format="json").status_code == 404
+    )
+    operator = api_as(make_user(Role.OPERATOR, tenant))
+    other_env = other_tenant.environments.get()
+    assert operator.get(_url(agent, other_env.pk)).status_code == 404
+    unknown = operator.post(
+        _url(agent, production.pk, "deploy/"), {**body, "version": 99}, format="json"
+    )
+    assert unknown.status_code == 400 and "version" in unknown.json()["errors"]
+    assert Deployment.objects.count() == 0
