@@ -188,7 +188,13 @@ def test_outage__kill_switch_and_deploy__answer_2xx_then_publishes_catch_up(
     engaged = _engage(api_as(operator), agent)
     deployed = web.post(
         f"/agents/{agent.pk}/deploy/",
-        {"environment": production.pk, "version": version.pk, "reason": "launch"},
+        # nothing deployed there yet: the page showed sequence 0 (optimistic concurrency)
+        {
+            "environment": production.pk,
+            "version": version.pk,
+            "reason": "launch",
+            "seen": f"{production.pk}:0",
+        },
     )
 
     # then both answer their 2xx: the changes are committed, and the in-process publish ran

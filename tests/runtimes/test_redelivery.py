@@ -56,6 +56,7 @@ def test_beat__schedule_lists_the_resend_task() -> None:
 
 def test_beat__every_periodic_task_is_registered_and_expires_before_its_next_run() -> None:
     celery_app.finalize()
+    celery_app.loader.import_default_modules()  # what a worker does at start: autodiscovery
     schedule = celery_app.conf.beat_schedule
     assert {"runtimes.resend-side-effects", "audit.checkpoint"} <= set(schedule)
     for name, entry in schedule.items():
