@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..canonical import canonical_bytes, digest_of_bytes
-from ..parsing import ParseError, decode, detect_format, parse
+from ..parsing import ParseError, ambiguous_scalars, decode, detect_format, parse
 from ..schema import MAX_BUNDLE_BYTES
-from . import lint, secrets, semantics, structure
+from . import lint, secrets, semantics, structure, types
 from .report import Report, sorted_findings
 
 __all__ = ["ValidationResult", "validate_content", "validate_source"]
@@ -92,6 +92,12 @@ def validate_source(source: str | bytes, *, source_format: str | None = None) ->
         )
     result = validate_content(data)
     result.source_format, result.size_bytes = fmt, size
+    if fmt == "yaml":
+        # Read as YAML 1.2 core, but a scalar YAML 1.1 tools read otherwise is worth a warning:
+        # the author may have meant the other reading, and other tools will take it.
+        for pointer, (_line, message) in ambiguous_scalars(text).items():
+            result.warnings.setdefault(pointer, []).append(message)
+        result.warnings = sorted_findings(result.warnings)
     return result
 
 
@@ -109,6 +115,7 @@ def validate_content(data: Any) -> ValidationResult:
         return ValidationResult(errors=sorted_findings(report.errors))
     structure.schema_errors(content, report)
     semantics.check(content, report)
+    types.check(content, report)
     secrets.scan(content, report)
     lint.lint(content, report)
     result = ValidationResult(
