@@ -4,17 +4,25 @@ import hashlib
 import json
 import random
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apps.audit.hashing import canonical_json as control_plane_canonical_json
+from apps.bundles.canonical import canonical_json as control_plane_canonical_json
 from apps.bundles.canonical import digest as control_plane_bundle_digest
-from dataplane.canonical import bundle_digest, canonical_json, digest
+from dataplane.canonical import (
+    PYTHON_JSON,
+    RFC8785,
+    CanonicalError,
+    bundle_digest,
+    canonical_json,
+    digest,
+)
 
 json_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers()
+    | st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1)
     | st.text()
     | st.floats(allow_nan=False, allow_infinity=False),
     lambda children: (
@@ -62,4 +70,51 @@ def test_bundle_digest__any_json__matches_the_control_planes_bundle_digest(value
 
 def test_bundle_digest__integral_float__equals_the_integer() -> None:
     assert bundle_digest({"temperature": 1.0}) == bundle_digest({"temperature": 1})
-    assert digest({"temperature": 1.0}) != digest({"temperature": 1})
+    # RFC 8785 writes numbers as ECMAScript does: 1.0 is 1 for snapshots too.
+    assert digest({"temperature": 1.0}) == digest({"temperature": 1})
+    assert digest({"temperature": 1.0}, PYTHON_JSON) != digest({"temperature": 1}, PYTHON_JSON)
+
+
+# Numbers whose Python spelling differs from ECMAScript's (and so from RFC 8785's).
+NUMBER_SPELLINGS = [
+    (0.0000001, b"1e-7"),
+    (1e-7, b"1e-7"),
+    (1e21, b"1e+21"),
+    (1e16, b"10000000000000000"),
+    (-0.0, b"0"),
+    (5e-324, b"5e-324"),
+    (1.0, b"1"),
+    (123456789012.5, b"123456789012.5"),
+    (2**53 - 1, b"9007199254740991"),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), NUMBER_SPELLINGS)
+def test_canonical_json__numbers__ecmascript_spelling(value: float, expected: bytes) -> None:
+    assert canonical_json({"n": value}) == b'{"n":' + expected + b"}"
+    assert control_plane_canonical_json({"n": value}) == b'{"n":' + expected + b"}"
+
+
+@pytest.mark.parametrize("value", [2**53 + 1, -(2**53 + 1), 2**64, 10**30 + 1])
+def test_canonical_json__integer_beyond_i_json__refused_not_rounded(value: int) -> None:
+    with pytest.raises(CanonicalError, match="exceeds safe integer"):
+        canonical_json({"n": value})
+    with pytest.raises(ValueError, match="exceeds safe integer"):
+        control_plane_canonical_json({"n": value})
+
+
+@pytest.mark.parametrize("value", [1e16, 2.0**53, 1e21 - 2**17, -1.5e300])
+def test_canonical_json__double_written_without_fraction__reparsed_to_the_same_bytes(
+    value: float,
+) -> None:
+    # RFC 8785 writes 1e16 as 10000000000000000, which Python reads back as an int.
+    once = canonical_json({"n": value})
+    assert canonical_json(json.loads(once)) == once
+
+
+def test_canonical_json__legacy_form__python_spelling_kept_for_old_signatures() -> None:
+    value = {"t": 0.0000001, "b": -0.0}
+    assert canonical_json(value, PYTHON_JSON) == b'{"b":-0.0,"t":1e-07}'
+    assert canonical_json(value, RFC8785) == b'{"b":0,"t":1e-7}'
+    with pytest.raises(CanonicalError, match="unknown canonical form"):
+        canonical_json(value, "json-ish")
