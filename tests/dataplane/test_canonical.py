@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import random
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,6 +22,10 @@ from dataplane.canonical import (
     canonical_json,
     digest,
 )
+from dataplane.verify import KeyRing, VerificationError, verify_envelope
+
+from .bundles import GOOD_SUPPORT_BOT
+from .conftest import snapshot_content
 
 json_values = st.recursive(
     st.none()
@@ -118,3 +126,85 @@ def test_canonical_json__legacy_form__python_spelling_kept_for_old_signatures() 
     assert canonical_json(value, RFC8785) == b'{"b":0,"t":1e-7}'
     with pytest.raises(CanonicalError, match="unknown canonical form"):
         canonical_json(value, "json-ish")
+
+
+# -- verifying what was signed before RFC 8785 (docs/decisions/0006) ---------------------------
+
+
+def _signed(content: dict[str, Any], form: str) -> tuple[dict[str, Any], KeyRing]:
+    key = Ed25519PrivateKey.generate()
+    data = canonical_json(content, form)
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    envelope = {
+        "snapshot": content,
+        "digest": hashlib.sha256(data).hexdigest(),
+        "signature": {
+            "alg": "Ed25519",
+            "kid": "k1",
+            "value": base64.b64encode(key.sign(data)).decode(),
+        },
+    }
+    return json.loads(json.dumps(envelope)), KeyRing(keys={"k1": base64.b64encode(raw).decode()})
+
+
+def _snapshot_with(bundle: dict[str, Any], release_form: str | None) -> dict[str, Any]:
+    content = snapshot_content(1, bundle=bundle)
+    release = content["agents"]["support-bot"]["stable"]
+    if release_form is None:
+        del release["canonical"]
+    else:
+        release["canonical"] = release_form
+    release["digest"] = bundle_digest(bundle, release_form or PYTHON_JSON)
+    return content
+
+
+FLOATY_BUNDLE = {
+    **GOOD_SUPPORT_BOT,
+    "description": "x",
+    "model": {**GOOD_SUPPORT_BOT["model"], "parameters": {"temperature": 0.0000001, "top_p": 1e-5}},
+}
+
+
+def test_verify__legacy_cache_file__unmarked_and_python_spelled__verifies() -> None:
+    # A last-known-good file written before RFC 8785: no `canonical` anywhere.
+    content = _snapshot_with(FLOATY_BUNDLE, None)
+    envelope, keys = _signed(content, PYTHON_JSON)
+
+    snapshot = verify_envelope(envelope, keys)
+
+    stable = snapshot.agents["support-bot"].stable
+    assert stable is not None and stable.canonical == PYTHON_JSON
+
+
+def test_verify__current_snapshot_with_a_legacy_release__verifies() -> None:
+    content = {**_snapshot_with(FLOATY_BUNDLE, PYTHON_JSON), "canonical": RFC8785}
+    envelope, keys = _signed(content, RFC8785)
+
+    assert verify_envelope(envelope, keys).agents["support-bot"].stable is not None
+
+
+@pytest.mark.parametrize(
+    ("marked", "signed_in", "error"),
+    [
+        (RFC8785, PYTHON_JSON, "digest mismatch"),
+        (PYTHON_JSON, RFC8785, "digest mismatch"),
+        ("jcs-ish", RFC8785, "unknown canonical form"),
+    ],
+)
+def test_verify__form_marker_not_the_form_signed__refused(
+    marked: str, signed_in: str, error: str
+) -> None:
+    content = {**_snapshot_with(FLOATY_BUNDLE, RFC8785), "canonical": marked}
+    envelope, keys = _signed(content, signed_in)
+
+    with pytest.raises(VerificationError, match=error):
+        verify_envelope(envelope, keys)
+
+
+def test_verify__release_digest_in_another_form_than_declared__refused() -> None:
+    content = _snapshot_with(FLOATY_BUNDLE, RFC8785)
+    content["agents"]["support-bot"]["stable"]["digest"] = bundle_digest(FLOATY_BUNDLE, PYTHON_JSON)
+    envelope, keys = _signed({**content, "canonical": RFC8785}, RFC8785)
+
+    with pytest.raises(VerificationError, match="bundle digest mismatch"):
+        verify_envelope(envelope, keys)
