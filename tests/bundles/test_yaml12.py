@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from django.test import Client
 from ruamel.yaml import YAML
 
 from apps.bundles.models import BundleVersion
@@ -106,7 +107,8 @@ tools:
         region: {type: string, enum: [SE, NO, DK]}
         amount: {type: number}
 policies:
-  limits: {max_steps: 8, max_tool_calls: 6, max_total_tokens: 16000, max_cost_usd: 0.25, max_retries_per_tool: 2}
+  limits: {max_steps: 8, max_tool_calls: 6, max_total_tokens: 16000,
+           max_cost_usd: 0.25, max_retries_per_tool: 2}
   tool_rules:
     - {tool: issue_refund, action: deny, when: {arg: region, op: "==", value: no}}
     - {tool: issue_refund, action: allow}
@@ -124,7 +126,7 @@ def test_push__yaml11_booleans__stored_as_text_with_warnings(operator, agent: Ag
     assert "/policies/tool_rules/0/when/value" in warnings
     assert "/tools/0/parameters/properties/region/enum/1" in warnings
     lines = pointer_lines(REFUND_BUNDLE)
-    assert lines["/policies/tool_rules/0/when/value"] == 19
+    assert lines["/policies/tool_rules/0/when/value"] == 20
     assert lines["/tools/0/parameters/properties/region/enum/1"] == 14
 
 
@@ -261,3 +263,21 @@ def test_validate_source__yaml11_scalars__warned_with_pointers_json__not() -> No
     assert yaml_result.digest == json_result.digest
     assert "/policies/tool_rules/0/when/value" in yaml_result.warnings
     assert "/policies/tool_rules/0/when/value" not in json_result.warnings
+
+
+def test_editor__check__yaml11_warning_and_type_error_on_their_lines(
+    client: Client, operator, agent: Agent
+) -> None:  # type: ignore[no-untyped-def]
+    # Line 14: enum [SE, NO, DK] (a warning); line 20: the deny rule, here `value: false`.
+    source = REFUND_BUNDLE.replace("value: no}", "value: false}")
+    client.force_login(operator)
+
+    response = client.post(
+        f"/bundles/agents/{agent.pk}/new/", {"source": source, "message": "", "action": "check"}
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'href="#L14">line 14</a>' in html and "YAML 1.1" in html
+    assert 'href="#L20">line 20</a>' in html and "can never be true" in html
+    assert not BundleVersion.objects.filter(agent=agent).exists()

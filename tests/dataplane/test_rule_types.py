@@ -37,7 +37,8 @@ tools:
         order_id: {{type: string}}
         region: {{type: string}}
 policies:
-  limits: {{max_steps: 8, max_tool_calls: 6, max_total_tokens: 16000, max_cost_usd: 0.25, max_retries_per_tool: 2}}
+  limits: {{max_steps: 8, max_tool_calls: 6, max_total_tokens: 16000,
+           max_cost_usd: 0.25, max_retries_per_tool: 2}}
   tool_rules:
     - {{tool: issue_refund, action: deny, when: {{arg: region, op: "==", value: {scalar}}}}}
     - {{tool: issue_refund, action: deny, when: {{arg: region, op: in, value: [{scalar}, XX]}}}}
