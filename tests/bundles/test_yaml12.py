@@ -281,3 +281,22 @@ def test_editor__check__yaml11_warning_and_type_error_on_their_lines(
     assert 'href="#L14">line 14</a>' in html and "YAML 1.1" in html
     assert 'href="#L20">line 20</a>' in html and "can never be true" in html
     assert not BundleVersion.objects.filter(agent=agent).exists()
+
+
+def test_validate_api__findings__located_by_pointer_and_line(operator) -> None:  # type: ignore[no-untyped-def]
+    client = api_as(operator)
+
+    def validate(text: str) -> Any:
+        return client.generic(
+            "POST", "/api/v1/bundles/validate/", text, content_type="application/yaml"
+        )
+
+    warned = validate(REFUND_BUNDLE)
+    refused = validate(REFUND_BUNDLE.replace("value: no}", "value: false}"))
+
+    assert warned.status_code == 200, warned.content
+    assert warned.json()["lines"]["/policies/tool_rules/0/when/value"] == 20
+    assert warned.json()["lines"]["/tools/0/parameters/properties/region/enum/1"] == 14
+    assert refused.status_code == 400, refused.content
+    assert "/policies/tool_rules/0/when/value" in refused.json()["errors"]
+    assert refused.json()["lines"]["/policies/tool_rules/0/when/value"] == 20
