@@ -262,8 +262,7 @@ class RequestGuard:
         # A condition that can never be true because of a type makes the rule apply (fail
         # closed); the reason says so, so the operator fixes the bundle.
         closed = (
-            f" (fail-closed: its condition compares {rule.ill_typed[tool]}, which can never "
-            "be true)"
+            f" (fail-closed: its condition compares {rule.ill_typed[tool]})"
             if tool in rule.ill_typed
             else ""
         )

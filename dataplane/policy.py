@@ -6,6 +6,7 @@ is docs/bundle-format.md (``apps/bundles/schema.py`` is its machine-readable for
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import OrderedDict
@@ -228,16 +229,23 @@ def _fits(value: Any, types: list[str]) -> bool:
 
 
 def _comparison_problem(comparison: Mapping[str, Any], types: list[str]) -> str | None:
+    """What makes the comparison never true for a subject of ``types``, or None."""
     op, value = comparison.get("op"), comparison.get("value")
+    declared = "/".join(types)
     if op in _NUMERIC and not ({"number", "integer"} & set(types)):
-        return f"'{op}' on a value of type {'/'.join(types)}"
+        return f"({declared}) with '{op}', which only numbers satisfy"
     if op == "matches" and "string" not in types:
-        return f"'matches' on a value of type {'/'.join(types)}"
+        return f"({declared}) with 'matches', which only text satisfies"
     values = value if op in ("in", "not_in") and isinstance(value, list) else [value]
-    if op in ("==", "in") and all(
-        v is not None and not isinstance(v, Mapping | list) and not _fits(v, types) for v in values
+    if (
+        op in ("==", "in")
+        and values
+        and all(
+            v is not None and not isinstance(v, Mapping | list) and not _fits(v, types)
+            for v in values
+        )
     ):
-        return f"{value!r} compared with a value of type {'/'.join(types)}"
+        return f"({declared}) with {json.dumps(value)}, which no valid argument equals"
     return None
 
 
@@ -260,7 +268,7 @@ def _ill_typed(pattern: str, when: Any, tools: Mapping[str, Tool]) -> dict[str, 
                 subject = f"argument {comparison.get('arg')!r}"
             problem = _comparison_problem(comparison, types) if types else None
             if problem is not None:
-                found[name] = f"{subject}: {problem}"
+                found[name] = f"{subject} {problem}"
                 break
     return found
 
