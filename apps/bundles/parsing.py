@@ -17,19 +17,21 @@ import io
 import json
 import re
 import warnings
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.parser import Parser as RuamelParser
 from ruamel.yaml.representer import SafeRepresenter
 from ruamel.yaml.resolver import BaseResolver, VersionedResolver
 
 from .schema import MAX_DEPTH
 
+_T = TypeVar("_T")
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
@@ -75,13 +77,29 @@ _LEADING_ZERO_INT = re.compile(r"^[-+]?0[0-9_]+$")
 _DUPLICATE = re.compile(r'found duplicate key "(.*?)" with value')
 
 
-def _loader() -> YAML:
-    # The C parser (ruamel.yaml.clib) when installed, ten times faster on a large bundle; it
-    # composes with our resolver and constructor all the same. Pure Python otherwise.
-    yaml = YAML(typ="safe", pure=False)
+def _loader(*, pure: bool = True) -> YAML:
+    yaml = YAML(typ="safe", pure=pure)
     yaml.Resolver = CoreResolver
     yaml.allow_duplicate_keys = False
     return yaml
+
+
+_HAS_C_PARSER = _loader(pure=False).Parser is not RuamelParser
+
+
+def _read(text: str, action: Callable[[YAML, io.StringIO], _T]) -> _T:
+    """``action`` on a loader over ``text``: ruamel's C parser (ruamel.yaml.clib, ten times
+    faster on a large bundle) when installed and it accepts the text, else the pure-Python
+    one. libyaml, under the C parser, follows YAML 1.1 syntax in places (it refuses
+    ``{at: 12:30}``, which YAML 1.2 allows), so anything it refuses gets the pure parser's
+    verdict. Both type scalars with ``CoreResolver`` and build with the same constructor."""
+    if _HAS_C_PARSER:
+        try:
+            _check_nesting(text)
+            return action(_loader(pure=False), io.StringIO(text))
+        except YAMLError:
+            pass
+    return action(_loader(pure=True), io.StringIO(text))
 
 
 # The C composer recurses natively: a file nested thousands of levels deep would crash the
@@ -93,7 +111,7 @@ MAX_PARSE_DEPTH = 256
 
 def _check_nesting(text: str) -> None:
     depth = 0
-    for event in _loader().parse(io.StringIO(text)):
+    for event in _loader(pure=False).parse(io.StringIO(text)):
         if isinstance(event, CollectionStartEvent):
             depth += 1
             if depth > MAX_PARSE_DEPTH:
@@ -188,8 +206,7 @@ def parse(text: str, source_format: str) -> Any:
             except ValueError as exc:
                 raise ParseError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
         try:
-            _check_nesting(text)
-            documents = list(_loader().load_all(text))
+            documents = _read(text, lambda yaml, stream: list(yaml.load_all(stream)))
         except DuplicateKeyError as exc:
             mark = exc.problem_mark
             key = _DUPLICATE.search(exc.problem or "")
@@ -231,8 +248,7 @@ def _escape(token: str) -> str:
 
 def _compose(text: str) -> Node | None:
     try:
-        _check_nesting(text)
-        node: Node | None = _loader().compose(io.StringIO(text))
+        node: Node | None = _read(text, lambda yaml, stream: yaml.compose(stream))
     except (YAMLError, RecursionError, ParseError):
         return None
     return node
@@ -300,7 +316,7 @@ def _reading(value: Any) -> str:
 
 def _core_value(text: str) -> Any:
     try:
-        return _loader().load(text)
+        return _read(text, lambda yaml, stream: yaml.load(stream))
     except YAMLError:
         return text
 
