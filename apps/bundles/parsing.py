@@ -54,6 +54,9 @@ class CoreResolver(BaseResolver):
 
 
 for _tag, _regexp, _first in (
+    # Merge keys (``<<: *defaults``) are not in the core schema, but every YAML library
+    # supports them and bundle files have used them: kept, as ruamel's own 1.2 mode does.
+    (_MERGE, r"^(?:<<)$", "<"),
     ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
     ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
     (_INT, r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
@@ -324,8 +327,8 @@ def _core_value(text: str) -> Any:
 def ambiguous_scalars(text: str) -> dict[str, tuple[int, str]]:
     """JSON pointer -> (1-based line, message) for each plain scalar in YAML ``text`` that a
     YAML 1.1 reader types differently from the YAML 1.2 core schema used here (``no``, ``on``,
-    ``y``, ``~``-free nulls aside: ``0o14``, ``014``, ``1_000``, ``12:30``, ``1e3`` ...). Keys
-    are included (``on:`` is ``true`` to YAML 1.1). Empty for JSON or unreadable text."""
+    ``y``, ``0o14``, ``014``, ``1_000``, ``12:30``, ``1e3`` ...). Keys are included (``on:`` is
+    ``true`` to YAML 1.1). Empty for JSON or unreadable text."""
     found: dict[str, tuple[int, str]] = {}
     reported: set[int] = set()
     for pointer, node, key_node, line in _walk(_compose(text)):

@@ -300,3 +300,10 @@ def test_validate_api__findings__located_by_pointer_and_line(operator) -> None: 
     assert refused.status_code == 400, refused.content
     assert "/policies/tool_rules/0/when/value" in refused.json()["errors"]
     assert refused.json()["lines"]["/policies/tool_rules/0/when/value"] == 20
+
+
+def test_parse__merge_keys__still_merge_without_warning() -> None:
+    text = "base: &base {risk: read, idempotent: true}\ntool:\n  <<: *base\n  risk: write\n"
+
+    assert parse(text, "yaml")["tool"] == {"risk": "write", "idempotent": True}
+    assert ambiguous_scalars(text) == {}
