@@ -16,13 +16,21 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# The cross-language tests' Node.js side (npm canonicalize, pinned by its lock file). Without
+# npm those tests skip and say why.
+CROSSLANG := tests/crosslang
+$(CROSSLANG)/node_modules/.installed: $(CROSSLANG)/package.json $(CROSSLANG)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix $(CROSSLANG) --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: tests/crosslang will skip"; fi
+
 install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev
+install-dev: $(VENV)/.installed-dev $(CROSSLANG)/node_modules/.installed
 
 run: $(VENV)/.installed
 	$(PY) -m controlplane.run
 
-test: $(VENV)/.installed-dev
+test: install-dev
 	bash scripts/test.sh
 
 lint: $(VENV)/.installed-dev
@@ -32,4 +40,4 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/mypy .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache $(CROSSLANG)/node_modules

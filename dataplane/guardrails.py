@@ -259,11 +259,18 @@ class RequestGuard:
         rule = policy.first_matching_rule(tool, arguments, self.context.as_mapping(confidence))
         if rule is None:
             return Decision.deny(f"no rule allows {tool} (default deny)", "rule")
+        # A condition that can never be true because of a type makes the rule apply (fail
+        # closed); the reason says so, so the operator fixes the bundle.
+        closed = (
+            f" (fail-closed: its condition compares {rule.ill_typed[tool]})"
+            if tool in rule.ill_typed
+            else ""
+        )
         if rule.action == "deny":
-            return Decision.deny(f"{tool} denied by {rule.label()}", "rule")
+            return Decision.deny(f"{tool} denied by {rule.label()}{closed}", "rule")
         asks = [d for d in (floor,) if d is not None]
         if rule.action == "ask":
-            asks.append(Decision.ask(f"{tool} needs approval by {rule.label()}", "rule"))
+            asks.append(Decision.ask(f"{tool} needs approval by {rule.label()}{closed}", "rule"))
         if spec.requires_approval:
             asks.append(Decision.ask(f"{tool} requires approval", "approval"))
         if asks and not approved:

@@ -6,11 +6,12 @@ is docs/bundle-format.md (``apps/bundles/schema.py`` is its machine-readable for
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
@@ -59,10 +60,26 @@ class Rule:
     action: str  # allow | deny | ask
     when: Mapping[str, Any] | None
     description: str
+    # Comparisons that can never be true for this tool because the value is not of the type
+    # the tool declares for the argument (e.g. ``false`` against a string, what YAML 1.1 made
+    # of ``value: no``), by tool name. A deny or ask rule with one fails closed: it applies
+    # whatever the condition says, rather than silently never applying.
+    ill_typed: Mapping[str, str] = field(default_factory=dict)
 
     def label(self) -> str:
         what = f": {self.description}" if self.description else ""
         return f"rule #{self.index} ({self.action} {self.tool}){what}"
+
+    def applies(self, tool: str, arguments: Mapping[str, Any], context: Mapping[str, Any]) -> bool:
+        """Whether the rule matches this call. An ill-typed condition on a deny or ask rule
+        counts as matched (fail closed); on an allow rule it is evaluated, and never allows."""
+        if not fnmatchcase(tool, self.tool):
+            return False
+        if self.when is None:
+            return True
+        if tool in self.ill_typed and self.action != "allow":
+            return True
+        return evaluate(self.when, arguments, context)
 
 
 @dataclass(frozen=True)
@@ -78,9 +95,7 @@ class Policy:
     ) -> Rule | None:
         """Ordered rules, first match wins; None means no rule matched (default deny)."""
         for rule in self.rules:
-            if fnmatchcase(tool, rule.tool) and (
-                rule.when is None or evaluate(rule.when, arguments, context)
-            ):
+            if rule.applies(tool, arguments, context):
                 return rule
         return None
 
@@ -134,6 +149,7 @@ def compile_policy(bundle: Mapping[str, Any]) -> Policy:
             action=str(raw.get("action", "deny")),
             when=raw.get("when"),
             description=str(raw.get("description") or ""),
+            ill_typed=_ill_typed(str(raw.get("tool", "")), raw.get("when"), tools),
         )
         for index, raw in enumerate(policies.get("tool_rules") or [])
         if isinstance(raw, Mapping)
@@ -178,6 +194,99 @@ class _PolicyCache:
 
 
 policy_cache = _PolicyCache()
+
+
+# -- types of rule values -----------------------------------------------------------------------
+
+# The context facts and their JSON types (docs/bundle-format.md).
+_CONTEXT_TYPES = {
+    "end_user_role": "string",
+    "tenant": "string",
+    "environment": "string",
+    "confidence": "number",
+}
+
+
+def _declared_types(parameters: Any, path: str) -> list[str] | None:
+    """The JSON-Schema types a tool declares for the argument at dotted ``path``; None when
+    it declares none there (any value may come)."""
+    schema = parameters
+    for part in path.split("."):
+        properties = schema.get("properties") if isinstance(schema, Mapping) else None
+        if not isinstance(properties, Mapping) or part not in properties:
+            return None
+        schema = properties[part]
+    declared = schema.get("type") if isinstance(schema, Mapping) else None
+    if isinstance(declared, str):
+        return [declared]
+    if isinstance(declared, list) and all(isinstance(t, str) for t in declared):
+        return list(declared)
+    return None
+
+
+def _fits(value: Any, types: list[str]) -> bool:
+    return bool(Draft202012Validator({"type": types}).is_valid(value))
+
+
+def _comparison_problem(comparison: Mapping[str, Any], types: list[str]) -> str | None:
+    """What makes the comparison never true for a subject of ``types``, or None."""
+    op, value = comparison.get("op"), comparison.get("value")
+    declared = "/".join(types)
+    if op in _NUMERIC and not ({"number", "integer"} & set(types)):
+        return f"({declared}) with '{op}', which only numbers satisfy"
+    if op == "matches" and "string" not in types:
+        return f"({declared}) with 'matches', which only text satisfies"
+    values = value if op in ("in", "not_in") and isinstance(value, list) else [value]
+    if (
+        op in ("==", "in")
+        and values
+        and all(
+            v is not None and not isinstance(v, Mapping | list) and not _fits(v, types)
+            for v in values
+        )
+    ):
+        return f"({declared}) with {json.dumps(value)}, which no valid argument equals"
+    return None
+
+
+def _ill_typed(pattern: str, when: Any, tools: Mapping[str, Tool]) -> dict[str, str]:
+    """Per tool the rule covers: the first comparison in ``when`` that can never be true
+    because of a type (the control plane refuses such bundles; older versions may have one)."""
+    found: dict[str, str] = {}
+    if not isinstance(when, Mapping):
+        return found
+    for name, spec in tools.items():
+        if not fnmatchcase(name, pattern):
+            continue
+        for comparison in _leaf_comparisons(when):
+            if "context" in comparison:
+                known = _CONTEXT_TYPES.get(str(comparison.get("context")))
+                types = [known] if known else None
+                subject = f"context {comparison.get('context')}"
+            else:
+                types = _declared_types(spec.spec.get("parameters"), str(comparison.get("arg")))
+                subject = f"argument {comparison.get('arg')!r}"
+            problem = _comparison_problem(comparison, types) if types else None
+            if problem is not None:
+                found[name] = f"{subject} {problem}"
+                break
+    return found
+
+
+def _leaf_comparisons(condition: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    for key in ("all", "any"):
+        if key in condition:
+            items = condition[key] if isinstance(condition[key], list) else []
+            return [
+                leaf
+                for item in items
+                if isinstance(item, Mapping)
+                for leaf in _leaf_comparisons(item)
+            ]
+    if "not" in condition:
+        inner = condition["not"]
+        return _leaf_comparisons(inner) if isinstance(inner, Mapping) else []
+    return [condition]
 
 
 # -- conditions -------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .canonical import FORMS, UNMARKED_FORM, form_of
+
 SCHEMA = "controlplane.snapshot/v1"
 
 Role = Literal["stable", "candidate"]
@@ -27,6 +29,9 @@ class BundleVersion:
     version: int
     digest: str
     bundle: Mapping[str, Any]
+    # The canonical form the digest is over (dataplane/canonical.py); a release without the
+    # field predates RFC 8785 and is in the legacy form.
+    canonical: str = UNMARKED_FORM
 
 
 @dataclass(frozen=True)
@@ -136,12 +141,16 @@ def _version(agent: str, role: Role, value: Any) -> BundleVersion | None:
     version, digest, bundle = data.get("version"), data.get("digest"), data.get("bundle")
     if not isinstance(version, int) or not isinstance(digest, str) or not digest:
         raise SnapshotError(f"agents.{agent}.{role} needs an integer version and a digest")
+    form = form_of(data)
+    if form not in FORMS:
+        raise SnapshotError(f"agents.{agent}.{role}.canonical {data.get('canonical')!r} is unknown")
     return BundleVersion(
         agent=agent,
         role=role,
         version=version,
         digest=digest,
         bundle=_mapping(bundle, f"agents.{agent}.{role}.bundle"),
+        canonical=form,
     )
 
 

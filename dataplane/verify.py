@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .canonical import bundle_digest, canonical_json, digest
+from .canonical import FORMS, CanonicalError, bundle_digest, canonical_json, form_of
 from .snapshot import Snapshot, SnapshotError
 
 ALG = "Ed25519"
@@ -121,8 +122,16 @@ def verify_envelope(envelope: Mapping[str, Any], keys: KeyRing, *, raw: bytes = 
         raise VerificationError("the envelope has no 'snapshot' object")
     if not isinstance(claimed, str) or not isinstance(signature, Mapping):
         raise VerificationError("the envelope is not signed (no 'digest' or 'signature')")
-    canonical = canonical_json(content)
-    actual = digest(content)
+    # The snapshot names its canonical form (signed with it); one without the field predates
+    # RFC 8785 and was signed in the legacy form (a last-known-good file from before).
+    form = form_of(content)
+    if form not in FORMS:
+        raise VerificationError(f"unknown canonical form {content.get('canonical')!r}")
+    try:
+        canonical = canonical_json(content, form)
+    except CanonicalError as exc:
+        raise VerificationError(f"the snapshot has no canonical form: {exc}") from exc
+    actual = hashlib.sha256(canonical).hexdigest()
     if not hmac.compare_digest(actual, claimed):
         raise VerificationError(
             f"digest mismatch: content hashes to {actual}, envelope says {claimed}"
@@ -151,7 +160,16 @@ def _check_bundle_digests(snapshot: Snapshot) -> None:
     # labelled a version with the wrong digest, which would make ACKs report the wrong thing.
     for release in snapshot.agents.values():
         for version in (release.stable, release.candidate):
-            if version is not None and bundle_digest(version.bundle) != version.digest:
+            if version is None:
+                continue
+            try:
+                actual = bundle_digest(version.bundle, version.canonical)
+            except CanonicalError as exc:
+                raise VerificationError(
+                    f"bundle of {release.name} v{version.version} ({version.role}) has no "
+                    f"canonical form: {exc}"
+                ) from exc
+            if actual != version.digest:
                 raise VerificationError(
                     f"bundle digest mismatch for {release.name} v{version.version} ({version.role})"
                 )

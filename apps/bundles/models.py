@@ -51,6 +51,14 @@ class SourceFormat(models.TextChoices):
     JSON = "json", "JSON"
 
 
+class CanonicalForm(models.TextChoices):
+    """How a version's canonical bytes were written (docs/decisions/0006-canonical-json-jcs.md).
+    Versions signed before RFC 8785 keep the legacy form, so their digests stay true."""
+
+    RFC8785 = "rfc8785", "RFC 8785 (JCS)"
+    PYTHON_JSON = "python-json", "legacy: Python json.dumps, sorted and compact"
+
+
 class BundleVersion(_Immutable):
     agent = models.ForeignKey(
         "tenancy.Agent", on_delete=models.PROTECT, related_name="bundle_versions"
@@ -66,6 +74,12 @@ class BundleVersion(_Immutable):
     )
     digest = models.CharField(max_length=64, help_text="sha256 (hex) of the canonical content")
     canonical = models.TextField(help_text="canonical JSON: exactly the bytes digested and signed")
+    canonical_form = models.CharField(
+        max_length=16,
+        choices=CanonicalForm.choices,
+        default=CanonicalForm.RFC8785,
+        help_text="how `canonical` was serialised; runtimes recompute the digest in this form",
+    )
     source = models.TextField(help_text="the file as pushed (YAML or JSON, comments kept)")
     source_format = models.CharField(max_length=4, choices=SourceFormat.choices)
     signature = models.CharField(

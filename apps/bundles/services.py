@@ -20,8 +20,15 @@ from apps.accounts.authz import authorize
 from apps.audit.services import Actor, actor_identity, audit_record, require_reason
 from apps.tenancy.models import Agent, Environment
 
-from . import signing
-from .models import BundleVersion, Evaluation, GateRequirement, PromotionGate, SigningKey
+from . import canonical, signing
+from .models import (
+    BundleVersion,
+    CanonicalForm,
+    Evaluation,
+    GateRequirement,
+    PromotionGate,
+    SigningKey,
+)
 from .schema import SUITE_PATTERN
 from .validation import ValidationResult, validate_content, validate_source
 
@@ -78,7 +85,7 @@ def bundle_version_push(
     return _store_version(
         actor=actor,
         agent=agent,
-        canonical=result.canonical,
+        payload=result.canonical,
         digest=result.digest,
         result=result,
         text=text,
@@ -92,7 +99,7 @@ def _store_version(
     *,
     actor: Actor,
     agent: Agent,
-    canonical: bytes,
+    payload: bytes,
     digest: str,
     result: ValidationResult,
     text: str,
@@ -105,8 +112,16 @@ def _store_version(
         raise ValidationError(
             {"agent": [f"{agent.slug} is archived; restore it before pushing versions."]}
         )
+    # A version signed in the legacy canonical form has another digest for the same content:
+    # pushing that content again must still find it rather than make a duplicate.
+    digests = {digest}
+    if result.content is not None:
+        digests.add(canonical.digest(result.content, canonical.PYTHON_JSON))
     existing = (
-        BundleVersion.objects.filter(agent=agent, digest=digest).select_related("agent").first()
+        BundleVersion.objects.filter(agent=agent, digest__in=digests)
+        .select_related("agent")
+        .order_by("number")
+        .first()
     )
     if existing is not None:
         return PushResult(existing, False, existing.warnings)
@@ -118,14 +133,15 @@ def _store_version(
         parent = versions.filter(number=parent_number).first()
         if parent is None:
             raise ValidationError({"parent": [f"{agent.slug} has no version {parent_number}."]})
-    kid, signature = signing.sign(canonical)
+    kid, signature = signing.sign(payload)
     author, author_label = actor_identity(actor)
     version = BundleVersion.objects.create(
         agent=agent,
         number=(latest.number + 1) if latest else 1,
         parent=parent,
         digest=digest,
-        canonical=canonical.decode("utf-8"),
+        canonical=payload.decode("utf-8"),
+        canonical_form=CanonicalForm.RFC8785,
         source=text,
         source_format=result.source_format,
         signature=signature,

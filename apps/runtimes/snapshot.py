@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import transaction
 
-from apps.audit.hashing import canonical_json
+from apps.bundles.canonical import canonical_json, form_reproducing, signed_bytes
 from apps.bundles.signing import sign
 from apps.flags.selectors import flags_for_snapshot, kill_switches_for_snapshot
 from apps.rollouts.selectors import stable_deployments
@@ -26,6 +26,8 @@ def _release(version: Any) -> dict[str, Any]:
         "digest": version.digest,
         "bundle": json.loads(version.canonical),
         "signature": {"alg": "Ed25519", "kid": version.signing_key_id, "value": version.signature},
+        # The form that reproduces the signed bytes (docs/decisions/0006-canonical-json-jcs.md).
+        "canonical": form_reproducing(version.canonical_bytes, version.canonical_form),
     }
 
 
@@ -54,14 +56,17 @@ def snapshot_content(*, environment: Environment, agent_id: int | None) -> dict[
 
 
 def signed_document(content: dict[str, Any]) -> bytes:
-    payload = canonical_json(content)
+    """The served body: the snapshot marked with its canonical form (RFC 8785), its digest and
+    signature over those canonical bytes; the body itself is canonical too."""
+    content, payload = signed_bytes(content)
     kid, signature = sign(payload)
     return canonical_json(
         {
             "snapshot": content,
             "digest": hashlib.sha256(payload).hexdigest(),
             "signature": {"alg": "Ed25519", "kid": kid, "value": signature},
-        }
+        },
+        content["canonical"],
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..breaker import BreakerBoard
-from ..canonical import bundle_digest, digest
+from ..canonical import RFC8785, bundle_digest, digest
 from ..guardrails import RequestContext, RequestGuard
 from ..snapshot import SCHEMA, Snapshot
 from .agent import FakeAgent, RequestRecord, synthetic_request
@@ -33,7 +33,12 @@ def snapshot_for(
     def version(number: int, bundle: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if bundle is None:
             return None
-        return {"version": number, "digest": bundle_digest(bundle), "bundle": dict(bundle)}
+        return {
+            "version": number,
+            "digest": bundle_digest(bundle),
+            "bundle": dict(bundle),
+            "canonical": RFC8785,
+        }
 
     rollout = None
     if candidate is not None:
@@ -41,6 +46,7 @@ def snapshot_for(
         rollout = {"percentage": percentage, "stickiness": "sessionId", "group_id": group_id}
     content = {
         "schema": SCHEMA,
+        "canonical": RFC8785,
         "tenant": tenant,
         "environment": environment,
         "revision": revision,

@@ -8,7 +8,6 @@ from decimal import Decimal
 
 import jsonschema
 import pytest
-import yaml
 from django.db import DatabaseError, connection, transaction
 
 from apps.accounts.roles import Role
@@ -16,6 +15,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles import signing
 from apps.bundles.models import BundleVersion, Evaluation, GateRequirement, ImmutableError
+from apps.bundles.parsing import parse
 from apps.bundles.services import bundle_version_push
 from apps.tenancy.models import Agent, Tenant
 
@@ -139,7 +139,7 @@ def test_schema_endpoint__public_and_accepts_the_demo_bundles(api) -> None:  # t
     assert schema["$id"] == "http://testserver/api/v1/schemas/bundle.json"
     jsonschema.Draft202012Validator.check_schema(schema)
     for name in ("support-bot-v1", "support-bot-v2", "refund-agent-v1"):
-        jsonschema.Draft202012Validator(schema).validate(yaml.safe_load(demo_text(name)))
+        jsonschema.Draft202012Validator(schema).validate(parse(demo_text(name), "yaml"))
     bad = demo_content()
     bad["tools"][0]["surprise"] = True
     assert list(jsonschema.Draft202012Validator(schema).iter_errors(bad))

@@ -8,15 +8,15 @@ import random
 from typing import Any
 
 import pytest
-import yaml
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from apps.bundles.canonical import canonical_bytes, digest, normalize
 from apps.bundles.parsing import parse, to_json, to_yaml
 from apps.bundles.validation import validate_source
 
-from .conftest import demo_content, demo_text
+from .conftest import demo_content, demo_text, yaml_text
 
 BLOCK = """\
 model:
@@ -63,7 +63,7 @@ def test_digest__key_order_and_yaml_formatting__unchanged() -> None:
 
 
 def test_digest__json_file_of_the_same_content__unchanged() -> None:
-    content = yaml.safe_load(BLOCK)
+    content = parse(BLOCK, "yaml")
     assert _digest_of(json.dumps(content, indent=4)) == _digest_of(BLOCK)
     assert _digest_of(json.dumps(content, separators=(",", ":"))) == _digest_of(BLOCK)
 
@@ -107,7 +107,7 @@ _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 _scalars = (
     st.none()
     | st.booleans()
-    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1)
     | _text
     | st.floats(allow_nan=False, allow_infinity=False)
 )
@@ -142,15 +142,15 @@ def test_canonical_bytes__reparsed__fixed_point(value: Any) -> None:
     assert canonical_bytes(json.loads(once)) == once
 
 
-# PyYAML itself writes NEL (U+0085) raw with allow_unicode and reads it back as a line break,
-# so files it formats with NEL cannot round-trip; our exporter quotes such strings (tested below).
+# The emitter writes NEL (U+0085) raw with allow_unicode and reads it back as a line break, so
+# files it formats with NEL cannot round-trip; our exporter quotes such strings (tested below).
 _yaml_text = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x85"), max_size=30
 )
 _yaml_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1)
     | _yaml_text
     | st.floats(allow_nan=False, allow_infinity=False),
     lambda children: (
@@ -165,9 +165,10 @@ _yaml_values = st.recursive(
 def test_digest__through_any_yaml_style__unchanged(
     value: Any, flow: bool | None, quote: str | None
 ) -> None:
-    text = yaml.safe_dump(
-        {"data": value}, default_flow_style=flow, default_style=quote, allow_unicode=True
-    )
+    text = yaml_text({"data": value}, flow=flow, quote=quote)
+    # ruamel's emitter leaves some keys unquoted in flow style that it cannot read back itself
+    # ("?x" reads as an explicit key): a writer's own bug, not a test of our reader.
+    assume(YAML(typ="safe", pure=True).load(text) == {"data": value})
     assert digest(parse(text, "yaml")) == digest({"data": value})
 
 
@@ -180,7 +181,7 @@ def test_to_yaml__exported_file__reads_back_to_the_same_content(value: Any) -> N
 
 
 def test_validate_source__yaml_flow_mapping_starting_with_a_brace__read_as_yaml() -> None:
-    flow = yaml.safe_dump(yaml.safe_load(BLOCK), default_flow_style=True)
+    flow = yaml_text(parse(BLOCK, "yaml"), flow=True, quote=None)
     assert flow.startswith("{")
     result = validate_source(flow)
     assert result.ok and result.source_format == "yaml"

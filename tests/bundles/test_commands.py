@@ -7,13 +7,13 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-import yaml
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.bundles.models import BundleVersion, Evaluation, PromotionGate, SigningKey
+from apps.bundles.parsing import parse, to_yaml
 from apps.bundles.selectors import gate_statuses
 from apps.tenancy.models import Agent, Tenant
 
@@ -63,7 +63,7 @@ def test_push__invalid_file__fails_naming_pointer_and_line_nothing_stored(
     content = demo_content()
     content["policies"]["limits"]["max_steps"] = 0
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump(content, sort_keys=False))
+    bad.write_text(to_yaml(content))
     before = state()
     with pytest.raises(CommandError) as refused:
         run("bundle", "push", str(bad), "--agent", "refund-agent", "-m", "x")
@@ -136,7 +136,7 @@ def test_pull__yaml_and_json__push_back_cleanly(agent: Agent, tmp_path: Path) ->
         loaded = (
             json.loads(target.read_text())
             if name.endswith(".json")
-            else yaml.safe_load(target.read_text())
+            else parse(target.read_text(), "yaml")
         )
         assert loaded == demo_content()
         out, _ = run("bundle", "push", str(target), "--agent", "refund-agent", "-m", "round trip")

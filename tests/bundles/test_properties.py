@@ -8,7 +8,6 @@ import random
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +18,8 @@ from apps.bundles.services import bundle_version_push
 from apps.bundles.validation import validate_content, validate_source
 from apps.bundles.validation.secrets import find_secret
 from apps.tenancy.models import Agent
+
+from .conftest import yaml_text
 
 pytestmark = pytest.mark.django_db
 SYSTEM = SystemActor("system:test")
@@ -160,7 +161,7 @@ def _shuffled(value: Any, rng: random.Random) -> Any:
 def test_push_then_pull__round_trips_unchanged(
     agent: Agent, bundle: dict[str, Any], flow: bool | None
 ) -> None:
-    source = yaml.safe_dump(bundle, sort_keys=False, allow_unicode=True, default_flow_style=flow)
+    source = yaml_text(bundle, flow=flow)
     pushed = bundle_version_push(actor=SYSTEM, agent=agent, source=source, message="property")
 
     pulled_yaml = export_yaml(pushed.version)
@@ -183,7 +184,7 @@ def test_canonical_digest__any_key_order_and_format__stable(
     shuffled = _shuffled(bundle, random.Random(seed))
     for source in (
         json.dumps(shuffled),
-        yaml.safe_dump(shuffled, sort_keys=False, allow_unicode=True),
-        yaml.safe_dump(shuffled, default_flow_style=True, width=40),
+        yaml_text(shuffled, flow=False),
+        yaml_text(shuffled, flow=True, width=40),
     ):
         assert validate_source(source).digest == reference.digest

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
 from django.test import Client
 
 from apps.audit.services import SystemActor
 from apps.bundles.models import BundleVersion, GateRequirement
+from apps.bundles.parsing import to_yaml
 from apps.bundles.services import bundle_version_push, evaluation_record, promotion_gate_set
 from apps.tenancy.models import Agent, Tenant
 
@@ -33,7 +33,7 @@ def versions(agent: Agent, tenant: Tenant) -> list[BundleVersion]:
     content = demo_content()
     content["policies"]["limits"]["max_steps"] = 3
     second = bundle_version_push(
-        actor=SYSTEM, agent=agent, source=yaml.safe_dump(content), message="fewer steps"
+        actor=SYSTEM, agent=agent, source=to_yaml(content), message="fewer steps"
     ).version
     production = tenant.environments.get(slug="production")
     promotion_gate_set(

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from dataplane.canonical import bundle_digest
+from dataplane.canonical import RFC8785, bundle_digest
 from dataplane.snapshot import SCHEMA
 
 from .bundles import GOOD_SUPPORT_BOT
@@ -27,7 +27,12 @@ def snapshot_content(
         "revision": revision,
         "agents": {
             "support-bot": {
-                "stable": {"version": 1, "digest": bundle_digest(bundle), "bundle": bundle},
+                "stable": {
+                    "version": 1,
+                    "digest": bundle_digest(bundle),
+                    "bundle": bundle,
+                    "canonical": RFC8785,
+                },
                 "candidate": None,
                 "rollout": None,
             }

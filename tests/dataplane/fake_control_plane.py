@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from dataplane.canonical import canonical_json, digest
+from dataplane.canonical import RFC8785, canonical_json, digest
 
 TOKEN = "test-runtime-token"
 WAIT = 10.0  # upper bound for every wait in a test; reached only when something is broken
@@ -31,6 +31,9 @@ def public_b64(key: Ed25519PrivateKey) -> str:
 
 
 def sign_envelope(content: dict[str, Any], key: Ed25519PrivateKey, kid: str) -> dict[str, Any]:
+    """Sign as the control plane does: the content marked with its canonical form (RFC 8785),
+    unless a test set the mark itself."""
+    content.setdefault("canonical", RFC8785)
     signature = base64.b64encode(key.sign(canonical_json(content))).decode()
     return {
         "snapshot": content,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 from controlplane import healthcheck
 
@@ -124,11 +124,15 @@ def _installed_packages(stage: list[Instruction]) -> set[str]:
 
 
 def _exec_form(args: str) -> list[str]:
-    return list(yaml.safe_load(args))  # a JSON array is valid YAML
+    return list(YAML(typ="safe", pure=True).load(args))  # a JSON array is valid YAML
 
 
 def _compose() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    # Compose reads YAML 1.2 (compose-go), so the test does too.
+    loaded: dict[str, Any] = YAML(typ="safe", pure=True).load(
+        (ROOT / "docker-compose.yml").read_text()
+    )
+    return loaded
 
 
 def _service(name: str) -> dict[str, Any]:

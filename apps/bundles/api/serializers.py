@@ -108,6 +108,10 @@ class BundleErrorSerializer(serializers.Serializer):
         help_text="keys are JSON pointers into the bundle ('' = the whole file)",
     )
     warnings = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    lines = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="pointer -> 1-based line in the file of each error and warning",
+    )
 
 
 class ValidateOutput(serializers.Serializer):
@@ -117,6 +121,10 @@ class ValidateOutput(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField())
     )
     warnings = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    lines = serializers.DictField(
+        child=serializers.IntegerField(),
+        help_text="pointer -> 1-based line in the file of each error and warning",
+    )
 
 
 class EvaluationInput(serializers.Serializer):

@@ -89,7 +89,11 @@ def _too_big(request: Request) -> ValidationResult:
     )
 
 
-def _refusal(errors: dict[str, list[str]], warnings: dict[str, list[str]]) -> Response:
+def _refusal(
+    errors: dict[str, list[str]],
+    warnings: dict[str, list[str]],
+    lines: dict[str, int] | None = None,
+) -> Response:
     count = sum(len(m) for m in errors.values())
     return Response(
         {
@@ -97,6 +101,7 @@ def _refusal(errors: dict[str, list[str]], warnings: dict[str, list[str]]) -> Re
             "JSON pointers into the bundle ('' is the whole file).",
             "errors": errors,
             "warnings": warnings,
+            "lines": lines or {},
         },
         status=status.HTTP_400_BAD_REQUEST,
     )
@@ -163,7 +168,7 @@ class BundleVersionViewSet(_AgentScoped):
                 parent_number=int(parent) if parent else None,
             )
         except services.BundleInvalid as exc:
-            return _refusal(exc.errors_by_pointer, exc.result.warnings)
+            return _refusal(exc.errors_by_pointer, exc.result.warnings, exc.result.lines)
         data = s.PushOutput(result.version, context={"created": result.created}).data
         return Response(
             data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
@@ -354,7 +359,7 @@ class BundleValidateView(APIView):
         body = _read_body(request)
         result = _too_big(request) if body is None else validate_source(body, source_format=fmt)
         if not result.ok:
-            return _refusal(result.errors, result.warnings)
+            return _refusal(result.errors, result.warnings, result.lines)
         return Response(result.as_dict())
 
 

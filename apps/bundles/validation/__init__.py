@@ -10,12 +10,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..canonical import canonical_bytes, digest_of_bytes
-from ..parsing import ParseError, decode, detect_format, parse
+from ..parsing import (
+    ParseError,
+    ambiguous_scalars,
+    decode,
+    detect_format,
+    line_of,
+    parse,
+    pointer_lines,
+)
 from ..schema import MAX_BUNDLE_BYTES
-from . import lint, secrets, semantics, structure
+from . import lint, secrets, semantics, structure, types
 from .report import Report, sorted_findings
 
-__all__ = ["ValidationResult", "validate_content", "validate_source"]
+__all__ = ["ValidationResult", "finding_lines", "validate_content", "validate_source"]
 
 SOURCE_FORMATS = ("yaml", "json")
 
@@ -29,6 +37,9 @@ class ValidationResult:
     digest: str | None = None
     source_format: str = "yaml"
     size_bytes: int = 0
+    # 1-based line in the file of each finding's pointer (or its nearest ancestor), when the
+    # findings came from a file: API clients and CI print "line N" as the editor shows it.
+    lines: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -44,6 +55,7 @@ class ValidationResult:
             "digest": self.digest,
             "errors": self.errors,
             "warnings": self.warnings,
+            "lines": self.lines,
         }
 
 
@@ -92,7 +104,21 @@ def validate_source(source: str | bytes, *, source_format: str | None = None) ->
         )
     result = validate_content(data)
     result.source_format, result.size_bytes = fmt, size
+    if fmt == "yaml":
+        # Read as YAML 1.2 core, but a scalar YAML 1.1 tools read otherwise is worth a warning:
+        # the author may have meant the other reading, and other tools will take it.
+        for pointer, (_line, message) in ambiguous_scalars(text).items():
+            result.warnings.setdefault(pointer, []).append(message)
+        result.warnings = sorted_findings(result.warnings)
+    result.lines = finding_lines(text, result.errors, result.warnings)
     return result
+
+
+def finding_lines(text: str, *findings: dict[str, list[str]]) -> dict[str, int]:
+    """Pointer -> 1-based line in ``text`` for every pointer of ``findings`` that has one."""
+    table = pointer_lines(text)
+    found = {ptr: line_of(ptr, table) for table_ in findings for ptr in table_}
+    return {ptr: line for ptr, line in found.items() if line is not None}
 
 
 def validate_content(data: Any) -> ValidationResult:
@@ -109,6 +135,7 @@ def validate_content(data: Any) -> ValidationResult:
         return ValidationResult(errors=sorted_findings(report.errors))
     structure.schema_errors(content, report)
     semantics.check(content, report)
+    types.check(content, report)
     secrets.scan(content, report)
     lint.lint(content, report)
     result = ValidationResult(

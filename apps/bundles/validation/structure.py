@@ -8,7 +8,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
-from ..canonical import normalize
+from ..canonical import MAX_SAFE_INTEGER, normalize
 from ..schema import BUNDLE_SCHEMA, MAX_DEPTH, MAX_NODES, PATTERN_HELP
 from .report import Report, child, from_path, hidden_character_message
 
@@ -58,6 +58,17 @@ def normalize_checked(data: Any, report: Report) -> Any:
             _check_text(value, ptr, report)
         elif isinstance(value, float) and not math.isfinite(value):
             report.error(ptr, "NaN and infinite numbers have no JSON form.")
+        elif (
+            isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER
+        ):
+            # Canonical JSON (RFC 8785) is defined over I-JSON: a runtime in JavaScript would
+            # read a different number, and the digest could not be reproduced there.
+            report.error(
+                ptr,
+                f"The integer {value} is beyond ±{MAX_SAFE_INTEGER} (2**53-1), the range every "
+                "JSON reader carries exactly (I-JSON, RFC 7493, which canonical JSON requires): "
+                "quote it as text, or use a smaller number.",
+            )
         elif not (value is None or isinstance(value, bool | int | float)):
             report.error(
                 ptr,
