@@ -6,13 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from .input_guards import PayloadTooLarge
 
 
 def _as_field_errors(detail: Any) -> dict[str, Any]:
@@ -34,6 +36,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = django_validation_error_to_drf(exc)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, RequestDataTooBig):
+        # A body without a Content-Length that outgrew DATA_UPLOAD_MAX_MEMORY_SIZE.
+        exc = PayloadTooLarge()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
     response = drf_exception_handler(exc, context)

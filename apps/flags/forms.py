@@ -6,6 +6,8 @@ from typing import Any, cast
 from django import forms
 from django.core.exceptions import ValidationError
 
+from controlplane.input_guards import json_loads
+
 from .models import AgentMode, FlagType, KillSwitchKind, KillSwitchScope
 
 _JSON_WIDGET = {"rows": 10, "spellcheck": "false", "class": "mono", "autocomplete": "off"}
@@ -49,7 +51,7 @@ class JSONListField(forms.CharField):
         if not text:
             return []
         try:
-            parsed = json.loads(text)
+            parsed = json_loads(text)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON: {exc}.") from None
         if not isinstance(parsed, list):
@@ -162,7 +164,7 @@ class ImportForm(forms.Form):
         if not (text or "").strip():
             raise ValidationError("Upload a file or paste the payload.")
         try:
-            data["parsed"] = json.loads(text)
+            data["parsed"] = json_loads(text)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON: {exc}.") from None
         return data

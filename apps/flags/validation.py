@@ -293,8 +293,8 @@ def _normalize_payload(
     elif ctx.strict and kind == "json":
         try:
             json.loads(value)
-        except ValueError as exc:
-            problems.error(_join(path, "value"), f"Not valid JSON: {exc}.")
+        except (ValueError, RecursionError) as exc:  # deep nesting is a RecursionError
+            problems.error(_join(path, "value"), f"Not valid JSON: {exc or 'nested too deep'}.")
     elif ctx.strict and kind == "number" and not _NUMBER.match(value.strip()):
         problems.error(_join(path, "value"), "Must be a number.")
     return {"type": kind, "value": value}

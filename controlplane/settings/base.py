@@ -58,12 +58,14 @@ INSTALLED_APPS = [
     "apps.runtimes",
     "apps.dashboard",
     "controlplane.fastpath",
+    "controlplane.input_guards.InputGuardsConfig",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.audit.middleware.RequestIdMiddleware",
+    "controlplane.input_guards.HostileInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -166,6 +168,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Size, depth and NUL limits on every JSON body (controlplane/input_guards.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "controlplane.input_guards.GuardedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
     # The token endpoint takes passwords from anonymous callers: slow down guessing.
     "DEFAULT_THROTTLE_RATES": {"anon": env("API_ANON_THROTTLE_RATE", default="30/minute")},
@@ -238,6 +246,11 @@ structlog.configure(
     wrapper_class=structlog.stdlib.BoundLogger,
     cache_logger_on_first_use=True,
 )
+
+# Hostile input (controlplane/input_guards.py): the largest body read (JSON, forms) and the
+# deepest JSON nesting accepted. Bundle files have their own, smaller limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=64)
 
 # Runtimes: a runtime with no heartbeat for this long shows as stale and leaves convergence counts.
 RUNTIME_STALE_AFTER_S = env.int("RUNTIME_STALE_AFTER_S", default=30)

@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from controlplane.api import OptionalReasonMixin
+from controlplane.input_guards import INT32_MAX
 
 from ..models import (
     AgentMode,
@@ -260,7 +261,9 @@ class ClientRegisterInput(serializers.Serializer):
         child=serializers.CharField(max_length=200), required=False, default=list, max_length=200
     )
     started = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    interval = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=0)
+    interval = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0, max_value=INT32_MAX
+    )
 
 
 class ToggleCountsInput(serializers.Serializer):

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit.services import SystemActor
 from apps.tenancy.models import Environment
+from controlplane.input_guards import json_loads
 
 from ...selectors import environment_features
 from ...services import flags_import
@@ -73,7 +74,7 @@ class Command(BaseCommand):
             else:
                 with open(options["file"], encoding="utf-8") as handle:
                     text = handle.read()
-            payload = json.loads(text)
+            payload = json_loads(text)
         except OSError as exc:
             raise CommandError(f"Cannot read {options['file']}: {exc}") from None
         except ValueError as exc:
