@@ -9,7 +9,8 @@ from typing import Any
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -108,3 +109,73 @@ class ScopedViewSet(viewsets.GenericViewSet):
         if page is not None:
             return self.get_paginated_response(output(page, many=True).data)
         return Response(output(queryset, many=True).data)
+
+
+# ------------------------------------------------------------------ the error shape, everywhere
+
+# Statuses any operation can answer in the error shape: bad input or query (400), no or a bad
+# credential (401), not allowed (403), not found or another tenant's (404, also a page past the
+# end); a body over the size limit (413) where the operation takes one.
+_ERROR_STATUSES = {
+    "400": "Invalid input or query: see `errors` by field.",
+    "401": "No credential, or one that is not valid.",
+    "403": "Not allowed for this user or token.",
+    "404": "Not found (or not visible to you).",
+}
+_BODY_ERROR_STATUSES = {"413": "The request body is over the size limit."}
+
+
+def document_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every operation documents the error statuses it
+    can answer, in the one error shape, so clients (and the fuzzer) know them. Statuses a view
+    documents itself are left as they are."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(
+        "Error",
+        {
+            "type": "object",
+            "properties": {
+                "detail": {"type": "string"},
+                "errors": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "required": ["detail", "errors"],
+        },
+    )
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            statuses = dict(_ERROR_STATUSES)
+            if method in {"post", "put", "patch"}:
+                statuses.update(_BODY_ERROR_STATUSES)
+            for code, description in statuses.items():
+                operation["responses"].setdefault(
+                    code, {"description": description, "content": body}
+                )
+    return result
+
+
+def _api_error(request: HttpRequest, status: int, detail: str) -> HttpResponse | None:
+    if request.path_info.startswith("/api/"):
+        return JsonResponse({"detail": detail, "errors": {}}, status=status)
+    return None
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: the JSON error shape under /api/ (a path no route matches, e.g. a negative
+    id), Django's page elsewhere."""
+    return _api_error(request, 404, "Not found.") or defaults.page_not_found(request, exception)
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler400: the JSON error shape under /api/, Django's page elsewhere."""
+    return _api_error(request, 400, "Bad request.") or defaults.bad_request(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: the JSON error shape under /api/, Django's page elsewhere."""
+    return _api_error(request, 500, "Server error.") or defaults.server_error(request)

@@ -9,6 +9,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
+# The JSON error shape under /api/ when Django itself answers (no route, bad request, crash).
+handler400 = "controlplane.api.bad_request"
+handler404 = "controlplane.api.not_found"
+handler500 = "controlplane.api.server_error"
+
 api_v1 = [
     path("", include("apps.tenancy.api.urls")),
     path("", include("apps.accounts.api.urls")),

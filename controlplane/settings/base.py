@@ -187,6 +187,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation documents the error statuses it can answer (controlplane/api.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "controlplane.api.document_error_responses",
+    ],
     # Two different choice sets are both called "mode" (flags import, kill switch mode).
     "ENUM_NAME_OVERRIDES": {
         "FlagImportModeEnum": ["merge", "replace"],
