@@ -229,7 +229,7 @@ def _int_cases(world: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], st
             "/api/runtime/v1/heartbeat",
             {"instance_id": "p", "status": "ack", "revision": 2**63},
             "revision",
-        ),  # noqa: E501
+        ),
         (
             "runtime",
             "/api/client/metrics",
@@ -242,7 +242,7 @@ def _int_cases(world: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], st
                 },
             },
             "bucket",
-        ),  # noqa: E501
+        ),
         ("admin", "/api/v1/flags/", {"environment": 2**64, "name": "f2"}, "environment"),
         # PositiveIntegerField columns: 2**31 is one past them
         ("runtime", "/api/client/register", {"appName": "a", "interval": 2**31}, "interval"),
@@ -257,19 +257,19 @@ def _int_cases(world: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], st
                 "constraints": [{"contextName": "userId", "operator": "IN", "values": ["a"]}],
             },
             "segment_id",
-        ),  # noqa: E501
+        ),
         (
             "admin",
             "/api/v1/environments/",
             {"tenant": tenant, "slug": "qa", "name": "QA", "position": 2**31},
             "position",
-        ),  # noqa: E501
+        ),
         (
             "admin",
             f"/api/v1/agents/{agent.pk}/bundles/versions/1/evaluations/",
             {"suite": "golden", "passed": 2**31, "failed": 0},
             "passed",
-        ),  # noqa: E501
+        ),
     ]
 
 
