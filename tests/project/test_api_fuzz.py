@@ -34,7 +34,8 @@ pytestmark = pytest.mark.django_db
 SCHEMA = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
 OPERATIONS = {op.label: op for op in (r.ok() for r in SCHEMA.get_all_operations())}
 
-# Operations whose fault lies outside the input guards, each with the reason (reported).
+# Operations whose fault lies outside the input guards, each with the reason (reported to the
+# owner). Not strict: once fixed they show as XPASS and the entry can go.
 KNOWN: dict[str, str] = {
     "GET /api/v1/audit-events/": "audit (h6): AuditEventOutput.tenant_slug is null for events "
     "without a tenant, but the schema says string",
@@ -74,12 +75,18 @@ def admin_headers(tenant: Tenant, _keep_test_connection: None) -> dict[str, str]
     return {"Authorization": f"Token {api_token_rotate(actor=admin, user=admin)}"}
 
 
-@pytest.mark.parametrize("label", sorted(OPERATIONS))
+@pytest.mark.parametrize(
+    "label",
+    [
+        pytest.param(label, marks=pytest.mark.xfail(reason=KNOWN[label], strict=False))
+        if label in KNOWN
+        else label
+        for label in sorted(OPERATIONS)
+    ],
+)
 def test_api__generated_requests__no_server_error_and_schema_conformant(
     label: str, admin_headers: dict[str, str]
 ) -> None:
-    if label in KNOWN:
-        pytest.xfail(KNOWN[label])
     app = get_wsgi_application()
 
     @given(case=OPERATIONS[label].as_strategy())
