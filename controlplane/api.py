@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -179,3 +180,26 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: the JSON error shape under /api/, Django's page elsewhere."""
     return _api_error(request, 500, "Server error.") or defaults.server_error(request)
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema generator, with what our serializers answer made explicit
+    (settings.REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]):
+
+    * a read-only field with ``default=None`` (``source="agent.slug"`` of an optional agent)
+      answers null, so it is ``nullable``;
+    * a read-only email or URL field (``User.email``) may answer "", which ``format: email``
+      refuses, so it documents no format (inputs that may be blank get a ``oneOf`` already)."""
+
+    def _map_serializer_field(
+        self, field: Any, direction: Any, bypass_extensions: bool = False
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = super()._map_serializer_field(field, direction, bypass_extensions)
+        if field.read_only and getattr(field, "default", serializers.empty) is None:
+            result["nullable"] = True
+        return result
+
+    def _insert_field_validators(self, field: Any, schema: dict[str, Any]) -> None:
+        super()._insert_field_validators(field, schema)  # adds the format from the validators
+        if field.read_only and isinstance(field, serializers.EmailField | serializers.URLField):
+            schema.pop("format", None)

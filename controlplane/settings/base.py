@@ -167,7 +167,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "controlplane.api.AutoSchema",
     # Size, depth and NUL limits on every JSON body (controlplane/input_guards.py).
     "DEFAULT_PARSER_CLASSES": [
         "controlplane.input_guards.GuardedJSONParser",
