@@ -1,5 +1,6 @@
-"""The hostile-input corpus (issue 9, the nets) on every text field an API reaches: markup,
-NUL, bidi overrides, zero-width characters, deep nesting, huge numbers and oversized values.
+"""The hostile-input corpus (issue 9, the nets) on every text field an API or a form
+reaches: markup, NUL, bidi overrides, zero-width characters, deep nesting, huge numbers and
+oversized values.
 Each is refused with a 4xx, or stored and rendered escaped on the page that shows it; never a
 500. (The Chromium check that a stored script stays inert is tests/e2e/test_hostile_input.py.)
 """
@@ -11,13 +12,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django import forms as django_forms
 from django.test import Client
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from apps.accounts.roles import Role
 from apps.tenancy.models import Tenant
 from tests.conftest import api_as
 from tests.factories import make_user
+
+# The world of the authorisation matrix: one object of every kind each route needs.
+from tests.project.test_authorization_matrix import ROUTES
+from tests.project.test_authorization_matrix import world as matrix_world  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -176,3 +183,65 @@ def test_runtime_text_fields__hostile_corpus__refused_or_stored(tenant: Tenant) 
         page = admin.get("/runtimes/")
         assert page.status_code == 200
         assert _page_escapes(page.content.decode(), value)
+
+
+# ------------------------------------------------------------------------------- UI forms
+
+UI_FORMS = sorted(
+    name for name, route in ROUTES.items() if ":" in name and {"GET", "POST"} <= set(route.methods)
+)
+UI_CORPUS = [SCRIPT, '"><img src=x onerror=alert(1)>', "x\x00y", "evil\u202egnp", "x" * 50_000]
+
+
+def _valid_data(form: django_forms.Form) -> dict[str, Any]:
+    """Something for every field, so that the hostile value is what the form judges."""
+    data: dict[str, Any] = {}
+    for name, field in form.fields.items():
+        if isinstance(field, django_forms.BooleanField):
+            continue
+        if isinstance(field, django_forms.ChoiceField):
+            choices = [str(v) for v, _ in field.choices if str(v)]
+            if choices:
+                data[name] = (
+                    choices[0]
+                    if not isinstance(field, django_forms.MultipleChoiceField)
+                    else [choices[0]]
+                )
+        elif isinstance(field, django_forms.IntegerField):
+            data[name] = "1"
+        elif isinstance(field, django_forms.CharField):
+            data[name] = (
+                "[]"
+                if "strateg" in name or "variant" in name or "constraint" in name
+                else "ok-value"
+            )
+    return data
+
+
+@pytest.mark.parametrize("name", UI_FORMS)
+def test_ui_form__hostile_corpus_in_every_text_field__refused_or_rendered_escaped(
+    request: pytest.FixtureRequest, name: str
+) -> None:
+    objects: dict[str, Any] = request.getfixturevalue("matrix_world")
+    route = ROUTES[name]
+    url = reverse(name, kwargs=objects["args"][route.args] if route.args else None)
+    browser = Client()
+    browser.force_login(objects["users"]["admin"])
+    page = browser.get(url)
+    assert page.status_code == 200
+    form = page.context.get("form")
+    if form is None:
+        pytest.skip(f"{name} renders no form named 'form'")
+    text_fields = [
+        n
+        for n, f in form.fields.items()
+        if isinstance(f, django_forms.CharField) and not isinstance(f, django_forms.ChoiceField)
+    ]
+    for field in text_fields:
+        for value in UI_CORPUS:
+            data = {**_valid_data(form), field: value}
+            response = browser.post(url, data)
+            assert response.status_code < 500, (name, field, value[:30])
+            shown = browser.get(response["Location"] if response.status_code == 302 else url)
+            assert shown.status_code < 500
+            assert _page_escapes(shown.content.decode(), value), (name, field, value[:30])
