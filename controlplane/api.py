@@ -10,6 +10,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, Request
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -17,6 +18,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from apps.audit.concurrency import StaleVersion
 
 from .errors import too_large_detail
+from .input_guards import PayloadTooLarge
 
 
 def _as_field_errors(detail: Any) -> dict[str, Any]:
@@ -31,12 +33,6 @@ def django_validation_error_to_drf(exc: DjangoValidationError) -> exceptions.Val
     if hasattr(exc, "error_dict"):
         return exceptions.ValidationError({k: list(v) for k, v in exc.message_dict.items()})
     return exceptions.ValidationError({"non_field_errors": list(exc.messages)})
-
-
-class PayloadTooLarge(exceptions.APIException):
-    status_code = 413
-    default_detail = "The request body is too large."
-    default_code = "payload_too_large"
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -184,3 +180,74 @@ class ScopedViewSet(viewsets.GenericViewSet):
         if page is not None:
             return self.get_paginated_response(output(page, many=True).data)
         return Response(output(queryset, many=True).data)
+
+
+# ------------------------------------------------------------------ the error shape, everywhere
+
+# Statuses any operation can answer in the error shape: bad input or query (400), no or a bad
+# credential (401), not allowed (403), not found or another tenant's (404, also a page past the
+# end); a body over the size limit (413) where the operation takes one.
+_ERROR_STATUSES = {
+    "400": "Invalid input or query: see `errors` by field.",
+    "401": "No credential, or one that is not valid.",
+    "403": "Not allowed for this user or token.",
+    "404": "Not found (or not visible to you).",
+}
+_BODY_ERROR_STATUSES = {"413": "The request body is over the size limit."}
+
+
+def document_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: every operation documents the error statuses it
+    can answer, in the one error shape, so clients (and the fuzzer) know them. Statuses a view
+    documents itself are left as they are."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault(
+        "Error",
+        {
+            "type": "object",
+            "properties": {
+                "detail": {"type": "string"},
+                "errors": {
+                    "type": "object",
+                    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "required": ["detail", "errors"],
+        },
+    )
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for item in result.get("paths", {}).values():
+        for method, operation in item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            statuses = dict(_ERROR_STATUSES)
+            if method in {"post", "put", "patch"}:
+                statuses.update(_BODY_ERROR_STATUSES)
+            for code, description in statuses.items():
+                operation["responses"].setdefault(
+                    code, {"description": description, "content": body}
+                )
+    return result
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's schema generator, with what our serializers answer made explicit
+    (settings.REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]):
+
+    * a read-only field with ``default=None`` (``source="agent.slug"`` of an optional agent)
+      answers null, so it is ``nullable``;
+    * a read-only email or URL field (``User.email``) may answer "", which ``format: email``
+      refuses, so it documents no format (inputs that may be blank get a ``oneOf`` already)."""
+
+    def _map_serializer_field(
+        self, field: Any, direction: Any, bypass_extensions: bool = False
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = super()._map_serializer_field(field, direction, bypass_extensions)
+        if field.read_only and getattr(field, "default", serializers.empty) is None:
+            result["nullable"] = True
+        return result
+
+    def _insert_field_validators(self, field: Any, schema: dict[str, Any]) -> None:
+        super()._insert_field_validators(field, schema)  # adds the format from the validators
+        if field.read_only and isinstance(field, serializers.EmailField | serializers.URLField):
+            schema.pop("format", None)

@@ -6,8 +6,6 @@ the runtime fast path answers its own routes in the same shape."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -78,22 +76,3 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     from django.views.csrf import csrf_failure as django_csrf_failure  # local: rarely needed
 
     return django_csrf_failure(request, reason)
-
-
-class ApiBodyLimitMiddleware:
-    """Refuses an ``/api/`` request announcing a body above ``API_MAX_BODY_BYTES`` with 413
-    (raised as ``RequestDataTooBig``, which ``bad_request`` renders), before a parser reads
-    it."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if is_api(request):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            if length > api_max_body_bytes():
-                raise RequestDataTooBig(too_large_detail())
-        return self.get_response(request)

@@ -7,6 +7,7 @@ from typing import Any, cast
 from django import forms
 from django.core.exceptions import ValidationError
 
+from controlplane.input_guards import json_loads
 from controlplane.ui import ExpectedVersionField
 
 from .models import AgentMode, FlagType, KillSwitchKind, KillSwitchScope
@@ -52,7 +53,7 @@ class JSONListField(forms.CharField):
         if not text:
             return []
         try:
-            parsed = json.loads(text, parse_float=Decimal)
+            parsed = json_loads(text, parse_float=Decimal)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON: {exc}.") from None
         if not isinstance(parsed, list):
@@ -167,7 +168,7 @@ class ImportForm(forms.Form):
         if not (text or "").strip():
             raise ValidationError("Upload a file or paste the payload.")
         try:
-            data["parsed"] = json.loads(text, parse_float=Decimal)
+            data["parsed"] = json_loads(text, parse_float=Decimal)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON: {exc}.") from None
         return data

@@ -406,8 +406,8 @@ def _normalize_payload(
     elif kind == "json":
         try:
             json.loads(value)
-        except ValueError as exc:
-            sink.error(_join(path, "value"), f"Not valid JSON: {exc}.")
+        except (ValueError, RecursionError) as exc:  # deep nesting is a RecursionError
+            sink.error(_join(path, "value"), f"Not valid JSON: {exc or 'nested too deep'}.")
     elif kind == "number" and not _NUMBER.match(value.strip()):
         sink.error(_join(path, "value"), "Must be a number.")
     _warn_from(sink, problems, "SDKs hand it to the application as is")

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "apps.runtimes",
     "apps.dashboard",
     "controlplane.fastpath",
+    "controlplane.input_guards.InputGuardsConfig",
 ]
 
 MIDDLEWARE = [
@@ -70,9 +71,9 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.audit.middleware.RequestIdMiddleware",
+    "controlplane.input_guards.HostileInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "controlplane.errors.ApiBodyLimitMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -84,7 +85,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "controlplane.urls"
 CSRF_FAILURE_VIEW = "controlplane.errors.csrf_failure"
-# Largest request body the API takes (413 JSON beyond it), see controlplane/errors.py.
+# Largest request body the API takes (413 JSON beyond it), checked by
+# controlplane.input_guards before any parser reads it.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 WSGI_APPLICATION = "controlplane.wsgi.application"
 ASGI_APPLICATION = "controlplane.asgi.application"
@@ -245,7 +247,13 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "controlplane.api.AutoSchema",
+    # Size, depth and NUL limits on every JSON body (controlplane/input_guards.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "controlplane.input_guards.GuardedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
     # Per runtime token, on every runtime-facing Django endpoint (a no-op for other callers).
     "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.api.throttling.RuntimeTokenRateThrottle"],
@@ -262,6 +270,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every operation documents the error statuses it can answer (controlplane/api.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "controlplane.api.document_error_responses",
+    ],
     # Two different choice sets are both called "mode" (flags import, kill switch mode).
     "ENUM_NAME_OVERRIDES": {
         "FlagImportModeEnum": ["merge", "replace"],
@@ -356,6 +369,11 @@ structlog.configure(
     wrapper_class=structlog.stdlib.BoundLogger,
     cache_logger_on_first_use=True,
 )
+
+# Hostile input (controlplane/input_guards.py): the largest body read (JSON, forms) and the
+# deepest JSON nesting accepted. Bundle files have their own, smaller limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=64)
 
 # Runtimes: a runtime with no heartbeat for this long shows as stale and leaves convergence counts.
 RUNTIME_STALE_AFTER_S = env.int("RUNTIME_STALE_AFTER_S", default=30)

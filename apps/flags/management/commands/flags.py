@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit.services import SystemActor
 from apps.tenancy.models import Environment
+from controlplane.input_guards import json_loads
 
 from ...selectors import environment_features
 from ...services import flags_import
@@ -74,7 +75,7 @@ class Command(BaseCommand):
             else:
                 with open(options["file"], encoding="utf-8") as handle:
                     text = handle.read()
-            payload = json.loads(text, parse_float=Decimal)
+            payload = json_loads(text, parse_float=Decimal)
         except OSError as exc:
             raise CommandError(f"Cannot read {options['file']}: {exc}") from None
         except ValueError as exc:
