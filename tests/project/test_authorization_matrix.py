@@ -44,6 +44,7 @@ ACTOR = SystemActor("matrix")
 PUBLIC = "public"  # anyone, signed in or not
 LOGGED_IN = "logged-in"  # any signed-in user, whatever the role
 RUNTIME = "runtime"  # a valid runtime token only
+ADMIN_ONLY = "admin-only"  # an Admin (sees every tenant), whatever the model permissions
 
 PRINCIPALS = [
     "anonymous",
@@ -117,6 +118,12 @@ ROUTES: dict[str, Route] = {
     # ---------------------------------------------------------------- operator API: audit
     "audit-event-list": _r(None, get="audit.view_auditevent"),
     "audit-event-detail": _r("event", True, get="audit.view_auditevent"),
+    "audit-checkpoint-list": _r(None, get=ADMIN_ONLY),
+    # ---------------------------------------------------------------- operator API: releases
+    "release-list": _r("agent_id", True, get="rollouts.view_deployment"),
+    "release-detail": _r("agent_environment_ids", True, get="rollouts.view_deployment"),
+    "release-deploy": _r("agent_environment_ids", True, post="rollouts.add_deployment"),
+    "release-rollback": _r("agent_environment_ids", True, post="rollouts.add_deployment"),
     # ---------------------------------------------------------------- operator API: bundles
     "bundle-version-list": _r(
         "agent_id", True, get="bundles.view_bundleversion", post="bundles.add_bundleversion"
@@ -340,6 +347,7 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "runtime_token": {"pk": token_row.pk},
         "event": {"pk": event.pk},
         "agent_id": {"agent_id": agent.pk},
+        "agent_environment_ids": {"agent_id": agent.pk, "environment_id": development.pk},
         "version": {"agent_id": agent.pk, "number": version.number},
         "environment_id": {"environment_id": development.pk},
         "flag": {"pk": flag.pk},
@@ -381,6 +389,8 @@ def _allowed(route: Route, permission: str, principal: str) -> bool:
         return False
     if permission == LOGGED_IN:
         return True
+    if permission == ADMIN_ONLY:
+        return principal == "admin"
     if principal == "other-tenant" and route.scoped:
         return False
     return permission in ROLE_PERMISSIONS[ROLE_OF[principal]]
