@@ -247,6 +247,11 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
+    # JSON only: the API has no HTML representation (DRF's browsable API rendered errors as
+    # pages and failed with 500 on views without a serializer_class), see controlplane/api.py.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "controlplane.api_http.JsonFallbackNegotiation",
+    "DEFAULT_METADATA_CLASS": "controlplane.api_http.ApiMetadata",
     # Per runtime token, on every runtime-facing Django endpoint (a no-op for other callers).
     "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.api.throttling.RuntimeTokenRateThrottle"],
     # The token endpoint takes passwords from anonymous callers: slow down guessing.
