@@ -170,6 +170,29 @@ def expected_version(request: Any, data: dict[str, Any]) -> int | None:
     return version
 
 
+class NullMeansAbsentMixin:
+    """For input a client may send from a language where "absent" is spelled ``null``: an
+    optional field sent as ``null`` counts as not sent (its default applies) instead of
+    refusing the whole request, where that is the plain meaning (issue 8, kind 2: be liberal
+    where the data is unambiguous). Required fields and fields that take ``null`` themselves
+    are unaffected; anything else that is wrong is still a 400 naming the field."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            fields = self.fields  # type: ignore[attr-defined]
+            data = {
+                key: value
+                for key, value in data.items()
+                if not (
+                    value is None
+                    and key in fields
+                    and not fields[key].required
+                    and not fields[key].allow_null
+                )
+            }
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
 class ConflictSerializer(serializers.Serializer):
     """The 409 answer to a stale ``expected_version`` / ``If-Match`` (schema only)."""
 
