@@ -123,11 +123,16 @@ def number_text(value: int | float | Decimal) -> str:
     """A JSON number as the string SDKs are served, losing no digit: integers of any size
     exactly; a float as its shortest round-trip form (``1234567.5``, never ``1.23457e+06``),
     integral ones below 1e21 without a fraction (``10.0`` -> ``10``, as JavaScript and so
-    Unleash write it); a ``Decimal`` (what the editor and import parse JSON numbers into)
-    with every digit it was written with. Raises ``ValueError`` for NaN and infinities,
+    Unleash write it); a ``Decimal`` (what the editor and import parse JSON numbers into),
+    or a float that remembers its JSON literal (what the API parses them into), with every
+    digit it was written with. Raises ``ValueError`` for NaN and infinities,
     which have no JSON form."""
     if isinstance(value, bool):
         raise TypeError("a boolean is not a number")
+    written = getattr(value, "json_text", None)
+    if isinstance(value, float) and isinstance(written, str):
+        # the API's JSON parser kept the literal (controlplane.api_http.JsonNumber)
+        return number_text(Decimal(written))
     if isinstance(value, int):
         return str(value)
     if isinstance(value, Decimal):

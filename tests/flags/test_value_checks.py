@@ -460,3 +460,57 @@ def test_flag_name__stored_before_the_rule__its_flag_can_still_be_edited(
     services.flag_update(actor=SYSTEM, flag=legacy, description="still editable")
 
     assert Flag.objects.get(pk=legacy.pk).description == "still editable"
+
+
+# JSON numbers with more digits than a float holds, as raw JSON bodies: the API keeps every
+# digit, as the editor and the import page do (issue 8, kind 5: "in the import and the editor
+# alike"). A float keeps 17 significant digits: each of these lost some.
+LONG_NUMBERS = [
+    "12345678901234567890.123456789",
+    "0.12345678901234567891",
+    "1.0000000000000000001",
+    "9007199254740993.5",
+    "-3.14159265358979323846",
+]
+
+
+def _raw_post(client, path: str, body: str):  # type: ignore[no-untyped-def]
+    return client.post(path, body, content_type="application/json")
+
+
+@pytest.mark.parametrize("digits", LONG_NUMBERS)
+def test_api__long_json_numbers__every_digit_kept_in_flags_segments_and_imports(
+    digits: str, operator, development: Environment
+) -> None:  # type: ignore[no-untyped-def]
+    client = api_as(operator)
+    constraint = f'{{"contextName": "x", "operator": "NUM_LT", "value": {digits}}}'
+    strategies = f'[{{"name": "default", "constraints": [{constraint}]}}]'
+    payload = f'{{"type": "number", "value": {digits}}}'
+    created = _raw_post(
+        client,
+        "/api/v1/flags/",
+        f'{{"environment": {development.pk}, "name": "precise", "strategies": {strategies},'
+        f' "variants": [{{"name": "v", "payload": {payload}}}]}}',
+    )
+    segment = _raw_post(
+        client,
+        "/api/v1/segments/",
+        f'{{"environment": {development.pk}, "name": "s", "constraints": [{constraint}]}}',
+    )
+    imported = _raw_post(
+        client,
+        "/api/v1/flags/import/",
+        f'{{"environment": {development.pk}, "mode": "merge", "payload": {{"version": 2,'
+        f' "features": [{{"name": "imported", "enabled": true, "strategies": {strategies}}}]}}}}',
+    )
+
+    for response in (created, segment, imported):
+        assert response.status_code in (200, 201), response.content
+    for name in ("precise", "imported"):
+        flag = Flag.objects.get(name=name)
+        assert flag.strategies[0]["constraints"][0]["value"] == digits, name
+    precise = selectors.flag_feature(Flag.objects.get(name="precise"))
+    assert precise["variants"][0]["payload"]["value"] == digits
+    from apps.flags.models import Segment
+
+    assert Segment.objects.get().constraints[0]["value"] == digits
