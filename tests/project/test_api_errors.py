@@ -203,3 +203,27 @@ def test_api__options__answers_json_never_500(tenant: Tenant) -> None:
             assert response.status_code in (200, 404), where
             assert response["Content-Type"].startswith("application/json"), where
             assert "Allow" in response or response.status_code == 404, where
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_api__missing_trailing_slash__308_keeps_method_and_body_never_500(
+    tenant: Tenant, settings, debug: bool
+) -> None:  # type: ignore[no-untyped-def]
+    settings.DEBUG = debug
+    client = APIClient(raise_request_exception=False)
+    client.force_login(make_user(Role.ADMIN, tenant))
+    flag = make_flag(tenant.environments.get(slug="development"))
+    for method, path in [
+        ("post", "/api/v1/tenants"),
+        ("post", "/api/v1/auth/token"),
+        ("post", "/api/v1/flags/import"),
+        ("patch", f"/api/v1/flags/{flag.pk}"),
+        ("put", f"/api/v1/tenants/{tenant.pk}"),
+        ("delete", f"/api/v1/flags/{flag.pk}"),
+        ("get", "/api/v1/tenants"),
+    ]:
+        response = getattr(client, method)(path, {"name": "x"}, format="json")
+        where = (method, path, response.status_code, response.content[:100])
+        # a 301/302 makes clients resend a POST as a GET, dropping its body: 308 does not
+        assert response.status_code == 308, where
+        assert response["Location"].split("?")[0].endswith(path + "/"), where
