@@ -514,3 +514,69 @@ def test_api__long_json_numbers__every_digit_kept_in_flags_segments_and_imports(
     from apps.flags.models import Segment
 
     assert Segment.objects.get().constraints[0]["value"] == digits
+
+
+# Optional fields an exporter wrote as null mean "not set": the default applies, in the import
+# and the API alike, rather than refusing the whole document (issue 8, kind 2: null = none).
+NULL_FIELDS: list[tuple[dict[str, Any], Any]] = [
+    ({"impressionData": None}, lambda f: f.impression_data is False),
+    ({"stale": None}, lambda f: f.stale is False),
+    (
+        {
+            "strategies": [
+                {
+                    "name": "default",
+                    "constraints": [
+                        {
+                            "contextName": "x",
+                            "operator": "IN",
+                            "values": ["a"],
+                            "inverted": None,
+                            "caseInsensitive": None,
+                        }
+                    ],
+                }
+            ]
+        },
+        lambda f: (
+            (
+                f.strategies[0]["constraints"][0]["inverted"],
+                f.strategies[0]["constraints"][0]["caseInsensitive"],
+            )
+            == (False, False)
+        ),
+    ),
+    (
+        {"variants": [{"name": "v", "weight": 1000, "stickiness": None, "weightType": None}]},
+        lambda f: (
+            (f.variants[0]["stickiness"], f.variants[0]["weightType"]) == ("default", "variable")
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("nulls", "stored_as_default"), NULL_FIELDS)
+@pytest.mark.parametrize("via", ["import", "api"])
+def test_import_and_api__optional_fields_null__default_applies_nothing_refused(
+    nulls: dict[str, Any], stored_as_default: Any, via: str, operator, development: Environment
+) -> None:  # type: ignore[no-untyped-def]
+    feature = {"name": "f", "enabled": True, "strategies": [{"name": "default"}], **nulls}
+    client = api_as(operator)
+    if via == "import":
+        response = client.post(
+            "/api/v1/flags/import/",
+            {
+                "environment": development.pk,
+                "mode": "merge",
+                "payload": {"version": 2, "features": [feature, {"name": "g", "enabled": True}]},
+            },
+            format="json",
+        )
+        assert response.status_code == 200, response.content
+        assert response.json()["created"] == ["f", "g"]
+    else:
+        response = client.post(
+            "/api/v1/flags/", {"environment": development.pk, **feature}, format="json"
+        )
+        assert response.status_code == 201, response.content
+    assert stored_as_default(Flag.objects.get(name="f"))
