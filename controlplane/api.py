@@ -12,12 +12,15 @@ from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import exceptions, serializers, viewsets
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.audit.concurrency import StaleVersion
 
 from .errors import too_large_detail
+from .fastpath.conditional import parse_entity_tags
 from .input_guards import PayloadTooLarge
 
 
@@ -35,12 +38,23 @@ def django_validation_error_to_drf(exc: DjangoValidationError) -> exceptions.Val
     return exceptions.ValidationError({"non_field_errors": list(exc.messages)})
 
 
+def _render_as_json(request: Request | None) -> None:
+    """An error under /api/ is JSON whatever the view's renderers (the Swagger and schema
+    views render HTML and YAML) and whatever the client's ``Accept`` header (issue 8, kind 10):
+    DRF renders the response with the renderer it stores on the request."""
+    if request is not None:
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler in the API's one error shape, always rendered as JSON; a stale version
+    is a 409 with what the client needs to re-read (docs/decisions/0007)."""
     if isinstance(exc, StaleVersion):
         # Optimistic concurrency: the client acted on a version that moved on. 409, with
         # what it needs to re-read and decide again (docs/decisions/0007).
         message = exc.messages[0]
-        return Response(
+        conflict = Response(
             {
                 "detail": message,
                 "errors": {"expected_version": [message]},
@@ -50,6 +64,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             },
             status=409,
         )
+        _render_as_json(context.get("request"))
+        return conflict
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(too_large_detail())
     elif isinstance(exc, DjangoValidationError):
@@ -61,6 +77,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
+    _render_as_json(context.get("request"))
     if isinstance(exc, exceptions.ValidationError):
         errors = _as_field_errors(response.data)
         response.data = {"detail": "Invalid input: see errors by field.", "errors": errors}
@@ -95,30 +112,81 @@ class ExpectedVersionMixin(serializers.Serializer):
     )
 
 
+class PreconditionFailed(exceptions.APIException):
+    """``If-Match`` names no tag that can match (RFC 9110 13.1.1: 412)."""
+
+    status_code = 412
+    default_detail = "If-Match matches no version of this object."
+    default_code = "precondition_failed"
+
+
 def expected_version(request: Any, data: dict[str, Any]) -> int | None:
-    """The version a request says it acted on: the body's ``expected_version``, else an
-    ``If-Match`` header holding one quoted (or weak) version tag (``"3"``, ``W/"3"``);
-    ``*`` or no header is None (no check). Raises a 400 ``ValidationError`` for an
-    ``If-Match`` that is not a single version, or that disagrees with the body."""
+    """The version a request says it acted on: the body's ``expected_version``, else the
+    version named by ``If-Match`` (RFC 9110 13.1.1), compared as a version is, i.e. strongly.
+
+    ``*`` or no header is None (no check). A list whose strong tags name one version gives
+    that version (``"3"``, ``"3", W/"3"``). Weak tags never match under the strong comparison
+    ``If-Match`` requires (``W/"3"`` is what a compressing proxy makes of ``"3"``; send the
+    version as ``expected_version`` instead), nor do tags that are no version (``"abc"``), so
+    a header naming no version is a 412 before anything changes. Raises a 400
+    ``ValidationError`` for a header that is no entity-tag list, for a list naming several
+    versions (one change acts on one version; no client sends such a list) and for one
+    that disagrees with the body."""
     body = data.pop("expected_version", None)
     header = (request.headers.get("If-Match") or "").strip()
     if not header or header == "*":
         return body
-    tag = header.removeprefix("W/").strip()
-    if not (
-        len(tag) >= 3 and tag[0] == tag[-1] == '"' and tag[1:-1].isascii() and tag[1:-1].isdigit()
-    ):
+    tags = parse_entity_tags(header)
+    if tags is None:
         raise exceptions.ValidationError(
             {"If-Match": ['One version in quotes, e.g. If-Match: "3" (the "version" you read).']}
         )
-    if len(tag) > 12:
-        raise exceptions.ValidationError({"If-Match": ["Not a version of this object."]})
-    version = int(tag[1:-1])
+    versions = {
+        int(opaque)
+        for weak, opaque in tags
+        if not weak and opaque.isascii() and opaque.isdigit() and len(opaque) <= 10
+    }
+    if not versions:
+        weak = any(weak for weak, _ in tags)
+        raise PreconditionFailed(
+            'If-Match compares entity tags strongly (RFC 9110 13.1.1): a weak tag (W/"3") '
+            'never matches; send the version you read as "3" or as expected_version.'
+            if weak
+            else 'If-Match names no version of this object; send the version you read as "3".'
+        )
+    if len(versions) > 1:
+        raise exceptions.ValidationError(
+            {"If-Match": ["Name one version: a change acts on the version you read."]}
+        )
+    (version,) = versions
     if body is not None and body != version:
         raise exceptions.ValidationError(
             {"expected_version": ["Disagrees with If-Match: send one or make them equal."]}
         )
     return version
+
+
+class NullMeansAbsentMixin:
+    """For input a client may send from a language where "absent" is spelled ``null``: an
+    optional field sent as ``null`` counts as not sent (its default applies) instead of
+    refusing the whole request, where that is the plain meaning (issue 8, kind 2: be liberal
+    where the data is unambiguous). Required fields and fields that take ``null`` themselves
+    are unaffected; anything else that is wrong is still a 400 naming the field."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            fields = self.fields  # type: ignore[attr-defined]
+            data = {
+                key: value
+                for key, value in data.items()
+                if not (
+                    value is None
+                    and key in fields
+                    and not fields[key].required
+                    and not fields[key].allow_null
+                )
+            }
+        return super().to_internal_value(data)  # type: ignore[misc]
 
 
 class ConflictSerializer(serializers.Serializer):

@@ -9,6 +9,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase, HttpResponseRedirectBase
+from django.middleware.common import CommonMiddleware
+from django.utils.http import escape_leading_slashes
 from django.views import defaults
 
 API_PREFIX = "/api/"
@@ -76,3 +79,35 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     from django.views.csrf import csrf_failure as django_csrf_failure  # local: rarely needed
 
     return django_csrf_failure(request, reason)
+
+
+class HttpResponsePermanentRedirectKeepingMethod(HttpResponseRedirectBase):
+    """308 Permanent Redirect (RFC 9110 15.4.9): the client repeats the same method with the
+    same body at the new address."""
+
+    status_code = 308
+
+
+class ApiCommonMiddleware(CommonMiddleware):
+    """Django's ``CommonMiddleware``, except that under /api/ a path missing its trailing
+    slash is answered with a 308, not a 301: after a 301 clients resend a POST as a GET
+    without its body (so ``POST /api/v1/tenants`` "succeeded" by listing tenants), and in
+    DEBUG Django raised a 500 for it instead."""
+
+    def get_full_path_with_slash(self, request: HttpRequest) -> str:
+        if is_api(request):
+            return escape_leading_slashes(request.get_full_path(force_append_slash=True))
+        return super().get_full_path_with_slash(request)
+
+    def process_response(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        if (
+            is_api(request)
+            and response.status_code == 404
+            and self.should_redirect_with_slash(request)
+        ):
+            return HttpResponsePermanentRedirectKeepingMethod(
+                self.get_full_path_with_slash(request)
+            )
+        return super().process_response(request, response)

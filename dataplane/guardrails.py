@@ -337,7 +337,8 @@ class RequestGuard:
         if self._rate_limits.acquire(spec.name, max_calls=max_calls, per_s=per_s):
             return None
         return Decision.deny(
-            f"{spec.name} rate limit reached ({max_calls} calls per {per_s:g} s)", "rate_limit"
+            f"{spec.name} rate limit reached ({max_calls} calls per {_plain(per_s)} s)",
+            "rate_limit",
         )
 
     def _not_deployed(self) -> Decision:
@@ -376,3 +377,11 @@ class RequestGuard:
                 breaker.record_success()
             else:
                 breaker.record_failure()
+
+
+def _plain(number: float) -> str:
+    """``number`` in plain digits, none lost: ``60``, ``0.5``, ``1234567.5``, ``0.0000001``
+    (``%g`` keeps six significant digits and switches to exponents: ``1.23457e+06``)."""
+    if float(number).is_integer():
+        return str(int(number))
+    return format(Decimal(repr(float(number))), "f")  # repr: the shortest exact form

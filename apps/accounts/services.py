@@ -116,6 +116,7 @@ def user_update(
     if is_active is False and getattr(actor, "pk", None) == user.pk:
         raise ValidationError({"is_active": ["You cannot deactivate yourself."]})
     before = user_snapshot(user)
+    revoked_api_access = False
     if email is not None and email != user.email:
         if email:
             try:
@@ -128,10 +129,15 @@ def user_update(
         user.is_active = is_active
         user.save(update_fields=["is_active"])
         if not is_active:
-            ApiToken.objects.filter(user=user).delete()  # a deactivated user's scripts stop too
+            # a deactivated user's scripts stop too
+            revoked_api_access = ApiToken.objects.filter(user=user).delete()[0] > 0
     if role is not None and role != user_role(user):
         _set_role(user, role)
     after = user_snapshot(user)
+    if revoked_api_access:
+        # part of the change, so part of its before/after (issue 8, kind 8); the key name
+        # matches user.api_token_rotated and has no "token" in it (the log redacts those)
+        before["api_access"], after["api_access"] = True, False
     if after != before:
         audit_record(
             actor=actor,

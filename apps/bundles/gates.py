@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Protocol
 
 
@@ -33,9 +33,22 @@ class Requirement:
 
 
 def percent(rate: Decimal | None) -> str:
+    """A share (0-1) as a percentage with one or two decimals: "95.0%", "95.25%".
+
+    Rounded down to the 0.01% grid that minimum pass rates live on (four decimals as a
+    share), so a rate shown beside its minimum compares as the gate decided: 0.9995 against
+    a required 0.9996 reads "99.95% < 99.96%", never "100.0% < 100.0%" (issue 8, kind 5).
+    A minimum itself is shown exactly."""
     if rate is None:
         return "—"
-    return f"{(rate * 100).quantize(Decimal('0.1'))}%"
+    text = f"{(rate * 100).quantize(Decimal('0.01'), rounding=ROUND_FLOOR)}"
+    return f"{text[:-1] if text.endswith('0') else text}%"
+
+
+def rate_floor(rate: Decimal, places: int = 6) -> Decimal:
+    """``rate`` cut (never rounded up) to ``places`` decimals, for an API that shows a pass
+    rate as a number: 1999999 of 2000000 is 0.999999, not 1.0 beside an unmet minimum of 1."""
+    return rate.quantize(Decimal(1).scaleb(-places), rounding=ROUND_FLOOR)
 
 
 @dataclass(frozen=True)

@@ -123,11 +123,16 @@ def number_text(value: int | float | Decimal) -> str:
     """A JSON number as the string SDKs are served, losing no digit: integers of any size
     exactly; a float as its shortest round-trip form (``1234567.5``, never ``1.23457e+06``),
     integral ones below 1e21 without a fraction (``10.0`` -> ``10``, as JavaScript and so
-    Unleash write it); a ``Decimal`` (what the editor and import parse JSON numbers into)
-    with every digit it was written with. Raises ``ValueError`` for NaN and infinities,
+    Unleash write it); a ``Decimal`` (what the editor and import parse JSON numbers into),
+    or a float that remembers its JSON literal (what the API parses them into), with every
+    digit it was written with. Raises ``ValueError`` for NaN and infinities,
     which have no JSON form."""
     if isinstance(value, bool):
         raise TypeError("a boolean is not a number")
+    written = getattr(value, "json_text", None)
+    if isinstance(value, float) and isinstance(written, str):
+        # the API's JSON parser kept the literal (controlplane.api_http.JsonNumber)
+        return number_text(Decimal(written))
     if isinstance(value, int):
         return str(value)
     if isinstance(value, Decimal):
@@ -161,6 +166,14 @@ def _as_string(value: Any, path: str, problems: Problems, *, what: str = "a stri
             return None
     problems.error(path, f"Must be {what}.")
     return None
+
+
+def _given(obj: dict[str, Any], key: str, default: Any) -> Any:
+    """``obj[key]``, or ``default`` when it is absent or ``null``: an exporter that writes
+    ``"stale": null`` or ``"stickiness": null`` means "not set", and refusing the document
+    for it would lose everything else in it (issue 8, kind 2: null = none)."""
+    value = obj.get(key)
+    return default if value is None else value
 
 
 def _as_bool(value: Any, path: str, problems: Problems) -> bool:
@@ -373,9 +386,9 @@ def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) 
     if value is not None:
         result["value"] = value
     result["caseInsensitive"] = _as_bool(
-        obj.get("caseInsensitive", False), _join(path, "caseInsensitive"), problems
+        _given(obj, "caseInsensitive", False), _join(path, "caseInsensitive"), problems
     )
-    result["inverted"] = _as_bool(obj.get("inverted", False), _join(path, "inverted"), problems)
+    result["inverted"] = _as_bool(_given(obj, "inverted", False), _join(path, "inverted"), problems)
     return result
 
 
@@ -456,7 +469,7 @@ def normalize_variants(
             elif name in seen:
                 problems.error(_join(vpath, "name"), f"Variant {name!r} is listed twice.")
             seen.add(name)
-        weight_type = obj.get("weightType", "variable")
+        weight_type = _given(obj, "weightType", "variable")
         if weight_type not in WEIGHT_TYPES:
             problems.error(_join(vpath, "weightType"), "Use variable or fix.")
         weight = obj.get("weight", 0 if weight_type == "variable" and ctx.strict else None)
@@ -466,9 +479,10 @@ def normalize_variants(
         elif not 0 <= weight <= TOTAL_WEIGHT:
             problems.error(_join(vpath, "weight"), f"Between 0 and {TOTAL_WEIGHT}.")
         stickiness = (
-            _as_string(obj.get("stickiness", "default"), _join(vpath, "stickiness"), problems) or ""
+            _as_string(_given(obj, "stickiness", "default"), _join(vpath, "stickiness"), problems)
+            or ""
         )
-        if isinstance(obj.get("stickiness", "default"), str) and not stickiness.strip():
+        if isinstance(_given(obj, "stickiness", "default"), str) and not stickiness.strip():
             problems.error(
                 _join(vpath, "stickiness"),
                 "Use default, userId, sessionId, random or a context field.",
@@ -660,7 +674,7 @@ def normalize_dependencies(
             continue
         _unknown_keys(obj, ("feature", "enabled", "variants"), dpath, problems, ctx.strict)
         parent = _as_string(obj.get("feature"), _join(dpath, "feature"), problems) or ""
-        enabled = _as_bool(obj.get("enabled", True), _join(dpath, "enabled"), problems)
+        enabled = _as_bool(_given(obj, "enabled", True), _join(dpath, "enabled"), problems)
         dependency: dict[str, Any] = {"feature": parent, "enabled": enabled}
         if obj.get("variants"):
             dependency["variants"] = [
@@ -742,12 +756,12 @@ def normalize_feature(raw: Any, path: str, problems: Problems, ctx: Context) -> 
         if description is None
         else (_as_string(description, _join(path, "description"), problems) or ""),
         "type": kind,
-        "enabled": _as_bool(obj.get("enabled", False), _join(path, "enabled"), problems),
+        "enabled": _as_bool(_given(obj, "enabled", False), _join(path, "enabled"), problems),
         "impressionData": _as_bool(
-            obj.get("impressionData", False), _join(path, "impressionData"), problems
+            _given(obj, "impressionData", False), _join(path, "impressionData"), problems
         ),
         "project": _as_string(project, _join(path, "project"), problems) or "default",
-        "stale": _as_bool(obj.get("stale", False), _join(path, "stale"), problems),
+        "stale": _as_bool(_given(obj, "stale", False), _join(path, "stale"), problems),
         "strategies": normalize_strategies(
             obj.get("strategies"), _join(path, "strategies"), problems, ctx
         ),

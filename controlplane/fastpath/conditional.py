@@ -45,31 +45,40 @@ def _opaque(tag: str) -> str | None:
     return match.group(2) if match else None
 
 
+def parse_entity_tags(value: str) -> list[tuple[bool, str]] | None:
+    """A comma-separated list of entity tags as ``[(weak, opaque), ...]``, or None when
+    ``value`` is not a well-formed list (``*`` included: callers test for it first).
+    Several header lines joined with commas (as ASGI servers and proxies may do) parse as
+    one list; empty list elements are skipped (RFC 9110 5.6.1)."""
+    tags: list[tuple[bool, str]] = []
+    position = 0
+    while position < len(value):
+        match = _ENTITY_TAG.match(value, position)
+        if match is None:
+            return None
+        tags.append((match.group(1) is not None, match.group(2)))
+        position = match.end()
+        if position < len(value):
+            if value[position] != ",":
+                return None
+            position += 1
+            while position < len(value) and value[position] in " \t,":
+                position += 1
+    return tags or None
+
+
 def parse_if_none_match(value: str | None) -> IfNoneMatch:
     """Parse the header value; absent, empty or malformed gives a condition matching
-    nothing. Several header lines joined with commas (as ASGI servers and proxies may do)
-    parse as one list."""
+    nothing (garbage: ignore the whole condition rather than guess)."""
     value = (value or "").strip()
     if not value:
         return NONE
     if value == "*":
         return IfNoneMatch(any=True, opaque=frozenset())
-    tags: set[str] = set()
-    position = 0
-    while position < len(value):
-        match = _ENTITY_TAG.match(value, position)
-        if match is None:
-            return NONE  # garbage: ignore the whole condition rather than guess
-        tags.add(match.group(2))
-        position = match.end()
-        if position < len(value):
-            if value[position] != ",":
-                return NONE
-            position += 1
-            # RFC 9110 5.6.1: recipients accept empty list elements ("a, , b")
-            while position < len(value) and value[position] in " \t,":
-                position += 1
-    return IfNoneMatch(any=False, opaque=frozenset(tags))
+    tags = parse_entity_tags(value)
+    if tags is None:
+        return NONE
+    return IfNoneMatch(any=False, opaque=frozenset(opaque for _, opaque in tags))
 
 
 def if_none_match_matches(header: str | None, etag: str) -> bool:

@@ -73,7 +73,7 @@ MIDDLEWARE = [
     "apps.audit.middleware.RequestIdMiddleware",
     "controlplane.input_guards.HostileInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "controlplane.errors.ApiCommonMiddleware",  # CommonMiddleware; 308 under /api/
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -255,6 +255,11 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
+    # JSON only: the API has no HTML representation (DRF's browsable API rendered errors as
+    # pages and failed with 500 on views without a serializer_class), see controlplane/api.py.
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "controlplane.api_http.JsonFallbackNegotiation",
+    "DEFAULT_METADATA_CLASS": "controlplane.api_http.ApiMetadata",
     # Per runtime token, on every runtime-facing Django endpoint (a no-op for other callers).
     "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.api.throttling.RuntimeTokenRateThrottle"],
     # The token endpoint takes passwords from anonymous callers: slow down guessing.

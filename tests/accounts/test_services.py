@@ -133,3 +133,27 @@ def test_user_update__bad_email__field_error_and_nothing_changes(
 
     assert list(exc.value.message_dict) == ["email"]
     assert _state() == before
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.OPERATOR, Role.ADMIN])
+@pytest.mark.parametrize("also", [{}, {"email": "new@example.com"}, {"role": Role.VIEWER}])
+def test_user_update__deactivation_revokes_api_token__revocation_in_the_audit_event(
+    admin: User, role: Role, also: dict[str, Any]
+) -> None:
+    from apps.accounts.models import ApiToken
+    from apps.accounts.services import api_token_rotate
+
+    user = make_user(role)
+    api_token_rotate(actor=user, user=user)
+    user_update(actor=admin, user=user, is_active=False, reason="left", **also)
+    assert not ApiToken.objects.filter(user=user).exists()
+    event = AuditEvent.objects.filter(action="user.updated", target_id=str(user.pk)).get()
+    assert (event.before["api_access"], event.after["api_access"]) == (True, False)
+    assert (event.before["is_active"], event.after["is_active"]) == (True, False)
+
+
+def test_user_update__deactivation_without_api_token__says_nothing_about_one(admin: User) -> None:
+    user = make_user(Role.OPERATOR)
+    user_update(actor=admin, user=user, is_active=False, reason="left")
+    event = AuditEvent.objects.filter(action="user.updated", target_id=str(user.pk)).get()
+    assert "api_access" not in event.before and "api_access" not in event.after

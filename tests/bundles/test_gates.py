@@ -71,3 +71,56 @@ def test_gate__newest_run_of_a_suite_counts__better_or_worse() -> None:
 def test_gate__run_without_cases__not_met() -> None:
     status = _evaluate([Requirement("golden", Decimal("0"))], [Run("golden", 0, 0)])
     assert not status.met and "no cases" in status.summary
+
+
+# (requirement, passed, failed): a share written with four decimals, and runs just below, at
+# and just above it. Rounding the percentages to one decimal showed "100.0% < 100.0%" and
+# "95.2% < 95.2%"; the text must say what the comparison decided (issue 8, kind 5).
+CLOSE_CALLS = [
+    ("0.9996", 9995, 5),
+    ("0.9996", 9996, 4),
+    ("0.9525", 9524, 476),
+    ("0.9525", 9525, 475),
+    ("0.9525", 9526, 474),
+    ("1", 1999999, 1),
+    ("1", 2000000, 0),
+    ("0.0001", 0, 10000),
+    ("0.3333", 1, 2),
+    ("0.6667", 2, 1),
+]
+
+
+def _percent_number(text: str) -> Decimal:
+    assert text.endswith("%"), text
+    return Decimal(text[:-1])
+
+
+def test_gate__close_calls__text_compares_as_the_gate_decided() -> None:
+    for minimum, passed, failed in CLOSE_CALLS:
+        status = _evaluate(
+            [Requirement("golden", Decimal(minimum))], [Run("golden", passed, failed)]
+        )
+        (check,) = status.checks
+        shown, needed = (
+            check.reason.removeprefix("golden: ")
+            .split(" required")[0]
+            .split(" ≥ " if check.met else " < ")
+        )
+        where = (minimum, passed, failed, check.reason)
+        assert _percent_number(needed) == Decimal(minimum) * 100, where  # exactly the rule
+        if check.met:
+            assert _percent_number(shown) >= _percent_number(needed), where
+        else:
+            assert _percent_number(shown) < _percent_number(needed), where
+
+
+def test_gate__pass_rate_in_the_api__never_rounded_up_past_the_minimum() -> None:
+    from apps.bundles.api.serializers import GateStatusOutput
+
+    for minimum, passed, failed in CLOSE_CALLS:
+        status = _evaluate(
+            [Requirement("golden", Decimal(minimum))], [Run("golden", passed, failed)]
+        )
+        (check,) = GateStatusOutput(status).data["checks"]
+        where = (minimum, passed, failed, check)
+        assert (Decimal(check["pass_rate"]) >= Decimal(minimum)) == check["met"], where

@@ -495,3 +495,26 @@ def test_rate_limit__refused_call__does_not_use_a_slot() -> None:
         .check_tool_call("lookup_order", {"order_id": "A12345678"})
         .allowed
     )
+
+
+@pytest.mark.parametrize(
+    ("per_s", "shown"),
+    [
+        (60, "60"),
+        (0.5, "0.5"),
+        (1234567.5, "1234567.5"),
+        (0.0000001, "0.0000001"),
+        (86400.25, "86400.25"),
+    ],
+)
+def test_rate_limit__refusal_names_the_window_with_every_digit(per_s: float, shown: str) -> None:
+    # "%g" kept six significant digits: a window of 1234567.5 s read "1.23457e+06 s"
+    limiter = RateLimiter(clock=lambda: 0.0)
+    bundle = refund_agent()
+    bundle["tools"][0]["rate_limit"] = {"max_calls": 1, "per_s": per_s}
+    snap = snapshot(bundle=bundle)
+    arguments = {"order_id": "A12345678"}
+    assert guard(snap, rate_limits=limiter).check_tool_call("lookup_order", arguments).allowed
+    refused = guard(snap, rate_limits=limiter).check_tool_call("lookup_order", arguments)
+    assert refused.check == "rate_limit"
+    assert f"(1 calls per {shown} s)" in refused.reason, refused.reason

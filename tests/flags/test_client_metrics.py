@@ -191,3 +191,56 @@ def test_register__interval_at_the_column_maximum__202(token: str) -> None:
 
     assert response.status_code == 202
     assert SdkInstance.objects.get().interval_ms == 2**31 - 1
+
+
+# Optional fields sent as null (SDKs written in languages where "absent" is null do): none,
+# as with the counts above, so the registration or the bucket is not lost (issue 8, kind 2).
+@pytest.mark.parametrize(
+    "nulls",
+    [
+        {"instanceId": None},
+        {"sdkVersion": None},
+        {"strategies": None},
+        {"started": None, "interval": None},
+        {"instanceId": None, "sdkVersion": None, "strategies": None, "started": None},
+    ],
+)
+def test_register__optional_fields_null__202_registered_as_absent(
+    token: str, nulls: dict[str, Any]
+) -> None:
+    body = {"appName": "web", "instanceId": "web-1", "sdkVersion": "unleash-node:6", **nulls}
+    response = _post(token, body, path="register")
+
+    assert response.status_code == 202, response.content
+    instance = SdkInstance.objects.get()
+    assert instance.app_name == "web"
+    assert instance.instance_id == ("unknown" if "instanceId" in nulls else "web-1")
+    assert instance.sdk_version == ("" if "sdkVersion" in nulls else "unleash-node:6")
+
+
+@pytest.mark.parametrize("body", [{"appName": None}, {"instanceId": "web-1"}])
+def test_register__app_name_missing_or_null__400_nothing_stored(
+    token: str, body: dict[str, Any]
+) -> None:
+    response = _post(token, body, path="register")
+    assert response.status_code == 400 and "appName" in response.json()["errors"]
+    assert not SdkInstance.objects.exists()
+
+
+def test_metrics__instance_id_null__counts_recorded(token: str) -> None:
+    response = APIClient().post(
+        "/api/client/metrics",
+        {
+            "appName": "web",
+            "instanceId": None,
+            "bucket": {
+                "start": START,
+                "stop": "2026-11-23T10:06:00Z",
+                "toggles": {"a": {"yes": 2, "no": 1}},
+            },
+        },
+        format="json",
+        HTTP_AUTHORIZATION=token,
+    )
+    assert response.status_code == 202, response.content
+    assert _usage() == {"a": (2, 1)}

@@ -93,10 +93,10 @@ def _flag_call(client: APIClient, flag: Flag, what: str, **extra: Any) -> Any:
     [
         {"expected_version": 1},
         {"headers": {"If-Match": '"1"'}},
-        {"headers": {"If-Match": 'W/"1"'}},
+        {"headers": {"If-Match": '"1", W/"2"'}},
         {"expected_version": 0},
     ],
-    ids=["body", "if-match", "weak-if-match", "never-existed"],
+    ids=["body", "if-match", "if-match-list", "never-existed"],
 )
 def test_flag_api__stale_version__409_naming_who_changed_it_and_nothing_changes(
     production: Environment, alice: Any, bob: Any, what: str, stale: dict[str, Any]
@@ -131,6 +131,13 @@ def test_flag_api__stale_version__409_naming_who_changed_it_and_nothing_changes(
         ({}, {}, 200),  # optional on the API: absent means "whatever is current"
         ({}, {"If-Match": "1"}, 400),
         ({}, {"If-Match": '"1", "2"'}, 400),
+        # RFC 9110 13.1.1: If-Match compares strongly, a list matches when one tag does
+        ({}, {"If-Match": '"1", W/"1"'}, 200),
+        ({}, {"If-Match": ' "1" , "1" '}, 200),
+        ({}, {"If-Match": 'W/"1"'}, 412),
+        ({}, {"If-Match": 'W/"1", W/"2"'}, 412),
+        ({}, {"If-Match": '"abc"'}, 412),
+        ({}, {"If-Match": '"99999999999"'}, 412),
         ({"expected_version": 2}, {"If-Match": '"1"'}, 400),
         ({"expected_version": -1}, {}, 400),
         ({"expected_version": "one"}, {}, 400),
@@ -152,6 +159,8 @@ def test_flag_toggle_api__version_forms__accepted_or_field_error(
     if status == 400:
         errors = response.json()["errors"]
         assert "expected_version" in errors or "If-Match" in errors
+    if status == 412:
+        assert "If-Match" in response.json()["detail"]
 
 
 @pytest.mark.django_db

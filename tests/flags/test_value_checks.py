@@ -460,3 +460,123 @@ def test_flag_name__stored_before_the_rule__its_flag_can_still_be_edited(
     services.flag_update(actor=SYSTEM, flag=legacy, description="still editable")
 
     assert Flag.objects.get(pk=legacy.pk).description == "still editable"
+
+
+# JSON numbers with more digits than a float holds, as raw JSON bodies: the API keeps every
+# digit, as the editor and the import page do (issue 8, kind 5: "in the import and the editor
+# alike"). A float keeps 17 significant digits: each of these lost some.
+LONG_NUMBERS = [
+    "12345678901234567890.123456789",
+    "0.12345678901234567891",
+    "1.0000000000000000001",
+    "9007199254740993.5",
+    "-3.14159265358979323846",
+]
+
+
+def _raw_post(client, path: str, body: str):  # type: ignore[no-untyped-def]
+    return client.post(path, body, content_type="application/json")
+
+
+@pytest.mark.parametrize("digits", LONG_NUMBERS)
+def test_api__long_json_numbers__every_digit_kept_in_flags_segments_and_imports(
+    digits: str, operator, development: Environment
+) -> None:  # type: ignore[no-untyped-def]
+    client = api_as(operator)
+    constraint = f'{{"contextName": "x", "operator": "NUM_LT", "value": {digits}}}'
+    strategies = f'[{{"name": "default", "constraints": [{constraint}]}}]'
+    payload = f'{{"type": "number", "value": {digits}}}'
+    created = _raw_post(
+        client,
+        "/api/v1/flags/",
+        f'{{"environment": {development.pk}, "name": "precise", "strategies": {strategies},'
+        f' "variants": [{{"name": "v", "payload": {payload}}}]}}',
+    )
+    segment = _raw_post(
+        client,
+        "/api/v1/segments/",
+        f'{{"environment": {development.pk}, "name": "s", "constraints": [{constraint}]}}',
+    )
+    imported = _raw_post(
+        client,
+        "/api/v1/flags/import/",
+        f'{{"environment": {development.pk}, "mode": "merge", "payload": {{"version": 2,'
+        f' "features": [{{"name": "imported", "enabled": true, "strategies": {strategies}}}]}}}}',
+    )
+
+    for response in (created, segment, imported):
+        assert response.status_code in (200, 201), response.content
+    for name in ("precise", "imported"):
+        flag = Flag.objects.get(name=name)
+        assert flag.strategies[0]["constraints"][0]["value"] == digits, name
+    precise = selectors.flag_feature(Flag.objects.get(name="precise"))
+    assert precise["variants"][0]["payload"]["value"] == digits
+    from apps.flags.models import Segment
+
+    assert Segment.objects.get().constraints[0]["value"] == digits
+
+
+# Optional fields an exporter wrote as null mean "not set": the default applies, in the import
+# and the API alike, rather than refusing the whole document (issue 8, kind 2: null = none).
+NULL_FIELDS: list[tuple[dict[str, Any], Any]] = [
+    ({"impressionData": None}, lambda f: f.impression_data is False),
+    ({"stale": None}, lambda f: f.stale is False),
+    (
+        {
+            "strategies": [
+                {
+                    "name": "default",
+                    "constraints": [
+                        {
+                            "contextName": "x",
+                            "operator": "IN",
+                            "values": ["a"],
+                            "inverted": None,
+                            "caseInsensitive": None,
+                        }
+                    ],
+                }
+            ]
+        },
+        lambda f: (
+            (
+                f.strategies[0]["constraints"][0]["inverted"],
+                f.strategies[0]["constraints"][0]["caseInsensitive"],
+            )
+            == (False, False)
+        ),
+    ),
+    (
+        {"variants": [{"name": "v", "weight": 1000, "stickiness": None, "weightType": None}]},
+        lambda f: (
+            (f.variants[0]["stickiness"], f.variants[0]["weightType"]) == ("default", "variable")
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("nulls", "stored_as_default"), NULL_FIELDS)
+@pytest.mark.parametrize("via", ["import", "api"])
+def test_import_and_api__optional_fields_null__default_applies_nothing_refused(
+    nulls: dict[str, Any], stored_as_default: Any, via: str, operator, development: Environment
+) -> None:  # type: ignore[no-untyped-def]
+    feature = {"name": "f", "enabled": True, "strategies": [{"name": "default"}], **nulls}
+    client = api_as(operator)
+    if via == "import":
+        response = client.post(
+            "/api/v1/flags/import/",
+            {
+                "environment": development.pk,
+                "mode": "merge",
+                "payload": {"version": 2, "features": [feature, {"name": "g", "enabled": True}]},
+            },
+            format="json",
+        )
+        assert response.status_code == 200, response.content
+        assert response.json()["created"] == ["f", "g"]
+    else:
+        response = client.post(
+            "/api/v1/flags/", {"environment": development.pk, **feature}, format="json"
+        )
+        assert response.status_code == 201, response.content
+    assert stored_as_default(Flag.objects.get(name="f"))

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import pytest
 import requests
+from rest_framework.test import APIClient
 
+from apps.accounts.roles import Role
 from apps.flags.api.client_views import ClientRegisterView
 from apps.tenancy.models import Tenant
 from controlplane.fastpath import Route, TokenScope, register
 from controlplane.fastpath.registry import registry
 
-from ..flags.conftest import make_token
+from ..factories import AgentFactory, make_user
+from ..flags.conftest import make_flag, make_token
 
 UNKNOWN_PATHS = [
     "/api/",
@@ -133,3 +136,94 @@ def test_pages_outside_api__keep_html_errors(asgi_server: str) -> None:
     response = requests.get(asgi_server + "/no-such-page/", timeout=10)
     assert response.status_code == 404
     assert response.headers["Content-Type"].startswith("text/html")
+
+
+# What a browser sends, and other Accept headers a client may send: the answer to an error
+# is JSON whatever the client prefers (the API has no HTML representation).
+ACCEPTS = ["text/html", "text/html,application/xhtml+xml,*/*;q=0.8", "*/*", "application/xml"]
+
+
+def test_api__error_with_any_accept_header__json_never_html(tenant: Tenant) -> None:
+    flag = make_flag(tenant.environments.get(slug="development"))
+    signed_in = APIClient(raise_request_exception=False)
+    signed_in.force_login(make_user(Role.ADMIN, tenant))
+    anonymous = APIClient(raise_request_exception=False)
+    token = make_token(tenant.environments.get(slug="development"))
+    cases = [
+        (signed_in, "get", "/api/v1/flags/999999/", 404),
+        (signed_in, "delete", "/api/v1/me/", 405),
+        (signed_in, "post", "/api/v1/tenants/", 400),
+        (signed_in, "patch", f"/api/v1/flags/{flag.pk}/", 400),
+        (signed_in, "post", "/api/docs/", 405),
+        (signed_in, "post", "/api/schema/", 405),
+        (signed_in, "put", "/api/runtime/v1/keys", 405),
+        (anonymous, "get", "/api/v1/tenants/", 401),
+        (anonymous, "patch", f"/api/v1/flags/{flag.pk}/", 401),
+        (anonymous, "put", "/api/client/register", 401),
+        (anonymous, "post", "/api/client/metrics", 401),
+    ]
+    for client, method, path, status in cases:
+        for accept in ACCEPTS:
+            headers = {"HTTP_ACCEPT": accept}
+            if path.startswith("/api/client/") and client is signed_in:
+                headers["HTTP_AUTHORIZATION"] = token
+            body = {"enabled": "maybe"} if method == "patch" else {}
+            response = getattr(client, method)(path, body, format="json", **headers)
+            where = (method, path, accept, response.status_code, response.content[:120])
+            if accept == "application/xml" and response.status_code == 406:
+                pass  # the client accepts nothing the API writes: 406 is the right answer
+            else:
+                assert response.status_code == status, where
+            assert response["Content-Type"].startswith("application/json"), where
+            assert set(response.json()) >= {"detail", "errors"}, where
+
+
+def test_api__options__answers_json_never_500(tenant: Tenant) -> None:
+    client = APIClient(raise_request_exception=False)
+    client.force_login(make_user(Role.ADMIN, tenant))
+    agent = AgentFactory(tenant=tenant)
+    flag = make_flag(tenant.environments.get(slug="development"))
+    paths = [
+        "/api/v1/tenants/",
+        f"/api/v1/tenants/{tenant.pk}/",
+        "/api/v1/flags/",
+        f"/api/v1/flags/{flag.pk}/",
+        "/api/v1/segments/",
+        "/api/v1/kill-switches/",
+        "/api/v1/users/",
+        "/api/v1/runtime-tokens/",
+        "/api/v1/me/",
+        "/api/v1/auth/token/",
+        f"/api/v1/agents/{agent.pk}/",
+    ]
+    for path in paths:
+        for accept in ACCEPTS[:3]:
+            response = client.options(path, HTTP_ACCEPT=accept)
+            where = (path, accept, response.status_code, response.content[:120])
+            assert response.status_code in (200, 404), where
+            assert response["Content-Type"].startswith("application/json"), where
+            assert "Allow" in response or response.status_code == 404, where
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_api__missing_trailing_slash__308_keeps_method_and_body_never_500(
+    tenant: Tenant, settings, debug: bool
+) -> None:  # type: ignore[no-untyped-def]
+    settings.DEBUG = debug
+    client = APIClient(raise_request_exception=False)
+    client.force_login(make_user(Role.ADMIN, tenant))
+    flag = make_flag(tenant.environments.get(slug="development"))
+    for method, path in [
+        ("post", "/api/v1/tenants"),
+        ("post", "/api/v1/auth/token"),
+        ("post", "/api/v1/flags/import"),
+        ("patch", f"/api/v1/flags/{flag.pk}"),
+        ("put", f"/api/v1/tenants/{tenant.pk}"),
+        ("delete", f"/api/v1/flags/{flag.pk}"),
+        ("get", "/api/v1/tenants"),
+    ]:
+        response = getattr(client, method)(path, {"name": "x"}, format="json")
+        where = (method, path, response.status_code, response.content[:100])
+        # a 301/302 makes clients resend a POST as a GET, dropping its body: 308 does not
+        assert response.status_code == 308, where
+        assert response["Location"].split("?")[0].endswith(path + "/"), where

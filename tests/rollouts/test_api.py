@@ -137,3 +137,46 @@ def test_release_api__roles_and_tenants(tenant: Tenant, other_tenant: Tenant, ag
     )
     assert unknown.status_code == 400 and "version" in unknown.json()["errors"]
     assert Deployment.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_release_api__if_match_compared_strongly__weak_or_foreign_tags_412_nothing_changes(
+    tenant: Tenant, agent: Agent
+) -> None:
+    alice = api_as(make_user(Role.OPERATOR, tenant, username="alice"))
+    production = tenant.environments.get(slug="production")
+    for n in (2, 3):
+        seen = alice.get(_url(agent, production.pk)).json()["version"]
+        deployed = alice.post(
+            _url(agent, production.pk, "deploy/"),
+            {"version": n, "reason": f"ship v{n}", "expected_version": seen},
+            format="json",
+        )
+        assert deployed.status_code == 201, deployed.content
+    etag = alice.get(_url(agent, production.pk))["ETag"]
+    events = AuditEvent.objects.count()
+    for header in (f"W/{etag}", f'W/{etag}, W/"0"', '"v3"', '"not-a-version"'):
+        for action, body in (
+            ("rollback/", {"reason": "bad"}),
+            ("deploy/", {"version": 1, "reason": "r"}),
+        ):
+            response = alice.post(
+                _url(agent, production.pk, action),
+                body,
+                format="json",
+                headers={"If-Match": header},
+            )
+            assert response.status_code == 412, (header, action, response.content)
+            assert response["Content-Type"].startswith("application/json")
+            assert "If-Match" in response.json()["detail"]
+    assert AuditEvent.objects.count() == events
+    assert alice.get(_url(agent, production.pk)).json()["stable_version"] == 3
+    # the same version in a list with a weak copy of itself matches: the strong one does
+    response = alice.post(
+        _url(agent, production.pk, "rollback/"),
+        {"reason": "bad"},
+        format="json",
+        headers={"If-Match": f"W/{etag}, {etag}"},
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["stable_version"] == 2

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
@@ -195,3 +195,73 @@ def test_deploy_command__deploys_and_reports_revision(
         ).version.number
         == 2
     )
+
+
+@pytest.fixture
+def four_versions(agent: Agent) -> None:
+    source = (DEMO / "support-bot-v1.yaml").read_text()
+    for n in range(1, 5):
+        bundle_version_push(
+            actor=ACTOR,
+            agent=agent,
+            message=f"build {n}",
+            source=source.replace("Answers customer", f"Answers (build {n}) customer"),
+        )
+
+
+def _stable(tenant: Tenant, agent: Agent) -> int:
+    production = tenant.environments.get(slug="production")
+    return deployment_current(agent=agent, environment=production).version.number
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("first_rollback_by", ["cli", "service"])
+def test_deploy_command__rollback__same_walk_as_ui_and_api_never_into_a_rollback(
+    tenant: Tenant, agent: Agent, four_versions: None, capsys, first_rollback_by: str
+) -> None:  # type: ignore[no-untyped-def]
+    production = tenant.environments.get(slug="production")
+    for n in (2, 3, 4):
+        call_command("deploy", agent="support-bot", environment="production", version=n, reason="r")
+    capsys.readouterr()
+    if first_rollback_by == "cli":
+        call_command(
+            "deploy", agent="support-bot", environment="production", rollback=True, reason="bad"
+        )
+        assert "rolled back to v3 from v4" in capsys.readouterr().out
+    else:
+        deployment_rollback(actor=ACTOR, agent=agent, environment=production, reason="bad")
+    assert _stable(tenant, agent) == 3
+
+    call_command(
+        "deploy", agent="support-bot", environment="production", rollback=True, reason="bad too"
+    )
+    assert "rolled back to v2 from v3" in capsys.readouterr().out
+    assert _stable(tenant, agent) == 2
+    events = AuditEvent.objects.count()
+    with pytest.raises(CommandError, match="no known-good version"):
+        call_command(
+            "deploy", agent="support-bot", environment="production", rollback=True, reason="again"
+        )
+    assert _stable(tenant, agent) == 2 and AuditEvent.objects.count() == events
+    kinds = list(
+        Deployment.objects.filter(agent=agent, environment=production)
+        .order_by("sequence")
+        .values_list("version__number", "kind", "state")
+    )
+    assert kinds[-2:] == [(3, "rollback", "rolled_back"), (2, "rollback", "live")]
+
+
+@pytest.mark.django_db
+def test_deploy_command__version_or_rollback__exactly_one(
+    tenant: Tenant, agent: Agent, four_versions: None
+) -> None:
+    for options in ({}, {"version": 2, "rollback": True}):
+        with pytest.raises(CommandError):
+            call_command(
+                "deploy",
+                "--agent=support-bot",
+                "--environment=production",
+                "--reason=r",
+                *(["--version=2", "--rollback"] if options else []),
+            )
+    assert not Deployment.objects.exists()

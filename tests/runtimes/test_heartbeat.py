@@ -198,3 +198,35 @@ def test_propagation__counts_runtimes_on_revision_and_time_to_all(
     p = propagation_of(environment=production, revision=revision)
     assert (p.acknowledged, p.live, p.complete) == (3, 3, True)
     assert p.took_s is not None and p.took_s >= 0
+
+
+# Optional fields sent as null mean "none" (a runtime in a language where absent is null):
+# the heartbeat, and the ack it carries, are not lost to them (issue 8, kind 2).
+@pytest.mark.parametrize(
+    "nulls",
+    [
+        {"name": None},
+        {"labels": None},
+        {"library_version": None},
+        {"digests": None},
+        {"error": None},
+        {"push_url": None},
+        {"name": None, "labels": None, "library_version": None, "digests": None, "error": None},
+    ],
+)
+def test_heartbeat__optional_fields_null__ack_recorded_as_absent(
+    token: str,
+    production: Environment,
+    nulls: dict,  # type: ignore[type-arg]
+) -> None:
+    response = _beat(token, status="ack", revision=1, **nulls)
+    assert response.status_code == 200, response.content
+    instance = RuntimeInstance.objects.get()
+    assert instance.applied_revision == 1
+    assert (instance.name, instance.labels, instance.digests) == ("", {}, {})
+
+
+def test_heartbeat__nack_with_null_error__still_refused(token: str) -> None:
+    response = _beat(token, status="nack", revision=1, error=None)
+    assert response.status_code == 400 and "error" in response.json()["errors"]
+    assert RuntimeInstance.objects.count() == 0

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from rest_framework import serializers
 
 from controlplane.api import OptionalReasonMixin
 
-from ..gates import GateStatus
+from ..gates import GateStatus, rate_floor
 from ..models import BundleVersion, Evaluation
 
 
@@ -56,7 +57,11 @@ class PushOutput(BundleVersionOutput):
 class SuiteCheckOutput(serializers.Serializer):
     suite = serializers.CharField()
     min_pass_rate = serializers.DecimalField(max_digits=5, decimal_places=4)
-    pass_rate = serializers.DecimalField(max_digits=7, decimal_places=6, allow_null=True)
+    # cut, never rounded up past the minimum (issue 8, kind 5): 1999999 of 2000000 is
+    # 0.999999, not 1.0 beside an unmet minimum of 1
+    pass_rate = serializers.DecimalField(
+        max_digits=7, decimal_places=6, allow_null=True, rounding=ROUND_FLOOR
+    )
     passed = serializers.IntegerField(allow_null=True)
     failed = serializers.IntegerField(allow_null=True)
     met = serializers.BooleanField()
@@ -76,7 +81,9 @@ class GateStatusOutput(serializers.Serializer):
         data = super().to_representation(instance)
         for check in data["checks"]:
             if check["pass_rate"] is not None:
-                check["pass_rate"] = str(round(float(check["pass_rate"]), 6))
+                # six decimals at most (cut by the field): exact as a float's repr, without
+                # the trailing zeros
+                check["pass_rate"] = str(float(Decimal(check["pass_rate"])))
         return data
 
 
@@ -166,7 +173,7 @@ class EvaluationOutput(serializers.ModelSerializer):
 
     def get_pass_rate(self, evaluation: Evaluation) -> float | None:
         rate = evaluation.pass_rate
-        return round(float(rate), 6) if rate is not None else None
+        return float(rate_floor(rate)) if rate is not None else None
 
 
 class GateRequirementSerializer(serializers.Serializer):

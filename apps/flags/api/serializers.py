@@ -2,7 +2,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.api import ExpectedVersionMixin, OptionalReasonMixin, ReasonSerializer
+from controlplane.api import (
+    ExpectedVersionMixin,
+    NullMeansAbsentMixin,
+    OptionalReasonMixin,
+    ReasonSerializer,
+)
 
 from ..models import (
     AgentMode,
@@ -258,7 +263,7 @@ class KillSwitchEngageInput(serializers.Serializer):
 # ------------------------------------------------------------- Unleash client API (SDKs)
 
 
-class ClientRegisterInput(serializers.Serializer):
+class ClientRegisterInput(NullMeansAbsentMixin, serializers.Serializer):
     appName = serializers.CharField(max_length=200)
     instanceId = serializers.CharField(max_length=200, required=False, default="unknown")
     sdkVersion = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
@@ -287,7 +292,7 @@ class MetricsBucketInput(serializers.Serializer):
     )
 
 
-class ClientMetricsInput(serializers.Serializer):
+class ClientMetricsInput(NullMeansAbsentMixin, serializers.Serializer):
     appName = serializers.CharField(max_length=200)
     instanceId = serializers.CharField(max_length=200, required=False, default="unknown")
     bucket = MetricsBucketInput()

@@ -7,6 +7,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +21,7 @@ from controlplane.api import (
     ScopedViewSet,
     expected_version,
 )
+from controlplane.api_http import ExactNumberJSONParser
 
 from .. import selectors, services
 from ..models import Flag, KillSwitch, Segment
@@ -27,13 +29,16 @@ from . import serializers as s
 from .permissions import CanViewFlags
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+# Constraint values and payloads keep every digit of a JSON number (issue 8, kind 5).
+PARSERS = [ExactNumberJSONParser, FormParser, MultiPartParser]
 # Changes of "the current X": a stale expected_version / If-Match answers 409.
 IF_MATCH = OpenApiParameter(
     "If-Match",
     str,
     OpenApiParameter.HEADER,
     required=False,
-    description='The `version` you read, quoted: `"3"`. Same as `expected_version`.',
+    description='The `version` you read, quoted: `"3"`. Same as `expected_version`. '
+    'Compared strongly (RFC 9110): a weak tag (`W/"3"`) never matches and is a 412.',
 )
 CHANGE_ERRORS = {**ERRORS, 409: ConflictSerializer}
 ENVIRONMENT = OpenApiParameter("environment", int, description="environment id")
@@ -53,6 +58,7 @@ class FlagViewSet(ScopedViewSet):
     """Flags per environment, in the Unleash model. Every change bumps the environment's
     revision; in production a reason is required."""
 
+    parser_classes = PARSERS
     permission_classes = [IsAuthenticated, CanViewFlags]
     view_permission = "flags.view_flag"
 
@@ -154,6 +160,7 @@ class FlagViewSet(ScopedViewSet):
 
 
 class SegmentViewSet(ScopedViewSet):
+    parser_classes = PARSERS
     permission_classes = [IsAuthenticated, CanViewFlags]
     view_permission = "flags.view_segment"
 

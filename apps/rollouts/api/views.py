@@ -33,7 +33,8 @@ IF_MATCH = OpenApiParameter(
     str,
     OpenApiParameter.HEADER,
     required=False,
-    description='The release `version` you read, quoted: `"3"`. Same as `expected_version`.',
+    description='The release `version` you read, quoted: `"3"`. Same as `expected_version`. '
+    'Compared strongly (RFC 9110): a weak tag (`W/"3"`) never matches and is a 412.',
 )
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from controlplane.api import NullMeansAbsentMixin
+
 from ..push_targets import PushTargetRefused, push_target_resolve
 
 # PostgreSQL bigint, the column of applied_revision and nack_revision.
@@ -48,7 +50,7 @@ class CircuitBreakerInput(serializers.Serializer):
     failures = serializers.IntegerField(min_value=0, max_value=MAX_FAILURES, default=0)
 
 
-class HeartbeatInput(serializers.Serializer):
+class HeartbeatInput(NullMeansAbsentMixin, serializers.Serializer):
     instance_id = serializers.RegexField(
         r"^[\w.:@/-]{1,128}$", help_text="stable per runtime process"
     )

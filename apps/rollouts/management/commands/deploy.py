@@ -7,12 +7,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit.services import SystemActor
 from apps.bundles.models import BundleVersion
-from apps.rollouts.services import deployment_create
+from apps.rollouts.services import deployment_create, deployment_rollback
 from apps.tenancy.models import Agent, Environment
 
 
 class Command(BaseCommand):
-    help = "Deploy a bundle version as the stable version of an agent in an environment, now."
+    help = (
+        "Deploy a bundle version as the stable version of an agent in an environment, now; "
+        "or, with --rollback, go back to the last known-good version (as the UI and API do)."
+    )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         # `--version N` is the bundle version here, not Django's own --version flag.
@@ -21,8 +24,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--agent", required=True, help="agent slug")
         parser.add_argument("--environment", required=True, help="environment slug")
-        parser.add_argument(
-            "--version", required=True, type=int, help="bundle version number (N of vN)"
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--version", type=int, help="bundle version number (N of vN)")
+        which.add_argument(
+            "--rollback",
+            action="store_true",
+            help="back to the last known-good version before the current one; never to a "
+            "version that was rolled back from (refused when none is left)",
         )
         parser.add_argument("--reason", required=True)
         parser.add_argument(
@@ -39,8 +47,14 @@ class Command(BaseCommand):
         agent = agents.select_related("tenant").get()
         try:
             environment = Environment.objects.get(tenant=agent.tenant, slug=options["environment"])
+        except Environment.DoesNotExist as exc:
+            raise CommandError(f"not found: {exc}") from exc
+        if options["rollback"]:
+            self._rollback(agent, environment, options["reason"])
+            return
+        try:
             version = BundleVersion.objects.get(agent=agent, number=options["version"])
-        except (Environment.DoesNotExist, BundleVersion.DoesNotExist) as exc:
+        except BundleVersion.DoesNotExist as exc:
             raise CommandError(f"not found: {exc}") from exc
         try:
             deployment = deployment_create(
@@ -55,4 +69,24 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{agent.slug} in {environment.slug}: v{version.number} is stable "
             f"(revision {deployment.revision})"
+        )
+
+    def _rollback(self, agent: Agent, environment: Environment, reason: str) -> None:
+        # The same service as the UI and the API: one rule for where a rollback goes, so
+        # an operator at a terminal never re-deploys by hand a version that was rolled back
+        # from (which would record it as known-good, issue 8 kind 9).
+        try:
+            deployment = deployment_rollback(
+                actor=SystemActor("cli:deploy"),
+                agent=agent,
+                environment=environment,
+                reason=reason,
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from exc
+        left = deployment.previous.version.number if deployment.previous else None
+        self.stdout.write(
+            f"{agent.slug} in {environment.slug}: rolled back to v{deployment.version.number}"
+            + (f" from v{left}" if left is not None else "")
+            + f" (revision {deployment.revision})"
         )
