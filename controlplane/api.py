@@ -24,12 +24,36 @@ from .fastpath.conditional import parse_entity_tags
 from .input_guards import PayloadTooLarge
 
 
-def _as_field_errors(detail: Any) -> dict[str, Any]:
+def _as_field_errors(detail: Any, path: str | None = None) -> dict[str, list[Any]]:
+    """DRF's error detail as ``{path: [message, …]}``, one flat level: a nested serializer's
+    errors are named by their path (``bucket.start``, ``strategies[0].constraints``), its
+    ``non_field_errors`` by the nested field itself (``bucket``). ``path`` None: the top."""
+    here = "non_field_errors" if path is None else path
     if isinstance(detail, dict):
-        return {str(k): v if isinstance(v, list | dict) else [v] for k, v in detail.items()}
+        flat: dict[str, list[Any]] = {}
+        for key, value in detail.items():
+            key = str(key)
+            if key in ("non_field_errors", "__all__"):
+                inner = here
+            elif key.isdigit() and path is not None:
+                inner = f"{path}[{key}]"
+            else:
+                inner = f"{path}.{key}" if path else key
+            for name, messages in _as_field_errors(value, inner).items():
+                flat.setdefault(name, []).extend(messages)
+        return flat
     if isinstance(detail, list):
-        return {"non_field_errors": detail}
-    return {"non_field_errors": [detail]}
+        if not any(isinstance(item, dict | list) for item in detail):
+            return {here: list(detail)}
+        flat = {}
+        for index, item in enumerate(detail):
+            if not item:
+                continue  # DRF's ListSerializer: {} for an item without errors
+            name = f"{path or ''}[{index}]" if isinstance(item, dict | list) else here
+            for key, messages in _as_field_errors(item, name).items():
+                flat.setdefault(key, []).extend(messages)
+        return flat
+    return {here: [detail]}
 
 
 def django_validation_error_to_drf(exc: DjangoValidationError) -> exceptions.ValidationError:
@@ -291,6 +315,8 @@ def document_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]
             statuses = dict(_ERROR_STATUSES)
             if method in {"post", "put", "patch"}:
                 statuses.update(_BODY_ERROR_STATUSES)
+            if "409" in operation["responses"]:  # takes expected_version / If-Match
+                statuses["412"] = "`If-Match` names no version that could match (RFC 9110)."
             for code, description in statuses.items():
                 operation["responses"].setdefault(
                     code, {"description": description, "content": body}

@@ -6,18 +6,16 @@ so they cannot live beside the viewsets in ``controlplane.api``."""
 
 from __future__ import annotations
 
-import codecs
-import json
-from collections.abc import Iterable, Mapping
-from typing import IO, Any
+from collections.abc import Iterable
+from typing import Any
 
-from django.conf import settings
 from rest_framework import exceptions
 from rest_framework.metadata import SimpleMetadata
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
+
+from .input_guards import GuardedJSONParser
 
 
 class JsonNumber(float):
@@ -33,32 +31,14 @@ class JsonNumber(float):
         return number
 
 
-class ExactNumberJSONParser(JSONParser):
-    """DRF's JSON parser, except that numbers with a fraction or exponent are
-    :class:`JsonNumber`: a float holds 17 significant digits, so ``0.12345678901234567891``
-    or ``1.0000000000000000001`` (which a float reads as ``1``) would otherwise reach a
-    flag's constraint as another number (issue 8, kind 5). Non-finite constants (``NaN``,
-    ``Infinity``) are refused, as DRF's strict parser refuses them."""
+class ExactNumberJSONParser(GuardedJSONParser):
+    """The guarded JSON parser (size, depth, NUL: ``controlplane.input_guards``), except that
+    numbers with a fraction or exponent are :class:`JsonNumber`: a float holds 17
+    significant digits, so ``0.12345678901234567891`` or ``1.0000000000000000001`` (which a
+    float reads as ``1``) would otherwise reach a flag's constraint as another number
+    (issue 8, kind 5)."""
 
-    def parse(
-        self,
-        stream: IO[bytes],
-        media_type: str | None = None,
-        parser_context: Mapping[str, Any] | None = None,
-    ) -> Any:
-        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
-        try:
-            return json.load(
-                codecs.getreader(encoding)(stream),
-                parse_float=JsonNumber,
-                parse_constant=_refuse_constant,
-            )
-        except ValueError as exc:
-            raise exceptions.ParseError(f"JSON parse error - {exc}") from exc
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    parse_float = JsonNumber
 
 
 class JsonFallbackNegotiation(DefaultContentNegotiation):

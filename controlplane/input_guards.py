@@ -132,7 +132,10 @@ def json_loads(
 
 class GuardedJSONParser(JSONParser):
     """DRF's JSON parser with the request-level guard: size (413), depth and NUL (400 by
-    path). The default parser of every API view (settings.REST_FRAMEWORK)."""
+    path). The default parser of every API view (settings.REST_FRAMEWORK). ``parse_float``:
+    what a number with a fraction or exponent becomes (``float`` by default)."""
+
+    parse_float: Callable[[str], Any] | None = None
 
     def parse(
         self,
@@ -150,7 +153,7 @@ class GuardedJSONParser(JSONParser):
             raise PayloadTooLarge(f"The request body is over the limit of {limit:,} bytes.")
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json_loads(raw.decode(encoding))
+            return json_loads(raw.decode(encoding), parse_float=self.parse_float)
         except JSONShapeError as exc:
             raise exceptions.ValidationError(
                 {path or "non_field_errors": messages for path, messages in exc.errors.items()}

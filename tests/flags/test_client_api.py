@@ -297,7 +297,7 @@ def test_client_register_and_metrics__202_and_counts_add_up(
                 "appName": "web",
                 "bucket": {"start": "yesterday", "stop": "2026-01-01T00:00:00Z", "toggles": {}},
             },
-            "bucket",
+            "bucket.start",  # a nested field is named by its path
         ),
         (
             "metrics",

@@ -227,3 +227,27 @@ def test_api__missing_trailing_slash__308_keeps_method_and_body_never_500(
         # a 301/302 makes clients resend a POST as a GET, dropping its body: 308 does not
         assert response.status_code == 308, where
         assert response["Location"].split("?")[0].endswith(path + "/"), where
+
+
+@pytest.mark.parametrize(
+    ("detail", "flat"),
+    [
+        ({"bucket": {"start": ["bad"]}}, {"bucket.start": ["bad"]}),
+        ({"bucket": {"non_field_errors": ["not an object"]}}, {"bucket": ["not an object"]}),
+        (
+            {"strategies": [{}, {"constraints": {"0": {"values": ["x"]}}}]},
+            {"strategies[1].constraints[0].values": ["x"]},
+        ),
+        ({"names": {"2": ["too long"]}}, {"names[2]": ["too long"]}),
+        (["whole body wrong"], {"non_field_errors": ["whole body wrong"]}),
+        ({"": ["empty pointer"]}, {"": ["empty pointer"]}),
+    ],
+)
+def test_field_errors__nested_serializers__one_flat_level_named_by_path(
+    detail: object, flat: dict[str, list[str]]
+) -> None:
+    # The documented error shape is {"detail", "errors": {field: [message]}}: nested
+    # serializers' errors must not break it (schemathesis found the nested dicts).
+    from controlplane.api import _as_field_errors
+
+    assert _as_field_errors(detail) == flat
