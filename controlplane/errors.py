@@ -7,6 +7,7 @@ the same shape."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import structlog
@@ -82,7 +83,12 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    """``handler500``: the error itself is logged by Django, never shown."""
+    """``handler500``: the error itself is logged by Django, never shown. A lost database
+    raised outside a view (a middleware's query, the session saved after the view), which
+    ``DatabaseUnavailableMiddleware`` does not see, still answers 503: Django calls this inside
+    the exception's handling (asgiref carries it into the thread), so it is ``sys.exc_info()``."""
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        return database_unavailable(request)
     if is_api(request):
         return json_error(500, "Internal server error.")
     return defaults.server_error(request)

@@ -21,8 +21,8 @@ import psycopg
 import pytest
 import requests
 from django.conf import settings as django_settings
-from django.db import connection, connections
-from django.test import Client
+from django.db import OperationalError, connection, connections
+from django.test import Client, RequestFactory
 
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.accounts.services import api_token_rotate
@@ -32,6 +32,7 @@ from apps.bundles.services import bundle_version_push
 from apps.flags.models import KillSwitch
 from apps.rollouts.models import Deployment
 from apps.tenancy.models import Agent, Environment, Tenant
+from controlplane import errors
 from controlplane.errors import DATABASE_UNAVAILABLE_DETAIL
 from controlplane.fastpath import Route, TokenScope, register
 from controlplane.fastpath.registry import registry
@@ -481,3 +482,34 @@ def test_fast_path_read__connection_dropped_again__503_retry_after(
     response = _get_restarting(server, production, times=times)
 
     _assert_unavailable(response, "application/json")
+
+
+# ------------------------------------------------------------------ outside a view
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [("/api/v1/kill-switches/", "application/json"), ("/flags/kill-switches/", "text/plain")],
+)
+def test_database_lost_outside_a_view__handler500__answers_503(
+    path: str, content_type: str
+) -> None:
+    # A middleware's query fails after the backend was terminated: Django hands the request
+    # to handler500 while that exception is being handled.
+    lost = connections.create_connection("default")
+    try:
+        with lost.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        _restart()
+        with pytest.raises(OperationalError), lost.cursor() as cursor:
+            try:
+                cursor.execute("SELECT 1")
+            except OperationalError:
+                response = errors.server_error(RequestFactory().get(path))
+                raise
+    finally:
+        lost.close()
+
+    assert response.status_code == 503
+    assert response["Content-Type"].startswith(content_type)
+    assert response["Retry-After"] == str(errors.DATABASE_RETRY_AFTER_S)
