@@ -30,6 +30,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import _CHAIN_LOCK_KEY, SystemActor, audit_chain_verify
 from apps.bundles.services import bundle_version_push
 from apps.flags.models import KillSwitch
+from apps.flags.services import flag_create
 from apps.rollouts.models import Deployment
 from apps.tenancy.models import Agent, Environment, Tenant
 from controlplane import errors
@@ -430,6 +431,33 @@ def test_restart_during_long_poll__no_change__304_at_timeout(
     poll["thread"].join(timeout=30)
 
     assert poll["r"].status_code == 304
+
+
+def test_restart_during_stream__a_change_after_it_is_still_streamed(
+    server: str, production: Environment
+) -> None:
+    # the Unleash streaming route: a long-lived answer that rebuilds after each change
+    stream = requests.get(
+        server + "/api/client/streaming",
+        headers={
+            "Authorization": _runtime_token(production),
+            "Accept": "text/event-stream",
+            "Unleash-Client-Spec": "5.0.0",
+        },
+        stream=True,
+        timeout=20,
+    )
+    assert stream.status_code == 200
+    events = (line for line in stream.iter_lines(decode_unicode=True) if line.startswith("event:"))
+    assert next(events) == "event: unleash-connected"
+
+    _restart()
+    flag_create(
+        actor=ACTOR, environment=production, name="after-restart", enabled=True, reason="test"
+    )
+
+    assert next(events) == "event: unleash-updated"
+    stream.close()
 
 
 # ------------------------------------------------------------------ the fast path's own reads
