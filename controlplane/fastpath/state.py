@@ -29,8 +29,9 @@ def _db_call(fn, *args):  # type: ignore[no-untyped-def]
     """Run a read-only ORM call ``fn(*args)`` in the fast path's worker thread, on a
     connection checked first (``CONN_HEALTH_CHECKS``) and released or kept after as
     ``CONN_MAX_AGE`` says. A connection the database drops during the call (a restart, a
-    terminated backend) is replaced and the call retried once: the calls only read, so a second
-    run is safe. Anything else, or a second failure, is raised (the request answers 503)."""
+    terminated backend) is replaced and the call retried once: the calls read, or write only
+    what a second run writes the same (a token's coarse last use), so running them again is
+    safe. Anything else, or a second failure, is raised (the request answers 503)."""
     close_old_connections()
     try:
         try:
