@@ -278,14 +278,21 @@ class ScopedViewSet(viewsets.GenericViewSet):
 
 # Statuses any operation can answer in the error shape: bad input or query (400), no or a bad
 # credential (401), not allowed (403), not found or another tenant's (404, also a page past the
-# end); a body over the size limit (413) where the operation takes one.
+# end); a body over the size limit (413) where the operation takes one; the database lost for
+# a moment (503, with Retry-After: a change it interrupted was rolled back whole).
 _ERROR_STATUSES = {
     "400": "Invalid input or query: see `errors` by field.",
     "401": "No credential, or one that is not valid.",
     "403": "Not allowed for this user or token.",
     "404": "Not found (or not visible to you).",
+    "503": "The database is unavailable for a moment (a restart or failover): try again after "
+    "the `Retry-After` seconds.",
 }
 _BODY_ERROR_STATUSES = {"413": "The request body is over the size limit."}
+_RETRY_AFTER_HEADER = {
+    "description": "Seconds to wait before sending the request again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 def document_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]:
@@ -318,9 +325,10 @@ def document_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]
             if "409" in operation["responses"]:  # takes expected_version / If-Match
                 statuses["412"] = "`If-Match` names no version that could match (RFC 9110)."
             for code, description in statuses.items():
-                operation["responses"].setdefault(
-                    code, {"description": description, "content": body}
-                )
+                response: dict[str, Any] = {"description": description, "content": body}
+                if code == "503":
+                    response["headers"] = {"Retry-After": _RETRY_AFTER_HEADER}
+                operation["responses"].setdefault(code, response)
     return result
 
 

@@ -1,24 +1,44 @@
 """Errors under ``/api/`` are JSON in the API's one shape (``{"detail": ..., "errors": {}}``),
 whatever raised them: an unknown path (404), a refused CSRF or permission check outside DRF
-(403), a malformed or oversized request (400, 413) and an unhandled exception (500). Pages
-elsewhere keep Django's HTML error pages. DRF views use ``controlplane.api.exception_handler``;
-the runtime fast path answers its own routes in the same shape."""
+(403), a malformed or oversized request (400, 413), a lost database (503 with ``Retry-After``)
+and an unhandled exception (500). Pages elsewhere keep Django's HTML error pages. DRF views
+use ``controlplane.api.exception_handler``; the runtime fast path answers its own routes in
+the same shape."""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
+import structlog
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase, HttpResponseRedirectBase
 from django.middleware.common import CommonMiddleware
+from django.utils.deprecation import MiddlewareMixin
 from django.utils.http import escape_leading_slashes
 from django.views import defaults
+
+log = structlog.get_logger(__name__)
 
 API_PREFIX = "/api/"
 # A JSON body larger than this is refused with 413 before anything reads it. DRF's parsers
 # read the stream themselves, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE check, so the API
 # needs its own limit; flag imports and bundles are the largest bodies it takes.
 DEFAULT_API_MAX_BODY_BYTES = 10 * 1024 * 1024
+
+
+# What a lost database raises through the ORM: the server restarting or failing over, a
+# connection it terminated, one it refuses (too many clients), a deadlock or serialisation
+# failure (both OperationalError). All are transient: the answer says when to try again.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+DATABASE_RETRY_AFTER_S = 2
+DATABASE_UNAVAILABLE_DETAIL = (
+    "The database is unavailable for a moment and the request did not complete; "
+    f"try again in {DATABASE_RETRY_AFTER_S} seconds."
+)
 
 
 def is_api(request: HttpRequest) -> bool:
@@ -66,7 +86,12 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    """``handler500``: the error itself is logged by Django, never shown."""
+    """``handler500``: the error itself is logged by Django, never shown. A lost database
+    raised outside a view (a middleware's query, the session saved after the view), which
+    ``DatabaseUnavailableMiddleware`` does not see, still answers 503: Django calls this inside
+    the exception's handling (asgiref carries it into the thread), so it is ``sys.exc_info()``."""
+    if isinstance(sys.exc_info()[1], DATABASE_UNAVAILABLE):
+        return database_unavailable(request)
     if is_api(request):
         return json_error(500, "Internal server error.")
     return defaults.server_error(request)
@@ -111,3 +136,31 @@ class ApiCommonMiddleware(CommonMiddleware):
                 self.get_full_path_with_slash(request)
             )
         return super().process_response(request, response)
+
+
+def database_unavailable(request: HttpRequest) -> HttpResponse:
+    """503 with ``Retry-After``: JSON under /api/, a plain page elsewhere (the site's layout
+    itself reads the database, so it cannot be rendered now)."""
+    response: HttpResponse
+    if is_api(request):
+        response = json_error(503, DATABASE_UNAVAILABLE_DETAIL)
+    else:
+        response = HttpResponse(
+            DATABASE_UNAVAILABLE_DETAIL, status=503, content_type="text/plain; charset=utf-8"
+        )
+        response["Cache-Control"] = "no-store"
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response
+
+
+class DatabaseUnavailableMiddleware(MiddlewareMixin):
+    """A view (DRF's included: its handler leaves these to Django) that loses the database
+    answers 503 with ``Retry-After`` instead of a 500. Its transaction was rolled back by
+    ``transaction.atomic`` (or never committed), so nothing half-done remains; Django replaces
+    the broken connection before the next request (``close_old_connections``)."""
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
+        if not isinstance(exception, DATABASE_UNAVAILABLE):
+            return None
+        log.warning("database.unavailable", path=request.path, error=str(exception).strip())
+        return database_unavailable(request)

@@ -14,6 +14,12 @@ from urllib.parse import parse_qsl, quote
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from controlplane.errors import (
+    DATABASE_RETRY_AFTER_S,
+    DATABASE_UNAVAILABLE,
+    DATABASE_UNAVAILABLE_DETAIL,
+)
+
 from . import notify
 from .conditional import parse_if_none_match
 from .registry import Route, StreamRoute, TokenScope, registry
@@ -257,6 +263,13 @@ class FastPath:
                         [(b"allow", allow.encode())],
                     ),
                 )
+        except DATABASE_UNAVAILABLE as error:
+            # Lost twice in a row (see state._db_call) or not answering: a transient outage the
+            # client should wait out, not a fault of this request (as Django's side answers).
+            log.warning("fastpath.database_unavailable path=%s: %s", scope["path"], error)
+            if not started:
+                retry = [(b"retry-after", str(DATABASE_RETRY_AFTER_S).encode())]
+                await _send(tracked, *_json(503, {"detail": DATABASE_UNAVAILABLE_DETAIL}, retry))
         except Exception:
             log.exception("fastpath.request_failed", extra={"path": scope["path"]})
             if not started:

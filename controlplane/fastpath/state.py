@@ -10,10 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from .registry import Builder, EtagOf, TokenScope, ViewOf
+
+log = structlog.get_logger(__name__)
 
 TOKEN_TTL_S = 10.0  # a safety net; revocations and archivings are pushed and drop entries
 NEGATIVE_TOKEN_TTL_S = 2.0
@@ -23,9 +26,22 @@ VIEWS_PER_SNAPSHOT = 256  # e.g. distinct ``namePrefix`` values served from one 
 
 
 def _db_call(fn, *args):  # type: ignore[no-untyped-def]
+    """Run a read-only ORM call ``fn(*args)`` in the fast path's worker thread, on a
+    connection checked first (``CONN_HEALTH_CHECKS``) and released or kept after as
+    ``CONN_MAX_AGE`` says. A connection the database drops during the call (a restart, a
+    terminated backend) is replaced and the call retried once: the calls read, or write only
+    what a second run writes the same (a token's coarse last use), so running them again is
+    safe. Anything else, or a second failure, is raised (the request answers 503)."""
     close_old_connections()
     try:
-        return fn(*args)
+        try:
+            return fn(*args)
+        except (OperationalError, InterfaceError):
+            if connection.in_atomic_block or connection.is_usable():
+                raise  # not a lost connection (or not ours to replace): no retry
+            log.warning("fastpath.db_reconnect", exc_info=True)
+            connection.close()
+            return fn(*args)
     finally:
         close_old_connections()
 

@@ -71,6 +71,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.audit.middleware.RequestIdMiddleware",
+    # a view interrupted by a lost database answers 503 with Retry-After, not a 500
+    "controlplane.errors.DatabaseUnavailableMiddleware",
     "controlplane.input_guards.HostileInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "controlplane.errors.ApiCommonMiddleware",  # CommonMiddleware; 308 under /api/
@@ -120,6 +122,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# A persistent connection (CONN_MAX_AGE > 0: the fast path's, a worker's) is checked before
+# its first use in each request or task, so one the database dropped meanwhile (a restart, a
+# failover, an idle timeout) is replaced instead of failing that request (issue 9, the nets).
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")

@@ -75,6 +75,18 @@ def test_api_schema__every_operation_has_a_response_schema(schema: dict[str, Any
     assert missing == []
 
 
+def test_api_schema__every_operation_documents_503_with_retry_after(
+    schema: dict[str, Any],
+) -> None:
+    # What any request answers while the database restarts (tests/runtimes/test_database_restart)
+    undocumented = [
+        f"{method.upper()} {path}"
+        for path, method, operation in _operations(schema)
+        if "Retry-After" not in operation["responses"].get("503", {}).get("headers", {})
+    ]
+    assert undocumented == []
+
+
 def test_api_schema__every_operation_has_a_success_response(schema: dict[str, Any]) -> None:
     without = [
         f"{m.upper()} {p}"
