@@ -80,6 +80,10 @@ class FlagToggleInput(ExpectedVersionMixin, OptionalReasonMixin):
     enabled = serializers.BooleanField(help_text="on or off; production requires a reason")
 
 
+class FlagDeleteInput(ExpectedVersionMixin, OptionalReasonMixin):
+    """A delete's optional body: why (production requires it) and the version it acts on."""
+
+
 class FlagImportInput(OptionalReasonMixin):
     environment = serializers.IntegerField(help_text="environment id")
     mode = serializers.ChoiceField(

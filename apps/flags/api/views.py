@@ -94,15 +94,21 @@ class FlagViewSet(ScopedViewSet):
         return Response(s.FlagOutput(flag).data)
 
     @extend_schema(
-        request=OptionalReasonMixin,
-        parameters=[OpenApiParameter("reason", str)],
-        responses={204: None, **ERRORS},
+        request=s.FlagDeleteInput,
+        parameters=[OpenApiParameter("reason", str), IF_MATCH],
+        responses={204: None, **CHANGE_ERRORS},
     )
     def destroy(self, request: Request, pk: str) -> Response:
+        """Delete the flag. Send the ``version`` you read (``If-Match`` or
+        ``expected_version``) to be refused with 409 if someone changed it since."""
         flag = self.get_object()
-        reason = request.data.get("reason") if isinstance(request.data, dict) else None
+        data: dict[str, Any] = self.validated(s.FlagDeleteInput)
+        seen = expected_version(request, data)
         services.flag_delete(
-            actor=request.user, flag=flag, reason=reason or request.query_params.get("reason", "")
+            actor=request.user,
+            flag=flag,
+            reason=data.get("reason") or request.query_params.get("reason", ""),
+            expected_version=seen,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 

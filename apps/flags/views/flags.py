@@ -239,14 +239,18 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
     flag = selectors.flag_get_for_user(user=request.user, pk=pk)
     _require(request, "flags.delete_flag")
-    form = ReasonForm(request.POST or None)
+    # The version the confirmation showed: a flag re-configured meanwhile is not deleted blind.
+    form = VersionedReasonForm(request.POST or None, initial={"expected_version": flag.version})
     done = (
         request.method == "POST"
         and form.is_valid()
         and call_service(
             form,
             lambda: services.flag_delete(
-                actor=request.user, flag=flag, reason=form.cleaned_data["reason"]
+                actor=request.user,
+                flag=flag,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["expected_version"],
             ),
         )
         is not None
@@ -254,6 +258,9 @@ def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if done:
         messages.success(request, f"Flag {flag.name} deleted.")
         return redirect(_list_url(flag.environment_id))
+    if request.method == "POST":
+        flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+        rebase_if_stale(form, flag.version)
     return render(
         request,
         "partials/confirm.html",
