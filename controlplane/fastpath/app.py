@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import notify
+from . import notify, subscriber
 from .conditional import parse_if_none_match
 from .registry import Route, StreamRoute, TokenScope, registry
 from .state import RevisionBoard, SnapshotCache, TokenCache, _db_call
@@ -176,21 +176,13 @@ class FastPath:
             await asyncio.sleep(interval)
 
     async def _listen_redis(self) -> None:
-        import redis.asyncio as aioredis  # local: only with Redis configured
-
-        while True:
-            try:
-                client = aioredis.Redis.from_url(settings.REDIS_URL)
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(notify.CHANNEL)
-                    async for item in pubsub.listen():
-                        if item.get("type") == "message":
-                            self._on_message(json.loads(item["data"]))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("fastpath.redis_listen_failed", exc_info=True)
-                await asyncio.sleep(1)
+        await subscriber.listen(
+            settings.REDIS_URL,
+            notify.CHANNEL,
+            self._on_message,
+            health_s=settings.FASTPATH_REDIS_HEALTH_S,
+            connect_timeout_s=settings.REDIS_SOCKET_CONNECT_TIMEOUT_S,
+        )
 
     async def _stop(self) -> None:
         notify.unsubscribe_local(self._on_message)

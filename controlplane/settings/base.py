@@ -125,6 +125,9 @@ REDIS_URL = env("REDIS_URL", default="")
 # a hung Redis must cost a request a bounded delay, never the whole hang (issue 9, item 4).
 REDIS_SOCKET_CONNECT_TIMEOUT_S = env.float("REDIS_SOCKET_CONNECT_TIMEOUT_S", default=0.5)
 REDIS_SOCKET_TIMEOUT_S = env.float("REDIS_SOCKET_TIMEOUT_S", default=1.0)
+# The fast path's pub/sub subscriber PINGs after this long without traffic and reconnects
+# (with backoff) when the PING is not answered as long again: a hung Redis is noticed.
+FASTPATH_REDIS_HEALTH_S = env.float("FASTPATH_REDIS_HEALTH_S", default=5.0)
 if REDIS_URL:
     CACHES = {
         "default": {
