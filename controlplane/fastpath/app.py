@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -109,6 +110,18 @@ def _json(
 
 
 UNAUTHORISED = {"detail": "A valid runtime token is required in the Authorization header."}
+HOLD_RETRY_AFTER_S = 5
+
+
+def _too_many_held(limit: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    return _json(
+        429,
+        {
+            "detail": f"This token already holds {limit} open long-polls and streams on this "
+            "server (FASTPATH_MAX_OPEN_PER_TOKEN): close one or retry later."
+        },
+        [(b"retry-after", str(HOLD_RETRY_AFTER_S).encode())],
+    )
 
 
 class _Revoked(Exception):
@@ -125,6 +138,9 @@ class FastPath:
         self._tasks: list[asyncio.Task[None]] = []
         # long-polls and streams in flight: set the event to end one at once (revocation)
         self._waiting: dict[asyncio.Event, tuple[str, TokenScope]] = {}
+        # open long-polls and streams per token hash in this process: one token (a leaked
+        # one, a buggy SDK loop) must not hold every connection and task the server has
+        self._held: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------------ background work
 
@@ -297,6 +313,19 @@ class FastPath:
             self.board.bump(environment_id, known)
         return known
 
+    def _hold(self, token_hash: str) -> bool:
+        """Count one more open long-poll or stream of ``token_hash``; False (nothing counted)
+        when the token already holds ``FASTPATH_MAX_OPEN_PER_TOKEN`` of them here."""
+        if self._held[token_hash] >= settings.FASTPATH_MAX_OPEN_PER_TOKEN:
+            return False
+        self._held[token_hash] += 1
+        return True
+
+    def _release(self, token_hash: str) -> None:
+        self._held[token_hash] -= 1
+        if self._held[token_hash] <= 0:
+            del self._held[token_hash]  # the counter holds only tokens with something open
+
     async def _wait_change(
         self, token_hash: str, token: TokenScope, revision: int, timeout: float
     ) -> bool:
@@ -369,6 +398,10 @@ class FastPath:
         # changes. The wait is on the environment's revision; a revision that leaves this
         # view as it was (another flag changed) keeps the request waiting.
         deadline = time.monotonic() + wait
+        waits = wait > 0 and rendered.body is not None and held(rendered.etag)
+        if waits and not self._hold(token_hash):
+            await _send(send, *_too_many_held(settings.FASTPATH_MAX_OPEN_PER_TOKEN))
+            return
         try:
             while (
                 rendered.body is not None
@@ -380,6 +413,9 @@ class FastPath:
         except _Revoked:
             await _send(send, *_json(401, UNAUTHORISED))
             return
+        finally:
+            if waits:
+                self._release(token_hash)
         if rendered.body is None:
             await _send(send, *_json(404, {"detail": route.not_found(subpath)}))
             return
@@ -408,6 +444,25 @@ class FastPath:
         if token is None:
             await _send(send, *_json(401, UNAUTHORISED))
             return
+        if not self._hold(token_hash):
+            await _send(send, *_too_many_held(settings.FASTPATH_MAX_OPEN_PER_TOKEN))
+            return
+        try:
+            await self._stream_held(route, scope, receive, send, headers, query, token_hash, token)
+        finally:
+            self._release(token_hash)
+
+    async def _stream_held(
+        self,
+        route: StreamRoute,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        headers: dict[str, str],
+        query: dict[str, str],
+        token_hash: str,
+        token: TokenScope,
+    ) -> None:
         variant = route.variant(headers, query)
         revision = await self._current_revision(token.environment_id)
         snapshot = await self.snapshots.get(route.kind, route.build, token, variant, revision)

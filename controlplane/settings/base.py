@@ -128,6 +128,9 @@ REDIS_SOCKET_TIMEOUT_S = env.float("REDIS_SOCKET_TIMEOUT_S", default=1.0)
 # The fast path's pub/sub subscriber PINGs after this long without traffic and reconnects
 # (with backoff) when the PING is not answered as long again: a hung Redis is noticed.
 FASTPATH_REDIS_HEALTH_S = env.float("FASTPATH_REDIS_HEALTH_S", default=5.0)
+# Open long-polls and streams one runtime token may hold per fast-path process (a fleet of
+# SDKs sharing a token counts together: size it for the fleet); beyond it, 429.
+FASTPATH_MAX_OPEN_PER_TOKEN = env.int("FASTPATH_MAX_OPEN_PER_TOKEN", default=1000)
 if REDIS_URL:
     CACHES = {
         "default": {
