@@ -4,6 +4,7 @@ segment that another operator deleted meanwhile is refused naming who, never a 5
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -205,3 +206,131 @@ def test_delete_racing_another_change__postgresql__never_a_500(
     assert set(statuses) <= {200, 204, 404, 409}, statuses
     assert not Flag.objects.filter(pk=flag.pk).exists()
     assert isinstance(StaleVersion("x", current_version=1), DeletedMeanwhile) is False
+
+
+# --------------------------------------------------------------------------- segments: version
+
+CONSTRAINTS = [{"contextName": "plan", "operator": "IN", "values": ["pro"]}]
+
+
+def _segment(environment: Environment, alice: Any) -> Segment:
+    segment = services.segment_create(
+        actor=alice, environment=environment, name="beta", constraints=CONSTRAINTS, reason="r"
+    )
+    services.segment_update(actor=alice, segment=segment, description="by alice", reason="r")
+    return Segment.objects.get(pk=segment.pk)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("what", ["edit", "delete"])
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({"expected_version": 1}, {}),
+        ({}, {"If-Match": '"1"'}),
+        ({}, {"If-Match": 'W/"1"'}),
+        ({"expected_version": 7}, {}),
+    ],
+    ids=["body", "if-match", "weak-if-match", "never-existed"],
+)
+def test_segment_api__stale_version__409_naming_who_and_nothing_changes(
+    production: Environment,
+    alice: Any,
+    bob: Any,
+    what: str,
+    body: dict[str, Any],
+    headers: dict[str, str],
+) -> None:
+    segment = _segment(production, alice)
+    assert segment.version == 2
+    assert api_as(bob).get(f"/api/v1/segments/{segment.pk}/")["ETag"] == '"2"'
+    events = AuditEvent.objects.count()
+    url = f"/api/v1/segments/{segment.pk}/"
+    payload = {"reason": "r", **body}
+
+    if what == "edit":
+        response = api_as(bob).patch(
+            url, {**payload, "description": "by bob"}, format="json", headers=headers
+        )
+    else:
+        response = api_as(bob).delete(url, payload, format="json", headers=headers)
+
+    assert response.status_code == 409, response.content
+    assert response.json()["changed_by"] == "alice"
+    assert response.json()["current_version"] == 2
+    fresh = Segment.objects.get(pk=segment.pk)
+    assert (fresh.version, fresh.description) == (2, "by alice")
+    assert AuditEvent.objects.count() == events
+
+
+@pytest.mark.django_db
+def test_segment_version__grows_per_real_change_only_and_current_version_is_accepted(
+    production: Environment, alice: Any
+) -> None:
+    segment = _segment(production, alice)
+    events = AuditEvent.objects.count()
+    url = f"/api/v1/segments/{segment.pk}/"
+
+    same = api_as(alice).patch(
+        url, {"description": "by alice", "reason": "r", "expected_version": 2}, format="json"
+    )
+    assert same.status_code == 200 and same.json()["version"] == 2
+    assert AuditEvent.objects.count() == events  # a no-op states no change
+    changed = api_as(alice).patch(
+        url, {"name": "beta-2", "reason": "r"}, format="json", headers={"If-Match": '"2"'}
+    )
+    assert changed.status_code == 200 and changed.json()["version"] == 3
+    gone = api_as(alice).delete(url, {"reason": "r"}, format="json", headers={"If-Match": '"3"'})
+    assert gone.status_code == 204
+
+
+@pytest.mark.django_db
+def test_segment_import__changed_segment__version_grows(
+    production: Environment, alice: Any
+) -> None:
+    segment = _segment(production, alice)
+    payload = {
+        "version": 2,
+        "features": [],
+        "segments": [
+            {
+                "id": segment.segment_id,
+                "name": "beta",
+                "constraints": [{"contextName": "plan", "operator": "IN", "values": ["max"]}],
+            }
+        ],
+    }
+    services.flags_import(
+        actor=alice, environment=production, payload=payload, mode="merge", reason="r"
+    )
+    assert Segment.objects.get(pk=segment.pk).version == 3
+
+
+@pytest.mark.django_db
+def test_segment_pages__stale_version__refused_naming_who(
+    client: Any, production: Environment, alice: Any, bob: Any
+) -> None:
+    segment = _segment(production, alice)
+    client.force_login(bob)
+    edit_page = client.get(f"/flags/segments/{segment.pk}/edit/").content.decode()
+    assert 'name="expected_version" value="2"' in edit_page
+    services.segment_update(actor=alice, segment=segment, name="beta-2", reason="r")
+
+    edited = client.post(
+        f"/flags/segments/{segment.pk}/edit/",
+        {
+            "name": "bob's",
+            "description": "",
+            "constraints": json.dumps(CONSTRAINTS),
+            "reason": "r",
+            "expected_version": 2,
+        },
+    ).content.decode()
+    deleted = client.post(
+        f"/flags/segments/{segment.pk}/delete/", {"reason": "r", "expected_version": 2}
+    ).content.decode()
+
+    for page in (edited, deleted):
+        assert "was changed by alice" in page and "Nothing was changed" in page
+    assert 'name="expected_version" value="3"' in deleted
+    assert Segment.objects.get(pk=segment.pk).name == "beta-2"

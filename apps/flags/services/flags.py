@@ -83,6 +83,20 @@ def _lock_segment(segment: Segment) -> Segment:
     )
 
 
+def _check_segment_seen(segment: Segment, expected_version: int | None) -> None:
+    """``_check_seen`` for a segment (locked)."""
+    if expected_version is None or expected_version == segment.version:
+        return
+    changed_by, changed_at = last_change(target_type="flags.segment", target_id=segment.pk)
+    version_check(
+        what=f"Segment {segment.name}",
+        expected=expected_version,
+        current=segment.version,
+        changed_by=changed_by,
+        changed_at=changed_at or segment.updated_at,
+    )
+
+
 def _check_seen(flag: Flag, expected_version: int | None) -> None:
     """Refuse a change based on a version of ``flag`` (locked) that moved on, naming the
     author of its newest audited change."""
@@ -385,10 +399,16 @@ def segment_update(
     description: str | None = None,
     constraints: Any = None,
     reason: str = "",
+    expected_version: int | None = None,
 ) -> Segment:
+    """Change a segment's name, description or constraints; what is not given stays.
+
+    ``expected_version``: the segment's ``version`` the change was based on (None: no
+    check); ``StaleVersion`` when it moved on. A real change adds one to ``version``."""
     authorize(actor, "flags.change_segment", segment.environment.tenant)
     environment = lock_environment(segment.environment)
     segment = _lock_segment(segment)
+    _check_segment_seen(segment, expected_version)
     reason = reason_for(environment, reason)
     before = segment.snapshot()
     document = _segment_validated(
@@ -408,6 +428,7 @@ def segment_update(
     )
     if segment.snapshot() == before:
         return segment
+    segment.version += 1  # under the environment lock, like a flag's
     segment.save()
     revision = environment_revision_bump(environment_id=environment.pk)
     audit_record(
@@ -423,10 +444,14 @@ def segment_update(
 
 
 @transaction.atomic
-def segment_delete(*, actor: Actor, segment: Segment, reason: str = "") -> int:
+def segment_delete(
+    *, actor: Actor, segment: Segment, reason: str = "", expected_version: int | None = None
+) -> int:
+    """Delete a segment no flag uses. ``expected_version`` as for ``segment_update``."""
     authorize(actor, "flags.delete_segment", segment.environment.tenant)
     environment = lock_environment(segment.environment)
     segment = _lock_segment(segment)
+    _check_segment_seen(segment, expected_version)
     reason = reason_for(environment, reason)
     users = _flags_using_segment(environment, segment.segment_id)
     if users:
