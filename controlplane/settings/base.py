@@ -382,7 +382,8 @@ RUNTIME_RESEND_EVERY_S = env.float("RUNTIME_RESEND_EVERY_S", default=15.0)
 # Requests per runtime token and minute on the runtime-facing Django endpoints (a fleet shares
 # its token: size it to the fleet); 429 with Retry-After beyond.
 RUNTIME_TOKEN_REQUESTS_PER_MINUTE = env.int("RUNTIME_TOKEN_REQUESTS_PER_MINUTE", default=6000)
-# One runtime token may register this many new instance ids per minute (429 beyond).
+# One runtime token may register this many new instance ids per minute (429 beyond), runtime
+# heartbeats and Unleash SDK registrations each.
 RUNTIME_NEW_INSTANCES_PER_MINUTE = env.int("RUNTIME_NEW_INSTANCES_PER_MINUTE", default=60)
 # New instances of one token are audited once per this many seconds (the first of a burst),
 # so instance churn cannot flood the audit log; the Runtimes page lists every instance.
