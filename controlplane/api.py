@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from apps.audit.concurrency import StaleVersion
+from apps.audit.concurrency import DeletedMeanwhile, StaleVersion
 
 from .errors import too_large_detail
 from .fastpath.conditional import parse_entity_tags
@@ -90,6 +90,21 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
         _render_as_json(context.get("request"))
         return conflict
+    if isinstance(exc, DeletedMeanwhile):
+        # Same 409 shape: what the client acted on is gone, and who removed it.
+        message = exc.messages[0]
+        gone = Response(
+            {
+                "detail": message,
+                "errors": {},
+                "current_version": None,
+                "changed_by": exc.changed_by or None,
+                "changed_at": exc.changed_at.isoformat() if exc.changed_at else None,
+            },
+            status=409,
+        )
+        _render_as_json(context.get("request"))
+        return gone
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(too_large_detail())
     elif isinstance(exc, DjangoValidationError):
@@ -222,7 +237,7 @@ class ConflictSerializer(serializers.Serializer):
             "errors": serializers.DictField(
                 child=serializers.ListField(child=serializers.CharField())
             ),
-            "current_version": serializers.IntegerField(),
+            "current_version": serializers.IntegerField(allow_null=True),
             "changed_by": serializers.CharField(allow_null=True),
             "changed_at": serializers.DateTimeField(allow_null=True),
         }

@@ -12,10 +12,14 @@ the audit log is where "who acted" is recorded; it imports no feature app."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, TypeVar
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db.models import Model, QuerySet
 
 from .models import AuditEvent
+
+M = TypeVar("M", bound=Model)
 
 
 class StaleVersion(ValidationError):
@@ -92,3 +96,34 @@ def last_change(*, target_type: str, target_id: object) -> tuple[str, datetime |
     if event is None:
         return "", None
     return event.actor_label, event.occurred_at
+
+
+class DeletedMeanwhile(ValidationError):
+    """The thing a change acts on was deleted after its user loaded it (two operators
+    deleting, or one editing what another deletes, at the same moment).
+
+    The API answers it with 409 like :class:`StaleVersion` (``changed_by``, ``changed_at``
+    of the deletion, ``current_version`` null); a form shows it as a form-wide error.
+    Without it the service's locked re-read raised ``DoesNotExist``: a 500."""
+
+    def __init__(self, message: str, *, changed_by: str = "", changed_at: datetime | None = None):
+        super().__init__(message, code="deleted")
+        self.changed_by = changed_by
+        self.changed_at = changed_at
+
+
+def lock_current(queryset: QuerySet[M], pk: Any, *, what: str, target_type: str) -> M:
+    """``queryset.select_for_update().get(pk=pk)``, the locked re-read every change of a
+    deletable thing starts with, refusing with :class:`DeletedMeanwhile` (naming who deleted
+    it, from the audit log's newest event for ``target_type``/``pk``) when it is gone.
+    ``what`` names it for the message, e.g. "Flag checkout in production"."""
+    try:
+        return queryset.select_for_update().get(pk=pk)
+    except ObjectDoesNotExist:
+        changed_by, changed_at = last_change(target_type=target_type, target_id=pk)
+        raise DeletedMeanwhile(
+            f"{what} was deleted {who_and_when(changed_by, changed_at)} after you loaded it. "
+            "Nothing was changed.",
+            changed_by=changed_by,
+            changed_at=changed_at,
+        ) from None

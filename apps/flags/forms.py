@@ -126,8 +126,13 @@ class SegmentForm(forms.Form):
         ),
     )
 
-    def __init__(self, *args: Any, production: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, editing: bool = False, production: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        if editing:
+            # The segment's version the form was filled from: saving is refused if it moved.
+            self.fields["expected_version"] = ExpectedVersionField()
         if production:
             self.fields["reason"].required = True
 

@@ -87,6 +87,11 @@ class Segment(models.Model):
     name = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
     constraints = models.JSONField(default=list, blank=True)
+    version = models.PositiveIntegerField(
+        default=1,
+        help_text="grows by one with every change: what the edit form and API calls carry as "
+        "expected_version (optimistic concurrency)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

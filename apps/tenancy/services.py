@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
@@ -61,6 +60,15 @@ def _save_changes(instance: M, changes: dict[str, Any]) -> list[str]:
     return changed
 
 
+def _archive_hook(
+    listener: Callable[[str, int], None], noun: str, object_id: int
+) -> Callable[[], None]:
+    def announce_archived() -> None:
+        listener(noun, object_id)
+
+    return announce_archived
+
+
 def _set_archived(*, actor: Actor, instance: A, archived: bool, reason: str) -> A:
     """Archive or restore a tenant, agent or environment: the shared shape of those services
     (the caller has authorised). Locks the row, refuses a no-op, audits before/after."""
@@ -90,7 +98,9 @@ def _set_archived(*, actor: Actor, instance: A, archived: bool, reason: str) -> 
     if archived:
         archived_id: int = instance.pk
         for listener in archive_listeners:
-            transaction.on_commit(partial(listener, noun, archived_id))
+            # robust: isolated from each other and from the response, like the revision
+            # listeners; a function, since Django logs a robust hook's failure by __qualname__
+            transaction.on_commit(_archive_hook(listener, noun, archived_id), robust=True)
     return instance
 
 

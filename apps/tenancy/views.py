@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.accounts.authz import authorize
@@ -177,7 +178,10 @@ def tenant_switch(request: HttpRequest) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=request.POST.get("tenant", ""))
     request.session[SESSION_KEY] = tenant.slug
     next_url = request.POST.get("next") or "/"
-    return redirect(next_url if next_url.startswith("/") and not next_url.startswith("//") else "/")
+    # Django's check, not a prefix test: "/\\evil.example" passes `startswith("/")` and a
+    # browser follows it to another site.
+    local = url_has_allowed_host_and_scheme(next_url, allowed_hosts=None)
+    return redirect(next_url if local else "/")
 
 
 # --------------------------------------------------------------------------- agents

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -20,7 +21,7 @@ from controlplane.errors import (
     DATABASE_UNAVAILABLE_DETAIL,
 )
 
-from . import notify
+from . import notify, subscriber
 from .conditional import parse_if_none_match
 from .registry import Route, StreamRoute, TokenScope, registry
 from .state import RevisionBoard, SnapshotCache, TokenCache, _db_call
@@ -115,6 +116,18 @@ def _json(
 
 
 UNAUTHORISED = {"detail": "A valid runtime token is required in the Authorization header."}
+HOLD_RETRY_AFTER_S = 5
+
+
+def _too_many_held(limit: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    return _json(
+        429,
+        {
+            "detail": f"This token already holds {limit} open long-polls and streams on this "
+            "server (FASTPATH_MAX_OPEN_PER_TOKEN): close one or retry later."
+        },
+        [(b"retry-after", str(HOLD_RETRY_AFTER_S).encode())],
+    )
 
 
 class _Revoked(Exception):
@@ -131,6 +144,9 @@ class FastPath:
         self._tasks: list[asyncio.Task[None]] = []
         # long-polls and streams in flight: set the event to end one at once (revocation)
         self._waiting: dict[asyncio.Event, tuple[str, TokenScope]] = {}
+        # open long-polls and streams per token hash in this process: one token (a leaked
+        # one, a buggy SDK loop) must not hold every connection and task the server has
+        self._held: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------------ background work
 
@@ -182,21 +198,13 @@ class FastPath:
             await asyncio.sleep(interval)
 
     async def _listen_redis(self) -> None:
-        import redis.asyncio as aioredis  # local: only with Redis configured
-
-        while True:
-            try:
-                client = aioredis.Redis.from_url(settings.REDIS_URL)
-                async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(notify.CHANNEL)
-                    async for item in pubsub.listen():
-                        if item.get("type") == "message":
-                            self._on_message(json.loads(item["data"]))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("fastpath.redis_listen_failed", exc_info=True)
-                await asyncio.sleep(1)
+        await subscriber.listen(
+            settings.REDIS_URL,
+            notify.CHANNEL,
+            self._on_message,
+            health_s=settings.FASTPATH_REDIS_HEALTH_S,
+            connect_timeout_s=settings.REDIS_SOCKET_CONNECT_TIMEOUT_S,
+        )
 
     async def _stop(self) -> None:
         notify.unsubscribe_local(self._on_message)
@@ -318,6 +326,19 @@ class FastPath:
             self.board.bump(environment_id, known)
         return known
 
+    def _hold(self, token_hash: str) -> bool:
+        """Count one more open long-poll or stream of ``token_hash``; False (nothing counted)
+        when the token already holds ``FASTPATH_MAX_OPEN_PER_TOKEN`` of them here."""
+        if self._held[token_hash] >= settings.FASTPATH_MAX_OPEN_PER_TOKEN:
+            return False
+        self._held[token_hash] += 1
+        return True
+
+    def _release(self, token_hash: str) -> None:
+        self._held[token_hash] -= 1
+        if self._held[token_hash] <= 0:
+            del self._held[token_hash]  # the counter holds only tokens with something open
+
     async def _wait_change(
         self, token_hash: str, token: TokenScope, revision: int, timeout: float
     ) -> bool:
@@ -390,6 +411,10 @@ class FastPath:
         # changes. The wait is on the environment's revision; a revision that leaves this
         # view as it was (another flag changed) keeps the request waiting.
         deadline = time.monotonic() + wait
+        waits = wait > 0 and rendered.body is not None and held(rendered.etag)
+        if waits and not self._hold(token_hash):
+            await _send(send, *_too_many_held(settings.FASTPATH_MAX_OPEN_PER_TOKEN))
+            return
         try:
             while (
                 rendered.body is not None
@@ -401,6 +426,9 @@ class FastPath:
         except _Revoked:
             await _send(send, *_json(401, UNAUTHORISED))
             return
+        finally:
+            if waits:
+                self._release(token_hash)
         if rendered.body is None:
             await _send(send, *_json(404, {"detail": route.not_found(subpath)}))
             return
@@ -429,6 +457,25 @@ class FastPath:
         if token is None:
             await _send(send, *_json(401, UNAUTHORISED))
             return
+        if not self._hold(token_hash):
+            await _send(send, *_too_many_held(settings.FASTPATH_MAX_OPEN_PER_TOKEN))
+            return
+        try:
+            await self._stream_held(route, scope, receive, send, headers, query, token_hash, token)
+        finally:
+            self._release(token_hash)
+
+    async def _stream_held(
+        self,
+        route: StreamRoute,
+        scope: Scope,
+        receive: Any,
+        send: Any,
+        headers: dict[str, str],
+        query: dict[str, str],
+        token_hash: str,
+        token: TokenScope,
+    ) -> None:
         variant = route.variant(headers, query)
         revision = await self._current_revision(token.environment_id)
         snapshot = await self.snapshots.get(route.kind, route.build, token, variant, revision)

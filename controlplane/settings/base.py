@@ -133,6 +133,12 @@ REDIS_URL = env("REDIS_URL", default="")
 # a hung Redis must cost a request a bounded delay, never the whole hang (issue 9, item 4).
 REDIS_SOCKET_CONNECT_TIMEOUT_S = env.float("REDIS_SOCKET_CONNECT_TIMEOUT_S", default=0.5)
 REDIS_SOCKET_TIMEOUT_S = env.float("REDIS_SOCKET_TIMEOUT_S", default=1.0)
+# The fast path's pub/sub subscriber PINGs after this long without traffic and reconnects
+# (with backoff) when the PING is not answered as long again: a hung Redis is noticed.
+FASTPATH_REDIS_HEALTH_S = env.float("FASTPATH_REDIS_HEALTH_S", default=5.0)
+# Open long-polls and streams one runtime token may hold per fast-path process (a fleet of
+# SDKs sharing a token counts together: size it for the fleet); beyond it, 429.
+FASTPATH_MAX_OPEN_PER_TOKEN = env.int("FASTPATH_MAX_OPEN_PER_TOKEN", default=1000)
 if REDIS_URL:
     CACHES = {
         "default": {
@@ -405,7 +411,8 @@ RUNTIME_RESEND_EVERY_S = env.float("RUNTIME_RESEND_EVERY_S", default=15.0)
 # Requests per runtime token and minute on the runtime-facing Django endpoints (a fleet shares
 # its token: size it to the fleet); 429 with Retry-After beyond.
 RUNTIME_TOKEN_REQUESTS_PER_MINUTE = env.int("RUNTIME_TOKEN_REQUESTS_PER_MINUTE", default=6000)
-# One runtime token may register this many new instance ids per minute (429 beyond).
+# One runtime token may register this many new instance ids per minute (429 beyond), runtime
+# heartbeats and Unleash SDK registrations each.
 RUNTIME_NEW_INSTANCES_PER_MINUTE = env.int("RUNTIME_NEW_INSTANCES_PER_MINUTE", default=60)
 # New instances of one token are audited once per this many seconds (the first of a burst),
 # so instance churn cannot flood the audit log; the Runtimes page lists every instance.

@@ -302,3 +302,31 @@ def test_outage__cache_down_or_hung__token_endpoint_and_heartbeat_answer(
 
     assert wrong.status_code == 401  # refused as ever, not a 500 from the throttle's cache
     assert beat.status_code == 200
+
+
+@pytest.mark.parametrize("what", ["tenants", "agents", "environments"])
+def test_outage__archive_listener_raises__archive_answers_200_and_the_others_run(
+    published: list[dict[str, Any]], tenant: Tenant, admin: Any, agent: Agent, what: str
+) -> None:
+    """The archive hooks are isolated like the revision hooks: a raising listener costs
+    neither the committed archive's 200 nor the fast path's token drop after it."""
+    from apps.tenancy.services import archive_listeners
+
+    def broken(kind: str, object_id: int) -> None:
+        raise RuntimeError("a subscriber blew up")
+
+    target = {
+        "tenants": tenant,
+        "agents": agent,
+        "environments": tenant.environments.get(slug="staging"),
+    }[what]
+    archive_listeners.insert(0, broken)
+    try:
+        response = api_as(admin).post(
+            f"/api/v1/{what}/{target.pk}/archive/", {"reason": "retired"}, format="json"
+        )
+    finally:
+        archive_listeners.remove(broken)
+
+    assert response.status_code == 200, response.content
+    assert {"t": "arch", "k": what[:-1], "i": target.pk} in published

@@ -272,10 +272,20 @@ def test_tenant_switcher__granted_tenant__switches_pages(operator, tenant: Tenan
     assert "Initech bot" in agents and "Acme bot" not in agents
 
 
-def test_tenant_switcher__external_next__goes_home(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
-    response = _client(operator).post(
-        "/tenants/switch/", {"tenant": "acme", "next": "//evil.example.com/"}
-    )
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "//evil.example.com/",
+        "/\\evil.example.com/",  # browsers read a backslash as a slash: //evil…
+        "/\\/evil.example.com/",
+        "\\\\evil.example.com",
+        "/\t/evil.example.com/",  # a tab is dropped by browsers inside URLs
+        "https://evil.example.com/",
+        "javascript:alert(1)",
+    ],
+)
+def test_tenant_switcher__external_next__goes_home(operator, tenant: Tenant, next_url: str) -> None:  # type: ignore[no-untyped-def]
+    response = _client(operator).post("/tenants/switch/", {"tenant": "acme", "next": next_url})
     assert response["Location"] == "/"
 
 

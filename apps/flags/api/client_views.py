@@ -9,7 +9,7 @@ from typing import cast
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,7 +18,7 @@ from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthen
 from apps.accounts.models import RuntimeToken
 from controlplane.api import ErrorSerializer
 
-from ..services import flag_metrics_record, sdk_instance_register
+from ..services import SdkRegistrationRateExceeded, flag_metrics_record, sdk_instance_register
 from ..validation import parse_metrics_toggles
 from .serializers import ClientMetricsInput, ClientMetricsOutput, ClientRegisterInput
 
@@ -42,15 +42,18 @@ class ClientRegisterView(APIView):
         serializer = ClientRegisterInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        sdk_instance_register(
-            token=cast(RuntimeToken, request.auth),
-            app_name=data["appName"],
-            instance_id=data["instanceId"],
-            sdk_version=data["sdkVersion"],
-            strategies=data["strategies"],
-            started=data["started"],
-            interval_ms=data["interval"],
-        )
+        try:
+            sdk_instance_register(
+                token=cast(RuntimeToken, request.auth),
+                app_name=data["appName"],
+                instance_id=data["instanceId"],
+                sdk_version=data["sdkVersion"],
+                strategies=data["strategies"],
+                started=data["started"],
+                interval_ms=data["interval"],
+            )
+        except SdkRegistrationRateExceeded as exc:
+            raise Throttled(wait=exc.retry_after_s, detail=str(exc)) from exc
         return Response({}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -85,6 +85,14 @@ class FlagToggleInput(ExpectedVersionMixin, OptionalReasonMixin):
     enabled = serializers.BooleanField(help_text="on or off; production requires a reason")
 
 
+class FlagDeleteInput(ExpectedVersionMixin, OptionalReasonMixin):
+    """A delete's optional body: why (production requires it) and the version it acts on."""
+
+
+class SegmentDeleteInput(ExpectedVersionMixin, OptionalReasonMixin):
+    """A segment delete's optional body: why and the version it acts on."""
+
+
 class FlagImportInput(OptionalReasonMixin):
     environment = serializers.IntegerField(help_text="environment id")
     mode = serializers.ChoiceField(
@@ -154,6 +162,7 @@ class SegmentOutput(serializers.ModelSerializer):
             "name",
             "description",
             "constraints",
+            "version",
             "created_at",
             "updated_at",
         ]
@@ -172,7 +181,7 @@ class SegmentCreateInput(OptionalReasonMixin):
     constraints = serializers.JSONField(help_text=JSON_LIST_HELP)
 
 
-class SegmentUpdateInput(OptionalReasonMixin):
+class SegmentUpdateInput(ExpectedVersionMixin, OptionalReasonMixin):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     constraints = serializers.JSONField(required=False, help_text=JSON_LIST_HELP)

@@ -17,7 +17,6 @@ from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user,
 from controlplane.api import (
     ConflictSerializer,
     ErrorSerializer,
-    OptionalReasonMixin,
     ScopedViewSet,
     expected_version,
 )
@@ -100,15 +99,21 @@ class FlagViewSet(ScopedViewSet):
         return Response(s.FlagOutput(flag).data)
 
     @extend_schema(
-        request=OptionalReasonMixin,
-        parameters=[OpenApiParameter("reason", str)],
-        responses={204: None, **ERRORS},
+        request=s.FlagDeleteInput,
+        parameters=[OpenApiParameter("reason", str), IF_MATCH],
+        responses={204: None, **CHANGE_ERRORS},
     )
     def destroy(self, request: Request, pk: str) -> Response:
+        """Delete the flag. Send the ``version`` you read (``If-Match`` or
+        ``expected_version``) to be refused with 409 if someone changed it since."""
         flag = self.get_object()
-        reason = request.data.get("reason") if isinstance(request.data, dict) else None
+        data: dict[str, Any] = self.validated(s.FlagDeleteInput)
+        seen = expected_version(request, data)
         services.flag_delete(
-            actor=request.user, flag=flag, reason=reason or request.query_params.get("reason", "")
+            actor=request.user,
+            flag=flag,
+            reason=data.get("reason") or request.query_params.get("reason", ""),
+            expected_version=seen,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -175,7 +180,9 @@ class SegmentViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: s.SegmentOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.SegmentOutput(self.get_object()).data)
+        """One segment; its ``ETag`` is its ``version``, ready for ``If-Match`` on a change."""
+        segment = self.get_object()
+        return Response(s.SegmentOutput(segment).data, headers={"ETag": f'"{segment.version}"'})
 
     @extend_schema(request=s.SegmentCreateInput, responses={201: s.SegmentOutput, **ERRORS})
     def create(self, request: Request) -> Response:
@@ -184,20 +191,35 @@ class SegmentViewSet(ScopedViewSet):
         segment = services.segment_create(actor=request.user, environment=environment, **data)
         return Response(s.SegmentOutput(segment).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.SegmentUpdateInput, responses={200: s.SegmentOutput, **ERRORS})
+    @extend_schema(
+        request=s.SegmentUpdateInput,
+        parameters=[IF_MATCH],
+        responses={200: s.SegmentOutput, **CHANGE_ERRORS},
+    )
     def partial_update(self, request: Request, pk: str) -> Response:
+        """Change some fields; 409 if ``expected_version``/``If-Match`` is stale."""
+        data: dict[str, Any] = self.validated(s.SegmentUpdateInput)
+        seen = expected_version(request, data)
         segment = services.segment_update(
-            actor=request.user, segment=self.get_object(), **self.validated(s.SegmentUpdateInput)
+            actor=request.user, segment=self.get_object(), expected_version=seen, **data
         )
         return Response(s.SegmentOutput(segment).data)
 
-    @extend_schema(request=OptionalReasonMixin, responses={204: None, **ERRORS})
+    @extend_schema(
+        request=s.SegmentDeleteInput,
+        parameters=[OpenApiParameter("reason", str), IF_MATCH],
+        responses={204: None, **CHANGE_ERRORS},
+    )
     def destroy(self, request: Request, pk: str) -> Response:
-        reason = request.data.get("reason") if isinstance(request.data, dict) else None
+        """Delete the segment; 409 if ``expected_version``/``If-Match`` is stale."""
+        segment = self.get_object()
+        data: dict[str, Any] = self.validated(s.SegmentDeleteInput)
+        seen = expected_version(request, data)
         services.segment_delete(
             actor=request.user,
-            segment=self.get_object(),
-            reason=reason or request.query_params.get("reason", ""),
+            segment=segment,
+            reason=data.get("reason") or request.query_params.get("reason", ""),
+            expected_version=seen,
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 

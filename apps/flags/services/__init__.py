@@ -12,11 +12,17 @@ from .flags import (
 )
 from .imports import ImportResult, flags_import
 from .kill_switches import kill_switch_engage, kill_switch_release, kill_switch_validate
-from .usage import MetricsResult, flag_metrics_record, sdk_instance_register
+from .usage import (
+    MetricsResult,
+    SdkRegistrationRateExceeded,
+    flag_metrics_record,
+    sdk_instance_register,
+)
 
 __all__ = [
     "ImportResult",
     "MetricsResult",
+    "SdkRegistrationRateExceeded",
     "flag_create",
     "flag_delete",
     "flag_metrics_record",

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Max
 
 from apps.accounts.authz import authorize
-from apps.audit.concurrency import last_change, version_check
+from apps.audit.concurrency import last_change, lock_current, version_check
 from apps.audit.services import Actor, audit_record
 from apps.tenancy.models import Environment
 from apps.tenancy.services import environment_revision_bump
@@ -61,6 +61,40 @@ def _validated(document: dict[str, Any], ctx: Context) -> dict[str, Any]:
 def _apply(flag: Flag, feature: dict[str, Any]) -> None:
     for field, key in _EDITABLE.items():
         setattr(flag, field, feature[key])
+
+
+def _lock_flag(flag: Flag) -> Flag:
+    """The flag, locked and re-read; ``DeletedMeanwhile`` if another operator deleted it."""
+    return lock_current(
+        Flag.objects.select_related("environment"),
+        flag.pk,
+        what=f"Flag {flag.name}",
+        target_type="flags.flag",
+    )
+
+
+def _lock_segment(segment: Segment) -> Segment:
+    """The segment, locked and re-read; ``DeletedMeanwhile`` if another operator deleted it."""
+    return lock_current(
+        Segment.objects.all(),
+        segment.pk,
+        what=f"Segment {segment.name}",
+        target_type="flags.segment",
+    )
+
+
+def _check_segment_seen(segment: Segment, expected_version: int | None) -> None:
+    """``_check_seen`` for a segment (locked)."""
+    if expected_version is None or expected_version == segment.version:
+        return
+    changed_by, changed_at = last_change(target_type="flags.segment", target_id=segment.pk)
+    version_check(
+        what=f"Segment {segment.name}",
+        expected=expected_version,
+        current=segment.version,
+        changed_by=changed_by,
+        changed_at=changed_at or segment.updated_at,
+    )
 
 
 def _check_seen(flag: Flag, expected_version: int | None) -> None:
@@ -164,7 +198,7 @@ def flag_update(
     if unknown:
         raise ValidationError({key: ["This field cannot be changed."] for key in sorted(unknown)})
     environment = lock_environment(flag.environment)
-    flag = Flag.objects.select_for_update().select_related("environment").get(pk=flag.pk)
+    flag = _lock_flag(flag)
     _check_seen(flag, expected_version)
     reason = reason_for(environment, reason)
     before = flag.snapshot()
@@ -216,7 +250,7 @@ def flag_toggle(
     clicking "Turn on" and "Turn off" at once cannot both win."""
     authorize(actor, "flags.change_flag", flag.environment.tenant)
     environment = lock_environment(flag.environment)
-    flag = Flag.objects.select_for_update().select_related("environment").get(pk=flag.pk)
+    flag = _lock_flag(flag)
     _check_seen(flag, expected_version)
     reason = reason_for(environment, reason)
     if flag.enabled == enabled:
@@ -246,11 +280,18 @@ def flag_toggle(
 
 
 @transaction.atomic
-def flag_delete(*, actor: Actor, flag: Flag, reason: str = "") -> int:
-    """Delete a flag: SDKs stop seeing it at once. Returns the new revision."""
+def flag_delete(
+    *, actor: Actor, flag: Flag, reason: str = "", expected_version: int | None = None
+) -> int:
+    """Delete a flag: SDKs stop seeing it at once. Returns the new revision.
+
+    ``expected_version``: the flag's ``version`` the user decided on (None: no check);
+    ``StaleVersion`` when someone changed it since, so a delete confirmed on an old page
+    cannot remove a flag another operator has just re-configured."""
     authorize(actor, "flags.delete_flag", flag.environment.tenant)
     environment = lock_environment(flag.environment)
-    flag = Flag.objects.select_for_update().get(pk=flag.pk)
+    flag = _lock_flag(flag)
+    _check_seen(flag, expected_version)
     reason = reason_for(environment, reason)
     children = [
         name
@@ -358,10 +399,16 @@ def segment_update(
     description: str | None = None,
     constraints: Any = None,
     reason: str = "",
+    expected_version: int | None = None,
 ) -> Segment:
+    """Change a segment's name, description or constraints; what is not given stays.
+
+    ``expected_version``: the segment's ``version`` the change was based on (None: no
+    check); ``StaleVersion`` when it moved on. A real change adds one to ``version``."""
     authorize(actor, "flags.change_segment", segment.environment.tenant)
     environment = lock_environment(segment.environment)
-    segment = Segment.objects.select_for_update().get(pk=segment.pk)
+    segment = _lock_segment(segment)
+    _check_segment_seen(segment, expected_version)
     reason = reason_for(environment, reason)
     before = segment.snapshot()
     document = _segment_validated(
@@ -381,6 +428,7 @@ def segment_update(
     )
     if segment.snapshot() == before:
         return segment
+    segment.version += 1  # under the environment lock, like a flag's
     segment.save()
     revision = environment_revision_bump(environment_id=environment.pk)
     audit_record(
@@ -396,10 +444,14 @@ def segment_update(
 
 
 @transaction.atomic
-def segment_delete(*, actor: Actor, segment: Segment, reason: str = "") -> int:
+def segment_delete(
+    *, actor: Actor, segment: Segment, reason: str = "", expected_version: int | None = None
+) -> int:
+    """Delete a segment no flag uses. ``expected_version`` as for ``segment_update``."""
     authorize(actor, "flags.delete_segment", segment.environment.tenant)
     environment = lock_environment(segment.environment)
-    segment = Segment.objects.select_for_update().get(pk=segment.pk)
+    segment = _lock_segment(segment)
+    _check_segment_seen(segment, expected_version)
     reason = reason_for(environment, reason)
     users = _flags_using_segment(environment, segment.segment_id)
     if users:

@@ -325,7 +325,8 @@ def flags_import(
             before = current.snapshot()
             for key, value in fields.items():
                 setattr(current, key, value)
-            current.save(update_fields=[*fields, "updated_at"])
+            current.version += 1  # an import is a change like an edit (optimistic concurrency)
+            current.save(update_fields=[*fields, "version", "updated_at"])
             result.segments_updated.append(document["id"])
             changes.append(("segment.updated", current, "", "", before, current.snapshot()))
     existing_flags = {f.name: f for f in Flag.objects.filter(environment=environment)}

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
@@ -30,6 +31,34 @@ def _hour(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+class SdkRegistrationRateExceeded(Exception):
+    """A runtime token registered too many new SDK instances (app name + instance id) in the
+    last minute (``RUNTIME_NEW_INSTANCES_PER_MINUTE``, shared with runtime heartbeats)."""
+
+    def __init__(self, *, limit: int, retry_after_s: int) -> None:
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            f"This token registered {limit} new SDK instances in the last minute; "
+            f"retry in {retry_after_s} s or reuse an instance id."
+        )
+
+
+def _new_instance_allowed(token: RuntimeToken, now: datetime) -> None:
+    """Raise ``SdkRegistrationRateExceeded`` when ``token`` created its minute's share of
+    new instances. Call inside a transaction: the token row lock makes the count exact."""
+    RuntimeToken.objects.select_for_update().filter(pk=token.pk).first()
+    recent = SdkInstance.objects.filter(token=token, first_seen_at__gte=now - timedelta(minutes=1))
+    limit = settings.RUNTIME_NEW_INSTANCES_PER_MINUTE
+    if recent.count() >= limit:
+        oldest = recent.order_by("first_seen_at").values_list("first_seen_at", flat=True)[0]
+        wait = oldest + timedelta(minutes=1) - now
+        raise SdkRegistrationRateExceeded(
+            limit=limit, retry_after_s=max(1, int(wait.total_seconds()) + 1)
+        )
+
+
+@transaction.atomic
 def _touch_instance(
     *, token: RuntimeToken, app_name: str, instance_id: str, defaults: dict[str, Any]
 ) -> SdkInstance:
@@ -44,6 +73,8 @@ def _touch_instance(
         updated = SdkInstance.objects.filter(**lookup).update(**values)
         if updated:
             return SdkInstance.objects.get(**lookup)
+        # A new (app name, instance id): one token must not grow this table without bound
+        _new_instance_allowed(token, now)
         try:
             with transaction.atomic():
                 return SdkInstance.objects.create(**lookup, **values, first_seen_at=now)
@@ -180,7 +211,12 @@ def flag_metrics_record(
             ("count",),
             variant_rows,
         )
-        _touch_instance(token=token, app_name=app_name, instance_id=instance_id, defaults={})
+        try:
+            _touch_instance(token=token, app_name=app_name, instance_id=instance_id, defaults={})
+        except SdkRegistrationRateExceeded:
+            # The counts are kept (they are for flags that exist); only the instance row,
+            # which one token could multiply, is not created.
+            log.warning("sdk_instance.registration_rate_exceeded", token_id=token.pk)
     result.recorded = len(known)
     if result.unknown:
         log.info(

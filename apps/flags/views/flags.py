@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from controlplane.ui import ReasonForm, VersionedReasonForm, call_service, rebase_if_stale
+from controlplane.ui import VersionedReasonForm, call_service, rebase_if_stale
 
 from .. import charts, selectors, services
 from ..forms import FlagForm, ImportForm, SegmentForm
@@ -239,14 +239,18 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
     flag = selectors.flag_get_for_user(user=request.user, pk=pk)
     _require(request, "flags.delete_flag")
-    form = ReasonForm(request.POST or None)
+    # The version the confirmation showed: a flag re-configured meanwhile is not deleted blind.
+    form = VersionedReasonForm(request.POST or None, initial={"expected_version": flag.version})
     done = (
         request.method == "POST"
         and form.is_valid()
         and call_service(
             form,
             lambda: services.flag_delete(
-                actor=request.user, flag=flag, reason=form.cleaned_data["reason"]
+                actor=request.user,
+                flag=flag,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["expected_version"],
             ),
         )
         is not None
@@ -254,6 +258,9 @@ def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if done:
         messages.success(request, f"Flag {flag.name} deleted.")
         return redirect(_list_url(flag.environment_id))
+    if request.method == "POST":
+        flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+        rebase_if_stale(form, flag.version)
     return render(
         request,
         "partials/confirm.html",
@@ -333,11 +340,13 @@ def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     _require(request, "flags.change_segment")
     form = SegmentForm(
         request.POST or None,
+        editing=True,
         production=segment.environment.is_production,
         initial={
             "name": segment.name,
             "description": segment.description,
             "constraints": segment.constraints,
+            "expected_version": segment.version,
         },
     )
     if request.method == "POST" and form.is_valid():
@@ -366,14 +375,17 @@ def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
     segment = selectors.segment_get_for_user(user=request.user, pk=pk)
     _require(request, "flags.delete_segment")
-    form = ReasonForm(request.POST or None)
+    form = VersionedReasonForm(request.POST or None, initial={"expected_version": segment.version})
     done = (
         request.method == "POST"
         and form.is_valid()
         and call_service(
             form,
             lambda: services.segment_delete(
-                actor=request.user, segment=segment, reason=form.cleaned_data["reason"]
+                actor=request.user,
+                segment=segment,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["expected_version"],
             ),
         )
         is not None
@@ -381,6 +393,9 @@ def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
     if done:
         messages.success(request, f"Segment {segment.name} deleted.")
         return redirect(_list_url(segment.environment_id))
+    if request.method == "POST":
+        segment = selectors.segment_get_for_user(user=request.user, pk=pk)
+        rebase_if_stale(form, segment.version)
     return render(
         request,
         "partials/confirm.html",
