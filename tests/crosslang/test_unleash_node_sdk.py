@@ -2,7 +2,8 @@
 ``package.json``) against the real ASGI server. Issue 8 kind 10 was found with it (a client
 with ``namePrefix: 'app.'`` received every flag); these check what it knows with ``namePrefix``
 and ``projectName``, that its gradual rollouts bucket users as ``dataplane.bucketing`` does,
-and that its registration and metrics are recorded.
+that its registration and metrics are recorded, and that in streaming mode it is hydrated
+from the event stream and sees a change there.
 
 Node's side is ``unleash_node_sdk.mjs`` beside this file; its packages are installed by
 ``make install-dev`` (``npm ci`` here), never at test time."""
@@ -17,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from apps.flags.models import FlagUsage, SdkInstance
-from apps.flags.services import flags_import
+from apps.flags.models import Flag, FlagUsage, SdkInstance
+from apps.flags.services import flag_toggle, flags_import
 from apps.tenancy.models import Environment, Tenant
 from dataplane.bucketing import flexible_rollout_enabled, normalized_hash
 
@@ -222,3 +223,62 @@ def test_node_sdk__refused_token__never_synchronises_and_reports_401(
     assert answer["synchronized"] is False
     assert answer["features"] == []
     assert any("401" in error for error in answer["errors"]), answer["errors"]
+
+
+def test_node_sdk__streaming_mode__hydrated_then_a_change_arrives_on_the_stream(
+    asgi_server: str, tenant: Tenant
+) -> None:
+    production = tenant.environments.get(slug="production")
+    _seed(production)
+    request = {
+        "url": asgi_server + "/api/",
+        "token": make_token(production),
+        "appName": "node-streaming",
+        "instanceId": "node-stream-1",
+        "metrics": False,
+        "streaming": True,
+        "checks": [
+            {"name": "app.checkout", "contexts": [{}]},
+            {"name": "billing.invoices", "contexts": [{}]},
+        ],
+        "awaitChange": {"name": "billing.invoices", "enabled": True},
+        "timeoutMs": 15_000,
+    }
+    assert NODE is not None
+    node = subprocess.Popen(
+        [NODE, str(HERE / "unleash_node_sdk.mjs")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=HERE,
+    )
+    try:
+        assert node.stdin is not None and node.stderr is not None and node.stdout is not None
+        node.stdin.write(json.dumps(request).encode())
+        node.stdin.close()
+        line = node.stderr.readline()  # the SDK holds the hydrated state now
+        if line.strip() == b"SYNCHRONIZED":
+            flag_toggle(
+                actor=SYSTEM,
+                flag=Flag.objects.get(environment=production, name="billing.invoices"),
+                enabled=True,
+                reason="stream test",
+            )
+        stdout, stderr = node.stdout.read(), node.stderr.read()  # until the script ends
+        node.wait(timeout=60)
+    finally:
+        if node.poll() is None:
+            node.kill()
+    answer = json.loads(stdout)
+
+    assert answer["synchronized"] is True, (answer["errors"], stderr)
+    assert answer["fetchMode"] == "streaming"  # never fell back to polling
+    assert answer["features"] == [
+        "app.checkout",
+        "app.rollout",
+        "app.search",
+        "appendix",
+        "billing.invoices",
+    ]
+    assert answer["enabled"] == {"app.checkout": [True], "billing.invoices": [False]}
+    assert answer["changeSeen"] is True

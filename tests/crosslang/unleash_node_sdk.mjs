@@ -3,12 +3,16 @@
 //
 // Reads one JSON request on stdin:
 //   {url, token, appName, instanceId, namePrefix?, projectName?, metrics: bool,
-//    checks: [{name, contexts: [context, ...]}], timeoutMs}
+//    streaming?: bool, checks: [{name, contexts: [context, ...]}], timeoutMs,
+//    awaitChange?: {name, enabled}}
 // Starts the SDK with the token as the Authorization custom header, waits for `synchronized`
 // (the first fetch from the server, never a backup: storage is in memory), then writes one JSON
 // object on stdout:
 //   {synchronized, features: [names the SDK knows, sorted], enabled: {flag: [bool per context]},
-//    registered, metricsSent, errors: [messages]}
+//    registered, metricsSent, fetchMode: 'polling' | 'streaming' at the end, changeSeen,
+//    errors: [messages]}
+// With `awaitChange`, once synchronised it writes the line SYNCHRONIZED on stderr (the test
+// then changes the flag) and waits until `isEnabled(name)` is `enabled`.
 // With `metrics`, the counts of the checks are flushed to the server before the SDK stops.
 import { InMemStorageProvider, Unleash } from 'unleash-client';
 
@@ -32,6 +36,7 @@ const unleash = new Unleash({
   disableMetrics: !request.metrics,
   storageProvider: new InMemStorageProvider(),
   skipInstanceCountWarning: true,
+  experimentalMode: request.streaming ? { type: 'streaming' } : { type: 'polling' },
 });
 unleash.on('error', (error) => errors.push(String(error && error.message ? error.message : error)));
 unleash.on('warn', () => {}); // an unhandled 'warn' would only print
@@ -56,6 +61,25 @@ if (synchronized) {
     enabled[check.name] = check.contexts.map((context) => unleash.isEnabled(check.name, context));
   }
 }
+let changeSeen = null;
+if (request.awaitChange && synchronized) {
+  const { name, enabled: wanted } = request.awaitChange;
+  process.stderr.write('SYNCHRONIZED\n');
+  const deadline = Date.now() + (request.timeoutMs ?? 15_000);
+  changeSeen = false;
+  while (Date.now() < deadline) {
+    if (unleash.isEnabled(name, {}) === wanted) {
+      changeSeen = true;
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+// How it fetched at the end: streaming falls back to polling on a failed stream. The pinned
+// SDK keeps this on its repository (no public getter, and the top-level client does not
+// re-emit the repository's 'mode' event).
+const fetchMode = unleash.repository?.getMode?.() ?? null;
 const features = (unleash.getFeatureToggleDefinitions() ?? []).map((f) => f.name).sort();
 
 if (request.metrics && synchronized) {
@@ -65,5 +89,14 @@ if (request.metrics && synchronized) {
 }
 
 process.stdout.write(
-  JSON.stringify({ synchronized, features, enabled, registered, metricsSent, errors }),
+  JSON.stringify({
+    synchronized,
+    features,
+    enabled,
+    registered,
+    metricsSent,
+    fetchMode,
+    changeSeen,
+    errors,
+  }),
 );
