@@ -16,8 +16,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-# The cross-language tests' Node.js side (npm canonicalize, pinned by its lock file). Without
-# npm those tests skip and say why.
+# The cross-language tests' Node.js side (npm canonicalize and unleash-client, pinned by its lock
+# file). Without npm those tests skip and say why.
 CROSSLANG := tests/crosslang
 $(CROSSLANG)/node_modules/.installed: $(CROSSLANG)/package.json $(CROSSLANG)/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \

@@ -15,6 +15,7 @@ from django.db import transaction
 from apps.tenancy.models import Environment
 from controlplane.fastpath import Route, StreamRoute, TokenScope, register, register_stream
 
+from .client_api_schema import FEATURE, FEATURES, STREAMING
 from .selectors import environment_features, kill_switch_dict, kill_switches_engaged_for
 from .unleash import (
     body_etag,
@@ -121,6 +122,7 @@ def register_routes() -> None:
             etag_of=body_etag,
             vary=("Unleash-Client-Spec",),
             not_found=feature_not_found,
+            docs=(FEATURES, FEATURE),
         )
     )
     register_stream(
@@ -132,5 +134,6 @@ def register_routes() -> None:
             updated_event="unleash-updated",
             delta=delta_events,
             vary=("Unleash-Client-Spec",),
+            docs=(STREAMING,),
         )
     )

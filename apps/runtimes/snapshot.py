@@ -16,6 +16,8 @@ from apps.rollouts.selectors import stable_deployments
 from apps.tenancy.models import Environment
 from controlplane.fastpath import Route, TokenScope, register
 
+from .snapshot_schema import CONFIG
+
 SCHEMA = "controlplane.snapshot/v1"
 CONFIG_PATH = "/api/runtime/v1/config"
 
@@ -80,4 +82,12 @@ def build_config(scope: TokenScope, variant: str) -> tuple[int, bytes]:
 
 
 def register_routes() -> None:
-    register(Route(path=CONFIG_PATH, kind="runtime-config", build=build_config, max_wait_s=60))
+    register(
+        Route(
+            path=CONFIG_PATH,
+            kind="runtime-config",
+            build=build_config,
+            max_wait_s=60,
+            docs=(CONFIG,),
+        )
+    )

@@ -6,6 +6,6 @@ revision (built once per revision and scope by a builder the owning app register
 ``If-None-Match`` give 304s; ``?wait=N`` long-polls; stream routes send server-sent events.
 Everything else goes to Django."""
 
-from .registry import Route, StreamRoute, TokenScope, register, register_stream
+from .registry import OperationDoc, Route, StreamRoute, TokenScope, register, register_stream
 
-__all__ = ["Route", "StreamRoute", "TokenScope", "register", "register_stream"]
+__all__ = ["OperationDoc", "Route", "StreamRoute", "TokenScope", "register", "register_stream"]

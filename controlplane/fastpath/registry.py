@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,29 @@ def not_found(subpath: str) -> str:
 
 
 @dataclass(frozen=True)
+class OperationDoc:
+    """How one operation of a route is described in the OpenAPI document (``/api/schema/``,
+    see ``controlplane.fastpath.openapi``). The fast path adds what every route shares (the
+    runtime token, ``If-None-Match``, ``wait``, ETag/304 and the error answers); this says
+    what is the route's own.
+
+    ``path``: the OpenAPI path template, the route's path or, for a route with ``subpaths``,
+    e.g. ``/api/client/features/{name}`` (its path parameters go in ``parameters``).
+    ``response``: the JSON Schema of the 200 body (may ``$ref`` ``#/components/schemas/X``
+    for the schemas in ``components``). ``parameters``: OpenAPI parameter objects besides
+    the shared ones."""
+
+    path: str
+    operation_id: str
+    summary: str
+    description: str
+    tag: str
+    response: Mapping[str, Any]
+    parameters: Sequence[Mapping[str, Any]] = ()
+    components: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Route:
     """A GET/HEAD route answered from the per-revision cache. Routes that share ``kind`` must
     share ``build`` and ``etag_of``: they share the cached body and differ only by view.
@@ -66,6 +90,9 @@ class Route:
     vary: tuple[str, ...] = ()
     # the 404 message when ``view`` names nothing, from the sub-path
     not_found: Callable[[str], str] = not_found
+    # its operations in the OpenAPI document; tests/project/test_api_schema.py refuses a
+    # registered route without them
+    docs: tuple[OperationDoc, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,6 +110,7 @@ class StreamRoute:
     variant: VariantOf = no_variant
     heartbeat_s: float = 15.0
     vary: tuple[str, ...] = ()
+    docs: tuple[OperationDoc, ...] = ()
 
 
 @dataclass

@@ -291,6 +291,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "controlplane.api.document_error_responses",
+        # The runtime fast path's routes, which Django never sees (after the one above).
+        "controlplane.fastpath.openapi.document_fastpath_routes",
     ],
     # Two different choice sets are both called "mode" (flags import, kill switch mode).
     "ENUM_NAME_OVERRIDES": {

@@ -3,11 +3,16 @@ describes, called with generated input as an authenticated Admin (operator API) 
 runtime token (runtime and Unleash client API), answers no 5xx and nothing
 that violates its own schema. The example count is bounded so the run stays short.
 
-The schema is drf-spectacular's, generated in process; requests go to the Django WSGI
-application in process, on the test database (rolled back after each operation)."""
+The schema is drf-spectacular's, generated in process. Operations Django serves are called on
+the Django WSGI application in process, on the test database (rolled back after each
+operation). Operations of the runtime fast path (``controlplane.fastpath``: the client
+features, the config snapshot), which Django never sees, are called over HTTP on the live
+ASGI server (``asgi_server``), on an environment holding flags, segments, a kill switch and a
+deployed bundle, so the 200 bodies checked against the schema are not empty ones."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,13 +34,33 @@ from apps.accounts.roles import Role
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.accounts.services import api_token_rotate
 from apps.audit.services import SystemActor
-from apps.tenancy.models import Tenant
+from apps.bundles.services import bundle_version_push
+from apps.flags.services import flags_import, kill_switch_engage
+from apps.rollouts.services import deployment_create
+from apps.tenancy.models import Agent, Tenant
+from controlplane.fastpath.registry import registry
 from tests.factories import AgentFactory, make_user
 
 pytestmark = pytest.mark.django_db
 
 SCHEMA = schemathesis.openapi.from_dict(SchemaGenerator().get_schema(request=None, public=True))
 OPERATIONS = {op.label: op for op in (r.ok() for r in SCHEMA.get_all_operations())}
+
+
+def _served_by_fast_path(path: str) -> bool:
+    concrete = re.sub(r"{[^}]+}", "x", path)
+    return registry.match(concrete) is not None or concrete in registry.streams
+
+
+FAST_PATH = sorted(label for label, op in OPERATIONS.items() if _served_by_fast_path(op.path))
+IN_PROCESS = sorted(set(OPERATIONS) - set(FAST_PATH))
+# Fast-path operations that generated requests cannot exercise, each with the reason.
+NOT_FUZZED = {
+    "GET /api/client/streaming": (
+        "an event stream never ends, so there is no response to check; its events are "
+        "checked by tests/conformance/test_streaming.py"
+    ),
+}
 
 # Operations whose fault lies outside the input guards, each with the reason (reported to the
 # owner). Not strict: once fixed they show as XPASS and the entry can go.
@@ -84,7 +109,7 @@ def credentials(tenant: Tenant, _keep_test_connection: None) -> dict[str, dict[s
         pytest.param(label, marks=pytest.mark.xfail(reason=KNOWN[label], strict=False))
         if label in KNOWN
         else label
-        for label in sorted(OPERATIONS)
+        for label in IN_PROCESS
     ],
 )
 def test_api__generated_requests__no_server_error_and_schema_conformant(
@@ -108,3 +133,147 @@ def test_api__generated_requests__no_server_error_and_schema_conformant(
         case.call_and_validate(app=app, headers=headers, checks=CHECKS)
 
     call()
+
+
+BUNDLE = """\
+description: what the fuzzed config snapshot carries
+model: {provider: openai, name: gpt-4o-mini, parameters: {temperature: 0.2}}
+prompts:
+  system: {role: system, template: Help with orders.}
+policies:
+  limits: {max_steps: 8, max_tool_calls: 6, max_total_tokens: 16000, max_cost_usd: 0.25,
+           max_retries_per_tool: 2}
+"""
+
+
+@pytest.fixture
+def live_runtime_headers(asgi_server: str, tenant: Tenant) -> dict[str, str]:
+    """A runtime token of the tenant's production environment, which holds flags (with a
+    segment, constraints, variants with payloads, a dependency), an engaged kill switch and a
+    deployed bundle, all put there through the services."""
+    actor = SystemActor("fuzz")
+    production = tenant.environments.get(slug="production")
+    rollout = {"rollout": "30", "stickiness": "userId", "groupId": "g"}
+    flags_import(
+        actor=actor,
+        environment=production,
+        payload={
+            "version": 2,
+            "segments": [
+                {
+                    "id": 1,
+                    "name": "beta",
+                    "constraints": [
+                        {"contextName": "userId", "operator": "IN", "values": ["a", "b"]}
+                    ],
+                }
+            ],
+            "features": [
+                {
+                    "name": "new-checkout",
+                    "type": "release",
+                    "enabled": True,
+                    "project": "shop",
+                    "strategies": [
+                        {
+                            "name": "flexibleRollout",
+                            "parameters": rollout,
+                            "constraints": [
+                                {
+                                    "contextName": "appVersion",
+                                    "operator": "SEMVER_GT",
+                                    "value": "1.2.0",
+                                }
+                            ],
+                            "segments": [1],
+                        }
+                    ],
+                    "variants": [
+                        {
+                            "name": "blue",
+                            "weight": 1000,
+                            "weightType": "variable",
+                            "stickiness": "default",
+                            "payload": {"type": "json", "value": '{"n": 1234567.5}'},
+                        }
+                    ],
+                },
+                {
+                    "name": "app.search",
+                    "type": "experiment",
+                    "enabled": False,
+                    "strategies": [{"name": "default"}],
+                    "dependencies": [{"feature": "new-checkout", "variants": ["blue"]}],
+                },
+            ],
+        },
+        mode="merge",
+        reason="fuzz setup",
+    )
+    agent: Agent = AgentFactory(tenant=tenant, slug="support-bot")  # type: ignore[assignment]
+    version = bundle_version_push(actor=actor, agent=agent, message="v1", source=BUNDLE).version
+    deployment_create(
+        actor=actor, agent=agent, environment=production, version=version, reason="launch"
+    )
+    kill_switch_engage(
+        actor=actor,
+        kind="agent_stopped",
+        scope="agent",
+        tenant=tenant,
+        agent=agent,
+        reason="fuzz",
+    )
+    _, runtime = runtime_token_create(
+        actor=actor, tenant=tenant, environment=production, name="fuzz live"
+    )
+    return {"Authorization": runtime}
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        pytest.param(label, marks=pytest.mark.skip(reason=NOT_FUZZED[label]))
+        if label in NOT_FUZZED
+        else label
+        for label in FAST_PATH
+    ],
+)
+def test_fast_path__generated_requests__no_server_error_and_schema_conformant(
+    label: str, asgi_server: str, live_runtime_headers: dict[str, str]
+) -> None:
+    # Each generated request goes with the token, and again with none and a forged one: then
+    # every answer must be the documented 401, in the error shape.
+    credentials = [live_runtime_headers, {}, {"Authorization": "cprt_" + "x" * 40}]
+
+    @given(case=OPERATIONS[label].as_strategy())
+    @settings(
+        max_examples=12,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def call(case: Any) -> None:
+        # ``If-None-Match: *`` with a ``wait`` is a legitimate long-poll held to its end
+        # (up to 60 s): kept, but shortened so the run stays short; ``timeout`` is above
+        # the longest wait all the same.
+        if (case.headers or {}).get("If-None-Match", "").strip() == "*" and case.query:
+            wait = case.query.get("wait")
+            if isinstance(wait, int | float) and wait > 0.2:
+                case.query["wait"] = 0.2
+        for headers in credentials:
+            case.call_and_validate(base_url=asgi_server, headers=headers, checks=CHECKS, timeout=90)
+
+    call()
+
+
+def test_fast_path__operations_are_in_the_schema_and_fuzzed_live() -> None:
+    # The net under the net: the fast-path operations above are really there (a route whose
+    # description went missing would leave this list short, and its test would not exist).
+    assert set(FAST_PATH) >= {
+        "GET /api/client/features",
+        "GET /api/client/features/{name}",
+        "GET /api/runtime/v1/config",
+    }
+    assert set(NOT_FUZZED) <= set(FAST_PATH)

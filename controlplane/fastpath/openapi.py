@@ -1,0 +1,165 @@
+"""The fast-path routes in the OpenAPI document: a drf-spectacular postprocessing hook
+(``SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"]``) that describes every route registered with
+the fast path, which Django never sees and so drf-spectacular cannot find.
+
+Each route brings its own part (``OperationDoc``: path, summary, 200 body schema, its own
+parameters); this adds what the fast path does the same way for all of them (see
+``app.FastPath._serve`` and ``_stream``):
+
+* the runtime token (security scheme ``runtimeToken``, bare or ``Bearer``);
+* ``If-None-Match`` (RFC 9110 weak comparison, lists, ``*``) and, for polled routes,
+  ``?wait=<seconds>`` (0 to the route's ``max_wait_s``: a long-poll while the client holds the
+  current tag);
+* 200 with ``ETag``, ``Cache-Control``, ``Vary`` and ``X-Revision``; 304 (no body) when the
+  tag still matches; 400 for a ``wait`` out of range; 401 for a missing, unknown or revoked
+  token; 404 where a path parameter names something the token's environment does not hold.
+
+Not documented because the fast path never answers them to a valid request of a described
+operation: 413 (these are GET operations, no body is read), 403 (a token's scope selects what
+it reads, nothing is refused by role), 301 (only with ``SECURE_SSL_REDIRECT`` on plain HTTP).
+HEAD is answered like GET without the body and is left out, as drf-spectacular leaves it out
+for Django's views."""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+from .registry import OperationDoc, Route, StreamRoute, registry
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+# Same definition as apps.accounts.api.authentication.RuntimeTokenScheme (used by the Django
+# runtime views); set here too so the fast-path operations never name a missing scheme.
+RUNTIME_TOKEN_SCHEME = {
+    "type": "apiKey",
+    "in": "header",
+    "name": "Authorization",
+    "description": "A runtime token, bare (as Unleash SDKs send it) or `Bearer <token>`.",
+}
+IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Entity tags the client holds (RFC 9110: weak `W/` tags compare equal to strong ones, a "
+        "comma-separated list, or `*`). A match answers 304 without a body, or with `wait`, "
+        "waits for the next change first."
+    ),
+    "schema": {"type": "string"},
+}
+_HEADERS = {
+    "ETag": {
+        "description": "The entity tag of this representation, for `If-None-Match`.",
+        "schema": {"type": "string"},
+    },
+    "X-Revision": {
+        "description": "The environment revision the body was built at.",
+        "schema": {"type": "integer"},
+    },
+    "Cache-Control": {"schema": {"type": "string", "enum": ["no-cache"]}},
+    "Vary": {"schema": {"type": "string"}},
+}
+_PATH_PARAMETER = re.compile(r"{[^}]+}")
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+
+
+def _wait(route: Route) -> dict[str, Any]:
+    return {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": (
+            "Long-poll: seconds to hold the request while the client's `If-None-Match` still "
+            "matches; answered (200) as soon as the content changes, 304 at the end. "
+            f"Between 0 and {route.max_wait_s:g}."
+        ),
+        "schema": {"type": "number", "minimum": 0, "maximum": route.max_wait_s, "default": 0},
+    }
+
+
+def _polled_operation(route: Route, doc: OperationDoc) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        "200": {
+            "description": "The current representation.",
+            "headers": copy.deepcopy(_HEADERS),
+            "content": {"application/json": {"schema": dict(doc.response)}},
+        },
+        "304": {
+            "description": "The client's `If-None-Match` matches the current representation.",
+            "headers": {key: copy.deepcopy(_HEADERS[key]) for key in ("ETag", "X-Revision")},
+        },
+        "400": _error("`wait` is not a number between 0 and the route's maximum."),
+        "401": _error("No runtime token, or one that is unknown, revoked or archived."),
+    }
+    if _PATH_PARAMETER.search(doc.path):
+        responses["404"] = _error("The token's environment holds nothing of that name.")
+    return {
+        "parameters": [copy.deepcopy(IF_NONE_MATCH), _wait(route)],
+        "responses": responses,
+    }
+
+
+def _stream_operation(route: StreamRoute, doc: OperationDoc) -> dict[str, Any]:
+    return {
+        "parameters": [copy.deepcopy(IF_NONE_MATCH)],
+        "responses": {
+            "200": {
+                "description": (
+                    f"Server-sent events: `{route.connected_event}` with the whole state (left "
+                    "out when `If-None-Match` matches it), then "
+                    f"`{route.updated_event}` after each change, comments as keep-alive. Each "
+                    "event's `data` is the JSON given as `x-event-data`."
+                ),
+                "headers": {"ETag": copy.deepcopy(_HEADERS["ETag"])},
+                "content": {
+                    "text/event-stream": {
+                        "schema": {"type": "string", "x-event-data": dict(doc.response)}
+                    }
+                },
+            },
+            "401": _error("No runtime token, or one that is unknown, revoked or archived."),
+        },
+    }
+
+
+def _operation(route: Route | StreamRoute, doc: OperationDoc) -> dict[str, Any]:
+    shared = (
+        _stream_operation(route, doc)
+        if isinstance(route, StreamRoute)
+        else _polled_operation(route, doc)
+    )
+    return {
+        "operationId": doc.operation_id,
+        "summary": doc.summary,
+        "description": doc.description,
+        "tags": [doc.tag],
+        "security": [{"runtimeToken": []}],
+        "parameters": [*(copy.deepcopy(dict(p)) for p in doc.parameters), *shared["parameters"]],
+        "responses": shared["responses"],
+    }
+
+
+def document_fastpath_routes(result: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing hook: add a GET operation for each ``OperationDoc`` of
+    every registered fast-path route, with the components the docs bring. Runs after
+    ``controlplane.api.document_error_responses`` (which defines the ``Error`` schema and must
+    not add statuses the fast path never answers). Raises ``ValueError`` when two routes
+    describe the same path or component differently."""
+    components = result.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    components.setdefault("securitySchemes", {}).setdefault("runtimeToken", RUNTIME_TOKEN_SCHEME)
+    paths = result.setdefault("paths", {})
+    routes: list[Route | StreamRoute] = [*registry.routes.values(), *registry.streams.values()]
+    for route in sorted(routes, key=lambda r: r.path):
+        for doc in route.docs:
+            for name, schema in doc.components.items():
+                if schemas.setdefault(name, dict(schema)) != dict(schema):
+                    raise ValueError(f"Two fast-path routes define the schema {name!r}.")
+            if "get" in paths.get(doc.path, {}):
+                raise ValueError(f"{doc.path} is described twice.")
+            paths.setdefault(doc.path, {})["get"] = _operation(route, doc)
+    return result
