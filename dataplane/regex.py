@@ -130,13 +130,43 @@ def _additional_properties(
         )
 
 
+def uses_pattern_properties(schema: Any) -> bool:
+    """Whether a ``patternProperties`` mapping appears anywhere in ``schema``."""
+    if isinstance(schema, Mapping):
+        if isinstance(schema.get("patternProperties"), Mapping):
+            return True
+        return any(uses_pattern_properties(value) for value in schema.values())
+    if isinstance(schema, list):
+        return any(uses_pattern_properties(value) for value in schema)
+    return False
+
+
+_LIBRARY_UNEVALUATED = Draft202012Validator.VALIDATORS["unevaluatedProperties"]
+
+
+def _unevaluated_properties(
+    validator: Any, unevaluated: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    # jsonschema finds the keys patternProperties evaluated with ``re``, deep in its own
+    # code; the control plane refuses this combination, so a stored schema with it fails
+    # closed rather than put a backtracking engine on the request path.
+    if validator.is_type(instance, "object") and uses_pattern_properties(validator.schema):
+        yield ValidationError(
+            "unevaluatedProperties with patternProperties is not supported: no value is valid"
+        )
+        return
+    yield from _LIBRARY_UNEVALUATED(validator, unevaluated, instance, schema)
+
+
 #: Draft 2020-12 with ``pattern``, ``patternProperties`` and ``additionalProperties`` matched
-#: by RE2 instead of Python's backtracking ``re`` (what jsonschema uses by default).
+#: by RE2 instead of Python's backtracking ``re`` (what jsonschema uses by default), and
+#: ``unevaluatedProperties`` refused next to ``patternProperties`` (see above).
 RE2Draft202012Validator = validators.extend(
     Draft202012Validator,
     {
         "pattern": _pattern,
         "patternProperties": _pattern_properties,
         "additionalProperties": _additional_properties,
+        "unevaluatedProperties": _unevaluated_properties,
     },
 )

@@ -307,3 +307,35 @@ def test_runtime_without_re2__schema_pattern__no_argument_satisfies_it() -> None
         "issue_refund", {"order_id": "A12345678", "note": "-"}
     )
     assert decision.denied and decision.check == "schema"
+
+
+# -- unevaluatedProperties next to patternProperties: jsonschema matches those with `re` ------
+
+
+@pytest.mark.parametrize("value", ["false", "{type: string}"])
+def test_validation__unevaluated_properties_with_pattern_properties__located_error(
+    value: str,
+) -> None:
+    text = source().replace(
+        "        meta:\n          type: object\n",
+        f"        meta:\n          type: object\n          unevaluatedProperties: {value}\n",
+    )
+    result = validate_source(text)
+
+    ptr = "/tools/0/parameters/properties/meta/unevaluatedProperties"
+    assert list(result.errors) == [ptr], result.errors
+    assert "patternProperties" in result.errors[ptr][0]
+
+
+def test_stored_version__unevaluated_properties_with_pattern_properties__fails_closed() -> None:
+    bundle = _stored(key_pattern="(a+)+$")
+    bundle["tools"][0]["parameters"]["properties"]["meta"]["unevaluatedProperties"] = False
+    guard = _guard(bundle)
+
+    for meta in ({LONG: "v"}, {"aaa": "v"}, {"other": "v"}):
+        decision = guard.check_tool_call(
+            "issue_refund", {"order_id": "A12345678", "note": "-", "meta": meta}
+        )
+        assert decision.denied and decision.check == "schema", meta
+    # Where the keyword does not apply (no object there), the call goes on as before.
+    assert guard.check_tool_call("issue_refund", {"order_id": "A12345678", "note": "-"}).allowed

@@ -122,6 +122,16 @@ def _check_tool_parameters(schema: dict[str, Any], base: str, report: Report) ->
             child(base, "type"),
             "Tool parameters must describe an object (type: object): a tool takes named arguments.",
         )
+    if _finds(schema, "patternProperties"):
+        # jsonschema evaluates patternProperties keys for unevaluatedProperties with Python's
+        # backtracking ``re``, out of reach of an RE2 runtime's validator: refused together.
+        for found in _finds(schema, "unevaluatedProperties"):
+            report.error(
+                child(base, *found),
+                "unevaluatedProperties cannot be combined with patternProperties in tool "
+                "parameters (runtimes could not evaluate the patterns with RE2): use "
+                "additionalProperties.",
+            )
     for ref_pointer, ref in _references(schema, base):
         if not ref.startswith("#"):
             report.error(
@@ -131,6 +141,22 @@ def _check_tool_parameters(schema: dict[str, Any], base: str, report: Report) ->
             )
         elif not _resolves(schema, ref[1:]):
             report.error(ref_pointer, f"{ref!r} points at nothing in this schema.")
+
+
+def _finds(
+    value: Any, keyword: str, path: tuple[str | int, ...] = ()
+) -> list[tuple[str | int, ...]]:
+    """Paths (within ``value``) of every ``keyword`` key whose value is a schema."""
+    found: list[tuple[str | int, ...]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == keyword and isinstance(item, dict | bool):
+                found.append((*path, key))
+            found.extend(_finds(item, keyword, (*path, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_finds(item, keyword, (*path, index)))
+    return found
 
 
 def _references(value: Any, ptr: str) -> list[tuple[str, str]]:
