@@ -31,6 +31,7 @@ from .breaker import BreakerBoard
 from .bucketing import flexible_rollout_enabled
 from .policy import Policy, Tool, policy_cache
 from .ratelimit import RateLimiter
+from .regex import regex_problem, search
 from .snapshot import BundleVersion, KillSwitch, Snapshot
 
 
@@ -220,7 +221,17 @@ class RequestGuard:
                 "input",
             )
         for pattern, description in self.policy.blocked_patterns:
-            if pattern.search(text):
+            found = search(pattern, text)
+            if found is None:
+                # A blocked pattern RE2 cannot compile (a version stored before the control
+                # plane checked with RE2, or RE2 missing here) blocks every message: fail
+                # closed, never let through what the author meant to stop.
+                return Decision.deny(
+                    f"input refused: blocked pattern ({description}) cannot be compiled by "
+                    f"RE2 ({regex_problem(pattern)}), so every message is blocked (fail-closed)",
+                    "input",
+                )
+            if found:
                 return Decision.deny(f"input matches a blocked pattern ({description})", "input")
         return Decision.allow(check="input")
 
@@ -264,6 +275,8 @@ class RequestGuard:
         closed = (
             f" (fail-closed: its condition compares {rule.ill_typed[tool]})"
             if tool in rule.ill_typed
+            else f" (fail-closed: its condition's {rule.broken_pattern})"
+            if rule.broken_pattern is not None
             else ""
         )
         if rule.action == "deny":

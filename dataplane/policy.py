@@ -7,7 +7,6 @@ is docs/bundle-format.md (``apps/bundles/schema.py`` is its machine-readable for
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from jsonschema import Draft202012Validator
+
+from .regex import RE2Draft202012Validator, regex_problem, search
 
 LIMIT_KEYS = (
     "max_steps",
@@ -35,7 +36,7 @@ class Tool:
     name: str
     risk: str  # read | write | critical
     requires_approval: bool
-    validator: Draft202012Validator
+    validator: Any  # RE2Draft202012Validator: JSON Schema 2020-12, patterns matched by RE2
     spec: Mapping[str, Any]
     rate_limit: tuple[int, float] | None = None  # (max_calls, per_s), per runtime
 
@@ -65,6 +66,11 @@ class Rule:
     # of ``value: no``), by tool name. A deny or ask rule with one fails closed: it applies
     # whatever the condition says, rather than silently never applying.
     ill_typed: Mapping[str, str] = field(default_factory=dict)
+    # The first ``matches`` pattern in ``when`` that RE2 cannot compile (a version stored
+    # before the control plane checked with RE2, or RE2 missing here), described; None when
+    # all compile. A deny or ask rule with one applies to every call of its tools (fail
+    # closed); an allow rule with one never allows.
+    broken_pattern: str | None = None
 
     def label(self) -> str:
         what = f": {self.description}" if self.description else ""
@@ -77,9 +83,16 @@ class Rule:
             return False
         if self.when is None:
             return True
+        if self.broken_pattern is not None:
+            return self.action != "allow"
         if tool in self.ill_typed and self.action != "allow":
             return True
-        return evaluate(self.when, arguments, context)
+        try:
+            return evaluate(self.when, arguments, context)
+        except UncompilablePattern:
+            # Checked at evaluation too, not only at compile time: under a ``not`` a pattern
+            # that matches nothing would turn into "matches everything" for an allow rule.
+            return self.action != "allow"
 
 
 @dataclass(frozen=True)
@@ -88,7 +101,9 @@ class Policy:
     rules: tuple[Rule, ...]
     limits: Limits
     max_input_chars: int | None
-    blocked_patterns: tuple[tuple[re.Pattern[str], str], ...]
+    # (pattern, description) per input ``blocked_patterns`` entry, in order; RE2 syntax,
+    # searched anywhere in the message (dataplane/regex.py).
+    blocked_patterns: tuple[tuple[str, str], ...]
 
     def first_matching_rule(
         self, tool: str, arguments: Mapping[str, Any], context: Mapping[str, Any]
@@ -110,7 +125,7 @@ def _tool(spec: Mapping[str, Any]) -> Tool:
         name=str(spec["name"]),
         risk=str(spec.get("risk") or "critical"),  # unknown risk is treated as the worst
         requires_approval=bool(spec.get("requires_approval", False)),
-        validator=Draft202012Validator(parameters),
+        validator=RE2Draft202012Validator(parameters),
         spec=spec,
         rate_limit=rate_limit,
     )
@@ -150,13 +165,14 @@ def compile_policy(bundle: Mapping[str, Any]) -> Policy:
             when=raw.get("when"),
             description=str(raw.get("description") or ""),
             ill_typed=_ill_typed(str(raw.get("tool", "")), raw.get("when"), tools),
+            broken_pattern=_broken_pattern(raw.get("when")),
         )
         for index, raw in enumerate(policies.get("tool_rules") or [])
         if isinstance(raw, Mapping)
     )
     input_policy = policies.get("input") or {}
     blocked = tuple(
-        (re.compile(str(entry["pattern"])), str(entry.get("description") or entry["pattern"]))
+        (str(entry["pattern"]), str(entry.get("description") or entry["pattern"]))
         for entry in input_policy.get("blocked_patterns") or []
         if isinstance(entry, Mapping) and entry.get("pattern")
     )
@@ -273,6 +289,19 @@ def _ill_typed(pattern: str, when: Any, tools: Mapping[str, Tool]) -> dict[str, 
     return found
 
 
+def _broken_pattern(when: Any) -> str | None:
+    """The first ``matches`` value in ``when`` RE2 cannot compile, with why; None if none."""
+    if not isinstance(when, Mapping):
+        return None
+    for comparison in _leaf_comparisons(when):
+        value = comparison.get("value")
+        if comparison.get("op") == "matches" and isinstance(value, str):
+            problem = regex_problem(value)
+            if problem is not None:
+                return f"pattern {value!r} cannot be compiled by RE2 ({problem})"
+    return None
+
+
 def _leaf_comparisons(condition: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     for key in ("all", "any"):
         if key in condition:
@@ -290,6 +319,11 @@ def _leaf_comparisons(condition: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 # -- conditions -------------------------------------------------------------------------------
+
+
+class UncompilablePattern(ValueError):
+    """A ``matches`` pattern RE2 cannot compile (or RE2 is missing): the condition has no
+    truth value; Rule.applies turns this into fail-closed."""
 
 
 def _resolve(arguments: Mapping[str, Any], path: str) -> Any:
@@ -341,18 +375,22 @@ def _compare(subject: Any, op: str, value: Any) -> bool:
         found = isinstance(value, Sequence) and any(_equal(subject, item) for item in value)
         return found if op == "in" else not found
     if op == "matches":
-        return (
-            isinstance(subject, str)
-            and isinstance(value, str)
-            and re.search(value, subject) is not None
-        )
+        # RE2, searched anywhere in the text (docs/bundle-format.md, "Regular expressions").
+        if not (isinstance(subject, str) and isinstance(value, str)):
+            return False
+        matched = search(value, subject)
+        if matched is None:
+            raise UncompilablePattern(value)
+        return matched
     return False
 
 
 def evaluate(
     condition: Mapping[str, Any], arguments: Mapping[str, Any], context: Mapping[str, Any]
 ) -> bool:
-    """Whether a rule's ``when`` holds for these arguments and this request context."""
+    """Whether a rule's ``when`` holds for these arguments and this request context.
+
+    Raises UncompilablePattern for a ``matches`` pattern RE2 cannot compile."""
     if "all" in condition:
         return all(evaluate(item, arguments, context) for item in condition["all"])
     if "any" in condition:

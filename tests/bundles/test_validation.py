@@ -73,7 +73,7 @@ BAD_CONTENT: list[tuple[str, Mutation, str, str]] = [
         "tool parameters with a broken regex",
         _set(["tools", 0, "parameters", "properties", "order_id", "pattern"], "(["),
         "/tools/0/parameters/properties/order_id/pattern",
-        "Not a valid JSON Schema",
+        "Not an RE2 regular expression",
     ),
     (
         "tool parameters not an object schema",

@@ -7,6 +7,7 @@ import re
 from typing import Any, TypeGuard
 
 from ..schema import ARG_PATH_PATTERN, CONTEXT_KEYS, LIST_OPS, NUMERIC_OPS, OPERATORS
+from .regexes import regex_message, regex_problem
 from .report import Report, child
 
 MAX_CONDITION_DEPTH = 12
@@ -115,10 +116,9 @@ def _check_comparison(condition: dict[str, Any], ptr: str, report: Report) -> li
         if not isinstance(value, str):
             report.error(value_ptr, "Must be a regular expression (text) for 'matches'.")
         else:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                report.error(value_ptr, f"Not a valid regular expression: {exc}.")
+            problem = regex_problem(value)
+            if problem is not None:
+                report.error(value_ptr, regex_message(problem))
     elif op in ("==", "!=") and not _is_scalar(value):
         report.error(
             value_ptr, f"Must be a plain value (text, number, true/false or null) for '{op}'."

@@ -12,19 +12,17 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote
 
-from jsonschema import Draft202012Validator
-
 from ..schema import (
     TOOL_GLOB_PATTERN,
     TOOL_NAME_PATTERN,
     VARIABLE_NAME_PATTERN,
 )
 from .conditions import check_condition, is_number
+from .regexes import META_VALIDATOR, regex_message, regex_problem
 from .report import Report, child, from_path, pointer
 
-_META = Draft202012Validator(
-    Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
-)
+# The 2020-12 meta-schema; a ``pattern`` (or ``patternProperties`` key) must be RE2.
+_META = META_VALIDATOR
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
 
 
@@ -109,10 +107,14 @@ def _check_tool_parameters(schema: dict[str, Any], base: str, report: Report) ->
     invalid = False
     for error in _META.iter_errors(schema):
         invalid = True
-        report.error(
-            base + from_path(error.absolute_path),
-            f"Not a valid JSON Schema (draft 2020-12): {error.message}.",
-        )
+        where = base + from_path(error.absolute_path)
+        if error.validator == "format" and error.validator_value == "regex":
+            # A ``pattern`` value, or a ``patternProperties`` key (reported at the key).
+            if error.absolute_path and error.absolute_path[-1] == "patternProperties":
+                where = child(where, str(error.instance))
+            report.error(where, regex_message(regex_problem(str(error.instance)) or ""))
+            continue
+        report.error(where, f"Not a valid JSON Schema (draft 2020-12): {error.message}.")
     if invalid:
         return
     if schema.get("type") != "object":
@@ -120,6 +122,16 @@ def _check_tool_parameters(schema: dict[str, Any], base: str, report: Report) ->
             child(base, "type"),
             "Tool parameters must describe an object (type: object): a tool takes named arguments.",
         )
+    if _finds(schema, "patternProperties"):
+        # jsonschema evaluates patternProperties keys for unevaluatedProperties with Python's
+        # backtracking ``re``, out of reach of an RE2 runtime's validator: refused together.
+        for found in _finds(schema, "unevaluatedProperties"):
+            report.error(
+                child(base, *found),
+                "unevaluatedProperties cannot be combined with patternProperties in tool "
+                "parameters (runtimes could not evaluate the patterns with RE2): use "
+                "additionalProperties.",
+            )
     for ref_pointer, ref in _references(schema, base):
         if not ref.startswith("#"):
             report.error(
@@ -129,6 +141,22 @@ def _check_tool_parameters(schema: dict[str, Any], base: str, report: Report) ->
             )
         elif not _resolves(schema, ref[1:]):
             report.error(ref_pointer, f"{ref!r} points at nothing in this schema.")
+
+
+def _finds(
+    value: Any, keyword: str, path: tuple[str | int, ...] = ()
+) -> list[tuple[str | int, ...]]:
+    """Paths (within ``value``) of every ``keyword`` key whose value is a schema."""
+    found: list[tuple[str | int, ...]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == keyword and isinstance(item, dict | bool):
+                found.append((*path, key))
+            found.extend(_finds(item, keyword, (*path, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_finds(item, keyword, (*path, index)))
+    return found
 
 
 def _references(value: Any, ptr: str) -> list[tuple[str, str]]:
@@ -275,12 +303,11 @@ def _check_input(content: dict[str, Any], report: Report) -> None:
         pattern = as_dict(entry).get("pattern")
         if not isinstance(pattern, str):
             continue
-        try:
-            re.compile(pattern)
-        except re.error as exc:
+        problem = regex_problem(pattern)
+        if problem is not None:
             report.error(
                 pointer("policies", "input", "blocked_patterns", index, "pattern"),
-                f"Not a valid regular expression: {exc}.",
+                regex_message(problem),
             )
 
 
