@@ -67,6 +67,25 @@ def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": ERROR}}}
 
 
+_RETRY_AFTER = {
+    "description": "Seconds to wait before sending the request again.",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def _retry_later(description: str) -> dict[str, Any]:
+    return {**_error(description), "headers": {"Retry-After": copy.deepcopy(_RETRY_AFTER)}}
+
+
+# What every fast-path route may answer besides its own statuses: too many held requests for
+# one token (streams and waiting long-polls, FASTPATH_MAX_OPEN_PER_TOKEN), and the database
+# lost for a moment while a representation had to be rebuilt (decision 0015).
+_SHARED_ERRORS = {
+    "429": "Too many streams or waiting long-polls open for this token in this process.",
+    "503": "The database is unavailable for a moment (a restart or failover).",
+}
+
+
 def _wait(route: Route) -> dict[str, Any]:
     return {
         "name": "wait",
@@ -139,7 +158,10 @@ def _operation(route: Route | StreamRoute, doc: OperationDoc) -> dict[str, Any]:
         "tags": [doc.tag],
         "security": [{"runtimeToken": []}],
         "parameters": [*(copy.deepcopy(dict(p)) for p in doc.parameters), *shared["parameters"]],
-        "responses": shared["responses"],
+        "responses": {
+            **shared["responses"],
+            **{code: _retry_later(text) for code, text in _SHARED_ERRORS.items()},
+        },
     }
 
 

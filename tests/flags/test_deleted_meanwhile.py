@@ -43,10 +43,10 @@ def _changed_by_alice(flag: Flag, alice: Any) -> None:
     [
         ({"expected_version": 1}, {}),
         ({}, {"If-Match": '"1"'}),
-        ({}, {"If-Match": 'W/"1"'}),
+        ({}, {"If-Match": '"1", W/"2"'}),  # the strong tag names the stale version
         ({"expected_version": 0}, {}),
     ],
-    ids=["body", "if-match", "weak-if-match", "never-existed"],
+    ids=["body", "if-match", "if-match-list", "never-existed"],
 )
 def test_flag_delete_api__stale_version__409_naming_who_and_flag_stays(
     production: Environment, alice: Any, bob: Any, body: dict[str, Any], headers: dict[str, str]
@@ -228,10 +228,10 @@ def _segment(environment: Environment, alice: Any) -> Segment:
     [
         ({"expected_version": 1}, {}),
         ({}, {"If-Match": '"1"'}),
-        ({}, {"If-Match": 'W/"1"'}),
+        ({}, {"If-Match": '"1", W/"2"'}),  # the strong tag names the stale version
         ({"expected_version": 7}, {}),
     ],
-    ids=["body", "if-match", "weak-if-match", "never-existed"],
+    ids=["body", "if-match", "if-match-list", "never-existed"],
 )
 def test_segment_api__stale_version__409_naming_who_and_nothing_changes(
     production: Environment,
