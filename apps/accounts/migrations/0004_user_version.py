@@ -6,18 +6,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_hash_existing_api_tokens'),
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("accounts", "0003_hash_existing_api_tokens"),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='UserVersion',
+            name="UserVersion",
             fields=[
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='edit_version', serialize=False, to=settings.AUTH_USER_MODEL)),
-                ('version', models.PositiveIntegerField(default=1)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="edit_version",
+                        serialize=False,
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1)),
             ],
         ),
     ]

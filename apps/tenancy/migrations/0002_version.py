@@ -4,25 +4,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tenancy', '0001_initial'),
+        ("tenancy", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='agent',
-            name='version',
-            field=models.PositiveIntegerField(default=1, help_text='grows by one with every change: what the edit form and API calls carry as expected_version (optimistic concurrency)'),
+            model_name="agent",
+            name="version",
+            field=models.PositiveIntegerField(
+                default=1,
+                help_text="grows by one with every change: what the edit form and API calls carry as expected_version (optimistic concurrency)",
+            ),
         ),
         migrations.AddField(
-            model_name='environment',
-            name='version',
-            field=models.PositiveIntegerField(default=1, help_text='grows by one with every change: what the edit form and API calls carry as expected_version (optimistic concurrency)'),
+            model_name="environment",
+            name="version",
+            field=models.PositiveIntegerField(
+                default=1,
+                help_text="grows by one with every change: what the edit form and API calls carry as expected_version (optimistic concurrency)",
+            ),
         ),
         migrations.AddField(
-            model_name='tenant',
-            name='version',
-            field=models.PositiveIntegerField(default=1, help_text='grows by one with every change: what the edit form and API calls carry as expected_version (optimistic concurrency)'),
+            model_name="tenant",
+            name="version",
+            field=models.PositiveIntegerField(
+                default=1,
+                help_text="grows by one with every change: what the edit form and API calls carry as expected_version (optimistic concurrency)",
+            ),
         ),
     ]
