@@ -140,7 +140,11 @@ def user_update(
     ``version`` (``user_version``) the change was based on (None: no check);
     ``StaleVersion`` when it moved on. A real change adds one to it."""
     authorize(actor, "auth.change_user")
-    user = User.objects.select_for_update().get(pk=user.pk)
+    # FOR NO KEY UPDATE (here and on every user lock of this module): serialises changes of
+    # the user, yet lets another transaction insert an audit event naming this user as its
+    # actor (a foreign key's FOR KEY SHARE); FOR UPDATE deadlocked two Admins editing each
+    # other at the same moment.
+    user = User.objects.select_for_update(no_key=True).get(pk=user.pk)
     _check_user_seen(user, expected_version)
     if is_active is False and getattr(actor, "pk", None) == user.pk:
         raise ValidationError({"is_active": ["You cannot deactivate yourself."]})
@@ -196,7 +200,9 @@ def user_grant_tenant(*, actor: Actor, user: User, tenant: models.Model, reason:
     """Let ``user`` see ``tenant``. Returns False, writing nothing and no audit event, when
     the grant was already there (so the log never states a change that did not happen)."""
     authorize(actor, "auth.change_user")
-    User.objects.select_for_update().get(pk=user.pk)  # concurrent grants of one user take turns
+    User.objects.select_for_update(no_key=True).get(
+        pk=user.pk
+    )  # concurrent grants of one user take turns
     if _has_tenant_grant(user, tenant):
         return False
     assign_perm(TENANT_ACCESS_PERMISSION, user, tenant)
@@ -218,7 +224,7 @@ def user_revoke_tenant(*, actor: Actor, user: User, tenant: models.Model, reason
     """Stop ``user`` seeing ``tenant``. Returns False, writing nothing and no audit event,
     when there was no grant to revoke."""
     authorize(actor, "auth.change_user")
-    User.objects.select_for_update().get(pk=user.pk)
+    User.objects.select_for_update(no_key=True).get(pk=user.pk)
     if not _has_tenant_grant(user, tenant):
         return False
     remove_perm(TENANT_ACCESS_PERMISSION, user, tenant)
@@ -241,7 +247,7 @@ def api_token_rotate(*, actor: Actor, user: User) -> str:
     shown once and stored only as its sha256. Users manage their own; Admins anyone's."""
     if getattr(actor, "pk", None) != user.pk:
         authorize(actor, "auth.change_user")
-    User.objects.select_for_update().get(pk=user.pk)  # concurrent rotations take turns
+    User.objects.select_for_update(no_key=True).get(pk=user.pk)  # concurrent rotations take turns
     replaced = ApiToken.objects.filter(user=user).delete()[0] > 0
     key = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(

@@ -102,7 +102,7 @@ def _set_archived(
     model = type(instance)
     noun = str(model._meta.model_name)
     instance = (
-        model.objects.select_for_update(of=("self",))
+        model.objects.select_for_update(of=("self",), no_key=True)
         .select_related(*(["tenant"] if noun != "tenant" else []))
         .get(pk=instance.pk)
     )
@@ -195,7 +195,7 @@ def tenant_update(
     """Rename or re-zone a tenant. ``expected_version``: the ``version`` the change was
     based on (None: no check); ``StaleVersion`` when it moved on. A real change adds one."""
     authorize(actor, "tenancy.change_tenant", tenant)
-    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)
     _check_seen(tenant, expected_version)
     before = tenant.snapshot()
     changes: dict[str, Any] = {}
@@ -286,7 +286,13 @@ def agent_update(
 ) -> Agent:
     """Rename or re-describe an agent; ``expected_version`` as for ``tenant_update``."""
     authorize(actor, "tenancy.change_agent", agent.tenant)
-    agent = Agent.objects.select_for_update().select_related("tenant").get(pk=agent.pk)
+    # of=self: locking the joined tenant row too would take the two locks in an order that
+    # deadlocks against a change holding the tenant's lock first (environment_move)
+    agent = (
+        Agent.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("tenant")
+        .get(pk=agent.pk)
+    )
     _check_seen(agent, expected_version)
     before = agent.snapshot()
     changes = {k: v for k, v in {"name": name, "description": description}.items() if v is not None}
@@ -330,7 +336,7 @@ def environment_create(
     """A new environment goes last in the promotion order unless a free position is given."""
     authorize(actor, "tenancy.add_environment", tenant)
     _require_active_tenant(tenant)
-    Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises position assignment
+    Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)  # serialises positions
     active = Environment.objects.filter(tenant=tenant, archived_at__isnull=True)
     if position is None:
         # `Max(...) or -1` would turn a last position of 0 into -1 and collide with it
@@ -368,8 +374,10 @@ def environment_update(
     """Rename an environment or change its production flag; ``expected_version`` as for
     ``tenant_update``."""
     authorize(actor, "tenancy.change_environment", environment.tenant)
-    environment = (
-        Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
+    environment = (  # of=self, as in agent_update: no deadlock against environment_move
+        Environment.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("tenant")
+        .get(pk=environment.pk)
     )
     _check_seen(environment, expected_version)
     before = environment.snapshot()
@@ -404,10 +412,15 @@ def environment_move(
     authorize(actor, "tenancy.change_environment", environment.tenant)
     if direction not in ("up", "down"):
         raise ValidationError({"direction": ["Use 'up' or 'down'."]})
-    Tenant.objects.select_for_update().get(pk=environment.tenant_id)
+    # FOR NO KEY UPDATE (no_key), here and on every row lock of this module: it serialises
+    # changes of the row as FOR UPDATE does, but does not block the FOR KEY SHARE that a
+    # foreign-key insert (this edit's own audit event, naming the tenant) takes. With FOR
+    # UPDATE, a move holding the tenant and waiting for an environment deadlocked against an
+    # edit holding the environment and inserting its audit event.
+    Tenant.objects.select_for_update(no_key=True).get(pk=environment.tenant_id)
     # locked too: an edit of this environment (its row lock only) must not slip in between
     environment = (
-        Environment.objects.select_for_update(of=("self",))
+        Environment.objects.select_for_update(of=("self",), no_key=True)
         .select_related("tenant")
         .get(pk=environment.pk)
     )

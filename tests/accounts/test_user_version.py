@@ -53,12 +53,13 @@ def _state(user: User) -> tuple[Any, ...]:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("first", "second"),
-    [(Role.OPERATOR, Role.ADMIN), (Role.APPROVER, Role.APPROVER), (Role.ADMIN, Role.VIEWER)],
+    [(Role.OPERATOR, Role.ADMIN), (Role.APPROVER, Role.APPROVER), (Role.ADMIN, Role.OPERATOR)],
 )
 def test_two_concurrent_role_changes__postgresql__one_wins_the_other_is_told_who(
     alice: Any, bob: Any, vera: Any, first: Role, second: Role
 ) -> None:
     postgresql_only()
+    # both are real changes of vera (a Viewer): a no-op bumps nothing and so cannot conflict
     seen = user_version(vera)
     results, errors = race(
         lambda: services.user_update(actor=alice, user=vera, role=first, expected_version=seen),
@@ -194,3 +195,21 @@ def test_user_edit_form__without_version__refused(bob: Any, vera: Any) -> None:
     response = browser.post(f"/users/{vera.pk}/", {"role": "Admin", "is_active": "on"})
     assert response.status_code == 200 and "reload it and retry" in response.content.decode()
     assert _state(vera) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_editing_each_other_at_once__postgresql__both_apply_no_deadlock(
+    alice: Any, bob: Any
+) -> None:
+    postgresql_only()
+    for _ in range(5):  # the lock orders cross on each round; FOR UPDATE deadlocked here
+        a, b = user_version(alice), user_version(bob)
+        results, errors = race(
+            lambda a=a, b=b: services.user_update(
+                actor=alice, user=bob, email=f"b{a}@example.com", expected_version=b
+            ),
+            lambda a=a, b=b: services.user_update(
+                actor=bob, user=alice, email=f"a{b}@example.com", expected_version=a
+            ),
+        )
+        assert len(results) == 2 and errors == []
