@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import Http404
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -149,6 +150,18 @@ class ExpectedVersionMixin(serializers.Serializer):
         help_text="The `version` you read. If it moved on since, nothing changes and the "
         'answer is 409 naming who changed it and when. Same as `If-Match: "<version>"`.',
     )
+
+
+# The header of every change of "the current X" (with ExpectedVersionMixin's body field), for
+# the schema; a stale one answers 409 (ConflictSerializer), one naming no version 412.
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description='The `version` you read, quoted: `"3"`. Same as `expected_version`. '
+    'Compared strongly (RFC 9110): a weak tag (`W/"3"`) never matches and is a 412.',
+)
 
 
 class PreconditionFailed(exceptions.APIException):

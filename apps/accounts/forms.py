@@ -3,6 +3,8 @@ from typing import Any, cast
 
 from django import forms
 
+from controlplane.ui import ExpectedVersionField
+
 from .roles import ROLE_DESCRIPTIONS, Role
 
 ROLE_CHOICES = [(r.value, f"{r.value} — {ROLE_DESCRIPTIONS[r]}") for r in Role]
@@ -16,6 +18,8 @@ class UserCreateForm(forms.Form):
 
 
 class UserEditForm(forms.Form):
+    # the user's version the form was filled from: saving is refused if it moved on meanwhile
+    expected_version = ExpectedVersionField()
     email = forms.EmailField(required=False)
     role = forms.ChoiceField(choices=ROLE_CHOICES)
     is_active = forms.BooleanField(required=False, label="Active (can log in)")

@@ -96,3 +96,21 @@ class RuntimeToken(models.Model):
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "status": self.status,
         }
+
+
+class UserVersion(models.Model):
+    """The ``version`` of a user's editable state (email, role, active), which Django's own
+    ``User`` table has no column for: grows by one with every ``user_update`` that changes
+    something, compared with the ``expected_version`` an edit form or API call carries
+    (optimistic concurrency, docs/decisions/0007). No row yet means version 1."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="edit_version",
+    )
+    version = models.PositiveIntegerField(default=1)
+
+    def __str__(self) -> str:
+        return f"{self.user} v{self.version}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin, User
 from django.db.models import QuerySet
 
-from .models import ApiToken, RuntimeToken
+from .models import ApiToken, RuntimeToken, UserVersion
 from .roles import Role
 
 
@@ -41,3 +41,10 @@ def runtime_token_list(*, tenant_ids: list[int] | None) -> QuerySet[RuntimeToken
     if tenant_ids is not None:
         qs = qs.filter(tenant_id__in=tenant_ids)
     return qs.order_by("-created_at")
+
+
+def user_version(user: User) -> int:
+    """The ``version`` of a user's editable state (email, role, active, tenant grants): what
+    the edit form and API carry as ``expected_version``. 1 until its first change."""
+    found = UserVersion.objects.filter(user_id=user.pk).values_list("version", flat=True).first()
+    return 1 if found is None else found

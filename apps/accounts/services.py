@@ -13,13 +13,14 @@ from django.db import DEFAULT_DB_ALIAS, models, transaction
 from guardian.models import UserObjectPermission
 from guardian.shortcuts import assign_perm, remove_perm
 
+from apps.audit.concurrency import last_change, version_check
 from apps.audit.services import Actor, SystemActor, audit_record
 
 from .authz import authorize
-from .models import API_TOKEN_PREFIX, ApiToken, hash_token
+from .models import API_TOKEN_PREFIX, ApiToken, UserVersion, hash_token
 from .role_sync import RolePermissionsMissing
 from .roles import ROLE_PERMISSIONS, TENANT_ACCESS_PERMISSION, Role
-from .selectors import user_role
+from .selectors import user_role, user_version
 
 
 def roles_sync(*, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -50,6 +51,29 @@ def user_snapshot(user: User) -> dict[str, Any]:
         "is_active": user.is_active,
         "role": role.value if role else None,
     }
+
+
+def _check_user_seen(user: User, expected_version: int | None) -> None:
+    """Refuse a change of ``user`` (locked) based on a ``version`` that moved on, naming who
+    made the newest audited change of the user and when (docs/decisions/0007, 0013)."""
+    current = user_version(user)
+    if expected_version is None or expected_version == current:
+        return
+    changed_by, changed_at = last_change(target_type=user._meta.label_lower, target_id=user.pk)
+    version_check(
+        what=f"User {user.username}",
+        expected=expected_version,
+        current=current,
+        changed_by=changed_by,
+        changed_at=changed_at,
+    )
+
+
+def _bump_user_version(user: User) -> None:
+    """Grow the user's ``version`` by one; the caller holds the user's row lock."""
+    # a user without a row is at version 1 (``user_version``), the row's default
+    UserVersion.objects.get_or_create(user=user)
+    UserVersion.objects.filter(user=user).update(version=models.F("version") + 1)
 
 
 def _set_role(user: User, role: Role) -> None:
@@ -110,9 +134,18 @@ def user_update(
     role: Role | None = None,
     is_active: bool | None = None,
     reason: str = "",
+    expected_version: int | None = None,
 ) -> User:
+    """Change a user's email, role or active flag. ``expected_version``: the user's
+    ``version`` (``user_version``) the change was based on (None: no check);
+    ``StaleVersion`` when it moved on. A real change adds one to it."""
     authorize(actor, "auth.change_user")
-    user = User.objects.select_for_update().get(pk=user.pk)
+    # FOR NO KEY UPDATE (here and on every user lock of this module): serialises changes of
+    # the user, yet lets another transaction insert an audit event naming this user as its
+    # actor (a foreign key's FOR KEY SHARE); FOR UPDATE deadlocked two Admins editing each
+    # other at the same moment.
+    user = User.objects.select_for_update(no_key=True).get(pk=user.pk)
+    _check_user_seen(user, expected_version)
     if is_active is False and getattr(actor, "pk", None) == user.pk:
         raise ValidationError({"is_active": ["You cannot deactivate yourself."]})
     before = user_snapshot(user)
@@ -139,6 +172,7 @@ def user_update(
         # matches user.api_token_rotated and has no "token" in it (the log redacts those)
         before["api_access"], after["api_access"] = True, False
     if after != before:
+        _bump_user_version(user)
         audit_record(
             actor=actor,
             action="user.updated",
@@ -166,10 +200,13 @@ def user_grant_tenant(*, actor: Actor, user: User, tenant: models.Model, reason:
     """Let ``user`` see ``tenant``. Returns False, writing nothing and no audit event, when
     the grant was already there (so the log never states a change that did not happen)."""
     authorize(actor, "auth.change_user")
-    User.objects.select_for_update().get(pk=user.pk)  # concurrent grants of one user take turns
+    User.objects.select_for_update(no_key=True).get(
+        pk=user.pk
+    )  # concurrent grants of one user take turns
     if _has_tenant_grant(user, tenant):
         return False
     assign_perm(TENANT_ACCESS_PERMISSION, user, tenant)
+    _bump_user_version(user)  # the grants are part of what the user's edit form shows
     audit_record(
         actor=actor,
         action="user.tenant_granted",
@@ -187,10 +224,11 @@ def user_revoke_tenant(*, actor: Actor, user: User, tenant: models.Model, reason
     """Stop ``user`` seeing ``tenant``. Returns False, writing nothing and no audit event,
     when there was no grant to revoke."""
     authorize(actor, "auth.change_user")
-    User.objects.select_for_update().get(pk=user.pk)
+    User.objects.select_for_update(no_key=True).get(pk=user.pk)
     if not _has_tenant_grant(user, tenant):
         return False
     remove_perm(TENANT_ACCESS_PERMISSION, user, tenant)
+    _bump_user_version(user)
     audit_record(
         actor=actor,
         action="user.tenant_revoked",
@@ -209,7 +247,7 @@ def api_token_rotate(*, actor: Actor, user: User) -> str:
     shown once and stored only as its sha256. Users manage their own; Admins anyone's."""
     if getattr(actor, "pk", None) != user.pk:
         authorize(actor, "auth.change_user")
-    User.objects.select_for_update().get(pk=user.pk)  # concurrent rotations take turns
+    User.objects.select_for_update(no_key=True).get(pk=user.pk)  # concurrent rotations take turns
     replaced = ApiToken.objects.filter(user=user).delete()[0] > 0
     key = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(

@@ -87,6 +87,7 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
             "role": role.value if role else Role.VIEWER.value,
             "is_active": user.is_active,
             "tenants": sorted(granted),
+            "expected_version": selectors.user_version(user),
         },
     )
     if request.method == "POST" and form.is_valid():
@@ -101,6 +102,7 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
                     role=Role(data["role"]),
                     is_active=data["is_active"],
                     reason=data["reason"],
+                    expected_version=data["expected_version"],
                 )
                 wanted = set(data["tenants"])
                 for tenant in tenants:

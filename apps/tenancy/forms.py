@@ -2,6 +2,8 @@ import zoneinfo
 
 from django import forms
 
+from controlplane.ui import ExpectedVersionField
+
 from .models import slug_validator
 
 TIME_ZONES = sorted(zoneinfo.available_timezones())
@@ -26,6 +28,8 @@ class TenantForm(forms.Form):
 
 
 class TenantEditForm(forms.Form):
+    # the version the form was filled from: saving is refused if it moved on meanwhile
+    expected_version = ExpectedVersionField()
     name = forms.CharField(max_length=120)
     time_zone = forms.ChoiceField(choices=[(z, z) for z in TIME_ZONES])
     reason = forms.CharField(required=False, max_length=2000)
@@ -43,6 +47,8 @@ class AgentForm(forms.Form):
 
 
 class AgentEditForm(forms.Form):
+    # the version the form was filled from: saving is refused if it moved on meanwhile
+    expected_version = ExpectedVersionField()
     name = forms.CharField(max_length=120)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     reason = forms.CharField(required=False, max_length=2000)
@@ -58,6 +64,8 @@ class EnvironmentForm(forms.Form):
 
 
 class EnvironmentEditForm(forms.Form):
+    # the version the form was filled from: saving is refused if it moved on meanwhile
+    expected_version = ExpectedVersionField()
     name = forms.CharField(max_length=120)
     is_production = forms.BooleanField(
         required=False, label="Production (changes ask for a reason)"

@@ -20,6 +20,11 @@ class Tenant(models.Model):
     time_zone = models.CharField(max_length=64, default="UTC")
     created_at = models.DateTimeField(auto_now_add=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(
+        default=1,
+        help_text="grows by one with every change: what the edit form and API calls carry as "
+        "expected_version (optimistic concurrency)",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -49,6 +54,11 @@ class Agent(models.Model):
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(
+        default=1,
+        help_text="grows by one with every change: what the edit form and API calls carry as "
+        "expected_version (optimistic concurrency)",
+    )
 
     class Meta:
         ordering = ["tenant__name", "name"]
@@ -89,6 +99,11 @@ class Environment(models.Model):
     revision = models.PositiveBigIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     archived_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(
+        default=1,
+        help_text="grows by one with every change: what the edit form and API calls carry as "
+        "expected_version (optimistic concurrency)",
+    )
 
     class Meta:
         ordering = ["tenant__name", "position"]

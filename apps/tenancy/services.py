@@ -16,6 +16,7 @@ from guardian.shortcuts import assign_perm
 from apps.accounts.authz import authorize
 from apps.accounts.roles import TENANT_ACCESS_PERMISSION
 from apps.accounts.selectors import user_is_admin
+from apps.audit.concurrency import last_change, version_check
 from apps.audit.services import Actor, SystemActor, audit_record, require_reason
 
 from .models import Agent, Environment, Tenant
@@ -50,13 +51,35 @@ def _require_unique_slug(queryset: models.QuerySet[Any], slug: str, what: str) -
         raise ValidationError({"slug": [f"{what} with slug {slug!r} already exists."]})
 
 
+def _check_seen(instance: Tenant | Agent | Environment, expected_version: int | None) -> None:
+    """Refuse a change based on a ``version`` of ``instance`` (read under its lock or its
+    tenant's) that moved on: :class:`StaleVersion` naming who made the newest audited change
+    and when (docs/decisions/0007, 0013). ``expected_version`` None: no check (the CLI,
+    system actors, API clients that do not send one)."""
+    if expected_version is None or expected_version == instance.version:
+        return
+    changed_by, changed_at = last_change(
+        target_type=instance._meta.label_lower, target_id=instance.pk
+    )
+    version_check(
+        what=f"{type(instance).__name__} {instance.name}",
+        expected=expected_version,
+        current=instance.version,
+        changed_by=changed_by,
+        changed_at=changed_at,
+    )
+
+
 def _save_changes(instance: M, changes: dict[str, Any]) -> list[str]:
+    """Apply the fields that differ and grow ``version`` by one when any did (the caller
+    holds the row lock, so ``+= 1`` cannot lose a concurrent bump)."""
     changed = [field for field, value in changes.items() if getattr(instance, field) != value]
     for field in changed:
         setattr(instance, field, changes[field])
     if changed:
         instance.full_clean()
-        instance.save(update_fields=changed)
+        instance.version += 1  # type: ignore[attr-defined]
+        instance.save(update_fields=[*changed, "version"])
     return changed
 
 
@@ -69,23 +92,28 @@ def _archive_hook(
     return announce_archived
 
 
-def _set_archived(*, actor: Actor, instance: A, archived: bool, reason: str) -> A:
+def _set_archived(
+    *, actor: Actor, instance: A, archived: bool, reason: str, expected_version: int | None
+) -> A:
     """Archive or restore a tenant, agent or environment: the shared shape of those services
-    (the caller has authorised). Locks the row, refuses a no-op, audits before/after."""
+    (the caller has authorised). Locks the row, refuses a stale ``expected_version`` and a
+    no-op, grows ``version``, audits before/after."""
     reason = require_reason(reason)
     model = type(instance)
     noun = str(model._meta.model_name)
     instance = (
-        model.objects.select_for_update(of=("self",))
+        model.objects.select_for_update(of=("self",), no_key=True)
         .select_related(*(["tenant"] if noun != "tenant" else []))
         .get(pk=instance.pk)
     )
+    _check_seen(instance, expected_version)
     if instance.is_archived == archived:
         state = "already archived" if archived else "not archived"
         raise ValidationError({noun: [f"This {noun} is {state}."]})
     before = instance.snapshot()
     instance.archived_at = timezone.now() if archived else None
-    instance.save(update_fields=["archived_at"])
+    instance.version += 1
+    instance.save(update_fields=["archived_at", "version"])
     audit_record(
         actor=actor,
         action=f"{noun}.{'archived' if archived else 'restored'}",
@@ -162,9 +190,13 @@ def tenant_update(
     name: str | None = None,
     time_zone: str | None = None,
     reason: str = "",
+    expected_version: int | None = None,
 ) -> Tenant:
+    """Rename or re-zone a tenant. ``expected_version``: the ``version`` the change was
+    based on (None: no check); ``StaleVersion`` when it moved on. A real change adds one."""
     authorize(actor, "tenancy.change_tenant", tenant)
-    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)
+    _check_seen(tenant, expected_version)
     before = tenant.snapshot()
     changes: dict[str, Any] = {}
     if name is not None:
@@ -186,15 +218,31 @@ def tenant_update(
 
 
 @transaction.atomic
-def tenant_archive(*, actor: Actor, tenant: Tenant, reason: str) -> Tenant:
+def tenant_archive(
+    *, actor: Actor, tenant: Tenant, reason: str, expected_version: int | None = None
+) -> Tenant:
     authorize(actor, "tenancy.change_tenant", tenant)
-    return _set_archived(actor=actor, instance=tenant, archived=True, reason=reason)
+    return _set_archived(
+        actor=actor,
+        instance=tenant,
+        archived=True,
+        reason=reason,
+        expected_version=expected_version,
+    )
 
 
 @transaction.atomic
-def tenant_restore(*, actor: Actor, tenant: Tenant, reason: str) -> Tenant:
+def tenant_restore(
+    *, actor: Actor, tenant: Tenant, reason: str, expected_version: int | None = None
+) -> Tenant:
     authorize(actor, "tenancy.change_tenant", tenant)
-    return _set_archived(actor=actor, instance=tenant, archived=False, reason=reason)
+    return _set_archived(
+        actor=actor,
+        instance=tenant,
+        archived=False,
+        reason=reason,
+        expected_version=expected_version,
+    )
 
 
 # --------------------------------------------------------------------------- agents
@@ -234,9 +282,18 @@ def agent_update(
     name: str | None = None,
     description: str | None = None,
     reason: str = "",
+    expected_version: int | None = None,
 ) -> Agent:
+    """Rename or re-describe an agent; ``expected_version`` as for ``tenant_update``."""
     authorize(actor, "tenancy.change_agent", agent.tenant)
-    agent = Agent.objects.select_for_update().select_related("tenant").get(pk=agent.pk)
+    # of=self: locking the joined tenant row too would take the two locks in an order that
+    # deadlocks against a change holding the tenant's lock first (environment_move)
+    agent = (
+        Agent.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("tenant")
+        .get(pk=agent.pk)
+    )
+    _check_seen(agent, expected_version)
     before = agent.snapshot()
     changes = {k: v for k, v in {"name": name, "description": description}.items() if v is not None}
     if _save_changes(agent, changes):
@@ -253,9 +310,13 @@ def agent_update(
 
 
 @transaction.atomic
-def agent_archive(*, actor: Actor, agent: Agent, reason: str) -> Agent:
+def agent_archive(
+    *, actor: Actor, agent: Agent, reason: str, expected_version: int | None = None
+) -> Agent:
     authorize(actor, "tenancy.change_agent", agent.tenant)
-    return _set_archived(actor=actor, instance=agent, archived=True, reason=reason)
+    return _set_archived(
+        actor=actor, instance=agent, archived=True, reason=reason, expected_version=expected_version
+    )
 
 
 # --------------------------------------------------------------------------- environments
@@ -275,7 +336,7 @@ def environment_create(
     """A new environment goes last in the promotion order unless a free position is given."""
     authorize(actor, "tenancy.add_environment", tenant)
     _require_active_tenant(tenant)
-    Tenant.objects.select_for_update().get(pk=tenant.pk)  # serialises position assignment
+    Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)  # serialises positions
     active = Environment.objects.filter(tenant=tenant, archived_at__isnull=True)
     if position is None:
         # `Max(...) or -1` would turn a last position of 0 into -1 and collide with it
@@ -308,11 +369,17 @@ def environment_update(
     name: str | None = None,
     is_production: bool | None = None,
     reason: str = "",
+    expected_version: int | None = None,
 ) -> Environment:
+    """Rename an environment or change its production flag; ``expected_version`` as for
+    ``tenant_update``."""
     authorize(actor, "tenancy.change_environment", environment.tenant)
-    environment = (
-        Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
+    environment = (  # of=self, as in agent_update: no deadlock against environment_move
+        Environment.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("tenant")
+        .get(pk=environment.pk)
     )
+    _check_seen(environment, expected_version)
     before = environment.snapshot()
     changes = {
         k: v for k, v in {"name": name, "is_production": is_production}.items() if v is not None
@@ -332,14 +399,32 @@ def environment_update(
 
 @transaction.atomic
 def environment_move(
-    *, actor: Actor, environment: Environment, direction: str, reason: str = ""
+    *,
+    actor: Actor,
+    environment: Environment,
+    direction: str,
+    reason: str = "",
+    expected_version: int | None = None,
 ) -> Environment:
-    """Swap with the neighbour before ("up") or after ("down") in the promotion order."""
+    """Swap with the neighbour before ("up") or after ("down") in the promotion order.
+    ``expected_version``: the moved environment's ``version`` the click was based on (None:
+    no check); both environments' versions grow, their positions changed."""
     authorize(actor, "tenancy.change_environment", environment.tenant)
     if direction not in ("up", "down"):
         raise ValidationError({"direction": ["Use 'up' or 'down'."]})
-    Tenant.objects.select_for_update().get(pk=environment.tenant_id)
-    environment = Environment.objects.select_related("tenant").get(pk=environment.pk)
+    # FOR NO KEY UPDATE (no_key), here and on every row lock of this module: it serialises
+    # changes of the row as FOR UPDATE does, but does not block the FOR KEY SHARE that a
+    # foreign-key insert (this edit's own audit event, naming the tenant) takes. With FOR
+    # UPDATE, a move holding the tenant and waiting for an environment deadlocked against an
+    # edit holding the environment and inserting its audit event.
+    Tenant.objects.select_for_update(no_key=True).get(pk=environment.tenant_id)
+    # locked too: an edit of this environment (its row lock only) must not slip in between
+    environment = (
+        Environment.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("tenant")
+        .get(pk=environment.pk)
+    )
+    _check_seen(environment, expected_version)
     siblings = Environment.objects.filter(tenant_id=environment.tenant_id, archived_at__isnull=True)
     if direction == "up":
         neighbour = siblings.filter(position__lt=environment.position).order_by("-position").first()
@@ -360,6 +445,9 @@ def environment_move(
     Environment.objects.filter(pk=environment.pk).update(position=parking)
     Environment.objects.filter(pk=neighbour.pk).update(position=mine)
     Environment.objects.filter(pk=environment.pk).update(position=theirs)
+    Environment.objects.filter(pk__in=[environment.pk, neighbour.pk]).update(
+        version=F("version") + 1
+    )
     environment.refresh_from_db()
     audit_record(
         actor=actor,
@@ -374,9 +462,17 @@ def environment_move(
 
 
 @transaction.atomic
-def environment_archive(*, actor: Actor, environment: Environment, reason: str) -> Environment:
+def environment_archive(
+    *, actor: Actor, environment: Environment, reason: str, expected_version: int | None = None
+) -> Environment:
     authorize(actor, "tenancy.change_environment", environment.tenant)
-    return _set_archived(actor=actor, instance=environment, archived=True, reason=reason)
+    return _set_archived(
+        actor=actor,
+        instance=environment,
+        archived=True,
+        reason=reason,
+        expected_version=expected_version,
+    )
 
 
 def environment_revision_bump(*, environment_id: int) -> int:

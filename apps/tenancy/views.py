@@ -11,7 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.accounts.authz import authorize
-from controlplane.ui import ReasonForm, call_service, paginate
+from controlplane.ui import VersionedReasonForm, call_service, paginate, rebase_if_stale
 
 from . import selectors, services
 from .context_processors import SESSION_KEY, current_tenant_for
@@ -86,7 +86,12 @@ def tenant_edit(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
     authorize(request.user, "tenancy.change_tenant", tenant)
     form = TenantEditForm(
-        request.POST or None, initial={"name": tenant.name, "time_zone": tenant.time_zone}
+        request.POST or None,
+        initial={
+            "name": tenant.name,
+            "time_zone": tenant.time_zone,
+            "expected_version": tenant.version,
+        },
     )
     if (
         request.method == "POST"
@@ -111,18 +116,29 @@ def _confirm(
     service: Callable[..., object],
     done_url: str,
     done_message: str,
+    version: int,
     danger: bool = True,
 ) -> HttpResponse:
-    """The confirmation page every destructive action uses: states the effect, asks a reason."""
-    form = ReasonForm(request.POST or None)
+    """The confirmation page every destructive action uses: states the effect, asks a reason,
+    and carries the ``version`` of the object the page showed (refused as stale if it moved
+    on; the page then re-renders on the current version, see ``rebase_if_stale``)."""
+    form = VersionedReasonForm(request.POST or None, initial={"expected_version": version})
     done = (
         request.method == "POST"
         and form.is_valid()
-        and call_service(form, lambda: service(reason=form.cleaned_data["reason"])) is not None
+        and call_service(
+            form,
+            lambda: service(
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["expected_version"],
+            ),
+        )
+        is not None
     )
     if done:
         messages.success(request, done_message)
         return redirect(done_url)
+    rebase_if_stale(form, version)
     return render(
         request,
         "partials/confirm.html",
@@ -146,9 +162,10 @@ def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
         effect=f"{tenant.name} disappears from lists and takes no new agents or environments. "
         "Its history stays; you can restore it.",
         action_label="Archive tenant",
-        service=lambda reason: services.tenant_archive(
-            actor=request.user, tenant=tenant, reason=reason
+        service=lambda reason, expected_version: services.tenant_archive(
+            actor=request.user, tenant=tenant, reason=reason, expected_version=expected_version
         ),
+        version=tenant.version,
         done_url="tenancy:tenant_list",
         done_message=f"{tenant.name} archived.",
     )
@@ -164,9 +181,10 @@ def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
         effect=f"{tenant.name} comes back into lists.",
         action_label="Restore tenant",
         danger=False,
-        service=lambda reason: services.tenant_restore(
-            actor=request.user, tenant=tenant, reason=reason
+        service=lambda reason, expected_version: services.tenant_restore(
+            actor=request.user, tenant=tenant, reason=reason, expected_version=expected_version
         ),
+        version=tenant.version,
         done_url="tenancy:tenant_list",
         done_message=f"{tenant.name} restored.",
     )
@@ -252,7 +270,12 @@ def agent_edit(request: HttpRequest, pk: int) -> HttpResponse:
     agent = selectors.agent_get_for_user(user=request.user, pk=pk)
     authorize(request.user, "tenancy.change_agent", agent.tenant)
     form = AgentEditForm(
-        request.POST or None, initial={"name": agent.name, "description": agent.description}
+        request.POST or None,
+        initial={
+            "name": agent.name,
+            "description": agent.description,
+            "expected_version": agent.version,
+        },
     )
     if (
         request.method == "POST"
@@ -277,9 +300,10 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
         title=f"Archive {agent.name}?",
         effect=f"{agent.name} ({agent.tenant.name}) disappears from lists; its history stays.",
         action_label="Archive agent",
-        service=lambda reason: services.agent_archive(
-            actor=request.user, agent=agent, reason=reason
+        service=lambda reason, expected_version: services.agent_archive(
+            actor=request.user, agent=agent, reason=reason, expected_version=expected_version
         ),
+        version=agent.version,
         done_url="tenancy:agent_list",
         done_message=f"{agent.name} archived.",
     )
@@ -314,7 +338,11 @@ def environment_edit(request: HttpRequest, pk: int) -> HttpResponse:
     authorize(request.user, "tenancy.change_environment", environment.tenant)
     form = EnvironmentEditForm(
         request.POST or None,
-        initial={"name": environment.name, "is_production": environment.is_production},
+        initial={
+            "name": environment.name,
+            "is_production": environment.is_production,
+            "expected_version": environment.version,
+        },
     )
     if (
         request.method == "POST"
@@ -336,9 +364,20 @@ def environment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def environment_move(request: HttpRequest, pk: int) -> HttpResponse:
     environment = selectors.environment_get_for_user(user=request.user, pk=pk)
+    authorize(request.user, "tenancy.change_environment", environment.tenant)  # before input
+    seen = request.POST.get("expected_version", "")
+    if not (seen.isascii() and seen.isdigit() and len(seen) <= 9):
+        # the version the page showed is required, as on every other versioned form
+        messages.error(
+            request, "The page did not say which version it showed: reload it and retry."
+        )
+        return redirect("tenancy:tenant_detail", slug=environment.tenant.slug)
     try:
         services.environment_move(
-            actor=request.user, environment=environment, direction=request.POST.get("direction", "")
+            actor=request.user,
+            environment=environment,
+            direction=request.POST.get("direction", ""),
+            expected_version=int(seen),
         )
     except ValidationError as exc:
         for message in exc.messages:
@@ -356,9 +395,13 @@ def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
         effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "
         "configuration. Its history stays.",
         action_label="Archive environment",
-        service=lambda reason: services.environment_archive(
-            actor=request.user, environment=environment, reason=reason
+        service=lambda reason, expected_version: services.environment_archive(
+            actor=request.user,
+            environment=environment,
+            reason=reason,
+            expected_version=expected_version,
         ),
+        version=environment.version,
         done_url=f"/tenants/{environment.tenant.slug}/",
         done_message=f"{environment.name} archived.",
     )

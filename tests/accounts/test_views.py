@@ -10,7 +10,7 @@ from django.test import Client
 from guardian.models import UserObjectPermission
 
 from apps.accounts.roles import Role
-from apps.accounts.selectors import user_role
+from apps.accounts.selectors import user_role, user_version
 from apps.audit.models import AuditEvent
 from apps.tenancy.models import Tenant
 
@@ -116,6 +116,7 @@ def test_user_edit_form__role_and_tenant_grant__saved_together_and_audited(
             "is_active": "on",
             "tenants": [str(tenant.pk)],
             "reason": "joins acme on-call",
+            "expected_version": user_version(user),
         },
     )
 
@@ -138,7 +139,13 @@ def test_user_edit_form__role_and_tenant_grant__saved_together_and_audited(
 
 def test_user_edit_form__unchecking_a_tenant__revokes_it(admin, viewer, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     response = _client(admin).post(
-        f"/users/{viewer.pk}/", {"role": "Viewer", "is_active": "on", "tenants": []}
+        f"/users/{viewer.pk}/",
+        {
+            "role": "Viewer",
+            "is_active": "on",
+            "tenants": [],
+            "expected_version": user_version(viewer),
+        },
     )
 
     assert response.status_code == 302
@@ -151,7 +158,9 @@ def test_user_edit_form__unchecking_a_tenant__revokes_it(admin, viewer, tenant: 
 
 def test_user_edit_form__deactivate_yourself__field_error_and_nothing_changes(admin) -> None:  # type: ignore[no-untyped-def]
     before = _state()
-    response = _client(admin).post(f"/users/{admin.pk}/", {"role": "Admin"})
+    response = _client(admin).post(
+        f"/users/{admin.pk}/", {"role": "Admin", "expected_version": user_version(admin)}
+    )
     assert response.status_code == 200
     assert response.context["form"].errors["is_active"]
     assert _state() == before

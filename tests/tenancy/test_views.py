@@ -326,7 +326,8 @@ def test_agent_edit_form__valid__saved_and_audited_with_before_after(
     agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
 
     response = _client(operator).post(
-        f"/agents/{agent.pk}/edit/", {"name": "Helpdesk bot", "description": "", "reason": "rename"}
+        f"/agents/{agent.pk}/edit/",
+        {"name": "Helpdesk bot", "description": "", "reason": "rename", "expected_version": 1},
     )
 
     assert response.status_code == 302
@@ -371,7 +372,9 @@ def test_agent_archive__with_reason__archived_audited_and_gone_from_list(
     agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
     client = _client(operator)
 
-    response = client.post(f"/agents/{agent.pk}/archive/", {"reason": "replaced by v2"})
+    response = client.post(
+        f"/agents/{agent.pk}/archive/", {"reason": "replaced by v2", "expected_version": 1}
+    )
 
     assert response.status_code == 302
     assert Agent.objects.get(pk=agent.pk).archived_at is not None
@@ -457,7 +460,7 @@ def test_tenant_create_form__operator__sees_it_with_default_environments(operato
 def test_environment_archive__with_reason__leaves_promotion_order(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     staging = tenant.environments.get(slug="staging")
     response = _client(operator).post(
-        f"/environments/{staging.pk}/archive/", {"reason": "merged into dev"}
+        f"/environments/{staging.pk}/archive/", {"reason": "merged into dev", "expected_version": 1}
     )
     assert response.status_code == 302
     assert list(
@@ -469,7 +472,7 @@ def test_environment_archive__with_reason__leaves_promotion_order(operator, tena
 def test_environment_move__form_post__reorders_and_audits(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     development = tenant.environments.get(slug="development")
     response = _client(operator).post(
-        f"/environments/{development.pk}/move/", {"direction": "down"}
+        f"/environments/{development.pk}/move/", {"direction": "down", "expected_version": 1}
     )
     assert response.status_code == 302
     assert list(tenant.environments.order_by("position").values_list("slug", flat=True)) == [

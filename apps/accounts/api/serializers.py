@@ -1,24 +1,38 @@
 from django.contrib.auth.models import User
 from rest_framework import serializers
 
-from controlplane.api import OptionalReasonMixin
+from controlplane.api import ExpectedVersionMixin, OptionalReasonMixin
 
 from ..models import RuntimeToken
 from ..roles import Role
-from ..selectors import user_role
+from ..selectors import user_role, user_version
 
 
 class UserOutput(serializers.ModelSerializer):
     role = serializers.SerializerMethodField()
+    version = serializers.SerializerMethodField()
 
     class Meta:
         model = User
-        fields = ["id", "username", "email", "is_active", "role", "date_joined", "last_login"]
+        fields = [
+            "id",
+            "username",
+            "email",
+            "is_active",
+            "role",
+            "version",
+            "date_joined",
+            "last_login",
+        ]
         read_only_fields = fields
 
     def get_role(self, user: User) -> str | None:
         role = user_role(user)
         return role.value if role else None
+
+    def get_version(self, user: User) -> int:
+        """What to send as ``expected_version`` (or ``If-Match``) on a change."""
+        return user_version(user)
 
 
 class UserCreatedOutput(UserOutput):
@@ -42,7 +56,7 @@ class UserCreateInput(OptionalReasonMixin):
     )
 
 
-class UserUpdateInput(OptionalReasonMixin):
+class UserUpdateInput(ExpectedVersionMixin, OptionalReasonMixin):
     email = serializers.EmailField(required=False, allow_blank=True)
     role = serializers.ChoiceField(choices=[r.value for r in Role], required=False)
     is_active = serializers.BooleanField(required=False)

@@ -20,7 +20,14 @@ from apps.tenancy.selectors import (
     tenant_get_for_user,
     tenant_ids_for_user,
 )
-from controlplane.api import ErrorSerializer, ReasonSerializer, ScopedViewSet
+from controlplane.api import (
+    IF_MATCH,
+    ConflictSerializer,
+    ErrorSerializer,
+    ReasonSerializer,
+    ScopedViewSet,
+    expected_version,
+)
 
 from .. import selectors, services
 from ..lockout import login_lockout_message
@@ -48,7 +55,9 @@ class UserViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: s.UserOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.UserOutput(self.get_object()).data)
+        """One user; its ``ETag`` is its ``version``, ready for ``If-Match`` on a change."""
+        body = s.UserOutput(self.get_object()).data
+        return Response(body, headers={"ETag": f'"{body["version"]}"'})
 
     @extend_schema(request=s.UserCreateInput, responses={201: s.UserCreatedOutput, **ERRORS})
     def create(self, request: Request) -> Response:
@@ -59,13 +68,21 @@ class UserViewSet(ScopedViewSet):
         body = dict(s.UserOutput(user).data, initial_password=password)
         return Response(body, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.UserUpdateInput, responses={200: s.UserOutput, **ERRORS})
+    @extend_schema(
+        request=s.UserUpdateInput,
+        parameters=[IF_MATCH],
+        responses={200: s.UserOutput, **ERRORS, 409: ConflictSerializer},
+    )
     def partial_update(self, request: Request, pk: str) -> Response:
+        """Change email, role or active flag; 409 if ``expected_version``/``If-Match`` is
+        stale (someone changed the user, its role or its tenant grants since)."""
         data: dict[str, Any] = self.validated(s.UserUpdateInput)
+        data["expected_version"] = expected_version(request, data)
         if "role" in data:
             data["role"] = Role(data["role"])
         user = services.user_update(actor=request.user, user=self.get_object(), **data)
-        return Response(s.UserOutput(user).data)
+        body = s.UserOutput(user).data
+        return Response(body, headers={"ETag": f'"{body["version"]}"'})
 
     @extend_schema(request=s.TenantGrantInput, responses={204: None, **ERRORS})
     @action(detail=True, methods=["post"], url_path="grant-tenant")

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from controlplane.api import OptionalReasonMixin
+from controlplane.api import ExpectedVersionMixin, OptionalReasonMixin, ReasonSerializer
 
 from ..models import Agent, Environment, Tenant, slug_validator
 
@@ -8,7 +8,7 @@ from ..models import Agent, Environment, Tenant, slug_validator
 class TenantOutput(serializers.ModelSerializer):
     class Meta:
         model = Tenant
-        fields = ["id", "slug", "name", "time_zone", "created_at", "archived_at"]
+        fields = ["id", "slug", "name", "time_zone", "version", "created_at", "archived_at"]
         read_only_fields = fields
 
 
@@ -21,7 +21,7 @@ class TenantCreateInput(OptionalReasonMixin):
     )
 
 
-class TenantUpdateInput(OptionalReasonMixin):
+class TenantUpdateInput(ExpectedVersionMixin, OptionalReasonMixin):
     name = serializers.CharField(max_length=120, required=False)
     time_zone = serializers.CharField(max_length=64, required=False)
 
@@ -38,6 +38,7 @@ class AgentOutput(serializers.ModelSerializer):
             "slug",
             "name",
             "description",
+            "version",
             "created_at",
             "archived_at",
         ]
@@ -53,7 +54,7 @@ class AgentCreateInput(OptionalReasonMixin):
     )
 
 
-class AgentUpdateInput(OptionalReasonMixin):
+class AgentUpdateInput(ExpectedVersionMixin, OptionalReasonMixin):
     name = serializers.CharField(max_length=120, required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=5000)
 
@@ -72,6 +73,7 @@ class EnvironmentOutput(serializers.ModelSerializer):
             "position",
             "is_production",
             "revision",
+            "version",
             "created_at",
             "archived_at",
         ]
@@ -86,10 +88,14 @@ class EnvironmentCreateInput(OptionalReasonMixin):
     position = serializers.IntegerField(required=False, min_value=0, help_text="omit to go last")
 
 
-class EnvironmentUpdateInput(OptionalReasonMixin):
+class EnvironmentUpdateInput(ExpectedVersionMixin, OptionalReasonMixin):
     name = serializers.CharField(max_length=120, required=False)
     is_production = serializers.BooleanField(required=False)
 
 
-class EnvironmentMoveInput(OptionalReasonMixin):
+class EnvironmentMoveInput(ExpectedVersionMixin, OptionalReasonMixin):
     direction = serializers.ChoiceField(choices=["up", "down"])
+
+
+class ArchiveInput(ExpectedVersionMixin, ReasonSerializer):
+    """Archive or restore: a reason, and optionally the ``version`` read (or ``If-Match``)."""

@@ -9,7 +9,13 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane.api import ErrorSerializer, ReasonSerializer, ScopedViewSet
+from controlplane.api import (
+    IF_MATCH,
+    ConflictSerializer,
+    ErrorSerializer,
+    ScopedViewSet,
+    expected_version,
+)
 
 from .. import selectors, services
 from ..models import Agent, Environment, Tenant
@@ -18,6 +24,19 @@ from . import serializers as s
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 ARCHIVED = OpenApiParameter("archived", bool, description="include archived objects")
 TENANT = OpenApiParameter("tenant", str, description="tenant id or slug")
+# Changes of "the current X": a stale expected_version / If-Match answers 409.
+CHANGE_ERRORS = {**ERRORS, 409: ConflictSerializer}
+
+
+def _versioned(request: Request, data: dict[str, Any]) -> dict[str, Any]:
+    """The validated input with ``expected_version`` taken from the body or ``If-Match``."""
+    data["expected_version"] = expected_version(request, data)
+    return data
+
+
+def _tagged(data: Any, version: int) -> Response:
+    """One object, its ``ETag`` its ``version``, ready for ``If-Match`` on a change."""
+    return Response(data, headers={"ETag": f'"{version}"'})
 
 
 def _include_archived(request: Request) -> bool:
@@ -37,35 +56,49 @@ class TenantViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: s.TenantOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.TenantOutput(self.get_object()).data)
+        """One tenant; its ``ETag`` is its ``version``, ready for ``If-Match`` on a change."""
+        tenant = self.get_object()
+        return _tagged(s.TenantOutput(tenant).data, tenant.version)
 
     @extend_schema(request=s.TenantCreateInput, responses={201: s.TenantOutput, **ERRORS})
     def create(self, request: Request) -> Response:
         tenant = services.tenant_create(actor=request.user, **self.validated(s.TenantCreateInput))
         return Response(s.TenantOutput(tenant).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.TenantUpdateInput, responses={200: s.TenantOutput, **ERRORS})
+    @extend_schema(
+        request=s.TenantUpdateInput,
+        parameters=[IF_MATCH],
+        responses={200: s.TenantOutput, **CHANGE_ERRORS},
+    )
     def partial_update(self, request: Request, pk: str) -> Response:
-        tenant = services.tenant_update(
-            actor=request.user, tenant=self.get_object(), **self.validated(s.TenantUpdateInput)
-        )
-        return Response(s.TenantOutput(tenant).data)
+        """Change some fields; 409 if ``expected_version``/``If-Match`` is stale."""
+        data = _versioned(request, self.validated(s.TenantUpdateInput))
+        tenant = services.tenant_update(actor=request.user, tenant=self.get_object(), **data)
+        return _tagged(s.TenantOutput(tenant).data, tenant.version)
 
-    @extend_schema(request=ReasonSerializer, responses={200: s.TenantOutput, **ERRORS})
+    @extend_schema(
+        request=s.ArchiveInput,
+        parameters=[IF_MATCH],
+        responses={200: s.TenantOutput, **CHANGE_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def archive(self, request: Request, pk: str) -> Response:
-        tenant = services.tenant_archive(
-            actor=request.user, tenant=self.get_object(), **self.validated(ReasonSerializer)
-        )
-        return Response(s.TenantOutput(tenant).data)
+        """Archive with a reason; 409 if ``expected_version``/``If-Match`` is stale."""
+        data = _versioned(request, self.validated(s.ArchiveInput))
+        tenant = services.tenant_archive(actor=request.user, tenant=self.get_object(), **data)
+        return _tagged(s.TenantOutput(tenant).data, tenant.version)
 
-    @extend_schema(request=ReasonSerializer, responses={200: s.TenantOutput, **ERRORS})
+    @extend_schema(
+        request=s.ArchiveInput,
+        parameters=[IF_MATCH],
+        responses={200: s.TenantOutput, **CHANGE_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def restore(self, request: Request, pk: str) -> Response:
-        tenant = services.tenant_restore(
-            actor=request.user, tenant=self.get_object(), **self.validated(ReasonSerializer)
-        )
-        return Response(s.TenantOutput(tenant).data)
+        """Restore with a reason; 409 if ``expected_version``/``If-Match`` is stale."""
+        data = _versioned(request, self.validated(s.ArchiveInput))
+        tenant = services.tenant_restore(actor=request.user, tenant=self.get_object(), **data)
+        return _tagged(s.TenantOutput(tenant).data, tenant.version)
 
 
 def _tenant_filter(request: Request) -> Tenant | None:
@@ -91,7 +124,9 @@ class AgentViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: s.AgentOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.AgentOutput(self.get_object()).data)
+        """One agent; its ``ETag`` is its ``version``, ready for ``If-Match`` on a change."""
+        agent = self.get_object()
+        return _tagged(s.AgentOutput(agent).data, agent.version)
 
     @extend_schema(request=s.AgentCreateInput, responses={201: s.AgentOutput, **ERRORS})
     def create(self, request: Request) -> Response:
@@ -100,20 +135,28 @@ class AgentViewSet(ScopedViewSet):
         agent = services.agent_create(actor=request.user, tenant=tenant, **data)
         return Response(s.AgentOutput(agent).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.AgentUpdateInput, responses={200: s.AgentOutput, **ERRORS})
+    @extend_schema(
+        request=s.AgentUpdateInput,
+        parameters=[IF_MATCH],
+        responses={200: s.AgentOutput, **CHANGE_ERRORS},
+    )
     def partial_update(self, request: Request, pk: str) -> Response:
-        agent = services.agent_update(
-            actor=request.user, agent=self.get_object(), **self.validated(s.AgentUpdateInput)
-        )
-        return Response(s.AgentOutput(agent).data)
+        """Change some fields; 409 if ``expected_version``/``If-Match`` is stale."""
+        data = _versioned(request, self.validated(s.AgentUpdateInput))
+        agent = services.agent_update(actor=request.user, agent=self.get_object(), **data)
+        return _tagged(s.AgentOutput(agent).data, agent.version)
 
-    @extend_schema(request=ReasonSerializer, responses={200: s.AgentOutput, **ERRORS})
+    @extend_schema(
+        request=s.ArchiveInput,
+        parameters=[IF_MATCH],
+        responses={200: s.AgentOutput, **CHANGE_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def archive(self, request: Request, pk: str) -> Response:
-        agent = services.agent_archive(
-            actor=request.user, agent=self.get_object(), **self.validated(ReasonSerializer)
-        )
-        return Response(s.AgentOutput(agent).data)
+        """Archive with a reason; 409 if ``expected_version``/``If-Match`` is stale."""
+        data = _versioned(request, self.validated(s.ArchiveInput))
+        agent = services.agent_archive(actor=request.user, agent=self.get_object(), **data)
+        return _tagged(s.AgentOutput(agent).data, agent.version)
 
 
 class EnvironmentViewSet(ScopedViewSet):
@@ -130,7 +173,9 @@ class EnvironmentViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: s.EnvironmentOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(s.EnvironmentOutput(self.get_object()).data)
+        """One environment; its ``ETag`` is its ``version``, ready for ``If-Match`` on a change."""
+        environment = self.get_object()
+        return _tagged(s.EnvironmentOutput(environment).data, environment.version)
 
     @extend_schema(request=s.EnvironmentCreateInput, responses={201: s.EnvironmentOutput, **ERRORS})
     def create(self, request: Request) -> Response:
@@ -139,29 +184,44 @@ class EnvironmentViewSet(ScopedViewSet):
         environment = services.environment_create(actor=request.user, tenant=tenant, **data)
         return Response(s.EnvironmentOutput(environment).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.EnvironmentUpdateInput, responses={200: s.EnvironmentOutput, **ERRORS})
+    @extend_schema(
+        request=s.EnvironmentUpdateInput,
+        parameters=[IF_MATCH],
+        responses={200: s.EnvironmentOutput, **CHANGE_ERRORS},
+    )
     def partial_update(self, request: Request, pk: str) -> Response:
+        """Change some fields; 409 if ``expected_version``/``If-Match`` is stale."""
+        data = _versioned(request, self.validated(s.EnvironmentUpdateInput))
         environment = services.environment_update(
-            actor=request.user,
-            environment=self.get_object(),
-            **self.validated(s.EnvironmentUpdateInput),
+            actor=request.user, environment=self.get_object(), **data
         )
-        return Response(s.EnvironmentOutput(environment).data)
+        return _tagged(s.EnvironmentOutput(environment).data, environment.version)
 
-    @extend_schema(request=s.EnvironmentMoveInput, responses={200: s.EnvironmentOutput, **ERRORS})
+    @extend_schema(
+        request=s.EnvironmentMoveInput,
+        parameters=[IF_MATCH],
+        responses={200: s.EnvironmentOutput, **CHANGE_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def move(self, request: Request, pk: str) -> Response:
+        """Swap with a neighbour; 409 if ``expected_version``/``If-Match`` (of the moved
+        environment) is stale."""
+        data = _versioned(request, self.validated(s.EnvironmentMoveInput))
         environment = services.environment_move(
-            actor=request.user,
-            environment=self.get_object(),
-            **self.validated(s.EnvironmentMoveInput),
+            actor=request.user, environment=self.get_object(), **data
         )
-        return Response(s.EnvironmentOutput(environment).data)
+        return _tagged(s.EnvironmentOutput(environment).data, environment.version)
 
-    @extend_schema(request=ReasonSerializer, responses={200: s.EnvironmentOutput, **ERRORS})
+    @extend_schema(
+        request=s.ArchiveInput,
+        parameters=[IF_MATCH],
+        responses={200: s.EnvironmentOutput, **CHANGE_ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def archive(self, request: Request, pk: str) -> Response:
+        """Archive with a reason; 409 if ``expected_version``/``If-Match`` is stale."""
+        data = _versioned(request, self.validated(s.ArchiveInput))
         environment = services.environment_archive(
-            actor=request.user, environment=self.get_object(), **self.validated(ReasonSerializer)
+            actor=request.user, environment=self.get_object(), **data
         )
-        return Response(s.EnvironmentOutput(environment).data)
+        return _tagged(s.EnvironmentOutput(environment).data, environment.version)
