@@ -248,10 +248,14 @@ class FastPath:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                message = {
-                    **message,
-                    "headers": [*message["headers"], *_security_headers(scope)],
-                }
+                # Not on a 304: it carries only what updates the client's stored 200 (ETag,
+                # Cache-Control, Vary: RFC 9110 15.4.5), which already has these; and the
+                # 304 is the fleet's hot path, where each header costs uvicorn a validation.
+                if message["status"] != 304:
+                    message = {
+                        **message,
+                        "headers": [*message["headers"], *_security_headers(scope)],
+                    }
             await send(message)
 
         try:
