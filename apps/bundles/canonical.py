@@ -9,8 +9,9 @@ both as ``1`` anyway; the legacy form needs it done first).
 
 Bundle versions signed before RFC 8785 keep the form they were signed in (``canonical_form`` on
 the version, ``"python-json"``), so their stored digests and signatures stay true; see
-docs/decisions/0006-canonical-json-jcs.md. ``dataplane/canonical.py`` is the runtime's twin of
-this module: the same forms, the same bytes (tests/dataplane/test_canonical.py)."""
+docs/decisions/0006-canonical-json-jcs.md. The forms themselves (``canonical_json``) are
+``dataplane/canonical.py``'s, the runtime's own: this module adds number normalisation and
+the digests of bundle content."""
 
 from __future__ import annotations
 
@@ -19,21 +20,23 @@ import json
 import math
 from typing import Any
 
-import rfc8785
+# One implementation of the canonical forms for the control plane and the runtime: the bytes
+# signed here are, by construction, the bytes a runtime recomputes.
+from dataplane.canonical import (
+    FORMS,
+    PYTHON_JSON,
+    RFC8785,
+    CanonicalError,
+    canonical_json,
+)
 
-RFC8785 = "rfc8785"
-PYTHON_JSON = "python-json"
-FORMS = (RFC8785, PYTHON_JSON)
+__all__ = ["FORMS", "PYTHON_JSON", "RFC8785", "CanonicalError", "canonical_json"]
 
 # I-JSON (RFC 7493), which RFC 8785 requires: integers a double carries exactly.
 MAX_SAFE_INTEGER = 2**53 - 1
 # Integral floats within I-JSON's integers become ints; larger ones stay floats (RFC 8785
 # writes them with the same digits, and refuses integers beyond it).
 _MAX_EXACT_FLOAT_INT = MAX_SAFE_INTEGER
-
-
-class CanonicalError(ValueError):
-    """No canonical form: a value JSON (or I-JSON, for RFC 8785) cannot carry."""
 
 
 def normalize(value: Any) -> Any:
@@ -57,53 +60,6 @@ def normalize(value: Any) -> Any:
             return int(value)
         return value
     raise ValueError(f"{type(value).__name__} values have no JSON form")
-
-
-def _as_doubles(value: Any) -> Any:
-    """Parsed JSON with every integer beyond ±(2**53-1) that is the RFC 8785 spelling of a
-    double turned into that double. RFC 8785 numbers are doubles: ``1e16`` is written
-    ``10000000000000000``, which Python parses back as an int; reading it as the double it is
-    keeps re-canonicalising a fixed point. Other integers (2**53+1, which a double would round)
-    stay, and are refused."""
-    if isinstance(value, dict):
-        return {key: _as_doubles(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_as_doubles(item) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53 - 1:
-        try:
-            as_float = float(value)
-        except OverflowError:
-            return value
-        # The double's own RFC 8785 spelling is these digits: it is what a JCS writer wrote.
-        return as_float if rfc8785.dumps(as_float) == str(value).encode() else value
-    return value
-
-
-def canonical_json(value: Any, form: str = RFC8785) -> bytes:
-    """The canonical bytes of plain JSON ``value`` in ``form`` ("rfc8785", or the legacy
-    "python-json": ``json.dumps`` sorted and compact, kept to re-check what it signed).
-
-    Raises ``CanonicalError`` for what the form cannot carry: for RFC 8785 an integer beyond
-    ±(2**53-1) is refused, as I-JSON requires, rather than silently rounded."""
-    if form == RFC8785:
-        try:
-            return rfc8785.dumps(value)
-        except rfc8785.IntegerDomainError:
-            pass  # perhaps a double written without a fraction: retried below
-        except rfc8785.CanonicalizationError as exc:
-            raise CanonicalError(str(exc)) from exc
-        try:
-            return rfc8785.dumps(_as_doubles(value))
-        except rfc8785.CanonicalizationError as exc:
-            raise CanonicalError(str(exc)) from exc
-    if form == PYTHON_JSON:
-        try:
-            return json.dumps(
-                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            ).encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise CanonicalError(str(exc)) from exc
-    raise CanonicalError(f"unknown canonical form {form!r}")
 
 
 def canonical_bytes(value: Any, form: str = RFC8785) -> bytes:

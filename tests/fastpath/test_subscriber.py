@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,40 +22,15 @@ import requests
 
 from controlplane.fastpath.subscriber import RECONNECT_CAP_S, listen, reconnect_delay
 
+from ..fake_servers import closed_port_url, hung_server
 from .test_fastpath import route, token  # noqa: F401  (fixtures)
-
-
-def _closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
 
 
 @pytest.fixture
 def hung() -> Iterator[tuple[str, list[socket.socket]]]:
     """A server that accepts connections and never answers; yields (url, accepted)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0", held
-    stop.set()
-    thread.join(timeout=5)
-    for conn in held:
-        conn.close()
-    server.close()
+    with hung_server() as server:
+        yield server
 
 
 @pytest.fixture
@@ -90,7 +64,7 @@ def test_reconnect_delay__grows_to_the_cap_with_jitter_and_a_floor(failures: int
 def test_listen__redis_down_or_hung__keeps_reconnecting_with_growing_backoff(
     outage: str, hung: tuple[str, list[socket.socket]]
 ) -> None:
-    url = _closed_port_url() if outage == "down" else hung[0]
+    url = closed_port_url() if outage == "down" else hung[0]
     delays: list[float] = []
 
     async def main() -> None:
@@ -186,7 +160,7 @@ def test_fastpath_long_poll__redis_down__304_at_timeout(
     token: str,  # noqa: F811
 ) -> None:
     # Before the first request, which starts the fast path's subscriber
-    settings.REDIS_URL = _closed_port_url()
+    settings.REDIS_URL = closed_port_url()
     server = asgi_server
     first = requests.get(server + route, headers={"Authorization": token}, timeout=5)
     assert first.status_code == 200, first.content

@@ -10,7 +10,6 @@ import threading
 from typing import Any
 
 import pytest
-from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
@@ -29,39 +28,8 @@ from apps.tenancy.models import Agent, Environment, Tenant
 
 from ..conftest import api_as
 from ..factories import make_user
+from ..races import postgresql_only, race
 from .conftest import SYSTEM, make_flag
-
-
-def _postgresql_only() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent transactions are a PostgreSQL matter; SQLite serialises writers")
-
-
-def _race(*calls: Any) -> tuple[list[Any], list[Exception]]:
-    """Run each call in its own thread (own database connection), released together."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = []
-    errors: list[Exception] = []
-    lock = threading.Lock()
-
-    def run(fn: Any) -> None:
-        try:
-            barrier.wait()
-            result = fn()
-            with lock:
-                results.append(result)
-        except ValidationError as exc:
-            with lock:
-                errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(fn,)) for fn in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, errors
 
 
 @pytest.fixture
@@ -268,14 +236,14 @@ def test_kill_switch_release_page__released_meanwhile__names_who(
 def test_two_concurrent_toggles__postgresql__one_wins_the_other_is_told_who(
     tenant: Tenant, alice: Any, bob: Any, environment_slug: str
 ) -> None:
-    _postgresql_only()
+    postgresql_only()
     environment = tenant.environments.get(slug=environment_slug)
     flag = make_flag(environment, "checkout", enabled=False)
     seen = flag.version
 
     # Both saw "off" and click "Turn on" (the UI's direction is what the page showed):
     # without the version, the second click flipped the flag back off on the old code.
-    results, errors = _race(
+    results, errors = race(
         lambda: flag_toggle(
             actor=alice, flag=flag, enabled=True, reason="a", expected_version=seen
         ),
@@ -294,14 +262,14 @@ def test_two_concurrent_toggles__postgresql__one_wins_the_other_is_told_who(
 def test_two_concurrent_one_click_toggles_in_the_ui__postgresql__flag_ends_as_both_saw_it(
     tenant: Tenant, alice: Any, bob: Any
 ) -> None:
-    _postgresql_only()
+    postgresql_only()
     flag = make_flag(tenant.environments.get(slug="development"), "checkout", enabled=False)
     browsers = []
     for user in (alice, bob):
         browser = Client()
         browser.force_login(user)
         browsers.append(browser)
-    results, _ = _race(
+    results, _ = race(
         *[
             (lambda b=b: b.post(f"/flags/{flag.pk}/toggle/", {"expected_version": flag.version}))
             for b in browsers
@@ -315,9 +283,9 @@ def test_two_concurrent_one_click_toggles_in_the_ui__postgresql__flag_ends_as_bo
 
 @pytest.mark.django_db(transaction=True)
 def test_edit_racing_toggle__postgresql__one_wins(tenant: Tenant, alice: Any, bob: Any) -> None:
-    _postgresql_only()
+    postgresql_only()
     flag = make_flag(tenant.environments.get(slug="staging"), "checkout")
-    results, errors = _race(
+    results, errors = race(
         lambda: flag_update(
             actor=alice, flag=flag, description="edited", expected_version=flag.version
         ),
@@ -332,7 +300,7 @@ def test_edit_racing_toggle__postgresql__one_wins(tenant: Tenant, alice: Any, bo
 def test_two_concurrent_releases__postgresql__one_release_the_other_told_who(
     tenant: Tenant, alice: Any, bob: Any, with_version: bool
 ) -> None:
-    _postgresql_only()
+    postgresql_only()
     switch = kill_switch_engage(
         actor=SYSTEM,
         kind="tool_disabled",
@@ -342,7 +310,7 @@ def test_two_concurrent_releases__postgresql__one_release_the_other_told_who(
         reason="refund storm",
     )
     seen = switch.version if with_version else None
-    results, errors = _race(
+    results, errors = race(
         lambda: kill_switch_release(actor=alice, switch=switch, reason="a", expected_version=seen),
         lambda: kill_switch_release(actor=bob, switch=switch, reason="b", expected_version=seen),
     )
@@ -381,7 +349,7 @@ def _engage_body(
 def test_five_concurrent_identical_engages__postgresql__one_201_four_400_naming_it(
     tenant: Tenant, support_bot: Agent, production: Environment, scope: str
 ) -> None:
-    _postgresql_only()
+    postgresql_only()
     admins = [make_user(Role.ADMIN, username=f"admin-{n}") for n in range(5)]
     body = {**_engage_body(scope, tenant, support_bot, production), "reason": "incident"}
     barrier = threading.Barrier(5)

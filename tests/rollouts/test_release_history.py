@@ -6,7 +6,6 @@ their user saw and the second of two concurrent clicks is refused (issue 9, item
 from __future__ import annotations
 
 import itertools
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from apps.rollouts.services import deployment_create, deployment_rollback
 from apps.tenancy.models import Agent, Environment, Tenant
 
 from ..factories import AgentFactory, make_user
+from ..races import race
 
 DEMO = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
 ACTOR = SystemActor("test")
@@ -232,29 +232,6 @@ def test_deploy_page__stale_or_missing_seen__refused_naming_who_deployed(
     assert _stable(agent, staging) == 2
 
 
-def _race(*calls: Any) -> tuple[list[Any], list[Exception]]:
-    """Run each call in its own thread and database connection, released together."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = []
-    errors: list[Exception] = []
-
-    def run(fn: Any) -> None:
-        try:
-            barrier.wait()
-            results.append(fn())
-        except ValidationError as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(fn,)) for fn in calls]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results, errors
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("first", "second"),
@@ -293,7 +270,7 @@ def test_two_concurrent_clicks__postgresql__one_wins_the_other_is_told_who(
             expected_version=seen,
         )
 
-    results, errors = _race(click(first, alice, 3), click(second, bob, 4))
+    results, errors = race(click(first, alice, 3), click(second, bob, 4))
 
     assert len(results) == 1 and len(errors) == 1
     error = errors[0]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,49 +30,24 @@ from controlplane.fastpath import notify
 
 from ..conftest import api_as
 from ..factories import AgentFactory
+from ..fake_servers import closed_port_url, hung_server
 
 ACTOR = SystemActor("test")
 DEMO = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _closed_port_url() -> str:
-    with socket.socket() as sock:  # free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        return f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
-
-
 @pytest.fixture
 def hung_url() -> Iterator[str]:
     """A server that accepts connections and never answers (a hung Redis)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
-    stop.set()
-    thread.join(timeout=5)
-    for conn in held:
-        conn.close()
-    server.close()
+    with hung_server() as (url, _held):
+        yield url
 
 
 @pytest.fixture
 def outage(request: pytest.FixtureRequest) -> str:
     if request.param == "down":
-        return _closed_port_url()
+        return closed_port_url()
     return str(request.getfixturevalue("hung_url"))
 
 

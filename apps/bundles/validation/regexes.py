@@ -21,7 +21,9 @@ _OPTIONS.log_errors = False  # the problem goes back to the author, not to stder
 
 
 def regex_problem(pattern: str) -> str | None:
-    """Why RE2 cannot compile ``pattern`` (RE2's own words), or None when it can."""
+    """Why RE2 cannot compile ``pattern`` (RE2's own words), or None when it can. Not
+    ``dataplane.regex.regex_problem``: there RE2 is optional (absent, every pattern fails
+    closed); here it is a dependency, and a missing one must fail loudly, not refuse bundles."""
     try:
         re2.compile(pattern, _OPTIONS)
     except re2.error as exc:

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from apps.tenancy.models import Environment, Tenant
 from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user, tenant_get_for_user
 from controlplane.api import (
+    IF_MATCH,
     ConflictSerializer,
     ErrorSerializer,
     ScopedViewSet,
@@ -31,14 +32,6 @@ ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 # Constraint values and payloads keep every digit of a JSON number (issue 8, kind 5).
 PARSERS = [ExactNumberJSONParser, FormParser, MultiPartParser]
 # Changes of "the current X": a stale expected_version / If-Match answers 409.
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    str,
-    OpenApiParameter.HEADER,
-    required=False,
-    description='The `version` you read, quoted: `"3"`. Same as `expected_version`. '
-    'Compared strongly (RFC 9110): a weak tag (`W/"3"`) never matches and is a 412.',
-)
 CHANGE_ERRORS = {**ERRORS, 409: ConflictSerializer}
 ENVIRONMENT = OpenApiParameter("environment", int, description="environment id")
 TENANT = OpenApiParameter("tenant", int, description="tenant id")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
@@ -22,20 +22,18 @@ from apps.tenancy.selectors import (
     environment_get_for_user,
     environment_list_for_user,
 )
-from controlplane.api import ConflictSerializer, ErrorSerializer, ScopedViewSet, expected_version
+from controlplane.api import (
+    IF_MATCH,
+    ConflictSerializer,
+    ErrorSerializer,
+    ScopedViewSet,
+    expected_version,
+)
 
 from .. import selectors, services
 from . import serializers as s
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
-IF_MATCH = OpenApiParameter(
-    "If-Match",
-    str,
-    OpenApiParameter.HEADER,
-    required=False,
-    description='The release `version` you read, quoted: `"3"`. Same as `expected_version`. '
-    'Compared strongly (RFC 9110): a weak tag (`W/"3"`) never matches and is a 412.',
-)
 
 
 class CanViewReleases(BasePermission):
