@@ -13,7 +13,8 @@ def user_role(user: AbstractBaseUser | AnonymousUser) -> Role | None:
         return None
     if user.is_superuser:
         return Role.ADMIN
-    names = set(user.groups.values_list("name", flat=True))
+    # ``groups.all()`` uses the groups ``user_list`` prefetched (one query for a whole page)
+    names = {group.name for group in user.groups.all()}
     for role in Role:  # strongest first
         if role.value in names:
             return role
@@ -25,7 +26,10 @@ def user_is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
 
 
 def user_list() -> QuerySet[User]:
-    return User.objects.prefetch_related("groups").order_by("username")
+    # edit_version joined: a page of users reads their versions without a query each
+    return (
+        User.objects.select_related("edit_version").prefetch_related("groups").order_by("username")
+    )
 
 
 def api_token_for_user(user: AbstractBaseUser | AnonymousUser) -> ApiToken | None:
@@ -46,5 +50,8 @@ def runtime_token_list(*, tenant_ids: list[int] | None) -> QuerySet[RuntimeToken
 def user_version(user: User) -> int:
     """The ``version`` of a user's editable state (email, role, active, tenant grants): what
     the edit form and API carry as ``expected_version``. 1 until its first change."""
+    if User.edit_version.is_cached(user):  # joined by user_list
+        row = getattr(user, "edit_version", None)
+        return 1 if row is None else row.version
     found = UserVersion.objects.filter(user_id=user.pk).values_list("version", flat=True).first()
     return 1 if found is None else found

@@ -74,6 +74,9 @@ def _bump_user_version(user: User) -> None:
     # a user without a row is at version 1 (``user_version``), the row's default
     UserVersion.objects.get_or_create(user=user)
     UserVersion.objects.filter(user=user).update(version=models.F("version") + 1)
+    # ``user_list`` joins the version row: what this instance carries is now stale
+    if User.edit_version.is_cached(user):
+        User.edit_version.related.delete_cached_value(user)
 
 
 def _set_role(user: User, role: Role) -> None:

@@ -213,3 +213,22 @@ def test_two_admins_editing_each_other_at_once__postgresql__both_apply_no_deadlo
             ),
         )
         assert len(results) == 2 and errors == []
+
+
+def test_user_list__versions_read_with_the_page__no_query_per_user(
+    alice: Any, bob: Any, django_assert_max_num_queries: Any
+) -> None:
+    # Versions of changed users (a row) and untouched ones (no row: version 1) alike.
+    users = [make_user(Role.VIEWER, username=f"user-{i}") for i in range(12)]
+    for user in users[:6]:
+        services.user_update(actor=alice, user=user, email=f"{user.username}@example.com")
+    expected = {u.username: user_version(u) for u in User.objects.all()}
+
+    client = api_as(alice)
+    with django_assert_max_num_queries(12):  # fewer than one per user listed
+        listed = client.get("/api/v1/users/", {"page_size": 50}).json()
+
+    rows = listed["results"] if isinstance(listed, dict) else listed
+    assert len(rows) == len(expected)
+    assert {row["username"]: row["version"] for row in rows} == expected
+    assert {row["version"] for row in rows} == {1, 2}
