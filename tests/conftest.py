@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from django.core.cache import cache
@@ -35,6 +36,40 @@ def _database(db: None) -> None:
     # as `tenant` works beside `transactional_db` too). It prepares nothing: role groups come
     # from migrate's post_migrate, which a transactional test's flush sends again.
     return None
+
+
+@pytest.fixture(autouse=True)
+def _quiet_database_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A transactional test ends with a flush (TRUNCATE of every table). A request still running
+    in a live server's thread (a browser tab's htmx poll, a long-poll) holds locks that deadlock
+    with it, and PostgreSQL may pick the flush as the victim, leaving rows behind for the next
+    test. Set up after `transactional_db` so this teardown runs first: wait briefly for other
+    sessions on the test database to finish, then end the ones still busy."""
+    if "transactional_db" not in request.fixturenames and "live_server" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    import time
+
+    busy = (
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'"
+    )
+    deadline = time.monotonic() + 5
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(busy)
+            pids = [row[0] for row in cursor.fetchall()]
+            if not pids or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for pid in pids:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 @pytest.fixture
