@@ -14,11 +14,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-# Under /api/ every error is JSON (controlplane/errors.py); elsewhere Django's pages.
-handler400 = "controlplane.errors.bad_request"
-handler403 = "controlplane.errors.permission_denied"
-handler404 = "controlplane.errors.page_not_found"
-handler500 = "controlplane.errors.server_error"
+# Under /api/ every error is JSON (apps/core/errors.py); elsewhere Django's pages.
+handler400 = "apps.core.errors.bad_request"
+handler403 = "apps.core.errors.permission_denied"
+handler404 = "apps.core.errors.page_not_found"
+handler500 = "apps.core.errors.server_error"
 
 api_v1 = [
     path("", include("apps.tenancy.api.urls")),

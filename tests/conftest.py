@@ -137,8 +137,8 @@ def asgi_server(transactional_db: None):  # type: ignore[no-untyped-def]
 
     import uvicorn
 
+    from apps.core.fastpath.app import FastPath
     from controlplane.asgi import django_application
-    from controlplane.fastpath.app import FastPath
 
     port = _free_port()
     server = uvicorn.Server(

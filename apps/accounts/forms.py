@@ -3,7 +3,7 @@ from typing import Any, cast
 
 from django import forms
 
-from controlplane.ui import ExpectedVersionField
+from apps.core.ui import ExpectedVersionField
 
 from .roles import ROLE_DESCRIPTIONS, Role
 

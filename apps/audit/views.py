@@ -8,9 +8,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.core.ui import paginate
 from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import tenant_ids_for_user, tenant_list_for_user
-from controlplane.ui import paginate
 
 from .hashing import diff
 from .models import AuditEvent

@@ -18,9 +18,10 @@ from django.utils import timezone
 
 from apps.accounts.authz import authorize
 from apps.audit.services import Actor, actor_identity, audit_record, require_reason
+from apps.core import canonical
 from apps.tenancy.models import Agent, Environment
 
-from . import canonical, signing
+from . import signing
 from .models import (
     BundleVersion,
     CanonicalForm,

@@ -14,6 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from apps.core.ui import paginate
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.models import Agent
 from apps.tenancy.selectors import (
@@ -21,7 +22,6 @@ from apps.tenancy.selectors import (
     environment_get_for_user,
     environment_list_for_user,
 )
-from controlplane.ui import paginate
 
 from . import presenters, selectors, services
 from .diff import bundle_diff

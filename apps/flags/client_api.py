@@ -12,8 +12,8 @@ from typing import Any
 
 from django.db import transaction
 
+from apps.core.fastpath import Route, StreamRoute, TokenScope, register, register_stream
 from apps.tenancy.models import Environment
-from controlplane.fastpath import Route, StreamRoute, TokenScope, register, register_stream
 
 from .client_api_schema import FEATURE, FEATURES, STREAMING
 from .selectors import environment_features, kill_switch_dict, kill_switches_engaged_for

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controlplane.fastpath import OperationDoc
+from apps.core.fastpath import OperationDoc
 
 TAG = "unleash-client"
 

@@ -7,8 +7,8 @@ from typing import Any, cast
 from django import forms
 from django.core.exceptions import ValidationError
 
-from controlplane.input_guards import json_loads
-from controlplane.ui import ExpectedVersionField
+from apps.core.input_guards import json_loads
+from apps.core.ui import ExpectedVersionField
 
 from .models import AgentMode, FlagType, KillSwitchKind, KillSwitchScope
 
@@ -189,7 +189,7 @@ SCOPE_LABELS = {
 
 class KillSwitchForm(forms.Form):
     """What to stop, and where. The confirmation page states its effect and asks for the
-    reason separately (``controlplane.ui.ReasonForm``)."""
+    reason separately (``apps.core.ui.ReasonForm``)."""
 
     kind = forms.ChoiceField(choices=KillSwitchKind.choices, widget=forms.HiddenInput)
     scope = forms.ChoiceField(choices=KillSwitchScope.choices, label="Where")

@@ -37,7 +37,7 @@ from typing import Any
 
 import re2
 
-from controlplane.lookalike import hidden_character_message, name_problem
+from apps.core.lookalike import hidden_character_message, name_problem
 
 FLAG_TYPES = ("release", "experiment", "operational", "kill-switch", "permission")
 RESERVED_PREFIX = "kill."  # kill switches compile to features under this prefix
@@ -131,7 +131,7 @@ def number_text(value: int | float | Decimal) -> str:
         raise TypeError("a boolean is not a number")
     written = getattr(value, "json_text", None)
     if isinstance(value, float) and isinstance(written, str):
-        # the API's JSON parser kept the literal (controlplane.api_http.JsonNumber)
+        # the API's JSON parser kept the literal (apps.core.api_http.JsonNumber)
         return number_text(Decimal(written))
     if isinstance(value, int):
         return str(value)

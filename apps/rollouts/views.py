@@ -7,13 +7,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from apps.bundles.selectors import bundle_version_list
+from apps.core.ui import VersionedReasonForm, call_service, rebase_if_stale
 from apps.runtimes.selectors import convergence_for
 from apps.tenancy.selectors import (
     agent_get_for_user,
     environment_get_for_user,
     environment_list_for_user,
 )
-from controlplane.ui import VersionedReasonForm, call_service, rebase_if_stale
 
 from . import selectors, services
 from .forms import DeployForm

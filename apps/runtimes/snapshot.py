@@ -9,12 +9,12 @@ from typing import Any
 
 from django.db import transaction
 
-from apps.bundles.canonical import canonical_json, form_reproducing, signed_bytes
 from apps.bundles.signing import sign
+from apps.core.canonical import canonical_json, form_reproducing, signed_bytes
+from apps.core.fastpath import Route, TokenScope, register
 from apps.flags.selectors import flags_for_snapshot, kill_switches_for_snapshot
 from apps.rollouts.selectors import stable_deployments
 from apps.tenancy.models import Environment
-from controlplane.fastpath import Route, TokenScope, register
 
 from .snapshot_schema import CONFIG
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.accounts.selectors import runtime_token_list
+from apps.core.ui import ReasonForm, call_service
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.selectors import (
     agent_get_for_user,
@@ -19,7 +20,6 @@ from apps.tenancy.selectors import (
     environment_get_for_user,
     environment_list_for_user,
 )
-from controlplane.ui import ReasonForm, call_service
 
 from . import selectors
 from .forms import RuntimeTokenForm

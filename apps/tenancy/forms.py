@@ -2,7 +2,7 @@ import zoneinfo
 
 from django import forms
 
-from controlplane.ui import ExpectedVersionField
+from apps.core.ui import ExpectedVersionField
 
 from .models import slug_validator
 

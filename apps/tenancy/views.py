@@ -11,7 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.accounts.authz import authorize
-from controlplane.ui import VersionedReasonForm, call_service, paginate, rebase_if_stale
+from apps.core.ui import VersionedReasonForm, call_service, paginate, rebase_if_stale
 
 from . import selectors, services
 from .context_processors import SESSION_KEY, current_tenant_for

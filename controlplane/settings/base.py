@@ -62,8 +62,8 @@ INSTALLED_APPS = [
     "apps.rollouts",
     "apps.runtimes",
     "apps.dashboard",
-    "controlplane.fastpath",
-    "controlplane.input_guards.InputGuardsConfig",
+    "apps.core.fastpath",
+    "apps.core.input_guards.InputGuardsConfig",
 ]
 
 MIDDLEWARE = [
@@ -72,10 +72,10 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.audit.middleware.RequestIdMiddleware",
     # a view interrupted by a lost database answers 503 with Retry-After, not a 500
-    "controlplane.errors.DatabaseUnavailableMiddleware",
-    "controlplane.input_guards.HostileInputMiddleware",
+    "apps.core.errors.DatabaseUnavailableMiddleware",
+    "apps.core.input_guards.HostileInputMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "controlplane.errors.ApiCommonMiddleware",  # CommonMiddleware; 308 under /api/
+    "apps.core.errors.ApiCommonMiddleware",  # CommonMiddleware; 308 under /api/
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -86,9 +86,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "controlplane.urls"
-CSRF_FAILURE_VIEW = "controlplane.errors.csrf_failure"
+CSRF_FAILURE_VIEW = "apps.core.errors.csrf_failure"
 # Largest request body the API takes (413 JSON beyond it), checked by
-# controlplane.input_guards before any parser reads it.
+# apps.core.input_guards before any parser reads it.
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=10 * 1024 * 1024)
 WSGI_APPLICATION = "controlplane.wsgi.application"
 ASGI_APPLICATION = "controlplane.asgi.application"
@@ -259,19 +259,19 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "controlplane.api.AutoSchema",
-    # Size, depth and NUL limits on every JSON body (controlplane/input_guards.py).
+    "DEFAULT_SCHEMA_CLASS": "apps.core.api.AutoSchema",
+    # Size, depth and NUL limits on every JSON body (apps/core/input_guards.py).
     "DEFAULT_PARSER_CLASSES": [
-        "controlplane.input_guards.GuardedJSONParser",
+        "apps.core.input_guards.GuardedJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "EXCEPTION_HANDLER": "controlplane.api.exception_handler",
+    "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
     # JSON only: the API has no HTML representation (DRF's browsable API rendered errors as
-    # pages and failed with 500 on views without a serializer_class), see controlplane/api.py.
+    # pages and failed with 500 on views without a serializer_class), see apps/core/api.py.
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "controlplane.api_http.JsonFallbackNegotiation",
-    "DEFAULT_METADATA_CLASS": "controlplane.api_http.ApiMetadata",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "apps.core.api_http.JsonFallbackNegotiation",
+    "DEFAULT_METADATA_CLASS": "apps.core.api_http.ApiMetadata",
     # Per runtime token, on every runtime-facing Django endpoint (a no-op for other callers).
     "DEFAULT_THROTTLE_CLASSES": ["apps.accounts.api.throttling.RuntimeTokenRateThrottle"],
     # The token endpoint takes passwords from anonymous callers: slow down guessing.
@@ -287,12 +287,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # Every operation documents the error statuses it can answer (controlplane/api.py).
+    # Every operation documents the error statuses it can answer (apps/core/api.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "controlplane.api.document_error_responses",
+        "apps.core.api.document_error_responses",
         # The runtime fast path's routes, which Django never sees (after the one above).
-        "controlplane.fastpath.openapi.document_fastpath_routes",
+        "apps.core.fastpath.openapi.document_fastpath_routes",
     ],
     # Two different choice sets are both called "mode" (flags import, kill switch mode).
     "ENUM_NAME_OVERRIDES": {
@@ -389,7 +389,7 @@ structlog.configure(
     cache_logger_on_first_use=True,
 )
 
-# Hostile input (controlplane/input_guards.py): the largest body read (JSON, forms) and the
+# Hostile input (apps/core/input_guards.py): the largest body read (JSON, forms) and the
 # deepest JSON nesting accepted. Bundle files have their own, smaller limit.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
 API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=64)

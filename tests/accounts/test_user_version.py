@@ -14,8 +14,8 @@ from django.test import Client
 from apps.accounts import services
 from apps.accounts.roles import Role
 from apps.accounts.selectors import user_role, user_version
-from apps.audit.concurrency import StaleVersion
 from apps.audit.models import AuditEvent
+from apps.core.concurrency import StaleVersion
 from apps.tenancy.models import Tenant
 
 from ..conftest import api_as

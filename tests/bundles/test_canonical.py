@@ -12,9 +12,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from apps.bundles.canonical import canonical_bytes, digest, normalize
 from apps.bundles.parsing import parse, to_json, to_yaml
 from apps.bundles.validation import validate_source
+from apps.core.canonical import canonical_bytes, digest, normalize
 
 from .conftest import demo_content, demo_text, yaml_text
 

@@ -20,9 +20,9 @@ import pytest
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.services import SystemActor
 from apps.bundles import signing
-from apps.bundles.canonical import canonical_json as control_plane_canonical_json
 from apps.bundles.services import bundle_version_push
 from apps.bundles.validation import validate_source
+from apps.core.canonical import canonical_json as control_plane_canonical_json
 from apps.rollouts.services import deployment_create
 from apps.tenancy.models import Tenant
 from dataplane.canonical import PYTHON_JSON, canonical_json

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apps.bundles.canonical import canonical_json as control_plane_canonical_json
-from apps.bundles.canonical import digest as control_plane_bundle_digest
+from apps.core.canonical import canonical_json as control_plane_canonical_json
+from apps.core.canonical import digest as control_plane_bundle_digest
 from dataplane.canonical import (
     PYTHON_JSON,
     RFC8785,

@@ -11,10 +11,10 @@ import requests
 
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.services import SystemActor
+from apps.core.fastpath.conditional import parse_if_none_match
 from apps.flags.models import Flag
 from apps.flags.services import flag_create, flag_toggle
 from apps.tenancy.models import Environment, Tenant
-from controlplane.fastpath.conditional import parse_if_none_match
 
 ACTOR = SystemActor("test")
 SPEC = {"Unleash-Client-Spec": "5.0.0"}

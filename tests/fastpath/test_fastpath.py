@@ -12,10 +12,10 @@ from django.db import transaction
 
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.audit.services import SystemActor
+from apps.core.fastpath import Route, TokenScope, register
+from apps.core.fastpath.registry import registry
 from apps.tenancy.models import Environment, Tenant
 from apps.tenancy.services import environment_revision_bump
-from controlplane.fastpath import Route, TokenScope, register
-from controlplane.fastpath.registry import registry
 
 ACTOR = SystemActor("test")
 PATH = "/api/test-only/snapshot"
@@ -176,7 +176,7 @@ def test_fastpath_long_poll__woken_by_redis_pubsub_from_another_process(
     long-polls through Redis alone: the revision poll is pushed out of the way."""
     import redis
 
-    from controlplane.fastpath import notify
+    from apps.core.fastpath import notify
 
     settings.REDIS_URL = redis_url
     settings.FASTPATH_POLL_INTERVAL_S = 600
@@ -189,8 +189,8 @@ def test_fastpath_long_poll__woken_by_redis_pubsub_from_another_process(
 
     import uvicorn
 
+    from apps.core.fastpath.app import FastPath
     from controlplane.asgi import django_application
-    from controlplane.fastpath.app import FastPath
 
     from ..conftest import _free_port
 

@@ -14,11 +14,11 @@ from rest_framework.test import APIClient
 from apps.accounts.models import RUNTIME_TOKEN_PREFIX
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.services import SystemActor
+from apps.core.fastpath.app import TOKEN_PREFIX
+from apps.core.fastpath.registry import TokenScope
+from apps.core.fastpath.state import TokenCache
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.services import agent_archive, environment_archive, tenant_archive
-from controlplane.fastpath.app import TOKEN_PREFIX
-from controlplane.fastpath.registry import TokenScope
-from controlplane.fastpath.state import TokenCache
 
 from ..factories import AgentFactory
 

@@ -20,7 +20,7 @@ import pytest
 import redis
 import requests
 
-from controlplane.fastpath.subscriber import RECONNECT_CAP_S, listen, reconnect_delay
+from apps.core.fastpath.subscriber import RECONNECT_CAP_S, listen, reconnect_delay
 
 from ..fake_servers import closed_port_url, hung_server
 from .test_fastpath import route, token  # noqa: F401  (fixtures)

@@ -15,8 +15,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.roles import Role
-from apps.audit.concurrency import StaleVersion
 from apps.audit.models import AuditEvent
+from apps.core.concurrency import StaleVersion
 from apps.flags.models import Flag, KillSwitch
 from apps.flags.services import (
     flag_toggle,

@@ -9,10 +9,10 @@ import requests
 from rest_framework.test import APIClient
 
 from apps.accounts.roles import Role
+from apps.core.fastpath import Route, TokenScope, register
+from apps.core.fastpath.registry import registry
 from apps.flags.api.client_views import ClientRegisterView
 from apps.tenancy.models import Tenant
-from controlplane.fastpath import Route, TokenScope, register
-from controlplane.fastpath.registry import registry
 
 from ..factories import AgentFactory, make_user
 from ..flags.conftest import make_flag, make_token
@@ -248,6 +248,6 @@ def test_field_errors__nested_serializers__one_flat_level_named_by_path(
 ) -> None:
     # The documented error shape is {"detail", "errors": {field: [message]}}: nested
     # serializers' errors must not break it (schemathesis found the nested dicts).
-    from controlplane.api import _as_field_errors
+    from apps.core.api import _as_field_errors
 
     assert _as_field_errors(detail) == flat

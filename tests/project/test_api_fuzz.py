@@ -5,7 +5,7 @@ that violates its own schema. The example count is bounded so the run stays shor
 
 The schema is drf-spectacular's, generated in process. Operations Django serves are called on
 the Django WSGI application in process, on the test database (rolled back after each
-operation). Operations of the runtime fast path (``controlplane.fastpath``: the client
+operation). Operations of the runtime fast path (``apps.core.fastpath``: the client
 features, the config snapshot), which Django never sees, are called over HTTP on the live
 ASGI server (``asgi_server``), on an environment holding flags, segments, a kill switch and a
 deployed bundle, so the 200 bodies checked against the schema are not empty ones."""
@@ -35,10 +35,10 @@ from apps.accounts.runtime_tokens import runtime_token_create
 from apps.accounts.services import api_token_rotate
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
+from apps.core.fastpath.registry import registry
 from apps.flags.services import flags_import, kill_switch_engage
 from apps.rollouts.services import deployment_create
 from apps.tenancy.models import Agent, Tenant
-from controlplane.fastpath.registry import registry
 from tests.factories import AgentFactory, make_user
 
 pytestmark = pytest.mark.django_db

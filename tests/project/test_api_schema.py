@@ -101,7 +101,7 @@ def test_api_schema__every_fast_path_route_is_described(schema: dict[str, Any]) 
     """The runtime fast path's routes never reach Django, so drf-spectacular cannot find them;
     each registered route describes its operations itself (``Route.docs``). A new route
     without a description fails here."""
-    from controlplane.fastpath.registry import Route, StreamRoute, registry
+    from apps.core.fastpath.registry import Route, StreamRoute, registry
 
     routes: list[Route | StreamRoute] = [*registry.routes.values(), *registry.streams.values()]
     assert {route.path for route in routes} >= {

@@ -16,14 +16,14 @@ from apps.accounts.roles import Role
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
-from apps.tenancy.models import Environment, Tenant
-from controlplane.input_guards import (
+from apps.core.input_guards import (
     INT64_MAX,
     JSONShapeError,
     json_loads,
     json_problems,
     model_values_problems,
 )
+from apps.tenancy.models import Environment, Tenant
 from tests.bundles.conftest import demo_text
 from tests.conftest import api_as
 from tests.factories import AgentFactory, make_user

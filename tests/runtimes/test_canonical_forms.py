@@ -12,9 +12,9 @@ import pytest
 
 from apps.audit.services import SystemActor
 from apps.bundles import signing
-from apps.bundles.canonical import PYTHON_JSON, canonical_bytes
 from apps.bundles.models import BundleVersion, CanonicalForm
 from apps.bundles.services import bundle_version_push
+from apps.core.canonical import PYTHON_JSON, canonical_bytes
 from apps.rollouts.services import deployment_create
 from apps.runtimes.snapshot import signed_document, snapshot_content
 from apps.tenancy.models import Agent, Environment, Tenant

@@ -20,13 +20,13 @@ from rest_framework.test import APIClient
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
+from apps.core.fastpath import notify
 from apps.flags.models import KillSwitch
 from apps.rollouts.models import Deployment
 from apps.runtimes.models import RevisionLog, RuntimeInstance
 from apps.runtimes.services import runtime_side_effects_resend
 from apps.tenancy.models import Agent, Tenant
 from controlplane.celery import app as celery_app
-from controlplane.fastpath import notify
 
 from ..conftest import api_as
 from ..factories import AgentFactory

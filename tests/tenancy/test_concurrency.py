@@ -14,8 +14,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from apps.accounts.roles import Role
-from apps.audit.concurrency import StaleVersion
 from apps.audit.models import AuditEvent
+from apps.core.concurrency import StaleVersion
 from apps.tenancy import services
 from apps.tenancy.models import Agent, Environment, Tenant
 

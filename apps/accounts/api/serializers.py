@@ -1,7 +1,7 @@
 from django.contrib.auth.models import User
 from rest_framework import serializers
 
-from controlplane.api import ExpectedVersionMixin, OptionalReasonMixin
+from apps.core.api import ExpectedVersionMixin, OptionalReasonMixin
 
 from ..models import RuntimeToken
 from ..roles import Role

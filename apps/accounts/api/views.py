@@ -14,19 +14,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.tenancy.selectors import (
-    agent_get_for_user,
-    environment_get_for_user,
-    tenant_get_for_user,
-    tenant_ids_for_user,
-)
-from controlplane.api import (
+from apps.core.api import (
     IF_MATCH,
     ConflictSerializer,
     ErrorSerializer,
     ReasonSerializer,
     ScopedViewSet,
     expected_version,
+)
+from apps.tenancy.selectors import (
+    agent_get_for_user,
+    environment_get_for_user,
+    tenant_get_for_user,
+    tenant_ids_for_user,
 )
 
 from .. import selectors, services

@@ -9,8 +9,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.core.api import ErrorSerializer, ScopedViewSet
 from apps.tenancy.selectors import tenant_ids_for_user
-from controlplane.api import ErrorSerializer, ScopedViewSet
 
 from ..models import AuditCheckpoint, AuditEvent
 from ..selectors import audit_checkpoint_list, audit_event_list, checkpoint_record

@@ -5,7 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from controlplane.api import OptionalReasonMixin
+from apps.core.api import OptionalReasonMixin
 
 from ..gates import GateStatus, rate_floor
 from ..models import BundleVersion, Evaluation

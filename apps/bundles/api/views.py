@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.core.api import ErrorSerializer, ScopedViewSet
 from apps.tenancy.models import Agent, Environment
 from apps.tenancy.selectors import (
     agent_get_for_user,
@@ -22,7 +23,6 @@ from apps.tenancy.selectors import (
     environment_list_for_user,
     tenant_get_for_user,
 )
-from controlplane.api import ErrorSerializer, ScopedViewSet
 
 from .. import selectors, services, signing
 from ..diff import bundle_diff

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canonical import canonical_bytes, digest_of_bytes
+from apps.core.canonical import canonical_bytes, digest_of_bytes
+
 from ..parsing import (
     ParseError,
     ambiguous_scalars,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-# Shared with flag names: one rule for what a readable name is (controlplane/lookalike.py).
-from controlplane.lookalike import first_hidden_character as first_hidden_character
-from controlplane.lookalike import hidden_character_message as hidden_character_message
+# Shared with flag names: one rule for what a readable name is (apps/core/lookalike.py).
+from apps.core.lookalike import first_hidden_character as first_hidden_character
+from apps.core.lookalike import hidden_character_message as hidden_character_message
 
 
 def escape(token: str) -> str:

@@ -8,7 +8,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError as SchemaValidationError
 
-from ..canonical import MAX_SAFE_INTEGER, normalize
+from apps.core.canonical import MAX_SAFE_INTEGER, normalize
+
 from ..schema import BUNDLE_SCHEMA, MAX_DEPTH, MAX_NODES, PATTERN_HELP
 from .report import Report, child, from_path, hidden_character_message
 

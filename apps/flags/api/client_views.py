@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
 from apps.accounts.models import RuntimeToken
-from controlplane.api import ErrorSerializer
+from apps.core.api import ErrorSerializer
 
 from ..services import SdkRegistrationRateExceeded, flag_metrics_record, sdk_instance_register
 from ..validation import parse_metrics_toggles

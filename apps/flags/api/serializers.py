@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.api import (
+from apps.core.api import (
     ExpectedVersionMixin,
     NullMeansAbsentMixin,
     OptionalReasonMixin,

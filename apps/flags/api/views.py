@@ -12,16 +12,16 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.tenancy.models import Environment, Tenant
-from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user, tenant_get_for_user
-from controlplane.api import (
+from apps.core.api import (
     IF_MATCH,
     ConflictSerializer,
     ErrorSerializer,
     ScopedViewSet,
     expected_version,
 )
-from controlplane.api_http import ExactNumberJSONParser
+from apps.core.api_http import ExactNumberJSONParser
+from apps.tenancy.models import Environment, Tenant
+from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user, tenant_get_for_user
 
 from .. import selectors, services
 from ..models import Flag, KillSwitch, Segment

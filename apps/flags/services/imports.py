@@ -32,9 +32,9 @@ from django.db import transaction
 
 from apps.accounts.authz import authorize
 from apps.audit.services import Actor, audit_record
+from apps.core.lookalike import lookalike_key
 from apps.tenancy.models import Environment
 from apps.tenancy.services import environment_revision_bump
-from controlplane.lookalike import lookalike_key
 
 from ..models import Flag, Segment
 from ..unleash import KILL_PREFIX, apply_events

@@ -16,8 +16,9 @@ from django.utils import timezone
 
 from apps.accounts.authz import authorize
 from apps.accounts.selectors import user_is_admin
-from apps.audit.concurrency import StaleVersion, version_check, who_and_when
+from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, SystemActor, actor_identity, audit_record
+from apps.core.concurrency import StaleVersion, who_and_when
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.services import environment_revision_bump
 

@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from controlplane.ui import VersionedReasonForm, call_service, rebase_if_stale
+from apps.core.ui import VersionedReasonForm, call_service, rebase_if_stale
 
 from .. import charts, selectors, services
 from ..forms import FlagForm, ImportForm, SegmentForm

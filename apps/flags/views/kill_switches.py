@@ -11,8 +11,8 @@ from django.shortcuts import redirect, render
 from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_revoke
 from apps.accounts.selectors import user_is_admin
-from apps.audit.concurrency import who_and_when
-from controlplane.ui import ReasonForm, VersionedReasonForm, call_service
+from apps.core.concurrency import who_and_when
+from apps.core.ui import ReasonForm, VersionedReasonForm, call_service
 
 from .. import selectors, services
 from ..effects import kill_switch_effect, kill_switch_release_effect

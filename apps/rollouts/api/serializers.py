@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.api import ReasonSerializer
+from apps.core.api import ReasonSerializer
 
 
 class ReleaseOutput(serializers.Serializer):

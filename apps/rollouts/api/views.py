@@ -16,18 +16,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.bundles.models import BundleVersion
-from apps.tenancy.models import Agent, Environment
-from apps.tenancy.selectors import (
-    agent_get_for_user,
-    environment_get_for_user,
-    environment_list_for_user,
-)
-from controlplane.api import (
+from apps.core.api import (
     IF_MATCH,
     ConflictSerializer,
     ErrorSerializer,
     ScopedViewSet,
     expected_version,
+)
+from apps.tenancy.models import Agent, Environment
+from apps.tenancy.selectors import (
+    agent_get_for_user,
+    environment_get_for_user,
+    environment_list_for_user,
 )
 
 from .. import selectors, services

@@ -8,7 +8,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from controlplane.api import NullMeansAbsentMixin
+from apps.core.api import NullMeansAbsentMixin
 
 from ..push_targets import PushTargetRefused, push_target_resolve
 

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
 from apps.accounts.models import RuntimeToken
-from controlplane.api import ErrorSerializer
+from apps.core.api import ErrorSerializer
 
 from ..selectors import runtime_push_url
 from ..services import RegistrationRateExceeded, runtime_heartbeat_record

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from controlplane.api import ExpectedVersionMixin, OptionalReasonMixin, ReasonSerializer
+from apps.core.api import ExpectedVersionMixin, OptionalReasonMixin, ReasonSerializer
 
 from ..models import Agent, Environment, Tenant, slug_validator
 

@@ -9,7 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from controlplane.api import (
+from apps.core.api import (
     IF_MATCH,
     ConflictSerializer,
     ErrorSerializer,

@@ -12,8 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit.services import SystemActor
+from apps.core.input_guards import json_loads
 from apps.tenancy.models import Environment
-from controlplane.input_guards import json_loads
 
 from ...selectors import environment_features
 from ...services import flags_import

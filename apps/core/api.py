@@ -18,8 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from apps.audit.concurrency import DeletedMeanwhile, StaleVersion
-
+from .concurrency import DeletedMeanwhile, StaleVersion
 from .errors import too_large_detail
 from .fastpath.conditional import parse_entity_tags
 from .input_guards import PayloadTooLarge

@@ -49,7 +49,7 @@ def not_found(subpath: str) -> str:
 @dataclass(frozen=True)
 class OperationDoc:
     """How one operation of a route is described in the OpenAPI document (``/api/schema/``,
-    see ``controlplane.fastpath.openapi``). The fast path adds what every route shares (the
+    see ``apps.core.fastpath.openapi``). The fast path adds what every route shares (the
     runtime token, ``If-None-Match``, ``wait``, ETag/304 and the error answers); this says
     what is the route's own.
 

@@ -2,7 +2,7 @@
 whatever raised them: an unknown path (404), a refused CSRF or permission check outside DRF
 (403), a malformed or oversized request (400, 413), a lost database (503 with ``Retry-After``)
 and an unhandled exception (500). Pages elsewhere keep Django's HTML error pages. DRF views
-use ``controlplane.api.exception_handler``; the runtime fast path answers its own routes in
+use ``apps.core.api.exception_handler``; the runtime fast path answers its own routes in
 the same shape."""
 
 from __future__ import annotations

@@ -168,7 +168,7 @@ def _operation(route: Route | StreamRoute, doc: OperationDoc) -> dict[str, Any]:
 def document_fastpath_routes(result: dict[str, Any], **_: Any) -> dict[str, Any]:
     """drf-spectacular postprocessing hook: add a GET operation for each ``OperationDoc`` of
     every registered fast-path route, with the components the docs bring. Runs after
-    ``controlplane.api.document_error_responses`` (which defines the ``Error`` schema and must
+    ``apps.core.api.document_error_responses`` (which defines the ``Error`` schema and must
     not add statuses the fast path never answers). Raises ``ValueError`` when two routes
     describe the same path or component differently."""
     components = result.setdefault("components", {})

@@ -2,7 +2,7 @@
 asks for: JSON (DRF's content negotiation) and ``OPTIONS`` (DRF's metadata).
 
 Its own module: DRF imports these classes while ``rest_framework.views`` is being imported,
-so they cannot live beside the viewsets in ``controlplane.api``."""
+so they cannot live beside the viewsets in ``apps.core.api``."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class JsonNumber(float):
 
 
 class ExactNumberJSONParser(GuardedJSONParser):
-    """The guarded JSON parser (size, depth, NUL: ``controlplane.input_guards``), except that
+    """The guarded JSON parser (size, depth, NUL: ``apps.core.input_guards``), except that
     numbers with a fraction or exponent are :class:`JsonNumber`: a float holds 17
     significant digits, so ``0.12345678901234567891`` or ``1.0000000000000000001`` (which a
     float reads as ``1``) would otherwise reach a flag's constraint as another number

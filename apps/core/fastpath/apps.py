@@ -2,7 +2,7 @@ from django.apps import AppConfig
 
 
 class FastPathConfig(AppConfig):
-    name = "controlplane.fastpath"
+    name = "apps.core.fastpath"
     label = "fastpath"
     verbose_name = "Runtime fast path"
 

@@ -327,4 +327,4 @@ class InputGuardsConfig(AppConfig):
 
     def ready(self) -> None:
         bound_integer_fields()
-        pre_save.connect(refuse_unstorable_values, dispatch_uid="controlplane.input_guards")
+        pre_save.connect(refuse_unstorable_values, dispatch_uid="apps.core.input_guards")

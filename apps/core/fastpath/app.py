@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, quote
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from controlplane.errors import (
+from apps.core.errors import (
     DATABASE_RETRY_AFTER_S,
     DATABASE_UNAVAILABLE,
     DATABASE_UNAVAILABLE_DETAIL,
