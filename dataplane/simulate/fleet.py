@@ -88,6 +88,11 @@ class RecordReporter:
         )
 
     @property
+    def enabled(self) -> bool:
+        """False once the control plane answered 404 (no records endpoint)."""
+        return self.usage.enabled
+
+    @property
     def sent(self) -> int:
         return self.usage.sent
 
