@@ -107,8 +107,8 @@ class BooleanFilter(django_filters.Filter):
 
 class AwareDateTimeField(forms.Field):
     """An ISO 8601 date-time (``2026-11-23T12:00:00Z``, ``…+02:00``); one without an offset
-    is read in the current time zone, as the dashboard reads it. One whose instant falls
-    outside what Python can hold in UTC (year 1 at +14:00) is refused too."""
+    is read in the current time zone, as the dashboard reads it. The value is the instant in
+    UTC; one outside what Python can hold in UTC (year 1 at +14:00) is refused too."""
 
     default_error_messages = {"invalid": f"Use an ISO 8601 time such as {DATE_TIME_EXAMPLE}."}
 
@@ -124,10 +124,11 @@ class AwareDateTimeField(forms.Field):
         try:
             if timezone.is_naive(parsed):
                 parsed = timezone.make_aware(parsed)
-            parsed.astimezone(UTC)
+            # In UTC: PostgreSQL refuses offsets Python accepts (+20:18), and the instant
+            # is what is compared.
+            return parsed.astimezone(UTC)
         except (OverflowError, ValueError):
             raise ValidationError(self.error_messages["invalid"], code="invalid") from None
-        return parsed
 
 
 class DateTimeFilter(django_filters.Filter):
