@@ -357,6 +357,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
+# No result backend (every task ignores its result), so nothing for Celery's own daily
+# celery.backend_cleanup to clean: without an expiry beat does not add it, and the schedule is
+# exactly what controlplane/schedule.py lists.
+CELERY_RESULT_EXPIRES = None
 
 # Audit checkpoints: the chain head is signed every AUDIT_CHECKPOINT_INTERVAL_S and, when set,
 # sent to AUDIT_CHECKPOINT_WEBHOOK_URL (a store the database's writers cannot reach).
