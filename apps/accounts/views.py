@@ -10,13 +10,13 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_objects_for_user
 
+from apps.core.roles import TENANT_ACCESS_PERMISSION, Role
 from apps.core.ui import call_service, paginate
 from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import tenant_list_for_user
 
 from . import selectors, services
 from .forms import UserCreateForm, UserEditForm
-from .roles import TENANT_ACCESS_PERMISSION, Role
 
 
 def _require_admin(request: HttpRequest) -> None:

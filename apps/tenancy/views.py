@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from apps.accounts.authz import authorize
+from apps.core.authz import authorize
 from apps.core.ui import VersionedReasonForm, call_service, paginate, rebase_if_stale
 
 from . import selectors, services

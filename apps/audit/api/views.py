@@ -10,11 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.api import ErrorSerializer, ScopedViewSet
-from apps.tenancy.selectors import tenant_ids_for_user
 
 from ..models import AuditCheckpoint, AuditEvent
 from ..selectors import audit_checkpoint_list, audit_event_list, checkpoint_record
-from .permissions import SeesEveryTenant
 from .serializers import AuditCheckpointOutput, AuditEventOutput
 
 FILTERS = [
@@ -40,15 +38,17 @@ def _time(request: Request, name: str) -> datetime | None:
 class AuditEventViewSet(ScopedViewSet):
     """The audit trail, newest first, limited to the tenants the caller may see."""
 
+    permission_model = AuditEvent
+
     def scoped_queryset(self) -> QuerySet[AuditEvent]:
         params = self.request.query_params
         tenant = params.get("tenant")
         if tenant and not tenant.isdigit():
             raise ValidationError({"tenant": ["Use the tenant id."]})
         return audit_event_list(
-            visible_tenant_ids=tenant_ids_for_user(user=self.request.user),
+            user=self.request.user,
             actor=params.get("actor", ""),
-            action=params.get("action", ""),
+            action_prefix=params.get("action", ""),
             tenant_id=int(tenant) if tenant else None,
             target=params.get("target", ""),
             since=_time(self.request, "since"),
@@ -68,9 +68,14 @@ class AuditEventViewSet(ScopedViewSet):
 
 class AuditCheckpointViewSet(ScopedViewSet):
     """Signed checkpoints of the audit chain head, oldest first, for copying elsewhere and
-    checking with ``./manage.py audit verify --checkpoints FILE``. Admins only."""
+    checking with ``./manage.py audit verify --checkpoints FILE``. Admins only: a
+    checkpoint counts every tenant's events, so only the Admin role has
+    ``audit.view_auditcheckpoint`` (``AuditCheckpoint.tenant_scope`` is None)."""
 
-    permission_classes = [SeesEveryTenant]
+    permission_model = AuditCheckpoint
+    permission_denied_message = (
+        "Only Admins may read audit checkpoints: they cover every tenant's events."
+    )
 
     def scoped_queryset(self) -> QuerySet[AuditCheckpoint]:
         raw = self.request.query_params.get("after_event", "0") or "0"

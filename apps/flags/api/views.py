@@ -8,7 +8,6 @@ from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,7 +25,6 @@ from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user,
 from .. import selectors, services
 from ..models import Flag, KillSwitch, Segment
 from . import serializers as s
-from .permissions import CanViewFlags
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 # Constraint values and payloads keep every digit of a JSON number (issue 8, kind 5).
@@ -51,12 +49,13 @@ class FlagViewSet(ScopedViewSet):
     revision; in production a reason is required."""
 
     parser_classes = PARSERS
-    permission_classes = [IsAuthenticated, CanViewFlags]
-    view_permission = "flags.view_flag"
+    permission_model = Flag
 
     def scoped_queryset(self) -> QuerySet[Flag]:
         return selectors.flag_list_for_user(
-            user=self.request.user, environment=_environment_filter(self.request)
+            user=self.request.user,
+            action=self.permission_action,
+            environment=_environment_filter(self.request),
         )
 
     @extend_schema(parameters=[ENVIRONMENT], responses={200: s.FlagOutput(many=True)})
@@ -159,12 +158,13 @@ class FlagViewSet(ScopedViewSet):
 
 class SegmentViewSet(ScopedViewSet):
     parser_classes = PARSERS
-    permission_classes = [IsAuthenticated, CanViewFlags]
-    view_permission = "flags.view_segment"
+    permission_model = Segment
 
     def scoped_queryset(self) -> QuerySet[Segment]:
         return selectors.segment_list_for_user(
-            user=self.request.user, environment=_environment_filter(self.request)
+            user=self.request.user,
+            action=self.permission_action,
+            environment=_environment_filter(self.request),
         )
 
     @extend_schema(parameters=[ENVIRONMENT], responses={200: s.SegmentOutput(many=True)})
@@ -220,8 +220,7 @@ class SegmentViewSet(ScopedViewSet):
 class KillSwitchViewSet(ScopedViewSet):
     """Kill switches: engaged with a reason, released only explicitly (with a reason)."""
 
-    permission_classes = [IsAuthenticated, CanViewFlags]
-    view_permission = "flags.view_killswitch"
+    permission_model = KillSwitch
 
     def scoped_queryset(self) -> QuerySet[KillSwitch]:
         engaged = {"engaged": True, "released": False}.get(
@@ -230,6 +229,7 @@ class KillSwitchViewSet(ScopedViewSet):
         tenant = self.request.query_params.get("tenant", "")
         return selectors.kill_switch_list_for_user(
             user=self.request.user,
+            action=self.permission_action,
             engaged=engaged,
             tenant_id=int(tenant) if tenant.isdigit() else None,
         )

@@ -44,9 +44,12 @@ def _include_archived(request: Request) -> bool:
 
 
 class TenantViewSet(ScopedViewSet):
+    permission_model = Tenant
+
     def scoped_queryset(self) -> QuerySet[Tenant]:
         return selectors.tenant_list_for_user(
             user=self.request.user,
+            action=self.permission_action,
             include_archived=_include_archived(self.request) or self.action != "list",
         )
 
@@ -111,9 +114,12 @@ def _tenant_filter(request: Request) -> Tenant | None:
 
 
 class AgentViewSet(ScopedViewSet):
+    permission_model = Agent
+
     def scoped_queryset(self) -> QuerySet[Agent]:
         return selectors.agent_list_for_user(
             user=self.request.user,
+            action=self.permission_action,
             tenant=_tenant_filter(self.request),
             include_archived=_include_archived(self.request) or self.action != "list",
         )
@@ -160,9 +166,12 @@ class AgentViewSet(ScopedViewSet):
 
 
 class EnvironmentViewSet(ScopedViewSet):
+    permission_model = Environment
+
     def scoped_queryset(self) -> QuerySet[Environment]:
         return selectors.environment_list_for_user(
             user=self.request.user,
+            action=self.permission_action,
             tenant=_tenant_filter(self.request),
             include_archived=_include_archived(self.request) or self.action != "list",
         )
