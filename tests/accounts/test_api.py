@@ -10,9 +10,9 @@ from guardian.models import UserObjectPermission
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiToken
-from apps.accounts.roles import Role
 from apps.accounts.selectors import user_role
 from apps.audit.models import AuditEvent
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 
 from ..conftest import api_as

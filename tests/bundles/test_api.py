@@ -10,13 +10,13 @@ import jsonschema
 import pytest
 from django.db import DatabaseError, connection, transaction
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles import signing
 from apps.bundles.models import BundleVersion, Evaluation, GateRequirement, ImmutableError
 from apps.bundles.parsing import parse
 from apps.bundles.services import bundle_version_push
+from apps.core.roles import Role
 from apps.tenancy.models import Agent, Tenant
 
 from ..conftest import api_as

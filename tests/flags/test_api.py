@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
+from apps.core.roles import Role
 from apps.flags.models import Flag, KillSwitch, Segment
 from apps.flags.services import kill_switch_engage
 from apps.tenancy.models import Environment, Tenant

@@ -5,7 +5,7 @@ in ``ROUTES`` with the permission each method needs. The test walks the URL reso
 new route without an entry fails ``test_every_route_has_a_matrix_entry``; each route is then
 called as anonymous, Viewer, Approver, Operator, Admin, another tenant's Operator, a runtime
 token and a revoked runtime token. The expected outcome of a cell follows from the role
-definitions (``apps.accounts.roles.ROLE_PERMISSIONS``):
+definitions (``apps.core.roles.ROLE_PERMISSIONS``):
 
 * allowed: anything but a refusal (a 400 for the empty body we send is allowed: it passed the
   gate);
@@ -29,11 +29,11 @@ from django.apps import apps as django_apps
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from apps.accounts.roles import ROLE_PERMISSIONS, Role
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
+from apps.core.roles import ROLE_PERMISSIONS, Role
 from apps.tenancy.models import Tenant
 from tests.bundles.conftest import demo_text
 from tests.factories import AgentFactory, make_user

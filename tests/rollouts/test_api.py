@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles.models import BundleVersion
 from apps.bundles.services import bundle_version_push
+from apps.core.roles import Role
 from apps.rollouts.models import Deployment
 from apps.rollouts.services import deployment_create
 from apps.tenancy.models import Agent, Tenant

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
+from apps.core.roles import Role
 from apps.tenancy.models import Agent, Environment, Tenant
 
 from ..conftest import api_as
