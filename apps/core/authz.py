@@ -78,18 +78,19 @@ def user_may(user: AnyUser | None, permission: str) -> bool:
     return isinstance(user, PermissionsMixin) and user.has_perm(permission)
 
 
-def require_permission(user: AnyUser | None, permission: str) -> None:
-    """Raise ``PermissionDenied`` (403) unless the user's role grants ``permission``."""
+def require_permission(user: AnyUser | None, permission: str, message: str = "") -> None:
+    """Raise ``PermissionDenied`` (403) unless the user's role grants ``permission``;
+    ``message`` says what was refused in the operator's words."""
     if user is None or not user.is_authenticated or not user.is_active:
         raise PermissionDenied("Log in first.")
     if not user_may(user, permission):
-        raise PermissionDenied(f"Your role does not allow this ({permission}).")
+        raise PermissionDenied(message or f"Your role does not allow this ({permission}).")
 
 
 _View = TypeVar("_View", bound=Callable[..., HttpResponse])
 
 
-def requires(permission: str) -> Callable[[_View], _View]:
+def requires(permission: str, message: str = "") -> Callable[[_View], _View]:
     """Decorator for a UI view ``(request, ...)``: 403 unless the user's role grants
     ``permission``. The objects the view then loads come through scoped selectors (404
     outside the user's tenants)."""
@@ -97,7 +98,7 @@ def requires(permission: str) -> Callable[[_View], _View]:
     def decorate(view: _View) -> _View:
         @wraps(view)
         def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            require_permission(request.user, permission)
+            require_permission(request.user, permission, message)
             return view(request, *args, **kwargs)
 
         return checked  # type: ignore[return-value]
