@@ -78,6 +78,16 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
     Role.ADMIN: _VIEW + _OPERATE + _MANAGE_USERS,
 }
 
+# Roles that see every tenant without a grant (``apps.core.authz.visible_tenants``).
+EVERY_TENANT_ROLES: frozenset[Role] = frozenset({Role.ADMIN})
+
+
+def roles_with(permission: str) -> list[Role]:
+    """The roles whose permissions include ``permission`` ("app_label.codename"), strongest
+    first; what tests derive their expectations from."""
+    return [role for role in Role if permission in ROLE_PERMISSIONS[role]]
+
+
 ROLE_DESCRIPTIONS: dict[Role, str] = {
     Role.ADMIN: "everything, in every tenant, including users and roles",
     Role.OPERATOR: "changes agents, environments, releases and safety controls in granted tenants",
@@ -104,4 +114,4 @@ def user_role(user: AbstractBaseUser | AnonymousUser) -> Role | None:
 
 def user_is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
     """Admins see every tenant (no tenant grant needed)."""
-    return user_role(user) is Role.ADMIN
+    return user_role(user) in EVERY_TENANT_ROLES
