@@ -29,8 +29,14 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
 
+from django.apps import apps as django_apps
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, PermissionDenied
+from django.core.exceptions import (
+    FieldDoesNotExist,
+    ImproperlyConfigured,
+    ObjectDoesNotExist,
+    PermissionDenied,
+)
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from guardian.shortcuts import get_objects_for_user
@@ -170,10 +176,8 @@ def visible_tenant_ids(user: AnyUser | None) -> list[int] | None:
 
 
 def _tenant_queryset() -> QuerySet[Any]:
-    # local: the kernel names the tenant model by label instead of importing its app
-    from django.apps import apps
-
-    return apps.get_model(TENANT_MODEL)._default_manager.all()  # type: ignore[no-any-return]
+    # the kernel names the tenant model by label instead of importing its app
+    return django_apps.get_model(TENANT_MODEL)._default_manager.all()
 
 
 def can_access_tenant(user: AnyUser | None, tenant: Model) -> bool:
@@ -217,7 +221,7 @@ def get_restricted(
     there, not the user's, or a bad lookup value), never a 403 that leaks existence."""
     try:
         return restrict(queryset, user, action).get(**lookup)
-    except (queryset.model.DoesNotExist, ValueError, TypeError):
+    except (ObjectDoesNotExist, ValueError, TypeError):
         raise Http404(f"No such {queryset.model._meta.verbose_name}.") from None
 
 
