@@ -6,10 +6,15 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import ImproperlyConfigured, PermissionDenied
 from django.db import models
+from django.db.models import QuerySet
 from django.http import Http404
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory, force_authenticate
 
 from apps.audit.models import AuditCheckpoint
 from apps.bundles.models import Evaluation, SigningKey
+from apps.core.api import ScopedViewSet, permission_action
 from apps.core.authz import (
     SystemActor,
     authorize,
@@ -129,3 +134,69 @@ def test_authorize__role_without_permission__403(tenant: Tenant) -> None:
 def test_authorize__other_tenant__404(tenant: Tenant, other_tenant: Tenant) -> None:
     with pytest.raises(Http404):
         authorize(make_user(Role.OPERATOR, tenant), "tenancy.change_tenant", other_tenant)
+
+
+# --------------------------------------------------------------------------- the API base view
+
+
+class _BareAgentViewSet(ScopedViewSet):
+    """What a new app writes: a selector, no permission code."""
+
+    def scoped_queryset(self) -> QuerySet[Agent]:
+        return Agent.objects.all()  # even unscoped: the base view restricts it
+
+    def list(self, request: Request) -> Response:
+        return Response([a.pk for a in self.get_queryset()])
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(self.get_object().pk)
+
+    def create(self, request: Request) -> Response:
+        return Response(status=201)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        return Response(self.get_object().pk)
+
+
+def _call(user: User, method: str, pk: int | None = None) -> Response:
+    actions = {"get": "retrieve" if pk else "list", "post": "create", "patch": "partial_update"}
+    view = _BareAgentViewSet.as_view({method: actions[method]})
+    request = getattr(APIRequestFactory(), method)("/", {}, format="json")
+    force_authenticate(request, user=user)
+    response: Response = view(request, **({"pk": str(pk)} if pk else {}))
+    return response
+
+
+def test_base_view__new_viewset_without_permission_code__role_and_scope_enforced(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    own = AgentFactory(tenant=tenant)
+    foreign = other_tenant.agents.get()
+    viewer = make_user(Role.VIEWER, tenant)
+    operator = make_user(Role.OPERATOR, tenant)
+
+    assert _call(viewer, "get").data == [own.pk]
+    assert _call(viewer, "get", own.pk).status_code == 200
+    assert _call(viewer, "get", foreign.pk).status_code == 404
+    assert _call(viewer, "post").status_code == 403
+    assert _call(viewer, "patch", own.pk).status_code == 403
+    assert _call(operator, "post").status_code == 201
+    assert _call(operator, "patch", own.pk).status_code == 200
+    assert _call(operator, "patch", foreign.pk).status_code == 404
+
+
+def test_permission_action__methods_and_detail__view_add_change_delete() -> None:
+    factory = APIRequestFactory()
+
+    class View:
+        action = "x"
+        detail = False
+
+    class Detail(View):
+        detail = True
+
+    assert permission_action(Request(factory.get("/")), View()) == "view"
+    assert permission_action(Request(factory.post("/")), View()) == "add"
+    assert permission_action(Request(factory.post("/")), Detail()) == "change"
+    assert permission_action(Request(factory.put("/")), Detail()) == "change"
+    assert permission_action(Request(factory.delete("/")), Detail()) == "delete"
