@@ -7,7 +7,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 
 from .factories import AgentFactory, EnvironmentFactory, TenantFactory, make_user

@@ -14,8 +14,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit.services import Actor, audit_record, require_reason
+from apps.core.authz import authorize
 
-from .authz import authorize
 from .models import RUNTIME_TOKEN_PREFIX, RuntimeToken, hash_runtime_token
 
 if TYPE_CHECKING:  # annotations only: tenancy sits beside accounts and imports it

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
+
+from apps.core.authz import Actor, SystemActor
 
 from .checkpoints import FORMAT, CheckpointSigner, checkpoint_signer, signed_bytes
 from .context import current_request_id
@@ -23,16 +25,6 @@ log = structlog.get_logger(__name__)
 
 # Any constant works; it names the one advisory lock that serialises appends to the chain.
 _CHAIN_LOCK_KEY = 0x41554449  # "AUDI"
-
-
-@dataclass(frozen=True)
-class SystemActor:
-    """A non-human actor: a management command, a Celery task, a runtime token."""
-
-    label: str
-
-
-Actor = AbstractBaseUser | AnonymousUser | SystemActor | None
 
 
 REASON_REQUIRED = "Say why: the reason is kept in the audit log."

@@ -16,9 +16,9 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
-from apps.accounts.authz import authorize
 from apps.audit.services import Actor, actor_identity, audit_record, require_reason
 from apps.core import canonical
+from apps.core.authz import authorize
 from apps.tenancy.models import Agent, Environment
 
 from . import signing

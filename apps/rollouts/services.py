@@ -11,10 +11,10 @@ import structlog
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.accounts.authz import authorize
 from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
+from apps.core.authz import authorize
 from apps.tenancy.models import Agent, Environment
 from apps.tenancy.services import environment_revision_bump
 

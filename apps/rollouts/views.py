@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from apps.bundles.selectors import bundle_version_list
+from apps.core.authz import requires
 from apps.core.ui import VersionedReasonForm, call_service, rebase_if_stale
 from apps.runtimes.selectors import convergence_for
 from apps.tenancy.selectors import (
@@ -40,10 +40,9 @@ def agent_releases(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("rollouts.add_deployment", "Your role does not allow deploying.")
 def deploy(request: HttpRequest, pk: int) -> HttpResponse:
     agent = agent_get_for_user(user=request.user, pk=pk)
-    if not request.user.has_perm("rollouts.add_deployment"):
-        raise PermissionDenied("Your role does not allow deploying.")
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
     versions = list(bundle_version_list(agent=agent))
     initial = {"version": request.GET.get("version"), "environment": request.GET.get("environment")}
@@ -85,6 +84,7 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("rollouts.add_deployment", "Your role does not allow rolling back.")
 def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse:
     """The rollback confirmation: names the version it goes back to (the last known-good one
     before the current, never one rolled back from) and carries the release-history version
@@ -93,8 +93,6 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
     environment = environment_get_for_user(user=request.user, pk=environment_pk)
     if environment.tenant_id != agent.tenant_id:
         raise Http404("No such environment for this agent.")
-    if not request.user.has_perm("rollouts.add_deployment"):
-        raise PermissionDenied("Your role does not allow rolling back.")
     plan = selectors.rollback_plan(agent=agent, environment=environment)
     if request.method != "POST" and plan.target is None:
         messages.error(request, f"Nothing to roll back to. {plan.refusal}")

@@ -4,7 +4,6 @@ from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -12,6 +11,7 @@ from django.utils import timezone
 from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.accounts.selectors import runtime_token_list
+from apps.core.authz import requires
 from apps.core.ui import ReasonForm, call_service
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.selectors import (
@@ -90,12 +90,11 @@ def propagation(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("accounts.add_runtimetoken", "Your role does not allow creating runtime tokens.")
 def runtime_token_new(request: HttpRequest) -> HttpResponse:
     tenant, environments = _environments(request)
     if tenant is None:
         raise Http404("Choose a tenant first.")
-    if not request.user.has_perm("accounts.add_runtimetoken"):
-        raise PermissionDenied("Your role does not allow creating runtime tokens.")
     agents = agent_list_for_user(user=request.user, tenant=tenant)
     form = RuntimeTokenForm(request.POST or None, environments=environments, agents=agents)
     if request.method == "POST" and form.is_valid():

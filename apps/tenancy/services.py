@@ -13,11 +13,10 @@ from django.db.models import F, Max
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from apps.accounts.authz import authorize
-from apps.accounts.roles import TENANT_ACCESS_PERMISSION
-from apps.accounts.selectors import user_is_admin
 from apps.audit.concurrency import last_change, version_check
 from apps.audit.services import Actor, SystemActor, audit_record, require_reason
+from apps.core.authz import authorize
+from apps.core.roles import TENANT_ACCESS_PERMISSION, user_is_admin
 
 from .models import Agent, Environment, Tenant
 

@@ -10,7 +10,7 @@ from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from apps.accounts.authz import authorize
+from apps.core.authz import requires
 from apps.core.ui import VersionedReasonForm, call_service, paginate, rebase_if_stale
 
 from . import selectors, services
@@ -49,8 +49,8 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.add_tenant")
 def tenant_create(request: HttpRequest) -> HttpResponse:
-    authorize(request.user, "tenancy.add_tenant")  # the form too: a Viewer never sees it
     form = TenantForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         tenant = call_service(
@@ -82,9 +82,9 @@ def tenant_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_tenant")
 def tenant_edit(request: HttpRequest, slug: str) -> HttpResponse:
-    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
-    authorize(request.user, "tenancy.change_tenant", tenant)
+    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug, action="change")
     form = TenantEditForm(
         request.POST or None,
         initial={
@@ -153,9 +153,9 @@ def _confirm(
 
 
 @login_required
+@requires("tenancy.change_tenant")
 def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
-    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
-    authorize(request.user, "tenancy.change_tenant", tenant)
+    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug, action="change")
     return _confirm(
         request,
         title=f"Archive {tenant.name}?",
@@ -172,9 +172,9 @@ def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_tenant")
 def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
-    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
-    authorize(request.user, "tenancy.change_tenant", tenant)
+    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug, action="change")
     return _confirm(
         request,
         title=f"Restore {tenant.name}?",
@@ -230,12 +230,12 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.add_agent")
 def agent_create(request: HttpRequest) -> HttpResponse:
     tenant = current_tenant_for(request)
     if tenant is None:
         messages.info(request, "Create a tenant first: agents belong to a tenant.")
         return redirect("tenancy:tenant_create")
-    authorize(request.user, "tenancy.add_agent", tenant)
     form = AgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         agent = call_service(
@@ -266,9 +266,9 @@ def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_agent")
 def agent_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    agent = selectors.agent_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_agent", agent.tenant)
+    agent = selectors.agent_get_for_user(user=request.user, pk=pk, action="change")
     form = AgentEditForm(
         request.POST or None,
         initial={
@@ -292,9 +292,9 @@ def agent_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_agent")
 def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
-    agent = selectors.agent_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_agent", agent.tenant)
+    agent = selectors.agent_get_for_user(user=request.user, pk=pk, action="change")
     return _confirm(
         request,
         title=f"Archive {agent.name}?",
@@ -313,9 +313,9 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.add_environment")
 def environment_create(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
-    authorize(request.user, "tenancy.add_environment", tenant)
     form = EnvironmentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         environment = call_service(
@@ -333,9 +333,9 @@ def environment_create(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_environment")
 def environment_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    environment = selectors.environment_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_environment", environment.tenant)
+    environment = selectors.environment_get_for_user(user=request.user, pk=pk, action="change")
     form = EnvironmentEditForm(
         request.POST or None,
         initial={
@@ -362,9 +362,9 @@ def environment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@requires("tenancy.change_environment")
 def environment_move(request: HttpRequest, pk: int) -> HttpResponse:
-    environment = selectors.environment_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_environment", environment.tenant)  # before input
+    environment = selectors.environment_get_for_user(user=request.user, pk=pk, action="change")
     seen = request.POST.get("expected_version", "")
     if not (seen.isascii() and seen.isdigit() and len(seen) <= 9):
         # the version the page showed is required, as on every other versioned form
@@ -386,9 +386,9 @@ def environment_move(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_environment")
 def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
-    environment = selectors.environment_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_environment", environment.tenant)
+    environment = selectors.environment_get_for_user(user=request.user, pk=pk, action="change")
     return _confirm(
         request,
         title=f"Archive {environment.name} of {environment.tenant.name}?",

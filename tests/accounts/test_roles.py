@@ -19,11 +19,11 @@ from django.core.management import call_command
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
-from apps.accounts import roles
 from apps.accounts.role_sync import RolePermissionsMissing
-from apps.accounts.roles import ROLE_PERMISSIONS, Role
 from apps.accounts.services import roles_sync, user_create, user_grant_tenant
 from apps.audit.services import SystemActor
+from apps.core import roles
+from apps.core.roles import ROLE_PERMISSIONS, Role
 from apps.tenancy.services import agent_create, tenant_create
 
 ROOT = Path(__file__).resolve().parents[2]

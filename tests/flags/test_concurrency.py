@@ -14,9 +14,9 @@ from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.core.concurrency import StaleVersion
+from apps.core.roles import Role
 from apps.flags.models import Flag, KillSwitch
 from apps.flags.services import (
     flag_toggle,

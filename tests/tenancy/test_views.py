@@ -11,9 +11,9 @@ from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
+from apps.core.roles import Role
 from apps.tenancy import services
 from apps.tenancy.context_processors import SESSION_KEY
 from apps.tenancy.models import Agent, Environment, Tenant

@@ -14,10 +14,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.accounts.authz import authorize
 from apps.accounts.selectors import user_is_admin
 from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, SystemActor, actor_identity, audit_record
+from apps.core.authz import authorize
 from apps.core.concurrency import StaleVersion, who_and_when
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.services import environment_revision_bump

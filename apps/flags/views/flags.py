@@ -6,12 +6,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.core.authz import requires
 from apps.core.ui import VersionedReasonForm, call_service, rebase_if_stale
 
 from .. import charts, selectors, services
@@ -24,14 +25,9 @@ def _list_url(environment_id: int) -> str:
     return f"{reverse('flags:flag_list')}?environment={environment_id}"
 
 
-def _require(request: HttpRequest, permission: str) -> None:
-    if not request.user.has_perm(permission):
-        raise PermissionDenied(f"Your role does not allow this ({permission}).")
-
-
 @login_required
+@requires("flags.view_flag")
 def flag_list(request: HttpRequest) -> HttpResponse:
-    _require(request, "flags.view_flag")
     tenant, environments = tenant_environments(request)
     environment = selected_environment(request, environments)
     flags = (
@@ -71,8 +67,8 @@ def _service_call(form: Any, fn: Any) -> Any:
 
 
 @login_required
+@requires("flags.add_flag")
 def flag_create(request: HttpRequest) -> HttpResponse:
-    _require(request, "flags.add_flag")
     _, environments = tenant_environments(request)
     environment = selected_environment(request, environments)
     if environment is None:
@@ -126,9 +122,9 @@ def flag_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("flags.change_flag")
 def flag_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.change_flag")
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk, action="change")
     form = FlagForm(
         request.POST or None,
         editing=True,
@@ -159,13 +155,13 @@ def flag_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("flags.change_flag")
 def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     """Non-production: a POST toggles at once. Production: a confirmation page that states
     the effect and requires a reason. Either way the POST carries the flag's ``version`` the
     page showed, so of two operators clicking at once only the first changes the flag (the
     direction, on or off, is what that version showed)."""
-    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.change_flag")
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk, action="change")
     environment = flag.environment
     turn_on = not flag.enabled
     form = VersionedReasonForm(request.POST or None, initial={"expected_version": flag.version})
@@ -236,9 +232,9 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("flags.delete_flag")
 def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.delete_flag")
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk, action="delete")
     # The version the confirmation showed: a flag re-configured meanwhile is not deleted blind.
     form = VersionedReasonForm(request.POST or None, initial={"expected_version": flag.version})
     done = (
@@ -277,8 +273,8 @@ def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("flags.add_flag")
 def flag_import(request: HttpRequest) -> HttpResponse:
-    _require(request, "flags.add_flag")
     _, environments = tenant_environments(request)
     selected = selected_environment(request, environments)
     form = ImportForm(
@@ -311,8 +307,8 @@ def flag_import(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("flags.add_segment")
 def segment_create(request: HttpRequest) -> HttpResponse:
-    _require(request, "flags.add_segment")
     _, environments = tenant_environments(request)
     environment = selected_environment(request, environments)
     if environment is None:
@@ -335,9 +331,9 @@ def segment_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("flags.change_segment")
 def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    segment = selectors.segment_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.change_segment")
+    segment = selectors.segment_get_for_user(user=request.user, pk=pk, action="change")
     form = SegmentForm(
         request.POST or None,
         editing=True,
@@ -372,9 +368,9 @@ def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("flags.delete_segment")
 def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    segment = selectors.segment_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.delete_segment")
+    segment = selectors.segment_get_for_user(user=request.user, pk=pk, action="delete")
     form = VersionedReasonForm(request.POST or None, initial={"expected_version": segment.version})
     done = (
         request.method == "POST"

@@ -4,13 +4,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_revoke
 from apps.accounts.selectors import user_is_admin
+from apps.core.authz import requires, user_may
 from apps.core.concurrency import who_and_when
 from apps.core.ui import ReasonForm, VersionedReasonForm, call_service
 
@@ -32,9 +32,8 @@ def _propagation_rows(
 
 
 @login_required
+@requires("flags.view_killswitch", "Your role does not allow reading kill switches.")
 def kill_switch_list(request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm("flags.view_killswitch"):
-        raise PermissionDenied("Your role does not allow reading kill switches.")
     tenant, environments = tenant_environments(request)
     if tenant is None:
         return render(request, "flags/kill_switches.html", {"tab": "kill", "tenant": None})
@@ -60,7 +59,7 @@ def kill_switch_list(request: HttpRequest) -> HttpResponse:
             user=request.user, engaged=False, tenant_id=tenant.pk
         )[:20]
     ]
-    can_engage = request.user.has_perm("flags.add_killswitch")
+    can_engage = user_may(request.user, "flags.add_killswitch")
     is_admin = user_is_admin(request.user)
     agents = list(selectors.agents_for_kill_page(user=request.user, tenant_id=tenant.pk))
     return render(
@@ -75,11 +74,11 @@ def kill_switch_list(request: HttpRequest) -> HttpResponse:
             "engaged_count": len(engaged),
             "agents": agents,
             "tokens": selectors.runtime_tokens_for_kill_page(user=request.user, tenant_id=tenant.pk)
-            if request.user.has_perm("accounts.change_runtimetoken")
+            if user_may(request.user, "accounts.change_runtimetoken")
             else [],
             "can_engage": can_engage,
             "is_admin": is_admin,
-            "can_release": request.user.has_perm("flags.change_killswitch"),
+            "can_release": user_may(request.user, "flags.change_killswitch"),
             "tool_form": KillSwitchForm(
                 initial={"kind": "tool_disabled", "scope": "tenant"},
                 agents=agents,
@@ -111,11 +110,10 @@ def _targets(
 
 
 @login_required
+@requires("flags.add_killswitch", "Your role does not allow engaging kill switches.")
 def kill_switch_engage(request: HttpRequest) -> HttpResponse:
     """The confirmation page: what will be stopped, where, and a required reason. GET states
     the effect (from the Kill switches page's buttons); POST engages exactly what was shown."""
-    if not request.user.has_perm("flags.add_killswitch"):
-        raise PermissionDenied("Your role does not allow engaging kill switches.")
     tenant, environments = tenant_environments(request)
     if tenant is None:
         raise Http404("Choose a tenant first.")
@@ -174,10 +172,9 @@ def kill_switch_engage(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("flags.change_killswitch", "Your role does not allow releasing kill switches.")
 def kill_switch_release(request: HttpRequest, pk: int) -> HttpResponse:
-    switch = selectors.kill_switch_get_for_user(user=request.user, pk=pk)
-    if not request.user.has_perm("flags.change_killswitch"):
-        raise PermissionDenied("Your role does not allow releasing kill switches.")
+    switch = selectors.kill_switch_get_for_user(user=request.user, pk=pk, action="change")
     if not switch.is_engaged and request.method != "POST":
         messages.info(
             request,
