@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from apps.accounts.roles import Role
 
 from apps.audit.services import SystemActor
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 from apps.tenancy.services import agent_archive, environment_archive, tenant_archive
 
