@@ -13,7 +13,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.audit.services import Actor, audit_record, require_reason
+from apps.audit.services import Actor, audit_record
+from apps.core.reasons import require_reason
+from apps.core.tokens import token_from_header
 
 from .authz import authorize
 from .models import RUNTIME_TOKEN_PREFIX, RuntimeToken, hash_runtime_token
@@ -134,9 +136,5 @@ def runtime_token_authenticate(raw: str) -> RuntimeToken | None:
     return token
 
 
-def runtime_token_from_header(value: str) -> str:
-    """Unleash SDKs send the bare token; others send ``Bearer <token>``."""
-    value = (value or "").strip()
-    if value.lower().startswith("bearer "):
-        return value[7:].strip()
-    return value
+# The header parsing is the kernel's, shared with the fast path.
+runtime_token_from_header = token_from_header

@@ -17,8 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.accounts.authz import authorize
-from apps.audit.services import Actor, actor_identity, audit_record, require_reason
+from apps.audit.services import Actor, actor_identity, audit_record
 from apps.core import canonical
+from apps.core.reasons import require_reason
 from apps.tenancy.models import Agent, Environment
 
 from . import signing
@@ -321,14 +322,11 @@ def promotion_gate_set(
     if current == wanted:
         return gate or PromotionGate(environment=environment)
     loosened = [s for s in current if s not in wanted or wanted[s] < current[s]]
-    if loosened and not (reason or "").strip():
-        raise ValidationError(
-            {
-                "reason": [
-                    f"This loosens the gate of {environment.name} ({', '.join(sorted(loosened))}); "
-                    "say why: the reason is kept in the audit log."
-                ]
-            }
+    if loosened:
+        reason = require_reason(
+            reason,
+            message=f"This loosens the gate of {environment.name} "
+            f"({', '.join(sorted(loosened))}); say why: the reason is kept in the audit log.",
         )
     _, label = actor_identity(actor)
     if gate is None:

@@ -17,7 +17,8 @@ from apps.accounts.authz import authorize
 from apps.accounts.roles import TENANT_ACCESS_PERMISSION
 from apps.accounts.selectors import user_is_admin
 from apps.audit.concurrency import last_change, version_check
-from apps.audit.services import Actor, SystemActor, audit_record, require_reason
+from apps.audit.services import Actor, SystemActor, audit_record
+from apps.core.reasons import require_reason
 
 from .models import Agent, Environment, Tenant
 

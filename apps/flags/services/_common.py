@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 
-from apps.audit.services import require_reason
+from apps.core.reasons import require_reason
 from apps.tenancy.models import Environment
 
 __all__ = ["lock_environment", "reason_for", "require_reason"]

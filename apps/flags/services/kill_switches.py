@@ -172,8 +172,11 @@ def kill_switch_engage(
         tool_pattern=tool_pattern,
         mode=mode,
     )
-    if not (reason or "").strip():
-        errors["reason"] = ["Say why: the reason is kept in the audit log and shown to runtimes."]
+    reason = require_reason(
+        reason,
+        message="Say why: the reason is kept in the audit log and shown to runtimes.",
+        errors=errors,
+    )
     if errors:
         raise ValidationError(errors)
     if tenant is not None:
@@ -200,7 +203,7 @@ def kill_switch_engage(
         with transaction.atomic():
             switch = KillSwitch.objects.create(
                 **identity,
-                reason=reason.strip(),
+                reason=reason,
                 engaged_at=timezone.now(),
                 engaged_by=engaged_by,
                 engaged_by_label=engaged_by_label,
