@@ -29,10 +29,6 @@ log = structlog.get_logger(__name__)
 REFUSED_PREFIX = "refused:"
 
 
-def _stale_after() -> timedelta:
-    return timedelta(seconds=settings.RUNTIME_STALE_AFTER_S)
-
-
 class RegistrationRateExceeded(Exception):
     """A runtime token registered too many new instance ids in the last minute."""
 
@@ -173,9 +169,7 @@ def runtime_heartbeat_record(
 
 
 def _mark_fully_applied_if_done(environment: Environment, now: Any) -> None:
-    live = RuntimeInstance.objects.filter(
-        environment=environment, last_seen_at__gte=now - _stale_after()
-    )
+    live = RuntimeInstance.objects.filter(environment=environment).live(now)
     if live.exclude(applied_revision__gte=environment.revision).exists():
         return
     RevisionLog.objects.filter(
@@ -263,9 +257,9 @@ def _guarded(fn: Any, *args: Any) -> bool:
 
 
 def webhook_targets(*, environment_id: int) -> list[int]:
-    live_since = timezone.now() - _stale_after()
     return list(
-        RuntimeInstance.objects.filter(environment_id=environment_id, last_seen_at__gte=live_since)
+        RuntimeInstance.objects.filter(environment_id=environment_id)
+        .live()
         .exclude(push_url="")
         .values_list("pk", flat=True)
     )
