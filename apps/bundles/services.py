@@ -21,6 +21,7 @@ from apps.audit.services import Actor, actor_identity, audit_record
 from apps.core import canonical
 from apps.core.reasons import require_reason
 from apps.tenancy.models import Agent, Environment
+from apps.tenancy.services import agent_lock, environment_lock
 
 from . import signing
 from .models import (
@@ -109,7 +110,7 @@ def _store_version(
     parent_number: int | None,
 ) -> PushResult:
     # The agent's row lock makes concurrent pushes take numbers in turn.
-    agent = Agent.objects.select_for_update().select_related("tenant").get(pk=agent.pk)
+    agent = agent_lock(agent_id=agent.pk)
     if agent.is_archived:
         raise ValidationError(
             {"agent": [f"{agent.slug} is archived; restore it before pushing versions."]}
@@ -312,9 +313,7 @@ def promotion_gate_set(
     lowered) needs a reason."""
     authorize(actor, "bundles.change_promotiongate", environment.tenant)
     wanted = _clean_requirements(requirements)
-    environment = (
-        Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
-    )
+    environment = environment_lock(environment_id=environment.pk)
     if environment.is_archived:
         raise ValidationError({"environment": [f"{environment.name} is archived."]})
     gate = PromotionGate.objects.filter(environment=environment).first()

@@ -17,7 +17,7 @@ from apps.audit.services import Actor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
 from apps.core.reasons import require_reason
 from apps.tenancy.models import Agent, Environment
-from apps.tenancy.services import environment_revision_bump
+from apps.tenancy.services import environment_lock, environment_revision_bump
 
 from .models import Deployment
 from .selectors import deployment_sequence, rollback_plan
@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 def _lock_history(*, agent: Agent, environment: Environment) -> None:
     # Lock the environment row: concurrent deploys and rollbacks of it take turns, so each
     # sees the deployment it replaces (the one-live-row constraint backs this up).
-    Environment.objects.select_for_update(of=("self",)).get(pk=environment.pk)
+    environment_lock(environment_id=environment.pk)
 
 
 def _live(*, agent: Agent, environment: Environment) -> Deployment | None:

@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.accounts.models import RuntimeToken
-from apps.accounts.runtime_tokens import revocation_listeners
+from apps.accounts.runtime_tokens import revocation_listeners, runtime_token_lock
 from apps.audit.services import SystemActor, audit_record
 from apps.tenancy.models import Environment
 from apps.tenancy.services import revision_listeners
@@ -75,7 +75,7 @@ def runtime_heartbeat_record(
     audit_registration = False
     if instance is None:
         # The token row lock serialises this token's registrations, so the count is exact.
-        RuntimeToken.objects.select_for_update().filter(pk=token.pk).first()
+        runtime_token_lock(token_id=token.pk)
         recent = RuntimeInstance.objects.filter(
             token=token, first_seen_at__gte=now - timedelta(minutes=1)
         )

@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from apps.accounts.models import RuntimeToken
+from apps.accounts.runtime_tokens import runtime_token_lock
 
 from ..models import FlagUsage, FlagVariantUsage, SdkInstance
 from ..selectors import flag_names_known
@@ -47,7 +48,7 @@ class SdkRegistrationRateExceeded(Exception):
 def _new_instance_allowed(token: RuntimeToken, now: datetime) -> None:
     """Raise ``SdkRegistrationRateExceeded`` when ``token`` created its minute's share of
     new instances. Call inside a transaction: the token row lock makes the count exact."""
-    RuntimeToken.objects.select_for_update().filter(pk=token.pk).first()
+    runtime_token_lock(token_id=token.pk)
     recent = SdkInstance.objects.filter(token=token, first_seen_at__gte=now - timedelta(minutes=1))
     limit = settings.RUNTIME_NEW_INSTANCES_PER_MINUTE
     if recent.count() >= limit:
