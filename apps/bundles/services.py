@@ -359,6 +359,18 @@ def promotion_gate_set(
 
 
 @transaction.atomic
+def signing_key_activate(*, actor: Actor, reason: str = "") -> SigningKey:
+    """Make the configured signing key (``SIGNING_KEY``, ``SIGNING_KEY_FILE``, or the embedded
+    default, generated here on a fresh install) the active published key; the key it replaces
+    stays published, retired. Idempotent: nothing is written (or audited) when it already is.
+    Runs after every ``migrate`` (BundlesConfig's post-migrate hook) and from
+    ``./manage.py signing_key activate``; ``sign()`` refuses until it has run. Raises
+    ``ImproperlyConfigured`` when the configured key cannot be read."""
+    authorize(actor, "bundles.add_signingkey")
+    return signing.publish_active_key(actor=actor, reason=reason.strip())
+
+
+@transaction.atomic
 def signing_key_rotate(*, actor: Actor, reason: str) -> SigningKey:
     """A new embedded signing key becomes active; the old one stays published, retired."""
     authorize(actor, "bundles.add_signingkey")
