@@ -13,6 +13,7 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 
 T = TypeVar("T")
 
@@ -29,6 +30,17 @@ def call_service(form: forms.Form, fn: Callable[[], T]) -> T | None:
         else:
             form.add_error(None, exc)  # keeps the code ("stale" for a StaleVersion)
         return None
+
+
+def local_url(request: HttpRequest, wanted: str | None, default: str) -> str:
+    """``wanted`` (a ``next`` parameter) when it stays on this site, else ``default``: where
+    to go back to after an action. Django's check, not a prefix test: "/\\evil.example"
+    passes ``startswith("/")`` and a browser follows it to another site."""
+    if wanted and url_has_allowed_host_and_scheme(
+        wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return wanted
+    return default
 
 
 def paginate(

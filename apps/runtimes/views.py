@@ -7,12 +7,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.accounts.selectors import runtime_token_list
-from apps.core.ui import Confirmation, call_service, confirm_with_reason
+from apps.core.ui import Confirmation, call_service, confirm_with_reason, local_url
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.selectors import (
     agent_get_for_user,
@@ -141,8 +140,6 @@ def runtime_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such runtime token.") from None
     instances = token.instances.count()
     agent = f", agent {token.agent.name}" if token.agent else ""
-    wanted = request.GET.get("next", "")
-    local = wanted and url_has_allowed_host_and_scheme(wanted, allowed_hosts={request.get_host()})
     return confirm_with_reason(
         request,
         shown=Confirmation(
@@ -157,6 +154,6 @@ def runtime_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
         act=lambda reason, _version: runtime_token_revoke(
             actor=request.user, token=token, reason=reason
         ),
-        done_url=wanted if local else "runtimes:overview",
+        done_url=local_url(request, request.GET.get("next"), "runtimes:overview"),
         done_message=f"Runtime token {token} revoked: its next call is refused.",
     )

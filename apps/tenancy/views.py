@@ -5,11 +5,10 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.accounts.authz import authorize
-from apps.core.ui import Confirmation, call_service, confirm_with_reason, paginate
+from apps.core.ui import Confirmation, call_service, confirm_with_reason, local_url, paginate
 
 from . import selectors, services
 from .context_processors import SESSION_KEY, current_tenant_for
@@ -152,11 +151,7 @@ def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
 def tenant_switch(request: HttpRequest) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=request.POST.get("tenant", ""))
     request.session[SESSION_KEY] = tenant.slug
-    next_url = request.POST.get("next") or "/"
-    # Django's check, not a prefix test: "/\\evil.example" passes `startswith("/")` and a
-    # browser follows it to another site.
-    local = url_has_allowed_host_and_scheme(next_url, allowed_hosts=None)
-    return redirect(next_url if local else "/")
+    return redirect(local_url(request, request.POST.get("next"), "/"))
 
 
 # --------------------------------------------------------------------------- agents

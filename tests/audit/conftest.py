@@ -35,12 +35,3 @@ def record() -> Callable[..., AuditEvent]:
             return audit_record(actor=SystemActor("system:test"), action=action, **kwargs)
 
     return _record
-
-
-@pytest.fixture
-def empty_audit_log() -> None:
-    """A log with no events yet, for the tests of how a chain starts. An installed database
-    holds one already (``migrate`` activates the signing key, audited), and so does the test
-    database: removed here, behind the application's back like ``tamper``, inside the test's
-    transaction (a transactional test's flush empties it again afterwards)."""
-    tamper("DELETE FROM audit_auditevent", [])
