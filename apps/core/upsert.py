@@ -62,9 +62,10 @@ def upsert(
     """Insert each of ``rows`` or, when a row with the same ``conflict`` values exists,
     update it; returns one :class:`Upserted` per row, in the order of ``rows``.
 
-    - ``rows``: mappings of field name (or attname, ``environment_id``) to Python value,
-      every row with the same keys, which must include every ``conflict`` field; no two rows
-      may share their ``conflict`` values (``ValueError``).
+    - ``rows``: mappings of field name to Python value (foreign keys by attname with the id,
+      ``environment_id=3``, so stored and given values compare), every row with the same
+      keys, which must include every ``conflict`` field; no two rows may share their
+      ``conflict`` values (``ValueError``).
     - ``conflict``: the fields of a unique constraint or index (without condition) of
       ``model``; the database raises ``ProgrammingError``/``OperationalError`` otherwise.
     - ``update``: fields overwritten with the row's value on conflict; ``add``: fields the
