@@ -1,17 +1,20 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from apps.core.authz import requires
-from apps.core.ui import VersionedReasonForm, call_service, paginate, rebase_if_stale
+from apps.core.ui import (
+    Confirmation,
+    call_service,
+    confirm_with_reason,
+    local_url,
+    paginate,
+)
 
 from . import selectors, services
 from .context_processors import SESSION_KEY, current_tenant_for
@@ -107,65 +110,22 @@ def tenant_edit(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "tenancy/form.html", {"form": form, "title": f"Edit {tenant.name}"})
 
 
-def _confirm(
-    request: HttpRequest,
-    *,
-    title: str,
-    effect: str,
-    action_label: str,
-    service: Callable[..., object],
-    done_url: str,
-    done_message: str,
-    version: int,
-    danger: bool = True,
-) -> HttpResponse:
-    """The confirmation page every destructive action uses: states the effect, asks a reason,
-    and carries the ``version`` of the object the page showed (refused as stale if it moved
-    on; the page then re-renders on the current version, see ``rebase_if_stale``)."""
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": version})
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: service(
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(request, done_message)
-        return redirect(done_url)
-    rebase_if_stale(form, version)
-    return render(
-        request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": title,
-            "effect": effect,
-            "action_label": action_label,
-            "danger": danger,
-        },
-    )
-
-
 @login_required
 @requires("tenancy.change_tenant")
 def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug, action="change")
-    return _confirm(
+    return confirm_with_reason(
         request,
-        title=f"Archive {tenant.name}?",
-        effect=f"{tenant.name} disappears from lists and takes no new agents or environments. "
-        "Its history stays; you can restore it.",
-        action_label="Archive tenant",
-        service=lambda reason, expected_version: services.tenant_archive(
+        shown=Confirmation(
+            title=f"Archive {tenant.name}?",
+            effect=f"{tenant.name} disappears from lists and takes no new agents or environments. "
+            "Its history stays; you can restore it.",
+            action_label="Archive tenant",
+            version=tenant.version,
+        ),
+        act=lambda reason, expected_version: services.tenant_archive(
             actor=request.user, tenant=tenant, reason=reason, expected_version=expected_version
         ),
-        version=tenant.version,
         done_url="tenancy:tenant_list",
         done_message=f"{tenant.name} archived.",
     )
@@ -175,16 +135,18 @@ def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
 @requires("tenancy.change_tenant")
 def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug, action="change")
-    return _confirm(
+    return confirm_with_reason(
         request,
-        title=f"Restore {tenant.name}?",
-        effect=f"{tenant.name} comes back into lists.",
-        action_label="Restore tenant",
-        danger=False,
-        service=lambda reason, expected_version: services.tenant_restore(
+        shown=Confirmation(
+            title=f"Restore {tenant.name}?",
+            effect=f"{tenant.name} comes back into lists.",
+            action_label="Restore tenant",
+            danger=False,
+            version=tenant.version,
+        ),
+        act=lambda reason, expected_version: services.tenant_restore(
             actor=request.user, tenant=tenant, reason=reason, expected_version=expected_version
         ),
-        version=tenant.version,
         done_url="tenancy:tenant_list",
         done_message=f"{tenant.name} restored.",
     )
@@ -195,11 +157,7 @@ def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
 def tenant_switch(request: HttpRequest) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=request.POST.get("tenant", ""))
     request.session[SESSION_KEY] = tenant.slug
-    next_url = request.POST.get("next") or "/"
-    # Django's check, not a prefix test: "/\\evil.example" passes `startswith("/")` and a
-    # browser follows it to another site.
-    local = url_has_allowed_host_and_scheme(next_url, allowed_hosts=None)
-    return redirect(next_url if local else "/")
+    return redirect(local_url(request, request.POST.get("next"), "/"))
 
 
 # --------------------------------------------------------------------------- agents
@@ -295,15 +253,17 @@ def agent_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @requires("tenancy.change_agent")
 def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
     agent = selectors.agent_get_for_user(user=request.user, pk=pk, action="change")
-    return _confirm(
+    return confirm_with_reason(
         request,
-        title=f"Archive {agent.name}?",
-        effect=f"{agent.name} ({agent.tenant.name}) disappears from lists; its history stays.",
-        action_label="Archive agent",
-        service=lambda reason, expected_version: services.agent_archive(
+        shown=Confirmation(
+            title=f"Archive {agent.name}?",
+            effect=f"{agent.name} ({agent.tenant.name}) disappears from lists; its history stays.",
+            action_label="Archive agent",
+            version=agent.version,
+        ),
+        act=lambda reason, expected_version: services.agent_archive(
             actor=request.user, agent=agent, reason=reason, expected_version=expected_version
         ),
-        version=agent.version,
         done_url="tenancy:agent_list",
         done_message=f"{agent.name} archived.",
     )
@@ -389,19 +349,21 @@ def environment_move(request: HttpRequest, pk: int) -> HttpResponse:
 @requires("tenancy.change_environment")
 def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
     environment = selectors.environment_get_for_user(user=request.user, pk=pk, action="change")
-    return _confirm(
+    return confirm_with_reason(
         request,
-        title=f"Archive {environment.name} of {environment.tenant.name}?",
-        effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "
-        "configuration. Its history stays.",
-        action_label="Archive environment",
-        service=lambda reason, expected_version: services.environment_archive(
+        shown=Confirmation(
+            title=f"Archive {environment.name} of {environment.tenant.name}?",
+            effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "
+            "configuration. Its history stays.",
+            action_label="Archive environment",
+            version=environment.version,
+        ),
+        act=lambda reason, expected_version: services.environment_archive(
             actor=request.user,
             environment=environment,
             reason=reason,
             expected_version=expected_version,
         ),
-        version=environment.version,
         done_url=f"/tenants/{environment.tenant.slug}/",
         done_message=f"{environment.name} archived.",
     )

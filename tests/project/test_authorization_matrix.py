@@ -258,9 +258,6 @@ ROUTES: dict[str, Route] = {
     "flags:kill_switch_list": _r(None, get="flags.view_killswitch"),
     "flags:kill_switch_engage": _r(None, get="flags.add_killswitch", post="flags.add_killswitch"),
     "flags:kill_switch_release": _r("pk_kill_switch", True, post="flags.change_killswitch"),
-    "flags:kill_switch_token_revoke": _r(
-        "pk_runtime_token", True, post="accounts.change_runtimetoken"
-    ),
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
     "dashboard:rollouts": _r(None, get=LOGGED_IN),

@@ -13,11 +13,16 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.core.authz import requires
-from apps.core.ui import VersionedReasonForm, call_service, rebase_if_stale
+from apps.core.ui import (
+    Confirmation,
+    VersionedReasonForm,
+    call_service,
+    confirm_with_reason,
+)
 
 from .. import charts, selectors, services
 from ..forms import FlagForm, ImportForm, SegmentForm
-from ..models import Flag
+from ..models import Flag, Segment
 from ._common import safe_next, selected_environment, tenant_environments
 
 
@@ -164,10 +169,10 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     flag = selectors.flag_get_for_user(user=request.user, pk=pk, action="change")
     environment = flag.environment
     turn_on = not flag.enabled
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": flag.version})
-    if not environment.is_production:
-        form.fields["reason"].required = False
     if request.method == "POST" and not environment.is_production:
+        # One click, no page: the reason is optional outside production.
+        form = VersionedReasonForm(request.POST, initial={"expected_version": flag.version})
+        form.fields["reason"].required = False
         if not form.is_valid():
             for field_errors in form.errors.values():
                 for message in field_errors:
@@ -189,45 +194,32 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
                 request, f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}."
             )
         return redirect(safe_next(request, _list_url(environment.pk)))
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: services.flag_toggle(
-                actor=request.user,
-                flag=flag,
-                enabled=turn_on,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(
-            request, f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}."
-        )
-        return redirect("flags:flag_detail", pk=flag.pk)
-    if not done and request.method == "POST":
-        flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+
+    def shown(flag: Flag) -> Confirmation:
         turn_on = not flag.enabled
-        rebase_if_stale(form, flag.version)
-    effect = (
-        f"{flag.name} turns {'ON' if turn_on else 'OFF'} in {environment.name} "
-        f"({environment.tenant.name}) "
-        f"for every SDK and runtime of it, at their next refresh or at once when streaming."
-    )
-    return render(
+        return Confirmation(
+            title=f"Turn {flag.name} {'on' if turn_on else 'off'} in {environment.name}?",
+            effect=f"{flag.name} turns {'ON' if turn_on else 'OFF'} in {environment.name} "
+            f"({environment.tenant.name}) for every SDK and runtime of it, at their next "
+            "refresh or at once when streaming.",
+            action_label=f"Turn {'on' if turn_on else 'off'}",
+            danger=not turn_on,
+            version=flag.version,
+        )
+
+    return confirm_with_reason(
         request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Turn {flag.name} {'on' if turn_on else 'off'} in {environment.name}?",
-            "effect": effect,
-            "action_label": f"Turn {'on' if turn_on else 'off'}",
-            "danger": not turn_on,
-        },
+        shown=shown(flag),
+        act=lambda reason, expected_version: services.flag_toggle(
+            actor=request.user,
+            flag=flag,
+            enabled=turn_on,
+            reason=reason,
+            expected_version=expected_version,
+        ),
+        done_url=reverse("flags:flag_detail", kwargs={"pk": flag.pk}),
+        done_message=f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}.",
+        reread=lambda: shown(selectors.flag_get_for_user(user=request.user, pk=pk)),
     )
 
 
@@ -235,40 +227,26 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
 @requires("flags.delete_flag")
 def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
     flag = selectors.flag_get_for_user(user=request.user, pk=pk, action="delete")
+
     # The version the confirmation showed: a flag re-configured meanwhile is not deleted blind.
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": flag.version})
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: services.flag_delete(
-                actor=request.user,
-                flag=flag,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
+    def shown(flag: Flag) -> Confirmation:
+        return Confirmation(
+            title=f"Delete {flag.name} from {flag.environment.name}?",
+            effect=f"SDKs of {flag.environment.name} stop seeing {flag.name}: is_enabled answers "
+            "false (or the fallback) from their next refresh. Its usage history stays.",
+            action_label="Delete flag",
+            version=flag.version,
         )
-        is not None
-    )
-    if done:
-        messages.success(request, f"Flag {flag.name} deleted.")
-        return redirect(_list_url(flag.environment_id))
-    if request.method == "POST":
-        flag = selectors.flag_get_for_user(user=request.user, pk=pk)
-        rebase_if_stale(form, flag.version)
-    return render(
+
+    return confirm_with_reason(
         request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Delete {flag.name} from {flag.environment.name}?",
-            "danger": True,
-            "effect": f"SDKs of {flag.environment.name} stop seeing {flag.name}: "
-            "is_enabled answers false (or the "
-            "fallback) from their next refresh. Its usage history stays.",
-            "action_label": "Delete flag",
-        },
+        shown=shown(flag),
+        act=lambda reason, expected_version: services.flag_delete(
+            actor=request.user, flag=flag, reason=reason, expected_version=expected_version
+        ),
+        done_url=_list_url(flag.environment_id),
+        done_message=f"Flag {flag.name} deleted.",
+        reread=lambda: shown(selectors.flag_get_for_user(user=request.user, pk=pk)),
     )
 
 
@@ -371,36 +349,23 @@ def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 @requires("flags.delete_segment")
 def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
     segment = selectors.segment_get_for_user(user=request.user, pk=pk, action="delete")
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": segment.version})
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: services.segment_delete(
-                actor=request.user,
-                segment=segment,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(request, f"Segment {segment.name} deleted.")
-        return redirect(_list_url(segment.environment_id))
-    if request.method == "POST":
-        segment = selectors.segment_get_for_user(user=request.user, pk=pk)
-        rebase_if_stale(form, segment.version)
-    return render(
-        request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Delete segment {segment.name}?",
-            "danger": True,
-            "action_label": "Delete segment",
-            "effect": f"Segment {segment.segment_id} disappears from {segment.environment.name}. "
+
+    def shown(segment: Segment) -> Confirmation:
+        return Confirmation(
+            title=f"Delete segment {segment.name}?",
+            effect=f"Segment {segment.segment_id} disappears from {segment.environment.name}. "
             "Refused while a flag uses it.",
-        },
+            action_label="Delete segment",
+            version=segment.version,
+        )
+
+    return confirm_with_reason(
+        request,
+        shown=shown(segment),
+        act=lambda reason, expected_version: services.segment_delete(
+            actor=request.user, segment=segment, reason=reason, expected_version=expected_version
+        ),
+        done_url=_list_url(segment.environment_id),
+        done_message=f"Segment {segment.name} deleted.",
+        reread=lambda: shown(selectors.segment_get_for_user(user=request.user, pk=pk)),
     )

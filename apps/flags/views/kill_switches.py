@@ -7,12 +7,10 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from apps.accounts.models import RuntimeToken
-from apps.accounts.runtime_tokens import runtime_token_revoke
 from apps.accounts.selectors import user_is_admin
 from apps.core.authz import requires, user_may
 from apps.core.concurrency import who_and_when
-from apps.core.ui import ReasonForm, VersionedReasonForm, call_service
+from apps.core.ui import Confirmation, ReasonForm, call_service, confirm_with_reason
 
 from .. import selectors, services
 from ..effects import kill_switch_effect, kill_switch_release_effect
@@ -182,82 +180,25 @@ def kill_switch_release(request: HttpRequest, pk: int) -> HttpResponse:
             f"{who_and_when(switch.released_by_label, switch.released_at)}.",
         )
         return redirect("flags:kill_switch_list")
-    # The hidden version makes the second of two concurrent releases a clear refusal that
-    # names who released first (the service decides under the row lock).
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": switch.version})
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: services.kill_switch_release(
-                actor=request.user,
-                switch=switch,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(request, f"Kill switch #{switch.pk} released: {switch.target_label}.")
-        return redirect("flags:kill_switch_list")
     count = len(
         selectors.kill_switch_affected_environments(
             scope=switch.scope, tenant_id=switch.tenant_id, environment_id=switch.environment_id
         )
     )
-    return render(
+    # The hidden version makes the second of two concurrent releases a clear refusal that
+    # names who released first (the service decides under the row lock).
+    return confirm_with_reason(
         request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Release kill switch #{switch.pk}?",
-            "danger": False,
-            "action_label": "Release",
-            "effect": kill_switch_release_effect(label=switch.target_label, environments=count),
-        },
-    )
-
-
-@login_required
-def runtime_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """Cut a (compromised) runtime off: its token is refused on its next call."""
-    tenant, _ = tenant_environments(request)
-    try:
-        token = selectors.runtime_tokens_for_kill_page(
-            user=request.user, tenant_id=tenant.pk if tenant else 0
-        ).get(pk=pk)
-    except RuntimeToken.DoesNotExist:
-        raise Http404("No such active runtime token.") from None
-    form = ReasonForm(request.POST or None)
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: runtime_token_revoke(
-                actor=request.user, token=token, reason=form.cleaned_data["reason"]
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(request, f"Runtime token {token} revoked: its next call is refused.")
-        return redirect("flags:kill_switch_list")
-    agent = f", agent {token.agent.name}" if token.agent else ""
-    return render(
-        request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Revoke runtime token {token}?",
-            "danger": True,
-            "action_label": "Revoke token",
-            "effect": f"Every runtime using it ({token.environment.name}{agent}) is refused on its "
-            "next call, including "
-            "open streams and long-polls at their next change; they keep their last-known-good "
-            "configuration. "
-            "This cannot be undone: issue a new token to let a runtime back in.",
-        },
+        shown=Confirmation(
+            title=f"Release kill switch #{switch.pk}?",
+            effect=kill_switch_release_effect(label=switch.target_label, environments=count),
+            action_label="Release",
+            danger=False,
+            version=switch.version,
+        ),
+        act=lambda reason, expected_version: services.kill_switch_release(
+            actor=request.user, switch=switch, reason=reason, expected_version=expected_version
+        ),
+        done_url="flags:kill_switch_list",
+        done_message=f"Kill switch #{switch.pk} released: {switch.target_label}.",
     )
