@@ -1,5 +1,3 @@
-"""Reserved for the telemetry app of DESIGN.md, not built yet.
-
-The package exists so the import-linter contracts in pyproject.toml can already name it
-(import-linter refuses a contract that names a missing module). It is not installed in
-INSTALLED_APPS and holds no code."""
+"""Telemetry: the evidence runtimes report (request records, pre-aggregated buckets) and the
+minute and hour rollups every chart and canary judgment reads. Facts only: judgments built
+on them (budgets, rollouts) live in higher apps. See docs/decisions/0021."""

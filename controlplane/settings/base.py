@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "apps.tenancy",
     "apps.bundles",
     "apps.flags",
+    "apps.telemetry",
     "apps.rollouts",
     "apps.runtimes",
     "apps.dashboard",
@@ -421,3 +422,17 @@ RUNTIME_NEW_INSTANCES_PER_MINUTE = env.int("RUNTIME_NEW_INSTANCES_PER_MINUTE", d
 RUNTIME_REGISTRATION_AUDIT_INTERVAL_S = env.int(
     "RUNTIME_REGISTRATION_AUDIT_INTERVAL_S", default=600
 )
+
+# Telemetry (apps/telemetry, docs/decisions/0021): raw request records are kept this many days
+# (on PostgreSQL whole day partitions are dropped), minute rollups this many, hour rollups
+# forever. A record may start at most TELEMETRY_MAX_FUTURE_S in the future (clock skew) and no
+# earlier than the raw retention window.
+TELEMETRY_RAW_RETENTION_DAYS = env.int("TELEMETRY_RAW_RETENTION_DAYS", default=7)
+TELEMETRY_MINUTE_RETENTION_DAYS = env.int("TELEMETRY_MINUTE_RETENTION_DAYS", default=90)
+TELEMETRY_MAX_FUTURE_S = env.int("TELEMETRY_MAX_FUTURE_S", default=300)
+# Day partitions created ahead of time by the retention task (and on demand by ingestion).
+TELEMETRY_PARTITIONS_AHEAD_DAYS = env.int("TELEMETRY_PARTITIONS_AHEAD_DAYS", default=3)
+# Items per POST /api/runtime/v1/records (records and buckets each); more is a 413.
+TELEMETRY_MAX_BATCH_ITEMS = env.int("TELEMETRY_MAX_BATCH_ITEMS", default=1000)
+# How often the retention task runs (seconds).
+TELEMETRY_RETENTION_EVERY_S = env.int("TELEMETRY_RETENTION_EVERY_S", default=3600)

@@ -170,6 +170,7 @@ ROUTES: dict[str, Route] = {
     # ---------------------------------------------------------------- runtime and client API
     "runtime-keys": _r(None, get=PUBLIC),
     "runtime-heartbeat": _r(None, post=RUNTIME),
+    "runtime-records": _r(None, post=RUNTIME),
     "unleash-client-register": _r(None, post=RUNTIME),
     "unleash-client-metrics": _r(None, post=RUNTIME),
     # ---------------------------------------------------------------- UI: tenancy

@@ -1,0 +1,643 @@
+"""Every write of telemetry: ingesting request records and 10-second buckets (idempotent, with
+the rollups maintained in the same transaction), the day partitions, retention.
+
+How a batch is stored (docs/decisions/0021):
+
+1. each item is checked alone (``validation``); refused items are reported, the rest go on;
+2. one transaction: the idempotency keys are inserted with ``ON CONFLICT DO NOTHING
+   RETURNING`` (sorted, so two clients sending overlapping batches lock keys in the same
+   order) and only the items whose key was new go further — a retried batch, or the same
+   batch racing from two clients, is stored and counted once (the loser waits on the
+   winner's key rows and then finds them taken);
+3. the new raw records are inserted (PostgreSQL: one ``INSERT … SELECT FROM unnest(…)``);
+4. the new items are summed per rollup key in Python and merged into ``MinuteRollup`` then
+   ``HourRollup`` by one upsert each (counters added in SQL, rows locked, in key order), then
+   the merged latency sketches are written back under those row locks. Raw rows are never
+   read again.
+
+The upsert is written here (``INSERT … ON CONFLICT … DO UPDATE … RETURNING``) because the kernel
+has no upsert helper yet; it is portable to SQLite, the embedded default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from ddsketch.ddsketch import BaseDDSketch
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apps.accounts.models import RuntimeToken
+from apps.tenancy.models import Agent
+
+from .models import (
+    OUTCOME_COLUMNS,
+    BucketReceipt,
+    HourRollup,
+    MinuteRollup,
+    RecordKey,
+    RequestRecord,
+    Rollup,
+)
+from .sketches import sketch_from_bytes, sketch_new, sketch_to_bytes
+from .validation import BucketRow, RecordRow, Window, bucket_check, record_check
+
+log = structlog.get_logger(__name__)
+
+RAW_TABLE = RequestRecord._meta.db_table
+PARTITION_PREFIX = f"{RAW_TABLE}_p"
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestResult:
+    """What a batch did: ``accepted`` items newly stored and counted, ``duplicates`` valid
+    items already stored before (or twice in the batch; not counted again), ``rejected``
+    the refused items: ``{"pointer": "/records/3", "errors": {"/records/3/cost_usd": [..]}}``."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected.extend(other.rejected)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
+
+
+# --- scope ---------------------------------------------------------------------------------
+
+
+def token_agents(token: RuntimeToken) -> dict[str, int]:
+    """Slug → id of the agents a runtime token may report for: its one agent if it names one,
+    else every active agent of its tenant."""
+    agents = Agent.objects.filter(tenant_id=token.tenant_id, archived_at__isnull=True)
+    if token.agent_id is not None:
+        agents = agents.filter(pk=token.agent_id)
+    return dict(agents.values_list("slug", "id"))
+
+
+def _scope_label(token: RuntimeToken) -> str:
+    label = f"tenant {token.tenant.slug}, environment {token.environment.slug}"
+    if token.agent_id is not None:
+        label += f", agent {token.agent.slug}"  # type: ignore[union-attr]
+    return label
+
+
+def ingest_window(now: datetime | None = None) -> Window:
+    """The ``started_at`` range accepted now: the raw retention window in the past,
+    ``TELEMETRY_MAX_FUTURE_S`` ahead."""
+    return Window.around(
+        now or timezone.now(),
+        raw_days=settings.TELEMETRY_RAW_RETENTION_DAYS,
+        future_s=settings.TELEMETRY_MAX_FUTURE_S,
+    )
+
+
+# --- rollup deltas ---------------------------------------------------------------------------
+
+RollupKey = tuple[int, int, int, str, str, datetime]  # tenant, agent, env, digest, variant, start
+_SUM_COLUMNS = (
+    "requests",
+    *OUTCOME_COLUMNS.values(),
+    "latency_sum_ms",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "steps",
+    "tool_calls",
+    "tool_failures",
+    "feedback_up",
+    "feedback_down",
+    "feedback_score_sum",
+    "feedback_score_count",
+    "quality_sum",
+    "quality_count",
+)
+_KEY_COLUMNS = (
+    "tenant_id",
+    "agent_id",
+    "environment_id",
+    "version_digest",
+    "variant",
+    "bucket_start",
+)
+
+
+class RollupDelta:
+    """What a batch adds to one rollup row: the sums (``_SUM_COLUMNS``) and a sketch."""
+
+    __slots__ = ("sketch", "sums")
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = dict.fromkeys(_SUM_COLUMNS, 0)
+        self.sums["cost_usd"] = Decimal(0)
+        self.sums["feedback_score_sum"] = 0.0
+        self.sums["quality_sum"] = 0.0
+        self.sketch: BaseDDSketch = sketch_new()
+
+    def add_record(self, row: RecordRow) -> None:
+        sums = self.sums
+        sums["requests"] += 1
+        sums[OUTCOME_COLUMNS[row.outcome]] += 1
+        sums["latency_sum_ms"] += row.latency_ms
+        sums["tokens_in"] += row.tokens_in
+        sums["tokens_out"] += row.tokens_out
+        sums["cost_usd"] += row.cost_usd
+        sums["steps"] += row.steps
+        sums["tool_calls"] += row.tool_calls
+        sums["tool_failures"] += row.tool_failures
+        if row.feedback_thumbs == "up":
+            sums["feedback_up"] += 1
+        elif row.feedback_thumbs == "down":
+            sums["feedback_down"] += 1
+        if row.feedback_score is not None:
+            sums["feedback_score_sum"] += row.feedback_score
+            sums["feedback_score_count"] += 1
+        if row.quality_score is not None:
+            sums["quality_sum"] += row.quality_score
+            sums["quality_count"] += 1
+        self.sketch.add(row.latency_ms)
+
+    def add_bucket(self, row: BucketRow) -> None:
+        sums = self.sums
+        sums["requests"] += row.requests
+        for outcome, count in row.counts.items():
+            sums[OUTCOME_COLUMNS[outcome]] += count
+        for name in (
+            "latency_sum_ms",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+            "steps",
+            "tool_calls",
+            "tool_failures",
+            "feedback_up",
+            "feedback_down",
+            "feedback_score_sum",
+            "feedback_score_count",
+            "quality_sum",
+            "quality_count",
+        ):
+            sums[name] += getattr(row, name)
+        self.sketch.merge(row.sketch)
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _as_utc(value: Any) -> datetime:
+    """A datetime read back by a raw cursor: aware on PostgreSQL, text on SQLite."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _merge_rollups(model: type[Rollup], deltas: dict[RollupKey, RollupDelta]) -> None:
+    """Add ``deltas`` into ``model``'s rows: one upsert adding the sums in SQL (which locks
+    each row; rows go in key order, so concurrent batches lock in the same order and cannot
+    deadlock), then the sketches merged in Python and written back under those locks."""
+    if not deltas:
+        return
+    table = model._meta.db_table
+    ops = connection.ops
+    columns = [*_KEY_COLUMNS, *_SUM_COLUMNS, "latency_sketch"]
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    keys = sorted(deltas)
+    params: list[Any] = []
+    for key in keys:
+        tenant_id, agent_id, environment_id, digest, variant, start = key
+        sums = deltas[key].sums
+        params.extend(
+            (
+                tenant_id,
+                agent_id,
+                environment_id,
+                digest,
+                variant,
+                ops.adapt_datetimefield_value(start),
+            )
+        )
+        params.extend(sums[name] for name in _SUM_COLUMNS)
+        params.append(b"")
+    updates = ", ".join(f"{name} = {table}.{name} + EXCLUDED.{name}" for name in _SUM_COLUMNS)
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES "  # noqa: S608 - table and column names are ours
+        + ", ".join([placeholders] * len(keys))
+        + f" ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {updates}"
+        + f" RETURNING id, {', '.join(_KEY_COLUMNS)}, latency_sketch"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        returned = cursor.fetchall()
+        writes = []
+        for row_id, tenant_id, agent_id, environment_id, digest, variant, start, stored in returned:
+            key = (tenant_id, agent_id, environment_id, digest, variant, _as_utc(start))
+            delta = deltas[key]
+            if stored:
+                merged = sketch_from_bytes(stored)
+                merged.merge(delta.sketch)
+            else:
+                merged = delta.sketch
+            writes.append((sketch_to_bytes(merged), row_id))
+        cursor.executemany(f"UPDATE {table} SET latency_sketch = %s WHERE id = %s", writes)  # noqa: S608 - table and column names are ours
+
+
+def _merge_all(deltas: dict[RollupKey, RollupDelta]) -> None:
+    """Minute rollups, then the hour rollups they roll into (always in this order)."""
+    _merge_rollups(MinuteRollup, deltas)
+    hours: dict[RollupKey, RollupDelta] = {}
+    for key, delta in deltas.items():
+        hour_key = (*key[:5], _hour(key[5]))
+        into = hours.get(hour_key)
+        if into is None:
+            hours[hour_key] = into = RollupDelta()
+        for name, value in delta.sums.items():
+            into.sums[name] += value
+        into.sketch.merge(delta.sketch)
+    _merge_rollups(HourRollup, hours)  # type: ignore[arg-type]
+
+
+# --- partitions ------------------------------------------------------------------------------
+
+
+def partition_name(day: date) -> str:
+    """The PostgreSQL partition of ``RequestRecord`` holding one UTC day."""
+    return f"{PARTITION_PREFIX}{day:%Y%m%d}"
+
+
+def partitions_ensure(days: Iterable[date]) -> list[str]:
+    """Create the day partitions of ``days`` that do not exist yet (PostgreSQL; a no-op on
+    SQLite). Safe against a concurrent creator. Returns the names created."""
+    if connection.vendor != "postgresql":
+        return []
+    wanted = {partition_name(day): day for day in days}
+    if not wanted:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
+            [sorted(wanted)],
+        )
+        missing = [row[0] for row in cursor.fetchall()]
+    created = []
+    for name in missing:
+        day = wanted[name]
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {RAW_TABLE} "
+                    "FOR VALUES FROM (%s) TO (%s)",
+                    [start.isoformat(), (start + timedelta(days=1)).isoformat()],
+                )
+        except (IntegrityError, DatabaseError):
+            # Another transaction created it at the same moment (a duplicate catalog row).
+            log.info("telemetry.partition_race", partition=name)
+            continue
+        created.append(name)
+        log.info("telemetry.partition_created", partition=name)
+    return created
+
+
+def partitions_list() -> dict[str, date]:
+    """The day partitions of ``RequestRecord`` that exist (PostgreSQL; empty elsewhere)."""
+    if connection.vendor != "postgresql":
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass",
+            [RAW_TABLE],
+        )
+        names = [row[0] for row in cursor.fetchall()]
+    found = {}
+    for name in names:
+        suffix = name.removeprefix(PARTITION_PREFIX)
+        if len(suffix) == 8 and suffix.isdigit():
+            found[name] = date(int(suffix[:4]), int(suffix[4:6]), int(suffix[6:]))
+    return found
+
+
+# --- ingestion -------------------------------------------------------------------------------
+
+
+def _insert_keys(tenant_id: int, rows: Sequence[RecordRow]) -> set[str]:
+    """Insert the idempotency keys of ``rows`` (sorted by request id); returns the request ids
+    that were new. Waits on a concurrent transaction holding the same keys."""
+    ordered = sorted(rows, key=lambda row: row.request_id)
+    table = RecordKey._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} (tenant_id, request_id, started_at) "  # noqa: S608 - table and column names are ours
+                "SELECT %s, r, s FROM unnest(%s::text[], %s::timestamptz[]) AS u(r, s) "
+                "ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING request_id",
+                [tenant_id, [r.request_id for r in ordered], [r.started_at for r in ordered]],
+            )
+            return {row[0] for row in cursor.fetchall()}
+        new: set[str] = set()
+        adapt = connection.ops.adapt_datetimefield_value
+        for chunk_start in range(0, len(ordered), 300):
+            chunk = ordered[chunk_start : chunk_start + 300]
+            params: list[Any] = []
+            for r in chunk:
+                params.extend((tenant_id, r.request_id, adapt(r.started_at)))
+            cursor.execute(
+                f"INSERT INTO {table} (tenant_id, request_id, started_at) VALUES "  # noqa: S608 - table and column names are ours
+                + ", ".join(["(%s, %s, %s)"] * len(chunk))
+                + " ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING request_id",
+                params,
+            )
+            new.update(row[0] for row in cursor.fetchall())
+        return new
+
+
+_RECORD_COLUMNS = (
+    "agent_id",
+    "request_id",
+    "session_id",
+    "end_user_hash",
+    "version_digest",
+    "variant",
+    "started_at",
+    "latency_ms",
+    "steps",
+    "tool_calls",
+    "tool_failures",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "model",
+    "outcome",
+    "error_code",
+    "trace_id",
+    "feedback_thumbs",
+    "feedback_score",
+    "quality_score",
+)
+_PG_ARRAY_TYPES = (
+    "bigint",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "integer",
+    "integer",
+    "integer",
+    "integer",
+    "bigint",
+    "bigint",
+    "numeric",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "float8",
+    "float8",
+)
+
+
+def _insert_records(tenant_id: int, environment_id: int, rows: Sequence[RecordRow]) -> None:
+    if not rows:
+        return
+    columns = ", ".join(("tenant_id", "environment_id", *_RECORD_COLUMNS))
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = [[getattr(row, name) for row in rows] for name in _RECORD_COLUMNS]
+            unnest = ", ".join(f"%s::{kind}[]" for kind in _PG_ARRAY_TYPES)
+            cursor.execute(
+                f"INSERT INTO {RAW_TABLE} ({columns}) SELECT %s, %s, * FROM unnest({unnest})",  # noqa: S608 - table and column names are ours
+                [tenant_id, environment_id, *arrays],
+            )
+            return
+        adapt = connection.ops.adapt_datetimefield_value
+        values = []
+        for row in rows:
+            item = [tenant_id, environment_id]
+            for name in _RECORD_COLUMNS:
+                value = getattr(row, name)
+                if name == "started_at":
+                    value = adapt(value)
+                elif name == "cost_usd":
+                    value = str(value)
+                item.append(value)
+            values.append(item)
+        marks = ", ".join(["%s"] * (len(_RECORD_COLUMNS) + 2))
+        cursor.executemany(f"INSERT INTO {RAW_TABLE} ({columns}) VALUES ({marks})", values)  # noqa: S608 - table and column names are ours
+
+
+def records_ingest(
+    *, token: RuntimeToken, records: Sequence[Any], now: datetime | None = None
+) -> IngestResult:
+    """Store a batch of request records (the JSON items of ``POST /api/runtime/v1/records``)
+    for the token's tenant and environment, idempotently by ``(tenant, request_id)``, and add
+    the new ones to the minute and hour rollups, all in one transaction. Invalid items are
+    refused one by one (``IngestResult.rejected``); nothing of them is stored."""
+    window = ingest_window(now)
+    agents = token_agents(token)
+    scope = _scope_label(token)
+    result = IngestResult()
+    valid: dict[str, RecordRow] = {}
+    for index, item in enumerate(records):
+        row, errors = record_check(item, index=index, agents=agents, scope=scope, window=window)
+        if row is None:
+            result.rejected.append({"pointer": f"/records/{index}", "errors": errors})
+        elif row.request_id in valid:
+            result.duplicates += 1  # the same request twice in one batch: stored once
+        else:
+            valid[row.request_id] = row
+    if not valid:
+        return result
+    rows = list(valid.values())
+    with transaction.atomic():
+        partitions_ensure({row.started_at.date() for row in rows})
+        new_ids = _insert_keys(token.tenant_id, rows)
+        fresh = [row for row in rows if row.request_id in new_ids]
+        _insert_records(token.tenant_id, token.environment_id, fresh)
+        deltas: dict[RollupKey, RollupDelta] = {}
+        for row in fresh:
+            key = (
+                token.tenant_id,
+                row.agent_id,
+                token.environment_id,
+                row.version_digest,
+                row.variant,
+                _minute(row.started_at),
+            )
+            delta = deltas.get(key)
+            if delta is None:
+                deltas[key] = delta = RollupDelta()
+            delta.add_record(row)
+        _merge_all(deltas)
+    result.accepted += len(fresh)
+    result.duplicates += len(rows) - len(fresh)
+    return result
+
+
+def _insert_receipts(
+    tenant_id: int, environment_id: int, instance_id: str, rows: Sequence[BucketRow]
+) -> list[BucketRow]:
+    """Insert the receipts of ``rows`` (in key order); returns the rows whose receipt was new."""
+    table = BucketReceipt._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
+    by_key = {
+        (row.bucket_start, row.agent_id, row.version_digest, row.variant): row for row in rows
+    }
+    ordered = sorted(by_key)
+    new: list[BucketRow] = []
+    with connection.cursor() as cursor:
+        for chunk_start in range(0, len(ordered), 200):
+            chunk = ordered[chunk_start : chunk_start + 200]
+            params: list[Any] = []
+            for start, agent_id, digest, variant in chunk:
+                params.extend(
+                    (
+                        tenant_id,
+                        environment_id,
+                        instance_id,
+                        adapt(start),
+                        agent_id,
+                        digest,
+                        variant,
+                    )
+                )
+            cursor.execute(
+                f"INSERT INTO {table} (tenant_id, environment_id, instance_id, bucket_start, "  # noqa: S608 - table and column names are ours
+                "agent_id, version_digest, variant) VALUES "
+                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
+                + " ON CONFLICT (tenant_id, environment_id, instance_id, bucket_start, agent_id, "
+                "version_digest, variant) DO NOTHING "
+                "RETURNING bucket_start, agent_id, version_digest, variant",
+                params,
+            )
+            for start, agent_id, digest, variant in cursor.fetchall():
+                new.append(by_key[(_as_utc(start), agent_id, digest, variant)])
+    return new
+
+
+def buckets_ingest(
+    *,
+    token: RuntimeToken,
+    instance_id: str,
+    buckets: Sequence[Any],
+    now: datetime | None = None,
+) -> IngestResult:
+    """Merge a runtime instance's pre-aggregated 10-second buckets into the minute and hour
+    rollups, idempotently by ``(instance_id, bucket_start, agent, version_digest, variant)``
+    within the token's tenant and environment. Invalid buckets are refused one by one."""
+    window = ingest_window(now)
+    agents = token_agents(token)
+    scope = _scope_label(token)
+    result = IngestResult()
+    valid: dict[tuple[datetime, int, str, str], BucketRow] = {}
+    for index, item in enumerate(buckets):
+        row, errors = bucket_check(item, index=index, agents=agents, scope=scope, window=window)
+        if row is None:
+            result.rejected.append({"pointer": f"/buckets/{index}", "errors": errors})
+            continue
+        key = (row.bucket_start, row.agent_id, row.version_digest, row.variant)
+        if key in valid:
+            result.duplicates += 1
+        else:
+            valid[key] = row
+    if not valid:
+        return result
+    with transaction.atomic():
+        fresh = _insert_receipts(
+            token.tenant_id, token.environment_id, instance_id, list(valid.values())
+        )
+        deltas: dict[RollupKey, RollupDelta] = {}
+        for row in fresh:
+            key = (
+                token.tenant_id,
+                row.agent_id,
+                token.environment_id,
+                row.version_digest,
+                row.variant,
+                _minute(row.bucket_start),
+            )
+            delta = deltas.get(key)
+            if delta is None:
+                deltas[key] = delta = RollupDelta()
+            delta.add_bucket(row)
+        _merge_all(deltas)
+    result.accepted += len(fresh)
+    result.duplicates += len(valid) - len(fresh)
+    return result
+
+
+# --- retention -------------------------------------------------------------------------------
+
+
+@dataclass
+class RetentionReport:
+    """What one retention run did."""
+
+    partitions_dropped: list[str] = field(default_factory=list)
+    partitions_created: list[str] = field(default_factory=list)
+    records_deleted: int = 0
+    keys_deleted: int = 0
+    receipts_deleted: int = 0
+    minute_rollups_deleted: int = 0
+
+
+def telemetry_retention_enforce(*, now: datetime | None = None) -> RetentionReport:
+    """Apply the retention settings: raw records older than ``TELEMETRY_RAW_RETENTION_DAYS``
+    go (PostgreSQL: whole day partitions whose day ended before the cutoff are dropped; SQLite:
+    rows deleted), with their idempotency keys and bucket receipts; minute rollups older than
+    ``TELEMETRY_MINUTE_RETENTION_DAYS`` are deleted; hour rollups are kept. Also creates the
+    partitions of today and the next ``TELEMETRY_PARTITIONS_AHEAD_DAYS`` days. Idempotent."""
+    now = now or timezone.now()
+    raw_cutoff = now - timedelta(days=settings.TELEMETRY_RAW_RETENTION_DAYS)
+    minute_cutoff = now - timedelta(days=settings.TELEMETRY_MINUTE_RETENTION_DAYS)
+    report = RetentionReport()
+    today = now.astimezone(UTC).date()
+    report.partitions_created = partitions_ensure(
+        today + timedelta(days=n) for n in range(settings.TELEMETRY_PARTITIONS_AHEAD_DAYS + 1)
+    )
+    if connection.vendor == "postgresql":
+        for name, day in sorted(partitions_list().items(), key=lambda item: item[1]):
+            day_end = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+            if day_end <= raw_cutoff:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(f"DROP TABLE IF EXISTS {name}")
+                report.partitions_dropped.append(name)
+    else:
+        report.records_deleted, _ = RequestRecord.objects.filter(started_at__lt=raw_cutoff).delete()
+    report.keys_deleted, _ = RecordKey.objects.filter(started_at__lt=raw_cutoff).delete()
+    report.receipts_deleted, _ = BucketReceipt.objects.filter(bucket_start__lt=raw_cutoff).delete()
+    report.minute_rollups_deleted, _ = MinuteRollup.objects.filter(
+        bucket_start__lt=minute_cutoff
+    ).delete()
+    log.info(
+        "telemetry.retention_enforced",
+        partitions_dropped=len(report.partitions_dropped),
+        partitions_created=len(report.partitions_created),
+        records_deleted=report.records_deleted,
+        keys_deleted=report.keys_deleted,
+        receipts_deleted=report.receipts_deleted,
+        minute_rollups_deleted=report.minute_rollups_deleted,
+    )
+    return report
