@@ -35,6 +35,7 @@ _VIEW = [
     "bundles.view_bundleversion",
     "bundles.view_evaluation",
     "bundles.view_promotiongate",
+    "telemetry.view_requestrecord",
 ]
 _OPERATE = [
     "tenancy.add_tenant",

@@ -82,6 +82,29 @@ class Series:
     version_digest: str
     variant: str
     points: list[SeriesPoint] = field(default_factory=list)
+    p95_ms: float | None = None  # over the whole range (the merged sketch)
+
+    @property
+    def requests(self) -> int:
+        return sum(p.requests for p in self.points)
+
+    @property
+    def errors(self) -> int:
+        return sum(p.errors for p in self.points)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def error_percent(self) -> float | None:
+        rate = self.error_rate
+        return None if rate is None else 100 * rate
+
+    @property
+    def cost_per_request(self) -> Decimal | None:
+        requests = self.requests
+        return sum((p.cost_usd for p in self.points), Decimal(0)) / requests if requests else None
 
     @property
     def label(self) -> str:
@@ -114,7 +137,7 @@ def telemetry_series(
     p95 latency (merged DDSketches), cost and tokens per bucket of the range (RANGES), read
     from minute or hour rollups only. Buckets without traffic are absent. Sorted stable
     first, then candidate, shadow; by digest within."""
-    span, width, model = RANGES[range_label]
+    _, width, model = RANGES[range_label]
     start, end = time_range(range_label, now=now)
     rows = (
         model.objects.filter(
@@ -167,8 +190,11 @@ def telemetry_series(
         buckets.items(), key=lambda item: (order.get(item[0][1], 9), item[0][0])
     ):
         series = Series(version_digest=digest, variant=variant)
+        total = sketch_new()
         for slot, acc in sorted(slots.items()):
             sketch = acc["sketch"]
+            if sketch.count:
+                total.merge(sketch)
             series.points.append(
                 SeriesPoint(
                     bucket_start=datetime.fromtimestamp(slot, tz=UTC),
@@ -181,6 +207,7 @@ def telemetry_series(
                     bucket_minutes=step / 60,
                 )
             )
+        series.p95_ms = total.get_quantile_value(0.95) if total.count else None
         result.append(series)
     return result
 
@@ -323,7 +350,7 @@ def record_get(*, tenant_ids: list[int] | None, pk: int) -> RequestRecord | None
 
 @dataclass(frozen=True)
 class CostOutlierRule:
-    """A record is a cost outlier when its cost exceeds ``threshold`` = ``multiple`` × the
+    """A record is a cost outlier when its cost exceeds ``threshold`` = ``multiple`` times the
     agent's median cost per request over the trailing ``window`` (in this environment).
     ``threshold`` None: no records in the window, or a median of zero (nothing to compare)."""
 
@@ -333,7 +360,7 @@ class CostOutlierRule:
     threshold: Decimal | None
 
     def ratio(self, cost: Decimal) -> Decimal | None:
-        """``cost`` / median, for the badge ("14×"); None without a median."""
+        """``cost`` / median, for the badge ("14x"); None without a median."""
         if not self.median:
             return None
         return cost / self.median
@@ -362,7 +389,8 @@ def cost_outlier_rule(
         sql, params = qs.values("cost_usd").query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY cost_usd) FROM ({sql}) s",
+                # ``sql`` is the ORM's own query text with its parameters kept apart
+                f"SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY cost_usd) FROM ({sql}) s",  # noqa: S608
                 params,
             )
             median = cursor.fetchone()[0]

@@ -48,7 +48,9 @@ class CaseNotes:
     tools: tuple[dict[str, Any], ...] = ()
 
 
-def _case(record: Any, *, agent_slug: str, environment_slug: str, trace_url: str | None, notes: CaseNotes) -> dict[str, Any]:
+def _case(
+    record: Any, *, agent_slug: str, environment_slug: str, trace_url: str | None, notes: CaseNotes
+) -> dict[str, Any]:
     outcome: dict[str, Any] = {"observed": record.outcome}
     if record.error_code:
         outcome["error_code"] = record.error_code
@@ -97,7 +99,9 @@ def evaluation_cases_yaml(
     document = CommentedMap()
     document["suite"] = SUITE
     document["cases"] = [
-        _case(r, agent_slug=agent_slug, environment_slug=environment_slug, trace_url=url, notes=notes)
+        _case(
+            r, agent_slug=agent_slug, environment_slug=environment_slug, trace_url=url, notes=notes
+        )
         for r, url in zip(records, trace_urls, strict=True)
     ]
     document.yaml_set_start_comment(
