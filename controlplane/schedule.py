@@ -12,6 +12,7 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
     """The Celery beat schedule: name → task, interval in seconds, options."""
     resend_every = settings.RUNTIME_RESEND_EVERY_S
     checkpoint_every = float(settings.AUDIT_CHECKPOINT_INTERVAL_S)
+    retention_every = float(settings.TELEMETRY_RETENTION_EVERY_S)
     return {
         # Signs the audit chain head so a rewrite of the chain is detectable (docs/operations.md).
         "audit.checkpoint": {
@@ -23,5 +24,12 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "task": "apps.runtimes.tasks.resend_side_effects",
             "schedule": resend_every,
             "options": {"expires": resend_every},
+        },
+        # Drops expired raw-record day partitions, deletes expired minute rollups and creates
+        # the next days' partitions (apps/telemetry, docs/decisions/0021).
+        "telemetry.retention": {
+            "task": "apps.telemetry.tasks.telemetry_retention",
+            "schedule": retention_every,
+            "options": {"expires": retention_every},
         },
     }

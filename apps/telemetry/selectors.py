@@ -1,0 +1,326 @@
+"""Reads of telemetry, answered from the rollups alone (never raw records): time series per
+minute or hour split by version and variant, and summaries of one version over a window
+(error rate, p50/p95/p99 latency, cost per request) for comparing two versions.
+
+Scope: these take a tenant, an agent and an environment that the caller has already checked
+the user may see (``restrict()`` / the agent's view permission); they filter by all three, so
+nothing of another tenant can come back. Times are aware UTC datetimes; a window is
+``[start, end)`` on rollup bucket starts. Latencies are milliseconds, costs ``Decimal`` USD.
+Quantiles come from merged DDSketches, within ``sketches.RELATIVE_ACCURACY`` (1 %)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from ddsketch.ddsketch import BaseDDSketch
+from django.conf import settings
+from django.utils import timezone
+
+from apps.tenancy.models import Agent, Environment, Tenant
+
+from .models import ERROR_OUTCOMES, OUTCOME_COLUMNS, HourRollup, MinuteRollup, Rollup
+from .sketches import sketch_from_bytes, sketch_new
+
+Resolution = Literal["minute", "hour"]
+# Windows up to this long read minute rollups by default; longer ones hour rollups.
+MINUTE_RESOLUTION_UP_TO = timedelta(hours=24)
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+@dataclass
+class Stats:
+    """Sums over some rollup rows, and what follows from them.
+
+    ``requests``; ``counts``: outcome → requests; ``errors``: requests whose outcome is an
+    error (``models.ERROR_OUTCOMES``); ``error_rate`` errors / requests (None without
+    requests); ``p50_ms``/``p95_ms``/``p99_ms`` latency quantiles and ``latency_mean_ms``;
+    ``cost_usd`` and ``cost_per_request`` (Decimal USD); ``tokens_in``/``tokens_out``;
+    ``tool_calls``/``tool_failures``; thumbs, feedback score and quality means."""
+
+    requests: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOME_COLUMNS, 0))
+    latency_sum_ms: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: Decimal = Decimal(0)
+    steps: int = 0
+    tool_calls: int = 0
+    tool_failures: int = 0
+    feedback_up: int = 0
+    feedback_down: int = 0
+    feedback_score_sum: float = 0.0
+    feedback_score_count: int = 0
+    quality_sum: float = 0.0
+    quality_count: int = 0
+    sketch: BaseDDSketch = field(default_factory=sketch_new, repr=False)
+
+    def add(self, row: Rollup) -> None:
+        """Add one rollup row (its sums and its sketch)."""
+        self.requests += row.requests
+        for outcome, column in OUTCOME_COLUMNS.items():
+            self.counts[outcome] += getattr(row, column)
+        for name in (
+            "latency_sum_ms",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+            "steps",
+            "tool_calls",
+            "tool_failures",
+            "feedback_up",
+            "feedback_down",
+            "feedback_score_sum",
+            "feedback_score_count",
+            "quality_sum",
+            "quality_count",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(row, name))
+        if row.latency_sketch:
+            self.sketch.merge(sketch_from_bytes(row.latency_sketch))
+
+    @property
+    def errors(self) -> int:
+        return sum(self.counts[outcome] for outcome in ERROR_OUTCOMES)
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    def quantile_ms(self, q: float) -> float | None:
+        """Latency at quantile ``q`` (0..1), None without requests."""
+        return self.sketch.get_quantile_value(q) if self.sketch.count else None
+
+    @property
+    def p50_ms(self) -> float | None:
+        return self.quantile_ms(0.5)
+
+    @property
+    def p95_ms(self) -> float | None:
+        return self.quantile_ms(0.95)
+
+    @property
+    def p99_ms(self) -> float | None:
+        return self.quantile_ms(0.99)
+
+    @property
+    def latency_mean_ms(self) -> float | None:
+        return self.latency_sum_ms / self.requests if self.requests else None
+
+    @property
+    def cost_per_request(self) -> Decimal | None:
+        return self.cost_usd / self.requests if self.requests else None
+
+    @property
+    def quality_mean(self) -> float | None:
+        return self.quality_sum / self.quality_count if self.quality_count else None
+
+    @property
+    def feedback_score_mean(self) -> float | None:
+        return (
+            self.feedback_score_sum / self.feedback_score_count
+            if self.feedback_score_count
+            else None
+        )
+
+
+@dataclass
+class SeriesPoint:
+    """One bucket of one series: ``bucket_start`` (the minute or hour) and its ``stats``."""
+
+    bucket_start: datetime
+    stats: Stats
+
+
+@dataclass
+class Series:
+    """The points of one (version_digest, variant), oldest first; buckets without requests
+    are absent (a chart draws a gap or zero, its choice)."""
+
+    version_digest: str
+    variant: str
+    points: list[SeriesPoint]
+
+
+def resolution_for(start: datetime, end: datetime) -> Resolution:
+    """The default resolution of a window: minutes up to ``MINUTE_RESOLUTION_UP_TO`` (and
+    within the minute rollups' retention), hours beyond."""
+    minute_horizon = timezone.now() - timedelta(days=settings.TELEMETRY_MINUTE_RETENTION_DAYS)
+    if end - start <= MINUTE_RESOLUTION_UP_TO and start >= minute_horizon:
+        return "minute"
+    return "hour"
+
+
+def _model(resolution: Resolution) -> type[Rollup]:
+    return MinuteRollup if resolution == "minute" else HourRollup
+
+
+def _rows(
+    *,
+    tenant: Tenant,
+    agent: Agent,
+    environment: Environment,
+    start: datetime,
+    end: datetime,
+    resolution: Resolution,
+    version_digests: Iterable[str] | None = None,
+    variants: Iterable[str] | None = None,
+) -> Iterable[Rollup]:
+    rows = _model(resolution).objects.filter(
+        tenant=tenant,
+        agent=agent,
+        environment=environment,
+        bucket_start__gte=start,
+        bucket_start__lt=end,
+    )
+    if version_digests is not None:
+        rows = rows.filter(version_digest__in=list(version_digests))
+    if variants is not None:
+        rows = rows.filter(variant__in=list(variants))
+    return rows.order_by("version_digest", "variant", "bucket_start").iterator(chunk_size=2000)
+
+
+def telemetry_series(
+    *,
+    tenant: Tenant,
+    agent: Agent,
+    environment: Environment,
+    start: datetime,
+    end: datetime,
+    resolution: Resolution | None = None,
+    version_digests: Iterable[str] | None = None,
+    variants: Iterable[str] | None = None,
+) -> list[Series]:
+    """Time series of one agent in one environment over ``[start, end)``, one ``Series`` per
+    (version_digest, variant), each point a minute or an hour (``resolution``; default from
+    ``resolution_for``). Per point: requests, counts by outcome, error rate, p50/p95/p99
+    latency, cost per request, tokens (``Stats``). Optionally only some digests or variants.
+    Reads rollups only."""
+    resolution = resolution or resolution_for(start, end)
+    series: dict[tuple[str, str], Series] = {}
+    for row in _rows(
+        tenant=tenant,
+        agent=agent,
+        environment=environment,
+        start=start,
+        end=end,
+        resolution=resolution,
+        version_digests=version_digests,
+        variants=variants,
+    ):
+        key = (row.version_digest, row.variant)
+        if key not in series:
+            series[key] = Series(row.version_digest, row.variant, [])
+        stats = Stats()
+        stats.add(row)
+        series[key].points.append(SeriesPoint(row.bucket_start, stats))
+    return list(series.values())
+
+
+def telemetry_totals(
+    *,
+    tenant: Tenant,
+    agent: Agent,
+    environment: Environment,
+    start: datetime,
+    end: datetime,
+    resolution: Resolution | None = None,
+) -> list[SeriesPoint]:
+    """All versions and variants together: one point per minute or hour, oldest first."""
+    resolution = resolution or resolution_for(start, end)
+    points: dict[datetime, Stats] = {}
+    for row in _rows(
+        tenant=tenant,
+        agent=agent,
+        environment=environment,
+        start=start,
+        end=end,
+        resolution=resolution,
+    ):
+        points.setdefault(row.bucket_start, Stats()).add(row)
+    return [SeriesPoint(moment, points[moment]) for moment in sorted(points)]
+
+
+def telemetry_summary(
+    *,
+    tenant: Tenant,
+    agent: Agent,
+    environment: Environment,
+    start: datetime,
+    end: datetime,
+    version_digest: str | None = None,
+    variants: Iterable[str] | None = None,
+    resolution: Resolution | None = None,
+) -> Stats:
+    """The sums over ``[start, end)`` of one version (``version_digest``; None: every
+    version), optionally only some variants, as one ``Stats``."""
+    stats = Stats()
+    for row in _rows(
+        tenant=tenant,
+        agent=agent,
+        environment=environment,
+        start=start,
+        end=end,
+        resolution=resolution or resolution_for(start, end),
+        version_digests=None if version_digest is None else [version_digest],
+        variants=variants,
+    ):
+        stats.add(row)
+    return stats
+
+
+@dataclass
+class Comparison:
+    """Two versions over the same window: ``a`` and ``b`` (``Stats``: ``error_rate``,
+    ``p95_ms``, ``cost_per_request`` and the rest), the window ``[start, end)`` and the
+    resolution read."""
+
+    digest_a: str
+    digest_b: str
+    a: Stats
+    b: Stats
+    start: datetime
+    end: datetime
+    resolution: Resolution
+
+
+def telemetry_compare(
+    tenant: Tenant,
+    agent: Agent,
+    environment: Environment,
+    digest_a: str,
+    digest_b: str,
+    window: timedelta,
+    *,
+    now: datetime | None = None,
+) -> Comparison:
+    """ "Error rate / p95 / cost per request of version A vs version B in environment E over
+    the last ``window``", from rollups alone (all variants of each digest). The window ends at
+    ``now`` (default: the current time) and starts ``window`` earlier, on a minute (or hour,
+    for windows over ``MINUTE_RESOLUTION_UP_TO``) boundary."""
+    end = now or timezone.now()
+    start = end - window
+    resolution = resolution_for(start, end)
+    if resolution == "minute":
+        start = start.replace(second=0, microsecond=0)
+    else:
+        start = start.replace(minute=0, second=0, microsecond=0)
+    summaries = [
+        telemetry_summary(
+            tenant=tenant,
+            agent=agent,
+            environment=environment,
+            start=start,
+            end=end,
+            version_digest=digest,
+            resolution=resolution,
+        )
+        for digest in (digest_a, digest_b)
+    ]
+    return Comparison(digest_a, digest_b, summaries[0], summaries[1], start, end, resolution)
+
+
+compare = telemetry_compare  # the name issue 11 uses
