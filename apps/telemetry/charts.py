@@ -1,5 +1,5 @@
 """plotly figures for the Telemetry page, built in Python from rollup series
-(``explorer.telemetry_series``) and drawn by the locally served plotly.js
+(``explorer.chart_series``) and drawn by the locally served plotly.js
 (``static/vendor/plotly/plotly.min.js``) through ``static/js/app.js``.
 
 Small multiples, one question each: how much traffic, how many errors, how slow, how costly,
@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from plotly.utils import PlotlyJSONEncoder
 
-from .explorer import Series, SeriesPoint
+from .explorer import ChartPoint, ChartSeries
 
 VARIANT_COLOURS = {"stable": "#2563eb", "candidate": "#d97706", "shadow": "#7c3aed"}
 OTHER_COLOUR = "#475569"
@@ -34,27 +34,27 @@ _LAYOUT: dict[str, Any] = {
 }
 
 # (key, title's question, y-axis title, value of a point; None leaves a gap)
-METRICS: list[tuple[str, str, str, Callable[[SeriesPoint], float | None]]] = [
+METRICS: list[tuple[str, str, str, Callable[[ChartPoint], float | None]]] = [
     ("requests", "How much traffic? (requests per minute)", "req/min", lambda p: p.request_rate),
     (
         "errors",
         "How often does it fail? (error rate, %)",
         "% errors",
-        lambda p: None if p.error_rate is None else 100 * p.error_rate,
+        lambda p: None if p.stats.error_rate is None else 100 * p.stats.error_rate,
     ),
-    ("latency", "How slow? (p95 latency, ms)", "ms", lambda p: p.p95_ms),
+    ("latency", "How slow? (p95 latency, ms)", "ms", lambda p: p.stats.p95_ms),
     (
         "cost",
         "What does a request cost? (USD per request)",
         "USD",
-        lambda p: None if p.cost_per_request is None else float(p.cost_per_request),
+        lambda p: None if p.stats.cost_per_request is None else float(p.stats.cost_per_request),
     ),
     ("tokens", "How many tokens? (in + out per minute)", "tokens/min", lambda p: p.tokens_rate),
 ]
 
 
 def telemetry_figures(
-    series: list[Series], *, tz: tzinfo, start: datetime, end: datetime, subject: str
+    series: list[ChartSeries], *, tz: tzinfo, start: datetime, end: datetime, subject: str
 ) -> list[tuple[str, go.Figure]]:
     """One figure per metric of METRICS, each with a line per series; ``subject`` (e.g.
     "support-bot in production") goes into the titles. Empty list without series."""

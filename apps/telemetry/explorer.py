@@ -24,8 +24,8 @@ from django.db.models import Q, QuerySet
 
 from apps.tenancy.models import TRACE_ID_PLACEHOLDER, Agent, Environment, Tenant
 
-from .models import ERROR_OUTCOMES, HourRollup, MinuteRollup, RequestRecord, Rollup
-from .sketches import sketch_from_bytes, sketch_new
+from .models import HourRollup, MinuteRollup, RequestRecord, Rollup
+from .selectors import Stats
 
 # The time-range picker: label → (span, bucket width, rollup model read).
 RANGES: dict[str, tuple[timedelta, timedelta, type[Rollup]]] = {
@@ -42,73 +42,43 @@ PAGE_SIZE = 50
 
 
 @dataclass
-class SeriesPoint:
-    """One bucket of one (version, variant) series. ``p95_ms`` None when no latency was
-    recorded; rates per minute; cost in USD."""
+class ChartPoint:
+    """One bucket of one (version, variant) line: ``stats`` summed over the rollup rows in
+    it (``selectors.Stats``: requests, error rate, merged-sketch p95, cost, tokens), and the
+    bucket's width in minutes for rates."""
 
     bucket_start: datetime
-    requests: int
-    errors: int
-    p95_ms: float | None
-    cost_usd: Decimal
-    tokens_in: int
-    tokens_out: int
+    stats: Stats
     bucket_minutes: float
 
     @property
     def request_rate(self) -> float:
         """Requests per minute."""
-        return self.requests / self.bucket_minutes
-
-    @property
-    def error_rate(self) -> float | None:
-        """Share of requests with an error outcome (0..1); None without requests."""
-        return self.errors / self.requests if self.requests else None
-
-    @property
-    def cost_per_request(self) -> Decimal | None:
-        return self.cost_usd / self.requests if self.requests else None
+        return self.stats.requests / self.bucket_minutes
 
     @property
     def tokens_rate(self) -> float:
         """Tokens (in + out) per minute."""
-        return (self.tokens_in + self.tokens_out) / self.bucket_minutes
+        return (self.stats.tokens_in + self.stats.tokens_out) / self.bucket_minutes
 
 
 @dataclass
-class Series:
-    """A (version digest, variant) line of the Telemetry page's charts."""
+class ChartSeries:
+    """A (version digest, variant) line of the Telemetry page; ``total`` over the range."""
 
     version_digest: str
     variant: str
-    points: list[SeriesPoint] = field(default_factory=list)
-    p95_ms: float | None = None  # over the whole range (the merged sketch)
-
-    @property
-    def requests(self) -> int:
-        return sum(p.requests for p in self.points)
-
-    @property
-    def errors(self) -> int:
-        return sum(p.errors for p in self.points)
-
-    @property
-    def error_rate(self) -> float | None:
-        return self.errors / self.requests if self.requests else None
-
-    @property
-    def error_percent(self) -> float | None:
-        rate = self.error_rate
-        return None if rate is None else 100 * rate
-
-    @property
-    def cost_per_request(self) -> Decimal | None:
-        requests = self.requests
-        return sum((p.cost_usd for p in self.points), Decimal(0)) / requests if requests else None
+    points: list[ChartPoint] = field(default_factory=list)
+    total: Stats = field(default_factory=Stats)
 
     @property
     def label(self) -> str:
         return f"{short_digest(self.version_digest)} {self.variant}"
+
+    @property
+    def error_percent(self) -> float | None:
+        rate = self.total.error_rate
+        return None if rate is None else 100 * rate
 
 
 def short_digest(digest: str) -> str:
@@ -130,85 +100,46 @@ def time_range(label: str, *, now: datetime | None = None) -> tuple[datetime, da
     return end - span, end
 
 
-def telemetry_series(
+def chart_series(
     *, agent: Agent, environment: Environment, range_label: str, now: datetime | None = None
-) -> list[Series]:
-    """Per (version digest, variant) of ``agent`` in ``environment``: request rate, errors,
-    p95 latency (merged DDSketches), cost and tokens per bucket of the range (RANGES), read
-    from minute or hour rollups only. Buckets without traffic are absent. Sorted stable
-    first, then candidate, shadow; by digest within."""
+) -> list[ChartSeries]:
+    """Per (version digest, variant) of ``agent`` in ``environment``, the range's buckets
+    (RANGES: 1h by the minute, 6h by 5 minutes, 24h by 15 minutes, 7d by the hour), each the
+    ``Stats`` of the minute or hour rollups in it — rollups only, sketches merged, so p95 is
+    exact to the sketch's accuracy at any width. ``selectors.telemetry_series`` gives one
+    point per rollup row; this coarsens it so a day is 96 points, not 1,440. Buckets without
+    traffic are absent. Sorted stable, candidate, shadow; by digest within."""
     _, width, model = RANGES[range_label]
     start, end = time_range(range_label, now=now)
-    rows = (
-        model.objects.filter(
-            tenant_id=agent.tenant_id,
-            agent_id=agent.pk,
-            environment_id=environment.pk,
-            bucket_start__gte=start,
-            bucket_start__lt=end,
-        )
-        .order_by("bucket_start")
-        .values_list(
-            "version_digest",
-            "variant",
-            "bucket_start",
-            "requests",
-            *[f"count_{o}" for o in ERROR_OUTCOMES],
-            "latency_sketch",
-            "cost_usd",
-            "tokens_in",
-            "tokens_out",
-        )
-    )
     step = int(width.total_seconds())
-    buckets: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
-    for digest, variant, bucket_start, requests, *rest in rows:
-        errors = sum(rest[: len(ERROR_OUTCOMES)])
-        sketch_bytes, cost, tokens_in, tokens_out = rest[len(ERROR_OUTCOMES) :]
-        slot = int(bucket_start.timestamp()) // step * step
-        acc = buckets[(digest, variant)].setdefault(
-            slot,
-            {
-                "requests": 0,
-                "errors": 0,
-                "sketch": sketch_new(),
-                "cost": Decimal(0),
-                "in": 0,
-                "out": 0,
-            },
-        )
-        acc["requests"] += requests
-        acc["errors"] += errors
-        if sketch_bytes:
-            acc["sketch"].merge(sketch_from_bytes(sketch_bytes))
-        acc["cost"] += cost
-        acc["in"] += tokens_in
-        acc["out"] += tokens_out
+    lines: dict[tuple[str, str], ChartSeries] = {}
+    buckets: dict[tuple[str, str], dict[int, Stats]] = defaultdict(dict)
+    rows = model.objects.filter(
+        tenant_id=agent.tenant_id,
+        agent_id=agent.pk,
+        environment_id=environment.pk,
+        bucket_start__gte=start,
+        bucket_start__lt=end,
+    ).order_by("bucket_start")
+    for row in rows.iterator(chunk_size=2000):
+        key = (row.version_digest, row.variant)
+        line = lines.get(key)
+        if line is None:
+            line = lines[key] = ChartSeries(version_digest=row.version_digest, variant=row.variant)
+        slot = int(row.bucket_start.timestamp()) // step * step
+        buckets[key].setdefault(slot, Stats()).add(row)
+        line.total.add(row)
     order = {"stable": 0, "candidate": 1, "shadow": 2}
-    result = []
-    for (digest, variant), slots in sorted(
-        buckets.items(), key=lambda item: (order.get(item[0][1], 9), item[0][0])
-    ):
-        series = Series(version_digest=digest, variant=variant)
-        total = sketch_new()
-        for slot, acc in sorted(slots.items()):
-            sketch = acc["sketch"]
-            if sketch.count:
-                total.merge(sketch)
-            series.points.append(
-                SeriesPoint(
-                    bucket_start=datetime.fromtimestamp(slot, tz=UTC),
-                    requests=acc["requests"],
-                    errors=acc["errors"],
-                    p95_ms=sketch.get_quantile_value(0.95) if sketch.count else None,
-                    cost_usd=acc["cost"],
-                    tokens_in=acc["in"],
-                    tokens_out=acc["out"],
-                    bucket_minutes=step / 60,
-                )
+    result = sorted(lines.values(), key=lambda s: (order.get(s.variant, 9), s.version_digest))
+    for line in result:
+        line.points = [
+            ChartPoint(
+                bucket_start=datetime.fromtimestamp(slot, tz=UTC),
+                stats=stats,
+                bucket_minutes=step / 60,
             )
-        series.p95_ms = total.get_quantile_value(0.95) if total.count else None
-        result.append(series)
+            for slot, stats in sorted(buckets[(line.version_digest, line.variant)].items())
+        ]
     return result
 
 

@@ -80,9 +80,7 @@ def agent_telemetry(request: HttpRequest, pk: int) -> HttpResponse:
         range_label = explorer.DEFAULT_RANGE
     tz = _tz(agent)
     start, end = explorer.time_range(range_label)
-    series = explorer.telemetry_series(
-        agent=agent, environment=environment, range_label=range_label
-    )
+    series = explorer.chart_series(agent=agent, environment=environment, range_label=range_label)
     subject = f"{agent.slug} in {environment.name}"
     figures = [
         charts.figure_html(figure, label=f"{key} chart of {subject}")
