@@ -11,7 +11,7 @@ import zoneinfo
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import render
 
 from apps.accounts.authz import authorize
@@ -269,7 +269,7 @@ def session_export(request: HttpRequest, pk: int) -> HttpResponse:
     environment, _ = _environment(request, agent)
     session = request.GET.get("session", "").strip()[:128]
     if not session:
-        raise Http404("Name the session (?session=).")
+        return HttpResponseBadRequest("Name the session to export (?session=…).")
     found = explorer.session_records(agent=agent, environment=environment, session=session)
     if not found:
         raise Http404("No records of this session are kept.")
