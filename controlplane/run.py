@@ -154,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
                     f"demo-{agent}",
                     "--cache-dir",
                     str(var_dir / "simulator"),
-                    "--no-report",
                 ]
             )
     children = [subprocess.Popen(cmd) for cmd in commands]  # noqa: S603 - our own interpreter

@@ -28,7 +28,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--instance-prefix", default="sim", help="instance id prefix")
     parser.add_argument("--cache-dir", default=None, help="last-known-good cache root")
     parser.add_argument("--tool-failure-rate", type=float, default=0.02)
-    parser.add_argument("--no-report", action="store_true", help="do not POST request records")
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not report usage (reporting is the default)"
+    )
+    parser.add_argument(
+        "--report-mode",
+        choices=["records", "buckets"],
+        default="records",
+        help="one record per request, or 10-second buckets plus errors and a sample",
+    )
     parser.add_argument(
         "--rate-limits", action="store_true", help="enforce the bundles' per-runtime rate limits"
     )
@@ -50,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         instance_prefix=args.instance_prefix,
         cache_root=args.cache_dir,
         report=not args.no_report,
+        report_mode=args.report_mode,
         requests_per_runtime=args.requests,
         tool_failure_rate=args.tool_failure_rate,
         enforce_rate_limits=args.rate_limits,

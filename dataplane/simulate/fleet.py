@@ -8,89 +8,109 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from .._version import __version__
 from ..client import Backoff, Runtime
 from ..guardrails import RequestContext
-from ..transport import Transport, TransportError
-from .agent import FakeAgent, RequestRecord, synthetic_request
+from ..usage import Mode, UsageRecord, UsageReporter
+from .agent import (
+    BLOCKED,
+    ESCALATED,
+    FAILED,
+    REJECTED,
+    RESOLVED,
+    WRONG_ACTION,
+    FakeAgent,
+    RequestRecord,
+    synthetic_request,
+)
 from .stats import VersionKey, VersionStats, outcome_stats
-
-RECORDS_PATH = "/api/runtime/v1/records"
 
 log = logging.getLogger("dataplane.simulate")
 
 
-class RecordReporter:
-    """Batches request records to ``POST /api/runtime/v1/records``, best effort.
+# What the simulator's outcomes are in the records API (docs/runtime-api.md). A wrong action
+# looked like a success to the runtime: its quality score (0) is what tells them apart.
+API_OUTCOME = {
+    RESOLVED: "success",
+    ESCALATED: "escalated",
+    REJECTED: "policy_denied",
+    BLOCKED: "policy_denied",
+    FAILED: "error",
+    WRONG_ACTION: "success",
+}
 
-    Telemetry must never slow down or break request handling: a batch that cannot be delivered
-    is dropped (and counted), and a 404 — a control plane without the endpoint yet — switches
-    reporting off for the rest of the run."""
+
+def usage_record(record: RequestRecord, *, finished_at: datetime | None = None) -> UsageRecord:
+    """A simulated request in the fields of the records API."""
+    finished = finished_at or datetime.now(UTC)
+    outcome = API_OUTCOME.get(record.outcome, "error")
+    return UsageRecord(
+        request_id=record.request_id,
+        agent=record.agent,
+        started_at=finished - timedelta(milliseconds=record.latency_ms),
+        latency_ms=record.latency_ms,
+        outcome=outcome,
+        version_digest=record.digest or "",
+        variant=record.role or "stable",
+        session_id=record.session_id,
+        tool_calls=record.tool_calls,
+        tokens_in=record.total_tokens,
+        cost_usd=record.cost_usd,
+        error_code="" if outcome == "success" else record.outcome,
+        quality_score=record.quality,
+    )
+
+
+class RecordReporter:
+    """The fleet's usage reporter (``dataplane.usage.UsageReporter``) fed with simulated
+    requests: records, or 10-second buckets plus sampled/errored records (``mode``).
+    Best effort: telemetry never slows down request handling."""
 
     def __init__(
-        self, url: str, token: str, *, batch_size: int = 200, flush_interval_s: float = 2.0
+        self,
+        url: str,
+        token: str,
+        *,
+        instance_id: str = "sim-fleet",
+        mode: Mode = "records",
+        batch_size: int = 500,
+        flush_interval_s: float = 2.0,
     ):
-        self._http = Transport(url, token, user_agent=f"dataplane-simulate/{__version__}")
-        self._batch_size = batch_size
-        self._flush_interval_s = flush_interval_s
-        self._pending: list[RequestRecord] = []
-        self._lock = threading.Lock()
-        self._flush_now = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="dataplane-records", daemon=True)
-        self.enabled = True
-        self.sent = 0
-        self.dropped = 0
+        self.usage = UsageReporter(
+            url,
+            token,
+            instance_id=instance_id,
+            mode=mode,
+            batch_size=batch_size,
+            flush_interval_s=flush_interval_s,
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """False once the control plane answered 404 (no records endpoint)."""
+        return self.usage.enabled
+
+    @property
+    def sent(self) -> int:
+        return self.usage.sent
+
+    @property
+    def dropped(self) -> int:
+        return self.usage.dropped
 
     def start(self) -> None:
-        self._thread.start()
+        self.usage.start()
 
     def add(self, record: RequestRecord) -> None:
-        if not self.enabled:
-            return
-        with self._lock:
-            self._pending.append(record)
-            full = len(self._pending) >= self._batch_size
-        if full:
-            self._flush_now.set()
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._flush_now.wait(self._flush_interval_s)
-            self._flush_now.clear()
-            self.flush()
+        self.usage.record(usage_record(record))
 
     def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch or not self.enabled:
-            return
-        body = {"records": [record.as_json() for record in batch]}
-        try:
-            response = self._http.request("POST", RECORDS_PATH, json_body=body, timeout=10)
-        except TransportError as exc:
-            self.dropped += len(batch)
-            log.info("simulate.records_failed", extra={"error": str(exc)})
-            return
-        if response.status == 404:
-            self.enabled = False
-            self.dropped += len(batch)
-            log.info("simulate.records_unsupported")
-        elif 200 <= response.status < 300:
-            self.sent += len(batch)
-        else:
-            self.dropped += len(batch)
-            log.info("simulate.records_refused", extra={"status": response.status})
+        self.usage.flush()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self._flush_now.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self.flush()
-        self._http.close()
+        self.usage.stop()
 
 
 class SimulatedRuntime:
@@ -167,6 +187,7 @@ class Fleet:
         instance_prefix: str = "sim",
         cache_root: str | Path | None = None,
         report: bool = True,
+        report_mode: Mode = "records",
         requests_per_runtime: int | None = None,
         tool_failure_rate: float = 0.02,
         wait_s: int = 30,
@@ -178,7 +199,11 @@ class Fleet:
             raise ValueError("need at least one runtime and a positive rps")
         self.records: list[RequestRecord] = []
         self._lock = threading.Lock()
-        self.reporter = RecordReporter(url, token) if report else None
+        self.reporter = (
+            RecordReporter(url, token, instance_id=f"{instance_prefix}-fleet", mode=report_mode)
+            if report
+            else None
+        )
         interval = runtimes / rps
         self.members = []
         for index in range(runtimes):
