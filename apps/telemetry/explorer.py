@@ -114,7 +114,7 @@ def chart_series(
     step = int(width.total_seconds())
     lines: dict[tuple[str, str], ChartSeries] = {}
     buckets: dict[tuple[str, str], dict[int, Stats]] = defaultdict(dict)
-    rows = model.objects.filter(
+    rows = model._default_manager.filter(
         tenant_id=agent.tenant_id,
         agent_id=agent.pk,
         environment_id=environment.pk,
