@@ -51,6 +51,7 @@ urlpatterns = [
     path("", include("apps.rollouts.urls")),
     path("", include("apps.flags.urls")),
     path("", include("apps.telemetry.urls")),
+    path("", include("apps.reviews.urls")),
     path("", include("apps.dashboard.urls")),
 ]
 

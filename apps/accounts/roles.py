@@ -36,6 +36,7 @@ _VIEW = [
     "bundles.view_evaluation",
     "bundles.view_promotiongate",
     "telemetry.view_requestrecord",
+    "reviews.view_reviewgrade",
 ]
 _OPERATE = [
     "tenancy.add_tenant",
@@ -59,6 +60,9 @@ _OPERATE = [
     "bundles.add_evaluation",
     "bundles.add_promotiongate",
     "bundles.change_promotiongate",
+    "reviews.add_reviewgrade",
+    "reviews.change_reviewgrade",
+    "reviews.change_reviewpolicy",
 ]
 _MANAGE_USERS = ["auth.view_user", "auth.add_user", "auth.change_user"]
 

@@ -20,11 +20,11 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q, QuerySet
+from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
 
 from apps.tenancy.models import TRACE_ID_PLACEHOLDER, Agent, Environment, Tenant
 
-from .models import HourRollup, MinuteRollup, RequestRecord, Rollup
+from .models import ERROR_OUTCOMES, HourRollup, MinuteRollup, RequestRecord, Rollup
 from .selectors import Stats
 
 # The time-range picker: label → (span, bucket width, rollup model read).
@@ -356,3 +356,69 @@ def trace_url(tenant: Tenant, trace_id: str) -> str | None:
     if not template or not trace_id:
         return None
     return template.replace(TRACE_ID_PLACEHOLDER, quote(trace_id, safe=""))
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One session of an agent in an environment, from its kept raw records: how many
+    requests and errors, its cost (USD), when it was last active, and the automatic scores
+    (mean online quality score, thumbs up/down), None where none were reported."""
+
+    session_id: str
+    requests: int
+    errors: int
+    cost_usd: Decimal
+    last_started_at: datetime
+    quality_mean: float | None
+    thumbs_up: int
+    thumbs_down: int
+
+
+def session_summaries(
+    *,
+    agent: Agent,
+    environment: Environment,
+    since: datetime,
+    session_ids: list[str] | None = None,
+    limit: int = 5000,
+) -> list[SessionSummary]:
+    """The sessions of ``agent`` in ``environment`` active since ``since`` (or exactly
+    ``session_ids``), most recently active first, at most ``limit``; records without a
+    session are left out. Reads raw records (one GROUP BY)."""
+    qs = RequestRecord.objects.filter(
+        tenant_id=agent.tenant_id,
+        agent_id=agent.pk,
+        environment_id=environment.pk,
+        started_at__gte=since,
+    ).exclude(session_id="")
+    if session_ids is not None:
+        qs = qs.filter(session_id__in=session_ids)
+    rows = (
+        qs.values("session_id")
+        .annotate(
+            requests=Count("id"),
+            errors=Count("id", filter=Q(outcome__in=ERROR_OUTCOMES)),
+            cost=Sum("cost_usd"),
+            last=Max("started_at"),
+            quality=Avg("quality_score"),
+            up=Count("id", filter=Q(feedback_thumbs="up")),
+            down=Count("id", filter=Q(feedback_thumbs="down")),
+        )
+        .order_by("-last", "session_id")[:limit]
+    )
+    return [
+        SessionSummary(
+            session_id=row["session_id"],
+            requests=row["requests"],
+            errors=row["errors"],
+            cost_usd=row["cost"] or Decimal(0),
+            last_started_at=row["last"],
+            quality_mean=row["quality"],
+            thumbs_up=row["up"],
+            thumbs_down=row["down"],
+        )
+        for row in rows
+    ]

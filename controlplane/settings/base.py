@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.bundles",
     "apps.flags",
     "apps.telemetry",
+    "apps.reviews",
     "apps.rollouts",
     "apps.runtimes",
     "apps.dashboard",

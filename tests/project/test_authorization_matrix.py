@@ -204,6 +204,9 @@ ROUTES: dict[str, Route] = {
     "telemetry:session_export": _r("pk_agent", True, get="telemetry.view_requestrecord"),
     "telemetry:record_detail": _r("pk_record", True, get="telemetry.view_requestrecord"),
     "telemetry:record_export": _r("pk_record", True, get="telemetry.view_requestrecord"),
+    "reviews:queue": _r("pk_agent", True, get="reviews.view_reviewgrade"),
+    "reviews:grade": _r("pk_agent", True, post="reviews.add_reviewgrade"),
+    "reviews:policy": _r("pk_agent", True, post="reviews.change_reviewpolicy"),
     "tenancy:agent_edit": _r(
         "pk_agent", True, get="tenancy.change_agent", post="tenancy.change_agent"
     ),
