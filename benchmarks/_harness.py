@@ -81,8 +81,12 @@ def setup_django() -> None:
 
 
 @contextmanager
-def server(*, workers: int = 1) -> Iterator[str]:
-    """The real ASGI app (fast path + Django) under uvicorn; yields its base URL."""
+def server(
+    *, workers: int = 1, pids: list[int] | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """The real ASGI app (fast path + Django) under uvicorn; yields its base URL. ``pids``, if
+    given, receives the server process id (its workers are that process's children); ``env``
+    overrides the benchmark environment."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -107,7 +111,9 @@ def server(*, workers: int = 1) -> Iterator[str]:
         "--timeout-keep-alive",
         "75",
     ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=bench_environment())
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**bench_environment(), **(env or {})})
+    if pids is not None:
+        pids.append(proc.pid)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -53,10 +53,11 @@ def sketch_to_bytes(sketch: BaseDDSketch) -> bytes:
     return bytes(DDSketchProto.to_proto(sketch).SerializeToString())
 
 
-def sketch_from_bytes(data: bytes | memoryview | None) -> BaseDDSketch:
+def sketch_from_bytes(data: bytes | memoryview | None, *, trusted: bool = False) -> BaseDDSketch:
     """The sketch serialised in ``data`` (``b""`` or None: empty). Raises ``SketchError`` for
     bytes that are no DDSketch protobuf, use another accuracy (gamma), hold negative or
-    non-finite counts, negative values, or more bins than ``MAX_BINS``."""
+    non-finite counts, negative values, or more bins than ``MAX_BINS``. ``trusted``: bytes
+    this code stored itself (a rollup's), whose bin counts need no second check."""
     if not data:
         return sketch_new()
     raw = bytes(data)
@@ -85,18 +86,26 @@ def sketch_from_bytes(data: bytes | memoryview | None) -> BaseDDSketch:
     first = store.contiguousBinIndexOffset
     if counts and not (first >= MIN_KEY and first + len(counts) - 1 <= MAX_KEY):
         raise SketchError(f"Bin keys must lie between {MIN_KEY} and {MAX_KEY}.")
-    if any(not math.isfinite(c) or c < 0 for c in counts):
+    if not trusted and any(not math.isfinite(c) or c < 0 for c in counts):
         raise SketchError("Bin counts must be finite and not negative.")
     if any(c != 0 for c in message.negativeValues.contiguousBinCounts):
         raise SketchError("Latencies are not negative: the negative store must be empty.")
     zero = message.zeroCount
     if not math.isfinite(zero) or zero < 0:
         raise SketchError("zeroCount must be finite and not negative.")
-    decoded = DDSketchProto.from_proto(message)
-    # from_proto keeps the message's mapping object; merge into a fresh sketch of ours so every
-    # stored sketch has the same shape.
+    # Build the dense store directly: ddsketch's own from_proto adds bin by bin, growing the
+    # store each time (~100x slower, and this runs for every rollup row an ingest touches).
     sketch = sketch_new()
-    sketch.merge(decoded)
+    nonzero = [i for i, c in enumerate(counts) if c]
+    if nonzero:
+        store_ = sketch._store
+        store_.bins = [float(c) for c in counts]
+        store_.offset = first
+        store_.min_key = first + nonzero[0]
+        store_.max_key = first + nonzero[-1]
+        store_.count = float(sum(counts))
+    sketch._zero_count = float(zero)
+    sketch._count = sketch._store.count + sketch._zero_count
     return sketch
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -47,6 +48,20 @@ def test_records__same_batch_twice__counted_once(client: APIClient) -> None:
     assert RequestRecord.objects.count() == 3
     assert sum(MinuteRollup.objects.values_list("requests", flat=True)) == 3
     assert sum(HourRollup.objects.values_list("requests", flat=True)) == 3
+
+
+def test_records__text_with_backslashes_and_unicode__stored_as_sent(client: APIClient) -> None:
+    sent = record(model="m\\odel\\N", error_code="é\\t", session_id="s\\", quality_score=0.25)
+    assert post(client, {"records": [sent]}).json()["accepted"] == 1
+    stored = RequestRecord.objects.get()
+    assert (stored.model, stored.error_code, stored.session_id) == (
+        "m\\odel\\N",
+        "é\\t",
+        "s\\",
+    )
+    assert stored.quality_score == 0.25
+    assert stored.cost_usd == Decimal("0.0125")
+    assert stored.feedback_thumbs is None
 
 
 def test_records__same_request_twice_in_one_batch__stored_once(client: APIClient) -> None:
