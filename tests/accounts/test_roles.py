@@ -110,7 +110,7 @@ def test_first_migrate_of_an_empty_database__every_role_complete_and_operator_pu
 
     # Then every role holds exactly its permissions
     assert _role_permissions() == _expected()
-    assert len(_expected()[Role.OPERATOR.value]) == 35
+    assert len(_expected()[Role.OPERATOR.value]) == 40  # + telemetry and review permissions
 
     # And an Operator granted a tenant can push a bundle right away
     settings.SIGNING_KEY, settings.SIGNING_KEY_FILE = "", ""
