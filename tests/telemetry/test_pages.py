@@ -426,3 +426,20 @@ def test_record__other_tenant__404(agent: Agent, token: RuntimeToken, other_tena
 
     assert client.get(f"/telemetry/records/{stored.pk}/").status_code == 404
     assert client.get(f"/telemetry/records/{stored.pk}/export/").status_code == 404
+
+
+# --------------------------------------------------------------------------- query budgets
+
+
+def test_explorer_and_telemetry_page__query_budget_independent_of_rows(
+    browser: Client,
+    agent: Agent,
+    token: RuntimeToken,
+    django_assert_max_num_queries: Any,
+) -> None:
+    _ingest(token, *[record(session_id=f"s-{i}", cost_usd="0.01") for i in range(60)])
+
+    with django_assert_max_num_queries(20):
+        _page(browser, f"/agents/{agent.pk}/records/")
+    with django_assert_max_num_queries(20):
+        _page(browser, f"/agents/{agent.pk}/telemetry/?range=24h")
