@@ -43,6 +43,9 @@ feedback_*     ``controlplane.feedback.thumbs`` (``up``/``down`` or a bool),
                ``controlplane.feedback.score``, ``controlplane.quality_score``
 ============== ==================================================================================
 
+Child spans exported before their agent span are counted when it arrives (:func:`convert`,
+with what the caller kept from earlier exports).
+
 The values are passed on as found; the ingestion service judges them (an unknown variant or a
 negative cost is refused item by item, with the span's position as the pointer).
 """
@@ -54,7 +57,7 @@ import binascii
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -216,9 +219,139 @@ def _nodes(request: ExportTraceServiceRequest) -> Iterator[_Node]:
                 )
 
 
+# Child spans kept for one waiting span at most: a bound on what a hostile export can park.
+MAX_CARRIED_SPANS = 10_000
+
+
+@dataclass
+class ChildCounts:
+    """The GenAI child spans of an invocation, by span id: inference spans (``steps``, token
+    usage, a ``model``) and ``execute_tool`` spans (failed or not). Kept per span, not as
+    sums, so a span counted twice — a retried export, or a child kept from an earlier export
+    and sent again — counts once; so counts of children exported before their agent span can
+    wait (``as_dict``) and be added when it arrives (see :func:`convert`)."""
+
+    spans: dict[str, list[Any]] = field(default_factory=dict)
+
+    def add_span(self, node: _Node) -> None:
+        span_id = node.span.span_id.hex()
+        if node.operation == EXECUTE_TOOL:
+            failed = _is_failed(node.span, node.attributes)
+            self.spans.setdefault(span_id, ["tool", failed, 0, 0, ""])
+        elif node.operation in INFERENCE_OPERATIONS:
+            usage = []
+            for key in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+                value = node.attributes.get(key)
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+                usage.append(value if ok else 0)
+            model = node.attributes.get("gen_ai.request.model")
+            entry = ["step", False, *usage, model[:120] if isinstance(model, str) else ""]
+            self.spans.setdefault(span_id, entry)
+
+    def add(self, other: ChildCounts) -> None:
+        for span_id, entry in other.spans.items():
+            if len(self.spans) >= MAX_CARRIED_SPANS:
+                break
+            self.spans.setdefault(span_id, entry)
+
+    def _of(self, kind: str) -> list[list[Any]]:
+        return [entry for entry in self.spans.values() if entry[0] == kind]
+
+    @property
+    def steps(self) -> int:
+        return len(self._of("step"))
+
+    @property
+    def tool_calls(self) -> int:
+        return len(self._of("tool"))
+
+    @property
+    def tool_failures(self) -> int:
+        return sum(1 for entry in self._of("tool") if entry[1])
+
+    @property
+    def tokens_in(self) -> int:
+        return sum(entry[2] for entry in self._of("step"))
+
+    @property
+    def tokens_out(self) -> int:
+        return sum(entry[3] for entry in self._of("step"))
+
+    @property
+    def model(self) -> str:
+        return next((entry[4] for entry in self._of("step") if entry[4]), "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"spans": self.spans}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ChildCounts:
+        """Counts kept by ``as_dict``; entries of another shape are dropped."""
+        counts = cls()
+        spans = data.get("spans") if isinstance(data, dict) else None
+        if isinstance(spans, dict):
+            for span_id, entry in list(spans.items())[:MAX_CARRIED_SPANS]:
+                if (
+                    isinstance(entry, list)
+                    and len(entry) == 5
+                    and entry[0] in ("tool", "step")
+                    and all(isinstance(n, int) and n >= 0 for n in entry[2:4])
+                    and isinstance(entry[4], str)
+                ):
+                    counts.spans[str(span_id)] = [
+                        entry[0],
+                        bool(entry[1]),
+                        entry[2],
+                        entry[3],
+                        entry[4][:120],
+                    ]
+        return counts
+
+
+def carry_key(trace_id: bytes, span_id: bytes) -> str:
+    """The cache key under which counts of child spans waiting for span ``span_id`` of trace
+    ``trace_id`` are kept."""
+    return f"otlp-carry:{trace_id.hex()}:{span_id.hex()}"
+
+
+def carry_keys(request: ExportTraceServiceRequest) -> list[str]:
+    """Every key :func:`convert` may read for this export: one per span and per parent."""
+    keys = set()
+    for node in _nodes(request):
+        keys.add(carry_key(node.span.trace_id, node.span.span_id))
+        if node.span.parent_span_id:
+            keys.add(carry_key(node.span.trace_id, node.span.parent_span_id))
+    return sorted(keys)
+
+
+@dataclass
+class Conversion:
+    """:func:`convert`'s result: the ``records``; ``carry_out``, counts of child spans whose
+    agent span is not in this export, by the key of the span they wait for (merge of what was
+    kept there before); ``consumed``, the kept keys this export used up (delete them)."""
+
+    records: list[SpanRecord]
+    carry_out: dict[str, dict[str, Any]]
+    consumed: list[str]
+
+
 def records_from_request(request: ExportTraceServiceRequest) -> list[SpanRecord]:
     """Every agent invocation of the export as a records-API item, in the export's order
-    (see the module docstring for which spans and which attributes)."""
+    (see the module docstring for which spans and which attributes), from this export alone."""
+    return convert(request).records
+
+
+def convert(
+    request: ExportTraceServiceRequest, *, carried: dict[str, Any] | None = None
+) -> Conversion:
+    """Records of the export, counting child spans exported earlier too.
+
+    A batch span processor exports spans as they end, in batches; children end before their
+    agent span, so a batch boundary can fall between them. Children whose invocation is not in
+    this export are counted (``ChildCounts``) and handed back in ``carry_out`` under the key of
+    the missing span they hang from; ``carried`` (what the caller kept from earlier exports,
+    read by ``carry_keys``) is added to the invocation they reach, or passed further up."""
+    carried = carried or {}
     nodes = list(_nodes(request))
     by_id = {(n.span.trace_id, n.span.span_id): n for n in nodes}
     children: dict[tuple[bytes, bytes], list[_Node]] = defaultdict(list)
@@ -237,7 +370,18 @@ def records_from_request(request: ExportTraceServiceRequest) -> list[SpanRecord]
             parent = by_id.get((parent.span.trace_id, parent.span.parent_span_id))
         return False
 
-    def descendants(node: _Node) -> list[_Node]:
+    chosen_ids: set[int] = set()
+    for node in nodes:
+        if node.operation == INVOKE_AGENT:
+            chosen = not has_agent_ancestor(node)
+        else:
+            chosen = not node.span.parent_span_id and node.span.trace_id not in traces_with_agents
+        if chosen:
+            chosen_ids.add(id(node))
+
+    consumed: set[str] = set()
+
+    def subtree(node: _Node, *, stop_at_records: bool) -> list[_Node]:
         found: list[_Node] = []
         stack = list(children.get((node.span.trace_id, node.span.span_id), []))
         seen: set[int] = set()
@@ -246,33 +390,58 @@ def records_from_request(request: ExportTraceServiceRequest) -> list[SpanRecord]
             if id(child) in seen:  # a malformed export may loop; count each span once
                 continue
             seen.add(id(child))
+            if stop_at_records and id(child) in chosen_ids:
+                continue
             found.append(child)
             stack.extend(children.get((child.span.trace_id, child.span.span_id), []))
-        found.sort(key=lambda n: n.span.start_time_unix_nano)
         return found
+
+    def counts_of(top: _Node, below: list[_Node], *, include_top: bool) -> ChildCounts:
+        counts = ChildCounts()
+        for member in ([top] if include_top else []) + below:
+            counts.add_span(member)
+        for member in [top, *below]:
+            key = carry_key(member.span.trace_id, member.span.span_id)
+            if key in carried and key not in consumed:
+                counts.add(ChildCounts.from_dict(carried[key]))
+                consumed.add(key)
+        return counts
 
     records = []
     for node in nodes:
-        if node.operation == INVOKE_AGENT:
-            chosen = not has_agent_ancestor(node)
-        else:
-            chosen = not node.span.parent_span_id and node.span.trace_id not in traces_with_agents
-        if chosen:
-            records.append(SpanRecord(node.pointer, _record(node, descendants(node))))
-    return records
+        if id(node) in chosen_ids:
+            below = subtree(node, stop_at_records=False)
+            counts = counts_of(node, below, include_top=False)
+            records.append(SpanRecord(node.pointer, _record(node, counts)))
+
+    carry_out: dict[str, dict[str, Any]] = {}
+    for node in nodes:
+        parent_key = (node.span.trace_id, node.span.parent_span_id)
+        if id(node) in chosen_ids or not node.span.parent_span_id or parent_key in by_id:
+            continue
+        # the top of a subtree whose invocation is elsewhere: keep its counts for later
+        counts = counts_of(node, subtree(node, stop_at_records=True), include_top=True)
+        key = carry_key(*parent_key)
+        if key in carried and key not in consumed:  # added once, by the first sibling
+            counts.add(ChildCounts.from_dict(carried[key]))
+            consumed.add(key)
+        if key in carry_out:
+            counts.add(ChildCounts.from_dict(carry_out[key]))
+        if counts.spans:
+            carry_out[key] = counts.as_dict()
+    return Conversion(
+        records=records,
+        carry_out=carry_out,
+        consumed=sorted(consumed - set(carry_out)),
+    )
 
 
-def _record(node: _Node, below: list[_Node]) -> dict[str, Any]:
+def _record(node: _Node, counts: ChildCounts) -> dict[str, Any]:
     span, a, resource = node.span, node.attributes, node.resource
-    tools = [n for n in below if n.operation == EXECUTE_TOOL]
-    inference = [n for n in below if n.operation in INFERENCE_OPERATIONS]
 
-    def usage(key: str) -> Any:
+    def usage(key: str, counted: int) -> Any:
         own = a.get(key)
-        if own is not None:
-            return own
-        values = [n.attributes[key] for n in inference if isinstance(n.attributes.get(key), int)]
-        return sum(values) if values else 0
+        return own if own is not None else counted
 
     trace_hex = span.trace_id.hex()
     failed = span.status.code == Status.STATUS_CODE_ERROR
@@ -290,20 +459,14 @@ def _record(node: _Node, below: list[_Node]) -> dict[str, Any]:
         "variant": _first(a.get(PREFIX + "variant"), resource.get(PREFIX + "variant"), "stable"),
         "started_at": _rfc3339(span.start_time_unix_nano),
         "latency_ms": round(max(span.end_time_unix_nano - span.start_time_unix_nano, 0) / 1e6),
-        "steps": _first(a.get(PREFIX + "steps"), len(inference)),
-        "tool_calls": _first(a.get(PREFIX + "tool_calls"), len(tools)),
-        "tool_failures": _first(
-            a.get(PREFIX + "tool_failures"),
-            sum(1 for t in tools if _is_failed(t.span, t.attributes)),
-        ),
-        "tokens_in": usage("gen_ai.usage.input_tokens"),
-        "tokens_out": usage("gen_ai.usage.output_tokens"),
+        "steps": _first(a.get(PREFIX + "steps"), counts.steps),
+        "tool_calls": _first(a.get(PREFIX + "tool_calls"), counts.tool_calls),
+        "tool_failures": _first(a.get(PREFIX + "tool_failures"), counts.tool_failures),
+        "tokens_in": usage("gen_ai.usage.input_tokens", counts.tokens_in),
+        "tokens_out": usage("gen_ai.usage.output_tokens", counts.tokens_out),
         "cost_usd": _cost(a.get(PREFIX + "cost_usd")),
         "model": _first(
-            a.get("gen_ai.request.model"),
-            a.get("gen_ai.response.model"),
-            *(n.attributes.get("gen_ai.request.model") for n in inference),
-            "",
+            a.get("gen_ai.request.model"), a.get("gen_ai.response.model"), counts.model, ""
         ),
         "outcome": _first(a.get(PREFIX + "outcome"), "error" if failed else "success"),
         "error_code": _first(a.get(PREFIX + "error_code"), a.get("error.type"), status_message),

@@ -111,8 +111,9 @@ def _stored(record: RequestRecord) -> dict[str, Any]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("processor", [BatchSpanProcessor, SimpleSpanProcessor])
 def test_real_sdk_exporter__same_record_as_the_json_path(
-    asgi_server: str, tenant: Tenant, agent: Agent
+    asgi_server: str, tenant: Tenant, agent: Agent, processor: Any
 ) -> None:
     import requests
 
@@ -127,9 +128,10 @@ def test_real_sdk_exporter__same_record_as_the_json_path(
         endpoint=f"{asgi_server}{URL}", headers={"Authorization": f"Bearer {raw}"}, timeout=20
     )
     provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
-    # The batch processor (what runtimes use) exports a request's spans together, so the agent
-    # span arrives with its chat and tool spans (docs/runtime-api.md says why it matters).
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    # The batch processor exports a request's spans together; the simple one each span as it
+    # ends, children first, so the agent span arrives alone and its children's counts wait
+    # for it on the server.
+    provider.add_span_processor(processor(exporter))
 
     _agent_request(provider.get_tracer("runtime"), start)
     provider.shutdown()

@@ -242,3 +242,65 @@ def test_malformed_body__raises_decode_error(body: bytes, content_type: str) -> 
 
 def test_empty_export__no_records() -> None:
     assert records_from_request(decode_request(b"", PROTOBUF)) == []
+
+
+def test_children_exported_before_their_agent__counted_when_it_arrives() -> None:
+    from apps.telemetry.otlp import carry_keys, convert
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    _agent_run(provider.get_tracer("test"))  # 2 chats, 2 tools (1 failed), then the agent
+    provider.shutdown()
+    spans = exporter.get_finished_spans()
+    # exports of the chats (then retried: the exporter did not see the answer), the tools,
+    # and the agent span (batch boundaries between them)
+    exports = [spans[:2], spans[:2], spans[2:4], spans[4:]]
+    kept: dict[str, Any] = {}
+    records = []
+
+    for batch in exports:
+        request = decode_request(encode_spans(batch).SerializeToString(), PROTOBUF)
+        result = convert(request, carried={k: kept[k] for k in carry_keys(request) if k in kept})
+        kept.update(result.carry_out)
+        for key in result.consumed:
+            kept.pop(key)
+        records += [r.record for r in result.records]
+
+    [record] = records
+    assert (record["steps"], record["tool_calls"], record["tool_failures"]) == (2, 2, 1)
+    assert (record["tokens_in"], record["tokens_out"]) == (201, 40)
+    assert kept == {}  # nothing left waiting
+
+
+def test_carried_counts__passed_up_through_an_intermediate_span() -> None:
+    from apps.telemetry.otlp import carry_keys, convert
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with (
+        tracer.start_as_current_span(
+            "invoke_agent", attributes={"gen_ai.operation.name": "invoke_agent"}
+        ),
+        tracer.start_as_current_span("plan step"),
+        tracer.start_as_current_span(
+            "execute_tool search", attributes={"gen_ai.operation.name": "execute_tool"}
+        ),
+    ):
+        pass
+    provider.shutdown()
+    kept: dict[str, Any] = {}
+    records = []
+
+    for span in exporter.get_finished_spans():  # tool, then step, then agent: one per export
+        request = decode_request(encode_spans([span]).SerializeToString(), PROTOBUF)
+        result = convert(request, carried={k: kept[k] for k in carry_keys(request) if k in kept})
+        kept.update(result.carry_out)
+        for key in result.consumed:
+            kept.pop(key)
+        records += [r.record for r in result.records]
+
+    [record] = records
+    assert record["tool_calls"] == 1 and kept == {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+from django.core.cache import cache
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, status
@@ -20,10 +21,14 @@ from apps.accounts.models import RuntimeToken
 from apps.core.api import ErrorSerializer
 from apps.core.input_guards import PayloadTooLarge, max_body_bytes
 
-from ..otlp import JSON, PROTOBUF, OTLPDecodeError, decode_request, records_from_request
+from ..otlp import JSON, PROTOBUF, OTLPDecodeError, carry_keys, convert, decode_request
 from ..services import records_ingest
 from .serializers import IngestOutput
 from .views import batch_limit
+
+# How long counts of child spans wait for their agent span: far beyond an exporter's batch
+# delay (5 s by default), short enough that an agent span never sent costs little.
+CARRY_SECONDS = 600
 
 
 class UnsupportedMediaType(exceptions.UnsupportedMediaType):
@@ -138,7 +143,11 @@ class OTLPTracesView(APIView):
             export = decode_request(body, media_type)
         except OTLPDecodeError as exc:
             raise exceptions.ParseError(str(exc)[:300]) from None
-        converted = records_from_request(export)
+        # Child spans exported before their agent span wait in the cache (shared by every web
+        # process: Redis in production) until it arrives; see otlp.convert.
+        keys = carry_keys(export)
+        conversion = convert(export, carried=cache.get_many(keys) if keys else {})
+        converted = conversion.records
         limit = batch_limit()
         if len(converted) > limit:
             raise PayloadTooLarge(
@@ -152,6 +161,10 @@ class OTLPTracesView(APIView):
                 record["agent"] = token.agent.slug  # type: ignore[union-attr]
             records.append(record)
         result = records_ingest(token=token, records=records) if records else None
+        if conversion.carry_out:
+            cache.set_many(conversion.carry_out, timeout=CARRY_SECONDS)
+        if conversion.consumed:
+            cache.delete_many(conversion.consumed)
         body_json: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": []}
         if result is not None:
             body_json = result.as_json()
