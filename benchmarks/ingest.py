@@ -105,7 +105,7 @@ def post_all(base: str, token: str, bodies: list[bytes], clients: int) -> tuple[
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def worker() -> None:
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=120)
         while True:
             with lock:
                 if not queue:

@@ -11,8 +11,9 @@ Two modes (docs/runtime-api.md, "Request records"):
   buckets, so every request is counted exactly once. The control plane's cost then grows
   with the number of runtimes, not with requests.
 
-Buckets need the ``ddsketch`` and ``protobuf`` packages (the optional extra
-``dataplane[buckets]``; records mode needs neither). Reporting never slows or breaks request
+Buckets need the ``ddsketch`` and ``protobuf`` packages (declared with the project's; a
+runtime that vendors this library alone needs them only for bucket mode: records mode
+imports neither). Reporting never slows or breaks request
 handling: ``record()`` only appends under a lock; a background thread sends. The endpoint
 is idempotent (request ids; bucket keys per instance), so a batch that failed in transit
 (network error, 5xx, 429) is simply sent again at the next flush; the backlog is bounded

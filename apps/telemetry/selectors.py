@@ -154,7 +154,7 @@ def resolution_for(start: datetime, end: datetime) -> Resolution:
     return "hour"
 
 
-def _model(resolution: Resolution) -> type[Rollup]:
+def _model(resolution: Resolution) -> type[MinuteRollup] | type[HourRollup]:
     return MinuteRollup if resolution == "minute" else HourRollup
 
 

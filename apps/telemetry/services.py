@@ -313,7 +313,7 @@ def _merge_all(deltas: dict[RollupKey, RollupDelta]) -> None:
         for name, value in delta.sums.items():
             into.sums[name] += value
         into.sketch.merge(delta.sketch)
-    _merge_rollups(HourRollup, hours)  # type: ignore[arg-type]
+    _merge_rollups(HourRollup, hours)
 
 
 # --- partitions ------------------------------------------------------------------------------
@@ -632,7 +632,7 @@ def buckets_ingest(
         )
         deltas: dict[RollupKey, RollupDelta] = {}
         for row in fresh:
-            key = (
+            rollup_key = (
                 token.tenant_id,
                 row.agent_id,
                 token.environment_id,
@@ -640,9 +640,9 @@ def buckets_ingest(
                 row.variant,
                 _minute(row.bucket_start),
             )
-            delta = deltas.get(key)
+            delta = deltas.get(rollup_key)
             if delta is None:
-                deltas[key] = delta = RollupDelta()
+                deltas[rollup_key] = delta = RollupDelta()
             delta.add_bucket(row)
         _merge_all(deltas)
     result.accepted += len(fresh)

@@ -32,7 +32,8 @@ OUTCOMES = frozenset(Outcome.values)
 THUMBS = frozenset(Thumbs.values)
 _DIGEST = re.compile(r"^[A-Za-z0-9:._-]{1,80}$")
 _ID = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (NUL included) and lone surrogates, which no UTF-8 text can hold.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 # Fields the server sets from the token; a body naming them is mistaken about what it can do.
 FROM_TOKEN = ("tenant", "environment")
 
@@ -145,7 +146,9 @@ class _Item:
         elif pattern is not None and not pattern.match(value):
             self.fail(name, "Contains characters that are not allowed.")
         elif _CONTROL.search(value):
-            self.fail(name, "Control characters (including NUL) are not allowed.")
+            self.fail(
+                name, "Control characters (including NUL) and lone surrogates are not allowed."
+            )
         return value
 
     def integer(
@@ -168,6 +171,9 @@ class _Item:
             self.fail(label, f"Must be an integer, not {_kind(value)}.")
             return 0
         if isinstance(value, Decimal):
+            if value > maximum:  # before int(): 1e999999 would be a million-digit integer
+                self.fail(label, f"At most {maximum}.")
+                return 0
             if value != value.to_integral_value():
                 self.fail(label, "Must be an integer.")
                 return 0
@@ -256,7 +262,11 @@ class _Item:
         if moment is None or moment.tzinfo is None or len(value) < 20:
             self.fail(name, "Must be an RFC 3339 timestamp with offset, e.g. 2026-01-31T12:00:00Z.")
             return fallback
-        moment = moment.astimezone(UTC)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # e.g. year 9999 with a negative offset
+            self.fail(name, "Out of range.")
+            return fallback
         if moment > window.latest:
             self.fail(
                 name,

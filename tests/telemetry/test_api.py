@@ -87,13 +87,17 @@ def test_records__invalid_items__refused_by_pointer_and_valid_kept(
         record(started_at="yesterday"),
         "not an object",
         record(),
+        record(model="\ud800"),  # a lone surrogate: no UTF-8 text holds it
+        record(started_at="9999-12-31T23:59:59-23:59"),
+        record(steps="BIG"),  # sent as the JSON number 1e999999
     ]
-    response = post(client, {"records": items})
+    raw = json.dumps({"records": items}).replace('"BIG"', "1e999999")
+    response = client.post(URL, data=raw, content_type="application/json")
     assert response.status_code == 207
     body = response.json()
     assert (body["accepted"], body["duplicates"]) == (2, 0)
     rejected = {entry["pointer"]: entry["errors"] for entry in body["rejected"]}
-    assert set(rejected) == {f"/records/{i}" for i in range(1, 10)}
+    assert set(rejected) == {f"/records/{i}" for i in [*range(1, 10), 11, 12, 13]}
     assert list(rejected["/records/1"]) == ["/records/1/cost_usd"]
     assert "negative" in rejected["/records/1"]["/records/1/cost_usd"][0]
     assert list(rejected["/records/2"]) == ["/records/2/variant"]
@@ -104,6 +108,9 @@ def test_records__invalid_items__refused_by_pointer_and_valid_kept(
     assert "Unknown agent 'secret-agent'" in rejected["/records/7"]["/records/7/agent"][0]
     assert list(rejected["/records/8"]) == ["/records/8/started_at"]
     assert list(rejected["/records/9"]) == ["/records/9"]
+    assert list(rejected["/records/11"]) == ["/records/11/model"]
+    assert list(rejected["/records/12"]) == ["/records/12/started_at"]
+    assert list(rejected["/records/13"]) == ["/records/13/steps"]
     assert RequestRecord.objects.count() == 2
     assert MinuteRollup.objects.get().requests == 2
 

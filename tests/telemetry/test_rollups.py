@@ -232,3 +232,46 @@ def test_compare__two_versions__error_rate_p95_and_cost_per_request(token: Any, 
     assert result.b.p95_ms == pytest.approx(400, rel=RELATIVE_ACCURACY)
     assert result.a.cost_per_request == Decimal("0.01")
     assert result.b.cost_per_request == Decimal("0.05")
+
+
+def test_rollups__records_and_buckets_of_one_minute__merged_into_one_row(
+    token: Any, agent: Any
+) -> None:
+    minute = now_utc().replace(second=0, microsecond=0) - timedelta(minutes=3)
+    records = [
+        {
+            "request_id": f"mix-{i}",
+            "agent": "support-bot",
+            "version_digest": "e" * 64,
+            "variant": "candidate",
+            "started_at": (minute + timedelta(seconds=i)).isoformat(),
+            "latency_ms": 1000 + i,
+            "outcome": "error",
+            "cost_usd": "0.5",
+        }
+        for i in range(5)
+    ]
+    records_ingest(token=token, records=records)
+    latencies = [10, 20, 30]
+    bucket = {
+        "bucket_start": (minute + timedelta(seconds=20)).isoformat(),
+        "agent": "support-bot",
+        "version_digest": "e" * 64,
+        "variant": "candidate",
+        "count_success": 3,
+        "latency_sketch": __import__("base64")
+        .b64encode(sketch_to_bytes(sketch_of(latencies)))
+        .decode(),
+        "latency_sum_ms": 60,
+        "cost_usd": "0.03",
+    }
+    assert buckets_ingest(token=token, instance_id="rt-9", buckets=[bucket]).accepted == 1
+    row = MinuteRollup.objects.get()
+    assert (row.requests, row.count_error, row.count_success) == (8, 5, 3)
+    assert row.cost_usd == Decimal("2.53")
+    assert row.latency_sum_ms == 60 + sum(1000 + i for i in range(5))
+    sketch = sketch_from_bytes(row.latency_sketch)
+    assert sketch.count == 8
+    assert sketch.get_quantile_value(0) == pytest.approx(10, rel=RELATIVE_ACCURACY)
+    assert sketch.get_quantile_value(1) == pytest.approx(1004, rel=RELATIVE_ACCURACY)
+    assert HourRollup.objects.get().requests == 8

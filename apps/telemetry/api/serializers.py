@@ -85,11 +85,17 @@ class BatchInput(serializers.Serializer):
 
 
 class RejectedItem(serializers.Serializer):
-    pointer = serializers.CharField(help_text="JSON pointer of the refused item")
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        help_text="messages by JSON pointer of the offending value",
-    )
+    """A refused item (schema only; ``errors`` would shadow ``Serializer.errors`` as an
+    attribute, hence ``get_fields``)."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "pointer": serializers.CharField(help_text="JSON pointer of the refused item"),
+            "errors": serializers.DictField(
+                child=serializers.ListField(child=serializers.CharField()),
+                help_text="messages by JSON pointer of the offending value",
+            ),
+        }
 
 
 class IngestOutput(serializers.Serializer):
