@@ -54,10 +54,11 @@ METRICS: list[tuple[str, str, str, Callable[[ChartPoint], float | None]]] = [
 
 
 def telemetry_figures(
-    series: list[ChartSeries], *, tz: tzinfo, start: datetime, end: datetime, subject: str
+    series: list[ChartSeries], *, tz: tzinfo, start: datetime, end: datetime
 ) -> list[tuple[str, go.Figure]]:
-    """One figure per metric of METRICS, each with a line per series; ``subject`` (e.g.
-    "support-bot in production") goes into the titles. Empty list without series."""
+    """One figure per metric of METRICS, each with a line per series, titled by its question
+    (which agent and environment is the page's heading and each chart's accessible name).
+    Empty list without series."""
     if not series:
         return []
     digests = list(dict.fromkeys(s.version_digest for s in series))
@@ -78,7 +79,7 @@ def telemetry_figures(
                 marker={"size": 4},
             )
         figure.update_layout(
-            title=f"{question} — {subject}",
+            title={"text": question, "font": {"size": 14}},
             xaxis={"range": [start.astimezone(tz), end.astimezone(tz)], "gridcolor": "#f1f5f9"},
             yaxis_title=unit,
             **_LAYOUT,

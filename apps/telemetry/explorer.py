@@ -76,6 +76,10 @@ class ChartSeries:
         return f"{short_digest(self.version_digest)} {self.variant}"
 
     @property
+    def short_version(self) -> str:
+        return short_digest(self.version_digest)
+
+    @property
     def error_percent(self) -> float | None:
         rate = self.total.error_rate
         return None if rate is None else 100 * rate
@@ -289,6 +293,12 @@ class CostOutlierRule:
     multiple: Decimal
     window: timedelta
     threshold: Decimal | None
+
+    @property
+    def window_label(self) -> str:
+        """The window in words: "24 hours"."""
+        hours = int(self.window.total_seconds() // 3600)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
 
     def ratio(self, cost: Decimal) -> Decimal | None:
         """``cost`` / median, for the badge ("14x"); None without a median."""

@@ -84,9 +84,7 @@ def agent_telemetry(request: HttpRequest, pk: int) -> HttpResponse:
     subject = f"{agent.slug} in {environment.name}"
     figures = [
         charts.figure_html(figure, label=f"{key} chart of {subject}")
-        for key, figure in charts.telemetry_figures(
-            series, tz=tz, start=start, end=end, subject=subject
-        )
+        for key, figure in charts.telemetry_figures(series, tz=tz, start=start, end=end)
     ]
     context = {
         "agent": agent,

@@ -443,3 +443,18 @@ def test_explorer_and_telemetry_page__query_budget_independent_of_rows(
         _page(browser, f"/agents/{agent.pk}/records/")
     with django_assert_max_num_queries(20):
         _page(browser, f"/agents/{agent.pk}/telemetry/?range=24h")
+
+
+def test_explorer__times_in_the_tenant_time_zone(
+    browser: Client, agent: Agent, token: RuntimeToken, tenant: Tenant
+) -> None:
+    tenant.time_zone = "Asia/Tokyo"
+    tenant.save(update_fields=["time_zone"])
+    started = (now_utc() - timedelta(minutes=5)).replace(microsecond=0)
+    _ingest(token, record(started_at=started.isoformat()))
+
+    page = _page(browser, f"/agents/{agent.pk}/records/")
+
+    tokyo = started + timedelta(hours=9)
+    assert tokyo.strftime("%Y-%m-%d %H:%M:%S") in page and "Started (Asia/Tokyo)" in page
+    assert "24 hours" in page
