@@ -1,3 +1,7 @@
+"""The Celery app: configuration from Django settings (``CELERY_*``), tasks autodiscovered from
+each app's ``tasks.py``, and the beat schedule from ``controlplane/schedule.py``, the one file
+that lists every periodic task."""
+
 import os
 
 from celery import Celery
@@ -10,7 +14,7 @@ app.autodiscover_tasks()
 
 
 @app.on_after_finalize.connect
-def _schedule(sender: Celery, **kwargs: object) -> None:
-    from .schedule import beat_schedule  # local: needs Django settings, loaded by now
+def setup_periodic_tasks(sender: Celery, **kwargs: object) -> None:
+    from .schedule import setup_periodic_tasks  # local: needs Django settings, loaded by now
 
-    sender.conf.beat_schedule = beat_schedule()
+    setup_periodic_tasks(sender)

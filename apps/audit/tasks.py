@@ -1,4 +1,4 @@
-"""Thin Celery wrappers over the audit services (the beat schedule is in settings)."""
+"""Thin Celery wrappers over the audit services (the beat schedule is controlplane/schedule.py)."""
 
 from __future__ import annotations
 

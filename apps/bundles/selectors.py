@@ -135,7 +135,13 @@ def environments_for_gates(*, user: AnyUser, tenant: Tenant) -> list[Environment
 
 def promotion_gate_rows(*, user: AnyUser, tenant: Tenant | None = None) -> list[dict[str, Any]]:
     """Every active environment the user may see, with its gate requirements (maybe none)."""
-    environments = list(environment_list_for_user(user=user, tenant=tenant))
+    return promotion_gate_rows_of(environments=environment_list_for_user(user=user, tenant=tenant))
+
+
+def promotion_gate_rows_of(*, environments: Iterable[Environment]) -> list[dict[str, Any]]:
+    """``{"environment", "gate" (or None), "requirements"}`` of each of ``environments``, in
+    their order; the caller scoped them (``environment_list_for_user``)."""
+    environments = list(environments)
     requirements = gate_requirements(environments=environments)
     gates = {
         g.environment_id: g for g in PromotionGate.objects.filter(environment__in=environments)

@@ -2,7 +2,7 @@
 SDKs report back: registered instances and per-hour evaluation counts.
 
 A flag's strategies, variants and dependencies are stored as the validated, normalised
-Unleash documents they are served as (see ``validation.py``): what an operator saves is
+Unleash documents they are served as (see the ``validation`` package): what an operator saves is
 byte-for-byte what SDKs evaluate, and an Unleash import round-trips without translation."""
 
 from __future__ import annotations

@@ -359,6 +359,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celery" / "beat-schedule")
+# No result backend (every task ignores its result), so nothing for Celery's own daily
+# celery.backend_cleanup to clean: without an expiry beat does not add it, and the schedule is
+# exactly what controlplane/schedule.py lists.
+CELERY_RESULT_EXPIRES = None
 
 # Audit checkpoints: the chain head is signed every AUDIT_CHECKPOINT_INTERVAL_S and, when set,
 # sent to AUDIT_CHECKPOINT_WEBHOOK_URL (a store the database's writers cannot reach).
@@ -436,7 +440,7 @@ TELEMETRY_PARTITIONS_AHEAD_DAYS = env.int("TELEMETRY_PARTITIONS_AHEAD_DAYS", def
 # Items per POST /api/runtime/v1/records (records and buckets each); more is a 413.
 TELEMETRY_MAX_BATCH_ITEMS = env.int("TELEMETRY_MAX_BATCH_ITEMS", default=1000)
 # How often the retention task runs (seconds).
-TELEMETRY_RETENTION_EVERY_S = env.int("TELEMETRY_RETENTION_EVERY_S", default=3600)
+TELEMETRY_RETENTION_EVERY_S = env.float("TELEMETRY_RETENTION_EVERY_S", default=3600.0)
 # The records explorer flags a request as a cost outlier when it cost more than this multiple
 # of its agent's median cost per request over the trailing window (docs/decisions/0022).
 TELEMETRY_COST_OUTLIER_MULTIPLE = env.float("TELEMETRY_COST_OUTLIER_MULTIPLE", default=10.0)

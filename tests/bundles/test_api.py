@@ -488,3 +488,18 @@ def test_gate_requirements__stored_as_rows(operator, tenant: Tenant) -> None:  #
     assert list(GateRequirement.objects.values_list("suite", "min_pass_rate")) == [
         ("golden", Decimal("0.9000"))
     ]
+
+
+def test_gate_list__tenant_filter__by_id_or_slug_and_404_when_not_visible(  # type: ignore[no-untyped-def]
+    admin, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    client = api_as(admin)
+    by_slug = client.get("/api/v1/promotion-gates/", {"tenant": "globex"}).json()["results"]
+    by_id = client.get("/api/v1/promotion-gates/", {"tenant": tenant.pk}).json()["results"]
+    assert {r["tenant_slug"] for r in by_slug} == {"globex"} and len(by_slug) == 1
+    assert {r["tenant_slug"] for r in by_id} == {"acme"} and len(by_id) == 3
+    viewer = make_user(Role.VIEWER, tenant)
+    response = api_as(viewer).get("/api/v1/promotion-gates/", {"tenant": "globex"})
+    assert response.status_code == 404
+    too_long = client.get("/api/v1/promotion-gates/", {"tenant": "x" * 501})
+    assert too_long.status_code == 400 and list(too_long.json()["errors"]) == ["tenant"]

@@ -15,7 +15,6 @@ from apps.telemetry.services import (
     records_ingest,
     telemetry_retention_enforce,
 )
-from controlplane.schedule import beat_schedule
 
 from .conftest import record
 
@@ -51,9 +50,3 @@ def test_retention__drops_old_partitions_and_minute_rollups__keeps_hour_rollups(
 
     again = telemetry_retention_enforce(now=now)  # idempotent
     assert again.partitions_dropped == [] and again.minute_rollups_deleted == 0
-
-
-def test_retention__is_in_the_beat_schedule() -> None:
-    entry = beat_schedule()["telemetry.retention"]
-    assert entry["task"] == "apps.telemetry.tasks.telemetry_retention"
-    assert entry["options"]["expires"] == entry["schedule"]

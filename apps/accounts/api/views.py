@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, AuthenticationFailed
@@ -35,6 +35,7 @@ from ..models import RuntimeToken
 from ..roles import Role
 from ..runtime_tokens import runtime_token_create, runtime_token_revoke
 from . import serializers as s
+from .filters import RuntimeTokenListFilter
 from .login_throttle import LoginRateThrottle
 from .permissions import IsAdminRole
 
@@ -159,19 +160,14 @@ class RuntimeTokenViewSet(ScopedViewSet):
     """Runtime tokens: how data-plane runtimes authenticate (``Authorization: <token>`` or
     ``Authorization: Bearer <token>``). The raw token is returned once, at creation."""
 
-    def scoped_queryset(self) -> QuerySet[RuntimeToken]:
-        qs = selectors.runtime_token_list(tenant_ids=tenant_ids_for_user(user=self.request.user))
-        environment = self.request.query_params.get("environment")
-        if environment and environment.isdigit():
-            qs = qs.filter(environment_id=int(environment))
-        return qs
+    filterset_class = RuntimeTokenListFilter
 
-    @extend_schema(
-        responses={200: s.RuntimeTokenOutput(many=True)},
-        parameters=[OpenApiParameter("environment", int, description="environment id")],
-    )
+    def scoped_queryset(self) -> QuerySet[RuntimeToken]:
+        return selectors.runtime_token_list(tenant_ids=tenant_ids_for_user(user=self.request.user))
+
+    @extend_schema(responses={200: s.RuntimeTokenOutput(many=True)})
     def list(self, request: Request) -> Response:
-        return self.paginated(self.get_queryset(), s.RuntimeTokenOutput)
+        return self.paginated(self.filter_queryset(self.get_queryset()), s.RuntimeTokenOutput)
 
     @extend_schema(responses={200: s.RuntimeTokenOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:

@@ -21,7 +21,6 @@ from apps.tenancy.selectors import (
     agent_get_for_user,
     environment_get_for_user,
     environment_list_for_user,
-    tenant_get_for_user,
 )
 
 from .. import selectors, services, signing
@@ -31,6 +30,7 @@ from ..models import BundleVersion, Evaluation
 from ..schema import MAX_BUNDLE_BYTES, SCHEMA_PATH, bundle_json_schema
 from ..validation import ValidationResult, validate_source
 from . import serializers as s
+from .filters import PromotionGateListFilter
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 BUNDLE_ERRORS = {
@@ -292,6 +292,8 @@ class EvaluationViewSet(_AgentScoped):
 class PromotionGateViewSet(ScopedViewSet):
     """Per environment: the evaluation suites and pass rates a version needs to be promoted."""
 
+    filterset_class = PromotionGateListFilter
+
     def scoped_queryset(self) -> QuerySet[Environment]:
         return environment_list_for_user(user=self.request.user)
 
@@ -302,18 +304,11 @@ class PromotionGateViewSet(ScopedViewSet):
 
     @extend_schema(
         summary="Promotion gates of every environment you can see",
-        parameters=[OpenApiParameter("tenant", str, description="tenant id or slug")],
         responses={200: s.PromotionGateOutput(many=True)},
     )
     def list(self, request: Request) -> Response:
-        tenant_value = request.query_params.get("tenant")
-        tenant = None
-        if tenant_value:
-            lookup: dict[str, Any] = (
-                {"pk": int(tenant_value)} if tenant_value.isdigit() else {"slug": tenant_value}
-            )
-            tenant = tenant_get_for_user(user=request.user, **lookup)
-        rows: Any = selectors.promotion_gate_rows(user=request.user, tenant=tenant)
+        environments = self.filter_queryset(self.get_queryset())
+        rows: Any = selectors.promotion_gate_rows_of(environments=environments)
         page = self.paginate_queryset(rows)  # a list paginates like a queryset
         if page is not None:
             return self.get_paginated_response(s.PromotionGateOutput(page, many=True).data)

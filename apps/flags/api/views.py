@@ -6,7 +6,6 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
@@ -20,12 +19,13 @@ from apps.core.api import (
     expected_version,
 )
 from apps.core.api_http import ExactNumberJSONParser
-from apps.tenancy.models import Environment, Tenant
+from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user, tenant_get_for_user
 
 from .. import selectors, services
 from ..models import Flag, KillSwitch, Segment
 from . import serializers as s
+from .filters import FlagListFilter, KillSwitchListFilter, SegmentListFilter
 from .permissions import CanViewFlags
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
@@ -33,17 +33,6 @@ ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 PARSERS = [ExactNumberJSONParser, FormParser, MultiPartParser]
 # Changes of "the current X": a stale expected_version / If-Match answers 409.
 CHANGE_ERRORS = {**ERRORS, 409: ConflictSerializer}
-ENVIRONMENT = OpenApiParameter("environment", int, description="environment id")
-TENANT = OpenApiParameter("tenant", int, description="tenant id")
-
-
-def _environment_filter(request: Request) -> Environment | None:
-    value = request.query_params.get("environment", "")
-    if not value:
-        return None
-    if not value.isdigit():
-        raise ValidationError({"environment": ["An environment id."]})
-    return environment_get_for_user(user=request.user, pk=int(value))
 
 
 class FlagViewSet(ScopedViewSet):
@@ -53,15 +42,14 @@ class FlagViewSet(ScopedViewSet):
     parser_classes = PARSERS
     permission_classes = [IsAuthenticated, CanViewFlags]
     view_permission = "flags.view_flag"
+    filterset_class = FlagListFilter
 
     def scoped_queryset(self) -> QuerySet[Flag]:
-        return selectors.flag_list_for_user(
-            user=self.request.user, environment=_environment_filter(self.request)
-        )
+        return selectors.flag_list_for_user(user=self.request.user)
 
-    @extend_schema(parameters=[ENVIRONMENT], responses={200: s.FlagOutput(many=True)})
+    @extend_schema(responses={200: s.FlagOutput(many=True)})
     def list(self, request: Request) -> Response:
-        return self.paginated(self.get_queryset(), s.FlagOutput)
+        return self.paginated(self.filter_queryset(self.get_queryset()), s.FlagOutput)
 
     @extend_schema(responses={200: s.FlagOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -161,15 +149,14 @@ class SegmentViewSet(ScopedViewSet):
     parser_classes = PARSERS
     permission_classes = [IsAuthenticated, CanViewFlags]
     view_permission = "flags.view_segment"
+    filterset_class = SegmentListFilter
 
     def scoped_queryset(self) -> QuerySet[Segment]:
-        return selectors.segment_list_for_user(
-            user=self.request.user, environment=_environment_filter(self.request)
-        )
+        return selectors.segment_list_for_user(user=self.request.user)
 
-    @extend_schema(parameters=[ENVIRONMENT], responses={200: s.SegmentOutput(many=True)})
+    @extend_schema(responses={200: s.SegmentOutput(many=True)})
     def list(self, request: Request) -> Response:
-        return self.paginated(self.get_queryset(), s.SegmentOutput)
+        return self.paginated(self.filter_queryset(self.get_queryset()), s.SegmentOutput)
 
     @extend_schema(responses={200: s.SegmentOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -222,24 +209,14 @@ class KillSwitchViewSet(ScopedViewSet):
 
     permission_classes = [IsAuthenticated, CanViewFlags]
     view_permission = "flags.view_killswitch"
+    filterset_class = KillSwitchListFilter
 
     def scoped_queryset(self) -> QuerySet[KillSwitch]:
-        engaged = {"engaged": True, "released": False}.get(
-            self.request.query_params.get("status", "")
-        )
-        tenant = self.request.query_params.get("tenant", "")
-        return selectors.kill_switch_list_for_user(
-            user=self.request.user,
-            engaged=engaged,
-            tenant_id=int(tenant) if tenant.isdigit() else None,
-        )
+        return selectors.kill_switch_list_for_user(user=self.request.user)
 
-    @extend_schema(
-        parameters=[TENANT, OpenApiParameter("status", str, enum=["engaged", "released"])],
-        responses={200: s.KillSwitchOutput(many=True)},
-    )
+    @extend_schema(responses={200: s.KillSwitchOutput(many=True)})
     def list(self, request: Request) -> Response:
-        return self.paginated(self.get_queryset(), s.KillSwitchOutput)
+        return self.paginated(self.filter_queryset(self.get_queryset()), s.KillSwitchOutput)
 
     @extend_schema(responses={200: s.KillSwitchOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:

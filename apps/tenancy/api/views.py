@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -20,10 +20,9 @@ from apps.core.api import (
 from .. import selectors, services
 from ..models import Agent, Environment, Tenant
 from . import serializers as s
+from .filters import AgentListFilter, EnvironmentListFilter, TenantListFilter
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
-ARCHIVED = OpenApiParameter("archived", bool, description="include archived objects")
-TENANT = OpenApiParameter("tenant", str, description="tenant id or slug")
 # Changes of "the current X": a stale expected_version / If-Match answers 409.
 CHANGE_ERRORS = {**ERRORS, 409: ConflictSerializer}
 
@@ -39,20 +38,16 @@ def _tagged(data: Any, version: int) -> Response:
     return Response(data, headers={"ETag": f'"{version}"'})
 
 
-def _include_archived(request: Request) -> bool:
-    return request.query_params.get("archived", "").lower() in ("1", "true", "yes")
-
-
 class TenantViewSet(ScopedViewSet):
-    def scoped_queryset(self) -> QuerySet[Tenant]:
-        return selectors.tenant_list_for_user(
-            user=self.request.user,
-            include_archived=_include_archived(self.request) or self.action != "list",
-        )
+    filterset_class = TenantListFilter
 
-    @extend_schema(parameters=[ARCHIVED], responses={200: s.TenantOutput(many=True)})
+    def scoped_queryset(self) -> QuerySet[Tenant]:
+        # Archived ones too: the list leaves them out unless ?archived=true (TenantListFilter).
+        return selectors.tenant_list_for_user(user=self.request.user, include_archived=True)
+
+    @extend_schema(responses={200: s.TenantOutput(many=True)})
     def list(self, request: Request) -> Response:
-        return self.paginated(self.get_queryset(), s.TenantOutput)
+        return self.paginated(self.filter_queryset(self.get_queryset()), s.TenantOutput)
 
     @extend_schema(responses={200: s.TenantOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -101,26 +96,16 @@ class TenantViewSet(ScopedViewSet):
         return _tagged(s.TenantOutput(tenant).data, tenant.version)
 
 
-def _tenant_filter(request: Request) -> Tenant | None:
-    value = request.query_params.get("tenant")
-    if not value:
-        return None
-    if value.isdigit():
-        return selectors.tenant_get_for_user(user=request.user, pk=int(value))
-    return selectors.tenant_get_for_user(user=request.user, slug=value)
-
-
 class AgentViewSet(ScopedViewSet):
-    def scoped_queryset(self) -> QuerySet[Agent]:
-        return selectors.agent_list_for_user(
-            user=self.request.user,
-            tenant=_tenant_filter(self.request),
-            include_archived=_include_archived(self.request) or self.action != "list",
-        )
+    filterset_class = AgentListFilter
 
-    @extend_schema(parameters=[TENANT, ARCHIVED], responses={200: s.AgentOutput(many=True)})
+    def scoped_queryset(self) -> QuerySet[Agent]:
+        # Archived ones too: the list leaves them out unless ?archived=true (AgentListFilter).
+        return selectors.agent_list_for_user(user=self.request.user, include_archived=True)
+
+    @extend_schema(responses={200: s.AgentOutput(many=True)})
     def list(self, request: Request) -> Response:
-        return self.paginated(self.get_queryset(), s.AgentOutput)
+        return self.paginated(self.filter_queryset(self.get_queryset()), s.AgentOutput)
 
     @extend_schema(responses={200: s.AgentOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
@@ -160,16 +145,15 @@ class AgentViewSet(ScopedViewSet):
 
 
 class EnvironmentViewSet(ScopedViewSet):
-    def scoped_queryset(self) -> QuerySet[Environment]:
-        return selectors.environment_list_for_user(
-            user=self.request.user,
-            tenant=_tenant_filter(self.request),
-            include_archived=_include_archived(self.request) or self.action != "list",
-        )
+    filterset_class = EnvironmentListFilter
 
-    @extend_schema(parameters=[TENANT, ARCHIVED], responses={200: s.EnvironmentOutput(many=True)})
+    def scoped_queryset(self) -> QuerySet[Environment]:
+        # Archived ones too: the list leaves them out unless ?archived=true (EnvironmentListFilter).
+        return selectors.environment_list_for_user(user=self.request.user, include_archived=True)
+
+    @extend_schema(responses={200: s.EnvironmentOutput(many=True)})
     def list(self, request: Request) -> Response:
-        return self.paginated(self.get_queryset(), s.EnvironmentOutput)
+        return self.paginated(self.filter_queryset(self.get_queryset()), s.EnvironmentOutput)
 
     @extend_schema(responses={200: s.EnvironmentOutput, **ERRORS})
     def retrieve(self, request: Request, pk: str) -> Response:
