@@ -38,6 +38,8 @@ _VIEW = [
     "bundles.view_bundleversion",
     "bundles.view_evaluation",
     "bundles.view_promotiongate",
+    "telemetry.view_requestrecord",
+    "reviews.view_reviewgrade",
 ]
 _OPERATE = [
     "tenancy.add_tenant",
@@ -61,6 +63,9 @@ _OPERATE = [
     "bundles.add_evaluation",
     "bundles.add_promotiongate",
     "bundles.change_promotiongate",
+    "reviews.add_reviewgrade",
+    "reviews.change_reviewgrade",
+    "reviews.change_reviewpolicy",
 ]
 # Only for a role that sees every tenant: users, roles, and audit checkpoints (which count
 # every tenant's events).

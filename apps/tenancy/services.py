@@ -221,11 +221,14 @@ def tenant_update(
     tenant: Tenant,
     name: str | None = None,
     time_zone: str | None = None,
+    trace_link_template: str | None = None,
     reason: str = "",
     expected_version: int | None = None,
 ) -> Tenant:
-    """Rename or re-zone a tenant. ``expected_version``: the ``version`` the change was
-    based on (None: no check); ``StaleVersion`` when it moved on. A real change adds one."""
+    """Rename or re-zone a tenant, or set where its request records' traces open
+    (``trace_link_template``: an http(s) URL with ``{trace_id}``, or "" for none; validated by
+    ``full_clean``). ``expected_version``: the ``version`` the change was based on (None: no
+    check); ``StaleVersion`` when it moved on. A real change adds one."""
     authorize(actor, "tenancy.change_tenant", tenant)
     tenant = tenant_lock(tenant_id=tenant.pk)
     _check_seen(tenant, expected_version)
@@ -236,6 +239,8 @@ def tenant_update(
     if time_zone is not None:
         _validate_time_zone(time_zone)
         changes["time_zone"] = time_zone
+    if trace_link_template is not None:
+        changes["trace_link_template"] = trace_link_template.strip()
     if _save_changes(tenant, changes):
         audit_record(
             actor=actor,

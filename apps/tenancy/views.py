@@ -93,6 +93,7 @@ def tenant_edit(request: HttpRequest, slug: str) -> HttpResponse:
         initial={
             "name": tenant.name,
             "time_zone": tenant.time_zone,
+            "trace_link_template": tenant.trace_link_template,
             "expected_version": tenant.version,
         },
     )

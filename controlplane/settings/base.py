@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.bundles",
     "apps.flags",
     "apps.telemetry",
+    "apps.reviews",
     "apps.rollouts",
     "apps.runtimes",
     "apps.dashboard",
@@ -440,3 +441,7 @@ TELEMETRY_PARTITIONS_AHEAD_DAYS = env.int("TELEMETRY_PARTITIONS_AHEAD_DAYS", def
 TELEMETRY_MAX_BATCH_ITEMS = env.int("TELEMETRY_MAX_BATCH_ITEMS", default=1000)
 # How often the retention task runs (seconds).
 TELEMETRY_RETENTION_EVERY_S = env.float("TELEMETRY_RETENTION_EVERY_S", default=3600.0)
+# The records explorer flags a request as a cost outlier when it cost more than this multiple
+# of its agent's median cost per request over the trailing window (docs/decisions/0022).
+TELEMETRY_COST_OUTLIER_MULTIPLE = env.float("TELEMETRY_COST_OUTLIER_MULTIPLE", default=10.0)
+TELEMETRY_COST_OUTLIER_WINDOW_HOURS = env.int("TELEMETRY_COST_OUTLIER_WINDOW_HOURS", default=24)

@@ -26,18 +26,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
 from apps.core.roles import ROLE_PERMISSIONS, Role
+from apps.telemetry.models import RequestRecord
+from apps.telemetry.services import records_ingest
 from apps.tenancy.models import Tenant
 from tests.bundles.conftest import demo_text
 from tests.factories import AgentFactory, make_user
@@ -175,6 +179,7 @@ ROUTES: dict[str, Route] = {
     "runtime-keys": _r(None, get=PUBLIC),
     "runtime-heartbeat": _r(None, post=RUNTIME),
     "runtime-records": _r(None, post=RUNTIME),
+    "runtime-otlp-traces": _r(None, post=RUNTIME),
     "unleash-client-register": _r(None, post=RUNTIME),
     "unleash-client-metrics": _r(None, post=RUNTIME),
     # ---------------------------------------------------------------- UI: tenancy
@@ -198,6 +203,14 @@ ROUTES: dict[str, Route] = {
     "tenancy:agent_list": _r(None, get="tenancy.view_agent"),
     "tenancy:agent_create": _r(None, get="tenancy.add_agent", post="tenancy.add_agent"),
     "tenancy:agent_detail": _r("pk_agent", True, get="tenancy.view_agent"),
+    "telemetry:agent_telemetry": _r("pk_agent", True, get="telemetry.view_requestrecord"),
+    "telemetry:records": _r("pk_agent", True, get="telemetry.view_requestrecord"),
+    "telemetry:session_export": _r("pk_agent", True, get="telemetry.view_requestrecord"),
+    "telemetry:record_detail": _r("pk_record", True, get="telemetry.view_requestrecord"),
+    "telemetry:record_export": _r("pk_record", True, get="telemetry.view_requestrecord"),
+    "reviews:queue": _r("pk_agent", True, get="reviews.view_reviewgrade"),
+    "reviews:grade": _r("pk_agent", True, post="reviews.add_reviewgrade"),
+    "reviews:policy": _r("pk_agent", True, post="reviews.change_reviewpolicy"),
     "tenancy:agent_edit": _r(
         "pk_agent", True, get="tenancy.change_agent", post="tenancy.change_agent"
     ),
@@ -334,6 +347,22 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         actor=ACTOR, tenant=tenant, environment=development, name="old"
     )
     runtime_token_revoke(actor=ACTOR, token=revoked_row, reason="matrix")
+    records_ingest(
+        token=token_row,
+        records=[
+            {
+                "request_id": "matrix-1",
+                "agent": "support-bot",
+                "session_id": "s-1",
+                "variant": "stable",
+                "started_at": (timezone.now() - timedelta(minutes=1)).isoformat(),
+                "latency_ms": 100,
+                "cost_usd": "0.01",
+                "outcome": "success",
+            }
+        ],
+    )
+    request_record = RequestRecord.objects.get(request_id="matrix-1")
     users = {
         name: make_user(role, other_tenant if name == "other-tenant" else tenant, username=name)
         for name, role in ROLE_OF.items()
@@ -368,6 +397,7 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "pk_flag": {"pk": flag.pk},
         "pk_segment": {"pk": segment.pk},
         "pk_kill_switch": {"pk": kill_switch.pk},
+        "pk_record": {"pk": request_record.pk},
     }
     return {"users": users, "token": token, "revoked": revoked, "args": args}
 
