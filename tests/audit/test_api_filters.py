@@ -20,7 +20,9 @@ URL = "/api/v1/audit-events/"
 
 
 @pytest.fixture
-def events(record: Any, tenant: Tenant, other_tenant: Tenant) -> list[AuditEvent]:
+def events(
+    empty_audit_log: None, record: Any, tenant: Tenant, other_tenant: Tenant
+) -> list[AuditEvent]:
     made = [
         record(
             action="agent.created",
