@@ -69,7 +69,7 @@ def environment_state(scope: TokenScope) -> tuple[int, list[dict[str, Any]], lis
     return revision, [*features, *kill_features(switches)], segments
 
 
-def build_features(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+def build_features(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
     revision, features, segments = environment_state(scope)
     return revision, client_features_body(
         features=features,
@@ -110,7 +110,7 @@ def feature_not_found(params: Mapping[str, str]) -> str:
     return f"No feature named {params.get('name', '')!r} in this token's environment."
 
 
-def build_hydration(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+def build_hydration(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
     revision, features, segments = environment_state(scope)
     return revision, hydration_body(features=features, segments=segments, revision=revision)
 

@@ -21,7 +21,7 @@ ACTOR = SystemActor("test")
 PATH = "/api/test-only/snapshot"
 
 
-def _build(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+def _build(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
     environment = Environment.objects.get(pk=scope.environment_id)
     return environment.revision, json.dumps(
         {"environment": environment.slug, "revision": environment.revision}

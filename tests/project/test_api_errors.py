@@ -116,7 +116,7 @@ def test_api__django_view_fails__500_json(
     assert "boom" not in response.text
 
 
-def _broken_build(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+def _broken_build(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
     raise RuntimeError("boom")
 
 

@@ -188,15 +188,22 @@ class FastPath:
         if self._loop is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._topics = registry.topics_waited_on() | {
+        for topic in {
+            *registry.topics_waited_on(),
             events.RUNTIME_TOKEN_REVOKED,
             events.SCOPE_ARCHIVED,
-        }
-        for topic in self._topics:
-            events.subscribe(topic, self._on_event, everywhere=True)
+        }:
+            self._watch(topic)
         self._tasks.append(asyncio.create_task(self._poll_versions()))
         if settings.REDIS_URL:
             self._tasks.append(asyncio.create_task(self._listen_redis()))
+
+    def _watch(self, topic: str) -> None:
+        """Hear ``topic``'s events from now on (a route registered after start declares one
+        the start did not know)."""
+        if topic not in self._topics:
+            self._topics.add(topic)
+            events.subscribe(topic, self._on_event, everywhere=True)
 
     async def _poll_versions(self) -> None:
         interval = _poll_interval()
@@ -269,6 +276,7 @@ class FastPath:
                     }
             await send(message)
 
+        self._watch(route.topic)
         try:
             if getattr(settings, "SECURE_SSL_REDIRECT", False) and scope.get("scheme") != "https":
                 await self._redirect_to_https(scope, tracked)

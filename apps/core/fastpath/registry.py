@@ -32,9 +32,11 @@ class TokenScope:
     agent_id: int | None
 
 
-# (scope, variant) -> (revision the content was read at, body bytes). Synchronous; it may use
-# the ORM. It must read the revision in the same transaction as the content.
-Builder = Callable[[TokenScope, str], tuple[int, bytes]]
+# (scope, variant, topic key) -> (version of the route's topic the content was read at, body
+# bytes); the topic key is the route's ``topic_key`` of the request (for the default
+# ``environment.revision`` topic: the token's environment id). Synchronous; it may use the
+# ORM. It must read the version in the same transaction as the content.
+Builder = Callable[[TokenScope, str, str], tuple[int, bytes]]
 # Chooses a variant of the body from the request (e.g. an SDK's spec version); "" if none.
 VariantOf = Callable[[Mapping[str, str], Mapping[str, str]], str]
 # Names the part of the built body one request asks for: (the path parameters, e.g.

@@ -160,7 +160,7 @@ class SnapshotCache:
             entry = self._entries.get(key)
             if entry is not None and entry.revision >= revision:
                 return entry
-            built_revision, body = await sync_to_async(_db_call)(build, scope, variant)
+            built_revision, body = await sync_to_async(_db_call)(build, scope, variant, topic_key)
             self.builds += 1
             etag = (etag_of(body) if etag_of else None) or digest_tag(built_revision, body)
             entry = Snapshot(built_revision, body, etag)
