@@ -276,7 +276,8 @@ class FastPath:
                     }
             await send(message)
 
-        self._watch(route.topic)
+        if route.topic not in self._topics:  # the hot path: a set look-up, no call
+            self._watch(route.topic)
         try:
             if getattr(settings, "SECURE_SSL_REDIRECT", False) and scope.get("scheme") != "https":
                 await self._redirect_to_https(scope, tracked)
