@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit.services import Actor, audit_record
+from apps.core import events
 from apps.core.authz import authorize
+from apps.core.events import publish_after_commit
 from apps.core.locks import lock_row
 from apps.core.reasons import require_reason
 from apps.core.tokens import token_from_header
@@ -27,10 +28,6 @@ if TYPE_CHECKING:  # annotations only: tenancy sits beside accounts and imports 
 # last_used_at is written at most this often per token, so a fleet polling every second
 # does not turn every read into a write.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
-
-# Called after commit with the revoked token's hash, so caches in front of Django (the
-# runtime fast path) drop it at once. Higher apps subscribe in their AppConfig.ready().
-revocation_listeners: list[Callable[[str], None]] = []
 
 
 @transaction.atomic
@@ -106,9 +103,8 @@ def runtime_token_revoke(*, actor: Actor, token: RuntimeToken, reason: str) -> R
         before=before,
         after=token.snapshot(),
     )
-    for listener in revocation_listeners:
-        # robust: isolated from each other and from the response (see environment_revision_bump)
-        transaction.on_commit(lambda fn=listener, h=token.token_hash: fn(h), robust=True)  # type: ignore[misc]
+    # After commit, caches in front of Django (every fast path) drop it at once.
+    publish_after_commit(events.RUNTIME_TOKEN_REVOKED, token.token_hash)
     return token
 
 

@@ -1,7 +1,7 @@
 """The Unleash wire shapes: stored flags, segments and kill switches as an Unleash client
 features payload (v2), the streaming hydration event, and the delta between two states.
 Pure functions over plain values; the builders that read the database are in
-``client_api.py``.
+``apps/runtimes/unleash_client.py``.
 
 Kill switches compile to synthetic features (see docs/kill-switches.md):
 

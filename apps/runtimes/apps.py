@@ -7,11 +7,6 @@ class RuntimesConfig(AppConfig):
     verbose_name = "Runtimes"
 
     def ready(self) -> None:
-        from apps.tenancy.services import revision_listeners
+        from . import serving  # local: models must be loaded first
 
-        from . import snapshot  # registers the config route on the fast path
-        from .services import revision_announced
-
-        snapshot.register_routes()
-        if revision_announced not in revision_listeners:
-            revision_listeners.append(revision_announced)
+        serving.register()  # what runtimes are served, and who hears a revision bump

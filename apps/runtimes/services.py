@@ -15,10 +15,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.accounts.models import RuntimeToken
-from apps.accounts.runtime_tokens import revocation_listeners, runtime_token_lock
+from apps.accounts.runtime_tokens import runtime_token_lock
 from apps.audit.services import SystemActor, audit_record
+from apps.core import events
 from apps.tenancy.models import Environment
-from apps.tenancy.services import revision_listeners
 
 from .models import RevisionLog, RuntimeInstance, WebhookDelivery
 from .push_targets import PushTargetRefused, push_send, push_target_resolve
@@ -177,12 +177,14 @@ def _mark_fully_applied_if_done(environment: Environment, now: Any) -> None:
     ).update(fully_applied_at=now)
 
 
-def revision_announced(environment_id: int, revision: int) -> None:
-    """Revision listener (runs after commit): log the revision and hand its push to the broker.
+def revision_announced(event: events.Event) -> None:
+    """Subscriber of ``environment.revision`` (runs once, after commit, in the process that
+    committed; see apps.core.events): log the revision and hand its push to the broker.
 
     A broker outage must not undo the change's answer: the enqueue is guarded and logged, and
     ``RevisionLog.pushed_at`` stays empty so ``runtime_side_effects_resend`` (the beat) sends
     it once the broker is back."""
+    environment_id, revision = int(event.payload["environment_id"]), int(event.payload["revision"])
     entry, _ = RevisionLog.objects.get_or_create(
         environment_id=environment_id, revision=revision, defaults={"announced_at": timezone.now()}
     )
@@ -218,7 +220,7 @@ def runtime_side_effects_resend(*, now: datetime | None = None) -> dict[str, int
     """Send again what an outage may have swallowed after a commit (run by the beat).
 
     For every environment whose current revision was announced within
-    ``RUNTIME_RESEND_WINDOW_S``: re-publish it to the fast paths and other revision listeners
+    ``RUNTIME_RESEND_WINDOW_S``: re-broadcast it to every fast path (``events.rebroadcast``)
     (idempotent: a fast path ignores a revision it already has) and enqueue its webhook push
     if that never reached the broker. Tokens revoked within the window are re-published too.
     Every call is guarded: one failing does not stop the rest. Returns counts by kind."""
@@ -228,19 +230,22 @@ def runtime_side_effects_resend(*, now: datetime | None = None) -> dict[str, int
     recent = RevisionLog.objects.filter(
         announced_at__gte=since, environment__revision=F("revision")
     ).order_by("environment_id")
-    others = [fn for fn in revision_listeners if fn is not revision_announced]
     for entry in recent:
-        for listener in others:
-            ok = _guarded(listener, entry.environment_id, entry.revision)
-            counts["revisions" if ok else "failed"] += 1
+        ok = _guarded(
+            events.rebroadcast,
+            events.ENVIRONMENT_REVISION,
+            str(entry.environment_id),
+            {"environment_id": entry.environment_id, "revision": entry.revision},
+        )
+        counts["revisions" if ok else "failed"] += 1
         if entry.pushed_at is None:
             counts["pushes" if _push_enqueue(entry) else "failed"] += 1
     revoked = RuntimeToken.objects.filter(revoked_at__gte=since).values_list(
         "token_hash", flat=True
     )
     for token_hash in revoked:
-        for token_listener in revocation_listeners:
-            counts["tokens" if _guarded(token_listener, token_hash) else "failed"] += 1
+        ok = _guarded(events.rebroadcast, events.RUNTIME_TOKEN_REVOKED, token_hash)
+        counts["tokens" if ok else "failed"] += 1
     log.info("runtime.side_effects_resent", **counts)
     return counts
 

@@ -72,7 +72,7 @@ def signed_document(content: dict[str, Any]) -> bytes:
     )
 
 
-def build_config(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+def build_config(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
     # The revision is read before the content: a change committed in between makes the body
     # newer than its label (harmless: the next revision rebuilds it), never older.
     with transaction.atomic():

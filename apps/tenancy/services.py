@@ -4,7 +4,6 @@ transaction, with one audit event."""
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
@@ -15,7 +14,9 @@ from guardian.shortcuts import assign_perm
 
 from apps.audit.concurrency import last_change, version_check
 from apps.audit.services import Actor, SystemActor, audit_record
+from apps.core import events
 from apps.core.authz import authorize
+from apps.core.events import publish_after_commit
 from apps.core.locks import lock_row
 from apps.core.reasons import require_reason
 from apps.core.roles import TENANT_ACCESS_PERMISSION, user_is_admin
@@ -30,13 +31,6 @@ DEFAULT_ENVIRONMENTS = [
     ("staging", "Staging", False),
     ("production", "Production", True),
 ]
-
-# Called after commit with (environment_id, revision) whenever a revision grows. Higher apps
-# (runtimes) subscribe in their AppConfig.ready(), so this bottom app need not know them.
-revision_listeners: list[Callable[[int, int], None]] = []
-# Called after commit with ("tenant" | "agent" | "environment", id) when one is archived, so
-# caches in front of Django (the runtime fast path's token cache) refuse its tokens at once.
-archive_listeners: list[Callable[[str, int], None]] = []
 
 
 # --------------------------------------------------------------------------- row locks
@@ -110,15 +104,6 @@ def _save_changes(instance: M, changes: dict[str, Any]) -> list[str]:
     return changed
 
 
-def _archive_hook(
-    listener: Callable[[str, int], None], noun: str, object_id: int
-) -> Callable[[], None]:
-    def announce_archived() -> None:
-        listener(noun, object_id)
-
-    return announce_archived
-
-
 def _lock_same(instance: A) -> A:
     """The tenant, agent or environment ``instance`` re-read under its one lock."""
     if isinstance(instance, Tenant):
@@ -156,11 +141,11 @@ def _set_archived(
         after=instance.snapshot(),
     )
     if archived:
-        archived_id: int = instance.pk
-        for listener in archive_listeners:
-            # robust: isolated from each other and from the response, like the revision
-            # listeners; a function, since Django logs a robust hook's failure by __qualname__
-            transaction.on_commit(_archive_hook(listener, noun, archived_id), robust=True)
+        # After commit, caches in front of Django (the fast path's token cache) refuse the
+        # scope's tokens at once (see apps.core.events for who listens).
+        publish_after_commit(
+            events.SCOPE_ARCHIVED, f"{noun}:{instance.pk}", {"kind": noun, "id": instance.pk}
+        )
     return instance
 
 
@@ -498,13 +483,16 @@ def environment_archive(
 
 def environment_revision_bump(*, environment_id: int) -> int:
     """Grow the revision by one inside the caller's transaction (the change that needs it)
-    and tell listeners after commit. Returns the new revision."""
+    and announce it after commit as ``environment.revision`` (subscribers: the fast path of
+    every web process wakes its waiting runtimes; ``runtimes`` logs it and pushes webhooks —
+    see apps.core.events). Returns the new revision."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("bump the revision inside the transaction of the change it announces")
     Environment.objects.filter(pk=environment_id).update(revision=F("revision") + 1)
     revision = Environment.objects.values_list("revision", flat=True).get(pk=environment_id)
-    for listener in revision_listeners:
-        # robust: each listener is isolated from the others and from the response; a broker
-        # outage is logged and caught up by the beat, never a 500 for a committed change.
-        transaction.on_commit(lambda fn=listener: fn(environment_id, revision), robust=True)  # type: ignore[misc]
+    publish_after_commit(
+        events.ENVIRONMENT_REVISION,
+        str(environment_id),
+        {"environment_id": environment_id, "revision": revision},
+    )
     return revision

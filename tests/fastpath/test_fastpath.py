@@ -21,7 +21,7 @@ ACTOR = SystemActor("test")
 PATH = "/api/test-only/snapshot"
 
 
-def _build(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+def _build(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
     environment = Environment.objects.get(pk=scope.environment_id)
     return environment.revision, json.dumps(
         {"environment": environment.slug, "revision": environment.revision}
@@ -32,7 +32,7 @@ def _build(scope: TokenScope, variant: str) -> tuple[int, bytes]:
 def route():  # type: ignore[no-untyped-def]
     register(Route(path=PATH, kind="test-snapshot", build=_build, max_wait_s=10))
     yield PATH
-    registry.routes.pop(PATH, None)
+    registry.remove(PATH)
 
 
 @pytest.fixture
@@ -176,11 +176,11 @@ def test_fastpath_long_poll__woken_by_redis_pubsub_from_another_process(
     long-polls through Redis alone: the revision poll is pushed out of the way."""
     import redis
 
-    from apps.core.fastpath import notify
+    from apps.core import events
 
     settings.REDIS_URL = redis_url
     settings.FASTPATH_POLL_INTERVAL_S = 600
-    notify._redis_client = None
+    events.reset_redis_client()
     production = tenant.environments.get(slug="production")
     _, raw = runtime_token_create(
         actor=ACTOR, tenant=tenant, environment=production, name="redis runtime"
@@ -231,9 +231,12 @@ def test_fastpath_long_poll__woken_by_redis_pubsub_from_another_process(
         # Another process's commit: the row changes without any in-process notification ...
         Environment.objects.filter(pk=production.pk).update(revision=5)
         # ... and only the Redis message announces it.
-        redis.Redis.from_url(redis_url).publish(
-            notify.CHANNEL, json.dumps({"t": "rev", "e": production.pk, "r": 5})
-        )
+        message = {
+            "topic": events.ENVIRONMENT_REVISION,
+            "key": str(production.pk),
+            "payload": {"environment_id": production.pk, "revision": 5},
+        }
+        redis.Redis.from_url(redis_url).publish(events.CHANNEL, json.dumps(message))
         poller.join(timeout=15)
 
         assert result["r"].status_code == 200
@@ -241,4 +244,4 @@ def test_fastpath_long_poll__woken_by_redis_pubsub_from_another_process(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        notify._redis_client = None
+        events.reset_redis_client()

@@ -116,7 +116,7 @@ def test_api__django_view_fails__500_json(
     assert "boom" not in response.text
 
 
-def _broken_build(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+def _broken_build(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
     raise RuntimeError("boom")
 
 
@@ -127,7 +127,7 @@ def test_api__fast_path_builder_fails__500_json(asgi_server: str, tenant: Tenant
         token = make_token(tenant.environments.get(slug="development"))
         response = requests.get(asgi_server + path, headers={"Authorization": token}, timeout=10)
     finally:
-        registry.routes.pop(path, None)
+        registry.remove(path)
     _assert_json_error(response, 500)
     assert "boom" not in response.text
 

@@ -49,7 +49,7 @@ OPERATIONS = {op.label: op for op in (r.ok() for r in SCHEMA.get_all_operations(
 
 def _served_by_fast_path(path: str) -> bool:
     concrete = re.sub(r"{[^}]+}", "x", path)
-    return registry.match(concrete) is not None or concrete in registry.streams
+    return registry.match(concrete) is not None
 
 
 FAST_PATH = sorted(label for label, op in OPERATIONS.items() if _served_by_fast_path(op.path))

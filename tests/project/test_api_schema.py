@@ -103,9 +103,10 @@ def test_api_schema__every_fast_path_route_is_described(schema: dict[str, Any]) 
     without a description fails here."""
     from apps.core.fastpath.registry import Route, StreamRoute, registry
 
-    routes: list[Route | StreamRoute] = [*registry.routes.values(), *registry.streams.values()]
+    routes: list[Route | StreamRoute] = registry.all()
     assert {route.path for route in routes} >= {
         "/api/client/features",
+        "/api/client/features/{name:path}",
         "/api/client/streaming",
         "/api/runtime/v1/config",
     }

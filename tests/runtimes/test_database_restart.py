@@ -465,11 +465,11 @@ def test_restart_during_stream__a_change_after_it_is_still_streamed(
 PATH = "/api/test-only/restarting"
 
 
-def _terminating_builder(times: int) -> Callable[[TokenScope, str], tuple[int, bytes]]:
+def _terminating_builder(times: int) -> Callable[[TokenScope, str, str], tuple[int, bytes]]:
     """A builder whose connection is terminated under it ``times`` times, then reads."""
     calls = {"n": 0}
 
-    def build(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+    def build(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
         calls["n"] += 1
         with connection.cursor() as cursor:
             if calls["n"] <= times:
@@ -490,7 +490,7 @@ def _get_restarting(server: str, production: Environment, times: int) -> request
             server + PATH, headers={"Authorization": _runtime_token(production)}, timeout=10
         )
     finally:
-        registry.routes.pop(PATH, None)
+        registry.remove(PATH)
 
 
 def test_fast_path_read__connection_dropped_once__retried_and_answered(

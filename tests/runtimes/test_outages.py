@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
-from apps.core.fastpath import notify
+from apps.core import events
 from apps.flags.models import KillSwitch
 from apps.rollouts.models import Deployment
 from apps.runtimes.models import RevisionLog, RuntimeInstance
@@ -72,7 +72,7 @@ def _received(pubsub: Any, expected: dict[str, Any]) -> bool:
 def _use_redis(settings: Any, url: str) -> None:
     """Point pub/sub and the Celery broker at ``url`` (with the production socket options)."""
     settings.REDIS_URL = url
-    notify._redis_client = None
+    events.reset_redis_client()
     celery_app.conf.broker_url = url
     celery_app.conf.broker_transport_options = settings.REDIS_BROKER_TRANSPORT_OPTIONS
     celery_app._pool = None
@@ -83,19 +83,49 @@ def _use_redis(settings: Any, url: str) -> None:
 def restore_broker(settings: Any) -> Iterator[None]:
     broker, options = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
     yield
-    notify._redis_client = None
+    events.reset_redis_client()
     celery_app.conf.broker_url, celery_app.conf.broker_transport_options = broker, options
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
 
 
+TOPICS = (events.ENVIRONMENT_REVISION, events.RUNTIME_TOKEN_REVOKED, events.SCOPE_ARCHIVED)
+
+
+def _revision(environment_id: int, revision: int) -> dict[str, Any]:
+    return {
+        "topic": events.ENVIRONMENT_REVISION,
+        "key": str(environment_id),
+        "payload": {"environment_id": environment_id, "revision": revision},
+    }
+
+
+def _revoked(token_hash: str) -> dict[str, Any]:
+    return {"topic": events.RUNTIME_TOKEN_REVOKED, "key": token_hash, "payload": {}}
+
+
+def _archived(kind: str, object_id: int) -> dict[str, Any]:
+    return {
+        "topic": events.SCOPE_ARCHIVED,
+        "key": f"{kind}:{object_id}",
+        "payload": {"kind": kind, "id": object_id},
+    }
+
+
 @pytest.fixture
 def published() -> Iterator[list[dict[str, Any]]]:
-    """What the in-process publish delivered (the embedded fast path's channel)."""
+    """What the in-process publish delivered to this process's everywhere subscribers (the
+    embedded fast path's side of the event seam), as channel messages."""
     messages: list[dict[str, Any]] = []
-    notify.subscribe_local(messages.append)
+
+    def heard(event: events.Event) -> None:
+        messages.append(event.as_message())
+
+    for topic in TOPICS:
+        events.subscribe(topic, heard, everywhere=True)
     yield messages
-    notify.unsubscribe_local(messages.append)
+    for topic in TOPICS:
+        events.unsubscribe(topic, heard, everywhere=True)
 
 
 @pytest.fixture
@@ -175,7 +205,7 @@ def test_outage__kill_switch_and_deploy__answer_2xx_then_publishes_catch_up(
     assert deployed.status_code == 302
     assert KillSwitch.objects.count() == 1 and Deployment.objects.count() == 1
     production.refresh_from_db()
-    assert {"t": "rev", "e": production.pk, "r": production.revision} in published
+    assert _revision(production.pk, production.revision) in published
     pending = RevisionLog.objects.get(environment=production, revision=production.revision)
     assert pending.pushed_at is None  # the webhook task never reached the broker
 
@@ -184,13 +214,13 @@ def test_outage__kill_switch_and_deploy__answer_2xx_then_publishes_catch_up(
     client = redis.Redis.from_url(redis_url)
     client.delete("celery")
     pubsub = client.pubsub()
-    pubsub.subscribe(notify.CHANNEL)
+    pubsub.subscribe(events.CHANNEL)
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
 
     counts = runtime_side_effects_resend()
 
     production.refresh_from_db()
-    assert _received(pubsub, {"t": "rev", "e": production.pk, "r": production.revision})
+    assert _received(pubsub, _revision(production.pk, production.revision))
     assert counts["pushes"] >= 1 and counts["failed"] == 0
     pending.refresh_from_db()
     assert pending.pushed_at is not None
@@ -215,36 +245,40 @@ def test_outage__token_revoked__local_publish_runs_and_redis_catches_up(
 
     runtime_token_revoke(actor=ACTOR, token=token, reason="leaked")  # commits: hooks run here
 
-    assert {"t": "tok", "h": token.token_hash} in published
+    assert _revoked(token.token_hash) in published
 
     _use_redis(settings, redis_url)
     pubsub = redis.Redis.from_url(redis_url).pubsub()
-    pubsub.subscribe(notify.CHANNEL)
+    pubsub.subscribe(events.CHANNEL)
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
     runtime_side_effects_resend()
-    assert _received(pubsub, {"t": "tok", "h": token.token_hash})
+    assert _received(pubsub, _revoked(token.token_hash))
     pubsub.close()
 
 
 def test_outage__one_listener_raises__the_others_still_run(
     settings: Any, published: list[dict[str, Any]], tenant: Tenant, operator: Any, agent: Agent
 ) -> None:
-    """Isolation, whatever the failure: a listener that raises costs neither the response
-    nor the listeners after it."""
-    from apps.tenancy.services import revision_listeners
+    """Isolation, whatever the failure: a subscriber that raises (once or everywhere) costs
+    neither the response nor the subscribers after it."""
 
-    def broken(environment_id: int, revision: int) -> None:
+    def broken(event: events.Event) -> None:
         raise RuntimeError("a subscriber blew up")
 
-    revision_listeners.insert(0, broken)
+    events.subscribe(events.ENVIRONMENT_REVISION, broken)
+    events.subscribe(events.ENVIRONMENT_REVISION, broken, everywhere=True)
     try:
         engaged = _engage(api_as(operator), agent)
     finally:
-        revision_listeners.remove(broken)
+        events.unsubscribe(events.ENVIRONMENT_REVISION, broken)
+        events.unsubscribe(events.ENVIRONMENT_REVISION, broken, everywhere=True)
 
     assert engaged.status_code == 201
     production = tenant.environments.get(slug="production")
-    assert {"t": "rev", "e": production.pk, "r": production.revision} in published
+    assert _revision(production.pk, production.revision) in published
+    assert RevisionLog.objects.filter(
+        environment=production, revision=production.revision
+    ).exists()  # the once subscriber after the broken one ran too
 
 
 @pytest.mark.parametrize("outage", ["down", "hung"], indirect=True)
@@ -283,9 +317,8 @@ def test_outage__archive_listener_raises__archive_answers_200_and_the_others_run
 ) -> None:
     """The archive hooks are isolated like the revision hooks: a raising listener costs
     neither the committed archive's 200 nor the fast path's token drop after it."""
-    from apps.tenancy.services import archive_listeners
 
-    def broken(kind: str, object_id: int) -> None:
+    def broken(event: events.Event) -> None:
         raise RuntimeError("a subscriber blew up")
 
     target = {
@@ -293,13 +326,13 @@ def test_outage__archive_listener_raises__archive_answers_200_and_the_others_run
         "agents": agent,
         "environments": tenant.environments.get(slug="staging"),
     }[what]
-    archive_listeners.insert(0, broken)
+    events.subscribe(events.SCOPE_ARCHIVED, broken, everywhere=True)
     try:
         response = api_as(admin).post(
             f"/api/v1/{what}/{target.pk}/archive/", {"reason": "retired"}, format="json"
         )
     finally:
-        archive_listeners.remove(broken)
+        events.unsubscribe(events.SCOPE_ARCHIVED, broken, everywhere=True)
 
     assert response.status_code == 200, response.content
-    assert {"t": "arch", "k": what[:-1], "i": target.pk} in published
+    assert _archived(what[:-1], target.pk) in published

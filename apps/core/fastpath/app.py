@@ -1,4 +1,8 @@
-"""The ASGI application: registered runtime routes here, everything else to Django."""
+"""The ASGI application: registered runtime routes here, everything else to Django.
+
+It imports no app: routes, topics and the token lookup are registered by the apps that own
+them (see ``registry``); changes arrive as events (``apps.core.events``) from this process
+or, through Redis pub/sub, from any other."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from urllib.parse import parse_qsl, quote
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
+from apps.core import events
 from apps.core.errors import (
     DATABASE_RETRY_AFTER_S,
     DATABASE_UNAVAILABLE,
@@ -21,14 +26,14 @@ from apps.core.errors import (
 )
 from apps.core.tokens import hash_token, runtime_token_candidate
 
-from . import notify, subscriber
+from . import subscriber
 from .conditional import parse_if_none_match
 from .registry import Route, StreamRoute, TokenScope, registry
-from .state import RevisionBoard, SnapshotCache, TokenCache, _db_call
+from .state import Board, SnapshotCache, TokenCache, _db_call
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL_S = 0.5  # catch-up poll of revisions when there is no Redis
+POLL_INTERVAL_S = 0.5  # catch-up poll of topics' versions when there is no Redis
 POLL_INTERVAL_WITH_REDIS_S = 5.0  # safety net for a missed pub/sub message
 
 
@@ -42,31 +47,28 @@ def _poll_interval() -> float:
 Scope = dict[str, Any]
 
 
-def _lookup_token(raw: str):  # type: ignore[no-untyped-def]
-    # Local import: the fast path module is imported by asgi.py before Django is set up.
-    from django.utils import timezone
-
-    from apps.accounts.runtime_tokens import runtime_token_authenticate
-
-    from .registry import TokenScope
-
-    token = runtime_token_authenticate(raw)
-    if token is None:
-        return None
-    expires_in = (token.expires_at - timezone.now()).total_seconds() if token.expires_at else None
-    return TokenScope(token.pk, token.tenant_id, token.environment_id, token.agent_id), expires_in
+def _lookup_token(raw: str) -> tuple[TokenScope, float | None] | None:
+    """The registered token lookup (``registry.provide_token_lookup``); none registered
+    grants nothing."""
+    lookup = registry.token_lookup
+    return lookup(raw) if lookup is not None else None
 
 
-def _all_revisions() -> dict[int, int]:
-    from apps.tenancy.models import Environment
+def _current_version(topic: str, key: str) -> int:
+    """A topic's version now, from its registered ``Topic`` (0 when none is registered: the
+    fast path then knows only what events tell it)."""
+    registered = registry.topics.get(topic)
+    return registered.current(key) if registered is not None else 0
 
-    return dict(Environment.objects.values_list("id", "revision"))
 
-
-def _one_revision(environment_id: int) -> int:
-    from apps.tenancy.models import Environment
-
-    return Environment.objects.values_list("revision", flat=True).get(pk=environment_id)
+def _all_versions() -> list[tuple[str, str, int]]:
+    """(topic, key, version) of every registered topic that can be polled."""
+    return [
+        (topic.name, key, version)
+        for topic in list(registry.topics.values())
+        if topic.poll_all is not None
+        for key, version in topic.poll_all().items()
+    ]
 
 
 # Sent with every fast-path answer: JSON and event streams for machines, never a page to
@@ -78,7 +80,6 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
     (b"cross-origin-resource-policy", b"same-origin"),
 ]
-ALLOWED = {"route": "GET, HEAD", "stream": "GET"}
 
 
 def _security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
@@ -127,30 +128,37 @@ class _Revoked(Exception):
 class FastPath:
     def __init__(self, django_app: Any) -> None:
         self.django_app = django_app
-        self.board = RevisionBoard()
+        self.board = Board()
         self.snapshots = SnapshotCache()
         self.tokens = TokenCache(_lookup_token)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # long-polls and streams in flight: set the event to end one at once (revocation)
         self._waiting: dict[asyncio.Event, tuple[str, TokenScope]] = {}
+        self._topics: set[str] = set()  # subscribed to (everywhere), see _ensure_started
         # open long-polls and streams per token hash in this process: one token (a leaked
         # one, a buggy SDK loop) must not hold every connection and task the server has
         self._held: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------------ background work
 
-    def _on_message(self, message: dict[str, Any]) -> None:
-        """Called from any thread (local publish) or the loop (Redis)."""
+    def _on_event(self, event: events.Event) -> None:
+        """Subscriber (everywhere) of the topics routes wait on and of the two that end
+        tokens; called from any thread (a commit in this process) or the loop (Redis)."""
         loop = self._loop
         if loop is None:
             return
-        if message.get("t") == "rev":
-            loop.call_soon_threadsafe(self.board.bump, int(message["e"]), int(message["r"]))
-        elif message.get("t") == "tok":
-            loop.call_soon_threadsafe(self._drop_token, str(message["h"]))
-        elif message.get("t") == "arch":
-            loop.call_soon_threadsafe(self._drop_scope, str(message["k"]), int(message["i"]))
+        if event.topic == events.RUNTIME_TOKEN_REVOKED:
+            loop.call_soon_threadsafe(self._drop_token, event.key)
+        elif event.topic == events.SCOPE_ARCHIVED:
+            kind, object_id = str(event.payload["kind"]), int(event.payload["id"])
+            loop.call_soon_threadsafe(self._drop_scope, kind, object_id)
+        else:
+            topic = registry.topics.get(event.topic)
+            version = topic.version_of(event.payload) if topic is not None else None
+            if version is None and "revision" in event.payload:
+                version = int(event.payload["revision"])
+            loop.call_soon_threadsafe(self.board.bump, event.topic, event.key, version)
 
     def _drop_token(self, token_hash: str) -> None:
         self.tokens.forget(token_hash)
@@ -170,19 +178,29 @@ class FastPath:
         if self._loop is not None:
             return
         self._loop = asyncio.get_running_loop()
-        notify.subscribe_local(self._on_message)
-        self._tasks.append(asyncio.create_task(self._poll_revisions()))
+        for topic in {
+            *registry.topics_waited_on(),
+            events.RUNTIME_TOKEN_REVOKED,
+            events.SCOPE_ARCHIVED,
+        }:
+            self._watch(topic)
+        self._tasks.append(asyncio.create_task(self._poll_versions()))
         if settings.REDIS_URL:
             self._tasks.append(asyncio.create_task(self._listen_redis()))
 
-    async def _poll_revisions(self) -> None:
+    def _watch(self, topic: str) -> None:
+        """Hear ``topic``'s events from now on (a route registered after start declares one
+        the start did not know)."""
+        if topic not in self._topics:
+            self._topics.add(topic)
+            events.subscribe(topic, self._on_event, everywhere=True)
+
+    async def _poll_versions(self) -> None:
         interval = _poll_interval()
         while True:
             try:
-                for environment_id, revision in (
-                    await sync_to_async(_db_call)(_all_revisions)
-                ).items():
-                    self.board.bump(environment_id, revision)
+                for topic, key, version in await sync_to_async(_db_call)(_all_versions):
+                    self.board.bump(topic, key, version)
             except Exception:
                 log.warning("fastpath.poll_failed", exc_info=True)
             await asyncio.sleep(interval)
@@ -190,14 +208,16 @@ class FastPath:
     async def _listen_redis(self) -> None:
         await subscriber.listen(
             settings.REDIS_URL,
-            notify.CHANNEL,
-            self._on_message,
+            events.CHANNEL,
+            events.receive,
             health_s=settings.FASTPATH_REDIS_HEALTH_S,
             connect_timeout_s=settings.REDIS_SOCKET_CONNECT_TIMEOUT_S,
         )
 
     async def _stop(self) -> None:
-        notify.unsubscribe_local(self._on_message)
+        for topic in self._topics:
+            events.unsubscribe(topic, self._on_event, everywhere=True)
+        self._topics = set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -213,12 +233,10 @@ class FastPath:
             await self._lifespan(receive, send)
             return
         if scope["type"] == "http":
-            path = scope["path"]
-            matched = registry.match(path)
-            stream = registry.streams.get(path)
-            if matched is not None or stream is not None:
+            matched = registry.match(scope["path"])
+            if matched is not None:
                 self._ensure_started()
-                await self._guarded(scope, receive, send, matched, stream)
+                await self._guarded(scope, receive, send, *matched)
                 return
         await self.django_app(scope, receive, send)
 
@@ -227,8 +245,8 @@ class FastPath:
         scope: Scope,
         receive: Any,
         send: Any,
-        matched: tuple[Route, str] | None,
-        stream: StreamRoute | None,
+        route: Route | StreamRoute,
+        params: dict[str, str],
     ) -> None:
         """HTTPS, method and failure handling shared by every fast-path route: whatever goes
         wrong, the client gets the API's JSON error shape, never a bare text page."""
@@ -248,15 +266,17 @@ class FastPath:
                     }
             await send(message)
 
+        if route.topic not in self._topics:  # the hot path: a set look-up, no call
+            self._watch(route.topic)
         try:
             if getattr(settings, "SECURE_SSL_REDIRECT", False) and scope.get("scheme") != "https":
                 await self._redirect_to_https(scope, tracked)
-            elif stream is not None and scope["method"] == "GET":
-                await self._stream(stream, scope, receive, tracked)
-            elif matched is not None and scope["method"] in ("GET", "HEAD"):
-                await self._serve(matched[0], matched[1], scope, receive, tracked)
+            elif scope["method"] in route.methods and isinstance(route, StreamRoute):
+                await self._stream(route, params, scope, receive, tracked)
+            elif scope["method"] in route.methods and isinstance(route, Route):
+                await self._serve(route, params, scope, receive, tracked)
             else:
-                allow = ALLOWED["stream" if stream is not None else "route"]
+                allow = ", ".join(route.methods)
                 await _send(
                     tracked,
                     *_json(
@@ -313,11 +333,11 @@ class FastPath:
         token_hash = hash_token(raw)
         return token_hash, await self.tokens.resolve(token_hash, raw)
 
-    async def _current_revision(self, environment_id: int) -> int:
-        known = self.board.known(environment_id)
+    async def _current_version(self, topic: str, key: str) -> int:
+        known = self.board.known(topic, key)
         if known is None:
-            known = await sync_to_async(_db_call)(_one_revision, environment_id)
-            self.board.bump(environment_id, known)
+            known = await sync_to_async(_db_call)(_current_version, topic, key)
+            self.board.bump(topic, key, known)
         return known
 
     def _hold(self, token_hash: str) -> bool:
@@ -334,15 +354,18 @@ class FastPath:
             del self._held[token_hash]  # the counter holds only tokens with something open
 
     async def _wait_change(
-        self, token_hash: str, token: TokenScope, revision: int, timeout: float
+        self,
+        token_hash: str,
+        token: TokenScope,
+        slot: tuple[str, str],
+        version: int,
+        timeout: float,
     ) -> bool:
-        """True when the environment moved beyond ``revision`` within ``timeout``, False at
-        timeout; raises ``_Revoked`` the moment the token is revoked or its scope archived."""
+        """True when ``slot`` (topic, key) moved beyond ``version`` within ``timeout``, False
+        at timeout; raises ``_Revoked`` the moment the token is revoked or its scope archived."""
         revoked = asyncio.Event()
         self._waiting[revoked] = (token_hash, token)
-        change = asyncio.create_task(
-            self.board.wait_beyond(token.environment_id, revision, timeout)
-        )
+        change = asyncio.create_task(self.board.wait_beyond(*slot, version, timeout))
         ended = asyncio.create_task(revoked.wait())
         try:
             await asyncio.wait({change, ended}, return_when=asyncio.FIRST_COMPLETED)
@@ -355,7 +378,7 @@ class FastPath:
             ended.cancel()
 
     async def _serve(
-        self, route: Route, subpath: str, scope: Scope, receive: Any, send: Any
+        self, route: Route, params: dict[str, str], scope: Scope, receive: Any, send: Any
     ) -> None:
         headers = _headers(scope)
         pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
@@ -383,13 +406,14 @@ class FastPath:
             )
             return
         variant = route.variant(headers, query)
-        view_key = route.view_key(subpath, pairs)
+        view_key = route.view_key(params, pairs)
         condition = parse_if_none_match(headers.get("if-none-match"))
+        slot = (route.topic, route.topic_key(token, params))
 
         async def current() -> tuple[int, Any]:
-            revision = await self._current_revision(token.environment_id)
+            revision = await self._current_version(*slot)
             snapshot = await self.snapshots.get(
-                route.kind, route.build, token, variant, revision, route.etag_of
+                route.kind, route.build, token, variant, revision, route.etag_of, slot[1]
             )
             return snapshot.revision, snapshot.render(view_key, route.view, route.etag_of)
 
@@ -402,8 +426,8 @@ class FastPath:
             return condition.matches(etag) and (not condition.any or etag == first_tag)
 
         # Long-poll: a client that already holds what it would be sent waits until that
-        # changes. The wait is on the environment's revision; a revision that leaves this
-        # view as it was (another flag changed) keeps the request waiting.
+        # changes. The wait is on the route's (topic, key), e.g. the environment's revision; a
+        # new version that leaves this view as it was (another flag changed) keeps it waiting.
         deadline = time.monotonic() + wait
         waits = wait > 0 and rendered.body is not None and held(rendered.etag)
         if waits and not self._hold(token_hash):
@@ -414,7 +438,7 @@ class FastPath:
                 rendered.body is not None
                 and held(rendered.etag)
                 and (remaining := deadline - time.monotonic()) > 0
-                and await self._wait_change(token_hash, token, revision, remaining)
+                and await self._wait_change(token_hash, token, slot, revision, remaining)
             ):
                 revision, rendered = await current()
         except _Revoked:
@@ -424,7 +448,7 @@ class FastPath:
             if waits:
                 self._release(token_hash)
         if rendered.body is None:
-            await _send(send, *_json(404, {"detail": route.not_found(subpath)}))
+            await _send(send, *_json(404, {"detail": route.not_found(params)}))
             return
         common = [
             (b"etag", rendered.etag.encode()),
@@ -444,7 +468,9 @@ class FastPath:
             length=len(rendered.body),
         )
 
-    async def _stream(self, route: StreamRoute, scope: Scope, receive: Any, send: Any) -> None:
+    async def _stream(
+        self, route: StreamRoute, params: dict[str, str], scope: Scope, receive: Any, send: Any
+    ) -> None:
         headers = _headers(scope)
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         token_hash, token = await self._authorise(headers)
@@ -455,13 +481,16 @@ class FastPath:
             await _send(send, *_too_many_held(settings.FASTPATH_MAX_OPEN_PER_TOKEN))
             return
         try:
-            await self._stream_held(route, scope, receive, send, headers, query, token_hash, token)
+            await self._stream_held(
+                route, params, scope, receive, send, headers, query, token_hash, token
+            )
         finally:
             self._release(token_hash)
 
     async def _stream_held(
         self,
         route: StreamRoute,
+        params: dict[str, str],
         scope: Scope,
         receive: Any,
         send: Any,
@@ -471,8 +500,11 @@ class FastPath:
         token: TokenScope,
     ) -> None:
         variant = route.variant(headers, query)
-        revision = await self._current_revision(token.environment_id)
-        snapshot = await self.snapshots.get(route.kind, route.build, token, variant, revision)
+        slot = (route.topic, route.topic_key(token, params))
+        revision = await self._current_version(*slot)
+        snapshot = await self.snapshots.get(
+            route.kind, route.build, token, variant, revision, None, slot[1]
+        )
         await send(
             {
                 "type": "http.response.start",
@@ -510,9 +542,7 @@ class FastPath:
                 # being revoked, whichever comes first: a gone client must not hold its task
                 # until the next heartbeat, a revoked token must not get the next change.
                 change = asyncio.create_task(
-                    self.board.wait_beyond(
-                        token.environment_id, snapshot.revision, route.heartbeat_s
-                    )
+                    self.board.wait_beyond(*slot, snapshot.revision, route.heartbeat_s)
                 )
                 gone = asyncio.create_task(disconnected.wait())
                 ended = asyncio.create_task(revoked.wait())
@@ -535,8 +565,10 @@ class FastPath:
                 _, still_valid = await self._authorise(headers)
                 if still_valid is None:
                     break  # a revoked token's stream ends at the next change at the latest
-                revision = await self._current_revision(token.environment_id)
-                newer = await self.snapshots.get(route.kind, route.build, token, variant, revision)
+                revision = await self._current_version(*slot)
+                newer = await self.snapshots.get(
+                    route.kind, route.build, token, variant, revision, None, slot[1]
+                )
                 data = route.delta(snapshot.body, newer.body)
                 snapshot = newer
                 if data is not None:

@@ -175,7 +175,7 @@ def document_fastpath_routes(result: dict[str, Any], **_: Any) -> dict[str, Any]
     schemas = components.setdefault("schemas", {})
     components.setdefault("securitySchemes", {}).setdefault("runtimeToken", RUNTIME_TOKEN_SCHEME)
     paths = result.setdefault("paths", {})
-    routes: list[Route | StreamRoute] = [*registry.routes.values(), *registry.streams.values()]
+    routes: list[Route | StreamRoute] = registry.all()
     for route in sorted(routes, key=lambda r: r.path):
         for doc in route.docs:
             for name, schema in doc.components.items():

@@ -1,4 +1,4 @@
-"""The fast path's in-memory state: revisions per environment, tokens by hash, built bodies."""
+"""The fast path's in-memory state: versions per (topic, key), tokens by hash, built bodies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +13,7 @@ import structlog
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from .registry import Builder, EtagOf, TokenScope, ViewOf
+from .registry import Builder, EtagOf, TokenLookup, TokenScope, ViewOf
 
 log = structlog.get_logger(__name__)
 
@@ -46,32 +45,40 @@ def _db_call(fn, *args):  # type: ignore[no-untyped-def]
         close_old_connections()
 
 
-class RevisionBoard:
-    """Latest known revision per environment, and a way to wait for the next one."""
+class Board:
+    """The latest known version per ``(topic, key)`` (e.g. ``("environment.revision",
+    "42")`` -> 17), and a way to wait for the next one. Versions only grow."""
 
     def __init__(self) -> None:
-        self._revisions: dict[int, int] = {}
-        self._events: dict[int, asyncio.Event] = {}
+        self._versions: dict[tuple[str, str], int] = {}
+        self._events: dict[tuple[str, str], asyncio.Event] = {}
 
-    def known(self, environment_id: int) -> int | None:
-        return self._revisions.get(environment_id)
+    def known(self, topic: str, key: str) -> int | None:
+        return self._versions.get((topic, key))
 
-    def bump(self, environment_id: int, revision: int) -> None:
-        if revision <= self._revisions.get(environment_id, 0):
+    def bump(self, topic: str, key: str, version: int | None = None) -> None:
+        """Record ``version`` (ignored unless newer) or, when None, one more than known; wake
+        whoever waits on ``(topic, key)`` and no one else."""
+        slot = (topic, key)
+        known = self._versions.get(slot, 0)
+        if version is None:
+            version = known + 1
+        if version <= known:
             return
-        self._revisions[environment_id] = revision
-        event = self._events.pop(environment_id, None)
+        self._versions[slot] = version
+        event = self._events.pop(slot, None)
         if event is not None:
             event.set()
 
-    async def wait_beyond(self, environment_id: int, revision: int, timeout: float) -> bool:
-        """True as soon as the environment's revision exceeds ``revision``; False at timeout."""
+    async def wait_beyond(self, topic: str, key: str, version: int, timeout: float) -> bool:
+        """True as soon as ``(topic, key)`` is beyond ``version``; False at timeout."""
+        slot = (topic, key)
         deadline = time.monotonic() + timeout
-        while self._revisions.get(environment_id, 0) <= revision:
+        while self._versions.get(slot, 0) <= version:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            event = self._events.setdefault(environment_id, asyncio.Event())
+            event = self._events.setdefault(slot, asyncio.Event())
             try:
                 await asyncio.wait_for(event.wait(), remaining)
             except TimeoutError:
@@ -128,8 +135,8 @@ class SnapshotCache:
     """Built bodies per (route, scope, variant); rebuilt only when the revision moves."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, int, int | None, str], Snapshot] = {}
-        self._locks: dict[tuple[str, int, int | None, str], asyncio.Lock] = {}
+        self._entries: dict[tuple[str, str, int, int | None, str], Snapshot] = {}
+        self._locks: dict[tuple[str, str, int, int | None, str], asyncio.Lock] = {}
         self.builds = 0
 
     async def get(
@@ -140,8 +147,11 @@ class SnapshotCache:
         variant: str,
         revision: int,
         etag_of: EtagOf | None = None,
+        topic_key: str = "",
     ) -> Snapshot:
-        key = (kind, scope.environment_id, scope.agent_id, variant)
+        """The body of ``kind`` for this scope, variant and topic key at ``revision`` or
+        newer, built (once, however many ask at once) when the cached one is older."""
+        key = (kind, topic_key, scope.environment_id, scope.agent_id, variant)
         entry = self._entries.get(key)
         if entry is not None and entry.revision >= revision:
             return entry
@@ -150,16 +160,12 @@ class SnapshotCache:
             entry = self._entries.get(key)
             if entry is not None and entry.revision >= revision:
                 return entry
-            built_revision, body = await sync_to_async(_db_call)(build, scope, variant)
+            built_revision, body = await sync_to_async(_db_call)(build, scope, variant, topic_key)
             self.builds += 1
             etag = (etag_of(body) if etag_of else None) or digest_tag(built_revision, body)
             entry = Snapshot(built_revision, body, etag)
             self._entries[key] = entry
             return entry
-
-
-# sync, uses the ORM: raw token -> (scope, seconds until it expires or None) | None
-TokenLookup = Callable[[str], "tuple[TokenScope, float | None] | None"]
 
 
 class TokenCache:

@@ -1,5 +1,5 @@
 """``/api/client/…``: the Unleash client API paths Django serves. ``features`` and
-``streaming`` are served by the runtime fast path (see ``apps.flags.client_api``)."""
+``streaming`` are served by the runtime fast path (see ``apps.runtimes.unleash_client``)."""
 
 from django.urls import path
 

@@ -1,10 +1,15 @@
 """The Unleash client API on the runtime fast path: ``GET /api/client/features`` (with
 ``namePrefix`` and ``project``), ``GET /api/client/features/{name}`` and
 ``GET /api/client/streaming``. Builders run once per revision, token scope and variant; the
-fast path answers ETag/304 and keeps the stream open (see docs/decisions/0001)."""
+fast path answers ETag/304 and keeps the stream open (see docs/decisions/0001).
+
+It lives in ``runtimes`` beside the signed snapshot: both runtime-facing documents are
+composed here from the flags and kill-switch selectors (flags never import runtimes), and
+``apps.runtimes.serving`` registers their routes with the fast path."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -13,11 +18,8 @@ from typing import Any
 from django.db import transaction
 
 from apps.core.fastpath import Route, StreamRoute, TokenScope, register, register_stream
-from apps.tenancy.models import Environment
-
-from .client_api_schema import FEATURE, FEATURES, STREAMING
-from .selectors import environment_features, kill_switch_dict, kill_switches_engaged_for
-from .unleash import (
+from apps.flags.selectors import environment_features, kill_switch_dict, kill_switches_engaged_for
+from apps.flags.unleash import (
     body_etag,
     client_features_body,
     delta_events,
@@ -27,8 +29,12 @@ from .unleash import (
     query_hash,
     single_feature,
 )
+from apps.tenancy.models import Environment
+
+from .unleash_client_schema import FEATURE, FEATURES, STREAMING
 
 FEATURES_PATH = "/api/client/features"
+FEATURE_PATH = "/api/client/features/{name:path}"  # any rest, as Unleash: no such name, 404
 STREAMING_PATH = "/api/client/streaming"
 SEGMENTS_SPEC = (4, 2, 0)  # clients from this spec on read top-level segments
 _VERSION = re.compile(r"^\s*v?(\d+)(?:\.(\d+))?(?:\.(\d+))?")
@@ -63,7 +69,7 @@ def environment_state(scope: TokenScope) -> tuple[int, list[dict[str, Any]], lis
     return revision, [*features, *kill_features(switches)], segments
 
 
-def build_features(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+def build_features(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
     revision, features, segments = environment_state(scope)
     return revision, client_features_body(
         features=features,
@@ -74,12 +80,12 @@ def build_features(scope: TokenScope, variant: str) -> tuple[int, bytes]:
     )
 
 
-def features_view_key(subpath: str, query: Sequence[tuple[str, str]]) -> str:
+def features_view_key(params: Mapping[str, str], query: Sequence[tuple[str, str]]) -> str:
     """Which part of the features body a request asks for: one feature
     (``/api/client/features/<name>``), the features matching ``namePrefix`` and ``project``
     (repeatable, as Unleash accepts it), or everything (``""``)."""
-    if subpath:
-        return "feature:" + subpath[1:]
+    if "name" in params:
+        return "feature:" + params["name"]
     name_prefix = ""
     projects: set[str] = set()
     for key, value in query:
@@ -100,31 +106,33 @@ def features_view(body: bytes, key: str) -> bytes | None:
     return filter_features(body, name_prefix=name_prefix, projects=projects)
 
 
-def feature_not_found(subpath: str) -> str:
-    return f"No feature named {subpath[1:]!r} in this token's environment."
+def feature_not_found(params: Mapping[str, str]) -> str:
+    return f"No feature named {params.get('name', '')!r} in this token's environment."
 
 
-def build_hydration(scope: TokenScope, variant: str) -> tuple[int, bytes]:
+def build_hydration(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:
     revision, features, segments = environment_state(scope)
     return revision, hydration_body(features=features, segments=segments, revision=revision)
 
 
 def register_routes() -> None:
-    register(
-        Route(
-            path=FEATURES_PATH,
-            kind="unleash-features",
-            build=build_features,
-            variant=features_variant,
-            subpaths=True,
-            view_key=features_view_key,
-            view=features_view,
-            etag_of=body_etag,
-            vary=("Unleash-Client-Spec",),
-            not_found=feature_not_found,
-            docs=(FEATURES, FEATURE),
-        )
+    """Serve the features (whole or filtered, and one by name) and the stream; each waits on
+    the token's environment's ``environment.revision`` (the routes' default topic)."""
+    features = Route(
+        path=FEATURES_PATH,
+        kind="unleash-features",
+        build=build_features,
+        variant=features_variant,
+        view_key=features_view_key,
+        view=features_view,
+        etag_of=body_etag,
+        vary=("Unleash-Client-Spec",),
+        not_found=feature_not_found,
+        docs=(FEATURES,),
     )
+    register(features)
+    # the same cached body (same kind), one feature of it
+    register(dataclasses.replace(features, path=FEATURE_PATH, docs=(FEATURE,)))
     register_stream(
         StreamRoute(
             path=STREAMING_PATH,

@@ -1,5 +1,5 @@
 """OpenAPI description of the Unleash client API routes the fast path serves
-(``client_api.register_routes``): the body schemas (Unleash client API v2, as ``unleash.py``
+(``unleash_client.register_routes``): the body schemas (Unleash client API v2, as ``flags.unleash``
 writes them) and each operation's own parameters. Required are the fields every SDK reads;
 anything more is allowed, as Unleash adds fields over time."""
 
