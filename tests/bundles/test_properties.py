@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from apps.audit.services import SystemActor
 from apps.bundles.exports import export_json, export_yaml
@@ -187,4 +189,15 @@ def test_canonical_digest__any_key_order_and_format__stable(
         yaml_text(shuffled, flow=False),
         yaml_text(shuffled, flow=True, width=40),
     ):
+        if not _writer_reads_back(source, shuffled):
+            continue  # ruamel's emitter's own round-trip bug (a folded leading newline...)
         assert validate_source(source).digest == reference.digest
+
+
+def _writer_reads_back(source: str, content: Any) -> bool:
+    """Whether ruamel reads the file its own emitter wrote back to ``content``: a file it
+    does not is the writer's bug, not a case for our reader."""
+    try:
+        return YAML(typ="safe", pure=True).load(source) == content
+    except YAMLError:
+        return False
