@@ -300,9 +300,11 @@ def main() -> None:
     ]
     bucket_bodies, bucket_requests = make_bucket_bodies(args.periods, args.runtime_rps, rng)
     pids: list[int] = []
-    # Django under ASGI runs each request's view in a thread of its own: a persistent
-    # connection per thread would pile up past max_connections, so one per request.
-    with server(workers=args.workers, pids=pids, env={"CONN_MAX_AGE": "0"}) as base:
+    # The web process as docker-compose.yml runs it: Django's requests under ASGI each run in
+    # a thread of their own, so no persistent connections (CONN_MAX_AGE=0, .env.example) but
+    # the pool the compose file turns on for the web service (DATABASE_POOL).
+    production = {"CONN_MAX_AGE": "0", "DATABASE_POOL": "true"}
+    with server(workers=args.workers, pids=pids, env=production) as base:
         log("warm-up")
         post_all(base, token, warmup, CLIENTS)
         log(f"records: {len(records)} in batches of {BATCH}, {CLIENTS} clients")
