@@ -136,6 +136,7 @@ def copy_rows(
     """COPY the same rows into the raw table: CLIENTS connections, one COPY (and commit) per
     batch of BATCH rows. Returns the wall time."""
     import psycopg
+    from django.conf import settings
 
     from apps.telemetry.services import partitions_ensure
 
@@ -183,6 +184,7 @@ def copy_rows(
         for i in range(0, len(records), BATCH)
     ]
     url = os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+    synchronous = settings.TELEMETRY_SYNCHRONOUS_COMMIT
     queue = list(reversed(payloads))
     lock = threading.Lock()
 
@@ -194,8 +196,11 @@ def copy_rows(
                         break
                     data = queue.pop()
                 sql = f"COPY telemetry_requestrecord ({columns}) FROM STDIN"
-                with conn.cursor() as cursor, cursor.copy(sql) as cp:
-                    cp.write(data)
+                with conn.cursor() as cursor:
+                    if not synchronous:  # commit as the product's ingest commits
+                        cursor.execute("SET LOCAL synchronous_commit TO off")
+                    with cursor.copy(sql) as cp:
+                        cp.write(data)
                 conn.commit()
 
     threads = [threading.Thread(target=worker) for _ in range(CLIENTS)]

@@ -240,14 +240,13 @@ def _as_utc(value: Any) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _merge_rollups(model: type[Rollup], deltas: dict[RollupKey, RollupDelta]) -> None:
-    """Add ``deltas`` into ``model``'s rows: one upsert adding the sums in SQL (which locks
-    each row; rows go in key order, so concurrent batches lock in the same order and cannot
-    deadlock), then the sketches merged in Python and written back under those locks."""
-    if not deltas:
-        return
+def _upsert_sql(model: type[Rollup], deltas: dict[RollupKey, RollupDelta]) -> tuple[str, list[Any]]:
+    """``INSERT … ON CONFLICT DO UPDATE … RETURNING`` adding ``deltas`` into ``model``'s rows:
+    the sums are added in SQL (which locks each row; rows go in key order, so concurrent
+    batches lock in the same order and cannot deadlock). Returns the statement and its
+    parameters; it returns ``id``, the key columns and the stored sketch of each row."""
     table = model._meta.db_table
-    ops = connection.ops
+    adapt = connection.ops.adapt_datetimefield_value
     columns = [*_KEY_COLUMNS, *_SUM_COLUMNS, "latency_sketch"]
     placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
     keys = sorted(deltas)
@@ -255,16 +254,7 @@ def _merge_rollups(model: type[Rollup], deltas: dict[RollupKey, RollupDelta]) ->
     for key in keys:
         tenant_id, agent_id, environment_id, digest, variant, start = key
         sums = deltas[key].sums
-        params.extend(
-            (
-                tenant_id,
-                agent_id,
-                environment_id,
-                digest,
-                variant,
-                ops.adapt_datetimefield_value(start),
-            )
-        )
+        params.extend((tenant_id, agent_id, environment_id, digest, variant, adapt(start)))
         params.extend(sums[name] for name in _SUM_COLUMNS)
         params.append(b"")
     updates = ", ".join(f"{name} = {table}.{name} + EXCLUDED.{name}" for name in _SUM_COLUMNS)
@@ -274,36 +264,28 @@ def _merge_rollups(model: type[Rollup], deltas: dict[RollupKey, RollupDelta]) ->
         + f" ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {updates}"
         + f" RETURNING id, {', '.join(_KEY_COLUMNS)}, latency_sketch"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        returned = cursor.fetchall()
-        writes = []
-        for row_id, tenant_id, agent_id, environment_id, digest, variant, start, stored in returned:
-            key = (tenant_id, agent_id, environment_id, digest, variant, _as_utc(start))
-            delta = deltas[key]
-            if stored:
-                merged = sketch_from_bytes(stored, trusted=True)
-                merged.merge(delta.sketch)
-            else:
-                merged = delta.sketch
-            writes.append((sketch_to_bytes(merged), row_id))
-        if connection.vendor == "postgresql":  # one statement, not one per row
-            cursor.execute(
-                f"UPDATE {table} AS t SET latency_sketch = v.s FROM (VALUES "  # noqa: S608 - table and column names are ours
-                + ", ".join(["(%s::bytea, %s::bigint)"] * len(writes))
-                + ") AS v(s, id) WHERE t.id = v.id",
-                [value for pair in writes for value in pair],
-            )
+    return sql, params
+
+
+def _merged_sketches(
+    returned: Iterable[Sequence[Any]], deltas: dict[RollupKey, RollupDelta]
+) -> list[tuple[bytes, int]]:
+    """(sketch bytes, row id) to write back for the rows an upsert returned: the stored sketch
+    merged with the batch's, or the batch's alone for a new row."""
+    writes = []
+    for row_id, tenant_id, agent_id, environment_id, digest, variant, start, stored in returned:
+        delta = deltas[(tenant_id, agent_id, environment_id, digest, variant, _as_utc(start))]
+        if stored:
+            merged = sketch_from_bytes(stored, trusted=True)
+            merged.merge(delta.sketch)
         else:
-            cursor.executemany(
-                f"UPDATE {table} SET latency_sketch = %s WHERE id = %s",  # noqa: S608 - table and column names are ours
-                writes,
-            )
+            merged = delta.sketch
+        writes.append((sketch_to_bytes(merged), row_id))
+    return writes
 
 
-def _merge_all(deltas: dict[RollupKey, RollupDelta]) -> None:
-    """Minute rollups, then the hour rollups they roll into (always in this order)."""
-    _merge_rollups(MinuteRollup, deltas)
+def _hour_deltas(deltas: dict[RollupKey, RollupDelta]) -> dict[RollupKey, RollupDelta]:
+    """The minute deltas summed into the hour rollup rows they roll into."""
     hours: dict[RollupKey, RollupDelta] = {}
     for key, delta in deltas.items():
         hour_key = (*key[:5], _hour(key[5]))
@@ -313,7 +295,65 @@ def _merge_all(deltas: dict[RollupKey, RollupDelta]) -> None:
         for name, value in delta.sums.items():
             into.sums[name] += value
         into.sketch.merge(delta.sketch)
-    _merge_rollups(HourRollup, hours)
+    return hours
+
+
+def _sketch_update_sql(model: type[Rollup], writes: list[tuple[bytes, int]]) -> str:
+    """One ``UPDATE … FROM (VALUES …)`` writing (sketch, id) pairs back (PostgreSQL)."""
+    return (
+        f"UPDATE {model._meta.db_table} AS t SET latency_sketch = v.s FROM (VALUES "  # noqa: S608 - table and column names are ours
+        + ", ".join(["(%s::bytea, %s::bigint)"] * len(writes))
+        + ") AS v(s, id) WHERE t.id = v.id RETURNING t.id"
+    )
+
+
+def _merge_all(deltas: dict[RollupKey, RollupDelta]) -> None:
+    """Add ``deltas`` into the minute rollups, then into the hour rollups they roll into
+    (always in this order): sums added in SQL under the row locks the upserts take, sketches
+    merged in Python and written back under those locks. Raw rows are never read.
+
+    PostgreSQL: two statements for both tables, so fewer round trips while the hot rows are
+    locked (a whole fleet reports the same minute of the same version): the two upserts as
+    data-modifying CTEs read minute rows first, then hour rows, each in key order (every
+    batch locks in that one order, so none deadlocks), then both sketch write-backs, which
+    also sets the transaction's commit mode (``TELEMETRY_SYNCHRONOUS_COMMIT``; read at
+    COMMIT, so the last statement may set it). SQLite (one writer at a time): statement by
+    statement."""
+    if not deltas:
+        return
+    hours = _hour_deltas(deltas)
+    if connection.vendor != "postgresql":
+        for model, each in ((MinuteRollup, deltas), (HourRollup, hours)):
+            sql, params = _upsert_sql(model, each)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                cursor.executemany(
+                    f"UPDATE {model._meta.db_table} SET latency_sketch = %s WHERE id = %s",  # noqa: S608 - table and column names are ours
+                    _merged_sketches(cursor.fetchall(), each),
+                )
+        return
+    minute_sql, minute_params = _upsert_sql(MinuteRollup, deltas)
+    hour_sql, hour_params = _upsert_sql(HourRollup, hours)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH m AS ({minute_sql}), h AS ({hour_sql}) "  # noqa: S608 - built from our names
+            "SELECT 0 AS t, * FROM m UNION ALL SELECT 1 AS t, * FROM h",
+            [*minute_params, *hour_params],
+        )
+        returned = cursor.fetchall()
+        minute_writes = _merged_sketches((row[1:] for row in returned if row[0] == 0), deltas)
+        hour_writes = _merged_sketches((row[1:] for row in returned if row[0] == 1), hours)
+        cursor.execute(
+            f"WITH um AS ({_sketch_update_sql(MinuteRollup, minute_writes)}), "  # noqa: S608
+            f"uh AS ({_sketch_update_sql(HourRollup, hour_writes)}) "
+            "SELECT (SELECT count(*) FROM um), (SELECT count(*) FROM uh), "
+            "set_config('synchronous_commit', %s, true)",
+            [
+                *(value for pair in minute_writes for value in pair),
+                *(value for pair in hour_writes for value in pair),
+                "on" if settings.TELEMETRY_SYNCHRONOUS_COMMIT else "off",
+            ],
+        )
 
 
 # --- partitions ------------------------------------------------------------------------------
