@@ -378,6 +378,12 @@ def partitions_ensure(days: Iterable[date]) -> list[str]:
             [sorted(wanted)],
         )
         missing = [row[0] for row in cursor.fetchall()]
+    return _partitions_create(wanted, missing)
+
+
+def _partitions_create(wanted: dict[str, date], missing: Iterable[str]) -> list[str]:
+    """Create the partitions named in ``missing`` (days from ``wanted``), each in a savepoint
+    that tolerates a concurrent creator. Returns the names created."""
     created = []
     for name in missing:
         day = wanted[name]
@@ -422,26 +428,34 @@ def partitions_list() -> dict[str, date]:
 
 def _insert_keys(tenant_id: int, rows: Sequence[RecordRow]) -> set[str]:
     """Insert the idempotency keys of ``rows`` (sorted by request id); returns the request ids
-    that were new. Waits on a concurrent transaction holding the same keys."""
+    that were new. Waits on a concurrent transaction holding the same keys. On PostgreSQL the
+    same statement also finds the day partitions the rows need that do not exist yet, which
+    are then created (``partitions_ensure`` without its own round trip)."""
     ordered = sorted(rows, key=lambda row: row.request_id)
     table = RecordKey._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            wanted = {partition_name(row.started_at.date()): row.started_at.date() for row in rows}
             cursor.execute(
-                f"INSERT INTO {table} (tenant_id, request_id, started_at) "  # noqa: S608 - table and column names are ours
+                f"WITH k AS (INSERT INTO {table} (tenant_id, request_id, started_at) "  # noqa: S608 - table and column names are ours
                 # Two text parameters split on the server rather than two arrays: request
                 # ids are printable ASCII without spaces (validation), and psycopg's
                 # client-side array quoting cost more than the insert.
                 "SELECT %s, r, s::timestamptz FROM unnest(string_to_array(%s, ' '), "
                 "string_to_array(%s, ' ')) AS u(r, s) "
-                "ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING request_id",
+                "ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING request_id) "
+                "SELECT request_id, NULL FROM k UNION ALL "
+                "SELECT NULL, name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
                 [
                     tenant_id,
                     " ".join(r.request_id for r in ordered),
                     " ".join(r.started_at.isoformat() for r in ordered),
+                    sorted(wanted),
                 ],
             )
-            return {row[0] for row in cursor.fetchall()}
+            returned = cursor.fetchall()
+            _partitions_create(wanted, [name for _, name in returned if name is not None])
+            return {request_id for request_id, _ in returned if request_id is not None}
         new: set[str] = set()
         adapt = connection.ops.adapt_datetimefield_value
         for chunk_start in range(0, len(ordered), 300):
@@ -574,8 +588,7 @@ def records_ingest(
         return result
     rows = list(valid.values())
     with transaction.atomic():
-        partitions_ensure({row.started_at.date() for row in rows})
-        new_ids = _insert_keys(token.tenant_id, rows)
+        new_ids = _insert_keys(token.tenant_id, rows)  # creates missing day partitions too
         fresh = [row for row in rows if row.request_id in new_ids]
         _insert_records(token.tenant_id, token.environment_id, fresh)
         deltas: dict[RollupKey, RollupDelta] = {}
