@@ -37,6 +37,7 @@ urlpatterns = [
     path("api/runtime/v1/", include("apps.bundles.api.runtime_urls")),
     path("api/runtime/v1/", include("apps.runtimes.api.urls")),
     path("api/runtime/v1/", include("apps.telemetry.api.urls")),
+    path("api/runtime/v1/", include("apps.telemetry.api.otlp_urls")),
     path("api/client/", include("apps.flags.api.client_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as its own request: no inline script.
@@ -49,6 +50,8 @@ urlpatterns = [
     path("", include("apps.runtimes.urls")),
     path("", include("apps.rollouts.urls")),
     path("", include("apps.flags.urls")),
+    path("", include("apps.telemetry.urls")),
+    path("", include("apps.reviews.urls")),
     path("", include("apps.dashboard.urls")),
 ]
 

@@ -5,9 +5,10 @@ from collections.abc import Iterator
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 
 from .factories import AgentFactory, EnvironmentFactory, TenantFactory, make_user
@@ -160,3 +161,20 @@ def asgi_server(transactional_db: None):  # type: ignore[no-untyped-def]
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def empty_audit_log() -> None:
+    """A log with no events yet, for tests of how a chain starts or of everything the audit
+    page lists. An installed database holds one already (``migrate`` activates the signing
+    key, audited), and so does the test database: removed here, behind the application's
+    back (the append-only trigger bypassed in replica mode, as ``tests/audit``'s ``tamper``
+    does), inside the test's transaction (a transactional test's flush empties it again)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+        try:
+            cursor.execute("DELETE FROM audit_auditevent")
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET session_replication_role = DEFAULT")

@@ -4,7 +4,7 @@ import factory
 from django.contrib.auth.models import Group, User
 from guardian.shortcuts import assign_perm
 
-from apps.accounts.roles import TENANT_ACCESS_PERMISSION, Role
+from apps.core.roles import TENANT_ACCESS_PERMISSION, Role
 from apps.tenancy.models import Agent, Environment, Tenant
 
 

@@ -12,7 +12,7 @@ def _check_role_permissions(app_configs: Any = None, **kwargs: Any) -> list[chec
     return [
         checks.Error(
             f"ROLE_PERMISSIONS names {name!r}, which no installed model defines.",
-            hint="Fix the name in apps/accounts/roles.py.",
+            hint="Fix the name in apps/core/roles.py.",
             id="accounts.E001",
         )
         for name in unknown_role_permissions()
@@ -31,3 +31,10 @@ class AccountsConfig(AppConfig):
         # permissions exist (see role_sync).
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="accounts.sync_roles")
         checks.register(_check_role_permissions, checks.Tags.models)
+
+        from django.contrib.auth.models import User
+
+        from apps.core.authz import register_tenant_scope
+
+        # Users belong to no tenant: the role alone decides who may read and manage them.
+        register_tenant_scope(User, None)

@@ -3,9 +3,8 @@ from typing import Any, cast
 
 from django import forms
 
+from apps.core.roles import ROLE_DESCRIPTIONS, Role
 from apps.core.ui import ExpectedVersionField
-
-from .roles import ROLE_DESCRIPTIONS, Role
 
 ROLE_CHOICES = [(r.value, f"{r.value} — {ROLE_DESCRIPTIONS[r]}") for r in Role]
 

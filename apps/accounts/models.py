@@ -5,22 +5,17 @@ token for scripts."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-RUNTIME_TOKEN_PREFIX = "cprt_"  # noqa: S105 - a public prefix that makes tokens recognisable, not a secret
-API_TOKEN_PREFIX = "cpat_"  # noqa: S105 - likewise, for a person's API token
-
-
-def hash_token(raw: str) -> str:
-    """The stored form of a token: sha256 of its UTF-8 bytes, 64 hex digits. Tokens carry 256
-    random bits, so a fast hash suffices (a password hash is for guessable secrets)."""
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
-
+# Re-exported: the token rows' callers spell them from here; the one implementation is the
+# kernel's (the fast path checks tokens with it before Django is involved).
+from apps.core.tokens import API_TOKEN_PREFIX as API_TOKEN_PREFIX
+from apps.core.tokens import RUNTIME_TOKEN_PREFIX as RUNTIME_TOKEN_PREFIX
+from apps.core.tokens import hash_token as hash_token
 
 hash_runtime_token = hash_token
 

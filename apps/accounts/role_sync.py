@@ -20,7 +20,7 @@ from django.contrib.auth.management import create_permissions
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from .roles import ROLE_PERMISSIONS
+from apps.core.roles import ROLE_PERMISSIONS
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.audit.services import Actor, audit_record, require_reason
+from apps.audit.services import Actor, audit_record
+from apps.core.authz import authorize
+from apps.core.locks import lock_row
+from apps.core.reasons import require_reason
+from apps.core.tokens import token_from_header
 
-from .authz import authorize
 from .models import RUNTIME_TOKEN_PREFIX, RuntimeToken, hash_runtime_token
 
 if TYPE_CHECKING:  # annotations only: tenancy sits beside accounts and imports it
@@ -76,15 +79,19 @@ def runtime_token_create(
     return token, raw
 
 
+def runtime_token_lock(*, token_id: int) -> RuntimeToken:
+    """Lock runtime token ``token_id`` until the transaction ends and return it re-read, its
+    tenant, environment and agent joined (not locked). The one lock of a token (see
+    apps/core/locks.py): it serialises the token's revocation and the count of instances it
+    registers per minute (runtime heartbeats, SDK registrations)."""
+    return lock_row(RuntimeToken, token_id, related=("tenant", "environment", "agent"))
+
+
 @transaction.atomic
 def runtime_token_revoke(*, actor: Actor, token: RuntimeToken, reason: str) -> RuntimeToken:
     authorize(actor, "accounts.change_runtimetoken", token.tenant)
     reason = require_reason(reason)
-    token = (
-        RuntimeToken.objects.select_for_update(of=("self",))
-        .select_related("tenant", "environment", "agent")
-        .get(pk=token.pk)
-    )
+    token = runtime_token_lock(token_id=token.pk)
     if token.revoked_at is not None:
         raise ValidationError({"token": ["This token is already revoked."]})
     before = token.snapshot()
@@ -138,9 +145,5 @@ def runtime_token_authenticate(raw: str) -> RuntimeToken | None:
     return token
 
 
-def runtime_token_from_header(value: str) -> str:
-    """Unleash SDKs send the bare token; others send ``Bearer <token>``."""
-    value = (value or "").strip()
-    if value.lower().startswith("bearer "):
-        return value[7:].strip()
-    return value
+# The header parsing is the kernel's, shared with the fast path.
+runtime_token_from_header = token_from_header

@@ -1,28 +1,14 @@
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin, User
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import QuerySet
 
+from apps.core.authz import VIEW, AnyUser, restrict
+from apps.core.roles import Role as Role  # re-exported: callers read roles here too
+from apps.core.roles import user_is_admin as user_is_admin
+from apps.core.roles import user_role as user_role
+
 from .models import ApiToken, RuntimeToken, UserVersion
-from .roles import Role
-
-
-def user_role(user: AbstractBaseUser | AnonymousUser) -> Role | None:
-    # Roles are groups: a user model without groups (PermissionsMixin) has none.
-    if not user.is_authenticated or not isinstance(user, PermissionsMixin):
-        return None
-    if user.is_superuser:
-        return Role.ADMIN
-    # ``groups.all()`` uses the groups ``user_list`` prefetched (one query for a whole page)
-    names = {group.name for group in user.groups.all()}
-    for role in Role:  # strongest first
-        if role.value in names:
-            return role
-    return None
-
-
-def user_is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
-    return user_role(user) is Role.ADMIN
 
 
 def user_list() -> QuerySet[User]:
@@ -45,6 +31,11 @@ def runtime_token_list(*, tenant_ids: list[int] | None) -> QuerySet[RuntimeToken
     if tenant_ids is not None:
         qs = qs.filter(tenant_id__in=tenant_ids)
     return qs.order_by("-created_at")
+
+
+def runtime_token_list_for_user(*, user: AnyUser, action: str = VIEW) -> QuerySet[RuntimeToken]:
+    """Tokens of the user's tenants that the user may ``action`` (``restrict``)."""
+    return restrict(runtime_token_list(tenant_ids=None), user, action)
 
 
 def user_version(user: User) -> int:

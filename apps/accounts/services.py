@@ -15,11 +15,11 @@ from guardian.shortcuts import assign_perm, remove_perm
 
 from apps.audit.concurrency import last_change, version_check
 from apps.audit.services import Actor, SystemActor, audit_record
+from apps.core.authz import authorize
+from apps.core.roles import ROLE_PERMISSIONS, TENANT_ACCESS_PERMISSION, Role
 
-from .authz import authorize
 from .models import API_TOKEN_PREFIX, ApiToken, UserVersion, hash_token
 from .role_sync import RolePermissionsMissing
-from .roles import ROLE_PERMISSIONS, TENANT_ACCESS_PERMISSION, Role
 from .selectors import user_role, user_version
 
 

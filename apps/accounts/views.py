@@ -3,30 +3,28 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
-from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_objects_for_user
 
+from apps.core.authz import requires
+from apps.core.roles import TENANT_ACCESS_PERMISSION, Role
 from apps.core.ui import call_service, paginate
 from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import tenant_list_for_user
 
 from . import selectors, services
 from .forms import UserCreateForm, UserEditForm
-from .roles import TENANT_ACCESS_PERMISSION, Role
 
-
-def _require_admin(request: HttpRequest) -> None:
-    if not selectors.user_is_admin(request.user):
-        raise PermissionDenied("Only Admins manage users and roles.")
+# Users and roles: only the Admin role has the auth.*_user permissions.
+ONLY_ADMINS = "Only Admins manage users and roles."
 
 
 @login_required
+@requires("auth.view_user", ONLY_ADMINS)
 def user_list(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
     users = selectors.user_list()
     q = request.GET.get("q", "").strip()
     if q:
@@ -35,8 +33,8 @@ def user_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("auth.add_user", ONLY_ADMINS)
 def user_create(request: HttpRequest) -> HttpResponse:
-    _require_admin(request)
     form = UserCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -70,8 +68,8 @@ def _granted_tenant_ids(user: User) -> set[str]:
 
 
 @login_required
+@requires("auth.change_user", ONLY_ADMINS)
 def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    _require_admin(request)
     try:
         user = selectors.user_list().get(pk=pk)
     except User.DoesNotExist:

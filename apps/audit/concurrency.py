@@ -18,6 +18,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Model, QuerySet
 
 from apps.core.concurrency import DeletedMeanwhile, StaleVersion, who_and_when
+from apps.core.locks import lock_row
 
 from .models import AuditEvent
 
@@ -66,12 +67,12 @@ def last_change(*, target_type: str, target_id: object) -> tuple[str, datetime |
 
 
 def lock_current(queryset: QuerySet[M], pk: Any, *, what: str, target_type: str) -> M:
-    """``queryset.select_for_update().get(pk=pk)``, the locked re-read every change of a
+    """``lock_row(queryset, pk)`` (apps/core/locks.py), the locked re-read every change of a
     deletable thing starts with, refusing with :class:`DeletedMeanwhile` (naming who deleted
     it, from the audit log's newest event for ``target_type``/``pk``) when it is gone.
     ``what`` names it for the message, e.g. "Flag checkout in production"."""
     try:
-        return queryset.select_for_update().get(pk=pk)
+        return lock_row(queryset, pk)
     except ObjectDoesNotExist:
         changed_by, changed_at = last_change(target_type=target_type, target_id=pk)
         raise DeletedMeanwhile(

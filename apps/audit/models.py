@@ -92,6 +92,10 @@ class AuditCheckpoint(models.Model):
     ``head_hash``" (see ``apps.audit.checkpoints``). A copy kept outside the database lets
     ``audit verify --checkpoints`` catch a chain that was rewritten, cut short or emptied."""
 
+    # apps.core.authz.restrict: no tenant; a checkpoint counts every tenant's events, so only
+    # a role that sees every tenant (Admin) has ``audit.view_auditcheckpoint``.
+    tenant_scope = None
+
     created_at = models.DateTimeField()
     event_id = models.BigIntegerField(unique=True, help_text="id of the chain head")
     event_count = models.BigIntegerField(help_text="events up to and including the head")

@@ -5,30 +5,32 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
+from apps.core.authz import VIEW, AnyUser, restrict
+
 from .checkpoints import FORMAT
 from .models import AuditCheckpoint, AuditEvent
 
 
 def audit_event_list(
     *,
-    visible_tenant_ids: list[int] | None,
+    user: AnyUser,
+    action: str = VIEW,
     actor: str = "",
-    action: str = "",
+    action_prefix: str = "",
     tenant_id: int | None = None,
     target: str = "",
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[AuditEvent]:
-    """Events the caller may see. ``visible_tenant_ids=None`` means every tenant (Admins);
-    others see events of their tenants and, for context, nothing tenant-less."""
-    qs = AuditEvent.objects.select_related("tenant")
-    if visible_tenant_ids is not None:
-        qs = qs.filter(tenant_id__in=visible_tenant_ids)
+    """Events the user may ``action`` (``restrict``): Admins every event; others the events
+    of their tenants and, for context, nothing tenant-less. ``action_prefix`` filters by the
+    event's action (``agent.`` for every agent event)."""
+    qs = restrict(AuditEvent.objects.select_related("tenant"), user, action)
     filters: dict[str, Any] = {}
     if actor:
         filters["actor_label__icontains"] = actor
-    if action:
-        filters["action__startswith"] = action
+    if action_prefix:
+        filters["action__startswith"] = action_prefix
     if tenant_id:
         filters["tenant_id"] = tenant_id
     if since:

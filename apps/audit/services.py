@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.core.exceptions import ValidationError
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
+
+from apps.core.authz import Actor, SystemActor
 
 from .checkpoints import FORMAT, CheckpointSigner, checkpoint_signer, signed_bytes
 from .context import current_request_id
@@ -25,19 +26,6 @@ log = structlog.get_logger(__name__)
 _CHAIN_LOCK_KEY = 0x41554449  # "AUDI"
 
 
-@dataclass(frozen=True)
-class SystemActor:
-    """A non-human actor: a management command, a Celery task, a runtime token."""
-
-    label: str
-
-
-Actor = AbstractBaseUser | AnonymousUser | SystemActor | None
-
-
-REASON_REQUIRED = "Say why: the reason is kept in the audit log."
-
-
 def actor_identity(actor: Actor) -> tuple[User | None, str]:
     """The user to record on a row (None for commands, tasks and runtimes) and the label
     shown for the actor, as every service records "who" beside the change."""
@@ -46,15 +34,6 @@ def actor_identity(actor: Actor) -> tuple[User | None, str]:
     if actor is None or not actor.is_authenticated:
         return None, "anonymous"
     return cast(User, actor), actor.get_username()
-
-
-def require_reason(reason: str) -> str:
-    """The reason a destructive or far-reaching change must carry, stripped; a field error
-    when it is missing."""
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": [REASON_REQUIRED]})
-    return reason
 
 
 def _lock_chain() -> None:

@@ -8,9 +8,10 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.core.authz import visible_tenant_ids
 from apps.core.ui import paginate
 from apps.tenancy.models import Tenant
-from apps.tenancy.selectors import tenant_ids_for_user, tenant_list_for_user
+from apps.tenancy.selectors import tenant_list_for_user
 
 from .hashing import diff
 from .models import AuditEvent
@@ -46,8 +47,10 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     }
     if "tenant" in filters:
         filters["tenant_id"] = filters.pop("tenant")
-    visible = tenant_ids_for_user(user=request.user)
-    events = audit_event_list(visible_tenant_ids=visible, **filters)
+    if "action" in filters:
+        filters["action_prefix"] = filters.pop("action")
+    visible = visible_tenant_ids(request.user)
+    events = audit_event_list(user=request.user, **filters)
     query = request.GET.copy()
     query.pop("page", None)
     return render(
@@ -67,9 +70,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
 @login_required
 def audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
     try:
-        event = audit_event_list(visible_tenant_ids=tenant_ids_for_user(user=request.user)).get(
-            pk=pk
-        )
+        event = audit_event_list(user=request.user).get(pk=pk)
     except AuditEvent.DoesNotExist:
         raise Http404("No such audit event.") from None
     return render(

@@ -148,6 +148,8 @@ class BundleVersion(_Immutable):
 class Evaluation(_Immutable):
     """Evidence from CI: how one test suite did against one version."""
 
+    tenant_scope = "version__agent__tenant"  # apps.core.authz.restrict
+
     version = models.ForeignKey(BundleVersion, on_delete=models.PROTECT, related_name="evaluations")
     suite = models.CharField(max_length=64, help_text="e.g. golden, adversarial")
     passed = models.PositiveIntegerField()

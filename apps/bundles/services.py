@@ -16,10 +16,12 @@ from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
 
-from apps.accounts.authz import authorize
-from apps.audit.services import Actor, actor_identity, audit_record, require_reason
+from apps.audit.services import Actor, actor_identity, audit_record
 from apps.core import canonical
+from apps.core.authz import authorize
+from apps.core.reasons import require_reason
 from apps.tenancy.models import Agent, Environment
+from apps.tenancy.services import agent_lock, environment_lock
 
 from . import signing
 from .models import (
@@ -108,7 +110,7 @@ def _store_version(
     parent_number: int | None,
 ) -> PushResult:
     # The agent's row lock makes concurrent pushes take numbers in turn.
-    agent = Agent.objects.select_for_update().select_related("tenant").get(pk=agent.pk)
+    agent = agent_lock(agent_id=agent.pk)
     if agent.is_archived:
         raise ValidationError(
             {"agent": [f"{agent.slug} is archived; restore it before pushing versions."]}
@@ -311,9 +313,7 @@ def promotion_gate_set(
     lowered) needs a reason."""
     authorize(actor, "bundles.change_promotiongate", environment.tenant)
     wanted = _clean_requirements(requirements)
-    environment = (
-        Environment.objects.select_for_update().select_related("tenant").get(pk=environment.pk)
-    )
+    environment = environment_lock(environment_id=environment.pk)
     if environment.is_archived:
         raise ValidationError({"environment": [f"{environment.name} is archived."]})
     gate = PromotionGate.objects.filter(environment=environment).first()
@@ -321,14 +321,11 @@ def promotion_gate_set(
     if current == wanted:
         return gate or PromotionGate(environment=environment)
     loosened = [s for s in current if s not in wanted or wanted[s] < current[s]]
-    if loosened and not (reason or "").strip():
-        raise ValidationError(
-            {
-                "reason": [
-                    f"This loosens the gate of {environment.name} ({', '.join(sorted(loosened))}); "
-                    "say why: the reason is kept in the audit log."
-                ]
-            }
+    if loosened:
+        reason = require_reason(
+            reason,
+            message=f"This loosens the gate of {environment.name} "
+            f"({', '.join(sorted(loosened))}); say why: the reason is kept in the audit log.",
         )
     _, label = actor_identity(actor)
     if gate is None:
@@ -359,6 +356,18 @@ def promotion_gate_set(
 
 
 # --------------------------------------------------------------------------- signing keys
+
+
+@transaction.atomic
+def signing_key_activate(*, actor: Actor, reason: str = "") -> SigningKey:
+    """Make the configured signing key (``SIGNING_KEY``, ``SIGNING_KEY_FILE``, or the embedded
+    default, generated here on a fresh install) the active published key; the key it replaces
+    stays published, retired. Idempotent: nothing is written (or audited) when it already is.
+    Runs after every ``migrate`` (BundlesConfig's post-migrate hook) and from
+    ``./manage.py signing_key activate``; ``sign()`` refuses until it has run. Raises
+    ``ImproperlyConfigured`` when the configured key cannot be read."""
+    authorize(actor, "bundles.add_signingkey")
+    return signing.publish_active_key(actor=actor, reason=reason.strip())
 
 
 @transaction.atomic

@@ -14,8 +14,12 @@ or base64 seed), else the PEM file ``SIGNING_KEY_FILE``, else the embedded defau
 generated under ``SIGNING_KEY_DIR`` (``var/signing/<kid>.pem``, with ``active`` naming the
 current one). The key id is derived from the public key, so every process agrees on it.
 
-The first time a key signs, it is recorded as the active ``SigningKey`` (audited); the key it
-replaces stays published, retired, so runtimes still verify what it signed."""
+A key signs only once it is *activated*: recorded as the active ``SigningKey`` (audited) by
+``services.signing_key_activate``, which ``migrate`` runs (a post-migrate hook, so a fresh
+install and every deploy activate the configured key) and ``./manage.py signing_key activate``
+runs on demand. The key it replaces stays published, retired, so runtimes still verify what
+it signed. Reading (``sign``, ``public_keys``, ``active_key_id``) never writes: ``sign`` with a
+key that is not the active one raises :class:`SigningKeyNotActive`, naming the command."""
 
 from __future__ import annotations
 
@@ -146,10 +150,23 @@ def _point_active_at(directory: Path, kid: str, *, replace: bool) -> bool:
         temporary.unlink(missing_ok=True)
 
 
-def _embedded_key() -> Ed25519PrivateKey:
-    directory = _key_dir()
+class SigningKeyNotActive(ImproperlyConfigured):
+    """The configured key has not been activated (or none exists yet, embedded default): run
+    ``./manage.py signing_key activate`` (``migrate`` does it)."""
+
+
+ACTIVATE_HINT = "run `./manage.py signing_key activate` (`./manage.py migrate` does it too)"
+
+
+def _embedded_key(*, create: bool) -> Ed25519PrivateKey:
+    directory = Path(settings.SIGNING_KEY_DIR)
     active = directory / "active"
     if not active.exists():
+        if not create:
+            raise SigningKeyNotActive(
+                f"No embedded signing key in {directory} yet: {ACTIVATE_HINT}."
+            )
+        directory = _key_dir()
         kid = _new_embedded_key(directory)
         if not _point_active_at(directory, kid, replace=False):
             (directory / f"{kid}.pem").unlink(missing_ok=True)  # another process got there first
@@ -167,8 +184,9 @@ def rotate_embedded_key() -> str:
         )
         raise ImproperlyConfigured(
             f"The signing key comes from {variable}. Generate a new one with "
-            "`./manage.py signing_key generate -o FILE`, deploy it there, and it becomes active "
-            "the first time it signs; the old public key stays published."
+            "`./manage.py signing_key generate -o FILE`, deploy it there and activate it "
+            "(`./manage.py signing_key activate`, or `migrate`); the old public key stays "
+            "published."
         )
     directory = _key_dir()
     kid = _new_embedded_key(directory)
@@ -176,7 +194,11 @@ def rotate_embedded_key() -> str:
     return kid
 
 
-def load_active_key() -> LoadedKey:
+def load_active_key(*, create: bool = False) -> LoadedKey:
+    """The configured private key: from ``SIGNING_KEY``, ``SIGNING_KEY_FILE`` or the embedded
+    default. ``create``: generate the embedded key when there is none yet (activation only);
+    otherwise a missing embedded key raises :class:`SigningKeyNotActive`. Raises
+    ``ImproperlyConfigured`` for an unreadable or invalid key."""
     if settings.SIGNING_KEY:
         return _loaded(private_key_from_text(settings.SIGNING_KEY), "environment")
     if settings.SIGNING_KEY_FILE:
@@ -188,16 +210,18 @@ def load_active_key() -> LoadedKey:
                 f"Cannot read the signing key file {path}: {exc.strerror}"
             ) from None
         return _loaded(private_key_from_text(text), "file")
-    return _loaded(_embedded_key(), "embedded")
+    return _loaded(_embedded_key(create=create), "embedded")
 
 
 # --------------------------------------------------------------------------- the registry
 
 
 def publish_active_key(*, actor: Actor = None, reason: str = "") -> SigningKey:
-    """Record the configured key as the active published key (idempotent; audited when it
-    changes anything). The previously active key is retired, not removed."""
-    loaded = load_active_key()
+    """Record the configured key as the active published key, generating the embedded key
+    when there is none yet (idempotent; audited when it changes anything). The previously
+    active key is retired, not removed. A write: called by ``services.signing_key_activate``
+    (migrate, the ``signing_key`` command), never by a read."""
+    loaded = load_active_key(create=True)
     existing = SigningKey.objects.filter(kid=loaded.kid, active=True).first()
     if existing is not None:
         return existing
@@ -222,7 +246,7 @@ def publish_active_key(*, actor: Actor = None, reason: str = "") -> SigningKey:
             action="signing_key.activated",
             target=key,
             target_label=f"signing key {key.kid}",
-            reason=reason or f"first signature with the {loaded.source} key",
+            reason=reason or f"activated the {loaded.source} key",
             before={"active_kid": previous[0] if previous else None},
             after={"active_kid": key.kid, "source": loaded.source},
         )
@@ -230,9 +254,16 @@ def publish_active_key(*, actor: Actor = None, reason: str = "") -> SigningKey:
 
 
 def sign(data: bytes) -> tuple[str, str]:
-    """Sign ``data`` with the active key: ``(kid, base64 signature)``."""
+    """Sign ``data`` with the active key: ``(kid, base64 signature)``. Reads only: raises
+    :class:`SigningKeyNotActive` when the configured key is not the active published one
+    (never activated, or replaced in the environment without activating it), so nothing is
+    signed with a key runtimes cannot look up."""
     loaded = load_active_key()
-    publish_active_key()
+    if not SigningKey.objects.filter(kid=loaded.kid, active=True).exists():
+        raise SigningKeyNotActive(
+            f"The {loaded.source} signing key {loaded.kid} is not the active published key: "
+            f"{ACTIVATE_HINT}."
+        )
     return loaded.kid, base64.b64encode(loaded.private_key.sign(data)).decode("ascii")
 
 
@@ -259,7 +290,6 @@ def active_key_id() -> str:
 
 def public_keys() -> list[dict[str, Any]]:
     """Every published key, the active one first: what runtimes verify against."""
-    publish_active_key()
     return [
         {
             "kid": key.kid,

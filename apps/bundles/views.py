@@ -8,12 +8,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
+from apps.core.authz import requires
 from apps.core.ui import paginate
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.models import Agent
@@ -33,11 +34,6 @@ from .schema import SCHEMA_PATH
 from .validation import validate_source
 
 STARTER = (Path(__file__).parent / "starter.yaml").read_text()
-
-
-def _require(request: HttpRequest, permission: str) -> None:
-    if not request.user.has_perm(permission):
-        raise PermissionDenied(f"Your role does not allow this ({permission}).")
 
 
 @login_required
@@ -148,11 +144,11 @@ def _editor_context(
 
 
 @login_required
+@requires("bundles.add_bundleversion")
 def version_new(request: HttpRequest, agent_pk: int) -> HttpResponse:
     """The editor: prefilled from a version (?from=N) or a starter file; "Check" validates
     on the server, "Push" stores a new version. Errors appear on the lines they point at."""
     agent = agent_get_for_user(user=request.user, pk=agent_pk)
-    _require(request, "bundles.add_bundleversion")
     context: dict[str, Any] = {"agent": agent, "checked": False, "findings": [], "annotated": []}
     if request.method != "POST":
         base_number = request.GET.get("from", "")
@@ -280,9 +276,9 @@ def gate_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("bundles.change_promotiongate")
 def gate_edit(request: HttpRequest, environment_pk: int) -> HttpResponse:
     environment = environment_get_for_user(user=request.user, pk=environment_pk)
-    _require(request, "bundles.change_promotiongate")
     if environment.is_archived:
         raise Http404("This environment is archived.")
     row = selectors.promotion_gate_row(environment=environment)

@@ -8,16 +8,18 @@ from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import Http404
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers, viewsets
+from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from . import authz
 from .concurrency import DeletedMeanwhile, StaleVersion
 from .errors import too_large_detail
 from .fastpath.conditional import parse_entity_tags
@@ -268,18 +270,95 @@ class ErrorSerializer(serializers.Serializer):
         }
 
 
+# What each HTTP method asks of the role (NetBox's and DRF's DjangoModelPermissions mapping,
+# with reads needing the view permission too): a POST on a collection adds, a POST on one
+# object (an action such as archive, toggle, release) changes it.
+METHOD_ACTIONS = {
+    "GET": authz.VIEW,
+    "HEAD": authz.VIEW,
+    "OPTIONS": authz.VIEW,
+    "POST": authz.ADD,
+    "PUT": authz.CHANGE,
+    "PATCH": authz.CHANGE,
+    "DELETE": authz.DELETE,
+}
+
+
+def permission_action(request: Request, view: Any) -> str:
+    """The action (``view``, ``add``, ``change``, ``delete`` or custom) a request asks of the
+    user's role: ``view.permission_actions[view.action]`` when the view names one, else by
+    method, a POST on one object (``detail=True``) being a change."""
+    named = getattr(view, "permission_actions", {}).get(getattr(view, "action", None))
+    if named:
+        return str(named)
+    action = METHOD_ACTIONS.get(request.method or "GET", authz.CHANGE)
+    if action == authz.ADD and getattr(view, "detail", False):
+        return authz.CHANGE
+    return action
+
+
+class HasModelPermission(BasePermission):
+    """The role must grant ``<app>.<action>_<model>`` for the request's action (reads need
+    the view permission): 403 otherwise, before any object is looked up, so the answer says
+    nothing about which objects exist. The model is ``view.permission_model`` or the model of
+    the view's queryset; the action comes from ``permission_action``. Which objects are in
+    scope is the queryset's business (``ScopedViewSet.get_queryset`` → ``restrict``: 404)."""
+
+    message = "Your role does not allow this."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not user or not user.is_authenticated:
+            return False
+        permission = view_permission(request, view)
+        if authz.user_may(user, permission):
+            return True
+        self.message = getattr(view, "permission_denied_message", "") or (
+            f"Your role does not allow this ({permission})."
+        )
+        return False
+
+
+def view_permission(request: Request, view: Any) -> str:
+    """The permission name a request to ``view`` needs (see ``HasModelPermission``)."""
+    model = getattr(view, "permission_model", None) or view.get_queryset().model
+    return authz.permission_name(model, permission_action(request, view))
+
+
 class ScopedViewSet(viewsets.GenericViewSet):
-    """Base for operator API views: the queryset comes only from ``scoped_queryset()``, which
-    must go through a selector that filters by what ``request.user`` may see. There is no
-    class-level ``queryset`` to fall back on, so a new endpoint cannot forget the scope."""
+    """Base for operator API views. Permissions by default: the role's model permission for
+    the request's action (``HasModelPermission``: 403), and the objects only of the user's
+    tenants (``restrict``: 404 for another tenant's). The queryset comes only from
+    ``scoped_queryset()`` (a selector taking ``user`` and ``action``), and ``get_queryset``
+    runs it through ``restrict`` again, so a new endpoint cannot forget the scope.
+
+    A subclass sets ``permission_model`` when it acts on one model by another's permission
+    (a promotion gate is reached through its environment), ``permission_actions`` to name a
+    custom action's permission (``{"approve": "approve"}``), and ``permission_denied_message``
+    for a clearer 403. A new app's model needs no code: its tenant scope is found by
+    convention (``apps.core.authz.tenant_scope``)."""
 
     lookup_value_regex = r"[0-9]+"
+    permission_classes = [HasModelPermission]
+    permission_model: type[Model] | None = None
+    permission_actions: dict[str, str] = {}
+    permission_denied_message = ""
+
+    @property
+    def permission_action(self) -> str:
+        """What this request asks of the role: ``view``, ``add``, ``change``, ``delete``…"""
+        return permission_action(self.request, self)
 
     def scoped_queryset(self) -> QuerySet[Any]:
         raise NotImplementedError
 
     def get_queryset(self) -> QuerySet[Any]:
-        return self.scoped_queryset()
+        queryset = self.scoped_queryset()
+        if self.permission_model in (None, queryset.model):
+            return authz.restrict(queryset, self.request.user, self.permission_action)
+        # acting on this model by another's permission (checked by HasModelPermission): the
+        # rows still need to be the user's to see
+        return authz.restrict(queryset, self.request.user, authz.VIEW)
 
     def get_object(self) -> Any:
         try:

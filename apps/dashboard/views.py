@@ -14,7 +14,6 @@ from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.selectors import (
     agent_list_for_user,
     environment_list_for_user,
-    tenant_ids_for_user,
 )
 
 # Sections whose capability has not shipped yet. Each still explains what will appear there
@@ -45,10 +44,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     """At a glance for the current tenant: engaged kill switches, what each agent runs in each
     environment, whether runtimes have caught up, and the latest changes."""
     tenant = current_tenant_for(request)
-    visible = tenant_ids_for_user(user=request.user)
-    events = audit_event_list(visible_tenant_ids=visible, tenant_id=tenant.pk if tenant else None)[
-        :10
-    ]
+    events = audit_event_list(user=request.user, tenant_id=tenant.pk if tenant else None)[:10]
     if tenant is None:
         return render(request, "dashboard/overview.html", {"recent_events": events})
     agents = list(agent_list_for_user(user=request.user, tenant=tenant))

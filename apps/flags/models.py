@@ -141,6 +141,10 @@ class KillSwitch(models.Model):
     carries the switch, so propagation to runtimes can be measured against it;
     ``released_revisions`` does the same for the release."""
 
+    # apps.core.authz.restrict: a global switch (no tenant) concerns, and is seen by, everyone
+    tenant_scope = "tenant"
+    tenant_scope_null_is_global = True
+
     kind = models.CharField(max_length=20, choices=KillSwitchKind.choices)
     scope = models.CharField(max_length=20, choices=KillSwitchScope.choices)
     tenant = models.ForeignKey(

@@ -12,13 +12,11 @@ from django.http import Http404
 from django.utils import timezone
 
 from apps.accounts.models import RuntimeToken
-from apps.accounts.selectors import runtime_token_list
+from apps.accounts.selectors import runtime_token_list_for_user
+from apps.core.authz import VIEW, restrict
 from apps.tenancy.models import Agent, Environment
 from apps.tenancy.selectors import (
     AnyUser,
-    environment_list_for_user,
-    tenant_ids_for_user,
-    tenant_list_for_user,
 )
 
 from .models import Flag, FlagUsage, FlagVariantUsage, KillSwitch, SdkInstance, Segment
@@ -27,38 +25,40 @@ from .unleash import KILL_PREFIX, feature_document, inline_segments, kill_featur
 # --------------------------------------------------------------------------- flags and segments
 
 
-def flag_list_for_user(*, user: AnyUser, environment: Environment | None = None) -> QuerySet[Flag]:
-    environments = environment_list_for_user(user=user, include_archived=True)
-    qs = Flag.objects.filter(environment__in=environments).select_related(
-        "environment", "environment__tenant"
-    )
+def flag_list_for_user(
+    *, user: AnyUser, action: str = VIEW, environment: Environment | None = None
+) -> QuerySet[Flag]:
+    """Flags of the user's tenants that the user may ``action`` (``restrict``)."""
+    qs = restrict(Flag.objects.select_related("environment", "environment__tenant"), user, action)
     if environment is not None:
         qs = qs.filter(environment=environment)
     return qs.order_by("environment__tenant__name", "environment__position", "name")
 
 
-def flag_get_for_user(*, user: AnyUser, pk: int) -> Flag:
+def flag_get_for_user(*, user: AnyUser, pk: int, action: str = VIEW) -> Flag:
+    """One flag the user may ``action``; ``Http404`` otherwise (never a 403)."""
     try:
-        return flag_list_for_user(user=user).get(pk=pk)
+        return flag_list_for_user(user=user, action=action).get(pk=pk)
     except (Flag.DoesNotExist, ValueError, TypeError):
         raise Http404("No such flag.") from None
 
 
 def segment_list_for_user(
-    *, user: AnyUser, environment: Environment | None = None
+    *, user: AnyUser, action: str = VIEW, environment: Environment | None = None
 ) -> QuerySet[Segment]:
-    environments = environment_list_for_user(user=user, include_archived=True)
-    qs = Segment.objects.filter(environment__in=environments).select_related(
-        "environment", "environment__tenant"
+    """Segments of the user's tenants that the user may ``action`` (``restrict``)."""
+    qs = restrict(
+        Segment.objects.select_related("environment", "environment__tenant"), user, action
     )
     if environment is not None:
         qs = qs.filter(environment=environment)
     return qs.order_by("environment__tenant__name", "environment__position", "segment_id")
 
 
-def segment_get_for_user(*, user: AnyUser, pk: int) -> Segment:
+def segment_get_for_user(*, user: AnyUser, pk: int, action: str = VIEW) -> Segment:
+    """One segment the user may ``action``; ``Http404`` otherwise (never a 403)."""
     try:
-        return segment_list_for_user(user=user).get(pk=pk)
+        return segment_list_for_user(user=user, action=action).get(pk=pk)
     except (Segment.DoesNotExist, ValueError, TypeError):
         raise Http404("No such segment.") from None
 
@@ -166,16 +166,15 @@ def kill_switches_for_snapshot(
 
 
 def kill_switch_list_for_user(
-    *, user: AnyUser, tenant_id: int | None = None, engaged: bool | None = None
+    *,
+    user: AnyUser,
+    action: str = VIEW,
+    tenant_id: int | None = None,
+    engaged: bool | None = None,
 ) -> QuerySet[KillSwitch]:
-    """Switches the user may see: their tenants' and global ones (global switches concern
-    everyone)."""
-    visible = tenant_ids_for_user(user=user)
-    qs = KillSwitch.objects.select_related("tenant", "agent", "environment")
-    if not user.is_authenticated:
-        return qs.none()
-    if visible is not None:
-        qs = qs.filter(Q(tenant__isnull=True) | Q(tenant_id__in=visible))
+    """Switches the user may ``action``: their tenants' and global ones (global switches
+    concern everyone: ``KillSwitch.tenant_scope_null_is_global``)."""
+    qs = restrict(KillSwitch.objects.select_related("tenant", "agent", "environment"), user, action)
     if tenant_id is not None:
         qs = qs.filter(Q(tenant__isnull=True) | Q(tenant_id=tenant_id))
     if engaged is True:
@@ -185,9 +184,10 @@ def kill_switch_list_for_user(
     return qs.order_by("-engaged_at", "-id")
 
 
-def kill_switch_get_for_user(*, user: AnyUser, pk: int) -> KillSwitch:
+def kill_switch_get_for_user(*, user: AnyUser, pk: int, action: str = VIEW) -> KillSwitch:
+    """One switch the user may ``action``; ``Http404`` otherwise (never a 403)."""
     try:
-        return kill_switch_list_for_user(user=user).get(pk=pk)
+        return kill_switch_list_for_user(user=user, action=action).get(pk=pk)
     except (KillSwitch.DoesNotExist, ValueError, TypeError):
         raise Http404("No such kill switch.") from None
 
@@ -205,17 +205,19 @@ def kill_switch_affected_environments(
 
 
 def runtime_tokens_for_kill_page(*, user: AnyUser, tenant_id: int) -> QuerySet[RuntimeToken]:
-    visible = tenant_ids_for_user(user=user)
-    if visible is not None and tenant_id not in visible:
-        return RuntimeToken.objects.none()
-    return runtime_token_list(tenant_ids=[tenant_id]).filter(revoked_at__isnull=True)
+    """The tenant's live tokens, if the user may see the tenant's tokens."""
+    return runtime_token_list_for_user(user=user).filter(
+        tenant_id=tenant_id, revoked_at__isnull=True
+    )
 
 
 def agents_for_kill_page(*, user: AnyUser, tenant_id: int) -> QuerySet[Agent]:
-    tenants = tenant_list_for_user(user=user, include_archived=True)
-    return Agent.objects.filter(
-        tenant__in=tenants, tenant_id=tenant_id, archived_at__isnull=True
-    ).order_by("name")
+    """The tenant's live agents, if the user may see them."""
+    return (
+        restrict(Agent.objects.all(), user, VIEW)
+        .filter(tenant_id=tenant_id, archived_at__isnull=True)
+        .order_by("name")
+    )
 
 
 # --------------------------------------------------------------------------- what SDKs report

@@ -23,9 +23,4 @@ urlpatterns = [
         kill_switches.kill_switch_release,
         name="kill_switch_release",
     ),
-    path(
-        "flags/kill-switches/tokens/<int:pk>/revoke/",
-        kill_switches.runtime_token_revoke_view,
-        name="kill_switch_token_revoke",
-    ),
 ]

@@ -11,12 +11,13 @@ import structlog
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.accounts.authz import authorize
 from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
+from apps.core.authz import authorize
+from apps.core.reasons import require_reason
 from apps.tenancy.models import Agent, Environment
-from apps.tenancy.services import environment_revision_bump
+from apps.tenancy.services import environment_lock, environment_revision_bump
 
 from .models import Deployment
 from .selectors import deployment_sequence, rollback_plan
@@ -27,7 +28,7 @@ log = structlog.get_logger(__name__)
 def _lock_history(*, agent: Agent, environment: Environment) -> None:
     # Lock the environment row: concurrent deploys and rollbacks of it take turns, so each
     # sees the deployment it replaces (the one-live-row constraint backs this up).
-    Environment.objects.select_for_update(of=("self",)).get(pk=environment.pk)
+    environment_lock(environment_id=environment.pk)
 
 
 def _live(*, agent: Agent, environment: Environment) -> Deployment | None:
@@ -135,8 +136,7 @@ def deployment_create(
     field for bad input and ``StaleVersion`` when the stable version changed meanwhile."""
     authorize(actor, "rollouts.add_deployment", agent.tenant)
     errors: dict[str, list[str]] = {}
-    if not (reason or "").strip():
-        errors["reason"] = ["Say why: the reason is kept in the audit log."]
+    reason = require_reason(reason, errors=errors)
     if environment.tenant_id != agent.tenant_id or environment.is_archived:
         errors["environment"] = ["Choose an active environment of the agent's tenant."]
     if agent.is_archived:
@@ -178,8 +178,7 @@ def deployment_rollback(
     version; ``StaleVersion`` when the stable version changed since the user saw
     ``expected_version`` (None: no check)."""
     authorize(actor, "rollouts.add_deployment", agent.tenant)
-    if not (reason or "").strip():
-        raise ValidationError({"reason": ["Say why: the reason is kept in the audit log."]})
+    reason = require_reason(reason)
     if environment.tenant_id != agent.tenant_id:
         raise ValidationError({"environment": ["Choose an environment of the agent's tenant."]})
     _lock_history(agent=agent, environment=environment)

@@ -2,12 +2,17 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from apps.bundles.selectors import bundle_version_list
-from apps.core.ui import VersionedReasonForm, call_service, rebase_if_stale
+from apps.core.authz import requires
+from apps.core.ui import (
+    Confirmation,
+    call_service,
+    confirm_with_reason,
+)
 from apps.runtimes.selectors import convergence_for
 from apps.tenancy.selectors import (
     agent_get_for_user,
@@ -17,6 +22,7 @@ from apps.tenancy.selectors import (
 
 from . import selectors, services
 from .forms import DeployForm
+from .selectors import RollbackPlan
 
 
 @login_required
@@ -40,10 +46,9 @@ def agent_releases(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("rollouts.add_deployment", "Your role does not allow deploying.")
 def deploy(request: HttpRequest, pk: int) -> HttpResponse:
     agent = agent_get_for_user(user=request.user, pk=pk)
-    if not request.user.has_perm("rollouts.add_deployment"):
-        raise PermissionDenied("Your role does not allow deploying.")
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
     versions = list(bundle_version_list(agent=agent))
     initial = {"version": request.GET.get("version"), "environment": request.GET.get("environment")}
@@ -85,6 +90,7 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("rollouts.add_deployment", "Your role does not allow rolling back.")
 def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse:
     """The rollback confirmation: names the version it goes back to (the last known-good one
     before the current, never one rolled back from) and carries the release-history version
@@ -93,57 +99,47 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
     environment = environment_get_for_user(user=request.user, pk=environment_pk)
     if environment.tenant_id != agent.tenant_id:
         raise Http404("No such environment for this agent.")
-    if not request.user.has_perm("rollouts.add_deployment"):
-        raise PermissionDenied("Your role does not allow rolling back.")
     plan = selectors.rollback_plan(agent=agent, environment=environment)
     if request.method != "POST" and plan.target is None:
         messages.error(request, f"Nothing to roll back to. {plan.refusal}")
         return redirect("tenancy:agent_detail", pk=agent.pk)
-    form = VersionedReasonForm(
-        request.POST or None,
-        initial={"expected_version": selectors.deployment_sequence(plan.current)},
-    )
-    if request.method == "POST" and form.is_valid():
-        deployment = call_service(
-            form,
-            lambda: services.deployment_rollback(
-                actor=request.user,
-                agent=agent,
-                environment=environment,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
-        )
-        if deployment is not None:
-            messages.success(
-                request,
-                f"Rolled back: {agent.name} in {environment.name} serves "
-                f"v{deployment.version.number} again (revision {deployment.revision}).",
+
+    def shown(plan: RollbackPlan) -> Confirmation:
+        live = convergence_for(environments=[environment])[0].live
+        if plan.current is not None and plan.target is not None:
+            effect = (
+                f"{agent.name} in {environment.name} goes back from "
+                f"v{plan.current.version.number} to v{plan.target.version.number} on {live} "
+                f"live runtime{'s' if live != 1 else ''}. v{plan.target.version.number} is the "
+                f"last known-good version (deployed {plan.target.created_at:%Y-%m-%d %H:%M} UTC "
+                f"by {plan.target.deployed_by_label}, never rolled back from); "
+                f"v{plan.current.version.number} is marked rolled back and is never a rollback "
+                "target again."
             )
-            return redirect("tenancy:agent_detail", pk=agent.pk)
-        plan = selectors.rollback_plan(agent=agent, environment=environment)
-        rebase_if_stale(form, selectors.deployment_sequence(plan.current))
-    live = convergence_for(environments=[environment])[0].live
-    if plan.current is not None and plan.target is not None:
-        effect = (
-            f"{agent.name} in {environment.name} goes back from v{plan.current.version.number} "
-            f"to v{plan.target.version.number} on {live} live runtime{'s' if live != 1 else ''}. "
-            f"v{plan.target.version.number} is the last known-good version (deployed "
-            f"{plan.target.created_at:%Y-%m-%d %H:%M} UTC by {plan.target.deployed_by_label}, "
-            f"never rolled back from); v{plan.current.version.number} is marked "
-            "rolled back and is never a rollback target again."
+        else:
+            effect = plan.refusal
+        target = f" to v{plan.target.version.number}" if plan.target is not None else ""
+        return Confirmation(
+            title=f"Roll back {agent.name} in {environment.name}{target}?",
+            effect=effect,
+            action_label=f"Roll back{target} now",
+            version=selectors.deployment_sequence(plan.current),
         )
-    else:
-        effect = plan.refusal
-    target = f" to v{plan.target.version.number}" if plan.target is not None else ""
-    return render(
+
+    return confirm_with_reason(
         request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "danger": True,
-            "action_label": f"Roll back{target} now",
-            "title": f"Roll back {agent.name} in {environment.name}{target}?",
-            "effect": effect,
-        },
+        shown=shown(plan),
+        act=lambda reason, expected_version: services.deployment_rollback(
+            actor=request.user,
+            agent=agent,
+            environment=environment,
+            reason=reason,
+            expected_version=expected_version,
+        ),
+        done_url=reverse("tenancy:agent_detail", kwargs={"pk": agent.pk}),
+        done_message=lambda deployment: (
+            f"Rolled back: {agent.name} in {environment.name} serves "
+            f"v{deployment.version.number} again (revision {deployment.revision})."
+        ),
+        reread=lambda: shown(selectors.rollback_plan(agent=agent, environment=environment)),
     )

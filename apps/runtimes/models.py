@@ -1,6 +1,30 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def stale_after() -> timedelta:
+    """How long a runtime may go without a heartbeat and still count as live
+    (``RUNTIME_STALE_AFTER_S``)."""
+    return timedelta(seconds=settings.RUNTIME_STALE_AFTER_S)
+
+
+def live_q(now: datetime | None = None) -> Q:
+    """The one definition of a *live* runtime: a heartbeat within :func:`stale_after` of
+    ``now`` (default: the current time). A ``Q`` so aggregates can count with it
+    (``Count("id", filter=live_q(now))``); ``~live_q(now)`` is *stale*."""
+    return Q(last_seen_at__gte=(now or timezone.now()) - stale_after())
+
+
+class RuntimeInstanceQuerySet(models.QuerySet["RuntimeInstance"]):
+    def live(self, now: datetime | None = None) -> RuntimeInstanceQuerySet:
+        """The instances that are live at ``now`` (see :func:`live_q`)."""
+        return self.filter(live_q(now))
 
 
 class RuntimeInstance(models.Model):
@@ -37,6 +61,8 @@ class RuntimeInstance(models.Model):
     nack_error = models.TextField(blank=True)
     push_url = models.URLField(max_length=500, blank=True)
     circuit_breakers = models.JSONField(default=dict, blank=True)
+
+    objects = RuntimeInstanceQuerySet.as_manager()
 
     class Meta:
         ordering = ["environment_id", "name", "instance_id"]

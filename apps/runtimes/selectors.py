@@ -1,20 +1,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from apps.tenancy.models import Environment
 
-from .models import RevisionLog, RuntimeInstance, WebhookDelivery
+from .models import RevisionLog, RuntimeInstance, WebhookDelivery, live_q, stale_after
 from .status import RuntimeStatus, runtime_status
-
-
-def _stale_after() -> timedelta:
-    return timedelta(seconds=settings.RUNTIME_STALE_AFTER_S)
 
 
 @dataclass(frozen=True)
@@ -37,7 +32,7 @@ def runtime_rows(*, environment: Environment, now: datetime | None = None) -> li
                 nack_error=i.nack_error,
                 current_revision=environment.revision,
                 now=now,
-                stale_after=_stale_after(),
+                stale_after=stale_after(),
             ),
         )
         for i in instances.order_by("name", "instance_id")
@@ -66,17 +61,15 @@ def convergence_for(
     *, environments: QuerySet[Environment] | list[Environment], now: datetime | None = None
 ) -> list[Convergence]:
     """One aggregate query for all the given environments."""
-    now = now or timezone.now()
-    live_since = now - _stale_after()
     environments = list(environments)
-    live = Q(last_seen_at__gte=live_since)
+    live = live_q(now)
     counts = {
         row["environment_id"]: row
         for row in RuntimeInstance.objects.filter(environment__in=environments)
         .values("environment_id")
         .annotate(
             live=Count("id", filter=live),
-            stale=Count("id", filter=Q(last_seen_at__lt=live_since)),
+            stale=Count("id", filter=~live),
             on_revision=Count(
                 "id", filter=live & Q(applied_revision__gte=F("environment__revision"))
             ),
@@ -128,9 +121,7 @@ def propagation_of(
 ) -> Propagation:
     """How many live runtimes of the environment have applied ``revision`` (or later)."""
     now = now or timezone.now()
-    live = RuntimeInstance.objects.filter(
-        environment=environment, last_seen_at__gte=now - _stale_after()
-    )
+    live = RuntimeInstance.objects.filter(environment=environment).live(now)
     log = RevisionLog.objects.filter(environment=environment, revision=revision).first()
     return Propagation(
         environment,

@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.accounts.models import RuntimeToken
-from apps.accounts.runtime_tokens import revocation_listeners
+from apps.accounts.runtime_tokens import revocation_listeners, runtime_token_lock
 from apps.audit.services import SystemActor, audit_record
 from apps.tenancy.models import Environment
 from apps.tenancy.services import revision_listeners
@@ -27,10 +27,6 @@ from .webhooks import signed_headers
 log = structlog.get_logger(__name__)
 # Starts the error of a delivery the SSRF guard refused: retrying it cannot help.
 REFUSED_PREFIX = "refused:"
-
-
-def _stale_after() -> timedelta:
-    return timedelta(seconds=settings.RUNTIME_STALE_AFTER_S)
 
 
 class RegistrationRateExceeded(Exception):
@@ -79,7 +75,7 @@ def runtime_heartbeat_record(
     audit_registration = False
     if instance is None:
         # The token row lock serialises this token's registrations, so the count is exact.
-        RuntimeToken.objects.select_for_update().filter(pk=token.pk).first()
+        runtime_token_lock(token_id=token.pk)
         recent = RuntimeInstance.objects.filter(
             token=token, first_seen_at__gte=now - timedelta(minutes=1)
         )
@@ -173,9 +169,7 @@ def runtime_heartbeat_record(
 
 
 def _mark_fully_applied_if_done(environment: Environment, now: Any) -> None:
-    live = RuntimeInstance.objects.filter(
-        environment=environment, last_seen_at__gte=now - _stale_after()
-    )
+    live = RuntimeInstance.objects.filter(environment=environment).live(now)
     if live.exclude(applied_revision__gte=environment.revision).exists():
         return
     RevisionLog.objects.filter(
@@ -263,9 +257,9 @@ def _guarded(fn: Any, *args: Any) -> bool:
 
 
 def webhook_targets(*, environment_id: int) -> list[int]:
-    live_since = timezone.now() - _stale_after()
     return list(
-        RuntimeInstance.objects.filter(environment_id=environment_id, last_seen_at__gte=live_since)
+        RuntimeInstance.objects.filter(environment_id=environment_id)
+        .live()
         .exclude(push_url="")
         .values_list("pk", flat=True)
     )

@@ -2,17 +2,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.utils import timezone
 
 from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.accounts.selectors import runtime_token_list
-from apps.core.ui import ReasonForm, call_service
+from apps.core.authz import requires
+from apps.core.ui import Confirmation, call_service, confirm_with_reason, local_url
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.selectors import (
     agent_get_for_user,
@@ -90,12 +89,11 @@ def propagation(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("accounts.add_runtimetoken", "Your role does not allow creating runtime tokens.")
 def runtime_token_new(request: HttpRequest) -> HttpResponse:
     tenant, environments = _environments(request)
     if tenant is None:
         raise Http404("Choose a tenant first.")
-    if not request.user.has_perm("accounts.add_runtimetoken"):
-        raise PermissionDenied("Your role does not allow creating runtime tokens.")
     agents = agent_list_for_user(user=request.user, tenant=tenant)
     form = RuntimeTokenForm(request.POST or None, environments=environments, agents=agents)
     if request.method == "POST" and form.is_valid():
@@ -131,34 +129,30 @@ def runtime_token_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def runtime_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Cut a (compromised) runtime off: its token is refused on its next call. The one
+    revoke page, linked from the Runtimes page and the Kill switches page; it goes back to
+    ``?next=`` (a local path) when given, else to the Runtimes page."""
     tenant = current_tenant_for(request)
     try:
         token = runtime_token_list(tenant_ids=[tenant.pk] if tenant else []).get(pk=pk)
     except RuntimeToken.DoesNotExist:
         raise Http404("No such runtime token.") from None
     instances = token.instances.count()
-    form = ReasonForm(request.POST or None)
-    revoked = None
-    if request.method == "POST" and form.is_valid():
-        revoked = call_service(
-            form,
-            lambda: runtime_token_revoke(
-                actor=request.user, token=token, reason=form.cleaned_data["reason"]
-            ),
-        )
-    if revoked is not None:
-        messages.success(request, f"Token {token} revoked: its next call is refused.")
-        return redirect("runtimes:overview")
-    return render(
+    agent = f", agent {token.agent.name}" if token.agent else ""
+    return confirm_with_reason(
         request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Revoke runtime token {token}?",
-            "danger": True,
-            "action_label": "Revoke token",
-            "effect": f"Every runtime using it ({instances} registered in "
-            f"{token.environment.name}) is refused on its next call and keeps serving its "
-            "last-known-good configuration. This cannot be undone.",
-        },
+        shown=Confirmation(
+            title=f"Revoke runtime token {token}?",
+            effect=f"Every runtime using it ({instances} registered in "
+            f"{token.environment.name}{agent}) is refused on its next call, including open "
+            "streams and long-polls at their next change; they keep serving their "
+            "last-known-good configuration. This cannot be undone: issue a new token to let a "
+            "runtime back in.",
+            action_label="Revoke token",
+        ),
+        act=lambda reason, _version: runtime_token_revoke(
+            actor=request.user, token=token, reason=reason
+        ),
+        done_url=local_url(request, request.GET.get("next"), "runtimes:overview"),
+        done_message=f"Runtime token {token} revoked: its next call is refused.",
     )

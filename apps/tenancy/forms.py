@@ -4,7 +4,7 @@ from django import forms
 
 from apps.core.ui import ExpectedVersionField
 
-from .models import slug_validator
+from .models import slug_validator, validate_trace_link_template
 
 TIME_ZONES = sorted(zoneinfo.available_timezones())
 
@@ -32,6 +32,14 @@ class TenantEditForm(forms.Form):
     expected_version = ExpectedVersionField()
     name = forms.CharField(max_length=120)
     time_zone = forms.ChoiceField(choices=[(z, z) for z in TIME_ZONES])
+    trace_link_template = forms.CharField(
+        required=False,
+        max_length=500,
+        validators=[validate_trace_link_template],
+        label="Trace link",
+        help_text="where a request record's trace opens: an http(s) URL with {trace_id}, "
+        "e.g. https://tempo.example/trace/{trace_id}; empty for no links",
+    )
     reason = forms.CharField(required=False, max_length=2000)
 
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator, URLValidator
 from django.db import models
 from django.db.models import Q
 
@@ -11,6 +12,26 @@ slug_validator = RegexValidator(
     "Use 1-50 lowercase letters, digits and dashes, starting and ending with a letter or digit.",
 )
 
+TRACE_ID_PLACEHOLDER = "{trace_id}"
+_trace_link_url = URLValidator(schemes=["http", "https"])
+
+
+def validate_trace_link_template(value: str) -> None:
+    """A trace-link template is an http(s) URL with ``{trace_id}`` where the trace id goes,
+    e.g. ``https://tempo.example/trace/{trace_id}``. Raises ValidationError otherwise."""
+    if not value:
+        return
+    if TRACE_ID_PLACEHOLDER not in value:
+        raise ValidationError(
+            "Put {trace_id} where the trace id goes, e.g. https://tempo.example/trace/{trace_id}."
+        )
+    try:
+        _trace_link_url(value.replace(TRACE_ID_PLACEHOLDER, "0" * 32))
+    except ValidationError:
+        raise ValidationError(
+            "Use an http:// or https:// URL, e.g. https://tempo.example/trace/{trace_id}."
+        ) from None
+
 
 class Tenant(models.Model):
     """A customer or team: the unit of isolation, quotas and permissions."""
@@ -18,6 +39,14 @@ class Tenant(models.Model):
     slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=120)
     time_zone = models.CharField(max_length=64, default="UTC")
+    trace_link_template = models.CharField(
+        max_length=500,
+        blank=True,
+        default="",
+        validators=[validate_trace_link_template],
+        help_text="where a request record's trace opens: an http(s) URL with {trace_id}, "
+        "e.g. https://tempo.example/trace/{trace_id} (Tempo, Jaeger, Langfuse…)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     archived_at = models.DateTimeField(null=True, blank=True)
     version = models.PositiveIntegerField(
@@ -41,6 +70,7 @@ class Tenant(models.Model):
             "slug": self.slug,
             "name": self.name,
             "time_zone": self.time_zone,
+            "trace_link_template": self.trace_link_template,
             "archived": self.is_archived,
         }
 

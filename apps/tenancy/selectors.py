@@ -1,28 +1,23 @@
+"""Reads of tenants, agents and environments, always through ``restrict`` (apps.core.authz):
+``action`` is what the caller means to do with the rows (``view`` unless said otherwise)."""
+
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 from django.http import Http404
-from guardian.shortcuts import get_objects_for_user
 
-from apps.accounts.roles import TENANT_ACCESS_PERMISSION
-from apps.accounts.selectors import user_is_admin
+from apps.core.authz import VIEW, restrict, visible_tenant_ids
+from apps.core.authz import AnyUser as AnyUser  # re-exported: selectors above type with it
 
 from .models import Agent, Environment, Tenant
 
-AnyUser = AbstractBaseUser | AnonymousUser
 
-
-def tenant_list_for_user(*, user: AnyUser, include_archived: bool = False) -> QuerySet[Tenant]:
-    """The only way to list tenants: Admins see all, others the ones granted to them."""
-    if not user.is_authenticated or not user.is_active:
-        qs = Tenant.objects.none()
-    elif user_is_admin(user):
-        qs = Tenant.objects.all()
-    else:
-        qs = get_objects_for_user(
-            user, TENANT_ACCESS_PERMISSION, klass=Tenant, accept_global_perms=False
-        )
+def tenant_list_for_user(
+    *, user: AnyUser, action: str = VIEW, include_archived: bool = False
+) -> QuerySet[Tenant]:
+    """The only way to list tenants: Admins see all, others the ones granted to them, and
+    nobody any whose role lacks ``tenancy.<action>_tenant``."""
+    qs = restrict(Tenant.objects.all(), user, action)
     if not include_archived:
         qs = qs.filter(archived_at__isnull=True)
     return qs.order_by("name")
@@ -30,13 +25,14 @@ def tenant_list_for_user(*, user: AnyUser, include_archived: bool = False) -> Qu
 
 def tenant_ids_for_user(*, user: AnyUser) -> list[int] | None:
     """``None`` for Admins (every tenant); otherwise the granted tenant ids."""
-    if user_is_admin(user):
-        return None
-    return list(tenant_list_for_user(user=user, include_archived=True).values_list("id", flat=True))
+    return visible_tenant_ids(user)
 
 
-def tenant_get_for_user(*, user: AnyUser, slug: str | None = None, pk: int | None = None) -> Tenant:
-    qs = tenant_list_for_user(user=user, include_archived=True)
+def tenant_get_for_user(
+    *, user: AnyUser, slug: str | None = None, pk: int | None = None, action: str = VIEW
+) -> Tenant:
+    """One tenant the user may ``action``; ``Http404`` otherwise (never a 403)."""
+    qs = tenant_list_for_user(user=user, action=action, include_archived=True)
     lookup = {"slug": slug} if slug is not None else {"pk": pk}
     try:
         return qs.get(**lookup)
@@ -45,10 +41,14 @@ def tenant_get_for_user(*, user: AnyUser, slug: str | None = None, pk: int | Non
 
 
 def agent_list_for_user(
-    *, user: AnyUser, tenant: Tenant | None = None, include_archived: bool = False
+    *,
+    user: AnyUser,
+    action: str = VIEW,
+    tenant: Tenant | None = None,
+    include_archived: bool = False,
 ) -> QuerySet[Agent]:
-    tenants = tenant_list_for_user(user=user, include_archived=True)
-    qs = Agent.objects.filter(tenant__in=tenants).select_related("tenant")
+    """Agents of the user's tenants that the user may ``action``."""
+    qs = restrict(Agent.objects.select_related("tenant"), user, action)
     if tenant is not None:
         qs = qs.filter(tenant=tenant)
     if not include_archived:
@@ -56,18 +56,23 @@ def agent_list_for_user(
     return qs.order_by("tenant__name", "name")
 
 
-def agent_get_for_user(*, user: AnyUser, pk: int) -> Agent:
+def agent_get_for_user(*, user: AnyUser, pk: int, action: str = VIEW) -> Agent:
+    """One agent the user may ``action``; ``Http404`` otherwise (never a 403)."""
     try:
-        return agent_list_for_user(user=user, include_archived=True).get(pk=pk)
+        return agent_list_for_user(user=user, action=action, include_archived=True).get(pk=pk)
     except (Agent.DoesNotExist, ValueError, TypeError):
         raise Http404("No such agent.") from None
 
 
 def environment_list_for_user(
-    *, user: AnyUser, tenant: Tenant | None = None, include_archived: bool = False
+    *,
+    user: AnyUser,
+    action: str = VIEW,
+    tenant: Tenant | None = None,
+    include_archived: bool = False,
 ) -> QuerySet[Environment]:
-    tenants = tenant_list_for_user(user=user, include_archived=True)
-    qs = Environment.objects.filter(tenant__in=tenants).select_related("tenant")
+    """Environments of the user's tenants that the user may ``action``."""
+    qs = restrict(Environment.objects.select_related("tenant"), user, action)
     if tenant is not None:
         qs = qs.filter(tenant=tenant)
     if not include_archived:
@@ -75,8 +80,9 @@ def environment_list_for_user(
     return qs.order_by("tenant__name", "position")
 
 
-def environment_get_for_user(*, user: AnyUser, pk: int) -> Environment:
+def environment_get_for_user(*, user: AnyUser, pk: int, action: str = VIEW) -> Environment:
+    """One environment the user may ``action``; ``Http404`` otherwise (never a 403)."""
     try:
-        return environment_list_for_user(user=user, include_archived=True).get(pk=pk)
+        return environment_list_for_user(user=user, action=action, include_archived=True).get(pk=pk)
     except (Environment.DoesNotExist, ValueError, TypeError):
         raise Http404("No such environment.") from None

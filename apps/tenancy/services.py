@@ -13,11 +13,12 @@ from django.db.models import F, Max
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from apps.accounts.authz import authorize
-from apps.accounts.roles import TENANT_ACCESS_PERMISSION
-from apps.accounts.selectors import user_is_admin
 from apps.audit.concurrency import last_change, version_check
-from apps.audit.services import Actor, SystemActor, audit_record, require_reason
+from apps.audit.services import Actor, SystemActor, audit_record
+from apps.core.authz import authorize
+from apps.core.locks import lock_row
+from apps.core.reasons import require_reason
+from apps.core.roles import TENANT_ACCESS_PERMISSION, user_is_admin
 
 from .models import Agent, Environment, Tenant
 
@@ -36,6 +37,32 @@ revision_listeners: list[Callable[[int, int], None]] = []
 # Called after commit with ("tenant" | "agent" | "environment", id) when one is archived, so
 # caches in front of Django (the runtime fast path's token cache) refuse its tokens at once.
 archive_listeners: list[Callable[[str, int], None]] = []
+
+
+# --------------------------------------------------------------------------- row locks
+# The one lock per tenancy model, for this app's services and every other app's (see
+# apps/core/locks.py: FOR NO KEY UPDATE of the row alone, so lockers never deadlock on the
+# spelling). Call inside the transaction of the change the lock serialises.
+
+
+def tenant_lock(*, tenant_id: int) -> Tenant:
+    """Lock tenant ``tenant_id`` until the transaction ends and return it re-read. Serialises
+    changes that span a tenant (environment positions, kill-switch duplicate checks)."""
+    return lock_row(Tenant, tenant_id)
+
+
+def agent_lock(*, agent_id: int) -> Agent:
+    """Lock agent ``agent_id`` (its tenant joined, not locked) and return it re-read.
+    Serialises changes of the agent and what is numbered per agent (bundle versions)."""
+    return lock_row(Agent, agent_id, related=("tenant",))
+
+
+def environment_lock(*, environment_id: int) -> Environment:
+    """Lock environment ``environment_id`` (its tenant joined, not locked) and return it
+    re-read. Serialises changes of the environment and of what lives in it (flags, the
+    release history, its promotion gate). Archived environments are returned too: the
+    caller decides what archiving forbids."""
+    return lock_row(Environment, environment_id, related=("tenant",))
 
 
 def _validate_time_zone(value: str) -> None:
@@ -92,6 +119,15 @@ def _archive_hook(
     return announce_archived
 
 
+def _lock_same(instance: A) -> A:
+    """The tenant, agent or environment ``instance`` re-read under its one lock."""
+    if isinstance(instance, Tenant):
+        return tenant_lock(tenant_id=instance.pk)
+    if isinstance(instance, Agent):
+        return agent_lock(agent_id=instance.pk)
+    return environment_lock(environment_id=instance.pk)
+
+
 def _set_archived(
     *, actor: Actor, instance: A, archived: bool, reason: str, expected_version: int | None
 ) -> A:
@@ -101,11 +137,7 @@ def _set_archived(
     reason = require_reason(reason)
     model = type(instance)
     noun = str(model._meta.model_name)
-    instance = (
-        model.objects.select_for_update(of=("self",), no_key=True)
-        .select_related(*(["tenant"] if noun != "tenant" else []))
-        .get(pk=instance.pk)
-    )
+    instance = _lock_same(instance)
     _check_seen(instance, expected_version)
     if instance.is_archived == archived:
         state = "already archived" if archived else "not archived"
@@ -189,13 +221,16 @@ def tenant_update(
     tenant: Tenant,
     name: str | None = None,
     time_zone: str | None = None,
+    trace_link_template: str | None = None,
     reason: str = "",
     expected_version: int | None = None,
 ) -> Tenant:
-    """Rename or re-zone a tenant. ``expected_version``: the ``version`` the change was
-    based on (None: no check); ``StaleVersion`` when it moved on. A real change adds one."""
+    """Rename or re-zone a tenant, or set where its request records' traces open
+    (``trace_link_template``: an http(s) URL with ``{trace_id}``, or "" for none; validated by
+    ``full_clean``). ``expected_version``: the ``version`` the change was based on (None: no
+    check); ``StaleVersion`` when it moved on. A real change adds one."""
     authorize(actor, "tenancy.change_tenant", tenant)
-    tenant = Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)
+    tenant = tenant_lock(tenant_id=tenant.pk)
     _check_seen(tenant, expected_version)
     before = tenant.snapshot()
     changes: dict[str, Any] = {}
@@ -204,6 +239,8 @@ def tenant_update(
     if time_zone is not None:
         _validate_time_zone(time_zone)
         changes["time_zone"] = time_zone
+    if trace_link_template is not None:
+        changes["trace_link_template"] = trace_link_template.strip()
     if _save_changes(tenant, changes):
         audit_record(
             actor=actor,
@@ -286,13 +323,7 @@ def agent_update(
 ) -> Agent:
     """Rename or re-describe an agent; ``expected_version`` as for ``tenant_update``."""
     authorize(actor, "tenancy.change_agent", agent.tenant)
-    # of=self: locking the joined tenant row too would take the two locks in an order that
-    # deadlocks against a change holding the tenant's lock first (environment_move)
-    agent = (
-        Agent.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("tenant")
-        .get(pk=agent.pk)
-    )
+    agent = agent_lock(agent_id=agent.pk)
     _check_seen(agent, expected_version)
     before = agent.snapshot()
     changes = {k: v for k, v in {"name": name, "description": description}.items() if v is not None}
@@ -336,7 +367,7 @@ def environment_create(
     """A new environment goes last in the promotion order unless a free position is given."""
     authorize(actor, "tenancy.add_environment", tenant)
     _require_active_tenant(tenant)
-    Tenant.objects.select_for_update(no_key=True).get(pk=tenant.pk)  # serialises positions
+    tenant_lock(tenant_id=tenant.pk)  # serialises positions
     active = Environment.objects.filter(tenant=tenant, archived_at__isnull=True)
     if position is None:
         # `Max(...) or -1` would turn a last position of 0 into -1 and collide with it
@@ -374,11 +405,7 @@ def environment_update(
     """Rename an environment or change its production flag; ``expected_version`` as for
     ``tenant_update``."""
     authorize(actor, "tenancy.change_environment", environment.tenant)
-    environment = (  # of=self, as in agent_update: no deadlock against environment_move
-        Environment.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("tenant")
-        .get(pk=environment.pk)
-    )
+    environment = environment_lock(environment_id=environment.pk)
     _check_seen(environment, expected_version)
     before = environment.snapshot()
     changes = {
@@ -412,18 +439,12 @@ def environment_move(
     authorize(actor, "tenancy.change_environment", environment.tenant)
     if direction not in ("up", "down"):
         raise ValidationError({"direction": ["Use 'up' or 'down'."]})
-    # FOR NO KEY UPDATE (no_key), here and on every row lock of this module: it serialises
-    # changes of the row as FOR UPDATE does, but does not block the FOR KEY SHARE that a
-    # foreign-key insert (this edit's own audit event, naming the tenant) takes. With FOR
-    # UPDATE, a move holding the tenant and waiting for an environment deadlocked against an
-    # edit holding the environment and inserting its audit event.
-    Tenant.objects.select_for_update(no_key=True).get(pk=environment.tenant_id)
+    # Both locks are FOR NO KEY UPDATE (apps/core/locks.py): with FOR UPDATE, a move holding
+    # the tenant and waiting for an environment deadlocked against an edit holding the
+    # environment and inserting its audit event (a foreign key to the tenant).
+    tenant_lock(tenant_id=environment.tenant_id)
     # locked too: an edit of this environment (its row lock only) must not slip in between
-    environment = (
-        Environment.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("tenant")
-        .get(pk=environment.pk)
-    )
+    environment = environment_lock(environment_id=environment.pk)
     _check_seen(environment, expected_version)
     siblings = Environment.objects.filter(tenant_id=environment.tenant_id, archived_at__isnull=True)
     if direction == "up":

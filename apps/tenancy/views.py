@@ -1,17 +1,20 @@
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from apps.accounts.authz import authorize
-from apps.core.ui import VersionedReasonForm, call_service, paginate, rebase_if_stale
+from apps.core.authz import requires
+from apps.core.ui import (
+    Confirmation,
+    call_service,
+    confirm_with_reason,
+    local_url,
+    paginate,
+)
 
 from . import selectors, services
 from .context_processors import SESSION_KEY, current_tenant_for
@@ -49,8 +52,8 @@ def tenant_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.add_tenant")
 def tenant_create(request: HttpRequest) -> HttpResponse:
-    authorize(request.user, "tenancy.add_tenant")  # the form too: a Viewer never sees it
     form = TenantForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         tenant = call_service(
@@ -82,14 +85,15 @@ def tenant_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_tenant")
 def tenant_edit(request: HttpRequest, slug: str) -> HttpResponse:
-    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
-    authorize(request.user, "tenancy.change_tenant", tenant)
+    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug, action="change")
     form = TenantEditForm(
         request.POST or None,
         initial={
             "name": tenant.name,
             "time_zone": tenant.time_zone,
+            "trace_link_template": tenant.trace_link_template,
             "expected_version": tenant.version,
         },
     )
@@ -107,84 +111,43 @@ def tenant_edit(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "tenancy/form.html", {"form": form, "title": f"Edit {tenant.name}"})
 
 
-def _confirm(
-    request: HttpRequest,
-    *,
-    title: str,
-    effect: str,
-    action_label: str,
-    service: Callable[..., object],
-    done_url: str,
-    done_message: str,
-    version: int,
-    danger: bool = True,
-) -> HttpResponse:
-    """The confirmation page every destructive action uses: states the effect, asks a reason,
-    and carries the ``version`` of the object the page showed (refused as stale if it moved
-    on; the page then re-renders on the current version, see ``rebase_if_stale``)."""
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": version})
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: service(
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(request, done_message)
-        return redirect(done_url)
-    rebase_if_stale(form, version)
-    return render(
-        request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": title,
-            "effect": effect,
-            "action_label": action_label,
-            "danger": danger,
-        },
-    )
-
-
 @login_required
+@requires("tenancy.change_tenant")
 def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
-    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
-    authorize(request.user, "tenancy.change_tenant", tenant)
-    return _confirm(
+    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug, action="change")
+    return confirm_with_reason(
         request,
-        title=f"Archive {tenant.name}?",
-        effect=f"{tenant.name} disappears from lists and takes no new agents or environments. "
-        "Its history stays; you can restore it.",
-        action_label="Archive tenant",
-        service=lambda reason, expected_version: services.tenant_archive(
+        shown=Confirmation(
+            title=f"Archive {tenant.name}?",
+            effect=f"{tenant.name} disappears from lists and takes no new agents or environments. "
+            "Its history stays; you can restore it.",
+            action_label="Archive tenant",
+            version=tenant.version,
+        ),
+        act=lambda reason, expected_version: services.tenant_archive(
             actor=request.user, tenant=tenant, reason=reason, expected_version=expected_version
         ),
-        version=tenant.version,
         done_url="tenancy:tenant_list",
         done_message=f"{tenant.name} archived.",
     )
 
 
 @login_required
+@requires("tenancy.change_tenant")
 def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
-    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
-    authorize(request.user, "tenancy.change_tenant", tenant)
-    return _confirm(
+    tenant = selectors.tenant_get_for_user(user=request.user, slug=slug, action="change")
+    return confirm_with_reason(
         request,
-        title=f"Restore {tenant.name}?",
-        effect=f"{tenant.name} comes back into lists.",
-        action_label="Restore tenant",
-        danger=False,
-        service=lambda reason, expected_version: services.tenant_restore(
+        shown=Confirmation(
+            title=f"Restore {tenant.name}?",
+            effect=f"{tenant.name} comes back into lists.",
+            action_label="Restore tenant",
+            danger=False,
+            version=tenant.version,
+        ),
+        act=lambda reason, expected_version: services.tenant_restore(
             actor=request.user, tenant=tenant, reason=reason, expected_version=expected_version
         ),
-        version=tenant.version,
         done_url="tenancy:tenant_list",
         done_message=f"{tenant.name} restored.",
     )
@@ -195,11 +158,7 @@ def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
 def tenant_switch(request: HttpRequest) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=request.POST.get("tenant", ""))
     request.session[SESSION_KEY] = tenant.slug
-    next_url = request.POST.get("next") or "/"
-    # Django's check, not a prefix test: "/\\evil.example" passes `startswith("/")` and a
-    # browser follows it to another site.
-    local = url_has_allowed_host_and_scheme(next_url, allowed_hosts=None)
-    return redirect(next_url if local else "/")
+    return redirect(local_url(request, request.POST.get("next"), "/"))
 
 
 # --------------------------------------------------------------------------- agents
@@ -230,12 +189,12 @@ def agent_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.add_agent")
 def agent_create(request: HttpRequest) -> HttpResponse:
     tenant = current_tenant_for(request)
     if tenant is None:
         messages.info(request, "Create a tenant first: agents belong to a tenant.")
         return redirect("tenancy:tenant_create")
-    authorize(request.user, "tenancy.add_agent", tenant)
     form = AgentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         agent = call_service(
@@ -266,9 +225,9 @@ def agent_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_agent")
 def agent_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    agent = selectors.agent_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_agent", agent.tenant)
+    agent = selectors.agent_get_for_user(user=request.user, pk=pk, action="change")
     form = AgentEditForm(
         request.POST or None,
         initial={
@@ -292,18 +251,20 @@ def agent_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_agent")
 def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
-    agent = selectors.agent_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_agent", agent.tenant)
-    return _confirm(
+    agent = selectors.agent_get_for_user(user=request.user, pk=pk, action="change")
+    return confirm_with_reason(
         request,
-        title=f"Archive {agent.name}?",
-        effect=f"{agent.name} ({agent.tenant.name}) disappears from lists; its history stays.",
-        action_label="Archive agent",
-        service=lambda reason, expected_version: services.agent_archive(
+        shown=Confirmation(
+            title=f"Archive {agent.name}?",
+            effect=f"{agent.name} ({agent.tenant.name}) disappears from lists; its history stays.",
+            action_label="Archive agent",
+            version=agent.version,
+        ),
+        act=lambda reason, expected_version: services.agent_archive(
             actor=request.user, agent=agent, reason=reason, expected_version=expected_version
         ),
-        version=agent.version,
         done_url="tenancy:agent_list",
         done_message=f"{agent.name} archived.",
     )
@@ -313,9 +274,9 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.add_environment")
 def environment_create(request: HttpRequest, slug: str) -> HttpResponse:
     tenant = selectors.tenant_get_for_user(user=request.user, slug=slug)
-    authorize(request.user, "tenancy.add_environment", tenant)
     form = EnvironmentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         environment = call_service(
@@ -333,9 +294,9 @@ def environment_create(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_environment")
 def environment_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    environment = selectors.environment_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_environment", environment.tenant)
+    environment = selectors.environment_get_for_user(user=request.user, pk=pk, action="change")
     form = EnvironmentEditForm(
         request.POST or None,
         initial={
@@ -362,9 +323,9 @@ def environment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@requires("tenancy.change_environment")
 def environment_move(request: HttpRequest, pk: int) -> HttpResponse:
-    environment = selectors.environment_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_environment", environment.tenant)  # before input
+    environment = selectors.environment_get_for_user(user=request.user, pk=pk, action="change")
     seen = request.POST.get("expected_version", "")
     if not (seen.isascii() and seen.isdigit() and len(seen) <= 9):
         # the version the page showed is required, as on every other versioned form
@@ -386,22 +347,24 @@ def environment_move(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("tenancy.change_environment")
 def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
-    environment = selectors.environment_get_for_user(user=request.user, pk=pk)
-    authorize(request.user, "tenancy.change_environment", environment.tenant)
-    return _confirm(
+    environment = selectors.environment_get_for_user(user=request.user, pk=pk, action="change")
+    return confirm_with_reason(
         request,
-        title=f"Archive {environment.name} of {environment.tenant.name}?",
-        effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "
-        "configuration. Its history stays.",
-        action_label="Archive environment",
-        service=lambda reason, expected_version: services.environment_archive(
+        shown=Confirmation(
+            title=f"Archive {environment.name} of {environment.tenant.name}?",
+            effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "
+            "configuration. Its history stays.",
+            action_label="Archive environment",
+            version=environment.version,
+        ),
+        act=lambda reason, expected_version: services.environment_archive(
             actor=request.user,
             environment=environment,
             reason=reason,
             expected_version=expected_version,
         ),
-        version=environment.version,
         done_url=f"/tenants/{environment.tenant.slug}/",
         done_message=f"{environment.name} archived.",
     )

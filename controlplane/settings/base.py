@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "apps.bundles",
     "apps.flags",
     "apps.telemetry",
+    "apps.reviews",
     "apps.rollouts",
     "apps.runtimes",
     "apps.dashboard",
@@ -465,3 +466,7 @@ TELEMETRY_RETENTION_EVERY_S = env.float("TELEMETRY_RETENTION_EVERY_S", default=3
 # rollup rows (a whole fleet reports the same minute) a flush earlier (decision 0021). True
 # waits for the flush like every other write of the product.
 TELEMETRY_SYNCHRONOUS_COMMIT = env.bool("TELEMETRY_SYNCHRONOUS_COMMIT", default=False)
+# The records explorer flags a request as a cost outlier when it cost more than this multiple
+# of its agent's median cost per request over the trailing window (docs/decisions/0022).
+TELEMETRY_COST_OUTLIER_MULTIPLE = env.float("TELEMETRY_COST_OUTLIER_MULTIPLE", default=10.0)
+TELEMETRY_COST_OUTLIER_WINDOW_HOURS = env.int("TELEMETRY_COST_OUTLIER_WINDOW_HOURS", default=24)

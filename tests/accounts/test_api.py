@@ -6,15 +6,19 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db.models import Model
 from guardian.models import UserObjectPermission
 from rest_framework.test import APIClient
 
-from apps.accounts.models import ApiToken
-from apps.accounts.roles import Role
+from apps.accounts.models import ApiToken, RuntimeToken
+from apps.accounts.runtime_tokens import runtime_token_create
 from apps.accounts.selectors import user_role
 from apps.audit.models import AuditEvent
+from apps.audit.services import SystemActor
+from apps.core.roles import Role, roles_with
 from apps.tenancy.models import Tenant
 
+from ..api_permissions import APIViewTestCases
 from ..conftest import api_as
 from ..factories import make_user
 
@@ -68,7 +72,7 @@ ACTIONS = {
 }
 
 
-@pytest.mark.parametrize("role", [Role.OPERATOR, Role.APPROVER, Role.VIEWER])
+@pytest.mark.parametrize("role", [r for r in Role if r not in roles_with("auth.view_user")])
 @pytest.mark.parametrize("action", list(ACTIONS))
 def test_users_api__non_admin__403_and_nothing_changes(
     role: Role, action: str, tenant: Tenant
@@ -419,3 +423,51 @@ def test_api__no_credentials__401_with_token_challenge() -> None:
     response = APIClient().get("/api/v1/tenants/")
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Token"
+
+
+# ----------------------------------------------------------------- shared permission suite
+# tests/api_permissions.py: every role, expectations from apps.core.roles.
+
+
+class TestUserAPIPermissions(
+    APIViewTestCases.GetObject,
+    APIViewTestCases.ListObjects,
+    APIViewTestCases.CreateObject,
+    APIViewTestCases.UpdateObject,
+):
+    model = User
+    list_url = "/api/v1/users/"
+    tenant_scoped = False  # users are no tenant's: the role alone decides
+    update_data = {"role": "Approver"}
+
+    def make_object(self, tenant: Tenant) -> User:
+        return make_user(Role.VIEWER, tenant, username="target")
+
+    def create(self, client: APIClient, tenant: Tenant) -> Any:
+        return client.post(self.list_url, {"username": "newbie", "role": "Viewer"}, format="json")
+
+
+class TestRuntimeTokenAPIPermissions(
+    APIViewTestCases.GetObject,
+    APIViewTestCases.ListObjects,
+    APIViewTestCases.CreateObject,
+    APIViewTestCases.UpdateObject,
+):
+    model = RuntimeToken
+    list_url = "/api/v1/runtime-tokens/"
+
+    def make_object(self, tenant: Tenant) -> RuntimeToken:
+        environment = tenant.environments.order_by("position")[0]
+        token, _ = runtime_token_create(
+            actor=SystemActor("test"), tenant=tenant, environment=environment, name="edge"
+        )
+        return token
+
+    def create(self, client: APIClient, tenant: Tenant) -> Any:
+        environment = tenant.environments.order_by("position")[0]
+        data = {"environment": environment.pk, "name": "edge", "reason": "r"}
+        return client.post(self.list_url, data, format="json")
+
+    def update(self, client: APIClient, obj: Model) -> Any:
+        """Revoke: the one change a runtime token takes."""
+        return client.post(f"{self.detail_url(obj)}revoke/", {"reason": "r"}, format="json")

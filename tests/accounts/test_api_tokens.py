@@ -13,9 +13,9 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from apps.accounts.models import ApiToken
-from apps.accounts.roles import Role
 from apps.accounts.services import api_token_rotate
 from apps.audit.models import AuditEvent
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 
 from ..factories import make_user

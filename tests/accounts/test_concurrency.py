@@ -11,9 +11,9 @@ import pytest
 from django.db import connection, connections
 
 from apps.accounts.models import ApiToken
-from apps.accounts.roles import Role
 from apps.accounts.services import api_token_rotate, user_grant_tenant, user_revoke_tenant
 from apps.audit.models import AuditEvent
+from apps.core.roles import Role
 
 from ..factories import TenantFactory, make_user
 

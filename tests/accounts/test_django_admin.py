@@ -15,9 +15,9 @@ from django.urls import clear_url_caches
 from guardian.models import UserObjectPermission
 
 from apps.accounts.models import ApiToken
-from apps.accounts.roles import Role
 from apps.accounts.services import admin_ensure, api_token_rotate
 from apps.audit.models import AuditEvent
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 
 from ..factories import make_user

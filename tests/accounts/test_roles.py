@@ -19,11 +19,13 @@ from django.core.management import call_command
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
-from apps.accounts import roles
 from apps.accounts.role_sync import RolePermissionsMissing
-from apps.accounts.roles import ROLE_PERMISSIONS, Role
 from apps.accounts.services import roles_sync, user_create, user_grant_tenant
+from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
+from apps.bundles.models import BundleVersion, SigningKey
+from apps.core import roles
+from apps.core.roles import ROLE_PERMISSIONS, Role
 from apps.tenancy.services import agent_create, tenant_create
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,15 +94,23 @@ def test_first_migrate_of_an_empty_database__every_role_complete_and_operator_pu
     empty_database: str, on_database, settings, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     # Given an empty database, migrated once by a separate `manage.py migrate`, as an operator
-    # installing the product would
+    # installing the product would (no signing key anywhere yet: migrate makes and activates it)
     db = connections["default"].settings_dict
     url = (
         f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{empty_database}"
     )
+    key_dir = tmp_path / "signing"
     result = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE},
+        env={
+            **os.environ,
+            "DATABASE_URL": url,
+            "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
+            "CONTROLPLANE_SIGNING_KEY": "",
+            "CONTROLPLANE_SIGNING_KEY_FILE": "",
+            "CONTROLPLANE_SIGNING_KEY_DIR": str(key_dir),
+        },
         capture_output=True,
         text=True,
         timeout=300,
@@ -110,11 +120,15 @@ def test_first_migrate_of_an_empty_database__every_role_complete_and_operator_pu
 
     # Then every role holds exactly its permissions
     assert _role_permissions() == _expected()
-    assert len(_expected()[Role.OPERATOR.value]) == 35
+    assert len(_expected()[Role.OPERATOR.value]) == 40  # + telemetry and review permissions
 
-    # And an Operator granted a tenant can push a bundle right away
+    # And the signing key was activated by migrate, once, audited
+    assert SigningKey.objects.filter(active=True).count() == 1
+    assert AuditEvent.objects.filter(action="signing_key.activated").count() == 1
+
+    # And an Operator granted a tenant can push a bundle (signed) right away
     settings.SIGNING_KEY, settings.SIGNING_KEY_FILE = "", ""
-    settings.SIGNING_KEY_DIR = tmp_path / "signing"
+    settings.SIGNING_KEY_DIR = key_dir
     operator, _ = user_create(
         actor=SYSTEM, username="first-operator", role=Role.OPERATOR, password="a-l0ng-pass-phrase"
     )
@@ -130,6 +144,10 @@ def test_first_migrate_of_an_empty_database__every_role_complete_and_operator_pu
         content_type="application/yaml",
     )
     assert response.status_code == 201, response.content
+    signed = BundleVersion.objects.get(agent=agent)
+    assert signed.signing_key_id == SigningKey.objects.get(active=True).kid
+    # signing read the key; it wrote no key and no event
+    assert AuditEvent.objects.filter(action="signing_key.activated").count() == 1
 
 
 @pytest.mark.django_db(transaction=True)

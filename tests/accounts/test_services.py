@@ -10,7 +10,6 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from guardian.models import UserObjectPermission
 
-from apps.accounts.roles import Role
 from apps.accounts.selectors import user_role
 from apps.accounts.services import (
     admin_ensure,
@@ -19,6 +18,7 @@ from apps.accounts.services import (
     user_update,
 )
 from apps.audit.models import AuditEvent
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 
 from ..conftest import api_as

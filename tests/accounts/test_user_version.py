@@ -12,10 +12,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from apps.accounts import services
-from apps.accounts.roles import Role
 from apps.accounts.selectors import user_role, user_version
 from apps.audit.models import AuditEvent
 from apps.core.concurrency import StaleVersion
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 
 from ..conftest import api_as

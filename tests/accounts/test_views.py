@@ -9,9 +9,9 @@ from django.contrib.auth.models import User
 from django.test import Client
 from guardian.models import UserObjectPermission
 
-from apps.accounts.roles import Role
 from apps.accounts.selectors import user_role, user_version
 from apps.audit.models import AuditEvent
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 
 from ..factories import make_user

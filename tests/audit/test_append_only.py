@@ -14,7 +14,7 @@ from apps.audit.services import SystemActor, audit_chain_verify, audit_record
 
 from .conftest import on_postgresql
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_audit_log")]
 
 Record = Callable[..., AuditEvent]
 

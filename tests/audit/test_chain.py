@@ -16,7 +16,7 @@ from apps.tenancy import services as tenancy
 
 from .conftest import tamper
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_audit_log")]
 
 Record = Callable[..., AuditEvent]
 

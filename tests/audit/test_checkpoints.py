@@ -37,8 +37,8 @@ Record = Callable[..., AuditEvent]
 
 @pytest.fixture(autouse=True)
 def _published_key() -> None:
-    # An installation's signing key is published (one audit event) the first time it signs;
-    # publish it up front so each test's chain holds the events the test writes and this one.
+    # The configured key activated up front (as migrate does; one audit event at most), so
+    # each test's chain holds the events the test writes and that one.
     with transaction.atomic():
         signing.publish_active_key()
 

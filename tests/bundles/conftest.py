@@ -13,6 +13,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.representer import SafeRepresenter
 
 from apps.audit.models import AuditEvent
+from apps.audit.services import SystemActor
 from apps.bundles.models import (
     BundleVersion,
     Evaluation,
@@ -21,6 +22,7 @@ from apps.bundles.models import (
     SigningKey,
 )
 from apps.bundles.parsing import CoreResolver, parse, to_yaml
+from apps.bundles.services import signing_key_activate
 from apps.tenancy.models import Agent, Tenant
 
 from ..factories import AgentFactory
@@ -34,10 +36,12 @@ on_postgresql = pytest.mark.skipif(
 
 @pytest.fixture(autouse=True)
 def _own_signing_key(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Each test signs with a fresh embedded key of its own, whatever the environment says."""
+    """Each test signs with a fresh embedded key of its own, whatever the environment says,
+    activated as ``migrate`` activates it on an install."""
     settings.SIGNING_KEY = ""
     settings.SIGNING_KEY_FILE = ""
     settings.SIGNING_KEY_DIR = tmp_path / "signing"
+    signing_key_activate(actor=SystemActor("test:install"))
 
 
 def demo_text(name: str) -> str:

@@ -5,20 +5,30 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import jsonschema
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Model
+from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles import signing
-from apps.bundles.models import BundleVersion, Evaluation, GateRequirement, ImmutableError
+from apps.bundles.models import (
+    BundleVersion,
+    Evaluation,
+    GateRequirement,
+    ImmutableError,
+    PromotionGate,
+)
 from apps.bundles.parsing import parse
 from apps.bundles.services import bundle_version_push
-from apps.tenancy.models import Agent, Tenant
+from apps.core.roles import Role
+from apps.tenancy.models import Agent, Environment, Tenant
 
+from ..api_permissions import APIViewTestCases
 from ..conftest import api_as
 from ..factories import AgentFactory, make_user
 from .conftest import as_yaml, demo_content, demo_text, on_postgresql, push, state
@@ -333,6 +343,7 @@ def test_gate_list__only_visible_environments(viewer, tenant: Tenant, other_tena
 
 # --------------------------------------------------------------------------- permissions
 
+# Writes, for the other-tenant test below.
 ACTIONS = {
     "push": lambda c, a, e: push(c, a, as_yaml({**demo_content(), "description": "changed"})),
     "evaluate": lambda c, a, e: _evaluation(c, a, run_id="matrix"),
@@ -342,33 +353,68 @@ ACTIONS = {
         format="json",
     ),
 }
-ALLOWED = {
-    Role.ADMIN: set(ACTIONS),
-    Role.OPERATOR: set(ACTIONS),
-    Role.APPROVER: set(),
-    Role.VIEWER: set(),
-}
+# The shared suite (tests/api_permissions.py): every role, expectations from apps.core.roles.
 
 
-@pytest.mark.parametrize("role", list(Role))
-@pytest.mark.parametrize("action", list(ACTIONS))
-def test_mutation__by_role__allowed_or_refused_without_change(
-    role: Role, action: str, agent: Agent, tenant: Tenant
-) -> None:
-    bundle_version_push(
-        actor=SYSTEM, agent=agent, source=demo_text("refund-agent-v1"), message="one"
-    )
-    user = make_user(role, tenant)
-    before = state()
+def _foreign_or_own_agent(tenant: Tenant) -> Agent:
+    return AgentFactory(tenant=tenant, slug="pushed-bot")
 
-    response = ACTIONS[action](api_as(user), agent, tenant.environments.get(slug="production"))
 
-    if action in ALLOWED[role]:
-        assert response.status_code in (200, 201), response.content
-        assert AuditEvent.objects.count() > before[-1]
-    else:
-        assert response.status_code == 403, response.content
-        assert state() == before
+class TestBundleVersionAPIPermissions(APIViewTestCases.GetObject, APIViewTestCases.CreateObject):
+    model = BundleVersion
+
+    def make_object(self, tenant: Tenant) -> BundleVersion:
+        return bundle_version_push(
+            actor=SYSTEM,
+            agent=_foreign_or_own_agent(tenant),
+            source=demo_text("refund-agent-v1"),
+            message="one",
+        ).version
+
+    def detail_url(self, obj: Model) -> str:
+        assert isinstance(obj, BundleVersion)
+        return f"/api/v1/agents/{obj.agent_id}/bundles/versions/{obj.number}/"
+
+    def prepare_create(self, tenant: Tenant) -> None:
+        _foreign_or_own_agent(tenant)
+
+    def create(self, client: APIClient, tenant: Tenant) -> Any:
+        return push(client, tenant.agents.get(slug="pushed-bot"), as_yaml(demo_content()))
+
+
+class TestEvaluationAPIPermissions(APIViewTestCases.CreateObject):
+    model = Evaluation
+
+    def prepare_create(self, tenant: Tenant) -> None:
+        bundle_version_push(
+            actor=SYSTEM,
+            agent=_foreign_or_own_agent(tenant),
+            source=demo_text("refund-agent-v1"),
+            message="one",
+        )
+
+    def create(self, client: APIClient, tenant: Tenant) -> Any:
+        return _evaluation(client, tenant.agents.get(slug="pushed-bot"), run_id="suite")
+
+
+class TestPromotionGateAPIPermissions(
+    APIViewTestCases.GetObject, APIViewTestCases.ListObjects, APIViewTestCases.UpdateObject
+):
+    """Reached by environment: ``make_object`` gives the environment whose gate it is."""
+
+    model = PromotionGate
+    list_url = "/api/v1/promotion-gates/"
+    id_key = "environment"
+
+    def make_object(self, tenant: Tenant) -> Environment:
+        return tenant.environments.order_by("position")[0]
+
+    def detail_url(self, obj: Model) -> str:
+        return f"/api/v1/environments/{obj.pk}/promotion-gate/"
+
+    def update(self, client: APIClient, obj: Model) -> Any:
+        data = {"requirements": [{"suite": "golden", "min_pass_rate": "0.9"}]}
+        return client.put(self.detail_url(obj), data, format="json")
 
 
 READS = [

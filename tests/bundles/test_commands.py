@@ -10,11 +10,11 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.bundles.models import BundleVersion, Evaluation, PromotionGate, SigningKey
 from apps.bundles.parsing import parse, to_yaml
 from apps.bundles.selectors import gate_statuses
+from apps.core.roles import Role
 from apps.tenancy.models import Agent, Tenant
 
 from ..factories import AgentFactory, TenantFactory, make_user

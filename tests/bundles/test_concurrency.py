@@ -58,7 +58,7 @@ def _sources(count: int) -> list[str]:
 
 def test_parallel_pushes__different_content__consecutive_numbers_no_gaps() -> None:
     agent = AgentFactory(tenant=TenantFactory())
-    signing.publish_active_key()  # the first signature's key activation is not what races here
+    signing.publish_active_key()  # activated before (as at install), not what races here
 
     results = _push_in_parallel(agent, _sources(THREADS))
 

@@ -19,7 +19,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles import signing
 from apps.bundles.models import BundleVersion, SigningKey
-from apps.bundles.services import bundle_version_push, signing_key_rotate
+from apps.bundles.services import bundle_version_push, signing_key_activate, signing_key_rotate
 from apps.tenancy.models import Agent
 
 from .conftest import demo_text
@@ -132,8 +132,10 @@ def _kid(key: Ed25519PrivateKey) -> str:
 
 
 def test_configured_key__from_environment_pem_base64_or_file(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    embedded = sorted((tmp_path / "signing").iterdir())  # the install's key (the fixture's)
     key = Ed25519PrivateKey.generate()
     settings.SIGNING_KEY = signing.private_key_pem(key).decode()
+    signing_key_activate(actor=ACTOR)
     assert signing.sign(b"x")[0] == _kid(key)
     settings.SIGNING_KEY = _raw_seed(key)
     assert signing.active_key_id() == _kid(key)
@@ -141,12 +143,47 @@ def test_configured_key__from_environment_pem_base64_or_file(settings, tmp_path:
     settings.SIGNING_KEY = ""
     settings.SIGNING_KEY_FILE = str(tmp_path / "key.pem")
     Path(settings.SIGNING_KEY_FILE).write_bytes(signing.private_key_pem(other))
+    signing_key_activate(actor=ACTOR, reason="deployed a new key")
     kid, signature = signing.sign(b"payload")
     assert kid == _kid(other)
     # deploying a new key retired the first one, which stays published
     assert SigningKey.objects.get(kid=_kid(key)).active is False
     assert signing.verify(b"payload", kid=kid, signature=signature)
-    assert not (tmp_path / "signing").exists()  # nothing generated when a key is configured
+    # nothing generated when a key is configured
+    assert sorted((tmp_path / "signing").iterdir()) == embedded
+
+
+def test_sign__configured_key_not_activated__refused_and_nothing_written(settings) -> None:  # type: ignore[no-untyped-def]
+    keys, events = SigningKey.objects.count(), AuditEvent.objects.count()
+    settings.SIGNING_KEY = _raw_seed(Ed25519PrivateKey.generate())
+
+    with pytest.raises(signing.SigningKeyNotActive, match="signing_key activate"):
+        signing.sign(b"x")
+
+    assert (SigningKey.objects.count(), AuditEvent.objects.count()) == (keys, events)
+
+
+def test_sign__no_embedded_key_yet__refused_without_making_one(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.SIGNING_KEY_DIR = tmp_path / "fresh"
+
+    with pytest.raises(signing.SigningKeyNotActive, match="No embedded signing key"):
+        signing.sign(b"x")
+    with pytest.raises(signing.SigningKeyNotActive):
+        signing.active_key_id()  # naming the key makes none either
+
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_signing_key_activate__twice__one_event(settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings.SIGNING_KEY_DIR = tmp_path / "fresh"
+    before = AuditEvent.objects.filter(action="signing_key.activated").count()
+
+    first = signing_key_activate(actor=ACTOR)
+    again = signing_key_activate(actor=ACTOR)
+
+    assert first.kid == again.kid == signing.active_key_id()
+    assert AuditEvent.objects.filter(action="signing_key.activated").count() == before + 1
+    assert signing.sign(b"x")[0] == first.kid
 
 
 def test_configured_key__rotate_command_refuses_with_instructions(settings) -> None:  # type: ignore[no-untyped-def]
@@ -181,7 +218,8 @@ def test_embedded_key__generated_once_private_and_reused(settings) -> None:  # t
 def test_keys_endpoint__no_login_needed_and_shape(api) -> None:  # type: ignore[no-untyped-def]
     response = api.get("/api/runtime/v1/keys")
     assert response.status_code == 200
-    [key] = response.json()["keys"]
+    key, *retired = response.json()["keys"]  # the active key first
+    assert all(not k["active"] for k in retired)
     assert set(key) == {"kid", "alg", "public_key", "created_at", "active", "retired_at"}
     assert key["alg"] == "Ed25519" and key["active"] is True
     assert len(base64.b64decode(key["public_key"])) == 32
@@ -194,6 +232,7 @@ def test_signing_key_command__generate_writes_a_usable_private_file(
     call_command("signing_key", "generate", "-o", str(target))
     assert target.stat().st_mode & 0o777 == 0o600
     settings.SIGNING_KEY_FILE = str(target)
+    call_command("signing_key", "activate", "--reason", "deployed prod.pem")
     kid, signature = signing.sign(b"hello")
     assert signing.verify(b"hello", kid=kid, signature=signature)
 

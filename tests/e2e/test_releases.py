@@ -9,9 +9,9 @@ from typing import Any
 
 from playwright.sync_api import Browser, expect
 
-from apps.accounts.roles import Role
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
+from apps.core.roles import Role
 from apps.rollouts.models import Deployment
 from apps.rollouts.selectors import deployment_current
 from apps.rollouts.services import deployment_create

@@ -11,10 +11,8 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
-from apps.accounts.models import RUNTIME_TOKEN_PREFIX
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.services import SystemActor
-from apps.core.fastpath.app import TOKEN_PREFIX
 from apps.core.fastpath.registry import TokenScope
 from apps.core.fastpath.state import TokenCache
 from apps.tenancy.models import Agent, Environment, Tenant
@@ -124,10 +122,6 @@ def test_fastpath__ssl_redirect__plain_http_redirected_https_gets_hsts(
     proxied = _get(asgi_server, FEATURES, token, **{"X-Forwarded-Proto": "https"})
     assert proxied.status_code == 200
     assert proxied.headers["Strict-Transport-Security"].startswith("max-age=3600")
-
-
-def test_fastpath_token_prefix__matches_the_token_model() -> None:
-    assert TOKEN_PREFIX == RUNTIME_TOKEN_PREFIX
 
 
 def test_token_cache__made_up_tokens__bounded_and_never_evict_valid_ones() -> None:

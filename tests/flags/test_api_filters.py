@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from apps.accounts.roles import Role
+from apps.core.roles import Role
 from apps.flags.services import kill_switch_engage, kill_switch_release, segment_create
 from apps.tenancy.models import Environment, Tenant
 

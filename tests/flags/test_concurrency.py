@@ -14,9 +14,9 @@ from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.core.concurrency import StaleVersion
+from apps.core.roles import Role
 from apps.flags.models import Flag, KillSwitch
 from apps.flags.services import (
     flag_toggle,
@@ -381,3 +381,28 @@ def test_five_concurrent_identical_engages__postgresql__one_201_four_400_naming_
     kill_switch_release(actor=SYSTEM, switch=switch, reason="over")
     again = api_as(admins[0]).post("/api/v1/kill-switches/", body, format="json")
     assert again.status_code == 201, again.content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_identical_global_engages__postgresql__database_constraint_one_wins(
+    tenant: Tenant,
+) -> None:
+    """A global switch has no tenant row to lock, so nothing serialises the duplicate check:
+    the partial unique index ``kill_switch_one_engaged_per_identity`` (NULL targets compared
+    as 0) decides, and the loser gets the normal field error naming the winner."""
+    postgresql_only()
+
+    def engage() -> KillSwitch:
+        return kill_switch_engage(
+            actor=SYSTEM, kind="tool_disabled", scope="global", tool_pattern="shell", reason="cve"
+        )
+
+    results, errors = race(engage, engage)
+
+    [winner] = results
+    [refused] = errors
+    assert refused.message_dict["non_field_errors"][0].startswith(
+        f"The same kill switch is already engaged: #{winner.pk}"
+    )
+    assert KillSwitch.objects.filter(released_at__isnull=True).count() == 1
+    assert AuditEvent.objects.filter(action="kill_switch.engaged").count() == 1

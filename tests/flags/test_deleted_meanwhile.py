@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.core.concurrency import DeletedMeanwhile, StaleVersion
+from apps.core.roles import Role
 from apps.flags import services
 from apps.flags.models import Flag, Segment
 from apps.tenancy.models import Environment, Tenant

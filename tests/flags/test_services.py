@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
+from apps.core.roles import Role
 from apps.flags import services
 from apps.flags.models import Flag, KillSwitch, Segment
 from apps.flags.selectors import flags_for_snapshot, kill_switches_for_snapshot

@@ -280,14 +280,18 @@ def test_kill_switch_page__tool_form_errors_then_release(browser: Client, tenant
 def test_kill_switch_page__revoke_runtime_token(browser: Client, production: Environment) -> None:
     make_token(production)
     token = RuntimeToken.objects.get()
-    assert str(token) in browser.get("/flags/kill-switches/").content.decode()
+    page = browser.get("/flags/kill-switches/").content.decode()
+    assert str(token) in page
+    # the one revoke page, which comes back here
+    revoke = f"/runtimes/tokens/{token.pk}/revoke/?next=/flags/kill-switches/"
+    assert f'href="{revoke}"' in page
+    assert "Every runtime using it" in browser.get(revoke).content.decode()
 
-    response = browser.post(
-        f"/flags/kill-switches/tokens/{token.pk}/revoke/", {"reason": "leaked in a log"}
-    )
+    response = browser.post(revoke, {"reason": "leaked in a log"})
 
     token.refresh_from_db()
     assert response.status_code == 302 and token.revoked_at is not None
+    assert response["Location"] == "/flags/kill-switches/"
     assert AuditEvent.objects.get(action="runtime_token.revoked").reason == "leaked in a log"
 
 

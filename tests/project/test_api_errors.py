@@ -8,9 +8,9 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
 from apps.core.fastpath import Route, TokenScope, register
 from apps.core.fastpath.registry import registry
+from apps.core.roles import Role
 from apps.flags.api.client_views import ClientRegisterView
 from apps.tenancy.models import Tenant
 

@@ -30,12 +30,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from apps.accounts.roles import Role
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.accounts.services import api_token_rotate
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
 from apps.core.fastpath.registry import registry
+from apps.core.roles import Role
 from apps.flags.services import flags_import, kill_switch_engage
 from apps.rollouts.services import deployment_create
 from apps.tenancy.models import Agent, Tenant

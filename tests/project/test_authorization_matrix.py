@@ -5,7 +5,7 @@ in ``ROUTES`` with the permission each method needs. The test walks the URL reso
 new route without an entry fails ``test_every_route_has_a_matrix_entry``; each route is then
 called as anonymous, Viewer, Approver, Operator, Admin, another tenant's Operator, a runtime
 token and a revoked runtime token. The expected outcome of a cell follows from the role
-definitions (``apps.accounts.roles.ROLE_PERMISSIONS``):
+definitions (``apps.core.roles.ROLE_PERMISSIONS``):
 
 * allowed: anything but a refusal (a 400 for the empty body we send is allowed: it passed the
   gate);
@@ -14,26 +14,34 @@ definitions (``apps.accounts.roles.ROLE_PERMISSIONS``):
   gets 404 for this tenant's objects; a user or a revoked token on the runtime API gets 401.
 
 A refused write changes nothing: row counts of every model and the audit count stay equal.
-These supersede the per-app role matrices in tests/{tenancy,flags,bundles}/test_api.py for
-coverage; those stay, as they also drive valid writes.
+
+This is the net (docs/decisions/0018): one row per route, UI and runtime API included, so a
+new URL cannot ship without saying who may call it. What each operator API endpoint does with
+a permission and a scope (403 without the role, 404 outside the tenant, 2xx inside, refused
+writes change nothing) is tested in depth by the shared suite, ``tests/api_permissions.py``,
+which replaced the per-app role matrices of tests/{tenancy,flags,bundles}/test_api.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
 
-from apps.accounts.roles import ROLE_PERMISSIONS, Role
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
+from apps.core.roles import ROLE_PERMISSIONS, Role
+from apps.telemetry.models import RequestRecord
+from apps.telemetry.services import records_ingest
 from apps.tenancy.models import Tenant
 from tests.bundles.conftest import demo_text
 from tests.factories import AgentFactory, make_user
@@ -44,7 +52,6 @@ ACTOR = SystemActor("matrix")
 PUBLIC = "public"  # anyone, signed in or not
 LOGGED_IN = "logged-in"  # any signed-in user, whatever the role
 RUNTIME = "runtime"  # a valid runtime token only
-ADMIN_ONLY = "admin-only"  # an Admin (sees every tenant), whatever the model permissions
 
 PRINCIPALS = [
     "anonymous",
@@ -118,7 +125,8 @@ ROUTES: dict[str, Route] = {
     # ---------------------------------------------------------------- operator API: audit
     "audit-event-list": _r(None, get="audit.view_auditevent"),
     "audit-event-detail": _r("event", True, get="audit.view_auditevent"),
-    "audit-checkpoint-list": _r(None, get=ADMIN_ONLY),
+    # a checkpoint counts every tenant's events: only the Admin role has this permission
+    "audit-checkpoint-list": _r(None, get="audit.view_auditcheckpoint"),
     # ---------------------------------------------------------------- operator API: releases
     "release-list": _r("agent_id", True, get="rollouts.view_deployment"),
     "release-detail": _r("agent_environment_ids", True, get="rollouts.view_deployment"),
@@ -171,6 +179,7 @@ ROUTES: dict[str, Route] = {
     "runtime-keys": _r(None, get=PUBLIC),
     "runtime-heartbeat": _r(None, post=RUNTIME),
     "runtime-records": _r(None, post=RUNTIME),
+    "runtime-otlp-traces": _r(None, post=RUNTIME),
     "unleash-client-register": _r(None, post=RUNTIME),
     "unleash-client-metrics": _r(None, post=RUNTIME),
     # ---------------------------------------------------------------- UI: tenancy
@@ -194,6 +203,14 @@ ROUTES: dict[str, Route] = {
     "tenancy:agent_list": _r(None, get="tenancy.view_agent"),
     "tenancy:agent_create": _r(None, get="tenancy.add_agent", post="tenancy.add_agent"),
     "tenancy:agent_detail": _r("pk_agent", True, get="tenancy.view_agent"),
+    "telemetry:agent_telemetry": _r("pk_agent", True, get="telemetry.view_requestrecord"),
+    "telemetry:records": _r("pk_agent", True, get="telemetry.view_requestrecord"),
+    "telemetry:session_export": _r("pk_agent", True, get="telemetry.view_requestrecord"),
+    "telemetry:record_detail": _r("pk_record", True, get="telemetry.view_requestrecord"),
+    "telemetry:record_export": _r("pk_record", True, get="telemetry.view_requestrecord"),
+    "reviews:queue": _r("pk_agent", True, get="reviews.view_reviewgrade"),
+    "reviews:grade": _r("pk_agent", True, post="reviews.add_reviewgrade"),
+    "reviews:policy": _r("pk_agent", True, post="reviews.change_reviewpolicy"),
     "tenancy:agent_edit": _r(
         "pk_agent", True, get="tenancy.change_agent", post="tenancy.change_agent"
     ),
@@ -254,9 +271,6 @@ ROUTES: dict[str, Route] = {
     "flags:kill_switch_list": _r(None, get="flags.view_killswitch"),
     "flags:kill_switch_engage": _r(None, get="flags.add_killswitch", post="flags.add_killswitch"),
     "flags:kill_switch_release": _r("pk_kill_switch", True, post="flags.change_killswitch"),
-    "flags:kill_switch_token_revoke": _r(
-        "pk_runtime_token", True, post="accounts.change_runtimetoken"
-    ),
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
     "dashboard:rollouts": _r(None, get=LOGGED_IN),
@@ -333,6 +347,22 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         actor=ACTOR, tenant=tenant, environment=development, name="old"
     )
     runtime_token_revoke(actor=ACTOR, token=revoked_row, reason="matrix")
+    records_ingest(
+        token=token_row,
+        records=[
+            {
+                "request_id": "matrix-1",
+                "agent": "support-bot",
+                "session_id": "s-1",
+                "variant": "stable",
+                "started_at": (timezone.now() - timedelta(minutes=1)).isoformat(),
+                "latency_ms": 100,
+                "cost_usd": "0.01",
+                "outcome": "success",
+            }
+        ],
+    )
+    request_record = RequestRecord.objects.get(request_id="matrix-1")
     users = {
         name: make_user(role, other_tenant if name == "other-tenant" else tenant, username=name)
         for name, role in ROLE_OF.items()
@@ -367,6 +397,7 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "pk_flag": {"pk": flag.pk},
         "pk_segment": {"pk": segment.pk},
         "pk_kill_switch": {"pk": kill_switch.pk},
+        "pk_record": {"pk": request_record.pk},
     }
     return {"users": users, "token": token, "revoked": revoked, "args": args}
 
@@ -390,8 +421,6 @@ def _allowed(route: Route, permission: str, principal: str) -> bool:
         return False
     if permission == LOGGED_IN:
         return True
-    if permission == ADMIN_ONLY:
-        return principal == "admin"
     if principal == "other-tenant" and route.scoped:
         return False
     return permission in ROLE_PERMISSIONS[ROLE_OF[principal]]

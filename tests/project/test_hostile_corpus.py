@@ -17,7 +17,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 from tests.conftest import api_as
 from tests.factories import make_user

@@ -12,7 +12,6 @@ from django.apps import apps as django_apps
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
@@ -23,6 +22,7 @@ from apps.core.input_guards import (
     json_problems,
     model_values_problems,
 )
+from apps.core.roles import Role
 from apps.tenancy.models import Environment, Tenant
 from tests.bundles.conftest import demo_text
 from tests.conftest import api_as

@@ -5,18 +5,22 @@ versions only."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from django.db.models import Model
+from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles.models import BundleVersion
 from apps.bundles.services import bundle_version_push
+from apps.core.roles import Role
 from apps.rollouts.models import Deployment
 from apps.rollouts.services import deployment_create
-from apps.tenancy.models import Agent, Tenant
+from apps.tenancy.models import Agent, Environment, Tenant
 
+from ..api_permissions import APIViewTestCases
 from ..conftest import api_as
 from ..factories import AgentFactory, make_user
 
@@ -116,27 +120,48 @@ def test_release_api__missing_or_stale_version__refused_and_nothing_changes(
 
 
 @pytest.mark.django_db
-def test_release_api__roles_and_tenants(tenant: Tenant, other_tenant: Tenant, agent: Agent) -> None:
+def test_release_api__unknown_version__400_nothing_deployed(tenant: Tenant, agent: Agent) -> None:
     production = tenant.environments.get(slug="production")
-    body = {"version": 1, "reason": "r", "expected_version": 0}
-    viewer = api_as(make_user(Role.VIEWER, tenant))
-    assert viewer.get(_url(agent, production.pk)).status_code == 200
-    assert (
-        viewer.post(_url(agent, production.pk, "deploy/"), body, format="json").status_code == 403
-    )
-    foreign = api_as(make_user(Role.OPERATOR, other_tenant))
-    assert foreign.get(_url(agent, production.pk)).status_code == 404
-    assert (
-        foreign.post(_url(agent, production.pk, "deploy/"), body, format="json").status_code == 404
-    )
+    body = {"version": 99, "reason": "r", "expected_version": 0}
     operator = api_as(make_user(Role.OPERATOR, tenant))
-    other_env = other_tenant.environments.get()
-    assert operator.get(_url(agent, other_env.pk)).status_code == 404
-    unknown = operator.post(
-        _url(agent, production.pk, "deploy/"), {**body, "version": 99}, format="json"
-    )
+    unknown = operator.post(_url(agent, production.pk, "deploy/"), body, format="json")
     assert unknown.status_code == 400 and "version" in unknown.json()["errors"]
     assert Deployment.objects.count() == 0
+
+
+def _release_agent(tenant: Tenant) -> Agent:
+    agent = AgentFactory(tenant=tenant, slug="release-bot", name="Release bot")
+    source = (DEMO / "support-bot-v1.yaml").read_text()
+    bundle_version_push(actor=ACTOR, agent=agent, message="build 1", source=source)
+    return agent
+
+
+@pytest.mark.django_db
+class TestReleaseAPIPermissions(APIViewTestCases.GetObject, APIViewTestCases.CreateObject):
+    """Shared suite (tests/api_permissions.py). A release is reached as an agent's
+    environment, by the deployment permissions; deploying creates a deployment."""
+
+    model = Deployment
+    id_key = "environment"
+
+    def make_object(self, tenant: Tenant) -> Environment:
+        _release_agent(tenant)
+        return tenant.environments.order_by("position")[0]
+
+    def detail_url(self, obj: Model) -> str:
+        assert isinstance(obj, Environment)
+        return _url(obj.tenant.agents.get(slug="release-bot"), obj.pk)
+
+    def prepare_create(self, tenant: Tenant) -> None:
+        _release_agent(tenant)
+
+    def create(self, client: APIClient, tenant: Tenant) -> Any:
+        environment = self.make_object_environment(tenant)
+        body = {"version": 1, "reason": "r", "expected_version": 0}
+        return client.post(f"{self.detail_url(environment)}deploy/", body, format="json")
+
+    def make_object_environment(self, tenant: Tenant) -> Environment:
+        return tenant.environments.order_by("position")[0]
 
 
 @pytest.mark.django_db

@@ -6,10 +6,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
+from apps.core.roles import Role
 from apps.rollouts.models import Deployment
 from apps.rollouts.selectors import deployment_current, stable_deployments
 from apps.rollouts.services import deployment_create, deployment_rollback

@@ -13,11 +13,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection
 
-from apps.accounts.roles import Role
 from apps.audit.services import SystemActor
 from apps.bundles.models import BundleVersion
 from apps.bundles.services import bundle_version_push
 from apps.core.concurrency import StaleVersion
+from apps.core.roles import Role
 from apps.rollouts.models import Deployment
 from apps.rollouts.selectors import deployment_current, rollback_plan
 from apps.rollouts.services import deployment_create, deployment_rollback

@@ -29,6 +29,7 @@ from apps.accounts.services import api_token_rotate
 from apps.audit.models import AuditEvent
 from apps.audit.services import _CHAIN_LOCK_KEY, SystemActor, audit_chain_verify
 from apps.bundles.services import bundle_version_push
+from apps.core import errors
 from apps.core.errors import DATABASE_UNAVAILABLE_DETAIL
 from apps.core.fastpath import Route, TokenScope, register
 from apps.core.fastpath.registry import registry
@@ -36,7 +37,6 @@ from apps.flags.models import KillSwitch
 from apps.flags.services import flag_create
 from apps.rollouts.models import Deployment
 from apps.tenancy.models import Agent, Environment, Tenant
-from controlplane import errors
 
 from ..factories import AgentFactory
 

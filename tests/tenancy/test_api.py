@@ -1,13 +1,17 @@
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from apps.accounts.roles import Role
+import pytest
+from django.db.models import Model
+from rest_framework.test import APIClient
+
 from apps.audit.models import AuditEvent
 from apps.tenancy.models import Agent, Environment, Tenant
 
+from ..api_permissions import APIViewTestCases
 from ..conftest import api_as
-from ..factories import AgentFactory, make_user
+from ..factories import AgentFactory, EnvironmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -21,58 +25,85 @@ def _state() -> tuple[int, int, int, int]:
     )
 
 
-# --------------------------------------------------------------------------- role matrix
-
-ACTIONS = {
-    "create_agent": lambda c, t, a, e: c.post(
-        "/api/v1/agents/", {"tenant": t.pk, "slug": "new-bot", "name": "New"}, format="json"
-    ),
-    "edit_agent": lambda c, t, a, e: c.patch(
-        f"/api/v1/agents/{a.pk}/", {"name": "Renamed"}, format="json"
-    ),
-    "archive_agent": lambda c, t, a, e: c.post(
-        f"/api/v1/agents/{a.pk}/archive/", {"reason": "done"}, format="json"
-    ),
-    "create_environment": lambda c, t, a, e: c.post(
-        "/api/v1/environments/", {"tenant": t.pk, "slug": "qa", "name": "QA"}, format="json"
-    ),
-    "move_environment": lambda c, t, a, e: c.post(
-        f"/api/v1/environments/{e.pk}/move/", {"direction": "down"}, format="json"
-    ),
-    "edit_tenant": lambda c, t, a, e: c.patch(
-        f"/api/v1/tenants/{t.pk}/", {"name": "Acme 2"}, format="json"
-    ),
-    "create_tenant": lambda c, t, a, e: c.post(
-        "/api/v1/tenants/", {"slug": "initech", "name": "Initech"}, format="json"
-    ),
-}
-ALLOWED = {
-    Role.ADMIN: set(ACTIONS),
-    Role.OPERATOR: set(ACTIONS),
-    Role.APPROVER: set(),
-    Role.VIEWER: set(),
-}
+# --------------------------------------------------------------------------- permissions
+# The shared suite (tests/api_permissions.py): every role, expectations from apps.core.roles.
 
 
-@pytest.mark.parametrize("role", list(Role))
-@pytest.mark.parametrize("action", list(ACTIONS))
-def test_api_mutation__by_role__allowed_or_refused_without_change(
-    role: Role, action: str, tenant: Tenant
-) -> None:
-    agent = AgentFactory(tenant=tenant, slug="support-bot")
-    environment = tenant.environments.get(slug="development")
-    user = make_user(role, tenant)
-    before = _state()
+class TestTenantAPIPermissions(
+    APIViewTestCases.GetObject,
+    APIViewTestCases.ListObjects,
+    APIViewTestCases.CreateObject,
+    APIViewTestCases.UpdateObject,
+):
+    model = Tenant
+    list_url = "/api/v1/tenants/"
+    create_is_scoped = False  # a new tenant belongs to no tenant
+    update_data = {"name": "Renamed"}
 
-    response = ACTIONS[action](api_as(user), tenant, agent, environment)
+    def make_object(self, tenant: Tenant) -> Tenant:
+        return tenant
 
-    if action in ALLOWED[role]:
-        assert response.status_code in (200, 201), response.content
-        assert AuditEvent.objects.count() > before[3]
-    else:
-        assert response.status_code == 403, response.content
-        assert response.json()["detail"]
-        assert _state() == before
+    def create(self, client: APIClient, tenant: Tenant) -> Any:
+        return client.post(self.list_url, {"slug": "initech", "name": "Initech"}, format="json")
+
+
+class TestAgentAPIPermissions(
+    APIViewTestCases.GetObject,
+    APIViewTestCases.ListObjects,
+    APIViewTestCases.CreateObject,
+    APIViewTestCases.UpdateObject,
+):
+    model = Agent
+    list_url = "/api/v1/agents/"
+    update_data = {"name": "Renamed"}
+
+    def make_object(self, tenant: Tenant) -> Agent:
+        return AgentFactory(tenant=tenant, slug="support-bot")
+
+    def create(self, client: APIClient, tenant: Tenant) -> Any:
+        data = {"tenant": tenant.pk, "slug": "new-bot", "name": "New"}
+        return client.post(self.list_url, data, format="json")
+
+
+class TestAgentArchiveAPIPermissions(APIViewTestCases.UpdateObject):
+    model = Agent
+    list_url = "/api/v1/agents/"
+
+    def make_object(self, tenant: Tenant) -> Agent:
+        return AgentFactory(tenant=tenant, slug="support-bot")
+
+    def update(self, client: APIClient, obj: Model) -> Any:
+        return client.post(f"{self.detail_url(obj)}archive/", {"reason": "done"}, format="json")
+
+
+class TestEnvironmentAPIPermissions(
+    APIViewTestCases.GetObject,
+    APIViewTestCases.ListObjects,
+    APIViewTestCases.CreateObject,
+    APIViewTestCases.UpdateObject,
+):
+    model = Environment
+    list_url = "/api/v1/environments/"
+    update_data = {"name": "Renamed"}
+
+    def make_object(self, tenant: Tenant) -> Environment:
+        return tenant.environments.order_by("position")[0]
+
+    def create(self, client: APIClient, tenant: Tenant) -> Any:
+        data = {"tenant": tenant.pk, "slug": "qa", "name": "QA"}
+        return client.post(self.list_url, data, format="json")
+
+
+class TestEnvironmentMoveAPIPermissions(APIViewTestCases.UpdateObject):
+    model = Environment
+    list_url = "/api/v1/environments/"
+
+    def make_object(self, tenant: Tenant) -> Environment:
+        EnvironmentFactory(tenant=tenant, slug="neighbour", name="Neighbour", position=99)
+        return tenant.environments.order_by("position")[0]
+
+    def update(self, client: APIClient, obj: Model) -> Any:
+        return client.post(f"{self.detail_url(obj)}move/", {"direction": "down"}, format="json")
 
 
 def test_api__anonymous__is_refused(api, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from apps.accounts.roles import Role
 from apps.audit.services import SystemActor
+from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 from apps.tenancy.services import agent_archive, environment_archive, tenant_archive
 

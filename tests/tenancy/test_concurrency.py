@@ -13,9 +13,9 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.core.concurrency import StaleVersion
+from apps.core.roles import Role
 from apps.tenancy import services
 from apps.tenancy.models import Agent, Environment, Tenant
 

@@ -11,9 +11,9 @@ from django.test import Client
 from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
-from apps.accounts.roles import Role
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
+from apps.core.roles import Role
 from apps.tenancy import services
 from apps.tenancy.context_processors import SESSION_KEY
 from apps.tenancy.models import Agent, Environment, Tenant
@@ -547,8 +547,11 @@ def test_rendered_pages__reference_no_external_urls(admin, tenant: Tenant) -> No
 
 
 @pytest.fixture
-def audit_history(operator, admin, tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Events by two actors, in two tenants, on several targets, on both sides of a moment."""
+def audit_history(
+    operator, admin, tenant: Tenant, other_tenant: Tenant, empty_audit_log
+) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Events by two actors, in two tenants, on several targets, on both sides of a moment
+    (and no others: the log starts empty)."""
     bot = services.agent_create(
         actor=operator, tenant=tenant, slug="support-bot", name="Support bot"
     )

@@ -2,9 +2,9 @@ from django.contrib.auth.models import User
 from rest_framework import serializers
 
 from apps.core.api import ExpectedVersionMixin, OptionalReasonMixin
+from apps.core.roles import Role
 
 from ..models import RuntimeToken
-from ..roles import Role
 from ..selectors import user_role, user_version
 
 

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException, AuthenticationFailed
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,22 +22,20 @@ from apps.core.api import (
     ScopedViewSet,
     expected_version,
 )
+from apps.core.roles import Role
 from apps.tenancy.selectors import (
     agent_get_for_user,
     environment_get_for_user,
     tenant_get_for_user,
-    tenant_ids_for_user,
 )
 
 from .. import selectors, services
 from ..lockout import login_lockout_message
 from ..models import RuntimeToken
-from ..roles import Role
 from ..runtime_tokens import runtime_token_create, runtime_token_revoke
 from . import serializers as s
 from .filters import RuntimeTokenListFilter
 from .login_throttle import LoginRateThrottle
-from .permissions import IsAdminRole
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
@@ -45,7 +43,10 @@ ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 class UserViewSet(ScopedViewSet):
     """Users and their roles and tenant grants (Admins only)."""
 
-    permission_classes = [IsAuthenticated, IsAdminRole]
+    # users are no tenant's (auth.User is registered unscoped): the role alone decides, and
+    # only the Admin role has the auth.*_user permissions
+    permission_model = User
+    permission_denied_message = "Only Admins manage users and roles."
 
     def scoped_queryset(self) -> QuerySet[User]:
         return selectors.user_list()
@@ -160,10 +161,13 @@ class RuntimeTokenViewSet(ScopedViewSet):
     """Runtime tokens: how data-plane runtimes authenticate (``Authorization: <token>`` or
     ``Authorization: Bearer <token>``). The raw token is returned once, at creation."""
 
+    permission_model = RuntimeToken
     filterset_class = RuntimeTokenListFilter
 
     def scoped_queryset(self) -> QuerySet[RuntimeToken]:
-        return selectors.runtime_token_list(tenant_ids=tenant_ids_for_user(user=self.request.user))
+        return selectors.runtime_token_list_for_user(
+            user=self.request.user, action=self.permission_action
+        )
 
     @extend_schema(responses={200: s.RuntimeTokenOutput(many=True)})
     def list(self, request: Request) -> Response:

@@ -6,22 +6,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.core.api import ErrorSerializer, ScopedViewSet
-from apps.tenancy.selectors import tenant_ids_for_user
 
 from ..models import AuditCheckpoint, AuditEvent
 from ..selectors import audit_checkpoint_list, audit_event_list, checkpoint_record
 from .filters import AuditCheckpointListFilter, AuditEventListFilter
-from .permissions import SeesEveryTenant
 from .serializers import AuditCheckpointOutput, AuditEventOutput
 
 
 class AuditEventViewSet(ScopedViewSet):
     """The audit trail, newest first, limited to the tenants the caller may see."""
 
+    permission_model = AuditEvent
     filterset_class = AuditEventListFilter
 
     def scoped_queryset(self) -> QuerySet[AuditEvent]:
-        return audit_event_list(visible_tenant_ids=tenant_ids_for_user(user=self.request.user))
+        return audit_event_list(user=self.request.user, action=self.permission_action)
 
     @extend_schema(responses={200: AuditEventOutput(many=True), 400: ErrorSerializer})
     def list(self, request: Request) -> Response:
@@ -34,9 +33,14 @@ class AuditEventViewSet(ScopedViewSet):
 
 class AuditCheckpointViewSet(ScopedViewSet):
     """Signed checkpoints of the audit chain head, oldest first, for copying elsewhere and
-    checking with ``./manage.py audit verify --checkpoints FILE``. Admins only."""
+    checking with ``./manage.py audit verify --checkpoints FILE``. Admins only: a
+    checkpoint counts every tenant's events, so only the Admin role has
+    ``audit.view_auditcheckpoint`` (``AuditCheckpoint.tenant_scope`` is None)."""
 
-    permission_classes = [SeesEveryTenant]
+    permission_model = AuditCheckpoint
+    permission_denied_message = (
+        "Only Admins may read audit checkpoints: they cover every tenant's events."
+    )
     filterset_class = AuditCheckpointListFilter
 
     def scoped_queryset(self) -> QuerySet[AuditCheckpoint]:

@@ -26,7 +26,7 @@ from apps.tenancy.selectors import (
 from .. import selectors, services, signing
 from ..diff import bundle_diff
 from ..exports import export_filename, export_json, export_yaml
-from ..models import BundleVersion, Evaluation
+from ..models import BundleVersion, Evaluation, PromotionGate
 from ..schema import MAX_BUNDLE_BYTES, SCHEMA_PATH, bundle_json_schema
 from ..validation import ValidationResult, validate_source
 from . import serializers as s
@@ -126,6 +126,8 @@ class _AgentScoped(ScopedViewSet):
 
 class BundleVersionViewSet(_AgentScoped):
     """An agent's bundle versions: immutable, content-addressed, signed."""
+
+    permission_model = BundleVersion
 
     def scoped_queryset(self) -> QuerySet[BundleVersion]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no agent
@@ -246,6 +248,8 @@ class BundleVersionViewSet(_AgentScoped):
 class EvaluationViewSet(_AgentScoped):
     """Evaluation evidence attached to one bundle version (from CI)."""
 
+    permission_model = Evaluation
+
     def scoped_queryset(self) -> QuerySet[Evaluation]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request, no agent
             return Evaluation.objects.none()
@@ -292,6 +296,8 @@ class EvaluationViewSet(_AgentScoped):
 class PromotionGateViewSet(ScopedViewSet):
     """Per environment: the evaluation suites and pass rates a version needs to be promoted."""
 
+    # environments, by the promotion gate permissions (reads view, PUT change)
+    permission_model = PromotionGate
     filterset_class = PromotionGateListFilter
 
     def scoped_queryset(self) -> QuerySet[Environment]:

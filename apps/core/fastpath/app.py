@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ from apps.core.errors import (
     DATABASE_UNAVAILABLE,
     DATABASE_UNAVAILABLE_DETAIL,
 )
+from apps.core.tokens import hash_token, runtime_token_candidate
 
 from . import notify, subscriber
 from .conditional import parse_if_none_match
@@ -40,9 +40,6 @@ def _poll_interval() -> float:
 
 
 Scope = dict[str, Any]
-# apps.accounts.models.RUNTIME_TOKEN_PREFIX (a test checks they agree): not a secret
-TOKEN_PREFIX = "cprt_"  # noqa: S105
-MAX_TOKEN_LENGTH = 256  # real tokens are ~48 characters
 
 
 def _lookup_token(raw: str):  # type: ignore[no-untyped-def]
@@ -70,13 +67,6 @@ def _one_revision(environment_id: int) -> int:
     from apps.tenancy.models import Environment
 
     return Environment.objects.values_list("revision", flat=True).get(pk=environment_id)
-
-
-def _token_from_headers(headers: dict[str, str]) -> str:
-    value = headers.get("authorization", "").strip()
-    if value.lower().startswith("bearer "):
-        return value[7:].strip()
-    return value
 
 
 # Sent with every fast-path answer: JSON and event streams for machines, never a page to
@@ -317,10 +307,10 @@ class FastPath:
     async def _authorise(self, headers: dict[str, str]) -> tuple[str, TokenScope | None]:
         """(token hash, scope) of the request's runtime token; scope None when it grants
         nothing. Only well-formed tokens reach the cache (and, on a miss, the database)."""
-        raw = _token_from_headers(headers)
-        if not raw.startswith(TOKEN_PREFIX) or len(raw) > MAX_TOKEN_LENGTH:
+        raw = runtime_token_candidate(headers.get("authorization", ""))
+        if not raw:
             return "", None
-        token_hash = hashlib.sha256(raw.encode()).hexdigest()
+        token_hash = hash_token(raw)
         return token_hash, await self.tokens.resolve(token_hash, raw)
 
     async def _current_revision(self, environment_id: int) -> int:

@@ -7,7 +7,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -26,7 +25,6 @@ from .. import selectors, services
 from ..models import Flag, KillSwitch, Segment
 from . import serializers as s
 from .filters import FlagListFilter, KillSwitchListFilter, SegmentListFilter
-from .permissions import CanViewFlags
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 # Constraint values and payloads keep every digit of a JSON number (issue 8, kind 5).
@@ -40,12 +38,11 @@ class FlagViewSet(ScopedViewSet):
     revision; in production a reason is required."""
 
     parser_classes = PARSERS
-    permission_classes = [IsAuthenticated, CanViewFlags]
-    view_permission = "flags.view_flag"
+    permission_model = Flag
     filterset_class = FlagListFilter
 
     def scoped_queryset(self) -> QuerySet[Flag]:
-        return selectors.flag_list_for_user(user=self.request.user)
+        return selectors.flag_list_for_user(user=self.request.user, action=self.permission_action)
 
     @extend_schema(responses={200: s.FlagOutput(many=True)})
     def list(self, request: Request) -> Response:
@@ -147,12 +144,13 @@ class FlagViewSet(ScopedViewSet):
 
 class SegmentViewSet(ScopedViewSet):
     parser_classes = PARSERS
-    permission_classes = [IsAuthenticated, CanViewFlags]
-    view_permission = "flags.view_segment"
+    permission_model = Segment
     filterset_class = SegmentListFilter
 
     def scoped_queryset(self) -> QuerySet[Segment]:
-        return selectors.segment_list_for_user(user=self.request.user)
+        return selectors.segment_list_for_user(
+            user=self.request.user, action=self.permission_action
+        )
 
     @extend_schema(responses={200: s.SegmentOutput(many=True)})
     def list(self, request: Request) -> Response:
@@ -207,12 +205,13 @@ class SegmentViewSet(ScopedViewSet):
 class KillSwitchViewSet(ScopedViewSet):
     """Kill switches: engaged with a reason, released only explicitly (with a reason)."""
 
-    permission_classes = [IsAuthenticated, CanViewFlags]
-    view_permission = "flags.view_killswitch"
+    permission_model = KillSwitch
     filterset_class = KillSwitchListFilter
 
     def scoped_queryset(self) -> QuerySet[KillSwitch]:
-        return selectors.kill_switch_list_for_user(user=self.request.user)
+        return selectors.kill_switch_list_for_user(
+            user=self.request.user, action=self.permission_action
+        )
 
     @extend_schema(responses={200: s.KillSwitchOutput(many=True)})
     def list(self, request: Request) -> Response:

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 
-from apps.audit.services import require_reason
+from apps.core.reasons import require_reason
 from apps.tenancy.models import Environment
+from apps.tenancy.services import environment_lock
 
 __all__ = ["lock_environment", "reason_for", "require_reason"]
 
@@ -11,11 +12,7 @@ __all__ = ["lock_environment", "reason_for", "require_reason"]
 def lock_environment(environment: Environment) -> Environment:
     """Serialises flag changes per environment (dependency and segment checks read the
     other flags) and refuses archived ones."""
-    locked = (
-        Environment.objects.select_for_update(of=("self",))
-        .select_related("tenant")
-        .get(pk=environment.pk)
-    )
+    locked = environment_lock(environment_id=environment.pk)
     if locked.is_archived:
         raise ValidationError(
             {"environment": ["This environment is archived: its flags are frozen."]}

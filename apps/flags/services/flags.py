@@ -9,9 +9,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from apps.accounts.authz import authorize
 from apps.audit.concurrency import last_change, lock_current, version_check
 from apps.audit.services import Actor, audit_record
+from apps.core.authz import authorize
 from apps.core.lookalike import lookalike_key
 from apps.tenancy.models import Environment
 from apps.tenancy.services import environment_revision_bump

@@ -30,8 +30,8 @@ import structlog
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.accounts.authz import authorize
 from apps.audit.services import Actor, audit_record
+from apps.core.authz import authorize
 from apps.core.lookalike import lookalike_key
 from apps.tenancy.models import Environment
 from apps.tenancy.services import environment_revision_bump

@@ -14,13 +14,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.accounts.authz import authorize
 from apps.accounts.selectors import user_is_admin
 from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, SystemActor, actor_identity, audit_record
+from apps.core.authz import authorize
 from apps.core.concurrency import StaleVersion, who_and_when
+from apps.core.locks import lock_row
 from apps.tenancy.models import Agent, Environment, Tenant
-from apps.tenancy.services import environment_revision_bump
+from apps.tenancy.services import environment_revision_bump, tenant_lock
 
 from ..models import AgentMode, KillSwitch, KillSwitchKind, KillSwitchScope
 from ..selectors import kill_switch_affected_environments
@@ -172,14 +173,17 @@ def kill_switch_engage(
         tool_pattern=tool_pattern,
         mode=mode,
     )
-    if not (reason or "").strip():
-        errors["reason"] = ["Say why: the reason is kept in the audit log and shown to runtimes."]
+    reason = require_reason(
+        reason,
+        message="Say why: the reason is kept in the audit log and shown to runtimes.",
+        errors=errors,
+    )
     if errors:
         raise ValidationError(errors)
     if tenant is not None:
-        Tenant.objects.select_for_update().get(
-            pk=tenant.pk
-        )  # serialises the duplicate check per tenant
+        # Serialises the duplicate check per tenant; a global switch has no tenant to lock, so
+        # the database constraint below decides between concurrent identical global engages.
+        tenant_lock(tenant_id=tenant.pk)
     identity = {
         "kind": kind,
         "scope": scope,
@@ -200,7 +204,7 @@ def kill_switch_engage(
         with transaction.atomic():
             switch = KillSwitch.objects.create(
                 **identity,
-                reason=reason.strip(),
+                reason=reason,
                 engaged_at=timezone.now(),
                 engaged_by=engaged_by,
                 engaged_by_label=engaged_by_label,
@@ -244,11 +248,7 @@ def kill_switch_release(
     released it and when: of two concurrent releases exactly one happens."""
     _authorize(actor, "flags.change_killswitch", switch.scope, switch.tenant)
     reason = require_reason(reason)
-    switch = (
-        KillSwitch.objects.select_for_update(of=("self",))
-        .select_related("tenant", "agent", "environment")
-        .get(pk=switch.pk)
-    )
+    switch = lock_row(KillSwitch, switch.pk, related=("tenant", "agent", "environment"))
     if switch.released_at is not None:
         raise StaleVersion(
             f"Kill switch #{switch.pk} was already released "

@@ -16,10 +16,12 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.accounts.models import RuntimeToken
+from apps.accounts.runtime_tokens import runtime_token_lock
+from apps.core.upsert import upsert
 
 from ..models import FlagUsage, FlagVariantUsage, SdkInstance
 from ..selectors import flag_names_known
@@ -47,7 +49,7 @@ class SdkRegistrationRateExceeded(Exception):
 def _new_instance_allowed(token: RuntimeToken, now: datetime) -> None:
     """Raise ``SdkRegistrationRateExceeded`` when ``token`` created its minute's share of
     new instances. Call inside a transaction: the token row lock makes the count exact."""
-    RuntimeToken.objects.select_for_update().filter(pk=token.pk).first()
+    runtime_token_lock(token_id=token.pk)
     recent = SdkInstance.objects.filter(token=token, first_seen_at__gte=now - timedelta(minutes=1))
     limit = settings.RUNTIME_NEW_INSTANCES_PER_MINUTE
     if recent.count() >= limit:
@@ -114,45 +116,9 @@ def sdk_instance_register(
     return instance
 
 
-_BATCH = 100  # rows per statement: well under SQLite's limit on bound parameters
 # The largest value of the bigint columns the totals live in (PostgreSQL ``bigint``).
 COUNT_MAX = 2**63 - 1
 UNKNOWN_LISTED = 100
-
-
-def _sql_for(
-    table: str, columns: Sequence[str], keys: Sequence[str], updates: str, rows: int
-) -> str:
-    qn = connection.ops.quote_name
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    return (
-        f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) VALUES "  # noqa: S608 - names are ours
-        f"{', '.join([placeholders] * rows)} "
-        f"ON CONFLICT ({', '.join(qn(k) for k in keys)}) DO UPDATE SET {updates}"
-    )
-
-
-def _upsert(
-    model: type[Any], keys: Sequence[str], counters: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    if not rows:
-        return
-    qn = connection.ops.quote_name
-    table = qn(model._meta.db_table)
-    columns = [*keys, *counters]
-    # Saturating addition, compared before adding so the sum itself never overflows.
-    updates = ", ".join(
-        f"{qn(c)} = CASE WHEN {table}.{qn(c)} > {COUNT_MAX} - excluded.{qn(c)} "
-        f"THEN {COUNT_MAX} ELSE {table}.{qn(c)} + excluded.{qn(c)} END"
-        for c in counters
-    )
-    with connection.cursor() as cursor:
-        for first in range(0, len(rows), _BATCH):
-            batch = rows[first : first + _BATCH]
-            cursor.execute(
-                _sql_for(table, columns, keys, updates, len(batch)),
-                [v for row in batch for v in row],
-            )
 
 
 @dataclass
@@ -182,7 +148,7 @@ def flag_metrics_record(
     ``toggles`` is ``{flag name: {"yes": n, "no": n, "variants": {name: n}}}``, validated
     by ``validation.parse_metrics_toggles`` (each count 0..``MAX_BUCKET_COUNT``). Names
     that are no feature of the token's scope are ignored and returned as ``unknown``."""
-    hour = connection.ops.adapt_datetimefield_value(_hour(start))
+    hour = _hour(start)
     environment_id = token.environment_id
     known = flag_names_known(
         environment_id=environment_id, agent_id=token.agent_id, names=toggles.keys()
@@ -193,23 +159,29 @@ def flag_metrics_record(
     for name in sorted(known):
         counts = toggles[name]
         yes, no = int(counts.get("yes") or 0), int(counts.get("no") or 0)
+        where = {"environment_id": environment_id, "flag_name": name, "app_name": app_name}
         if yes or no:
-            usage_rows.append((environment_id, name, app_name, hour, yes, no))
+            usage_rows.append({**where, "hour": hour, "yes": yes, "no": no})
         for variant, count in sorted((counts.get("variants") or {}).items()):
             if count:
-                variant_rows.append((environment_id, name, app_name, hour, variant, int(count)))
+                variant_rows.append(
+                    {**where, "hour": hour, "variant": variant, "count": int(count)}
+                )
     with transaction.atomic():
-        _upsert(
+        # Added in the database (saturating at the bigint maximum), never read-modify-write.
+        upsert(
             FlagUsage,
-            ("environment_id", "flag_name", "app_name", "hour"),
-            ("yes", "no"),
             usage_rows,
+            conflict=("environment_id", "flag_name", "app_name", "hour"),
+            add=("yes", "no"),
+            saturate_at=COUNT_MAX,
         )
-        _upsert(
+        upsert(
             FlagVariantUsage,
-            ("environment_id", "flag_name", "app_name", "hour", "variant"),
-            ("count",),
             variant_rows,
+            conflict=("environment_id", "flag_name", "app_name", "hour", "variant"),
+            add=("count",),
+            saturate_at=COUNT_MAX,
         )
         try:
             _touch_instance(token=token, app_name=app_name, instance_id=instance_id, defaults={})

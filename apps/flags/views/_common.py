@@ -3,8 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from django.utils.http import url_has_allowed_host_and_scheme
 
+from apps.core.ui import local_url
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.models import Environment
 from apps.tenancy.selectors import environment_list_for_user
@@ -30,7 +30,4 @@ def selected_environment(
 
 def safe_next(request: HttpRequest, default: str) -> str:
     """Where to go back to after a POST: the ``next`` field when it is a local path."""
-    wanted = request.POST.get("next", "")
-    if wanted and url_has_allowed_host_and_scheme(wanted, allowed_hosts={request.get_host()}):
-        return wanted
-    return default
+    return local_url(request, request.POST.get("next"), default)

@@ -6,17 +6,23 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.core.ui import VersionedReasonForm, call_service, rebase_if_stale
+from apps.core.authz import requires
+from apps.core.ui import (
+    Confirmation,
+    VersionedReasonForm,
+    call_service,
+    confirm_with_reason,
+)
 
 from .. import charts, selectors, services
 from ..forms import FlagForm, ImportForm, SegmentForm
-from ..models import Flag
+from ..models import Flag, Segment
 from ._common import safe_next, selected_environment, tenant_environments
 
 
@@ -24,14 +30,9 @@ def _list_url(environment_id: int) -> str:
     return f"{reverse('flags:flag_list')}?environment={environment_id}"
 
 
-def _require(request: HttpRequest, permission: str) -> None:
-    if not request.user.has_perm(permission):
-        raise PermissionDenied(f"Your role does not allow this ({permission}).")
-
-
 @login_required
+@requires("flags.view_flag")
 def flag_list(request: HttpRequest) -> HttpResponse:
-    _require(request, "flags.view_flag")
     tenant, environments = tenant_environments(request)
     environment = selected_environment(request, environments)
     flags = (
@@ -71,8 +72,8 @@ def _service_call(form: Any, fn: Any) -> Any:
 
 
 @login_required
+@requires("flags.add_flag")
 def flag_create(request: HttpRequest) -> HttpResponse:
-    _require(request, "flags.add_flag")
     _, environments = tenant_environments(request)
     environment = selected_environment(request, environments)
     if environment is None:
@@ -126,9 +127,9 @@ def flag_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("flags.change_flag")
 def flag_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.change_flag")
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk, action="change")
     form = FlagForm(
         request.POST or None,
         editing=True,
@@ -159,19 +160,19 @@ def flag_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("flags.change_flag")
 def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
     """Non-production: a POST toggles at once. Production: a confirmation page that states
     the effect and requires a reason. Either way the POST carries the flag's ``version`` the
     page showed, so of two operators clicking at once only the first changes the flag (the
     direction, on or off, is what that version showed)."""
-    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.change_flag")
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk, action="change")
     environment = flag.environment
     turn_on = not flag.enabled
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": flag.version})
-    if not environment.is_production:
-        form.fields["reason"].required = False
     if request.method == "POST" and not environment.is_production:
+        # One click, no page: the reason is optional outside production.
+        form = VersionedReasonForm(request.POST, initial={"expected_version": flag.version})
+        form.fields["reason"].required = False
         if not form.is_valid():
             for field_errors in form.errors.values():
                 for message in field_errors:
@@ -193,92 +194,65 @@ def flag_toggle(request: HttpRequest, pk: int) -> HttpResponse:
                 request, f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}."
             )
         return redirect(safe_next(request, _list_url(environment.pk)))
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: services.flag_toggle(
-                actor=request.user,
-                flag=flag,
-                enabled=turn_on,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(
-            request, f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}."
-        )
-        return redirect("flags:flag_detail", pk=flag.pk)
-    if not done and request.method == "POST":
-        flag = selectors.flag_get_for_user(user=request.user, pk=pk)
+
+    def shown(flag: Flag) -> Confirmation:
         turn_on = not flag.enabled
-        rebase_if_stale(form, flag.version)
-    effect = (
-        f"{flag.name} turns {'ON' if turn_on else 'OFF'} in {environment.name} "
-        f"({environment.tenant.name}) "
-        f"for every SDK and runtime of it, at their next refresh or at once when streaming."
-    )
-    return render(
-        request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Turn {flag.name} {'on' if turn_on else 'off'} in {environment.name}?",
-            "effect": effect,
-            "action_label": f"Turn {'on' if turn_on else 'off'}",
-            "danger": not turn_on,
-        },
-    )
-
-
-@login_required
-def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    flag = selectors.flag_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.delete_flag")
-    # The version the confirmation showed: a flag re-configured meanwhile is not deleted blind.
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": flag.version})
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: services.flag_delete(
-                actor=request.user,
-                flag=flag,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
+        return Confirmation(
+            title=f"Turn {flag.name} {'on' if turn_on else 'off'} in {environment.name}?",
+            effect=f"{flag.name} turns {'ON' if turn_on else 'OFF'} in {environment.name} "
+            f"({environment.tenant.name}) for every SDK and runtime of it, at their next "
+            "refresh or at once when streaming.",
+            action_label=f"Turn {'on' if turn_on else 'off'}",
+            danger=not turn_on,
+            version=flag.version,
         )
-        is not None
-    )
-    if done:
-        messages.success(request, f"Flag {flag.name} deleted.")
-        return redirect(_list_url(flag.environment_id))
-    if request.method == "POST":
-        flag = selectors.flag_get_for_user(user=request.user, pk=pk)
-        rebase_if_stale(form, flag.version)
-    return render(
+
+    return confirm_with_reason(
         request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Delete {flag.name} from {flag.environment.name}?",
-            "danger": True,
-            "effect": f"SDKs of {flag.environment.name} stop seeing {flag.name}: "
-            "is_enabled answers false (or the "
-            "fallback) from their next refresh. Its usage history stays.",
-            "action_label": "Delete flag",
-        },
+        shown=shown(flag),
+        act=lambda reason, expected_version: services.flag_toggle(
+            actor=request.user,
+            flag=flag,
+            enabled=turn_on,
+            reason=reason,
+            expected_version=expected_version,
+        ),
+        done_url=reverse("flags:flag_detail", kwargs={"pk": flag.pk}),
+        done_message=f"{flag.name} is now {'on' if turn_on else 'off'} in {environment.name}.",
+        reread=lambda: shown(selectors.flag_get_for_user(user=request.user, pk=pk)),
     )
 
 
 @login_required
+@requires("flags.delete_flag")
+def flag_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    flag = selectors.flag_get_for_user(user=request.user, pk=pk, action="delete")
+
+    # The version the confirmation showed: a flag re-configured meanwhile is not deleted blind.
+    def shown(flag: Flag) -> Confirmation:
+        return Confirmation(
+            title=f"Delete {flag.name} from {flag.environment.name}?",
+            effect=f"SDKs of {flag.environment.name} stop seeing {flag.name}: is_enabled answers "
+            "false (or the fallback) from their next refresh. Its usage history stays.",
+            action_label="Delete flag",
+            version=flag.version,
+        )
+
+    return confirm_with_reason(
+        request,
+        shown=shown(flag),
+        act=lambda reason, expected_version: services.flag_delete(
+            actor=request.user, flag=flag, reason=reason, expected_version=expected_version
+        ),
+        done_url=_list_url(flag.environment_id),
+        done_message=f"Flag {flag.name} deleted.",
+        reread=lambda: shown(selectors.flag_get_for_user(user=request.user, pk=pk)),
+    )
+
+
+@login_required
+@requires("flags.add_flag")
 def flag_import(request: HttpRequest) -> HttpResponse:
-    _require(request, "flags.add_flag")
     _, environments = tenant_environments(request)
     selected = selected_environment(request, environments)
     form = ImportForm(
@@ -311,8 +285,8 @@ def flag_import(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("flags.add_segment")
 def segment_create(request: HttpRequest) -> HttpResponse:
-    _require(request, "flags.add_segment")
     _, environments = tenant_environments(request)
     environment = selected_environment(request, environments)
     if environment is None:
@@ -335,9 +309,9 @@ def segment_create(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("flags.change_segment")
 def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    segment = selectors.segment_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.change_segment")
+    segment = selectors.segment_get_for_user(user=request.user, pk=pk, action="change")
     form = SegmentForm(
         request.POST or None,
         editing=True,
@@ -372,39 +346,26 @@ def segment_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires("flags.delete_segment")
 def segment_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    segment = selectors.segment_get_for_user(user=request.user, pk=pk)
-    _require(request, "flags.delete_segment")
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": segment.version})
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: services.segment_delete(
-                actor=request.user,
-                segment=segment,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(request, f"Segment {segment.name} deleted.")
-        return redirect(_list_url(segment.environment_id))
-    if request.method == "POST":
-        segment = selectors.segment_get_for_user(user=request.user, pk=pk)
-        rebase_if_stale(form, segment.version)
-    return render(
-        request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Delete segment {segment.name}?",
-            "danger": True,
-            "action_label": "Delete segment",
-            "effect": f"Segment {segment.segment_id} disappears from {segment.environment.name}. "
+    segment = selectors.segment_get_for_user(user=request.user, pk=pk, action="delete")
+
+    def shown(segment: Segment) -> Confirmation:
+        return Confirmation(
+            title=f"Delete segment {segment.name}?",
+            effect=f"Segment {segment.segment_id} disappears from {segment.environment.name}. "
             "Refused while a flag uses it.",
-        },
+            action_label="Delete segment",
+            version=segment.version,
+        )
+
+    return confirm_with_reason(
+        request,
+        shown=shown(segment),
+        act=lambda reason, expected_version: services.segment_delete(
+            actor=request.user, segment=segment, reason=reason, expected_version=expected_version
+        ),
+        done_url=_list_url(segment.environment_id),
+        done_message=f"Segment {segment.name} deleted.",
+        reread=lambda: shown(selectors.segment_get_for_user(user=request.user, pk=pk)),
     )

@@ -4,15 +4,13 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from apps.accounts.models import RuntimeToken
-from apps.accounts.runtime_tokens import runtime_token_revoke
 from apps.accounts.selectors import user_is_admin
+from apps.core.authz import requires, user_may
 from apps.core.concurrency import who_and_when
-from apps.core.ui import ReasonForm, VersionedReasonForm, call_service
+from apps.core.ui import Confirmation, ReasonForm, call_service, confirm_with_reason
 
 from .. import selectors, services
 from ..effects import kill_switch_effect, kill_switch_release_effect
@@ -32,9 +30,8 @@ def _propagation_rows(
 
 
 @login_required
+@requires("flags.view_killswitch", "Your role does not allow reading kill switches.")
 def kill_switch_list(request: HttpRequest) -> HttpResponse:
-    if not request.user.has_perm("flags.view_killswitch"):
-        raise PermissionDenied("Your role does not allow reading kill switches.")
     tenant, environments = tenant_environments(request)
     if tenant is None:
         return render(request, "flags/kill_switches.html", {"tab": "kill", "tenant": None})
@@ -60,7 +57,7 @@ def kill_switch_list(request: HttpRequest) -> HttpResponse:
             user=request.user, engaged=False, tenant_id=tenant.pk
         )[:20]
     ]
-    can_engage = request.user.has_perm("flags.add_killswitch")
+    can_engage = user_may(request.user, "flags.add_killswitch")
     is_admin = user_is_admin(request.user)
     agents = list(selectors.agents_for_kill_page(user=request.user, tenant_id=tenant.pk))
     return render(
@@ -75,11 +72,11 @@ def kill_switch_list(request: HttpRequest) -> HttpResponse:
             "engaged_count": len(engaged),
             "agents": agents,
             "tokens": selectors.runtime_tokens_for_kill_page(user=request.user, tenant_id=tenant.pk)
-            if request.user.has_perm("accounts.change_runtimetoken")
+            if user_may(request.user, "accounts.change_runtimetoken")
             else [],
             "can_engage": can_engage,
             "is_admin": is_admin,
-            "can_release": request.user.has_perm("flags.change_killswitch"),
+            "can_release": user_may(request.user, "flags.change_killswitch"),
             "tool_form": KillSwitchForm(
                 initial={"kind": "tool_disabled", "scope": "tenant"},
                 agents=agents,
@@ -111,11 +108,10 @@ def _targets(
 
 
 @login_required
+@requires("flags.add_killswitch", "Your role does not allow engaging kill switches.")
 def kill_switch_engage(request: HttpRequest) -> HttpResponse:
     """The confirmation page: what will be stopped, where, and a required reason. GET states
     the effect (from the Kill switches page's buttons); POST engages exactly what was shown."""
-    if not request.user.has_perm("flags.add_killswitch"):
-        raise PermissionDenied("Your role does not allow engaging kill switches.")
     tenant, environments = tenant_environments(request)
     if tenant is None:
         raise Http404("Choose a tenant first.")
@@ -174,10 +170,9 @@ def kill_switch_engage(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+@requires("flags.change_killswitch", "Your role does not allow releasing kill switches.")
 def kill_switch_release(request: HttpRequest, pk: int) -> HttpResponse:
-    switch = selectors.kill_switch_get_for_user(user=request.user, pk=pk)
-    if not request.user.has_perm("flags.change_killswitch"):
-        raise PermissionDenied("Your role does not allow releasing kill switches.")
+    switch = selectors.kill_switch_get_for_user(user=request.user, pk=pk, action="change")
     if not switch.is_engaged and request.method != "POST":
         messages.info(
             request,
@@ -185,82 +180,25 @@ def kill_switch_release(request: HttpRequest, pk: int) -> HttpResponse:
             f"{who_and_when(switch.released_by_label, switch.released_at)}.",
         )
         return redirect("flags:kill_switch_list")
-    # The hidden version makes the second of two concurrent releases a clear refusal that
-    # names who released first (the service decides under the row lock).
-    form = VersionedReasonForm(request.POST or None, initial={"expected_version": switch.version})
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: services.kill_switch_release(
-                actor=request.user,
-                switch=switch,
-                reason=form.cleaned_data["reason"],
-                expected_version=form.cleaned_data["expected_version"],
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(request, f"Kill switch #{switch.pk} released: {switch.target_label}.")
-        return redirect("flags:kill_switch_list")
     count = len(
         selectors.kill_switch_affected_environments(
             scope=switch.scope, tenant_id=switch.tenant_id, environment_id=switch.environment_id
         )
     )
-    return render(
+    # The hidden version makes the second of two concurrent releases a clear refusal that
+    # names who released first (the service decides under the row lock).
+    return confirm_with_reason(
         request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Release kill switch #{switch.pk}?",
-            "danger": False,
-            "action_label": "Release",
-            "effect": kill_switch_release_effect(label=switch.target_label, environments=count),
-        },
-    )
-
-
-@login_required
-def runtime_token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
-    """Cut a (compromised) runtime off: its token is refused on its next call."""
-    tenant, _ = tenant_environments(request)
-    try:
-        token = selectors.runtime_tokens_for_kill_page(
-            user=request.user, tenant_id=tenant.pk if tenant else 0
-        ).get(pk=pk)
-    except RuntimeToken.DoesNotExist:
-        raise Http404("No such active runtime token.") from None
-    form = ReasonForm(request.POST or None)
-    done = (
-        request.method == "POST"
-        and form.is_valid()
-        and call_service(
-            form,
-            lambda: runtime_token_revoke(
-                actor=request.user, token=token, reason=form.cleaned_data["reason"]
-            ),
-        )
-        is not None
-    )
-    if done:
-        messages.success(request, f"Runtime token {token} revoked: its next call is refused.")
-        return redirect("flags:kill_switch_list")
-    agent = f", agent {token.agent.name}" if token.agent else ""
-    return render(
-        request,
-        "partials/confirm.html",
-        {
-            "form": form,
-            "title": f"Revoke runtime token {token}?",
-            "danger": True,
-            "action_label": "Revoke token",
-            "effect": f"Every runtime using it ({token.environment.name}{agent}) is refused on its "
-            "next call, including "
-            "open streams and long-polls at their next change; they keep their last-known-good "
-            "configuration. "
-            "This cannot be undone: issue a new token to let a runtime back in.",
-        },
+        shown=Confirmation(
+            title=f"Release kill switch #{switch.pk}?",
+            effect=kill_switch_release_effect(label=switch.target_label, environments=count),
+            action_label="Release",
+            danger=False,
+            version=switch.version,
+        ),
+        act=lambda reason, expected_version: services.kill_switch_release(
+            actor=request.user, switch=switch, reason=reason, expected_version=expected_version
+        ),
+        done_url="flags:kill_switch_list",
+        done_message=f"Kill switch #{switch.pk} released: {switch.target_label}.",
     )

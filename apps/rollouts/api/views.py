@@ -10,10 +10,8 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.permissions import SAFE_METHODS, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from apps.bundles.models import BundleVersion
 from apps.core.api import (
@@ -31,22 +29,10 @@ from apps.tenancy.selectors import (
 )
 
 from .. import selectors, services
+from ..models import Deployment
 from . import serializers as s
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
-
-
-class CanViewReleases(BasePermission):
-    """Reads need ``rollouts.view_deployment``; writes are authorised by the services."""
-
-    message = "Your role does not allow reading releases."
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        if request.method not in SAFE_METHODS:
-            return True
-        return bool(
-            request.user.is_authenticated and request.user.has_perm("rollouts.view_deployment")
-        )
 
 
 def _release(agent: Agent, environment: Environment) -> dict[str, Any]:
@@ -82,7 +68,9 @@ def _required_version(request: Request, data: dict[str, Any]) -> int:
 class ReleaseViewSet(ScopedViewSet):
     """Per environment of an agent: its stable version; deploy and roll back."""
 
-    permission_classes = [IsAuthenticated, CanViewReleases]
+    # acts on an agent's environments by the deployment permissions: reads need
+    # rollouts.view_deployment, deploy and rollback rollouts.add_deployment
+    permission_model = Deployment
 
     def scoped_queryset(self) -> QuerySet[Environment]:
         if getattr(self, "swagger_fake_view", False):

@@ -8,7 +8,16 @@ from ..models import Agent, Environment, Tenant, slug_validator
 class TenantOutput(serializers.ModelSerializer):
     class Meta:
         model = Tenant
-        fields = ["id", "slug", "name", "time_zone", "version", "created_at", "archived_at"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "time_zone",
+            "trace_link_template",
+            "version",
+            "created_at",
+            "archived_at",
+        ]
         read_only_fields = fields
 
 
@@ -24,6 +33,12 @@ class TenantCreateInput(OptionalReasonMixin):
 class TenantUpdateInput(ExpectedVersionMixin, OptionalReasonMixin):
     name = serializers.CharField(max_length=120, required=False)
     time_zone = serializers.CharField(max_length=64, required=False)
+    trace_link_template = serializers.CharField(
+        max_length=500,
+        required=False,
+        allow_blank=True,
+        help_text="an http(s) URL with {trace_id}, e.g. https://tempo.example/trace/{trace_id}",
+    )
 
 
 class AgentOutput(serializers.ModelSerializer):

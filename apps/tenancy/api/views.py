@@ -39,11 +39,14 @@ def _tagged(data: Any, version: int) -> Response:
 
 
 class TenantViewSet(ScopedViewSet):
+    permission_model = Tenant
     filterset_class = TenantListFilter
 
     def scoped_queryset(self) -> QuerySet[Tenant]:
         # Archived ones too: the list leaves them out unless ?archived=true (TenantListFilter).
-        return selectors.tenant_list_for_user(user=self.request.user, include_archived=True)
+        return selectors.tenant_list_for_user(
+            user=self.request.user, action=self.permission_action, include_archived=True
+        )
 
     @extend_schema(responses={200: s.TenantOutput(many=True)})
     def list(self, request: Request) -> Response:
@@ -97,11 +100,14 @@ class TenantViewSet(ScopedViewSet):
 
 
 class AgentViewSet(ScopedViewSet):
+    permission_model = Agent
     filterset_class = AgentListFilter
 
     def scoped_queryset(self) -> QuerySet[Agent]:
         # Archived ones too: the list leaves them out unless ?archived=true (AgentListFilter).
-        return selectors.agent_list_for_user(user=self.request.user, include_archived=True)
+        return selectors.agent_list_for_user(
+            user=self.request.user, action=self.permission_action, include_archived=True
+        )
 
     @extend_schema(responses={200: s.AgentOutput(many=True)})
     def list(self, request: Request) -> Response:
@@ -145,11 +151,14 @@ class AgentViewSet(ScopedViewSet):
 
 
 class EnvironmentViewSet(ScopedViewSet):
+    permission_model = Environment
     filterset_class = EnvironmentListFilter
 
     def scoped_queryset(self) -> QuerySet[Environment]:
         # Archived ones too: the list leaves them out unless ?archived=true (EnvironmentListFilter).
-        return selectors.environment_list_for_user(user=self.request.user, include_archived=True)
+        return selectors.environment_list_for_user(
+            user=self.request.user, action=self.permission_action, include_archived=True
+        )
 
     @extend_schema(responses={200: s.EnvironmentOutput(many=True)})
     def list(self, request: Request) -> Response:

@@ -1,9 +1,11 @@
-"""``./manage.py signing_key list|rotate|generate``: the key that signs bundles and snapshots."""
+"""``./manage.py signing_key list|activate|rotate|generate``: the key that signs bundles and
+snapshots."""
 
 from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +15,26 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.audit.services import SystemActor
 
 from ... import signing
-from ...services import signing_key_rotate
+from ...models import SigningKey
+from ...services import signing_key_activate, signing_key_rotate
 
 
 class Command(BaseCommand):
-    help = "Show, rotate (embedded default) or generate (production) the Ed25519 signing key."
+    help = (
+        "Show, activate, rotate (embedded default) or generate (production) the Ed25519 "
+        "signing key."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True)
         sub.add_parser(
             "list", help="published keys, active first, and where the active key comes from"
         )
+        activate = sub.add_parser(
+            "activate",
+            help="make the configured key the active published key (migrate does it too)",
+        )
+        activate.add_argument("--reason", default="", help="why (kept in the audit log)")
         rotate = sub.add_parser(
             "rotate", help="make a new embedded key active; the old one stays published"
         )
@@ -46,15 +57,11 @@ class Command(BaseCommand):
             for key in keys:
                 state = "active" if key["active"] else f"retired {key['retired_at']}"
                 self.stdout.write(f"{key['kid']}\t{key['alg']}\t{state}\t{key['public_key']}")
+        elif subcommand == "activate":
+            activated = _as_cli(signing_key_activate, options["reason"])
+            self.stdout.write(self.style.SUCCESS(f"active signing key: {activated.kid}"))
         elif subcommand == "rotate":
-            try:
-                rotated = signing_key_rotate(
-                    actor=SystemActor(f"cli:{getpass.getuser()}"), reason=options["reason"]
-                )
-            except ImproperlyConfigured as exc:
-                raise CommandError(str(exc)) from None
-            except ValidationError as exc:
-                raise CommandError(" ".join(exc.messages)) from None
+            rotated = _as_cli(signing_key_rotate, options["reason"])
             self.stdout.write(
                 self.style.SUCCESS(
                     f"active signing key is now {rotated.kid}; earlier keys stay published"
@@ -76,3 +83,14 @@ class Command(BaseCommand):
                 )
             else:
                 self.stdout.write(pem.decode("ascii"), ending="")
+
+
+def _as_cli(service: Callable[..., SigningKey], reason: str) -> SigningKey:
+    """Run a signing-key service as the operator at the terminal; its refusals as
+    ``CommandError`` (an unreadable configured key, a missing reason)."""
+    try:
+        return service(actor=SystemActor(f"cli:{getpass.getuser()}"), reason=reason)
+    except ImproperlyConfigured as exc:
+        raise CommandError(str(exc)) from None
+    except ValidationError as exc:
+        raise CommandError(" ".join(exc.messages)) from None

@@ -2,13 +2,16 @@
 
 A role says *what* a user may do (Django model permissions on a group); a tenant grant says
 *where* (a django-guardian object permission on the tenant). Both are needed, except for
-Admins, who see every tenant. Permissions are named as strings so this bottom app need not
+Admins, who see every tenant. Permissions are named as strings so the kernel need not
 import the feature apps that define them. A name no installed model defines fails the system
-check (``accounts.E001``); the groups are synced after every ``migrate`` (``role_sync``)."""
+check (``accounts.E001``); the groups are synced after every ``migrate``
+(``apps/accounts/role_sync.py``). ``apps.core.authz`` is the one place that reads them."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
 
 
 class Role(StrEnum):
@@ -35,6 +38,8 @@ _VIEW = [
     "bundles.view_bundleversion",
     "bundles.view_evaluation",
     "bundles.view_promotiongate",
+    "telemetry.view_requestrecord",
+    "reviews.view_reviewgrade",
 ]
 _OPERATE = [
     "tenancy.add_tenant",
@@ -58,8 +63,18 @@ _OPERATE = [
     "bundles.add_evaluation",
     "bundles.add_promotiongate",
     "bundles.change_promotiongate",
+    "reviews.add_reviewgrade",
+    "reviews.change_reviewgrade",
+    "reviews.change_reviewpolicy",
 ]
-_MANAGE_USERS = ["auth.view_user", "auth.add_user", "auth.change_user"]
+# Only for a role that sees every tenant: users, roles, and audit checkpoints (which count
+# every tenant's events).
+_MANAGE_USERS = [
+    "auth.view_user",
+    "auth.add_user",
+    "auth.change_user",
+    "audit.view_auditcheckpoint",
+]
 
 ROLE_PERMISSIONS: dict[Role, list[str]] = {
     Role.VIEWER: _VIEW,
@@ -68,9 +83,40 @@ ROLE_PERMISSIONS: dict[Role, list[str]] = {
     Role.ADMIN: _VIEW + _OPERATE + _MANAGE_USERS,
 }
 
+# Roles that see every tenant without a grant (``apps.core.authz.visible_tenants``).
+EVERY_TENANT_ROLES: frozenset[Role] = frozenset({Role.ADMIN})
+
+
+def roles_with(permission: str) -> list[Role]:
+    """The roles whose permissions include ``permission`` ("app_label.codename"), strongest
+    first; what tests derive their expectations from."""
+    return [role for role in Role if permission in ROLE_PERMISSIONS[role]]
+
+
 ROLE_DESCRIPTIONS: dict[Role, str] = {
     Role.ADMIN: "everything, in every tenant, including users and roles",
     Role.OPERATOR: "changes agents, environments, releases and safety controls in granted tenants",
     Role.APPROVER: "decides approval requests in granted tenants; otherwise read-only",
     Role.VIEWER: "read-only in granted tenants",
 }
+
+
+def user_role(user: AbstractBaseUser | AnonymousUser) -> Role | None:
+    """The strongest role among the user's groups (a superuser is an Admin); None for an
+    anonymous user or one without a role. Reads ``user.groups.all()``, so a prefetched page
+    of users costs no query per user."""
+    # Roles are groups: a user model without groups (PermissionsMixin) has none.
+    if not user.is_authenticated or not isinstance(user, PermissionsMixin):
+        return None
+    if user.is_superuser:
+        return Role.ADMIN
+    names = {group.name for group in user.groups.all()}
+    for role in Role:  # strongest first
+        if role.value in names:
+            return role
+    return None
+
+
+def user_is_admin(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Admins see every tenant (no tenant grant needed)."""
+    return user_role(user) in EVERY_TENANT_ROLES

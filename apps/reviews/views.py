@@ -1,0 +1,115 @@
+"""The review queue of an agent in an environment: sampled sessions to grade, and the graded
+ones with their grade beside the automatic scores; the share of sessions sampled."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from apps.core.authz import require_permission
+from apps.core.ui import call_service
+from apps.tenancy import selectors as tenancy_selectors
+from apps.tenancy.models import Agent, Environment
+
+from . import selectors, services
+from .forms import GradeForm, PolicyForm
+
+
+def _scope(
+    request: HttpRequest, pk: int, slug: str
+) -> tuple[Agent, Environment, list[Environment]]:
+    agent = tenancy_selectors.agent_get_for_user(user=request.user, pk=pk)
+    require_permission(request.user, "reviews.view_reviewgrade")
+    environments = list(
+        tenancy_selectors.environment_list_for_user(user=request.user, tenant=agent.tenant)
+    )
+    if not environments:
+        raise Http404("This tenant has no environments.")
+    if slug:
+        found = [e for e in environments if e.slug == slug]
+        if not found:
+            raise Http404("No such environment.")
+        return agent, found[0], environments
+    production = [e for e in environments if e.is_production]
+    return agent, (production[-1] if production else environments[-1]), environments
+
+
+def _back(agent: Agent, environment: Environment) -> str:
+    return f"{reverse('reviews:queue', args=[agent.pk])}?environment={environment.slug}"
+
+
+@login_required
+def queue(request: HttpRequest, pk: int) -> HttpResponse:
+    agent, environment, environments = _scope(request, pk, request.GET.get("environment", ""))
+    to_review, graded = selectors.review_queue(agent=agent, environment=environment)
+    share = selectors.review_share(agent=agent)
+    return render(
+        request,
+        "reviews/queue.html",
+        {
+            "agent": agent,
+            "environment": environment,
+            "environments": environments,
+            "to_review": to_review,
+            "graded": graded,
+            "share": share,
+            "share_percent": share * 100,
+            "policy_form": PolicyForm(initial={"share": share}),
+            "grade_choices": GradeForm.base_fields["grade"].choices,  # type: ignore[attr-defined]
+        },
+    )
+
+
+@login_required
+@require_POST
+def grade(request: HttpRequest, pk: int) -> HttpResponse:
+    agent, environment, _ = _scope(request, pk, request.POST.get("environment", ""))
+    require_permission(request.user, "reviews.add_reviewgrade")
+    form = GradeForm(request.POST)
+    done = (
+        form.is_valid()
+        and call_service(
+            form,
+            lambda: services.review_grade(
+                actor=request.user, agent=agent, environment=environment, **form.cleaned_data
+            ),
+        )
+        is not None
+    )
+    if done:
+        messages.success(request, f"Session {form.cleaned_data['session_id']} graded.")
+    else:
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+    return redirect(_back(agent, environment))
+
+
+@login_required
+@require_POST
+def policy(request: HttpRequest, pk: int) -> HttpResponse:
+    agent, environment, _ = _scope(request, pk, request.POST.get("environment", ""))
+    require_permission(request.user, "reviews.change_reviewpolicy")
+    form = PolicyForm(request.POST)
+    done = (
+        form.is_valid()
+        and call_service(
+            form,
+            lambda: services.review_policy_set(
+                actor=request.user,
+                agent=agent,
+                share=form.cleaned_data["share"],
+                reason=form.cleaned_data["reason"],
+            ),
+        )
+        is not None
+    )
+    if done:
+        messages.success(request, "Review share saved.")
+    else:
+        for field, errors in form.errors.items():
+            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+    return redirect(_back(agent, environment))

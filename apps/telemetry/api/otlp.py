@@ -1,0 +1,185 @@
+"""``POST /api/runtime/v1/otlp/v1/traces``: OTLP/HTTP trace exports from runtimes that already
+emit OpenTelemetry, turned into request records (``apps/telemetry/otlp.py``) and stored by the
+same ingestion service as ``POST /api/runtime/v1/records`` (docs/runtime-api.md,
+docs/decisions/0022)."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from django.core.cache import cache
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
+from apps.accounts.models import RuntimeToken
+from apps.core.api import ErrorSerializer
+from apps.core.input_guards import PayloadTooLarge, max_body_bytes
+
+from ..otlp import JSON, PROTOBUF, OTLPDecodeError, carry_keys, convert, decode_request
+from ..services import records_ingest
+from .serializers import IngestOutput
+from .views import batch_limit
+
+# How long counts of child spans wait for their agent span: far beyond an exporter's batch
+# delay (5 s by default), short enough that an agent span never sent costs little.
+CARRY_SECONDS = 600
+
+
+class UnsupportedMediaType(exceptions.UnsupportedMediaType):
+    def __init__(self, media_type: str) -> None:
+        super().__init__(
+            media_type, detail=f"Send OTLP as {PROTOBUF} or {JSON}, not {media_type or 'nothing'}."
+        )
+
+
+def _read_body(request: Request) -> bytes:
+    """The body, gunzipped when ``Content-Encoding: gzip`` (what OTLP exporters send with
+    compression on); 413 past ``API_MAX_BODY_BYTES`` before or after decompression (a small
+    gzip bomb is refused, not inflated), 400 for a broken gzip stream."""
+    limit = max_body_bytes()
+    raw = request._request.read(limit + 1)
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"The request body is over the limit of {limit:,} bytes.")
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return raw
+    if encoding != "gzip":
+        raise exceptions.ParseError(f"Content-Encoding {encoding[:40]!r}: send gzip or none.")
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise exceptions.ParseError(f"The gzip body is broken: {exc}.") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"The decompressed body is over the limit of {limit:,} bytes.")
+    if not inflater.eof:
+        raise exceptions.ParseError("The gzip body is cut short.")
+    return body
+
+
+def _remap(pointer: str, index_pointers: list[str]) -> str:
+    """``/records/3/cost_usd`` → ``/resourceSpans/0/scopeSpans/0/spans/7/cost_usd``: the
+    ingestion names items by their index in the converted batch; the client knows spans."""
+    parts = pointer.split("/", 3)  # "", "records", "3", rest
+    if len(parts) >= 3 and parts[1] == "records" and parts[2].isdigit():
+        index = int(parts[2])
+        if index < len(index_pointers):
+            rest = "/" + parts[3] if len(parts) == 4 else ""
+            return index_pointers[index] + rest
+    return pointer
+
+
+class OTLPTracesView(APIView):
+    """OTLP/HTTP traces (protobuf or JSON, optionally gzip): each agent invocation span
+    becomes a request record. Answers like ``POST /api/runtime/v1/records``: 200 when every
+    record was stored or was a duplicate, 207 when some were refused (pointers name the spans,
+    and ``partialSuccess`` says how many, as OTLP clients read it)."""
+
+    authentication_classes = [RuntimeTokenAuthentication]
+    permission_classes = [HasRuntimeToken]
+
+    @extend_schema(
+        request={PROTOBUF: OpenApiTypes.BINARY, JSON: OpenApiTypes.OBJECT},
+        responses={
+            200: IngestOutput,
+            207: IngestOutput,
+            400: ErrorSerializer,
+            401: ErrorSerializer,
+            413: ErrorSerializer,
+            415: ErrorSerializer,
+        },
+        examples=[
+            OpenApiExample(
+                "An OTLP/JSON export with one agent invocation",
+                request_only=True,
+                media_type=JSON,
+                value={
+                    "resourceSpans": [
+                        {
+                            "scopeSpans": [
+                                {
+                                    "spans": [
+                                        {
+                                            "traceId": "4bf92f3577b34da6a3ce929d0e0e4736",
+                                            "spanId": "00f067aa0ba902b7",
+                                            "name": "invoke_agent support-bot",
+                                            "startTimeUnixNano": "1764900000000000000",
+                                            "endTimeUnixNano": "1764900001200000000",
+                                            "attributes": [
+                                                {
+                                                    "key": "gen_ai.operation.name",
+                                                    "value": {"stringValue": "invoke_agent"},
+                                                },
+                                                {
+                                                    "key": "gen_ai.agent.name",
+                                                    "value": {"stringValue": "support-bot"},
+                                                },
+                                            ],
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    ]
+                },
+            )
+        ],
+        tags=["runtime"],
+    )
+    def post(self, request: Request) -> Response:
+        token = request.auth
+        assert isinstance(token, RuntimeToken)  # HasRuntimeToken admitted only those
+        media_type = request.content_type.split(";", 1)[0].strip().lower()
+        if media_type not in (PROTOBUF, JSON):
+            raise UnsupportedMediaType(media_type[:80])
+        body = _read_body(request)
+        try:
+            export = decode_request(body, media_type)
+        except OTLPDecodeError as exc:
+            raise exceptions.ParseError(str(exc)[:300]) from None
+        # Child spans exported before their agent span wait in the cache (shared by every web
+        # process: Redis in production) until it arrives; see otlp.convert.
+        keys = carry_keys(export)
+        conversion = convert(export, carried=cache.get_many(keys) if keys else {})
+        converted = conversion.records
+        limit = batch_limit()
+        if len(converted) > limit:
+            raise PayloadTooLarge(
+                f"At most {limit} agent invocations per export; this one has {len(converted)}. "
+                "Export smaller batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE)."
+            )
+        records: list[dict[str, Any]] = []
+        for item in converted:
+            record = dict(item.record)
+            if "agent" not in record and token.agent_id is not None:
+                record["agent"] = token.agent.slug  # type: ignore[union-attr]
+            records.append(record)
+        result = records_ingest(token=token, records=records) if records else None
+        if conversion.carry_out:
+            cache.set_many(conversion.carry_out, timeout=CARRY_SECONDS)
+        if conversion.consumed:
+            cache.delete_many(conversion.consumed)
+        body_json: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": []}
+        if result is not None:
+            body_json = result.as_json()
+        pointers = [item.pointer for item in converted]
+        body_json["rejected"] = [
+            {
+                "pointer": _remap(r["pointer"], pointers),
+                "errors": {_remap(k, pointers): v for k, v in r.get("errors", {}).items()},
+            }
+            for r in body_json["rejected"]
+        ]
+        if body_json["rejected"]:
+            body_json["partialSuccess"] = {
+                "rejectedSpans": str(len(body_json["rejected"])),
+                "errorMessage": "Some agent invocations were refused; see rejected.",
+            }
+        code = status.HTTP_207_MULTI_STATUS if body_json["rejected"] else status.HTTP_200_OK
+        return Response(body_json, status=code)
