@@ -8,12 +8,16 @@ How a batch is stored (docs/decisions/0021):
    RETURNING`` (sorted, so two clients sending overlapping batches lock keys in the same
    order) and only the items whose key was new go further — a retried batch, or the same
    batch racing from two clients, is stored and counted once (the loser waits on the
-   winner's key rows and then finds them taken);
-3. the new raw records are inserted (PostgreSQL: one ``INSERT … SELECT FROM unnest(…)``);
+   winner's key rows and then finds them taken); the same statement names the missing day
+   partitions, created next;
+3. the new raw records are written (PostgreSQL: ``COPY``);
 4. the new items are summed per rollup key in Python and merged into ``MinuteRollup`` then
-   ``HourRollup`` by one upsert each (counters added in SQL, rows locked, in key order), then
-   the merged latency sketches are written back under those row locks. Raw rows are never
-   read again.
+   ``HourRollup`` (counters added in SQL, rows locked, in key order; on PostgreSQL both
+   upserts in one statement), then the merged latency sketches are written back under those
+   row locks (one statement). Raw rows are never read again;
+5. on PostgreSQL the transaction commits without waiting for its WAL flush unless
+   ``TELEMETRY_SYNCHRONOUS_COMMIT`` (a crash may lose the last ~0.6 s of batches, each
+   whole; see the setting).
 
 The upsert is written here (``INSERT … ON CONFLICT … DO UPDATE … RETURNING``) because the kernel
 has no upsert helper yet; it is portable to SQLite, the embedded default.
