@@ -19,8 +19,11 @@ How a batch is stored (docs/decisions/0021):
    ``TELEMETRY_SYNCHRONOUS_COMMIT`` (a crash may lose the last ~0.6 s of batches, each
    whole; see the setting).
 
-The upsert is written here (``INSERT … ON CONFLICT … DO UPDATE … RETURNING``) because the kernel
-has no upsert helper yet; it is portable to SQLite, the embedded default.
+The upserts are written here (``INSERT … ON CONFLICT … DO UPDATE … RETURNING``), not with the
+kernel's ``apps/core/upsert.py`` (one table per call): ingestion puts the minute and hour
+upserts in one statement, returns each row's stored sketch with it, and sends the keys as
+two text parameters; every extra round trip is paid while a fleet's hot rollup rows are
+locked (decision 0021). Portable to SQLite, the embedded default.
 """
 
 from __future__ import annotations
