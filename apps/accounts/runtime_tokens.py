@@ -131,9 +131,13 @@ def runtime_token_authenticate(raw: str) -> RuntimeToken | None:
     )
     if token is None or not token.is_usable(now) or _scope_archived(token):
         return None
-    RuntimeToken.objects.filter(pk=token.pk).filter(
-        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    ).update(last_used_at=now)
+    stale = now - LAST_USED_RESOLUTION
+    # The row just read says whether an update is due: a busy token (a fleet shares one)
+    # skips the write, and the round trip, on all but one request per resolution.
+    if token.last_used_at is None or token.last_used_at < stale:
+        RuntimeToken.objects.filter(pk=token.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale)
+        ).update(last_used_at=now)
     return token
 
 

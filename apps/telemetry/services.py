@@ -8,15 +8,22 @@ How a batch is stored (docs/decisions/0021):
    RETURNING`` (sorted, so two clients sending overlapping batches lock keys in the same
    order) and only the items whose key was new go further — a retried batch, or the same
    batch racing from two clients, is stored and counted once (the loser waits on the
-   winner's key rows and then finds them taken);
-3. the new raw records are inserted (PostgreSQL: one ``INSERT … SELECT FROM unnest(…)``);
+   winner's key rows and then finds them taken); the same statement names the missing day
+   partitions, created next;
+3. the new raw records are written (PostgreSQL: ``COPY``);
 4. the new items are summed per rollup key in Python and merged into ``MinuteRollup`` then
-   ``HourRollup`` by one upsert each (counters added in SQL, rows locked, in key order), then
-   the merged latency sketches are written back under those row locks. Raw rows are never
-   read again.
+   ``HourRollup`` (counters added in SQL, rows locked, in key order; on PostgreSQL both
+   upserts in one statement), then the merged latency sketches are written back under those
+   row locks (one statement). Raw rows are never read again;
+5. on PostgreSQL the transaction commits without waiting for its WAL flush unless
+   ``TELEMETRY_SYNCHRONOUS_COMMIT`` (a crash may lose the last ~0.6 s of batches, each
+   whole; see the setting).
 
-The upsert is written here (``INSERT … ON CONFLICT … DO UPDATE … RETURNING``) because the kernel
-has no upsert helper yet; it is portable to SQLite, the embedded default.
+The upserts are written here (``INSERT … ON CONFLICT … DO UPDATE … RETURNING``), not with the
+kernel's ``apps/core/upsert.py`` (one table per call): ingestion puts the minute and hour
+upserts in one statement, returns each row's stored sketch with it, and sends the keys as
+two text parameters; every extra round trip is paid while a fleet's hot rollup rows are
+locked (decision 0021). Portable to SQLite, the embedded default.
 """
 
 from __future__ import annotations
@@ -177,6 +184,54 @@ class RollupDelta:
         self.sums["quality_sum"] = 0.0
         self.sketch: BaseDDSketch = sketch_new()
 
+    def add_records(self, rows: Iterable[RecordRow]) -> None:
+        """``add_record`` for many rows of this rollup key: the same sums, kept in locals
+        while the rows are read (a batch is up to 1,000 records; this runs for each)."""
+        outcomes = dict.fromkeys(OUTCOME_COLUMNS, 0)
+        requests = latency = tokens_in = tokens_out = steps = tool_calls = tool_failures = 0
+        feedback_up = feedback_down = score_count = quality_count = 0
+        score_sum = quality_sum = 0.0
+        cost = Decimal(0)
+        add = self.sketch.add
+        for row in rows:
+            requests += 1
+            outcomes[row.outcome] += 1
+            latency += row.latency_ms
+            tokens_in += row.tokens_in
+            tokens_out += row.tokens_out
+            cost += row.cost_usd
+            steps += row.steps
+            tool_calls += row.tool_calls
+            tool_failures += row.tool_failures
+            if row.feedback_thumbs == "up":
+                feedback_up += 1
+            elif row.feedback_thumbs == "down":
+                feedback_down += 1
+            if row.feedback_score is not None:
+                score_sum += row.feedback_score
+                score_count += 1
+            if row.quality_score is not None:
+                quality_sum += row.quality_score
+                quality_count += 1
+            add(row.latency_ms)
+        sums = self.sums
+        sums["requests"] += requests
+        for outcome, count in outcomes.items():
+            sums[OUTCOME_COLUMNS[outcome]] += count
+        sums["latency_sum_ms"] += latency
+        sums["tokens_in"] += tokens_in
+        sums["tokens_out"] += tokens_out
+        sums["cost_usd"] += cost
+        sums["steps"] += steps
+        sums["tool_calls"] += tool_calls
+        sums["tool_failures"] += tool_failures
+        sums["feedback_up"] += feedback_up
+        sums["feedback_down"] += feedback_down
+        sums["feedback_score_sum"] += score_sum
+        sums["feedback_score_count"] += score_count
+        sums["quality_sum"] += quality_sum
+        sums["quality_count"] += quality_count
+
     def add_record(self, row: RecordRow) -> None:
         sums = self.sums
         sums["requests"] += 1
@@ -240,14 +295,13 @@ def _as_utc(value: Any) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _merge_rollups(model: type[Rollup], deltas: dict[RollupKey, RollupDelta]) -> None:
-    """Add ``deltas`` into ``model``'s rows: one upsert adding the sums in SQL (which locks
-    each row; rows go in key order, so concurrent batches lock in the same order and cannot
-    deadlock), then the sketches merged in Python and written back under those locks."""
-    if not deltas:
-        return
+def _upsert_sql(model: type[Rollup], deltas: dict[RollupKey, RollupDelta]) -> tuple[str, list[Any]]:
+    """``INSERT … ON CONFLICT DO UPDATE … RETURNING`` adding ``deltas`` into ``model``'s rows:
+    the sums are added in SQL (which locks each row; rows go in key order, so concurrent
+    batches lock in the same order and cannot deadlock). Returns the statement and its
+    parameters; it returns ``id``, the key columns and the stored sketch of each row."""
     table = model._meta.db_table
-    ops = connection.ops
+    adapt = connection.ops.adapt_datetimefield_value
     columns = [*_KEY_COLUMNS, *_SUM_COLUMNS, "latency_sketch"]
     placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
     keys = sorted(deltas)
@@ -255,16 +309,7 @@ def _merge_rollups(model: type[Rollup], deltas: dict[RollupKey, RollupDelta]) ->
     for key in keys:
         tenant_id, agent_id, environment_id, digest, variant, start = key
         sums = deltas[key].sums
-        params.extend(
-            (
-                tenant_id,
-                agent_id,
-                environment_id,
-                digest,
-                variant,
-                ops.adapt_datetimefield_value(start),
-            )
-        )
+        params.extend((tenant_id, agent_id, environment_id, digest, variant, adapt(start)))
         params.extend(sums[name] for name in _SUM_COLUMNS)
         params.append(b"")
     updates = ", ".join(f"{name} = {table}.{name} + EXCLUDED.{name}" for name in _SUM_COLUMNS)
@@ -274,36 +319,28 @@ def _merge_rollups(model: type[Rollup], deltas: dict[RollupKey, RollupDelta]) ->
         + f" ON CONFLICT ({', '.join(_KEY_COLUMNS)}) DO UPDATE SET {updates}"
         + f" RETURNING id, {', '.join(_KEY_COLUMNS)}, latency_sketch"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        returned = cursor.fetchall()
-        writes = []
-        for row_id, tenant_id, agent_id, environment_id, digest, variant, start, stored in returned:
-            key = (tenant_id, agent_id, environment_id, digest, variant, _as_utc(start))
-            delta = deltas[key]
-            if stored:
-                merged = sketch_from_bytes(stored, trusted=True)
-                merged.merge(delta.sketch)
-            else:
-                merged = delta.sketch
-            writes.append((sketch_to_bytes(merged), row_id))
-        if connection.vendor == "postgresql":  # one statement, not one per row
-            cursor.execute(
-                f"UPDATE {table} AS t SET latency_sketch = v.s FROM (VALUES "  # noqa: S608 - table and column names are ours
-                + ", ".join(["(%s::bytea, %s::bigint)"] * len(writes))
-                + ") AS v(s, id) WHERE t.id = v.id",
-                [value for pair in writes for value in pair],
-            )
+    return sql, params
+
+
+def _merged_sketches(
+    returned: Iterable[Sequence[Any]], deltas: dict[RollupKey, RollupDelta]
+) -> list[tuple[bytes, int]]:
+    """(sketch bytes, row id) to write back for the rows an upsert returned: the stored sketch
+    merged with the batch's, or the batch's alone for a new row."""
+    writes = []
+    for row_id, tenant_id, agent_id, environment_id, digest, variant, start, stored in returned:
+        delta = deltas[(tenant_id, agent_id, environment_id, digest, variant, _as_utc(start))]
+        if stored:
+            merged = sketch_from_bytes(stored, trusted=True)
+            merged.merge(delta.sketch)
         else:
-            cursor.executemany(
-                f"UPDATE {table} SET latency_sketch = %s WHERE id = %s",  # noqa: S608 - table and column names are ours
-                writes,
-            )
+            merged = delta.sketch
+        writes.append((sketch_to_bytes(merged), row_id))
+    return writes
 
 
-def _merge_all(deltas: dict[RollupKey, RollupDelta]) -> None:
-    """Minute rollups, then the hour rollups they roll into (always in this order)."""
-    _merge_rollups(MinuteRollup, deltas)
+def _hour_deltas(deltas: dict[RollupKey, RollupDelta]) -> dict[RollupKey, RollupDelta]:
+    """The minute deltas summed into the hour rollup rows they roll into."""
     hours: dict[RollupKey, RollupDelta] = {}
     for key, delta in deltas.items():
         hour_key = (*key[:5], _hour(key[5]))
@@ -313,7 +350,65 @@ def _merge_all(deltas: dict[RollupKey, RollupDelta]) -> None:
         for name, value in delta.sums.items():
             into.sums[name] += value
         into.sketch.merge(delta.sketch)
-    _merge_rollups(HourRollup, hours)
+    return hours
+
+
+def _sketch_update_sql(model: type[Rollup], writes: list[tuple[bytes, int]]) -> str:
+    """One ``UPDATE … FROM (VALUES …)`` writing (sketch, id) pairs back (PostgreSQL)."""
+    return (
+        f"UPDATE {model._meta.db_table} AS t SET latency_sketch = v.s FROM (VALUES "  # noqa: S608 - table and column names are ours
+        + ", ".join(["(%s::bytea, %s::bigint)"] * len(writes))
+        + ") AS v(s, id) WHERE t.id = v.id RETURNING t.id"
+    )
+
+
+def _merge_all(deltas: dict[RollupKey, RollupDelta]) -> None:
+    """Add ``deltas`` into the minute rollups, then into the hour rollups they roll into
+    (always in this order): sums added in SQL under the row locks the upserts take, sketches
+    merged in Python and written back under those locks. Raw rows are never read.
+
+    PostgreSQL: two statements for both tables, so fewer round trips while the hot rows are
+    locked (a whole fleet reports the same minute of the same version): the two upserts as
+    data-modifying CTEs read minute rows first, then hour rows, each in key order (every
+    batch locks in that one order, so none deadlocks), then both sketch write-backs, which
+    also sets the transaction's commit mode (``TELEMETRY_SYNCHRONOUS_COMMIT``; read at
+    COMMIT, so the last statement may set it). SQLite (one writer at a time): statement by
+    statement."""
+    if not deltas:
+        return
+    hours = _hour_deltas(deltas)
+    if connection.vendor != "postgresql":
+        for model, each in ((MinuteRollup, deltas), (HourRollup, hours)):
+            sql, params = _upsert_sql(model, each)
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                cursor.executemany(
+                    f"UPDATE {model._meta.db_table} SET latency_sketch = %s WHERE id = %s",  # noqa: S608 - table and column names are ours
+                    _merged_sketches(cursor.fetchall(), each),
+                )
+        return
+    minute_sql, minute_params = _upsert_sql(MinuteRollup, deltas)
+    hour_sql, hour_params = _upsert_sql(HourRollup, hours)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH m AS ({minute_sql}), h AS ({hour_sql}) "  # noqa: S608 - built from our names
+            "SELECT 0 AS t, * FROM m UNION ALL SELECT 1 AS t, * FROM h",
+            [*minute_params, *hour_params],
+        )
+        returned = cursor.fetchall()
+        minute_writes = _merged_sketches((row[1:] for row in returned if row[0] == 0), deltas)
+        hour_writes = _merged_sketches((row[1:] for row in returned if row[0] == 1), hours)
+        cursor.execute(
+            f"WITH um AS ({_sketch_update_sql(MinuteRollup, minute_writes)}), "  # noqa: S608
+            f"uh AS ({_sketch_update_sql(HourRollup, hour_writes)}) "
+            "SELECT (SELECT count(*) FROM um), (SELECT count(*) FROM uh), "
+            "set_config('synchronous_commit', %s, true)",
+            [
+                *(value for pair in minute_writes for value in pair),
+                *(value for pair in hour_writes for value in pair),
+                "on" if settings.TELEMETRY_SYNCHRONOUS_COMMIT else "off",
+            ],
+        )
 
 
 # --- partitions ------------------------------------------------------------------------------
@@ -338,6 +433,12 @@ def partitions_ensure(days: Iterable[date]) -> list[str]:
             [sorted(wanted)],
         )
         missing = [row[0] for row in cursor.fetchall()]
+    return _partitions_create(wanted, missing)
+
+
+def _partitions_create(wanted: dict[str, date], missing: Iterable[str]) -> list[str]:
+    """Create the partitions named in ``missing`` (days from ``wanted``), each in a savepoint
+    that tolerates a concurrent creator. Returns the names created."""
     created = []
     for name in missing:
         day = wanted[name]
@@ -382,26 +483,34 @@ def partitions_list() -> dict[str, date]:
 
 def _insert_keys(tenant_id: int, rows: Sequence[RecordRow]) -> set[str]:
     """Insert the idempotency keys of ``rows`` (sorted by request id); returns the request ids
-    that were new. Waits on a concurrent transaction holding the same keys."""
+    that were new. Waits on a concurrent transaction holding the same keys. On PostgreSQL the
+    same statement also finds the day partitions the rows need that do not exist yet, which
+    are then created (``partitions_ensure`` without its own round trip)."""
     ordered = sorted(rows, key=lambda row: row.request_id)
     table = RecordKey._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            wanted = {partition_name(row.started_at.date()): row.started_at.date() for row in rows}
             cursor.execute(
-                f"INSERT INTO {table} (tenant_id, request_id, started_at) "  # noqa: S608 - table and column names are ours
+                f"WITH k AS (INSERT INTO {table} (tenant_id, request_id, started_at) "  # noqa: S608 - table and column names are ours
                 # Two text parameters split on the server rather than two arrays: request
                 # ids are printable ASCII without spaces (validation), and psycopg's
                 # client-side array quoting cost more than the insert.
                 "SELECT %s, r, s::timestamptz FROM unnest(string_to_array(%s, ' '), "
                 "string_to_array(%s, ' ')) AS u(r, s) "
-                "ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING request_id",
+                "ON CONFLICT (tenant_id, request_id) DO NOTHING RETURNING request_id) "
+                "SELECT request_id, NULL FROM k UNION ALL "
+                "SELECT NULL, name FROM unnest(%s::text[]) AS name WHERE to_regclass(name) IS NULL",
                 [
                     tenant_id,
                     " ".join(r.request_id for r in ordered),
                     " ".join(r.started_at.isoformat() for r in ordered),
+                    sorted(wanted),
                 ],
             )
-            return {row[0] for row in cursor.fetchall()}
+            returned = cursor.fetchall()
+            _partitions_create(wanted, [name for _, name in returned if name is not None])
+            return {request_id for request_id, _ in returned if request_id is not None}
         new: set[str] = set()
         adapt = connection.ops.adapt_datetimefield_value
         for chunk_start in range(0, len(ordered), 300):
@@ -534,24 +643,28 @@ def records_ingest(
         return result
     rows = list(valid.values())
     with transaction.atomic():
-        partitions_ensure({row.started_at.date() for row in rows})
-        new_ids = _insert_keys(token.tenant_id, rows)
+        new_ids = _insert_keys(token.tenant_id, rows)  # creates missing day partitions too
         fresh = [row for row in rows if row.request_id in new_ids]
         _insert_records(token.tenant_id, token.environment_id, fresh)
-        deltas: dict[RollupKey, RollupDelta] = {}
+        groups: dict[RollupKey, list[RecordRow]] = {}
+        tenant_id, environment_id = token.tenant_id, token.environment_id
         for row in fresh:
             key = (
-                token.tenant_id,
+                tenant_id,
                 row.agent_id,
-                token.environment_id,
+                environment_id,
                 row.version_digest,
                 row.variant,
-                _minute(row.started_at),
+                row.started_at.replace(second=0, microsecond=0),  # _minute, inlined
             )
-            delta = deltas.get(key)
-            if delta is None:
-                deltas[key] = delta = RollupDelta()
-            delta.add_record(row)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = group = []
+            group.append(row)
+        deltas: dict[RollupKey, RollupDelta] = {}
+        for key, group in groups.items():
+            deltas[key] = delta = RollupDelta()
+            delta.add_records(group)
         _merge_all(deltas)
     result.accepted += len(fresh)
     result.duplicates += len(rows) - len(fresh)

@@ -128,6 +128,24 @@ DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=
 # its first use in each request or task, so one the database dropped meanwhile (a restart, a
 # failover, an idle timeout) is replaced instead of failing that request (issue 9, the nets).
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
+# Django's psycopg connection pool (PostgreSQL only; on in the production profile): under ASGI
+# every Django request runs in a thread of its own, so without a pool each one opened a new
+# connection (~7 ms and a backend process forked per request; decision 0021, measured by
+# benchmarks.ingest). Connections are handed back to the pool at the end of each request
+# and checked (CONN_HEALTH_CHECKS) when taken again. A pool replaces persistent connections,
+# so CONN_MAX_AGE is 0 with it (Django refuses both). Size it per web process: the requests
+# a process runs at once (asgiref's threads) plus the fast path's and the workers' own.
+DATABASE_POOL = env.bool("DATABASE_POOL", default=False)
+if DATABASE_POOL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+        # a request waits this long for a free connection, then fails (503, decision 0015)
+        "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=10.0),
+        # a pooled connection idle this long is closed (down to min_size)
+        "max_idle": env.float("DATABASE_POOL_MAX_IDLE_S", default=300.0),
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", default="")
@@ -441,6 +459,13 @@ TELEMETRY_PARTITIONS_AHEAD_DAYS = env.int("TELEMETRY_PARTITIONS_AHEAD_DAYS", def
 TELEMETRY_MAX_BATCH_ITEMS = env.int("TELEMETRY_MAX_BATCH_ITEMS", default=1000)
 # How often the retention task runs (seconds).
 TELEMETRY_RETENTION_EVERY_S = env.float("TELEMETRY_RETENTION_EVERY_S", default=3600.0)
+# PostgreSQL: an ingest transaction commits without waiting for its WAL flush
+# (synchronous_commit=off, for that transaction only). A database crash may then lose the
+# batches acknowledged in its last ~0.6 s (3 x wal_writer_delay), whole: keys, raw rows and
+# rollup sums go together, so nothing is half-counted or counted twice. It releases the hot
+# rollup rows (a whole fleet reports the same minute) a flush earlier (decision 0021). True
+# waits for the flush like every other write of the product.
+TELEMETRY_SYNCHRONOUS_COMMIT = env.bool("TELEMETRY_SYNCHRONOUS_COMMIT", default=False)
 # The records explorer flags a request as a cost outlier when it cost more than this multiple
 # of its agent's median cost per request over the trailing window (docs/decisions/0022).
 TELEMETRY_COST_OUTLIER_MULTIPLE = env.float("TELEMETRY_COST_OUTLIER_MULTIPLE", default=10.0)

@@ -223,3 +223,38 @@ def test_settings_module__debug_off_by_default(tmp_path: Path, module: str) -> N
     env = _clean_env(tmp_path, SECRET_KEY="x", ALLOWED_HOSTS="cp.example.com")
     result = _run(["-c", code], env)
     assert result.stdout.strip() == "False", result.stderr
+
+
+POOL_DUMP = """
+import json
+from controlplane.settings import base as s
+db = s.DATABASES["default"]
+print(json.dumps({"pool": db.get("OPTIONS", {}).get("pool"), "max_age": db["CONN_MAX_AGE"]}))
+"""
+
+
+def _pool_settings(var_dir: Path, **extra: str) -> dict[str, Any]:
+    result = _run(["-c", POOL_DUMP], _clean_env(var_dir, **extra))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_settings__database_pool__off_unless_asked(tmp_path: Path) -> None:
+    url = "postgres://cp:pw@db.example.com:5432/controlplane"
+    assert _pool_settings(tmp_path, DATABASE_URL=url) == {"pool": None, "max_age": 0}
+    # SQLite (the embedded default) has no pool even when asked
+    assert _pool_settings(tmp_path, DATABASE_POOL="true")["pool"] is None
+
+
+def test_settings__database_pool__sized_from_environment_without_persistent_connections(
+    tmp_path: Path,
+) -> None:
+    settings = _pool_settings(
+        tmp_path,
+        DATABASE_URL="postgres://cp:pw@db.example.com:5432/controlplane",
+        DATABASE_POOL="true",
+        DATABASE_POOL_MAX_SIZE="20",
+        CONN_MAX_AGE="60",
+    )
+    assert settings["pool"]["min_size"] == 2 and settings["pool"]["max_size"] == 20
+    assert settings["max_age"] == 0  # Django refuses a pool with persistent connections
