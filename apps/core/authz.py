@@ -175,9 +175,14 @@ def visible_tenant_ids(user: AnyUser | None) -> list[int] | None:
     return None if tenants is None else list(tenants.values_list("pk", flat=True))
 
 
+def tenant_model() -> type[Model]:
+    """The tenant model, named by label (``TENANT_MODEL``): the kernel, and apps below
+    tenancy (audit), reach it without importing its app."""
+    return django_apps.get_model(TENANT_MODEL)
+
+
 def _tenant_queryset() -> QuerySet[Any]:
-    # the kernel names the tenant model by label instead of importing its app
-    return django_apps.get_model(TENANT_MODEL)._default_manager.all()
+    return tenant_model()._default_manager.all()
 
 
 def can_access_tenant(user: AnyUser | None, tenant: Model) -> bool:
