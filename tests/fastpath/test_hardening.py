@@ -153,6 +153,34 @@ def test_token_cache__made_up_tokens__bounded_and_never_evict_valid_ones() -> No
     asyncio.run(run())
 
 
+def test_token_cache__a_fleet_missing_together__one_lookup_per_token() -> None:
+    # A fleet sharing one token misses together when its entry expires: one query, not one
+    # per waiting runtime (they would queue on the thread pool in front of every answer).
+    import threading
+
+    calls: list[str] = []
+    release = threading.Event()
+    valid = TokenScope(1, 1, 1, None)
+
+    def lookup(raw: str) -> tuple[TokenScope, float | None] | None:
+        calls.append(raw)
+        release.wait(5)
+        return (valid, None) if raw == "good" else None
+
+    cache = TokenCache(lookup)
+
+    async def run() -> None:
+        good = [asyncio.ensure_future(cache.resolve("h-good", "good")) for _ in range(200)]
+        bad = [asyncio.ensure_future(cache.resolve("h-bad", "bad")) for _ in range(50)]
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await asyncio.gather(*good) == [valid] * 200
+        assert await asyncio.gather(*bad) == [None] * 50
+
+    asyncio.run(run())
+    assert sorted(calls) == ["bad", "good"]
+
+
 def test_fastpath__made_up_tokens__401_without_growing_anything(
     asgi_server: str, token: str
 ) -> None:

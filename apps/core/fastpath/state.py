@@ -186,6 +186,7 @@ class TokenCache:
         self._negative_size = negative_size
         self._valid: OrderedDict[str, tuple[TokenScope, float]] = OrderedDict()
         self._refused: OrderedDict[str, float] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
 
     def __len__(self) -> int:
         return len(self._valid) + len(self._refused)
@@ -203,7 +204,15 @@ class TokenCache:
             if refused_until > now:
                 return None
             del self._refused[token_hash]
-        found = await sync_to_async(_db_call)(self._lookup, raw)
+        # One lookup per token however many ask at once: a fleet sharing a token all miss
+        # together when its entry expires, and 1,000 identical queries would queue on the
+        # thread pool in front of every waiting runtime's answer.
+        pending = self._inflight.get(token_hash)
+        if pending is None:
+            pending = asyncio.ensure_future(sync_to_async(_db_call)(self._lookup, raw))
+            self._inflight[token_hash] = pending
+            pending.add_done_callback(lambda _: self._inflight.pop(token_hash, None))
+        found = await asyncio.shield(pending)
         now = time.monotonic()
         if found is None:
             self._remember(
