@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import requests
 from django.contrib.auth.models import User
@@ -21,6 +22,8 @@ from apps.tenancy.models import Tenant
 from tests.factories import AgentFactory, make_user
 
 from .conftest import log_in
+
+SHOTS = Path(__file__).resolve().parents[2] / "var" / "test" / "screenshots"
 
 
 def test_telemetry_page__records_from_the_api__drawn_as_charts(
@@ -89,6 +92,8 @@ def test_telemetry_page__records_from_the_api__drawn_as_charts(
     expect(page.locator("[data-plotly-figure]")).to_have_count(5)
     expect(page.get_by_text("How much traffic?").first).to_be_visible()
     expect(page.get_by_role("cell", name="candidate")).to_be_visible()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "telemetry.png"), full_page=True)
 
     page.get_by_role("button", name="Records", exact=True).click()
     # 29 JSON records and the OTLP one (newest first), each with its trace link
@@ -97,3 +102,4 @@ def test_telemetry_page__records_from_the_api__drawn_as_charts(
     expect(
         page.locator('a[href="https://tempo.example/trace/00000000000000000000000000000001"]')
     ).to_be_visible()
+    page.screenshot(path=str(SHOTS / "records.png"), full_page=True)
