@@ -50,6 +50,23 @@ class Thumbs(models.TextChoices):
 
 # Rollup counter column of each outcome (``count_<outcome>``).
 OUTCOME_COLUMNS = {outcome.value: f"count_{outcome.value}" for outcome in Outcome}
+# Rollup columns that add up across rows besides ``requests`` and the outcome counts: a
+# merge of two rollups (a batch into a row, rows into a chart's total) sums each of them.
+METRIC_COLUMNS = (
+    "latency_sum_ms",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "steps",
+    "tool_calls",
+    "tool_failures",
+    "feedback_up",
+    "feedback_down",
+    "feedback_score_sum",
+    "feedback_score_count",
+    "quality_sum",
+    "quality_count",
+)
 # Outcomes that count as errors in an error rate: the agent failed the request. A policy
 # denial, an escalation, a budget block or a kill switch is the control working, not an error.
 ERROR_OUTCOMES = (Outcome.ERROR.value,)

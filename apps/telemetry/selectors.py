@@ -22,7 +22,14 @@ from django.utils import timezone
 
 from apps.tenancy.models import Agent, Environment, Tenant
 
-from .models import ERROR_OUTCOMES, OUTCOME_COLUMNS, HourRollup, MinuteRollup, Rollup
+from .models import (
+    ERROR_OUTCOMES,
+    METRIC_COLUMNS,
+    OUTCOME_COLUMNS,
+    HourRollup,
+    MinuteRollup,
+    Rollup,
+)
 from .sketches import sketch_from_bytes, sketch_new
 
 Resolution = Literal["minute", "hour"]
@@ -63,21 +70,7 @@ class Stats:
         self.requests += row.requests
         for outcome, column in OUTCOME_COLUMNS.items():
             self.counts[outcome] += getattr(row, column)
-        for name in (
-            "latency_sum_ms",
-            "tokens_in",
-            "tokens_out",
-            "cost_usd",
-            "steps",
-            "tool_calls",
-            "tool_failures",
-            "feedback_up",
-            "feedback_down",
-            "feedback_score_sum",
-            "feedback_score_count",
-            "quality_sum",
-            "quality_count",
-        ):
+        for name in METRIC_COLUMNS:
             setattr(self, name, getattr(self, name) + getattr(row, name))
         if row.latency_sketch:
             self.sketch.merge(sketch_from_bytes(row.latency_sketch, trusted=True))

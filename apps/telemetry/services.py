@@ -46,6 +46,7 @@ from apps.accounts.models import RuntimeToken
 from apps.tenancy.models import Agent
 
 from .models import (
+    METRIC_COLUMNS,
     OUTCOME_COLUMNS,
     BucketReceipt,
     HourRollup,
@@ -145,23 +146,7 @@ def ingest_window(now: datetime | None = None) -> Window:
 # --- rollup deltas ---------------------------------------------------------------------------
 
 RollupKey = tuple[int, int, int, str, str, datetime]  # tenant, agent, env, digest, variant, start
-_SUM_COLUMNS = (
-    "requests",
-    *OUTCOME_COLUMNS.values(),
-    "latency_sum_ms",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "steps",
-    "tool_calls",
-    "tool_failures",
-    "feedback_up",
-    "feedback_down",
-    "feedback_score_sum",
-    "feedback_score_count",
-    "quality_sum",
-    "quality_count",
-)
+_SUM_COLUMNS = ("requests", *OUTCOME_COLUMNS.values(), *METRIC_COLUMNS)
 _KEY_COLUMNS = (
     "tenant_id",
     "agent_id",
@@ -260,21 +245,7 @@ class RollupDelta:
         sums["requests"] += row.requests
         for outcome, count in row.counts.items():
             sums[OUTCOME_COLUMNS[outcome]] += count
-        for name in (
-            "latency_sum_ms",
-            "tokens_in",
-            "tokens_out",
-            "cost_usd",
-            "steps",
-            "tool_calls",
-            "tool_failures",
-            "feedback_up",
-            "feedback_down",
-            "feedback_score_sum",
-            "feedback_score_count",
-            "quality_sum",
-            "quality_count",
-        ):
+        for name in METRIC_COLUMNS:
             sums[name] += getattr(row, name)
         self.sketch.merge(row.sketch)
 
