@@ -45,6 +45,21 @@ BUCKET_SECONDS = 10
 SKETCH_RELATIVE_ACCURACY = 0.01
 OUTCOMES = ("success", "error", "policy_denied", "escalated", "budget_blocked", "killed")
 MAX_BATCH = 1000
+# The bucket fields that are plain non-negative integers, beside the count_<outcome> ones (the
+# others: cost_usd a decimal string, feedback_score_sum and quality_sum numbers, latency_sketch).
+# The server validates buckets against this same tuple (apps.telemetry.validation).
+BUCKET_INTEGER_FIELDS = (
+    "latency_sum_ms",
+    "tokens_in",
+    "tokens_out",
+    "steps",
+    "tool_calls",
+    "tool_failures",
+    "feedback_up",
+    "feedback_down",
+    "feedback_score_count",
+    "quality_count",
+)
 
 log = logging.getLogger("dataplane.usage")
 
@@ -127,19 +142,6 @@ class BucketAggregator:
     """Sums requests into 10-second buckets per (agent, version digest, variant), in the
     rollup shape the records API takes (``buckets``). Not thread-safe; the reporter locks."""
 
-    _SUMS = (
-        "latency_sum_ms",
-        "tokens_in",
-        "tokens_out",
-        "steps",
-        "tool_calls",
-        "tool_failures",
-        "feedback_up",
-        "feedback_down",
-        "feedback_score_count",
-        "quality_count",
-    )
-
     def __init__(self) -> None:
         try:
             from ddsketch import DDSketch  # optional: only bucket mode needs it
@@ -162,7 +164,7 @@ class BucketAggregator:
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(self._new_sketch())
-            bucket.sums = dict.fromkeys(self._SUMS, 0)
+            bucket.sums = dict.fromkeys(BUCKET_INTEGER_FIELDS, 0)
             bucket.sums.update(cost_usd=Decimal(0), feedback_score_sum=0.0, quality_sum=0.0)
         bucket.counts[record.outcome] += 1
         bucket.sketch.add(max(0, record.latency_ms))

@@ -170,8 +170,9 @@ class RollupDelta:
         self.sketch: BaseDDSketch = sketch_new()
 
     def add_records(self, rows: Iterable[RecordRow]) -> None:
-        """``add_record`` for many rows of this rollup key: the same sums, kept in locals
-        while the rows are read (a batch is up to 1,000 records; this runs for each)."""
+        """Add records of this rollup key: a request each to the sums, its latency to the
+        sketch. The sums are kept in locals while the rows are read (a batch is up to 1,000
+        records; this runs for each)."""
         outcomes = dict.fromkeys(OUTCOME_COLUMNS, 0)
         requests = latency = tokens_in = tokens_out = steps = tool_calls = tool_failures = 0
         feedback_up = feedback_down = score_count = quality_count = 0
@@ -216,29 +217,6 @@ class RollupDelta:
         sums["feedback_score_count"] += score_count
         sums["quality_sum"] += quality_sum
         sums["quality_count"] += quality_count
-
-    def add_record(self, row: RecordRow) -> None:
-        sums = self.sums
-        sums["requests"] += 1
-        sums[OUTCOME_COLUMNS[row.outcome]] += 1
-        sums["latency_sum_ms"] += row.latency_ms
-        sums["tokens_in"] += row.tokens_in
-        sums["tokens_out"] += row.tokens_out
-        sums["cost_usd"] += row.cost_usd
-        sums["steps"] += row.steps
-        sums["tool_calls"] += row.tool_calls
-        sums["tool_failures"] += row.tool_failures
-        if row.feedback_thumbs == "up":
-            sums["feedback_up"] += 1
-        elif row.feedback_thumbs == "down":
-            sums["feedback_down"] += 1
-        if row.feedback_score is not None:
-            sums["feedback_score_sum"] += row.feedback_score
-            sums["feedback_score_count"] += 1
-        if row.quality_score is not None:
-            sums["quality_sum"] += row.quality_score
-            sums["quality_count"] += 1
-        self.sketch.add(row.latency_ms)
 
     def add_bucket(self, row: BucketRow) -> None:
         sums = self.sums

@@ -19,7 +19,10 @@ from ddsketch.pb.ddsketch_pb2 import DDSketch as DDSketchMessage
 from ddsketch.pb.proto import DDSketchProto
 from google.protobuf.message import DecodeError
 
-RELATIVE_ACCURACY = 0.01
+from dataplane.usage import SKETCH_RELATIVE_ACCURACY
+
+# The runtime builds its bucket sketches at the same accuracy (one definition of the wire format).
+RELATIVE_ACCURACY = SKETCH_RELATIVE_ACCURACY
 # What the protobuf's index mapping must say to be merged with ours.
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
 # Latencies from 1 ms to about ten days need keys 0..~1100 at this accuracy: bounds on what a

@@ -18,6 +18,8 @@ from typing import Any
 
 from ddsketch.ddsketch import BaseDDSketch
 
+from dataplane.usage import BUCKET_INTEGER_FIELDS, BUCKET_SECONDS
+
 from .models import OUTCOME_COLUMNS, Outcome, Thumbs, Variant
 from .sketches import SketchError, sketch_from_bytes
 
@@ -26,7 +28,6 @@ INT63_MAX = 2**63 - 1
 # cost_usd: numeric(18, 8) per record, so at most 10 digits before the point.
 MAX_RECORD_COST = Decimal("9999999999.99999999")
 COST_PLACES = Decimal("0.00000001")
-BUCKET_SECONDS = 10
 VARIANTS = frozenset(Variant.values)
 OUTCOMES = frozenset(Outcome.values)
 THUMBS = frozenset(Thumbs.values)
@@ -376,21 +377,6 @@ def record_check(
     return row, {}
 
 
-# The bucket fields that are plain non-negative integers, beside the count_<outcome> ones.
-_BUCKET_INTEGERS = (
-    "latency_sum_ms",
-    "tokens_in",
-    "tokens_out",
-    "steps",
-    "tool_calls",
-    "tool_failures",
-    "feedback_up",
-    "feedback_down",
-    "feedback_score_count",
-    "quality_count",
-)
-
-
 def bucket_check(
     data: Any, *, index: int, agents: dict[str, int], scope: str, window: Window
 ) -> tuple[BucketRow | None, dict[str, list[str]]]:
@@ -428,7 +414,7 @@ def bucket_check(
                     "latency_sketch",
                     f"Counts {sketch.count:g} latencies; the bucket counts {requests} requests.",
                 )
-    integers = {name: item.integer(name, maximum=INT63_MAX) for name in _BUCKET_INTEGERS}
+    integers = {name: item.integer(name, maximum=INT63_MAX) for name in BUCKET_INTEGER_FIELDS}
     row = BucketRow(
         agent_id=agent_id,
         version_digest=item.text("version_digest", max_length=80, pattern=_DIGEST),
