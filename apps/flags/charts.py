@@ -3,12 +3,9 @@ plotly.js (``static/vendor/plotly/plotly.min.js``)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, tzinfo
 
 import plotly.graph_objects as go
-from django.utils.html import format_html
-from plotly.utils import PlotlyJSONEncoder
 
 from .selectors import UsageRow
 
@@ -109,18 +106,3 @@ def variants_figure(
         **_LAYOUT,
     )
     return figure
-
-
-def figure_html(figure: go.Figure) -> str:
-    """A ``<div>`` carrying the figure as JSON in ``data-plotly-figure``; ``static/js/app.js``
-    draws it with the page's plotly.min.js. No inline script: the CSP allows none."""
-    plotly_json = figure.to_plotly_json()
-    spec = {
-        "data": plotly_json["data"],
-        "layout": plotly_json["layout"],
-        "config": {"displaylogo": False, "responsive": True},
-    }
-    return format_html(
-        '<div class="plotly-graph-div" data-plotly-figure="{}"></div>',
-        json.dumps(spec, cls=PlotlyJSONEncoder, separators=(",", ":")),
-    )

@@ -9,15 +9,11 @@ amber (docs/UI: the same colours everywhere); versions differ by dash.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime, tzinfo
 from typing import Any
 
 import plotly.graph_objects as go
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
-from plotly.utils import PlotlyJSONEncoder
 
 from .explorer import ChartPoint, ChartSeries
 
@@ -86,21 +82,3 @@ def telemetry_figures(
         )
         figures.append((key, figure))
     return figures
-
-
-def figure_html(figure: go.Figure, *, label: str) -> SafeString:
-    """A ``<div>`` carrying the figure as JSON in ``data-plotly-figure``, drawn by
-    ``static/js/app.js`` (no inline script: the CSP allows none). ``label`` is its accessible
-    name. The same markup as ``apps/flags/charts.py`` (a sibling app this one may not
-    import)."""
-    plotly_json = figure.to_plotly_json()
-    spec = {
-        "data": plotly_json["data"],
-        "layout": plotly_json["layout"],
-        "config": {"displaylogo": False, "responsive": True},
-    }
-    return format_html(
-        '<div class="plotly-graph-div" role="img" aria-label="{}" data-plotly-figure="{}"></div>',
-        label,
-        json.dumps(spec, cls=PlotlyJSONEncoder, separators=(",", ":")),
-    )

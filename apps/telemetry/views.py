@@ -15,6 +15,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadReque
 from django.shortcuts import render
 
 from apps.core.authz import require_permission
+from apps.core.charts import figure_html
 from apps.tenancy import selectors as tenancy_selectors
 from apps.tenancy.models import Agent, Environment
 
@@ -83,7 +84,7 @@ def agent_telemetry(request: HttpRequest, pk: int) -> HttpResponse:
     series = explorer.chart_series(agent=agent, environment=environment, range_label=range_label)
     subject = f"{agent.slug} in {environment.name}"
     figures = [
-        charts.figure_html(figure, label=f"{key} chart of {subject}")
+        figure_html(figure, label=f"{key} chart of {subject}")
         for key, figure in charts.telemetry_figures(series, tz=tz, start=start, end=end)
     ]
     context = {

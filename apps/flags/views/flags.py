@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.core.authz import requires
+from apps.core.charts import figure_html
 from apps.core.ui import (
     Confirmation,
     VersionedReasonForm,
@@ -114,12 +115,12 @@ def flag_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "flag": flag,
             "environment": flag.environment,
             "served": json.dumps(selectors.flag_feature(flag), indent=2, ensure_ascii=False),
-            "usage_chart": charts.figure_html(
+            "usage_chart": figure_html(
                 charts.usage_figure(usage, tz=tz, flag_name=flag.name, now=now)
             )
             if usage
             else "",
-            "variants_chart": charts.figure_html(variants) if variants is not None else "",
+            "variants_chart": figure_html(variants) if variants is not None else "",
             "usage_apps": selectors.flag_usage_apps(flag=flag),
             "instances": selectors.sdk_instances_for_environment(environment=flag.environment),
         },
