@@ -41,6 +41,21 @@ class HasRuntimeToken(BasePermission):
         return isinstance(request.auth, RuntimeToken)
 
 
+class RuntimeTokenAPIView(APIView):
+    """An API view that runtimes call: runtime-token authentication, and only requests that
+    carry a valid runtime token (401 otherwise). ``runtime_token(request)`` is the token."""
+
+    authentication_classes = [RuntimeTokenAuthentication]
+    permission_classes = [HasRuntimeToken]
+
+    @staticmethod
+    def runtime_token(request: Request) -> RuntimeToken:
+        """The request's runtime token (``HasRuntimeToken`` admitted only requests with one)."""
+        token = request.auth
+        assert isinstance(token, RuntimeToken)
+        return token
+
+
 class RuntimeTokenScheme(OpenApiAuthenticationExtension):
     """How the OpenAPI schema describes runtime-token authentication (registered on import)."""
 

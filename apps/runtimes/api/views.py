@@ -4,10 +4,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
-from apps.accounts.models import RuntimeToken
+from apps.accounts.api.authentication import RuntimeTokenAPIView
 from apps.core.api import ErrorSerializer
 
 from ..selectors import runtime_push_url
@@ -15,11 +13,8 @@ from ..services import RegistrationRateExceeded, runtime_heartbeat_record
 from .serializers import HeartbeatInput, HeartbeatOutput
 
 
-class HeartbeatView(APIView):
+class HeartbeatView(RuntimeTokenAPIView):
     """Liveness plus ACK (revision applied) or NACK (revision rejected, with the error)."""
-
-    authentication_classes = [RuntimeTokenAuthentication]
-    permission_classes = [HasRuntimeToken]
 
     @extend_schema(
         request=HeartbeatInput,
@@ -32,8 +27,7 @@ class HeartbeatView(APIView):
         tags=["runtime"],
     )
     def post(self, request: Request) -> Response:
-        token = request.auth
-        assert isinstance(token, RuntimeToken)  # HasRuntimeToken admitted only those
+        token = self.runtime_token(request)
         raw_id = request.data.get("instance_id") if isinstance(request.data, dict) else None
         known = (
             runtime_push_url(environment_id=token.environment_id, instance_id=raw_id)

@@ -14,10 +14,8 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
-from apps.accounts.models import RuntimeToken
+from apps.accounts.api.authentication import RuntimeTokenAPIView
 from apps.core.api import ErrorSerializer
 from apps.core.input_guards import PayloadTooLarge, max_body_bytes
 
@@ -75,14 +73,11 @@ def _remap(pointer: str, index_pointers: list[str]) -> str:
     return pointer
 
 
-class OTLPTracesView(APIView):
+class OTLPTracesView(RuntimeTokenAPIView):
     """OTLP/HTTP traces (protobuf or JSON, optionally gzip): each agent invocation span
     becomes a request record. Answers like ``POST /api/runtime/v1/records``: 200 when every
     record was stored or was a duplicate, 207 when some were refused (pointers name the spans,
     and ``partialSuccess`` says how many, as OTLP clients read it)."""
-
-    authentication_classes = [RuntimeTokenAuthentication]
-    permission_classes = [HasRuntimeToken]
 
     @extend_schema(
         request={PROTOBUF: OpenApiTypes.BINARY, JSON: OpenApiTypes.OBJECT},
@@ -133,8 +128,7 @@ class OTLPTracesView(APIView):
         tags=["runtime"],
     )
     def post(self, request: Request) -> Response:
-        token = request.auth
-        assert isinstance(token, RuntimeToken)  # HasRuntimeToken admitted only those
+        token = self.runtime_token(request)
         media_type = request.content_type.split(";", 1)[0].strip().lower()
         if media_type not in (PROTOBUF, JSON):
             raise UnsupportedMediaType(media_type[:80])

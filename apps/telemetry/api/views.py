@@ -15,10 +15,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
-from apps.accounts.models import RuntimeToken
+from apps.accounts.api.authentication import RuntimeTokenAPIView
 from apps.core.api import ErrorSerializer
 from apps.core.input_guards import PayloadTooLarge, max_body_bytes
 
@@ -76,13 +74,10 @@ def parse_batch(raw: bytes) -> dict[str, Any]:
     return body
 
 
-class RecordsView(APIView):
+class RecordsView(RuntimeTokenAPIView):
     """Batched request records and/or pre-aggregated 10-second buckets (docs/runtime-api.md).
     200 when every item was stored or was a duplicate; 207 when some items (possibly all)
     were refused: the body lists each with its JSON pointer and errors."""
-
-    authentication_classes = [RuntimeTokenAuthentication]
-    permission_classes = [HasRuntimeToken]
 
     @extend_schema(
         request=BatchInput,
@@ -97,8 +92,7 @@ class RecordsView(APIView):
         tags=["runtime"],
     )
     def post(self, request: Request) -> Response:
-        token = request.auth
-        assert isinstance(token, RuntimeToken)  # HasRuntimeToken admitted only those
+        token = self.runtime_token(request)
         limit = max_body_bytes()
         raw = request._request.read(limit + 1)
         if len(raw) > limit:
