@@ -3,6 +3,9 @@ ones with their grade beside the automatic scores; the share of sessions sampled
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -64,27 +67,36 @@ def queue(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+def _submit(
+    request: HttpRequest,
+    form: forms.Form,
+    action: Callable[[], object],
+    *,
+    success: Callable[[], str],
+) -> None:
+    """Run ``action`` (a service call) when ``form`` is valid and flash ``success()``; else
+    flash each field's errors (the queue page shows no form to re-render them in)."""
+    if form.is_valid() and call_service(form, action) is not None:
+        messages.success(request, success())
+        return
+    for field, errors in form.errors.items():
+        messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
+
+
 @login_required
 @require_POST
 def grade(request: HttpRequest, pk: int) -> HttpResponse:
     agent, environment, _ = _scope(request, pk, request.POST.get("environment", ""))
     require_permission(request.user, "reviews.add_reviewgrade")
     form = GradeForm(request.POST)
-    done = (
-        form.is_valid()
-        and call_service(
-            form,
-            lambda: services.review_grade(
-                actor=request.user, agent=agent, environment=environment, **form.cleaned_data
-            ),
-        )
-        is not None
+    _submit(
+        request,
+        form,
+        lambda: services.review_grade(
+            actor=request.user, agent=agent, environment=environment, **form.cleaned_data
+        ),
+        success=lambda: f"Session {form.cleaned_data['session_id']} graded.",
     )
-    if done:
-        messages.success(request, f"Session {form.cleaned_data['session_id']} graded.")
-    else:
-        for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
     return redirect(_back(agent, environment))
 
 
@@ -94,22 +106,15 @@ def policy(request: HttpRequest, pk: int) -> HttpResponse:
     agent, environment, _ = _scope(request, pk, request.POST.get("environment", ""))
     require_permission(request.user, "reviews.change_reviewpolicy")
     form = PolicyForm(request.POST)
-    done = (
-        form.is_valid()
-        and call_service(
-            form,
-            lambda: services.review_policy_set(
-                actor=request.user,
-                agent=agent,
-                share=form.cleaned_data["share"],
-                reason=form.cleaned_data["reason"],
-            ),
-        )
-        is not None
+    _submit(
+        request,
+        form,
+        lambda: services.review_policy_set(
+            actor=request.user,
+            agent=agent,
+            share=form.cleaned_data["share"],
+            reason=form.cleaned_data["reason"],
+        ),
+        success=lambda: "Review share saved.",
     )
-    if done:
-        messages.success(request, "Review share saved.")
-    else:
-        for field, errors in form.errors.items():
-            messages.error(request, f"{field}: {' '.join(str(e) for e in errors)}")
     return redirect(_back(agent, environment))
