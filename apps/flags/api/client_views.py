@@ -4,18 +4,14 @@ authenticated by a runtime token, sent bare or as ``Bearer``, as the SDKs send i
 
 from __future__ import annotations
 
-from typing import cast
-
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from apps.accounts.api.authentication import HasRuntimeToken, RuntimeTokenAuthentication
-from apps.accounts.models import RuntimeToken
+from apps.accounts.api.authentication import RuntimeTokenAPIView
 from apps.core.api import ErrorSerializer
 
 from ..services import SdkRegistrationRateExceeded, flag_metrics_record, sdk_instance_register
@@ -27,11 +23,8 @@ CLIENT_ERRORS = {400: ErrorSerializer, 401: ErrorSerializer}
 ACCEPTED = OpenApiTypes.OBJECT
 
 
-class ClientRegisterView(APIView):
+class ClientRegisterView(RuntimeTokenAPIView):
     """An Unleash SDK announces itself (app name, instance, SDK version, strategies)."""
-
-    authentication_classes = [RuntimeTokenAuthentication]
-    permission_classes = [HasRuntimeToken]
 
     @extend_schema(
         request=ClientRegisterInput,
@@ -44,7 +37,7 @@ class ClientRegisterView(APIView):
         data = serializer.validated_data
         try:
             sdk_instance_register(
-                token=cast(RuntimeToken, request.auth),
+                token=self.runtime_token(request),
                 app_name=data["appName"],
                 instance_id=data["instanceId"],
                 sdk_version=data["sdkVersion"],
@@ -57,7 +50,7 @@ class ClientRegisterView(APIView):
         return Response({}, status=status.HTTP_202_ACCEPTED)
 
 
-class ClientMetricsView(APIView):
+class ClientMetricsView(RuntimeTokenAPIView):
     """An Unleash SDK reports how often each flag evaluated to yes / no and which variants.
 
     Read liberally where the meaning is plain (``null`` counts and variants are none) and
@@ -66,9 +59,6 @@ class ClientMetricsView(APIView):
     negative, fractional or oversized count, a hidden character in a name) is refused with
     a 400 naming its field; the valid entries of the same bucket are still recorded, and
     the 400 says how many, so no bucket loses its good counts to one bad one."""
-
-    authentication_classes = [RuntimeTokenAuthentication]
-    permission_classes = [HasRuntimeToken]
 
     @extend_schema(
         request=ClientMetricsInput,
@@ -83,7 +73,7 @@ class ClientMetricsView(APIView):
         if toggles.unusable or (toggles.refused and not toggles.counted):
             raise ValidationError(toggles.problems.errors)  # nothing to record: change nothing
         result = flag_metrics_record(
-            token=cast(RuntimeToken, request.auth),
+            token=self.runtime_token(request),
             app_name=data["appName"],
             instance_id=data["instanceId"],
             start=data["bucket"]["start"],
