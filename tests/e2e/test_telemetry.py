@@ -103,3 +103,59 @@ def test_telemetry_page__records_from_the_api__drawn_as_charts(
         page.locator('a[href="https://tempo.example/trace/00000000000000000000000000000001"]')
     ).to_be_visible()
     page.screenshot(path=str(SHOTS / "records.png"), full_page=True)
+
+
+def test_telemetry_page__the_simulated_fleet_reports__its_version_charted(
+    asgi_server: str, page: Page, tenant: Tenant
+) -> None:
+    # The reference runtime reports through dataplane.usage by default: a simulated fleet
+    # serving a deployed version shows up on the page under that version's digest.
+    import subprocess
+    import sys
+
+    from apps.bundles.services import bundle_version_push
+    from apps.rollouts.services import deployment_create
+
+    demo = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
+    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    production = tenant.environments.get(slug="production")
+    version = bundle_version_push(
+        actor=SystemActor("e2e"),
+        agent=agent,
+        message="v1",
+        source=(demo / "support-bot-v1.yaml").read_text(),
+    ).version
+    deployment_create(
+        actor=SystemActor("e2e"), agent=agent, environment=production, version=version, reason="s"
+    )
+    viewer: User = make_user(Role.VIEWER, tenant, username="watcher")
+    _, raw = runtime_token_create(
+        actor=SystemActor("e2e"), tenant=tenant, environment=production, name="fleet"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dataplane.simulate",
+            "--url",
+            asgi_server,
+            "--token",
+            raw,
+            "--runtimes",
+            "2",
+            "--duration",
+            "6",
+            "--rps",
+            "20",
+            "--seed",
+            "7",
+        ],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+
+    log_in(page, asgi_server, viewer.username)
+    page.goto(f"{asgi_server}/agents/{agent.pk}/telemetry/?environment=production&range=1h")
+    expect(page.locator("[data-plotly-figure] .main-svg").first).to_be_visible()
+    expect(page.get_by_role("cell", name=version.digest[:12])).to_be_visible()
