@@ -8,12 +8,12 @@ from collections.abc import Callable
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from apps.core.authz import require_permission
+from apps.core.authz import requires
 from apps.core.ui import call_service
 from apps.tenancy import selectors as tenancy_selectors
 from apps.tenancy.models import Agent, Environment
@@ -21,24 +21,17 @@ from apps.tenancy.models import Agent, Environment
 from . import selectors, services
 from .forms import GradeForm, PolicyForm
 
+VIEW = "reviews.view_reviewgrade"
+
 
 def _scope(
     request: HttpRequest, pk: int, slug: str
 ) -> tuple[Agent, Environment, list[Environment]]:
     agent = tenancy_selectors.agent_get_for_user(user=request.user, pk=pk)
-    require_permission(request.user, "reviews.view_reviewgrade")
-    environments = list(
-        tenancy_selectors.environment_list_for_user(user=request.user, tenant=agent.tenant)
+    environment, environments = tenancy_selectors.environment_chosen(
+        user=request.user, tenant=agent.tenant, slug=slug
     )
-    if not environments:
-        raise Http404("This tenant has no environments.")
-    if slug:
-        found = [e for e in environments if e.slug == slug]
-        if not found:
-            raise Http404("No such environment.")
-        return agent, found[0], environments
-    production = [e for e in environments if e.is_production]
-    return agent, (production[-1] if production else environments[-1]), environments
+    return agent, environment, environments
 
 
 def _back(agent: Agent, environment: Environment) -> str:
@@ -46,6 +39,7 @@ def _back(agent: Agent, environment: Environment) -> str:
 
 
 @login_required
+@requires(VIEW)
 def queue(request: HttpRequest, pk: int) -> HttpResponse:
     agent, environment, environments = _scope(request, pk, request.GET.get("environment", ""))
     to_review, graded = selectors.review_queue(agent=agent, environment=environment)
@@ -84,10 +78,11 @@ def _submit(
 
 
 @login_required
+@requires(VIEW)
+@requires("reviews.add_reviewgrade")
 @require_POST
 def grade(request: HttpRequest, pk: int) -> HttpResponse:
     agent, environment, _ = _scope(request, pk, request.POST.get("environment", ""))
-    require_permission(request.user, "reviews.add_reviewgrade")
     form = GradeForm(request.POST)
     _submit(
         request,
@@ -101,10 +96,11 @@ def grade(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires(VIEW)
+@requires("reviews.change_reviewpolicy")
 @require_POST
 def policy(request: HttpRequest, pk: int) -> HttpResponse:
     agent, environment, _ = _scope(request, pk, request.POST.get("environment", ""))
-    require_permission(request.user, "reviews.change_reviewpolicy")
     form = PolicyForm(request.POST)
     _submit(
         request,

@@ -25,7 +25,7 @@ from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
 from apps.tenancy.models import TRACE_ID_PLACEHOLDER, Agent, Environment, Tenant
 
 from .models import ERROR_OUTCOMES, HourRollup, MinuteRollup, RequestRecord, Rollup
-from .selectors import Stats
+from .selectors import Stats, rollup_rows
 
 # The time-range picker: label → (span, bucket width, rollup model read).
 RANGES: dict[str, tuple[timedelta, timedelta, type[Rollup]]] = {
@@ -118,14 +118,15 @@ def chart_series(
     step = int(width.total_seconds())
     lines: dict[tuple[str, str], ChartSeries] = {}
     buckets: dict[tuple[str, str], dict[int, Stats]] = defaultdict(dict)
-    rows = model._default_manager.filter(
-        tenant_id=agent.tenant_id,
-        agent_id=agent.pk,
-        environment_id=environment.pk,
-        bucket_start__gte=start,
-        bucket_start__lt=end,
-    ).order_by("bucket_start")
-    for row in rows.iterator(chunk_size=2000):
+    rows = rollup_rows(
+        tenant=agent.tenant,
+        agent=agent,
+        environment=environment,
+        start=start,
+        end=end,
+        resolution="hour" if model is HourRollup else "minute",
+    )
+    for row in rows:
         key = (row.version_digest, row.variant)
         line = lines.get(key)
         if line is None:

@@ -151,7 +151,7 @@ def _model(resolution: Resolution) -> type[MinuteRollup] | type[HourRollup]:
     return MinuteRollup if resolution == "minute" else HourRollup
 
 
-def _rows(
+def rollup_rows(
     *,
     tenant: Tenant,
     agent: Agent,
@@ -162,6 +162,9 @@ def _rows(
     version_digests: Iterable[str] | None = None,
     variants: Iterable[str] | None = None,
 ) -> Iterable[Rollup]:
+    """The minute or hour rollup rows (``resolution``) of one agent in one environment over
+    ``[start, end)``, optionally only some digests or variants, ordered by (digest, variant,
+    bucket start), streamed: what every telemetry read is built from (never raw records)."""
     rows = _model(resolution).objects.filter(
         tenant=tenant,
         agent=agent,
@@ -194,7 +197,7 @@ def telemetry_series(
     Reads rollups only."""
     resolution = resolution or resolution_for(start, end)
     series: dict[tuple[str, str], Series] = {}
-    for row in _rows(
+    for row in rollup_rows(
         tenant=tenant,
         agent=agent,
         environment=environment,
@@ -225,7 +228,7 @@ def telemetry_totals(
     """All versions and variants together: one point per minute or hour, oldest first."""
     resolution = resolution or resolution_for(start, end)
     points: dict[datetime, Stats] = {}
-    for row in _rows(
+    for row in rollup_rows(
         tenant=tenant,
         agent=agent,
         environment=environment,
@@ -251,7 +254,7 @@ def telemetry_summary(
     """The sums over ``[start, end)`` of one version (``version_digest``; None: every
     version), optionally only some variants, as one ``Stats``."""
     stats = Stats()
-    for row in _rows(
+    for row in rollup_rows(
         tenant=tenant,
         agent=agent,
         environment=environment,

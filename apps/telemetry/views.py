@@ -14,7 +14,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, QueryDict
 from django.shortcuts import render
 
-from apps.core.authz import require_permission
+from apps.core.authz import requires
 from apps.core.charts import figure_html
 from apps.tenancy import selectors as tenancy_selectors
 from apps.tenancy.models import Agent, Environment
@@ -29,29 +29,14 @@ _FILENAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _agent(request: HttpRequest, pk: int) -> Agent:
-    agent = tenancy_selectors.agent_get_for_user(user=request.user, pk=pk)
-    require_permission(request.user, VIEW_PERMISSION)
-    return agent
-
-
-def _environments(request: HttpRequest, agent: Agent) -> list[Environment]:
-    return list(tenancy_selectors.environment_list_for_user(user=request.user, tenant=agent.tenant))
+    return tenancy_selectors.agent_get_for_user(user=request.user, pk=pk)
 
 
 def _environment(request: HttpRequest, agent: Agent) -> tuple[Environment, list[Environment]]:
-    """The environment named by ``?environment=<slug>`` among the agent's tenant's, else the
-    production one (the last in promotion order). 404 for an unknown slug or none at all."""
-    environments = _environments(request, agent)
-    slug = request.GET.get("environment", "")
-    if slug:
-        for environment in environments:
-            if environment.slug == slug:
-                return environment, environments
-        raise Http404("No such environment.")
-    if not environments:
-        raise Http404("This tenant has no environments.")
-    production = [e for e in environments if e.is_production]
-    return (production[-1] if production else environments[-1]), environments
+    """The environment ``?environment=<slug>`` names, else production (404 if unknown)."""
+    return tenancy_selectors.environment_chosen(
+        user=request.user, tenant=agent.tenant, slug=request.GET.get("environment", "")
+    )
 
 
 def _tz(agent: Agent) -> zoneinfo.ZoneInfo:
@@ -70,6 +55,7 @@ def _query(params: dict[str, Any]) -> str:
 
 
 @login_required
+@requires(VIEW_PERMISSION)
 def agent_telemetry(request: HttpRequest, pk: int) -> HttpResponse:
     """Request rate, error rate, p95 latency, cost per request and tokens of one agent in one
     environment, per (version, variant), over 1h/6h/24h/7d; from rollups only. Under htmx
@@ -109,6 +95,7 @@ def agent_telemetry(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires(VIEW_PERMISSION)
 def records(request: HttpRequest, pk: int) -> HttpResponse:
     """The records explorer of one agent in one environment: filters, newest first, keyset
     pages of ``explorer.PAGE_SIZE``; cost outliers flagged (and alone with ``outliers=1``);
@@ -206,6 +193,7 @@ def _record(request: HttpRequest, pk: int) -> tuple[RequestRecord, Agent, Enviro
 
 
 @login_required
+@requires(VIEW_PERMISSION)
 def record_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """One request record: every field, its trace link, its session and the export form."""
     record, agent, environment = _record(request, pk)
@@ -246,6 +234,7 @@ def _download(text: str, name: str) -> HttpResponse:
 
 
 @login_required
+@requires(VIEW_PERMISSION)
 def record_export(request: HttpRequest, pk: int) -> HttpResponse:
     """One record as an evaluation case (YAML download, docs/ci.md)."""
     record, agent, environment = _record(request, pk)
@@ -262,6 +251,7 @@ def record_export(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @login_required
+@requires(VIEW_PERMISSION)
 def session_export(request: HttpRequest, pk: int) -> HttpResponse:
     """Every kept record of one session (``?session=``) as evaluation cases, oldest first."""
     agent = _agent(request, pk)

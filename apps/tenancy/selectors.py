@@ -86,3 +86,21 @@ def environment_get_for_user(*, user: AnyUser, pk: int, action: str = VIEW) -> E
         return environment_list_for_user(user=user, action=action, include_archived=True).get(pk=pk)
     except (Environment.DoesNotExist, ValueError, TypeError):
         raise Http404("No such environment.") from None
+
+
+def environment_chosen(
+    *, user: AnyUser, tenant: Tenant, slug: str = ""
+) -> tuple[Environment, list[Environment]]:
+    """The environment a page of ``tenant`` shows: the one ``slug`` names among the user's
+    environments of the tenant, else the production one (the last in promotion order), with
+    the list to switch between. ``Http404`` for an unknown slug or a tenant without any."""
+    environments = list(environment_list_for_user(user=user, tenant=tenant))
+    if slug:
+        for environment in environments:
+            if environment.slug == slug:
+                return environment, environments
+        raise Http404("No such environment.")
+    if not environments:
+        raise Http404("This tenant has no environments.")
+    production = [e for e in environments if e.is_production]
+    return (production[-1] if production else environments[-1]), environments
