@@ -10,6 +10,7 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.representer import SafeRepresenter
 
 from apps.audit.models import AuditEvent
@@ -87,6 +88,17 @@ def yaml_text(
     out = io.StringIO()
     yaml.dump(value, out)
     return out.getvalue()
+
+
+def writer_reads_back(text: str, value: Any) -> bool:
+    """Whether ruamel reads the file its own emitter wrote (``yaml_text``) back to ``value``.
+    Its emitter writes some files it cannot read back itself ("?x" read as an explicit key, a
+    quoted key with a control character or a leading newline folded onto a new line): the
+    writer's bugs, not cases for our reader, so property tests leave them out."""
+    try:
+        return YAML(typ="safe", pure=True).load(text) == value
+    except YAMLError:
+        return False
 
 
 def state() -> tuple[int, ...]:
