@@ -4,9 +4,10 @@
 ``INSERT … ON CONFLICT (<conflict>) DO UPDATE | DO NOTHING … RETURNING`` and answers, for
 each row in the order given, its primary key and whether this call inserted it. Uses:
 
-- idempotent ingestion: ``upsert(RequestRecord, rows, conflict=["tenant_id", "request_id"])``
-  (``update`` None) stores each request once; a retried batch inserts nothing and the
-  caller sees which records were new (to count them once in rollups);
+- idempotent inserts: ``update`` None stores each row once; a retried batch inserts nothing
+  and the caller sees which rows were new. (Telemetry ingestion keeps its own statements:
+  its key insert also creates missing day partitions and its rollups upsert two tables in
+  one statement, on the hot path; see ``apps/telemetry/services.py`` and decision 0021.)
 - counters: ``upsert(FlagUsage, rows, conflict=[…], add=["yes", "no"], saturate_at=2**63-1)``
   adds the new counts to the stored ones in the database, never read-modify-write
   (CONVENTIONS.md, "Counters change with F() expressions or a PostgreSQL upsert");
