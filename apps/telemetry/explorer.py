@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
 
@@ -318,7 +319,35 @@ def cost_outlier_rule(
     by ``ORDER BY … OFFSET`` elsewhere."""
     multiple = Decimal(str(settings.TELEMETRY_COST_OUTLIER_MULTIPLE))
     window = timedelta(hours=settings.TELEMETRY_COST_OUTLIER_WINDOW_HOURS)
-    now = now or datetime.now(UTC)
+    median = (
+        _median_cost(agent, environment, window, now)
+        if now is not None
+        else _recent_median_cost(agent, environment, window)
+    )
+    threshold = median * multiple if median else None
+    return CostOutlierRule(median=median, multiple=multiple, window=window, threshold=threshold)
+
+
+def _recent_median_cost(
+    agent: Agent, environment: Environment, window: timedelta
+) -> Decimal | None:
+    # A day's median of raw records is a scan: computed at most once a minute per agent and
+    # environment, not on every page of the explorer (a trailing median moves slowly).
+    key = f"telemetry:cost-median:{agent.pk}:{environment.pk}:{int(window.total_seconds())}"
+    cached = cache.get(key)
+    if cached is None:
+        median = _median_cost(agent, environment, window, datetime.now(UTC))
+        cache.set(key, "" if median is None else str(median), MEDIAN_CACHE_S)
+        return median
+    return Decimal(cached) if cached else None
+
+
+MEDIAN_CACHE_S = 60
+
+
+def _median_cost(
+    agent: Agent, environment: Environment, window: timedelta, now: datetime
+) -> Decimal | None:
     qs = RequestRecord.objects.filter(
         tenant_id=agent.tenant_id,
         agent_id=agent.pk,
@@ -343,8 +372,7 @@ def cost_outlier_rule(
             if count
             else None
         )
-    threshold = median * multiple if median else None
-    return CostOutlierRule(median=median, multiple=multiple, window=window, threshold=threshold)
+    return median
 
 
 def cost_outliers(

@@ -5,7 +5,7 @@ the record page and "Export as evaluation case" (YAML that parses back)."""
 from __future__ import annotations
 
 import io
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -291,6 +291,23 @@ def test_cost_outliers__flag_on_the_full_list(
     page = _page(browser, f"/agents/{agent.pk}/records/")
 
     assert page.count('class="outlier"') == 1 and "30\u00d7 median" in page
+
+
+def test_cost_outlier_median__once_a_minute_per_agent__not_per_page(
+    agent: Agent, token: RuntimeToken
+) -> None:
+    production = agent.tenant.environments.get(slug="production")
+    _ingest(token, *[record(cost_usd="0.50") for _ in range(3)])
+    first = explorer.cost_outlier_rule(agent=agent, environment=production)
+    _ingest(token, *[record(cost_usd="9.00") for _ in range(9)])
+
+    cached = explorer.cost_outlier_rule(agent=agent, environment=production)
+    exact = explorer.cost_outlier_rule(
+        agent=agent, environment=production, now=datetime.now(UTC) + timedelta(seconds=1)
+    )
+
+    assert first.median == cached.median == Decimal("0.5")
+    assert exact.median == Decimal("9.00")
 
 
 def test_cost_outliers__no_costs__none(browser: Client, agent: Agent, token: RuntimeToken) -> None:
