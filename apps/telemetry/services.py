@@ -38,6 +38,7 @@ from typing import Any
 import structlog
 from ddsketch.ddsketch import BaseDDSketch
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -55,6 +56,7 @@ from .models import (
     RequestRecord,
     Rollup,
 )
+from .otlp import carry_keys, convert
 from .sketches import sketch_from_bytes, sketch_new, sketch_to_bytes
 from .validation import BucketRow, RecordRow, Window, bucket_check, record_check
 
@@ -765,3 +767,75 @@ def telemetry_retention_enforce(*, now: datetime | None = None) -> RetentionRepo
         minute_rollups_deleted=report.minute_rollups_deleted,
     )
     return report
+
+
+# --------------------------------------------------------------------------- OTLP traces
+
+# How long counts of child spans wait for their agent span: far beyond an exporter's batch
+# delay (5 s by default), short enough that an agent span never sent costs little.
+CARRY_SECONDS = 600
+
+
+class TooManyInvocations(ValueError):
+    """An OTLP export converts to more agent invocations than one batch may hold (413)."""
+
+
+def traces_ingest(*, token: RuntimeToken, export: Any, limit: int) -> dict[str, Any]:
+    """Store an OTLP trace export (``ExportTraceServiceRequest``, decoded) as request records
+    through ``records_ingest``: each agent-invocation span becomes a record
+    (``otlp.convert``, GenAI semantic conventions; an agent-scoped token names a missing
+    agent). Child spans exported before their agent span wait in the cache (shared by every
+    web process: Redis in production) for ``CARRY_SECONDS`` until it arrives.
+
+    Returns the records endpoint's body (``accepted``, ``duplicates``, ``rejected``) with
+    rejected pointers naming spans (``/resourceSpans/0/scopeSpans/0/spans/7/...``) and, when
+    some were refused, OTLP's ``partialSuccess``. Raises ``TooManyInvocations`` past
+    ``limit`` invocations, before storing anything."""
+    keys = carry_keys(export)
+    conversion = convert(export, carried=cache.get_many(keys) if keys else {})
+    converted = conversion.records
+    if len(converted) > limit:
+        raise TooManyInvocations(
+            f"At most {limit} agent invocations per export; this one has {len(converted)}. "
+            "Export smaller batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE)."
+        )
+    records: list[dict[str, Any]] = []
+    for item in converted:
+        record = dict(item.record)
+        if "agent" not in record and token.agent_id is not None:
+            record["agent"] = token.agent.slug  # type: ignore[union-attr]
+        records.append(record)
+    result = records_ingest(token=token, records=records) if records else None
+    if conversion.carry_out:
+        cache.set_many(conversion.carry_out, timeout=CARRY_SECONDS)
+    if conversion.consumed:
+        cache.delete_many(conversion.consumed)
+    body: dict[str, Any] = (
+        result.as_json() if result is not None else {"accepted": 0, "duplicates": 0, "rejected": []}
+    )
+    pointers = [item.pointer for item in converted]
+    body["rejected"] = [
+        {
+            "pointer": _span_pointer(r["pointer"], pointers),
+            "errors": {_span_pointer(k, pointers): v for k, v in r.get("errors", {}).items()},
+        }
+        for r in body["rejected"]
+    ]
+    if body["rejected"]:
+        body["partialSuccess"] = {
+            "rejectedSpans": str(len(body["rejected"])),
+            "errorMessage": "Some agent invocations were refused; see rejected.",
+        }
+    return body
+
+
+def _span_pointer(pointer: str, index_pointers: list[str]) -> str:
+    """``/records/3/cost_usd`` → ``/resourceSpans/0/scopeSpans/0/spans/7/cost_usd``: the
+    ingestion names items by their index in the converted batch; the client knows spans."""
+    parts = pointer.split("/", 3)  # "", "records", "3", rest
+    if len(parts) >= 3 and parts[1] == "records" and parts[2].isdigit():
+        index = int(parts[2])
+        if index < len(index_pointers):
+            rest = "/" + parts[3] if len(parts) == 4 else ""
+            return index_pointers[index] + rest
+    return pointer

@@ -6,9 +6,7 @@ docs/decisions/0022)."""
 from __future__ import annotations
 
 import zlib
-from typing import Any
 
-from django.core.cache import cache
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import exceptions, status
@@ -19,14 +17,10 @@ from apps.accounts.api.authentication import RuntimeTokenAPIView
 from apps.core.api import ErrorSerializer
 from apps.core.input_guards import PayloadTooLarge, max_body_bytes
 
-from ..otlp import JSON, PROTOBUF, OTLPDecodeError, carry_keys, convert, decode_request
-from ..services import records_ingest
+from ..otlp import JSON, PROTOBUF, OTLPDecodeError, decode_request
+from ..services import TooManyInvocations, traces_ingest
 from .serializers import IngestOutput
 from .views import batch_limit
-
-# How long counts of child spans wait for their agent span: far beyond an exporter's batch
-# delay (5 s by default), short enough that an agent span never sent costs little.
-CARRY_SECONDS = 600
 
 
 class UnsupportedMediaType(exceptions.UnsupportedMediaType):
@@ -59,18 +53,6 @@ def _read_body(request: Request) -> bytes:
     if not inflater.eof:
         raise exceptions.ParseError("The gzip body is cut short.")
     return body
-
-
-def _remap(pointer: str, index_pointers: list[str]) -> str:
-    """``/records/3/cost_usd`` → ``/resourceSpans/0/scopeSpans/0/spans/7/cost_usd``: the
-    ingestion names items by their index in the converted batch; the client knows spans."""
-    parts = pointer.split("/", 3)  # "", "records", "3", rest
-    if len(parts) >= 3 and parts[1] == "records" and parts[2].isdigit():
-        index = int(parts[2])
-        if index < len(index_pointers):
-            rest = "/" + parts[3] if len(parts) == 4 else ""
-            return index_pointers[index] + rest
-    return pointer
 
 
 class OTLPTracesView(RuntimeTokenAPIView):
@@ -137,43 +119,9 @@ class OTLPTracesView(RuntimeTokenAPIView):
             export = decode_request(body, media_type)
         except OTLPDecodeError as exc:
             raise exceptions.ParseError(str(exc)[:300]) from None
-        # Child spans exported before their agent span wait in the cache (shared by every web
-        # process: Redis in production) until it arrives; see otlp.convert.
-        keys = carry_keys(export)
-        conversion = convert(export, carried=cache.get_many(keys) if keys else {})
-        converted = conversion.records
-        limit = batch_limit()
-        if len(converted) > limit:
-            raise PayloadTooLarge(
-                f"At most {limit} agent invocations per export; this one has {len(converted)}. "
-                "Export smaller batches (OTEL_BSP_MAX_EXPORT_BATCH_SIZE)."
-            )
-        records: list[dict[str, Any]] = []
-        for item in converted:
-            record = dict(item.record)
-            if "agent" not in record and token.agent_id is not None:
-                record["agent"] = token.agent.slug  # type: ignore[union-attr]
-            records.append(record)
-        result = records_ingest(token=token, records=records) if records else None
-        if conversion.carry_out:
-            cache.set_many(conversion.carry_out, timeout=CARRY_SECONDS)
-        if conversion.consumed:
-            cache.delete_many(conversion.consumed)
-        body_json: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": []}
-        if result is not None:
-            body_json = result.as_json()
-        pointers = [item.pointer for item in converted]
-        body_json["rejected"] = [
-            {
-                "pointer": _remap(r["pointer"], pointers),
-                "errors": {_remap(k, pointers): v for k, v in r.get("errors", {}).items()},
-            }
-            for r in body_json["rejected"]
-        ]
-        if body_json["rejected"]:
-            body_json["partialSuccess"] = {
-                "rejectedSpans": str(len(body_json["rejected"])),
-                "errorMessage": "Some agent invocations were refused; see rejected.",
-            }
+        try:
+            body_json = traces_ingest(token=token, export=export, limit=batch_limit())
+        except TooManyInvocations as exc:
+            raise PayloadTooLarge(str(exc)) from None
         code = status.HTTP_207_MULTI_STATUS if body_json["rejected"] else status.HTTP_200_OK
         return Response(body_json, status=code)
