@@ -30,6 +30,8 @@ _VIEW = [
     "audit.view_auditevent",
     "accounts.view_runtimetoken",
     "rollouts.view_deployment",
+    "rollouts.view_rollout",
+    "rollouts.view_rolloutplan",
     "runtimes.view_runtimeinstance",
     "flags.view_flag",
     "flags.view_segment",
@@ -51,6 +53,9 @@ _OPERATE = [
     "accounts.add_runtimetoken",
     "accounts.change_runtimetoken",
     "rollouts.add_deployment",
+    "rollouts.add_rollout",
+    "rollouts.change_rollout",
+    "rollouts.change_rolloutplan",
     "flags.add_flag",
     "flags.change_flag",
     "flags.delete_flag",
@@ -74,6 +79,8 @@ _MANAGE_USERS = [
     "auth.add_user",
     "auth.change_user",
     "audit.view_auditcheckpoint",
+    # Past a failing promotion gate, with a reason: a decision above an operator's.
+    "rollouts.override_rollout_gate",
 ]
 
 ROLE_PERMISSIONS: dict[Role, list[str]] = {

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Max, QuerySet
 
 from apps.tenancy.models import Agent, Environment
 
-from .models import Deployment
+from .models import Deployment, Rollout, RolloutPlan
+from .plans import default_plan
 
 
 def deployment_current(*, agent: Agent, environment: Environment) -> Deployment | None:
@@ -105,3 +107,80 @@ def stable_deployments(*, environment_id: int, agent_id: int | None = None) -> l
         .select_related("agent", "version")
         .order_by("agent__slug")
     )
+
+
+# --------------------------------------------------------------------------- rollouts
+
+
+def predecessor_environment(*, environment: Environment) -> Environment | None:
+    """The active environment just before ``environment`` in its tenant's promotion order
+    (staging for production), or None for the first."""
+    return (
+        Environment.objects.filter(
+            tenant_id=environment.tenant_id,
+            archived_at__isnull=True,
+            position__lt=environment.position,
+        )
+        .order_by("-position")
+        .first()
+    )
+
+
+def rollout_active(*, agent: Agent, environment: Environment) -> Rollout | None:
+    """The rollout of ``agent`` in ``environment`` that has not ended, or None."""
+    return (
+        Rollout.objects.select_related("candidate", "baseline")
+        .filter(agent=agent, environment=environment, state__in=Rollout.ACTIVE)
+        .first()
+    )
+
+
+def rollout_plan_document(*, environment: Environment) -> dict[str, Any]:
+    """The plan document of ``environment`` (the default when none was saved)."""
+    plan = RolloutPlan.objects.filter(environment=environment).only("document").first()
+    return plan.document if plan is not None else default_plan()
+
+
+def rollout_plan_of(*, environment: Environment) -> tuple[dict[str, Any], int]:
+    """(document, version) of the plan of ``environment``; version 1 for the default."""
+    plan = RolloutPlan.objects.filter(environment=environment).first()
+    if plan is None:
+        return default_plan(), 1
+    return plan.document, plan.version
+
+
+def rollouts_serving(*, environment_id: int, agent_id: int | None = None) -> dict[int, Rollout]:
+    """agent id -> the rollout whose candidate runtimes of this environment serve now
+    (shadowing or canary, paused included), for the snapshot and the Unleash document."""
+    rows = Rollout.objects.filter(
+        environment_id=environment_id, state__in=Rollout.SERVING
+    ).select_related("candidate", "agent")
+    if agent_id is not None:
+        rows = rows.filter(agent_id=agent_id)
+    return {rollout.agent_id: rollout for rollout in rows}
+
+
+def rollout_runtime_document(rollout: Rollout) -> dict[str, Any]:
+    """The ``rollout`` object of an agent in the snapshot (docs/runtime-api.md): the
+    traffic split a runtime applies with Unleash's flexibleRollout bucketing."""
+    return {
+        "id": rollout.pk,
+        "phase": rollout.paused_from or rollout.state,
+        "percentage": rollout.percentage,
+        "shadow_percentage": rollout.shadow_percentage,
+        "stickiness": rollout.stickiness,
+        "group_id": rollout.group_id,
+        "constraints": rollout.constraints,
+    }
+
+
+def rollout_list(
+    *, agent: Agent | None = None, environment: Environment | None = None
+) -> QuerySet[Rollout]:
+    """Rollouts, newest first, with what their rows show."""
+    rows = Rollout.objects.select_related("agent", "environment", "candidate", "baseline")
+    if agent is not None:
+        rows = rows.filter(agent=agent)
+    if environment is not None:
+        rows = rows.filter(environment=environment)
+    return rows.order_by("-id")

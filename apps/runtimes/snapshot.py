@@ -13,7 +13,7 @@ from apps.bundles.signing import sign
 from apps.core.canonical import canonical_json, form_reproducing, signed_bytes
 from apps.core.fastpath import Route, TokenScope, register
 from apps.flags.selectors import flags_for_snapshot, kill_switches_for_snapshot
-from apps.rollouts.selectors import stable_deployments
+from apps.rollouts.selectors import rollout_runtime_document, rollouts_serving, stable_deployments
 from apps.tenancy.models import Environment
 
 from .snapshot_schema import CONFIG
@@ -35,14 +35,15 @@ def _release(version: Any) -> dict[str, Any]:
 
 def snapshot_content(*, environment: Environment, agent_id: int | None) -> dict[str, Any]:
     """Everything runtimes of this scope must obey, at the environment's current revision."""
-    agents = {
-        deployment.agent.slug: {
+    rollouts = rollouts_serving(environment_id=environment.pk, agent_id=agent_id)
+    agents = {}
+    for deployment in stable_deployments(environment_id=environment.pk, agent_id=agent_id):
+        rollout = rollouts.get(deployment.agent_id)
+        agents[deployment.agent.slug] = {
             "stable": _release(deployment.version),
-            "candidate": None,
-            "rollout": None,
+            "candidate": _release(rollout.candidate) if rollout is not None else None,
+            "rollout": rollout_runtime_document(rollout) if rollout is not None else None,
         }
-        for deployment in stable_deployments(environment_id=environment.pk, agent_id=agent_id)
-    }
     return {
         "schema": SCHEMA,
         "tenant": environment.tenant.slug,

@@ -19,8 +19,8 @@ from apps.core.reasons import require_reason
 from apps.tenancy.models import Agent, Environment
 from apps.tenancy.services import environment_lock, environment_revision_bump
 
-from .models import Deployment
-from .selectors import deployment_sequence, rollback_plan
+from ..models import Deployment
+from ..selectors import deployment_sequence, rollback_plan, rollout_active
 
 log = structlog.get_logger(__name__)
 
@@ -148,6 +148,18 @@ def deployment_create(
     _lock_history(agent=agent, environment=environment)
     current = _live(agent=agent, environment=environment)
     _check_seen(agent=agent, environment=environment, current=current, expected=expected_version)
+    running = rollout_active(agent=agent, environment=environment)
+    if running is not None:
+        # Deploying past a running rollout would judge the candidate against a baseline
+        # that no longer serves: finish or roll back the rollout first.
+        raise ValidationError(
+            {
+                "version": [
+                    f"Rollout #{running.pk} of v{running.candidate.number} is running "
+                    "here: complete, abort or roll it back first."
+                ]
+            }
+        )
     if current is not None and current.version_id == version.pk:
         raise ValidationError(
             {"version": [f"Version {version} is already the stable version here."]}

@@ -1,0 +1,468 @@
+"""Staged rollouts: start one (gates first), move it through its state machine, roll back.
+
+Every move goes through ``rollout_transition`` — a human's button, the API, the CLI and the
+analysis tick alike — which checks the move against ``Rollout.TRANSITIONS``, bumps the
+environment's revision (runtimes see the new traffic split within a second) and writes one
+audit event, all in one transaction. Lock order, everywhere: the environment row, then the
+rollout row; deploys and rollbacks of the stable version take the same environment lock, so
+a promotion racing a rollback ends in one consistent state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.audit.concurrency import version_check
+from apps.audit.services import Actor, actor_identity, audit_record
+from apps.bundles.models import BundleVersion
+from apps.bundles.selectors import promotion_gate_check
+from apps.core.authz import authorize
+from apps.core.locks import lock_row
+from apps.core.reasons import require_reason
+from apps.tenancy.models import Agent, Environment
+from apps.tenancy.services import environment_lock, environment_revision_bump
+
+from ..models import Deployment, Rollout, RolloutTransition
+from ..plans import STICKINESS, plan_normalised
+from ..selectors import (
+    deployment_current,
+    predecessor_environment,
+    rollout_active,
+    rollout_plan_document,
+)
+from .deployments import _replace_live, deployment_rollback
+
+log = structlog.get_logger(__name__)
+
+State = Rollout.State
+Event = Rollout.Event
+CONSTRAINT_OPERATORS = ("IN", "NOT_IN")
+
+
+def rollout_gate_failures(*, candidate: BundleVersion, environment: Environment) -> list[str]:
+    """Why ``candidate`` may not be rolled out to ``environment`` yet (empty: it may): the
+    environment's promotion gate (evaluation evidence), and for an environment with a
+    predecessor in promotion order, a completed rollout there or being stable there."""
+    failures: list[str] = []
+    gate = promotion_gate_check(version=candidate, environment=environment)
+    if gate.configured and not gate.met:
+        failures.append(f"Promotion gate of {environment.name}: {gate.summary}")
+    before = predecessor_environment(environment=environment)
+    if before is not None:
+        stable = deployment_current(agent=candidate.agent, environment=before)
+        completed = Rollout.objects.filter(
+            candidate=candidate, environment=before, state=State.COMPLETED
+        ).exists()
+        if not completed and (stable is None or stable.version_id != candidate.pk):
+            failures.append(
+                f"v{candidate.number} has not completed a rollout in {before.name}, nor is it "
+                f"stable there: roll it out there first."
+            )
+    return failures
+
+
+def _constraints_clean(value: Any) -> list[dict[str, Any]]:
+    """Unleash constraints narrowing the canary (e.g. ``tenantId IN [acme]``); only the
+    set operators, which every SDK and the reference runtime evaluate alike."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list) or len(value) > 10:
+        raise ValidationError({"constraints": ["Enter a list of at most 10 constraints."]})
+    cleaned = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise ValidationError({f"constraints.{i}": ["Enter an object."]})
+        name = item.get("contextName")
+        operator = item.get("operator")
+        values = item.get("values")
+        if not isinstance(name, str) or not name.strip() or len(name) > 100:
+            raise ValidationError({f"constraints.{i}.contextName": ["Name a context field."]})
+        if operator not in CONSTRAINT_OPERATORS:
+            raise ValidationError({f"constraints.{i}.operator": ["Choose IN or NOT_IN."]})
+        if (
+            not isinstance(values, list)
+            or not values
+            or len(values) > 500
+            or not all(isinstance(v, str) and 0 < len(v) <= 200 for v in values)
+        ):
+            raise ValidationError(
+                {f"constraints.{i}.values": ["Enter 1 to 500 non-empty strings."]}
+            )
+        cleaned.append(
+            {"contextName": name.strip(), "operator": operator, "values": sorted(set(values))}
+        )
+    return cleaned
+
+
+def _group_id(*, agent: Agent, environment: Environment, candidate: BundleVersion) -> str | None:
+    # A restarted rollout of the same candidate keeps its cohort: the same sessions hash to
+    # the same buckets, so nobody flips back and forth between versions.
+    return (
+        Rollout.objects.filter(agent=agent, environment=environment, candidate=candidate)
+        .order_by("id")
+        .values_list("group_id", flat=True)
+        .first()
+    )
+
+
+@transaction.atomic
+def rollout_start(
+    *,
+    actor: Actor,
+    agent: Agent,
+    environment: Environment,
+    candidate: BundleVersion,
+    reason: str,
+    override_reason: str = "",
+    stickiness: str = "",
+    constraints: Any = None,
+) -> Rollout:
+    """Start rolling ``candidate`` out to ``agent`` in ``environment``, against the stable
+    version as baseline, following the environment's plan (shadow first when it has one,
+    else the first canary step).
+
+    Raises ``ValidationError`` by field: bad input, no stable version to compare with, the
+    candidate already stable, a rollout already running there, or a failing gate
+    (``rollout_gate_failures``) — which an actor with ``rollouts.override_rollout_gate``
+    (Admins) may pass by giving ``override_reason`` (audited). ``PermissionDenied`` /
+    ``Http404`` when the actor may not."""
+    authorize(actor, "rollouts.add_rollout", agent.tenant)
+    errors: dict[str, list[str]] = {}
+    reason = require_reason(reason, errors=errors)
+    if environment.tenant_id != agent.tenant_id or environment.is_archived:
+        errors["environment"] = ["Choose an active environment of the agent's tenant."]
+    if agent.is_archived:
+        errors["agent"] = ["This agent is archived."]
+    if candidate.agent_id != agent.pk:
+        errors["candidate"] = ["This version belongs to another agent."]
+    if stickiness and stickiness not in STICKINESS:
+        errors["stickiness"] = [f"Choose one of: {', '.join(STICKINESS)}."]
+    if errors:
+        raise ValidationError(errors)
+    cleaned_constraints = _constraints_clean(constraints)
+    environment_lock(environment_id=environment.pk)
+    stable = deployment_current(agent=agent, environment=environment)
+    if stable is None:
+        raise ValidationError(
+            {
+                "candidate": [
+                    f"{agent.name} has no stable version in {environment.name} to compare "
+                    "a candidate with: deploy a first version."
+                ]
+            }
+        )
+    if stable.version_id == candidate.pk:
+        raise ValidationError({"candidate": [f"v{candidate.number} is already stable here."]})
+    running = rollout_active(agent=agent, environment=environment)
+    if running is not None:
+        raise ValidationError(
+            {
+                "candidate": [
+                    f"Rollout #{running.pk} (v{running.candidate.number}) is already "
+                    f"{running.get_state_display()} here: finish it or roll it back."
+                ]
+            }
+        )
+    failures = rollout_gate_failures(candidate=candidate, environment=environment)
+    override = override_reason.strip()
+    if failures:
+        if not override:
+            raise ValidationError({"candidate": failures})
+        authorize(actor, "rollouts.override_rollout_gate", agent.tenant)
+    plan = plan_normalised(rollout_plan_document(environment=environment))
+    user, label = actor_identity(actor)
+    try:
+        with transaction.atomic():
+            rollout = Rollout.objects.create(
+                agent=agent,
+                environment=environment,
+                candidate=candidate,
+                baseline=stable.version,
+                state=State.PENDING,
+                plan=plan,
+                stickiness=stickiness or plan["stickiness"],
+                group_id=_group_id(agent=agent, environment=environment, candidate=candidate) or "",
+                constraints=cleaned_constraints,
+                started_by=user,
+                started_by_label=label,
+                reason=reason,
+                gate_override=override if failures else "",
+            )
+    except IntegrityError as exc:  # a rollout started meanwhile (the lock makes this rare)
+        raise ValidationError({"candidate": ["A rollout started here meanwhile."]}) from exc
+    if not rollout.group_id:
+        rollout.group_id = f"{agent.slug}:{environment.slug}:rollout-{rollout.pk}"
+        rollout.save(update_fields=["group_id"])
+    first = State.SHADOW if plan["shadow"]["percentage"] else State.CANARY
+    transition = _move(
+        rollout, event=Event.START, target=first, actor=actor, reason=reason, automatic=False
+    )
+    audit_record(
+        actor=actor,
+        action="rollout.started",
+        target=rollout,
+        target_label=f"{agent.slug} v{candidate.number} in {environment.slug}",
+        tenant=agent.tenant,
+        reason=reason,
+        before={"stable_version": str(stable.version)},
+        after={
+            "candidate": str(candidate),
+            "state": rollout.state,
+            "percentage": rollout.percentage,
+            "shadow_percentage": rollout.shadow_percentage,
+            "group_id": rollout.group_id,
+            "revision": transition.revision,
+            **({"gate_override": override, "gate_failures": failures} if failures else {}),
+        },
+    )
+    return rollout
+
+
+def _target(rollout: Rollout, event: str) -> tuple[str, int]:
+    """The state and step ``event`` leads ``rollout`` to (before checking the table)."""
+    steps = len(rollout.plan["steps"])
+    if event == Event.ADVANCE:
+        if rollout.state == State.SHADOW:
+            return State.CANARY, 0
+        if rollout.state == State.CANARY and rollout.step_index + 1 >= steps:
+            return State.COMPLETED, rollout.step_index  # past the last step: completion
+        return State.CANARY, rollout.step_index + 1
+    if event == Event.START:
+        if rollout.plan["shadow"]["percentage"]:
+            return State.SHADOW, -1
+        return State.CANARY, 0
+    if event == Event.PAUSE:
+        return State.PAUSED, rollout.step_index
+    if event == Event.RESUME:
+        return rollout.paused_from or State.CANARY, rollout.step_index
+    return {
+        Event.COMPLETE: State.COMPLETED,
+        Event.ABORT: State.ABORTED,
+        Event.ROLLBACK: State.ROLLED_BACK,
+    }[Rollout.Event(event)], rollout.step_index
+
+
+def transition_allowed(state: str, event: str, target: str) -> bool:
+    """Is ``state --event--> target`` a move of the state machine?"""
+    return target in Rollout.TRANSITIONS.get((state, event), frozenset())
+
+
+def _move(
+    rollout: Rollout,
+    *,
+    event: str,
+    target: str,
+    actor: Actor,
+    reason: str,
+    automatic: bool,
+    step_index: int | None = None,
+) -> RolloutTransition:
+    """Apply one checked move (the caller holds the locks and writes the audit event)."""
+    if not transition_allowed(rollout.state, event, target):
+        raise ValidationError(
+            {"event": [f"A {rollout.get_state_display()} rollout cannot {event} (to {target})."]}
+        )
+    source, before_percentage = rollout.state, rollout.percentage
+    now = timezone.now()
+    if target == State.PAUSED:
+        rollout.paused_from = rollout.state
+    elif source == State.PAUSED:
+        rollout.paused_from = ""
+    if step_index is not None and step_index != rollout.step_index:
+        rollout.step_index = step_index
+        rollout.step_started_at = now
+        rollout.consecutive_failures = 0
+    if source in (State.PENDING,) or (target == State.SHADOW and source != State.PAUSED):
+        rollout.step_started_at = now
+    rollout.state = target
+    rollout.sequence += 1
+    if target in (State.COMPLETED, State.ABORTED, State.ROLLED_BACK):
+        rollout.finished_at = now
+        rollout.outcome = reason
+    if target == State.COMPLETED:
+        # The candidate becomes the stable version: the release history's one mover.
+        deployment = _replace_live(
+            actor=actor,
+            agent=rollout.agent,
+            environment=rollout.environment,
+            current=deployment_current(agent=rollout.agent, environment=rollout.environment),
+            version=rollout.candidate,
+            kind=Deployment.Kind.DEPLOY,
+            reason=f"Rollout #{rollout.pk} completed: {reason}",
+        )
+        revision = deployment.revision
+    else:
+        revision = environment_revision_bump(environment_id=rollout.environment_id)
+    rollout.save()
+    user, label = actor_identity(actor)
+    log.info(
+        "rollout.transition",
+        rollout_id=rollout.pk,
+        event=event,
+        from_state=source,
+        to_state=target,
+        percentage=rollout.percentage,
+        before_percentage=before_percentage,
+        automatic=automatic,
+        revision=revision,
+    )
+    return RolloutTransition.objects.create(
+        rollout=rollout,
+        event=event,
+        from_state=source,
+        to_state=target,
+        step_index=rollout.step_index,
+        percentage=rollout.percentage or rollout.shadow_percentage,
+        automatic=automatic,
+        actor=user,
+        actor_label=label,
+        reason=reason,
+        revision=revision,
+    )
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    rollout: Rollout
+    transition: RolloutTransition
+
+
+@transaction.atomic
+def rollout_transition(
+    *,
+    actor: Actor,
+    rollout_id: int,
+    event: str,
+    reason: str,
+    expected_version: int | None = None,
+    automatic: bool = False,
+) -> TransitionResult:
+    """Move a rollout: ``event`` is advance, pause, resume, complete, abort or rollback.
+
+    Advance from the last canary step completes the rollout (the candidate becomes stable,
+    as a deployment). ``expected_version``: the rollout's ``sequence`` the user saw (None:
+    no check). ``automatic``: decided by the analysis (recorded on the timeline). Raises
+    ``ValidationError`` for a move the state machine forbids, ``StaleVersion`` when the
+    rollout moved meanwhile, ``Rollout.DoesNotExist`` for an unknown id."""
+    rollout = Rollout.objects.select_related("agent__tenant", "environment").get(pk=rollout_id)
+    authorize(actor, "rollouts.change_rollout", rollout.agent.tenant)
+    if event not in Event.values or event == Event.START:
+        raise ValidationError(
+            {"event": ["Choose advance, pause, resume, complete, abort or rollback."]}
+        )
+    reason = require_reason(reason)
+    environment_lock(environment_id=rollout.environment_id)
+    rollout = lock_row(
+        Rollout, rollout_id, related=("agent__tenant", "environment", "candidate", "baseline")
+    )
+    version_check(
+        what=f"Rollout #{rollout.pk}",
+        expected=expected_version,
+        current=rollout.sequence,
+        changed_by="",
+        changed_at=rollout.updated_at,
+    )
+    before = {
+        "state": rollout.state,
+        "step": rollout.step_index,
+        "percentage": rollout.percentage,
+        "shadow_percentage": rollout.shadow_percentage,
+    }
+    target, step = _target(rollout, event)
+    effective_event = Event.COMPLETE if target == State.COMPLETED else event
+    transition = _move(
+        rollout,
+        event=effective_event,
+        target=target,
+        actor=actor,
+        reason=reason,
+        automatic=automatic,
+        step_index=step,
+    )
+    audit_record(
+        actor=actor,
+        action=f"rollout.{_ACTION[Rollout.Event(effective_event)]}",
+        target=rollout,
+        target_label=f"{rollout.agent.slug} v{rollout.candidate.number} in "
+        f"{rollout.environment.slug}",
+        tenant=rollout.agent.tenant,
+        reason=reason,
+        before=before,
+        after={
+            "state": rollout.state,
+            "step": rollout.step_index,
+            "percentage": rollout.percentage,
+            "shadow_percentage": rollout.shadow_percentage,
+            "automatic": automatic,
+            "revision": transition.revision,
+        },
+    )
+    return TransitionResult(rollout, transition)
+
+
+_ACTION = {
+    Event.ADVANCE: "advanced",
+    Event.PAUSE: "paused",
+    Event.RESUME: "resumed",
+    Event.COMPLETE: "completed",
+    Event.ABORT: "aborted",
+    Event.ROLLBACK: "rolled_back",
+}
+
+
+@dataclass(frozen=True)
+class RollbackOutcome:
+    """What the one rollback button did: ``rollout`` rolled back (a rollout was running),
+    or ``deployment`` (the stable version reverted to the previous known-good one)."""
+
+    revision: int
+    rollout: Rollout | None = None
+    deployment: Deployment | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.rollout is not None:
+            return (
+                f"Rollout #{self.rollout.pk} rolled back: every runtime returns to "
+                f"v{self.rollout.baseline.number}."
+            )
+        assert self.deployment is not None
+        return f"Rolled back to v{self.deployment.version.number}."
+
+
+def release_rollback(
+    *,
+    actor: Actor,
+    agent: Agent,
+    environment: Environment,
+    reason: str,
+    expected_version: int | None = None,
+) -> RollbackOutcome:
+    """The on-call's one button: roll back the running rollout of ``agent`` in
+    ``environment`` (the candidate leaves every runtime; stable stays), or, when none runs,
+    revert the stable version to the previous known-good one (``deployment_rollback``).
+    ``expected_version`` is the rollout's ``sequence`` or the deployment's, by which one
+    the user saw; raises what those services raise."""
+    running = rollout_active(agent=agent, environment=environment)
+    if running is not None:
+        result = rollout_transition(
+            actor=actor,
+            rollout_id=running.pk,
+            event=Event.ROLLBACK,
+            reason=reason,
+            expected_version=expected_version,
+        )
+        return RollbackOutcome(result.transition.revision, rollout=result.rollout)
+    deployment = deployment_rollback(
+        actor=actor,
+        agent=agent,
+        environment=environment,
+        reason=reason,
+        expected_version=expected_version,
+    )
+    return RollbackOutcome(deployment.revision, deployment=deployment)
