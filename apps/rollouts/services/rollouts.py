@@ -47,18 +47,25 @@ CONSTRAINT_OPERATORS = ("IN", "NOT_IN")
 def rollout_gate_failures(*, candidate: BundleVersion, environment: Environment) -> list[str]:
     """Why ``candidate`` may not be rolled out to ``environment`` yet (empty: it may): the
     environment's promotion gate (evaluation evidence), and for an environment with a
-    predecessor in promotion order, a completed rollout there or being stable there."""
+    predecessor in promotion order where the agent is released, a completed rollout there or
+    being the stable version there."""
     failures: list[str] = []
     gate = promotion_gate_check(version=candidate, environment=environment)
     if gate.configured and not gate.met:
         failures.append(f"Promotion gate of {environment.name}: {gate.summary}")
     before = predecessor_environment(environment=environment)
-    if before is not None:
-        stable = deployment_current(agent=candidate.agent, environment=before)
+    stable = (
+        deployment_current(agent=candidate.agent, environment=before)
+        if before is not None
+        else None
+    )
+    # An agent not released in the predecessor at all (never deployed there) is not promoted
+    # through it: there is nothing there to have completed.
+    if before is not None and stable is not None:
         completed = Rollout.objects.filter(
             candidate=candidate, environment=before, state=State.COMPLETED
         ).exists()
-        if not completed and (stable is None or stable.version_id != candidate.pk):
+        if not completed and stable.version_id != candidate.pk:
             failures.append(
                 f"v{candidate.number} has not completed a rollout in {before.name}, nor is it "
                 f"stable there: roll it out there first."
@@ -200,7 +207,13 @@ def rollout_start(
         rollout.save(update_fields=["group_id"])
     first = State.SHADOW if plan["shadow"]["percentage"] else State.CANARY
     transition = _move(
-        rollout, event=Event.START, target=first, actor=actor, reason=reason, automatic=False
+        rollout,
+        event=Event.START,
+        target=first,
+        actor=actor,
+        reason=reason,
+        automatic=False,
+        step_index=0 if first == State.CANARY else -1,
     )
     audit_record(
         actor=actor,
@@ -303,7 +316,7 @@ def _move(
     log.info(
         "rollout.transition",
         rollout_id=rollout.pk,
-        event=event,
+        rollout_event=event,
         from_state=source,
         to_state=target,
         percentage=rollout.percentage,
