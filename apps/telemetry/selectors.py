@@ -46,7 +46,8 @@ class Stats:
     error (``models.ERROR_OUTCOMES``); ``error_rate`` errors / requests (None without
     requests); ``p50_ms``/``p95_ms``/``p99_ms`` latency quantiles and ``latency_mean_ms``;
     ``cost_usd`` and ``cost_per_request`` (Decimal USD); ``tokens_in``/``tokens_out``;
-    ``tool_calls``/``tool_failures``; thumbs, feedback score and quality means."""
+    ``tool_calls``/``tool_failures``; ``wrong_actions``; thumbs, feedback score and quality
+    means."""
 
     requests: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOME_COLUMNS, 0))
@@ -57,6 +58,7 @@ class Stats:
     steps: int = 0
     tool_calls: int = 0
     tool_failures: int = 0
+    wrong_actions: int = 0
     feedback_up: int = 0
     feedback_down: int = 0
     feedback_score_sum: float = 0.0
