@@ -352,3 +352,80 @@ def test_not_analysable__paused_or_unknown__returns_none(started: tuple[Rollout,
     assert rollout_analyse(rollout_id=rollout.pk) is None
     assert rollout_analyse(rollout_id=10**9) is None
     assert not RolloutAnalysis.objects.exists()
+
+
+def test_shadow__advances_to_the_first_canary_step_when_dwell_and_sample_are_met(
+    tenant: Tenant, agent: Agent, environment: Environment
+) -> None:
+    postgresql_only()
+    versions = _versions(agent)
+    deployment_create(
+        actor=ACTOR, agent=agent, environment=environment, version=versions[1], reason="first"
+    )
+    plan = {**PLAN, "shadow": {"percentage": 20, "min_dwell_s": 60, "min_requests": 300}}
+    rollout_plan_set(actor=ACTOR, environment=environment, document=plan, reason="shadow first")
+    rollout = rollout_start(
+        actor=ACTOR, agent=agent, environment=environment, candidate=versions[2], reason="v2"
+    )
+    assert (rollout.state, rollout.shadow_percentage) == ("shadow", 20.0)
+    token, _ = runtime_token_create(
+        actor=ACTOR, tenant=tenant, environment=environment, agent=agent, name="fleet"
+    )
+    fleet = Fleet(token, agent)
+    first = _first_minute(rollout)
+    stable = {"requests": 2000, "errors": 40, "denied": 40, "wrong": 40}
+    shadowed = {"requests": 100, "errors": 2, "denied": 2, "wrong": 2}
+    fleet.report(first, digest=rollout.baseline.digest, variant="stable", **stable)
+    fleet.report(first, digest=rollout.candidate.digest, variant="shadow", **shadowed)
+    # A candidate variant of the same digest is not shadow evidence.
+    fleet.report(first, digest=rollout.candidate.digest, variant="candidate", **stable)
+
+    held = rollout_analyse(rollout_id=rollout.pk, now=first + timedelta(minutes=2))
+    assert held is not None and held.decision == "hold"
+    assert held.reason.startswith("shadow: 100 of 300 candidate requests"), held.reason
+    assert held.candidate_requests == 100
+
+    later = first + timedelta(minutes=1)
+    for n in range(3):
+        at = later + timedelta(minutes=n)
+        fleet.report(at, digest=rollout.baseline.digest, variant="stable", **stable)
+        fleet.report(at, digest=rollout.candidate.digest, variant="shadow", **shadowed)
+    moved = rollout_analyse(rollout_id=rollout.pk, now=later + timedelta(minutes=3))
+    assert moved is not None and moved.decision == "advance"
+    assert moved.reason.startswith("shadow: dwell and sample met, no metric failing; advancing")
+    rollout.refresh_from_db()
+    assert (rollout.state, rollout.step_index, rollout.percentage) == ("canary", 0, 1.0)
+    assert rollout.transitions.filter(event="advance", from_state="shadow", automatic=True).exists()
+
+
+def test_automatic_rollback__raises_an_alert_in_the_same_transaction(
+    started: tuple[Rollout, Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    from django.db import connection
+
+    raised: list[dict[str, Any]] = []
+
+    def alert_raise(**kwargs: Any) -> None:
+        assert connection.in_atomic_block  # with the rollback, never without it
+        raised.append(kwargs)
+
+    # The alerts app is built beside this one: stand in for its service.
+    module = types.ModuleType("apps.alerts.services")
+    module.alert_raise = alert_raise  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "apps.alerts.services", module)
+    rollout, fleet = started
+    broken = {"requests": 30, "errors": 20, "denied": 0, "wrong": 0}
+    after = fleet.minutes(rollout, _first_minute(rollout), 1, candidate=broken)
+    record = rollout_analyse(rollout_id=rollout.pk, now=after)
+    assert record is not None and record.decision == "rollback"
+    [alert] = raised
+    assert alert["kind"] == "rollout.rolled_back" and alert["severity"] == "critical"
+    assert alert["title"].startswith(
+        "Support bot v2 rolled back in Development: error-rate guardrail"
+    )
+    assert alert["detail"].startswith("guardrail: candidate error rate 66.7%")
+    assert (alert["subject_type"], alert["subject_id"]) == ("rollout", str(rollout.pk))
+    assert alert["tenant"] == rollout.agent.tenant
