@@ -1,6 +1,7 @@
-"""The analysis tick on PostgreSQL: evidence reported as runtimes report it (10-second buckets
-through the telemetry ingestion service, merged into minute rollups), a rollout started with
-the rollout services, and ``rollout_analyse`` moving time with ``now=``.
+"""The analysis tick (PostgreSQL in CI; SQLite, the embedded default, too, but for the race):
+evidence reported as runtimes report it (10-second buckets through the telemetry ingestion
+service, merged into minute rollups), a rollout started with the rollout services, and
+``rollout_analyse`` moving time with ``now=``.
 
 A clear regression is rolled back automatically and the audit log and the analysis say which
 metric failed; a healthy candidate advances step by step and completes; too few requests
@@ -154,7 +155,6 @@ def _start(tenant: Tenant, agent: Agent, environment: Environment) -> tuple[Roll
 
 @pytest.fixture
 def started(tenant: Tenant, agent: Agent, environment: Environment) -> tuple[Rollout, Fleet]:
-    postgresql_only()
     return _start(tenant, agent, environment)
 
 
@@ -357,7 +357,6 @@ def test_not_analysable__paused_or_unknown__returns_none(started: tuple[Rollout,
 def test_shadow__advances_to_the_first_canary_step_when_dwell_and_sample_are_met(
     tenant: Tenant, agent: Agent, environment: Environment
 ) -> None:
-    postgresql_only()
     versions = _versions(agent)
     deployment_create(
         actor=ACTOR, agent=agent, environment=environment, version=versions[1], reason="first"
@@ -429,3 +428,13 @@ def test_automatic_rollback__raises_an_alert_in_the_same_transaction(
     assert alert["detail"].startswith("guardrail: candidate error rate 66.7%")
     assert (alert["subject_type"], alert["subject_id"]) == ("rollout", str(rollout.pk))
     assert alert["tenant"] == rollout.agent.tenant
+
+
+def test_beat_task__analyses_what_is_due_now(started: tuple[Rollout, Fleet]) -> None:
+    from apps.rollouts.tasks import analyse_rollouts
+
+    rollout, _ = started
+    result = analyse_rollouts()  # what the worker runs for beat's rollouts.analyse
+    assert result["failed"] == {}
+    assert result["analysed"] == {str(rollout.pk): "hold"}  # nothing reported yet
+    assert rollout.analyses.get().decision == "hold"
