@@ -840,10 +840,12 @@ def decide(
             return Decision(
                 "hold",
                 f"{step}: every critical metric PASS; auto-advance off, ready to "
-                "complete when an operator promotes",
+                f"complete when an operator promotes{dry_note}",
                 0,
             )
-        return Decision("complete", f"{step}: every critical metric PASS; promoted to 100%", 0)
+        return Decision(
+            "complete", f"{step}: every critical metric PASS; promoted to 100%{dry_note}", 0
+        )
     if not auto_advance:
         return Decision(
             "hold",
