@@ -10,7 +10,7 @@ The plan (stated in the output): canary steps 1 % → 10 % → 50 % → 100 %, d
 and 10 min, each step at least 100 candidate requests, auto-advance on; 50 % → 100 % needs
 every critical metric at PASS (else the rollout pauses for a human). Why 10 min at 50 %: with
 5 min, 2 % errors give too few events to show "less than 1.5× stable" with 95 % confidence
-in ~4 % of healthy rollouts (``--dwell 300 300 300`` measures it), which then pause.
+in 3.5 % of healthy rollouts (``--dwell 300 300 300`` measures it), which then pause.
 Traffic: 1,000 requests per 30 s, each independently served by the candidate with the
 step's probability (sticky sessions, so the candidate's count is binomial); stable errors
 2 %; analysis every 30 s on minute buckets of everything since the canary began; the

@@ -260,9 +260,9 @@ def ratio_interval(
     exposure share in every bucket this is the interval of a single binomial proportion
     mapped to ρ; the Clopper–Pearson interval of the pooled share (Clopper & Pearson 1934) is
     exact only then, and with shares changing across steps (1 % → 50 %) pooling overstates
-    the variance: it left 15 % of healthy rollouts without a PASS at the last step in
-    ``benchmarks/canary.py``, this interval ~1 %. Returns (ρ̂, (lo, hi)); 0 and inf when
-    unbounded (no candidate events, or only candidate events)."""
+    the variance: with 5 min at every step it left 15 % of healthy rollouts without a PASS at
+    the last step in ``benchmarks/canary.py``, this interval 3.8 %. Returns (ρ̂, (lo, hi));
+    0 and inf when unbounded (no candidate events, or only candidate events)."""
     events, total = float(np.sum(x)), float(np.sum(t))
     if total <= 0:
         return (1.0, (0.0, math.inf))
@@ -294,7 +294,7 @@ def ratio_interval(
     if theta_hat == -math.inf or gap(lo_edge) < 0:
         lower = 0.0
     else:
-        lower = math.exp(optimize.brentq(gap, lo_edge, theta_hat, xtol=1e-6))
+        lower = math.exp(optimize.brentq(gap, lo_edge, min(theta_hat, hi_edge), xtol=1e-6))
     if theta_hat == math.inf or gap(hi_edge) < 0:
         upper = math.inf
     else:
@@ -364,9 +364,14 @@ def _two_sample_verdict(
     floor_note: str,
     describe: Callable[[float], str],
     prefix: str = "",
+    rate_floor_pass: bool = False,
 ) -> MetricVerdict:
     """The conditional binomial verdict shared by rate metrics and p95 latency (events per
-    bucket ``x_*`` of exposures ``n_*``; ``value_*`` and ``effect`` in the metric's units)."""
+    bucket ``x_*`` of exposures ``n_*``; ``value_*`` and ``effect`` in the metric's units).
+    ``rate_floor_pass`` (rates, where the floor is in the same unit as the rate): PASS also
+    when the candidate rate's Clopper–Pearson upper bound (level 1−β, ``scipy.stats.beta``)
+    is within ``min_effect`` of the stable rate — a difference too small to matter is shown,
+    which is how a rare event (no wrong actions on either side) reaches PASS at all."""
     requests_c, events_c = float(n_c.sum()), float(x_c.sum())
     requests_s, events_s = float(n_s.sum()), float(x_s.sum())
     sample_c = {"requests": requests_c, "events": events_c, "value": value_c}
@@ -379,7 +384,32 @@ def _two_sample_verdict(
             stable=sample_s,
         )
     t = x_c + x_s
+    rate_c = events_c / requests_c if requests_c else 0.0
+    rate_s = events_s / requests_s if requests_s else 0.0
+    upper_c = (
+        float(stats.beta.ppf(1 - spec.beta, events_c + 1, requests_c - events_c))
+        if events_c < requests_c
+        else 1.0
+    )
+    floor_shown = rate_floor_pass and upper_c - rate_s < spec.effect_floor
+    floor_reason = (
+        f"candidate rate at most {_pct(upper_c)} with {1 - spec.beta:.0%} confidence, within "
+        f"{_pct(spec.effect_floor)} of stable {_pct(rate_s)}"
+    )
     if events_c + events_s < spec.min_events:
+        if floor_shown:
+            return MetricVerdict(
+                metric=spec.metric,
+                verdict="PASS",
+                reason=f"{label}: {events_c:.0f} of {requests_c:.0f} candidate {noun}; "
+                + floor_reason,
+                thresholds=(spec.tolerated_ratio, spec.fail_bound),
+                candidate=sample_c,
+                stable=sample_s,
+                dry_run=spec.dry_run,
+                on_failure=spec.on_failure,
+                critical=spec.critical,
+            )
         return _inconclusive(
             spec,
             f"{events_c + events_s:.0f} of {spec.min_events} {event_noun} needed "
@@ -389,8 +419,6 @@ def _two_sample_verdict(
         )
     statistic = float(mixture_log_lr(x_c, t, n_c, n_s, spec.tolerated_ratio))
     _, interval = ratio_interval(x_c, t, n_c, n_s, 1 - 2 * spec.beta)
-    rate_c = events_c / requests_c if requests_c else 0.0
-    rate_s = events_s / requests_s if requests_s else 0.0
     ratio = rate_c / rate_s if rate_s > 0 else (math.inf if rate_c > 0 else 1.0)
     head = (
         f"{prefix}{label} {describe(value_c)} vs stable {describe(value_s)} ({_ratio_text(ratio)})"
@@ -434,6 +462,10 @@ def _two_sample_verdict(
                 f"confidence, below the tolerated {spec.tolerated_ratio:g}×"
             ),
             **common,
+        )
+    if floor_shown:
+        return MetricVerdict(
+            metric=spec.metric, verdict="PASS", reason=f"{head}: {floor_reason}", **common
         )
     return MetricVerdict(
         metric=spec.metric,
@@ -482,6 +514,7 @@ def rate_verdict(pairs: Sequence[tuple[Window, Window]], spec: MetricSpec) -> Me
             f"{_pct(spec.effect_floor)}"
         ),
         describe=_pct,
+        rate_floor_pass=True,
     )
 
 
@@ -807,10 +840,12 @@ def decide(
             return Decision(
                 "hold",
                 f"{step}: every critical metric PASS; auto-advance off, ready to "
-                "complete when an operator promotes",
+                f"complete when an operator promotes{dry_note}",
                 0,
             )
-        return Decision("complete", f"{step}: every critical metric PASS; promoted to 100%", 0)
+        return Decision(
+            "complete", f"{step}: every critical metric PASS; promoted to 100%{dry_note}", 0
+        )
     if not auto_advance:
         return Decision(
             "hold",
