@@ -438,3 +438,49 @@ def test_beat_task__analyses_what_is_due_now(started: tuple[Rollout, Fleet]) -> 
     assert result["failed"] == {}
     assert result["analysed"] == {str(rollout.pk): "hold"}  # nothing reported yet
     assert rollout.analyses.get().decision == "hold"
+
+
+def test_paused_by_the_analysis_then_resumed__judged_on_evidence_since_the_resume(
+    tenant: Tenant, agent: Agent, environment: Environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.utils import timezone
+
+    from apps.rollouts.services import rollout_transition
+
+    versions = _versions(agent)
+    deployment_create(
+        actor=ACTOR, agent=agent, environment=environment, version=versions[1], reason="first"
+    )
+    plan = {
+        **PLAN,
+        "failure_limit": 1,
+        "metrics": [{"metric": "error_rate", "on_failure": "pause"}],
+    }
+    rollout_plan_set(actor=ACTOR, environment=environment, document=plan, reason="pause only")
+    rollout = rollout_start(
+        actor=ACTOR, agent=agent, environment=environment, candidate=versions[2], reason="v2"
+    )
+    token, _ = runtime_token_create(
+        actor=ACTOR, tenant=tenant, environment=environment, agent=agent, name="fleet"
+    )
+    fleet = Fleet(token, agent)
+    bad = {"requests": 200, "errors": 40, "denied": 0, "wrong": 0}
+    after = fleet.minutes(rollout, _first_minute(rollout), 3, candidate=bad)
+    paused = rollout_analyse(rollout_id=rollout.pk, now=after)
+    assert paused is not None and paused.decision == "pause"
+    rollout.refresh_from_db()
+    assert (rollout.state, rollout.paused_from) == ("paused", "canary")
+    assert rollout.transitions.get(event="pause").automatic
+
+    # The operator resumes a little later (the reported minutes lie ahead of the clock here:
+    # the resume is put after them, where it happens in life).
+    monkeypatch.setattr(timezone, "now", lambda: after + timedelta(seconds=10))
+    rollout_transition(actor=ACTOR, rollout_id=rollout.pk, event="resume", reason="known blip")
+    monkeypatch.undo()
+    # What came before the resume was judged by the operator: not held against it again.
+    resumed = rollout_analyse(rollout_id=rollout.pk, now=after + timedelta(seconds=30))
+    assert resumed is not None and resumed.decision == "hold"
+    assert _verdicts(resumed)["error_rate"]["verdict"] == "INCONCLUSIVE"
+    assert "0 of 100 candidate requests" in resumed.reason  # a fresh sample is needed
+    rollout.refresh_from_db()
+    assert rollout.state == "canary"
