@@ -325,7 +325,8 @@ def _aligned(candidate: Sequence[Window], stable: Sequence[Window]) -> list[tupl
 
 
 def _pct(value: float) -> str:
-    return f"{value * 100:.1f}%"
+    """A rate as operators read it: 6.1%, and 0.03% for a rare event (not 0.0%)."""
+    return f"{value * 100:.2f}%" if 0 < abs(value) < 0.01 else f"{value * 100:.1f}%"
 
 
 def _ratio_text(ratio: float) -> str:
@@ -560,9 +561,7 @@ def latency_verdict(pairs: Sequence[tuple[Window, Window]], spec: MetricSpec) ->
         and s.latency_sketch.count > 0
     ]
     if not pairs:
-        return _inconclusive(
-            spec, f"no latency sketches; 0 of {spec.min_requests} candidate requests needed"
-        )
+        return _inconclusive(spec, "no latency reported by both variants in the same minutes")
     stable_all = _merged([s.latency_sketch for _, s in pairs])
     candidate_all = _merged([c.latency_sketch for c, _ in pairs])
     threshold = float(stable_all.get_quantile_value(LATENCY_QUANTILE))
@@ -657,7 +656,8 @@ def cost_verdict(pairs: Sequence[tuple[Window, Window]], spec: MetricSpec) -> Me
     ratio = math.exp(log_ratio)
     residuals = m_c - ratio * m_s
     variance = float(np.sum(n_c * residuals**2) / ((len(rows) - 1) * requests_c))
-    v = max(variance / max(mean_c, floor) ** 2, 1e-12)
+    # A floor on the variance: identical bucket means (synthetic data) must not divide by 0.
+    v = max(variance / max(mean_c, floor) ** 2, 1e-6)
     thetas = [math.log(spec.tolerated_ratio * m) for m in ALTERNATIVE_MULTIPLES]
     llrs = np.array([theta * (log_ratio - theta / 2) / v for theta in thetas])
     top = float(llrs.max())

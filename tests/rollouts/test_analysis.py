@@ -83,7 +83,7 @@ def test_a_rare_event_with_enough_traffic_passes_on_the_floor():
     spec = MetricSpec("wrong_action_rate")
     verdict = one(analyse(minutes(10, requests=200), minutes(10, requests=800), [spec]))
     assert verdict.verdict == "PASS"
-    assert "within 0.5% of stable 0.0%" in verdict.reason
+    assert "within 0.50% of stable 0.0%" in verdict.reason
 
 
 def test_the_effect_floor_keeps_a_tiny_absolute_difference_from_failing():
@@ -93,7 +93,7 @@ def test_the_effect_floor_keeps_a_tiny_absolute_difference_from_failing():
     verdict = one(analyse(candidate, stable, [ERROR]))
     assert verdict.verdict != "FAIL"
     assert verdict.statistic >= verdict.thresholds[1]
-    assert "below the floor of 0.5%" in verdict.reason
+    assert "below the floor of 0.50%" in verdict.reason
     strict = MetricSpec("error_rate", min_effect=0.001)
     assert one(analyse(candidate, stable, [strict])).verdict == "FAIL"
 
