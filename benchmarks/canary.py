@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from scipy import stats
 
-from apps.rollouts.analysis import MetricSpec, Window, analyse, decide, guardrail
+from apps.rollouts.analysis import METRICS, MetricSpec, Window, analyse, decide, guardrail
 
 from ._harness import emit, emit_ratio, log
 
@@ -180,6 +180,45 @@ def simulate(
         return [row for part in pool.map(_run, jobs) for row in part]
 
 
+def analysis_time_ms(buckets: int = 40, repeats: int = 20) -> float:
+    """Median wall time of one tick's ``analyse`` over all seven metrics, ``buckets`` minute
+    buckets per variant with latency sketches (what the beat task does per rollout)."""
+    from ddsketch import DDSketch
+
+    rng = np.random.default_rng(7)
+
+    def windows(requests: int) -> list[Window]:
+        out = []
+        for i in range(buckets):
+            sketch = DDSketch(relative_accuracy=0.01)
+            for value in rng.lognormal(5.3, 0.5, size=min(requests, 500)):
+                sketch.add(float(value))
+            out.append(
+                Window(
+                    T0 + timedelta(minutes=i),
+                    requests=requests,
+                    errors=int(rng.binomial(requests, 0.02)),
+                    policy_denied=int(rng.binomial(requests, 0.01)),
+                    escalated=int(rng.binomial(requests, 0.03)),
+                    tool_calls=3 * requests,
+                    tool_failures=int(rng.binomial(3 * requests, 0.01)),
+                    wrong_actions=int(rng.binomial(requests, 0.002)),
+                    cost_usd=float(rng.gamma(2.0, 0.005, size=requests).sum()),
+                    latency_sketch=sketch,
+                )
+            )
+        return out
+
+    candidate, stable = windows(200), windows(1800)
+    specs = [MetricSpec(metric) for metric in METRICS]
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        analyse(candidate, stable, specs)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
 def _share(rows: list[Result], *outcomes: str) -> float:
     return sum(1 for r in rows if r.outcome in outcomes) / len(rows)
 
@@ -280,6 +319,12 @@ def main() -> None:
                     "%",
                 )
                 emit(f"{name}.completed", f"{_share(results, 'complete') * 100:.1f}", "%")
+
+    emit(
+        "canary.analysis_time_per_tick",
+        f"{analysis_time_ms():.1f}",
+        "ms (all seven metrics, 40 minute buckets per variant, with latency sketches)",
+    )
 
     # Why a 3× regression is not caught at the 1 % step within 5 minutes at α = 0.01: in
     # 5 min the candidate serves ~100 requests, 2 errors expected from a healthy one, 6 from

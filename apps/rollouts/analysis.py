@@ -47,6 +47,8 @@ from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
+from ddsketch import DDSketch
+from ddsketch.ddsketch import BaseDDSketch
 from scipy import optimize, stats
 
 METRICS = (
@@ -105,7 +107,35 @@ class Window:
     tool_failures: int = 0
     wrong_actions: int = 0
     cost_usd: float = 0.0
-    latency_sketch: Any = None
+    latency_sketch: BaseDDSketch | None = None
+
+
+def window_from_rollup(
+    row: Any,
+    *,
+    decode_sketch: Callable[[bytes], BaseDDSketch] | None = None,
+    wrong_actions: int = 0,
+) -> Window:
+    """A ``Window`` from a telemetry rollup row (duck-typed: ``bucket_start``, ``requests``,
+    ``count_error``, ``count_policy_denied``, ``count_escalated``, ``tool_calls``,
+    ``tool_failures``, ``cost_usd`` (Decimal), ``latency_sketch`` (bytes)). The sketch is
+    decoded with ``decode_sketch`` (``apps.telemetry.sketches.sketch_from_bytes`` with
+    ``trusted=True``), left None without one or when empty. Rollups carry no wrong-action
+    count: pass ``wrong_actions`` when the runtime reports them elsewhere."""
+    raw = row.latency_sketch
+    sketch = decode_sketch(bytes(raw)) if decode_sketch is not None and raw else None
+    return Window(
+        start=row.bucket_start,
+        requests=int(row.requests),
+        errors=int(row.count_error),
+        policy_denied=int(row.count_policy_denied),
+        escalated=int(row.count_escalated),
+        tool_calls=int(row.tool_calls),
+        tool_failures=int(row.tool_failures),
+        wrong_actions=int(wrong_actions),
+        cost_usd=float(row.cost_usd),
+        latency_sketch=sketch,
+    )
 
 
 @dataclass(frozen=True)
@@ -325,7 +355,8 @@ def _aligned(candidate: Sequence[Window], stable: Sequence[Window]) -> list[tupl
 
 
 def _pct(value: float) -> str:
-    return f"{value * 100:.1f}%"
+    """A rate as operators read it: 6.1%, and 0.03% for a rare event (not 0.0%)."""
+    return f"{value * 100:.2f}%" if 0 < abs(value) < 0.01 else f"{value * 100:.1f}%"
 
 
 def _ratio_text(ratio: float) -> str:
@@ -518,17 +549,15 @@ def rate_verdict(pairs: Sequence[tuple[Window, Window]], spec: MetricSpec) -> Me
     )
 
 
-def _merged(sketches: Sequence[Any]) -> Any:
+def _merged(sketches: Sequence[BaseDDSketch]) -> BaseDDSketch:
     """A new sketch holding all of ``sketches`` (the inputs are not modified)."""
-    from ddsketch import DDSketch
-
     merged = DDSketch(relative_accuracy=sketches[0]._relative_accuracy)
     for sketch in sketches:
         merged.merge(sketch)
     return merged
 
 
-def count_above(sketch: Any, threshold: float) -> float:
+def count_above(sketch: BaseDDSketch | None, threshold: float) -> float:
     """How many of a DDSketch's values lie above ``threshold``: the bins whose key is above
     the threshold's key, plus half of the threshold's own bin (its values lie within the
     sketch's relative accuracy of the threshold: above or below cannot be told, and counting
@@ -551,30 +580,23 @@ def latency_verdict(pairs: Sequence[tuple[Window, Window]], spec: MetricSpec) ->
     per bucket, the requests above it on each side are the events of the conditional
     binomial test (5 % against 5 %·tolerated, the stable share measured, not assumed).
     The floor ``min_effect`` is in milliseconds of p95."""
-    pairs = [
-        (c, s)
+    sketches = [
+        (c.latency_sketch, s.latency_sketch)
         for c, s in pairs
         if c.latency_sketch is not None
         and s.latency_sketch is not None
         and c.latency_sketch.count > 0
         and s.latency_sketch.count > 0
     ]
-    if not pairs:
-        return _inconclusive(
-            spec, f"no latency sketches; 0 of {spec.min_requests} candidate requests needed"
-        )
-    stable_all = _merged([s.latency_sketch for _, s in pairs])
-    candidate_all = _merged([c.latency_sketch for c, _ in pairs])
-    threshold = float(stable_all.get_quantile_value(LATENCY_QUANTILE))
-    p95_c = float(candidate_all.get_quantile_value(LATENCY_QUANTILE))
+    if not sketches:
+        return _inconclusive(spec, "no latency reported by both variants in the same minutes")
+    stable_all = _merged([s for _, s in sketches])
+    candidate_all = _merged([c for c, _ in sketches])
+    threshold = float(stable_all.get_quantile_value(LATENCY_QUANTILE) or 0.0)
+    p95_c = float(candidate_all.get_quantile_value(LATENCY_QUANTILE) or 0.0)
     rows = [
-        (
-            count_above(c.latency_sketch, threshold),
-            float(c.latency_sketch.count),
-            count_above(s.latency_sketch, threshold),
-            float(s.latency_sketch.count),
-        )
-        for c, s in pairs
+        (count_above(c, threshold), float(c.count), count_above(s, threshold), float(s.count))
+        for c, s in sketches
     ]
     x_c, n_c, x_s, n_s = np.array(rows, dtype=float).T
     share_c, share_s = float(x_c.sum() / n_c.sum()), float(x_s.sum() / n_s.sum())
@@ -657,7 +679,8 @@ def cost_verdict(pairs: Sequence[tuple[Window, Window]], spec: MetricSpec) -> Me
     ratio = math.exp(log_ratio)
     residuals = m_c - ratio * m_s
     variance = float(np.sum(n_c * residuals**2) / ((len(rows) - 1) * requests_c))
-    v = max(variance / max(mean_c, floor) ** 2, 1e-12)
+    # A floor on the variance: identical bucket means (synthetic data) must not divide by 0.
+    v = max(variance / max(mean_c, floor) ** 2, 1e-6)
     thetas = [math.log(spec.tolerated_ratio * m) for m in ALTERNATIVE_MULTIPLES]
     llrs = np.array([theta * (log_ratio - theta / 2) / v for theta in thetas])
     top = float(llrs.max())

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,8 +22,9 @@ from apps.rollouts.analysis import (
     count_above,
     decide,
     guardrail,
+    window_from_rollup,
 )
-from apps.telemetry.sketches import sketch_of
+from apps.telemetry.sketches import sketch_from_bytes, sketch_of, sketch_to_bytes
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ERROR = MetricSpec("error_rate")
@@ -83,7 +86,7 @@ def test_a_rare_event_with_enough_traffic_passes_on_the_floor():
     spec = MetricSpec("wrong_action_rate")
     verdict = one(analyse(minutes(10, requests=200), minutes(10, requests=800), [spec]))
     assert verdict.verdict == "PASS"
-    assert "within 0.5% of stable 0.0%" in verdict.reason
+    assert "within 0.50% of stable 0.0%" in verdict.reason
 
 
 def test_the_effect_floor_keeps_a_tiny_absolute_difference_from_failing():
@@ -93,7 +96,7 @@ def test_the_effect_floor_keeps_a_tiny_absolute_difference_from_failing():
     verdict = one(analyse(candidate, stable, [ERROR]))
     assert verdict.verdict != "FAIL"
     assert verdict.statistic >= verdict.thresholds[1]
-    assert "below the floor of 0.5%" in verdict.reason
+    assert "below the floor of 0.50%" in verdict.reason
     strict = MetricSpec("error_rate", min_effect=0.001)
     assert one(analyse(candidate, stable, [strict])).verdict == "FAIL"
 
@@ -255,6 +258,26 @@ def test_cost_needs_three_buckets():
     spec = MetricSpec("cost_per_request")
     verdict = one(analyse(cost_windows(2, 100, 0.03, 1), cost_windows(2, 900, 0.01, 2), [spec]))
     assert verdict.reason == "INCONCLUSIVE: 2 of 3 minute buckets needed for the cost variance"
+
+
+def test_a_window_from_a_rollup_row():
+    row = SimpleNamespace(
+        bucket_start=T0,
+        requests=10,
+        count_error=2,
+        count_policy_denied=1,
+        count_escalated=3,
+        tool_calls=7,
+        tool_failures=1,
+        cost_usd=Decimal("0.12345678"),
+        latency_sketch=sketch_to_bytes(sketch_of([100.0, 200.0, 300.0])),
+    )
+    window = window_from_rollup(row, decode_sketch=lambda b: sketch_from_bytes(b, trusted=True))
+    assert (window.start, window.requests, window.errors, window.policy_denied) == (T0, 10, 2, 1)
+    assert (window.escalated, window.tool_calls, window.tool_failures) == (3, 7, 1)
+    assert window.cost_usd == pytest.approx(0.12345678)
+    assert window.latency_sketch is not None and window.latency_sketch.count == 3
+    assert window_from_rollup(row).latency_sketch is None
 
 
 def test_one_verdict_per_spec_in_order():
