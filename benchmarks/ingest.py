@@ -151,6 +151,7 @@ def copy_rows(
     columns = (
         "tenant_id, environment_id, agent_id, request_id, session_id, end_user_hash, "
         "version_digest, variant, started_at, latency_ms, steps, tool_calls, tool_failures, "
+        "wrong_actions, "
         "tokens_in, tokens_out, cost_usd, model, outcome, error_code, trace_id, "
         "feedback_thumbs, feedback_score, quality_score"
     )
@@ -171,6 +172,7 @@ def copy_rows(
             r["steps"],
             r["tool_calls"],
             r["tool_failures"],
+            r.get("wrong_actions", 0),
             r["tokens_in"],
             r["tokens_out"],
             r["cost_usd"],

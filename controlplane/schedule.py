@@ -77,3 +77,13 @@ def setup_periodic_tasks(sender: Celery) -> None:
         "apps.telemetry.tasks.telemetry_retention",
         name="telemetry.retention",
     )
+    # Judges every shadowing or canary rollout on its minute rollups and advances, completes,
+    # pauses or rolls it back (apps/rollouts/services/analysing.py). Idempotent per 30-second
+    # slot: a run twice in one slot (two beats) records and acts once. A late run is useless
+    # after the next one is due, so it expires with its interval.
+    add_periodic_task_with_expiry(
+        sender,
+        float(settings.ROLLOUT_ANALYSIS_EVERY_S),
+        "apps.rollouts.tasks.analyse_rollouts",
+        name="rollouts.analyse",
+    )

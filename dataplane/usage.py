@@ -55,6 +55,7 @@ BUCKET_INTEGER_FIELDS = (
     "steps",
     "tool_calls",
     "tool_failures",
+    "wrong_actions",
     "feedback_up",
     "feedback_down",
     "feedback_score_count",
@@ -88,6 +89,8 @@ class UsageRecord:
     steps: int = 0
     tool_calls: int = 0
     tool_failures: int = 0
+    # Actions the runtime (or the agent's own later check) judged wrong, e.g. a refund not owed.
+    wrong_actions: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: Decimal = Decimal(0)
@@ -109,6 +112,7 @@ class UsageRecord:
             "steps": self.steps,
             "tool_calls": self.tool_calls,
             "tool_failures": self.tool_failures,
+            "wrong_actions": self.wrong_actions,
             "tokens_in": self.tokens_in,
             "tokens_out": self.tokens_out,
             "cost_usd": str(self.cost_usd),
@@ -176,6 +180,7 @@ class BucketAggregator:
         sums["steps"] += record.steps
         sums["tool_calls"] += record.tool_calls
         sums["tool_failures"] += record.tool_failures
+        sums["wrong_actions"] += record.wrong_actions
         if record.feedback_thumbs == "up":
             sums["feedback_up"] += 1
         elif record.feedback_thumbs == "down":

@@ -60,6 +60,7 @@ METRIC_COLUMNS = (
     "steps",
     "tool_calls",
     "tool_failures",
+    "wrong_actions",
     "feedback_up",
     "feedback_down",
     "feedback_score_sum",
@@ -100,6 +101,9 @@ class RequestRecord(models.Model):
     steps = models.PositiveIntegerField(default=0)
     tool_calls = models.PositiveIntegerField(default=0)
     tool_failures = models.PositiveIntegerField(default=0)
+    wrong_actions = models.PositiveIntegerField(
+        default=0, help_text="actions the runtime later judged wrong (e.g. a refund not owed)"
+    )
     tokens_in = models.PositiveBigIntegerField(default=0)
     tokens_out = models.PositiveBigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
@@ -201,7 +205,7 @@ class Rollup(models.Model):
       DDSketch protobuf (``apps.telemetry.sketches.sketch_from_bytes``); empty = no values;
       ``latency_sum_ms`` for means;
     * ``tokens_in``/``tokens_out``, ``cost_usd`` (Decimal USD), ``steps``, ``tool_calls``,
-      ``tool_failures``;
+      ``tool_failures``, ``wrong_actions`` (actions the runtime later judged wrong);
     * ``feedback_up``/``feedback_down`` (thumbs), ``feedback_score_sum``/``_count``,
       ``quality_sum``/``quality_count`` (means = sum / count).
 
@@ -230,6 +234,7 @@ class Rollup(models.Model):
     steps = models.BigIntegerField(default=0)
     tool_calls = models.BigIntegerField(default=0)
     tool_failures = models.BigIntegerField(default=0)
+    wrong_actions = models.BigIntegerField(default=0)
     feedback_up = models.BigIntegerField(default=0)
     feedback_down = models.BigIntegerField(default=0)
     feedback_score_sum = models.FloatField(default=0)

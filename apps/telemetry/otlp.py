@@ -30,6 +30,7 @@ steps          ``controlplane.steps``; else the number of inference spans below
                (``chat``, ``text_completion``, ``generate_content``)
 tool_calls     ``controlplane.tool_calls``; else the ``execute_tool`` spans below
 tool_failures  ``controlplane.tool_failures``; else those with status ERROR or ``error.type``
+wrong_actions  ``controlplane.wrong_actions`` (actions the runtime judged wrong); absent → 0
 tokens_in/out  ``gen_ai.usage.input_tokens`` / ``output_tokens``; else the sums over the
                inference spans below
 cost_usd       ``controlplane.cost_usd`` (string or number; a decimal string keeps every digit)
@@ -462,6 +463,7 @@ def _record(node: _Node, counts: ChildCounts) -> dict[str, Any]:
         "steps": _first(a.get(PREFIX + "steps"), counts.steps),
         "tool_calls": _first(a.get(PREFIX + "tool_calls"), counts.tool_calls),
         "tool_failures": _first(a.get(PREFIX + "tool_failures"), counts.tool_failures),
+        "wrong_actions": a.get(PREFIX + "wrong_actions"),
         "tokens_in": usage("gen_ai.usage.input_tokens", counts.tokens_in),
         "tokens_out": usage("gen_ai.usage.output_tokens", counts.tokens_out),
         "cost_usd": _cost(a.get(PREFIX + "cost_usd")),

@@ -46,7 +46,8 @@ class Stats:
     error (``models.ERROR_OUTCOMES``); ``error_rate`` errors / requests (None without
     requests); ``p50_ms``/``p95_ms``/``p99_ms`` latency quantiles and ``latency_mean_ms``;
     ``cost_usd`` and ``cost_per_request`` (Decimal USD); ``tokens_in``/``tokens_out``;
-    ``tool_calls``/``tool_failures``; thumbs, feedback score and quality means."""
+    ``tool_calls``/``tool_failures``; ``wrong_actions``; thumbs, feedback score and quality
+    means."""
 
     requests: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOME_COLUMNS, 0))
@@ -57,6 +58,7 @@ class Stats:
     steps: int = 0
     tool_calls: int = 0
     tool_failures: int = 0
+    wrong_actions: int = 0
     feedback_up: int = 0
     feedback_down: int = 0
     feedback_score_sum: float = 0.0
@@ -320,3 +322,81 @@ def telemetry_compare(
 
 
 compare = telemetry_compare  # the name issue 11 uses
+
+
+@dataclass(frozen=True)
+class VariantMinute:
+    """One minute of one version and variant, as canary analysis reads it: ``start`` (the
+    minute, aware UTC), ``requests``, ``errors`` (``ERROR_OUTCOMES``), ``policy_denied``,
+    ``escalated``, ``tool_calls``, ``tool_failures``, ``wrong_actions``, ``cost_usd`` (the
+    minute's sum, Decimal USD) and ``latency_sketch`` (the decoded DDSketch of its latencies
+    in milliseconds; None when the minute holds none)."""
+
+    start: datetime
+    requests: int
+    errors: int
+    policy_denied: int
+    escalated: int
+    tool_calls: int
+    tool_failures: int
+    wrong_actions: int
+    cost_usd: Decimal
+    latency_sketch: BaseDDSketch | None
+
+
+def variant_windows(
+    *,
+    tenant_id: int,
+    environment_id: int,
+    agent_id: int,
+    version_digest: str,
+    variant: str,
+    since: datetime,
+    until: datetime,
+) -> list[VariantMinute]:
+    """The minute rollups of one version (``version_digest``) served as one ``variant``
+    (stable, candidate, shadow) by one agent in one environment, bucket starts in
+    ``[since, until)``, oldest first — the evidence of canary analysis (never raw records).
+    Ids, not objects: the analysis tick holds them, and filtering by tenant too keeps the
+    read on the rollups' scope-and-time index."""
+    rows = (
+        MinuteRollup.objects.filter(
+            tenant_id=tenant_id,
+            agent_id=agent_id,
+            environment_id=environment_id,
+            version_digest=version_digest,
+            variant=variant,
+            bucket_start__gte=since,
+            bucket_start__lt=until,
+        )
+        .order_by("bucket_start")
+        .only(
+            "bucket_start",
+            "requests",
+            *(OUTCOME_COLUMNS[outcome] for outcome in ERROR_OUTCOMES),
+            "count_policy_denied",
+            "count_escalated",
+            "tool_calls",
+            "tool_failures",
+            "wrong_actions",
+            "cost_usd",
+            "latency_sketch",
+        )
+    )
+    return [
+        VariantMinute(
+            start=row.bucket_start,
+            requests=row.requests,
+            errors=sum(getattr(row, OUTCOME_COLUMNS[outcome]) for outcome in ERROR_OUTCOMES),
+            policy_denied=row.count_policy_denied,
+            escalated=row.count_escalated,
+            tool_calls=row.tool_calls,
+            tool_failures=row.tool_failures,
+            wrong_actions=row.wrong_actions,
+            cost_usd=row.cost_usd,
+            latency_sketch=(
+                sketch_from_bytes(row.latency_sketch, trusted=True) if row.latency_sketch else None
+            ),
+        )
+        for row in rows
+    ]

@@ -177,6 +177,7 @@ class RollupDelta:
         records; this runs for each)."""
         outcomes = dict.fromkeys(OUTCOME_COLUMNS, 0)
         requests = latency = tokens_in = tokens_out = steps = tool_calls = tool_failures = 0
+        wrong_actions = 0
         feedback_up = feedback_down = score_count = quality_count = 0
         score_sum = quality_sum = 0.0
         cost = Decimal(0)
@@ -191,6 +192,7 @@ class RollupDelta:
             steps += row.steps
             tool_calls += row.tool_calls
             tool_failures += row.tool_failures
+            wrong_actions += row.wrong_actions
             if row.feedback_thumbs == "up":
                 feedback_up += 1
             elif row.feedback_thumbs == "down":
@@ -213,6 +215,7 @@ class RollupDelta:
         sums["steps"] += steps
         sums["tool_calls"] += tool_calls
         sums["tool_failures"] += tool_failures
+        sums["wrong_actions"] += wrong_actions
         sums["feedback_up"] += feedback_up
         sums["feedback_down"] += feedback_down
         sums["feedback_score_sum"] += score_sum
@@ -491,6 +494,7 @@ _RECORD_COLUMNS = (
     "steps",
     "tool_calls",
     "tool_failures",
+    "wrong_actions",
     "tokens_in",
     "tokens_out",
     "cost_usd",
@@ -526,6 +530,7 @@ def _copy_line(row: RecordRow) -> str:
                 str(row.steps),
                 str(row.tool_calls),
                 str(row.tool_failures),
+                str(row.wrong_actions),
                 str(row.tokens_in),
                 str(row.tokens_out),
                 str(row.cost_usd),

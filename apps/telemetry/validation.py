@@ -71,6 +71,7 @@ class RecordRow:
     steps: int
     tool_calls: int
     tool_failures: int
+    wrong_actions: int
     tokens_in: int
     tokens_out: int
     cost_usd: Decimal
@@ -101,6 +102,7 @@ class BucketRow:
     steps: int
     tool_calls: int
     tool_failures: int
+    wrong_actions: int
     feedback_up: int
     feedback_down: int
     feedback_score_sum: float
@@ -361,6 +363,7 @@ def record_check(
         steps=item.integer("steps", maximum=INT32_MAX),
         tool_calls=item.integer("tool_calls", maximum=INT32_MAX),
         tool_failures=item.integer("tool_failures", maximum=INT32_MAX),
+        wrong_actions=item.integer("wrong_actions", maximum=INT32_MAX),
         tokens_in=item.integer("tokens_in", maximum=INT63_MAX),
         tokens_out=item.integer("tokens_out", maximum=INT63_MAX),
         cost_usd=item.cost("cost_usd", MAX_RECORD_COST),

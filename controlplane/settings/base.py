@@ -459,6 +459,9 @@ TELEMETRY_PARTITIONS_AHEAD_DAYS = env.int("TELEMETRY_PARTITIONS_AHEAD_DAYS", def
 TELEMETRY_MAX_BATCH_ITEMS = env.int("TELEMETRY_MAX_BATCH_ITEMS", default=1000)
 # How often the retention task runs (seconds).
 TELEMETRY_RETENTION_EVERY_S = env.float("TELEMETRY_RETENTION_EVERY_S", default=3600.0)
+# How often the beat runs the canary analysis of every shadowing or canary rollout (seconds);
+# the analysis records one tick per 30-second slot whatever this is.
+ROLLOUT_ANALYSIS_EVERY_S = env.float("ROLLOUT_ANALYSIS_EVERY_S", default=30.0)
 # PostgreSQL: an ingest transaction commits without waiting for its WAL flush
 # (synchronous_commit=off, for that transaction only). A database crash may then lose the
 # batches acknowledged in its last ~0.6 s (3 x wal_writer_delay), whole: keys, raw rows and

@@ -56,6 +56,7 @@ def usage_record(record: RequestRecord, *, finished_at: datetime | None = None) 
         variant=record.role or "stable",
         session_id=record.session_id,
         tool_calls=record.tool_calls,
+        wrong_actions=record.wrong_actions,
         tokens_in=record.total_tokens,
         cost_usd=record.cost_usd,
         error_code="" if outcome == "success" else record.outcome,

@@ -31,6 +31,10 @@ SCHEDULE = {
         "apps.telemetry.tasks.telemetry_retention",
         float(settings.TELEMETRY_RETENTION_EVERY_S),
     ),
+    "rollouts.analyse": (
+        "apps.rollouts.tasks.analyse_rollouts",
+        float(settings.ROLLOUT_ANALYSIS_EVERY_S),
+    ),
 }
 
 

@@ -205,7 +205,7 @@ def rollout_start(
     if not rollout.group_id:
         rollout.group_id = f"{agent.slug}:{environment.slug}:rollout-{rollout.pk}"
         rollout.save(update_fields=["group_id"])
-    first = State.SHADOW if plan["shadow"]["percentage"] else State.CANARY
+    first, step = _target(rollout, Event.START)  # shadow first when the plan has one
     transition = _move(
         rollout,
         event=Event.START,
@@ -213,7 +213,7 @@ def rollout_start(
         actor=actor,
         reason=reason,
         automatic=False,
-        step_index=0 if first == State.CANARY else -1,
+        step_index=step,  # into the canary: its first step (0), not -1
     )
     audit_record(
         actor=actor,
@@ -316,7 +316,7 @@ def _move(
     log.info(
         "rollout.transition",
         rollout_id=rollout.pk,
-        rollout_event=event,
+        rollout_event=event,  # structlog's first argument is named ``event``
         from_state=source,
         to_state=target,
         percentage=rollout.percentage,

@@ -30,6 +30,9 @@ class RecordInput(serializers.Serializer):
     steps = serializers.IntegerField(min_value=0, required=False)
     tool_calls = serializers.IntegerField(min_value=0, required=False)
     tool_failures = serializers.IntegerField(min_value=0, required=False)
+    wrong_actions = serializers.IntegerField(
+        min_value=0, required=False, help_text="actions the runtime later judged wrong"
+    )
     tokens_in = serializers.IntegerField(min_value=0, required=False)
     tokens_out = serializers.IntegerField(min_value=0, required=False)
     cost_usd = serializers.DecimalField(
@@ -68,6 +71,9 @@ class BucketInput(serializers.Serializer):
     steps = serializers.IntegerField(min_value=0, required=False)
     tool_calls = serializers.IntegerField(min_value=0, required=False)
     tool_failures = serializers.IntegerField(min_value=0, required=False)
+    wrong_actions = serializers.IntegerField(
+        min_value=0, required=False, help_text="actions the runtime later judged wrong"
+    )
     feedback_up = serializers.IntegerField(min_value=0, required=False)
     feedback_down = serializers.IntegerField(min_value=0, required=False)
     feedback_score_sum = serializers.FloatField(required=False)
