@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "apps.flags",
     "apps.telemetry",
     "apps.reviews",
+    "apps.alerts",
     "apps.rollouts",
     "apps.runtimes",
     "apps.dashboard",
