@@ -349,9 +349,9 @@ def alert_channel_rotate_secret(
 @transaction.atomic
 def alert_channel_delete(
     *, actor: Actor, channel: AlertChannel, reason: str = "", expected_version: int | None = None
-) -> None:
+) -> int:
     """Delete a channel and its delivery log (``alerts.delete_alertchannel``); alerts stay.
-    ``expected_version`` as for ``alert_channel_update``."""
+    ``expected_version`` as for ``alert_channel_update``. Returns the deleted channel's id."""
     authorize(actor, "alerts.delete_alertchannel", channel.tenant)
     channel = _lock(channel, expected_version)
     before = channel.snapshot()
@@ -367,6 +367,7 @@ def alert_channel_delete(
         reason=reason,
         before=before,
     )
+    return pk
 
 
 # ------------------------------------------------------------------------------ delivery
