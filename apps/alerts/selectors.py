@@ -61,7 +61,7 @@ def alert_channels_with_deliveries(
     """The channels of ``tenant_ids`` with their last ``per_channel`` deliveries as
     ``channel.recent_deliveries`` (newest first). Two queries plus one per channel at most:
     a tenant has a handful of channels."""
-    channels = list(
+    channels: list[AlertChannel] = list(
         alert_channel_list_for_user(user=user, tenant_ids=tenant_ids).prefetch_related(
             Prefetch(
                 "deliveries",

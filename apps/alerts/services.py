@@ -175,23 +175,35 @@ def alert_acknowledge(*, actor: Actor, alert: Alert) -> Alert:
 
 
 def _validated(
-    *, tenant: Tenant, name: str, url: str, kinds: Any, exclude_pk: int | None = None
+    *,
+    tenant: Tenant,
+    name: str,
+    url: str,
+    kinds: Any,
+    exclude_pk: int | None = None,
+    check_url: bool = True,
 ) -> tuple[str, str, list[str]]:
-    """``(name, url, kinds)`` cleaned; ``ValidationError`` naming each bad field."""
+    """``(name, url, kinds)`` cleaned; ``ValidationError`` naming each bad field. The URL is
+    resolved and checked only when ``check_url`` (a new or changed URL: disabling a channel
+    whose receiver's DNS is down must still work; every delivery checks it again anyway)."""
     errors: dict[str, list[str]] = {}
     name = name.strip()
     if not name:
         errors["name"] = ["Name the channel, e.g. on-call pager."]
     elif len(name) > 100:
         errors["name"] = ["At most 100 characters."]
-    elif AlertChannel.objects.filter(tenant=tenant, name=name).exclude(pk=exclude_pk).exists():
+    elif (
+        AlertChannel.objects.filter(tenant=tenant, name=name)
+        .exclude(pk=exclude_pk or 0)  # 0: no channel has it
+        .exists()
+    ):
         errors["name"] = [f"{tenant.name} already has a channel named {name}."]
     url = url.strip()
     if not url:
         errors["url"] = ["Give the https URL that receives the alerts."]
     elif len(url) > 500:
         errors["url"] = ["At most 500 characters."]
-    else:
+    elif check_url:
         try:
             push_target_resolve(url, noun=URL_NOUN)
         except PushTargetRefused as exc:
@@ -302,6 +314,7 @@ def alert_channel_update(
         url=channel.url if url is None else url,
         kinds=list(channel.kinds) if kinds is None else kinds,
         exclude_pk=channel.pk,
+        check_url=url is not None and url.strip() != channel.url,
     )
     channel.name, channel.url, channel.kinds = new_name, new_url, new_kinds
     if enabled is not None:
