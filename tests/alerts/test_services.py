@@ -55,6 +55,7 @@ def test_alert_raise__records_alert_and_audit_event(tenant: Tenant) -> None:
         str(alert.pk),
         tenant.pk,
     )
+    assert event.after is not None
     assert event.after["title"] == "support-bot v7 rolled back in production"
 
 
