@@ -136,7 +136,10 @@ def alert_deliveries_enqueue(*, delivery_ids: Iterable[int]) -> int:
 
 def alert_deliveries_resend(*, older_than_s: int = 60) -> int:
     """Enqueue again the deliveries never attempted (``pending``, ``attempts`` 0) created more
-    than ``older_than_s`` seconds ago: what a broker outage swallowed. Returns the count."""
+    than ``older_than_s`` seconds ago: what a broker outage swallowed (the beat's
+    ``alerts.resend-deliveries``). Delivery is at least once, like Stripe's webhooks: a task
+    still queued behind a long backlog may also run, so receivers de-duplicate by the
+    payload's ``id``. At most 500 per run; returns how many were enqueued."""
     cutoff = timezone.now() - timedelta(seconds=older_than_s)
     ids = list(
         AlertDelivery.objects.filter(
