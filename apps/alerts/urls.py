@@ -10,4 +10,5 @@ urlpatterns = [
     path("alerts/channels/new/", views.channel_create, name="channel_create"),
     path("alerts/channels/<int:pk>/edit/", views.channel_edit, name="channel_edit"),
     path("alerts/channels/<int:pk>/delete/", views.channel_delete, name="channel_delete"),
+    path("alerts/channels/<int:pk>/rotate/", views.channel_rotate, name="channel_rotate"),
 ]

@@ -13,7 +13,15 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.authz import requires, user_may
-from apps.core.ui import Confirmation, call_service, confirm_with_reason, local_url, paginate
+from apps.core.ui import (
+    Confirmation,
+    VersionedReasonForm,
+    call_service,
+    confirm_with_reason,
+    local_url,
+    paginate,
+    rebase_if_stale,
+)
 from apps.tenancy.context_processors import current_tenant, current_tenant_for
 
 from . import selectors, services
@@ -149,4 +157,44 @@ def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
         done_url="alerts:list",
         done_message=f"Alert channel {channel.name} deleted.",
         reread=lambda: shown(selectors.alert_channel_get_for_user(user=request.user, pk=pk)),
+    )
+
+
+@login_required
+@requires("alerts.change_alertchannel", "Your role does not allow changing alert channels.")
+def channel_rotate(request: HttpRequest, pk: int) -> HttpResponse:
+    """A new signing secret, shown once; the old one stops at once (after a leak)."""
+    channel = selectors.alert_channel_get_for_user(user=request.user, pk=pk, action="change")
+    form = VersionedReasonForm(request.POST or None, initial={"expected_version": channel.version})
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        rotated = call_service(
+            form,
+            lambda: services.alert_channel_rotate_secret(
+                actor=request.user,
+                channel=channel,
+                reason=data["reason"],
+                expected_version=data["expected_version"],
+            ),
+        )
+        if rotated is not None:
+            channel, raw = rotated
+            return render(
+                request,
+                "alerts/channel_created.html",
+                {"channel": channel, "raw": raw, "rotated": True},
+            )
+        channel = selectors.alert_channel_get_for_user(user=request.user, pk=pk)
+        rebase_if_stale(form, channel.version)
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "title": f"New signing secret for alert channel {channel.name}?",
+            "effect": f"{channel.url} gets alerts signed with a new secret at once; signatures "
+            "made with the old one no longer verify, so update the receiver right away.",
+            "action_label": "Rotate secret",
+            "danger": True,
+        },
     )

@@ -174,3 +174,27 @@ def test_channel_deliveries__lists_attempts(
     assert response.status_code == 200
     rows = response.json()["results"] if "results" in response.json() else response.json()
     assert [(r["alert"], r["status"], r["attempts"]) for r in rows] == [(alert.pk, "pending", 0)]
+
+
+def test_channel_rotate_secret__new_secret_once_old_key_gone(
+    tenant: Tenant, operator: Any, loopback_allowed: None
+) -> None:
+    client = api_as(operator)
+    created = client.post(
+        "/api/v1/alert-channels/",
+        {"tenant": tenant.pk, "name": "pager", "url": "http://127.0.0.1:9/"},
+        format="json",
+    ).json()
+    response = client.post(
+        f"/api/v1/alert-channels/{created['id']}/rotate-secret/",
+        {"reason": "leaked in a chat", "expected_version": 1},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    secret = response.json()["secret"]
+    assert secret != created["secret"]
+    channel = AlertChannel.objects.get()
+    assert (channel.secret_hash, channel.version) == (push_key(secret), 2)
+    assert (
+        AuditEvent.objects.get(action="alert_channel.secret_rotated").reason == "leaked in a chat"
+    )

@@ -140,3 +140,28 @@ def test_alerts_page__channels_show_last_deliveries(
     with django_assert_max_num_queries(12):
         page = client.get("/alerts/").content.decode()
     assert page.count("pending") >= 10  # five per channel
+
+
+def test_channel_rotate__confirm_with_reason__new_secret_shown_once(
+    tenant: Tenant, operator: Any, loopback_allowed: None
+) -> None:
+    channel, old = alert_channel_create(
+        actor=SystemActor("t"), tenant=tenant, name="pager", url="http://127.0.0.1:9/"
+    )
+    client = _login(operator)
+    assert "Rotate secret" in client.get(f"/alerts/channels/{channel.pk}/rotate/").content.decode()
+    assert (
+        client.post(f"/alerts/channels/{channel.pk}/rotate/", {"expected_version": 1})
+        .context["form"]
+        .errors["reason"]
+    )
+
+    response = client.post(
+        f"/alerts/channels/{channel.pk}/rotate/", {"reason": "leaked", "expected_version": 1}
+    )
+
+    assert response.status_code == 200
+    new = response.context["raw"]
+    channel.refresh_from_db()
+    assert new != old and channel.secret_hash == push_key(new)
+    assert new in response.content.decode()

@@ -179,6 +179,7 @@ ROUTES: dict[str, Route] = {
         delete="alerts.delete_alertchannel",
     ),
     "alert-channel-deliveries": _r("alert_channel", True, get="alerts.view_alertchannel"),
+    "alert-channel-rotate-secret": _r("alert_channel", True, post="alerts.change_alertchannel"),
     "segment-list": _r(None, get="flags.view_segment", post="flags.add_segment"),
     "segment-detail": _r(
         "segment",
@@ -230,6 +231,12 @@ ROUTES: dict[str, Route] = {
         None, get="alerts.add_alertchannel", post="alerts.add_alertchannel"
     ),
     "alerts:channel_edit": _r(
+        "pk_alert_channel",
+        True,
+        get="alerts.change_alertchannel",
+        post="alerts.change_alertchannel",
+    ),
+    "alerts:channel_rotate": _r(
         "pk_alert_channel",
         True,
         get="alerts.change_alertchannel",

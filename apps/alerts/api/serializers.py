@@ -111,3 +111,7 @@ class AlertChannelUpdateInput(NullMeansAbsentMixin, ExpectedVersionMixin, Option
 
 class AlertChannelDeleteInput(ExpectedVersionMixin, OptionalReasonMixin):
     pass
+
+
+class AlertChannelRotateInput(ExpectedVersionMixin, OptionalReasonMixin):
+    pass

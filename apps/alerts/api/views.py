@@ -150,6 +150,22 @@ class AlertChannelViewSet(ScopedViewSet):
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(
+        request=s.AlertChannelRotateInput,
+        parameters=[IF_MATCH],
+        responses={200: s.AlertChannelCreatedOutput, **CHANGE_ERRORS},
+    )
+    @action(detail=True, methods=["post"], url_path="rotate-secret")
+    def rotate_secret(self, request: Request, pk: str) -> Response:
+        """A new signing ``secret``, in this answer only; the old one stops at once."""
+        data: dict[str, Any] = self.validated(s.AlertChannelRotateInput)
+        seen = expected_version(request, data)
+        channel, raw = services.alert_channel_rotate_secret(
+            actor=request.user, channel=self.get_object(), expected_version=seen, **data
+        )
+        channel.secret = raw  # type: ignore[attr-defined]
+        return Response(s.AlertChannelCreatedOutput(channel).data)
+
     @extend_schema(responses={200: s.AlertDeliveryOutput(many=True), **ERRORS})
     @action(detail=True, methods=["get"])
     def deliveries(self, request: Request, pk: str) -> Response:
