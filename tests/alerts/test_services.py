@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from apps.alerts import services
 from apps.alerts.models import Alert, AlertChannel, AlertDelivery, DeliveryStatus
@@ -282,3 +284,33 @@ def test_alert_acknowledge__twice__one_audit_event(tenant: Tenant, operator: Any
     alert.refresh_from_db()
     assert alert.acknowledged_label == "olivia-operator"
     assert AuditEvent.objects.filter(action="alert.acknowledged").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alert_raise__outside_a_transaction__refused(tenant: Tenant) -> None:
+    with pytest.raises(RuntimeError, match="inside the transaction"):
+        alert_raise(tenant=tenant, kind="rollout.paused", severity="info", title="t", detail="")
+    assert not Alert.objects.exists()
+
+
+def test_alert_deliveries_resend__only_never_attempted_old_ones(
+    tenant: Tenant,
+    loopback_allowed: None,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    channel, _ = alert_channel_create(
+        actor=ACTOR, tenant=tenant, name="p", url="http://127.0.0.1:9/"
+    )
+    with django_capture_on_commit_callbacks(execute=False):
+        old, fresh, tried = _raise(tenant), _raise(tenant), _raise(tenant)
+    AlertDelivery.objects.filter(alert__in=[old, tried]).update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+    AlertDelivery.objects.filter(alert=tried).update(attempts=1, status=DeliveryStatus.FAILED)
+    enqueued: list[int] = []
+    monkeypatch.setattr(deliver_alert, "delay", enqueued.append)
+
+    assert services.alert_deliveries_resend() == 1
+    assert enqueued == [AlertDelivery.objects.get(alert=old, channel=channel).pk]
+    assert fresh.pk != old.pk
