@@ -87,7 +87,8 @@ def alert_raise(
         raise ValueError(f"alert kind {kind!r} is not <entity>.<event>")
     if severity not in Severity.values:
         raise ValueError(f"alert severity {severity!r} is not one of {Severity.values}")
-    if link and (not link.startswith("/") or link.startswith("//")):
+    # "//host" and "/\host" are other sites to a browser; a local path is neither.
+    if link and (not link.startswith("/") or link.startswith("//") or "\\" in link):
         raise ValueError(f"alert link {link!r} is not a local path")
     if not title.strip():
         raise ValueError("an alert needs a title")

@@ -68,6 +68,7 @@ def test_alert_raise__records_alert_and_audit_event(tenant: Tenant) -> None:
         {"severity": "urgent"},
         {"link": "https://evil.example/"},
         {"link": "//evil.example/"},
+        {"link": "/\\evil.example/"},
         {"title": "  "},
     ],
 )
