@@ -69,6 +69,13 @@ def setup_periodic_tasks(sender: Celery) -> None:
         "apps.runtimes.tasks.resend_side_effects",
         name="runtimes.resend-side-effects",
     )
+    # Enqueues again the alert deliveries a broker outage swallowed (docs/alerts.md).
+    add_periodic_task_with_expiry(
+        sender,
+        float(settings.ALERT_RESEND_EVERY_S),
+        "apps.alerts.tasks.resend_alert_deliveries",
+        name="alerts.resend-deliveries",
+    )
     # Drops expired raw-record day partitions, deletes expired minute rollups, keys and
     # bucket receipts, and creates the coming days' partitions (docs/decisions/0021).
     add_periodic_task_with_expiry(

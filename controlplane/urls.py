@@ -27,6 +27,7 @@ api_v1 = [
     path("", include("apps.bundles.api.urls")),
     path("", include("apps.flags.api.urls")),
     path("", include("apps.rollouts.api.urls")),
+    path("", include("apps.alerts.api.urls")),
 ]
 
 urlpatterns = [
@@ -52,6 +53,7 @@ urlpatterns = [
     path("", include("apps.flags.urls")),
     path("", include("apps.telemetry.urls")),
     path("", include("apps.reviews.urls")),
+    path("", include("apps.alerts.urls")),
     path("", include("apps.dashboard.urls")),
 ]
 

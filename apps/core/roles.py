@@ -42,6 +42,8 @@ _VIEW = [
     "bundles.view_promotiongate",
     "telemetry.view_requestrecord",
     "reviews.view_reviewgrade",
+    "alerts.view_alert",
+    "alerts.view_alertchannel",
 ]
 _OPERATE = [
     "tenancy.add_tenant",
@@ -71,6 +73,10 @@ _OPERATE = [
     "reviews.add_reviewgrade",
     "reviews.change_reviewgrade",
     "reviews.change_reviewpolicy",
+    "alerts.change_alert",
+    "alerts.add_alertchannel",
+    "alerts.change_alertchannel",
+    "alerts.delete_alertchannel",
 ]
 # Only for a role that sees every tenant: users, roles, and audit checkpoints (which count
 # every tenant's events).

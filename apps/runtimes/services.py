@@ -18,11 +18,11 @@ from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_lock
 from apps.audit.services import SystemActor, audit_record
 from apps.core import events
+from apps.core.outbound import PushTargetRefused, push_send, push_target_resolve
+from apps.core.webhooks import signed_headers
 from apps.tenancy.models import Environment
 
 from .models import RevisionLog, RuntimeInstance, WebhookDelivery
-from .push_targets import PushTargetRefused, push_send, push_target_resolve
-from .webhooks import signed_headers
 
 log = structlog.get_logger(__name__)
 # Starts the error of a delivery the SSRF guard refused: retrying it cannot help.

@@ -8,10 +8,9 @@ delivered twice."""
 
 from __future__ import annotations
 
-import random
-
 from celery import shared_task
-from django.conf import settings
+
+from apps.core.outbound import backoff_seconds
 
 from .services import (
     REFUSED_PREFIX,
@@ -24,13 +23,6 @@ MAX_ATTEMPTS = 6
 # Resolve, connect and read of one push, with room to log it; the hard limit ends a stuck one.
 WEBHOOK_SOFT_TIME_LIMIT_S = 12
 WEBHOOK_TIME_LIMIT_S = 15
-
-
-def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float | None = None) -> float:
-    """Exponential backoff with full jitter: spreads a fleet's retries instead of stampeding.
-    Capped (``RUNTIME_WEBHOOK_RETRY_CAP_S`` by default) below the broker's visibility timeout."""
-    limit = settings.RUNTIME_WEBHOOK_RETRY_CAP_S if cap is None else cap
-    return random.uniform(0, min(limit, base * 2**attempt))
 
 
 @shared_task(ignore_result=True, acks_late=True, reject_on_worker_lost=True)

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "apps.flags",
     "apps.telemetry",
     "apps.reviews",
+    "apps.alerts",
     "apps.rollouts",
     "apps.runtimes",
     "apps.dashboard",
@@ -434,6 +435,8 @@ RUNTIME_PUSH_ALLOWED_CIDRS = env.list("RUNTIME_PUSH_ALLOWED_CIDRS", default=[])
 # instead of losing them.
 RUNTIME_RESEND_WINDOW_S = env.int("RUNTIME_RESEND_WINDOW_S", default=300)
 RUNTIME_RESEND_EVERY_S = env.float("RUNTIME_RESEND_EVERY_S", default=15.0)
+# The beat enqueues again alert deliveries a broker outage swallowed (docs/alerts.md).
+ALERT_RESEND_EVERY_S = env.float("ALERT_RESEND_EVERY_S", default=60.0)
 # Requests per runtime token and minute on the runtime-facing Django endpoints (a fleet shares
 # its token: size it to the fleet); 429 with Retry-After beyond.
 RUNTIME_TOKEN_REQUESTS_PER_MINUTE = env.int("RUNTIME_TOKEN_REQUESTS_PER_MINUTE", default=6000)

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from apps.runtimes.webhooks import signed_headers
+from apps.core.webhooks import signed_headers
 from dataplane.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,

@@ -31,11 +31,14 @@ from typing import Any
 
 import pytest
 from django.apps import apps as django_apps
+from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
+from apps.alerts.models import AlertChannel
+from apps.alerts.services import alert_raise
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
@@ -164,6 +167,19 @@ ROUTES: dict[str, Route] = {
     ),
     "flag-toggle": _r("flag", True, post="flags.change_flag"),
     "flag-usage": _r("flag", True, get="flags.view_flag"),
+    "alert-list": _r(None, get="alerts.view_alert"),
+    "alert-detail": _r("alert", True, get="alerts.view_alert"),
+    "alert-acknowledge": _r("alert", True, post="alerts.change_alert"),
+    "alert-channel-list": _r(None, get="alerts.view_alertchannel", post="alerts.add_alertchannel"),
+    "alert-channel-detail": _r(
+        "alert_channel",
+        True,
+        get="alerts.view_alertchannel",
+        patch="alerts.change_alertchannel",
+        delete="alerts.delete_alertchannel",
+    ),
+    "alert-channel-deliveries": _r("alert_channel", True, get="alerts.view_alertchannel"),
+    "alert-channel-rotate-secret": _r("alert_channel", True, post="alerts.change_alertchannel"),
     "segment-list": _r(None, get="flags.view_segment", post="flags.add_segment"),
     "segment-detail": _r(
         "segment",
@@ -208,6 +224,30 @@ ROUTES: dict[str, Route] = {
     "telemetry:session_export": _r("pk_agent", True, get="telemetry.view_requestrecord"),
     "telemetry:record_detail": _r("pk_record", True, get="telemetry.view_requestrecord"),
     "telemetry:record_export": _r("pk_record", True, get="telemetry.view_requestrecord"),
+    "alerts:list": _r(None, get="alerts.view_alert"),
+    "alerts:badge": _r(None, get="alerts.view_alert"),
+    "alerts:acknowledge": _r("pk_alert", True, post="alerts.change_alert"),
+    "alerts:channel_create": _r(
+        None, get="alerts.add_alertchannel", post="alerts.add_alertchannel"
+    ),
+    "alerts:channel_edit": _r(
+        "pk_alert_channel",
+        True,
+        get="alerts.change_alertchannel",
+        post="alerts.change_alertchannel",
+    ),
+    "alerts:channel_rotate": _r(
+        "pk_alert_channel",
+        True,
+        get="alerts.change_alertchannel",
+        post="alerts.change_alertchannel",
+    ),
+    "alerts:channel_delete": _r(
+        "pk_alert_channel",
+        True,
+        get="alerts.delete_alertchannel",
+        post="alerts.delete_alertchannel",
+    ),
     "reviews:queue": _r("pk_agent", True, get="reviews.view_reviewgrade"),
     "reviews:grade": _r("pk_agent", True, post="reviews.add_reviewgrade"),
     "reviews:policy": _r("pk_agent", True, post="reviews.change_reviewpolicy"),
@@ -363,6 +403,14 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         ],
     )
     request_record = RequestRecord.objects.get(request_id="matrix-1")
+    with transaction.atomic():
+        alert = alert_raise(
+            tenant=tenant, kind="rollout.rolled_back", severity="critical", title="m", detail=""
+        )
+    # Created directly: the service would resolve the URL's host, and the matrix needs no DNS.
+    alert_channel = AlertChannel.objects.create(
+        tenant=tenant, name="pager", url="https://hooks.example.com/alerts", secret_hash="0" * 64
+    )
     users = {
         name: make_user(role, other_tenant if name == "other-tenant" else tenant, username=name)
         for name, role in ROLE_OF.items()
@@ -398,6 +446,10 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "pk_segment": {"pk": segment.pk},
         "pk_kill_switch": {"pk": kill_switch.pk},
         "pk_record": {"pk": request_record.pk},
+        "alert": {"pk": alert.pk},
+        "alert_channel": {"pk": alert_channel.pk},
+        "pk_alert": {"pk": alert.pk},
+        "pk_alert_channel": {"pk": alert_channel.pk},
     }
     return {"users": users, "token": token, "revoked": revoked, "args": args}
 

@@ -27,6 +27,10 @@ SCHEDULE = {
         "apps.runtimes.tasks.resend_side_effects",
         float(settings.RUNTIME_RESEND_EVERY_S),
     ),
+    "alerts.resend-deliveries": (
+        "apps.alerts.tasks.resend_alert_deliveries",
+        float(settings.ALERT_RESEND_EVERY_S),
+    ),
     "telemetry.retention": (
         "apps.telemetry.tasks.telemetry_retention",
         float(settings.TELEMETRY_RETENTION_EVERY_S),

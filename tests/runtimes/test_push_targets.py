@@ -15,9 +15,9 @@ from rest_framework.test import APIClient
 
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.services import SystemActor
-from apps.runtimes import push_targets
+from apps.core import outbound as push_targets
+from apps.core.outbound import PushTargetRefused, push_target_resolve
 from apps.runtimes.models import RuntimeInstance, WebhookDelivery
-from apps.runtimes.push_targets import PushTargetRefused, push_target_resolve
 from apps.runtimes.services import webhook_deliver
 from apps.runtimes.tasks import deliver_webhook
 from apps.tenancy.models import Environment, Tenant

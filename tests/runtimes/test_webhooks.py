@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.services import SystemActor
+from apps.core.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from apps.runtimes.models import RuntimeInstance, WebhookDelivery
 from apps.runtimes.tasks import backoff_seconds, deliver_webhook
-from apps.runtimes.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from apps.tenancy.models import Tenant
 
 pytestmark = pytest.mark.django_db

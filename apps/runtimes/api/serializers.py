@@ -9,8 +9,7 @@ from typing import Any
 from rest_framework import serializers
 
 from apps.core.api import NullMeansAbsentMixin
-
-from ..push_targets import PushTargetRefused, push_target_resolve
+from apps.core.outbound import PushTargetRefused, push_target_resolve
 
 # PostgreSQL bigint, the column of applied_revision and nack_revision.
 MAX_REVISION = 2**63 - 1

@@ -1,6 +1,8 @@
-"""Where the control plane may send webhook pushes (SSRF guard for ``push_url``).
+"""Where the control plane may send webhooks: the SSRF guard and the sender shared by runtime
+pushes (a runtime's ``push_url``) and alert channels (apps/alerts). Kernel code: imports no app.
 
-A runtime token can name any ``push_url``; the worker then POSTs there. Left unchecked that
+A runtime token can name any ``push_url``, an Operator any alert channel URL; the worker then
+POSTs there. Left unchecked that
 lets a token holder make the control plane reach its own loopback services, the private
 network or a cloud metadata endpoint. So a push target is checked twice: when a heartbeat
 registers it (a 400 naming ``push_url``) and again when a push connects, against the address
@@ -18,6 +20,7 @@ allowed network: no runtime lives there.
 from __future__ import annotations
 
 import ipaddress
+import random
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -150,12 +153,13 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return addresses
 
 
-def push_target_resolve(url: str) -> PushTarget:
+def push_target_resolve(url: str, *, noun: str = "Push URLs") -> PushTarget:
     """Resolve ``url``'s host now and check every address it resolves to.
 
-    Returns the target with the first address, to which the push must connect. Every address
-    must pass, not only the first: a name that also resolves to a refused address is refused,
-    so round-robin answers cannot slip one in. Raises PushTargetRefused."""
+    ``noun`` names the URLs in the refusal ("Push URLs", "Alert channel URLs"). Returns the
+    target with the first address, to which the push must connect. Every address must pass,
+    not only the first: a name that also resolves to a refused address is refused, so round-robin
+    answers cannot slip one in. Raises PushTargetRefused."""
     parts, host, port = _split(url)
     allowed = allowed_networks()
     addresses = _resolve(host, port)
@@ -163,7 +167,7 @@ def push_target_resolve(url: str) -> PushTarget:
         reason = refusal_reason(address, allowed)
         if reason is not None:
             raise PushTargetRefused(
-                f"Push URLs may not point at {host} ({reason}); an operator can allow a "
+                f"{noun} may not point at {host} ({reason}); an operator can allow a "
                 "network with RUNTIME_PUSH_ALLOWED_CIDRS."
             )
     path = parts.path or "/"
@@ -228,3 +232,12 @@ def push_send(target: PushTarget, *, body: bytes, headers: dict[str, str]) -> Pu
         return PushResponse(status=response.status)
     finally:
         pool.close()
+
+
+def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float | None = None) -> float:
+    """Seconds before retry ``attempt`` (0 for the first retry) of a webhook: exponential
+    backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015),
+    which spreads a fleet's retries instead of stampeding. Capped (``RUNTIME_WEBHOOK_RETRY_CAP_S``
+    by default) below the broker's visibility timeout."""
+    limit = settings.RUNTIME_WEBHOOK_RETRY_CAP_S if cap is None else cap
+    return random.uniform(0, min(limit, base * 2**attempt))
