@@ -303,7 +303,7 @@ def _move(
     log.info(
         "rollout.transition",
         rollout_id=rollout.pk,
-        event=event,
+        rollout_event=event,
         from_state=source,
         to_state=target,
         percentage=rollout.percentage,
