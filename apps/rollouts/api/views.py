@@ -23,6 +23,7 @@ from apps.core.api import (
     ScopedViewSet,
     expected_version,
 )
+from apps.core.concurrency import StaleVersion
 from apps.tenancy.models import Agent, Environment
 from apps.tenancy.selectors import (
     agent_get_for_user,
@@ -388,6 +389,8 @@ class RolloutPlanViewSet(ScopedViewSet):
                 reason=data["reason"],
                 expected_version=seen,
             )
+        except StaleVersion:
+            raise  # a 409, not a field error (a ValidationError too)
         except DjangoValidationError as exc:
             raise ValidationError(_plan_errors(exc)) from None
         row = _plan_row(environment)

@@ -200,7 +200,13 @@ def rollout_start(
         rollout.save(update_fields=["group_id"])
     first = State.SHADOW if plan["shadow"]["percentage"] else State.CANARY
     transition = _move(
-        rollout, event=Event.START, target=first, actor=actor, reason=reason, automatic=False
+        rollout,
+        event=Event.START,
+        target=first,
+        actor=actor,
+        reason=reason,
+        automatic=False,
+        step_index=0 if first == State.CANARY else None,
     )
     audit_record(
         actor=actor,
