@@ -89,6 +89,8 @@ class ReleaseViewSet(ScopedViewSet):
     # acts on an agent's environments by the deployment permissions: reads need
     # rollouts.view_deployment, deploy and rollback rollouts.add_deployment
     permission_model = Deployment
+    # one row per environment of the agent, never paged (the schema said paged: issue 9 net)
+    pagination_class = None
 
     def scoped_queryset(self) -> QuerySet[Environment]:
         if getattr(self, "swagger_fake_view", False):
