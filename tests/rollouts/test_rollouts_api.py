@@ -148,6 +148,8 @@ def test_rollout_api__forbidden_move_and_missing_reason__400_nothing_changes(
         ({"constraints": [{"contextName": "tenantId", "operator": "IN", "values": []}]},
          "constraints[0].values"),
         ({"constraints": "acme"}, "constraints"),
+        ({"constraints": [{"contextName": "tenantId", "operator": "IN", "values": ["a"]}] * 11},
+         "constraints"),
         ({"reason": ""}, "reason"),
         ({"agent": "x"}, "agent"),
     ],

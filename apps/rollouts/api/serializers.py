@@ -123,7 +123,7 @@ class RolloutStartInput(ReasonSerializer):
         default="",
         help_text=STICKINESS_HELP,
     )
-    constraints = ConstraintSerializer(
+    constraints = ConstraintSerializer(  # type: ignore[call-arg]  # ListSerializer's bound
         many=True,
         required=False,
         max_length=10,
