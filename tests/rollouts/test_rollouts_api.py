@@ -234,6 +234,51 @@ def test_release_rollback__rollout_running__rolls_back_the_rollout_then_stable(
 
 
 @pytest.mark.django_db
+def test_release_rollback__second_click_naming_the_rollout__409_stable_not_reverted(
+    tenant: Tenant,
+) -> None:
+    agent, environment = _with_stable(tenant)
+    deployment_create(
+        actor=ACTOR,
+        agent=agent,
+        environment=environment,
+        version=BundleVersion.objects.get(agent=agent, number=2),
+        reason="v2",
+    )
+    rollout = rollout_start(
+        actor=ACTOR,
+        agent=agent,
+        environment=environment,
+        candidate=BundleVersion.objects.get(agent=agent, number=3),
+        reason="try v3",
+    )
+    alice = api_as(make_user(Role.OPERATOR, tenant, username="alice"))
+    bob = api_as(make_user(Role.OPERATOR, tenant, username="bob"))
+    url = f"/api/v1/agents/{agent.pk}/releases/{environment.pk}/"
+    seen = alice.get(url).json()
+    click = {"reason": "bad", "expected_version": seen["rollout"]["version"], "rollout": rollout.pk}
+    first = alice.post(f"{url}rollback/", click, format="json")
+    assert first.status_code == 201 and first.json()["rolled_back"] == "rollout"
+    events = AuditEvent.objects.count()
+    second = bob.post(f"{url}rollback/", click, format="json")
+    assert second.status_code == 409, second.content
+    assert "no longer running" in second.json()["detail"]
+    assert second.json()["changed_by"] == "alice"
+    assert AuditEvent.objects.count() == events
+    live = Deployment.objects.get(agent=agent, environment=environment, state="live")
+    assert live.version.number == 2  # the stable version was not reverted by the second click
+    # naming "no rollout" reverts stable, as the release version says
+    stable = alice.post(
+        f"{url}rollback/",
+        {"reason": "v2 too", "expected_version": second.json()["current_version"],
+         "rollout": None},
+        format="json",
+    )  # fmt: skip
+    assert stable.status_code == 201, stable.content
+    assert (stable.json()["rolled_back"], stable.json()["stable_version"]) == ("stable", 1)
+
+
+@pytest.mark.django_db
 def test_rollout_plan_api__default_then_replace__bad_plan_400_keyed_by_dotted_path(
     tenant: Tenant,
 ) -> None:

@@ -48,7 +48,18 @@ class DeployInput(_Expected, ReasonSerializer):
 
 
 class RollbackInput(_Expected, ReasonSerializer):
-    """A reason and the release version read."""
+    """A reason and the version read: the rollout's while one runs, else the release's."""
+
+    rollout = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="The `rollout.id` you saw in the release (null: none was running). If "
+        "another state is current — e.g. a second click after the first rolled that rollout "
+        "back — the answer is 409 and nothing changes, so one click never also reverts the "
+        "stable version. Absent: whatever runs now is rolled back.",
+    )
 
 
 class ReleaseRolloutOutput(serializers.Serializer):

@@ -33,6 +33,7 @@ from apps.tenancy.selectors import (
 
 from .. import selectors, services
 from ..models import Deployment, Rollout, RolloutPlan
+from ..services.rollouts import ANY_ROLLOUT
 from . import serializers as s
 from .filters import RolloutListFilter
 
@@ -185,6 +186,7 @@ class ReleaseViewSet(ScopedViewSet):
             environment=environment,
             reason=data["reason"],
             expected_version=seen,
+            expected_rollout=data.get("rollout", ANY_ROLLOUT),
         )
         body = {
             **_release(agent, environment),
