@@ -158,3 +158,28 @@ def test_rollout_flag_name__reserved__a_flag_cannot_take_it(tenant: Tenant) -> N
 
     with pytest.raises(ValidationError, match="reserved for rollouts"):
         make_flag(tenant.environments.get(slug="development"), FEATURE)
+
+
+def test_rollout_feature__shadow_phase__enabled_at_zero__sdk_serves_stable_to_everyone(
+    asgi_server: str, tenant: Tenant, sdk: SdkFactory
+) -> None:
+    from apps.rollouts.plans import default_plan
+    from apps.rollouts.services import rollout_plan_set
+
+    development = tenant.environments.get(slug="development")
+    plan = default_plan()
+    plan["shadow"]["percentage"] = 25
+    rollout_plan_set(actor=ACTOR, environment=development, document=plan, reason="shadow first")
+    development, rollout = _rollout(tenant)
+    assert rollout.state == "shadow"
+    token = make_token(development)
+    feature = next(
+        f for f in _features(asgi_server, token).json()["features"] if f["name"] == FEATURE
+    )
+    assert feature["enabled"] and feature["strategies"][0]["parameters"]["rollout"] == "0"
+    client = sdk(token)
+    snapshot = _snapshot(development)
+    assert not any(client.is_enabled(FEATURE, {"sessionId": s}) for s in SESSIONS[:1000])
+    assert {choose_version(snapshot, "support-bot", s).role for s in SESSIONS[:1000]} == {"stable"}
+    split = snapshot.agents["support-bot"].rollout
+    assert split is not None and (split.phase, split.shadow_percentage) == ("shadow", 25.0)
