@@ -9,7 +9,7 @@ conformance tests pin it to the values the official SDKs produce."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import mmh3
@@ -69,3 +69,47 @@ def flexible_rollout_enabled(
     if identifier is None:
         return False
     return normalized_hash(identifier, group_id) <= rollout
+
+
+# Context fields Unleash reads from the context itself; any other name is a custom property.
+_TOP_LEVEL_FIELDS = ("userId", "sessionId", "remoteAddress", "environment", "appName")
+
+
+def context_value(name: str, context: Mapping[str, Any]) -> str | None:
+    """The value of context field ``name`` as Unleash resolves it: a top-level field, else
+    ``properties[name]``; None when absent."""
+    value = context.get(name) if name in _TOP_LEVEL_FIELDS else None
+    if value in (None, ""):
+        value = (context.get("properties") or {}).get(name)
+    return str(value) if value not in (None, "") else None
+
+
+def constraint_met(
+    context_name: str, operator: str, values: Iterable[str], context: Mapping[str, Any]
+) -> bool:
+    """Unleash's set constraints: ``IN`` holds when the field is present and among
+    ``values``; ``NOT_IN`` when it is not among them (an absent field is not among them, as
+    in the SDKs). Any other operator is not met (fail closed: never widens a canary)."""
+    value = context_value(context_name, context)
+    if operator == "IN":
+        return value is not None and value in set(values)
+    if operator == "NOT_IN":
+        return value is None or value not in set(values)
+    return False
+
+
+def rollout_enabled(
+    percentage: int | float | str,
+    group_id: str,
+    stickiness: str,
+    constraints: Iterable[tuple[str, str, Iterable[str]]],
+    context: Mapping[str, Any] | None = None,
+    random_id: Callable[[], str] = _random_id,
+) -> bool:
+    """A ``flexibleRollout`` strategy with constraints, as an Unleash SDK evaluates the
+    ``rollout.<agent>`` feature: every constraint met, then the bucket within the percentage.
+    ``constraints``: (context name, operator, values) triples."""
+    context = context or {}
+    if not all(constraint_met(n, op, v, context) for n, op, v in constraints):
+        return False
+    return flexible_rollout_enabled(percentage, group_id, stickiness, context, random_id)

@@ -173,10 +173,12 @@ class Runtime:
         context: RequestContext | None = None,
         *,
         user_id: str | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> RequestGuard:
         """A guard for one request: the bundle version is chosen once (a request does not
         change version mid-way), kill switches are read live so an engaged one takes effect at
-        the next check."""
+        the next check. ``properties``: Unleash context properties (``tenantId``) the
+        rollout's stickiness and constraints may read."""
         return RequestGuard(
             self.snapshot,
             agent=agent,
@@ -186,7 +188,33 @@ class Runtime:
             live=lambda: self.snapshot,
             user_id=user_id,
             rate_limits=self.rate_limits,
+            properties=properties,
         )
+
+    def shadow_guard(
+        self,
+        agent: str,
+        session_id: str,
+        context: RequestContext | None = None,
+        *,
+        user_id: str | None = None,
+        properties: Mapping[str, str] | None = None,
+    ) -> RequestGuard | None:
+        """For a session the rollout shadows (shadow phase, ``shadow_percentage``): a guard
+        running the candidate beside the live request, whose decisions are all ``shadow``
+        (nothing executed; its record's variant is ``shadow``). None for any other session:
+        then only the live request runs."""
+        guard = RequestGuard(
+            self.snapshot,
+            agent=agent,
+            session_id=session_id,
+            context=context,
+            live=lambda: self.snapshot,
+            user_id=user_id,
+            properties=properties,
+            shadow=True,
+        )
+        return guard if guard.version is not None else None
 
     def wait_for_revision(self, revision: int, timeout: float | None = None) -> bool:
         """Block until a snapshot with at least ``revision`` is served."""

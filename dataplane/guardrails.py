@@ -14,13 +14,22 @@ Checks run in a fixed precedence, and the first refusal decides:
 7. the tool's circuit breaker, then its rate limit (both shared by the whole runtime).
 
 ``ask`` outcomes (draft-only mode, ``ask`` rules, ``requires_approval``) become ``allow`` once the
-loop re-checks with ``approved=True`` after a human approved; refusals never do."""
+loop re-checks with ``approved=True`` after a human approved; refusals never do.
+
+Rollouts: ``choose_version`` serves the candidate to the sessions the rollout's flexibleRollout
+bucketing and constraints admit (canary phase). In the ``shadow`` phase every session is
+served stable, and ``choose_shadow`` names the sessions that *also* run the candidate in
+shadow: a guard made with ``shadow=True`` (``Runtime.shadow_guard``) decides as usual, but
+marks every decision ``shadow`` — nothing it allows may be executed (``Decision.executable``
+is False; the loop records the call with ``record_tool_call(..., executed=False)``, as
+draft-only mode holds writes back), it takes no rate-limit slot and feeds no circuit breaker,
+and its record is reported with variant ``shadow`` (the version's ``role``)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -28,11 +37,11 @@ from typing import Any
 from jsonschema.exceptions import best_match
 
 from .breaker import BreakerBoard
-from .bucketing import flexible_rollout_enabled
+from .bucketing import rollout_enabled
 from .policy import Policy, Tool, policy_cache
 from .ratelimit import RateLimiter
 from .regex import regex_problem, search
-from .snapshot import BundleVersion, KillSwitch, Snapshot
+from .snapshot import BundleVersion, KillSwitch, Rollout, Snapshot
 
 
 class Verdict(StrEnum):
@@ -48,10 +57,17 @@ class Decision:
     # Which check decided: kill_switch, allowlist, schema, limit, rule, approval, breaker,
     # rate_limit or input.
     check: str = ""
+    # Decided for a shadow run of the candidate: never executed, whatever the verdict.
+    shadow: bool = False
 
     @property
     def allowed(self) -> bool:
         return self.verdict is Verdict.ALLOW
+
+    @property
+    def executable(self) -> bool:
+        """May the loop perform the call? Allowed, and not in a shadow run."""
+        return self.allowed and not self.shadow
 
     @property
     def denied(self) -> bool:
@@ -100,6 +116,28 @@ class Usage:
     cost_usd: Decimal = Decimal(0)
     retries: dict[str, int] = field(default_factory=dict)
     last_failed: dict[str, bool] = field(default_factory=dict)
+    # tool calls recorded but not performed (a shadow run)
+    not_executed: list[str] = field(default_factory=list)
+
+
+def rollout_admits(rollout: Rollout, percentage: float, context: Mapping[str, Any]) -> bool:
+    """Does ``rollout`` put this context within ``percentage``? Its constraints first (IN /
+    NOT_IN on a context field, e.g. ``tenantId`` from the request's properties), then
+    Unleash's flexibleRollout bucketing: exactly what an SDK answers for the
+    ``rollout.<agent>`` feature."""
+    return rollout_enabled(
+        percentage,
+        rollout.group_id,
+        rollout.stickiness,
+        [(c.context_name, c.operator, c.values) for c in rollout.constraints],
+        context,
+    )
+
+
+def _unleash_context(
+    session_id: str, user_id: str | None, properties: Mapping[str, str] | None
+) -> dict[str, Any]:
+    return {"sessionId": session_id, "userId": user_id, "properties": dict(properties or {})}
 
 
 def choose_version(
@@ -110,22 +148,46 @@ def choose_version(
     user_id: str | None = None,
     properties: Mapping[str, str] | None = None,
 ) -> BundleVersion | None:
-    """Stable, or the candidate when a rollout runs and Unleash's flexibleRollout puts this
-    session in it (same group id and stickiness as every SDK, so one session stays on one
-    version across runtimes). None when the agent has nothing deployed here."""
+    """Stable, or the candidate when a rollout in its canary phase admits this session
+    (``rollout_admits``: same group id, stickiness and constraints as every SDK, so one
+    session stays on one version across runtimes). In the shadow phase always stable (see
+    ``choose_shadow``). None when the agent has nothing deployed here."""
     if snapshot is None:
         return None
     release = snapshot.agents.get(agent)
     if release is None:
         return None
-    if release.candidate is not None and release.rollout is not None:
-        context = {"sessionId": session_id, "userId": user_id, "properties": dict(properties or {})}
-        rollout = release.rollout
-        if flexible_rollout_enabled(
-            rollout.percentage, rollout.group_id, rollout.stickiness, context
-        ):
+    rollout = release.rollout
+    if release.candidate is not None and rollout is not None and rollout.phase != "shadow":
+        context = _unleash_context(session_id, user_id, properties)
+        if rollout_admits(rollout, rollout.percentage, context):
             return release.candidate
     return release.stable
+
+
+def choose_shadow(
+    snapshot: Snapshot | None,
+    agent: str,
+    session_id: str,
+    *,
+    user_id: str | None = None,
+    properties: Mapping[str, str] | None = None,
+) -> BundleVersion | None:
+    """The candidate to run in shadow beside stable for this session (its ``role``
+    ``shadow``), or None: only in a rollout's shadow phase, for the ``shadow_percentage`` of
+    sessions the same bucketing and constraints admit."""
+    if snapshot is None:
+        return None
+    release = snapshot.agents.get(agent)
+    if release is None or release.candidate is None or release.rollout is None:
+        return None
+    rollout = release.rollout
+    if rollout.phase != "shadow" or release.stable is None:
+        return None
+    context = _unleash_context(session_id, user_id, properties)
+    if not rollout_admits(rollout, rollout.shadow_percentage, context):
+        return None
+    return replace(release.candidate, role="shadow")
 
 
 def kill_switch_decision(
@@ -168,11 +230,18 @@ class RequestGuard:
         live: Callable[[], Snapshot | None] | None = None,
         user_id: str | None = None,
         rate_limits: RateLimiter | None = None,
+        properties: Mapping[str, str] | None = None,
+        shadow: bool = False,
     ) -> None:
         self.agent = agent
         self.session_id = session_id
         self.context = context or RequestContext()
-        self.version = choose_version(snapshot, agent, session_id, user_id=user_id)
+        # A shadow run executes nothing: no rate-limit slot, no breaker state of its own.
+        self.shadow = shadow
+        if shadow:
+            breakers = rate_limits = None
+        choose = choose_shadow if shadow else choose_version
+        self.version = choose(snapshot, agent, session_id, user_id=user_id, properties=properties)
         self.policy: Policy | None = (
             policy_cache.get(self.version.digest, self.version.bundle) if self.version else None
         )
@@ -364,6 +433,8 @@ class RequestGuard:
         return f"{self.agent} v{version.version}" if version else self.agent
 
     def _note(self, subject: str, decision: Decision) -> Decision:
+        if self.shadow:
+            decision = replace(decision, shadow=True)
         with self._lock:
             self.decisions.append((subject, decision))
         return decision
@@ -377,14 +448,18 @@ class RequestGuard:
             self.usage.total_tokens += tokens
             self.usage.cost_usd += Decimal(str(cost_usd))
 
-    def record_tool_call(self, tool: str, *, ok: bool) -> None:
-        """One executed tool call and whether it succeeded (also feeds the circuit breaker)."""
+    def record_tool_call(self, tool: str, *, ok: bool, executed: bool = True) -> None:
+        """One tool call and whether it succeeded (an executed one also feeds the circuit
+        breaker). ``executed=False``: recorded, not performed (a shadow run); it counts
+        towards the request's limits all the same."""
         with self._lock:
             if self.usage.last_failed.get(tool):
                 self.usage.retries[tool] = self.usage.retries.get(tool, 0) + 1
             self.usage.last_failed[tool] = not ok
             self.usage.tool_calls += 1
-        if self._breakers is not None:
+            if not executed or self.shadow:
+                self.usage.not_executed.append(tool)
+        if self._breakers is not None and executed:
             breaker = self._breakers.get(tool)
             if ok:
                 breaker.record_success()

@@ -15,7 +15,8 @@ from .canonical import FORMS, UNMARKED_FORM, form_of
 
 SCHEMA = "controlplane.snapshot/v1"
 
-Role = Literal["stable", "candidate"]
+# which version a record was served by: stable, candidate, or the candidate in shadow
+Role = Literal["stable", "candidate", "shadow"]
 
 
 class SnapshotError(ValueError):
@@ -35,10 +36,33 @@ class BundleVersion:
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """An Unleash constraint narrowing who may get the candidate (``tenantId IN [acme]``).
+    ``operator`` is ``IN`` or ``NOT_IN``; any other fails closed (never met), so a constraint
+    this runtime cannot read never widens a canary."""
+
+    context_name: str
+    operator: str
+    values: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Rollout:
+    """The traffic split of a running rollout (docs/runtime-api.md, ``rollout``).
+
+    ``phase`` ``canary``: ``percentage`` of sessions (flexibleRollout bucketing, narrowed by
+    ``constraints``) are served the candidate. ``shadow``: live traffic stays on stable
+    (``percentage`` is 0) and ``shadow_percentage`` of sessions also run the candidate in
+    shadow, its actions not executed. Fields a control plane did not send take the values
+    that keep the older meaning (a canary without constraints)."""
+
     percentage: float
     stickiness: str
     group_id: str
+    id: Any = None
+    phase: str = "canary"
+    shadow_percentage: float = 0.0
+    constraints: tuple[Constraint, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,10 +187,20 @@ def _release(name: str, data: Mapping[str, Any]) -> AgentRelease:
             percentage = float(rollout_data.get("percentage", 0))
         except (TypeError, ValueError) as exc:
             raise SnapshotError(f"agents.{name}.rollout.percentage must be a number") from exc
+        try:
+            shadow_percentage = float(rollout_data.get("shadow_percentage") or 0)
+        except (TypeError, ValueError) as exc:
+            raise SnapshotError(
+                f"agents.{name}.rollout.shadow_percentage must be a number"
+            ) from exc
         rollout = Rollout(
             percentage=percentage,
             stickiness=str(rollout_data.get("stickiness") or "sessionId"),
             group_id=str(rollout_data.get("group_id") or ""),
+            id=rollout_data.get("id"),
+            phase=str(rollout_data.get("phase") or "canary"),
+            shadow_percentage=shadow_percentage,
+            constraints=_constraints(name, rollout_data.get("constraints")),
         )
     return AgentRelease(
         name=name,
@@ -174,6 +208,27 @@ def _release(name: str, data: Mapping[str, Any]) -> AgentRelease:
         candidate=_version(name, "candidate", data.get("candidate")),
         rollout=rollout,
     )
+
+
+def _constraints(name: str, raw: Any) -> tuple[Constraint, ...]:
+    if raw in (None, ""):
+        return ()
+    if not isinstance(raw, list):
+        raise SnapshotError(f"agents.{name}.rollout.constraints must be a list")
+    constraints = []
+    for i, item in enumerate(raw):
+        data = _mapping(item, f"agents.{name}.rollout.constraints.{i}")
+        values = data.get("values") or []
+        if not isinstance(values, list):
+            raise SnapshotError(f"agents.{name}.rollout.constraints.{i}.values must be a list")
+        constraints.append(
+            Constraint(
+                context_name=str(data.get("contextName") or ""),
+                operator=str(data.get("operator") or ""),
+                values=frozenset(str(v) for v in values),
+            )
+        )
+    return tuple(constraints)
 
 
 _KINDS = {"tool_disabled", "agent_mode", "agent_stopped"}

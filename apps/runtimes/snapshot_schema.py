@@ -31,6 +31,34 @@ _RELEASE: dict[str, Any] = {
     "required": ["version", "digest", "bundle", "signature"],
 }
 
+# The traffic split of a running rollout (docs/runtime-api.md, "rollout"); a runtime reads
+# absent fields as a plain canary (phase canary, no shadow, no constraints).
+_ROLLOUT: dict[str, Any] = {
+    "type": "object",
+    "nullable": True,
+    "properties": {
+        "id": {"type": "integer"},
+        "phase": {"type": "string", "enum": ["shadow", "canary"]},
+        "percentage": {"type": "number", "minimum": 0, "maximum": 100},
+        "shadow_percentage": {"type": "number", "minimum": 0, "maximum": 100},
+        "stickiness": {"type": "string"},
+        "group_id": {"type": "string"},
+        "constraints": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "contextName": {"type": "string"},
+                    "operator": {"type": "string", "enum": ["IN", "NOT_IN"]},
+                    "values": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["contextName", "operator", "values"],
+            },
+        },
+    },
+    "required": ["percentage", "stickiness", "group_id"],
+}
+
 COMPONENTS: dict[str, dict[str, Any]] = {
     "RuntimeConfig": {
         "type": "object",
@@ -55,7 +83,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
                             "properties": {
                                 "stable": _RELEASE,
                                 "candidate": _RELEASE,
-                                "rollout": {"type": "object", "nullable": True},
+                                "rollout": _ROLLOUT,
                             },
                             "required": ["stable"],
                         },

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from apps.flags.unleash import (
     query_hash,
     single_feature,
 )
+from apps.rollouts.selectors import rollout_runtime_document, rollouts_serving
 from apps.tenancy.models import Environment
 
 from .unleash_client_schema import FEATURE, FEATURES, STREAMING
@@ -66,7 +68,80 @@ def environment_state(scope: TokenScope) -> tuple[int, list[dict[str, Any]], lis
             kill_switch_dict(s)
             for s in kill_switches_engaged_for(environment=environment, agent_id=scope.agent_id)
         ]
-    return revision, [*features, *kill_features(switches)], segments
+        rollouts = rollout_features(environment_id=environment.pk, agent_id=scope.agent_id)
+    return revision, [*features, *kill_features(switches), *rollouts], segments
+
+
+ROLLOUT_PREFIX = "rollout."
+
+
+def rollout_feature_name(agent_slug: str) -> str:
+    """``rollout.<agent-slug>``: the feature that carries the traffic split of the rollout of
+    that agent (the ``rollout.`` prefix is reserved: no flag may take such a name)."""
+    return f"{ROLLOUT_PREFIX}{agent_slug}"
+
+
+def rollout_feature(*, agent_slug: str, rollout: Mapping[str, Any]) -> dict[str, Any]:
+    """The Unleash feature of one rollout (the snapshot's ``rollout`` object, from
+    ``rollout_runtime_document``): enabled, with one ``flexibleRollout`` strategy
+    (``rollout`` = the canary percentage, ``stickiness``, ``groupId``) narrowed by the
+    rollout's constraints. An unmodified Unleash SDK's ``is_enabled("rollout.<agent>",
+    context)`` is then true exactly for the sessions the snapshot sends to the candidate
+    (docs/runtime-api.md): same MurmurHash3 bucketing of ``groupId:stickiness-value``.
+    In shadow phase the percentage is 0 (no live traffic to the candidate); the shadow share
+    is in ``description`` only, as it is no on/off decision an SDK makes."""
+    # Unleash's flexibleRollout takes a whole percentage (SDKs parse an integer). Buckets are
+    # whole numbers 1..100 and a session is in when its bucket <= the percentage, so the
+    # runtime's float comparison with 1.5 admits exactly the buckets that 1 does: the floor
+    # is the same split, and an SDK never sees a number it cannot parse.
+    shown = str(math.floor(rollout["percentage"]))
+    return {
+        "name": rollout_feature_name(agent_slug),
+        "type": "release",
+        "description": f"Rollout #{rollout['id']} of {agent_slug}: {rollout['phase']}, "
+        f"{rollout['percentage']:g}% of sessions on the candidate"
+        + (f", {rollout['shadow_percentage']:g}% shadowed" if rollout["shadow_percentage"] else "")
+        + ". Managed by the control plane: enabled means serve the candidate.",
+        "enabled": True,
+        "stale": False,
+        "impressionData": False,
+        "project": "default",
+        "strategies": [
+            {
+                "name": "flexibleRollout",
+                "parameters": {
+                    "rollout": shown,
+                    "stickiness": rollout["stickiness"],
+                    "groupId": rollout["group_id"],
+                },
+                "constraints": [
+                    {
+                        "contextName": c["contextName"],
+                        "operator": c["operator"],
+                        "values": list(c["values"]),
+                        "inverted": False,
+                        "caseInsensitive": False,
+                    }
+                    for c in rollout["constraints"]
+                ],
+                "segments": [],
+                "variants": [],
+            }
+        ],
+        "variants": [],
+    }
+
+
+def rollout_features(*, environment_id: int, agent_id: int | None) -> list[dict[str, Any]]:
+    """One ``rollout.<agent-slug>`` feature per agent with a rollout serving in the
+    environment (shadow, canary or paused), sorted by name; for an agent-scoped token, only
+    its agent's."""
+    serving = rollouts_serving(environment_id=environment_id, agent_id=agent_id)
+    features = [
+        rollout_feature(agent_slug=r.agent.slug, rollout=rollout_runtime_document(r))
+        for r in serving.values()
+    ]
+    return sorted(features, key=lambda feature: feature["name"])
 
 
 def build_features(scope: TokenScope, variant: str, key: str) -> tuple[int, bytes]:

@@ -75,6 +75,12 @@ class SyntheticRequest:
     order_amount: float
     message: str
     seed: str
+    # the end customer's tenant (Unleash context property tenantId): per-tenant canaries
+    tenant: str = ""
+
+
+# End-customer tenants of simulated sessions, for per-tenant canaries (tenantId constraints).
+TENANTS = ("acme", "globex", "initech", "umbrella", "hooli")
 
 
 def synthetic_request(
@@ -82,9 +88,13 @@ def synthetic_request(
 ) -> SyntheticRequest:
     intent = _pick(rng, INTENTS)
     unhappy = intent in ("complaint", "refund_request") or rng.random() < 0.2
+    session = rng.randrange(sessions)
     return SyntheticRequest(
         request_id=request_id,
-        session_id=f"session-{rng.randrange(sessions)}",
+        session_id=f"session-{session}",
+        # from the session, not a fresh draw: a session keeps its tenant, and every other
+        # random choice of a seeded run stays what it was
+        tenant=TENANTS[session % len(TENANTS)],
         intent=intent,
         end_user_role=_pick(rng, ROLES),
         unhappy=unhappy,
@@ -156,7 +166,7 @@ class RequestRecord:
     agent: str
     version: int | None
     digest: str | None
-    role: str | None  # stable | candidate
+    role: str | None  # stable | candidate | shadow (the record's variant)
     session_id: str
     outcome: str
     quality: float
@@ -168,6 +178,8 @@ class RequestRecord:
     approvals: int
     wrong_actions: int
     tools_called: list[str] = field(default_factory=list)
+    # a shadow run's tool calls: recorded, not performed
+    not_executed: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -248,10 +260,15 @@ class _Run:
             if not decision.allowed:
                 self.denials += 1
                 return "denied"
-            self.tools_called.append(tool)
             self.latency_ms += self.rng.uniform(40, 160)
             ok = self.rng.random() >= self.tool_failure_rate
-            self.guard.record_tool_call(tool, ok=ok)
+            if decision.executable:
+                self.tools_called.append(tool)
+                self.guard.record_tool_call(tool, ok=ok)
+            else:
+                # A shadow run: the call is recorded, never performed. Its simulated result
+                # draws from the same odds, so shadow and stable records compare like for like.
+                self.guard.record_tool_call(tool, ok=ok, executed=False)
             if ok:
                 return "done"
             if attempt < 2 and not self.step():
@@ -302,6 +319,10 @@ class FakeAgent:
     def handle(
         self, request: SyntheticRequest, guard: RequestGuard, instance_id: str = ""
     ) -> RequestRecord:
+        """Serve ``request`` with the version ``guard`` chose. A shadow guard
+        (``Runtime.shadow_guard``) gives the candidate's shadow record: same request and
+        randomness as the live one, ``role`` ``shadow``, request id suffixed ``:shadow``,
+        its tool calls in ``not_executed``."""
         rng = random.Random(request.seed)
         version = guard.version
         outcome = BLOCKED
@@ -311,7 +332,7 @@ class FakeAgent:
             outcome = self._converse(request, run)
         usage = guard.usage
         return RequestRecord(
-            request_id=request.request_id,
+            request_id=f"{request.request_id}:shadow" if guard.shadow else request.request_id,
             instance_id=instance_id,
             agent=self.agent,
             version=version.version if version else None,
@@ -328,6 +349,7 @@ class FakeAgent:
             approvals=run.approvals if run else 0,
             wrong_actions=run.wrong_actions if run else 0,
             tools_called=run.tools_called if run else [],
+            not_executed=list(usage.not_executed),
         )
 
     def _converse(self, request: SyntheticRequest, run: _Run) -> str:

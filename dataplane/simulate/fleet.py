@@ -158,8 +158,18 @@ class SimulatedRuntime:
                 tenant=snapshot.tenant if snapshot else None,
                 environment=snapshot.environment if snapshot else None,
             )
-            guard = self.runtime.guard(self.agent, request.session_id, context)
+            properties = {"tenantId": request.tenant} if request.tenant else None
+            guard = self.runtime.guard(
+                self.agent, request.session_id, context, properties=properties
+            )
             self._sink(self.fake.handle(request, guard, instance))
+            # In a rollout's shadow phase, a shadowed session also runs the candidate: a
+            # second record, variant shadow, whose actions were not executed.
+            shadow = self.runtime.shadow_guard(
+                self.agent, request.session_id, context, properties=properties
+            )
+            if shadow is not None:
+                self._sink(self.fake.handle(request, shadow, instance))
             self.handled += 1
             self._stopping.wait(self.interval_s)
 

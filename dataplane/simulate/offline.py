@@ -27,8 +27,14 @@ def snapshot_for(
     kill_switches: Iterable[Mapping[str, Any]] = (),
     tenant: str = "acme",
     environment: str = "production",
+    phase: str = "canary",
+    shadow_percentage: float = 0,
+    stickiness: str = "sessionId",
+    constraints: Iterable[Mapping[str, Any]] = (),
 ) -> Snapshot:
-    """An (unsigned) snapshot serving ``stable`` and optionally a ``candidate`` rollout."""
+    """An (unsigned) snapshot serving ``stable`` and optionally a ``candidate`` rollout
+    (``phase`` canary with ``percentage``, or shadow with ``shadow_percentage``; Unleash
+    ``constraints`` such as ``{"contextName": "tenantId", "operator": "IN", ...}``)."""
 
     def version(number: int, bundle: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if bundle is None:
@@ -43,7 +49,15 @@ def snapshot_for(
     rollout = None
     if candidate is not None:
         group_id = f"{agent}:{environment}:rollout-1"
-        rollout = {"percentage": percentage, "stickiness": "sessionId", "group_id": group_id}
+        rollout = {
+            "id": 1,
+            "phase": phase,
+            "percentage": 0 if phase == "shadow" else percentage,
+            "shadow_percentage": shadow_percentage if phase == "shadow" else 0,
+            "stickiness": stickiness,
+            "group_id": group_id,
+            "constraints": [dict(c) for c in constraints],
+        }
     content = {
         "schema": SCHEMA,
         "canonical": RFC8785,
@@ -75,7 +89,9 @@ def run_requests(
     breakers: BreakerBoard | None = None,
 ) -> list[RequestRecord]:
     """Handle ``count`` synthetic requests; the same seed gives the same requests, so two
-    snapshots can be compared on identical traffic."""
+    snapshots can be compared on identical traffic. A request of a session the rollout
+    shadows gives two records: the live one (stable) and the candidate's, variant
+    ``shadow``, its tool calls not executed."""
     fake = FakeAgent(agent, tool_failure_rate=tool_failure_rate)
     records = []
     for number in range(count):
@@ -85,8 +101,24 @@ def run_requests(
             tenant=snapshot.tenant if snapshot else None,
             environment=snapshot.environment if snapshot else None,
         )
+        properties = {"tenantId": request.tenant} if request.tenant else None
         guard = RequestGuard(
-            snapshot, agent=agent, session_id=request.session_id, context=context, breakers=breakers
+            snapshot,
+            agent=agent,
+            session_id=request.session_id,
+            context=context,
+            breakers=breakers,
+            properties=properties,
         )
         records.append(fake.handle(request, guard, instance_id))
+        shadow = RequestGuard(
+            snapshot,
+            agent=agent,
+            session_id=request.session_id,
+            context=context,
+            properties=properties,
+            shadow=True,
+        )
+        if shadow.version is not None:
+            records.append(fake.handle(request, shadow, instance_id))
     return records

@@ -37,7 +37,7 @@ from apps.bundles.services import bundle_version_push
 from apps.core.fastpath.registry import registry
 from apps.core.roles import Role
 from apps.flags.services import flags_import, kill_switch_engage
-from apps.rollouts.services import deployment_create
+from apps.rollouts.services import deployment_create, rollout_start
 from apps.tenancy.models import Agent, Tenant
 from tests.factories import AgentFactory, make_user
 
@@ -85,11 +85,25 @@ def _keep_test_connection() -> Iterator[None]:
     signals.request_finished.connect(close_old_connections)
 
 
+def _running_rollout(tenant: Tenant, agent: Agent) -> None:
+    """A rollout in development (v1 stable, v2 at its first step), so the rollout and
+    release operations answer with data, not only 404s, and their bodies are checked."""
+    actor = SystemActor("fuzz")
+    development = tenant.environments.get(slug="development")
+    v1 = bundle_version_push(actor=actor, agent=agent, message="v1", source=BUNDLE).version
+    v2 = bundle_version_push(
+        actor=actor, agent=agent, message="v2", source=BUNDLE.replace("Help with", "Help on")
+    ).version
+    deployment_create(actor=actor, agent=agent, environment=development, version=v1, reason="a")
+    rollout_start(actor=actor, agent=agent, environment=development, candidate=v2, reason="b")
+
+
 @pytest.fixture
 def credentials(tenant: Tenant, _keep_test_connection: None) -> dict[str, dict[str, str]]:
     """Headers by API: an Admin's token for the operator API, a runtime token of the tenant's
     production environment for the runtime and Unleash client APIs."""
-    AgentFactory(tenant=tenant, slug="support-bot")
+    agent: Agent = AgentFactory(tenant=tenant, slug="support-bot")  # type: ignore[assignment]
+    _running_rollout(tenant, agent)
     admin = make_user(Role.ADMIN, username="fuzz-admin")
     _, runtime = runtime_token_create(
         actor=SystemActor("fuzz"),
@@ -214,6 +228,19 @@ def live_runtime_headers(asgi_server: str, tenant: Tenant) -> dict[str, str]:
     version = bundle_version_push(actor=actor, agent=agent, message="v1", source=BUNDLE).version
     deployment_create(
         actor=actor, agent=agent, environment=production, version=version, reason="launch"
+    )
+    # a running rollout: the snapshot's candidate and rollout, and the rollout.<agent> feature
+    candidate = bundle_version_push(
+        actor=actor, agent=agent, message="v2", source=BUNDLE.replace("Help with", "Help on")
+    ).version
+    rollout_start(
+        actor=actor,
+        agent=agent,
+        environment=production,
+        candidate=candidate,
+        reason="fuzz",
+        override_reason="fuzz: no staging run",
+        constraints=[{"contextName": "tenantId", "operator": "IN", "values": ["acme"]}],
     )
     kill_switch_engage(
         actor=actor,

@@ -43,6 +43,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
 from apps.core.roles import ROLE_PERMISSIONS, Role
+from apps.rollouts.services import deployment_create, rollout_start
 from apps.telemetry.models import RequestRecord
 from apps.telemetry.services import records_ingest
 from apps.tenancy.models import Tenant
@@ -135,6 +136,18 @@ ROUTES: dict[str, Route] = {
     "release-detail": _r("agent_environment_ids", True, get="rollouts.view_deployment"),
     "release-deploy": _r("agent_environment_ids", True, post="rollouts.add_deployment"),
     "release-rollback": _r("agent_environment_ids", True, post="rollouts.add_deployment"),
+    # ---------------------------------------------------------------- operator API: rollouts
+    "rollout-list": _r(None, get="rollouts.view_rollout", post="rollouts.add_rollout"),
+    "rollout-detail": _r("rollout", True, get="rollouts.view_rollout"),
+    "rollout-advance": _r("rollout", True, post="rollouts.change_rollout"),
+    "rollout-pause": _r("rollout", True, post="rollouts.change_rollout"),
+    "rollout-resume": _r("rollout", True, post="rollouts.change_rollout"),
+    "rollout-abort": _r("rollout", True, post="rollouts.change_rollout"),
+    "rollout-rollback": _r("rollout", True, post="rollouts.change_rollout"),
+    "rollout-complete": _r("rollout", True, post="rollouts.change_rollout"),
+    "rollout-plan-detail": _r(
+        "environment_id", True, get="rollouts.view_rolloutplan", put="rollouts.change_rolloutplan"
+    ),
     # ---------------------------------------------------------------- operator API: bundles
     "bundle-version-list": _r(
         "agent_id", True, get="bundles.view_bundleversion", post="bundles.add_bundleversion"
@@ -380,6 +393,19 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         agent=agent,
         reason="matrix",
     )
+    # a running rollout of v2 (v1 stable) for the rollout routes
+    candidate = bundle_version_push(
+        actor=ACTOR,
+        agent=agent,
+        source=demo_text("refund-agent-v1").replace("within policy", "within the policy"),
+        message="two",
+    ).version
+    deployment_create(
+        actor=ACTOR, agent=agent, environment=development, version=version, reason="matrix"
+    )
+    rollout = rollout_start(
+        actor=ACTOR, agent=agent, environment=development, candidate=candidate, reason="matrix"
+    )
     token_row, token = runtime_token_create(
         actor=ACTOR, tenant=tenant, environment=development, name="live"
     )
@@ -450,6 +476,7 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "alert_channel": {"pk": alert_channel.pk},
         "pk_alert": {"pk": alert.pk},
         "pk_alert_channel": {"pk": alert_channel.pk},
+        "rollout": {"pk": rollout.pk},
     }
     return {"users": users, "token": token, "revoked": revoked, "args": args}
 

@@ -13,6 +13,7 @@ from .report import Problems
 
 FLAG_TYPES = ("release", "experiment", "operational", "kill-switch", "permission")
 RESERVED_PREFIX = "kill."  # kill switches compile to features under this prefix
+ROLLOUT_PREFIX = "rollout."  # running rollouts compile to features under this prefix
 NAME_MAX = 200
 _WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
@@ -36,4 +37,6 @@ def check_name(value: Any, path: str, problems: Problems, *, allow_reserved: boo
         problems.error(
             path, f"Names starting with {RESERVED_PREFIX!r} are reserved for kill switches."
         )
+    elif not allow_reserved and name.startswith(ROLLOUT_PREFIX):
+        problems.error(path, f"Names starting with {ROLLOUT_PREFIX!r} are reserved for rollouts.")
     return name

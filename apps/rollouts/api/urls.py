@@ -1,8 +1,11 @@
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
-from .views import ReleaseViewSet
+from .views import ReleaseViewSet, RolloutPlanViewSet, RolloutViewSet
 
 RELEASE = "agents/<int:agent_id>/releases/<int:environment_id>/"
+router = SimpleRouter()
+router.register("rollouts", RolloutViewSet, basename="rollout")
 urlpatterns = [
     path(
         "agents/<int:agent_id>/releases/",
@@ -14,4 +17,10 @@ urlpatterns = [
     path(
         f"{RELEASE}rollback/", ReleaseViewSet.as_view({"post": "rollback"}), name="release-rollback"
     ),
+    path(
+        "environments/<int:environment_id>/rollout-plan/",
+        RolloutPlanViewSet.as_view({"get": "retrieve", "put": "update"}),
+        name="rollout-plan-detail",
+    ),
+    *router.urls,
 ]

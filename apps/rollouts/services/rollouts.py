@@ -22,6 +22,7 @@ from apps.audit.services import Actor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
 from apps.bundles.selectors import promotion_gate_check
 from apps.core.authz import authorize
+from apps.core.concurrency import StaleVersion
 from apps.core.locks import lock_row
 from apps.core.reasons import require_reason
 from apps.tenancy.models import Agent, Environment
@@ -448,6 +449,11 @@ class RollbackOutcome:
         return f"Rolled back to v{self.deployment.version.number}."
 
 
+# "any": the caller did not say which rollout it saw running (the CLI, older API clients)
+ANY_ROLLOUT = -1
+
+
+@transaction.atomic
 def release_rollback(
     *,
     actor: Actor,
@@ -455,13 +461,40 @@ def release_rollback(
     environment: Environment,
     reason: str,
     expected_version: int | None = None,
+    expected_rollout: int | None = ANY_ROLLOUT,
 ) -> RollbackOutcome:
     """The on-call's one button: roll back the running rollout of ``agent`` in
     ``environment`` (the candidate leaves every runtime; stable stays), or, when none runs,
     revert the stable version to the previous known-good one (``deployment_rollback``).
     ``expected_version`` is the rollout's ``sequence`` or the deployment's, by which one
-    the user saw; raises what those services raise."""
+    the user saw. ``expected_rollout``: the id of the rollout the user saw running (None:
+    none was); when another state is current — typically the second of two clicks, after the
+    first rolled the rollout back — ``StaleVersion``, so one click never also reverts the
+    stable version. Decided under the environment lock. Raises what those services raise."""
+    environment_lock(environment_id=environment.pk)
     running = rollout_active(agent=agent, environment=environment)
+    seen_rollout = running.pk if running is not None else None
+    if expected_rollout != ANY_ROLLOUT and expected_rollout != seen_rollout:
+        last = (
+            RolloutTransition.objects.filter(rollout_id=expected_rollout).order_by("-id").first()
+            if expected_rollout is not None
+            else None
+        )
+        current = deployment_current(agent=agent, environment=environment)
+        what = (
+            f"Rollout #{expected_rollout} is no longer running"
+            if expected_rollout is not None
+            else f"Rollout #{seen_rollout} started"
+        )
+        raise StaleVersion(
+            f"{what} ({agent.name} in {environment.name}): nothing was changed. Check the "
+            "new state and roll back again if it is still needed.",
+            current_version=running.sequence
+            if running is not None
+            else (current.sequence if current is not None else 0),
+            changed_by=last.actor_label if last is not None else "",
+            changed_at=last.created_at if last is not None else None,
+        )
     if running is not None:
         result = rollout_transition(
             actor=actor,

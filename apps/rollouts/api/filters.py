@@ -1,0 +1,49 @@
+"""Query filters of the rollouts API list; the base classes and the 400-on-a-bad-value rule
+are in ``apps.core.filters``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+
+from apps.core.filters import ChoiceFilter, FilterSet, IdFilter
+from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user
+
+from ..models import Rollout
+
+
+class RolloutListFilter(FilterSet):
+    """``agent=<id>``, ``environment=<id>`` (one the caller may not see is a 404, as for one
+    that does not exist), ``state=<state>`` or ``state=active`` (not ended yet)."""
+
+    agent = IdFilter(method="filter_agent", invalid="An agent id.", help_text="agent id")
+    environment = IdFilter(
+        method="filter_environment", invalid="An environment id.", help_text="environment id"
+    )
+    state = ChoiceFilter(
+        method="filter_state",
+        choices=[*Rollout.State.choices, ("active", "active")],
+        help_text="a state, or active: pending, shadow, canary or paused",
+    )
+
+    class Meta:
+        model = Rollout
+        fields: list[str] = []
+
+    def filter_agent(self, qs: QuerySet[Any], name: str, value: int | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        return qs.filter(agent=agent_get_for_user(user=self.request.user, pk=value))
+
+    def filter_environment(self, qs: QuerySet[Any], name: str, value: int | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        return qs.filter(environment=environment_get_for_user(user=self.request.user, pk=value))
+
+    def filter_state(self, qs: QuerySet[Any], name: str, value: str) -> QuerySet[Any]:
+        if not value:
+            return qs
+        if value == "active":
+            return qs.filter(state__in=Rollout.ACTIVE)
+        return qs.filter(state=value)
