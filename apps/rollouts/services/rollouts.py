@@ -200,7 +200,13 @@ def rollout_start(
         rollout.save(update_fields=["group_id"])
     first = State.SHADOW if plan["shadow"]["percentage"] else State.CANARY
     transition = _move(
-        rollout, event=Event.START, target=first, actor=actor, reason=reason, automatic=False
+        rollout,
+        event=Event.START,
+        target=first,
+        actor=actor,
+        reason=reason,
+        automatic=False,
+        step_index=0 if first == State.CANARY else None,  # straight to the first step
     )
     audit_record(
         actor=actor,
@@ -303,7 +309,7 @@ def _move(
     log.info(
         "rollout.transition",
         rollout_id=rollout.pk,
-        event=event,
+        transition_event=event,  # structlog takes "event" as the message
         from_state=source,
         to_state=target,
         percentage=rollout.percentage,
