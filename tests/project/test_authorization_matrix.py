@@ -40,6 +40,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
 from apps.core.roles import ROLE_PERMISSIONS, Role
+from apps.rollouts.services import deployment_create, rollout_start
 from apps.telemetry.models import RequestRecord
 from apps.telemetry.services import records_ingest
 from apps.tenancy.models import Tenant
@@ -255,7 +256,9 @@ ROUTES: dict[str, Route] = {
     "rollouts:agent_releases": _r("pk_agent", True, get="rollouts.view_deployment"),
     "rollouts:deploy": _r("pk_agent", True, post="rollouts.add_deployment"),
     "rollouts:rollback": _r("agent_environment", True, post="rollouts.add_deployment"),
-    "rollouts:rollout_start": _r("pk_agent", True, get="rollouts.add_rollout", post="rollouts.add_rollout"),
+    "rollouts:rollout_start": _r(
+        "pk_agent", True, get="rollouts.add_rollout", post="rollouts.add_rollout"
+    ),
     "rollouts:rollout_list": _r(None, get="rollouts.view_rollout"),
     "rollouts:rollout_detail": _r("pk_rollout", True, get="rollouts.view_rollout"),
     "rollouts:rollout_live": _r("pk_rollout", True, get="rollouts.view_rollout"),
@@ -371,6 +374,18 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         ],
     )
     request_record = RequestRecord.objects.get(request_id="matrix-1")
+    candidate = bundle_version_push(
+        actor=ACTOR,
+        agent=agent,
+        source=demo_text("refund-agent-v1").replace("description: ", "description: v2 ", 1),
+        message="two",
+    ).version
+    deployment_create(
+        actor=ACTOR, agent=agent, environment=development, version=version, reason="matrix"
+    )
+    rollout = rollout_start(
+        actor=ACTOR, agent=agent, environment=development, candidate=candidate, reason="matrix"
+    )
     users = {
         name: make_user(role, other_tenant if name == "other-tenant" else tenant, username=name)
         for name, role in ROLE_OF.items()
@@ -406,6 +421,8 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "pk_segment": {"pk": segment.pk},
         "pk_kill_switch": {"pk": kill_switch.pk},
         "pk_record": {"pk": request_record.pk},
+        "pk_rollout": {"pk": rollout.pk},
+        "rollout_event": {"pk": rollout.pk, "event": "pause"},
     }
     return {"users": users, "token": token, "revoked": revoked, "args": args}
 
