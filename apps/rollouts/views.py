@@ -208,16 +208,29 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
             version=selectors.deployment_sequence(plan.current),
         )
 
-    return confirm_with_reason(
-        request,
-        shown=shown(plan),
-        act=lambda reason, expected_version: services.release_rollback(
+    def act(reason: str, expected_version: int | None) -> object:
+        # The page stated a revert of the stable version: a rollout started meanwhile would
+        # make the one button roll that back instead, which nobody confirmed.
+        started = selectors.rollout_active(agent=agent, environment=environment)
+        if started is not None:
+            raise ValidationError(
+                f"Rollout #{started.pk} of v{started.candidate.number} started here meanwhile "
+                f"(by {started.started_by_label}). Nothing was changed: reload the page to roll "
+                "it back.",
+                code="stale",
+            )
+        return services.release_rollback(
             actor=request.user,
             agent=agent,
             environment=environment,
             reason=reason,
             expected_version=expected_version,
-        ),
+        )
+
+    return confirm_with_reason(
+        request,
+        shown=shown(plan),
+        act=act,
         done_url=reverse("tenancy:agent_detail", kwargs={"pk": agent.pk}),
         done_message=lambda outcome: (
             f"Rolled back: {agent.name} in {environment.name} serves "
@@ -285,6 +298,16 @@ def rollout_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _label(rollout: Rollout, event: str) -> str:
+    """A button's words: advancing past the last step completes the rollout."""
+    last = rollout.state == Rollout.State.CANARY and rollout.step_index + 1 >= len(
+        rollout.plan["steps"]
+    )
+    if event == "advance":
+        return "Complete…" if last else "Advance…"
+    return {"pause": "Pause…", "resume": "Resume…", "abort": "Abort…"}.get(event, "Roll back…")
+
+
 def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
     """What the polled part of the rollout page shows: cheap reads only (the rollout row, its
     transitions, the newest analyses, one convergence count)."""
@@ -301,7 +324,7 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
         "latest": analyses[0] if analyses else None,
         "analyses": analyses,
         "convergence": convergence_for(environments=[rollout.environment])[0],
-        "actions": [a for a in ACTIONS if a in allowed],
+        "actions": [(a, _label(rollout, a)) for a in ACTIONS if a in allowed],
         "metric_labels": METRIC_LABELS,
         "rendered_at": timezone.now(),
         "tz": _tz(rollout.agent.tenant),
@@ -560,6 +583,7 @@ def rollout_start(request: HttpRequest, pk: int) -> HttpResponse:
             "version": version,
             "gates": gates,
             "has_versions": bool(versions),
+            "versions": versions,
             "confirming": confirming,
         },
     )

@@ -5,6 +5,7 @@ nothing changed)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -429,3 +430,39 @@ def test_rollout_charts__records_of_both_sides__candidate_stable_and_the_band(
     assert html.count("data-plotly-figure") >= 4
     assert "tolerated band up to stable x 1.5" in html
     assert "candidate" in html
+
+
+def test_rollout_pages__query_budget__list_and_live_part_stay_cheap(
+    tenant: Tenant,
+    operator: User,
+    agent: Agent,
+    rollout: Rollout,
+    django_assert_max_num_queries: Any,
+) -> None:
+    client = _client(operator)
+    client.get("/rollouts/")  # warm the session and permission caches
+    for n in range(3):
+        RolloutAnalysis.objects.create(
+            rollout=rollout,
+            tick=timezone.now() - timedelta(seconds=30 * n),
+            step_index=0,
+            percentage=1,
+            decision="wait",
+            reason="too few requests",
+        )
+    with django_assert_max_num_queries(16):
+        client.get("/rollouts/")
+    with django_assert_max_num_queries(16):
+        client.get(f"/rollouts/{rollout.pk}/live/")
+
+
+def test_rollout_action__advance_from_the_last_step__says_complete(
+    operator: User, rollout: Rollout
+) -> None:
+    for _ in range(2):
+        rollout_transition(actor=ACTOR, rollout_id=rollout.pk, event="advance", reason="PASS")
+    client = _client(operator)
+    live = client.get(f"/rollouts/{rollout.pk}/live/").content.decode()
+    assert "Complete…" in live and "Advance…" not in live
+    confirm = client.get(f"/rollouts/{rollout.pk}/advance/").content.decode()
+    assert "becomes the stable version of Support bot in Development" in confirm
