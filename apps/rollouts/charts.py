@@ -11,7 +11,7 @@ colours everywhere); shadow traffic is the candidate's and is drawn as the candi
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import plotly.graph_objects as go
@@ -23,6 +23,8 @@ from .plans import METRIC_LABELS
 STABLE_COLOUR = "#2563eb"
 CANDIDATE_COLOUR = "#d97706"
 BAND_COLOUR = "rgba(37, 99, 235, 0.12)"
+MIN_SPAN = timedelta(minutes=15)
+MARGIN = timedelta(minutes=1)
 _LAYOUT: dict[str, Any] = {
     "height": 240,
     "margin": {"l": 60, "r": 16, "t": 46, "b": 36},
@@ -112,6 +114,12 @@ def rollout_figures(
     candidate_minutes = _minutes(candidate)
     if not stable_minutes and not candidate_minutes:
         return []
+    # At least a quarter of an hour wide, so a young rollout's first minutes do not stretch
+    # across the chart; a minute of margin so the first and last points are not on the edge.
+    x_range = [
+        (start - MARGIN).astimezone(tz),
+        (max(end, start + MIN_SPAN) + MARGIN).astimezone(tz),
+    ]
     figures = []
     for metric in metrics:
         name = metric["metric"]
@@ -164,7 +172,7 @@ def rollout_figures(
         title = question + (" · dry run" if metric.get("dry_run") else "")
         figure.update_layout(
             title={"text": title, "font": {"size": 13}},
-            xaxis={"range": [start.astimezone(tz), end.astimezone(tz)], "gridcolor": "#f1f5f9"},
+            xaxis={"range": x_range, "gridcolor": "#f1f5f9"},
             yaxis_title=unit,
             **_LAYOUT,
         )

@@ -246,6 +246,7 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
 
 # How far back the rollout page's charts reach: a long rollout shows its latest hours.
 CHART_WINDOW = timedelta(hours=6)
+HTMX_STOP_POLLING = 286
 ACTIONS = ("advance", "pause", "resume", "abort", "rollback")
 STATE_FILTERS = ("active", *Rollout.State.values)
 
@@ -344,7 +345,13 @@ def rollout_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def rollout_live(request: HttpRequest, pk: int) -> HttpResponse:
     """The live part of the rollout page (htmx polls it every few seconds)."""
     rollout = selectors.rollout_get_for_user(user=request.user, pk=pk)
-    return render(request, "rollouts/_rollout_live.html", _live_context(request, rollout))
+    context = _live_context(request, rollout)
+    response = render(request, "rollouts/_rollout_live.html", context)
+    if not rollout.is_active and context["convergence"].converged:
+        # Ended, and every runtime has acknowledged: nothing left to watch. htmx stops
+        # polling on a 286 (and still swaps this last state in).
+        response.status_code = HTMX_STOP_POLLING
+    return response
 
 
 @login_required

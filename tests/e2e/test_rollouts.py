@@ -126,3 +126,92 @@ def test_rollout_page__one_click_rollback__convergence_reaches_every_runtime(
         page.context.close()  # stop the page's polling before the database is flushed
         for runtime in runtimes:
             runtime.stop()
+
+
+def test_rollout_page__verdicts_and_charts__drawn_in_the_browser(
+    asgi_server: str, page: Page, operator: User, tenant: Tenant
+) -> None:
+    """The charts of candidate against stable (plotly, served from static/, no inline
+    script) and the verdict table with each metric's reason, as an operator sees them."""
+    from django.utils import timezone
+
+    from apps.rollouts.models import RolloutAnalysis
+    from apps.telemetry.services import records_ingest
+
+    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    development = tenant.environments.get(slug="development")
+    v1, v2 = (
+        bundle_version_push(
+            actor=ACTOR,
+            agent=agent,
+            message=name,
+            source=(DEMO / f"support-bot-{name}.yaml").read_text(),
+        ).version
+        for name in ("v1", "v2")
+    )
+    deployment_create(actor=ACTOR, agent=agent, environment=development, version=v1, reason="go")
+    rollout = rollout_start(
+        actor=ACTOR, agent=agent, environment=development, candidate=v2, reason="friendlier"
+    )
+    token, _ = runtime_token_create(
+        actor=ACTOR, tenant=tenant, environment=development, name="fleet"
+    )
+    now = timezone.now()
+    records_ingest(
+        token=token,
+        records=[
+            {
+                "request_id": f"{variant}-{i}",
+                "agent": "support-bot",
+                "session_id": f"s-{i}",
+                "variant": variant,
+                "version_digest": version.digest,
+                "started_at": now.isoformat(),
+                "latency_ms": 200 + i,
+                "cost_usd": "0.002",
+                "outcome": "error" if i % (3 if variant == "candidate" else 25) == 0 else "success",
+            }
+            for variant, version in (("stable", v1), ("candidate", v2))
+            for i in range(50)
+        ],
+    )
+    RolloutAnalysis.objects.create(
+        rollout=rollout,
+        tick=now,
+        step_index=0,
+        percentage=1,
+        decision="wait",
+        reason="error_rate failing once (1 of 2 allowed)",
+        candidate_requests=50,
+        stable_requests=50,
+        verdicts=[
+            {
+                "metric": "error_rate",
+                "verdict": "FAIL",
+                "reason": "candidate 34% against stable 4%: more than 1.5x stable",
+                "statistic": 9.2,
+                "interval": [3.1, 17.0],
+                "candidate": {"requests": 50, "events": 17, "value": 0.34},
+                "stable": {"requests": 50, "events": 2, "value": 0.04},
+                "dry_run": False,
+                "on_failure": "rollback",
+                "critical": True,
+            }
+        ],
+    )
+    try:
+        log_in(page, asgi_server, operator.username)
+        page.goto(f"{asgi_server}/rollouts/{rollout.pk}/")
+        verdicts = page.get_by_role("row").filter(has_text="error_rate")
+        expect(verdicts.first).to_contain_text("FAIL")
+        expect(verdicts.first).to_contain_text("more than 1.5x stable")
+        charts = page.locator("#rollout-charts .plotly-graph-div .main-svg")
+        expect(charts.first).to_be_visible(timeout=20_000)
+        assert charts.count() >= 4
+        expect(
+            page.get_by_role("img", name="error rate of the candidate against stable")
+        ).to_be_visible()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "rollout-page.png"), full_page=True)
+    finally:
+        page.context.close()
