@@ -347,9 +347,10 @@ def rollout_live(request: HttpRequest, pk: int) -> HttpResponse:
     rollout = selectors.rollout_get_for_user(user=request.user, pk=pk)
     context = _live_context(request, rollout)
     response = render(request, "rollouts/_rollout_live.html", context)
-    if not rollout.is_active and context["convergence"].converged:
-        # Ended, and every runtime has acknowledged: nothing left to watch. htmx stops
-        # polling on a 286 (and still swaps this last state in).
+    convergence = context["convergence"]
+    if not rollout.is_active and (convergence.converged or not convergence.live):
+        # Ended, and every runtime has acknowledged (or none is live): nothing left to watch.
+        # htmx stops polling on a 286 (and still swaps this last state in).
         response.status_code = HTMX_STOP_POLLING
     return response
 

@@ -466,3 +466,68 @@ def test_rollout_action__advance_from_the_last_step__says_complete(
     assert "Complete…" in live and "Advance…" not in live
     confirm = client.get(f"/rollouts/{rollout.pk}/advance/").content.decode()
     assert "becomes the stable version of Support bot in Development" in confirm
+
+
+def test_rollout_live__ended_and_nothing_left_to_watch__stops_the_polling(
+    operator: User, rollout: Rollout
+) -> None:
+    client = _client(operator)
+    assert client.get(f"/rollouts/{rollout.pk}/live/").status_code == 200  # running: poll on
+    rollout_transition(actor=ACTOR, rollout_id=rollout.pk, event="abort", reason="not today")
+    ended = client.get(f"/rollouts/{rollout.pk}/live/")
+    assert ended.status_code == 286  # htmx: stop polling
+    assert "not reached" in ended.content.decode()
+
+
+def test_rollout_steps__plan_with_shadow__shadow_first_then_steps_then_100(
+    tenant: Tenant, operator: User, agent: Agent, versions: tuple[Any, Any]
+) -> None:
+    from apps.rollouts.selectors import rollout_steps
+    from apps.rollouts.services import rollout_plan_set
+
+    development = tenant.environments.get(slug="development")
+    rollout_plan_set(
+        actor=ACTOR,
+        environment=development,
+        document={"shadow": {"percentage": 5}, "steps": [{"percentage": 20}]},
+        reason="shadow first",
+    )
+    rollout = rollout_start(
+        actor=ACTOR, agent=agent, environment=development, candidate=versions[1], reason="go"
+    )
+    steps = [(s.label, s.state) for s in rollout_steps(rollout)]
+    assert steps == [("shadow 5%", "current"), ("20%", "next"), ("100%", "next")]
+    rollout_transition(actor=ACTOR, rollout_id=rollout.pk, event="advance", reason="ok")
+    rollout.refresh_from_db()
+    steps = [(s.label, s.state) for s in rollout_steps(rollout)]
+    assert steps == [("shadow 5%", "done"), ("20%", "current"), ("100%", "next")]
+
+
+def test_plan_edit__blank_row_adds_a_step_and_remove_drops_one(
+    tenant: Tenant, operator: User
+) -> None:
+    staging = tenant.environments.get(slug="staging")
+    data = _plan_post(
+        1,
+        **{
+            "steps-TOTAL_FORMS": 4,
+            "steps-3-percentage": 80,
+            "steps-3-min_dwell_s": 60,
+            "steps-3-min_requests": 10,
+            "steps-0-DELETE": "on",
+        },
+    )
+    response = _client(operator).post(f"/environments/{staging.pk}/rollout-plan/", data)
+    assert response.status_code == 302
+    plan = RolloutPlan.objects.get(environment=staging)
+    assert [s["percentage"] for s in plan.document["steps"]] == [20, 60, 80]
+
+
+def test_version_page__start_rollout_link_for_operators_only(
+    tenant: Tenant, operator: User, agent: Agent, versions: tuple[Any, Any]
+) -> None:
+    url = f"/bundles/agents/{agent.pk}/v2/"
+    link = f"/agents/{agent.pk}/rollouts/new/?version=2"
+    assert link in _client(operator).get(url).content.decode()
+    viewer = _client(make_user(Role.VIEWER, tenant, username="vera"))
+    assert link not in viewer.get(url).content.decode()
