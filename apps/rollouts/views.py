@@ -249,6 +249,13 @@ CHART_WINDOW = timedelta(hours=6)
 HTMX_STOP_POLLING = 286
 ACTIONS = ("advance", "pause", "resume", "abort", "rollback")
 STATE_FILTERS = ("active", *Rollout.State.values)
+# ?sort= of the rollout list (a leading "-": descending)
+SORTS = {
+    "id": "id",
+    "agent": "agent__name",
+    "environment": "environment__position",
+    "state": "state",
+}
 
 
 def _tz(tenant: Any) -> zoneinfo.ZoneInfo:
@@ -276,6 +283,13 @@ def rollout_list(request: HttpRequest) -> HttpResponse:
     )
     if tenant is not None:
         rows = rows.filter(agent__tenant=tenant)
+    sort = request.GET.get("sort", "")
+    if sort.lstrip("-") in SORTS:
+        field = SORTS[sort.lstrip("-")]
+        rows = rows.order_by(f"-{field}" if sort.startswith("-") else field, "-id")
+    else:
+        sort = ""
+    filters = {k: str(v) for k, v in request.GET.items() if k in ("agent", "environment", "state")}
     return render(
         request,
         "rollouts/rollout_list.html",
@@ -288,13 +302,15 @@ def rollout_list(request: HttpRequest) -> HttpResponse:
             "states": STATE_FILTERS,
             "chosen": {"agent": agent_id, "environment": environment_id, "state": state},
             "filtered": bool(agent_id or environment_id or state),
-            "query": urlencode(
-                {
-                    k: str(v)
-                    for k, v in request.GET.items()
-                    if k in ("agent", "environment", "state")
-                }
-            ),
+            "query": urlencode({**filters, **({"sort": sort} if sort else {})}),
+            "filters": urlencode(filters),
+            "sort": sort,
+            "sort_columns": [
+                ("id", "#"),
+                ("agent", "Agent"),
+                ("environment", "Environment"),
+                ("state", "State"),
+            ],
         },
     )
 

@@ -531,3 +531,14 @@ def test_version_page__start_rollout_link_for_operators_only(
     assert link in _client(operator).get(url).content.decode()
     viewer = _client(make_user(Role.VIEWER, tenant, username="vera"))
     assert link not in viewer.get(url).content.decode()
+
+
+def test_rollout_list__sorted_by_a_column__links_toggle_the_direction(
+    operator: User, rollout: Rollout
+) -> None:
+    client = _client(operator)
+    html = client.get("/rollouts/?state=active&sort=agent").content.decode()
+    assert 'aria-sort="ascending"' in html
+    assert "?state=active&amp;sort=-agent" in html  # clicking again: descending
+    assert f"/rollouts/{rollout.pk}/" in html
+    assert client.get("/rollouts/?sort=password").status_code == 200  # unknown: ignored
