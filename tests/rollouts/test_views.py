@@ -542,3 +542,12 @@ def test_rollout_list__sorted_by_a_column__links_toggle_the_direction(
     assert "?state=active&amp;sort=-agent" in html  # clicking again: descending
     assert f"/rollouts/{rollout.pk}/" in html
     assert client.get("/rollouts/?sort=password").status_code == 200  # unknown: ignored
+
+
+def test_interval_filter__pair_object_or_none() -> None:
+    from apps.rollouts.templatetags.rollouts import interval, number
+
+    assert interval([2.13456, 4.4]) == "[2.135, 4.4]"
+    assert interval({"low": 0.5, "high": None}) == "[0.5, —]"
+    assert interval(None) == "—"
+    assert number(None) == "—" and number(12.5) == "12.5"
