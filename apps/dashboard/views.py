@@ -19,12 +19,6 @@ from apps.tenancy.selectors import (
 # Sections whose capability has not shipped yet. Each still explains what will appear there
 # and how it gets filled, instead of a dead link.
 UPCOMING_SECTIONS = {
-    "rollouts": (
-        "Rollouts",
-        "Canary rollouts of a candidate bundle version with metric gates, pause, abort and "
-        "one-click rollback.",
-        "Start a rollout from a bundle version's page.",
-    ),
     "budgets": (
         "Budgets",
         "Limits on cost, tokens, requests and tool calls per scope, with soft alerts and a "

@@ -5,9 +5,10 @@ from typing import Any
 
 from django.db.models import Max, QuerySet
 
+from apps.core.authz import AnyUser, get_restricted, restrict
 from apps.tenancy.models import Agent, Environment
 
-from .models import Deployment, Rollout, RolloutPlan
+from .models import Deployment, Rollout, RolloutAnalysis, RolloutPlan, RolloutTransition
 from .plans import default_plan
 
 
@@ -184,3 +185,100 @@ def rollout_list(
     if environment is not None:
         rows = rows.filter(environment=environment)
     return rows.order_by("-id")
+
+
+# --------------------------------------------------------------------------- rollout pages
+
+
+def rollout_list_for_user(
+    *,
+    user: AnyUser,
+    agent_id: int | None = None,
+    environment_id: int | None = None,
+    state: str = "",
+) -> QuerySet[Rollout]:
+    """Rollouts the user may see (their tenants'), newest first, with what a list row shows;
+    optionally of one agent, one environment, or in one state ("active" for any state that
+    has not ended)."""
+    rows = restrict(
+        Rollout.objects.select_related("agent", "environment", "candidate", "baseline"), user
+    )
+    if agent_id is not None:
+        rows = rows.filter(agent_id=agent_id)
+    if environment_id is not None:
+        rows = rows.filter(environment_id=environment_id)
+    if state == "active":
+        rows = rows.filter(state__in=Rollout.ACTIVE)
+    elif state:
+        rows = rows.filter(state=state)
+    return rows.order_by("-id")
+
+
+def rollout_get_for_user(*, user: AnyUser, pk: int) -> Rollout:
+    """One rollout of the user's tenants; ``Http404`` otherwise (never a 403)."""
+    return get_restricted(
+        Rollout.objects.select_related(
+            "agent__tenant", "environment__tenant", "candidate", "baseline"
+        ),
+        user,
+        pk=pk,
+    )
+
+
+def rollout_transitions(*, rollout: Rollout) -> list[RolloutTransition]:
+    """The timeline of ``rollout``, oldest first."""
+    return list(rollout.transitions.order_by("id"))
+
+
+def rollout_analyses(*, rollout: Rollout, limit: int = 20) -> list[RolloutAnalysis]:
+    """The newest ``limit`` analysis ticks of ``rollout`` (the decision log), newest first."""
+    return list(rollout.analyses.order_by("-tick")[:limit])
+
+
+@dataclass(frozen=True)
+class StepView:
+    """One stop on a rollout's way, for the step progress: ``label`` ("shadow 5%", "10%"),
+    ``state`` done | current | next | skipped (after the rollout ended short of it)."""
+
+    label: str
+    state: str
+
+
+def rollout_steps(rollout: Rollout) -> list[StepView]:
+    """shadow? → each canary step → 100%, each marked done, current, next or skipped."""
+    plan = rollout.plan
+    serving = rollout.paused_from if rollout.state == Rollout.State.PAUSED else rollout.state
+    # Position on the way: shadow -1, canary step i, completed len(steps).
+    steps = plan["steps"]
+    if rollout.state == Rollout.State.COMPLETED:
+        here = len(steps)
+    elif serving == Rollout.State.SHADOW or (
+        serving == Rollout.State.PENDING and plan["shadow"]["percentage"]
+    ):
+        here = -1
+    else:
+        here = max(rollout.step_index, 0)
+    ended_short = rollout.state in (Rollout.State.ABORTED, Rollout.State.ROLLED_BACK)
+    stops: list[tuple[int, str]] = []
+    if plan["shadow"]["percentage"]:
+        stops.append((-1, f"shadow {plan['shadow']['percentage']:g}%"))
+    stops += [(i, f"{step['percentage']:g}%") for i, step in enumerate(steps)]
+    stops.append((len(steps), "100%"))
+    views = []
+    for position, label in stops:
+        if position < here:
+            state = "done"
+        elif position == here:
+            state = "stopped" if ended_short else "current"
+        else:
+            state = "skipped" if ended_short else "next"
+        views.append(StepView(label, state))
+    return views
+
+
+def rollouts_active_by_environment(*, agent: Agent) -> dict[int, Rollout]:
+    """environment id -> the rollout of ``agent`` that has not ended there (one query)."""
+    rows = Rollout.objects.select_related("candidate", "baseline").filter(
+        agent=agent, state__in=Rollout.ACTIVE
+    )
+    return {rollout.environment_id: rollout for rollout in rows}

@@ -308,6 +308,17 @@ ROUTES: dict[str, Route] = {
     "rollouts:agent_releases": _r("pk_agent", True, get="rollouts.view_deployment"),
     "rollouts:deploy": _r("pk_agent", True, post="rollouts.add_deployment"),
     "rollouts:rollback": _r("agent_environment", True, post="rollouts.add_deployment"),
+    "rollouts:rollout_start": _r(
+        "pk_agent", True, get="rollouts.add_rollout", post="rollouts.add_rollout"
+    ),
+    "rollouts:rollout_list": _r(None, get="rollouts.view_rollout"),
+    "rollouts:rollout_detail": _r("pk_rollout", True, get="rollouts.view_rollout"),
+    "rollouts:rollout_live": _r("pk_rollout", True, get="rollouts.view_rollout"),
+    "rollouts:rollout_charts": _r("pk_rollout", True, get="rollouts.view_rollout"),
+    "rollouts:rollout_action": _r("rollout_event", True, post="rollouts.change_rollout"),
+    "rollouts:plan_edit": _r(
+        "pk_environment", True, get="rollouts.view_rolloutplan", post="rollouts.change_rolloutplan"
+    ),
     # ---------------------------------------------------------------- UI: flags
     "flags:flag_list": _r(None, get="flags.view_flag"),
     "flags:flag_create": _r(None, get="flags.add_flag", post="flags.add_flag"),
@@ -326,7 +337,6 @@ ROUTES: dict[str, Route] = {
     "flags:kill_switch_release": _r("pk_kill_switch", True, post="flags.change_killswitch"),
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
-    "dashboard:rollouts": _r(None, get=LOGGED_IN),
     "dashboard:budgets": _r(None, get=LOGGED_IN),
     "dashboard:approvals": _r(None, get=LOGGED_IN),
 }
@@ -477,6 +487,8 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "pk_alert": {"pk": alert.pk},
         "pk_alert_channel": {"pk": alert_channel.pk},
         "rollout": {"pk": rollout.pk},
+        "pk_rollout": {"pk": rollout.pk},
+        "rollout_event": {"pk": rollout.pk, "event": "pause"},
     }
     return {"users": users, "token": token, "revoked": revoked, "args": args}
 

@@ -1,7 +1,11 @@
+"""The release pages of an agent: its releases per environment, deploy, and the one rollback
+button (a running rollout, else the stable version)."""
+
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,9 +24,13 @@ from apps.tenancy.selectors import (
     environment_list_for_user,
 )
 
-from . import selectors, services
-from .forms import DeployForm
-from .selectors import RollbackPlan
+from .. import selectors, services
+from ..forms import (
+    DeployForm,
+)
+from ..models import Rollout
+from ..selectors import RollbackPlan
+from .rollouts import effect_of
 
 
 @login_required
@@ -31,6 +39,7 @@ def agent_releases(request: HttpRequest, pk: int) -> HttpResponse:
     agent = agent_get_for_user(user=request.user, pk=pk)
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
     convergence = {c.environment.pk: c for c in convergence_for(environments=environments)}
+    running = selectors.rollouts_active_by_environment(agent=agent)
     rows = []
     for e in environments:
         plan = selectors.rollback_plan(agent=agent, environment=e)
@@ -39,6 +48,7 @@ def agent_releases(request: HttpRequest, pk: int) -> HttpResponse:
                 "environment": e,
                 "current": plan.current,
                 "rollback_target": plan.target,
+                "rollout": running.get(e.pk),
                 "convergence": convergence[e.pk],
             }
         )
@@ -89,6 +99,62 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+def _state_now(pk: int) -> str:
+    return Rollout.objects.get(pk=pk).get_state_display()
+
+
+def _rollback_running(request: HttpRequest, rollout: Rollout) -> HttpResponse:
+    """The one rollback button while a rollout runs: the candidate leaves every runtime,
+    stable stays; then the rollout page shows the convergence until every runtime has
+    acknowledged."""
+    agent, environment = rollout.agent, rollout.environment
+
+    def shown(rollout: Rollout | None) -> Confirmation:
+        live = convergence_for(environments=[environment])[0].live
+        if rollout is None:
+            return Confirmation(
+                title=f"Roll back {agent.name} in {environment.name}?",
+                effect="The rollout running here has ended meanwhile: reload the agent's "
+                "page to see what runs now.",
+                action_label="Roll back now",
+                version=0,
+            )
+        title, effect = effect_of(rollout, "rollback", live)
+        return Confirmation(
+            title=title,
+            effect=effect,
+            action_label=f"Roll back to v{rollout.baseline.number} now",
+            version=rollout.sequence,
+        )
+
+    def act(reason: str, expected_version: int | None) -> object:
+        # The page stated this rollout's rollback: if it ended meanwhile, the one button would
+        # revert the stable version instead, which nobody confirmed.
+        now = selectors.rollout_active(agent=agent, environment=environment)
+        if now is None or now.pk != rollout.pk:
+            raise ValidationError(
+                f"Rollout #{rollout.pk} ended meanwhile ({_state_now(rollout.pk)}). Nothing "
+                "was changed: check the agent's releases and roll back from there if needed.",
+                code="stale",
+            )
+        return services.release_rollback(
+            actor=request.user,
+            agent=agent,
+            environment=environment,
+            reason=reason,
+            expected_version=expected_version,
+        )
+
+    return confirm_with_reason(
+        request,
+        shown=shown(rollout),
+        act=act,
+        done_url=reverse("rollouts:rollout_detail", kwargs={"pk": rollout.pk}),
+        done_message=lambda outcome: f"{outcome.summary} (revision {outcome.revision})",
+        reread=lambda: shown(selectors.rollout_active(agent=agent, environment=environment)),
+    )
+
+
 @login_required
 @requires("rollouts.add_deployment", "Your role does not allow rolling back.")
 def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse:
@@ -99,6 +165,9 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
     environment = environment_get_for_user(user=request.user, pk=environment_pk)
     if environment.tenant_id != agent.tenant_id:
         raise Http404("No such environment for this agent.")
+    running = selectors.rollout_active(agent=agent, environment=environment)
+    if running is not None:
+        return _rollback_running(request, running)
     plan = selectors.rollback_plan(agent=agent, environment=environment)
     if request.method != "POST" and plan.target is None:
         messages.error(request, f"Nothing to roll back to. {plan.refusal}")
@@ -126,20 +195,35 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
             version=selectors.deployment_sequence(plan.current),
         )
 
-    return confirm_with_reason(
-        request,
-        shown=shown(plan),
-        act=lambda reason, expected_version: services.deployment_rollback(
+    def act(reason: str, expected_version: int | None) -> object:
+        # The page stated a revert of the stable version: a rollout started meanwhile would
+        # make the one button roll that back instead, which nobody confirmed.
+        started = selectors.rollout_active(agent=agent, environment=environment)
+        if started is not None:
+            raise ValidationError(
+                f"Rollout #{started.pk} of v{started.candidate.number} started here meanwhile "
+                f"(by {started.started_by_label}). Nothing was changed: reload the page to roll "
+                "it back.",
+                code="stale",
+            )
+        return services.release_rollback(
             actor=request.user,
             agent=agent,
             environment=environment,
             reason=reason,
             expected_version=expected_version,
-        ),
+        )
+
+    return confirm_with_reason(
+        request,
+        shown=shown(plan),
+        act=act,
         done_url=reverse("tenancy:agent_detail", kwargs={"pk": agent.pk}),
-        done_message=lambda deployment: (
+        done_message=lambda outcome: (
             f"Rolled back: {agent.name} in {environment.name} serves "
-            f"v{deployment.version.number} again (revision {deployment.revision})."
+            f"v{outcome.deployment.version.number} again (revision {outcome.revision})."
+            if outcome.deployment is not None
+            else f"{outcome.summary} (revision {outcome.revision})"
         ),
         reread=lambda: shown(selectors.rollback_plan(agent=agent, environment=environment)),
     )
