@@ -114,14 +114,13 @@ def window_from_rollup(
     row: Any,
     *,
     decode_sketch: Callable[[bytes], BaseDDSketch] | None = None,
-    wrong_actions: int = 0,
 ) -> Window:
     """A ``Window`` from a telemetry rollup row (duck-typed: ``bucket_start``, ``requests``,
     ``count_error``, ``count_policy_denied``, ``count_escalated``, ``tool_calls``,
     ``tool_failures``, ``cost_usd`` (Decimal), ``latency_sketch`` (bytes)). The sketch is
     decoded with ``decode_sketch`` (``apps.telemetry.sketches.sketch_from_bytes`` with
-    ``trusted=True``), left None without one or when empty. Rollups carry no wrong-action
-    count: pass ``wrong_actions`` when the runtime reports them elsewhere."""
+    ``trusted=True``), left None without one or when empty; ``wrong_actions`` is read when
+    the row has it (0 otherwise)."""
     raw = row.latency_sketch
     sketch = decode_sketch(bytes(raw)) if decode_sketch is not None and raw else None
     return Window(
@@ -132,7 +131,7 @@ def window_from_rollup(
         escalated=int(row.count_escalated),
         tool_calls=int(row.tool_calls),
         tool_failures=int(row.tool_failures),
-        wrong_actions=int(wrong_actions),
+        wrong_actions=int(getattr(row, "wrong_actions", 0)),
         cost_usd=float(row.cost_usd),
         latency_sketch=sketch,
     )

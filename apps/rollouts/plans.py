@@ -9,10 +9,13 @@ it starts, so editing the plan never changes a rollout already running):
            {"percentage": 10, ...}, {"percentage": 50, ...}],                # then 100%: completed
  "metrics": [{"metric": "error_rate", "tolerated_ratio": 1.5, "min_effect": 0.005,
               "on_failure": "rollback", "critical": true, "dry_run": false}, ...],
- "failure_limit": 2,
+ "failure_limit": 1,
  "guardrail": {"max_error_rate": 0.25, "min_requests": 20},
  "stickiness": "sessionId"}
 ```
+
+``min_effect`` is the absolute floor a difference must exceed to fail: rate points for rates
+(0.005 = 0.5 points), milliseconds for p95 latency, USD for cost per request.
 
 Steps are canary traffic shares below 100%, strictly increasing; advancing past the last one
 completes the rollout (the candidate becomes the stable version), and that last advance needs
@@ -56,12 +59,12 @@ DEFAULT_PLAN: dict[str, Any] = {
          "on_failure": "pause", "critical": False, "dry_run": False},
         {"metric": "tool_failure_rate", "tolerated_ratio": 1.5, "min_effect": 0.01,
          "on_failure": "pause", "critical": False, "dry_run": False},
-        {"metric": "latency_p95", "tolerated_ratio": 1.5, "min_effect": 0.02,
+        {"metric": "latency_p95", "tolerated_ratio": 1.5, "min_effect": 25.0,
          "on_failure": "pause", "critical": False, "dry_run": False},
         {"metric": "cost_per_request", "tolerated_ratio": 1.5, "min_effect": 0.0,
          "on_failure": "pause", "critical": False, "dry_run": True},
     ],
-    "failure_limit": 2,
+    "failure_limit": 1,
     "guardrail": {"max_error_rate": 0.25, "min_requests": 20},
     "stickiness": "sessionId",
 }  # fmt: skip
@@ -167,7 +170,7 @@ def plan_validate(document: Any) -> dict[str, list[str]]:
                 errors[f"{where}.on_failure"] = ["Choose rollback or pause."]
             _flag(metric.get("critical", True), f"{where}.critical", errors)
             _flag(metric.get("dry_run", False), f"{where}.dry_run", errors)
-    _number(document.get("failure_limit", 2), "failure_limit", errors, low=1, high=100,
+    _number(document.get("failure_limit", 1), "failure_limit", errors, low=1, high=100,
             whole=True)  # fmt: skip
     guardrail = document.get("guardrail", DEFAULT_PLAN["guardrail"])
     if not isinstance(guardrail, dict):

@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -53,7 +54,6 @@ log = structlog.get_logger(__name__)
 State = Rollout.State
 Event = Rollout.Event
 
-TICK_SECONDS = 30
 # The guardrail looks at the candidate's recent minutes only: an SLO broken now, not diluted
 # by a healthy past.
 GUARDRAIL_WINDOW = timedelta(minutes=5)
@@ -69,11 +69,12 @@ ANALYSED = (State.SHADOW, State.CANARY)
 
 
 def analysis_tick(moment: datetime) -> datetime:
-    """The 30-second slot ``moment`` falls in (its start, aware UTC): the idempotency key of
-    an analysis, with the rollout."""
-    moment = moment.astimezone(UTC)
-    seconds = moment.second - moment.second % TICK_SECONDS
-    return moment.replace(second=seconds, microsecond=0)
+    """The slot of ``ROLLOUT_ANALYSIS_EVERY_S`` seconds (30 by default) ``moment`` falls in
+    (its start, aware UTC, slots counted from the epoch): the idempotency key of an analysis,
+    with the rollout."""
+    every = max(1, int(settings.ROLLOUT_ANALYSIS_EVERY_S))
+    epoch = int(moment.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % every, tz=UTC)
 
 
 def _minute(moment: datetime) -> datetime:
@@ -334,15 +335,9 @@ def _alert(
 
 
 def _rollout_link(rollout: Rollout) -> str:
-    from django.urls import NoReverseMatch, reverse
+    from django.urls import reverse
 
-    # The rollout page, wherever the dashboard mounts it (no page yet: no link).
-    for name in ("rollouts:rollout_detail", "rollouts:rollout", "rollouts:detail"):
-        try:
-            return reverse(name, args=[rollout.pk])
-        except NoReverseMatch:
-            continue
-    return ""
+    return reverse("rollouts:rollout_detail", args=[rollout.pk])
 
 
 @dataclass
