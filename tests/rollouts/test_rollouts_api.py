@@ -186,13 +186,15 @@ def test_rollout_api__failing_gate__operator_refused_admin_overrides_with_reason
 ) -> None:
     agent = _agent(tenant)
     staging = tenant.environments.get(slug="staging")  # has a predecessor: development
-    deployment_create(
-        actor=ACTOR,
-        agent=agent,
-        environment=staging,
-        version=BundleVersion.objects.get(agent=agent, number=1),
-        reason="first",
-    )
+    for environment in (tenant.environments.get(slug="development"), staging):
+        # Released in development too, so staging's gate asks for a rollout there first.
+        deployment_create(
+            actor=ACTOR,
+            agent=agent,
+            environment=environment,
+            version=BundleVersion.objects.get(agent=agent, number=1),
+            reason="first",
+        )
     body = {"agent": agent.pk, "environment": staging.pk, "version": 2, "reason": "r"}
     operator = api_as(make_user(Role.OPERATOR, tenant))
     refused = operator.post("/api/v1/rollouts/", body, format="json")

@@ -37,8 +37,10 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 
+from apps.alerts.services import alert_raise
 from apps.core.authz import SystemActor
 from apps.core.locks import lock_row
 from apps.telemetry.selectors import VariantMinute, variant_windows
@@ -307,12 +309,8 @@ def _alert(
 ) -> None:
     """Tell the team the analysis rolled back or paused ``rollout``
     (``apps.alerts.services.alert_raise``: shown in the UI, audited, POSTed to the
-    configured webhook after commit). Does nothing where the alerts app is not installed.
-    Called inside the tick's transaction: an alert exists exactly when the move does."""
-    try:
-        from apps.alerts.services import alert_raise  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return
+    configured webhook after commit). Called inside the tick's transaction: an alert exists
+    exactly when the move does."""
     failing = [v for v in verdicts if v.verdict == "FAIL" and not v.dry_run]
     if guardrail_verdict is not None and guardrail_verdict.verdict == "FAIL":
         failing.insert(0, guardrail_verdict)
@@ -335,8 +333,6 @@ def _alert(
 
 
 def _rollout_link(rollout: Rollout) -> str:
-    from django.urls import reverse
-
     return reverse("rollouts:rollout_detail", args=[rollout.pk])
 
 
