@@ -398,36 +398,29 @@ def test_shadow__advances_to_the_first_canary_step_when_dwell_and_sample_are_met
 
 
 def test_automatic_rollback__raises_an_alert_in_the_same_transaction(
-    started: tuple[Rollout, Fleet], monkeypatch: pytest.MonkeyPatch
+    started: tuple[Rollout, Fleet],
 ) -> None:
-    import sys
-    import types
+    from apps.alerts.models import Alert
 
-    from django.db import connection
-
-    raised: list[dict[str, Any]] = []
-
-    def alert_raise(**kwargs: Any) -> None:
-        assert connection.in_atomic_block  # with the rollback, never without it
-        raised.append(kwargs)
-
-    # The alerts app is built beside this one: stand in for its service.
-    module = types.ModuleType("apps.alerts.services")
-    module.alert_raise = alert_raise  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "apps.alerts.services", module)
     rollout, fleet = started
     broken = {"requests": 30, "errors": 20, "denied": 0, "wrong": 0}
     after = fleet.minutes(rollout, _first_minute(rollout), 1, candidate=broken)
     record = rollout_analyse(rollout_id=rollout.pk, now=after)
     assert record is not None and record.decision == "rollback"
-    [alert] = raised
-    assert alert["kind"] == "rollout.rolled_back" and alert["severity"] == "critical"
-    assert alert["title"].startswith(
-        "Support bot v2 rolled back in Development: error-rate guardrail"
+    alert = Alert.objects.get()
+    assert (alert.kind, alert.severity) == ("rollout.rolled_back", "critical")
+    assert alert.title.startswith("Support bot v2 rolled back in Development: error-rate guardrail")
+    assert alert.detail.startswith("guardrail: candidate error rate 66.7%")
+    assert (alert.subject_type, alert.subject_id) == ("rollout", str(rollout.pk))
+    assert alert.tenant == rollout.agent.tenant
+    assert alert.link == f"/rollouts/{rollout.pk}/"
+    # The alert and the rollback are one transaction: both audited, the alert after the move.
+    actions = list(
+        AuditEvent.objects.filter(action__in=["rollout.rolled_back", "alert.raised"])
+        .order_by("id")
+        .values_list("action", flat=True)
     )
-    assert alert["detail"].startswith("guardrail: candidate error rate 66.7%")
-    assert (alert["subject_type"], alert["subject_id"]) == ("rollout", str(rollout.pk))
-    assert alert["tenant"] == rollout.agent.tenant
+    assert actions == ["rollout.rolled_back", "alert.raised"]
 
 
 def test_beat_task__analyses_what_is_due_now(started: tuple[Rollout, Fleet]) -> None:
