@@ -59,19 +59,17 @@ def alert_channels_with_deliveries(
     *, user: AnyUser, tenant_ids: list[int], per_channel: int = RECENT_DELIVERIES
 ) -> list[AlertChannel]:
     """The channels of ``tenant_ids`` with their last ``per_channel`` deliveries as
-    ``channel.recent_deliveries`` (newest first). Two queries plus one per channel at most:
-    a tenant has a handful of channels."""
+    ``channel.recent_deliveries`` (newest first), in two queries: the prefetch is sliced in
+    SQL (a window function per channel), so a long delivery history is never loaded."""
     channels: list[AlertChannel] = list(
         alert_channel_list_for_user(user=user, tenant_ids=tenant_ids).prefetch_related(
             Prefetch(
                 "deliveries",
                 queryset=AlertDelivery.objects.select_related("alert").order_by(
                     "-created_at", "-pk"
-                ),
-                to_attr="all_deliveries",
+                )[:per_channel],
+                to_attr="recent_deliveries",
             )
         )
     )
-    for channel in channels:
-        channel.recent_deliveries = channel.all_deliveries[:per_channel]  # type: ignore[attr-defined]
     return channels

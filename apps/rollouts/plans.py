@@ -109,7 +109,7 @@ def plan_validate(document: Any) -> dict[str, list[str]]:
         errors["shadow"] = ["Enter an object with percentage, min_dwell_s and min_requests."]
     else:
         _number(shadow.get("percentage", 0), "shadow.percentage", errors, low=0, high=100,
-                whole=False)  # fmt: skip
+                whole=True)  # fmt: skip
         _number(shadow.get("min_dwell_s", 0), "shadow.min_dwell_s", errors, low=0,
                 high=7 * 86400, whole=True)  # fmt: skip
         _number(shadow.get("min_requests", 0), "shadow.min_requests", errors, low=0,
@@ -129,8 +129,9 @@ def plan_validate(document: Any) -> dict[str, list[str]]:
             for key in sorted(set(step) - {"percentage", "min_dwell_s", "min_requests",
                                            "auto_advance"}):  # fmt: skip
                 errors[f"{where}.{key}"] = ["Unknown field."]
+            # Whole percentages: runtimes and Unleash SDKs bucket sessions into 1..100.
             percentage = _number(step.get("percentage"), f"{where}.percentage", errors,
-                                 low=0.01, high=99.99, whole=False)  # fmt: skip
+                                 low=1, high=99, whole=True)  # fmt: skip
             if percentage is not None:
                 if percentage <= previous:
                     errors.setdefault(f"{where}.percentage", []).append(
@@ -153,7 +154,7 @@ def plan_validate(document: Any) -> dict[str, list[str]]:
                 errors[where] = ["Enter an object naming a metric."]
                 continue
             name = metric.get("metric")
-            if name not in METRIC_LABELS:
+            if not isinstance(name, str) or name not in METRIC_LABELS:
                 errors[f"{where}.metric"] = [f"Choose one of: {', '.join(METRIC_LABELS)}."]
             elif name in seen:
                 errors[f"{where}.metric"] = [f"{name} is listed twice."]

@@ -154,7 +154,7 @@ def rollouts_serving(*, environment_id: int, agent_id: int | None = None) -> dic
     """agent id -> the rollout whose candidate runtimes of this environment serve now
     (shadowing or canary, paused included), for the snapshot and the Unleash document."""
     rows = Rollout.objects.filter(
-        environment_id=environment_id, state__in=Rollout.SERVING
+        environment_id=environment_id, state__in=Rollout.SERVING, agent__archived_at__isnull=True
     ).select_related("candidate", "agent")
     if agent_id is not None:
         rows = rows.filter(agent_id=agent_id)

@@ -344,14 +344,30 @@ def test_analyse_due__a_failing_rollout_does_not_stop_the_others(
     assert rollout.pk in again.analysed
 
 
-def test_not_analysable__paused_or_unknown__returns_none(started: tuple[Rollout, Fleet]) -> None:
+def test_paused__still_watched__holds_but_the_guardrail_rolls_back(
+    started: tuple[Rollout, Fleet],
+) -> None:
+    # A paused rollout keeps serving its share: the analysis records it and never advances
+    # it, but a broken candidate is still rolled back at once.
     from apps.rollouts.services import rollout_transition
 
-    rollout, _ = started
+    rollout, fleet = started
     rollout_transition(actor=ACTOR, rollout_id=rollout.pk, event="pause", reason="looking")
-    assert rollout_analyse(rollout_id=rollout.pk) is None
+    after = fleet.minutes(rollout, _first_minute(rollout), 3, candidate=HEALTHY)
+    held = rollout_analyse(rollout_id=rollout.pk, now=after)
+    assert held is not None and held.decision == "hold"
+    assert held.reason.startswith("paused, waiting for an operator")
+    rollout.refresh_from_db()
+    assert rollout.state == "paused"
+
+    broken = {"requests": 3000, "errors": 2000, "denied": 0, "wrong": 0}
+    later = fleet.minutes(rollout, after, 1, candidate=broken)
+    record = rollout_analyse(rollout_id=rollout.pk, now=later)
+    assert record is not None and record.decision == "rollback"
+    rollout.refresh_from_db()
+    assert rollout.state == "rolled_back"
+    assert rollout_analyse(rollout_id=rollout.pk, now=later + timedelta(minutes=1)) is None
     assert rollout_analyse(rollout_id=10**9) is None
-    assert not RolloutAnalysis.objects.exists()
 
 
 def test_shadow__advances_to_the_first_canary_step_when_dwell_and_sample_are_met(

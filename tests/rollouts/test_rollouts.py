@@ -428,3 +428,101 @@ def test_promote_racing_rollback__one_consistent_final_state(
         == 1
     )
     assert Rollout.objects.filter(state__in=Rollout.ACTIVE).count() == 0
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+@pytest.mark.django_db
+def test_paused_in_shadow__cannot_complete__paused_in_canary_can(
+    agent: Agent, staging: Environment, versions: tuple[BundleVersion, BundleVersion]
+) -> None:
+    v1, v2 = versions
+    plan = default_plan()
+    plan["shadow"]["percentage"] = 10
+    rollout_plan_set(actor=SYSTEM, environment=staging, document=plan, reason="shadow")
+    deployment_create(actor=SYSTEM, agent=agent, environment=staging, version=v1, reason="go")
+    rollout = rollout_start(
+        actor=SYSTEM, agent=agent, environment=staging, candidate=v2, reason="r"
+    )
+    rollout_transition(actor=SYSTEM, rollout_id=rollout.pk, event="pause", reason="look")
+    with pytest.raises(ValidationError) as refused:
+        rollout_transition(actor=SYSTEM, rollout_id=rollout.pk, event="complete", reason="x")
+    assert "served no live traffic" in str(refused.value)
+    assert deployment_current(agent=agent, environment=staging).version == v1
+    rollout_transition(actor=SYSTEM, rollout_id=rollout.pk, event="resume", reason="go")
+    rollout_transition(actor=SYSTEM, rollout_id=rollout.pk, event="advance", reason="canary")
+    rollout_transition(actor=SYSTEM, rollout_id=rollout.pk, event="pause", reason="look")
+    done = rollout_transition(actor=SYSTEM, rollout_id=rollout.pk, event="complete", reason="ok")
+    assert done.rollout.state == "completed"
+
+
+@pytest.mark.django_db
+def test_resume__restarts_the_failure_count(running: Rollout) -> None:
+    Rollout.objects.filter(pk=running.pk).update(consecutive_failures=3)
+    rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="pause", reason="look")
+    resumed = rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="resume", reason="go")
+    assert resumed.rollout.consecutive_failures == 0
+
+
+@pytest.mark.django_db
+def test_plain_rollback_of_stable__refused_while_a_rollout_runs(
+    running: Rollout, staging: Environment
+) -> None:
+    from apps.rollouts.services import deployment_rollback
+
+    with pytest.raises(ValidationError) as refused:
+        deployment_rollback(actor=SYSTEM, agent=running.agent, environment=staging, reason="x")
+    assert f"#{running.pk}" in str(refused.value)
+    running.refresh_from_db()
+    assert running.state == "canary"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"metrics": [{"metric": ["error_rate"]}]}, "metrics.0.metric"),
+        ({"metrics": [{"metric": {"a": 1}}]}, "metrics.0.metric"),
+        ({"steps": [{"percentage": 0.5}]}, "steps.0.percentage"),
+        ({"steps": [{"percentage": 2.5}]}, "steps.0.percentage"),
+        ({"steps": [{"percentage": 100}]}, "steps.0.percentage"),
+        ({"shadow": {"percentage": 12.5}}, "shadow.percentage"),
+        ({"steps": [{"percentage": "10"}]}, "steps.0.percentage"),
+    ],
+)
+def test_plan_validate__unhashable_and_fractional_values__field_errors_not_exceptions(
+    change: dict[str, Any], field: str
+) -> None:
+    from apps.rollouts.plans import plan_validate
+
+    document = {**default_plan(), **change}
+    assert field in plan_validate(document)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["environment", "appName", "currentTime", "remoteAddress"])
+def test_rollout_start__constraint_on_a_field_runtimes_cannot_see__refused(
+    agent: Agent, staging: Environment, versions: tuple[BundleVersion, BundleVersion], name: str
+) -> None:
+    v1, v2 = versions
+    deployment_create(actor=SYSTEM, agent=agent, environment=staging, version=v1, reason="go")
+    constraint = {"contextName": name, "operator": "IN", "values": ["x"]}
+    with pytest.raises(ValidationError) as refused:
+        rollout_start(
+            actor=SYSTEM,
+            agent=agent,
+            environment=staging,
+            candidate=v2,
+            reason="r",
+            constraints=[constraint],
+        )
+    assert "constraints.0.contextName" in refused.value.message_dict
+
+
+@pytest.mark.django_db
+def test_archived_agent__its_rollout_served_nowhere(running: Rollout, staging: Environment) -> None:
+    from apps.rollouts.selectors import rollouts_serving
+
+    assert running.agent_id in rollouts_serving(environment_id=staging.pk)
+    Agent.objects.filter(pk=running.agent_id).update(archived_at=running.created_at)
+    assert rollouts_serving(environment_id=staging.pk) == {}

@@ -213,6 +213,46 @@ def test_one_rollback_button__agent_page_with_a_running_rollout__rolls_it_back(
     assert deployment_current(agent=agent, environment=development).version.number == 1
 
 
+def test_one_rollback_button__the_rollout_shown_ended_meanwhile__nothing_else_reverted(
+    tenant: Tenant, operator: User, agent: Agent, rollout: Rollout, versions: tuple[Any, Any]
+) -> None:
+    # The page offered "roll back the rollout"; the analysis rolled it back first. The click
+    # must not become a revert of the stable version, which nobody confirmed, even when the
+    # rollout's and the deployment's version numbers happen to be equal.
+    client = _client(operator)
+    development = rollout.environment
+    releases = client.get(f"/agents/{agent.pk}/releases/").content.decode()
+    url = f"/agents/{agent.pk}/environments/{development.pk}/rollback/?rollout={rollout.pk}"
+    assert url in releases
+    client.get(url)
+    rollout_transition(actor=ACTOR, rollout_id=rollout.pk, event="rollback", reason="analysis")
+    rollout.refresh_from_db()
+    live = deployment_current(agent=agent, environment=development)
+    before = _state()
+    response = client.post(url, {"reason": "refunds", "expected_version": live.sequence})
+    assert response.status_code == 200
+    assert "meanwhile" in response.content.decode()
+    assert _state() == before
+    assert deployment_current(agent=agent, environment=development) == live
+
+
+def test_one_rollback_button__a_rollout_started_meanwhile__not_rolled_back_unseen(
+    tenant: Tenant, operator: User, agent: Agent, versions: tuple[Any, Any]
+) -> None:
+    client = _client(operator)
+    staging = tenant.environments.get(slug="staging")
+    deployment_create(
+        actor=ACTOR, agent=agent, environment=staging, version=versions[1], reason="x"
+    )
+    url = f"/agents/{agent.pk}/environments/{staging.pk}/rollback/?rollout=none"
+    assert "goes back from v2 to v1" in client.get(url).content.decode()
+    live = deployment_current(agent=agent, environment=staging)
+    assert live is not None
+    response = client.post(url, {"reason": "bad", "expected_version": live.sequence})
+    assert response.status_code == 302  # nothing changed in between: the revert happens
+    assert deployment_current(agent=agent, environment=staging).version == versions[0]
+
+
 def test_rollout_start__staging_gate_fails__shown_before_submit_and_refused(
     tenant: Tenant, operator: User, agent: Agent, versions: tuple[Any, Any]
 ) -> None:

@@ -29,6 +29,7 @@ and dwell of the current step (``decide``'s gates) count from the step's start."
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,7 +68,9 @@ EVENTS = {
     "pause": Event.PAUSE,
     "rollback": Event.ROLLBACK,
 }
-ANALYSED = (State.SHADOW, State.CANARY)
+# A paused rollout still serves its share, so it stays watched: its verdicts are recorded and
+# the guardrail and the roll-back gates still act; it never advances by itself.
+ANALYSED = (State.SHADOW, State.CANARY, State.PAUSED)
 
 
 def analysis_tick(moment: datetime) -> datetime:
@@ -224,7 +227,7 @@ def rollout_analyse(*, rollout_id: int, now: datetime | None = None) -> RolloutA
     in and act on its decision (advance, complete, pause, roll back; hold moves nothing).
 
     Returns the analysis, or None when there was nothing to do: the rollout is unknown, not
-    shadowing or in canary (pending, paused, ended), or this slot was analysed already (by
+    shadowing, in canary or paused (pending, ended), or this slot was analysed already (by
     another beat process). Idempotent per slot. Raises what ``rollout_transition`` raises
     (it should not: the rollout is locked and the move checked against its state)."""
     now = now or timezone.now()
@@ -254,8 +257,18 @@ def rollout_analyse(*, rollout_id: int, now: datetime | None = None) -> RolloutA
         except IntegrityError:
             log.info("rollout.analysis.tick_taken", rollout_id=rollout_id, tick=tick.isoformat())
             return None
-        evidence = _evidence(rollout, since=_evidence_since(rollout), until=now)
-        verdicts, guardrail_verdict, decision = _decide(rollout, evidence, now=now)
+        # Judged as the phase it serves (a paused rollout: the phase it paused in).
+        phase = copy.copy(rollout)
+        if rollout.state == State.PAUSED:
+            phase.state = rollout.paused_from or State.CANARY
+        evidence = _evidence(phase, since=_evidence_since(phase), until=now)
+        verdicts, guardrail_verdict, decision = _decide(phase, evidence, now=now)
+        if rollout.state == State.PAUSED and decision.action != "rollback":
+            decision = analysis.Decision(
+                "hold",
+                f"paused, waiting for an operator; still watched ({decision.reason})",
+                decision.consecutive_failures,
+            )
         record.verdicts = [v.as_dict() for v in verdicts] + (
             [guardrail_verdict.as_dict()] if guardrail_verdict is not None else []
         )

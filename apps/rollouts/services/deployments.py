@@ -194,6 +194,18 @@ def deployment_rollback(
     if environment.tenant_id != agent.tenant_id:
         raise ValidationError({"environment": ["Choose an environment of the agent's tenant."]})
     _lock_history(agent=agent, environment=environment)
+    running = rollout_active(agent=agent, environment=environment)
+    if running is not None:
+        # Moving stable under a running rollout would leave it judged against a baseline no
+        # runtime serves: roll the rollout back (release_rollback) or finish it first.
+        raise ValidationError(
+            {
+                "version": [
+                    f"Rollout #{running.pk} of v{running.candidate.number} is running "
+                    "here: roll it back or finish it first."
+                ]
+            }
+        )
     plan = rollback_plan(agent=agent, environment=environment)
     _check_seen(
         agent=agent, environment=environment, current=plan.current, expected=expected_version

@@ -43,6 +43,8 @@ log = structlog.get_logger(__name__)
 State = Rollout.State
 Event = Rollout.Event
 CONSTRAINT_OPERATORS = ("IN", "NOT_IN")
+# Unleash context fields an SDK fills in from its own setup, not from the request.
+SDK_OWN_CONTEXT = frozenset({"environment", "appName", "currentTime", "remoteAddress"})
 
 
 def rollout_gate_failures(*, candidate: BundleVersion, environment: Environment) -> list[str]:
@@ -90,6 +92,17 @@ def _constraints_clean(value: Any) -> list[dict[str, Any]]:
         values = item.get("values")
         if not isinstance(name, str) or not name.strip() or len(name) > 100:
             raise ValidationError({f"constraints.{i}.contextName": ["Name a context field."]})
+        if name.strip() in SDK_OWN_CONTEXT:
+            # SDKs fill these from their own configuration, a runtime from nothing: the
+            # snapshot's split and the rollout.<agent> feature would disagree.
+            raise ValidationError(
+                {
+                    f"constraints.{i}.contextName": [
+                        f"{name.strip()} is not known per request; use tenantId, userId, sessionId "
+                        "or a custom property."
+                    ]
+                }
+            )
         if operator not in CONSTRAINT_OPERATORS:
             raise ValidationError({f"constraints.{i}.operator": ["Choose IN or NOT_IN."]})
         if (
@@ -266,6 +279,16 @@ def transition_allowed(state: str, event: str, target: str) -> bool:
     return target in Rollout.TRANSITIONS.get((state, event), frozenset())
 
 
+def source_is_shadow_pause(rollout: Rollout, target: str) -> bool:
+    """Completing a rollout paused in the shadow phase would make stable a candidate that
+    never served live traffic; the table allows paused → completed only from the canary."""
+    return (
+        rollout.state == State.PAUSED
+        and target == State.COMPLETED
+        and rollout.paused_from != State.CANARY
+    )
+
+
 def _move(
     rollout: Rollout,
     *,
@@ -281,12 +304,24 @@ def _move(
         raise ValidationError(
             {"event": [f"A {rollout.get_state_display()} rollout cannot {event} (to {target})."]}
         )
+    if source_is_shadow_pause(rollout, target):
+        raise ValidationError(
+            {
+                "event": [
+                    "A rollout paused in its shadow phase served no live traffic: resume "
+                    "it into the canary first."
+                ]
+            }
+        )
     source, before_percentage = rollout.state, rollout.percentage
     now = timezone.now()
     if target == State.PAUSED:
         rollout.paused_from = rollout.state
     elif source == State.PAUSED:
         rollout.paused_from = ""
+        # A resume restarts the evidence (the operator judged what came before): the
+        # failure count starts again too, so the plan's limit holds after it.
+        rollout.consecutive_failures = 0
     if step_index is not None and step_index != rollout.step_index:
         rollout.step_index = step_index
         rollout.step_started_at = now

@@ -143,11 +143,12 @@ def _rollback_running(request: HttpRequest, rollout: Rollout) -> HttpResponse:
             environment=environment,
             reason=reason,
             expected_version=expected_version,
+            expected_rollout=rollout.pk,  # checked again under the environment lock
         )
 
     return confirm_with_reason(
         request,
-        shown=shown(rollout),
+        shown=shown(rollout if rollout.is_active else None),
         act=act,
         done_url=reverse("rollouts:rollout_detail", kwargs={"pk": rollout.pk}),
         done_message=lambda outcome: f"{outcome.summary} (revision {outcome.revision})",
@@ -165,8 +166,22 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
     environment = environment_get_for_user(user=request.user, pk=environment_pk)
     if environment.tenant_id != agent.tenant_id:
         raise Http404("No such environment for this agent.")
+    # What the page that linked here showed: ``?rollout=<id>`` (that rollout's rollback) or
+    # ``?rollout=none`` (a revert of the stable version). The confirmation posts back to the
+    # same URL, so the click does what was shown even if a rollout started or ended since —
+    # or is refused as stale; the rollout and deployment versions are separate counters.
+    seen = request.GET.get("rollout", "")
+    if seen.isdigit():
+        shown_rollout = (
+            Rollout.objects.select_related("agent", "environment", "candidate", "baseline")
+            .filter(pk=int(seen), agent=agent, environment=environment)
+            .first()
+        )
+        if shown_rollout is None:
+            raise Http404("No such rollout here.")
+        return _rollback_running(request, shown_rollout)
     running = selectors.rollout_active(agent=agent, environment=environment)
-    if running is not None:
+    if running is not None and seen != "none":
         return _rollback_running(request, running)
     plan = selectors.rollback_plan(agent=agent, environment=environment)
     if request.method != "POST" and plan.target is None:
@@ -212,6 +227,7 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
             environment=environment,
             reason=reason,
             expected_version=expected_version,
+            expected_rollout=None,  # no rollout was shown: one started since is stale
         )
 
     return confirm_with_reason(

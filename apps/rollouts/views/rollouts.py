@@ -45,7 +45,7 @@ from ..plans import METRIC_LABELS, plan_normalised, plan_summary
 # How far back the rollout page's charts reach: a long rollout shows its latest hours.
 CHART_WINDOW = timedelta(hours=6)
 HTMX_STOP_POLLING = 286
-ACTIONS = ("advance", "pause", "resume", "abort", "rollback")
+ACTIONS = ("advance", "complete", "pause", "resume", "abort", "rollback")
 STATE_FILTERS = ("active", *Rollout.State.values)
 # ?sort= of the rollout list (a leading "-": descending)
 SORTS = {
@@ -120,7 +120,12 @@ def _label(rollout: Rollout, event: str) -> str:
     )
     if event == "advance":
         return "Complete…" if last else "Advance…"
-    return {"pause": "Pause…", "resume": "Resume…", "abort": "Abort…"}.get(event, "Roll back…")
+    return {
+        "pause": "Pause…",
+        "resume": "Resume…",
+        "abort": "Abort…",
+        "complete": "Complete…",
+    }.get(event, "Roll back…")
 
 
 def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
@@ -132,6 +137,11 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
         for (state, event), _ in Rollout.TRANSITIONS.items()
         if state == rollout.state and event in ACTIONS
     }
+    # "Complete" is the human's decision on a rollout paused in the canary (the analysis
+    # pauses at the last step when a critical metric is not at PASS yet); a running canary
+    # completes by advancing past its last step.
+    if rollout.state != Rollout.State.PAUSED or rollout.paused_from != Rollout.State.CANARY:
+        allowed.discard("complete")
     return {
         "rollout": rollout,
         "steps": selectors.rollout_steps(rollout),
@@ -241,11 +251,18 @@ def effect_of(rollout: Rollout, event: str, live: int) -> tuple[str, str]:
             f"{v_new} goes from {rollout.percentage:g}% to {nxt} of the sessions of {agent} "
             f"in {environment} ({runtimes}).",
         )
+    if event == "complete":
+        return (
+            f"Complete the rollout of {agent} {v_new} in {environment} now?",
+            f"{v_new} (now {now}) becomes the stable version of {agent} in {environment} on "
+            f"every one of the {runtimes}; {v_old} stops serving. The analysis has not shown "
+            "every critical metric at PASS: you decide instead.",
+        )
     if event == "pause":
         return (
             f"Pause the rollout of {agent} {v_new} in {environment}?",
             f"{v_new} keeps {now}, but nothing advances it until someone resumes; the "
-            "analysis keeps recording.",
+            "analysis keeps watching, and its guardrail and roll-back gates still act.",
         )
     if event == "resume":
         return (
