@@ -18,6 +18,7 @@ from apps.audit.services import SystemActor
 from apps.bundles.services import bundle_version_push
 from apps.rollouts.models import Rollout
 from apps.rollouts.services import deployment_create, rollout_start
+from apps.rollouts.services.analysing import rollout_analyse
 from apps.tenancy.models import Tenant
 
 from ..factories import AgentFactory
@@ -135,7 +136,6 @@ def test_rollout_page__verdicts_and_charts__drawn_in_the_browser(
     script) and the verdict table with each metric's reason, as an operator sees them."""
     from django.utils import timezone
 
-    from apps.rollouts.models import RolloutAnalysis
     from apps.telemetry.services import records_ingest
 
     agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
@@ -175,36 +175,16 @@ def test_rollout_page__verdicts_and_charts__drawn_in_the_browser(
             for i in range(50)
         ],
     )
-    RolloutAnalysis.objects.create(
-        rollout=rollout,
-        tick=now,
-        step_index=0,
-        percentage=1,
-        decision="wait",
-        reason="error_rate failing once (1 of 2 allowed)",
-        candidate_requests=50,
-        stable_requests=50,
-        verdicts=[
-            {
-                "metric": "error_rate",
-                "verdict": "FAIL",
-                "reason": "candidate 34% against stable 4%: more than 1.5x stable",
-                "statistic": 9.2,
-                "interval": [3.1, 17.0],
-                "candidate": {"requests": 50, "events": 17, "value": 0.34},
-                "stable": {"requests": 50, "events": 2, "value": 0.04},
-                "dry_run": False,
-                "on_failure": "rollback",
-                "critical": True,
-            }
-        ],
-    )
+    # The real analysis tick on what was reported: a third of the candidate's requests fail
+    # against 4% of stable's, so it rolls the rollout back and says why.
+    record = rollout_analyse(rollout_id=rollout.pk)
+    assert record is not None and record.decision == "rollback"
     try:
         log_in(page, asgi_server, operator.username)
         page.goto(f"{asgi_server}/rollouts/{rollout.pk}/")
         verdicts = page.get_by_role("row").filter(has_text="error_rate")
         expect(verdicts.first).to_contain_text("FAIL")
-        expect(verdicts.first).to_contain_text("more than 1.5x stable")
+        expect(page.get_by_text("rolled back", exact=True).first).to_be_visible()
         charts = page.locator("#rollout-charts .plotly-graph-div .main-svg")
         expect(charts.first).to_be_visible(timeout=20_000)
         assert charts.count() >= 4
