@@ -852,7 +852,12 @@ def decide(
     if next_percentage >= 100:
         missing = [v for v in verdicts if v.critical and not v.dry_run and v.verdict != "PASS"]
         if missing:
-            names = "; ".join(f"{v.metric} {v.verdict}: {v.reason}" for v in missing)
+            names = "; ".join(
+                f"{v.metric} {v.reason}"
+                if v.reason.startswith(v.verdict)
+                else f"{v.metric} {v.verdict}: {v.reason}"
+                for v in missing
+            )
             return Decision(
                 "pause",
                 f"{step}: 100% needs every critical metric at PASS; not yet: {names}{dry_note}",
