@@ -232,19 +232,27 @@ class Rollout(models.Model):
         return self.state in self.ACTIVE
 
     @property
+    def phase(self) -> str:
+        """The phase the candidate serves in: the state, or for a paused rollout the state it
+        paused in (pausing keeps the split)."""
+        return (
+            (self.paused_from or self.State.CANARY)
+            if self.state == self.State.PAUSED
+            else self.state
+        )
+
+    @property
     def percentage(self) -> float:
         """The share of live traffic (sessions) the candidate serves now, 0 to 100."""
         if self.state == self.State.COMPLETED:
             return 100.0
-        serving = self.paused_from if self.state == self.State.PAUSED else self.state
-        if serving == self.State.CANARY and 0 <= self.step_index < len(self.plan["steps"]):
+        if self.phase == self.State.CANARY and 0 <= self.step_index < len(self.plan["steps"]):
             return float(self.plan["steps"][self.step_index]["percentage"])
         return 0.0
 
     @property
     def shadow_percentage(self) -> float:
-        serving = self.paused_from if self.state == self.State.PAUSED else self.state
-        if serving == self.State.SHADOW:
+        if self.phase == self.State.SHADOW:
             return float(self.plan["shadow"]["percentage"])
         return 0.0
 

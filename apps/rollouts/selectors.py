@@ -138,8 +138,7 @@ def rollout_active(*, agent: Agent, environment: Environment) -> Rollout | None:
 
 def rollout_plan_document(*, environment: Environment) -> dict[str, Any]:
     """The plan document of ``environment`` (the default when none was saved)."""
-    plan = RolloutPlan.objects.filter(environment=environment).only("document").first()
-    return plan.document if plan is not None else default_plan()
+    return rollout_plan_of(environment=environment)[0]
 
 
 def rollout_plan_of(*, environment: Environment) -> tuple[dict[str, Any], int]:
@@ -166,7 +165,7 @@ def rollout_runtime_document(rollout: Rollout) -> dict[str, Any]:
     traffic split a runtime applies with Unleash's flexibleRollout bucketing."""
     return {
         "id": rollout.pk,
-        "phase": rollout.paused_from or rollout.state,
+        "phase": rollout.phase,
         "percentage": rollout.percentage,
         "shadow_percentage": rollout.shadow_percentage,
         "stickiness": rollout.stickiness,
@@ -247,7 +246,7 @@ class StepView:
 def rollout_steps(rollout: Rollout) -> list[StepView]:
     """shadow? → each canary step → 100%, each marked done, current, next or skipped."""
     plan = rollout.plan
-    serving = rollout.paused_from if rollout.state == Rollout.State.PAUSED else rollout.state
+    serving = rollout.phase
     # Position on the way: shadow -1, canary step i, completed len(steps).
     steps = plan["steps"]
     if rollout.state == Rollout.State.COMPLETED:

@@ -5,7 +5,6 @@ the sessions the split sends there — as stored by the records API."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from apps.accounts.runtime_tokens import runtime_token_create
@@ -24,18 +23,10 @@ from dataplane.client import Backoff
 from dataplane.simulate import Fleet
 
 from ..factories import AgentFactory
+from ..waiting import eventually
 
 DEMO = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
 ACTOR = SystemActor("test")
-
-
-def _eventually(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def _run(url: str, token: str, prefix: str, tmp: Path) -> Fleet:
@@ -88,14 +79,15 @@ def test_fleet__shadow_then_canary__records_stored_with_the_variant_served(
     shadow_records = [r for r in shadow_fleet.records if r.role == "shadow"]
     assert shadow_records and all(r.tools_called == [] for r in shadow_records)
     expected = {"stable": 80, "shadow": len(shadow_records)}
-    assert _eventually(
+    assert eventually(
         lambda: (
             {
                 v: RequestRecord.objects.filter(variant=v, request_id__startswith="shadow-").count()
                 for v in ("stable", "shadow", "candidate")
             }
             == {**expected, "candidate": 0}
-        )
+        ),
+        timeout=30,
     )
     stored = RequestRecord.objects.filter(variant="shadow").first()
     assert stored is not None and stored.request_id.endswith(":shadow")
@@ -104,11 +96,12 @@ def test_fleet__shadow_then_canary__records_stored_with_the_variant_served(
     canary_fleet = _run(asgi_server, token, "canary", tmp_path)
     roles = [r.role for r in canary_fleet.records]
     assert len(roles) == 80 and set(roles) == {"stable", "candidate"}
-    assert _eventually(
+    assert eventually(
         lambda: (
             RequestRecord.objects.filter(
                 variant="candidate", request_id__startswith="canary-"
             ).count()
             == roles.count("candidate")
-        )
+        ),
+        timeout=30,
     )

@@ -260,6 +260,31 @@ def test_rollout_start__refusals__field_errors_and_nothing_stored(
             "constraints.0.operator",
         ),
         ({"constraints": "tenantId"}, "constraints"),
+        (
+            {"constraints": [{"contextName": "tenantId", "operator": "IN", "values": []}]},
+            "constraints.0.values",
+        ),
+        (
+            {"constraints": [{"contextName": "tenantId", "operator": "IN", "values": "a"}]},
+            "constraints.0.values",
+        ),
+        (
+            {
+                "constraints": [
+                    {"contextName": "tenantId", "operator": "IN", "values": ["a"], "inverted": True}
+                ]
+            },
+            "constraints.0",
+        ),
+        (
+            {"constraints": [{"contextName": " ", "operator": "IN", "values": ["a"]}]},
+            "constraints.0.contextName",
+        ),
+        (
+            {"constraints": [{"contextName": "t", "operator": "IN", "values": ["a"]}] * 11},
+            "constraints",
+        ),
+        ({"constraints": [7]}, "constraints.0"),
     ]
     for change, field in cases:
         arguments = {"agent": agent, "environment": staging, "candidate": v2, "reason": "r"}

@@ -35,6 +35,7 @@ from dataplane.client import Backoff
 from dataplane.simulate import Fleet
 
 from ..factories import AgentFactory
+from ..waiting import eventually
 
 DEMO = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
 ACTOR = SystemActor("test")
@@ -114,15 +115,6 @@ def _converged(fleet: Fleet, staging: Environment, *, stable: BundleVersion) -> 
     return True
 
 
-def _eventually(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return bool(predicate())
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(("seed", "rps"), [("north", 240.0), ("south", 150.0)])
 @override_settings(ROLLOUT_ANALYSIS_EVERY_S=1)
@@ -153,7 +145,7 @@ def test_friendlier_prompt__caught_before_50_percent__rolled_back__fleet_back_on
         assert verdict["verdict"] == "FAIL"
         assert verdict["candidate"]["requests"] > 0 and verdict["stable"]["requests"] > 0
         assert deployment_current(agent=agent, environment=staging).version == v1
-        assert _eventually(lambda: _converged(fleet, staging, stable=v1))
+        assert eventually(lambda: _converged(fleet, staging, stable=v1), timeout=20)
     finally:
         fleet.stop()
 
@@ -180,6 +172,6 @@ def test_healthy_candidate__every_step_to_completed__fleet_on_it(
         assert steps == [5.0, 20.0, 50.0, 100.0]
         assert all(t.automatic for t in ended.transitions.all()[1:])
         assert deployment_current(agent=agent, environment=staging).version == healthy
-        assert _eventually(lambda: _converged(fleet, staging, stable=healthy))
+        assert eventually(lambda: _converged(fleet, staging, stable=healthy), timeout=20)
     finally:
         fleet.stop()

@@ -3,7 +3,6 @@ deploy and a kill switch reach it by long-poll; it survives the control plane go
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,10 @@ from apps.tenancy.models import Environment, Tenant
 from dataplane.client import Runtime
 
 from ..factories import AgentFactory
+from ..waiting import eventually
 
 DEMO = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
 ACTOR = SystemActor("test")
-
-
-def _eventually(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -82,7 +73,7 @@ def test_runtime__deploy_and_kill_switch__reach_it_and_it_acks(
             .check_tool_call("lookup_order", {"order_id": "A12345678"})
             .allowed
         )
-        assert _eventually(
+        assert eventually(
             lambda: (
                 convergence_for(environments=[Environment.objects.get(pk=production.pk)])[
                     0
@@ -112,7 +103,7 @@ def test_runtime__deploy_and_kill_switch__reach_it_and_it_acks(
         )
         assert decision.denied
         assert switch.pk in [s.id for s in runtime.snapshot.kill_switches]  # type: ignore[union-attr]
-        assert _eventually(
+        assert eventually(
             lambda: RuntimeInstance.objects.filter(
                 instance_id="pod-1", applied_revision=revision
             ).exists()

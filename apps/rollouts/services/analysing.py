@@ -29,7 +29,6 @@ and dwell of the current step (``decide``'s gates) count from the step's start."
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -123,7 +122,7 @@ def _evidence_since(rollout: Rollout) -> datetime:
     assert rollout.step_started_at is not None
     moves = RolloutTransition.objects.filter(rollout=rollout)
     since = rollout.step_started_at
-    if rollout.state == State.CANARY:
+    if rollout.phase == State.CANARY:
         first = (
             moves.filter(to_state=State.CANARY)
             .exclude(event=Event.RESUME)
@@ -133,7 +132,7 @@ def _evidence_since(rollout: Rollout) -> datetime:
         )
         since = min(since, first) if first is not None else since
     resumed = (
-        moves.filter(event=Event.RESUME, to_state=rollout.state)
+        moves.filter(event=Event.RESUME, to_state=rollout.phase)
         .order_by("-id")
         .values_list("created_at", flat=True)
         .first()
@@ -153,7 +152,7 @@ class _Evidence:
 
 
 def _evidence(rollout: Rollout, *, since: datetime, until: datetime) -> _Evidence:
-    variant = "shadow" if rollout.state == State.SHADOW else "candidate"
+    variant = "shadow" if rollout.phase == State.SHADOW else "candidate"
 
     def read(digest: str, served_as: str) -> list[analysis.Window]:
         minutes = variant_windows(
@@ -178,7 +177,7 @@ def _decide(
 ) -> tuple[list[analysis.MetricVerdict], analysis.MetricVerdict | None, analysis.Decision]:
     plan = rollout.plan
     steps = plan["steps"]
-    shadow = rollout.state == State.SHADOW
+    shadow = rollout.phase == State.SHADOW
     if shadow:
         stage = plan["shadow"]
         step_index, next_percentage, auto_advance = 0, float(steps[0]["percentage"]), True
@@ -257,12 +256,10 @@ def rollout_analyse(*, rollout_id: int, now: datetime | None = None) -> RolloutA
         except IntegrityError:
             log.info("rollout.analysis.tick_taken", rollout_id=rollout_id, tick=tick.isoformat())
             return None
-        # Judged as the phase it serves (a paused rollout: the phase it paused in).
-        phase = copy.copy(rollout)
-        if rollout.state == State.PAUSED:
-            phase.state = rollout.paused_from or State.CANARY
-        evidence = _evidence(phase, since=_evidence_since(phase), until=now)
-        verdicts, guardrail_verdict, decision = _decide(phase, evidence, now=now)
+        # Judged as the phase it serves (``Rollout.phase``: a paused rollout, the phase it
+        # paused in).
+        evidence = _evidence(rollout, since=_evidence_since(rollout), until=now)
+        verdicts, guardrail_verdict, decision = _decide(rollout, evidence, now=now)
         if rollout.state == State.PAUSED and decision.action != "rollback":
             decision = analysis.Decision(
                 "hold",

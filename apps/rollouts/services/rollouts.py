@@ -25,6 +25,8 @@ from apps.core.authz import authorize
 from apps.core.concurrency import StaleVersion
 from apps.core.locks import lock_row
 from apps.core.reasons import require_reason
+from apps.flags.validation.constraints import OPERATORS, normalize_constraints
+from apps.flags.validation.report import Context, Problems
 from apps.tenancy.models import Agent, Environment
 from apps.tenancy.services import environment_lock, environment_revision_bump
 
@@ -77,47 +79,47 @@ def rollout_gate_failures(*, candidate: BundleVersion, environment: Environment)
 
 
 def _constraints_clean(value: Any) -> list[dict[str, Any]]:
-    """Unleash constraints narrowing the canary (e.g. ``tenantId IN [acme]``); only the
-    set operators, which every SDK and the reference runtime evaluate alike."""
+    """Unleash constraints narrowing the canary (e.g. ``tenantId IN [acme]``), checked as
+    flag constraints are (``apps.flags.validation.constraints``), then narrowed to what the
+    reference runtime evaluates exactly as the SDKs do: the set operators, plain (neither
+    inverted nor case-insensitive), on a field known per request. Returns them as the
+    snapshot carries them; raises ``ValidationError`` keyed ``constraints.<i>.<field>``."""
     if value in (None, ""):
         return []
-    if not isinstance(value, list) or len(value) > 10:
-        raise ValidationError({"constraints": ["Enter a list of at most 10 constraints."]})
-    cleaned = []
-    for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            raise ValidationError({f"constraints.{i}": ["Enter an object."]})
-        name = item.get("contextName")
-        operator = item.get("operator")
-        values = item.get("values")
-        if not isinstance(name, str) or not name.strip() or len(name) > 100:
-            raise ValidationError({f"constraints.{i}.contextName": ["Name a context field."]})
-        if name.strip() in SDK_OWN_CONTEXT:
+    problems = Problems()
+    constraints = normalize_constraints(value, "constraints", problems, Context())
+    if len(constraints) > 10:
+        problems.error("constraints", "Enter at most 10 constraints.")
+    for i, constraint in enumerate(constraints):
+        path = f"constraints.{i}"
+        name = constraint.get("contextName", "").strip()
+        operator = constraint.get("operator")
+        if name in SDK_OWN_CONTEXT:
             # SDKs fill these from their own configuration, a runtime from nothing: the
             # snapshot's split and the rollout.<agent> feature would disagree.
-            raise ValidationError(
-                {
-                    f"constraints.{i}.contextName": [
-                        f"{name.strip()} is not known per request; use tenantId, userId, sessionId "
-                        "or a custom property."
-                    ]
-                }
+            problems.error(
+                f"{path}.contextName",
+                f"{name} is not known per request; use tenantId, userId, sessionId or a "
+                "custom property.",
             )
-        if operator not in CONSTRAINT_OPERATORS:
-            raise ValidationError({f"constraints.{i}.operator": ["Choose IN or NOT_IN."]})
-        if (
-            not isinstance(values, list)
-            or not values
-            or len(values) > 500
-            or not all(isinstance(v, str) and 0 < len(v) <= 200 for v in values)
-        ):
-            raise ValidationError(
-                {f"constraints.{i}.values": ["Enter 1 to 500 non-empty strings."]}
+        if operator in OPERATORS and operator not in CONSTRAINT_OPERATORS:
+            problems.error(f"{path}.operator", "Choose IN or NOT_IN.")
+        if constraint.get("inverted") or constraint.get("caseInsensitive"):
+            problems.error(
+                path, "A rollout's constraints are neither inverted nor case-insensitive."
             )
-        cleaned.append(
-            {"contextName": name.strip(), "operator": operator, "values": sorted(set(values))}
-        )
-    return cleaned
+        if len(constraint.get("values", [])) > 500:
+            problems.error(f"{path}.values", "Enter at most 500 values.")
+    if problems:
+        raise ValidationError(problems.errors)
+    return [
+        {
+            "contextName": constraint["contextName"].strip(),
+            "operator": constraint["operator"],
+            "values": sorted(set(constraint["values"])),
+        }
+        for constraint in constraints
+    ]
 
 
 def _group_id(*, agent: Agent, environment: Environment, candidate: BundleVersion) -> str | None:
@@ -266,7 +268,7 @@ def _target(rollout: Rollout, event: str) -> tuple[str, int]:
     if event == Event.PAUSE:
         return State.PAUSED, rollout.step_index
     if event == Event.RESUME:
-        return rollout.paused_from or State.CANARY, rollout.step_index
+        return rollout.phase, rollout.step_index
     return {
         Event.COMPLETE: State.COMPLETED,
         Event.ABORT: State.ABORTED,
@@ -274,19 +276,17 @@ def _target(rollout: Rollout, event: str) -> tuple[str, int]:
     }[Rollout.Event(event)], rollout.step_index
 
 
-def transition_allowed(state: str, event: str, target: str) -> bool:
-    """Is ``state --event--> target`` a move of the state machine?"""
+def transition_allowed(state: str, event: str, target: str, *, paused_from: str = "") -> bool:
+    """Is ``state --event--> target`` a move of the state machine? A paused rollout
+    completes only when it paused in the canary (``paused_from``): one paused in shadow has
+    served no live traffic; without ``paused_from`` the table alone answers."""
+    if (
+        state == Rollout.State.PAUSED
+        and target == Rollout.State.COMPLETED
+        and paused_from not in ("", Rollout.State.CANARY)
+    ):
+        return False
     return target in Rollout.TRANSITIONS.get((state, event), frozenset())
-
-
-def source_is_shadow_pause(rollout: Rollout, target: str) -> bool:
-    """Completing a rollout paused in the shadow phase would make stable a candidate that
-    never served live traffic; the table allows paused → completed only from the canary."""
-    return (
-        rollout.state == State.PAUSED
-        and target == State.COMPLETED
-        and rollout.paused_from != State.CANARY
-    )
 
 
 def _move(
@@ -300,19 +300,14 @@ def _move(
     step_index: int | None = None,
 ) -> RolloutTransition:
     """Apply one checked move (the caller holds the locks and writes the audit event)."""
-    if not transition_allowed(rollout.state, event, target):
-        raise ValidationError(
-            {"event": [f"A {rollout.get_state_display()} rollout cannot {event} (to {target})."]}
-        )
-    if source_is_shadow_pause(rollout, target):
-        raise ValidationError(
-            {
-                "event": [
-                    "A rollout paused in its shadow phase served no live traffic: resume "
-                    "it into the canary first."
-                ]
-            }
-        )
+    if not transition_allowed(rollout.state, event, target, paused_from=rollout.paused_from):
+        refusal = f"A {rollout.get_state_display()} rollout cannot {event} (to {target})."
+        if rollout.paused_from == State.SHADOW and target == State.COMPLETED:
+            refusal = (
+                "A rollout paused in its shadow phase served no live traffic: resume it into "
+                "the canary first."
+            )
+        raise ValidationError({"event": [refusal]})
     source, before_percentage = rollout.state, rollout.percentage
     now = timezone.now()
     if target == State.PAUSED:
