@@ -94,3 +94,11 @@ def setup_periodic_tasks(sender: Celery) -> None:
         "apps.rollouts.tasks.analyse_rollouts",
         name="rollouts.analyse",
     )
+    # Releases expired budget reservations and re-announces budgets whose exhausted window
+    # ended, so blocked runtimes resume without a human (apps/budgets/services.py).
+    add_periodic_task_with_expiry(
+        sender,
+        float(settings.BUDGET_ROLL_EVERY_S),
+        "apps.budgets.tasks.roll_budgets",
+        name="budgets.roll",
+    )

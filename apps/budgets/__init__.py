@@ -1,5 +1,2 @@
-"""Reserved for the budgets app of DESIGN.md, not built yet.
-
-The package exists so the import-linter contracts in pyproject.toml can already name it
-(import-linter refuses a contract that names a missing module). It is not installed in
-INSTALLED_APPS and holds no code."""
+"""Budgets: limits on cost, tokens, requests and tool calls per scope and calendar window,
+with threshold alerts, block or degrade at the limit, and strict reservations (docs/budgets.md)."""

@@ -24,6 +24,12 @@ Topics in use (topic — key — payload — publisher — subscribers):
   runtime_token_revoke`` — the fast path's token cache and waiting requests (everywhere).
 - ``scope.archived`` — ``"<kind>:<id>"`` — ``{"kind": "tenant"|"environment"|"agent",
   "id"}`` — ``tenancy.services`` archive services — the fast path's token cache (everywhere).
+- ``telemetry.ingested`` — tenant id — ``{"tenant_id", "environment_id", "usage": [[agent_id,
+  end_user_hash, minute ISO 8601, cost_usd str, tokens, requests, tool_calls], …],
+  "request_ids": [...]}`` (what a batch newly stored, summed per agent, end user and minute;
+  ``request_ids`` of its new records) — ``telemetry.services`` ingestion, process-local
+  (``broadcast=False``: only the committing process reacts) — ``budgets.services.
+  consumption_ingested`` (once).
 
 This module imports no app: publishers and subscribers import it."""
 
@@ -46,6 +52,7 @@ CHANNEL = "cp:events"  # the Redis pub/sub channel every web process listens on
 ENVIRONMENT_REVISION = "environment.revision"
 RUNTIME_TOKEN_REVOKED = "runtime_token.revoked"  # noqa: S105 - a topic name, not a secret
 SCOPE_ARCHIVED = "scope.archived"
+TELEMETRY_INGESTED = "telemetry.ingested"
 
 
 @dataclass(frozen=True)
@@ -96,13 +103,22 @@ def unsubscribe(topic: str, handler: Handler, *, everywhere: bool = False) -> No
             handlers.remove(handler)
 
 
-def publish_after_commit(topic: str, key: str, payload: Mapping[str, Any] | None = None) -> None:
+def publish_after_commit(
+    topic: str, key: str, payload: Mapping[str, Any] | None = None, *, broadcast: bool = True
+) -> None:
     """Announce ``(topic, key, payload)`` once the current transaction commits; nothing if it
     rolls back. Outside a transaction (autocommit) it is announced at once. Never raises for
-    a subscriber's or Redis's failure (logged instead)."""
+    a subscriber's or Redis's failure (logged instead). ``broadcast=False``: only this
+    process's ``once`` handlers hear it (no ``everywhere`` delivery, nothing on Redis) — for
+    bulky payloads only the committing process needs (telemetry's consumption summary)."""
     event = Event(topic, str(key), dict(payload or {}))
     # robust: a failure after commit must never turn a committed change into a 500
-    transaction.on_commit(lambda: _publish(event), robust=True)
+    if broadcast:
+        transaction.on_commit(lambda: _publish(event), robust=True)
+    else:
+        transaction.on_commit(
+            lambda: _deliver(_handlers(_once, event.topic), event), robust=True
+        )
 
 
 def rebroadcast(topic: str, key: str, payload: Mapping[str, Any] | None = None) -> None:

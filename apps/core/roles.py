@@ -44,6 +44,7 @@ _VIEW = [
     "reviews.view_reviewgrade",
     "alerts.view_alert",
     "alerts.view_alertchannel",
+    "budgets.view_budget",
 ]
 _OPERATE = [
     "tenancy.add_tenant",
@@ -77,6 +78,9 @@ _OPERATE = [
     "alerts.add_alertchannel",
     "alerts.change_alertchannel",
     "alerts.delete_alertchannel",
+    "budgets.add_budget",
+    "budgets.change_budget",
+    "budgets.delete_budget",
 ]
 # Only for a role that sees every tenant: users, roles, and audit checkpoints (which count
 # every tenant's events).

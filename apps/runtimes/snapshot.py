@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db import transaction
 
+from apps.budgets.selectors import budgets_for_snapshot
 from apps.bundles.signing import sign
 from apps.core.canonical import canonical_json, form_reproducing, signed_bytes
 from apps.core.fastpath import Route, TokenScope, register
@@ -54,7 +55,9 @@ def snapshot_content(*, environment: Environment, agent_id: int | None) -> dict[
         "kill_switches": kill_switches_for_snapshot(
             environment_id=environment.pk, agent_id=agent_id
         ),
-        "budgets": [],
+        "budgets": budgets_for_snapshot(
+            tenant_id=environment.tenant_id, environment_id=environment.pk, agent_id=agent_id
+        ),
     }
 
 

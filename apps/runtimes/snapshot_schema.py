@@ -94,7 +94,34 @@ COMPONENTS: dict[str, dict[str, Any]] = {
                         "items": {"type": "object"},
                     },
                     "kill_switches": {"type": "array", "items": {"type": "object"}},
-                    "budgets": {"type": "array", "items": {}},
+                    "budgets": {
+                        "type": "array",
+                        "description": "budgets in scope with their state in the current "
+                        "window (docs/budgets.md)",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "id": {"type": "integer"},
+                                "name": {"type": "string"},
+                                "scope": {
+                                    "enum": ["tenant", "agent", "tenant_agent", "end_user"]
+                                },
+                                "agent": {"type": ["string", "null"]},
+                                "window": {"enum": ["hour", "day", "week", "month"]},
+                                "window_start": {"type": "string", "format": "date-time"},
+                                "resets_at": {"type": "string", "format": "date-time"},
+                                "limits": {"type": "object"},
+                                "action": {"enum": ["alert", "block", "degrade"]},
+                                "degrade": {"type": ["object", "null"]},
+                                "strict": {"type": "boolean"},
+                                "state": {"enum": ["ok", "exhausted"]},
+                                "exhausted_subjects": {
+                                    "type": "array",
+                                    "items": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
                 },
                 "required": [
                     "schema",

@@ -44,6 +44,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.accounts.models import RuntimeToken
+from apps.core.events import TELEMETRY_INGESTED, publish_after_commit
 from apps.tenancy.models import Agent
 
 from .models import (
@@ -52,9 +53,11 @@ from .models import (
     BucketReceipt,
     HourRollup,
     MinuteRollup,
+    Outcome,
     RecordKey,
     RequestRecord,
     Rollup,
+    Variant,
 )
 from .otlp import carry_keys, convert
 from .sketches import sketch_from_bytes, sketch_new, sketch_to_bytes
@@ -368,6 +371,56 @@ def _merge_all(deltas: dict[RollupKey, RollupDelta]) -> None:
 # --- partitions ------------------------------------------------------------------------------
 
 
+def _announce_consumption(
+    tenant_id: int,
+    environment_id: int,
+    *,
+    records: Sequence[RecordRow] = (),
+    buckets: Sequence[BucketRow] = (),
+) -> None:
+    """Tell whoever counts consumption (budgets) what this batch newly stored, once it commits
+    (``events.TELEMETRY_INGESTED``, process-local). Summed per (agent, end-user hash, minute):
+    cost in USD, tokens in plus out, requests (a ``budget_blocked`` request or a shadow run is
+    not a request served; its cost and tool calls still count), tool calls."""
+    sums: dict[tuple[int, str, datetime], list[Any]] = {}
+    for row in records:
+        key = (row.agent_id, row.end_user_hash, _minute(row.started_at))
+        entry = sums.get(key)
+        if entry is None:
+            sums[key] = entry = [Decimal(0), 0, 0, 0]
+        entry[0] += row.cost_usd
+        entry[1] += row.tokens_in + row.tokens_out
+        served = row.outcome != Outcome.BUDGET_BLOCKED and row.variant != Variant.SHADOW
+        entry[2] += 1 if served else 0
+        entry[3] += row.tool_calls
+    for bucket in buckets:
+        key = (bucket.agent_id, "", _minute(bucket.bucket_start))
+        entry = sums.get(key)
+        if entry is None:
+            sums[key] = entry = [Decimal(0), 0, 0, 0]
+        entry[0] += bucket.cost_usd
+        entry[1] += bucket.tokens_in + bucket.tokens_out
+        if bucket.variant != Variant.SHADOW:
+            entry[2] += bucket.requests - bucket.counts.get(Outcome.BUDGET_BLOCKED, 0)
+        entry[3] += bucket.tool_calls
+    if not sums:
+        return
+    publish_after_commit(
+        TELEMETRY_INGESTED,
+        str(tenant_id),
+        {
+            "tenant_id": tenant_id,
+            "environment_id": environment_id,
+            "usage": [
+                [agent_id, user, minute.isoformat(), str(cost), tokens, requests, tool_calls]
+                for (agent_id, user, minute), (cost, tokens, requests, tool_calls) in sums.items()
+            ],
+            "request_ids": [row.request_id for row in records],
+        },
+        broadcast=False,
+    )
+
+
 def partition_name(day: date) -> str:
     """The PostgreSQL partition of ``RequestRecord`` holding one UTC day."""
     return f"{PARTITION_PREFIX}{day:%Y%m%d}"
@@ -622,6 +675,7 @@ def records_ingest(
             deltas[key] = delta = RollupDelta()
             delta.add_records(group)
         _merge_all(deltas)
+        _announce_consumption(tenant_id, environment_id, records=fresh)
     result.accepted += len(fresh)
     result.duplicates += len(rows) - len(fresh)
     return result
@@ -714,6 +768,7 @@ def buckets_ingest(
                 deltas[rollup_key] = delta = RollupDelta()
             delta.add_bucket(row)
         _merge_all(deltas)
+        _announce_consumption(token.tenant_id, token.environment_id, buckets=fresh)
     result.accepted += len(fresh)
     result.duplicates += len(valid) - len(fresh)
     return result

@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "apps.telemetry",
     "apps.reviews",
     "apps.alerts",
+    "apps.budgets",
     "apps.rollouts",
     "apps.runtimes",
     "apps.dashboard",
@@ -465,6 +466,12 @@ TELEMETRY_RETENTION_EVERY_S = env.float("TELEMETRY_RETENTION_EVERY_S", default=3
 # How often the beat runs the canary analysis of every shadowing or canary rollout (seconds);
 # the analysis records one tick per 30-second slot whatever this is.
 ROLLOUT_ANALYSIS_EVERY_S = env.float("ROLLOUT_ANALYSIS_EVERY_S", default=30.0)
+# Budgets (docs/budgets.md): a strict budget's reservation, or a settled amount waiting for its
+# request's record, is released after this many seconds.
+BUDGET_RESERVATION_TTL_S = env.float("BUDGET_RESERVATION_TTL_S", default=120.0)
+# How often the beat releases expired reservations and re-announces budgets whose exhausted
+# window ended (seconds); runtimes also stop enforcing at the window's end on their own.
+BUDGET_ROLL_EVERY_S = env.float("BUDGET_ROLL_EVERY_S", default=10.0)
 # PostgreSQL: an ingest transaction commits without waiting for its WAL flush
 # (synchronous_commit=off, for that transaction only). A database crash may then lose the
 # batches acknowledged in its last ~0.6 s (3 x wal_writer_delay), whole: keys, raw rows and

@@ -1,0 +1,216 @@
+"""Reads of budgets: the snapshot's ``budgets`` document (docs/budgets.md) and what the Budgets
+pages and the API show (state, consumption, forecast)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from apps.core.authz import AnyUser, restrict
+from apps.tenancy.models import Agent
+
+from .models import METRICS, PER_SUBJECT_SCOPES, Budget, BudgetMark, BudgetUsage, Scope
+from .windows import window_bounds
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def exhausted(budget: Budget, row: BudgetUsage) -> bool:
+    """Some limit of ``budget`` is reached by ``row``'s consumption (reservations aside)."""
+    return any(
+        limit is not None and getattr(row, metric) >= limit
+        for metric, limit in budget.limits().items()
+    )
+
+
+def budgets_for_snapshot(
+    *, tenant_id: int, environment_id: int, agent_id: int | None, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The snapshot's ``budgets``: every budget of the tenant that applies to the environment
+    (and to the token's agent when it names one), with its state in the current window."""
+    now = now or timezone.now()
+    budgets = Budget.objects.filter(tenant_id=tenant_id).filter(
+        Q(environment_id__isnull=True) | Q(environment_id=environment_id)
+    )
+    if agent_id is not None:
+        budgets = budgets.filter(
+            Q(scope__in=(Scope.TENANT, Scope.TENANT_AGENT)) | Q(agent_id=agent_id)
+        )
+    documents = []
+    agent_slugs: dict[str, str] | None = None
+    for budget in budgets.select_related("tenant", "agent").order_by("pk"):
+        start, end = window_bounds(budget.window, now, budget.tenant.time_zone)
+        rows = BudgetUsage.objects.filter(budget=budget, window_start=start)
+        if budget.scope in PER_SUBJECT_SCOPES:
+            subjects = sorted(row.subject for row in rows if exhausted(budget, row))
+            if budget.scope == Scope.TENANT_AGENT and subjects:
+                if agent_slugs is None:
+                    agent_slugs = {
+                        str(pk): slug
+                        for pk, slug in Agent.objects.filter(tenant_id=tenant_id).values_list(
+                            "pk", "slug"
+                        )
+                    }
+                subjects = sorted(agent_slugs.get(subject, subject) for subject in subjects)
+            state = "ok"
+        else:
+            subjects = []
+            state = "exhausted" if any(exhausted(budget, row) for row in rows) else "ok"
+        documents.append(
+            {
+                "id": budget.pk,
+                "name": budget.name,
+                "scope": budget.scope,
+                "agent": budget.agent.slug if budget.agent is not None else None,
+                "window": budget.window,
+                "window_start": _iso(start),
+                "resets_at": _iso(end),
+                "limits": {
+                    metric: (
+                        None
+                        if value is None
+                        else (
+                            format(value.normalize(), "f") if isinstance(value, Decimal) else value
+                        )
+                    )
+                    for metric, value in budget.limits().items()
+                },
+                "action": budget.action,
+                "degrade": (
+                    None
+                    if budget.action != "degrade"
+                    else (
+                        {"mode": "model", "model": budget.degrade_model}
+                        if budget.degrade_mode == "model"
+                        else {"mode": budget.degrade_mode}
+                    )
+                ),
+                "strict": budget.strict,
+                "state": state,
+                "exhausted_subjects": subjects,
+            }
+        )
+    return documents
+
+
+def budget_list_for_user(*, user: AnyUser, tenant_ids: list[int] | None = None) -> QuerySet[Budget]:
+    """Budgets of the tenants ``user`` may see (optionally narrowed to ``tenant_ids``)."""
+    budgets = restrict(Budget.objects.select_related("tenant", "agent", "environment"), user)
+    if tenant_ids is not None:
+        budgets = budgets.filter(tenant_id__in=tenant_ids)
+    return budgets.order_by("tenant__name", "name")
+
+
+def budget_get_for_user(*, user: AnyUser, pk: int) -> Budget:
+    """One budget ``user`` may see; ``Budget.DoesNotExist`` otherwise (a 404)."""
+    return budget_list_for_user(user=user).get(pk=pk)
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A budget in its current window: totals over subjects (``consumed``, ``reserved``), the
+    highest share of a limit used by any subject (``percent``, its ``metric``), subjects at
+    the limit, the window bounds, and a linear forecast of the window's end from the rate so
+    far (``projected``: per metric; ``exhausts_at``: when the limit is reached at that rate,
+    None if it is not within the window)."""
+
+    budget: Budget
+    window_start: datetime
+    resets_at: datetime
+    consumed: dict[str, Decimal | int]
+    reserved: dict[str, Decimal | int]
+    percent: Decimal
+    metric: str
+    subjects: int
+    exhausted_subjects: list[str]
+    projected: dict[str, Decimal]
+    exhausts_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        return "exhausted" if self.exhausted_subjects else "ok"
+
+
+def budget_status(budget: Budget, *, now: datetime | None = None) -> BudgetStatus:
+    """The current window of ``budget`` (see ``BudgetStatus``)."""
+    from .services import percent_used  # the one definition of "share of a limit used"
+
+    now = now or timezone.now()
+    start, end = window_bounds(budget.window, now, budget.tenant.time_zone)
+    rows = list(BudgetUsage.objects.filter(budget=budget, window_start=start))
+    consumed: dict[str, Decimal | int] = {
+        m: (Decimal(0) if m == "cost_usd" else 0) for m in METRICS
+    }
+    reserved = dict(consumed)
+    best, best_metric, worst_row = Decimal(0), "", None
+    for row in rows:
+        for metric in METRICS:
+            consumed[metric] += getattr(row, metric)
+            reserved[metric] += getattr(row, f"reserved_{metric}")
+        percent, metric = percent_used(budget, row)
+        if worst_row is None or percent > best:
+            best, best_metric, worst_row = percent, metric, row
+    if not best_metric:
+        best_metric = next((m for m, v in budget.limits().items() if v is not None), "cost_usd")
+    elapsed = max((now - start).total_seconds(), 1.0)
+    length = (end - start).total_seconds()
+    projected = {
+        metric: (Decimal(consumed[metric]) * Decimal(length) / Decimal(elapsed)).quantize(
+            Decimal("0.0001")
+        )
+        for metric in METRICS
+    }
+    exhausts_at = None
+    limit = budget.limits().get(best_metric)
+    if worst_row is not None and limit:
+        used = Decimal(getattr(worst_row, best_metric))
+        if used >= limit:
+            exhausts_at = None
+        elif used > 0:
+            rate = used / Decimal(elapsed)  # per second, the worst subject's
+            seconds = float((Decimal(limit) - used) / rate)
+            candidate = now + timedelta(seconds=seconds)
+            exhausts_at = candidate if candidate < end else None
+    exhausted_subjects = [
+        row.subject
+        for row in rows
+        if any(lim is not None and getattr(row, m) >= lim for m, lim in budget.limits().items())
+    ]
+    if budget.scope not in PER_SUBJECT_SCOPES and exhausted_subjects:
+        exhausted_subjects = [""]
+    return BudgetStatus(
+        budget=budget,
+        window_start=start,
+        resets_at=end,
+        consumed=consumed,
+        reserved=reserved,
+        percent=best,
+        metric=best_metric,
+        subjects=len(rows),
+        exhausted_subjects=exhausted_subjects,
+        projected=projected,
+        exhausts_at=exhausts_at,
+    )
+
+
+def budget_marks(budget: Budget, *, limit: int = 50) -> list[BudgetMark]:
+    """The thresholds crossed, newest first (the budget's alert history)."""
+    return list(BudgetMark.objects.filter(budget=budget).order_by("-created_at", "-pk")[:limit])
+
+
+def budget_usage_rows(budget: Budget, *, now: datetime | None = None) -> list[BudgetUsage]:
+    """The counters of the current window, biggest spender first (per-subject budgets)."""
+    now = now or timezone.now()
+    start, _ = window_bounds(budget.window, now, budget.tenant.time_zone)
+    return list(
+        BudgetUsage.objects.filter(budget=budget, window_start=start).order_by(
+            "-cost_usd", "-tokens", "-requests", "subject"
+        )
+    )
