@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -727,21 +727,50 @@ def budget_reserve(
     )
     if not budgets:
         return ReserveAnswer(key, True, expires_at=now + reservation_ttl())
+    repeat = _repeat(tenant_id, key)
+    if repeat is not None:
+        return repeat
+    try:
+        return _reserve(budgets, tenant_id, agent, key, request_id, end_user_hash, amounts, now)
+    except IntegrityError:
+        # The same reservation id raced itself (a retry sent while the first was in flight):
+        # one of them held it; answer as a repeat does.
+        repeat = _repeat(tenant_id, key)
+        if repeat is None:
+            raise
+        return repeat
+
+
+def _repeat(tenant_id: int, key: str) -> ReserveAnswer | None:
+    """The answer to a reservation id already granted, or None."""
     existing = list(
         Reservation.objects.filter(tenant_id=tenant_id, key=key).select_related(
             "usage__budget__tenant"
         )
     )
-    if existing:
-        return ReserveAnswer(
-            key,
-            True,
-            expires_at=existing[0].expires_at,
-            budgets=[
-                {"id": r.usage.budget_id, "remaining": _remaining(r.usage.budget, r.usage)}
-                for r in existing
-            ],
-        )
+    if not existing:
+        return None
+    return ReserveAnswer(
+        key,
+        True,
+        expires_at=existing[0].expires_at,
+        budgets=[
+            {"id": r.usage.budget_id, "remaining": _remaining(r.usage.budget, r.usage)}
+            for r in existing
+        ],
+    )
+
+
+def _reserve(
+    budgets: list[Budget],
+    tenant_id: int,
+    agent: Agent,
+    key: str,
+    request_id: str,
+    end_user_hash: str,
+    amounts: dict[str, Decimal | int],
+    now: datetime,
+) -> ReserveAnswer:
     table = BudgetUsage._meta.db_table
     expires_at = now + reservation_ttl()
     with transaction.atomic():

@@ -1,0 +1,157 @@
+"""``POST /api/runtime/v1/budgets/reserve`` and ``…/settle`` over HTTP with a runtime token, and
+the snapshot's ``budgets`` a runtime receives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from apps.accounts.runtime_tokens import runtime_token_create
+from apps.budgets.models import Reservation
+from apps.runtimes.snapshot import snapshot_content
+from apps.tenancy.models import Agent, Tenant
+
+from .conftest import ACTOR, make_budget
+
+RESERVE = "/api/runtime/v1/budgets/reserve"
+SETTLE = "/api/runtime/v1/budgets/settle"
+
+
+@pytest.fixture
+def client(token_and_raw) -> APIClient:  # type: ignore[no-untyped-def]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=token_and_raw[1])
+    return client
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "reservation_id": "req-1:step-1",
+        "request_id": "req-1",
+        "agent": "support-bot",
+        "end_user_hash": "9f86d0",
+        "estimate": {"cost_usd": "0.40", "tokens": 1200, "tool_calls": 1},
+    }
+    data.update(fields)
+    return data
+
+
+def test_reserve_then_settle(tenant: Tenant, agent: Agent, client: APIClient) -> None:
+    budget = make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
+    granted = client.post(RESERVE, body(), format="json")
+    assert granted.status_code == 200
+    assert granted.json()["granted"] is True
+    assert granted.json()["budgets"] == [{"id": budget.pk, "remaining": {"cost_usd": "0.60000000"}}]
+    refused = client.post(
+        RESERVE, body(reservation_id="req-2:1", estimate={"cost_usd": 0.7}), format="json"
+    ).json()
+    assert refused["granted"] is False and refused["refused_by"]["metric"] == "cost_usd"
+    settled = client.post(
+        SETTLE, {"reservation_id": "req-1:step-1", "actual": {"cost_usd": "0.38"}}, format="json"
+    )
+    assert settled.json() == {
+        "reservation_id": "req-1:step-1",
+        "status": "settled",
+        "duplicate": False,
+    }
+    again = client.post(
+        SETTLE, {"reservation_id": "req-1:step-1", "actual": {"cost_usd": "0.38"}}, format="json"
+    )
+    assert again.json()["duplicate"] is True
+    missing = client.post(SETTLE, {"reservation_id": "nope", "actual": {}}, format="json")
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (body(reservation_id=""), "reservation_id"),
+        (body(reservation_id="a b"), "reservation_id"),
+        (body(reservation_id="x" * 129), "reservation_id"),
+        (body(agent=7), "agent"),
+        (body(end_user_hash=["x"]), "end_user_hash"),
+        ({k: v for k, v in body().items() if k != "estimate"}, "estimate"),
+        (body(estimate={"cost_usd": "-0.1"}), "estimate.cost_usd"),
+        (body(estimate={"cost_usd": "NaN"}), "estimate.cost_usd"),
+        (body(estimate="lots"), "estimate"),
+        (body(estimate={"tokens": True}), "estimate.tokens"),
+    ],
+)
+def test_reserve_bad_input__400_field_error_nothing_held(
+    tenant: Tenant, agent: Agent, client: APIClient, payload: dict[str, Any], field: str
+) -> None:
+    make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
+    answer = client.post(RESERVE, payload, format="json")
+    assert answer.status_code == 400, answer.content
+    assert field in answer.json()["errors"], answer.json()
+    assert not Reservation.objects.exists()
+
+
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"not json", b'"text"'])
+def test_reserve_not_an_object__400(
+    tenant: Tenant, agent: Agent, client: APIClient, raw: bytes
+) -> None:
+    answer = client.post(RESERVE, raw, content_type="application/json")
+    assert answer.status_code == 400
+
+
+def test_settle_bad_actual__400(tenant: Tenant, agent: Agent, client: APIClient) -> None:
+    make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
+    client.post(RESERVE, body(), format="json")
+    answer = client.post(
+        SETTLE, {"reservation_id": "req-1:step-1", "actual": {"cost_usd": "x"}}, format="json"
+    )
+    assert answer.status_code == 400 and "actual.cost_usd" in answer.json()["errors"]
+    assert Reservation.objects.get().status == "reserved"
+
+
+def test_unknown_or_other_tenants_agent__404(
+    tenant: Tenant, agent: Agent, other_tenant: Tenant, client: APIClient
+) -> None:
+    assert client.post(RESERVE, body(agent="ghost"), format="json").status_code == 404
+    assert client.post(RESERVE, body(agent="secret-agent"), format="json").status_code == 404
+
+
+def test_no_token__401(tenant: Tenant, agent: Agent) -> None:
+    assert APIClient().post(RESERVE, body(), format="json").status_code == 401
+    assert (
+        APIClient().post(SETTLE, {"reservation_id": "a", "actual": {}}, format="json").status_code
+        == 401
+    )
+
+
+def test_other_tenant_cannot_settle_my_reservation(
+    tenant: Tenant, agent: Agent, other_tenant: Tenant, client: APIClient
+) -> None:
+    make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
+    client.post(RESERVE, body(), format="json")
+    _, raw = runtime_token_create(
+        actor=ACTOR,
+        tenant=other_tenant,
+        environment=other_tenant.environments.get(),
+        name="theirs",
+    )
+    theirs = APIClient()
+    theirs.credentials(HTTP_AUTHORIZATION=raw)
+    answer = theirs.post(SETTLE, {"reservation_id": "req-1:step-1", "actual": {}}, format="json")
+    assert answer.status_code == 404
+    assert Reservation.objects.get().status == "reserved"
+
+
+def test_snapshot_lists_the_budgets_in_scope(tenant: Tenant, agent: Agent) -> None:
+    other = Agent.objects.create(tenant=tenant, slug="refund-agent", name="Refund agent")
+    make_budget(tenant, name="tenant")
+    make_budget(tenant, name="mine", scope="agent", agent=agent, window="hour")
+    make_budget(tenant, name="theirs", scope="agent", agent=other)
+    make_budget(tenant, name="staging", environment=tenant.environments.get(slug="staging"))
+    production = tenant.environments.get(slug="production")
+    names = [b["name"] for b in snapshot_content(environment=production, agent_id=None)["budgets"]]
+    assert names == ["tenant", "mine", "theirs"]
+    scoped = snapshot_content(environment=production, agent_id=agent.pk)["budgets"]
+    assert [b["name"] for b in scoped] == ["tenant", "mine"]
+    mine = scoped[1]
+    assert mine["scope"] == "agent" and mine["agent"] == "support-bot" and mine["window"] == "hour"
+    assert mine["state"] == "ok" and mine["exhausted_subjects"] == [] and mine["strict"] is False
+    assert mine["window_start"].endswith(":00:00Z") and mine["resets_at"].endswith(":00:00Z")
