@@ -636,7 +636,7 @@ class Runtime:
         if not remote:
             return SettleResult(reservation_id=reservation_id, status="local")
         try:
-            body = {
+            body: dict[str, object] = {
                 "reservation_id": reservation_id,
                 "actual": amounts_json(actual, where="actual"),
             }
