@@ -5,25 +5,42 @@ contract in pyproject.toml keeps it that way."""
 
 from ._version import __version__
 from .breaker import BreakerBoard, BreakerState, CircuitBreaker
+from .budgets import BudgetRefusal, ReserveResult, SettleResult
 from .client import Backoff, ConfigSync, Runtime, SyncStatus
-from .guardrails import Decision, RequestContext, RequestGuard, Verdict, choose_version
-from .snapshot import BundleVersion, KillSwitch, Snapshot
+from .guardrails import (
+    BUDGET_BLOCKED,
+    BudgetPort,
+    Decision,
+    RequestContext,
+    RequestGuard,
+    Verdict,
+    choose_version,
+)
+from .snapshot import Budget, BudgetLimits, BundleVersion, Degrade, KillSwitch, Snapshot
 from .verify import KeyRing, KeysUnavailable, VerificationError
 
 __all__ = [
+    "BUDGET_BLOCKED",
     "Backoff",
     "BreakerBoard",
     "BreakerState",
+    "Budget",
+    "BudgetLimits",
+    "BudgetPort",
+    "BudgetRefusal",
     "BundleVersion",
     "CircuitBreaker",
     "ConfigSync",
     "Decision",
+    "Degrade",
     "KeyRing",
     "KeysUnavailable",
     "KillSwitch",
     "RequestContext",
     "RequestGuard",
+    "ReserveResult",
     "Runtime",
+    "SettleResult",
     "Snapshot",
     "SyncStatus",
     "Verdict",

@@ -11,20 +11,39 @@ fetch, then runs two daemon threads:
 
 Readers call ``runtime.snapshot`` (one reference, read under a lock) and never see a half-applied
 revision. When the control plane is unreachable the runtime keeps serving what it has, kill
-switches included (fail-static), and backs off exponentially with jitter."""
+switches included (fail-static), and backs off exponentially with jitter.
+
+Budgets (docs/budgets.md): ``guard()`` enforces the snapshot's ``budgets``; for strict ones the
+agent loop reserves before an expensive step and settles after (``budget_reserve``,
+``budget_settle``). The runtime remembers since when the control plane has been unreachable
+(failed config fetches, failed reservations); past ``budget_grace_s`` requests in the scope of
+a strict budget are refused, within it a reservation that could not be made is granted."""
 
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from ._version import __version__
 from .breaker import BreakerBoard
+from .budgets import (
+    RESERVE_PATH,
+    SETTLE_PATH,
+    ReserveResult,
+    SettleResult,
+    amounts_json,
+    check_reservation_id,
+    reserve_result,
+)
 from .cache import LastKnownGood
 from .guardrails import RequestContext, RequestGuard
 from .ratelimit import RateLimiter
@@ -38,6 +57,11 @@ HEARTBEAT_PATH = "/api/runtime/v1/heartbeat"
 KEYS_PATH = "/api/runtime/v1/keys"
 
 log = logging.getLogger("dataplane.client")
+
+# Bounds on what the runtime remembers of reservations: the ones the control plane granted
+# (only those are settled over the network) and settles waiting for a retry.
+MAX_REMOTE_RESERVATIONS = 10_000
+MAX_PENDING_SETTLES = 1_000
 
 Source = Literal["control-plane", "disk-cache"]
 
@@ -102,7 +126,14 @@ class Runtime:
         breakers: BreakerBoard | None = None,
         on_change: Callable[[Snapshot | None, Snapshot], None] | None = None,
         library_version: str = __version__,
+        budget_grace_s: float = 60.0,
+        budget_timeout_s: float = 2.0,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """``budget_grace_s``: how long (seconds) the control plane may be unreachable before
+        requests in the scope of a strict budget are refused. ``budget_timeout_s``: the
+        timeout of a reserve or settle call (it sits in the request path). ``clock``: an
+        aware "now" (budgets' ``resets_at``, the grace); tests inject one."""
         if not 0 < wait_s <= 60:
             raise ValueError("wait_s must be in 1..60 (the control plane's long-poll limit)")
         self.base_url = base_url
@@ -125,6 +156,17 @@ class Runtime:
         agent = f"dataplane/{library_version}"
         self._poll_http = Transport(base_url, token, user_agent=agent)
         self._beat_http = Transport(base_url, token, user_agent=agent)
+        self.budget_grace_s = budget_grace_s
+        self.budget_timeout_s = budget_timeout_s
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._user_agent = agent
+        # Reserve and settle run on request threads, many at once, and a Transport serves one
+        # thread at a time: a small pool of idle connections, one taken per call.
+        self._budget_pool: queue.LifoQueue[Transport] = queue.LifoQueue()
+        self._budget_lock = threading.Lock()
+        self._remote_reservations: OrderedDict[str, None] = OrderedDict()
+        self._pending_settles: OrderedDict[str, dict[str, object]] = OrderedDict()
+        self._unreachable_since: datetime | None = None
         # Pinned keys replace the key endpoint: a key the control plane publishes later is
         # not trusted unless the operator pins it too.
         self._keys = KeyRing(
@@ -178,7 +220,9 @@ class Runtime:
         """A guard for one request: the bundle version is chosen once (a request does not
         change version mid-way), kill switches are read live so an engaged one takes effect at
         the next check. ``properties``: Unleash context properties (``tenantId``) the
-        rollout's stickiness and constraints may read."""
+        rollout's stickiness and constraints may read. Budgets are read live too, at the
+        runtime's clock: ``context.end_user_hash`` places the request in ``end_user``
+        budgets."""
         return RequestGuard(
             self.snapshot,
             agent=agent,
@@ -189,6 +233,8 @@ class Runtime:
             user_id=user_id,
             rate_limits=self.rate_limits,
             properties=properties,
+            clock=self._clock,
+            budget_port=self,
         )
 
     def shadow_guard(
@@ -213,6 +259,8 @@ class Runtime:
             user_id=user_id,
             properties=properties,
             shadow=True,
+            clock=self._clock,
+            budget_port=self,
         )
         return guard if guard.version is not None else None
 
@@ -275,6 +323,11 @@ class Runtime:
             self._receiver = None
         self._poll_http.close()
         self._beat_http.close()
+        while True:
+            try:
+                self._budget_pool.get_nowait().close()
+            except queue.Empty:
+                break
         return stopped
 
     def poke(self, revision: int | None = None) -> None:
@@ -308,6 +361,7 @@ class Runtime:
             raise RuntimeError("the background threads own the connection; use poke()")
         self._poll_once()
         self._send_heartbeat()
+        self.retry_settles()
 
     # -- fetching and applying --------------------------------------------------------------
 
@@ -333,6 +387,7 @@ class Runtime:
                 self._failures = 0
                 self._last_error = ""
                 self._cond.notify_all()
+            self._note_reachable()
 
     def _fetch(self, wait: int) -> None:
         headers = {"If-None-Match": self._etag} if self._etag else {}
@@ -426,6 +481,7 @@ class Runtime:
         self._beat_now.set()
 
     def _record_failure(self, exc: Exception) -> None:
+        self._note_unreachable()
         with self._cond:
             self._failures += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
@@ -457,6 +513,187 @@ class Runtime:
             )
         self._apply(snapshot, "disk-cache")
 
+    # -- budgets ----------------------------------------------------------------------------
+
+    def unreachable_s(self, now: datetime | None = None) -> float:
+        """Seconds the control plane has been unreachable at ``now`` (the runtime's clock by
+        default): since the first failed config fetch or reservation after the last call
+        that reached it; 0 when that one did."""
+        with self._budget_lock:
+            since = self._unreachable_since
+        if since is None:
+            return 0.0
+        return max(0.0, ((now or self._clock()) - since).total_seconds())
+
+    def _note_unreachable(self) -> None:
+        with self._budget_lock:
+            if self._unreachable_since is None:
+                self._unreachable_since = self._clock()
+
+    def _note_reachable(self) -> None:
+        with self._budget_lock:
+            self._unreachable_since = None
+
+    @contextmanager
+    def _budget_transport(self) -> Iterator[Transport]:
+        try:
+            transport = self._budget_pool.get_nowait()
+        except queue.Empty:
+            transport = Transport(self.base_url, self._token, user_agent=self._user_agent)
+        try:
+            yield transport
+        finally:
+            self._budget_pool.put(transport)
+
+    def budget_reserve(
+        self,
+        *,
+        reservation_id: str,
+        request_id: str,
+        agent: str,
+        end_user_hash: str = "",
+        estimate: Mapping[str, object],
+    ) -> ReserveResult:
+        """Reserve ``estimate`` (any of ``cost_usd`` in USD, ``tokens``, ``requests``,
+        ``tool_calls``) before an expensive step of request ``request_id``
+        (``POST /api/runtime/v1/budgets/reserve``; ``reservation_id`` is its idempotency
+        key). Asks the control plane only when a strict budget of the served snapshot is
+        in scope (``agent``, ``end_user_hash``); otherwise granted locally. When the call
+        fails (network, 5xx, 429) the reservation is granted within ``budget_grace_s`` of
+        the control plane being unreachable and refused past it (``error_code``
+        ``budget:<id>:unreachable``). ValueError for a malformed id or estimate."""
+        check_reservation_id(reservation_id)
+        body_estimate = amounts_json(estimate, where="estimate")
+        snapshot = self.snapshot
+        strict = [b for b in (snapshot.budgets_for(agent) if snapshot else ()) if b.strict]
+        if not strict:
+            return ReserveResult(reservation_id=reservation_id, granted=True, source="local")
+        body: dict[str, object] = {
+            "reservation_id": reservation_id,
+            "request_id": request_id,
+            "agent": agent,
+            "estimate": body_estimate,
+        }
+        if end_user_hash:
+            body["end_user_hash"] = end_user_hash
+        try:
+            with self._budget_transport() as http:
+                response = http.request(
+                    "POST", RESERVE_PATH, json_body=body, timeout=self.budget_timeout_s
+                )
+            if response.status == 429 or response.status >= 500:
+                raise ServerError(f"POST {RESERVE_PATH} answered HTTP {response.status}")
+            if response.status != 200:
+                # The control plane answered but refused the call itself (400: a field the
+                # local checks let through; 404: an agent it does not know). Not an outage;
+                # the runtime cannot hold the budget to account, so it serves (fail open).
+                log.warning(
+                    "budget.reserve_rejected",
+                    extra={"status": response.status, "body": response.body[:500]},
+                )
+                self._note_reachable()
+                return ReserveResult(reservation_id=reservation_id, granted=True, source="local")
+            result = reserve_result(reservation_id, response.json())
+        except (TransportError, ServerError, ValueError) as exc:
+            self._note_unreachable()
+            unreachable = self.unreachable_s()
+            closed = unreachable > self.budget_grace_s
+            log.warning(
+                "budget.reserve_failed",
+                extra={
+                    "reservation_id": reservation_id,
+                    "error": str(exc),
+                    "unreachable_s": round(unreachable, 1),
+                    "granted": not closed,
+                },
+            )
+            return ReserveResult(
+                reservation_id=reservation_id,
+                granted=not closed,
+                source="offline",
+                error_code=f"budget:{strict[0].id}:unreachable" if closed else "",
+            )
+        self._note_reachable()
+        if result.granted:
+            with self._budget_lock:
+                self._remote_reservations[reservation_id] = None
+                while len(self._remote_reservations) > MAX_REMOTE_RESERVATIONS:
+                    self._remote_reservations.popitem(last=False)
+        else:
+            log.info(
+                "budget.reservation_refused",
+                extra={"reservation_id": reservation_id, "error_code": result.error_code},
+            )
+        return result
+
+    def budget_settle(self, *, reservation_id: str, actual: Mapping[str, object]) -> SettleResult:
+        """Settle a reservation with what the step consumed (``actual``: any of the four
+        metrics; ``POST /api/runtime/v1/budgets/settle``). Only reservations the control
+        plane granted go over the network (status ``local`` otherwise). Never raises: a
+        failed call is logged and retried in the background (status ``pending``)."""
+        with self._budget_lock:
+            remote = reservation_id in self._remote_reservations
+        if not remote:
+            return SettleResult(reservation_id=reservation_id, status="local")
+        try:
+            body: dict[str, object] = {
+                "reservation_id": reservation_id,
+                "actual": amounts_json(actual, where="actual"),
+            }
+        except ValueError as exc:
+            log.warning(
+                "budget.settle_invalid", extra={"reservation_id": reservation_id, "error": str(exc)}
+            )
+            return SettleResult(reservation_id=reservation_id, status="local")
+        return self._settle(body)
+
+    def _settle(self, body: dict[str, object]) -> SettleResult:
+        reservation_id = str(body["reservation_id"])
+        try:
+            with self._budget_transport() as http:
+                response = http.request(
+                    "POST", SETTLE_PATH, json_body=body, timeout=self.budget_timeout_s
+                )
+            if response.status == 429 or response.status >= 500:
+                raise ServerError(f"POST {SETTLE_PATH} answered HTTP {response.status}")
+            document = response.json() if response.status == 200 else {}
+        except (TransportError, ServerError, ValueError) as exc:
+            with self._budget_lock:
+                self._pending_settles[reservation_id] = body
+                while len(self._pending_settles) > MAX_PENDING_SETTLES:
+                    dropped, _ = self._pending_settles.popitem(last=False)
+                    log.warning("budget.settle_dropped", extra={"reservation_id": dropped})
+            log.warning(
+                "budget.settle_failed", extra={"reservation_id": reservation_id, "error": str(exc)}
+            )
+            return SettleResult(reservation_id=reservation_id, status="pending")
+        with self._budget_lock:
+            self._remote_reservations.pop(reservation_id, None)
+            self._pending_settles.pop(reservation_id, None)
+        if response.status != 200 or not isinstance(document, dict):
+            # 404: the control plane does not know it (or no longer); nothing to retry.
+            log.warning(
+                "budget.settle_rejected",
+                extra={"reservation_id": reservation_id, "status": response.status},
+            )
+            return SettleResult(reservation_id=reservation_id, status="unknown")
+        return SettleResult(
+            reservation_id=reservation_id,
+            status=str(document.get("status") or "settled"),
+            duplicate=bool(document.get("duplicate")),
+        )
+
+    def retry_settles(self) -> int:
+        """Send again the settles whose call failed (the heartbeat thread does it each
+        beat); returns how many are still pending."""
+        with self._budget_lock:
+            bodies = list(self._pending_settles.values())
+        for body in bodies:
+            if self._settle(body).status == "pending":
+                break  # still unreachable: the rest waits for the next beat
+        with self._budget_lock:
+            return len(self._pending_settles)
+
     # -- background threads -----------------------------------------------------------------
 
     def _poll_loop(self) -> None:
@@ -478,6 +715,7 @@ class Runtime:
         while not self._stopping.is_set():
             self._beat_now.clear()
             self._send_heartbeat()
+            self.retry_settles()
             self._beat_now.wait(self.heartbeat_interval_s)
 
     def heartbeat_payload(self) -> dict[str, Any]:

@@ -6,9 +6,16 @@ Checks run in a fixed precedence, and the first refusal decides:
 1. kill switches (agent stopped; tool disabled; read-only mode; draft-only mode) — read from the
    *live* snapshot, so one engaged mid-request applies at the next check, and nothing below
    (bundle rules, a rollout, a human approval) can override them;
+1b. budgets (docs/budgets.md), also from the live snapshot: a ``block`` budget at its limit
+   refuses (outcome ``budget_blocked``, ``error_code`` ``budget:<id>``), as does any strict
+   budget in scope once the control plane has been unreachable past the grace
+   (``budget:<id>:unreachable``); a ``degrade`` budget at its limit adds a draft-only floor
+   like the kill switch's, or names the cheaper model (``model_override``);
 2. the bundle's tool allowlist (a tool the version does not declare is denied);
 3. JSON-Schema validation of the arguments (draft 2020-12);
-4. per-request limits, from the usage the loop records;
+4. per-request limits, from the usage the loop records; the caps (``max_steps``,
+   ``max_tool_calls``, ``max_total_tokens``, ``max_cost_usd``) refuse with outcome
+   ``budget_blocked`` and ``error_code`` ``cap:<name>``;
 5. the bundle's ordered tool rules: first match wins, no match denies;
 6. the tool's ``requires_approval``;
 7. the tool's circuit breaker, then its rate limit (both shared by the whole runtime).
@@ -30,18 +37,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from jsonschema.exceptions import best_match
 
 from .breaker import BreakerBoard
 from .bucketing import rollout_enabled
+from .budgets import ReserveResult, SettleResult
 from .policy import Policy, Tool, policy_cache
 from .ratelimit import RateLimiter
 from .regex import regex_problem, search
-from .snapshot import BundleVersion, KillSwitch, Rollout, Snapshot
+from .snapshot import Budget, BundleVersion, Degrade, KillSwitch, Rollout, Snapshot
+
+BUDGET_BLOCKED = "budget_blocked"
 
 
 class Verdict(StrEnum):
@@ -59,6 +70,11 @@ class Decision:
     check: str = ""
     # Decided for a shadow run of the candidate: never executed, whatever the verdict.
     shadow: bool = False
+    # How the request's record reports a refusal that ends it, when it is not the default
+    # (policy_denied): ``budget_blocked`` for budgets and caps; error_code ``budget:<id>``,
+    # ``budget:<id>:unreachable`` or ``cap:<name>``.
+    outcome: str = ""
+    error_code: str = ""
 
     @property
     def allowed(self) -> bool:
@@ -89,6 +105,16 @@ class Decision:
     def ask(cls, reason: str, check: str) -> Decision:
         return cls(Verdict.NEEDS_APPROVAL, reason, check)
 
+    @classmethod
+    def budget_blocked(cls, reason: str, error_code: str, check: str = "budget") -> Decision:
+        """A refusal the record reports as outcome ``budget_blocked`` with ``error_code``."""
+        return cls(Verdict.DENY, reason, check, outcome=BUDGET_BLOCKED, error_code=error_code)
+
+    @classmethod
+    def cap(cls, name: str, limit: Any, reached: str = "reached") -> Decision:
+        """A per-request cap of ``policies.limits`` hit: ``budget_blocked``, ``cap:<name>``."""
+        return cls.budget_blocked(f"{name} ({limit}) {reached}", f"cap:{name}", "limit")
+
 
 @dataclass(frozen=True)
 class RequestContext:
@@ -98,6 +124,9 @@ class RequestContext:
     tenant: str | None = None
     environment: str | None = None
     confidence: float | None = None  # the model's stated confidence, 0..1
+    # The hashed end-user id the records report (``usage.end_user_hash``); what ``end_user``
+    # budgets count by. Not a rule context key.
+    end_user_hash: str | None = None
 
     def as_mapping(self, confidence: float | None = None) -> dict[str, Any]:
         return {
@@ -216,8 +245,40 @@ def kill_switch_decision(
     return None
 
 
+class BudgetPort(Protocol):
+    """What a guard needs from its runtime for strict budgets (``client.Runtime`` is one)."""
+
+    budget_grace_s: float
+
+    def unreachable_s(self, now: datetime) -> float:
+        """For how long (seconds) the control plane has been unreachable at ``now``; 0 when
+        the last call reached it."""
+        ...
+
+    def budget_reserve(
+        self,
+        *,
+        reservation_id: str,
+        request_id: str,
+        agent: str,
+        end_user_hash: str = "",
+        estimate: Mapping[str, Any],
+    ) -> ReserveResult: ...
+
+    def budget_settle(self, *, reservation_id: str, actual: Mapping[str, Any]) -> SettleResult: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class RequestGuard:
-    """Guardrails for one request of one agent. Cheap to create; use one per request."""
+    """Guardrails for one request of one agent. Cheap to create; use one per request.
+
+    ``clock``: the aware "now" budgets are judged at (their ``resets_at``; tests inject
+    one). ``budget_port``: the runtime that reserves and settles for strict budgets and
+    knows whether the control plane is reachable; None (offline simulations) grants every
+    reservation locally and never fails closed."""
 
     def __init__(
         self,
@@ -232,6 +293,8 @@ class RequestGuard:
         rate_limits: RateLimiter | None = None,
         properties: Mapping[str, str] | None = None,
         shadow: bool = False,
+        clock: Callable[[], datetime] | None = None,
+        budget_port: BudgetPort | None = None,
     ) -> None:
         self.agent = agent
         self.session_id = session_id
@@ -251,12 +314,146 @@ class RequestGuard:
         self._live = live
         self._breakers = breakers
         self._rate_limits = rate_limits
+        self._clock = clock or _utcnow
+        self._budget_port = budget_port
         self._lock = threading.Lock()
+        # The first refusal that reports the request as budget_blocked (a budget, a cap or a
+        # refused reservation): what the request's record says.
+        self.budget_stop: Decision | None = None
+
+    def _current(self) -> Snapshot | None:
+        current = self._live() if self._live is not None else None
+        return current or self._pinned
 
     def _switches(self) -> tuple[KillSwitch, ...]:
-        current = self._live() if self._live is not None else None
-        snapshot = current or self._pinned
+        snapshot = self._current()
         return snapshot.switches_for(self.agent) if snapshot is not None else ()
+
+    # -- budgets ----------------------------------------------------------------------------
+
+    def budgets(self) -> tuple[Budget, ...]:
+        """The budgets of the live snapshot this request is in the scope of."""
+        snapshot = self._current()
+        return snapshot.budgets_for(self.agent) if snapshot is not None else ()
+
+    def _budget_refusal(self) -> Decision | None:
+        """A ``block`` budget at its limit, or a strict budget while the control plane has
+        been unreachable past the grace; None when budgets let the request go on."""
+        budgets = self.budgets()
+        if not budgets:
+            return None
+        now = self._clock()
+        user = self.context.end_user_hash
+        for budget in budgets:
+            if budget.action == "block" and budget.at_limit(self.agent, user, now):
+                return Decision.budget_blocked(
+                    f"{self.agent} blocked by {budget.describe()}: at its limit until "
+                    f"{budget.resets_at.isoformat()}",
+                    f"budget:{budget.id}",
+                )
+        port = self._budget_port
+        if port is None:
+            return None
+        strict = [budget for budget in budgets if budget.strict]
+        if strict:
+            unreachable = port.unreachable_s(now)
+            if unreachable > port.budget_grace_s:
+                # Fail closed: a strict budget promises its limit holds, which the runtime
+                # can no longer know. Soft budgets stay open.
+                return Decision.budget_blocked(
+                    f"{self.agent} refused: {strict[0].describe()} is strict and the control "
+                    f"plane has been unreachable for {unreachable:.0f} s "
+                    f"(grace {port.budget_grace_s:g} s)",
+                    f"budget:{strict[0].id}:unreachable",
+                )
+        return None
+
+    def degrades(self) -> tuple[tuple[Budget, Degrade], ...]:
+        """The ``degrade`` budgets at their limit now, with how each degrades."""
+        budgets = self.budgets()
+        if not budgets:
+            return ()
+        now = self._clock()
+        user = self.context.end_user_hash
+        return tuple(
+            (budget, budget.degrade)
+            for budget in budgets
+            if budget.action == "degrade"
+            and budget.degrade is not None
+            and budget.at_limit(self.agent, user, now)
+        )
+
+    @property
+    def model_override(self) -> str | None:
+        """The cheaper model a ``degrade`` budget (mode ``model``) at its limit makes the
+        runtime use for its next model call; None: the bundle's model."""
+        for _budget, degrade in self.degrades():
+            if degrade.mode == "model":
+                return degrade.model
+        return None
+
+    def _draft_only_floor(self, tool: str, tool_spec: Tool | None) -> Decision | None:
+        # Exactly the draft-only kill switch's floor: a write (or an undeclared tool) waits
+        # for a human; reads go on.
+        if tool_spec is not None and tool_spec.is_read:
+            return None
+        for budget, degrade in self.degrades():
+            if degrade.mode == "draft_only":
+                return Decision.ask(
+                    f"{tool} writes, and {budget.describe()} at its limit makes the agent "
+                    "draft-only",
+                    "budget",
+                )
+        return None
+
+    def check_budget(self) -> Decision:
+        """Do the budgets let this request go on? (``check_step`` and ``check_tool_call``
+        ask this too; call it to refuse a request before any work.)"""
+        stopped = any(switch.kind == "agent_stopped" for switch in self._switches())
+        refusal = None if stopped else self._budget_refusal()
+        return self._note("<budget>", refusal or Decision.allow(check="budget"))
+
+    def reserve(
+        self, *, reservation_id: str, request_id: str, estimate: Mapping[str, Any]
+    ) -> ReserveResult:
+        """Reserve ``estimate`` (any of ``cost_usd``, ``tokens``, ``requests``,
+        ``tool_calls``) before an expensive step, through the runtime (which asks the
+        control plane only when a strict budget is in scope). A refusal is noted like a
+        refused check: the request is then reported ``budget_blocked`` with its
+        ``error_code``."""
+        port = self._budget_port
+        if port is None or not any(budget.strict for budget in self.budgets()):
+            return ReserveResult(reservation_id=reservation_id, granted=True, source="local")
+        result = port.budget_reserve(
+            reservation_id=reservation_id,
+            request_id=request_id,
+            agent=self.agent,
+            end_user_hash=self.context.end_user_hash or "",
+            estimate=estimate,
+        )
+        if not result.granted:
+            refused = result.refused_by
+            what = (
+                f"budget #{refused.id} ({refused.name}) has {refused.remaining} "
+                f"{refused.metric} left"
+                if refused is not None
+                else "the control plane is unreachable past the grace"
+            )
+            self._note(
+                "<reserve>",
+                Decision.budget_blocked(
+                    f"reservation {reservation_id} refused: {what}",
+                    result.error_code,
+                    "reservation",
+                ),
+            )
+        return result
+
+    def settle(self, *, reservation_id: str, actual: Mapping[str, Any]) -> SettleResult:
+        """Settle a reservation with what the step actually consumed (never raises)."""
+        if self._budget_port is None:
+            return SettleResult(reservation_id=reservation_id, status="local")
+        return self._budget_port.budget_settle(reservation_id=reservation_id, actual=actual)
 
     # -- checks -----------------------------------------------------------------------------
 
@@ -268,13 +465,16 @@ class RequestGuard:
         for switch in self._switches():
             if switch.kind == "agent_stopped":
                 return Decision.deny(f"agent stopped by {switch.describe()}", "kill_switch")
+        budget = self._budget_refusal()
+        if budget is not None:
+            return budget
         if self.policy is None:
             return self._not_deployed()
         limits = self.policy.limits
         with self._lock:
             if limits.max_steps is not None and self.usage.steps >= limits.max_steps:
-                return Decision.deny(f"max_steps ({limits.max_steps}) reached", "limit")
-            refusal = self._budget_refusal(self.usage)
+                return Decision.cap("max_steps", limits.max_steps)
+            refusal = self._spend_cap(self.usage)
         return refusal or Decision.allow(check="limit")
 
     def check_input(self, text: str) -> Decision:
@@ -282,6 +482,12 @@ class RequestGuard:
         return self._note("<input>", self._decide_input(text))
 
     def _decide_input(self, text: str) -> Decision:
+        # A stopped agent is refused at its first step by the kill switch, which keeps
+        # precedence over budgets; otherwise a blocked budget refuses before any work.
+        if not any(switch.kind == "agent_stopped" for switch in self._switches()):
+            budget = self._budget_refusal()
+            if budget is not None:
+                return budget
         if self.policy is None:
             return self._not_deployed()
         if self.policy.max_input_chars is not None and len(text) > self.policy.max_input_chars:
@@ -323,6 +529,11 @@ class RequestGuard:
         floor = kill_switch_decision(self._switches(), tool, spec)
         if floor is not None and floor.denied:
             return floor
+        budget = self._budget_refusal()
+        if budget is not None:
+            return budget
+        if floor is None:
+            floor = self._draft_only_floor(tool, spec)
         if policy is None:
             return self._not_deployed()
         if spec is None:
@@ -374,9 +585,9 @@ class RequestGuard:
         with self._lock:
             usage = self.usage
             if limits.max_steps is not None and usage.steps > limits.max_steps:
-                return Decision.deny(f"max_steps ({limits.max_steps}) exceeded", "limit")
+                return Decision.cap("max_steps", limits.max_steps, "exceeded")
             if limits.max_tool_calls is not None and usage.tool_calls >= limits.max_tool_calls:
-                return Decision.deny(f"max_tool_calls ({limits.max_tool_calls}) reached", "limit")
+                return Decision.cap("max_tool_calls", limits.max_tool_calls)
             retries = usage.retries.get(tool, 0)
             if (
                 limits.max_retries_per_tool is not None
@@ -388,15 +599,15 @@ class RequestGuard:
                     f"{tool} failed and its retries are used up (max_retries_per_tool {allowed})",
                     "limit",
                 )
-            return self._budget_refusal(usage)
+            return self._spend_cap(usage)
 
-    def _budget_refusal(self, usage: Usage) -> Decision | None:
+    def _spend_cap(self, usage: Usage) -> Decision | None:
         assert self.policy is not None
         limits = self.policy.limits
         if limits.max_total_tokens is not None and usage.total_tokens >= limits.max_total_tokens:
-            return Decision.deny(f"max_total_tokens ({limits.max_total_tokens}) reached", "limit")
+            return Decision.cap("max_total_tokens", limits.max_total_tokens)
         if limits.max_cost_usd is not None and usage.cost_usd >= limits.max_cost_usd:
-            return Decision.deny(f"max_cost_usd ({limits.max_cost_usd}) reached", "limit")
+            return Decision.cap("max_cost_usd", limits.max_cost_usd)
         return None
 
     def _breaker_refusal(self, tool: str, *, claim: bool) -> Decision | None:
@@ -437,6 +648,8 @@ class RequestGuard:
             decision = replace(decision, shadow=True)
         with self._lock:
             self.decisions.append((subject, decision))
+            if decision.outcome == BUDGET_BLOCKED and self.budget_stop is None:
+                self.budget_stop = decision
         return decision
 
     # -- usage the loop records -------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from .canonical import FORMS, UNMARKED_FORM, form_of
@@ -97,6 +99,67 @@ class KillSwitch:
         return f"kill switch #{self.id} ({self.kind}{' ' + target if target else ''}){reason}"
 
 
+BUDGET_SCOPES = ("tenant", "agent", "tenant_agent", "end_user")
+BUDGET_ACTIONS = ("alert", "block", "degrade")
+BUDGET_METRICS = ("cost_usd", "tokens", "requests", "tool_calls")
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    """What a budget allows per window; None: that metric is not limited."""
+
+    cost_usd: Decimal | None = None
+    tokens: int | None = None  # input plus output
+    requests: int | None = None
+    tool_calls: int | None = None
+
+
+@dataclass(frozen=True)
+class Degrade:
+    """How a ``degrade`` budget serves at its limit: ``mode`` ``draft_only`` (writes wait for
+    a human, as under a draft-only kill switch) or ``model`` (the cheaper ``model``)."""
+
+    mode: str  # draft_only | model
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One budget of the snapshot (docs/budgets.md, "In the snapshot")."""
+
+    id: Any
+    name: str
+    scope: str  # tenant | agent | tenant_agent | end_user
+    agent: str | None  # the agent's slug for agent and end_user scopes
+    window: str  # hour | day | week | month
+    window_start: datetime
+    resets_at: datetime  # aware; the exhaustion is not enforced from this instant on
+    limits: BudgetLimits
+    action: str  # alert | block | degrade
+    degrade: Degrade | None
+    strict: bool
+    state: str  # ok | exhausted (tenant and agent scopes)
+    exhausted_subjects: frozenset[str]
+
+    def applies_to(self, agent: str) -> bool:
+        """Is a request of ``agent`` in this budget's scope (whoever its end user)?"""
+        return self.scope in ("tenant", "tenant_agent") or self.agent == agent
+
+    def at_limit(self, agent: str, end_user_hash: str | None, now: datetime) -> bool:
+        """Is the scope of this request at the limit at ``now`` (aware)? Never at or after
+        ``resets_at``: a new window starts even before the next snapshot says so."""
+        if not self.applies_to(agent) or now >= self.resets_at:
+            return False
+        if self.scope == "tenant_agent":
+            return agent in self.exhausted_subjects
+        if self.scope == "end_user":
+            return bool(end_user_hash) and end_user_hash in self.exhausted_subjects
+        return self.state == "exhausted"
+
+    def describe(self) -> str:
+        return f"budget #{self.id} ({self.name}, {self.scope}, per {self.window})"
+
+
 @dataclass(frozen=True)
 class Snapshot:
     revision: int
@@ -106,6 +169,8 @@ class Snapshot:
     agents: Mapping[str, AgentRelease]
     kill_switches: tuple[KillSwitch, ...]
     content: Mapping[str, Any] = field(repr=False)
+    # Budgets that apply to the token's scope; () from a control plane that predates them.
+    budgets: tuple[Budget, ...] = ()
     # The exact bytes that were verified, kept so the disk cache stores what was signed.
     raw: bytes = field(repr=False, default=b"")
 
@@ -122,6 +187,10 @@ class Snapshot:
 
     def switches_for(self, agent: str) -> tuple[KillSwitch, ...]:
         return tuple(switch for switch in self.kill_switches if switch.applies_to(agent))
+
+    def budgets_for(self, agent: str) -> tuple[Budget, ...]:
+        """The budgets a request of ``agent`` is in the scope of (whatever its end user)."""
+        return tuple(budget for budget in self.budgets if budget.applies_to(agent))
 
     @classmethod
     def parse(cls, content: Mapping[str, Any], *, digest: str, raw: bytes = b"") -> Snapshot:
@@ -140,6 +209,14 @@ class Snapshot:
         if not isinstance(switches_raw, list):
             raise SnapshotError("kill_switches must be a list")
         switches = tuple(_kill_switch(_mapping(item, "kill_switches[]")) for item in switches_raw)
+        budgets_raw = content.get("budgets", [])
+        if budgets_raw is None:
+            budgets_raw = []
+        if not isinstance(budgets_raw, list):
+            raise SnapshotError("budgets must be a list")
+        budgets = tuple(
+            _budget(i, _mapping(item, f"budgets.{i}")) for i, item in enumerate(budgets_raw)
+        )
         return cls(
             revision=revision,
             digest=digest,
@@ -147,6 +224,7 @@ class Snapshot:
             environment=str(content.get("environment", "")),
             agents=agents,
             kill_switches=switches,
+            budgets=budgets,
             content=content,
             raw=raw,
         )
@@ -253,4 +331,98 @@ def _kill_switch(data: Mapping[str, Any]) -> KillSwitch:
         reason=str(data.get("reason") or ""),
         tool_pattern=str(data["tool_pattern"]) if data.get("tool_pattern") else None,
         mode=str(data["mode"]) if data.get("mode") else None,
+    )
+
+
+def _budget(index: int, data: Mapping[str, Any]) -> Budget:
+    # Malformed budgets are refused (the snapshot is NACKed), as kill switches are: a budget
+    # skipped silently would let spending run past a limit an operator set.
+    where = f"budgets.{index}"
+    scope, action = data.get("scope"), data.get("action")
+    if scope not in BUDGET_SCOPES:
+        raise SnapshotError(f"{where}.scope {scope!r} is unknown")
+    if action not in BUDGET_ACTIONS:
+        raise SnapshotError(f"{where}.action {action!r} is unknown")
+    agent = data.get("agent")
+    if scope in ("agent", "end_user") and (not isinstance(agent, str) or not agent):
+        raise SnapshotError(f"{where} of scope {scope} needs an agent")
+    degrade = None
+    degrade_raw = data.get("degrade")
+    if degrade_raw is not None:
+        degrade_data = _mapping(degrade_raw, f"{where}.degrade")
+        mode, model = degrade_data.get("mode"), degrade_data.get("model")
+        if mode not in ("draft_only", "model"):
+            raise SnapshotError(f"{where}.degrade.mode {mode!r} is unknown")
+        if mode == "model" and (not isinstance(model, str) or not model):
+            raise SnapshotError(f"{where}.degrade of mode model needs a model")
+        degrade = Degrade(mode=str(mode), model=str(model) if mode == "model" else None)
+    if action == "degrade" and degrade is None:
+        raise SnapshotError(f"{where} degrades but names no degrade mode")
+    state = data.get("state", "ok")
+    if state not in ("ok", "exhausted"):
+        raise SnapshotError(f"{where}.state {state!r} is unknown")
+    subjects = data.get("exhausted_subjects") or []
+    if not isinstance(subjects, list) or not all(isinstance(s, str) for s in subjects):
+        raise SnapshotError(f"{where}.exhausted_subjects must be a list of strings")
+    strict = data.get("strict", False)
+    if not isinstance(strict, bool):
+        raise SnapshotError(f"{where}.strict must be a boolean")
+    return Budget(
+        id=data.get("id"),
+        name=str(data.get("name") or ""),
+        scope=str(scope),
+        agent=str(agent) if agent else None,
+        window=str(data.get("window") or ""),
+        window_start=_instant(data.get("window_start"), f"{where}.window_start"),
+        resets_at=_instant(data.get("resets_at"), f"{where}.resets_at"),
+        limits=_budget_limits(_mapping(data.get("limits"), f"{where}.limits"), where),
+        action=str(action),
+        degrade=degrade,
+        strict=strict,
+        state=str(state),
+        exhausted_subjects=frozenset(subjects),
+    )
+
+
+def _instant(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise SnapshotError(f"{where} must be an ISO 8601 instant")
+    try:
+        # fromisoformat reads "Z" from Python 3.11 on.
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise SnapshotError(f"{where} {value!r} is not an ISO 8601 instant") from exc
+    if instant.tzinfo is None:
+        raise SnapshotError(f"{where} {value!r} has no UTC offset")
+    return instant
+
+
+def _budget_limits(data: Mapping[str, Any], where: str) -> BudgetLimits:
+    cost_raw = data.get("cost_usd")
+    cost = None
+    if cost_raw is not None:
+        # A decimal string; a JSON number is read through str() so 0.1 stays 0.1.
+        if isinstance(cost_raw, bool) or not isinstance(cost_raw, str | int | float):
+            raise SnapshotError(f"{where}.limits.cost_usd must be a decimal string")
+        try:
+            cost = Decimal(str(cost_raw))
+        except InvalidOperation as exc:
+            raise SnapshotError(f"{where}.limits.cost_usd {cost_raw!r} is not a decimal") from exc
+        if not cost.is_finite() or cost < 0:
+            raise SnapshotError(f"{where}.limits.cost_usd must be a non-negative decimal")
+    counts: dict[str, int | None] = {}
+    for name in ("tokens", "requests", "tool_calls"):
+        value = data.get(name)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            raise SnapshotError(f"{where}.limits.{name} must be a non-negative integer")
+        counts[name] = value
+    if cost is None and all(value is None for value in counts.values()):
+        raise SnapshotError(f"{where}.limits limits nothing")
+    return BudgetLimits(
+        cost_usd=cost,
+        tokens=counts["tokens"],
+        requests=counts["requests"],
+        tool_calls=counts["tool_calls"],
     )

@@ -5,7 +5,14 @@ refunds, the model's temperature, which tools exist — and acts on synthetic cu
 the way a model steered by that bundle plausibly would, calling every tool through the
 ``RequestGuard``. A prompt that "proactively offers refunds" therefore produces more refund
 actions, more denials and approvals, and worse outcomes; a cautious prompt does not. Everything
-random comes from a seeded RNG per request, so a run is reproducible."""
+random comes from a seeded RNG per request, so a run is reproducible.
+
+Budgets: a request a budget or a per-request cap stops is ``budget_blocked`` (its
+``error_code`` ``budget:<id>`` or ``cap:<name>``), with what it spent until then. Under a
+strict budget the agent reserves before each model step (its expected tokens and cost) and
+each tool call (one tool call), and settles what it used after. A prompt that tells the model
+to "search until certain" makes it call the lookup tool 80 to 100 times per request: the
+runaway loop budgets and caps are there to stop."""
 
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from ..guardrails import Decision, RequestGuard
+from ..guardrails import BUDGET_BLOCKED, Decision, RequestGuard
 from ..snapshot import BundleVersion
 
 # Outcomes, best to worst, with the quality score each is worth.
@@ -29,6 +36,8 @@ RESOLVED, ESCALATED, REJECTED, BLOCKED, FAILED, WRONG_ACTION = (
     "wrong_action",
 )
 QUALITY = {
+    # stopped by a budget or a per-request cap: worth what a blocked request is
+    BUDGET_BLOCKED: 0.4,
     RESOLVED: 1.0,
     ESCALATED: 0.8,
     REJECTED: 0.5,
@@ -57,6 +66,9 @@ APPROVAL_WAIT_MS = 45_000  # a human looking at an approval request
 
 _SENTENCE = re.compile(r"[.!?]+")
 _CAUTION = re.compile(r"\b(never|only|not|don't|do not|unless|must not|policy allows)\b")
+# The runaway-loop trait: the model keeps looking things up.
+SEARCH_LOOP_MARKER = "search until certain"
+SEARCH_LOOP_CALLS = (80, 100)
 _PUSH = re.compile(r"\b(proactive\w*|offer\w*|always|generous\w*|quickly|whenever|happy)\b")
 
 
@@ -116,6 +128,8 @@ class Traits:
     refund_tool: str | None
     prompt_tokens: int
     price: tuple[Decimal, Decimal]
+    # "search until certain" in the prompts: 80 to 100 lookups per request
+    search_loop: bool = False
 
     @classmethod
     def of(cls, bundle: Mapping[str, Any]) -> Traits:
@@ -154,6 +168,7 @@ class Traits:
             refund_tool=find("refund"),
             prompt_tokens=max(50, len(text) // 4),
             price=PRICES.get(str(model.get("name", "")), DEFAULT_PRICE),
+            search_loop=SEARCH_LOOP_MARKER in text,
         )
 
 
@@ -180,6 +195,8 @@ class RequestRecord:
     tools_called: list[str] = field(default_factory=list)
     # a shadow run's tool calls: recorded, not performed
     not_executed: list[str] = field(default_factory=list)
+    # why a budget_blocked request stopped: budget:<id>[:unreachable] or cap:<name>
+    error_code: str = ""
 
     def as_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -206,9 +223,16 @@ class _Run:
     """One request in flight: the guard, the clock and what happened."""
 
     def __init__(
-        self, guard: RequestGuard, rng: random.Random, traits: Traits, tool_failure_rate: float
+        self,
+        guard: RequestGuard,
+        rng: random.Random,
+        traits: Traits,
+        tool_failure_rate: float,
+        request_id: str = "",
     ):
         self.guard = guard
+        self.request_id = request_id
+        self.reservations = 0
         self.rng = rng
         self.traits = traits
         self.tool_failure_rate = tool_failure_rate
@@ -223,16 +247,49 @@ class _Run:
         """The outcome when a needed action did not happen."""
         return FAILED if self.failed else BLOCKED
 
+    def _price(self) -> tuple[Decimal, Decimal]:
+        override = self.guard.model_override  # a degrade budget's cheaper model
+        return PRICES.get(override, DEFAULT_PRICE) if override else self.traits.price
+
+    def _reserve(self, estimate: Mapping[str, Any]) -> str | None:
+        """Reserve before a step under a strict budget: the reservation id, or None when
+        refused (the guard noted it: the request is budget_blocked)."""
+        if not any(budget.strict for budget in self.guard.budgets()):
+            return ""  # nothing to reserve: no call, no settle
+        self.reservations += 1
+        reservation_id = f"{self.request_id}:{self.reservations}"
+        result = self.guard.reserve(
+            reservation_id=reservation_id, request_id=self.request_id, estimate=estimate
+        )
+        return reservation_id if result.granted else None
+
     def step(self) -> bool:
         if not self.guard.check_step().allowed:
             self.denials += 1
             return False
+        price_in, price_out = self._price()
+        # the expected step (mean draws), reserved before the step is taken
+        expected_in, expected_out = self.traits.prompt_tokens + 250, 170
+        reservation = self._reserve(
+            {
+                "tokens": expected_in + expected_out,
+                "cost_usd": (price_in * expected_in + price_out * expected_out)
+                / Decimal(1_000_000),
+            }
+        )
+        if reservation is None:
+            self.denials += 1
+            return False
         tokens_in = self.traits.prompt_tokens + self.rng.randint(100, 400)
         tokens_out = self.rng.randint(40, 300)
-        price_in, price_out = self.traits.price
         cost = (price_in * tokens_in + price_out * tokens_out) / Decimal(1_000_000)
         self.guard.record_step(tokens=tokens_in + tokens_out, cost_usd=cost)
         self.latency_ms += self.rng.uniform(250, 600) + tokens_out * 4
+        if reservation:
+            self.guard.settle(
+                reservation_id=reservation,
+                actual={"tokens": tokens_in + tokens_out, "cost_usd": cost},
+            )
         return True
 
     def call(
@@ -260,6 +317,10 @@ class _Run:
             if not decision.allowed:
                 self.denials += 1
                 return "denied"
+            reservation = self._reserve({"tool_calls": 1})
+            if reservation is None:
+                self.denials += 1
+                return "denied"
             self.latency_ms += self.rng.uniform(40, 160)
             ok = self.rng.random() >= self.tool_failure_rate
             if decision.executable:
@@ -269,6 +330,8 @@ class _Run:
                 # A shadow run: the call is recorded, never performed. Its simulated result
                 # draws from the same odds, so shadow and stable records compare like for like.
                 self.guard.record_tool_call(tool, ok=ok, executed=False)
+            if reservation:
+                self.guard.settle(reservation_id=reservation, actual={"tool_calls": 1})
             if ok:
                 return "done"
             if attempt < 2 and not self.step():
@@ -325,14 +388,20 @@ class FakeAgent:
         its tool calls in ``not_executed``."""
         rng = random.Random(request.seed)
         version = guard.version
+        request_id = f"{request.request_id}:shadow" if guard.shadow else request.request_id
         outcome = BLOCKED
         run: _Run | None = None
         if version is not None:
-            run = _Run(guard, rng, self.traits(version), self.tool_failure_rate)
+            run = _Run(guard, rng, self.traits(version), self.tool_failure_rate, request_id)
             outcome = self._converse(request, run)
+        stop = guard.budget_stop
+        if stop is not None:
+            # A budget, a cap or a refused reservation ended the request (or cut what it
+            # did short): that is what its record says, with what it spent until then.
+            outcome = BUDGET_BLOCKED
         usage = guard.usage
         return RequestRecord(
-            request_id=f"{request.request_id}:shadow" if guard.shadow else request.request_id,
+            request_id=request_id,
             instance_id=instance_id,
             agent=self.agent,
             version=version.version if version else None,
@@ -350,6 +419,7 @@ class FakeAgent:
             wrong_actions=run.wrong_actions if run else 0,
             tools_called=run.tools_called if run else [],
             not_executed=list(usage.not_executed),
+            error_code=stop.error_code if stop is not None else "",
         )
 
     def _converse(self, request: SyntheticRequest, run: _Run) -> str:
@@ -368,7 +438,15 @@ class FakeAgent:
                 warranted=warranted,
             )
 
-        if request.intent != "product_question" and traits.lookup_tool:
+        if traits.search_loop and traits.lookup_tool:
+            # The runaway loop: look up again and again, a model step after each, until the
+            # count is done or a cap, a budget or a refusal stops it.
+            for _ in range(rng.randint(*SEARCH_LOOP_CALLS)):
+                if needed(traits.lookup_tool, "lookup") != "done":
+                    return run.unfinished()
+                if not run.step():
+                    return BLOCKED
+        elif request.intent != "product_question" and traits.lookup_tool:
             if needed(traits.lookup_tool, "lookup") != "done":
                 return run.unfinished()
             if not run.step():

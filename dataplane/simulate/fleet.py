@@ -16,6 +16,7 @@ from ..guardrails import RequestContext
 from ..usage import Mode, UsageRecord, UsageReporter
 from .agent import (
     BLOCKED,
+    BUDGET_BLOCKED,
     ESCALATED,
     FAILED,
     REJECTED,
@@ -37,6 +38,7 @@ API_OUTCOME = {
     ESCALATED: "escalated",
     REJECTED: "policy_denied",
     BLOCKED: "policy_denied",
+    BUDGET_BLOCKED: "budget_blocked",
     FAILED: "error",
     WRONG_ACTION: "success",
 }
@@ -59,7 +61,8 @@ def usage_record(record: RequestRecord, *, finished_at: datetime | None = None) 
         wrong_actions=record.wrong_actions,
         tokens_in=record.total_tokens,
         cost_usd=record.cost_usd,
-        error_code="" if outcome == "success" else record.outcome,
+        # budget:<id> or cap:<name> for a budget_blocked request; else the simulator's outcome
+        error_code=record.error_code or ("" if outcome == "success" else record.outcome),
         quality_score=record.quality,
     )
 

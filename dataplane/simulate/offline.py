@@ -5,7 +5,8 @@ Used to compare bundle versions before (or without) a rollout, and by the tests.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from ..breaker import BreakerBoard
@@ -31,10 +32,12 @@ def snapshot_for(
     shadow_percentage: float = 0,
     stickiness: str = "sessionId",
     constraints: Iterable[Mapping[str, Any]] = (),
+    budgets: Iterable[Mapping[str, Any]] = (),
 ) -> Snapshot:
     """An (unsigned) snapshot serving ``stable`` and optionally a ``candidate`` rollout
     (``phase`` canary with ``percentage``, or shadow with ``shadow_percentage``; Unleash
-    ``constraints`` such as ``{"contextName": "tenantId", "operator": "IN", ...}``)."""
+    ``constraints`` such as ``{"contextName": "tenantId", "operator": "IN", ...}``) and the
+    ``budgets`` of the snapshot, in its JSON shape (docs/budgets.md)."""
 
     def version(number: int, bundle: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if bundle is None:
@@ -73,7 +76,7 @@ def snapshot_for(
         },
         "flags": [],
         "kill_switches": [dict(switch) for switch in kill_switches],
-        "budgets": [],
+        "budgets": [dict(budget) for budget in budgets],
     }
     return Snapshot.parse(content, digest=digest(content))
 
@@ -87,11 +90,14 @@ def run_requests(
     instance_id: str = "offline",
     tool_failure_rate: float = 0.02,
     breakers: BreakerBoard | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> list[RequestRecord]:
     """Handle ``count`` synthetic requests; the same seed gives the same requests, so two
     snapshots can be compared on identical traffic. A request of a session the rollout
     shadows gives two records: the live one (stable) and the candidate's, variant
-    ``shadow``, its tool calls not executed."""
+    ``shadow``, its tool calls not executed. ``clock``: the aware "now" the snapshot's
+    budgets are judged at (the wall clock by default). No control plane: reservations under
+    strict budgets are granted locally."""
     fake = FakeAgent(agent, tool_failure_rate=tool_failure_rate)
     records = []
     for number in range(count):
@@ -109,6 +115,7 @@ def run_requests(
             context=context,
             breakers=breakers,
             properties=properties,
+            clock=clock,
         )
         records.append(fake.handle(request, guard, instance_id))
         shadow = RequestGuard(
@@ -118,6 +125,7 @@ def run_requests(
             context=context,
             properties=properties,
             shadow=True,
+            clock=clock,
         )
         if shadow.version is not None:
             records.append(fake.handle(request, shadow, instance_id))

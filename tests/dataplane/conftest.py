@@ -18,6 +18,7 @@ def snapshot_content(
     bundle: dict[str, Any] | None = None,
     kill_switches: list[dict[str, Any]] | None = None,
     tenant: str = "acme",
+    budgets: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     bundle = bundle or GOOD_SUPPORT_BOT
     return {
@@ -39,7 +40,7 @@ def snapshot_content(
         },
         "flags": [],
         "kill_switches": kill_switches or [],
-        "budgets": [],
+        "budgets": budgets or [],
     }
 
 

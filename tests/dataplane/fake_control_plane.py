@@ -1,7 +1,9 @@
 """A small fake control plane for the client tests: canned, signed snapshots over real HTTP.
 
 It speaks the parts of docs/runtime-api.md the runtime uses: ``/keys``, ``/config`` with ETag,
-``If-None-Match`` and ``?wait=N`` long-polls, ``/heartbeat`` and ``/records``. Everything a test
+``If-None-Match`` and ``?wait=N`` long-polls, ``/heartbeat`` and ``/records``, and the
+reservations of docs/budgets.md (``/budgets/reserve``, ``/budgets/settle``) over the strict
+budgets a test puts in ``strict_budgets``. Everything a test
 waits for is signalled through one condition variable, so tests wait on events, not sleeps."""
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 import socket
 import threading
 from collections.abc import Callable
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from dataplane.canonical import RFC8785, canonical_json, digest
 
 TOKEN = "test-runtime-token"
+RESERVATION_ID = re.compile(r"[A-Za-z0-9.:@/_-]{1,128}")
+METRICS = ("cost_usd", "tokens", "requests", "tool_calls")
 WAIT = 10.0  # upper bound for every wait in a test; reached only when something is broken
 
 
@@ -57,6 +63,13 @@ class FakeControlPlane:
         self.parked_long_polls = 0
         self.wake_long_polls = True
         self.unavailable = False
+        # Strict budgets the reservations are checked against, as the control plane holds
+        # them: {"id", "name", "scope", "agent", "limits": {metric: limit}, "consumed":
+        # {metric: amount}}; reserve and settle calls as received; holds per reservation.
+        self.strict_budgets: list[dict[str, Any]] = []
+        self.reserve_calls: list[dict[str, Any]] = []
+        self.settle_calls: list[dict[str, Any]] = []
+        self.reservations: dict[str, dict[str, Any]] = {}
         self._closing = False
         self._connections: set[socket.socket] = set()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -215,7 +228,15 @@ class FakeControlPlane:
                 if not self._authorised():
                     return
                 path = urlsplit(self.path).path
-                if path == "/api/runtime/v1/heartbeat":
+                if path.startswith("/api/runtime/v1/budgets/") and plane.unavailable:
+                    self._json(503, {"detail": "unavailable"})
+                elif path == "/api/runtime/v1/budgets/reserve":
+                    status, answer = plane._reserve(payload)
+                    self._json(status, answer)
+                elif path == "/api/runtime/v1/budgets/settle":
+                    status, answer = plane._settle(payload)
+                    self._json(status, answer)
+                elif path == "/api/runtime/v1/heartbeat":
                     with plane.cond:
                         plane.heartbeats.append(payload)
                         revision = plane.revision
@@ -231,3 +252,111 @@ class FakeControlPlane:
                     self._json(404, {"detail": "not found"})
 
         return Handler
+
+    # -- reservations (docs/budgets.md) -----------------------------------------------------
+
+    def _amounts(self, raw: Any, where: str) -> dict[str, Decimal]:
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where} must be an object")
+        amounts = dict.fromkeys(METRICS, Decimal(0))
+        for name, value in raw.items():
+            if name not in METRICS:
+                raise ValueError(f"{where}.{name} is unknown")
+            if name == "cost_usd" and not isinstance(value, str):
+                raise ValueError(f"{where}.cost_usd must be a decimal string")
+            if name != "cost_usd" and (isinstance(value, bool) or not isinstance(value, int)):
+                raise ValueError(f"{where}.{name} must be an integer")
+            amounts[name] = Decimal(str(value))
+            if amounts[name] < 0:
+                raise ValueError(f"{where}.{name} must not be negative")
+        return amounts
+
+    def _applies(self, budget: dict[str, Any], agent: str) -> bool:
+        return budget["scope"] in ("tenant", "tenant_agent") or budget.get("agent") == agent
+
+    def _held(self, budget_id: Any) -> dict[str, Decimal]:
+        held = dict.fromkeys(METRICS, Decimal(0))
+        for reservation in self.reservations.values():
+            if budget_id in reservation["budgets"]:
+                for name in METRICS:
+                    held[name] += reservation["amounts"][name]
+        return held
+
+    def _remaining(self, budget: dict[str, Any]) -> dict[str, Decimal]:
+        held = self._held(budget["id"])
+        return {
+            name: Decimal(str(limit))
+            - Decimal(str(budget.get("consumed", {}).get(name, 0)))
+            - held[name]
+            for name, limit in budget["limits"].items()
+            if limit is not None
+        }
+
+    def _reserve(self, payload: Any) -> tuple[int, dict[str, Any]]:
+        with self.cond:
+            self.reserve_calls.append(payload)
+            self.cond.notify_all()
+            reservation_id = payload.get("reservation_id") if isinstance(payload, dict) else None
+            if not isinstance(reservation_id, str) or not RESERVATION_ID.fullmatch(reservation_id):
+                return 400, {"detail": "invalid", "errors": {"reservation_id": ["invalid"]}}
+            if reservation_id in self.reservations:
+                return 200, self.reservations[reservation_id]["answer"]
+            try:
+                estimate = self._amounts(payload.get("estimate") or {}, "estimate")
+            except ValueError as exc:
+                return 400, {"detail": "invalid", "errors": {"estimate": [str(exc)]}}
+            budgets = [b for b in self.strict_budgets if self._applies(b, str(payload["agent"]))]
+            for budget in budgets:
+                for name, left in self._remaining(budget).items():
+                    if estimate[name] > left:
+                        answer = {
+                            "reservation_id": reservation_id,
+                            "granted": False,
+                            "refused_by": {
+                                "id": budget["id"],
+                                "name": budget.get("name", ""),
+                                "metric": name,
+                                "remaining": str(left),
+                                "resets_at": "2026-12-05T08:00:00+00:00",
+                            },
+                            "budgets": [],
+                        }
+                        return 200, answer
+            answer = {
+                "reservation_id": reservation_id,
+                "granted": True,
+                "expires_at": "2026-12-05T07:32:00+00:00",
+                "budgets": [],
+            }
+            self.reservations[reservation_id] = {
+                "budgets": [b["id"] for b in budgets],
+                "amounts": estimate,
+                "status": "held",
+                "answer": answer,
+            }
+            answer["budgets"] = [
+                {"id": b["id"], "remaining": {k: str(v) for k, v in self._remaining(b).items()}}
+                for b in budgets
+            ]
+            return 200, answer
+
+    def _settle(self, payload: Any) -> tuple[int, dict[str, Any]]:
+        with self.cond:
+            self.settle_calls.append(payload)
+            self.cond.notify_all()
+            reservation = self.reservations.get(payload.get("reservation_id"))
+            if reservation is None:
+                return 404, {"detail": "unknown reservation"}
+            reservation_id = payload["reservation_id"]
+            if reservation["status"] == "settled":
+                return 200, {
+                    "reservation_id": reservation_id,
+                    "status": "settled",
+                    "duplicate": True,
+                }
+            try:
+                reservation["amounts"] = self._amounts(payload.get("actual") or {}, "actual")
+            except ValueError as exc:
+                return 400, {"detail": "invalid", "errors": {"actual": [str(exc)]}}
+            reservation["status"] = "settled"
+            return 200, {"reservation_id": reservation_id, "status": "settled", "duplicate": False}
