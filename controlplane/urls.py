@@ -39,7 +39,6 @@ urlpatterns = [
     path("api/runtime/v1/", include("apps.runtimes.api.urls")),
     path("api/runtime/v1/", include("apps.telemetry.api.urls")),
     path("api/runtime/v1/", include("apps.telemetry.api.otlp_urls")),
-    path("api/runtime/v1/", include("apps.budgets.api.runtime_urls")),
     path("api/client/", include("apps.flags.api.client_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as its own request: no inline script.

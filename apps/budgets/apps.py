@@ -8,5 +8,7 @@ class BudgetsConfig(AppConfig):
 
     def ready(self) -> None:
         from . import services  # local: models must be loaded first
+        from .api import runtime
 
         services.register()  # count telemetry into budgets as it is ingested
+        runtime.register()  # reserve and settle on the runtime fast path

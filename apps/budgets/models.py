@@ -168,12 +168,15 @@ HELD = (ReservationStatus.RESERVED.value, ReservationStatus.SETTLED.value)
 
 
 class Reservation(models.Model):
-    """One strict budget's part of a runtime's reservation; amounts are what is held now."""
+    """One strict budget's part of a runtime's reservation; amounts are what is held now, on
+    the counter ``(budget, window_start, subject)`` (a ``BudgetUsage``)."""
 
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=128)
     request_id = models.CharField(max_length=128, blank=True, default="")
-    usage = models.ForeignKey(BudgetUsage, on_delete=models.CASCADE, related_name="reservations")
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="reservations")
+    window_start = models.DateTimeField()
+    subject = models.CharField(max_length=128, blank=True, default="")
     cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     tokens = models.BigIntegerField(default=0)
     requests = models.BigIntegerField(default=0)
@@ -188,13 +191,12 @@ class Reservation(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=("tenant", "key", "usage"), name="budget_reservation_unique"
+                fields=("tenant", "key", "budget"), name="budget_reservation_unique"
             ),
         ]
         indexes = [
             models.Index(fields=("tenant", "request_id"), name="budget_resv_request"),
             models.Index(fields=("status", "expires_at"), name="budget_resv_expiry"),
-            models.Index(fields=("tenant", "key"), name="budget_resv_key"),
         ]
 
     def __str__(self) -> str:

@@ -116,9 +116,7 @@ def publish_after_commit(
     if broadcast:
         transaction.on_commit(lambda: _publish(event), robust=True)
     else:
-        transaction.on_commit(
-            lambda: _deliver(_handlers(_once, event.topic), event), robust=True
-        )
+        transaction.on_commit(lambda: _deliver(_handlers(_once, event.topic), event), robust=True)
 
 
 def rebroadcast(topic: str, key: str, payload: Mapping[str, Any] | None = None) -> None:

@@ -472,6 +472,12 @@ BUDGET_RESERVATION_TTL_S = env.float("BUDGET_RESERVATION_TTL_S", default=120.0)
 # How often the beat releases expired reservations and re-announces budgets whose exhausted
 # window ended (seconds); runtimes also stop enforcing at the window's end on their own.
 BUDGET_ROLL_EVERY_S = env.float("BUDGET_ROLL_EVERY_S", default=10.0)
+# PostgreSQL: a reservation's transaction commits without waiting for its WAL flush (for that
+# transaction only), so the hot counter's row lock is held a flush shorter. A database crash
+# may then forget the reservations granted in its last ~0.6 s: their steps still run and their
+# records still count, so a strict budget may pass its limit by at most those estimates
+# (docs/decisions/0025). True waits for the flush.
+BUDGET_SYNCHRONOUS_COMMIT = env.bool("BUDGET_SYNCHRONOUS_COMMIT", default=False)
 # PostgreSQL: an ingest transaction commits without waiting for its WAL flush
 # (synchronous_commit=off, for that transaction only). A database crash may then lose the
 # batches acknowledged in its last ~0.6 s (3 x wal_writer_delay), whole: keys, raw rows and

@@ -41,7 +41,7 @@ def reserve(tenant: Tenant, agent: Agent, key: str, user: str = "", **estimate: 
     return budget_reserve(
         tenant_id=tenant.pk,
         environment_id=tenant.environments.get(slug="production").pk,
-        agent=agent,
+        agent=agent.slug,
         key=key,
         request_id=key.split(":")[0],
         end_user_hash=user,

@@ -1,12 +1,13 @@
-"""``POST /api/runtime/v1/budgets/reserve`` and ``…/settle`` over HTTP with a runtime token, and
-the snapshot's ``budgets`` a runtime receives."""
+"""``POST /api/runtime/v1/budgets/reserve`` and ``…/settle`` over HTTP with a runtime token,
+through the real ASGI application (they are fast-path action routes), and the snapshot's
+``budgets`` a runtime receives."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
+import requests
 
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.budgets.models import Reservation
@@ -19,11 +20,25 @@ RESERVE = "/api/runtime/v1/budgets/reserve"
 SETTLE = "/api/runtime/v1/budgets/settle"
 
 
+class Client:
+    """POSTs JSON to the test server with a runtime token."""
+
+    def __init__(self, base: str, raw: str | None) -> None:
+        self.base, self.raw = base, raw
+
+    def post(
+        self, path: str, data: Any, format: str = "json", content_type: str = ""
+    ) -> requests.Response:  # noqa: A002 - APIClient's name
+        headers = {"Authorization": self.raw} if self.raw else {}
+        if isinstance(data, bytes):
+            headers["Content-Type"] = content_type
+            return requests.post(self.base + path, data=data, headers=headers, timeout=10)
+        return requests.post(self.base + path, json=data, headers=headers, timeout=10)
+
+
 @pytest.fixture
-def client(token_and_raw) -> APIClient:  # type: ignore[no-untyped-def]
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=token_and_raw[1])
-    return client
+def client(asgi_server: str, token_and_raw) -> Client:  # type: ignore[no-untyped-def]
+    return Client(asgi_server, token_and_raw[1])
 
 
 def body(**fields: Any) -> dict[str, Any]:
@@ -38,7 +53,7 @@ def body(**fields: Any) -> dict[str, Any]:
     return data
 
 
-def test_reserve_then_settle(tenant: Tenant, agent: Agent, client: APIClient) -> None:
+def test_reserve_then_settle(tenant: Tenant, agent: Agent, client: Client) -> None:
     budget = make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
     granted = client.post(RESERVE, body(), format="json")
     assert granted.status_code == 200
@@ -80,7 +95,7 @@ def test_reserve_then_settle(tenant: Tenant, agent: Agent, client: APIClient) ->
     ],
 )
 def test_reserve_bad_input__400_field_error_nothing_held(
-    tenant: Tenant, agent: Agent, client: APIClient, payload: dict[str, Any], field: str
+    tenant: Tenant, agent: Agent, client: Client, payload: dict[str, Any], field: str
 ) -> None:
     make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
     answer = client.post(RESERVE, payload, format="json")
@@ -89,15 +104,15 @@ def test_reserve_bad_input__400_field_error_nothing_held(
     assert not Reservation.objects.exists()
 
 
-@pytest.mark.parametrize("raw", [b"[1, 2]", b"not json", b'"text"'])
+@pytest.mark.parametrize("raw", [b"[1, 2]", b"not json", b'"text"', b'{"estimate": NaN}'])
 def test_reserve_not_an_object__400(
-    tenant: Tenant, agent: Agent, client: APIClient, raw: bytes
+    tenant: Tenant, agent: Agent, client: Client, raw: bytes
 ) -> None:
     answer = client.post(RESERVE, raw, content_type="application/json")
     assert answer.status_code == 400
 
 
-def test_settle_bad_actual__400(tenant: Tenant, agent: Agent, client: APIClient) -> None:
+def test_settle_bad_actual__400(tenant: Tenant, agent: Agent, client: Client) -> None:
     make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
     client.post(RESERVE, body(), format="json")
     answer = client.post(
@@ -108,22 +123,27 @@ def test_settle_bad_actual__400(tenant: Tenant, agent: Agent, client: APIClient)
 
 
 def test_unknown_or_other_tenants_agent__404(
-    tenant: Tenant, agent: Agent, other_tenant: Tenant, client: APIClient
+    tenant: Tenant, agent: Agent, other_tenant: Tenant, client: Client
 ) -> None:
     assert client.post(RESERVE, body(agent="ghost"), format="json").status_code == 404
     assert client.post(RESERVE, body(agent="secret-agent"), format="json").status_code == 404
 
 
-def test_no_token__401(tenant: Tenant, agent: Agent) -> None:
-    assert APIClient().post(RESERVE, body(), format="json").status_code == 401
-    assert (
-        APIClient().post(SETTLE, {"reservation_id": "a", "actual": {}}, format="json").status_code
-        == 401
-    )
+def test_no_token_or_bad_method_or_big_body(tenant: Tenant, agent: Agent, asgi_server: str) -> None:
+    anonymous = Client(asgi_server, None)
+    assert anonymous.post(RESERVE, body()).status_code == 401
+    assert anonymous.post(SETTLE, {"reservation_id": "a", "actual": {}}).status_code == 401
+    assert Client(asgi_server, "cprt_nope").post(RESERVE, body()).status_code == 401
+    assert requests.get(asgi_server + RESERVE, timeout=5).status_code == 405
+
+
+def test_body_over_the_limit__413(client: Client) -> None:
+    answer = client.post(RESERVE, body(end_user_hash="x" * 70_000))
+    assert answer.status_code == 413 and answer.json()["detail"]
 
 
 def test_other_tenant_cannot_settle_my_reservation(
-    tenant: Tenant, agent: Agent, other_tenant: Tenant, client: APIClient
+    tenant: Tenant, agent: Agent, other_tenant: Tenant, client: Client
 ) -> None:
     make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
     client.post(RESERVE, body(), format="json")
@@ -133,8 +153,7 @@ def test_other_tenant_cannot_settle_my_reservation(
         environment=other_tenant.environments.get(),
         name="theirs",
     )
-    theirs = APIClient()
-    theirs.credentials(HTTP_AUTHORIZATION=raw)
+    theirs = Client(client.base, raw)
     answer = theirs.post(SETTLE, {"reservation_id": "req-1:step-1", "actual": {}}, format="json")
     assert answer.status_code == 404
     assert Reservation.objects.get().status == "reserved"

@@ -101,19 +101,27 @@ def test_api_schema__every_fast_path_route_is_described(schema: dict[str, Any]) 
     """The runtime fast path's routes never reach Django, so drf-spectacular cannot find them;
     each registered route describes its operations itself (``Route.docs``). A new route
     without a description fails here."""
-    from apps.core.fastpath.registry import Route, StreamRoute, registry
+    from apps.core.fastpath.registry import ActionRoute, Route, StreamRoute, registry
 
-    routes: list[Route | StreamRoute] = registry.all()
+    routes: list[Route | StreamRoute | ActionRoute] = registry.all()
     assert {route.path for route in routes} >= {
         "/api/client/features",
         "/api/client/features/{name:path}",
         "/api/client/streaming",
         "/api/runtime/v1/config",
+        "/api/runtime/v1/budgets/reserve",
+        "/api/runtime/v1/budgets/settle",
     }
     undescribed = [route.path for route in routes if not route.docs]
     assert undescribed == []
     for route in routes:
         for doc in route.docs:
+            if isinstance(route, ActionRoute):
+                operation = schema["paths"][doc.path]["post"]
+                assert operation["security"] == [{"runtimeToken": []}]
+                assert {"200", "400", "401", "413"} <= set(operation["responses"])
+                assert operation["requestBody"]["content"]["application/json"]["schema"]
+                continue
             operation = schema["paths"][doc.path]["get"]
             assert operation["security"] == [{"runtimeToken": []}]
             assert "401" in operation["responses"]

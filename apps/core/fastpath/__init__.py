@@ -8,6 +8,7 @@ owning app registers). ETag and ``If-None-Match`` give 304s; ``?wait=N`` long-po
 routes send server-sent events. Everything else goes to Django."""
 
 from .registry import (
+    ActionRoute,
     OperationDoc,
     Route,
     StreamRoute,
@@ -15,11 +16,13 @@ from .registry import (
     Topic,
     provide_token_lookup,
     register,
+    register_action,
     register_stream,
     register_topic,
 )
 
 __all__ = [
+    "ActionRoute",
     "OperationDoc",
     "Route",
     "StreamRoute",
@@ -27,6 +30,7 @@ __all__ = [
     "Topic",
     "provide_token_lookup",
     "register",
+    "register_action",
     "register_stream",
     "register_topic",
 ]

@@ -28,7 +28,7 @@ from apps.core.tokens import hash_token, runtime_token_candidate
 
 from . import subscriber
 from .conditional import parse_if_none_match
-from .registry import Route, StreamRoute, TokenScope, registry
+from .registry import ActionRoute, Route, StreamRoute, TokenScope, registry
 from .state import Board, SnapshotCache, TokenCache, _db_call
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,7 @@ class FastPath:
         scope: Scope,
         receive: Any,
         send: Any,
-        route: Route | StreamRoute,
+        route: Route | StreamRoute | ActionRoute,
         params: dict[str, str],
     ) -> None:
         """HTTPS, method and failure handling shared by every fast-path route: whatever goes
@@ -271,6 +271,8 @@ class FastPath:
         try:
             if getattr(settings, "SECURE_SSL_REDIRECT", False) and scope.get("scheme") != "https":
                 await self._redirect_to_https(scope, tracked)
+            elif scope["method"] in route.methods and isinstance(route, ActionRoute):
+                await self._act(route, scope, receive, tracked)
             elif scope["method"] in route.methods and isinstance(route, StreamRoute):
                 await self._stream(route, params, scope, receive, tracked)
             elif scope["method"] in route.methods and isinstance(route, Route):
@@ -296,6 +298,42 @@ class FastPath:
             log.exception("fastpath.request_failed", extra={"path": scope["path"]})
             if not started:
                 await _send(tracked, *_json(500, {"detail": "Internal server error."}))
+
+    async def _act(self, route: ActionRoute, scope: Scope, receive: Any, send: Any) -> None:
+        """An action route: token, body (at most ``max_body_bytes``), the owning app's handler
+        in the database thread, its JSON answer."""
+        _, token = await self._authorise(_headers(scope))
+        if token is None:
+            await _send(send, *_json(401, UNAUTHORISED))
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > route.max_body_bytes:
+                limit = route.max_body_bytes
+                await _send(
+                    send,
+                    *_json(413, {"detail": f"The request body is over {limit:,} bytes."}),
+                )
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        # A thread of the default executor, not the one thread-sensitive thread the reads
+        # share: actions of many runtimes overlap their database round trips (each thread
+        # has its own connection); the database serialises what must be.
+        call = sync_to_async(_db_call, thread_sensitive=False)
+        status, answer = await call(route.handle, token, b"".join(chunks))
+        if status >= 400:
+            await _send(send, *_json(status, dict(answer)))
+            return
+        headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+        await _send(send, status, headers, json.dumps(answer).encode())
 
     async def _redirect_to_https(self, scope: Scope, send: Any) -> None:
         # As Django's SECURE_SSL_REDIRECT does for every other path: the token has already

@@ -14,8 +14,9 @@ parameters); this adds what the fast path does the same way for all of them (see
   tag still matches; 400 for a ``wait`` out of range; 401 for a missing, unknown or revoked
   token; 404 where a path parameter names something the token's environment does not hold.
 
-Not documented because the fast path never answers them to a valid request of a described
-operation: 413 (these are GET operations, no body is read), 403 (a token's scope selects what
+Action routes (``ActionRoute``, POST) get their request body's schema, 200, 400, 401, 404 and
+413 instead. Not documented because the fast path never answers them to a valid request of a
+described operation: 413 for GET operations (no body is read), 403 (a token's scope selects what
 it reads, nothing is refused by role), 301 (only with ``SECURE_SSL_REDIRECT`` on plain HTTP).
 HEAD is answered like GET without the body and is left out, as drf-spectacular leaves it out
 for Django's views."""
@@ -26,7 +27,7 @@ import copy
 import re
 from typing import Any
 
-from .registry import OperationDoc, Route, StreamRoute, registry
+from .registry import ActionRoute, OperationDoc, Route, StreamRoute, registry
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 # Same definition as apps.accounts.api.authentication.RuntimeTokenScheme (used by the Django
@@ -145,13 +146,36 @@ def _stream_operation(route: StreamRoute, doc: OperationDoc) -> dict[str, Any]:
     }
 
 
-def _operation(route: Route | StreamRoute, doc: OperationDoc) -> dict[str, Any]:
-    shared = (
-        _stream_operation(route, doc)
-        if isinstance(route, StreamRoute)
-        else _polled_operation(route, doc)
-    )
-    return {
+def _action_operation(route: ActionRoute, doc: OperationDoc) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "parameters": [],
+        "responses": {
+            "200": {
+                "description": "The answer.",
+                "content": {"application/json": {"schema": dict(doc.response)}},
+            },
+            "400": _error("The body is not JSON of the documented shape: field errors."),
+            "401": _error("No runtime token, or one that is unknown, revoked or archived."),
+            "404": _error("The body names something the token's scope does not hold."),
+            "413": _error(f"The body is over {route.max_body_bytes:,} bytes."),
+        },
+    }
+    if doc.request is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": dict(doc.request)}},
+        }
+    return operation
+
+
+def _operation(route: Route | StreamRoute | ActionRoute, doc: OperationDoc) -> dict[str, Any]:
+    if isinstance(route, ActionRoute):
+        shared = _action_operation(route, doc)
+    elif isinstance(route, StreamRoute):
+        shared = _stream_operation(route, doc)
+    else:
+        shared = _polled_operation(route, doc)
+    operation = {
         "operationId": doc.operation_id,
         "summary": doc.summary,
         "description": doc.description,
@@ -163,25 +187,29 @@ def _operation(route: Route | StreamRoute, doc: OperationDoc) -> dict[str, Any]:
             **{code: _retry_later(text) for code, text in _SHARED_ERRORS.items()},
         },
     }
+    if "requestBody" in shared:
+        operation["requestBody"] = shared["requestBody"]
+    return operation
 
 
 def document_fastpath_routes(result: dict[str, Any], **_: Any) -> dict[str, Any]:
-    """drf-spectacular postprocessing hook: add a GET operation for each ``OperationDoc`` of
-    every registered fast-path route, with the components the docs bring. Runs after
-    ``apps.core.api.document_error_responses`` (which defines the ``Error`` schema and must
-    not add statuses the fast path never answers). Raises ``ValueError`` when two routes
-    describe the same path or component differently."""
+    """drf-spectacular postprocessing hook: add a GET operation (POST for an action route) for
+    each ``OperationDoc`` of every registered fast-path route, with the components the docs
+    bring. Runs after ``apps.core.api.document_error_responses`` (which defines the ``Error``
+    schema and must not add statuses the fast path never answers). Raises ``ValueError``
+    when two routes describe the same path or component differently."""
     components = result.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     components.setdefault("securitySchemes", {}).setdefault("runtimeToken", RUNTIME_TOKEN_SCHEME)
     paths = result.setdefault("paths", {})
-    routes: list[Route | StreamRoute] = registry.all()
+    routes: list[Route | StreamRoute | ActionRoute] = registry.all()
     for route in sorted(routes, key=lambda r: r.path):
+        method = "post" if isinstance(route, ActionRoute) else "get"
         for doc in route.docs:
             for name, schema in doc.components.items():
                 if schemas.setdefault(name, dict(schema)) != dict(schema):
                     raise ValueError(f"Two fast-path routes define the schema {name!r}.")
-            if "get" in paths.get(doc.path, {}):
+            if method in paths.get(doc.path, {}):
                 raise ValueError(f"{doc.path} is described twice.")
-            paths.setdefault(doc.path, {})["get"] = _operation(route, doc)
+            paths.setdefault(doc.path, {})[method] = _operation(route, doc)
     return result

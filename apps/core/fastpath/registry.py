@@ -108,6 +108,8 @@ class OperationDoc:
     response: Mapping[str, Any]
     parameters: Sequence[Mapping[str, Any]] = ()
     components: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # the JSON Schema of the request body (action routes)
+    request: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,29 @@ class StreamRoute:
     docs: tuple[OperationDoc, ...] = ()
 
 
+# (the token's scope, the request body) -> (HTTP status, the JSON answer). Synchronous, may use
+# the ORM: it runs in the fast path's database thread. A database connection lost during the
+# call is replaced and the call run again (``state._db_call``), so it must be idempotent (an
+# idempotency key in the body). Field errors answer 400 as ``{"detail", "errors"}``.
+ActionHandler = Callable[[TokenScope, bytes], tuple[int, Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ActionRoute:
+    """A small write a runtime makes on its hot path (a budget reservation), answered without
+    Django's request cycle: the fast path checks the runtime token (401), reads at most
+    ``max_body_bytes`` of body (413), and hands the bytes to ``handle`` in its database
+    thread. Answers POST only. ``topic`` is unused (shared with the other route kinds)."""
+
+    path: str
+    kind: str
+    handle: ActionHandler
+    methods: tuple[str, ...] = ("POST",)
+    max_body_bytes: int = 64 * 1024
+    topic: str = ENVIRONMENT_REVISION
+    docs: tuple[OperationDoc, ...] = ()
+
+
 @dataclass(frozen=True)
 class Topic:
     """How the fast path knows a topic's current version per key without an event.
@@ -189,7 +214,7 @@ def revision_in_payload(payload: Mapping[str, Any]) -> int | None:
 # sync, uses the ORM: raw token -> (scope, seconds until it expires or None) | None
 TokenLookup = Callable[[str], "tuple[TokenScope, float | None] | None"]
 
-AnyRoute = Route | StreamRoute
+AnyRoute = Route | StreamRoute | ActionRoute
 _NO_PARAMETERS: dict[str, str] = {}  # shared by every plain-path match: never mutated
 
 
@@ -238,6 +263,11 @@ registry = Registry()
 
 def register(route: Route) -> None:
     """Serve ``route`` on the fast path (replacing one registered at the same path)."""
+    registry.add(route)
+
+
+def register_action(route: ActionRoute) -> None:
+    """Answer the action ``route`` (POST) on the fast path."""
     registry.add(route)
 
 
