@@ -28,6 +28,7 @@ api_v1 = [
     path("", include("apps.flags.api.urls")),
     path("", include("apps.rollouts.api.urls")),
     path("", include("apps.alerts.api.urls")),
+    path("", include("apps.budgets.api.urls")),
 ]
 
 urlpatterns = [

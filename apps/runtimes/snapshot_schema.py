@@ -103,16 +103,14 @@ COMPONENTS: dict[str, dict[str, Any]] = {
                             "properties": {
                                 "id": {"type": "integer"},
                                 "name": {"type": "string"},
-                                "scope": {
-                                    "enum": ["tenant", "agent", "tenant_agent", "end_user"]
-                                },
-                                "agent": {"type": ["string", "null"]},
+                                "scope": {"enum": ["tenant", "agent", "tenant_agent", "end_user"]},
+                                "agent": {"type": "string", "nullable": True},
                                 "window": {"enum": ["hour", "day", "week", "month"]},
                                 "window_start": {"type": "string", "format": "date-time"},
                                 "resets_at": {"type": "string", "format": "date-time"},
                                 "limits": {"type": "object"},
                                 "action": {"enum": ["alert", "block", "degrade"]},
-                                "degrade": {"type": ["object", "null"]},
+                                "degrade": {"type": "object", "nullable": True},
                                 "strict": {"type": "boolean"},
                                 "state": {"enum": ["ok", "exhausted"]},
                                 "exhausted_subjects": {
