@@ -11,6 +11,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from apps.alerts.models import Alert
 from apps.core.authz import VIEW, AnyUser, restrict
 from apps.tenancy.models import Agent
 
@@ -255,3 +256,23 @@ def subject_labels(budget: Budget, subjects: list[str]) -> dict[str, str]:
         )
     }
     return {subject: slugs.get(subject, subject) for subject in subjects}
+
+
+def budget_alerts(budget: Budget, *, limit: int = 50) -> QuerySet[Alert]:
+    """The alerts the budget raised (kinds ``budget.*``), newest first."""
+    return Alert.objects.filter(
+        tenant_id=budget.tenant_id,
+        kind__startswith="budget.",
+        subject_type="budgets.budget",
+        subject_id=str(budget.pk),
+    ).order_by("-created_at", "-pk")[:limit]
+
+
+def budget_scope(budget: Budget) -> dict[str, int | None]:
+    """The telemetry filters of the budget's scope: ``tenant_id``, ``environment_id`` and
+    ``agent_id`` (None: every one), as ``apps.telemetry.consumption`` takes them."""
+    return {
+        "tenant_id": budget.tenant_id,
+        "environment_id": budget.environment_id,
+        "agent_id": budget.agent_id,
+    }

@@ -274,6 +274,16 @@ ROUTES: dict[str, Route] = {
         get="alerts.delete_alertchannel",
         post="alerts.delete_alertchannel",
     ),
+    "budgets:list": _r(None, get="budgets.view_budget"),
+    "budgets:create": _r(None, get="budgets.add_budget", post="budgets.add_budget"),
+    "budgets:preview": _r(None, get="budgets.view_budget"),
+    "budgets:detail": _r("pk_budget", True, get="budgets.view_budget"),
+    "budgets:edit": _r(
+        "pk_budget", True, get="budgets.change_budget", post="budgets.change_budget"
+    ),
+    "budgets:delete": _r(
+        "pk_budget", True, get="budgets.delete_budget", post="budgets.delete_budget"
+    ),
     "reviews:queue": _r("pk_agent", True, get="reviews.view_reviewgrade"),
     "reviews:grade": _r("pk_agent", True, post="reviews.add_reviewgrade"),
     "reviews:policy": _r("pk_agent", True, post="reviews.change_reviewpolicy"),
@@ -350,7 +360,6 @@ ROUTES: dict[str, Route] = {
     "flags:kill_switch_release": _r("pk_kill_switch", True, post="flags.change_killswitch"),
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
-    "dashboard:budgets": _r(None, get=LOGGED_IN),
     "dashboard:approvals": _r(None, get=LOGGED_IN),
 }
 
