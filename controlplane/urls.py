@@ -28,6 +28,7 @@ api_v1 = [
     path("", include("apps.flags.api.urls")),
     path("", include("apps.rollouts.api.urls")),
     path("", include("apps.alerts.api.urls")),
+    path("", include("apps.budgets.api.urls")),
 ]
 
 urlpatterns = [
@@ -54,6 +55,7 @@ urlpatterns = [
     path("", include("apps.telemetry.urls")),
     path("", include("apps.reviews.urls")),
     path("", include("apps.alerts.urls")),
+    path("", include("apps.budgets.urls")),
     path("", include("apps.dashboard.urls")),
 ]
 

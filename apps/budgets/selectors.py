@@ -11,7 +11,8 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from apps.core.authz import AnyUser, restrict
+from apps.alerts.models import Alert
+from apps.core.authz import VIEW, AnyUser, restrict
 from apps.tenancy.models import Agent
 
 from .models import METRICS, PER_SUBJECT_SCOPES, Budget, BudgetMark, BudgetUsage, Scope
@@ -100,17 +101,22 @@ def budgets_for_snapshot(
     return documents
 
 
-def budget_list_for_user(*, user: AnyUser, tenant_ids: list[int] | None = None) -> QuerySet[Budget]:
-    """Budgets of the tenants ``user`` may see (optionally narrowed to ``tenant_ids``)."""
-    budgets = restrict(Budget.objects.select_related("tenant", "agent", "environment"), user)
+def budget_list_for_user(
+    *, user: AnyUser, tenant_ids: list[int] | None = None, action: str = VIEW
+) -> QuerySet[Budget]:
+    """Budgets of the tenants ``user`` may ``action`` (``view`` by default; optionally
+    narrowed to ``tenant_ids``)."""
+    budgets = restrict(
+        Budget.objects.select_related("tenant", "agent", "environment"), user, action
+    )
     if tenant_ids is not None:
         budgets = budgets.filter(tenant_id__in=tenant_ids)
     return budgets.order_by("tenant__name", "name")
 
 
-def budget_get_for_user(*, user: AnyUser, pk: int) -> Budget:
-    """One budget ``user`` may see; ``Budget.DoesNotExist`` otherwise (a 404)."""
-    return budget_list_for_user(user=user).get(pk=pk)
+def budget_get_for_user(*, user: AnyUser, pk: int, action: str = VIEW) -> Budget:
+    """One budget ``user`` may ``action``; ``Budget.DoesNotExist`` otherwise (a 404)."""
+    return budget_list_for_user(user=user, action=action).get(pk=pk)
 
 
 @dataclass(frozen=True)
@@ -214,3 +220,59 @@ def budget_usage_rows(budget: Budget, *, now: datetime | None = None) -> list[Bu
             "-cost_usd", "-tokens", "-requests", "subject"
         )
     )
+
+
+def budget_definition(budget: Budget) -> dict[str, Any]:
+    """The current definition of ``budget`` in the shape ``services.budget_validate`` reads
+    (``agent`` and ``environment`` as objects, ``limits`` by metric): what a partial change
+    starts from."""
+    return {
+        "name": budget.name,
+        "scope": budget.scope,
+        "agent": budget.agent,
+        "environment": budget.environment,
+        "window": budget.window,
+        "limits": budget.limits(),
+        "action": budget.action,
+        "degrade_mode": budget.degrade_mode,
+        "degrade_model": budget.degrade_model,
+        "strict": budget.strict,
+        "thresholds": list(budget.thresholds),
+        "description": budget.description,
+    }
+
+
+def subject_labels(budget: Budget, subjects: list[str]) -> dict[str, str]:
+    """What an operator calls each counter subject of ``budget``: the agent's slug for
+    ``tenant_agent`` (subjects are agent ids), the end-user hash as it is for ``end_user``,
+    "" for the single counter of the other scopes."""
+    if budget.scope != Scope.TENANT_AGENT:
+        return {subject: subject for subject in subjects}
+    ids = [int(subject) for subject in subjects if subject.isdigit()]
+    slugs = {
+        str(pk): slug
+        for pk, slug in Agent.objects.filter(tenant_id=budget.tenant_id, pk__in=ids).values_list(
+            "pk", "slug"
+        )
+    }
+    return {subject: slugs.get(subject, subject) for subject in subjects}
+
+
+def budget_alerts(budget: Budget, *, limit: int = 50) -> QuerySet[Alert]:
+    """The alerts the budget raised (kinds ``budget.*``), newest first."""
+    return Alert.objects.filter(
+        tenant_id=budget.tenant_id,
+        kind__startswith="budget.",
+        subject_type="budgets.budget",
+        subject_id=str(budget.pk),
+    ).order_by("-created_at", "-pk")[:limit]
+
+
+def budget_scope(budget: Budget) -> dict[str, int | None]:
+    """The telemetry filters of the budget's scope: ``tenant_id``, ``environment_id`` and
+    ``agent_id`` (None: every one), as ``apps.telemetry.consumption`` takes them."""
+    return {
+        "tenant_id": budget.tenant_id,
+        "environment_id": budget.environment_id,
+        "agent_id": budget.agent_id,
+    }

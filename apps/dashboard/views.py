@@ -19,12 +19,6 @@ from apps.tenancy.selectors import (
 # Sections whose capability has not shipped yet. Each still explains what will appear there
 # and how it gets filled, instead of a dead link.
 UPCOMING_SECTIONS = {
-    "budgets": (
-        "Budgets",
-        "Limits on cost, tokens, requests and tool calls per scope, with soft alerts and a "
-        "hard stop.",
-        "Set a budget for a tenant, an agent or an environment.",
-    ),
     "approvals": (
         "Approvals",
         "High-risk tool calls that runtimes hold until a human approves or rejects them.",

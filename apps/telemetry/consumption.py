@@ -10,13 +10,14 @@ window is ``[start, end)``; costs are ``Decimal`` USD."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncMinute
 
 from .models import MinuteRollup, Outcome, RequestRecord, Variant
 
@@ -102,3 +103,204 @@ def consumption_between(
         for row in found
         if row["cost"] or row["tokens"] or row["requests"] or row["tools"]
     }
+
+
+def _records(
+    *,
+    tenant_id: int,
+    start: datetime,
+    end: datetime,
+    environment_id: int | None = None,
+    agent_id: int | None = None,
+    end_user_hash: str | None = None,
+) -> QuerySet[RequestRecord]:
+    records = RequestRecord.objects.filter(
+        tenant_id=tenant_id, started_at__gte=start, started_at__lt=end
+    )
+    if environment_id is not None:
+        records = records.filter(environment_id=environment_id)
+    if agent_id is not None:
+        records = records.filter(agent_id=agent_id)
+    if end_user_hash is not None:
+        records = records.filter(end_user_hash=end_user_hash)
+    return records
+
+
+_SERVED = ~Q(outcome=Outcome.BUDGET_BLOCKED) & ~Q(variant=Variant.SHADOW)
+_RECORD_SUMS = {
+    "cost": Coalesce(Sum("cost_usd"), Decimal(0)),
+    "tokens": Coalesce(Sum(F("tokens_in") + F("tokens_out")), 0),
+    "served": Count("id", filter=_SERVED),
+    "tools": Coalesce(Sum("tool_calls"), 0),
+}
+
+
+def _of_records(row: Mapping[str, Any]) -> Consumption:
+    return Consumption(
+        Decimal(row["cost"]), int(row["tokens"]), int(row["served"]), int(row["tools"])
+    )
+
+
+def consumption_per_minute(
+    *,
+    tenant_id: int,
+    start: datetime,
+    end: datetime,
+    environment_id: int | None = None,
+    agent_id: int | None = None,
+    end_user_hash: str | None = None,
+) -> list[tuple[datetime, Consumption]]:
+    """Consumption per minute over ``[start, end)``, oldest first, minutes without any left
+    out: from the minute rollups, or from the raw records of one end user when
+    ``end_user_hash`` is given (the rollups keep no end users)."""
+    if end_user_hash is not None:
+        rows = (
+            _records(
+                tenant_id=tenant_id,
+                start=start,
+                end=end,
+                environment_id=environment_id,
+                agent_id=agent_id,
+                end_user_hash=end_user_hash,
+            )
+            .annotate(minute=TruncMinute("started_at", tzinfo=UTC))
+            .values("minute")
+            .annotate(**_RECORD_SUMS)
+            .order_by("minute")
+        )
+        return [(row["minute"], _of_records(row)) for row in rows]
+    rollups = MinuteRollup.objects.filter(
+        tenant_id=tenant_id, bucket_start__gte=start, bucket_start__lt=end
+    )
+    if environment_id is not None:
+        rollups = rollups.filter(environment_id=environment_id)
+    if agent_id is not None:
+        rollups = rollups.filter(agent_id=agent_id)
+    not_shadow = ~Q(variant=Variant.SHADOW)
+    minutes = (
+        rollups.values("bucket_start")
+        .annotate(
+            cost=Coalesce(Sum("cost_usd"), Decimal(0)),
+            tokens=Coalesce(Sum(F("tokens_in") + F("tokens_out")), 0),
+            requests=Coalesce(Sum("requests", filter=not_shadow), 0),
+            blocked=Coalesce(Sum("count_budget_blocked", filter=not_shadow), 0),
+            tools=Coalesce(Sum("tool_calls"), 0),
+        )
+        .order_by("bucket_start")
+    )
+    return [
+        (
+            row["bucket_start"],
+            Consumption(
+                Decimal(row["cost"]),
+                int(row["tokens"]),
+                int(row["requests"]) - int(row["blocked"]),
+                int(row["tools"]),
+            ),
+        )
+        for row in minutes
+    ]
+
+
+def consumption_by(
+    *,
+    tenant_id: int,
+    start: datetime,
+    end: datetime,
+    key: Literal["model", "session_id", "end_user_hash"],
+    environment_id: int | None = None,
+    agent_id: int | None = None,
+    limit: int = 10,
+) -> list[tuple[str, Consumption]]:
+    """The biggest spenders over ``[start, end)`` by ``key`` of the raw request records (the
+    model that served, the session, the end user), most cost first, at most ``limit``.
+    Records without the key (no session, no end user) are left out; an unnamed model is
+    ``""``."""
+    records = _records(
+        tenant_id=tenant_id,
+        start=start,
+        end=end,
+        environment_id=environment_id,
+        agent_id=agent_id,
+    )
+    if key != "model":
+        records = records.exclude(**{key: ""})
+    rows = records.values(key).annotate(**_RECORD_SUMS).order_by("-cost", "-tokens", key)[:limit]
+    return [(row[key], _of_records(row)) for row in rows]
+
+
+@dataclass(frozen=True)
+class CostOutlier:
+    """A request whose cost is far above the scope's median (``times`` the median)."""
+
+    request_id: str
+    agent_id: int
+    cost_usd: Decimal
+    times: Decimal
+    tool_calls: int
+    tokens: int
+    model: str
+    trace_id: str
+    session_id: str
+    started_at: datetime
+
+
+def cost_outliers(
+    *,
+    tenant_id: int,
+    start: datetime,
+    end: datetime,
+    environment_id: int | None = None,
+    agent_id: int | None = None,
+    factor: int = 10,
+    top_share: float = 0.01,
+    limit: int = 20,
+) -> tuple[Decimal | None, list[CostOutlier]]:
+    """``(median cost, outliers)`` of the request records over ``[start, end)``: requests
+    costing more than ``factor`` times the median and in the top ``top_share`` by cost
+    (with fewer than 1/``top_share`` records, the single most expensive), most expensive
+    first, at most ``limit``. The median is None without records; a median of 0 makes
+    every costed request in the top share an outlier."""
+    records = _records(
+        tenant_id=tenant_id,
+        start=start,
+        end=end,
+        environment_id=environment_id,
+        agent_id=agent_id,
+    )
+    count = records.count()
+    if not count:
+        return None, []
+    by_cost = records.order_by("cost_usd", "id").values_list("cost_usd", flat=True)
+    middle = count // 2
+    if count % 2:
+        median = Decimal(by_cost[middle])
+    else:
+        low, high = by_cost[middle - 1 : middle + 1]
+        median = (Decimal(low) + Decimal(high)) / 2
+    top = max(1, int(count * top_share))
+    # the cheapest of the top share: an outlier costs at least this
+    floor = Decimal(
+        records.order_by("-cost_usd", "-id").values_list("cost_usd", flat=True)[top - 1]
+    )
+    threshold = max(median * factor, floor)
+    found = (
+        records.filter(cost_usd__gte=threshold)
+        .filter(cost_usd__gt=median * factor)
+        .order_by("-cost_usd", "-id")[: min(limit, top)]
+    )
+    return median, [
+        CostOutlier(
+            request_id=row.request_id,
+            agent_id=row.agent_id,
+            cost_usd=row.cost_usd,
+            times=(row.cost_usd / median).quantize(Decimal("0.1")) if median else Decimal(0),
+            tool_calls=row.tool_calls,
+            tokens=row.tokens_in + row.tokens_out,
+            model=row.model,
+            trace_id=row.trace_id,
+            session_id=row.session_id,
+            started_at=row.started_at,
+        )
+        for row in found
+    ]

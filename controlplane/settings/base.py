@@ -320,6 +320,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "FlagImportModeEnum": ["merge", "replace"],
         "KillSwitchModeEnum": "apps.flags.models.AgentMode",
+        # Budgets and kill switches both have a "scope", with different choices.
+        "BudgetScopeEnum": "apps.budgets.models.Scope",
+        "KillSwitchScopeEnum": "apps.flags.models.KillSwitchScope",
     },
 }
 

@@ -24,7 +24,7 @@ from apps.tenancy.models import Agent, Environment, Tenant
 from tests.factories import AgentFactory
 from tests.races import postgresql_only, race
 
-from .conftest import ACTOR, make_budget
+from .conftest import ACTOR, make_daily
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,7 +61,7 @@ def production(tenant: Tenant) -> Environment:
 
 
 def test_records__counted_in_every_metric(tenant: Tenant, agent: Agent, token) -> None:  # type: ignore[no-untyped-def]
-    budget = make_budget(tenant, limits={"cost_usd": "100", "tokens": 10**6})
+    budget = make_daily(tenant, limits={"cost_usd": "100", "tokens": 10**6})
     records_ingest(
         token=token,
         records=[record(), record(cost_usd="0.5"), record(outcome="budget_blocked", cost_usd="0")],
@@ -81,8 +81,8 @@ def test_records__counted_in_every_metric(tenant: Tenant, agent: Agent, token) -
 def test_buckets__counted_without_end_users(tenant: Tenant, agent: Agent, token) -> None:  # type: ignore[no-untyped-def]
     from tests.telemetry.test_api import bucket
 
-    tenant_budget = make_budget(tenant, limits={"requests": 10**6})
-    per_user = make_budget(
+    tenant_budget = make_daily(tenant, limits={"requests": 10**6})
+    per_user = make_daily(
         tenant, name="per user", scope="end_user", agent=agent, limits={"requests": 10}
     )
     item = bucket()
@@ -100,13 +100,13 @@ def test_buckets__counted_without_end_users(tenant: Tenant, agent: Agent, token)
 
 def test_scopes__subjects_and_filters(tenant: Tenant, agent: Agent, token) -> None:  # type: ignore[no-untyped-def]
     AgentFactory(tenant=tenant, slug="refund-agent", name="Refund agent")
-    other = make_budget(
+    other = make_daily(
         tenant, name="refunds only", scope="agent", agent=Agent.objects.get(slug="refund-agent")
     )
-    mine = make_budget(tenant, name="support", scope="agent", agent=agent)
-    each = make_budget(tenant, name="each agent", scope="tenant_agent")
-    users = make_budget(tenant, name="users", scope="end_user", agent=agent)
-    staging = make_budget(
+    mine = make_daily(tenant, name="support", scope="agent", agent=agent)
+    each = make_daily(tenant, name="each agent", scope="tenant_agent")
+    users = make_daily(tenant, name="users", scope="end_user", agent=agent)
+    staging = make_daily(
         tenant, name="staging only", environment=tenant.environments.get(slug="staging")
     )
     records_ingest(
@@ -128,7 +128,7 @@ def test_sixteen_ingesters__consumption_is_the_exact_sum(
     tenant: Tenant, agent: Agent, token
 ) -> None:  # type: ignore[no-untyped-def]
     postgresql_only()
-    budget = make_budget(tenant, limits={"cost_usd": "1000000"})
+    budget = make_daily(tenant, limits={"cost_usd": "1000000"})
     batches = [
         [record(cost_usd=f"0.{thread:02d}{index:03d}1") for index in range(25)]
         for thread in range(16)
@@ -145,7 +145,7 @@ def test_sixteen_ingesters__consumption_is_the_exact_sum(
 
 
 def test_thresholds__each_alert_once_per_window(tenant: Tenant, agent: Agent, token) -> None:  # type: ignore[no-untyped-def]
-    budget = make_budget(tenant, limits={"cost_usd": "1.00"}, action="block")
+    budget = make_daily(tenant, limits={"cost_usd": "1.00"}, action="block")
     environment = production(tenant)
     revision = Environment.objects.get(pk=environment.pk).revision
     for _ in range(12):  # 12 x $0.25: 25%, 50%, ... 300%
@@ -174,7 +174,7 @@ def test_thresholds__each_alert_once_per_window(tenant: Tenant, agent: Agent, to
 
 def test_thresholds__concurrent_crossings_alert_once(tenant: Tenant, agent: Agent, token) -> None:  # type: ignore[no-untyped-def]
     postgresql_only()
-    make_budget(tenant, limits={"cost_usd": "2.00"}, action="block")
+    make_daily(tenant, limits={"cost_usd": "2.00"}, action="block")
     batches = [[record()] for _ in range(16)]  # 16 x $0.25 = 200%
     _, errors = race(
         *[lambda batch=batch: records_ingest(token=token, records=batch) for batch in batches]
@@ -185,10 +185,10 @@ def test_thresholds__concurrent_crossings_alert_once(tenant: Tenant, agent: Agen
 
 
 def test_per_subject_exhaustion__only_that_subject(tenant: Tenant, agent: Agent, token) -> None:  # type: ignore[no-untyped-def]
-    make_budget(
+    make_daily(
         tenant, name="users", scope="end_user", agent=agent, limits={"requests": 2}, action="block"
     )
-    make_budget(
+    make_daily(
         tenant,
         name="agents",
         scope="tenant_agent",
@@ -216,7 +216,7 @@ def test_per_subject_exhaustion__only_that_subject(tenant: Tenant, agent: Agent,
 def test_window_roll__state_resets_and_runtimes_are_told(
     tenant: Tenant, agent: Agent, token
 ) -> None:  # type: ignore[no-untyped-def]
-    budget = make_budget(tenant, window="hour", limits={"requests": 1}, action="block")
+    budget = make_daily(tenant, window="hour", limits={"requests": 1}, action="block")
     records_ingest(token=token, records=[record()])
     environment = production(tenant)
     _, end = window_bounds("hour", datetime.now(UTC), tenant.time_zone)
@@ -240,7 +240,7 @@ def test_tenant_midnight__late_evening_utc_counts_in_the_tenants_next_day(
 ) -> None:
     tenant.time_zone = "Asia/Tokyo"  # UTC+9: 20:00 UTC is 05:00 the next day
     tenant.save()
-    budget = make_budget(tenant)
+    budget = make_daily(tenant)
     consumption_apply(
         tenant_id=tenant.pk,
         environment_id=production(tenant).pk,
@@ -261,8 +261,8 @@ def test_created_mid_window__counts_what_was_already_spent(
     tenant: Tenant, agent: Agent, token
 ) -> None:  # type: ignore[no-untyped-def]
     records_ingest(token=token, records=[record(end_user_hash="u-9") for _ in range(4)])  # $1.00
-    budget = make_budget(tenant, limits={"cost_usd": "1.50"})
-    users = make_budget(
+    budget = make_daily(tenant, limits={"cost_usd": "1.50"})
+    users = make_daily(
         tenant, name="users", scope="end_user", agent=agent, limits={"requests": 100}
     )
     assert usage_of(budget).cost_usd == Decimal("1.00")
@@ -278,7 +278,7 @@ def test_changed_mid_window__lower_limit_alerts_new_scope_recounts(
     tenant: Tenant, agent: Agent, token
 ) -> None:  # type: ignore[no-untyped-def]
     AgentFactory(tenant=tenant, slug="refund-agent", name="Refund agent")
-    budget = make_budget(tenant, limits={"cost_usd": "100"})
+    budget = make_daily(tenant, limits={"cost_usd": "100"})
     records_ingest(token=token, records=[record(), record(agent="refund-agent")])
     assert Alert.objects.count() == 0
     data = {
@@ -298,7 +298,7 @@ def test_changed_mid_window__lower_limit_alerts_new_scope_recounts(
 
 
 def test_alert_only_budget__never_exhausts_runtimes(tenant: Tenant, agent: Agent, token) -> None:  # type: ignore[no-untyped-def]
-    make_budget(tenant, limits={"requests": 1})
+    make_daily(tenant, limits={"requests": 1})
     environment = production(tenant)
     records_ingest(token=token, records=[record()])
     revision = Environment.objects.get(pk=environment.pk).revision

@@ -24,7 +24,7 @@ from apps.telemetry.services import records_ingest
 from apps.tenancy.models import Agent, Tenant
 from tests.races import postgresql_only, race
 
-from .conftest import make_budget
+from .conftest import make_daily
 from .test_counting import record
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,11 +50,11 @@ def reserve(tenant: Tenant, agent: Agent, key: str, user: str = "", **estimate: 
 
 
 def strict(tenant: Tenant, **fields: Any) -> Budget:
-    return make_budget(tenant, strict=True, action="block", **fields)
+    return make_daily(tenant, strict=True, action="block", **fields)
 
 
 def test_no_strict_budget__granted_and_nothing_held(tenant: Tenant, agent: Agent) -> None:
-    make_budget(tenant)  # soft
+    make_daily(tenant)  # soft
     answer = reserve(tenant, agent, "r1:1")
     assert answer.granted and answer.budgets == []
     assert not Reservation.objects.exists()

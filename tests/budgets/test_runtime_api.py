@@ -14,7 +14,7 @@ from apps.budgets.models import Reservation
 from apps.runtimes.snapshot import snapshot_content
 from apps.tenancy.models import Agent, Tenant
 
-from .conftest import ACTOR, make_budget
+from .conftest import ACTOR, make_daily
 
 RESERVE = "/api/runtime/v1/budgets/reserve"
 SETTLE = "/api/runtime/v1/budgets/settle"
@@ -28,7 +28,7 @@ class Client:
 
     def post(
         self, path: str, data: Any, format: str = "json", content_type: str = ""
-    ) -> requests.Response:  # noqa: A002 - APIClient's name
+    ) -> requests.Response:
         headers = {"Authorization": self.raw} if self.raw else {}
         if isinstance(data, bytes):
             headers["Content-Type"] = content_type
@@ -54,7 +54,7 @@ def body(**fields: Any) -> dict[str, Any]:
 
 
 def test_reserve_then_settle(tenant: Tenant, agent: Agent, client: Client) -> None:
-    budget = make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
+    budget = make_daily(tenant, strict=True, action="block", limits={"cost_usd": "1"})
     granted = client.post(RESERVE, body(), format="json")
     assert granted.status_code == 200
     assert granted.json()["granted"] is True
@@ -97,7 +97,7 @@ def test_reserve_then_settle(tenant: Tenant, agent: Agent, client: Client) -> No
 def test_reserve_bad_input__400_field_error_nothing_held(
     tenant: Tenant, agent: Agent, client: Client, payload: dict[str, Any], field: str
 ) -> None:
-    make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
+    make_daily(tenant, strict=True, action="block", limits={"cost_usd": "1"})
     answer = client.post(RESERVE, payload, format="json")
     assert answer.status_code == 400, answer.content
     assert field in answer.json()["errors"], answer.json()
@@ -113,7 +113,7 @@ def test_reserve_not_an_object__400(
 
 
 def test_settle_bad_actual__400(tenant: Tenant, agent: Agent, client: Client) -> None:
-    make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
+    make_daily(tenant, strict=True, action="block", limits={"cost_usd": "1"})
     client.post(RESERVE, body(), format="json")
     answer = client.post(
         SETTLE, {"reservation_id": "req-1:step-1", "actual": {"cost_usd": "x"}}, format="json"
@@ -145,7 +145,7 @@ def test_body_over_the_limit__413(client: Client) -> None:
 def test_other_tenant_cannot_settle_my_reservation(
     tenant: Tenant, agent: Agent, other_tenant: Tenant, client: Client
 ) -> None:
-    make_budget(tenant, strict=True, action="block", limits={"cost_usd": "1"})
+    make_daily(tenant, strict=True, action="block", limits={"cost_usd": "1"})
     client.post(RESERVE, body(), format="json")
     _, raw = runtime_token_create(
         actor=ACTOR,
@@ -161,10 +161,10 @@ def test_other_tenant_cannot_settle_my_reservation(
 
 def test_snapshot_lists_the_budgets_in_scope(tenant: Tenant, agent: Agent) -> None:
     other = Agent.objects.create(tenant=tenant, slug="refund-agent", name="Refund agent")
-    make_budget(tenant, name="tenant")
-    make_budget(tenant, name="mine", scope="agent", agent=agent, window="hour")
-    make_budget(tenant, name="theirs", scope="agent", agent=other)
-    make_budget(tenant, name="staging", environment=tenant.environments.get(slug="staging"))
+    make_daily(tenant, name="tenant")
+    make_daily(tenant, name="mine", scope="agent", agent=agent, window="hour")
+    make_daily(tenant, name="theirs", scope="agent", agent=other)
+    make_daily(tenant, name="staging", environment=tenant.environments.get(slug="staging"))
     production = tenant.environments.get(slug="production")
     names = [b["name"] for b in snapshot_content(environment=production, agent_id=None)["budgets"]]
     assert names == ["tenant", "mine", "theirs"]

@@ -40,6 +40,11 @@ FILTERS: dict[str, dict[str, dict[str, Any]]] = {
         "until": DATE_TIME,
     },
     "/api/v1/audit/checkpoints/": {"after_event": {**ID, "minimum": 0}},
+    "/api/v1/budgets/": {
+        "tenant": ID,
+        "scope": {"type": "string", "enum": ["agent", "end_user", "tenant", "tenant_agent"]},
+        "agent": ID,
+    },
 }
 
 

@@ -41,6 +41,7 @@ from apps.alerts.models import AlertChannel
 from apps.alerts.services import alert_raise
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
+from apps.budgets.services import budget_create
 from apps.bundles.services import bundle_version_push
 from apps.core.roles import ROLE_PERMISSIONS, Role
 from apps.rollouts.services import deployment_create, rollout_start
@@ -193,6 +194,16 @@ ROUTES: dict[str, Route] = {
     ),
     "alert-channel-deliveries": _r("alert_channel", True, get="alerts.view_alertchannel"),
     "alert-channel-rotate-secret": _r("alert_channel", True, post="alerts.change_alertchannel"),
+    "budget-list": _r(None, get="budgets.view_budget", post="budgets.add_budget"),
+    "budget-detail": _r(
+        "budget",
+        True,
+        get="budgets.view_budget",
+        put="budgets.change_budget",
+        patch="budgets.change_budget",
+        delete="budgets.delete_budget",
+    ),
+    "budget-status": _r("budget", True, get="budgets.view_budget"),
     "segment-list": _r(None, get="flags.view_segment", post="flags.add_segment"),
     "segment-detail": _r(
         "segment",
@@ -209,6 +220,8 @@ ROUTES: dict[str, Route] = {
     "runtime-heartbeat": _r(None, post=RUNTIME),
     "runtime-records": _r(None, post=RUNTIME),
     "runtime-otlp-traces": _r(None, post=RUNTIME),
+    "runtime-budget-reserve": _r(None, post=RUNTIME),
+    "runtime-budget-settle": _r(None, post=RUNTIME),
     "unleash-client-register": _r(None, post=RUNTIME),
     "unleash-client-metrics": _r(None, post=RUNTIME),
     # ---------------------------------------------------------------- UI: tenancy
@@ -260,6 +273,16 @@ ROUTES: dict[str, Route] = {
         True,
         get="alerts.delete_alertchannel",
         post="alerts.delete_alertchannel",
+    ),
+    "budgets:list": _r(None, get="budgets.view_budget"),
+    "budgets:create": _r(None, get="budgets.add_budget", post="budgets.add_budget"),
+    "budgets:preview": _r(None, get="budgets.view_budget"),
+    "budgets:detail": _r("pk_budget", True, get="budgets.view_budget"),
+    "budgets:edit": _r(
+        "pk_budget", True, get="budgets.change_budget", post="budgets.change_budget"
+    ),
+    "budgets:delete": _r(
+        "pk_budget", True, get="budgets.delete_budget", post="budgets.delete_budget"
     ),
     "reviews:queue": _r("pk_agent", True, get="reviews.view_reviewgrade"),
     "reviews:grade": _r("pk_agent", True, post="reviews.add_reviewgrade"),
@@ -337,7 +360,6 @@ ROUTES: dict[str, Route] = {
     "flags:kill_switch_release": _r("pk_kill_switch", True, post="flags.change_killswitch"),
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
-    "dashboard:budgets": _r(None, get=LOGGED_IN),
     "dashboard:approvals": _r(None, get=LOGGED_IN),
 }
 
@@ -444,6 +466,11 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
             tenant=tenant, kind="rollout.rolled_back", severity="critical", title="m", detail=""
         )
     # Created directly: the service would resolve the URL's host, and the matrix needs no DNS.
+    budget = budget_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={"name": "hourly", "scope": "tenant", "window": "hour", "limits": {"requests": 9}},
+    )
     alert_channel = AlertChannel.objects.create(
         tenant=tenant, name="pager", url="https://hooks.example.com/alerts", secret_hash="0" * 64
     )
@@ -486,6 +513,8 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "alert_channel": {"pk": alert_channel.pk},
         "pk_alert": {"pk": alert.pk},
         "pk_alert_channel": {"pk": alert_channel.pk},
+        "budget": {"pk": budget.pk},
+        "pk_budget": {"pk": budget.pk},
         "rollout": {"pk": rollout.pk},
         "pk_rollout": {"pk": rollout.pk},
         "rollout_event": {"pk": rollout.pk, "event": "pause"},

@@ -39,6 +39,10 @@ SCHEDULE = {
         "apps.rollouts.tasks.analyse_rollouts",
         float(settings.ROLLOUT_ANALYSIS_EVERY_S),
     ),
+    "budgets.roll": (
+        "apps.budgets.tasks.roll_budgets",
+        float(settings.BUDGET_ROLL_EVERY_S),
+    ),
 }
 
 

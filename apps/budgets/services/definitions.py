@@ -247,11 +247,21 @@ def budget_update(
 
 
 @transaction.atomic
-def budget_delete(*, actor: Actor, budget: Budget, reason: str = "") -> None:
+def budget_delete(
+    *, actor: Actor, budget: Budget, reason: str = "", expected_version: int | None = None
+) -> None:
     """Delete ``budget`` with its counters and reservations; runtimes stop enforcing it on the
-    next revision. Raises ``PermissionDenied``."""
+    next revision. ``expected_version``: the version the caller read (None: no check).
+    Raises ``PermissionDenied``, ``StaleVersion``."""
     authorize(actor, "budgets.delete_budget", budget.tenant)
     locked = Budget.objects.select_for_update().select_related("tenant").get(pk=budget.pk)
+    version_check(
+        what=f"The budget {locked.name}",
+        expected=expected_version,
+        current=locked.version,
+        changed_by=locked.updated_by_label,
+        changed_at=locked.updated_at,
+    )
     audit_record(
         actor=actor,
         action="budget.deleted",
