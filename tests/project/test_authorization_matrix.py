@@ -220,8 +220,6 @@ ROUTES: dict[str, Route] = {
     "runtime-heartbeat": _r(None, post=RUNTIME),
     "runtime-records": _r(None, post=RUNTIME),
     "runtime-otlp-traces": _r(None, post=RUNTIME),
-    "runtime-budget-reserve": _r(None, post=RUNTIME),
-    "runtime-budget-settle": _r(None, post=RUNTIME),
     "unleash-client-register": _r(None, post=RUNTIME),
     "unleash-client-metrics": _r(None, post=RUNTIME),
     # ---------------------------------------------------------------- UI: tenancy
