@@ -31,6 +31,17 @@ def exhausted(budget: Budget, row: BudgetUsage) -> bool:
     )
 
 
+def exhausted_subjects(budget: Budget, rows: list[BudgetUsage], start: datetime) -> list[str]:
+    """The subjects of the window starting ``start`` at the limit: consumption reached it, or
+    the 100% mark says so (a strict budget with no room left for a step), sorted."""
+    marked = set(
+        BudgetMark.objects.filter(budget=budget, window_start=start, threshold=100).values_list(
+            "subject", flat=True
+        )
+    )
+    return sorted(marked | {row.subject for row in rows if exhausted(budget, row)})
+
+
 def budgets_for_snapshot(
     *, tenant_id: int, environment_id: int, agent_id: int | None, now: datetime | None = None
 ) -> list[dict[str, Any]]:
@@ -50,7 +61,7 @@ def budgets_for_snapshot(
         start, end = window_bounds(budget.window, now, budget.tenant.time_zone)
         rows = BudgetUsage.objects.filter(budget=budget, window_start=start)
         if budget.scope in PER_SUBJECT_SCOPES:
-            subjects = sorted(row.subject for row in rows if exhausted(budget, row))
+            subjects = exhausted_subjects(budget, list(rows), start)
             if budget.scope == Scope.TENANT_AGENT and subjects:
                 if agent_slugs is None:
                     agent_slugs = {
@@ -63,7 +74,7 @@ def budgets_for_snapshot(
             state = "ok"
         else:
             subjects = []
-            state = "exhausted" if any(exhausted(budget, row) for row in rows) else "ok"
+            state = "exhausted" if exhausted_subjects(budget, list(rows), start) else "ok"
         documents.append(
             {
                 "id": budget.pk,
@@ -184,13 +195,9 @@ def budget_status(budget: Budget, *, now: datetime | None = None) -> BudgetStatu
             seconds = float((Decimal(limit) - used) / rate)
             candidate = now + timedelta(seconds=seconds)
             exhausts_at = candidate if candidate < end else None
-    exhausted_subjects = [
-        row.subject
-        for row in rows
-        if any(lim is not None and getattr(row, m) >= lim for m, lim in budget.limits().items())
-    ]
-    if budget.scope not in PER_SUBJECT_SCOPES and exhausted_subjects:
-        exhausted_subjects = [""]
+    at_limit = exhausted_subjects(budget, rows, start)
+    if budget.scope not in PER_SUBJECT_SCOPES and at_limit:
+        at_limit = [""]
     return BudgetStatus(
         budget=budget,
         window_start=start,
@@ -200,7 +207,7 @@ def budget_status(budget: Budget, *, now: datetime | None = None) -> BudgetStatu
         percent=best,
         metric=best_metric,
         subjects=len(rows),
-        exhausted_subjects=exhausted_subjects,
+        exhausted_subjects=at_limit,
         projected=projected,
         exhausts_at=exhausts_at,
     )

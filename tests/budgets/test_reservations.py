@@ -24,7 +24,7 @@ from apps.telemetry.services import records_ingest
 from apps.tenancy.models import Agent, Tenant
 from tests.races import postgresql_only, race
 
-from .conftest import make_daily
+from .conftest import ACTOR, make_daily
 from .test_counting import record
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -217,3 +217,57 @@ def test_bad_estimate__field_error_and_nothing_held(
         reserve(tenant, agent, "r1:1", **estimate)
     assert field in caught.value.message_dict
     assert not Reservation.objects.exists()
+
+
+def test_no_room_left_for_a_step__exhausted_once_and_runtimes_told(
+    tenant: Tenant, agent: Agent
+) -> None:
+    from apps.alerts.models import Alert
+    from apps.budgets.selectors import budgets_for_snapshot
+
+    strict(tenant, limits={"cost_usd": "1.00"})
+    production = tenant.environments.get(slug="production")
+    consumption_apply(
+        tenant_id=tenant.pk,
+        environment_id=production.pk,
+        usage=[[agent.pk, "", datetime.now(UTC).isoformat(), "0.95", 0, 1, 0]],
+    )
+    revision = type(production).objects.get(pk=production.pk).revision
+    # refused only because another step is in flight: not exhausted
+    assert reserve(tenant, agent, "a:1", cost_usd="0.04").granted
+    assert not reserve(tenant, agent, "b:1", cost_usd="0.04").granted
+    assert not Alert.objects.filter(kind="budget.exhausted").exists()
+    # a step that cannot fit even alone: the budget is gone for this window
+    assert not reserve(tenant, agent, "c:1", cost_usd="0.10").granted
+    assert not reserve(tenant, agent, "d:1", cost_usd="0.10").granted
+    assert Alert.objects.filter(kind="budget.exhausted").count() == 1
+    assert "no longer fits" in Alert.objects.get(kind="budget.exhausted").title
+    assert type(production).objects.get(pk=production.pk).revision > revision
+    [document] = budgets_for_snapshot(
+        tenant_id=tenant.pk, environment_id=production.pk, agent_id=None
+    )
+    assert document["state"] == "exhausted"
+
+
+def test_limit_raised__no_longer_exhausted(tenant: Tenant, agent: Agent) -> None:
+    from apps.budgets.selectors import budgets_for_snapshot
+    from apps.budgets.services import budget_update
+
+    budget = strict(tenant, limits={"cost_usd": "1.00"})
+    production = tenant.environments.get(slug="production")
+    consumption_apply(
+        tenant_id=tenant.pk,
+        environment_id=production.pk,
+        usage=[[agent.pk, "", datetime.now(UTC).isoformat(), "1.20", 0, 1, 0]],
+    )
+    [document] = budgets_for_snapshot(
+        tenant_id=tenant.pk, environment_id=production.pk, agent_id=None
+    )
+    assert document["state"] == "exhausted"
+    data = {**budget.snapshot(), "agent": None, "environment": None, "limits": {"cost_usd": "2"}}
+    budget_update(actor=ACTOR, budget=budget, data=data)
+    [document] = budgets_for_snapshot(
+        tenant_id=tenant.pk, environment_id=production.pk, agent_id=None
+    )
+    assert document["state"] == "ok"
+    assert reserve(tenant, agent, "a:1", cost_usd="0.5").granted

@@ -200,55 +200,102 @@ def _mark(budget: Budget, start: datetime, subject: str, threshold: int, percent
 def _evaluate(budget: Budget, rows: Sequence[BudgetUsage], now: datetime) -> None:
     """Raise each threshold the rows (of the current window) crossed, once per window and
     subject; at 100% a blocking or degrading budget is exhausted: audited and announced."""
-    time_zone = budget.tenant.time_zone
-    start, end = window_bounds(budget.window, now, time_zone)
+    start, end = window_bounds(budget.window, now, budget.tenant.time_zone)
     exhausted = False
     for row in sorted(rows, key=lambda row: row.subject):
         percent, metric = percent_used(budget, row)
-        levels = sorted(set(budget.thresholds) | {100})
-        for threshold in levels:
-            if percent < threshold or not _mark(budget, start, row.subject, threshold, percent):
-                continue
-            who = _subject_label(budget, row.subject)
-            if threshold in budget.thresholds:
-                at_limit = threshold >= 100
-                alert_raise(
-                    tenant=budget.tenant,
-                    kind="budget.exhausted" if at_limit else "budget.threshold",
-                    severity="critical" if at_limit else "warning",
-                    title=f"Budget {budget.name}{who}: {threshold}% of the {budget.window}'s "
-                    f"{metric.replace('_', ' ')} limit reached",
-                    detail=(
-                        f"{percent}% used ({metric} {getattr(row, metric)} of "
-                        f"{budget.limits()[metric]}); the window ends {end.isoformat()}. "
-                        + (
-                            f"Action at the limit: {budget.action}."
-                            if at_limit
-                            else "Nothing is blocked yet."
-                        )
-                    ),
-                    link=f"/budgets/{budget.pk}/",
-                    subject_type="budgets.budget",
-                    subject_id=str(budget.pk),
-                    actor=SYSTEM,
-                )
-            if threshold >= 100 and budget.action != Action.ALERT:
-                exhausted = True
-                audit_record(
-                    actor=SYSTEM,
-                    action="budget.exhausted",
-                    target=budget,
-                    tenant=budget.tenant,
-                    after={
-                        "window_start": start.isoformat(),
-                        "subject": row.subject,
-                        "percent": str(percent),
-                        "metric": metric,
-                        "action": budget.action,
-                    },
-                )
+        for threshold in sorted(set(budget.thresholds) | {100}):
+            if percent >= threshold and _mark(budget, start, row.subject, threshold, percent):
+                exhausted |= _crossed(budget, row, threshold, percent, metric, start, end)
     if exhausted:
         _announce(budget)
+
+
+def _crossed(
+    budget: Budget,
+    row: BudgetUsage,
+    threshold: int,
+    percent: Decimal,
+    metric: str,
+    start: datetime,
+    end: datetime,
+    *,
+    no_room: str = "",
+) -> bool:
+    """What crossing ``threshold`` (its mark just inserted) does: the alert when the budget
+    asks for one at that level; at 100% of a blocking or degrading budget, the audited
+    exhaustion. ``no_room``: why it is exhausted below 100% (a strict budget's reservation no
+    longer fits). Returns whether runtimes must be told (the caller announces)."""
+    who = _subject_label(budget, row.subject)
+    at_limit = threshold >= 100
+    if threshold in budget.thresholds or (at_limit and no_room):
+        reached = (
+            f"limit reached: {no_room}"
+            if no_room
+            else f"{threshold}% of the {budget.window}'s {metric.replace('_', ' ')} limit reached"
+        )
+        alert_raise(
+            tenant=budget.tenant,
+            kind="budget.exhausted" if at_limit else "budget.threshold",
+            severity="critical" if at_limit else "warning",
+            title=f"Budget {budget.name}{who}: {reached}",
+            detail=(
+                f"{percent}% used ({metric} {getattr(row, metric)} of "
+                f"{budget.limits()[metric]}); the window ends {end.isoformat()}. "
+                + (
+                    f"Action at the limit: {budget.action}."
+                    if at_limit
+                    else "Nothing is blocked yet."
+                )
+            ),
+            link=f"/budgets/{budget.pk}/",
+            subject_type="budgets.budget",
+            subject_id=str(budget.pk),
+            actor=SYSTEM,
+        )
+    if not at_limit or budget.action == Action.ALERT:
+        return False
+    audit_record(
+        actor=SYSTEM,
+        action="budget.exhausted",
+        target=budget,
+        tenant=budget.tenant,
+        after={
+            "window_start": start.isoformat(),
+            "subject": row.subject,
+            "percent": str(percent),
+            "metric": metric,
+            "action": budget.action,
+            **({"why": no_room} if no_room else {}),
+        },
+    )
+    return True
+
+
+def budget_no_room(
+    *, budget_id: int, window_start: datetime, subject: str, metric: str, estimate: Any
+) -> bool:
+    """A strict budget refused a reservation that does not fit even with nothing else in
+    flight (consumed + estimate > limit): the budget is gone for this window and subject.
+    Marks it exhausted (the 100% mark, once: alert, audit, runtimes told, as at 100%).
+    Returns whether this call marked it. Called by the reservation path on such a refusal."""
+    budget = Budget.objects.select_related("tenant").filter(pk=budget_id).first()
+    if budget is None:
+        return False
+    with transaction.atomic():
+        row = BudgetUsage.objects.filter(
+            budget=budget, window_start=window_start, subject=subject
+        ).first()
+        if row is None:
+            return False
+        percent, _ = percent_used(budget, row)
+        if not _mark(budget, window_start, subject, 100, percent):
+            return False
+        _, end = window_bounds(budget.window, window_start, budget.tenant.time_zone)
+        why = f"{percent}% used and a step of {estimate} {metric.replace('_', ' ')} no longer fits"
+        if _crossed(budget, row, 100, percent, metric, window_start, end, no_room=why):
+            _announce(budget)
+    return True
 
 
 # --- window roll -----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ..models import (
 )
 from ..windows import window_bounds
 from ._common import MAX_COST, MAX_COUNT, _announce, _environment_ids, _number
-from .consumption import _current_rows, _evaluate, _increment
+from .consumption import _current_rows, _evaluate, _increment, percent_used
 
 
 def budget_validate(*, tenant: Tenant, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -241,7 +241,15 @@ def budget_update(
         BudgetMark.objects.filter(budget=locked, window_start__gte=start).delete()
         _backfill(locked, now)
     else:
-        _evaluate(locked, list(_current_rows(locked, now)), now)
+        rows = list(_current_rows(locked, now))
+        # A limit raised: who is below it now is no longer at the limit (runtimes un-block on
+        # this change's revision); the lower thresholds keep their marks (alerted once).
+        start, _ = window_bounds(locked.window, now, locked.tenant.time_zone)
+        below = [row.subject for row in rows if percent_used(locked, row)[0] < 100]
+        BudgetMark.objects.filter(
+            budget=locked, window_start=start, threshold=100, subject__in=below
+        ).delete()
+        _evaluate(locked, rows, now)
     _announce(locked, listed_before)
     return locked
 

@@ -50,6 +50,9 @@ class ReserveAnswer:
     expires_at: datetime | None = None
     refused_by: dict[str, Any] | None = None
     budgets: list[dict[str, Any]] = field(default_factory=list)
+    # refused by a counter whose consumption alone leaves no room for the estimate:
+    # (budget id, window start, subject, metric, estimate); not part of the answer
+    no_room: tuple[int, datetime, str, str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The JSON body of ``POST /api/runtime/v1/budgets/reserve``."""
@@ -346,7 +349,8 @@ def budget_reserve(
     ]
     if missing:
         _ensure_counters(missing)
-    for attempt in range(2):
+    answer: ReserveAnswer | None = None
+    for attempt in range(3):
         try:
             answer = _hold(targets, tenant_id, key, request_id, amounts, now, expires_at)
         except _CounterGone:
@@ -357,10 +361,19 @@ def budget_reserve(
         if answer is None:
             return _repeat(tenant_id, key)
         if answer.granted or attempt or not _release_expired(targets, now):
-            return answer
-    return _hold(targets, tenant_id, key, request_id, amounts, now, expires_at) or _repeat(
-        tenant_id, key
-    )
+            break
+    if answer is None:
+        raise _CounterGone
+    if answer.no_room is not None:
+        # Even with nothing in flight the step does not fit: the budget is gone for this
+        # window, as if at 100% (its exhaustion alert, audit and announcement, once).
+        from .consumption import budget_no_room  # consumption imports this module
+
+        budget_id, start, subject, metric, size = answer.no_room
+        budget_no_room(
+            budget_id=budget_id, window_start=start, subject=subject, metric=metric, estimate=size
+        )
+    return answer
 
 
 def _hold(
@@ -557,6 +570,8 @@ def _refused_by(
         ),
         next(m for m, limit in target.limits.items() if limit is not None),
     )
+    limit = target.limits[metric]
+    no_room = limit is not None and counter[metric] + amounts[metric] > limit
     return ReserveAnswer(
         key,
         False,
@@ -568,6 +583,11 @@ def _refused_by(
             "resets_at": target.resets_at.isoformat(),
         },
         budgets=left,
+        no_room=(
+            (target.budget_id, target.window_start, target.subject, metric, amounts[metric])
+            if no_room
+            else None
+        ),
     )
 
 
