@@ -422,7 +422,14 @@ class RequestGuard:
         refused check: the request is then reported ``budget_blocked`` with its
         ``error_code``."""
         port = self._budget_port
-        if port is None or not any(budget.strict for budget in self.budgets()):
+        # Only a strict budget that limits something the estimate uses can refuse it: a tool
+        # call's reservation under a cost-only budget needs no round trip.
+        asked = [metric for metric, amount in estimate.items() if amount]
+        if port is None or not any(
+            budget.strict
+            and any(getattr(budget.limits, metric, None) is not None for metric in asked)
+            for budget in self.budgets()
+        ):
             return ReserveResult(reservation_id=reservation_id, granted=True, source="local")
         result = port.budget_reserve(
             reservation_id=reservation_id,
