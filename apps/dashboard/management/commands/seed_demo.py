@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from apps.budgets import demo as budgets_demo
 from apps.bundles import demo as bundles_demo
 from apps.flags import demo as flags_demo
 from apps.rollouts import demo as rollouts_demo
@@ -21,6 +22,7 @@ SEEDERS: list[tuple[str, Callable[[Tenant], list[str]]]] = [
     ("bundles", bundles_demo.seed),
     ("rollouts", rollouts_demo.seed),
     ("flags", flags_demo.seed),
+    ("budgets", budgets_demo.seed),
 ]
 
 
