@@ -65,7 +65,7 @@ def test_granted_until_the_limit__then_refused_with_what_remains(
 ) -> None:
     budget = strict(tenant, limits={"cost_usd": "2.50", "tool_calls": 100})
     assert reserve(tenant, agent, "r1:1").as_json()["budgets"] == [
-        {"id": budget.pk, "remaining": {"cost_usd": "1.50000000", "tool_calls": 100}}
+        {"id": budget.pk, "remaining": {"cost_usd": "1.5", "tool_calls": 100}}
     ]
     assert reserve(tenant, agent, "r2:1").granted
     refused = reserve(tenant, agent, "r3:1").as_json()

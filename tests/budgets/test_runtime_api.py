@@ -58,7 +58,7 @@ def test_reserve_then_settle(tenant: Tenant, agent: Agent, client: Client) -> No
     granted = client.post(RESERVE, body(), format="json")
     assert granted.status_code == 200
     assert granted.json()["granted"] is True
-    assert granted.json()["budgets"] == [{"id": budget.pk, "remaining": {"cost_usd": "0.60000000"}}]
+    assert granted.json()["budgets"] == [{"id": budget.pk, "remaining": {"cost_usd": "0.6"}}]
     refused = client.post(
         RESERVE, body(reservation_id="req-2:1", estimate={"cost_usd": 0.7}), format="json"
     ).json()

@@ -253,12 +253,19 @@ def scope_cache_clear(*_: Any) -> None:
     _known_counters.clear()
 
 
+def usd(value: Any) -> str:
+    """A USD amount as the runtime API writes it: 8 places at most, no trailing zeros
+    (``"4.6"``, ``"0"``), the same from PostgreSQL's numeric and SQLite's floats."""
+    exact = Decimal(str(value)).quantize(Decimal("0.00000001"))
+    return format(exact.normalize(), "f") if exact else "0"
+
+
 def _remaining(target: _Target, row: Mapping[str, Any]) -> dict[str, str | int]:
     left: dict[str, str | int] = {}
     for metric, limit in target.limits.items():
         if limit is not None:
             value = limit - row[metric] - row[f"reserved_{metric}"]
-            left[metric] = str(value) if metric == "cost_usd" else int(value)
+            left[metric] = usd(value) if metric == "cost_usd" else int(value)
     return left
 
 
@@ -284,7 +291,8 @@ def _counter(target: _Target) -> dict[str, Any] | None:
 def _as_counter(row: Sequence[Any]) -> dict[str, Any]:
     values = dict(zip(_COUNTER_COLUMNS, row, strict=True))
     for name in ("cost_usd", "reserved_cost_usd"):
-        values[name] = Decimal(str(values[name]))
+        # SQLite hands back floats: 8 places, as the column stores them
+        values[name] = Decimal(str(values[name])).quantize(Decimal("0.00000001"))
     return values
 
 
@@ -441,8 +449,9 @@ def _hold(
                     + f" FROM {budget} AS b WHERE b.id = u.budget_id AND u.budget_id = %s "
                     "AND u.window_start = %s AND u.subject = %s"
                     + checks
+                    # unqualified: SQLite's RETURNING names the updated table's columns only
                     + " RETURNING "
-                    + ", ".join(f"u.{column}" for column in _COUNTER_COLUMNS),
+                    + ", ".join(_COUNTER_COLUMNS),
                     [amounts[m] for m in METRICS]
                     + [target.budget_id, _adapt(target.window_start), target.subject]
                     + [amounts[m] for m in limited[target.budget_id]],
