@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _http(url: str, *, data: dict[str, Any] | None = None, token: str = "") -> tuple[int, str]:
+def _http(
+    url: str, *, data: dict[str, Any] | None = None, token: str = "", runtime: str = ""
+) -> tuple[int, str]:
     headers = {"Accept": "application/json, text/html"}
     body = None
     if data is not None:
@@ -49,6 +52,8 @@ def _http(url: str, *, data: dict[str, Any] | None = None, token: str = "") -> t
         headers["Content-Type"] = "application/json"
     if token:
         headers["Authorization"] = f"Token {token}"
+    if runtime:
+        headers["Authorization"] = f"Bearer {runtime}"
     request = urllib.request.Request(url, data=body, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -168,6 +173,7 @@ class Runs:
     tenants_on_second: dict[str, Any]
     agents_on_second: dict[str, Any]
     beat_schedule_files: list[str]
+    reservations: list[tuple[int, dict[str, Any]]]
 
 
 def _audit_count(run: Run, token: str) -> int:
@@ -176,6 +182,61 @@ def _audit_count(run: Run, token: str) -> int:
     status, body = _http(f"{run.base_url}/api/v1/audit-events/?actor=system:", token=token)
     assert status == 200, body
     return int(json.loads(body)["count"])
+
+
+def _strict_budget_reservations(run: Run, token: str) -> list[tuple[int, dict[str, Any]]]:
+    """On the embedded default (SQLite, the fast path in front): a strict $1 budget of the
+    demo's refund-agent made through the API, a runtime token, then reservations through the
+    fast path until one is refused, and a settle. Returns each (status, body)."""
+    base = run.base_url
+    tenants = json.loads(_http(f"{base}/api/v1/tenants/?slug=acme", token=token)[1])["results"]
+    tenant = tenants[0]["id"]
+    environments = json.loads(
+        _http(f"{base}/api/v1/environments/?tenant={tenant}", token=token)[1]
+    )["results"]
+    production = next(e["id"] for e in environments if e["slug"] == "production")
+    status, body = _http(
+        f"{base}/api/v1/budgets/",
+        token=token,
+        data={
+            "tenant": tenant,
+            "name": "smoke strict",
+            "scope": "agent",
+            "agent": "refund-agent",
+            "window": "day",
+            "limits": {"cost_usd": "1"},
+            "action": "block",
+            "strict": True,
+        },
+    )
+    assert status == 201, body
+    status, body = _http(
+        f"{base}/api/v1/runtime-tokens/",
+        token=token,
+        data={"environment": production, "name": "smoke runtime"},
+    )
+    assert status == 201, body
+    runtime = json.loads(body)["token"]
+    answers = []
+    for step in range(3):
+        status, body = _http(
+            f"{base}/api/runtime/v1/budgets/reserve",
+            runtime=runtime,
+            data={
+                "reservation_id": f"smoke:{step}",
+                "request_id": "smoke",
+                "agent": "refund-agent",
+                "estimate": {"cost_usd": "0.45"},
+            },
+        )
+        answers.append((status, json.loads(body)))
+    status, body = _http(
+        f"{base}/api/runtime/v1/budgets/settle",
+        runtime=runtime,
+        data={"reservation_id": "smoke:0", "actual": {"cost_usd": "0.40"}},
+    )
+    answers.append((status, json.loads(body)))
+    return answers
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +253,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         me = _http(f"{first.base_url}/api/v1/me/", token=token)
         audit_after_first = _audit_count(first, token)
         beat_files = [p.name for p in (var_dir / "celery").glob("beat-schedule*")]
+        reservations = _strict_budget_reservations(first, token)
     finally:
         _stop(first)
         _kill_leftovers(first)
@@ -226,6 +288,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         tenants_on_second=tenants,
         agents_on_second=agents,
         beat_schedule_files=beat_files,
+        reservations=reservations,
     )
 
 
@@ -266,6 +329,16 @@ def test_run_first_start__web_worker_and_beat_running(runs: Runs) -> None:
 
 def test_run_first_start__loads_the_demo_data(runs: Runs) -> None:
     assert "demo data ready: tenant acme" in runs.first.output
+
+
+def test_run_first_start__strict_budget_reserves_on_the_embedded_database(runs: Runs) -> None:
+    (s1, first), (s2, second), (s3, third), (s4, settled) = runs.reservations
+    assert (s1, s2, s3, s4) == (200, 200, 200, 200)
+    assert first["granted"] and second["granted"] and not third["granted"]
+    # $1 less two holds of $0.45, less what the demo fleet already spent today
+    assert third["refused_by"]["metric"] == "cost_usd"
+    assert 0 <= Decimal(third["refused_by"]["remaining"]) <= Decimal("0.1")
+    assert settled == {"reservation_id": "smoke:0", "status": "settled", "duplicate": False}
 
 
 def test_run_ctrl_c__exits_zero_and_leaves_no_process_behind(runs: Runs) -> None:
