@@ -565,7 +565,11 @@ class Runtime:
         check_reservation_id(reservation_id)
         body_estimate = amounts_json(estimate, where="estimate")
         snapshot = self.snapshot
-        strict = [b for b in (snapshot.budgets_for(agent) if snapshot else ()) if b.strict]
+        strict = [
+            b
+            for b in (snapshot.budgets_for(agent) if snapshot else ())
+            if b.strict and b.holds(agent, end_user_hash)
+        ]
         if not strict:
             return ReserveResult(reservation_id=reservation_id, granted=True, source="local")
         body: dict[str, object] = {

@@ -354,7 +354,7 @@ class RequestGuard:
         port = self._budget_port
         if port is None:
             return None
-        strict = [budget for budget in budgets if budget.strict]
+        strict = [budget for budget in budgets if budget.strict and budget.holds(self.agent, user)]
         if strict:
             unreachable = port.unreachable_s(now)
             if unreachable > port.budget_grace_s:
@@ -425,8 +425,10 @@ class RequestGuard:
         # Only a strict budget that limits something the estimate uses can refuse it: a tool
         # call's reservation under a cost-only budget needs no round trip.
         asked = [metric for metric, amount in estimate.items() if amount]
+        user = self.context.end_user_hash
         if port is None or not any(
             budget.strict
+            and budget.holds(self.agent, user)
             and any(getattr(budget.limits, metric, None) is not None for metric in asked)
             for budget in self.budgets()
         ):

@@ -145,6 +145,13 @@ class Budget:
         """Is a request of ``agent`` in this budget's scope (whoever its end user)?"""
         return self.scope in ("tenant", "tenant_agent") or self.agent == agent
 
+    def holds(self, agent: str, end_user_hash: str | None) -> bool:
+        """Does this budget count a request of ``agent`` by ``end_user_hash``? As
+        ``applies_to``, except that an ``end_user`` budget holds nothing of a request without
+        an end user (the control plane reserves nothing on it): such a request is not in
+        the scope of a strict ``end_user`` budget (no reservation, no failing closed)."""
+        return self.applies_to(agent) and (self.scope != "end_user" or bool(end_user_hash))
+
     def at_limit(self, agent: str, end_user_hash: str | None, now: datetime) -> bool:
         """Is the scope of this request at the limit at ``now`` (aware)? Never at or after
         ``resets_at``: a new window starts even before the next snapshot says so."""

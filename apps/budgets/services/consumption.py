@@ -24,10 +24,20 @@ from apps.core.events import (
 )
 from apps.tenancy.models import Agent
 
-from ..models import AGENT_SCOPES, Action, Budget, BudgetMark, BudgetUsage, Scope
+from ..models import (
+    AGENT_SCOPES,
+    METRICS,
+    Action,
+    Budget,
+    BudgetMark,
+    BudgetUsage,
+    Reservation,
+    ReservationStatus,
+    Scope,
+)
 from ..windows import window_bounds
 from ._common import SYSTEM, _announce
-from .reservations import release_requests, scope_cache_clear
+from .reservations import holds_take, scope_cache_clear
 
 # --- consumption -----------------------------------------------------------------------------
 
@@ -36,7 +46,9 @@ Key = tuple[int, datetime, str]
 
 def _increment(increments: Mapping[Key, Sequence[Any]]) -> None:
     """Add ``[cost, tokens, requests, tool_calls]`` to each counter row (created at need), in key
-    order (two batches touching the same rows lock them in the same order: no deadlock)."""
+    order (two batches touching the same rows lock them in the same order: no deadlock).
+    An entry may carry four more values: what to add to the row's ``reserved_*`` (negative:
+    holds released in the same statement, so the row is locked once, in key order)."""
     if not increments:
         return
     table = BudgetUsage._meta.db_table
@@ -46,20 +58,29 @@ def _increment(increments: Mapping[Key, Sequence[Any]]) -> None:
         for start in range(0, len(rows), 200):
             chunk = rows[start : start + 200]
             params: list[Any] = []
-            for (budget_id, window_start, subject), (cost, tokens, requests, tools) in chunk:
+            for (budget_id, window_start, subject), values in chunk:
+                cost, tokens, requests, tools = values[:4]
+                r_cost, r_tokens, r_requests, r_tools = (
+                    values[4:8] if len(values) > 4 else (0, 0, 0, 0)
+                )
                 params.extend(
                     (budget_id, adapt(window_start), subject, str(cost), tokens, requests, tools)
                 )
+                params.extend((str(r_cost), r_tokens, r_requests, r_tools))
             cursor.execute(
                 f"INSERT INTO {table} (budget_id, window_start, subject, cost_usd, tokens, "  # noqa: S608 - table and column names are ours
                 "requests, tool_calls, reserved_cost_usd, reserved_tokens, reserved_requests, "
                 "reserved_tool_calls) VALUES "
-                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, 0, 0, 0, 0)"] * len(chunk))
+                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(chunk))
                 + " ON CONFLICT (budget_id, window_start, subject) DO UPDATE SET "
                 f"cost_usd = {table}.cost_usd + excluded.cost_usd, "
                 f"tokens = {table}.tokens + excluded.tokens, "
                 f"requests = {table}.requests + excluded.requests, "
-                f"tool_calls = {table}.tool_calls + excluded.tool_calls",
+                f"tool_calls = {table}.tool_calls + excluded.tool_calls, "
+                + ", ".join(
+                    f"reserved_{m} = {table}.reserved_{m} + excluded.reserved_{m}"
+                    for m in ("cost_usd", "tokens", "requests", "tool_calls")
+                ),
                 params,
             )
 
@@ -131,9 +152,20 @@ def consumption_apply(
             entry[2] += int(requests)
             entry[3] += int(tools)
     with transaction.atomic():
-        _increment(increments)
         if request_ids:
-            release_requests(tenant_id=tenant_id, request_ids=request_ids)
+            # The holds of these requests first (reservation rows, then counters: the lock
+            # order of settle and the expiry too), taken off in the same per-counter upsert
+            # as the consumption that replaces them: counted once, each row locked once.
+            _, taken = holds_take(
+                Reservation.objects.filter(tenant_id=tenant_id, request_id__in=list(request_ids)),
+                ReservationStatus.RELEASED,
+            )
+            for key, amounts in taken.items():
+                entry = increments.setdefault(key, [Decimal(0), 0, 0, 0])
+                entry.extend([Decimal(0), 0, 0, 0][len(entry) - 4 :])
+                for index, metric in enumerate(METRICS):
+                    entry[4 + index] -= amounts[metric]
+        _increment(increments)
         by_budget = {budget.pk: budget for budget in budgets}
         touched: dict[int, list[tuple[datetime, str]]] = {}
         for budget_id, start, subject in increments:

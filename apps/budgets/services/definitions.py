@@ -26,6 +26,7 @@ from ..models import (
     BudgetMark,
     BudgetUsage,
     DegradeMode,
+    Reservation,
     Scope,
     Window,
 )
@@ -235,8 +236,11 @@ def budget_update(
     now = timezone.now()
     if recount:
         start, _ = window_bounds(locked.window, now, locked.tenant.time_zone)
-        # Reservations held on the old counters are dropped with them: runtimes settle into
-        # nothing (404), and their records count through telemetry as always.
+        # Reservations held on the old counters are dropped with them (rows first, then the
+        # counters: the lock order of every writer): runtimes settle into nothing (404), and
+        # their records count through telemetry as always. Left behind, a hold would later
+        # be taken off the new counter, which never held it: room past the limit.
+        Reservation.objects.filter(budget=locked).delete()
         BudgetUsage.objects.filter(budget=locked).delete()
         BudgetMark.objects.filter(budget=locked, window_start__gte=start).delete()
         _backfill(locked, now)

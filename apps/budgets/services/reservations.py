@@ -507,7 +507,9 @@ def _hold_in_one_statement(
         [
             f"WITH c AS (SELECT u.id, u.budget_id, u.window_start, u.subject, {columns},",
             f"({room}) AS ok FROM {usage} u JOIN {budget} b ON b.id = u.budget_id",
-            f"WHERE {keys} FOR UPDATE OF u),",
+            # locked in budget id order (the sort runs below the row locks), the order
+            # consumption and every other writer lock counters in: no deadlock
+            f"WHERE {keys} ORDER BY u.budget_id FOR UPDATE OF u),",
             f"r AS (INSERT INTO {reservations} (tenant_id, {k}, request_id, budget_id,",
             "window_start, subject, cost_usd, tokens, requests, tool_calls, status,",
             "expires_at, created_at) SELECT %s, %s, %s, c.budget_id, c.window_start,",
@@ -671,14 +673,57 @@ def budget_settle(
 
 def _move(part: Reservation, delta: Mapping[str, Decimal | int]) -> None:
     """Add ``delta`` to the reserved amounts of ``part``'s counter."""
+    _move_counter(part.budget_id, part.window_start, part.subject, delta)
+
+
+def _move_counter(
+    budget_id: int, window_start: datetime, subject: str, delta: Mapping[str, Decimal | int]
+) -> None:
     table = _q(BudgetUsage._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} SET "  # noqa: S608 - table and column names are ours
             + ", ".join(f"reserved_{m} = reserved_{m} + %s" for m in METRICS)
             + " WHERE budget_id = %s AND window_start = %s AND subject = %s",
-            [delta[m] for m in METRICS] + [part.budget_id, _adapt(part.window_start), part.subject],
+            [delta[m] for m in METRICS] + [budget_id, _adapt(window_start), subject],
         )
+
+
+CounterKey = tuple[int, datetime, str]
+
+
+def holds_take(
+    reservations: QuerySet[Reservation], status: str
+) -> tuple[int, dict[CounterKey, Amounts]]:
+    """Lock the held ``reservations`` (in ``(budget_id, pk)`` order), mark them ``status``
+    (``released`` or ``expired``) and return how many they were and, per counter ``(budget
+    id, window start, subject)``, the amounts to take off its ``reserved_*``: the caller
+    applies them in the counters' key order. Inside the caller's transaction.
+
+    The lock order every writer keeps: reservation rows first, then counters, each sorted
+    (reserve, settle, release, expiry, consumption). Locking a counter and then a
+    reservation row (as consumption did) deadlocks with a settle or an expiry of the same
+    hold."""
+    parts = list(
+        reservations.select_for_update().filter(status__in=HELD).order_by("budget_id", "pk")
+    )
+    taken: dict[CounterKey, Amounts] = {}
+    for part in parts:
+        entry = taken.setdefault(
+            (part.budget_id, part.window_start, part.subject),
+            {m: Decimal(0) if m == "cost_usd" else 0 for m in METRICS},
+        )
+        for m in METRICS:
+            entry[m] += getattr(part, m)
+    if parts:
+        Reservation.objects.filter(pk__in=[part.pk for part in parts]).update(status=status)
+    return len(parts), taken
+
+
+def _take_off(taken: Mapping[CounterKey, Amounts]) -> None:
+    """Take ``taken`` (see ``holds_take``) off the counters' reserved amounts, in key order."""
+    for (budget_id, window_start, subject), amounts in sorted(taken.items()):
+        _move_counter(budget_id, window_start, subject, {m: -amounts[m] for m in METRICS})
 
 
 def release(reservations: QuerySet[Reservation], status: str) -> int:
@@ -686,14 +731,9 @@ def release(reservations: QuerySet[Reservation], status: str) -> int:
     (``released`` or ``expired``); inside the caller's transaction (one is opened if none).
     Returns how many were released."""
     with transaction.atomic():
-        parts = list(
-            reservations.select_for_update().filter(status__in=HELD).order_by("budget_id", "pk")
-        )
-        for part in parts:
-            _move(part, {m: -getattr(part, m) for m in METRICS})
-        if parts:
-            Reservation.objects.filter(pk__in=[part.pk for part in parts]).update(status=status)
-    return len(parts)
+        count, taken = holds_take(reservations, status)
+        _take_off(taken)
+    return count
 
 
 def release_requests(*, tenant_id: int, request_ids: Iterable[str]) -> int:
