@@ -172,6 +172,10 @@ class Reservation(models.Model):
     the counter ``(budget, window_start, subject)`` (a ``BudgetUsage``)."""
 
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
+    # the runtime token's environment: a reservation id names one only within it
+    environment = models.ForeignKey(
+        "tenancy.Environment", on_delete=models.CASCADE, related_name="+"
+    )
     key = models.CharField(max_length=128)
     request_id = models.CharField(max_length=128, blank=True, default="")
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="reservations")
@@ -191,7 +195,7 @@ class Reservation(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=("tenant", "key", "budget"), name="budget_reservation_unique"
+                fields=("environment", "key", "budget"), name="budget_reservation_unique"
             ),
         ]
         indexes = [

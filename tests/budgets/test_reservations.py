@@ -27,6 +27,11 @@ from tests.races import postgresql_only, race
 from .conftest import ACTOR, make_daily
 from .test_counting import record
 
+
+def production_id(tenant: Tenant) -> int:
+    return tenant.environments.get(slug="production").pk
+
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -136,17 +141,25 @@ def test_settle_twice__counted_once(tenant: Tenant, agent: Agent) -> None:
     budget = strict(tenant, limits={"cost_usd": "10"})
     reserve(tenant, agent, "r1:1", cost_usd="2")
     first = budget_settle(
-        tenant_id=tenant.pk, key="r1:1", actual={"cost_usd": "0.75", "tokens": 30}
+        tenant_id=tenant.pk,
+        environment_id=production_id(tenant),
+        key="r1:1",
+        actual={"cost_usd": "0.75", "tokens": 30},
     )
     second = budget_settle(
-        tenant_id=tenant.pk, key="r1:1", actual={"cost_usd": "0.75", "tokens": 30}
+        tenant_id=tenant.pk,
+        environment_id=production_id(tenant),
+        key="r1:1",
+        actual={"cost_usd": "0.75", "tokens": 30},
     )
     assert (first.status, first.duplicate) == ("settled", False)
     assert (second.status, second.duplicate) == ("settled", True)
     row = usage(budget)
     assert row.reserved_cost_usd == Decimal("0.75") and row.reserved_tokens == 30
     with pytest.raises(UnknownReservation):
-        budget_settle(tenant_id=tenant.pk, key="nope", actual={})
+        budget_settle(
+            tenant_id=tenant.pk, environment_id=production_id(tenant), key="nope", actual={}
+        )
 
 
 def test_settle_twice_concurrently__counted_once(tenant: Tenant, agent: Agent) -> None:
@@ -154,7 +167,15 @@ def test_settle_twice_concurrently__counted_once(tenant: Tenant, agent: Agent) -
     budget = strict(tenant, limits={"cost_usd": "10"})
     reserve(tenant, agent, "r1:1", cost_usd="2")
     results, errors = race(
-        *[lambda: budget_settle(tenant_id=tenant.pk, key="r1:1", actual={"cost_usd": "0.5"})] * 8
+        *[
+            lambda: budget_settle(
+                tenant_id=tenant.pk,
+                environment_id=production_id(tenant),
+                key="r1:1",
+                actual={"cost_usd": "0.5"},
+            )
+        ]
+        * 8
     )
     assert errors == [] and sum(1 for answer in results if not answer.duplicate) == 1
     assert usage(budget).reserved_cost_usd == Decimal("0.5")
@@ -166,13 +187,26 @@ def test_record_arrives__hold_released_and_counted_once(
     budget = strict(tenant, limits={"cost_usd": "10"})
     request_id = uuid.uuid4().hex
     reserve(tenant, agent, f"{request_id}:1", cost_usd="2")
-    budget_settle(tenant_id=tenant.pk, key=f"{request_id}:1", actual={"cost_usd": "0.25"})
+    budget_settle(
+        tenant_id=tenant.pk,
+        environment_id=production_id(tenant),
+        key=f"{request_id}:1",
+        actual={"cost_usd": "0.25"},
+    )
     records_ingest(token=token, records=[record(request_id=request_id)])
     row = usage(budget)
     assert row.cost_usd == Decimal("0.25") and row.reserved_cost_usd == 0
     assert Reservation.objects.get().status == "released"
     # settling after the record changed nothing
-    assert budget_settle(tenant_id=tenant.pk, key=f"{request_id}:1", actual={}).status == "released"
+    assert (
+        budget_settle(
+            tenant_id=tenant.pk,
+            environment_id=production_id(tenant),
+            key=f"{request_id}:1",
+            actual={},
+        ).status
+        == "released"
+    )
     assert usage(budget).reserved_cost_usd == 0
 
 
@@ -184,7 +218,13 @@ def test_expired_reservations__released(tenant: Tenant, agent: Agent) -> None:
     assert reservations_expire(now=datetime.now(UTC) + timedelta(seconds=121)) == 1
     assert usage(budget).reserved_cost_usd == 0
     assert (
-        budget_settle(tenant_id=tenant.pk, key="r1:1", actual={"cost_usd": "1"}).status == "expired"
+        budget_settle(
+            tenant_id=tenant.pk,
+            environment_id=production_id(tenant),
+            key="r1:1",
+            actual={"cost_usd": "1"},
+        ).status
+        == "expired"
     )
     assert usage(budget).reserved_cost_usd == 0
     assert reserve(tenant, agent, "r3:1").granted
@@ -271,3 +311,17 @@ def test_limit_raised__no_longer_exhausted(tenant: Tenant, agent: Agent) -> None
     )
     assert document["state"] == "ok"
     assert reserve(tenant, agent, "a:1", cost_usd="0.5").granted
+
+
+def test_one_outsized_step_refused__budget_not_exhausted(tenant: Tenant, agent: Agent) -> None:
+    from apps.alerts.models import Alert
+
+    strict(tenant, limits={"cost_usd": "1.00"})
+    consumption_apply(
+        tenant_id=tenant.pk,
+        environment_id=production_id(tenant),
+        usage=[[agent.pk, "", datetime.now(UTC).isoformat(), "0.50", 0, 1, 0]],
+    )
+    assert not reserve(tenant, agent, "big:1", cost_usd="0.60").granted  # 60% of the limit
+    assert not Alert.objects.filter(kind="budget.exhausted").exists()
+    assert reserve(tenant, agent, "small:1", cost_usd="0.05").granted

@@ -28,6 +28,11 @@ from tests.races import postgresql_only
 
 from .conftest import ACTOR, make_daily
 
+
+def production_id(tenant: Tenant) -> int:
+    return tenant.environments.get(slug="production").pk
+
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -138,7 +143,12 @@ def test_record_arriving_while_a_hold_is_settled_or_expired__no_deadlock(
     # ... 2. while settle / the expiry takes the reservation row and queues on the counter.
     if other == "settle":
         second = _Thread(
-            lambda: budget_settle(tenant_id=tenant.pk, key="q1:1", actual={"cost_usd": "0.5"})
+            lambda: budget_settle(
+                tenant_id=tenant.pk,
+                environment_id=production_id(tenant),
+                key="q1:1",
+                actual={"cost_usd": "0.5"},
+            )
         )
     else:
         Reservation.objects.update(expires_at=datetime.now(UTC) - timedelta(seconds=1))
@@ -235,7 +245,10 @@ def test_recount__holds_of_the_old_counters_are_not_taken_off_the_new_ones(
     budget_settle_answer: Any
     try:
         budget_settle_answer = budget_settle(
-            tenant_id=tenant.pk, key="q1:1", actual={"cost_usd": "0.5"}
+            tenant_id=tenant.pk,
+            environment_id=production_id(tenant),
+            key="q1:1",
+            actual={"cost_usd": "0.5"},
         )
     except LookupError:
         budget_settle_answer = None

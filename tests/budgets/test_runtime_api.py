@@ -174,3 +174,22 @@ def test_snapshot_lists_the_budgets_in_scope(tenant: Tenant, agent: Agent) -> No
     assert mine["scope"] == "agent" and mine["agent"] == "support-bot" and mine["window"] == "hour"
     assert mine["state"] == "ok" and mine["exhausted_subjects"] == [] and mine["strict"] is False
     assert mine["window_start"].endswith(":00:00Z") and mine["resets_at"].endswith(":00:00Z")
+
+
+def test_reservation_ids_belong_to_their_environment(
+    tenant: Tenant, agent: Agent, client: Client
+) -> None:
+    make_daily(tenant, strict=True, action="block", limits={"cost_usd": "1"})
+    assert client.post(RESERVE, body(), format="json").json()["granted"]
+    _, raw = runtime_token_create(
+        actor=ACTOR, tenant=tenant, environment=tenant.environments.get(slug="staging"), name="s"
+    )
+    staging = Client(client.base, raw)
+    # another environment of the same tenant: the id names nothing there
+    settle = {"reservation_id": "req-1:step-1", "actual": {"cost_usd": "0.1"}}
+    assert staging.post(SETTLE, settle).status_code == 404
+    # and the same id reserved there is its own reservation, held on its own
+    again = staging.post(RESERVE, body()).json()
+    assert again["granted"] and again["budgets"][0]["remaining"]["cost_usd"] == "0.2"
+    assert Reservation.objects.count() == 2
+    assert set(Reservation.objects.values_list("status", flat=True)) == {"reserved"}

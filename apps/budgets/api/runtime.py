@@ -101,7 +101,12 @@ def settle(scope: TokenScope, raw: bytes) -> Answer:
     if errors:
         return _invalid(errors)
     try:
-        answer = budget_settle(tenant_id=scope.tenant_id, key=key, actual=body["actual"])
+        answer = budget_settle(
+            tenant_id=scope.tenant_id,
+            environment_id=scope.environment_id,
+            key=key,
+            actual=body["actual"],
+        )
     except ValidationError as exc:
         return _invalid({name: list(messages) for name, messages in exc.message_dict.items()})
     except UnknownReservation:

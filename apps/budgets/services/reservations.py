@@ -88,6 +88,11 @@ class UnknownReservation(LookupError):
     """No reservation of this tenant has this id."""
 
 
+# A refused step at most this share of the limit, that does not fit even alone, exhausts a
+# strict budget for its window (see ``budget_reserve``).
+NO_ROOM_STEP_SHARE = Decimal("0.1")
+
+
 class _CounterGone(Exception):
     """A counter the hot path believed in does not exist (any more)."""
 
@@ -360,14 +365,16 @@ def budget_reserve(
     answer: ReserveAnswer | None = None
     for attempt in range(3):
         try:
-            answer = _hold(targets, tenant_id, key, request_id, amounts, now, expires_at)
+            answer = _hold(
+                targets, tenant_id, environment_id, key, request_id, amounts, now, expires_at
+            )
         except _CounterGone:
             # deleted after this process saw it (a budget recounted): create it, try again
             _known_counters.clear()
             _ensure_counters(targets)
             continue
         if answer is None:
-            return _repeat(tenant_id, key)
+            return _repeat(environment_id, key)
         if answer.granted or attempt or not _release_expired(targets, now):
             break
     if answer is None:
@@ -387,6 +394,7 @@ def budget_reserve(
 def _hold(
     targets: Sequence[_Target],
     tenant_id: int,
+    environment_id: int,
     key: str,
     request_id: str,
     amounts: Amounts,
@@ -395,7 +403,9 @@ def _hold(
 ) -> ReserveAnswer | None:
     """One attempt (see the module docstring); None when ``key`` is already held (a repeat)."""
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        return _hold_in_one_statement(targets, tenant_id, key, request_id, amounts, now, expires_at)
+        return _hold_in_one_statement(
+            targets, tenant_id, environment_id, key, request_id, amounts, now, expires_at
+        )
     usage, budget, reservations = (
         _q(BudgetUsage._meta.db_table),
         _q(Budget._meta.db_table),
@@ -415,6 +425,7 @@ def _hold(
                 params.extend(
                     (
                         tenant_id,
+                        environment_id,
                         key,
                         request_id,
                         target.budget_id,
@@ -427,11 +438,13 @@ def _hold(
                     )
                 )
             cursor.execute(
-                f"INSERT INTO {reservations} (tenant_id, {_q('key')}, request_id, budget_id, "  # noqa: S608 - table and column names are ours
-                "window_start, subject, cost_usd, tokens, requests, tool_calls, status, "
-                "expires_at, created_at) VALUES "
-                + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(targets))
-                + f" ON CONFLICT (tenant_id, {_q('key')}, budget_id) DO NOTHING RETURNING id"
+                f"INSERT INTO {reservations} (tenant_id, environment_id, {_q('key')}, request_id, "  # noqa: S608 - table and column names are ours
+                "budget_id, window_start, subject, cost_usd, tokens, requests, tool_calls, "
+                "status, expires_at, created_at) VALUES "
+                + ", ".join(
+                    ["(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(targets)
+                )
+                + f" ON CONFLICT (environment_id, {_q('key')}, budget_id) DO NOTHING RETURNING id"
                 + (", set_config('synchronous_commit', %s, true)" if mode else ""),
                 params + mode,
             )
@@ -474,6 +487,7 @@ def _hold(
 def _hold_in_one_statement(
     targets: Sequence[_Target],
     tenant_id: int,
+    environment_id: int,
     key: str,
     request_id: str,
     amounts: Amounts,
@@ -510,12 +524,12 @@ def _hold_in_one_statement(
             # locked in budget id order (the sort runs below the row locks), the order
             # consumption and every other writer lock counters in: no deadlock
             f"WHERE {keys} ORDER BY u.budget_id FOR UPDATE OF u),",
-            f"r AS (INSERT INTO {reservations} (tenant_id, {k}, request_id, budget_id,",
-            "window_start, subject, cost_usd, tokens, requests, tool_calls, status,",
-            "expires_at, created_at) SELECT %s, %s, %s, c.budget_id, c.window_start,",
-            "c.subject, %s, %s, %s, %s, %s, %s, %s FROM c",
+            f"r AS (INSERT INTO {reservations} (tenant_id, environment_id, {k}, request_id,",
+            "budget_id, window_start, subject, cost_usd, tokens, requests, tool_calls,",
+            "status, expires_at, created_at) SELECT %s, %s, %s, %s, c.budget_id,",
+            "c.window_start, c.subject, %s, %s, %s, %s, %s, %s, %s FROM c",
             "WHERE (SELECT bool_and(ok) AND count(*) = %s FROM c)",
-            f"ON CONFLICT (tenant_id, {k}, budget_id) DO NOTHING RETURNING budget_id),",
+            f"ON CONFLICT (environment_id, {k}, budget_id) DO NOTHING RETURNING budget_id),",
             f"h AS (UPDATE {usage} AS t SET {add} FROM c WHERE t.id = c.id",  # noqa: S608
             "AND c.budget_id IN (SELECT budget_id FROM r) RETURNING t.budget_id)",
             f"SELECT c.budget_id, c.ok, {returned}, (SELECT count(*) FROM h),",  # noqa: S608
@@ -526,6 +540,7 @@ def _hold_in_one_statement(
         *(amounts[m] for m in METRICS),
         *key_params,
         tenant_id,
+        environment_id,
         key,
         request_id,
         *(amounts[m] for m in METRICS),
@@ -582,7 +597,13 @@ def _refused_by(
         next(m for m, limit in target.limits.items() if limit is not None),
     )
     limit = target.limits[metric]
-    no_room = limit is not None and counter[metric] + amounts[metric] > limit
+    # Gone for the window only when a step of ordinary size no longer fits even with nothing
+    # else in flight; one outsized step (over a tenth of the limit) is refused alone.
+    no_room = (
+        limit is not None
+        and counter[metric] + amounts[metric] > limit
+        and amounts[metric] <= limit * NO_ROOM_STEP_SHARE
+    )
     return ReserveAnswer(
         key,
         False,
@@ -615,9 +636,11 @@ def _refusal(
     return _refused_by(key, target, amounts, counters[target.budget_id], left)
 
 
-def _repeat(tenant_id: int, key: str) -> ReserveAnswer:
-    """The answer to a reservation id already held."""
-    parts = list(Reservation.objects.filter(tenant_id=tenant_id, key=key).order_by("budget_id"))
+def _repeat(environment_id: int, key: str) -> ReserveAnswer:
+    """The answer to a reservation id already held in this environment."""
+    parts = list(
+        Reservation.objects.filter(environment_id=environment_id, key=key).order_by("budget_id")
+    )
     budgets = []
     for part in parts:
         target = _target_of(part)
@@ -638,11 +661,13 @@ def _target_of(part: Reservation) -> _Target:
 def budget_settle(
     *,
     tenant_id: int,
+    environment_id: int,
     key: str,
     actual: Any,
     now: datetime | None = None,
 ) -> SettleAnswer:
-    """Replace the estimate held by reservation ``key`` with the ``actual`` amounts, held
+    """Replace the estimate held by reservation ``key`` (of ``environment_id``: the runtime
+    token's; another environment's is unknown here) with the ``actual`` amounts, held
     until the request's record arrives (telemetry then counts it and releases the hold) or
     the TTL passes. Idempotent: a repeat answers ``duplicate`` and changes nothing; a
     reservation already released or expired answers its status. Raises
@@ -652,7 +677,7 @@ def budget_settle(
     with transaction.atomic():
         parts = list(
             Reservation.objects.select_for_update()
-            .filter(tenant_id=tenant_id, key=key)
+            .filter(tenant_id=tenant_id, environment_id=environment_id, key=key)
             .order_by("budget_id")
         )
         if not parts:
