@@ -31,9 +31,9 @@ URL = "/api/v1/budgets/"
 
 # Not a limit: each refused with an error on the metric, whichever metric it is sent for.
 BAD_NUMBERS = [
-    "٣",  # Arabic-Indic digit: Python's Decimal and int read it as 3
-    "１２",  # full-width digits
-    "²",
+    "\u0663",  # Arabic-Indic digit: Python's Decimal and int read it as 3
+    "\uff11\uff12",  # full-width digits
+    "\u00b2",
     "1_000",  # Python's digit grouping
     "1,000",
     "0x10",
@@ -75,9 +75,7 @@ def _body(of: Tenant, **overrides: Any) -> dict[str, Any]:
 def test_api_create__bad_limit__400_keyed_by_metric_nothing_created(
     operator: User, tenant: Tenant, metric: str, value: Any
 ) -> None:
-    response = api_as(operator).post(
-        URL, _body(tenant, limits={metric: value}), format="json"
-    )
+    response = api_as(operator).post(URL, _body(tenant, limits={metric: value}), format="json")
     assert response.status_code == 400, (value, response.content)
     errors = response.json()["errors"]
     assert f"limits.{metric}" in errors, errors
@@ -211,15 +209,13 @@ def test_api_create__bad_field__400_keyed_by_field(
         {"50": 1},
         list(range(1, 12)),
         "50,abc",
-        "٥٠",
+        "\u0665\u0660",
         [10**30],
         None,
     ],
     ids=repr,
 )
-def test_api_create__bad_thresholds__400(
-    operator: User, tenant: Tenant, thresholds: Any
-) -> None:
+def test_api_create__bad_thresholds__400(operator: User, tenant: Tenant, thresholds: Any) -> None:
     response = api_as(operator).post(URL, _body(tenant, thresholds=thresholds), format="json")
     assert response.status_code == 400, response.content
     assert "thresholds" in response.json()["errors"]
@@ -248,8 +244,14 @@ def test_api_create__thresholds_unsorted_or_repeated__normalised(
         ({"action": "degrade"}, "degrade_mode"),
         ({"action": "degrade", "degrade_mode": "model"}, "degrade_model"),
         ({"action": "degrade", "degrade_mode": "model", "degrade_model": "  "}, "degrade_model"),
-        ({"action": "degrade", "degrade_mode": "model", "degrade_model": "m" * 121}, "degrade_model"),
-        ({"action": "degrade", "degrade_mode": "model", "degrade_model": "gpt\x1b[31m"}, "degrade_model"),
+        (
+            {"action": "degrade", "degrade_mode": "model", "degrade_model": "m" * 121},
+            "degrade_model",
+        ),
+        (
+            {"action": "degrade", "degrade_mode": "model", "degrade_model": "gpt\x1b[31m"},
+            "degrade_model",
+        ),
     ],
 )
 def test_api_create__degrade_settings_incomplete__400(
@@ -289,14 +291,10 @@ def test_api_create__name_differing_by_case_or_whitespace__400(
     assert Budget.objects.count() == 1
 
 
-def test_api_update__name_of_another_budget_by_case__400(
-    operator: User, tenant: Tenant
-) -> None:
+def test_api_update__name_of_another_budget_by_case__400(operator: User, tenant: Tenant) -> None:
     make_budget(tenant)
     other = make_budget(tenant, name="daily", window="day")
-    response = api_as(operator).patch(
-        f"{URL}{other.pk}/", {"name": "TENANT HOURLY"}, format="json"
-    )
+    response = api_as(operator).patch(f"{URL}{other.pk}/", {"name": "TENANT HOURLY"}, format="json")
     assert response.status_code == 400, response.content
     assert "name" in response.json()["errors"]
     other.refresh_from_db()
@@ -321,7 +319,12 @@ def _archived_agent(tenant: Tenant) -> Agent:
     ],
 )
 def test_api_create__agent_or_environment_not_usable__400(
-    operator: User, tenant: Tenant, other_tenant: Tenant, agent: Agent, fields: dict[str, Any], key: str
+    operator: User,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    agent: Agent,
+    fields: dict[str, Any],
+    key: str,
 ) -> None:
     _archived_agent(tenant)
     from ..factories import EnvironmentFactory
@@ -348,7 +351,7 @@ def test_api_create__another_tenants_id__refused_nothing_created(
 @pytest.mark.parametrize(
     "body",
     [
-        {"limits": {"cost_usd": "٣"}},
+        {"limits": {"cost_usd": "\u0663"}},
         {"limits": {"tokens": "1e9999999"}},
         {"limits": ["cost_usd"]},
         {"limits": {"cost_usd": None}},  # the only limit removed
@@ -424,9 +427,7 @@ def test_api_mutations__not_allowed__refused_nothing_changed_nothing_audited(
     expected = (404,) if who == "other-operator" else (403,)
     assert client.post(URL, _body(tenant, name="mine"), format="json").status_code in (403, 404)
     assert client.put(f"{URL}{budget.pk}/", _body(tenant), format="json").status_code in expected
-    assert (
-        client.patch(f"{URL}{budget.pk}/", {"name": "x"}, format="json").status_code in expected
-    )
+    assert client.patch(f"{URL}{budget.pk}/", {"name": "x"}, format="json").status_code in expected
     assert client.delete(f"{URL}{budget.pk}/").status_code in expected
     budget.refresh_from_db()
     assert budget.name == "tenant hourly" and budget.version == 1
@@ -450,11 +451,11 @@ def test_api_other_tenant_operator__cannot_read_or_status(
         "tenant=abc",
         "tenant=-1",
         "tenant=99999999999999999999999",
-        "tenant=²",
+        "tenant=\u00b2",
         "scope=planet",
         "scope=TENANT",
         "agent=x",
-        "agent=²",
+        "agent=\u00b2",
         "agent=1e3",
         "agent=%00",
         "page=abc",
@@ -468,7 +469,7 @@ def test_api_list__garbage_filters__4xx_never_500(
     assert 400 <= response.status_code < 500, (query, response.status_code)
 
 
-@pytest.mark.parametrize("pk", ["abc", "²", "٣", "99999999999999999999999", "-1", "1.0"])
+@pytest.mark.parametrize("pk", ["abc", "\u00b2", "\u0663", "99999999999999999999999", "-1", "1.0"])
 def test_api_detail__garbage_ids__404(operator: User, tenant: Tenant, pk: str) -> None:
     make_budget(tenant)
     for suffix in ("", "status/"):
@@ -509,17 +510,17 @@ def _form(**overrides: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("limit_cost_usd", "٣"),
+        ("limit_cost_usd", "\u0663"),
         ("limit_cost_usd", "1_000"),
         ("limit_cost_usd", "NaN"),
         ("limit_cost_usd", "5.123456789"),
         ("limit_cost_usd", "-0"),
         ("limit_tokens", "1e9999999"),
         ("limit_tokens", "1.5"),
-        ("limit_requests", "²"),
-        ("limit_tool_calls", "１２"),
+        ("limit_requests", "\u00b2"),
+        ("limit_tool_calls", "\uff11\uff12"),
         ("thresholds", "0, 50"),
-        ("thresholds", "50, ٨٠"),
+        ("thresholds", "50, \u0668\u0660"),
         ("thresholds", "1e9999999"),
         ("name", "evil\u202eexe"),
         ("name", "nul\x00"),
@@ -552,7 +553,7 @@ def test_form_edit__stale_version__form_error_nothing_changed(
     assert budget.name == "tenant hourly"
 
 
-@pytest.mark.parametrize("expected_version", ["abc", "٣", "-1", "1e3", "99999999999999999999"])
+@pytest.mark.parametrize("expected_version", ["abc", "\u0663", "-1", "1e3", "99999999999999999999"])
 def test_form_edit__garbage_version__form_error_nothing_changed(
     operator: User, tenant: Tenant, expected_version: str
 ) -> None:
@@ -568,8 +569,8 @@ def test_form_edit__garbage_version__form_error_nothing_changed(
 @pytest.mark.parametrize(
     "query",
     [
-        "budget=²",
-        "budget=٣",
+        "budget=\u00b2",
+        "budget=\u0663",
         "budget=abc",
         "budget=99999999999999999999999",
         "scope=agent&agent=secret-agent&window=hour",
@@ -585,9 +586,7 @@ def test_preview__garbage_query__no_server_error(
     assert response.status_code in (200, 400, 404), (query, response.status_code)
 
 
-def test_preview__another_tenants_budget__404(
-    outsiders: dict[str, User], tenant: Tenant
-) -> None:
+def test_preview__another_tenants_budget__404(outsiders: dict[str, User], tenant: Tenant) -> None:
     budget = make_budget(tenant)
     response = _browser(outsiders["other-operator"]).get(f"/budgets/preview/?budget={budget.pk}")
     assert response.status_code == 404
@@ -626,7 +625,7 @@ def budget_command(*args: str) -> str:
 @pytest.mark.parametrize(
     "args",
     [
-        ["--limit-cost", "٣"],
+        ["--limit-cost", "\u0663"],
         ["--limit-cost", "1_000"],
         ["--limit-cost", "Infinity"],
         ["--limit-tokens", "1e9999999"],
@@ -659,7 +658,7 @@ def test_command_update__bad_option__one_line_command_error_nothing_changed(
     assert budget.version == 1 and budget.name == "tenant hourly"
 
 
-@pytest.mark.parametrize("which", ["²", "٣", "99999999999999999999999", "-1", "nope", ""])
+@pytest.mark.parametrize("which", ["\u00b2", "\u0663", "99999999999999999999999", "-1", "nope", ""])
 @pytest.mark.parametrize("action", ["show", "update", "delete"])
 def test_command__garbage_budget_reference__command_error(
     tenant: Tenant, which: str, action: str
@@ -675,7 +674,7 @@ def test_command__garbage_budget_reference__command_error(
 def test_command__garbage_option_values__command_error(tenant: Tenant, option: str) -> None:
     budget = make_budget(tenant)
     with pytest.raises(CommandError):
-        budget_command("update", str(budget.pk), option, "²", "--name", "x")
+        budget_command("update", str(budget.pk), option, "\u00b2", "--name", "x")
     budget.refresh_from_db()
     assert budget.name == "tenant hourly"
 
@@ -710,9 +709,7 @@ def _reserve(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("metric", ["cost_usd", "tokens", "tool_calls"])
-@pytest.mark.parametrize(
-    "value", [*BAD_NUMBERS, -1, "-0.5", "1e30", "5.123456789"], ids=repr
-)
+@pytest.mark.parametrize("value", [*BAD_NUMBERS, -1, "-0.5", "1e30", "5.123456789"], ids=repr)
 def test_reserve__bad_estimate__400_keyed_by_metric_nothing_held(
     tenant: Tenant, agent: Agent, runtime: Any, metric: str, value: Any
 ) -> None:
@@ -817,7 +814,7 @@ def test_reserve__another_tenants_or_archived_agent__404(
 @pytest.mark.parametrize(
     "actual, key",
     [
-        ({"cost_usd": "٣"}, "actual.cost_usd"),
+        ({"cost_usd": "\u0663"}, "actual.cost_usd"),
         ({"tokens": "1e9999999"}, "actual.tokens"),
         ({"tokens": -1}, "actual.tokens"),
         ({"tool_calls": True}, "actual.tool_calls"),

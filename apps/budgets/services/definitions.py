@@ -142,7 +142,7 @@ def budget_validate(*, tenant: Tenant, data: Mapping[str, Any]) -> dict[str, Any
     description = _text(data.get("description"))
     if len(description) > 2000:
         errors["description"] = ["At most 2,000 characters."]
-    elif any(ord(ch) < 32 and ch not in "\t\n\r" or ch == "\x7f" for ch in description):
+    elif any((ord(ch) < 32 and ch not in "\t\n\r") or ch == "\x7f" for ch in description):
         # NUL cannot be stored (PostgreSQL text), the others hide what a reader sees
         errors["description"] = ["No control characters (tabs and new lines are fine)."]
     if errors:
