@@ -255,7 +255,7 @@ def subject_labels(budget: Budget, subjects: list[str]) -> dict[str, str]:
     "" for the single counter of the other scopes."""
     if budget.scope != Scope.TENANT_AGENT:
         return {subject: subject for subject in subjects}
-    ids = [int(subject) for subject in subjects if subject.isdigit()]
+    ids = [int(subject) for subject in subjects if subject.isascii() and subject.isdigit()]
     slugs = {
         str(pk): slug
         for pk, slug in Agent.objects.filter(tenant_id=budget.tenant_id, pk__in=ids).values_list(

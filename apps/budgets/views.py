@@ -227,7 +227,7 @@ def _consumed(
         labels = {
             str(pk): slug
             for pk, slug in Agent.objects.filter(
-                tenant=tenant, pk__in=[int(k) for k in spent if k.isdigit()]
+                tenant=tenant, pk__in=[int(k) for k in spent if k.isascii() and k.isdigit()]
             ).values_list("pk", "slug")
         }
     rows = sorted(spent.items(), key=lambda item: item[1].cost_usd, reverse=True)
@@ -256,7 +256,8 @@ def budget_preview(request: HttpRequest) -> HttpResponse:
     """The form's live preview (an htmx fragment): what the chosen scope consumed so far in
     the current window. ``?budget=<id>`` when editing, else the current tenant."""
     budget_id = request.GET.get("budget", "")
-    if budget_id.isdigit() and len(budget_id) < 19:
+    # ASCII digits only: "²" is a digit to ``isdigit`` but not to ``int``
+    if budget_id.isascii() and budget_id.isdigit() and len(budget_id) < 19:
         tenant = _get(request, int(budget_id)).tenant
     else:
         found = current_tenant_for(request)

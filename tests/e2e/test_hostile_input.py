@@ -1,6 +1,7 @@
-"""Stored markup stays text in a real browser (issue 9, the nets): an agent, a flag and a
-kill-switch reason whose text is a script are shown on their pages as the literal text, and
-none of it runs. Debian's headless Chromium, never a downloaded build."""
+"""Stored markup stays text in a real browser (issue 9, the nets): an agent, a flag, a
+kill-switch reason and a budget (name, description, degrade model) whose text is a script are
+shown on their pages as the literal text, and none of it runs. Debian's headless Chromium,
+never a downloaded build."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
 from apps.audit.services import SystemActor
+from apps.budgets.services import budget_create
 from apps.flags.services import flag_create, kill_switch_engage
 from apps.tenancy.models import Tenant
 from apps.tenancy.services import agent_create
@@ -41,9 +43,33 @@ def test_stored_script__agent_flag_and_reason_pages__rendered_as_text_never_run(
         agent=agents[1],
         reason=PAYLOADS[2],
     )
+    budget = budget_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={
+            "name": PAYLOADS[1],
+            "scope": "agent",
+            "agent": agents[2],
+            "window": "day",
+            "limits": {"cost_usd": "5"},
+            "action": "degrade",
+            "degrade_mode": "model",
+            "degrade_model": PAYLOADS[2],
+            "description": PAYLOADS[0],
+        },
+    )
     log_in(page, asgi_server, operator.username)
 
-    for path in ("/agents/", f"/agents/{agents[0].pk}/", "/flags/kill-switches/", "/audit/"):
+    for path in (
+        "/agents/",
+        f"/agents/{agents[0].pk}/",
+        "/flags/kill-switches/",
+        "/audit/",
+        "/budgets/",
+        f"/budgets/{budget.pk}/",
+        f"/budgets/{budget.pk}/edit/",
+        f"/budgets/{budget.pk}/delete/",
+    ):
         page.goto(f"{asgi_server}{path}")
         expect(page.locator("main")).to_be_visible()
         assert page.evaluate("window.__xss") is None, path

@@ -33,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.accounts.services import api_token_rotate
 from apps.audit.services import SystemActor
+from apps.budgets.services import budget_create
 from apps.bundles.services import bundle_version_push
 from apps.core.fastpath.registry import registry
 from apps.core.roles import Role
@@ -249,6 +250,21 @@ def live_runtime_headers(asgi_server: str, tenant: Tenant) -> dict[str, str]:
         tenant=tenant,
         agent=agent,
         reason="fuzz",
+    )
+    # a strict budget with room: reservations of support-bot are granted (their answers
+    # list the budget), and refused once generated estimates pass the limit
+    budget_create(
+        actor=actor,
+        tenant=tenant,
+        data={
+            "name": "fuzz strict",
+            "scope": "agent",
+            "agent": agent,
+            "window": "day",
+            "limits": {"cost_usd": "50", "tokens": 100_000},
+            "action": "block",
+            "strict": True,
+        },
     )
     _, runtime = runtime_token_create(
         actor=actor, tenant=tenant, environment=production, name="fuzz live"

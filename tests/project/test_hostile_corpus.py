@@ -101,6 +101,43 @@ FIELDS: dict[str, tuple[str, Callable[[dict[str, Any], str], dict[str, Any]], st
         "/runtimes/",
     ),
     "user.username": ("/api/v1/users/", lambda w, v: {"username": v, "role": "Viewer"}, "/users/"),
+    "budget.name": (
+        "/api/v1/budgets/",
+        lambda w, v: {
+            "tenant": w["tenant"].pk,
+            "name": v,
+            "scope": "tenant",
+            "window": "day",
+            "limits": {"cost_usd": "5"},
+        },
+        "/budgets/",
+    ),
+    "budget.description": (
+        "/api/v1/budgets/",
+        lambda w, v: {
+            "tenant": w["tenant"].pk,
+            "name": f"b-{len(v)}-{sum(map(ord, v))}",  # one budget per value (names unique)
+            "scope": "tenant",
+            "window": "day",
+            "limits": {"cost_usd": "5"},
+            "description": v,
+        },
+        "/budgets/",
+    ),
+    "budget.degrade_model": (
+        "/api/v1/budgets/",
+        lambda w, v: {
+            "tenant": w["tenant"].pk,
+            "name": f"m-{len(v)}-{sum(map(ord, v))}",
+            "scope": "tenant",
+            "window": "day",
+            "limits": {"tokens": 1000},
+            "action": "degrade",
+            "degrade_mode": "model",
+            "degrade_model": v,
+        },
+        "/budgets/",
+    ),
     "audit.reason": (
         "/api/v1/tenants/",
         lambda w, v: {"slug": "t-z", "name": "T", "reason": v},

@@ -18,9 +18,11 @@ from ..services import UnknownAgent, UnknownReservation, budget_reserve, budget_
 
 RESERVE_PATH = "/api/runtime/v1/budgets/reserve"
 SETTLE_PATH = "/api/runtime/v1/budgets/settle"
-_ID = re.compile(r"^[\w.:@/-]{1,128}$")
-_HASH = re.compile(r"^[\w.:@/+=-]{0,128}$")
-_SLUG = re.compile(r"^[\w-]{1,100}$")
+# Whole-string matches (``fullmatch``): ``$`` also matches before a final newline, which would
+# let "req-1\n" in as another id than "req-1".
+_ID = re.compile(r"[\w.:@/-]{1,128}")
+_HASH = re.compile(r"[\w.:@/+=-]{0,128}")
+_SLUG = re.compile(r"[\w-]{1,100}")
 Answer = tuple[int, dict[str, Any]]
 
 
@@ -45,7 +47,7 @@ def _object(raw: bytes) -> dict[str, Any] | Answer:
 
 def _identifier(body: dict[str, Any], name: str, errors: dict[str, list[str]]) -> str:
     value = body.get(name)
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         errors[name] = ["1 to 128 of letters, digits and . : @ / - _"]
         return ""
     return value
@@ -62,10 +64,12 @@ def reserve(scope: TokenScope, raw: bytes) -> Answer:
     if body.get("request_id") is not None:
         request_id = _identifier(body, "request_id", errors)
     agent = body.get("agent")
-    if not isinstance(agent, str) or not _SLUG.match(agent):
+    if not isinstance(agent, str) or not _SLUG.fullmatch(agent):
         errors["agent"] = ["The agent's slug."]
-    user = body.get("end_user_hash") or ""
-    if not isinstance(user, str) or not _HASH.match(user):
+    user = body.get("end_user_hash")
+    if user is None:
+        user = ""
+    if not isinstance(user, str) or not _HASH.fullmatch(user):
         errors["end_user_hash"] = ["At most 128 of letters, digits and . : @ / + = - _"]
     if "estimate" not in body:
         errors["estimate"] = ["Required: the step's estimate (cost_usd, tokens, ...)."]

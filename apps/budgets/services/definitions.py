@@ -8,12 +8,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, actor_identity, audit_record
 from apps.core.authz import authorize
+from apps.core.lookalike import hidden_character_message
 from apps.telemetry.consumption import consumption_between
 from apps.tenancy.models import Agent, Environment, Tenant
 
@@ -34,6 +35,8 @@ from ..windows import window_bounds
 from ._common import MAX_COST, MAX_COUNT, _announce, _environment_ids, _number
 from .consumption import _current_rows, _evaluate, _increment, percent_used
 
+NAME_TAKEN = "A budget of this tenant already has this name (names differing only in case count)."
+
 
 def budget_validate(*, tenant: Tenant, data: Mapping[str, Any]) -> dict[str, Any]:
     """Check a budget definition and return its model fields. ``data``: ``name``, ``scope``,
@@ -42,9 +45,14 @@ def budget_validate(*, tenant: Tenant, data: Mapping[str, Any]) -> dict[str, Any
     ``degrade_mode``, ``degrade_model``, ``strict``, ``thresholds`` (list of whole percents),
     ``description``. Raises ``ValidationError`` keyed by field (``limits.cost_usd``)."""
     errors: dict[str, list[str]] = {}
-    name = str(data.get("name") or "").strip()
+    name = _text(data.get("name")).strip()
+    hidden = hidden_character_message(name)
+    # runs of spaces are one space: "daily  cap" is the name "daily cap" (taken if that is)
+    name = " ".join(name.split())
     if not name:
         errors["name"] = ["Give the budget a name."]
+    elif hidden:
+        errors["name"] = [hidden]
     elif len(name) > 120:
         errors["name"] = ["At most 120 characters."]
     scope = data.get("scope")
@@ -97,7 +105,7 @@ def budget_validate(*, tenant: Tenant, data: Mapping[str, Any]) -> dict[str, Any
     if action not in Action.values:
         errors["action"] = [f"One of {', '.join(Action.values)}."]
     degrade_mode = data.get("degrade_mode") or ""
-    degrade_model = str(data.get("degrade_model") or "").strip()
+    degrade_model = _text(data.get("degrade_model")).strip()
     if action == Action.DEGRADE:
         if degrade_mode not in DegradeMode.values:
             errors["degrade_mode"] = ["Degrade to draft_only or to a cheaper model."]
@@ -105,6 +113,8 @@ def budget_validate(*, tenant: Tenant, data: Mapping[str, Any]) -> dict[str, Any
             errors["degrade_model"] = ["Name the cheaper model."]
         elif len(degrade_model) > 120:
             errors["degrade_model"] = ["At most 120 characters."]
+        elif hidden_character_message(degrade_model):
+            errors["degrade_model"] = [str(hidden_character_message(degrade_model))]
         if degrade_mode != DegradeMode.MODEL:
             degrade_model = ""
     else:
@@ -130,9 +140,12 @@ def budget_validate(*, tenant: Tenant, data: Mapping[str, Any]) -> dict[str, Any
     strict = data.get("strict", False)
     if not isinstance(strict, bool):
         errors["strict"] = ["true or false."]
-    description = str(data.get("description") or "")
+    description = _text(data.get("description"))
     if len(description) > 2000:
         errors["description"] = ["At most 2,000 characters."]
+    elif any((ord(ch) < 32 and ch not in "\t\n\r") or ch == "\x7f" for ch in description):
+        # NUL cannot be stored (PostgreSQL text), the others hide what a reader sees
+        errors["description"] = ["No control characters (tabs and new lines are fine)."]
     if errors:
         raise ValidationError(errors)
     return {
@@ -154,8 +167,15 @@ def budget_validate(*, tenant: Tenant, data: Mapping[str, Any]) -> dict[str, Any
     }
 
 
+def _text(value: Any) -> str:
+    """A text field's value: a string as sent, "" for None; any other type is not text, so
+    it is no value at all (the field's own error then says what is missing)."""
+    return value if isinstance(value, str) else ""
+
+
 def _name_taken(tenant: Tenant, name: str, exclude: int | None = None) -> bool:
-    taken = Budget.objects.filter(tenant=tenant, name=name)
+    # case-insensitive: "Daily" next to "daily" would be two budgets no one tells apart
+    taken = Budget.objects.filter(tenant=tenant, name__iexact=name)
     if exclude is not None:
         taken = taken.exclude(pk=exclude)
     return taken.exists()
@@ -172,9 +192,13 @@ def budget_create(
     authorize(actor, "budgets.add_budget", tenant)
     fields = budget_validate(tenant=tenant, data=data)
     if _name_taken(tenant, fields["name"]):
-        raise ValidationError({"name": ["A budget of this tenant already has this name."]})
+        raise ValidationError({"name": [NAME_TAKEN]})
     _, label = actor_identity(actor)
-    budget = Budget.objects.create(tenant=tenant, updated_by_label=label, **fields)
+    try:
+        with transaction.atomic():  # a savepoint: the same name created meanwhile is a 400
+            budget = Budget.objects.create(tenant=tenant, updated_by_label=label, **fields)
+    except IntegrityError:
+        raise ValidationError({"name": [NAME_TAKEN]}) from None
     audit_record(
         actor=actor,
         action="budget.created",
@@ -212,7 +236,7 @@ def budget_update(
         changed_at=locked.updated_at,
     )
     if _name_taken(locked.tenant, fields["name"], exclude=locked.pk):
-        raise ValidationError({"name": ["A budget of this tenant already has this name."]})
+        raise ValidationError({"name": [NAME_TAKEN]})
     before = locked.snapshot()
     listed_before = _environment_ids(locked)
     recount = any(
@@ -223,7 +247,11 @@ def budget_update(
         setattr(locked, name, value)
     locked.version += 1
     locked.updated_by_label = actor_identity(actor)[1]
-    locked.save()
+    try:
+        with transaction.atomic():
+            locked.save()
+    except IntegrityError:
+        raise ValidationError({"name": [NAME_TAKEN]}) from None
     audit_record(
         actor=actor,
         action="budget.changed",

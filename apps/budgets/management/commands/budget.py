@@ -157,7 +157,9 @@ class Command(BaseCommand):
         if options.get("tenant"):
             budgets = budgets.filter(tenant=self._tenant(options["tenant"]))
         found = (
-            budgets.filter(pk=int(which)) if which.isdigit() and len(which) < 19 else budgets.none()
+            budgets.filter(pk=int(which))
+            if which.isascii() and which.isdigit() and len(which) < 19
+            else budgets.none()
         )
         if not found:
             found = budgets.filter(name=which)
