@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import models
+from django.db.models.functions import Lower
 
 METRICS = ("cost_usd", "tokens", "requests", "tool_calls")
 DEFAULT_THRESHOLDS = [50, 80, 100]
@@ -89,7 +90,9 @@ class Budget(models.Model):
     class Meta:
         ordering = ("tenant_id", "name")
         constraints = [
-            models.UniqueConstraint(fields=("tenant", "name"), name="budget_unique_name"),
+            # names compare without case (the service also folds runs of spaces): two
+            # creates racing with "Daily" and "daily" cannot both land
+            models.UniqueConstraint("tenant", Lower("name"), name="budget_unique_name"),
         ]
 
     def __str__(self) -> str:

@@ -275,3 +275,15 @@ def test_budget_status__per_agent_budget__names_agents_at_the_limit(
     body = api_as(operator).get(f"{URL}{budget.pk}/status/").json()
     assert body["exhausted_subjects"] == ["support-bot"]
     assert body["state"] == "exhausted"
+
+
+def test_patch_scope_to_one_naming_no_agent__the_agent_goes_with_it(
+    operator: Any, tenant: Tenant, agent: Agent
+) -> None:
+    budget = make_budget(tenant, name="bot", scope="agent", agent=agent)
+    answer = api_as(operator).patch(
+        f"/api/v1/budgets/{budget.pk}/", {"scope": "tenant"}, format="json"
+    )
+    assert answer.status_code == 200, answer.json()
+    budget.refresh_from_db()
+    assert budget.scope == "tenant" and budget.agent is None

@@ -26,7 +26,7 @@ from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.selectors import tenant_get_for_user
 
 from .. import selectors, services
-from ..models import METRICS, PER_SUBJECT_SCOPES, Budget
+from ..models import AGENT_SCOPES, METRICS, PER_SUBJECT_SCOPES, Budget
 from . import serializers as s
 from .filters import BudgetListFilter
 
@@ -166,6 +166,9 @@ class BudgetViewSet(ScopedViewSet):
             current = selectors.budget_definition(budget)
             current["agent"] = budget.agent.slug if budget.agent else None
             current["environment"] = budget.environment.slug if budget.environment else None
+            if "scope" in data and "agent" not in data and data["scope"] not in AGENT_SCOPES:
+                # a scope that names no agent: the agent goes with the old scope (as the CLI)
+                current["agent"] = None
             limits = data.pop("limits", None)
             if limits is not None:
                 if isinstance(limits, dict):
