@@ -103,9 +103,7 @@ COMPONENTS: dict[str, dict[str, Any]] = {
                             "properties": {
                                 "id": {"type": "integer"},
                                 "name": {"type": "string"},
-                                "scope": {
-                                    "enum": ["tenant", "agent", "tenant_agent", "end_user"]
-                                },
+                                "scope": {"enum": ["tenant", "agent", "tenant_agent", "end_user"]},
                                 "agent": {"type": "string", "nullable": True},
                                 "window": {"enum": ["hour", "day", "week", "month"]},
                                 "window_start": {"type": "string", "format": "date-time"},
