@@ -35,7 +35,7 @@ def seed(tenant: Tenant) -> list[str]:
                 "scope": "agent",
                 "agent": support,
                 "window": "hour",
-                "limits": {"cost_usd": "5", "tool_calls": 20000},
+                "limits": {"cost_usd": "10", "tool_calls": 20000},
                 "action": "block",
                 "description": "A runaway loop stops here.",
             }

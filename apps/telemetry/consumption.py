@@ -49,26 +49,50 @@ def consumption_between(
     records (the rollups keep no end users; records older than their retention are gone), the
     others the minute rollups."""
     if by == "end_user":
-        records = RequestRecord.objects.filter(
-            tenant_id=tenant_id, started_at__gte=start, started_at__lt=end
-        ).exclude(end_user_hash="")
-        if environment_id is not None:
-            records = records.filter(environment_id=environment_id)
-        if agent_id is not None:
-            records = records.filter(agent_id=agent_id)
-        served = ~Q(outcome=Outcome.BUDGET_BLOCKED) & ~Q(variant=Variant.SHADOW)
-        rows = records.values("end_user_hash").annotate(
-            cost=Coalesce(Sum("cost_usd"), Decimal(0)),
-            tokens=Coalesce(Sum(F("tokens_in") + F("tokens_out")), 0),
-            served=Count("id", filter=served),
-            tools=Coalesce(Sum("tool_calls"), 0),
-        )
-        return {
-            row["end_user_hash"]: Consumption(
-                Decimal(row["cost"]), int(row["tokens"]), int(row["served"]), int(row["tools"])
+        rows = (
+            _records(
+                tenant_id=tenant_id,
+                start=start,
+                end=end,
+                environment_id=environment_id,
+                agent_id=agent_id,
             )
-            for row in rows
-        }
+            .exclude(end_user_hash="")
+            .values("end_user_hash")
+            .annotate(**_RECORD_SUMS)
+        )
+        return {row["end_user_hash"]: _of_records(row) for row in rows}
+    rollups = _rollups(
+        tenant_id=tenant_id,
+        start=start,
+        end=end,
+        environment_id=environment_id,
+        agent_id=agent_id,
+    )
+    keys = ["agent_id"] if by == "agent" else []
+    found: list[dict[str, Any]]
+    if not keys:
+        found = [{"subject": "", **rollups.aggregate(**_ROLLUP_SUMS)}]
+    else:
+        found = [
+            {"subject": str(row["agent_id"]), **row}
+            for row in rollups.values(*keys).annotate(**_ROLLUP_SUMS)
+        ]
+    return {
+        row["subject"]: _of_rollups(row)
+        for row in found
+        if row["cost"] or row["tokens"] or row["requests"] or row["tools"]
+    }
+
+
+def _rollups(
+    *,
+    tenant_id: int,
+    start: datetime,
+    end: datetime,
+    environment_id: int | None = None,
+    agent_id: int | None = None,
+) -> QuerySet[MinuteRollup]:
     rollups = MinuteRollup.objects.filter(
         tenant_id=tenant_id, bucket_start__gte=start, bucket_start__lt=end
     )
@@ -76,33 +100,27 @@ def consumption_between(
         rollups = rollups.filter(environment_id=environment_id)
     if agent_id is not None:
         rollups = rollups.filter(agent_id=agent_id)
-    keys = ["agent_id"] if by == "agent" else []
-    not_shadow = ~Q(variant=Variant.SHADOW)
-    aggregates = {
-        "cost": Coalesce(Sum("cost_usd"), Decimal(0)),
-        "tokens": Coalesce(Sum(F("tokens_in") + F("tokens_out")), 0),
-        "requests": Coalesce(Sum("requests", filter=not_shadow), 0),
-        "blocked": Coalesce(Sum("count_budget_blocked", filter=not_shadow), 0),
-        "tools": Coalesce(Sum("tool_calls"), 0),
-    }
-    found: list[dict[str, Any]]
-    if not keys:
-        found = [{"subject": "", **rollups.aggregate(**aggregates)}]
-    else:
-        found = [
-            {"subject": str(row["agent_id"]), **row}
-            for row in rollups.values(*keys).annotate(**aggregates)
-        ]
-    return {
-        row["subject"]: Consumption(
-            Decimal(row["cost"]),
-            int(row["tokens"]),
-            int(row["requests"]) - int(row["blocked"]),
-            int(row["tools"]),
-        )
-        for row in found
-        if row["cost"] or row["tokens"] or row["requests"] or row["tools"]
-    }
+    return rollups
+
+
+_NOT_SHADOW = ~Q(variant=Variant.SHADOW)
+# What the minute rollups add up to: the counting of ``services._announce_consumption``.
+_ROLLUP_SUMS = {
+    "cost": Coalesce(Sum("cost_usd"), Decimal(0)),
+    "tokens": Coalesce(Sum(F("tokens_in") + F("tokens_out")), 0),
+    "requests": Coalesce(Sum("requests", filter=_NOT_SHADOW), 0),
+    "blocked": Coalesce(Sum("count_budget_blocked", filter=_NOT_SHADOW), 0),
+    "tools": Coalesce(Sum("tool_calls"), 0),
+}
+
+
+def _of_rollups(row: Mapping[str, Any]) -> Consumption:
+    return Consumption(
+        Decimal(row["cost"]),
+        int(row["tokens"]),
+        int(row["requests"]) - int(row["blocked"]),
+        int(row["tools"]),
+    )
 
 
 def _records(
@@ -126,7 +144,7 @@ def _records(
     return records
 
 
-_SERVED = ~Q(outcome=Outcome.BUDGET_BLOCKED) & ~Q(variant=Variant.SHADOW)
+_SERVED = ~Q(outcome=Outcome.BUDGET_BLOCKED) & _NOT_SHADOW
 _RECORD_SUMS = {
     "cost": Coalesce(Sum("cost_usd"), Decimal(0)),
     "tokens": Coalesce(Sum(F("tokens_in") + F("tokens_out")), 0),
@@ -169,37 +187,19 @@ def consumption_per_minute(
             .order_by("minute")
         )
         return [(row["minute"], _of_records(row)) for row in rows]
-    rollups = MinuteRollup.objects.filter(
-        tenant_id=tenant_id, bucket_start__gte=start, bucket_start__lt=end
-    )
-    if environment_id is not None:
-        rollups = rollups.filter(environment_id=environment_id)
-    if agent_id is not None:
-        rollups = rollups.filter(agent_id=agent_id)
-    not_shadow = ~Q(variant=Variant.SHADOW)
     minutes = (
-        rollups.values("bucket_start")
-        .annotate(
-            cost=Coalesce(Sum("cost_usd"), Decimal(0)),
-            tokens=Coalesce(Sum(F("tokens_in") + F("tokens_out")), 0),
-            requests=Coalesce(Sum("requests", filter=not_shadow), 0),
-            blocked=Coalesce(Sum("count_budget_blocked", filter=not_shadow), 0),
-            tools=Coalesce(Sum("tool_calls"), 0),
+        _rollups(
+            tenant_id=tenant_id,
+            start=start,
+            end=end,
+            environment_id=environment_id,
+            agent_id=agent_id,
         )
+        .values("bucket_start")
+        .annotate(**_ROLLUP_SUMS)
         .order_by("bucket_start")
     )
-    return [
-        (
-            row["bucket_start"],
-            Consumption(
-                Decimal(row["cost"]),
-                int(row["tokens"]),
-                int(row["requests"]) - int(row["blocked"]),
-                int(row["tools"]),
-            ),
-        )
-        for row in minutes
-    ]
+    return [(row["bucket_start"], _of_rollups(row)) for row in minutes]
 
 
 def consumption_by(

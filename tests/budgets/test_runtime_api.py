@@ -79,37 +79,7 @@ def test_reserve_then_settle(tenant: Tenant, agent: Agent, client: Client) -> No
     assert missing.status_code == 404
 
 
-@pytest.mark.parametrize(
-    ("payload", "field"),
-    [
-        (body(reservation_id=""), "reservation_id"),
-        (body(reservation_id="a b"), "reservation_id"),
-        (body(reservation_id="x" * 129), "reservation_id"),
-        (body(agent=7), "agent"),
-        (body(end_user_hash=["x"]), "end_user_hash"),
-        ({k: v for k, v in body().items() if k != "estimate"}, "estimate"),
-        (body(estimate={"cost_usd": "-0.1"}), "estimate.cost_usd"),
-        (body(estimate={"cost_usd": "NaN"}), "estimate.cost_usd"),
-        (body(estimate="lots"), "estimate"),
-        (body(estimate={"tokens": True}), "estimate.tokens"),
-    ],
-)
-def test_reserve_bad_input__400_field_error_nothing_held(
-    tenant: Tenant, agent: Agent, client: Client, payload: dict[str, Any], field: str
-) -> None:
-    make_daily(tenant, strict=True, action="block", limits={"cost_usd": "1"})
-    answer = client.post(RESERVE, payload, format="json")
-    assert answer.status_code == 400, answer.content
-    assert field in answer.json()["errors"], answer.json()
-    assert not Reservation.objects.exists()
-
-
-@pytest.mark.parametrize("raw", [b"[1, 2]", b"not json", b'"text"', b'{"estimate": NaN}'])
-def test_reserve_not_an_object__400(
-    tenant: Tenant, agent: Agent, client: Client, raw: bytes
-) -> None:
-    answer = client.post(RESERVE, raw, content_type="application/json")
-    assert answer.status_code == 400
+# Bad bodies of every kind, through the same server: tests/budgets/test_hostile.py.
 
 
 def test_settle_bad_actual__400(tenant: Tenant, agent: Agent, client: Client) -> None:

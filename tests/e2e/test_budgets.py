@@ -86,7 +86,7 @@ def test_budget_page__a_day_of_spending_drawn(
                 costs.append(f"{rng.uniform(1.5, 3.5):.4f}")  # a runaway loop
             ingest(tenant, agent, costs, model=model, when=moment, prefix=f"b{batch}")
             batch += 1
-        moment += timedelta(minutes=20)
+        moment += timedelta(minutes=30)
     from apps.budgets.services import budget_create
 
     from ..budgets.conftest import ACTOR
