@@ -103,15 +103,18 @@ def test_looping_search_tool__capped_blocked_alerted_then_resumed_next_hour(
     # The server's threads write while this one reads: SQLite's in-memory test database
     # (shared cache) refuses that instead of waiting, as the embedded default's file does.
     postgresql_only()
-    # The hour window of a zone with the current hour furthest from its end (zones start their
-    # hours at :00, :30 or :45 UTC): the test's half minute never straddles a boundary.
+    # The hour window of a zone where now is furthest from both ends (zones start their hours
+    # at :00, :30 or :45 UTC, so one always has 7 minutes either side): the test's half
+    # minute, and the records it backdates by their simulated latency, never straddle one.
     now = timezone.now()
-    tenant.time_zone = max(
-        ("UTC", "Asia/Kolkata", "Asia/Kathmandu"),
-        key=lambda zone: window_bounds("hour", now, zone)[1],
-    )
+
+    def margin(zone: str) -> timedelta:
+        start, end = window_bounds("hour", now, zone)
+        return min(now - start, end - now)
+
+    tenant.time_zone = max(("UTC", "Asia/Kolkata", "Asia/Kathmandu"), key=margin)
     tenant.save()
-    window, _ = window_bounds("hour", now, tenant.time_zone)
+    window, window_end = window_bounds("hour", now, tenant.time_zone)
     agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
     production = tenant.environments.get(slug="production")
     version = _looping_bundle(agent)
@@ -176,7 +179,11 @@ def test_looping_search_tool__capped_blocked_alerted_then_resumed_next_hour(
 
         assert eventually(lambda: counter().reserved_cost_usd == 0, timeout=30), "holds released"
         spent = counter().cost_usd
-        stored = sum((r.cost_usd for r in RequestRecord.objects.filter(tenant=tenant)), Decimal(0))
+        in_window = RequestRecord.objects.filter(
+            tenant=tenant, started_at__gte=window, started_at__lt=window_end
+        )
+        assert in_window.count() == RequestRecord.objects.filter(tenant=tenant).count()
+        stored = sum((r.cost_usd for r in in_window), Decimal(0))
 
         # --- the window rolls over: an hour later for the server, the beat runs
         blocked_at = len(fleet.records)
