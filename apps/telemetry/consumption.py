@@ -85,22 +85,36 @@ def consumption_between(
     }
 
 
-def _rollups(
+def _scoped(
+    rows: QuerySet[Any],
+    time_field: str,
     *,
     tenant_id: int,
     start: datetime,
     end: datetime,
     environment_id: int | None = None,
     agent_id: int | None = None,
-) -> QuerySet[MinuteRollup]:
-    rollups = MinuteRollup.objects.filter(
-        tenant_id=tenant_id, bucket_start__gte=start, bucket_start__lt=end
+    end_user_hash: str | None = None,
+) -> QuerySet[Any]:
+    """``rows`` of the tenant with ``time_field`` in ``[start, end)``, narrowed to the
+    environment, agent and end user when given: the one scope filter of these reads."""
+    rows = rows.filter(
+        tenant_id=tenant_id, **{f"{time_field}__gte": start, f"{time_field}__lt": end}
     )
-    if environment_id is not None:
-        rollups = rollups.filter(environment_id=environment_id)
-    if agent_id is not None:
-        rollups = rollups.filter(agent_id=agent_id)
-    return rollups
+    narrowing = {
+        "environment_id": environment_id,
+        "agent_id": agent_id,
+        "end_user_hash": end_user_hash,
+    }
+    return rows.filter(**{name: value for name, value in narrowing.items() if value is not None})
+
+
+def _rollups(**scope: Any) -> QuerySet[MinuteRollup]:
+    return _scoped(MinuteRollup.objects.all(), "bucket_start", **scope)
+
+
+def _records(**scope: Any) -> QuerySet[RequestRecord]:
+    return _scoped(RequestRecord.objects.all(), "started_at", **scope)
 
 
 _NOT_SHADOW = ~Q(variant=Variant.SHADOW)
@@ -121,27 +135,6 @@ def _of_rollups(row: Mapping[str, Any]) -> Consumption:
         int(row["requests"]) - int(row["blocked"]),
         int(row["tools"]),
     )
-
-
-def _records(
-    *,
-    tenant_id: int,
-    start: datetime,
-    end: datetime,
-    environment_id: int | None = None,
-    agent_id: int | None = None,
-    end_user_hash: str | None = None,
-) -> QuerySet[RequestRecord]:
-    records = RequestRecord.objects.filter(
-        tenant_id=tenant_id, started_at__gte=start, started_at__lt=end
-    )
-    if environment_id is not None:
-        records = records.filter(environment_id=environment_id)
-    if agent_id is not None:
-        records = records.filter(agent_id=agent_id)
-    if end_user_hash is not None:
-        records = records.filter(end_user_hash=end_user_hash)
-    return records
 
 
 _SERVED = ~Q(outcome=Outcome.BUDGET_BLOCKED) & _NOT_SHADOW
