@@ -4,9 +4,26 @@ Pure Python, no Django: it speaks the HTTP contract in docs/runtime-api.md. An i
 contract in pyproject.toml keeps it that way."""
 
 from ._version import __version__
+from .approvals import (
+    Approval,
+    ApprovalConflict,
+    ApprovalError,
+    ApprovalRefused,
+    ApprovalUnavailable,
+    arguments_sha256,
+)
 from .breaker import BreakerBoard, BreakerState, CircuitBreaker
 from .budgets import BudgetRefusal, ReserveResult, SettleResult
 from .client import Backoff, ConfigSync, Runtime, SyncStatus
+from .gate import (
+    ApprovalDenied,
+    ApprovalGate,
+    ApprovalMismatch,
+    ApprovalNotOpened,
+    ApprovalTimedOut,
+    GuardDenied,
+    ToolCallRefused,
+)
 from .guardrails import (
     BUDGET_BLOCKED,
     BudgetPort,
@@ -21,6 +38,16 @@ from .verify import KeyRing, KeysUnavailable, VerificationError
 
 __all__ = [
     "BUDGET_BLOCKED",
+    "Approval",
+    "ApprovalConflict",
+    "ApprovalDenied",
+    "ApprovalError",
+    "ApprovalGate",
+    "ApprovalMismatch",
+    "ApprovalNotOpened",
+    "ApprovalRefused",
+    "ApprovalTimedOut",
+    "ApprovalUnavailable",
     "Backoff",
     "BreakerBoard",
     "BreakerState",
@@ -33,6 +60,7 @@ __all__ = [
     "ConfigSync",
     "Decision",
     "Degrade",
+    "GuardDenied",
     "KeyRing",
     "KeysUnavailable",
     "KillSwitch",
@@ -43,8 +71,10 @@ __all__ = [
     "SettleResult",
     "Snapshot",
     "SyncStatus",
+    "ToolCallRefused",
     "Verdict",
     "VerificationError",
     "__version__",
+    "arguments_sha256",
     "choose_version",
 ]

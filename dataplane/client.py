@@ -17,23 +17,43 @@ Budgets (docs/budgets.md): ``guard()`` enforces the snapshot's ``budgets``; for 
 agent loop reserves before an expensive step and settles after (``budget_reserve``,
 ``budget_settle``). The runtime remembers since when the control plane has been unreachable
 (failed config fetches, failed reservations); past ``budget_grace_s`` requests in the scope of
-a strict budget are refused, within it a reservation that could not be made is granted."""
+a strict budget are refused, within it a reservation that could not be made is granted.
+
+Approvals (docs/runtime-api.md, "Approvals"): ``approval_request`` opens a request for a
+human (idempotent), ``approval_wait`` long-polls until it is decided (woken at once by a
+signed ``approval.decided`` push when ``serve_push`` runs), ``approval_cancel`` withdraws it;
+``call_tool_with_approval`` / ``approval_gate`` (dataplane/gate.py) tie them to the guard and
+execute only what was approved."""
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import random
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ._version import __version__
+from .approvals import (
+    APPROVALS_PATH,
+    MAX_CANCEL_REASON,
+    Approval,
+    ApprovalConflict,
+    ApprovalError,
+    ApprovalRefused,
+    ApprovalUnavailable,
+    build_request,
+    parse_approval,
+    sensitive_args_of,
+)
 from .breaker import BreakerBoard
 from .budgets import (
     RESERVE_PATH,
@@ -45,12 +65,13 @@ from .budgets import (
     reserve_result,
 )
 from .cache import LastKnownGood
+from .gate import DEFAULT_EXPIRY_GRACE_S, DEFAULT_TIMEOUT_S, ApprovalGate
 from .guardrails import RequestContext, RequestGuard
 from .ratelimit import RateLimiter
 from .snapshot import Snapshot
 from .transport import Aborted, Response, Transport, TransportError
 from .verify import KeyRing, KeysUnavailable, VerificationError, parse_envelope, verify_envelope
-from .webhook import Push, PushReceiver, PushVerifier
+from .webhook import ApprovalPush, Push, PushReceiver, PushVerifier
 
 CONFIG_PATH = "/api/runtime/v1/config"
 HEARTBEAT_PATH = "/api/runtime/v1/heartbeat"
@@ -62,6 +83,13 @@ log = logging.getLogger("dataplane.client")
 # (only those are settled over the network) and settles waiting for a retry.
 MAX_REMOTE_RESERVATIONS = 10_000
 MAX_PENDING_SETTLES = 1_000
+# Decisions received by push, kept for a wait that starts after its push arrived.
+MAX_PUSHED_APPROVALS = 10_000
+# The longest single long-poll of an approval: well under the 60 s the control plane allows
+# and the idle timeouts of common proxies and load balancers.
+APPROVAL_CHUNK_S = 30
+
+T = TypeVar("T")
 
 Source = Literal["control-plane", "disk-cache"]
 
@@ -160,9 +188,18 @@ class Runtime:
         self.budget_timeout_s = budget_timeout_s
         self._clock = clock or (lambda: datetime.now(UTC))
         self._user_agent = agent
-        # Reserve and settle run on request threads, many at once, and a Transport serves one
-        # thread at a time: a small pool of idle connections, one taken per call.
-        self._budget_pool: queue.LifoQueue[Transport] = queue.LifoQueue()
+        # Reserve, settle and the approval calls run on request threads, many at once, and a
+        # Transport serves one thread at a time: a small pool of idle connections, one taken
+        # per call.
+        self._request_pool: queue.LifoQueue[Transport] = queue.LifoQueue()
+        # Approvals: decisions received by push, and the transports of the long-polls waiting
+        # for each request (a push cuts them short). A transport that was aborted is never
+        # pooled again: its abort could spill over onto the next request.
+        self.approval_chunk_s = APPROVAL_CHUNK_S
+        self._approval_cond = threading.Condition()
+        self._pushed_approvals: OrderedDict[int, Approval] = OrderedDict()
+        self._approval_waiters: dict[int, set[Transport]] = {}
+        self._spoiled: set[Transport] = set()
         self._budget_lock = threading.Lock()
         self._remote_reservations: OrderedDict[str, None] = OrderedDict()
         self._pending_settles: OrderedDict[str, dict[str, object]] = OrderedDict()
@@ -323,9 +360,15 @@ class Runtime:
             self._receiver = None
         self._poll_http.close()
         self._beat_http.close()
+        with self._approval_cond:
+            waiting = [t for transports in self._approval_waiters.values() for t in transports]
+            self._spoiled.update(waiting)
+            self._approval_cond.notify_all()
+        for transport in waiting:
+            transport.abort()
         while True:
             try:
-                self._budget_pool.get_nowait().close()
+                self._request_pool.get_nowait().close()
             except queue.Empty:
                 break
         return stopped
@@ -344,7 +387,11 @@ class Runtime:
         """Start a webhook receiver that turns verified pushes into ``poke``; returns the URL
         the heartbeat advertises (``advertise_url`` when the bind address is not reachable)."""
         receiver = PushReceiver(
-            verifier=PushVerifier(self._token), on_push=self._on_push, host=host, port=port
+            verifier=PushVerifier(self._token),
+            on_push=self._on_push,
+            on_approval=self._on_approval_push,
+            host=host,
+            port=port,
         )
         receiver.start()
         self._receiver = receiver
@@ -534,16 +581,19 @@ class Runtime:
         with self._budget_lock:
             self._unreachable_since = None
 
-    @contextmanager
-    def _budget_transport(self) -> Iterator[Transport]:
+    def _take_transport(self) -> Transport:
         try:
-            transport = self._budget_pool.get_nowait()
+            return self._request_pool.get_nowait()
         except queue.Empty:
-            transport = Transport(self.base_url, self._token, user_agent=self._user_agent)
+            return Transport(self.base_url, self._token, user_agent=self._user_agent)
+
+    @contextmanager
+    def _pooled_transport(self) -> Iterator[Transport]:
+        transport = self._take_transport()
         try:
             yield transport
         finally:
-            self._budget_pool.put(transport)
+            self._request_pool.put(transport)
 
     def budget_reserve(
         self,
@@ -581,7 +631,7 @@ class Runtime:
         if end_user_hash:
             body["end_user_hash"] = end_user_hash
         try:
-            with self._budget_transport() as http:
+            with self._pooled_transport() as http:
                 response = http.request(
                     "POST", RESERVE_PATH, json_body=body, timeout=self.budget_timeout_s
                 )
@@ -654,7 +704,7 @@ class Runtime:
     def _settle(self, body: dict[str, object]) -> SettleResult:
         reservation_id = str(body["reservation_id"])
         try:
-            with self._budget_transport() as http:
+            with self._pooled_transport() as http:
                 response = http.request(
                     "POST", SETTLE_PATH, json_body=body, timeout=self.budget_timeout_s
                 )
@@ -697,6 +747,324 @@ class Runtime:
                 break  # still unreachable: the rest waits for the next beat
         with self._budget_lock:
             return len(self._pending_settles)
+
+    # -- approvals --------------------------------------------------------------------------
+
+    def _sensitive_args(self, agent: str, tool: str) -> set[str]:
+        """The ``sensitive_args`` of ``tool`` in every version of ``agent`` served now (stable
+        and candidate): redacting their union cannot miss one, whichever version asked."""
+        snapshot = self.snapshot
+        release = snapshot.agents.get(agent) if snapshot is not None else None
+        names: set[str] = set()
+        for version in (release.stable, release.candidate) if release is not None else ():
+            if version is None:
+                continue
+            for spec in version.bundle.get("tools") or []:
+                if isinstance(spec, Mapping) and spec.get("name") == tool:
+                    names.update(sensitive_args_of(spec))
+        return names
+
+    def approval_request(
+        self,
+        agent: str,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        session_id: str,
+        reason: str = "",
+        excerpt: Iterable[Mapping[str, Any]] = (),
+        risk: str | None = None,
+        rule: str = "",
+        request_id: str | None = None,
+        requested_by: str | None = None,
+        idempotency_key: str | None = None,
+        discriminator: str = "",
+        bundle_version: int | None = None,
+        sensitive_args: Iterable[str] | None = None,
+        timeout_s: float = 30.0,
+    ) -> Approval:
+        """Open an approval request for one tool call (``POST /api/runtime/v1/approvals``)
+        and return it as the control plane answered (``pending``, or already final for a
+        repeat of a decided one).
+
+        ``arguments``: the call's full arguments. Their hash (sha256 of the RFC 8785
+        canonical JSON) is what a decision pins; the arguments sent have the tool contract's
+        ``sensitive_args`` (of every served version of ``agent``, plus ``sensitive_args``)
+        replaced by ``"[redacted]"``. ``idempotency_key``: by default derived from the
+        session, the tool, the arguments' hash and ``discriminator``, so a retry after a lost
+        answer reopens the same request (``dataplane.approvals.derive_idempotency_key``).
+        ``risk``: read, write or critical (the control plane takes the higher of it and the
+        contract's); ``reason`` (≤ 2000 characters, cut), ``excerpt`` (``{"role",
+        "content"}`` turns, the last 20 kept), ``rule`` (the guard check that asked),
+        ``request_id``, ``requested_by`` (the human the agent acts for, who may not approve)
+        and ``bundle_version`` are shown to the approver. ``timeout_s``: how long (seconds)
+        network failures and 5xx answers are retried with backoff (the same key, so
+        retrying is safe).
+
+        Raises ``ApprovalRefused`` (429: the session has its queue's limit of open
+        requests; ``detail`` is the control plane's sentence, ``retry_after_s`` its
+        Retry-After), ``ApprovalConflict`` (409: the key names another call),
+        ``ApprovalUnavailable`` (unreachable within ``timeout_s``), ``ApprovalError`` (any
+        other refusal: 400 with field ``errors``, 401, 404 for an agent outside the token's
+        scope, or an answer that is not this call's approval); ValueError for arguments or
+        fields the contract refuses (before anything is sent)."""
+        sensitive = self._sensitive_args(agent, tool) | set(sensitive_args or ())
+        body = build_request(
+            agent=agent,
+            tool=tool,
+            arguments=arguments,
+            session_id=session_id,
+            sensitive=sensitive,
+            idempotency_key=idempotency_key,
+            discriminator=discriminator,
+            risk=risk,
+            reason=reason,
+            excerpt=excerpt,
+            bundle_version=bundle_version,
+            request_id=request_id,
+            rule=rule,
+            requested_by=requested_by,
+        )
+        response = self._approval_call("POST", APPROVALS_PATH, body, timeout_s)
+        if response.status not in (200, 201):
+            raise _approval_refusal(response, f"POST {APPROVALS_PATH}")
+        approval = _approval_answer(response)
+        if (approval.tool, approval.arguments_sha256) != (tool, body["arguments_sha256"]):
+            raise ApprovalError(
+                f"the control plane answered with approval #{approval.id} for "
+                f"{approval.tool} {approval.arguments_sha256[:12]}…, not this call",
+                status=response.status,
+            )
+        log.info(
+            "approval.requested",
+            extra={
+                "approval": approval.id,
+                "tool": tool,
+                "status": approval.status,
+                "repeat": response.status == 200,
+            },
+        )
+        return approval
+
+    def approval_wait(self, approval_id: int, timeout_s: float) -> Approval:
+        """Block until approval ``approval_id`` is final or ``timeout_s`` seconds passed, and
+        return it as last seen (still ``pending`` at the timeout). Long-polls
+        ``GET /api/runtime/v1/approvals/{id}?wait=N`` in chunks of at most
+        ``approval_chunk_s`` (30) seconds; a verified ``approval.decided`` push (see
+        ``serve_push``) ends the wait at once. Network failures, 429 and 5xx answers are
+        retried with the runtime's backoff until the timeout.
+
+        Raises ``ApprovalUnavailable`` when no answer came within the timeout (or the
+        runtime is stopping), ``ApprovalError`` for a refusal (404: the id is not in the
+        token's scope; 401) or an answer that is not this approval; ValueError for a
+        negative timeout."""
+        if timeout_s < 0:
+            raise ValueError("timeout_s must not be negative")
+        deadline = time.monotonic() + timeout_s
+        failures = 0
+        last: Approval | None = None
+        error: Exception | None = None
+        while True:
+            pushed = self._pushed(approval_id)
+            if pushed is not None:
+                return pushed
+            if self._stopping.is_set():
+                raise ApprovalUnavailable(f"approval #{approval_id}: the runtime is stopping")
+            remaining = deadline - time.monotonic()
+            wait = max(0, min(self.approval_chunk_s, math.ceil(remaining)))
+            started = time.monotonic()
+            try:
+                approval = self._approval_poll(approval_id, wait)
+            except Aborted:
+                continue  # a push (or stop) cut the poll short: looked at above
+            except (TransportError, ServerError) as exc:
+                error = exc
+                failures += 1
+                log.info(
+                    "approval.wait_failed",
+                    extra={"approval": approval_id, "error": str(exc), "failures": failures},
+                )
+            else:
+                if approval.final:
+                    return approval
+                last, failures = approval, 0
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                if last is not None:
+                    return last
+                raise ApprovalUnavailable(
+                    f"approval #{approval_id}: no answer within {timeout_s:g} s ({error})"
+                ) from error
+            if failures:
+                pause = min(self.backoff.delay(failures), remaining)
+            elif time.monotonic() - started < min(1.0, wait):
+                # "pending" long before the wait asked for (a proxy cutting long-polls):
+                # do not turn the wait into a tight loop.
+                pause = min(1.0, remaining)
+            else:
+                pause = 0.0
+            if pause:
+                with self._approval_cond:
+                    self._approval_cond.wait_for(
+                        lambda: approval_id in self._pushed_approvals or self._stopping.is_set(),
+                        pause,
+                    )
+
+    def approval_cancel(
+        self, approval_id: int, reason: str = "", timeout_s: float = 10.0
+    ) -> Approval:
+        """Withdraw approval ``approval_id`` (``POST /api/runtime/v1/approvals/{id}/cancel``,
+        ``reason`` cut at 500 characters) and return it: ``cancelled``, or its final state
+        unchanged when it was already decided, expired or cancelled (check ``status``).
+        Network failures and 5xx answers are retried for ``timeout_s`` seconds.
+
+        Raises ``ApprovalUnavailable`` (unreachable within ``timeout_s``) or
+        ``ApprovalError`` (404: the id is not in the token's scope; 401; an answer that is
+        not this approval)."""
+        path = f"{APPROVALS_PATH}/{int(approval_id)}/cancel"
+        body = {"reason": reason[:MAX_CANCEL_REASON]} if reason else {}
+        response = self._approval_call("POST", path, body, timeout_s)
+        if response.status != 200:
+            raise _approval_refusal(response, f"POST {path}")
+        approval = _approval_answer(response)
+        if approval.id != approval_id:
+            raise ApprovalError(f"POST {path} answered with approval #{approval.id}")
+        log.info("approval.cancelled", extra={"approval": approval_id, "status": approval.status})
+        return approval
+
+    def approval_gate(
+        self,
+        guard: RequestGuard,
+        *,
+        request_id: str | None = None,
+        requested_by: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        expiry_grace_s: float = DEFAULT_EXPIRY_GRACE_S,
+    ) -> ApprovalGate:
+        """An ``ApprovalGate`` (dataplane/gate.py) for the request ``guard`` serves: its tool
+        calls ask a human when the guard says so and execute only what was approved.
+        ``timeout_s``: the longest a call waits for a decision (seconds)."""
+        return ApprovalGate(
+            self,
+            guard,
+            request_id=request_id,
+            requested_by=requested_by,
+            timeout_s=timeout_s,
+            expiry_grace_s=expiry_grace_s,
+            clock=self._clock,
+        )
+
+    def call_tool_with_approval(
+        self,
+        guard: RequestGuard,
+        tool: str,
+        arguments: Mapping[str, Any],
+        execute: Callable[[dict[str, Any]], T],
+        *,
+        confidence: float | None = None,
+        reason: str = "",
+        excerpt: Iterable[Mapping[str, Any]] = (),
+        discriminator: str = "",
+        request_id: str | None = None,
+        requested_by: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ) -> T:
+        """``approval_gate(guard, ...).call(tool, arguments, execute, ...)``: run
+        ``execute(arguments)`` if the guard allows the call, at once or once a human approved
+        exactly these arguments (their canonical sha256), and return its result. Raises a
+        ``ToolCallRefused`` (``GuardDenied``, ``ApprovalDenied``, ``ApprovalMismatch``,
+        ``ApprovalTimedOut``, ``ApprovalNotOpened``) whenever ``execute`` was not called."""
+        gate = self.approval_gate(
+            guard, request_id=request_id, requested_by=requested_by, timeout_s=timeout_s
+        )
+        return gate.call(
+            tool,
+            arguments,
+            execute,
+            confidence=confidence,
+            reason=reason,
+            excerpt=excerpt,
+            discriminator=discriminator,
+        )
+
+    def _approval_call(
+        self, method: str, path: str, body: Mapping[str, Any], timeout_s: float
+    ) -> Response:
+        """One idempotent approvals call, retried with backoff on network failures and 5xx
+        answers for ``timeout_s`` seconds; raises ApprovalUnavailable past that."""
+        deadline = time.monotonic() + timeout_s
+        failures = 0
+        while True:
+            try:
+                with self._pooled_transport() as http:
+                    response = http.request(
+                        method, path, json_body=body, timeout=self.request_timeout_s
+                    )
+                if response.status < 500:
+                    return response
+                raise ServerError(f"{method} {path} answered HTTP {response.status}")
+            except (TransportError, ServerError) as exc:
+                failures += 1
+                delay = self.backoff.delay(failures)
+                if self._stopping.is_set() or time.monotonic() + delay > deadline:
+                    raise ApprovalUnavailable(
+                        f"{method} {path} failed {failures} time(s): {exc}"
+                    ) from exc
+                log.info("approval.call_failed", extra={"path": path, "error": str(exc)})
+                self._stopping.wait(delay)
+
+    def _approval_poll(self, approval_id: int, wait: int) -> Approval:
+        """One long-poll of ``approval_id``; Aborted when a push or ``stop`` cut it short,
+        TransportError / ServerError for what is worth retrying, ApprovalError otherwise."""
+        transport = self._take_transport()
+        with self._approval_cond:
+            self._approval_waiters.setdefault(approval_id, set()).add(transport)
+        try:
+            if self._pushed(approval_id) is not None or self._stopping.is_set():
+                raise Aborted("decided by push, or stopping")
+            path = f"{APPROVALS_PATH}/{int(approval_id)}?wait={wait}"
+            response = transport.request("GET", path, timeout=wait + self.request_timeout_s)
+        finally:
+            with self._approval_cond:
+                waiters = self._approval_waiters.get(approval_id)
+                if waiters is not None:
+                    waiters.discard(transport)
+                    if not waiters:
+                        del self._approval_waiters[approval_id]
+                spoiled = transport in self._spoiled
+                self._spoiled.discard(transport)
+            if spoiled:
+                transport.close()
+            else:
+                self._request_pool.put(transport)
+        if response.status == 429 or response.status >= 500:
+            raise ServerError(f"GET {path} answered HTTP {response.status}")
+        if response.status != 200:
+            raise _approval_refusal(response, f"GET {path}")
+        approval = _approval_answer(response)
+        if approval.id != approval_id:
+            raise ApprovalError(f"GET {path} answered with approval #{approval.id}")
+        return approval
+
+    def _pushed(self, approval_id: int) -> Approval | None:
+        with self._approval_cond:
+            return self._pushed_approvals.get(approval_id)
+
+    def _on_approval_push(self, push: ApprovalPush) -> None:
+        """A verified decision: remembered (a wait starting later finds it) and every
+        long-poll waiting for it cut short."""
+        approval = push.approval
+        with self._approval_cond:
+            self._pushed_approvals[approval.id] = approval
+            self._pushed_approvals.move_to_end(approval.id)
+            while len(self._pushed_approvals) > MAX_PUSHED_APPROVALS:
+                self._pushed_approvals.popitem(last=False)
+            waiting = self._approval_waiters.pop(approval.id, set())
+            self._spoiled.update(waiting)
+            self._approval_cond.notify_all()
+        for transport in waiting:
+            transport.abort()
+        log.info("approval.pushed", extra={"approval": approval.id, "status": approval.status})
 
     # -- background threads -----------------------------------------------------------------
 
@@ -782,6 +1150,46 @@ def _claimed_revision(body: bytes) -> int | None:
     except (VerificationError, AttributeError):
         return None
     return revision if isinstance(revision, int) and revision > 0 else None
+
+
+def _approval_answer(response: Response) -> Approval:
+    """The ``{approval}`` of a 200/201 answer; ApprovalError when it is not one."""
+    try:
+        return parse_approval(response.json())
+    except ValueError as exc:
+        raise ApprovalError(
+            f"the control plane's answer is not an approval: {exc}", status=response.status
+        ) from exc
+
+
+def _approval_refusal(response: Response, call: str) -> ApprovalError:
+    """The exception for a refused approvals call: its ``detail`` and field ``errors``."""
+    try:
+        document = response.json()
+    except ValueError:
+        document = None
+    detail = ""
+    errors: Mapping[str, Any] = {}
+    if isinstance(document, dict):
+        detail = str(document.get("detail") or "")
+        if isinstance(document.get("errors"), dict):
+            errors = document["errors"]
+    if not detail:
+        detail = response.body[:500].decode("utf-8", "replace") or f"HTTP {response.status}"
+    if response.status == 429:
+        try:
+            retry_after: float | None = float(response.headers.get("retry-after", ""))
+        except ValueError:
+            retry_after = None
+        return ApprovalRefused(detail, retry_after_s=retry_after)
+    kind = ApprovalConflict if response.status == 409 else ApprovalError
+    return kind(
+        f"{call} answered HTTP {response.status}: {detail}"
+        + (f" {dict(errors)}" if errors else ""),
+        status=response.status,
+        detail=detail,
+        errors=errors,
+    )
 
 
 def _log_kill_switch_changes(previous: Snapshot | None, current: Snapshot) -> None:

@@ -1,8 +1,14 @@
 """Verify the control plane's webhook pushes, and a tiny receiver that turns them into fetches.
 
-A push is only a hint that a new revision exists; the runtime still fetches and verifies the
-signed snapshot. Verification keeps strangers from making a fleet hammer the control plane and
-from replaying old pushes. See docs/runtime-api.md, "Webhook push"."""
+Two kinds of push, signed alike:
+
+- a revision announcement ``{"tenant", "environment", "revision"}``: only a hint that a new
+  revision exists; the runtime still fetches and verifies the signed snapshot;
+- an approval decision ``{"type": "approval.decided", "approval": {approval}}``: wakes the
+  ``approval_wait`` waiting for that request at once (docs/runtime-api.md, "Approvals").
+
+Verification keeps strangers from making a fleet hammer the control plane or from deciding
+its approvals, and from replaying old pushes. See docs/runtime-api.md, "Webhook push"."""
 
 from __future__ import annotations
 
@@ -16,9 +22,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .approvals import Approval, parse_approval
+
 SIGNATURE_HEADER = "X-Controlplane-Signature"
 TIMESTAMP_HEADER = "X-Controlplane-Timestamp"
 REPLAY_WINDOW_S = 300
+APPROVAL_DECIDED = "approval.decided"
 MAX_BODY_BYTES = 64 * 1024
 
 log = logging.getLogger("dataplane.webhook")
@@ -33,6 +42,13 @@ class Push:
     tenant: str
     environment: str
     revision: int
+
+
+@dataclass(frozen=True)
+class ApprovalPush:
+    """A verified ``approval.decided`` push: the request's final state."""
+
+    approval: Approval
 
 
 def push_key(token: str) -> str:
@@ -69,6 +85,17 @@ class PushVerifier:
         self._lock = threading.Lock()
 
     def verify(self, headers: Mapping[str, str], body: bytes) -> Push:
+        """A verified revision announcement; PushRejected for anything else (a bad or stale
+        signature, a replay, another kind of push)."""
+        message = self.verify_message(headers, body)
+        if not isinstance(message, Push):
+            raise PushRejected("the body is not a revision announcement")
+        return message
+
+    def verify_message(self, headers: Mapping[str, str], body: bytes) -> Push | ApprovalPush:
+        """A verified push of either kind (see the module docstring). PushRejected when the
+        signature, the timestamp or the body is wrong, or the push was seen before; an
+        ``approval.decided`` push must carry an approval in a final state."""
         raw_timestamp = _header(headers, TIMESTAMP_HEADER)
         signature = _header(headers, SIGNATURE_HEADER)
         if not raw_timestamp or not signature:
@@ -90,6 +117,17 @@ class PushVerifier:
             self._seen[expected] = timestamp
         try:
             payload = json.loads(body)
+        except ValueError as exc:
+            raise PushRejected("the body is not JSON") from exc
+        if isinstance(payload, dict) and payload.get("type") == APPROVAL_DECIDED:
+            try:
+                approval = parse_approval(payload.get("approval"))
+            except ValueError as exc:
+                raise PushRejected(f"the body is not an approval decision: {exc}") from exc
+            if not approval.final:
+                raise PushRejected(f"approval #{approval.id} is still {approval.status}")
+            return ApprovalPush(approval)
+        try:
             return Push(
                 tenant=str(payload.get("tenant", "")),
                 environment=str(payload.get("environment", "")),
@@ -100,21 +138,25 @@ class PushVerifier:
 
 
 class PushReceiver:
-    """``POST <path>`` → verify → ``on_push(push)``; 204 when accepted, 401 when not.
+    """``POST <path>`` → verify → ``on_push(push)`` for a revision announcement,
+    ``on_approval(push)`` for an approval decision; 204 when accepted, 401 when not.
 
-    Runs its own small threaded HTTP server; a runtime advertises its URL as ``push_url``."""
+    Runs its own small threaded HTTP server; a runtime advertises its URL as ``push_url``.
+    Without ``on_approval``, verified approval decisions are accepted and ignored."""
 
     def __init__(
         self,
         *,
         verifier: PushVerifier,
         on_push: Callable[[Push], None],
+        on_approval: Callable[[ApprovalPush], None] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = "/push",
     ) -> None:
         self.verifier = verifier
         self.on_push = on_push
+        self.on_approval = on_approval
         self.path = path
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -139,12 +181,15 @@ class PushReceiver:
                     return
                 body = self.rfile.read(length)
                 try:
-                    push = receiver.verifier.verify(dict(self.headers.items()), body)
+                    push = receiver.verifier.verify_message(dict(self.headers.items()), body)
                 except PushRejected as exc:
                     log.warning("runtime.push_rejected", extra={"error": str(exc)})
                     self._answer(401, str(exc))
                     return
-                receiver.on_push(push)
+                if isinstance(push, Push):
+                    receiver.on_push(push)
+                elif receiver.on_approval is not None:
+                    receiver.on_approval(push)
                 self.send_response(204)
                 self.end_headers()
 

@@ -3,7 +3,9 @@
 It speaks the parts of docs/runtime-api.md the runtime uses: ``/keys``, ``/config`` with ETag,
 ``If-None-Match`` and ``?wait=N`` long-polls, ``/heartbeat`` and ``/records``, and the
 reservations of docs/budgets.md (``/budgets/reserve``, ``/budgets/settle``) over the strict
-budgets a test puts in ``strict_budgets``. Everything a test
+budgets a test puts in ``strict_budgets``, and the approvals of issue 14 (``POST /approvals``,
+``GET /approvals/{id}?wait=N``, ``POST /approvals/{id}/cancel``) that a test decides with
+``decide``. Everything a test
 waits for is signalled through one condition variable, so tests wait on events, not sleeps."""
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import json
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +31,8 @@ from dataplane.canonical import RFC8785, canonical_json, digest
 
 TOKEN = "test-runtime-token"
 RESERVATION_ID = re.compile(r"[A-Za-z0-9.:@/_-]{1,128}")
+APPROVAL_KEY = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")
+APPROVAL_PATH = re.compile(r"/api/runtime/v1/approvals/(\d+)(/cancel)?")
 METRICS = ("cost_usd", "tokens", "requests", "tool_calls")
 WAIT = 10.0  # upper bound for every wait in a test; reached only when something is broken
 
@@ -70,6 +76,19 @@ class FakeControlPlane:
         self.reserve_calls: list[dict[str, Any]] = []
         self.settle_calls: list[dict[str, Any]] = []
         self.reservations: dict[str, dict[str, Any]] = {}
+        # Approvals: {id: the {approval} JSON}; bodies of POST /approvals as received; every
+        # GET's (id, wait); cancel bodies. ``approval_limit``: open requests per session
+        # before a 429; ``failing_polls``: how many next GETs answer 503; ``park_cap_s``: the
+        # longest a GET parks (tests of chunking set 0); ``approval_ttl_s``: expires_at.
+        self.approvals: dict[int, dict[str, Any]] = {}
+        self.approval_bodies: list[dict[str, Any]] = []
+        self.approval_polls: list[tuple[int, int]] = []
+        self.cancel_bodies: list[dict[str, Any]] = []
+        self.approval_limit: int | None = None
+        self.approval_agents: set[str] | None = None  # the token's scope; None: any agent
+        self.failing_polls = 0
+        self.park_cap_s = WAIT
+        self.approval_ttl_s = 3600.0
         self._closing = False
         self._connections: set[socket.socket] = set()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -194,6 +213,10 @@ class FakeControlPlane:
                     )
                 elif parts.path == "/api/runtime/v1/config":
                     self._config(float(parse_qs(parts.query).get("wait", ["0"])[0]))
+                elif match := APPROVAL_PATH.fullmatch(parts.path):
+                    wait = int(parse_qs(parts.query).get("wait", ["0"])[0])
+                    status, answer = plane._approval_get(int(match.group(1)), wait)
+                    self._json(status, answer)
                 else:
                     self._json(404, {"detail": "not found"})
 
@@ -232,6 +255,17 @@ class FakeControlPlane:
                     self._json(503, {"detail": "unavailable"})
                 elif path == "/api/runtime/v1/budgets/reserve":
                     status, answer = plane._reserve(payload)
+                    self._json(status, answer)
+                elif path == "/api/runtime/v1/approvals":
+                    status, answer = plane._approval_create(payload)
+                    headers = {"Retry-After": "30"} if status == 429 else {}
+                    self._send(
+                        status,
+                        json.dumps(answer).encode(),
+                        {"Content-Type": "application/json", **headers},
+                    )
+                elif (match := APPROVAL_PATH.fullmatch(path)) and match.group(2):
+                    status, answer = plane._approval_cancel(int(match.group(1)), payload)
                     self._json(status, answer)
                 elif path == "/api/runtime/v1/budgets/settle":
                     status, answer = plane._settle(payload)
@@ -360,3 +394,127 @@ class FakeControlPlane:
                 return 400, {"detail": "invalid", "errors": {"actual": [str(exc)]}}
             reservation["status"] = "settled"
             return 200, {"reservation_id": reservation_id, "status": "settled", "duplicate": False}
+
+    # -- approvals (issue 14) ---------------------------------------------------------------
+
+    def decide(
+        self,
+        approval_id: int,
+        status: str,
+        *,
+        decided_by: tuple[str, ...] = ("alice",),
+        comment: str = "",
+        arguments_sha256: str | None = None,
+    ) -> dict[str, Any]:
+        """Decide (or expire) a request as the control plane would: wakes parked GETs.
+        ``arguments_sha256``: what the answer claims was approved (a lying server)."""
+        outcome = {"approved": "allow", "pending": None}.get(status, "deny")
+        with self.cond:
+            approval = self.approvals[approval_id]
+            approval.update(
+                status=status,
+                outcome=outcome,
+                decided_at=None if status == "pending" else _now(),
+                decided_by=[] if status in ("pending", "expired") else list(decided_by),
+                comment=comment,
+                version=approval["version"] + 1,
+            )
+            if arguments_sha256 is not None:
+                approval["arguments_sha256"] = arguments_sha256
+            self.cond.notify_all()
+            return dict(approval)
+
+    def _approval_create(self, payload: Any) -> tuple[int, dict[str, Any]]:
+        with self.cond:
+            self.approval_bodies.append(payload)
+            self.cond.notify_all()
+            key = payload.get("idempotency_key") if isinstance(payload, dict) else None
+            if not isinstance(key, str) or not APPROVAL_KEY.fullmatch(key):
+                return 400, {"detail": "Invalid input.", "errors": {"idempotency_key": ["bad"]}}
+            for approval in self.approvals.values():
+                if approval["idempotency_key"] == key:
+                    same = (approval["tool"], approval["arguments_sha256"]) == (
+                        payload.get("tool"),
+                        payload.get("arguments_sha256"),
+                    )
+                    if not same:
+                        return 409, {"detail": f"Idempotency key {key} names another call."}
+                    return 200, dict(approval)
+            if (
+                self.approval_agents is not None
+                and payload.get("agent") not in self.approval_agents
+            ):
+                return 404, {"detail": f"Agent {payload.get('agent')} is not in scope."}
+            session = payload.get("session_id")
+            open_ = [
+                a
+                for a in self.approvals.values()
+                if a["session_id"] == session and a["status"] == "pending"
+            ]
+            if self.approval_limit is not None and len(open_) >= self.approval_limit:
+                return 429, {
+                    "detail": f"Session {session} already has {len(open_)} open approval "
+                    f"requests in queue Refunds (its limit): decide or cancel one first."
+                }
+            approval_id = len(self.approvals) + 1
+            now = datetime.now(UTC)
+            self.approvals[approval_id] = {
+                "id": approval_id,
+                "status": "pending",
+                "outcome": None,
+                "tool": payload["tool"],
+                "arguments_sha256": payload["arguments_sha256"],
+                "risk": payload.get("risk") or "write",
+                "queue": "Refunds",
+                "session_id": session,
+                "idempotency_key": key,
+                "approvals_required": 1,
+                "approvals": 0,
+                "created_at": now.isoformat(),
+                "expires_at": (now + timedelta(seconds=self.approval_ttl_s)).isoformat(),
+                "decided_at": None,
+                "decided_by": [],
+                "comment": "",
+                "version": 1,
+            }
+            return 201, dict(self.approvals[approval_id])
+
+    def _approval_get(self, approval_id: int, wait: int) -> tuple[int, dict[str, Any]]:
+        with self.cond:
+            self.approval_polls.append((approval_id, wait))
+            self.cond.notify_all()
+            if self.failing_polls > 0:
+                self.failing_polls -= 1
+                return 503, {"detail": "unavailable"}
+            if approval_id not in self.approvals:
+                return 404, {"detail": "Not found."}
+            deadline = time.monotonic() + min(wait, self.park_cap_s)
+            self.cond.wait_for(
+                lambda: (
+                    self._closing
+                    or self.approvals[approval_id]["status"] != "pending"
+                    or time.monotonic() >= deadline
+                ),
+                max(0.0, deadline - time.monotonic()),
+            )
+            return 200, dict(self.approvals[approval_id])
+
+    def _approval_cancel(self, approval_id: int, payload: Any) -> tuple[int, dict[str, Any]]:
+        with self.cond:
+            self.cancel_bodies.append(payload)
+            approval = self.approvals.get(approval_id)
+            if approval is None:
+                return 404, {"detail": "Not found."}
+            if approval["status"] == "pending":
+                approval.update(
+                    status="cancelled",
+                    outcome="deny",
+                    decided_at=_now(),
+                    version=approval["version"] + 1,
+                )
+            self.cond.notify_all()
+            return 200, dict(approval)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,833 @@
+"""Approvals in the reference runtime (issue 14): the request body (hash of the canonical full
+arguments, sensitive arguments redacted), the answers parsed strictly, ``Runtime.approval_*``
+against the fake control plane (idempotent retries, 429, long-poll chunks, retries, a push
+waking a wait), and the guarded tool call: only approved, unchanged arguments are executed."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import requests
+
+from dataplane.approvals import (
+    REDACTED,
+    Approval,
+    ApprovalConflict,
+    ApprovalError,
+    ApprovalRefused,
+    ApprovalUnavailable,
+    approval_json,
+    arguments_sha256,
+    build_request,
+    derive_idempotency_key,
+    parse_approval,
+    redact,
+)
+from dataplane.canonical import CanonicalError
+from dataplane.client import Backoff, Runtime
+from dataplane.gate import (
+    ApprovalDenied,
+    ApprovalGate,
+    ApprovalMismatch,
+    ApprovalNotOpened,
+    ApprovalTimedOut,
+    GuardDenied,
+    ToolCallRefused,
+)
+from dataplane.guardrails import RequestContext, RequestGuard
+from dataplane.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    ApprovalPush,
+    Push,
+    PushRejected,
+    PushVerifier,
+    push_key,
+    sign_push,
+)
+
+from .bundles import refund_agent
+from .conftest import snapshot_content
+from .fake_control_plane import TOKEN, WAIT, FakeControlPlane
+
+AGENT = "refund-agent"
+SESSION = "session-7"
+ARGS: dict[str, Any] = {
+    "order_id": "A00000001",
+    "amount": 250.0,
+    "currency": "EUR",
+    "payment_reference": "PAY-4242-SECRET",
+}
+SHA = "a" * 64
+
+
+def refund_bundle() -> dict[str, Any]:
+    """The test refund agent with issue_refund needing a human and a sensitive argument."""
+    bundle = refund_agent()
+    refund = bundle["tools"][2]
+    refund["requires_approval"] = True
+    refund["sensitive_args"] = ["payment_reference"]
+    refund["parameters"]["properties"]["payment_reference"] = {"type": "string"}
+    return bundle
+
+
+def refund_snapshot(revision: int = 1, **options: Any) -> dict[str, Any]:
+    content = snapshot_content(revision, bundle=refund_bundle(), **options)
+    content["agents"] = {AGENT: content["agents"]["support-bot"]}
+    return content
+
+
+@pytest.fixture
+def plane(control_plane: FakeControlPlane) -> FakeControlPlane:
+    control_plane.publish(refund_snapshot())
+    return control_plane
+
+
+@pytest.fixture
+def runtime(plane: FakeControlPlane) -> Iterator[Runtime]:
+    runtime = Runtime(plane.url, TOKEN, "approvals-test", backoff=Backoff(0.01, 0.05))
+    runtime.sync_once()
+    yield runtime
+    runtime.stop()
+
+
+def guard(runtime: Runtime, role: str = "customer") -> RequestGuard:
+    return runtime.guard(AGENT, SESSION, RequestContext(end_user_role=role, tenant="acme"))
+
+
+def approval_doc(**overrides: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": 17,
+        "status": "pending",
+        "outcome": None,
+        "tool": "issue_refund",
+        "arguments_sha256": SHA,
+        "risk": "critical",
+        "queue": "Refunds",
+        "session_id": SESSION,
+        "idempotency_key": "k",
+        "approvals_required": 2,
+        "approvals": 1,
+        "created_at": "2026-12-05T07:30:00+00:00",
+        "expires_at": "2026-12-05T08:30:00Z",
+        "decided_at": None,
+        "decided_by": [],
+        "comment": "",
+        "version": 3,
+    }
+    document.update(overrides)
+    return document
+
+
+def decide_when(plane: FakeControlPlane, predicate: Any, status: str, **options: Any) -> None:
+    """In the background: once ``predicate()`` holds, decide request 1."""
+
+    def run() -> None:
+        assert plane.wait_for(predicate)
+        plane.decide(1, status, **options)
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+# -- the request body ------------------------------------------------------------------------
+
+
+def test_arguments_sha256__sha256_of_rfc8785_canonical_json() -> None:
+    canonical = b'{"amount":250,"currency":"EUR","order_id":"A00000001"}'
+
+    digest = arguments_sha256({"order_id": "A00000001", "currency": "EUR", "amount": 250.0})
+
+    assert digest == hashlib.sha256(canonical).hexdigest()
+    # Key order and number spelling are not content; values are.
+    assert digest == arguments_sha256({"amount": 250, "currency": "EUR", "order_id": "A00000001"})
+    assert digest != arguments_sha256(
+        {"amount": 250.01, "currency": "EUR", "order_id": "A00000001"}
+    )
+
+
+def test_arguments_sha256__not_json__refused() -> None:
+    with pytest.raises(CanonicalError):
+        arguments_sha256({"amount": float("nan")})
+    with pytest.raises(CanonicalError):
+        arguments_sha256({"when": datetime.now(UTC)})
+
+
+def test_build_request__sensitive_redacted__hash_over_the_full_arguments() -> None:
+    body = build_request(
+        agent=AGENT,
+        tool="issue_refund",
+        arguments=ARGS,
+        session_id=SESSION,
+        sensitive=["payment_reference", "card_number"],
+    )
+
+    assert body["arguments"] == {**ARGS, "payment_reference": REDACTED}
+    assert "card_number" not in body["arguments"]  # absent stays absent
+    assert body["arguments_sha256"] == arguments_sha256(ARGS)
+    assert body["arguments_sha256"] != arguments_sha256(body["arguments"])
+    assert redact(ARGS, ()) == ARGS
+
+
+def test_build_request__bounds__model_text_cut_identity_and_enums_refused() -> None:
+    excerpt = [{"role": "user", "content": f"turn {n} " + "x" * 3000} for n in range(25)]
+
+    body = build_request(
+        agent=AGENT,
+        tool="issue_refund",
+        arguments=ARGS,
+        session_id=SESSION,
+        reason="r" * 5000,
+        rule="q" * 500,
+        excerpt=excerpt,
+    )
+
+    assert len(body["reason"]) == 2000 and len(body["rule"]) == 200
+    assert len(body["excerpt"]) == 20
+    assert body["excerpt"][-1]["content"].startswith("turn 24")  # the most recent kept
+    assert all(len(turn["content"]) == 2000 for turn in body["excerpt"])
+    common: dict[str, Any] = {"agent": AGENT, "tool": "issue_refund", "arguments": ARGS}
+    for bad in (
+        {"session_id": "has space"},
+        {"session_id": SESSION, "idempotency_key": "x" * 129},
+        {"session_id": SESSION, "risk": "extreme"},
+        {"session_id": SESSION, "excerpt": [{"role": "narrator", "content": "hi"}]},
+        {"session_id": SESSION, "requested_by": "u" * 255},
+        {"session_id": SESSION, "bundle_version": 0},
+    ):
+        with pytest.raises(ValueError):
+            build_request(**common, **bad)
+
+
+def test_build_request__body_over_64_kib__oldest_turns_dropped_then_refused() -> None:
+    excerpt = [{"role": "user", "content": "y" * 2000} for _ in range(20)]
+    big = {"order_id": "A00000001", "notes": "n" * 40_000}
+
+    body = build_request(
+        agent=AGENT, tool="issue_refund", arguments=big, session_id=SESSION, excerpt=excerpt
+    )
+
+    assert len(json.dumps(body).encode()) <= 64 * 1024
+    assert 0 < len(body["excerpt"]) < 20
+    with pytest.raises(ValueError, match="64"):
+        build_request(
+            agent=AGENT,
+            tool="issue_refund",
+            arguments={"notes": "n" * 70_000},
+            session_id=SESSION,
+        )
+
+
+def test_derive_idempotency_key__deterministic__discriminator_separates() -> None:
+    first = derive_idempotency_key(
+        session_id=SESSION, tool="issue_refund", arguments_sha256=SHA, discriminator="req-1:0"
+    )
+
+    assert first == derive_idempotency_key(
+        session_id=SESSION, tool="issue_refund", arguments_sha256=SHA, discriminator="req-1:0"
+    )
+    assert first != derive_idempotency_key(
+        session_id=SESSION, tool="issue_refund", arguments_sha256=SHA, discriminator="req-1:1"
+    )
+    assert first != derive_idempotency_key(
+        session_id="session-8", tool="issue_refund", arguments_sha256=SHA, discriminator="req-1:0"
+    )
+    assert len(first) <= 128 and first.startswith("dp:")
+
+
+# -- the answers -----------------------------------------------------------------------------
+
+
+def test_parse_approval__documented_shape__typed_and_frozen() -> None:
+    approval = parse_approval(
+        approval_doc(
+            status="approved",
+            outcome="allow",
+            decided_at="2026-12-05T07:41:00+00:00",
+            decided_by=["alice", "bob"],
+            comment="ok, verified the order",
+        )
+    )
+
+    assert approval == Approval(
+        id=17,
+        status="approved",
+        outcome="allow",
+        tool="issue_refund",
+        arguments_sha256=SHA,
+        risk="critical",
+        expires_at=datetime(2026, 12, 5, 8, 30, tzinfo=UTC),
+        created_at=datetime(2026, 12, 5, 7, 30, tzinfo=UTC),
+        decided_at=datetime(2026, 12, 5, 7, 41, tzinfo=UTC),
+        queue="Refunds",
+        session_id=SESSION,
+        idempotency_key="k",
+        approvals_required=2,
+        approvals=1,
+        decided_by=("alice", "bob"),
+        comment="ok, verified the order",
+        version=3,
+    )
+    assert approval.allowed and approval.final and not approval.pending
+    assert "approved by alice, bob: ok, verified the order" in approval.describe()
+    assert parse_approval(approval_json(approval)) == approval
+    with pytest.raises(AttributeError):
+        approval.status = "rejected"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"status": "approved", "outcome": "deny"},
+        {"status": "approved", "outcome": None},
+        {"status": "rejected", "outcome": "allow"},
+        {"status": "expired", "outcome": None},
+        {"status": "pending", "outcome": "allow"},
+        {"status": "maybe"},
+        {"id": "17"},
+        {"arguments_sha256": "A" * 64},
+        {"arguments_sha256": SHA[:-1]},
+        {"expires_at": "2026-12-05T08:30:00"},
+        {"expires_at": None},
+        {"tool": ""},
+        {"decided_by": "alice"},
+    ],
+    ids=lambda overrides: json.dumps(overrides)[:50],
+)
+def test_parse_approval__unsafe_or_malformed__refused(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        parse_approval(approval_doc(**overrides))
+
+
+# -- Runtime.approval_request ------------------------------------------------------------------
+
+
+def test_approval_request__redacts_the_served_contracts_sensitive_args(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    approval = runtime.approval_request(
+        AGENT,
+        "issue_refund",
+        ARGS,
+        session_id=SESSION,
+        reason="customer owed a refund",
+        excerpt=[{"role": "user", "content": "my order never came"}],
+        risk="critical",
+        rule="issue_refund requires approval",
+        request_id="req-1",
+        requested_by="carol@example.com",
+        bundle_version=1,
+    )
+
+    (body,) = plane.approval_bodies
+    assert body["arguments"]["payment_reference"] == REDACTED
+    assert "PAY-4242" not in json.dumps(body)
+    assert body["arguments_sha256"] == arguments_sha256(ARGS)
+    assert body["idempotency_key"] == derive_idempotency_key(
+        session_id=SESSION, tool="issue_refund", arguments_sha256=arguments_sha256(ARGS)
+    )
+    assert {k: body[k] for k in ("agent", "tool", "session_id", "risk", "request_id")} == {
+        "agent": AGENT,
+        "tool": "issue_refund",
+        "session_id": SESSION,
+        "risk": "critical",
+        "request_id": "req-1",
+    }
+    assert body["requested_by"] == "carol@example.com" and body["bundle_version"] == 1
+    assert (approval.id, approval.status, approval.outcome) == (1, "pending", None)
+    assert approval.arguments_sha256 == arguments_sha256(ARGS)
+
+
+def test_approval_request__retry_after_lost_answer__same_request(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    first = runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+    # The same call again (its answer lost, say), keys in another order: the same request.
+    again = runtime.approval_request(
+        AGENT, "issue_refund", dict(reversed(list(ARGS.items()))), session_id=SESSION
+    )
+    other = runtime.approval_request(
+        AGENT, "issue_refund", ARGS, session_id=SESSION, discriminator="second refund"
+    )
+
+    assert again.id == first.id
+    assert other.id != first.id
+    assert len(plane.approvals) == 2
+
+
+def test_approval_request__key_reused_for_other_arguments__conflict(
+    runtime: Runtime,
+) -> None:
+    runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION, idempotency_key="k1")
+
+    with pytest.raises(ApprovalConflict) as refused:
+        runtime.approval_request(
+            AGENT,
+            "issue_refund",
+            {**ARGS, "amount": 9.0},
+            session_id=SESSION,
+            idempotency_key="k1",
+        )
+
+    assert refused.value.status == 409
+
+
+def test_approval_request__session_limit_429__refused_with_the_servers_detail(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    plane.approval_limit = 1
+    runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+
+    with pytest.raises(ApprovalRefused) as refused:
+        runtime.approval_request(AGENT, "issue_refund", {**ARGS, "amount": 300}, session_id=SESSION)
+
+    assert refused.value.status == 429
+    assert refused.value.retry_after_s == 30
+    assert "Session session-7 already has 1 open approval requests" in refused.value.detail
+    assert "queue Refunds" in str(refused.value)
+
+
+def test_approval_request__refused__error_not_retried(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    plane.approval_agents = {"support-bot"}  # the token's scope
+
+    with pytest.raises(ApprovalError) as refused:
+        runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+
+    assert refused.value.status == 404 and "not in scope" in refused.value.detail
+    assert not isinstance(refused.value, ApprovalUnavailable)
+    assert len(plane.approval_bodies) == 1
+    # What the contract refuses is refused before anything is sent.
+    with pytest.raises(ValueError):
+        runtime.approval_request(
+            AGENT, "issue_refund", ARGS, session_id=SESSION, idempotency_key="no spaces"
+        )
+    assert len(plane.approval_bodies) == 1
+
+
+def test_approval_request__unreachable__unavailable_after_retries() -> None:
+    runtime = Runtime("http://127.0.0.1:9", TOKEN, "approvals-down", backoff=Backoff(0.01, 0.02))
+    try:
+        with pytest.raises(ApprovalUnavailable):
+            runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION, timeout_s=0.2)
+    finally:
+        runtime.stop()
+
+
+# -- Runtime.approval_wait / approval_cancel -----------------------------------------------------
+
+
+def test_approval_wait__decided_while_parked__returns_the_decision(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    approval = runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+    decide_when(plane, lambda: plane.approval_polls, "rejected", comment="not owed")
+
+    decided = runtime.approval_wait(approval.id, timeout_s=WAIT)
+
+    assert (decided.status, decided.outcome, decided.comment) == ("rejected", "deny", "not owed")
+    assert decided.decided_by == ("alice",)
+
+
+def test_approval_wait__long_poll_in_chunks_of_at_most_30_s(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    plane.park_cap_s = 0  # answers "pending" at once: the chunks asked for are what counts
+    approval = runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+    decide_when(plane, lambda: len(plane.approval_polls) >= 2, "approved")
+
+    decided = runtime.approval_wait(approval.id, timeout_s=95)
+
+    waits = [wait for _, wait in plane.approval_polls]
+    assert decided.status == "approved"
+    assert waits[0] == 30 and all(0 <= wait <= 30 for wait in waits)
+
+    plane.approvals.clear()
+    plane.approval_polls.clear()
+    short = runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+
+    pending = runtime.approval_wait(short.id, timeout_s=2)
+
+    assert pending.status == "pending" and pending.outcome is None
+    assert plane.approval_polls[0] == (short.id, 2)
+    assert all(wait <= 2 for _, wait in plane.approval_polls)
+
+
+def test_approval_wait__network_failures__retried_with_backoff(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    approval = runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+    plane.failing_polls = 3
+    plane.decide(approval.id, "approved")
+
+    decided = runtime.approval_wait(approval.id, timeout_s=WAIT)
+
+    assert decided.status == "approved"
+    assert len(plane.approval_polls) == 4
+
+
+def test_approval_wait__unknown_id__error_not_retried(runtime: Runtime) -> None:
+    with pytest.raises(ApprovalError) as refused:
+        runtime.approval_wait(999, timeout_s=WAIT)
+
+    assert refused.value.status == 404
+    assert not isinstance(refused.value, ApprovalUnavailable)
+
+
+def test_approval_wait__control_plane_gone__unavailable_at_the_timeout(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    approval = runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+    plane.stop()
+
+    with pytest.raises(ApprovalUnavailable):
+        runtime.approval_wait(approval.id, timeout_s=0.3)
+
+
+def test_approval_cancel__pending_cancelled__final_state_unchanged(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    first = runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+    second = runtime.approval_request(
+        AGENT, "issue_refund", ARGS, session_id=SESSION, discriminator="2"
+    )
+    plane.decide(second.id, "approved")
+
+    cancelled = runtime.approval_cancel(first.id, reason="the customer withdrew")
+    kept = runtime.approval_cancel(second.id)
+
+    assert (cancelled.status, cancelled.outcome) == ("cancelled", "deny")
+    assert plane.cancel_bodies == [{"reason": "the customer withdrew"}, {}]
+    assert (kept.status, kept.outcome) == ("approved", "allow")
+
+
+# -- the webhook form ------------------------------------------------------------------------
+
+
+def signed(body: bytes, token: str = TOKEN, timestamp: int | None = None) -> dict[str, str]:
+    stamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        TIMESTAMP_HEADER: str(stamp),
+        SIGNATURE_HEADER: sign_push(key=push_key(token), timestamp=stamp, body=body),
+        "Content-Type": "application/json",
+    }
+
+
+def decided_push(approval: dict[str, Any]) -> bytes:
+    return json.dumps({"type": "approval.decided", "approval": approval}).encode()
+
+
+def test_push_verifier__approval_decided__parsed_pending_or_revision_kinds_kept_apart() -> None:
+    verifier = PushVerifier(TOKEN)
+    body = decided_push(approval_doc(status="approved", outcome="allow", decided_by=["alice"]))
+
+    push = verifier.verify_message(signed(body), body)
+
+    assert isinstance(push, ApprovalPush)
+    assert push.approval.status == "approved" and push.approval.id == 17
+    pending = decided_push(approval_doc())
+    with pytest.raises(PushRejected, match="still pending"):
+        verifier.verify_message(signed(pending), pending)
+    forged = decided_push(approval_doc(status="approved", outcome="deny"))
+    with pytest.raises(PushRejected, match="not an approval decision"):
+        verifier.verify_message(signed(forged), forged)
+    other = decided_push(approval_doc(id=18, status="rejected", outcome="deny"))
+    with pytest.raises(PushRejected, match="not a revision announcement"):
+        verifier.verify(signed(other), other)
+    revision = b'{"tenant": "acme", "environment": "production", "revision": 4}'
+    assert verifier.verify_message(signed(revision), revision) == Push("acme", "production", 4)
+
+
+def test_approval_wait__signed_push__wakes_the_wait_at_once(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    url = runtime.serve_push()
+    approval = runtime.approval_request(AGENT, "issue_refund", ARGS, session_id=SESSION)
+    plane.park_cap_s = 60  # the long-poll alone would hold the wait far beyond the test's
+    result: dict[str, Approval] = {}
+    waiter = threading.Thread(
+        target=lambda: result.setdefault("approval", runtime.approval_wait(approval.id, 60))
+    )
+    waiter.start()
+    assert plane.wait_for(lambda: plane.approval_polls)
+    decision = {
+        **approval_json(approval),
+        "status": "approved",
+        "outcome": "allow",
+        "decided_by": ["alice"],
+        "version": approval.version + 1,
+    }
+    body = decided_push(decision)
+
+    forged = requests.post(url, data=body, headers=signed(body, token="someone-else"), timeout=5)
+    assert forged.status_code == 401
+    accepted = requests.post(url, data=body, headers=signed(body), timeout=5)
+    waiter.join(WAIT)
+
+    assert accepted.status_code == 204
+    assert not waiter.is_alive()
+    assert result["approval"].status == "approved"
+    assert plane.approvals[approval.id]["status"] == "pending"  # the push, not the poll, said so
+    # A wait that starts after the push finds it without asking.
+    polls = len(plane.approval_polls)
+    assert runtime.approval_wait(approval.id, 60).status == "approved"
+    assert len(plane.approval_polls) == polls
+
+
+# -- the guarded tool call -----------------------------------------------------------------------
+
+
+class Tool:
+    """A tool that records what it was asked to execute."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, arguments: dict[str, Any]) -> str:
+        self.calls.append(copy.deepcopy(arguments))
+        return f"refunded {arguments['amount']}"
+
+
+def test_gate__allowed_call__executed_at_once_without_a_request(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    result = runtime.call_tool_with_approval(
+        guard(runtime), "lookup_order", {"order_id": "A00000001"}, lambda args: args["order_id"]
+    )
+
+    assert result == "A00000001"
+    assert plane.approval_bodies == []
+
+
+def test_gate__approved__executes_the_approved_arguments_once(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    tool = Tool()
+    request_guard = guard(runtime)
+    arguments = copy.deepcopy(ARGS)
+
+    def approve_after_a_change() -> None:
+        assert plane.wait_for(lambda: plane.approval_polls)
+        arguments["amount"] = 4999.0  # the caller's mapping changes while the human looks
+        plane.decide(1, "approved", decided_by=("alice", "bob"))
+
+    threading.Thread(target=approve_after_a_change, daemon=True).start()
+    result = runtime.call_tool_with_approval(
+        request_guard,
+        "issue_refund",
+        arguments,
+        tool,
+        confidence=0.9,
+        reason="order never arrived",
+        request_id="req-9",
+    )
+
+    assert result == "refunded 250.0"
+    assert tool.calls == [ARGS]  # exactly what was hashed and approved
+    (body,) = plane.approval_bodies
+    assert body["reason"] == "order never arrived" and body["rule"].startswith("issue_refund")
+    assert body["risk"] == "critical" and body["bundle_version"] == 1
+    subject, last = request_guard.decisions[-1]
+    assert subject == "issue_refund" and last.allowed and "after approval" in last.reason
+
+
+@pytest.mark.parametrize("status", ["rejected", "expired", "cancelled"])
+def test_gate__not_approved__never_executed(
+    runtime: Runtime, plane: FakeControlPlane, status: str
+) -> None:
+    tool = Tool()
+    decide_when(plane, lambda: plane.approval_polls, status, comment="no")
+
+    with pytest.raises(ApprovalDenied) as refused:
+        runtime.call_tool_with_approval(guard(runtime), "issue_refund", ARGS, tool)
+
+    assert tool.calls == []
+    assert refused.value.code == status
+    assert refused.value.approval is not None and refused.value.approval.outcome == "deny"
+    assert status in refused.value.reason
+
+
+def test_gate__changed_arguments__mismatch_needs_a_new_approval(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    tool = Tool()
+    gate = runtime.approval_gate(guard(runtime))
+    approval = gate.request(
+        "issue_refund",
+        ARGS,
+        decision=gate.guard.check_tool_call("issue_refund", ARGS, confidence=0.9),
+    )
+    plane.decide(approval.id, "approved")
+    approved = gate.wait(approval, timeout_s=WAIT)
+
+    for changed in (
+        {**ARGS, "amount": 251.0},
+        {**ARGS, "payment_reference": "PAY-OTHER"},  # redacted for the human, pinned all the same
+        {k: v for k, v in ARGS.items() if k != "currency"},
+    ):
+        with pytest.raises(ApprovalMismatch, match="new approval"):
+            gate.execute_approved(approved, "issue_refund", changed, tool, confidence=0.9)
+    with pytest.raises(ApprovalMismatch, match="is for issue_refund"):
+        gate.execute_approved(approved, "open_ticket", ARGS, tool)
+    assert tool.calls == []
+
+    assert gate.execute_approved(approved, "issue_refund", dict(ARGS), tool, confidence=0.9)
+    assert tool.calls == [ARGS]
+
+
+def test_gate__server_claims_another_hash_was_approved__mismatch(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    tool = Tool()
+    decide_when(plane, lambda: plane.approval_polls, "approved", arguments_sha256="b" * 64)
+
+    with pytest.raises(ApprovalMismatch):
+        runtime.call_tool_with_approval(guard(runtime), "issue_refund", ARGS, tool)
+
+    assert tool.calls == []
+
+
+def test_gate__no_decision_in_time__cancelled_refused_never_executed(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    tool = Tool()
+    plane.park_cap_s = 0.05
+
+    with pytest.raises(ApprovalTimedOut) as refused:
+        runtime.call_tool_with_approval(guard(runtime), "issue_refund", ARGS, tool, timeout_s=0.3)
+
+    assert tool.calls == []
+    assert plane.approvals[1]["status"] == "cancelled"
+    assert "stopped waiting" in plane.cancel_bodies[0]["reason"]
+    assert refused.value.code == "timeout"
+    assert refused.value.approval is not None and refused.value.approval.status == "cancelled"
+
+
+def test_gate__request_already_past_its_expiry__cancelled_without_waiting(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    plane.approval_ttl_s = -120  # expired two minutes ago, and the beat has not run yet
+    gate = runtime.approval_gate(guard(runtime), expiry_grace_s=0)
+    tool = Tool()
+
+    with pytest.raises(ApprovalTimedOut):
+        gate.call("issue_refund", ARGS, tool, confidence=0.9)
+
+    assert tool.calls == [] and plane.approval_polls == []
+
+
+def test_gate__session_limit__refused_not_opened(runtime: Runtime, plane: FakeControlPlane) -> None:
+    plane.approval_limit = 0
+    tool = Tool()
+
+    with pytest.raises(ApprovalNotOpened) as refused:
+        runtime.call_tool_with_approval(guard(runtime), "issue_refund", ARGS, tool)
+
+    assert refused.value.code == "session_limit"
+    assert isinstance(refused.value.error, ApprovalRefused)
+    assert "open approval requests" in refused.value.reason
+    assert tool.calls == []
+
+
+def test_gate__guard_denies__refused_without_asking_anyone(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    tool = Tool()
+
+    with pytest.raises(GuardDenied, match="guests cannot be refunded"):
+        runtime.call_tool_with_approval(guard(runtime, role="guest"), "issue_refund", ARGS, tool)
+
+    assert tool.calls == [] and plane.approval_bodies == []
+
+
+def test_gate__kill_switch_engaged_while_waiting__approval_does_not_override_it(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    tool = Tool()
+    stop = {
+        "id": 1,
+        "kind": "agent_stopped",
+        "agent": AGENT,
+        "scope": "agent",
+        "reason": "refunds paused",
+        "engaged_at": "2026-12-05T07:00:00+00:00",
+    }
+
+    def engage_then_approve() -> None:
+        assert plane.wait_for(lambda: plane.approval_polls)
+        plane.publish(refund_snapshot(2, kill_switches=[stop]))
+        runtime.sync_once()
+        plane.decide(1, "approved")
+
+    threading.Thread(target=engage_then_approve, daemon=True).start()
+    with pytest.raises(GuardDenied, match="agent stopped") as refused:
+        runtime.call_tool_with_approval(guard(runtime), "issue_refund", ARGS, tool)
+
+    assert tool.calls == []
+    assert refused.value.approval is not None and refused.value.approval.allowed
+
+
+def test_gate__on_wait__told_the_request_before_blocking(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    told: list[Approval] = []
+    gate = runtime.approval_gate(guard(runtime))
+
+    def on_wait(approval: Approval) -> None:
+        told.append(approval)
+        plane.decide(approval.id, "approved")
+
+    assert gate.call("issue_refund", ARGS, Tool(), on_wait=on_wait) == "refunded 250.0"
+    assert [approval.status for approval in told] == ["pending"]
+
+
+def test_gate__shadow_run__never_asks_never_executes(plane: FakeControlPlane) -> None:
+    content = refund_snapshot()
+    release = content["agents"][AGENT]
+    release["candidate"] = {**release["stable"], "version": 2}
+    release["rollout"] = {
+        "id": 1,
+        "phase": "shadow",
+        "percentage": 0,
+        "shadow_percentage": 100,
+        "stickiness": "sessionId",
+        "group_id": "refund-agent:production:rollout-1",
+        "constraints": [],
+    }
+    plane.publish(content)
+    runtime = Runtime(plane.url, TOKEN, "approvals-shadow")
+    runtime.sync_once()
+    try:
+        shadow = runtime.shadow_guard(AGENT, SESSION, RequestContext(end_user_role="customer"))
+        assert shadow is not None
+        tool = Tool()
+
+        with pytest.raises(ToolCallRefused) as refused:
+            runtime.call_tool_with_approval(shadow, "issue_refund", ARGS, tool)
+
+        assert refused.value.code == "shadow"
+        assert tool.calls == [] and plane.approval_bodies == []
+    finally:
+        runtime.stop()
+
+
+def test_gate__expires_at_bounds_the_wait(runtime: Runtime, plane: FakeControlPlane) -> None:
+    # The clock says the request expires in a moment: the wait ends there (plus no grace),
+    # long before the caller's hour.
+    later = datetime.now(UTC) + timedelta(seconds=3600 - 0.3)
+    gate = ApprovalGate(runtime, guard(runtime), expiry_grace_s=0, clock=lambda: later)
+    plane.park_cap_s = 0.05
+    tool = Tool()
+
+    with pytest.raises(ApprovalTimedOut):
+        gate.call("issue_refund", ARGS, tool, timeout_s=3600)
+
+    assert tool.calls == [] and plane.approvals[1]["status"] == "cancelled"
