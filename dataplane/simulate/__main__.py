@@ -40,6 +40,25 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rate-limits", action="store_true", help="enforce the bundles' per-runtime rate limits"
     )
+    parser.add_argument(
+        "--approvals",
+        choices=["live", "simulated"],
+        default="live",
+        help="live: calls that need a human open real approval requests and wait for them "
+        "(default); simulated: a fake human, as offline",
+    )
+    parser.add_argument(
+        "--approval-timeout",
+        type=float,
+        default=900.0,
+        help="seconds a call waits for a decision before cancelling (default 900)",
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=64,
+        help="requests per runtime that may wait for a human at once (default 64)",
+    )
     parser.add_argument("--json", action="store_true", help="print the final stats as JSON")
     parser.add_argument("--progress", type=float, default=10.0, help="seconds between summaries")
     return parser.parse_args(argv)
@@ -62,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         requests_per_runtime=args.requests,
         tool_failure_rate=args.tool_failure_rate,
         enforce_rate_limits=args.rate_limits,
+        approvals=args.approvals,
+        approval_timeout_s=args.approval_timeout,
+        max_in_flight=args.max_in_flight,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -12,17 +12,28 @@ Budgets: a request a budget or a per-request cap stops is ``budget_blocked`` (it
 strict budget the agent reserves before each model step (its expected tokens and cost) and
 each tool call (one tool call), and settles what it used after. A prompt that tells the model
 to "search until certain" makes it call the lookup tool 80 to 100 times per request: the
-runaway loop budgets and caps are there to stop."""
+runaway loop budgets and caps are there to stop.
+
+Approvals: offline, a call the guard sends to a human waits ``APPROVAL_WAIT_MS`` of simulated
+time and a fake human approves exactly the warranted ones. Connected to a control plane
+(``LiveApprovals``, what the fleet passes), the call opens a real approval request through
+the runtime (``ApprovalGate``: the arguments' hash pinned, sensitive ones redacted) and waits
+for a real decision: approved, the call is executed; rejected, the conversation ends
+``rejected_by_human``; expired, cancelled, timed out or not opened (the session's limit),
+it is escalated to a person. The real wait counts in the request's latency."""
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ..approvals import Approval
+from ..gate import ApprovalDenied, ApprovalGate, ApprovalPort, ToolCallRefused
 from ..guardrails import BUDGET_BLOCKED, Decision, RequestGuard
 from ..snapshot import BundleVersion
 
@@ -115,6 +126,19 @@ def synthetic_request(
         message=f"synthetic {intent} message",
         seed=f"{request_id}:{rng.random()}",
     )
+
+
+@dataclass(frozen=True)
+class LiveApprovals:
+    """Connected mode: calls that need a human open real approval requests through ``port``
+    (the simulated runtime's ``Runtime``) and wait for real decisions, at most
+    ``timeout_s`` seconds each (then the request is cancelled and the conversation
+    escalated). ``on_wait(approval)`` is called when a request is open and its call starts
+    waiting: the fleet then serves other requests meanwhile."""
+
+    port: ApprovalPort
+    timeout_s: float = 900.0
+    on_wait: Callable[[Approval], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -229,9 +253,14 @@ class _Run:
         traits: Traits,
         tool_failure_rate: float,
         request_id: str = "",
+        live: LiveApprovals | None = None,
+        request: SyntheticRequest | None = None,
     ):
         self.guard = guard
         self.request_id = request_id
+        # A shadow run never asks a human: its calls are not executed anyway.
+        self.live = live if not guard.shadow else None
+        self.request = request
         self.reservations = 0
         self.rng = rng
         self.traits = traits
@@ -310,6 +339,8 @@ class _Run:
             decision = self._decide(tool, arguments, confidence)
             if decision.needs_approval:
                 self.approvals += 1
+                if self.live is not None:
+                    return self._call_live(tool, arguments, confidence, decision)
                 self.latency_ms += APPROVAL_WAIT_MS
                 if not warranted:
                     return "rejected"
@@ -317,27 +348,95 @@ class _Run:
             if not decision.allowed:
                 self.denials += 1
                 return "denied"
-            reservation = self._reserve({"tool_calls": 1})
-            if reservation is None:
-                self.denials += 1
-                return "denied"
-            self.latency_ms += self.rng.uniform(40, 160)
-            ok = self.rng.random() >= self.tool_failure_rate
-            if decision.executable:
-                self.tools_called.append(tool)
-                self.guard.record_tool_call(tool, ok=ok)
-            else:
-                # A shadow run: the call is recorded, never performed. Its simulated result
-                # draws from the same odds, so shadow and stable records compare like for like.
-                self.guard.record_tool_call(tool, ok=ok, executed=False)
-            if reservation:
-                self.guard.settle(reservation_id=reservation, actual={"tool_calls": 1})
-            if ok:
-                return "done"
+            result = self._perform(tool, executable=decision.executable)
+            if result != "failed":
+                return result
             if attempt < 2 and not self.step():
                 break
         self.failed = True
         return "failed"
+
+    def _perform(self, tool: str, *, executable: bool) -> str:
+        """The allowed call itself: 'done', 'failed', or 'denied' (its reservation refused)."""
+        reservation = self._reserve({"tool_calls": 1})
+        if reservation is None:
+            self.denials += 1
+            return "denied"
+        self.latency_ms += self.rng.uniform(40, 160)
+        ok = self.rng.random() >= self.tool_failure_rate
+        if executable:
+            self.tools_called.append(tool)
+            self.guard.record_tool_call(tool, ok=ok)
+        else:
+            # A shadow run: the call is recorded, never performed. Its simulated result
+            # draws from the same odds, so shadow and stable records compare like for like.
+            self.guard.record_tool_call(tool, ok=ok, executed=False)
+        if reservation:
+            self.guard.settle(reservation_id=reservation, actual={"tool_calls": 1})
+        return "done" if ok else "failed"
+
+    def _call_live(
+        self, tool: str, arguments: dict[str, Any], confidence: float, decision: Decision
+    ) -> str:
+        """A call that needs a human, connected: a real approval request, a real wait, and
+        the call executed only as approved. 'done' / 'failed' as executed, 'rejected' by a
+        human, 'escalated' when no decision came (expired, cancelled, timed out, not
+        opened), 'denied' when the guard or the pinning refused."""
+        assert self.live is not None
+        gate = ApprovalGate(
+            self.live.port, self.guard, request_id=self.request_id, timeout_s=self.live.timeout_s
+        )
+        started = time.monotonic()
+        try:
+            for attempt in range(3):
+                try:
+                    # A retry after a failed execution finds the same, approved, request
+                    # (same idempotency key): one human decision covers the retries.
+                    result = gate.call(
+                        tool,
+                        arguments,
+                        lambda _approved: self._perform(tool, executable=True),
+                        confidence=confidence,
+                        decision=decision if attempt == 0 else None,
+                        reason=self._reason(tool, arguments, confidence),
+                        excerpt=self._excerpt(tool, arguments),
+                        discriminator=f"{self.request_id}:{tool}",
+                        on_wait=self.live.on_wait,
+                    )
+                except ApprovalDenied as refused:
+                    return "rejected" if refused.code == "rejected" else "escalated"
+                except ToolCallRefused as refused:
+                    if refused.code in ("denied", "mismatch", "shadow"):
+                        self.denials += 1
+                        return "denied"
+                    return "escalated"
+                if result != "failed":
+                    return result
+                if attempt < 2 and not self.step():
+                    break
+            self.failed = True
+            return "failed"
+        finally:
+            self.latency_ms += (time.monotonic() - started) * 1000
+
+    def _reason(self, tool: str, arguments: Mapping[str, Any], confidence: float) -> str:
+        amount = arguments.get("amount")
+        what = f"{amount} {arguments.get('currency', '')}".strip() if amount is not None else ""
+        order = arguments.get("order_id", "")
+        intent = self.request.intent.replace("_", " ") if self.request else "request"
+        return (
+            f"{tool} {what} for order {order}: the customer's {intent}; "
+            f"my confidence that it is within policy is {confidence:.2f}"
+        ).replace("  ", " ")
+
+    def _excerpt(self, tool: str, arguments: Mapping[str, Any]) -> list[dict[str, str]]:
+        if self.request is None:
+            return []
+        return [
+            {"role": "user", "content": self.request.message},
+            {"role": "assistant", "content": f"Looking up order {arguments.get('order_id')}."},
+            {"role": "assistant", "content": f"I would like to call {tool}; asking a person."},
+        ]
 
     def _fit(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """Shape the arguments to the tool's declared parameters, as a model reading the tool
@@ -380,19 +479,33 @@ class FakeAgent:
         return traits
 
     def handle(
-        self, request: SyntheticRequest, guard: RequestGuard, instance_id: str = ""
+        self,
+        request: SyntheticRequest,
+        guard: RequestGuard,
+        instance_id: str = "",
+        approvals: LiveApprovals | None = None,
     ) -> RequestRecord:
         """Serve ``request`` with the version ``guard`` chose. A shadow guard
         (``Runtime.shadow_guard``) gives the candidate's shadow record: same request and
         randomness as the live one, ``role`` ``shadow``, request id suffixed ``:shadow``,
-        its tool calls in ``not_executed``."""
+        its tool calls in ``not_executed``. ``approvals``: connected mode, calls that need
+        a human wait for real decisions (see the module docstring); None: the fake human
+        (a shadow run always has the fake one: it asks nobody)."""
         rng = random.Random(request.seed)
         version = guard.version
         request_id = f"{request.request_id}:shadow" if guard.shadow else request.request_id
         outcome = BLOCKED
         run: _Run | None = None
         if version is not None:
-            run = _Run(guard, rng, self.traits(version), self.tool_failure_rate, request_id)
+            run = _Run(
+                guard,
+                rng,
+                self.traits(version),
+                self.tool_failure_rate,
+                request_id,
+                live=approvals,
+                request=request,
+            )
             outcome = self._converse(request, run)
         stop = guard.budget_stop
         if stop is not None:
@@ -463,6 +576,8 @@ class FakeAgent:
                     result = needed(traits.refund_tool, "refunds", warranted=owed)
                     if result == "rejected":
                         return REJECTED
+                    if result == "escalated":
+                        return ESCALATED  # no decision came: a person takes the case over
                     if result == "done" and not owed:
                         run.wrong_actions += 1
                     elif result != "done":

@@ -1,5 +1,13 @@
 """N simulated runtimes against a real control plane: each a full ``Runtime`` (own instance
-id, long-poll, heartbeats) plus a worker thread feeding the fake agent synthetic traffic."""
+id, long-poll, heartbeats) plus a worker thread feeding the fake agent synthetic traffic.
+
+Approvals (``approvals="live"``, the default): a call that needs a human opens a real
+approval request and waits for the decision (``simulate.agent.LiveApprovals``). The worker
+serves each request on a pool thread and waits for it to finish, as it would inline, unless
+it starts waiting for a human: then the worker goes on with the next request and the parked
+one finishes (and is recorded) when its decision comes. At most ``max_in_flight`` requests
+per runtime are in flight; beyond that the worker waits for one to end. ``"simulated"``: the
+offline fake human, every request served inline."""
 
 from __future__ import annotations
 
@@ -8,8 +16,10 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from ..client import Backoff, Runtime
 from ..guardrails import RequestContext
@@ -23,12 +33,16 @@ from .agent import (
     RESOLVED,
     WRONG_ACTION,
     FakeAgent,
+    LiveApprovals,
     RequestRecord,
+    SyntheticRequest,
     synthetic_request,
 )
 from .stats import VersionKey, VersionStats, outcome_stats
 
 log = logging.getLogger("dataplane.simulate")
+
+ApprovalMode = Literal["live", "simulated"]
 
 
 # What the simulator's outcomes are in the records API (docs/runtime-api.md). A wrong action
@@ -128,18 +142,39 @@ class SimulatedRuntime:
         sink: Callable[[RequestRecord], None],
         max_requests: int | None = None,
         tool_failure_rate: float = 0.02,
+        approvals: ApprovalMode = "live",
+        approval_timeout_s: float = 900.0,
+        max_in_flight: int = 64,
     ) -> None:
+        """``approvals``: ``live`` (real approval requests through ``runtime``, waited for
+        without blocking the other requests) or ``simulated`` (the offline fake human);
+        ``approval_timeout_s``: the longest one call waits for a decision (seconds);
+        ``max_in_flight``: how many requests may wait at once."""
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
         self.runtime = runtime
         self.fake = FakeAgent(agent, tool_failure_rate=tool_failure_rate)
         self.agent = agent
         self.seed = seed
         self.interval_s = interval_s
         self.max_requests = max_requests
+        self.approvals: ApprovalMode = approvals
+        self.approval_timeout_s = approval_timeout_s
         self.handled = 0
         self._sink = sink
         self._stopping = threading.Event()
         self._thread = threading.Thread(
             target=self._work, name=f"simulate-{runtime.instance_id}", daemon=True
+        )
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._in_flight = 0
+        self._flight = threading.Condition()
+        self._pool = (
+            ThreadPoolExecutor(
+                max_workers=max_in_flight, thread_name_prefix=f"simulate-{runtime.instance_id}"
+            )
+            if approvals == "live"
+            else None
         )
 
     def start(self) -> None:
@@ -155,35 +190,96 @@ class SimulatedRuntime:
                 random.Random(f"{self.seed}:{instance}:{self.handled}"),
                 f"{instance}-{self.handled}",
             )
-            snapshot = self.runtime.snapshot
-            context = RequestContext(
-                end_user_role=request.end_user_role,
-                tenant=snapshot.tenant if snapshot else None,
-                environment=snapshot.environment if snapshot else None,
-            )
-            properties = {"tenantId": request.tenant} if request.tenant else None
-            guard = self.runtime.guard(
-                self.agent, request.session_id, context, properties=properties
-            )
-            self._sink(self.fake.handle(request, guard, instance))
-            # In a rollout's shadow phase, a shadowed session also runs the candidate: a
-            # second record, variant shadow, whose actions were not executed.
-            shadow = self.runtime.shadow_guard(
-                self.agent, request.session_id, context, properties=properties
-            )
-            if shadow is not None:
-                self._sink(self.fake.handle(request, shadow, instance))
+            if self._pool is None:
+                self._serve(request, None)
+            elif not self._dispatch(request):
+                return
             self.handled += 1
             self._stopping.wait(self.interval_s)
 
+    def _dispatch(self, request: SyntheticRequest) -> bool:
+        """Serve ``request`` on a pool thread; return once it finished or waits for a human
+        (False when the runtime stopped first)."""
+        assert self._pool is not None
+        while not self._slots.acquire(timeout=0.1):
+            if self._stopping.is_set():
+                return False
+        parked = threading.Event()
+        with self._flight:
+            self._in_flight += 1
+        self._pool.submit(self._serve_in_flight, request, parked)
+        while not parked.wait(0.1):
+            if self._stopping.is_set():
+                return False
+        return True
+
+    def _serve_in_flight(self, request: SyntheticRequest, parked: threading.Event) -> None:
+        try:
+            self._serve(request, parked)
+        except Exception:
+            log.exception("simulate.request_failed", extra={"request_id": request.request_id})
+        finally:
+            parked.set()
+            self._slots.release()
+            with self._flight:
+                self._in_flight -= 1
+                self._flight.notify_all()
+
+    def _serve(self, request: SyntheticRequest, parked: threading.Event | None) -> None:
+        """One request (and its shadow run, if the rollout shadows its session), recorded.
+        ``parked`` (live approvals): set when the request starts waiting for a human."""
+        instance = self.runtime.instance_id
+        snapshot = self.runtime.snapshot
+        context = RequestContext(
+            end_user_role=request.end_user_role,
+            tenant=snapshot.tenant if snapshot else None,
+            environment=snapshot.environment if snapshot else None,
+        )
+        properties = {"tenantId": request.tenant} if request.tenant else None
+        guard = self.runtime.guard(self.agent, request.session_id, context, properties=properties)
+        live = (
+            LiveApprovals(
+                self.runtime,
+                timeout_s=self.approval_timeout_s,
+                on_wait=lambda _approval: parked.set(),
+            )
+            if parked is not None
+            else None
+        )
+        self._sink(self.fake.handle(request, guard, instance, approvals=live))
+        # In a rollout's shadow phase, a shadowed session also runs the candidate: a
+        # second record, variant shadow, whose actions were not executed.
+        shadow = self.runtime.shadow_guard(
+            self.agent, request.session_id, context, properties=properties
+        )
+        if shadow is not None:
+            self._sink(self.fake.handle(request, shadow, instance))
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being served or waiting for a human now."""
+        with self._flight:
+            return self._in_flight
+
     def finished(self, timeout: float | None = None) -> bool:
+        """Has the worker handled its ``max_requests``, with none still waiting?"""
+        deadline = None if timeout is None else time.monotonic() + timeout
         self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if self._thread.is_alive():
+            return False
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        with self._flight:
+            return self._flight.wait_for(lambda: self._in_flight == 0, left)
 
     def stop(self) -> bool:
+        """Stop the worker and the runtime; requests waiting for a human then stop waiting
+        (their requests are cancelled, their conversations escalated and recorded)."""
         self._stopping.set()
         self._thread.join()
-        return self.runtime.stop()
+        stopped = self.runtime.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        return stopped
 
 
 class Fleet:
@@ -208,7 +304,12 @@ class Fleet:
         heartbeat_interval_s: float = 10.0,
         backoff: Backoff | None = None,
         enforce_rate_limits: bool = False,
+        approvals: ApprovalMode = "live",
+        approval_timeout_s: float = 900.0,
+        max_in_flight: int = 64,
     ) -> None:
+        """``approvals``, ``approval_timeout_s``, ``max_in_flight``: per runtime, see
+        ``SimulatedRuntime``."""
         if runtimes < 1 or rps <= 0:
             raise ValueError("need at least one runtime and a positive rps")
         self.records: list[RequestRecord] = []
@@ -247,6 +348,9 @@ class Fleet:
                     sink=self._record,
                     max_requests=requests_per_runtime,
                     tool_failure_rate=tool_failure_rate,
+                    approvals=approvals,
+                    approval_timeout_s=approval_timeout_s,
+                    max_in_flight=max_in_flight,
                 )
             )
 

@@ -43,6 +43,8 @@ from dataplane.gate import (
     ToolCallRefused,
 )
 from dataplane.guardrails import RequestContext, RequestGuard
+from dataplane.simulate import Fleet
+from dataplane.simulate.agent import ESCALATED, REJECTED
 from dataplane.webhook import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -54,6 +56,7 @@ from dataplane.webhook import (
     sign_push,
 )
 
+from ..waiting import eventually
 from .bundles import refund_agent
 from .conftest import snapshot_content
 from .fake_control_plane import TOKEN, WAIT, FakeControlPlane
@@ -831,3 +834,76 @@ def test_gate__expires_at_bounds_the_wait(runtime: Runtime, plane: FakeControlPl
         gate.call("issue_refund", ARGS, tool, timeout_s=3600)
 
     assert tool.calls == [] and plane.approvals[1]["status"] == "cancelled"
+
+
+# -- the simulator, connected -------------------------------------------------------------------
+
+
+def live_fleet(plane: FakeControlPlane, requests_per_runtime: int) -> Fleet:
+    return Fleet(
+        plane.url,
+        TOKEN,
+        runtimes=1,
+        agent=AGENT,
+        rps=1000,
+        requests_per_runtime=requests_per_runtime,
+        report=False,
+        backoff=Backoff(0.01, 0.05),
+    )
+
+
+def test_fleet__live_approvals__others_served_while_refunds_wait__decisions_acted_on(
+    plane: FakeControlPlane,
+) -> None:
+    fleet = live_fleet(plane, 40)
+    (member,) = fleet.members
+    fleet.start()
+    try:
+        # Every request is dispatched while the refunds wait for a human: none blocks the rest.
+        assert eventually(lambda: member.handled == 40, WAIT)
+        with plane.cond:
+            pending = sorted(plane.approvals)
+        assert pending and all(plane.approvals[i]["status"] == "pending" for i in pending)
+        assert eventually(lambda: member.in_flight == len(pending), WAIT)
+        assert len(fleet.records) == 40 - len(pending)
+        for approval_id in pending:
+            plane.decide(
+                approval_id,
+                "approved" if approval_id % 2 else "rejected",
+                comment="checked the order",
+            )
+        assert fleet.wait_finished(WAIT)
+    finally:
+        assert fleet.stop()
+
+    records = {record.request_id: record for record in fleet.records}
+    assert len(records) == 40
+    request_of = {body["idempotency_key"]: body["request_id"] for body in plane.approval_bodies}
+    for approval in plane.approvals.values():
+        record = records[request_of[approval["idempotency_key"]]]
+        assert record.approvals == 1
+        if approval["status"] == "approved":
+            assert "issue_refund" in record.tools_called
+        else:
+            assert "issue_refund" not in record.tools_called
+            assert record.outcome in (REJECTED, ESCALATED)
+    assert any(r.outcome == REJECTED for r in records.values())
+    body = plane.approval_bodies[0]
+    assert body["agent"] == AGENT and body["tool"] == "issue_refund"
+    assert body["reason"].startswith("issue_refund ") and body["excerpt"][0]["role"] == "user"
+
+
+def test_fleet__stopped_while_refunds_wait__requests_cancelled_and_recorded(
+    plane: FakeControlPlane,
+) -> None:
+    fleet = live_fleet(plane, 40)
+    (member,) = fleet.members
+    fleet.start()
+    assert eventually(lambda: member.handled == 40, WAIT)
+
+    assert fleet.stop()
+
+    assert plane.approvals
+    assert {approval["status"] for approval in plane.approvals.values()} == {"cancelled"}
+    assert len(fleet.records) == 40
+    assert member.in_flight == 0
