@@ -421,13 +421,15 @@ class _Run:
 
     def _reason(self, tool: str, arguments: Mapping[str, Any], confidence: float) -> str:
         amount = arguments.get("amount")
-        what = f"{amount} {arguments.get('currency', '')}".strip() if amount is not None else ""
-        order = arguments.get("order_id", "")
+        what = [tool]
+        if amount is not None:
+            what.append(f"{amount} {arguments.get('currency', '')}".strip())
+        what.append(f"for order {arguments.get('order_id', '?')}:")
         intent = self.request.intent.replace("_", " ") if self.request else "request"
         return (
-            f"{tool} {what} for order {order}: the customer's {intent}; "
+            f"{' '.join(what)} the customer's {intent}; "
             f"my confidence that it is within policy is {confidence:.2f}"
-        ).replace("  ", " ")
+        )
 
     def _excerpt(self, tool: str, arguments: Mapping[str, Any]) -> list[dict[str, str]]:
         if self.request is None:
