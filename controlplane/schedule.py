@@ -102,3 +102,11 @@ def setup_periodic_tasks(sender: Celery) -> None:
         "apps.budgets.tasks.roll_budgets",
         name="budgets.roll",
     )
+    # Expires approval requests past their queue's timeout (deny, the safe default) and
+    # escalates those waiting past their queue's escalation time (apps/approvals/services).
+    add_periodic_task_with_expiry(
+        sender,
+        float(settings.APPROVAL_SWEEP_EVERY_S),
+        "apps.approvals.tasks.sweep_approvals",
+        name="approvals.sweep",
+    )

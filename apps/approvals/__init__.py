@@ -1,5 +1,2 @@
-"""Reserved for the approvals app of DESIGN.md, not built yet.
-
-The package exists so the import-linter contracts in pyproject.toml can already name it
-(import-linter refuses a contract that names a missing module). It is not installed in
-INSTALLED_APPS and holds no code."""
+"""Human-in-the-loop approvals: queues, requests, decisions, expiry, escalation, delivery to
+runtimes (docs/approvals.md)."""

@@ -30,6 +30,11 @@ Topics in use (topic — key — payload — publisher — subscribers):
   ``request_ids`` of its new records) — ``telemetry.services`` ingestion, process-local
   (``broadcast=False``: only the committing process reacts) — ``budgets.services.
   consumption_ingested`` (once).
+- ``approval.changed`` — approval request id — ``{"revision": its version, "tenant_id",
+  "environment_id", "runtime_id", "status", "approval": the runtime's document}`` —
+  ``approvals.services`` (opened, voted, decided, expired, escalated, cancelled) — the fast
+  path's approval waits (everywhere, wake only), ``runtimes.services.approval_push_enqueue``
+  (once: a final decision to the runtime's push URL).
 
 This module imports no app: publishers and subscribers import it."""
 
@@ -53,6 +58,7 @@ ENVIRONMENT_REVISION = "environment.revision"
 RUNTIME_TOKEN_REVOKED = "runtime_token.revoked"  # noqa: S105 - a topic name, not a secret
 SCOPE_ARCHIVED = "scope.archived"
 TELEMETRY_INGESTED = "telemetry.ingested"
+APPROVAL_CHANGED = "approval.changed"
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,12 @@ _VIEW = [
     "alerts.view_alert",
     "alerts.view_alertchannel",
     "budgets.view_budget",
+    "approvals.view_approvalqueue",
+    "approvals.view_approvalrequest",
 ]
+# Deciding approval requests: a role permission (which roles may decide at all) beside the
+# queue's own object permission (which queues: its approver group; Admins decide in any).
+_DECIDE = ["approvals.decide_approvalqueue"]
 _OPERATE = [
     "tenancy.add_tenant",
     "tenancy.change_tenant",
@@ -81,6 +86,9 @@ _OPERATE = [
     "budgets.add_budget",
     "budgets.change_budget",
     "budgets.delete_budget",
+    "approvals.add_approvalqueue",
+    "approvals.change_approvalqueue",
+    "approvals.delete_approvalqueue",
 ]
 # Only for a role that sees every tenant: users, roles, and audit checkpoints (which count
 # every tenant's events).
@@ -95,9 +103,9 @@ _MANAGE_USERS = [
 
 ROLE_PERMISSIONS: dict[Role, list[str]] = {
     Role.VIEWER: _VIEW,
-    Role.APPROVER: _VIEW,
-    Role.OPERATOR: _VIEW + _OPERATE,
-    Role.ADMIN: _VIEW + _OPERATE + _MANAGE_USERS,
+    Role.APPROVER: _VIEW + _DECIDE,
+    Role.OPERATOR: _VIEW + _OPERATE + _DECIDE,
+    Role.ADMIN: _VIEW + _OPERATE + _DECIDE + _MANAGE_USERS,
 }
 
 # Roles that see every tenant without a grant (``apps.core.authz.visible_tenants``).

@@ -216,6 +216,72 @@ def _push_enqueue(entry: RevisionLog) -> bool:
     return True
 
 
+def approval_push_enqueue(event: events.Event) -> None:
+    """Subscriber of ``approval.changed`` (once, after commit, in the committing process):
+    hand a final decision to the broker for the runtime that opened the request, when it
+    registered a push URL (docs/approvals.md, "Webhook"). A runtime that long-polls hears it
+    anyway; the push is for runtimes that do not wait on a connection. Guarded: a broker
+    outage is logged, and the runtime still learns by its next read."""
+    from .tasks import push_approval  # local: tasks import this module
+
+    payload = event.payload
+    runtime_id = str(payload.get("runtime_id") or "")
+    if payload.get("status") == "pending" or not runtime_id:
+        return
+    instance_pk = (
+        RuntimeInstance.objects.filter(
+            environment_id=int(payload["environment_id"]), instance_id=runtime_id
+        )
+        .exclude(push_url="")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if instance_pk is None:
+        return
+    try:
+        push_approval.delay(instance_pk, dict(payload["approval"]))
+    except Exception:
+        log.warning("runtime.approval_push_enqueue_failed", instance_pk=instance_pk, exc_info=True)
+
+
+def approval_push_deliver(*, instance_pk: int, approval: dict[str, Any], attempt: int) -> str:
+    """POST one signed approval decision to a runtime's push URL; "" when delivered, else
+    the error (prefixed ``REFUSED_PREFIX`` when the target is not allowed: no retry). Body:
+    ``{"type": "approval.decided", "tenant", "environment", "approval": {...}}``, signed as
+    the revision pushes are (``apps.core.webhooks``)."""
+    instance = RuntimeInstance.objects.select_related("token", "environment", "tenant").get(
+        pk=instance_pk
+    )
+    body = json.dumps(
+        {
+            "type": "approval.decided",
+            "tenant": instance.tenant.slug,
+            "environment": instance.environment.slug,
+            "approval": approval,
+        },
+        separators=(",", ":"),
+    ).encode()
+    key = instance.token.token_hash if instance.token else ""
+    error = ""
+    try:
+        target = push_target_resolve(instance.push_url)
+        response = push_send(target, body=body, headers=signed_headers(key=key, body=body))
+        if not 200 <= response.status < 300:
+            error = f"HTTP {response.status}"
+    except PushTargetRefused as exc:
+        error = f"{REFUSED_PREFIX} {exc}"[:2000]
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+    log.info(
+        "runtime.approval_pushed" if not error else "runtime.approval_push_failed",
+        instance_id=instance.instance_id,
+        approval_id=approval.get("id"),
+        attempt=attempt,
+        error=error,
+    )
+    return error
+
+
 def runtime_side_effects_resend(*, now: datetime | None = None) -> dict[str, int]:
     """Send again what an outage may have swallowed after a commit (run by the beat).
 

@@ -22,7 +22,7 @@ from apps.core.fastpath import TokenScope, Topic, provide_token_lookup, register
 from apps.tenancy.models import Environment
 
 from . import snapshot, unleash_client
-from .services import revision_announced
+from .services import approval_push_enqueue, revision_announced
 
 
 def token_scope(raw: str) -> tuple[TokenScope, float | None] | None:
@@ -58,3 +58,5 @@ def register() -> None:
     snapshot.register_routes()
     unleash_client.register_routes()
     events.subscribe(events.ENVIRONMENT_REVISION, revision_announced)
+    # a final approval decision to the push URL of the runtime that asked (docs/approvals.md)
+    events.subscribe(events.APPROVAL_CHANGED, approval_push_enqueue)

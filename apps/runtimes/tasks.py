@@ -14,6 +14,7 @@ from apps.core.outbound import backoff_seconds
 
 from .services import (
     REFUSED_PREFIX,
+    approval_push_deliver,
     runtime_side_effects_resend,
     webhook_deliver,
     webhook_targets,
@@ -46,6 +47,24 @@ def deliver_webhook(self, instance_pk: int, revision: int) -> None:  # type: ign
     )
     retryable = not delivery.delivered and not delivery.error.startswith(REFUSED_PREFIX)
     if retryable and self.request.retries < self.max_retries:
+        raise self.retry(countdown=backoff_seconds(self.request.retries))
+
+
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    max_retries=MAX_ATTEMPTS - 1,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    soft_time_limit=WEBHOOK_SOFT_TIME_LIMIT_S,
+    time_limit=WEBHOOK_TIME_LIMIT_S,
+)
+def push_approval(self, instance_pk: int, approval: dict) -> None:  # type: ignore[no-untyped-def]
+    """Deliver an approval decision to a runtime's push URL, retried with backoff."""
+    error = approval_push_deliver(
+        instance_pk=instance_pk, approval=approval, attempt=self.request.retries + 1
+    )
+    if error and not error.startswith(REFUSED_PREFIX) and self.request.retries < self.max_retries:
         raise self.retry(countdown=backoff_seconds(self.request.retries))
 
 

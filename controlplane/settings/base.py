@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "apps.budgets",
     "apps.rollouts",
     "apps.runtimes",
+    "apps.approvals",
     "apps.dashboard",
     "apps.core.fastpath",
     "apps.core.input_guards.InputGuardsConfig",
@@ -475,6 +476,10 @@ BUDGET_RESERVATION_TTL_S = env.float("BUDGET_RESERVATION_TTL_S", default=120.0)
 # How often the beat releases expired reservations and re-announces budgets whose exhausted
 # window ended (seconds); runtimes also stop enforcing at the window's end on their own.
 BUDGET_ROLL_EVERY_S = env.float("BUDGET_ROLL_EVERY_S", default=10.0)
+# Approvals (docs/approvals.md): how often the beat expires requests past their queue's
+# timeout (deny) and escalates those waiting past its escalation time (seconds). A runtime
+# long-polling a request sees its expiry at the moment it is due, whatever this is.
+APPROVAL_SWEEP_EVERY_S = env.float("APPROVAL_SWEEP_EVERY_S", default=5.0)
 # PostgreSQL: a reservation's transaction commits without waiting for its WAL flush (for that
 # transaction only), so the hot counter's row lock is held a flush shorter. A database crash
 # may then forget the reservations granted in its last ~0.6 s: their steps still run and their

@@ -121,8 +121,8 @@ def test_first_migrate_of_an_empty_database__every_role_complete_and_operator_pu
     # Then every role holds exactly its permissions
     assert _role_permissions() == _expected()
     assert (
-        len(_expected()[Role.OPERATOR.value]) == 55
-    )  # + telemetry, review, rollout, alert, budget permissions
+        len(_expected()[Role.OPERATOR.value]) == 61
+    )  # + telemetry, review, rollout, alert, budget, approval permissions
 
     # And the signing key was activated by migrate, once, audited
     assert SigningKey.objects.filter(active=True).count() == 1

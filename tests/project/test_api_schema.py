@@ -101,9 +101,9 @@ def test_api_schema__every_fast_path_route_is_described(schema: dict[str, Any]) 
     """The runtime fast path's routes never reach Django, so drf-spectacular cannot find them;
     each registered route describes its operations itself (``Route.docs``). A new route
     without a description fails here."""
-    from apps.core.fastpath.registry import ActionRoute, Route, StreamRoute, registry
+    from apps.core.fastpath.registry import ActionRoute, AnyRoute, Route, WaitRoute, registry
 
-    routes: list[Route | StreamRoute | ActionRoute] = registry.all()
+    routes: list[AnyRoute] = registry.all()
     assert {route.path for route in routes} >= {
         "/api/client/features",
         "/api/client/features/{name:path}",
@@ -111,6 +111,9 @@ def test_api_schema__every_fast_path_route_is_described(schema: dict[str, Any]) 
         "/api/runtime/v1/config",
         "/api/runtime/v1/budgets/reserve",
         "/api/runtime/v1/budgets/settle",
+        "/api/runtime/v1/approvals",
+        "/api/runtime/v1/approvals/{id}",
+        "/api/runtime/v1/approvals/{id}/cancel",
     }
     undescribed = [route.path for route in routes if not route.docs]
     assert undescribed == []
@@ -126,6 +129,11 @@ def test_api_schema__every_fast_path_route_is_described(schema: dict[str, Any]) 
             assert operation["security"] == [{"runtimeToken": []}]
             assert "401" in operation["responses"]
             names = {p["name"] for p in operation["parameters"]}
+            if isinstance(route, WaitRoute):
+                assert {"wait", "id"} <= names and {"200", "400", "404"} <= set(
+                    operation["responses"]
+                )
+                continue
             assert "If-None-Match" in names
             if isinstance(route, Route):
                 (wait,) = [p for p in operation["parameters"] if p["name"] == "wait"]

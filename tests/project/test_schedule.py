@@ -43,6 +43,10 @@ SCHEDULE = {
         "apps.budgets.tasks.roll_budgets",
         float(settings.BUDGET_ROLL_EVERY_S),
     ),
+    "approvals.sweep": (
+        "apps.approvals.tasks.sweep_approvals",
+        float(settings.APPROVAL_SWEEP_EVERY_S),
+    ),
 }
 
 

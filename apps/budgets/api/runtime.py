@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -53,7 +54,7 @@ def _identifier(body: dict[str, Any], name: str, errors: dict[str, list[str]]) -
     return value
 
 
-def reserve(scope: TokenScope, raw: bytes) -> Answer:
+def reserve(scope: TokenScope, raw: bytes, params: Mapping[str, str]) -> Answer:
     """The reserve route's handler (see ``apps.core.fastpath.registry.ActionHandler``)."""
     body = _object(raw)
     if isinstance(body, tuple):
@@ -93,7 +94,7 @@ def reserve(scope: TokenScope, raw: bytes) -> Answer:
     return 200, answer.as_json()
 
 
-def settle(scope: TokenScope, raw: bytes) -> Answer:
+def settle(scope: TokenScope, raw: bytes, params: Mapping[str, str]) -> Answer:
     """The settle route's handler."""
     body = _object(raw)
     if isinstance(body, tuple):

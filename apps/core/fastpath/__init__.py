@@ -14,11 +14,13 @@ from .registry import (
     StreamRoute,
     TokenScope,
     Topic,
+    WaitRoute,
     provide_token_lookup,
     register,
     register_action,
     register_stream,
     register_topic,
+    register_wait,
 )
 
 __all__ = [
@@ -28,9 +30,11 @@ __all__ = [
     "StreamRoute",
     "TokenScope",
     "Topic",
+    "WaitRoute",
     "provide_token_lookup",
     "register",
     "register_action",
     "register_stream",
     "register_topic",
+    "register_wait",
 ]

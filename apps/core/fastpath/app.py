@@ -28,7 +28,7 @@ from apps.core.tokens import hash_token, runtime_token_candidate
 
 from . import subscriber
 from .conditional import parse_if_none_match
-from .registry import ActionRoute, Route, StreamRoute, TokenScope, registry
+from .registry import ActionRoute, Route, StreamRoute, TokenScope, WaitRoute, registry
 from .state import Board, SnapshotCache, TokenCache, _db_call
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,9 @@ class FastPath:
             loop.call_soon_threadsafe(self._drop_scope, kind, object_id)
         else:
             topic = registry.topics.get(event.topic)
+            if topic is not None and topic.wake_only:
+                loop.call_soon_threadsafe(self.board.wake, event.topic, event.key)
+                return
             version = topic.version_of(event.payload) if topic is not None else None
             if version is None and "revision" in event.payload:
                 version = int(event.payload["revision"])
@@ -246,7 +249,7 @@ class FastPath:
         scope: Scope,
         receive: Any,
         send: Any,
-        route: Route | StreamRoute | ActionRoute,
+        route: Route | StreamRoute | ActionRoute | WaitRoute,
         params: dict[str, str],
     ) -> None:
         """HTTPS, method and failure handling shared by every fast-path route: whatever goes
@@ -273,7 +276,9 @@ class FastPath:
             if getattr(settings, "SECURE_SSL_REDIRECT", False) and scope.get("scheme") != "https":
                 await self._redirect_to_https(scope, tracked)
             elif scope["method"] in route.methods and isinstance(route, ActionRoute):
-                await self._act(route, scope, receive, tracked)
+                await self._act(route, params, scope, receive, tracked)
+            elif scope["method"] in route.methods and isinstance(route, WaitRoute):
+                await self._wait_read(route, params, scope, tracked)
             elif scope["method"] in route.methods and isinstance(route, StreamRoute):
                 await self._stream(route, params, scope, receive, tracked)
             elif scope["method"] in route.methods and isinstance(route, Route):
@@ -300,7 +305,9 @@ class FastPath:
             if not started:
                 await _send(tracked, *_json(500, {"detail": "Internal server error."}))
 
-    async def _act(self, route: ActionRoute, scope: Scope, receive: Any, send: Any) -> None:
+    async def _act(
+        self, route: ActionRoute, params: dict[str, str], scope: Scope, receive: Any, send: Any
+    ) -> None:
         """An action route: token, body (at most ``max_body_bytes``), the owning app's handler
         in the database thread, its JSON answer."""
         _, token = await self._authorise(_headers(scope))
@@ -331,12 +338,64 @@ class FastPath:
         # embedded default) serialises every writer anyway, and its shared-cache test
         # databases refuse a second one instead of waiting: one thread there.
         call = sync_to_async(_db_call, thread_sensitive=_SQLITE)
-        status, answer = await call(route.handle, token, b"".join(chunks))
-        if status >= 400:
-            await _send(send, *_json(status, dict(answer)))
+        status, answer = await call(route.handle, token, b"".join(chunks), params)
+        await _send_answer(send, status, answer)
+
+    async def _wait_read(
+        self, route: WaitRoute, params: dict[str, str], scope: Scope, send: Any
+    ) -> None:
+        """A long-pollable read: answer when it settles, or at ``?wait=`` seconds."""
+        token_hash, token = await self._authorise(_headers(scope))
+        if token is None:
+            await _send(send, *_json(401, UNAUTHORISED))
             return
-        headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
-        await _send(send, status, headers, json.dumps(answer).encode())
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        try:
+            wait = float(query.get("wait", "0") or 0)
+        except ValueError:
+            wait = -1
+        if not 0 <= wait <= route.max_wait_s:  # also refuses nan and inf
+            errors = {"wait": [f"Seconds to wait, between 0 and {route.max_wait_s:g}."]}
+            await _send(send, *_json(400, {"detail": "Invalid input.", "errors": errors}))
+            return
+        slot = (route.topic, route.topic_key(token, params))
+        read = sync_to_async(_db_call)
+        if wait <= 0:
+            status, answer, _ = await read(route.read, token, params)
+            await _send_answer(send, status, answer)
+            return
+        if not self._hold(token_hash):
+            await _send(send, *_too_many_held(settings.FASTPATH_MAX_OPEN_PER_TOKEN))
+            return
+        deadline = time.monotonic() + wait
+        revoked = asyncio.Event()
+        self._waiting[revoked] = (token_hash, token)
+        try:
+            while True:
+                woken = self.board.arm(*slot)  # before the read: a change after it wakes us
+                try:
+                    status, answer, settled = await read(route.read, token, params)
+                    remaining = deadline - time.monotonic()
+                    if status != 200 or settled or remaining <= 0:
+                        break
+                    change = asyncio.create_task(woken.wait())
+                    ended = asyncio.create_task(revoked.wait())
+                    await asyncio.wait(
+                        {change, ended},
+                        timeout=min(remaining, route.recheck_s),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                    change.cancel()
+                    ended.cancel()
+                finally:
+                    self.board.disarm(*slot)
+                if revoked.is_set():
+                    await _send(send, *_json(401, UNAUTHORISED))
+                    return
+        finally:
+            self._waiting.pop(revoked, None)
+            self._release(token_hash)
+        await _send_answer(send, status, answer)
 
     async def _redirect_to_https(self, scope: Scope, send: Any) -> None:
         # As Django's SECURE_SSL_REDIRECT does for every other path: the token has already
@@ -652,6 +711,15 @@ async def _send(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_answer(send: Any, status: int, answer: Any) -> None:
+    """An owner's JSON answer: errors in the API's one error shape, never stored by a cache."""
+    if status >= 400:
+        await _send(send, *_json(status, dict(answer)))
+        return
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+    await _send(send, status, headers, json.dumps(answer).encode())
 
 
 async def _sse(send: Any, event: str, revision: int, data: str) -> None:

@@ -27,7 +27,7 @@ import copy
 import re
 from typing import Any
 
-from .registry import ActionRoute, OperationDoc, Route, StreamRoute, registry
+from .registry import ActionRoute, AnyRoute, OperationDoc, Route, StreamRoute, WaitRoute, registry
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 # Same definition as apps.accounts.api.authentication.RuntimeTokenScheme (used by the Django
@@ -168,9 +168,43 @@ def _action_operation(route: ActionRoute, doc: OperationDoc) -> dict[str, Any]:
     return operation
 
 
-def _operation(route: Route | StreamRoute | ActionRoute, doc: OperationDoc) -> dict[str, Any]:
+def _wait_operation(route: WaitRoute, doc: OperationDoc) -> dict[str, Any]:
+    return {
+        "parameters": [
+            {
+                "name": "wait",
+                "in": "query",
+                "required": False,
+                "description": (
+                    "Long-poll: seconds to hold the request while the answer is not settled "
+                    "(e.g. an approval still waiting); answered as soon as it settles, or with "
+                    f"the unsettled state at the end. Between 0 and {route.max_wait_s:g}."
+                ),
+                "schema": {
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": route.max_wait_s,
+                    "default": 0,
+                },
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "The current state.",
+                "content": {"application/json": {"schema": dict(doc.response)}},
+            },
+            "400": _error("`wait` is not a number between 0 and the route's maximum."),
+            "401": _error("No runtime token, or one that is unknown, revoked or archived."),
+            "404": _error("The token's scope holds nothing of that id."),
+        },
+    }
+
+
+def _operation(route: AnyRoute, doc: OperationDoc) -> dict[str, Any]:
     if isinstance(route, ActionRoute):
         shared = _action_operation(route, doc)
+    elif isinstance(route, WaitRoute):
+        shared = _wait_operation(route, doc)
     elif isinstance(route, StreamRoute):
         shared = _stream_operation(route, doc)
     else:
@@ -202,7 +236,7 @@ def document_fastpath_routes(result: dict[str, Any], **_: Any) -> dict[str, Any]
     schemas = components.setdefault("schemas", {})
     components.setdefault("securitySchemes", {}).setdefault("runtimeToken", RUNTIME_TOKEN_SCHEME)
     paths = result.setdefault("paths", {})
-    routes: list[Route | StreamRoute | ActionRoute] = registry.all()
+    routes: list[AnyRoute] = registry.all()
     for route in sorted(routes, key=lambda r: r.path):
         method = "post" if isinstance(route, ActionRoute) else "get"
         for doc in route.docs:

@@ -165,11 +165,12 @@ class StreamRoute:
     docs: tuple[OperationDoc, ...] = ()
 
 
-# (the token's scope, the request body) -> (HTTP status, the JSON answer). Synchronous, may use
-# the ORM: it runs in the fast path's database thread. A database connection lost during the
-# call is replaced and the call run again (``state._db_call``), so it must be idempotent (an
-# idempotency key in the body). Field errors answer 400 as ``{"detail", "errors"}``.
-ActionHandler = Callable[[TokenScope, bytes], tuple[int, Mapping[str, Any]]]
+# (the token's scope, the request body, the path parameters) -> (HTTP status, the JSON answer).
+# Synchronous, may use the ORM: it runs in the fast path's database thread. A database
+# connection lost during the call is replaced and the call run again (``state._db_call``), so
+# it must be idempotent (an idempotency key in the body). Field errors answer 400 as
+# ``{"detail", "errors"}``.
+ActionHandler = Callable[[TokenScope, bytes, Mapping[str, str]], tuple[int, Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -188,6 +189,33 @@ class ActionRoute:
     docs: tuple[OperationDoc, ...] = ()
 
 
+# (the token's scope, the path parameters) -> (HTTP status, the JSON answer, settled). Sync,
+# may use the ORM (the fast path's database thread); it may write what a second run writes the
+# same (an expiry that is due). ``settled``: nothing the route waits for can change the answer
+# any more (a decided approval), so a long-poll answers at once.
+WaitReader = Callable[[TokenScope, Mapping[str, str]], tuple[int, Mapping[str, Any], bool]]
+
+
+@dataclass(frozen=True)
+class WaitRoute:
+    """A JSON read that a runtime may long-poll until it settles (an approval's decision):
+    ``GET path?wait=N`` reads once; while the answer is 200 and not settled, it waits for an
+    event on ``(topic, topic_key)`` — or ``recheck_s``, the safety net for a lost event — and
+    reads again, until settled or N seconds passed. Nothing is cached: each read is the
+    owner's ``read``. The topic should be a ``Topic(wake_only=True)``: its keys (one per
+    approval) are many and short-lived, so the fast path keeps no version per key."""
+
+    path: str
+    kind: str
+    read: WaitReader
+    topic: str
+    topic_key: TopicKeyOf
+    max_wait_s: float = 60.0
+    recheck_s: float = 5.0
+    methods: tuple[str, ...] = ("GET",)
+    docs: tuple[OperationDoc, ...] = ()
+
+
 @dataclass(frozen=True)
 class Topic:
     """How the fast path knows a topic's current version per key without an event.
@@ -200,6 +228,8 @@ class Topic:
     name: str
     current: Callable[[str], int]
     poll_all: Callable[[], Mapping[str, int]] | None = None
+    # Events only wake whoever waits on the key now; no version is kept (``WaitRoute``).
+    wake_only: bool = False
     version_of: Callable[[Mapping[str, Any]], int | None] = field(
         default=lambda payload: revision_in_payload(payload)
     )
@@ -214,7 +244,7 @@ def revision_in_payload(payload: Mapping[str, Any]) -> int | None:
 # sync, uses the ORM: raw token -> (scope, seconds until it expires or None) | None
 TokenLookup = Callable[[str], "tuple[TokenScope, float | None] | None"]
 
-AnyRoute = Route | StreamRoute | ActionRoute
+AnyRoute = Route | StreamRoute | ActionRoute | WaitRoute
 _NO_PARAMETERS: dict[str, str] = {}  # shared by every plain-path match: never mutated
 
 
@@ -268,6 +298,11 @@ def register(route: Route) -> None:
 
 def register_action(route: ActionRoute) -> None:
     """Answer the action ``route`` (POST) on the fast path."""
+    registry.add(route)
+
+
+def register_wait(route: WaitRoute) -> None:
+    """Answer the long-pollable read ``route`` (GET) on the fast path."""
     registry.add(route)
 
 

@@ -52,6 +52,8 @@ class Board:
     def __init__(self) -> None:
         self._versions: dict[tuple[str, str], int] = {}
         self._events: dict[tuple[str, str], asyncio.Event] = {}
+        # waiters armed per slot (``arm``): a wake-only slot's event is dropped with its last
+        self._armed: dict[tuple[str, str], int] = {}
 
     def known(self, topic: str, key: str) -> int | None:
         return self._versions.get((topic, key))
@@ -69,6 +71,32 @@ class Board:
         event = self._events.pop(slot, None)
         if event is not None:
             event.set()
+
+    def wake(self, topic: str, key: str) -> None:
+        """Wake whoever waits on ``(topic, key)`` now, recording no version (wake-only topics:
+        one key per approval would otherwise be remembered forever)."""
+        event = self._events.pop((topic, key), None)
+        if event is not None:
+            event.set()
+
+    def arm(self, topic: str, key: str) -> asyncio.Event:
+        """An event set by the next ``bump`` or ``wake`` of ``(topic, key)``. Arm *before*
+        reading what the wait is about, so a change committed after the read is not missed;
+        ``disarm`` when done."""
+        slot = (topic, key)
+        self._armed[slot] = self._armed.get(slot, 0) + 1
+        return self._events.setdefault(slot, asyncio.Event())
+
+    def disarm(self, topic: str, key: str) -> None:
+        slot = (topic, key)
+        left = self._armed.get(slot, 0) - 1
+        if left > 0:
+            self._armed[slot] = left
+            return
+        self._armed.pop(slot, None)
+        event = self._events.get(slot)
+        if event is not None and not event.is_set():
+            del self._events[slot]  # nobody waits: nothing kept for a key that may never recur
 
     async def wait_beyond(self, topic: str, key: str, version: int, timeout: float) -> bool:
         """True as soon as ``(topic, key)`` is beyond ``version``; False at timeout."""

@@ -1,0 +1,697 @@
+"""Approval requests: opened and cancelled by runtimes, decided by approvers, expired and
+escalated by the beat. Every change goes through ``_transition`` (the state machine of
+``models.TRANSITIONS``) or ``_escalate``, runs in one transaction under a row lock, is
+audited, and is announced (``approval.changed``) so waiting runtimes wake."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.alerts.services import alert_raise
+from apps.audit.services import Actor, actor_identity, audit_record
+from apps.bundles.models import BundleVersion
+from apps.bundles.schema import TOOL_NAME_PATTERN
+from apps.core.canonical import CanonicalError, canonical_json
+from apps.core.locks import lock_row
+from apps.rollouts.selectors import deployment_current
+from apps.tenancy.models import Agent, Environment
+
+from ..contract import assess
+from ..models import (
+    BULK_RISKS,
+    RISKS,
+    TRANSITIONS,
+    ApprovalQueue,
+    ApprovalRequest,
+    ApprovalVote,
+    Status,
+)
+from ._common import SYSTEM, announce, approval_json, control_character_problem, runtime_actor
+from .queues import may_decide, queue_route
+
+_ID = re.compile(r"[\w.:@/-]{1,128}", re.ASCII)
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_SLUG = re.compile(r"[\w-]{1,100}", re.ASCII)
+_TOOL = re.compile(TOOL_NAME_PATTERN)
+MAX_ARGUMENTS_BYTES = 16 * 1024
+MAX_REASON = 2000
+MAX_EXCERPT_ITEMS = 20
+MAX_EXCERPT_CHARS = 2000
+EXCERPT_ROLES = ("user", "assistant", "tool", "system")
+
+
+class UnknownAgent(Exception):
+    """The agent named is not in the runtime token's scope."""
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key names a request for another tool or other arguments."""
+
+
+class SessionLimit(Exception):
+    """The session already holds the queue's limit of open requests."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class AlreadyDecided(Exception):
+    """The request is final (or this approver already voted); the message says who decided
+    what, when."""
+
+    def __init__(self, message: str, request: ApprovalRequest) -> None:
+        super().__init__(message)
+        self.request = request
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What ``approval_open`` returns: the request and whether this call created it."""
+
+    request: ApprovalRequest
+    created: bool
+
+
+# ------------------------------------------------------------------ runtime: open
+
+
+def _text(body: Mapping[str, Any], name: str, limit: int, errors: dict[str, list[str]]) -> str:
+    value = body.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > limit:
+        errors[name] = [f"Text of at most {limit:,} characters."]
+        return ""
+    problem = control_character_problem(value)
+    if problem:
+        errors[name] = [problem]
+        return ""
+    return value
+
+
+def _excerpt(value: Any, errors: dict[str, list[str]]) -> list[dict[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_EXCERPT_ITEMS:
+        errors["excerpt"] = [f"A list of at most {MAX_EXCERPT_ITEMS} messages."]
+        return []
+    result = []
+    for index, item in enumerate(value):
+        if (
+            not isinstance(item, dict)
+            or set(item) - {"role", "content"}
+            or item.get("role") not in EXCERPT_ROLES
+            or not isinstance(item.get("content"), str)
+            or len(item["content"]) > MAX_EXCERPT_CHARS
+        ):
+            errors[f"excerpt[{index}]"] = [
+                f"{{role: {'|'.join(EXCERPT_ROLES)}, content: text of at most "
+                f"{MAX_EXCERPT_CHARS:,} characters}}."
+            ]
+            return []
+        if control_character_problem(item["content"]):
+            errors[f"excerpt[{index}]"] = [str(control_character_problem(item["content"]))]
+            return []
+        result.append({"role": item["role"], "content": item["content"]})
+    return result
+
+
+def open_validate(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a runtime's request body (docs/approvals.md, "Open a request"); returns the
+    cleaned fields. Raises ``ValidationError`` keyed by field."""
+    errors: dict[str, list[str]] = {}
+    fields: dict[str, Any] = {}
+    for name in ("idempotency_key", "session_id"):
+        value = body.get(name)
+        if not isinstance(value, str) or not _ID.fullmatch(value):
+            errors[name] = ["1 to 128 of letters, digits and . : @ / - _"]
+        fields[name] = value
+    request_id = body.get("request_id")
+    if request_id is not None and (
+        not isinstance(request_id, str) or not _ID.fullmatch(request_id)
+    ):
+        errors["request_id"] = ["1 to 128 of letters, digits and . : @ / - _"]
+    fields["request_id"] = request_id or ""
+    runtime_id = body.get("runtime_id")
+    if runtime_id is not None and (
+        not isinstance(runtime_id, str) or not _ID.fullmatch(runtime_id)
+    ):
+        errors["runtime_id"] = ["The runtime's instance id, as in its heartbeats."]
+    fields["runtime_id"] = runtime_id or ""
+    agent = body.get("agent")
+    if not isinstance(agent, str) or not _SLUG.fullmatch(agent):
+        errors["agent"] = ["The agent's slug."]
+    fields["agent"] = agent
+    tool = body.get("tool")
+    if not isinstance(tool, str) or not _TOOL.fullmatch(tool):
+        errors["tool"] = ["A tool name: a letter, then up to 63 letters, digits, _ or -."]
+    fields["tool"] = tool
+    arguments = body.get("arguments")
+    if not isinstance(arguments, dict):
+        errors["arguments"] = ["The call's arguments, a JSON object."]
+    else:
+        try:
+            size = len(canonical_json(arguments))
+        except (CanonicalError, ValueError, TypeError, RecursionError):
+            errors["arguments"] = ["Not representable as canonical JSON (RFC 8785)."]
+        else:
+            if size > MAX_ARGUMENTS_BYTES:
+                errors["arguments"] = [f"At most {MAX_ARGUMENTS_BYTES:,} bytes as canonical JSON."]
+    fields["arguments"] = arguments
+    digest = body.get("arguments_sha256")
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        errors["arguments_sha256"] = [
+            "64 lowercase hex digits: sha256 of the RFC 8785 canonical JSON of the arguments."
+        ]
+    fields["arguments_sha256"] = digest
+    risk = body.get("risk")
+    if risk is not None and risk not in RISKS:
+        errors["risk"] = [f"One of {', '.join(RISKS)}."]
+    fields["risk"] = risk
+    fields["reason"] = _text(body, "reason", MAX_REASON, errors)
+    fields["rule"] = _text(body, "rule", 200, errors)
+    fields["requested_by"] = _text(body, "requested_by", 254, errors).strip()
+    fields["excerpt"] = _excerpt(body.get("excerpt"), errors)
+    version = body.get("bundle_version")
+    if version is not None and (
+        isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**31
+    ):
+        errors["bundle_version"] = ["The bundle version number the runtime serves (1, 2, ...)."]
+    fields["bundle_version"] = version
+    if errors:
+        raise ValidationError(errors)
+    return fields
+
+
+def _bundle_of(agent: Agent, environment: Environment, number: int | None) -> BundleVersion | None:
+    if number is not None:
+        version = BundleVersion.objects.filter(agent=agent, number=number).first()
+        if version is None:
+            raise ValidationError({"bundle_version": [f"{agent.slug} has no version {number}."]})
+        return version
+    deployment = deployment_current(agent=agent, environment=environment)
+    return deployment.version if deployment is not None else None
+
+
+@transaction.atomic
+def approval_open(
+    *,
+    tenant_id: int,
+    environment_id: int,
+    token_id: int | None,
+    token_agent_id: int | None,
+    token_label: str,
+    body: Mapping[str, Any],
+    now: datetime | None = None,
+) -> Opened:
+    """Open an approval request for a runtime (``POST /api/runtime/v1/approvals``), or return
+    the one its idempotency key already opened. The platform assesses the call from the
+    contract (``contract.assess``), routes it to its queue, and refuses a session already
+    holding the queue's limit of open requests. Raises ``ValidationError``, ``UnknownAgent``,
+    ``IdempotencyConflict``, ``SessionLimit``."""
+    fields = open_validate(body)
+    now = now or timezone.now()
+    environment = Environment.objects.select_related("tenant").get(pk=environment_id)
+    existing = _existing(environment_id, fields)
+    if existing is not None:
+        return Opened(existing, False)
+    agents = Agent.objects.filter(
+        tenant_id=tenant_id, slug=fields["agent"], archived_at__isnull=True
+    )
+    if token_agent_id is not None:
+        agents = agents.filter(pk=token_agent_id)
+    agent = agents.first()
+    if agent is None:
+        raise UnknownAgent(fields["agent"])
+    version = _bundle_of(agent, environment, fields["bundle_version"])
+    assessment = assess(
+        bundle=version.content if version is not None else None,
+        version_label=f"v{version.number}" if version is not None else "",
+        tool=fields["tool"],
+        arguments=fields["arguments"],
+        claimed_risk=fields["risk"],
+    )
+    if assessment.complete:
+        # Nothing was redacted: the approver sees exactly what the hash pins, so they must agree.
+        actual = hashlib.sha256(canonical_json(fields["arguments"])).hexdigest()
+        if actual != fields["arguments_sha256"]:
+            raise ValidationError(
+                {
+                    "arguments_sha256": [
+                        "Does not match the arguments: sha256 of their RFC 8785 canonical JSON "
+                        f"is {actual}."
+                    ]
+                }
+            )
+    queue = queue_route(
+        tenant=environment.tenant, agent_slug=agent.slug, tool=fields["tool"], risk=assessment.risk
+    )
+    queue = lock_row(ApprovalQueue, queue.pk)  # one open at a time per queue: the limit holds
+    open_in_session = ApprovalRequest.objects.filter(
+        environment_id=environment_id,
+        session_id=fields["session_id"],
+        queue=queue,
+        status=Status.PENDING,
+    ).count()
+    if open_in_session >= queue.max_open_per_session:
+        raise SessionLimit(
+            f"Session {fields['session_id']} already has {open_in_session} open approval "
+            f"requests in the queue {queue.name} (its limit is {queue.max_open_per_session}): "
+            "wait for a decision or cancel one.",
+            retry_after_s=30,
+        )
+    request = ApprovalRequest(
+        tenant_id=tenant_id,
+        environment_id=environment_id,
+        agent=agent,
+        queue=queue,
+        token_id=token_id,
+        runtime_id=fields["runtime_id"],
+        idempotency_key=fields["idempotency_key"],
+        tool=fields["tool"],
+        arguments=assessment.arguments,
+        arguments_sha256=fields["arguments_sha256"],
+        redacted=assessment.redacted,
+        risk=assessment.risk,
+        risk_summary=assessment.summary,
+        reason=fields["reason"],
+        excerpt=fields["excerpt"],
+        bundle_version=version,
+        session_id=fields["session_id"],
+        request_id=fields["request_id"],
+        rule=fields["rule"],
+        requested_by=fields["requested_by"],
+        approvals_required=2 if assessment.risk == "critical" else 1,
+        created_at=now,
+        expires_at=now + timedelta(seconds=queue.timeout_s),
+        escalate_at=(
+            now + timedelta(seconds=queue.escalate_after_s)
+            if queue.escalate_to_id and queue.escalate_after_s
+            else None
+        ),
+    )
+    try:
+        with transaction.atomic():
+            request.save()
+    except IntegrityError:  # the same key opened meanwhile by a retry
+        existing = _existing(environment_id, fields)
+        if existing is None:
+            raise
+        return Opened(existing, False)
+    audit_record(
+        actor=runtime_actor(token_label),
+        action="approval.requested",
+        target=request,
+        tenant=environment.tenant,
+        reason=fields["reason"][:500],
+        after={
+            "tool": request.tool,
+            "risk": request.risk,
+            "queue": queue.name,
+            "session_id": request.session_id,
+            "arguments_sha256": request.arguments_sha256,
+        },
+    )
+    announce(request)
+    return Opened(request, True)
+
+
+def _existing(environment_id: int, fields: Mapping[str, Any]) -> ApprovalRequest | None:
+    existing = (
+        ApprovalRequest.objects.select_related("queue")
+        .filter(environment_id=environment_id, idempotency_key=fields["idempotency_key"])
+        .first()
+    )
+    if existing is None:
+        return None
+    if existing.tool != fields["tool"] or existing.arguments_sha256 != fields["arguments_sha256"]:
+        raise IdempotencyConflict(
+            f"The idempotency key {fields['idempotency_key']} already opened request "
+            f"#{existing.pk} for {existing.tool} with other arguments: use a new key for a new "
+            "call."
+        )
+    return existing
+
+
+# ------------------------------------------------------------------ runtime: read, cancel
+
+
+def approval_for_runtime(
+    *, tenant_id: int, environment_id: int, token_agent_id: int | None, approval_id: int
+) -> ApprovalRequest | None:
+    """The request ``approval_id`` if it is in the token's scope (tenant, environment, the
+    token's agent), else None. A pending one past its expiry is expired first, so a runtime
+    waiting on it learns at the moment it expires, not at the next sweep."""
+    requests = ApprovalRequest.objects.select_related("queue").filter(
+        pk=approval_id, tenant_id=tenant_id, environment_id=environment_id
+    )
+    if token_agent_id is not None:
+        requests = requests.filter(agent_id=token_agent_id)
+    request = requests.first()
+    if (
+        request is not None
+        and request.status == Status.PENDING
+        and request.expires_at <= timezone.now()
+    ):
+        approval_expire(request_id=request.pk)
+        request = ApprovalRequest.objects.select_related("queue").get(pk=request.pk)
+    return request
+
+
+@transaction.atomic
+def approval_cancel(
+    *,
+    tenant_id: int,
+    environment_id: int,
+    token_agent_id: int | None,
+    token_label: str,
+    approval_id: int,
+    reason: str = "",
+) -> ApprovalRequest | None:
+    """Cancel a pending request for the runtime that holds it (its agent gave up, the session
+    ended). A final request is returned unchanged; None when it is not in the token's scope.
+    Raises ``ValidationError`` for a bad reason."""
+    if not isinstance(reason, str) or len(reason) > 500 or control_character_problem(reason):
+        raise ValidationError({"reason": ["Text of at most 500 characters."]})
+    found = approval_for_runtime(
+        tenant_id=tenant_id,
+        environment_id=environment_id,
+        token_agent_id=token_agent_id,
+        approval_id=approval_id,
+    )
+    if found is None:
+        return None
+    request = lock_row(ApprovalRequest, found.pk, related=("queue", "tenant"))
+    if request.status != Status.PENDING:
+        return request
+    _transition(request, Status.CANCELLED, comment=reason)
+    audit_record(
+        actor=runtime_actor(token_label),
+        action="approval.cancelled",
+        target=request,
+        tenant=request.tenant,
+        reason=reason,
+        before={"status": Status.PENDING.value},
+        after={"status": request.status},
+    )
+    announce(request)
+    return request
+
+
+def _transition(
+    request: ApprovalRequest,
+    status: str,
+    *,
+    comment: str = "",
+    deciders: Iterable[str] = (),
+    now: datetime | None = None,
+) -> None:
+    """Move a locked request to ``status`` if ``models.TRANSITIONS`` allows it (else
+    ``ValueError``: a programming error) and save it."""
+    if status not in TRANSITIONS[request.status]:
+        raise ValueError(f"approval #{request.pk}: {request.status} -> {status} is not allowed")
+    request.status = status
+    request.decided_at = now or timezone.now()
+    request.comment = comment
+    request.decided_by_label = ",".join(deciders)
+    request.escalate_at = None
+    request.version += 1
+    request.save()
+
+
+# ------------------------------------------------------------------ approvers: decide
+
+
+def _decided_message(request: ApprovalRequest) -> str:
+    when = timezone.localtime(request.decided_at).strftime("%H:%M:%S") if request.decided_at else ""
+    who = request.decided_by_label.replace(",", " and ") or "the system"
+    if request.status == Status.EXPIRED:
+        return f"Request #{request.pk} expired at {when} before anyone decided (denied)."
+    if request.status == Status.CANCELLED:
+        return f"Request #{request.pk} was cancelled by its runtime at {when}."
+    return f"Request #{request.pk} was already {request.status} by {who} at {when}."
+
+
+def _is_requester(user: Any, request: ApprovalRequest) -> bool:
+    asked = request.requested_by.strip().casefold()
+    if not asked:
+        return False
+    names = {str(user.get_username()).casefold(), str(getattr(user, "email", "") or "").casefold()}
+    return asked in names - {""}
+
+
+@transaction.atomic
+def approval_decide(
+    *,
+    actor: Actor,
+    request: ApprovalRequest,
+    choice: str,
+    comment: str = "",
+    bulk: bool = False,
+) -> ApprovalRequest:
+    """Record ``actor``'s ``choice`` ("approve" | "reject") on a pending request. One reject
+    decides; approvals decide once ``approvals_required`` distinct approvers approved (two for
+    critical). The requester (``requested_by``) cannot decide their own request. Two
+    approvers deciding at once: the row lock makes one win, the other gets
+    ``AlreadyDecided`` naming who decided. A request past its expiry expires instead.
+    ``bulk``: refused for anything but low-risk single-approver requests. Raises
+    ``PermissionDenied``, ``ValidationError``, ``AlreadyDecided``."""
+    if choice not in ApprovalVote.Choice.values:
+        raise ValidationError({"decision": ["approve or reject."]})
+    if not isinstance(comment, str) or len(comment) > 2000:
+        raise ValidationError({"comment": ["Text of at most 2,000 characters."]})
+    if control_character_problem(comment):
+        raise ValidationError({"comment": [str(control_character_problem(comment))]})
+    comment = comment.strip()
+    if choice == ApprovalVote.Choice.REJECT and not comment:
+        raise ValidationError({"comment": ["Say why: the agent and its user read it."]})
+    user, label = actor_identity(actor)
+    if user is None:
+        raise PermissionDenied("Only a person decides an approval request.")
+    locked = lock_row(ApprovalRequest, request.pk, related=("queue", "tenant", "queue__tenant"))
+    if not may_decide(user, locked.queue):
+        raise PermissionDenied(f"You are not an approver of the queue {locked.queue.name}.")
+    if locked.status == Status.PENDING and locked.expires_at <= timezone.now():
+        _expire_locked(locked)
+    if locked.status != Status.PENDING:
+        raise AlreadyDecided(_decided_message(locked), locked)
+    if bulk and (locked.risk not in BULK_RISKS or locked.approvals_required > 1):
+        raise ValidationError(
+            {"decision": [f"#{locked.pk} is {locked.risk_label} risk: decide it on its own."]}
+        )
+    if _is_requester(user, locked):
+        raise PermissionDenied("You asked for this call: someone else must decide it.")
+    if ApprovalVote.objects.filter(request=locked, user=user).exists():
+        raise AlreadyDecided(
+            f"You already approved #{locked.pk}; it needs another approver "
+            f"({locked.approvals} of {locked.approvals_required}).",
+            locked,
+        )
+    now = timezone.now()
+    ApprovalVote.objects.create(
+        request=locked, user=user, user_label=label, choice=choice, comment=comment, created_at=now
+    )
+    deciders = list(
+        ApprovalVote.objects.filter(request=locked, choice=ApprovalVote.Choice.APPROVE)
+        .order_by("created_at", "id")
+        .values_list("user_label", flat=True)
+    )
+    if choice == ApprovalVote.Choice.REJECT:
+        _transition(locked, Status.REJECTED, comment=comment, deciders=[label], now=now)
+        action = "approval.rejected"
+    else:
+        locked.approvals = len(deciders)
+        if locked.approvals >= locked.approvals_required:
+            _transition(locked, Status.APPROVED, comment=comment, deciders=deciders, now=now)
+            action = "approval.approved"
+        else:
+            locked.version += 1
+            locked.save(update_fields=["approvals", "version"])
+            action = "approval.vote"
+    audit_record(
+        actor=actor,
+        action=action,
+        target=locked,
+        tenant=locked.tenant,
+        reason=comment,
+        before={"status": Status.PENDING.value},
+        after={
+            "status": locked.status,
+            "approvals": locked.approvals,
+            "approvals_required": locked.approvals_required,
+            "arguments_sha256": locked.arguments_sha256,
+            **({"bulk": True} if bulk else {}),
+        },
+    )
+    announce(locked)
+    return locked
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """Per request of a bulk decision: decided, or why not (the others still are)."""
+
+    decided: list[int]
+    refused: dict[int, str]
+
+
+def approval_decide_bulk(
+    *, actor: Actor, requests: Iterable[ApprovalRequest], choice: str, comment: str = ""
+) -> BulkResult:
+    """Decide several low-risk requests at once, each in its own transaction: one refused
+    (not low risk, decided meanwhile, not yours) leaves the others decided."""
+    decided: list[int] = []
+    refused: dict[int, str] = {}
+    for request in requests:
+        try:
+            approval_decide(actor=actor, request=request, choice=choice, comment=comment, bulk=True)
+        except ValidationError as exc:
+            refused[request.pk] = "; ".join(
+                message for messages in exc.message_dict.values() for message in messages
+            )
+        except (AlreadyDecided, PermissionDenied) as exc:
+            refused[request.pk] = str(exc)
+        else:
+            decided.append(request.pk)
+    return BulkResult(decided, refused)
+
+
+# ------------------------------------------------------------------ beat: expire, escalate
+
+
+def _expire_locked(request: ApprovalRequest) -> None:
+    _transition(request, Status.EXPIRED, comment="No decision before the queue's timeout.")
+    request.decided_by_label = ""
+    audit_record(
+        actor=SYSTEM,
+        action="approval.expired",
+        target=request,
+        tenant=request.tenant,
+        reason=f"not decided within {request.queue.timeout_s:,} s (queue {request.queue.name})",
+        before={"status": Status.PENDING.value},
+        after={"status": request.status, "outcome": "deny"},
+    )
+    alert_raise(
+        tenant=request.tenant,
+        kind="approval.expired",
+        severity="warning",
+        title=f"Approval request #{request.pk} ({request.tool}) expired undecided",
+        detail=(
+            f"{request.agent.slug if request.agent_id else ''} asked for {request.tool} "
+            f"({request.risk_label} risk) in queue {request.queue.name}; nobody decided within "
+            "its timeout, so the runtime denied it."
+        ),
+        link=f"/approvals/?request={request.pk}",
+        subject_type="approvals.approvalrequest",
+        subject_id=str(request.pk),
+    )
+    announce(request)
+
+
+@transaction.atomic
+def approval_expire(*, request_id: int) -> bool:
+    """Expire one pending request past its ``expires_at`` (deny, the safe default); False
+    when it was decided meanwhile or is not due."""
+    request = lock_row(ApprovalRequest, request_id, related=("queue", "tenant", "agent"))
+    if request.status != Status.PENDING or request.expires_at > timezone.now():
+        return False
+    _expire_locked(request)
+    return True
+
+
+@transaction.atomic
+def approval_escalate(*, request_id: int) -> bool:
+    """Move one pending request due for escalation to its queue's ``escalate_to`` queue;
+    False when not due (decided, moved, or the queue stopped escalating)."""
+    request = lock_row(
+        ApprovalRequest, request_id, related=("queue", "tenant", "queue__escalate_to")
+    )
+    now = timezone.now()
+    target = request.queue.escalate_to
+    if (
+        request.status != Status.PENDING
+        or request.escalate_at is None
+        or request.escalate_at > now
+        or target is None
+    ):
+        if request.status == Status.PENDING and request.escalate_at and target is None:
+            request.escalate_at = None
+            request.save(update_fields=["escalate_at"])
+        return False
+    source = request.queue
+    request.escalated_from = source
+    request.escalated_at = now
+    request.queue = target
+    request.escalate_at = (
+        now + timedelta(seconds=target.escalate_after_s)
+        if target.escalate_to_id and target.escalate_after_s and target.escalate_to_id != source.pk
+        else None
+    )
+    request.version += 1
+    request.save()
+    audit_record(
+        actor=SYSTEM,
+        action="approval.escalated",
+        target=request,
+        tenant=request.tenant,
+        reason=f"not decided within {source.escalate_after_s or 0:,} s in {source.name}",
+        before={"queue": source.name},
+        after={"queue": target.name},
+    )
+    announce(request)
+    return True
+
+
+def approvals_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
+    """The beat's pass (``approvals.sweep``): expire what is past its timeout (deny), then
+    escalate what waited past its queue's escalation time. Each request in its own
+    transaction; at most ``limit`` of each per pass. Returns counts."""
+    now = now or timezone.now()
+    due = list(
+        ApprovalRequest.objects.filter(status=Status.PENDING, expires_at__lte=now)
+        .order_by("expires_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    expired = sum(1 for pk in due if approval_expire(request_id=pk))
+    waiting = list(
+        ApprovalRequest.objects.filter(status=Status.PENDING, escalate_at__lte=now)
+        .order_by("escalate_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    escalated = sum(1 for pk in waiting if approval_escalate(request_id=pk))
+    return {"expired": expired, "escalated": escalated}
+
+
+def sweep_interval_s() -> float:
+    return float(getattr(settings, "APPROVAL_SWEEP_EVERY_S", 5))
+
+
+__all__ = [
+    "AlreadyDecided",
+    "BulkResult",
+    "IdempotencyConflict",
+    "Opened",
+    "SessionLimit",
+    "UnknownAgent",
+    "approval_cancel",
+    "approval_decide",
+    "approval_decide_bulk",
+    "approval_escalate",
+    "approval_expire",
+    "approval_for_runtime",
+    "approval_json",
+    "approval_open",
+    "approvals_sweep",
+    "open_validate",
+]
