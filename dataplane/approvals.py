@@ -39,6 +39,7 @@ EXCERPT_ROLES = ("user", "assistant", "tool", "system")
 
 # The contract's bounds (docs/runtime-api.md): what the control plane refuses with a 400.
 MAX_BODY_BYTES = 64 * 1024
+MAX_ARGUMENTS_BYTES = 16 * 1024  # the arguments sent (redacted), as canonical JSON
 MAX_REASON = 2000
 MAX_EXCERPT_ITEMS = 20
 MAX_EXCERPT_CONTENT = 2000
@@ -47,6 +48,9 @@ MAX_REQUESTED_BY = 254
 MAX_CANCEL_REASON = 500
 _KEY = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# C0 controls but tab and new lines, and DEL: the control plane refuses them in text (they
+# cannot be stored, or hide what the approver reads).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class ApprovalError(Exception):
@@ -161,11 +165,24 @@ def sensitive_args_of(tool_spec: Mapping[str, Any] | None) -> tuple[str, ...]:
 
 
 def redact(arguments: Mapping[str, Any], sensitive: Iterable[str]) -> dict[str, Any]:
-    """A copy of ``arguments`` with each top-level argument named in ``sensitive`` that is
-    present replaced by ``"[redacted]"`` (the bundle's ``sensitive_args`` are argument names
-    of the tool's ``parameters``). What is absent stays absent; the rest is unchanged."""
-    names = set(sensitive)
-    return {key: (REDACTED if key in names else value) for key, value in arguments.items()}
+    """A copy of ``arguments`` with each argument named in ``sensitive`` that is present
+    replaced by ``"[redacted]"``: a top-level name (the bundle's ``sensitive_args`` are
+    argument names of the tool's ``parameters``) or a dotted path into nested objects
+    (``card.number``), as the control plane redacts. What is absent stays absent; the rest,
+    and the caller's mapping, are unchanged."""
+    result: dict[str, Any] = dict(arguments)
+    for path in sensitive:
+        parts = path.split(".")
+        holder: Any = result
+        for part in parts[:-1]:
+            if not isinstance(holder, dict) or not isinstance(holder.get(part), Mapping):
+                holder = None
+                break
+            holder[part] = dict(holder[part])  # copied on the way down: the caller's stays
+            holder = holder[part]
+        if isinstance(holder, dict) and parts[-1] in holder:
+            holder[parts[-1]] = REDACTED
+    return result
 
 
 def check_key(value: Any, field: str) -> str:
@@ -192,8 +209,9 @@ def derive_idempotency_key(
 def _bounded(text: Any, limit: int, field: str) -> str:
     if not isinstance(text, str):
         raise ValueError(f"{field} must be a string")
-    # Text the model wrote is cut rather than refused: a long reason must not keep a human
-    # from seeing the request.
+    # Text the model wrote is cleaned and cut rather than refused: a stray control character
+    # or a long reason must not keep a human from seeing the request.
+    text = _CONTROL.sub("\ufffd", text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -227,19 +245,23 @@ def build_request(
     request_id: str | None = None,
     rule: str = "",
     requested_by: str | None = None,
+    runtime_id: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body of ``POST /api/runtime/v1/approvals`` for one tool call.
 
     ``arguments`` are the call's full arguments: their hash (``arguments_sha256``) is taken
     over all of them, and the ``arguments`` sent have each name in ``sensitive`` (the tool
     contract's ``sensitive_args``) replaced by ``"[redacted]"``. ``idempotency_key``
-    defaults to ``derive_idempotency_key(...)`` with ``discriminator``. ``reason`` (cut at
-    2000 characters), ``rule`` (200) and each excerpt content (2000) are cut rather than
-    refused; the excerpt keeps its last 20 turns, and drops the oldest ones further if the
-    body would exceed 64 KiB. ValueError for what the control plane would refuse: a bad
-    session id or key, an unknown risk or excerpt role, a ``requested_by`` over 254
-    characters, a ``bundle_version`` below 1, arguments that are not JSON (CanonicalError)
-    or a body still over 64 KiB."""
+    defaults to ``derive_idempotency_key(...)`` with ``discriminator``. ``runtime_id``: the
+    runtime's instance id (its heartbeats'), so the decision is pushed to its ``push_url``.
+    ``reason`` (cut at 2000 characters), ``rule`` (200) and each excerpt content (2000) are
+    cut rather than refused, control characters (but tabs and new lines) replaced by U+FFFD;
+    the excerpt keeps its last 20 turns, and drops the oldest ones further if the body would
+    exceed 64 KiB. ValueError for what the control plane would refuse: a bad session id,
+    key, request id or runtime id, an unknown risk or excerpt role, a ``requested_by`` over
+    254 characters or with control characters, a ``bundle_version`` below 1, arguments that
+    are not JSON (CanonicalError) or over 16 KiB as canonical JSON once redacted, or a body
+    still over 64 KiB."""
     check_key(session_id, "session_id")
     if not isinstance(agent, str) or not agent:
         raise ValueError("agent must be a non-empty slug")
@@ -250,11 +272,18 @@ def build_request(
         session_id=session_id, tool=tool, arguments_sha256=digest, discriminator=discriminator
     )
     check_key(key, "idempotency_key")
+    shown = redact(arguments, sensitive)
+    size = len(canonical_json(shown, RFC8785))
+    if size > MAX_ARGUMENTS_BYTES:
+        raise ValueError(
+            f"the arguments are {size} bytes as canonical JSON, over the 16 KiB "
+            f"({MAX_ARGUMENTS_BYTES} bytes) an approval request may carry"
+        )
     body: dict[str, Any] = {
         "idempotency_key": key,
         "agent": agent,
         "tool": tool,
-        "arguments": redact(arguments, sensitive),
+        "arguments": shown,
         "arguments_sha256": digest,
         "session_id": session_id,
     }
@@ -271,12 +300,16 @@ def build_request(
             raise ValueError("bundle_version must be at least 1")
         body["bundle_version"] = bundle_version
     if request_id:
-        body["request_id"] = str(request_id)
+        body["request_id"] = check_key(request_id, "request_id")
+    if runtime_id:
+        body["runtime_id"] = check_key(runtime_id, "runtime_id")
     if rule:
         body["rule"] = _bounded(rule, MAX_RULE, "rule")
     if requested_by:
         if len(requested_by) > MAX_REQUESTED_BY:
             raise ValueError(f"requested_by must be at most {MAX_REQUESTED_BY} characters")
+        if _CONTROL.search(requested_by) or "\n" in requested_by or "\r" in requested_by:
+            raise ValueError("requested_by must not hold control characters")
         body["requested_by"] = requested_by
     turns = _excerpt(excerpt)
     while True:

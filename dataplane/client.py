@@ -31,6 +31,7 @@ import logging
 import math
 import queue
 import random
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -90,6 +91,7 @@ MAX_PUSHED_APPROVALS = 10_000
 APPROVAL_CHUNK_S = 30
 
 T = TypeVar("T")
+_ID = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")
 
 Source = Literal["control-plane", "disk-cache"]
 
@@ -797,9 +799,10 @@ class Runtime:
         contract's); ``reason`` (≤ 2000 characters, cut), ``excerpt`` (``{"role",
         "content"}`` turns, the last 20 kept), ``rule`` (the guard check that asked),
         ``request_id``, ``requested_by`` (the human the agent acts for, who may not approve)
-        and ``bundle_version`` are shown to the approver. ``timeout_s``: how long (seconds)
-        network failures and 5xx answers are retried with backoff (the same key, so
-        retrying is safe).
+        and ``bundle_version`` are shown to the approver; the runtime's ``instance_id`` goes
+        along as ``runtime_id``, so the decision is pushed to this runtime. ``timeout_s``:
+        how long (seconds) network failures and 5xx answers are retried with backoff (the
+        same key, so retrying is safe).
 
         Raises ``ApprovalRefused`` (429: the session has its queue's limit of open
         requests; ``detail`` is the control plane's sentence, ``retry_after_s`` its
@@ -824,6 +827,8 @@ class Runtime:
             request_id=request_id,
             rule=rule,
             requested_by=requested_by,
+            # The decision is pushed to this instance's push_url (if it serves one).
+            runtime_id=self.instance_id if _ID.fullmatch(self.instance_id) else None,
         )
         response = self._approval_call("POST", APPROVALS_PATH, body, timeout_s)
         if response.status not in (200, 201):

@@ -204,27 +204,74 @@ def test_build_request__bounds__model_text_cut_identity_and_enums_refused() -> N
         {"session_id": SESSION, "excerpt": [{"role": "narrator", "content": "hi"}]},
         {"session_id": SESSION, "requested_by": "u" * 255},
         {"session_id": SESSION, "bundle_version": 0},
+        {"session_id": SESSION, "request_id": "req 1"},
+        {"session_id": SESSION, "runtime_id": "pod/ 1"},
     ):
         with pytest.raises(ValueError):
             build_request(**common, **bad)
 
 
-def test_build_request__body_over_64_kib__oldest_turns_dropped_then_refused() -> None:
-    excerpt = [{"role": "user", "content": "y" * 2000} for _ in range(20)]
-    big = {"order_id": "A00000001", "notes": "n" * 40_000}
+def test_build_request__body_over_64_kib__oldest_turns_dropped() -> None:
+    # 2,000 characters of "é" are 12,000 bytes on the wire (JSON escapes them): 20 such
+    # turns do not fit in 64 KiB.
+    excerpt = [{"role": "user", "content": f"{n} " + "é" * 1990} for n in range(20)]
 
     body = build_request(
-        agent=AGENT, tool="issue_refund", arguments=big, session_id=SESSION, excerpt=excerpt
+        agent=AGENT, tool="issue_refund", arguments=ARGS, session_id=SESSION, excerpt=excerpt
     )
 
     assert len(json.dumps(body).encode()) <= 64 * 1024
     assert 0 < len(body["excerpt"]) < 20
-    with pytest.raises(ValueError, match="64"):
+    assert body["excerpt"][-1]["content"].startswith("19 ")  # the most recent kept
+
+
+def test_build_request__arguments_over_16_kib__refused_before_sending() -> None:
+    with pytest.raises(ValueError, match="16 KiB"):
         build_request(
             agent=AGENT,
             tool="issue_refund",
-            arguments={"notes": "n" * 70_000},
+            arguments={"order_id": "A00000001", "notes": "n" * 17_000},
             session_id=SESSION,
+        )
+    # Measured as sent: a large sensitive argument is redacted first.
+    body = build_request(
+        agent=AGENT,
+        tool="issue_refund",
+        arguments={"order_id": "A00000001", "scan": "n" * 17_000},
+        session_id=SESSION,
+        sensitive=["scan"],
+    )
+    assert body["arguments"]["scan"] == REDACTED
+
+
+def test_redact__dotted_paths__nested_values_replaced_caller_untouched() -> None:
+    arguments = {"card": {"number": "4111", "holder": "Ann"}, "amount": 3, "note": "x"}
+
+    shown = redact(arguments, ["card.number", "note", "card.missing", "amount.deep"])
+
+    assert shown == {"card": {"number": REDACTED, "holder": "Ann"}, "amount": 3, "note": REDACTED}
+    assert arguments["card"]["number"] == "4111"
+
+
+def test_build_request__control_characters__cleaned_in_text_refused_in_identity() -> None:
+    body = build_request(
+        agent=AGENT,
+        tool="issue_refund",
+        arguments=ARGS,
+        session_id=SESSION,
+        reason="line one\nline\x00two\x1b[31m",
+        excerpt=[{"role": "user", "content": "bell\x07"}],
+    )
+
+    assert body["reason"] == "line one\nline\ufffdtwo\ufffd[31m"
+    assert body["excerpt"][0]["content"] == "bell\ufffd"
+    with pytest.raises(ValueError, match="control"):
+        build_request(
+            agent=AGENT,
+            tool="issue_refund",
+            arguments=ARGS,
+            session_id=SESSION,
+            requested_by="eve\x00@example.com",
         )
 
 
@@ -344,6 +391,7 @@ def test_approval_request__redacts_the_served_contracts_sensitive_args(
         "request_id": "req-1",
     }
     assert body["requested_by"] == "carol@example.com" and body["bundle_version"] == 1
+    assert body["runtime_id"] == "approvals-test"  # the decision is pushed to this runtime
     assert (approval.id, approval.status, approval.outcome) == (1, "pending", None)
     assert approval.arguments_sha256 == arguments_sha256(ARGS)
 
