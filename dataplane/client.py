@@ -1182,9 +1182,13 @@ def _approval_refusal(response: Response, call: str) -> ApprovalError:
     if not detail:
         detail = response.body[:500].decode("utf-8", "replace") or f"HTTP {response.status}"
     if response.status == 429:
+        # The Retry-After header, or the body's retry_after_s (some answers carry only that).
+        hint = response.headers.get("retry-after") or (
+            document.get("retry_after_s") if isinstance(document, dict) else None
+        )
         try:
-            retry_after: float | None = float(response.headers.get("retry-after", ""))
-        except ValueError:
+            retry_after: float | None = float(hint) if hint is not None else None
+        except (TypeError, ValueError):
             retry_after = None
         return ApprovalRefused(detail, retry_after_s=retry_after)
     kind = ApprovalConflict if response.status == 409 else ApprovalError

@@ -11,7 +11,9 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +52,7 @@ from dataplane.webhook import (
     TIMESTAMP_HEADER,
     ApprovalPush,
     Push,
+    PushReceiver,
     PushRejected,
     PushVerifier,
     push_key,
@@ -955,3 +958,324 @@ def test_fleet__stopped_while_refunds_wait__requests_cancelled_and_recorded(
     assert {approval["status"] for approval in plane.approvals.values()} == {"cancelled"}
     assert len(fleet.records) == 40
     assert member.in_flight == 0
+
+
+# -- against the real control plane (fast path, services, push) ----------------------------------
+
+LIVE_ARGS: dict[str, Any] = {
+    "order_id": "A00000042",
+    "amount": 42.5,
+    "currency": "EUR",
+    "reason": "charged twice for the same order",
+    "payment_reference": "PAY-SECRET-42",
+    "idempotency_key": "refund-A00000042-0001",
+}
+DEMO = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
+
+
+@dataclass
+class Live:
+    url: str
+    token: str
+    queue: Any
+    approvers: tuple[Any, Any]
+
+
+@pytest.fixture
+def live(asgi_server: str, tenant: Any) -> Live:
+    """The demo refund agent deployed in production, a runtime token, and the queue Refunds
+    (issue_refund, two approvers: the tool is critical)."""
+    from apps.accounts.runtime_tokens import runtime_token_create
+    from apps.approvals.services import queue_create
+    from apps.audit.services import SystemActor
+    from apps.bundles.services import bundle_version_push
+    from apps.core.roles import Role
+    from apps.rollouts.services import deployment_create
+
+    from ..factories import AgentFactory, make_user
+
+    actor = SystemActor("test")
+    agent = AgentFactory(tenant=tenant, slug=AGENT, name="Refund agent")
+    version = bundle_version_push(
+        actor=actor,
+        agent=agent,
+        source=(DEMO / "refund-agent-v1.yaml").read_text(),
+        message="demo",
+    ).version
+    production = tenant.environments.get(slug="production")
+    deployment_create(
+        actor=actor, agent=agent, environment=production, version=version, reason="launch"
+    )
+    _, token = runtime_token_create(
+        actor=actor, tenant=tenant, environment=production, name="fleet"
+    )
+    approvers = (
+        make_user(Role.APPROVER, tenant, username="alice-approver"),
+        make_user(Role.APPROVER, tenant, username="bob-approver"),
+    )
+    queue = queue_create(
+        actor=actor,
+        tenant=tenant,
+        data={
+            "name": "Refunds",
+            "match_tools": ["issue_refund"],
+            "timeout_s": 3600,
+            "sla_s": 600,
+            "approvers": list(approvers),
+        },
+    )
+    return Live(asgi_server, token, queue, approvers)
+
+
+@pytest.fixture
+def live_runtime(live: Live) -> Iterator[Runtime]:
+    runtime = Runtime(live.url, live.token, "pod-live", backoff=Backoff(0.05, 0.5))
+    runtime.sync_once()
+    yield runtime
+    runtime.stop()
+
+
+def decide(approval_id: int, user: Any, choice: str, comment: str) -> None:
+    from apps.approvals.models import ApprovalRequest
+    from apps.approvals.services import approval_decide
+
+    request = ApprovalRequest.objects.get(pk=approval_id)
+    approval_decide(actor=user, request=request, choice=choice, comment=comment)
+
+
+def in_background(function: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """``function()`` on a thread; its result or exception lands in the dict."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = function()
+        except Exception as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def opened_request() -> Any:
+    from apps.approvals.models import ApprovalRequest
+
+    assert eventually(lambda: ApprovalRequest.objects.exists(), WAIT)
+    return ApprovalRequest.objects.get()
+
+
+def test_live__approved_by_two__the_wait_is_woken_and_the_call_executed(
+    live: Live, live_runtime: Runtime
+) -> None:
+    tool = Tool()
+    request_guard = guard(live_runtime)
+    thread, outcome = in_background(
+        lambda: live_runtime.call_tool_with_approval(
+            request_guard,
+            "issue_refund",
+            LIVE_ARGS,
+            tool,
+            confidence=0.95,
+            reason="the customer was charged twice",
+            excerpt=[{"role": "user", "content": "You charged me twice!"}],
+            request_id="req-live-1",
+            requested_by="carol@example.com",
+            timeout_s=120,
+        )
+    )
+    request = opened_request()
+    alice, bob = live.approvers
+
+    decide(request.pk, alice, "approve", "order checked")
+    decide(request.pk, bob, "approve", "agreed")
+    # Woken by the decision: the wait's long-poll chunk (30 s) is far from over.
+    thread.join(25)
+
+    assert not thread.is_alive() and "error" not in outcome, outcome
+    assert outcome["result"] == "refunded 42.5"
+    assert tool.calls == [LIVE_ARGS]
+    request.refresh_from_db()
+    assert request.status == "approved" and request.approvals_required == 2
+    assert request.arguments == {**LIVE_ARGS, "payment_reference": REDACTED}
+    assert request.arguments_sha256 == arguments_sha256(LIVE_ARGS)
+    assert (request.runtime_id, request.request_id, request.session_id) == (
+        "pod-live",
+        "req-live-1",
+        SESSION,
+    )
+    assert request.requested_by == "carol@example.com" and request.risk == "critical"
+    assert request.bundle_version.number == 1
+    assert request.rule.startswith("issue_refund needs approval by rule #")
+
+
+def test_live__rejected__refused_with_the_comment_never_executed(
+    live: Live, live_runtime: Runtime
+) -> None:
+    tool = Tool()
+    thread, outcome = in_background(
+        lambda: live_runtime.call_tool_with_approval(
+            guard(live_runtime), "issue_refund", LIVE_ARGS, tool, confidence=0.95, timeout_s=120
+        )
+    )
+    request = opened_request()
+
+    decide(request.pk, live.approvers[0], "reject", "not owed: the second charge was refunded")
+    thread.join(25)
+
+    assert not thread.is_alive()
+    refused = outcome.get("error")
+    assert isinstance(refused, ApprovalDenied) and refused.code == "rejected"
+    assert "not owed: the second charge was refunded" in refused.reason
+    assert tool.calls == []
+
+
+def test_live__idempotent_retry_and_cancel(live: Live, live_runtime: Runtime) -> None:
+    from apps.approvals.models import ApprovalRequest
+
+    first = live_runtime.approval_request(AGENT, "issue_refund", LIVE_ARGS, session_id=SESSION)
+    again = live_runtime.approval_request(AGENT, "issue_refund", LIVE_ARGS, session_id=SESSION)
+
+    assert again.id == first.id and ApprovalRequest.objects.count() == 1
+    assert (first.status, first.queue, first.approvals_required) == ("pending", "Refunds", 2)
+    pending = live_runtime.approval_wait(first.id, timeout_s=1)
+    assert pending.status == "pending"
+
+    cancelled = live_runtime.approval_cancel(first.id, reason="the customer withdrew")
+
+    assert (cancelled.status, cancelled.outcome) == ("cancelled", "deny")
+    assert ApprovalRequest.objects.get(pk=first.id).status == "cancelled"
+    assert live_runtime.approval_cancel(first.id).status == "cancelled"
+    assert live_runtime.approval_wait(first.id, timeout_s=5).status == "cancelled"
+    with pytest.raises(ApprovalConflict):
+        live_runtime.approval_request(
+            AGENT,
+            "issue_refund",
+            {**LIVE_ARGS, "amount": 43},
+            session_id=SESSION,
+            idempotency_key=first.idempotency_key,
+        )
+
+
+def test_live__session_limit__refused_with_the_servers_sentence(
+    live: Live, live_runtime: Runtime
+) -> None:
+    from apps.approvals.services import queue_update
+    from apps.audit.services import SystemActor
+
+    queue = live.queue
+    queue_update(
+        actor=SystemActor("test"),
+        queue=queue,
+        data={**queue.snapshot(), "escalate_to": None, "max_open_per_session": 1},
+    )
+    live_runtime.approval_request(AGENT, "issue_refund", LIVE_ARGS, session_id=SESSION)
+
+    with pytest.raises(ApprovalRefused) as refused:
+        live_runtime.approval_request(
+            AGENT, "issue_refund", LIVE_ARGS, session_id=SESSION, discriminator="second"
+        )
+
+    assert "Session session-7 already has 1 open approval requests" in refused.value.detail
+    assert "Refunds" in refused.value.detail and refused.value.status == 429
+
+
+def test_live__expired_by_the_beat__denied_never_executed(
+    live: Live, live_runtime: Runtime
+) -> None:
+    from django.utils import timezone
+
+    from apps.approvals.models import ApprovalRequest
+    from apps.approvals.services import approval_expire
+
+    gate = live_runtime.approval_gate(guard(live_runtime))
+    decision = gate.guard.check_tool_call("issue_refund", LIVE_ARGS, confidence=0.95)
+    approval = gate.request("issue_refund", LIVE_ARGS, decision=decision)
+    ApprovalRequest.objects.filter(pk=approval.id).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    assert approval_expire(request_id=approval.id)
+    expired = gate.wait(approval, timeout_s=30)
+
+    assert (expired.status, expired.outcome, expired.decided_by) == ("expired", "deny", ())
+    tool = Tool()
+    with pytest.raises(ApprovalDenied) as refused:
+        gate.execute_approved(expired, "issue_refund", LIVE_ARGS, tool, confidence=0.95)
+    assert refused.value.code == "expired" and tool.calls == []
+
+
+def test_live__decision_pushed__verified_by_the_runtimes_receiver(
+    live: Live, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from apps.runtimes import tasks
+
+    settings.RUNTIME_PUSH_ALLOWED_CIDRS = ["127.0.0.1/32"]
+    # The broker hop only: the task runs here, as a worker would.
+    monkeypatch.setattr(
+        tasks.push_approval, "delay", lambda *args: tasks.push_approval.apply(args=args)
+    )
+    pushed: list[ApprovalPush] = []
+    receiver = PushReceiver(
+        verifier=PushVerifier(live.token), on_push=lambda push: None, on_approval=pushed.append
+    )
+    receiver.start()
+    runtime = Runtime(live.url, live.token, "pod-push", push_url=receiver.url)
+    try:
+        runtime.sync_once()  # its heartbeat registers the push URL
+        approval = runtime.approval_request(AGENT, "issue_refund", LIVE_ARGS, session_id=SESSION)
+        alice, bob = live.approvers
+
+        decide(approval.id, alice, "approve", "one")
+        decide(approval.id, bob, "approve", "two")
+
+        assert eventually(lambda: pushed, WAIT)
+        (push,) = pushed
+        assert push.approval.id == approval.id
+        assert (push.approval.status, push.approval.outcome) == ("approved", "allow")
+        assert push.approval.decided_by == ("alice-approver", "bob-approver")
+        assert push.approval.arguments_sha256 == arguments_sha256(LIVE_ARGS)
+    finally:
+        runtime.stop()
+        receiver.stop()
+
+
+def test_live__simulated_refund_agent__real_requests_decided_and_acted_on(live: Live) -> None:
+    from apps.approvals.models import ApprovalRequest
+
+    fleet = Fleet(
+        live.url,
+        live.token,
+        runtimes=1,
+        agent=AGENT,
+        rps=1000,
+        requests_per_runtime=30,
+        report=False,
+        backoff=Backoff(0.05, 0.5),
+        # Short config long-polls: one still parked in the server would hold its shutdown.
+        wait_s=2,
+    )
+    (member,) = fleet.members
+    fleet.start()
+    try:
+        assert eventually(lambda: member.handled == 30, 60)
+        opened = list(ApprovalRequest.objects.order_by("pk"))
+        assert opened, "no refund asked for a human in 30 requests"
+        alice, bob = live.approvers
+        for index, request in enumerate(opened):
+            if index % 2:
+                decide(request.pk, alice, "reject", "not within policy")
+            else:
+                decide(request.pk, alice, "approve", "fine")
+                decide(request.pk, bob, "approve", "fine")
+        assert fleet.wait_finished(60)
+    finally:
+        assert fleet.stop()
+
+    records = {record.request_id: record for record in fleet.records}
+    assert len(records) == 30
+    for request in ApprovalRequest.objects.all():
+        record = records[request.request_id]
+        assert request.tool == "issue_refund" and request.risk == "critical"
+        executed = "issue_refund" in record.tools_called
+        assert executed == (request.status == "approved"), (request.status, record)
