@@ -29,6 +29,7 @@ api_v1 = [
     path("", include("apps.rollouts.api.urls")),
     path("", include("apps.alerts.api.urls")),
     path("", include("apps.budgets.api.urls")),
+    path("", include("apps.approvals.api.urls")),
 ]
 
 urlpatterns = [

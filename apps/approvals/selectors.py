@@ -24,7 +24,8 @@ from apps.core.roles import Role, user_is_admin, user_role
 from .models import RISKS, ApprovalQueue, ApprovalRequest, ApprovalVote, Status
 from .services import DECIDE, may_decide
 
-_RISK_ORDER = Case(
+# critical first: the inbox's order
+RISK_ORDER = Case(
     *(When(risk=risk, then=Value(rank)) for rank, risk in enumerate(RISKS)),
     default=Value(len(RISKS)),
     output_field=IntegerField(),
@@ -97,7 +98,7 @@ def inbox(user: AnyUser, filters: InboxFilters, *, now: datetime | None = None) 
     if filters.min_age_s:
         requests = requests.filter(created_at__lte=now - timedelta(seconds=filters.min_age_s))
     if filters.status == Status.PENDING:
-        return requests.annotate(risk_rank=_RISK_ORDER).order_by("-risk_rank", "created_at", "id")
+        return requests.annotate(risk_rank=RISK_ORDER).order_by("-risk_rank", "created_at", "id")
     return requests.order_by("-decided_at", "-id")
 
 

@@ -1,0 +1,247 @@
+"""The rules of deciding: four eyes on critical, the requester cannot decide, a reject says
+why, queues decide who, expiry is not a rejection, escalation moves a request, and two
+approvers at once: exactly one wins and the other is told who decided."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.utils import timezone
+
+from apps.alerts.models import Alert
+from apps.approvals.models import ApprovalQueue, ApprovalRequest, Status
+from apps.approvals.services import (
+    AlreadyDecided,
+    approval_decide,
+    approval_for_runtime,
+    approval_open,
+    approvals_sweep,
+    queue_create,
+)
+from apps.audit.models import AuditEvent
+from apps.core.roles import Role
+from apps.tenancy.models import Tenant
+
+from ..factories import make_user
+from ..races import postgresql_only
+from .conftest import ACTOR, body
+
+
+def open_request(tenant: Tenant, **fields: Any) -> ApprovalRequest:
+    environment = tenant.environments.get(slug="production")
+    return approval_open(
+        tenant_id=tenant.pk,
+        environment_id=environment.pk,
+        token_id=None,
+        token_agent_id=None,
+        token_label="test",
+        body=body(**fields),
+    ).request
+
+
+def test_critical_needs_two_distinct_approvers(tenant, agent, refunds, approver, approver2) -> None:  # type: ignore[no-untyped-def]
+    request = open_request(tenant)
+    assert request.risk == "critical" and request.approvals_required == 2
+    first = approval_decide(actor=approver, request=request, choice="approve", comment="ok")
+    assert first.status == Status.PENDING and first.approvals == 1
+    with pytest.raises(AlreadyDecided, match="needs another approver"):
+        approval_decide(actor=approver, request=request, choice="approve")
+    second = approval_decide(actor=approver2, request=request, choice="approve", comment="ok too")
+    assert second.status == Status.APPROVED and second.outcome == "allow"
+    assert second.decided_by_label == "alice-approver,bob-approver"
+    actions = list(
+        AuditEvent.objects.filter(
+            target_type="approvals.approvalrequest", target_id=str(request.pk)
+        )
+        .order_by("id")
+        .values_list("action", flat=True)
+    )
+    assert actions == ["approval.requested", "approval.vote", "approval.approved"]
+
+
+def test_one_reject_decides_and_needs_a_comment(tenant, agent, refunds, approver) -> None:  # type: ignore[no-untyped-def]
+    request = open_request(tenant)
+    with pytest.raises(ValidationError) as error:
+        approval_decide(actor=approver, request=request, choice="reject", comment="  ")
+    assert "comment" in error.value.message_dict
+    rejected = approval_decide(
+        actor=approver, request=request, choice="reject", comment="Not our order."
+    )
+    assert rejected.status == Status.REJECTED and rejected.outcome == "deny"
+    assert rejected.comment == "Not our order."
+    with pytest.raises(AlreadyDecided, match="already rejected by alice-approver"):
+        approval_decide(actor=approver, request=request, choice="approve")
+
+
+def test_the_requester_cannot_decide(tenant, agent, refunds, approver, approver2) -> None:  # type: ignore[no-untyped-def]
+    request = open_request(tenant, requested_by="Alice-Approver")
+    with pytest.raises(PermissionDenied, match="someone else"):
+        approval_decide(actor=approver, request=request, choice="approve")
+    approval_decide(actor=approver2, request=request, choice="approve")
+
+
+def test_only_the_queue_s_approvers_decide(tenant, agent, refunds, approver, viewer, admin) -> None:  # type: ignore[no-untyped-def]
+    outsider = make_user(Role.APPROVER, tenant, username="carol-approver")
+    queue_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={"name": "Mail", "match_tools": ["send_email"], "approvers": [outsider]},
+    )
+    mail = open_request(
+        tenant, tool="send_email", arguments={"to": "a@example.com"}, idempotency_key="m1"
+    )
+    refund = open_request(tenant)
+    with pytest.raises(PermissionDenied):
+        approval_decide(actor=approver, request=mail, choice="approve")  # X cannot decide Y
+    with pytest.raises(PermissionDenied):
+        approval_decide(actor=outsider, request=refund, choice="approve")
+    with pytest.raises(PermissionDenied):
+        approval_decide(actor=viewer, request=refund, choice="approve")
+    with pytest.raises(PermissionDenied):
+        approval_decide(actor=ACTOR, request=refund, choice="approve")  # not a person
+    assert approval_decide(actor=admin, request=mail, choice="approve").status == Status.APPROVED
+
+
+def test_expiry_is_not_a_rejection(tenant, agent, refunds, approver) -> None:  # type: ignore[no-untyped-def]
+    request = open_request(tenant)
+    ApprovalRequest.objects.filter(pk=request.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert approvals_sweep() == {"expired": 1, "escalated": 0}
+    request.refresh_from_db()
+    assert request.status == Status.EXPIRED and request.outcome == "deny"
+    assert request.decided_by_label == "" and "timeout" in request.comment
+    assert Alert.objects.filter(kind="approval.expired", subject_id=str(request.pk)).exists()
+    assert AuditEvent.objects.filter(action="approval.expired", target_id=str(request.pk)).exists()
+    assert approvals_sweep() == {"expired": 0, "escalated": 0}
+    with pytest.raises(AlreadyDecided, match="expired"):
+        approval_decide(actor=approver, request=request, choice="approve")
+
+
+def test_a_runtime_reading_a_due_request_sees_it_expired(tenant, agent, refunds) -> None:  # type: ignore[no-untyped-def]
+    request = open_request(tenant)
+    ApprovalRequest.objects.filter(pk=request.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    seen = approval_for_runtime(
+        tenant_id=tenant.pk,
+        environment_id=request.environment_id,
+        token_agent_id=None,
+        approval_id=request.pk,
+    )
+    assert seen is not None and seen.status == Status.EXPIRED
+
+
+def test_escalation_moves_the_request(tenant, agent, approver, approver2) -> None:  # type: ignore[no-untyped-def]
+    managers = queue_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={"name": "Managers", "approvers": [approver2], "position": 500},
+    )
+    queue_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={
+            "name": "Refunds",
+            "match_tools": ["issue_refund"],
+            "position": 1,
+            "escalate_after_s": 600,
+            "escalate_to": managers,
+            "approvers": [approver],
+        },
+    )
+    request = open_request(tenant)
+    assert request.queue.name == "Refunds" and request.escalate_at is not None
+    assert approvals_sweep() == {"expired": 0, "escalated": 0}
+    ApprovalRequest.objects.filter(pk=request.pk).update(
+        escalate_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert approvals_sweep() == {"expired": 0, "escalated": 1}
+    request.refresh_from_db()
+    assert request.queue == managers and request.escalated_from.name == "Refunds"
+    assert request.status == Status.PENDING and request.escalate_at is None
+    with pytest.raises(PermissionDenied):
+        approval_decide(actor=approver, request=request, choice="approve")
+
+
+def test_queue_rules_refuse_a_loop_and_unknown_names(tenant, agent) -> None:  # type: ignore[no-untyped-def]
+    a = queue_create(actor=ACTOR, tenant=tenant, data={"name": "A"})
+    b = queue_create(
+        actor=ACTOR, tenant=tenant, data={"name": "B", "escalate_to": a, "escalate_after_s": 60}
+    )
+    from apps.approvals.services import queue_update
+
+    with pytest.raises(ValidationError) as error:
+        queue_update(
+            actor=ACTOR, queue=a, data={"name": "A", "escalate_to": b, "escalate_after_s": 60}
+        )
+    assert "escalate_to" in error.value.message_dict
+    with pytest.raises(ValidationError) as error:
+        queue_create(
+            actor=ACTOR,
+            tenant=tenant,
+            data={
+                "name": "a",
+                "match_agents": ["nobody"],
+                "match_risks": ["huge"],
+                "timeout_s": 5,
+                "approvers": [make_user(Role.VIEWER, tenant)],
+            },
+        )
+    assert set(error.value.message_dict) == {
+        "match_agents",
+        "match_risks",
+        "timeout_s",
+        "approvers",
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_approvers_at_once_exactly_one_wins(tenant, agent, approver, approver2) -> None:  # type: ignore[no-untyped-def]
+    postgresql_only()
+    queue_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={"name": "Mail", "match_tools": ["send_email"], "approvers": [approver, approver2]},
+    )
+    for round_ in range(5):
+        request = open_request(
+            tenant, tool="send_email", arguments={"n": round_}, idempotency_key=f"race-{round_}"
+        )
+        barrier = threading.Barrier(2)
+        won: list[str] = []
+        told: list[str] = []
+        lock = threading.Lock()
+
+        def decide(user: Any, choice: str) -> None:
+            try:
+                barrier.wait()
+                approval_decide(actor=user, request=request, choice=choice, comment="mine")
+                with lock:
+                    won.append(user.username)
+            except AlreadyDecided as exc:
+                with lock:
+                    told.append(str(exc))
+            finally:
+                connection.close()
+
+        threads = [
+            threading.Thread(target=decide, args=(approver, "approve")),
+            threading.Thread(target=decide, args=(approver2, "reject")),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(won) == 1 and len(told) == 1, (won, told)
+        assert won[0] in told[0]  # the loser is told who decided
+        request.refresh_from_db()
+        assert request.votes.count() == 1
+        assert request.status == (
+            Status.APPROVED if won[0] == "alice-approver" else Status.REJECTED
+        )
