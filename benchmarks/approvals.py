@@ -4,8 +4,9 @@ fast path, PostgreSQL, Redis pub/sub), in both directions:
 - **created -> visible**: runtimes open requests (``POST /api/runtime/v1/approvals``, 4 at a
   time) while an approver-side client lists the inbox's data (``GET
   /api/v1/approvals/?status=pending``, the operator API, with the approver's API token) in a
-  tight loop; time from the POST's 201 until a list answer holds the request. Each request is
-  cancelled once seen, so the inbox stays a working day's depth (a few waiting), not 200.
+  tight loop; time from the POST's 201 until a list answer holds the request (so it includes
+  up to two list answers' time, ``approval_inbox_list``). Each request is cancelled once
+  seen: the inbox holds a few waiting (one per runtime at most), not 200.
 - **decision saved -> runtime woken**: ``--waiters`` requests at a time, each held by a
   runtime long-polling ``GET …/approvals/{id}?wait=30``; an approver decides them one after
   another through ``approval_decide`` in this process (so the wake crosses Redis, as when
@@ -252,15 +253,6 @@ async def open_request(http: Http, n: int, prefix: str) -> tuple[int, float]:
     return int(answer["id"]), time.perf_counter()
 
 
-def _inbox_selector(approver_id: int) -> list[dict[str, Any]]:
-    from django.contrib.auth import get_user_model
-
-    from apps.approvals.selectors import InboxFilters, inbox
-
-    user = get_user_model().objects.get(pk=approver_id)
-    return [{"id": pk} for pk in inbox(user, InboxFilters()).values_list("pk", flat=True)[:50]]
-
-
 def _listed_ids(answer: Any) -> list[int]:
     rows = answer.get("results", []) if isinstance(answer, dict) else answer
     return [int(row["id"]) for row in rows or []]
@@ -280,24 +272,10 @@ async def measure_visible(
 
     async def approver() -> None:
         inbox = Http(base, {"Authorization": f"Token {seeded.api_key}"})
-        listing = ThreadPoolExecutor(max_workers=1)
-        use_selector = False
         while not done.is_set():
             started = time.perf_counter()
-            if use_selector:
-                status, answer = (
-                    200,
-                    await asyncio.get_running_loop().run_in_executor(
-                        listing, _inbox_selector, seeded.approver_id
-                    ),
-                )
-            else:
-                status, answer = await inbox.request("GET", INBOX)
+            status, answer = await inbox.request("GET", INBOX)
             now = time.perf_counter()
-            if status == 404 and not use_selector:  # PLACEHOLDER until the operator API lands
-                log("no operator API yet: the inbox selector stands in for it")
-                use_selector = True
-                continue
             if status != 200:
                 raise RuntimeError(f"the inbox list answered {status}: {answer}")
             list_times.append(now - started)
@@ -313,10 +291,13 @@ async def measure_visible(
         for n in numbers:
             pk, at = await open_request(http, n, "visible")
             created[pk] = at
-            try:
-                await asyncio.wait_for(arrived[pk].wait(), timeout=30)
-            except TimeoutError:
-                missed += 1
+            listed = asyncio.create_task(arrived[pk].wait())
+            await asyncio.wait({listed, watcher}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            listed.cancel()
+            if watcher.done():  # the inbox client failed: say why rather than wait it out
+                watcher.result()
+                raise RuntimeError("the inbox client stopped")
+            missed += pk not in seen
             status, answer = await http.request("POST", CANCEL.format(id=pk), {})
             if status != 200:
                 raise RuntimeError(f"cancelling answered {status}: {answer}")
