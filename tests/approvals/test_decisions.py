@@ -251,3 +251,15 @@ def test_two_approvers_at_once_exactly_one_wins(tenant, agent, approver, approve
         assert request.status == (
             Status.APPROVED if won[0] == "alice-approver" else Status.REJECTED
         )
+
+
+def test_a_decision_after_the_timeout_is_refused_before_the_sweep(
+    tenant, agent, refunds, approver
+) -> None:  # type: ignore[no-untyped-def]
+    request = open_request(tenant)
+    ApprovalRequest.objects.filter(pk=request.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    with pytest.raises(AlreadyDecided, match="expired"):
+        approval_decide(actor=approver, request=request, choice="approve")
+    assert approvals_sweep()["expired"] == 1

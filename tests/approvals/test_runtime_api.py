@@ -122,3 +122,36 @@ def test_session_limit(runtime: Runtime, refunds: ApprovalQueue) -> None:
     other = runtime.post(OPEN, body(idempotency_key="k4", session_id="sess-2"))
     assert other.status_code == 201
     assert sha({}) != ""
+
+
+def test_expiry_reaches_the_runtime_as_deny(runtime: Runtime, refunds: ApprovalQueue) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.approvals.services import approvals_sweep
+
+    opened = runtime.post(OPEN, body()).json()
+    ApprovalRequest.objects.filter(pk=opened["id"]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    approvals_sweep()
+    seen = runtime.get(f"{OPEN}/{opened['id']}?wait=5").json()
+    assert seen["status"] == "expired" and seen["outcome"] == "deny"
+    assert seen["decided_by"] == []
+
+
+def test_the_requesting_runtime_cannot_decide(runtime: Runtime, refunds: ApprovalQueue) -> None:
+    import requests
+
+    opened = runtime.post(OPEN, body()).json()
+    for path in (f"/api/v1/approvals/{opened['id']}/decide/", "/api/v1/approvals/decide/"):
+        answer = requests.post(
+            runtime.base + path,
+            json={"decision": "approve", "ids": [opened["id"]]},
+            headers={"Authorization": f"Bearer {runtime.raw}"},
+            timeout=10,
+        )
+        assert answer.status_code in (401, 403), (path, answer.status_code)
+    assert runtime.post(f"{OPEN}/{opened['id']}/approve", {}).status_code in (404, 405)
+    assert ApprovalRequest.objects.get(pk=opened["id"]).status == "pending"

@@ -483,7 +483,12 @@ def approval_decide(
     if not may_decide(user, locked.queue):
         raise PermissionDenied(f"You are not an approver of the queue {locked.queue.name}.")
     if locked.status == Status.PENDING and locked.expires_at <= timezone.now():
-        _expire_locked(locked)
+        # Due but not swept yet: it is expired all the same (the sweep records it; anything
+        # written here would be rolled back with this refusal).
+        when = timezone.localtime(locked.expires_at).strftime("%H:%M:%S")
+        raise AlreadyDecided(
+            f"Request #{locked.pk} expired at {when} before anyone decided (denied).", locked
+        )
     if locked.status != Status.PENDING:
         raise AlreadyDecided(_decided_message(locked), locked)
     if bulk and (locked.risk not in BULK_RISKS or locked.approvals_required > 1):
@@ -572,7 +577,6 @@ def approval_decide_bulk(
 
 def _expire_locked(request: ApprovalRequest) -> None:
     _transition(request, Status.EXPIRED, comment="No decision before the queue's timeout.")
-    request.decided_by_label = ""
     audit_record(
         actor=SYSTEM,
         action="approval.expired",

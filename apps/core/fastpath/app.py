@@ -368,6 +368,7 @@ class FastPath:
             await _send(send, *_too_many_held(settings.FASTPATH_MAX_OPEN_PER_TOKEN))
             return
         deadline = time.monotonic() + wait
+        recheck = route.recheck_s or float(getattr(settings, "FASTPATH_WAIT_RECHECK_S", 5.0))
         revoked = asyncio.Event()
         self._waiting[revoked] = (token_hash, token)
         try:
@@ -382,7 +383,7 @@ class FastPath:
                     ended = asyncio.create_task(revoked.wait())
                     await asyncio.wait(
                         {change, ended},
-                        timeout=min(remaining, route.recheck_s),
+                        timeout=min(remaining, recheck),
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                     change.cancel()

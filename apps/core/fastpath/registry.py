@@ -200,7 +200,8 @@ WaitReader = Callable[[TokenScope, Mapping[str, str]], tuple[int, Mapping[str, A
 class WaitRoute:
     """A JSON read that a runtime may long-poll until it settles (an approval's decision):
     ``GET path?wait=N`` reads once; while the answer is 200 and not settled, it waits for an
-    event on ``(topic, topic_key)`` — or ``recheck_s``, the safety net for a lost event — and
+    event on ``(topic, topic_key)`` — or ``recheck_s`` (None: ``FASTPATH_WAIT_RECHECK_S``), the
+    safety net for a lost event — and
     reads again, until settled or N seconds passed. Nothing is cached: each read is the
     owner's ``read``. The topic should be a ``Topic(wake_only=True)``: its keys (one per
     approval) are many and short-lived, so the fast path keeps no version per key."""
@@ -211,7 +212,7 @@ class WaitRoute:
     topic: str
     topic_key: TopicKeyOf
     max_wait_s: float = 60.0
-    recheck_s: float = 5.0
+    recheck_s: float | None = None
     methods: tuple[str, ...] = ("GET",)
     docs: tuple[OperationDoc, ...] = ()
 

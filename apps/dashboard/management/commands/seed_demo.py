@@ -11,6 +11,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from apps.approvals import demo as approvals_demo
 from apps.budgets import demo as budgets_demo
 from apps.bundles import demo as bundles_demo
 from apps.flags import demo as flags_demo
@@ -23,6 +24,7 @@ SEEDERS: list[tuple[str, Callable[[Tenant], list[str]]]] = [
     ("rollouts", rollouts_demo.seed),
     ("flags", flags_demo.seed),
     ("budgets", budgets_demo.seed),
+    ("approvals", approvals_demo.seed),
 ]
 
 
