@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from .agent import APPROVAL_TIMEOUT_S
 from .fleet import Fleet
 from .stats import format_table, outcome_stats
 
@@ -50,8 +51,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--approval-timeout",
         type=float,
-        default=900.0,
-        help="seconds a call waits for a decision before cancelling (default 900)",
+        default=APPROVAL_TIMEOUT_S,
+        help="seconds a call waits for a decision before cancelling it (default 14400: the "
+        "request's own expiry, its queue's timeout, comes first)",
     )
     parser.add_argument(
         "--max-in-flight",

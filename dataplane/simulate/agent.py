@@ -74,6 +74,10 @@ PRICES: Mapping[str, tuple[Decimal, Decimal]] = {
 }
 DEFAULT_PRICE = (Decimal("1"), Decimal("3"))
 APPROVAL_WAIT_MS = 45_000  # a human looking at an approval request
+# Connected, the longest a call waits for a real decision: long enough that the request's own
+# expiry (its queue's timeout) decides, as it would for a real runtime, and the queue's
+# expiries and escalations happen.
+APPROVAL_TIMEOUT_S = 4 * 3600.0
 
 _SENTENCE = re.compile(r"[.!?]+")
 _CAUTION = re.compile(r"\b(never|only|not|don't|do not|unless|must not|policy allows)\b")
@@ -132,12 +136,12 @@ def synthetic_request(
 class LiveApprovals:
     """Connected mode: calls that need a human open real approval requests through ``port``
     (the simulated runtime's ``Runtime``) and wait for real decisions, at most
-    ``timeout_s`` seconds each (then the request is cancelled and the conversation
-    escalated). ``on_wait(approval)`` is called when a request is open and its call starts
-    waiting: the fleet then serves other requests meanwhile."""
+    ``timeout_s`` seconds each, and never past the request's expiry (then the request is
+    cancelled and the conversation escalated). ``on_wait(approval)`` is called when a request
+    is open and its call starts waiting: the fleet then serves other requests meanwhile."""
 
     port: ApprovalPort
-    timeout_s: float = 900.0
+    timeout_s: float = APPROVAL_TIMEOUT_S
     on_wait: Callable[[Approval], None] | None = None
 
 

@@ -25,6 +25,7 @@ from ..client import Backoff, Runtime
 from ..guardrails import RequestContext
 from ..usage import Mode, UsageRecord, UsageReporter
 from .agent import (
+    APPROVAL_TIMEOUT_S,
     BLOCKED,
     BUDGET_BLOCKED,
     ESCALATED,
@@ -143,7 +144,7 @@ class SimulatedRuntime:
         max_requests: int | None = None,
         tool_failure_rate: float = 0.02,
         approvals: ApprovalMode = "live",
-        approval_timeout_s: float = 900.0,
+        approval_timeout_s: float = APPROVAL_TIMEOUT_S,
         max_in_flight: int = 64,
     ) -> None:
         """``approvals``: ``live`` (real approval requests through ``runtime``, waited for
@@ -305,7 +306,7 @@ class Fleet:
         backoff: Backoff | None = None,
         enforce_rate_limits: bool = False,
         approvals: ApprovalMode = "live",
-        approval_timeout_s: float = 900.0,
+        approval_timeout_s: float = APPROVAL_TIMEOUT_S,
         max_in_flight: int = 64,
     ) -> None:
         """``approvals``, ``approval_timeout_s``, ``max_in_flight``: per runtime, see
