@@ -11,6 +11,7 @@ import collections
 import contextlib
 import json
 import logging
+import math
 import time
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -715,9 +716,14 @@ async def _send(
 
 
 async def _send_answer(send: Any, status: int, answer: Any) -> None:
-    """An owner's JSON answer: errors in the API's one error shape, never stored by a cache."""
+    """An owner's JSON answer: errors in the API's one error shape (an error's
+    ``retry_after_s`` becomes the ``Retry-After`` header), never stored by a cache."""
     if status >= 400:
-        await _send(send, *_json(status, dict(answer)))
+        extra = []
+        retry = answer.get("retry_after_s")
+        if isinstance(retry, int | float) and not isinstance(retry, bool) and retry > 0:
+            extra.append((b"retry-after", str(math.ceil(retry)).encode()))
+        await _send(send, *_json(status, dict(answer), extra))
         return
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
     await _send(send, status, headers, json.dumps(answer).encode())
