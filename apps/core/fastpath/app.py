@@ -715,9 +715,15 @@ async def _send(
 
 
 async def _send_answer(send: Any, status: int, answer: Any) -> None:
-    """An owner's JSON answer: errors in the API's one error shape, never stored by a cache."""
+    """An owner's JSON answer: errors in the API's one error shape, never stored by a cache.
+    An error's ``retry_after_s`` (whole seconds: a 429, a 503) is its ``Retry-After`` header,
+    which clients and proxies read (the one error shape has no place for it)."""
     if status >= 400:
-        await _send(send, *_json(status, dict(answer)))
+        retry = answer.get("retry_after_s")
+        extra: list[tuple[bytes, bytes]] = []
+        if isinstance(retry, int) and not isinstance(retry, bool) and retry >= 0:
+            extra.append((b"retry-after", str(retry).encode()))
+        await _send(send, *_json(status, dict(answer), extra))
         return
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
     await _send(send, status, headers, json.dumps(answer).encode())
