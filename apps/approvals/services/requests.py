@@ -589,7 +589,9 @@ def approval_decide_bulk(
     *, actor: Actor, requests: Iterable[ApprovalRequest], choice: str, comment: str = ""
 ) -> BulkResult:
     """Decide several low-risk requests at once, each in its own transaction: one refused
-    (not low risk, decided meanwhile, not yours) leaves the others decided."""
+    (not low risk, decided meanwhile, not yours) leaves the others decided. A bad decision or
+    comment (a reject without one) refuses them all at once: ``ValidationError`` by field."""
+    _decision_checked(choice, comment)
     decided: list[int] = []
     refused: dict[int, str] = {}
     for request in requests:
