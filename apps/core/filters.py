@@ -43,8 +43,9 @@ def _schema(schema: dict[str, Any], help_text: str) -> dict[str, Any]:
 
 class IdFilter(django_filters.Filter):
     """A database id (or any whole-number bound such as "after event N"): ``min_value`` (1
-    by default) to ``MAX_ID``. ``"x"``, ``"1.5"``, ``"-1"`` or 30 digits are a 400 with
-    ``invalid`` (or the range) as the message, before any query runs."""
+    by default) to ``max_value`` (``MAX_ID`` by default; lower for a number that becomes
+    something narrower, e.g. seconds of a ``timedelta``). ``"x"``, ``"1.5"``, ``"-1"`` or 30
+    digits are a 400 with ``invalid`` (or the range) as the message, before any query runs."""
 
     field_class = forms.IntegerField
 
@@ -52,24 +53,25 @@ class IdFilter(django_filters.Filter):
         self,
         *args: Any,
         min_value: int = 1,
+        max_value: int = MAX_ID,
         invalid: str = "A whole number.",
         help_text: str = "",
         **kwargs: Any,
     ) -> None:
         kwargs.update(
             min_value=min_value,
-            max_value=MAX_ID,
+            max_value=max_value,
             help_text=help_text,
             error_messages={
                 "invalid": invalid,
                 "min_value": f"{invalid.rstrip('.')}: at least {min_value}.",
-                "max_value": f"{invalid.rstrip('.')}: at most {MAX_ID}.",
+                "max_value": f"{invalid.rstrip('.')}: at most {max_value}.",
             },
         )
         super().__init__(*args, **kwargs)
         extend_schema_field(
             _schema(
-                {"type": "integer", "format": "int64", "minimum": min_value, "maximum": MAX_ID},
+                {"type": "integer", "format": "int64", "minimum": min_value, "maximum": max_value},
                 help_text,
             )
         )(self)

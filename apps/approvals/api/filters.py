@@ -10,6 +10,8 @@ from apps.core.filters import ChoiceFilter, FilterSet, IdFilter, TextFilter
 
 from ..models import RISKS, ApprovalRequest, Status
 
+MAX_AGE_S = 10 * 366 * 24 * 3600  # ten years: older than any request
+
 
 class ApprovalListFilter(FilterSet):
     """``status``, ``tenant`` (id), ``queue`` (id), ``agent`` (slug), ``tool``, ``risk``,
@@ -26,7 +28,10 @@ class ApprovalListFilter(FilterSet):
         method="filter_risk", choices=[(r, r) for r in RISKS], help_text="read, write, critical"
     )
     min_age_s = IdFilter(
-        method="filter_age", invalid="Whole seconds.", help_text="created at least this long ago"
+        method="filter_age",
+        max_value=MAX_AGE_S,  # "now minus" more than this overflows a datetime
+        invalid="Whole seconds.",
+        help_text="created at least this long ago",
     )
 
     class Meta:

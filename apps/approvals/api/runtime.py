@@ -6,7 +6,6 @@ answers and errors to HTTP."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from apps.core.fastpath import (
     register_topic,
     register_wait,
 )
+from apps.core.input_guards import JSONShapeError, json_loads
 
 from ..models import ApprovalRequest, Status
 from ..services import (
@@ -46,16 +46,16 @@ def _invalid(errors: dict[str, list[str]]) -> Answer:
     return 400, {"detail": "Invalid input.", "errors": errors}
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _object(raw: bytes, *, empty_ok: bool = False) -> dict[str, Any] | Answer:
+    """The body as a JSON object, or a 400 answer. Parsed by the rules every API body follows
+    (decision 0011, ``json_loads``): nesting bounded, no NaN or infinity, no NUL (by path)."""
     if empty_ok and not raw.strip():
         return {}
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
+        body = json_loads(raw)
+    except JSONShapeError as exc:
+        return _invalid({path or "non_field_errors": list(m) for path, m in exc.errors.items()})
+    except ValueError:
         return 400, {"detail": "Malformed JSON.", "errors": {}}
     if not isinstance(body, dict):
         return _invalid({"non_field_errors": ["Send a JSON object."]})
@@ -137,7 +137,7 @@ def cancel_request(scope: TokenScope, raw: bytes, params: Mapping[str, str]) -> 
             token_agent_id=scope.agent_id,
             token_label=_token_label(scope.token_id),
             approval_id=approval_id,
-            reason=body.get("reason") or "",
+            reason="" if body.get("reason") is None else body["reason"],  # the service checks it
         )
     except ValidationError as exc:
         return _invalid({name: list(messages) for name, messages in exc.message_dict.items()})

@@ -122,7 +122,12 @@ class ApprovalViewSet(ScopedViewSet):
         decided = self.get_queryset().get(pk=decided.pk)
         return Response(s.ApprovalOutput(decided).data)
 
-    @extend_schema(request=s.BulkDecideInput, responses={200: s.BulkDecideOutput, **ERRORS})
+    @extend_schema(
+        # its own id: drf-spectacular names both POST .../decide/ routes v1_approvals_decide_create
+        operation_id="v1_approvals_decide_many",
+        request=s.BulkDecideInput,
+        responses={200: s.BulkDecideOutput, **ERRORS},
+    )
     @action(detail=False, methods=["post"], url_path="decide")
     def decide_many(self, request: Request) -> Response:
         """Decide several low-risk requests at once; each one refused (not low risk, decided
@@ -163,7 +168,8 @@ class ApprovalQueueViewSet(ScopedViewSet):
 
     def _definition(self, tenant: Tenant, data: dict[str, Any]) -> dict[str, Any]:
         """The service's input: ``escalate_to`` by name, ``approvers`` by username (names
-        that match nothing are field errors reported beside the service's own)."""
+        that match no user who may decide in ``tenant`` are field errors reported beside the
+        service's own)."""
         errors: dict[str, list[str]] = {}
         resolved = s.defined(data, QUEUE_FIELDS)
         name = resolved.get("escalate_to")
@@ -177,9 +183,16 @@ class ApprovalQueueViewSet(ScopedViewSet):
         if "approvers" in resolved:
             names = list(dict.fromkeys(resolved["approvers"]))
             users = list(get_user_model().objects.filter(username__in=names))
-            missing = sorted(set(names) - {user.get_username() for user in users})
-            if missing:
-                errors["approvers"] = [f"No user {', '.join(missing)}."]
+            by_name = {user.get_username(): user for user in users}
+            # An unknown name and another tenant's user get the same answer (no enumeration).
+            refused = [
+                username
+                for username in names
+                if username not in by_name
+                or not services.may_be_approver(by_name[username], tenant)
+            ]
+            if refused:
+                errors["approvers"] = [services.approvers_refused(refused)]
             resolved["approvers"] = users
         if errors:
             try:

@@ -5,6 +5,7 @@ from ._common import approval_json
 from .queues import (
     DECIDE,
     QueueInUse,
+    approvers_refused,
     may_be_approver,
     may_decide,
     queue_approvers,
@@ -52,6 +53,7 @@ __all__ = [
     "approval_json",
     "approval_open",
     "approvals_sweep",
+    "approvers_refused",
     "may_be_approver",
     "may_decide",
     "open_validate",

@@ -66,9 +66,13 @@ def announce(request: ApprovalRequest) -> None:
 
 
 def control_character_problem(text: str, *, lines: bool = True) -> str | None:
-    """A message when ``text`` holds a character that cannot be stored (NUL) or hides what a
-    reader sees (other C0 controls, DEL); tabs and new lines are fine when ``lines``."""
+    """A message when ``text`` holds a character that cannot be stored (NUL; a lone surrogate,
+    which a JSON ``\\ud800`` escape carries but no UTF-8 text, so no PostgreSQL column,
+    holds) or hides what a reader sees (other C0 controls, DEL); tabs and new lines are fine
+    when ``lines``."""
     allowed = "\t\n\r" if lines else ""
     if any((ord(ch) < 32 and ch not in allowed) or ch == "\x7f" for ch in text):
         return "No control characters" + (" (tabs and new lines are fine)." if lines else ".")
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        return "No lone surrogates (U+D800 to U+DFFF): they are not Unicode text."
     return None

@@ -17,7 +17,7 @@ from guardian.shortcuts import assign_perm
 from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, actor_identity, audit_record
 from apps.core.authz import authorize, can_access_tenant, user_may
-from apps.core.lookalike import hidden_character_message
+from apps.core.lookalike import hidden_character_message, lookalike_key, not_normalized_message
 from apps.core.roles import user_is_admin
 from apps.tenancy.models import Agent, Tenant
 
@@ -69,8 +69,12 @@ def queue_validate(
     name = " ".join(raw_name.split()) if isinstance(raw_name, str) else ""
     if not name:
         errors["name"] = ["Give the queue a name."]
-    elif hidden_character_message(name):
-        errors["name"] = [str(hidden_character_message(name))]
+    elif hidden_character_message(name) or not_normalized_message(name):
+        errors["name"] = [str(hidden_character_message(name) or not_normalized_message(name))]
+    elif twin := _lookalike_twin(tenant, name, queue):
+        errors["name"] = [
+            f"Looks like the queue {twin!r} (another script's letters): pick another."
+        ]
     elif len(name) > 100:
         errors["name"] = ["At most 100 characters."]
     description = data.get("description") or ""
@@ -146,11 +150,7 @@ def queue_validate(
         approvers = list(approvers)
         refused = [user for user in approvers if not may_be_approver(user, tenant)]
         if refused:
-            names = ", ".join(user.get_username() for user in refused)
-            errors["approvers"] = [
-                f"{names}: not allowed to decide in this tenant (needs the Approver, Operator "
-                "or Admin role and access to the tenant)."
-            ]
+            errors["approvers"] = [approvers_refused([user.get_username() for user in refused])]
     if errors:
         raise ValidationError(errors)
     return {
@@ -169,6 +169,24 @@ def queue_validate(
     }
 
 
+def _lookalike_twin(tenant: Tenant, name: str, queue: ApprovalQueue | None) -> str | None:
+    """Another queue of ``tenant`` whose name reads like ``name`` but is other letters (a
+    Cyrillic letter ie for a Latin e): an approver could not tell them apart in the inbox.
+    Names equal but for case are ``NAME_TAKEN``'s, not this."""
+    key = lookalike_key(name).casefold()
+    others = ApprovalQueue.objects.filter(tenant=tenant).values_list("name", flat=True)
+    if queue is not None:
+        others = others.exclude(pk=queue.pk)
+    return next(
+        (
+            other
+            for other in others
+            if other.casefold() != name.casefold() and lookalike_key(other).casefold() == key
+        ),
+        None,
+    )
+
+
 def _leads_back(start: ApprovalQueue, target: ApprovalQueue) -> bool:
     current: ApprovalQueue | None = start
     for _ in range(_ESCALATION_HOPS):
@@ -178,6 +196,15 @@ def _leads_back(start: ApprovalQueue, target: ApprovalQueue) -> bool:
             return True
         current = ApprovalQueue.objects.filter(pk=current.escalate_to_id).first()
     return True  # a chain this long is a loop or a mistake
+
+
+def approvers_refused(names: Iterable[str]) -> str:
+    """The field error for usernames that cannot approve in a tenant. One message whether a
+    user does not exist or is another tenant's, so it tells nobody who exists elsewhere."""
+    return (
+        f"{', '.join(names)}: no user of this tenant who may decide (needs the Approver, "
+        "Operator or Admin role and access to the tenant)."
+    )
 
 
 def may_be_approver(user: AbstractBaseUser, tenant: Tenant) -> bool:
@@ -396,6 +423,7 @@ __all__ = [
     "DECIDE",
     "QueueInUse",
     "Status",
+    "approvers_refused",
     "may_be_approver",
     "may_decide",
     "queue_approvers",

@@ -22,6 +22,7 @@ from apps.audit.services import Actor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
 from apps.bundles.schema import TOOL_NAME_PATTERN
 from apps.core.canonical import CanonicalError, canonical_json
+from apps.core.input_guards import json_problems
 from apps.core.locks import lock_row
 from apps.rollouts.selectors import deployment_current
 from apps.tenancy.models import Agent, Environment
@@ -44,6 +45,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SLUG = re.compile(r"[\w-]{1,100}", re.ASCII)
 _TOOL = re.compile(TOOL_NAME_PATTERN)
 MAX_ARGUMENTS_BYTES = 16 * 1024
+MAX_ARGUMENTS_DEPTH = 32  # objects and arrays inside one another: no tool's arguments need more
 MAX_REASON = 2000
 MAX_EXCERPT_ITEMS = 20
 MAX_EXCERPT_CHARS = 2000
@@ -160,6 +162,14 @@ def open_validate(body: Mapping[str, Any]) -> dict[str, Any]:
     arguments = body.get("arguments")
     if not isinstance(arguments, dict):
         errors["arguments"] = ["The call's arguments, a JSON object."]
+    elif problems := json_problems(arguments, max_depth=MAX_ARGUMENTS_DEPTH):
+        # Bounded before anything walks them (hash, redaction, the contract's rules): deep
+        # nesting would exhaust the stack, NUL and non-finite numbers cannot be stored.
+        errors["arguments"] = [
+            f"{path}: {message}" if path else message
+            for path, messages in problems.items()
+            for message in messages
+        ]
     else:
         try:
             size = len(canonical_json(arguments))
@@ -223,9 +233,7 @@ def approval_open(
     fields = open_validate(body)
     now = now or timezone.now()
     environment = Environment.objects.select_related("tenant").get(pk=environment_id)
-    existing = _existing(environment_id, fields)
-    if existing is not None:
-        return Opened(existing, False)
+    # The agent first: a repeat is answered only within the token's scope.
     agents = Agent.objects.filter(
         tenant_id=tenant_id, slug=fields["agent"], archived_at__isnull=True
     )
@@ -234,6 +242,9 @@ def approval_open(
     agent = agents.first()
     if agent is None:
         raise UnknownAgent(fields["agent"])
+    existing = _existing(environment_id, agent, fields)
+    if existing is not None:
+        return Opened(existing, False)
     version = _bundle_of(agent, environment, fields["bundle_version"])
     assessment = assess(
         bundle=version.content if version is not None else None,
@@ -258,6 +269,11 @@ def approval_open(
         tenant=environment.tenant, agent_slug=agent.slug, tool=fields["tool"], risk=assessment.risk
     )
     queue = lock_row(ApprovalQueue, queue.pk)  # one open at a time per queue: the limit holds
+    # A retry of this key that held the lock first has committed its request: that one is the
+    # answer (not a 429 for the session it filled).
+    existing = _existing(environment_id, agent, fields)
+    if existing is not None:
+        return Opened(existing, False)
     open_in_session = ApprovalRequest.objects.filter(
         environment_id=environment_id,
         session_id=fields["session_id"],
@@ -305,7 +321,7 @@ def approval_open(
         with transaction.atomic():
             request.save()
     except IntegrityError:  # the same key opened meanwhile by a retry
-        existing = _existing(environment_id, fields)
+        existing = _existing(environment_id, agent, fields)
         if existing is None:
             raise
         return Opened(existing, False)
@@ -327,7 +343,12 @@ def approval_open(
     return Opened(request, True)
 
 
-def _existing(environment_id: int, fields: Mapping[str, Any]) -> ApprovalRequest | None:
+def _existing(
+    environment_id: int, agent: Agent, fields: Mapping[str, Any]
+) -> ApprovalRequest | None:
+    """The request this idempotency key already opened for the same call, None when it
+    opened none. Raises ``IdempotencyConflict`` when it opened another call: of another agent
+    (named in no detail: the token may be scoped to one agent), another tool or arguments."""
     existing = (
         ApprovalRequest.objects.select_related("queue")
         .filter(environment_id=environment_id, idempotency_key=fields["idempotency_key"])
@@ -335,6 +356,11 @@ def _existing(environment_id: int, fields: Mapping[str, Any]) -> ApprovalRequest
     )
     if existing is None:
         return None
+    if existing.agent_id != agent.pk:
+        raise IdempotencyConflict(
+            f"The idempotency key {fields['idempotency_key']} was already used in this "
+            "environment for another agent's call: use a new key for a new call."
+        )
     if existing.tool != fields["tool"] or existing.arguments_sha256 != fields["arguments_sha256"]:
         raise IdempotencyConflict(
             f"The idempotency key {fields['idempotency_key']} already opened request "
@@ -382,8 +408,10 @@ def approval_cancel(
     """Cancel a pending request for the runtime that holds it (its agent gave up, the session
     ended). A final request is returned unchanged; None when it is not in the token's scope.
     Raises ``ValidationError`` for a bad reason."""
-    if not isinstance(reason, str) or len(reason) > 500 or control_character_problem(reason):
+    if not isinstance(reason, str) or len(reason) > 500:
         raise ValidationError({"reason": ["Text of at most 500 characters."]})
+    if control_character_problem(reason):
+        raise ValidationError({"reason": [str(control_character_problem(reason))]})
     found = approval_for_runtime(
         tenant_id=tenant_id,
         environment_id=environment_id,
@@ -451,6 +479,20 @@ def _is_requester(user: Any, request: ApprovalRequest) -> bool:
     return asked in names - {""}
 
 
+def _decision_checked(choice: Any, comment: Any) -> str:
+    """The comment of a valid decision, stripped; raises ``ValidationError`` by field."""
+    if choice not in ApprovalVote.Choice.values:
+        raise ValidationError({"decision": ["approve or reject."]})
+    if not isinstance(comment, str) or len(comment) > 2000:
+        raise ValidationError({"comment": ["Text of at most 2,000 characters."]})
+    if control_character_problem(comment):
+        raise ValidationError({"comment": [str(control_character_problem(comment))]})
+    comment = comment.strip()
+    if choice == ApprovalVote.Choice.REJECT and not comment:
+        raise ValidationError({"comment": ["Say why: the agent and its user read it."]})
+    return comment
+
+
 @transaction.atomic
 def approval_decide(
     *,
@@ -467,15 +509,7 @@ def approval_decide(
     ``AlreadyDecided`` naming who decided. A request past its expiry expires instead.
     ``bulk``: refused for anything but low-risk single-approver requests. Raises
     ``PermissionDenied``, ``ValidationError``, ``AlreadyDecided``."""
-    if choice not in ApprovalVote.Choice.values:
-        raise ValidationError({"decision": ["approve or reject."]})
-    if not isinstance(comment, str) or len(comment) > 2000:
-        raise ValidationError({"comment": ["Text of at most 2,000 characters."]})
-    if control_character_problem(comment):
-        raise ValidationError({"comment": [str(control_character_problem(comment))]})
-    comment = comment.strip()
-    if choice == ApprovalVote.Choice.REJECT and not comment:
-        raise ValidationError({"comment": ["Say why: the agent and its user read it."]})
+    comment = _decision_checked(choice, comment)
     user, label = actor_identity(actor)
     if user is None:
         raise PermissionDenied("Only a person decides an approval request.")
@@ -555,7 +589,9 @@ def approval_decide_bulk(
     *, actor: Actor, requests: Iterable[ApprovalRequest], choice: str, comment: str = ""
 ) -> BulkResult:
     """Decide several low-risk requests at once, each in its own transaction: one refused
-    (not low risk, decided meanwhile, not yours) leaves the others decided."""
+    (not low risk, decided meanwhile, not yours) leaves the others decided. A bad decision or
+    comment (a reject without one) refuses them all at once: ``ValidationError`` by field."""
+    _decision_checked(choice, comment)
     decided: list[int] = []
     refused: dict[int, str] = {}
     for request in requests:

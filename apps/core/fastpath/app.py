@@ -11,7 +11,6 @@ import collections
 import contextlib
 import json
 import logging
-import math
 import time
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -716,13 +715,14 @@ async def _send(
 
 
 async def _send_answer(send: Any, status: int, answer: Any) -> None:
-    """An owner's JSON answer: errors in the API's one error shape (an error's
-    ``retry_after_s`` becomes the ``Retry-After`` header), never stored by a cache."""
+    """An owner's JSON answer: errors in the API's one error shape, never stored by a cache.
+    An error's ``retry_after_s`` (whole seconds: a 429, a 503) is its ``Retry-After`` header,
+    which clients and proxies read (the one error shape has no place for it)."""
     if status >= 400:
-        extra = []
         retry = answer.get("retry_after_s")
-        if isinstance(retry, int | float) and not isinstance(retry, bool) and retry > 0:
-            extra.append((b"retry-after", str(math.ceil(retry)).encode()))
+        extra: list[tuple[bytes, bytes]] = []
+        if isinstance(retry, int) and not isinstance(retry, bool) and retry >= 0:
+            extra.append((b"retry-after", str(retry).encode()))
         await _send(send, *_json(status, dict(answer), extra))
         return
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]

@@ -169,7 +169,8 @@ class StreamRoute:
 # Synchronous, may use the ORM: it runs in the fast path's database thread. A database
 # connection lost during the call is replaced and the call run again (``state._db_call``), so
 # it must be idempotent (an idempotency key in the body). Field errors answer 400 as
-# ``{"detail", "errors"}``.
+# ``{"detail", "errors"}``; an error answer's ``retry_after_s`` (whole seconds) is sent as
+# its ``Retry-After`` header.
 ActionHandler = Callable[[TokenScope, bytes, Mapping[str, str]], tuple[int, Mapping[str, Any]]]
 
 
