@@ -3,8 +3,8 @@ plotly.js through ``static/js/app.js`` (``apps.core.charts.figure_html``): small
 over the same hours — how many requests were waiting, how many arrived, and how many expired
 undecided or were escalated.
 
-Waiting is amber (UI.md: waiting / behind), arrivals blue, expiries red, escalations amber
-dashed; time runs left to right in the tenant's zone."""
+Waiting is amber (UI.md: waiting / behind), arrivals blue, expiries red, escalations dark
+amber hatched; time runs left to right in the tenant's zone."""
 
 from __future__ import annotations
 
@@ -29,6 +29,16 @@ _LAYOUT: dict[str, Any] = {
 }
 
 
+def _counts_axis(*series: Sequence[int]) -> dict[str, Any]:
+    """A y axis of whole counts: ticks 0, 1, 2… when the counts are small (plotly would
+    otherwise draw 0.5 steps, rounded to "0, 1, 1")."""
+    top = max((max(values, default=0) for values in series), default=0)
+    axis: dict[str, Any] = {**_LAYOUT["yaxis"], "range": [0, max(top, 1) * 1.1]}
+    if top <= 6:
+        axis["dtick"] = 1
+    return axis
+
+
 def _title(text: str) -> dict[str, Any]:
     return {"text": text, "font": {"size": 14}}
 
@@ -51,7 +61,7 @@ def depth(*, hours: Sequence[datetime], waiting: Sequence[int], zone: tzinfo) ->
     figure.update_layout(
         title=_title("Is the queue keeping up? (requests waiting, at each hour's end)"),
         showlegend=False,
-        **_LAYOUT,
+        **{**_LAYOUT, "yaxis": _counts_axis(waiting)},
     )
     return figure
 
@@ -63,7 +73,9 @@ def opened(*, hours: Sequence[datetime], counts: Sequence[int], zone: tzinfo) ->
         name="opened", x=_local(hours, zone), y=list(counts), marker={"color": OPENED_COLOUR}
     )
     figure.update_layout(
-        title=_title("How much arrives? (requests opened per hour)"), showlegend=False, **_LAYOUT
+        title=_title("How much arrives? (requests opened per hour)"),
+        showlegend=False,
+        **{**_LAYOUT, "yaxis": _counts_axis(counts)},
     )
     return figure
 
@@ -83,12 +95,11 @@ def expired_escalated(
         name="escalated",
         x=x,
         y=list(escalated),
-        marker={"color": "#fde68a", "line": {"color": ESCALATED_COLOUR, "width": 1.5}},
-        marker_pattern_shape="/",
+        marker={"color": ESCALATED_COLOUR, "pattern": {"shape": "/", "fgcolor": "#fde68a"}},
     )
     figure.update_layout(
         title=_title("Does anything go undecided? (expired and escalated per hour)"),
         barmode="group",
-        **_LAYOUT,
+        **{**_LAYOUT, "yaxis": _counts_axis(expired, escalated)},
     )
     return figure

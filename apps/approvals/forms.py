@@ -138,8 +138,10 @@ class BulkDecisionForm(forms.Form):
         return data
 
 
-def _seconds_field(label: str, help_text: str, *, required: bool = True) -> forms.IntegerField:
-    return forms.IntegerField(label=label, help_text=help_text, required=required)
+def _seconds_field(
+    label: str, help_text: str, *, required: bool = True, initial: int | None = None
+) -> forms.IntegerField:
+    return forms.IntegerField(label=label, help_text=help_text, required=required, initial=initial)
 
 
 class QueueForm(forms.Form):
@@ -173,10 +175,12 @@ class QueueForm(forms.Form):
     timeout_s = _seconds_field(
         "Timeout (seconds)",
         "A request nobody decided by then expires and the runtime denies the call (3600 = 1 hour).",
+        initial=3600,
     )
     sla_s = _seconds_field(
         "SLA (seconds)",
         "The waiting time the inbox's badge compares with (900 = 15 minutes).",
+        initial=900,
     )
     escalate_after_s = _seconds_field(
         "Escalate after (seconds)",

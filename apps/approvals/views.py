@@ -17,6 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Model, prefetch_related_objects
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -48,6 +49,13 @@ def _digits(value: str | None) -> int | None:
     if value and value.isascii() and value.isdigit() and len(value) < 12:
         return int(value)
     return None
+
+
+def _groups_once(request: HttpRequest) -> None:
+    """The selectors check the user's role (its groups) many times per page; the inbox and its
+    list, polled every few seconds by every open inbox, read the groups once."""
+    if isinstance(request.user, Model):  # signed in (AnonymousUser is no model)
+        prefetch_related_objects([request.user], "groups")
 
 
 def _request_or_404(request: HttpRequest, pk: int) -> ApprovalRequest:
@@ -191,6 +199,7 @@ def _inbox_page(
     pane: dict[str, Any] | None = None,
     status: int = 200,
 ) -> HttpResponse:
+    _groups_once(request)
     tenant = current_tenant_for(request)
     now = timezone.now()
     context = _listing(request, tenant, now)
@@ -237,6 +246,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
 def inbox_list(request: HttpRequest) -> HttpResponse:
     """The inbox's polled fragment (counts per queue and the list), with the inbox's
     filters; ``static/js/approvals.js`` merges it without touching what holds the focus."""
+    _groups_once(request)
     tenant = current_tenant_for(request)
     return render(request, "approvals/_list.html", _listing(request, tenant, timezone.now()))
 
@@ -247,6 +257,7 @@ def inbox_list(request: HttpRequest) -> HttpResponse:
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     """The detail pane of one request (an htmx fragment); a browser asking for the page gets
     the inbox with it selected."""
+    _groups_once(request)
     found = _request_or_404(request, pk)
     if request.headers.get("HX-Request") != "true":
         return redirect(f"{reverse('approvals:inbox')}?request={found.pk}")
