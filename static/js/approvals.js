@@ -74,6 +74,7 @@
       signal: mine.signal,
     })
       .then(function (response) {
+        if (response.url.indexOf("/login/") >= 0) throw new Error("you were logged out: log in again");
         if (!response.ok) throw new Error("the server answered " + response.status);
         return response.text();
       })
@@ -141,9 +142,12 @@
       credentials: "same-origin",
     })
       .then(function (response) {
-        return response.text().then(function (html) { return { status: response.status, html: html }; });
+        return response.text().then(function (html) {
+          return { status: response.status, html: html, url: response.url };
+        });
       })
       .then(function (answer) {
+        if (answer.url.indexOf("/login/") >= 0) throw new Error("you were logged out: log in again");
         if (answer.status >= 500 || answer.html.indexOf("data-id=\"" + id + "\"") < 0) {
           throw new Error("the server answered " + answer.status);
         }
