@@ -57,6 +57,7 @@ urlpatterns = [
     path("", include("apps.reviews.urls")),
     path("", include("apps.alerts.urls")),
     path("", include("apps.budgets.urls")),
+    path("", include("apps.approvals.urls")),
     path("", include("apps.dashboard.urls")),
 ]
 

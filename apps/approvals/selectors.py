@@ -21,7 +21,7 @@ from guardian.shortcuts import get_objects_for_user
 from apps.core.authz import AnyUser, restrict, user_may
 from apps.core.roles import Role, user_is_admin, user_role
 
-from .models import RISKS, ApprovalQueue, ApprovalRequest, ApprovalVote, Status
+from .models import FINAL, RISKS, ApprovalQueue, ApprovalRequest, ApprovalVote, Status
 from .services import DECIDE, may_decide
 
 # critical first: the inbox's order
@@ -67,10 +67,20 @@ def requests_visible(user: AnyUser) -> QuerySet[ApprovalRequest]:
     return requests
 
 
+def inbox_tools(user: AnyUser, tenant_id: int | None = None) -> list[str]:
+    """The tool names of the requests ``user`` may read (of one tenant when ``tenant_id``),
+    alphabetically, at most 200: the choices of the inbox's tool filter."""
+    requests = requests_visible(user)
+    if tenant_id is not None:
+        requests = requests.filter(tenant_id=tenant_id)
+    return list(requests.order_by("tool").values_list("tool", flat=True).distinct()[:200])
+
+
 @dataclass(frozen=True)
 class InboxFilters:
     """The inbox's filters: queue id, agent slug, tool, risk, minimum age in seconds, status
-    (default: waiting)."""
+    (default: waiting; ``DECIDED``: any final state; "": all), tenant id (None: every tenant
+    of the user)."""
 
     queue: int | None = None
     agent: str = ""
@@ -78,6 +88,10 @@ class InboxFilters:
     risk: str = ""
     min_age_s: int | None = None
     status: str = Status.PENDING
+    tenant_id: int | None = None
+
+
+DECIDED = "decided"  # the inbox's status filter for every final state
 
 
 def inbox(user: AnyUser, filters: InboxFilters, *, now: datetime | None = None) -> QuerySet[Any]:
@@ -85,7 +99,11 @@ def inbox(user: AnyUser, filters: InboxFilters, *, now: datetime | None = None) 
     first); decided ones newest first."""
     now = now or timezone.now()
     requests = requests_visible(user)
-    if filters.status:
+    if filters.tenant_id is not None:
+        requests = requests.filter(tenant_id=filters.tenant_id)
+    if filters.status == DECIDED:
+        requests = requests.filter(status__in=FINAL)
+    elif filters.status:
         requests = requests.filter(status=filters.status)
     if filters.queue is not None:
         requests = requests.filter(queue_id=filters.queue)
@@ -110,11 +128,16 @@ class QueueCount:
     may_decide: bool
 
 
-def queue_counts(user: AnyUser, *, now: datetime | None = None) -> list[QueueCount]:
-    """Per visible queue: requests waiting, and of those how many are past the queue's SLA."""
+def queue_counts(
+    user: AnyUser, *, tenant_id: int | None = None, now: datetime | None = None
+) -> list[QueueCount]:
+    """Per visible queue (of one tenant when ``tenant_id``): requests waiting, and of those
+    how many are past the queue's SLA."""
     now = now or timezone.now()
-    queues = list(queues_visible(user))
+    queues = list(queues_visible(user, tenant_id))
     visible = requests_visible(user).filter(status=Status.PENDING)
+    if tenant_id is not None:
+        visible = visible.filter(tenant_id=tenant_id)
     waiting = dict(visible.values("queue_id").annotate(n=Count("id")).values_list("queue_id", "n"))
     over: dict[int, int] = defaultdict(int)
     for queue_id, created in visible.values_list("queue_id", "created_at"):
@@ -228,7 +251,7 @@ class Health:
     """Queue health over a period: ``hours`` (bucket starts), per bucket ``opened``,
     ``expired``, ``escalated``, ``depth`` (waiting at the bucket's end); time to decision
     p50/p95 in seconds (decided by a person); per tool ``approval_rate`` (approved of
-    decided, expiries counted as not approved) and counts."""
+    decided, expiries counted as not approved), counts, and its own ``p50_s`` / ``p95_s``."""
 
     hours: list[datetime]
     opened: list[int]
@@ -273,6 +296,7 @@ def queue_health(
     escalated = [0] * hours
     depth = [0] * hours
     durations: list[float] = []
+    tool_durations: dict[str, list[float]] = defaultdict(list)
     per_tool: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for created, decided, escalated_at, status, tool in rows:
         if (index := bucket(created)) is not None:
@@ -289,6 +313,7 @@ def queue_health(
             per_tool[tool][status] += 1
             if status in (Status.APPROVED, Status.REJECTED):
                 durations.append((decided - created).total_seconds())
+                tool_durations[tool].append((decided - created).total_seconds())
     tools = []
     for tool, counts in sorted(per_tool.items()):
         judged = counts[Status.APPROVED] + counts[Status.REJECTED] + counts[Status.EXPIRED]
@@ -300,6 +325,8 @@ def queue_health(
                 "expired": counts[Status.EXPIRED],
                 "cancelled": counts[Status.CANCELLED],
                 "approval_rate": counts[Status.APPROVED] / judged if judged else None,
+                "p50_s": _percentile(tool_durations[tool], 0.5),
+                "p95_s": _percentile(tool_durations[tool], 0.95),
             }
         )
     return Health(

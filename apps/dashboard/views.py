@@ -16,16 +16,6 @@ from apps.tenancy.selectors import (
     environment_list_for_user,
 )
 
-# Sections whose capability has not shipped yet. Each still explains what will appear there
-# and how it gets filled, instead of a dead link.
-UPCOMING_SECTIONS = {
-    "approvals": (
-        "Approvals",
-        "High-risk tool calls that runtimes hold until a human approves or rejects them.",
-        "Requests arrive here when a runtime asks for approval.",
-    ),
-}
-
 
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
@@ -58,14 +48,4 @@ def overview(request: HttpRequest) -> HttpResponse:
             ),
             "recent_events": events,
         },
-    )
-
-
-@login_required
-def upcoming(request: HttpRequest, section: str) -> HttpResponse:
-    title, what, how = UPCOMING_SECTIONS[section]
-    return render(
-        request,
-        "dashboard/upcoming.html",
-        {"title": title, "what": what, "how": how, "section": section},
     )

@@ -24,6 +24,7 @@ which replaced the per-app role matrices of tests/{tenancy,flags,bundles}/test_a
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,10 +40,12 @@ from django.utils import timezone
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.alerts.models import AlertChannel
 from apps.alerts.services import alert_raise
+from apps.approvals.services import approval_open, queue_create
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.budgets.services import budget_create
 from apps.bundles.services import bundle_version_push
+from apps.core.canonical import canonical_json
 from apps.core.roles import ROLE_PERMISSIONS, Role
 from apps.rollouts.services import deployment_create, rollout_start
 from apps.telemetry.models import RequestRecord
@@ -356,9 +359,31 @@ ROUTES: dict[str, Route] = {
     "flags:kill_switch_list": _r(None, get="flags.view_killswitch"),
     "flags:kill_switch_engage": _r(None, get="flags.add_killswitch", post="flags.add_killswitch"),
     "flags:kill_switch_release": _r("pk_kill_switch", True, post="flags.change_killswitch"),
+    # ---------------------------------------------------------------- UI: approvals
+    "approvals:inbox": _r(None, get="approvals.view_approvalrequest"),
+    "approvals:list": _r(None, get="approvals.view_approvalrequest"),
+    "approvals:health": _r(None, get="approvals.view_approvalrequest"),
+    "approvals:detail": _r("pk_approval", True, get="approvals.view_approvalrequest"),
+    "approvals:decide": _r("pk_approval", True, post="approvals.decide_approvalqueue"),
+    "approvals:bulk": _r(None, post="approvals.decide_approvalqueue"),
+    "approvals:queue_list": _r(None, get="approvals.view_approvalqueue"),
+    "approvals:queue_create": _r(
+        None, get="approvals.add_approvalqueue", post="approvals.add_approvalqueue"
+    ),
+    "approvals:queue_edit": _r(
+        "pk_approval_queue",
+        True,
+        get="approvals.change_approvalqueue",
+        post="approvals.change_approvalqueue",
+    ),
+    "approvals:queue_delete": _r(
+        "pk_approval_queue",
+        True,
+        get="approvals.delete_approvalqueue",
+        post="approvals.delete_approvalqueue",
+    ),
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
-    "dashboard:approvals": _r(None, get=LOGGED_IN),
 }
 
 
@@ -476,6 +501,27 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         name: make_user(role, other_tenant if name == "other-tenant" else tenant, username=name)
         for name, role in ROLE_OF.items()
     }
+    # an approval request in a queue the "approver" principal decides (an Approver sees only
+    # the requests of its queues)
+    queue = queue_create(
+        actor=ACTOR, tenant=tenant, data={"name": "Refunds", "approvers": [users["approver"]]}
+    )
+    arguments = {"order_id": "A-1"}
+    approval = approval_open(
+        tenant_id=tenant.pk,
+        environment_id=development.pk,
+        token_id=token_row.pk,
+        token_agent_id=None,
+        token_label="live",
+        body={
+            "idempotency_key": "matrix-1",
+            "agent": "support-bot",
+            "tool": "issue_refund",
+            "arguments": arguments,
+            "arguments_sha256": hashlib.sha256(canonical_json(arguments)).hexdigest(),
+            "session_id": "s-1",
+        },
+    ).request
     subject = User.objects.get(username="viewer")
     event = AuditEvent.objects.filter(tenant=tenant).order_by("-pk").first()
     assert event is not None
@@ -516,6 +562,8 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "rollout": {"pk": rollout.pk},
         "pk_rollout": {"pk": rollout.pk},
         "rollout_event": {"pk": rollout.pk, "event": "pause"},
+        "pk_approval": {"pk": approval.pk},
+        "pk_approval_queue": {"pk": queue.pk},
     }
     return {"users": users, "token": token, "revoked": revoked, "args": args}
 
