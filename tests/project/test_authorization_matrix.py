@@ -197,6 +197,21 @@ ROUTES: dict[str, Route] = {
     ),
     "alert-channel-deliveries": _r("alert_channel", True, get="alerts.view_alertchannel"),
     "alert-channel-rotate-secret": _r("alert_channel", True, post="alerts.change_alertchannel"),
+    "approval-list": _r(None, get="approvals.view_approvalrequest"),
+    "approval-detail": _r("pk_approval", True, get="approvals.view_approvalrequest"),
+    "approval-decide": _r("pk_approval", True, post="approvals.decide_approvalqueue"),
+    "approval-decide-many": _r(None, post="approvals.decide_approvalqueue"),
+    "approval-queue-list": _r(
+        None, get="approvals.view_approvalqueue", post="approvals.add_approvalqueue"
+    ),
+    "approval-queue-detail": _r(
+        "pk_approval_queue",
+        True,
+        get="approvals.view_approvalqueue",
+        put="approvals.change_approvalqueue",
+        patch="approvals.change_approvalqueue",
+        delete="approvals.delete_approvalqueue",
+    ),
     "budget-list": _r(None, get="budgets.view_budget", post="budgets.add_budget"),
     "budget-detail": _r(
         "budget",
@@ -501,10 +516,13 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         name: make_user(role, other_tenant if name == "other-tenant" else tenant, username=name)
         for name, role in ROLE_OF.items()
     }
-    # an approval request in a queue the "approver" principal decides (an Approver sees only
-    # the requests of its queues)
+    # an approval request in a queue the "approver" and "operator" principals decide (an
+    # Approver sees only the requests of its queues; a role that may decide decides only in
+    # the queues it is an approver of, Admins in all)
     queue = queue_create(
-        actor=ACTOR, tenant=tenant, data={"name": "Refunds", "approvers": [users["approver"]]}
+        actor=ACTOR,
+        tenant=tenant,
+        data={"name": "Refunds", "approvers": [users["approver"], users["operator"]]},
     )
     arguments = {"order_id": "A-1"}
     approval = approval_open(

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -22,6 +23,7 @@ from apps.core.api import (
     ScopedViewSet,
     expected_version,
 )
+from apps.core.authz import user_may
 from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import tenant_get_for_user
 
@@ -109,6 +111,9 @@ class ApprovalViewSet(ScopedViewSet):
         cancelled, or you already approved it. 403 when you are not one of its queue's
         approvers or asked for the call yourself."""
         target = self.get_object()
+        if not services.may_decide(request.user, target.queue):
+            # before the body: who may not decide learns that, whatever they sent
+            raise PermissionDenied(f"You are not an approver of the queue {target.queue.name}.")
         data = self.validated(s.DecideInput)
         try:
             decided = services.approval_decide(
@@ -132,6 +137,8 @@ class ApprovalViewSet(ScopedViewSet):
     def decide_many(self, request: Request) -> Response:
         """Decide several low-risk requests at once; each one refused (not low risk, decided
         meanwhile, not your queue, not visible) is listed with why, the others are decided."""
+        if not user_may(request.user, services.DECIDE):
+            raise PermissionDenied("Your role does not decide approval requests.")
         data = self.validated(s.BulkDecideInput)
         found = {r.pk: r for r in self.get_queryset().filter(pk__in=data["ids"])}
         result = services.approval_decide_bulk(
