@@ -57,6 +57,16 @@ def _redact(arguments: dict[str, Any], sensitive: list[str]) -> tuple[dict[str, 
     return result, redacted
 
 
+def declared_risk(bundle: Mapping[str, Any] | None, tool: str) -> str | None:
+    """The risk ``bundle``'s contract declares for ``tool`` (unknown risks: critical), None
+    when it does not declare the tool."""
+    for spec in (bundle or {}).get("tools") or []:
+        if isinstance(spec, Mapping) and spec.get("name") == tool:
+            risk = str(spec.get("risk") or "critical")
+            return risk if risk in RISKS else "critical"
+    return None
+
+
 def assess(
     *,
     bundle: Mapping[str, Any] | None,
@@ -64,11 +74,15 @@ def assess(
     tool: str,
     arguments: dict[str, Any],
     claimed_risk: str | None,
+    floor: tuple[str, str] | None = None,
 ) -> Assessment:
     """The call's risk (the stronger of the contract's and the runtime's claim; a tool the
     contract does not declare is critical), summary lines, and redacted arguments.
     ``version_label``: e.g. "v3", named in the lines; ``bundle`` None when the agent has no
-    version in the environment (then the runtime's claim, or critical, decides)."""
+    version in the environment (then the runtime's claim, or critical, decides). ``floor``:
+    (risk, why) another contract sets for the tool, e.g. the stable deployment's when the
+    runtime names another version: the stronger rating holds (a stale or hand-picked version
+    cannot lower it)."""
     lines: list[str] = []
     spec: Mapping[str, Any] | None = None
     policy = None
@@ -98,6 +112,9 @@ def assess(
         lines.append(
             f"The runtime rated it {RISK_LABELS[claimed_risk]}: the stronger rating holds."
         )
+    if floor is not None and risk_rank(floor[0]) > risk_rank(risk):
+        risk = floor[0]
+        lines.append(f"{floor[1]} rates it {RISK_LABELS[risk]}: the stronger rating holds.")
     if risk == "critical":
         lines.append("Critical: two different approvers must approve.")
     sensitive: list[str] = []

@@ -263,3 +263,34 @@ def test_a_decision_after_the_timeout_is_refused_before_the_sweep(
     with pytest.raises(AlreadyDecided, match="expired"):
         approval_decide(actor=approver, request=request, choice="approve")
     assert approvals_sweep()["expired"] == 1
+
+
+def test_naming_another_version_cannot_lower_the_stable_rating(tenant, agent, refunds) -> None:  # type: ignore[no-untyped-def]
+    import copy
+
+    from apps.bundles.services import bundle_version_push
+
+    from .conftest import CONTRACT
+
+    lenient = copy.deepcopy(CONTRACT)
+    lenient["tools"][0]["risk"] = "read"  # issue_refund rated low in a version never deployed
+    lenient["tools"].append(
+        {
+            "name": "new_tool",
+            "description": "new.",
+            "risk": "read",
+            "parameters": {"type": "object"},
+        }
+    )
+    v2 = bundle_version_push(actor=ACTOR, agent=agent, content=lenient, message="lenient").version
+    refund = open_request(tenant, bundle_version=v2.number)
+    assert refund.risk == "critical" and refund.approvals_required == 2
+    assert any("stable in production" in line for line in refund.risk_summary)
+    new = open_request(
+        tenant,
+        tool="new_tool",
+        arguments={},
+        bundle_version=v2.number,
+        idempotency_key="new-1",
+    )
+    assert new.risk == "read"  # a candidate's new tool: the stable version says nothing of it

@@ -27,7 +27,7 @@ from apps.core.locks import lock_row
 from apps.rollouts.selectors import deployment_current
 from apps.tenancy.models import Agent, Environment
 
-from ..contract import assess
+from ..contract import assess, declared_risk
 from ..models import (
     BULK_RISKS,
     RISKS,
@@ -214,6 +214,21 @@ def _bundle_of(agent: Agent, environment: Environment, number: int | None) -> Bu
     return deployment.version if deployment is not None else None
 
 
+def _stable_floor(
+    agent: Agent, environment: Environment, version: BundleVersion | None, tool: str
+) -> tuple[str, str] | None:
+    """The stable deployment's rating of ``tool`` when the runtime named another version (a
+    candidate, or a stale one): that rating is a floor. None when the stable version is the
+    one named, or does not declare the tool (a candidate's new tool)."""
+    deployment = deployment_current(agent=agent, environment=environment)
+    if deployment is None or version is None or deployment.version_id == version.pk:
+        return None
+    risk = declared_risk(deployment.version.content, tool)
+    if risk is None:
+        return None
+    return risk, f"v{deployment.version.number} (stable in {environment.slug})"
+
+
 @transaction.atomic
 def approval_open(
     *,
@@ -252,6 +267,7 @@ def approval_open(
         tool=fields["tool"],
         arguments=fields["arguments"],
         claimed_risk=fields["risk"],
+        floor=_stable_floor(agent, environment, version, fields["tool"]),
     )
     if assessment.complete:
         # Nothing was redacted: the approver sees exactly what the hash pins, so they must agree.
