@@ -324,9 +324,15 @@ def bulk_decide(request: HttpRequest) -> HttpResponse:
     choice: str = form.cleaned_data["choice"]
     # Scoped: an id the user may not see is "not found", never decided.
     found = list(selectors.requests_visible(request.user).filter(pk__in=ids).order_by("id"))
-    result = services.approval_decide_bulk(
-        actor=request.user, requests=found, choice=choice, comment=form.cleaned_data["comment"]
-    )
+    try:
+        result = services.approval_decide_bulk(
+            actor=request.user, requests=found, choice=choice, comment=form.cleaned_data["comment"]
+        )
+    except ValidationError as exc:  # a comment the form let through (a control character)
+        for problems in exc.message_dict.values():
+            for problem in problems:
+                messages.error(request, problem)
+        return redirect(back)
     verb = "approved" if choice == "approve" else "rejected"
     if result.decided:
         numbers = ", ".join(f"#{pk}" for pk in result.decided)

@@ -368,6 +368,25 @@ def test_bulk__reject_needs_a_comment(tenant: Tenant, agent: Agent, approver: Us
     assert low.status == Status.PENDING
 
 
+def test_bulk__comment_with_a_control_character__refused_with_a_message_not_a_500(
+    tenant: Tenant, agent: Agent, approver: User
+) -> None:
+    _queue(tenant, "Reads", ["lookup_order"], [approver])
+    low = _lookup(tenant)
+    client = _client(approver)
+
+    answer = client.post(
+        "/approvals/bulk/",
+        {"ids": [low.pk], "choice": "reject", "comment": "ring\x07the bell"},
+        follow=True,
+    )
+
+    assert answer.status_code == 200
+    assert "No control characters" in answer.content.decode()
+    low.refresh_from_db()
+    assert low.status == Status.PENDING and not low.votes.exists()
+
+
 def test_inbox__bulk_ticks_only_for_low_risk_the_user_decides(
     tenant: Tenant, agent: Agent, refunds: ApprovalQueue, approver: User
 ) -> None:
