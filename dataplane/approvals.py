@@ -199,9 +199,9 @@ def derive_idempotency_key(
     """The idempotency key of a call when the caller gives none: ``"dp:"`` and the sha256 of
     the session, the tool, the arguments' hash and ``discriminator``. Deterministic, so a
     retry after a lost answer (or a restarted runtime serving the same call) reopens the
-    same request rather than a second one. The same call twice in one session is the same
-    request unless the discriminator tells them apart (the request id and the call's
-    index, say): an approval then covers both."""
+    same request rather than a second one. The same call twice with one discriminator is the
+    same request (an approval then covers both): ``build_request`` puts the request id in it,
+    and a caller adds the call's index when one request may make the same call twice."""
     material = "\x00".join((session_id, tool, arguments_sha256, discriminator))
     return "dp:" + hashlib.sha256(material.encode()).hexdigest()
 
@@ -252,7 +252,9 @@ def build_request(
     ``arguments`` are the call's full arguments: their hash (``arguments_sha256``) is taken
     over all of them, and the ``arguments`` sent have each name in ``sensitive`` (the tool
     contract's ``sensitive_args``) replaced by ``"[redacted]"``. ``idempotency_key``
-    defaults to ``derive_idempotency_key(...)`` with ``discriminator``. ``runtime_id``: the
+    defaults to ``derive_idempotency_key(...)`` with ``request_id`` and ``discriminator`` (one
+    approval covers one request's call, never the same call of a later request of the
+    session). ``runtime_id``: the
     runtime's instance id (its heartbeats'), so the decision is pushed to its ``push_url``.
     ``reason`` (cut at 2000 characters), ``rule`` (200) and each excerpt content (2000) are
     cut rather than refused, control characters (but tabs and new lines) replaced by U+FFFD;
@@ -268,8 +270,13 @@ def build_request(
     if not isinstance(tool, str) or not tool:
         raise ValueError("tool must be a non-empty name")
     digest = arguments_sha256(arguments)
+    # The request id is part of the call's identity: a conversation that asks for the same
+    # refund again in a later request must not find (and execute on) the first approval.
     key = idempotency_key or derive_idempotency_key(
-        session_id=session_id, tool=tool, arguments_sha256=digest, discriminator=discriminator
+        session_id=session_id,
+        tool=tool,
+        arguments_sha256=digest,
+        discriminator=f"{request_id}\x00{discriminator}" if request_id else discriminator,
     )
     check_key(key, "idempotency_key")
     shown = redact(arguments, sensitive)

@@ -793,8 +793,9 @@ class Runtime:
         canonical JSON) is what a decision pins; the arguments sent have the tool contract's
         ``sensitive_args`` (of every served version of ``agent``, plus ``sensitive_args``)
         replaced by ``"[redacted]"``. ``idempotency_key``: by default derived from the
-        session, the tool, the arguments' hash and ``discriminator``, so a retry after a lost
-        answer reopens the same request (``dataplane.approvals.derive_idempotency_key``).
+        session, the tool, the arguments' hash, ``request_id`` and ``discriminator``, so a
+        retry after a lost answer reopens the same request, and a later request's same call
+        a new one (``dataplane.approvals.derive_idempotency_key``).
         ``risk``: read, write or critical (the control plane takes the higher of it and the
         contract's); ``reason`` (≤ 2000 characters, cut), ``excerpt`` (``{"role",
         "content"}`` turns, the last 20 kept), ``rule`` (the guard check that asked),

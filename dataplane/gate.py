@@ -195,8 +195,9 @@ class ApprovalGate:
         ``decision``: the guard's verdict when the loop already asked (not asked again);
         ``reason``: the agent's stated reason shown to the approver (default: the guard's);
         ``excerpt``: the conversation turns shown (``{"role", "content"}``, last 20 kept);
-        ``discriminator``: tells apart two identical calls of one session that need an
-        approval each (the request id and the call's index, say); ``timeout_s``: this call's
+        ``discriminator``: tells apart two identical calls of one request that need an
+        approval each (the call's index, say; the gate's ``request_id`` already tells
+        requests apart); ``timeout_s``: this call's
         wait bound in seconds (default the gate's); ``on_wait(approval)``: called once the
         request is open, before blocking (the simulator uses it to serve other requests).
 

@@ -384,7 +384,10 @@ def test_approval_request__redacts_the_served_contracts_sensitive_args(
     assert "PAY-4242" not in json.dumps(body)
     assert body["arguments_sha256"] == arguments_sha256(ARGS)
     assert body["idempotency_key"] == derive_idempotency_key(
-        session_id=SESSION, tool="issue_refund", arguments_sha256=arguments_sha256(ARGS)
+        session_id=SESSION,
+        tool="issue_refund",
+        arguments_sha256=arguments_sha256(ARGS),
+        discriminator="req-1\x00",  # the request id tells this request's call apart
     )
     assert {k: body[k] for k in ("agent", "tool", "session_id", "risk", "request_id")} == {
         "agent": AGENT,
@@ -691,6 +694,49 @@ def test_gate__approved__executes_the_approved_arguments_once(
     assert body["risk"] == "critical" and body["bundle_version"] == 1
     subject, last = request_guard.decisions[-1]
     assert subject == "issue_refund" and last.allowed and "after approval" in last.reason
+
+
+def test_gate__same_call_in_a_later_request_of_the_session__needs_its_own_approval(
+    runtime: Runtime, plane: FakeControlPlane
+) -> None:
+    tool = Tool()
+    decide_when(plane, lambda: plane.approval_polls, "approved", decided_by=("alice", "bob"))
+    runtime.call_tool_with_approval(
+        guard(runtime), "issue_refund", ARGS, tool, confidence=0.9, request_id="req-1"
+    )
+    assert tool.calls == [ARGS]
+
+    # The customer's next message in the same conversation: the agent asks for the very same
+    # refund again. The first approval was for the first call; this one waits for a human.
+    with pytest.raises(ApprovalTimedOut):
+        runtime.call_tool_with_approval(
+            guard(runtime),
+            "issue_refund",
+            ARGS,
+            tool,
+            confidence=0.9,
+            request_id="req-2",
+            timeout_s=0,
+        )
+
+    assert tool.calls == [ARGS]  # not refunded twice on one human's approval
+    assert len(plane.approvals) == 2
+    first, second = (body["idempotency_key"] for body in plane.approval_bodies)
+    assert first != second
+
+
+def test_build_request__request_id__part_of_the_derived_key() -> None:
+    def key(**options: Any) -> str:
+        body = build_request(
+            agent=AGENT, tool="issue_refund", arguments=ARGS, session_id=SESSION, **options
+        )
+        return str(body["idempotency_key"])
+
+    assert key(request_id="req-1") == key(request_id="req-1")  # a retry finds its request
+    assert key(request_id="req-1") != key(request_id="req-2")
+    assert key(request_id="req-1", discriminator="3") != key(request_id="req-2", discriminator="3")
+    assert key() == key()  # no request id: as before, the session's call
+    assert key(idempotency_key="mine", request_id="req-1") == "mine"
 
 
 @pytest.mark.parametrize("status", ["rejected", "expired", "cancelled"])
