@@ -31,7 +31,7 @@ Topics in use (topic — key — payload — publisher — subscribers):
   (``broadcast=False``: only the committing process reacts) — ``budgets.services.
   consumption_ingested`` (once).
 - ``approval.changed`` — approval request id — ``{"revision": its version, "tenant_id",
-  "environment_id", "runtime_id", "status", "approval": the runtime's document}`` —
+  "environment_id", "runtime_id", "token_id", "status", "approval": the runtime's document}`` —
   ``approvals.services`` (opened, voted, decided, expired, escalated, cancelled) — the fast
   path's approval waits (everywhere, wake only), ``runtimes.services.approval_push_enqueue``
   (once: a final decision to the runtime's push URL).

@@ -226,11 +226,16 @@ def approval_push_enqueue(event: events.Event) -> None:
 
     payload = event.payload
     runtime_id = str(payload.get("runtime_id") or "")
-    if payload.get("status") == "pending" or not runtime_id:
+    token_id = payload.get("token_id")
+    if payload.get("status") == "pending" or not runtime_id or token_id is None:
         return
+    # Only an instance of the token that asked: ``runtime_id`` is the runtime's say, and
+    # another token's instance (another agent's, say) must not receive this decision.
     instance_pk = (
         RuntimeInstance.objects.filter(
-            environment_id=int(payload["environment_id"]), instance_id=runtime_id
+            environment_id=int(payload["environment_id"]),
+            instance_id=runtime_id,
+            token_id=int(token_id),
         )
         .exclude(push_url="")
         .values_list("pk", flat=True)

@@ -84,3 +84,36 @@ def test_the_decision_is_pushed_signed(
     assert document["approval"]["decided_by"] == ["alice-approver", "bob-approver"]
     expected = sign(key=token.token_hash, timestamp=int(headers[TIMESTAMP_HEADER]), body=raw)
     assert headers[SIGNATURE_HEADER] == expected
+
+
+def test_a_runtime_naming_another_tokens_instance__nothing_pushed_there(
+    tenant: Tenant, agent, refunds, approver, approver2, receiver: int, settings, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    settings.RUNTIME_PUSH_ALLOWED_CIDRS = ["127.0.0.1/32"]
+    monkeypatch.setattr(
+        tasks.push_approval, "delay", lambda *args: tasks.push_approval.apply(args=args)
+    )
+    production = tenant.environments.get(slug="production")
+    asking, _ = runtime_token_create(actor=ACTOR, tenant=tenant, environment=production, name="a")
+    other, _ = runtime_token_create(actor=ACTOR, tenant=tenant, environment=production, name="b")
+    RuntimeInstance.objects.create(
+        tenant=tenant,
+        environment=production,
+        token=other,
+        instance_id="pod-of-b",
+        last_seen_at=timezone.now(),
+        push_url=f"http://127.0.0.1:{receiver}/push",
+    )
+    # The runtime of token a names an instance of token b as its runtime_id: b must not
+    # receive a's decisions (signed with b's key, b's receiver would accept them).
+    request = approval_open(
+        tenant_id=tenant.pk,
+        environment_id=production.pk,
+        token_id=asking.pk,
+        token_agent_id=None,
+        token_label="a",
+        body=body(runtime_id="pod-of-b"),
+    ).request
+    approval_decide(actor=approver, request=request, choice="reject", comment="not owed")
+
+    assert Receiver.received == []

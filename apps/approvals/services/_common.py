@@ -59,6 +59,7 @@ def announce(request: ApprovalRequest) -> None:
             "tenant_id": request.tenant_id,
             "environment_id": request.environment_id,
             "runtime_id": request.runtime_id,
+            "token_id": request.token_id,
             "status": request.status,
             "approval": approval_json(request),
         },
