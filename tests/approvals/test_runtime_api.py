@@ -88,6 +88,20 @@ def test_long_poll_is_woken_by_the_decision(
     assert time.monotonic() - started < 15  # woken, not timed out (a generous bound)
 
 
+def test_long_poll_of_the_id_spelled_with_leading_zeros__waits_on_the_requests_own_key() -> None:
+    from apps.core.events import APPROVAL_CHANGED
+    from apps.core.fastpath.registry import TokenScope, WaitRoute, registry
+
+    matched = registry.match(f"{OPEN}/0017")
+    assert matched is not None
+    route, params = matched
+    assert isinstance(route, WaitRoute)
+    scope = TokenScope(token_id=1, tenant_id=1, environment_id=1, agent_id=None)
+    # /0017 reads request 17; the change of request 17 is announced under the key "17"
+    # (``announce``): a wait keyed "0017" would hear nothing until its re-read.
+    assert (route.topic, route.topic_key(scope, params)) == (APPROVAL_CHANGED, "17")
+
+
 def test_wait_returns_pending_at_the_end_and_404_outside_scope(
     runtime: Runtime, refunds: ApprovalQueue
 ) -> None:

@@ -74,6 +74,13 @@ def _approval_id(params: Mapping[str, str]) -> int | None:
     return int(raw)
 
 
+def _wait_key(scope: TokenScope, params: Mapping[str, str]) -> str:
+    """The key a read of ``params`` waits on: the request's id as ``announce`` spells it
+    (``/0017`` reads request 17, whose changes are announced as "17")."""
+    approval_id = _approval_id(params)
+    return str(approval_id) if approval_id is not None else params.get("id", "")
+
+
 def _not_found(params: Mapping[str, str]) -> Answer:
     return 404, {"detail": f"No approval request {params.get('id', '')!r} in this token's scope."}
 
@@ -240,7 +247,7 @@ def register() -> None:
             kind="approval-read",
             read=read_request,
             topic=APPROVAL_CHANGED,
-            topic_key=lambda scope, params: params.get("id", ""),
+            topic_key=_wait_key,
             docs=(
                 OperationDoc(
                     path=READ_PATH,
