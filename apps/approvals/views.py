@@ -82,19 +82,24 @@ class Row:
     bulk: bool  # may be ticked for a bulk decision
 
 
-def _filter_form(request: HttpRequest, tenant: Tenant | None) -> InboxFilterForm:
+def _filter_form(request: HttpRequest, tenant: Tenant | None, *, tools: bool) -> InboxFilterForm:
     tenant_id = tenant.pk if tenant is not None else None
     return InboxFilterForm(
         request.GET,
         queues=selectors.queues_visible(request.user, tenant_id),
         agents=agent_list_for_user(user=request.user, tenant=tenant) if tenant else [],
-        tools=selectors.inbox_tools(request.user, tenant_id),
+        # the tool field's suggestions (a DISTINCT over every request of the tenant) are
+        # shown by the page only, not by the list every open inbox polls
+        tools=selectors.inbox_tools(request.user, tenant_id) if tools else [],
     )
 
 
-def _listing(request: HttpRequest, tenant: Tenant | None, now: datetime) -> dict[str, Any]:
-    """The polled part of the inbox: counts per queue and the list."""
-    form = _filter_form(request, tenant)
+def _listing(
+    request: HttpRequest, tenant: Tenant | None, now: datetime, *, tools: bool = True
+) -> dict[str, Any]:
+    """The polled part of the inbox: counts per queue and the list (``tools``: with the
+    tool filter's suggestions, for the whole page)."""
+    form = _filter_form(request, tenant, tools=tools)
     filters = form.filters(tenant)
     found = list(selectors.inbox(request.user, filters, now=now)[: LIST_LIMIT + 1])
     decidable = set(selectors.queues_decidable(request.user).values_list("pk", flat=True))
@@ -248,7 +253,9 @@ def inbox_list(request: HttpRequest) -> HttpResponse:
     filters; ``static/js/approvals.js`` merges it without touching what holds the focus."""
     _groups_once(request)
     tenant = current_tenant_for(request)
-    return render(request, "approvals/_list.html", _listing(request, tenant, timezone.now()))
+    return render(
+        request, "approvals/_list.html", _listing(request, tenant, timezone.now(), tools=False)
+    )
 
 
 @login_required

@@ -183,6 +183,23 @@ def test_list_fragment__query_budget(
     assert response.content.decode().count('class="approval-row') == 13
 
 
+def test_list_fragment__polled__does_not_read_every_tool_name_of_the_history(
+    tenant: Tenant, agent: Agent, refunds: ApprovalQueue, approver: User
+) -> None:
+    _refund(tenant)
+    client = _client(approver)
+
+    with CaptureQueriesContext(connection) as polled:
+        client.get("/approvals/list/")
+    # the tool filter's choices (a DISTINCT over every request ever made) are the page's,
+    # not each open inbox's every few seconds: the fragment shows no filter form
+    queries = [q["sql"] for q in polled.captured_queries]
+    page = client.get("/approvals/").content.decode()
+
+    assert queries and [sql for sql in queries if "DISTINCT" in sql] == []
+    assert '<option value="issue_refund">' in page
+
+
 # --------------------------------------------------------------------------- the detail pane
 
 
