@@ -102,3 +102,65 @@ def test_a_decision_from_another_process_wakes_the_long_poll_through_redis(
         thread.join(timeout=10)
         settings.REDIS_URL = ""
         events.reset_redis_client()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_wait__cancelled_while_parked__leaves_no_task_slot_or_hold_behind(
+    tenant, agent, refunds: ApprovalQueue, token_and_raw
+) -> None:  # type: ignore[no-untyped-def]
+    """A server that cancels a request's task (a client gone under some ASGI servers, a
+    shutdown) ends the long-poll there: nothing of it may stay behind."""
+    import contextlib
+
+    from apps.approvals.services import approval_open
+    from apps.core.fastpath.app import FastPath
+    from controlplane.asgi import django_application
+
+    token, raw = token_and_raw
+    opened = approval_open(
+        tenant_id=tenant.pk,
+        environment_id=token.environment_id,
+        token_id=token.pk,
+        token_agent_id=None,
+        token_label="fleet",
+        body=body(),
+    ).request
+
+    def parked(task: asyncio.Task[object]) -> bool:
+        return not task.done() and "Event.wait" in repr(task.get_coro())
+
+    async def scenario() -> tuple[list[str], object, object, object, object]:
+        app = FastPath(django_application)
+
+        async def receive() -> dict[str, object]:
+            await asyncio.Event().wait()  # the client says nothing more
+            return {}
+
+        async def send(message: dict[str, object]) -> None:
+            pass
+
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "scheme": "http",
+            "path": f"{OPEN}/{opened.pk}",
+            "query_string": b"wait=30",
+            "headers": [(b"authorization", f"Bearer {raw}".encode())],
+        }
+        request = asyncio.create_task(app(scope, receive, send))
+        for _ in range(1000):  # until the wait is parked on its wake-up
+            if any(parked(task) for task in asyncio.all_tasks()):
+                break
+            await asyncio.sleep(0.01)
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        await asyncio.sleep(0)
+        left = [repr(task.get_coro()) for task in asyncio.all_tasks() if parked(task)]
+        await app._stop()
+        return left, app.board._armed, app.board._events, dict(app._held), dict(app._waiting)
+
+    left, armed, waits, held, waiting = asyncio.run(scenario())
+
+    assert left == []
+    assert armed == {} and waits == {} and held == {} and waiting == {}

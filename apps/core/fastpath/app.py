@@ -381,13 +381,15 @@ class FastPath:
                         break
                     change = asyncio.create_task(woken.wait())
                     ended = asyncio.create_task(revoked.wait())
-                    await asyncio.wait(
-                        {change, ended},
-                        timeout=min(remaining, recheck),
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                    change.cancel()
-                    ended.cancel()
+                    try:
+                        await asyncio.wait(
+                            {change, ended},
+                            timeout=min(remaining, recheck),
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                    finally:  # also when this request's task is cancelled meanwhile
+                        change.cancel()
+                        ended.cancel()
                 finally:
                     self.board.disarm(*slot)
                 if revoked.is_set():
