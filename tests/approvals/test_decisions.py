@@ -14,14 +14,17 @@ from django.db import connection
 from django.utils import timezone
 
 from apps.alerts.models import Alert
-from apps.approvals.models import ApprovalRequest, Status
+from apps.approvals.models import ApprovalQueue, ApprovalRequest, Status
 from apps.approvals.services import (
     AlreadyDecided,
+    QueueInUse,
     approval_decide,
     approval_for_runtime,
     approval_open,
     approvals_sweep,
     queue_create,
+    queue_delete,
+    queue_update,
 )
 from apps.audit.models import AuditEvent
 from apps.core.roles import Role
@@ -167,6 +170,39 @@ def test_escalation_moves_the_request(tenant, agent, approver, approver2) -> Non
     assert request.status == Status.PENDING and request.escalate_at is None
     with pytest.raises(PermissionDenied):
         approval_decide(actor=approver, request=request, choice="approve")
+
+
+def test_a_queue_a_request_escalated_from_is_kept_for_the_record(tenant, agent, operator) -> None:  # type: ignore[no-untyped-def]
+    managers = queue_create(actor=ACTOR, tenant=tenant, data={"name": "Managers", "position": 500})
+    refunds = queue_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={
+            "name": "Refunds",
+            "match_tools": ["issue_refund"],
+            "position": 1,
+            "escalate_after_s": 600,
+            "escalate_to": managers,
+        },
+    )
+    request = open_request(tenant)
+    ApprovalRequest.objects.filter(pk=request.pk).update(
+        escalate_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert approvals_sweep()["escalated"] == 1
+    # nothing routes there any more, but it held the request before its escalation
+    queue_update(
+        actor=ACTOR,
+        queue=refunds,
+        data={**refunds.snapshot(), "escalate_to": None, "escalate_after_s": None},
+    )
+
+    with pytest.raises(QueueInUse):
+        queue_delete(actor=operator, queue=refunds)
+
+    request.refresh_from_db()
+    assert request.escalated_from == refunds
+    assert ApprovalQueue.objects.filter(pk=refunds.pk).exists()
 
 
 def test_queue_rules_refuse_a_loop_and_unknown_names(tenant, agent) -> None:  # type: ignore[no-untyped-def]

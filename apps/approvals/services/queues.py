@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from guardian.shortcuts import assign_perm
 
 from apps.audit.concurrency import version_check
@@ -344,7 +345,8 @@ def queue_delete(*, actor: Actor, queue: ApprovalQueue, reason: str = "") -> Non
     locked = ApprovalQueue.objects.select_for_update(of=("self",)).get(pk=queue.pk)
     if locked.is_default:
         raise QueueInUse("The default queue takes what no other queue matches: it stays.")
-    held = ApprovalRequest.objects.filter(queue=locked).count()
+    # escalated_from too: a request escalated away was routed here all the same
+    held = ApprovalRequest.objects.filter(Q(queue=locked) | Q(escalated_from=locked)).count()
     if held:
         raise QueueInUse(
             f"{held:,} requests were routed here and keep it for their record: clear its "
