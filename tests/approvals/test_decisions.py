@@ -5,12 +5,13 @@ approvers at once: exactly one wins and the other is told who decided."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps.alerts.models import Alert
@@ -18,7 +19,10 @@ from apps.approvals.models import ApprovalQueue, ApprovalRequest, Status
 from apps.approvals.services import (
     AlreadyDecided,
     QueueInUse,
+    approval_cancel,
     approval_decide,
+    approval_escalate,
+    approval_expire,
     approval_for_runtime,
     approval_open,
     approvals_sweep,
@@ -287,6 +291,107 @@ def test_two_approvers_at_once_exactly_one_wins(tenant, agent, approver, approve
         assert request.status == (
             Status.APPROVED if won[0] == "alice-approver" else Status.REJECTED
         )
+
+
+def _while_escalation_commits(request: ApprovalRequest, call: Any) -> dict[str, Any]:
+    """Run ``call()`` on its own connection while another holds ``request``'s row lock for its
+    escalation, and let the escalation commit once ``call`` waits for that lock."""
+    locked, release, outcome = threading.Event(), threading.Event(), {}
+
+    def escalate() -> None:
+        try:
+            with transaction.atomic():
+                assert approval_escalate(request_id=request.pk)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    def waiting() -> None:
+        try:
+            outcome["result"] = call()
+        except Exception as exc:  # handed to the test
+            outcome["error"] = exc
+        finally:
+            connection.close()
+
+    escalating = threading.Thread(target=escalate)
+    escalating.start()
+    assert locked.wait(10)
+    caller = threading.Thread(target=waiting)
+    caller.start()
+    for _ in range(1000):  # until the call waits for the escalation's row lock
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+            if cursor.fetchone()[0]:
+                break
+        time.sleep(0.01)
+    release.set()
+    escalating.join(10)
+    caller.join(10)
+    return outcome
+
+
+@pytest.mark.django_db(transaction=True)
+def test_decide_cancel_expire_while_an_escalation_commits__act_on_the_moved_request(
+    tenant, agent, approver, approver2
+) -> None:  # type: ignore[no-untyped-def]
+    postgresql_only()
+    managers = queue_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={"name": "Managers", "approvers": [approver, approver2], "position": 500},
+    )
+    queue_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={
+            "name": "Mail",
+            "match_tools": ["send_email"],
+            "position": 1,
+            "escalate_after_s": 600,
+            "escalate_to": managers,
+            "approvers": [approver, approver2],
+        },
+    )
+
+    def due(key: str, **changes: Any) -> ApprovalRequest:
+        request = open_request(tenant, tool="send_email", arguments={"k": key}, idempotency_key=key)
+        ApprovalRequest.objects.filter(pk=request.pk).update(
+            escalate_at=timezone.now() - timedelta(seconds=1), **changes
+        )
+        return request
+
+    # An approver clicks at the moment the request moves to Managers, of which they are an
+    # approver too; a runtime cancels at that moment; the read path expires a due one.
+    approved = due("decide")
+    decided = _while_escalation_commits(
+        approved,
+        lambda: approval_decide(actor=approver, request=approved, choice="approve", comment="ok"),
+    )
+    cancelled = due("cancel")
+    withdrawn = _while_escalation_commits(
+        cancelled,
+        lambda: approval_cancel(
+            tenant_id=tenant.pk,
+            environment_id=cancelled.environment_id,
+            token_agent_id=None,
+            token_label="t",
+            approval_id=cancelled.pk,
+        ),
+    )
+    late = due("expire", expires_at=timezone.now() - timedelta(seconds=1))
+    expired = _while_escalation_commits(late, lambda: approval_expire(request_id=late.pk))
+
+    assert "error" not in decided, decided
+    assert decided["result"].status == Status.APPROVED
+    assert decided["result"].queue == managers
+    assert "error" not in withdrawn, withdrawn
+    assert withdrawn["result"].status == Status.CANCELLED
+    assert "error" not in expired, expired
+    assert expired["result"] is True
+    late.refresh_from_db()
+    assert late.status == Status.EXPIRED and late.queue == managers
 
 
 def test_a_decision_after_the_timeout_is_refused_before_the_sweep(

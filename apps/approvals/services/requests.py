@@ -436,7 +436,7 @@ def approval_cancel(
     )
     if found is None:
         return None
-    request = lock_row(ApprovalRequest, found.pk, related=("queue", "tenant"))
+    request = _lock(found.pk)
     if request.status != Status.PENDING:
         return request
     _transition(request, Status.CANCELLED, comment=reason)
@@ -451,6 +451,19 @@ def approval_cancel(
     )
     announce(request)
     return request
+
+
+def _lock(request_id: int) -> ApprovalRequest:
+    """The request under its row lock, with its queue (and the queue's tenant and escalation
+    target) read once the lock is held. Not joined into the locking query: PostgreSQL
+    re-checks a waiting ``FOR UPDATE``'s joins against the rows it first read, so a request
+    moved to another queue while this waited (an escalation committing) would not be found.
+    Raises ``ApprovalRequest.DoesNotExist``."""
+    locked = lock_row(ApprovalRequest, request_id, related=("tenant", "agent"))
+    locked.queue = ApprovalQueue.objects.select_related("tenant", "escalate_to").get(
+        pk=locked.queue_id
+    )
+    return locked
 
 
 def _transition(
@@ -529,7 +542,7 @@ def approval_decide(
     user, label = actor_identity(actor)
     if user is None:
         raise PermissionDenied("Only a person decides an approval request.")
-    locked = lock_row(ApprovalRequest, request.pk, related=("queue", "tenant", "queue__tenant"))
+    locked = _lock(request.pk)
     if not may_decide(user, locked.queue):
         raise PermissionDenied(f"You are not an approver of the queue {locked.queue.name}.")
     if locked.status == Status.PENDING and locked.expires_at <= timezone.now():
@@ -659,7 +672,7 @@ def _expire_locked(request: ApprovalRequest) -> None:
 def approval_expire(*, request_id: int) -> bool:
     """Expire one pending request past its ``expires_at`` (deny, the safe default); False
     when it was decided meanwhile or is not due."""
-    request = lock_row(ApprovalRequest, request_id, related=("queue", "tenant", "agent"))
+    request = _lock(request_id)
     if request.status != Status.PENDING or request.expires_at > timezone.now():
         return False
     _expire_locked(request)
@@ -670,9 +683,7 @@ def approval_expire(*, request_id: int) -> bool:
 def approval_escalate(*, request_id: int) -> bool:
     """Move one pending request due for escalation to its queue's ``escalate_to`` queue;
     False when not due (decided, moved, or the queue stopped escalating)."""
-    request = lock_row(
-        ApprovalRequest, request_id, related=("queue", "tenant", "queue__escalate_to")
-    )
+    request = _lock(request_id)
     now = timezone.now()
     target = request.queue.escalate_to
     if (
