@@ -99,12 +99,15 @@ def decided_by(request: ApprovalRequest) -> str:
     return " and ".join(names)
 
 
-def scalar(value: Any) -> str:
-    """A JSON value as a person reads it: strings as they are, the rest as JSON."""
-    if isinstance(value, str):
-        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "…"
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
-    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
+def scalar(value: Any, *, limit: int | None = MAX_TEXT) -> str:
+    """A JSON value as a person reads it: strings as they are, the rest as JSON; cut at
+    ``limit`` characters (None: whole, as the detail pane shows what an approval pins)."""
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, ensure_ascii=False, separators=(", ", ": "), default=str)
+    )
+    return text if limit is None or len(text) <= limit else text[:limit] + "…"
 
 
 def preview(arguments: Any, *, limit: int = 3) -> str:
@@ -150,11 +153,12 @@ def _row(
     change, before = "", ""
     if path in changes:
         old, _ = changes[path]
-        change, before = ("added", "") if old == "" else ("changed", scalar(old))
+        change, before = ("added", "") if old == "" else ("changed", scalar(old, limit=None))
     if path in redacted or value == "[redacted]":
         return ArgumentRow(key, path, "redacted", "redacted", change=change, before=before)
     if isinstance(value, dict | list) and depth >= MAX_DEPTH:
-        return ArgumentRow(key, path, "scalar", scalar(value), change=change, before=before)
+        text = scalar(value, limit=None)
+        return ArgumentRow(key, path, "scalar", text, change=change, before=before)
     if isinstance(value, dict):
         children = [
             _row(str(k), f"{path}.{k}", v, changes, redacted, depth + 1) for k, v in value.items()
@@ -166,7 +170,8 @@ def _row(
             for i, v in enumerate(value)
         ]
         return ArgumentRow(key, path, "list", "", children, change, before, empty=not children)
-    return ArgumentRow(key, path, "scalar", scalar(value), change=change, before=before)
+    # whole: the approver must be able to read all that the approval pins (at most 16 KiB)
+    return ArgumentRow(key, path, "scalar", scalar(value, limit=None), change=change, before=before)
 
 
 def argument_rows(
@@ -208,9 +213,11 @@ def change_lines(arguments: Any, changes: dict[str, tuple[Any, Any]]) -> list[Ch
     lines = []
     for path, (before, after) in changes.items():
         if after == "" and not _present(arguments, path):
-            lines.append(Change(path, "removed", scalar(before), ""))
+            lines.append(Change(path, "removed", scalar(before, limit=None), ""))
         elif before == "":
-            lines.append(Change(path, "added", "", scalar(after)))
+            lines.append(Change(path, "added", "", scalar(after, limit=None)))
         else:
-            lines.append(Change(path, "changed", scalar(before), scalar(after)))
+            lines.append(
+                Change(path, "changed", scalar(before, limit=None), scalar(after, limit=None))
+            )
     return lines

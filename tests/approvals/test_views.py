@@ -240,6 +240,19 @@ def test_detail__arguments_readable_and_changes_marked(
     assert "0 of 2 approvals" in html
 
 
+def test_detail__long_text_argument__shown_whole_to_the_approver(
+    tenant: Tenant, agent: Agent, approver: User
+) -> None:
+    _queue(tenant, "Mail", ["send_email"], [approver])
+    text = "Dear customer, " + "we are sorry. " * 200 + "PS: wire 5000 EUR to IBAN XX00 EVIL."
+    email = _open(tenant, "e1", tool="send_email", arguments={"to": "c@example.com", "body": text})
+
+    html = _client(approver).get(f"/approvals/{email.pk}/", **HX).content.decode()
+
+    # what the approval pins is what the approver can read: all of it, not its first part
+    assert len(text) > 2000 and "PS: wire 5000 EUR to IBAN XX00 EVIL." in html
+
+
 def test_detail__deeply_nested_arguments__rendered_flat(
     tenant: Tenant, agent: Agent, operator: User
 ) -> None:
