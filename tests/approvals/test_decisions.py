@@ -29,6 +29,7 @@ from apps.approvals.services import (
     queue_create,
     queue_delete,
     queue_update,
+    runtime_document,
 )
 from apps.audit.models import AuditEvent
 from apps.core.roles import Role
@@ -130,18 +131,42 @@ def test_expiry_is_not_a_rejection(tenant, agent, refunds, approver) -> None:  #
         approval_decide(actor=approver, request=request, choice="approve")
 
 
-def test_a_runtime_reading_a_due_request_sees_it_expired(tenant, agent, refunds) -> None:  # type: ignore[no-untyped-def]
+def test_a_runtime_reading_a_due_request_sees_it_expired_before_the_sweep(
+    tenant, agent, refunds
+) -> None:  # type: ignore[no-untyped-def]
     request = open_request(tenant)
-    ApprovalRequest.objects.filter(pk=request.pk).update(
-        expires_at=timezone.now() - timedelta(seconds=1)
-    )
+    due = timezone.now() - timedelta(seconds=1)
+    ApprovalRequest.objects.filter(pk=request.pk).update(expires_at=due)
     seen = approval_for_runtime(
         tenant_id=tenant.pk,
         environment_id=request.environment_id,
         token_agent_id=None,
         approval_id=request.pk,
     )
-    assert seen is not None and seen.status == Status.EXPIRED
+    assert seen is not None
+    document, settled = runtime_document(seen)
+    assert settled and document["status"] == "expired" and document["outcome"] == "deny"
+    assert ApprovalRequest.objects.get(pk=request.pk).status == Status.PENDING  # read only
+    approvals_sweep()
+    recorded, _ = runtime_document(ApprovalRequest.objects.get(pk=request.pk))
+    assert recorded == {**document, "version": recorded["version"]}  # the sweep says the same
+
+
+def test_a_failing_request_costs_the_sweep_only_itself(tenant, agent, refunds, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from apps.approvals.services import requests as module
+
+    first, second = open_request(tenant), open_request(tenant, idempotency_key="k2")
+    ApprovalRequest.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+    real = module.approval_expire
+
+    def flaky(*, request_id: int) -> bool:
+        if request_id == first.pk:
+            raise RuntimeError("boom")
+        return real(request_id=request_id)
+
+    monkeypatch.setattr(module, "approval_expire", flaky)
+    assert approvals_sweep()["expired"] == 1
+    assert ApprovalRequest.objects.get(pk=second.pk).status == Status.EXPIRED
 
 
 def test_escalation_moves_the_request(tenant, agent, approver, approver2) -> None:  # type: ignore[no-untyped-def]

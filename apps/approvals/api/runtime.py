@@ -34,6 +34,7 @@ from ..services import (
     approval_for_runtime,
     approval_json,
     approval_open,
+    runtime_document,
 )
 
 OPEN_PATH = "/api/runtime/v1/approvals"
@@ -126,7 +127,8 @@ def read_request(scope: TokenScope, params: Mapping[str, str]) -> tuple[int, dic
     if request is None:
         status, answer = _not_found(params)
         return status, answer, True
-    return 200, approval_json(request), request.status != Status.PENDING
+    document, settled = runtime_document(request)
+    return 200, document, settled
 
 
 def cancel_request(scope: TokenScope, raw: bytes, params: Mapping[str, str]) -> Answer:

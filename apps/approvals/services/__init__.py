@@ -33,6 +33,7 @@ from .requests import (
     approval_open,
     approvals_sweep,
     open_validate,
+    runtime_document,
 )
 
 __all__ = [
@@ -64,5 +65,6 @@ __all__ = [
     "queue_route",
     "queue_update",
     "queue_validate",
+    "runtime_document",
     "users_who_may_approve",
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -40,6 +41,7 @@ from ..models import (
 from ._common import SYSTEM, announce, approval_json, control_character_problem, runtime_actor
 from .queues import may_decide, queue_route
 
+log = structlog.get_logger(__name__)
 _ID = re.compile(r"[\w.:@/-]{1,128}", re.ASCII)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SLUG = re.compile(r"[\w-]{1,100}", re.ASCII)
@@ -393,22 +395,36 @@ def approval_for_runtime(
     *, tenant_id: int, environment_id: int, token_agent_id: int | None, approval_id: int
 ) -> ApprovalRequest | None:
     """The request ``approval_id`` if it is in the token's scope (tenant, environment, the
-    token's agent), else None. A pending one past its expiry is expired first, so a runtime
-    waiting on it learns at the moment it expires, not at the next sweep."""
+    token's agent), else None. Reads only (it runs on the fast path's shared read thread):
+    a pending request past its expiry is shown expired by ``runtime_document``; the sweep
+    records it."""
     requests = ApprovalRequest.objects.select_related("queue").filter(
         pk=approval_id, tenant_id=tenant_id, environment_id=environment_id
     )
     if token_agent_id is not None:
         requests = requests.filter(agent_id=token_agent_id)
-    request = requests.first()
-    if (
-        request is not None
-        and request.status == Status.PENDING
-        and request.expires_at <= timezone.now()
-    ):
-        approval_expire(request_id=request.pk)
-        request = ApprovalRequest.objects.select_related("queue").get(pk=request.pk)
-    return request
+    return requests.first()
+
+
+EXPIRED_COMMENT = "No decision before the queue's timeout."
+
+
+def runtime_document(
+    request: ApprovalRequest, *, now: datetime | None = None
+) -> tuple[dict[str, Any], bool]:
+    """The ``{approval}`` document a runtime reads, and whether it is final. A pending request
+    past its ``expires_at`` is expired at that moment, whether or not the sweep has recorded it
+    yet: the runtime denies the call exactly then (the recorded expiry says the same)."""
+    document = approval_json(request)
+    if request.status == Status.PENDING and request.expires_at <= (now or timezone.now()):
+        document.update(
+            status=Status.EXPIRED.value,
+            outcome="deny",
+            decided_at=document["expires_at"],
+            decided_by=[],
+            comment=EXPIRED_COMMENT,
+        )
+    return document, document["status"] != Status.PENDING
 
 
 @transaction.atomic
@@ -437,6 +453,8 @@ def approval_cancel(
     if found is None:
         return None
     request = _lock(found.pk)
+    if request.status == Status.PENDING and request.expires_at <= timezone.now():
+        _expire_locked(request)  # it expired before the runtime gave up: that is what it is
     if request.status != Status.PENDING:
         return request
     _transition(request, Status.CANCELLED, comment=reason)
@@ -641,7 +659,8 @@ def approval_decide_bulk(
 
 
 def _expire_locked(request: ApprovalRequest) -> None:
-    _transition(request, Status.EXPIRED, comment="No decision before the queue's timeout.")
+    # decided when it expired (what a runtime reading it then was told), not when swept
+    _transition(request, Status.EXPIRED, comment=EXPIRED_COMMENT, now=request.expires_at)
     audit_record(
         actor=SYSTEM,
         action="approval.expired",
@@ -730,14 +749,24 @@ def approvals_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[st
         .order_by("expires_at")
         .values_list("pk", flat=True)[:limit]
     )
-    expired = sum(1 for pk in due if approval_expire(request_id=pk))
+    expired = sum(1 for pk in due if _isolated(approval_expire, pk))
     waiting = list(
         ApprovalRequest.objects.filter(status=Status.PENDING, escalate_at__lte=now)
         .order_by("escalate_at")
         .values_list("pk", flat=True)[:limit]
     )
-    escalated = sum(1 for pk in waiting if approval_escalate(request_id=pk))
+    escalated = sum(1 for pk in waiting if _isolated(approval_escalate, pk))
     return {"expired": expired, "escalated": escalated}
+
+
+def _isolated(step: Any, request_id: int) -> bool:
+    """One request's step of the sweep; a failure is logged and costs only that request (the
+    next pass tries it again), never the rest of the pass."""
+    try:
+        return bool(step(request_id=request_id))
+    except Exception:
+        log.exception("approvals.sweep_failed", request_id=request_id, step=step.__name__)
+        return False
 
 
 def sweep_interval_s() -> float:
@@ -761,4 +790,5 @@ __all__ = [
     "approval_open",
     "approvals_sweep",
     "open_validate",
+    "runtime_document",
 ]
