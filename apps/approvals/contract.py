@@ -35,6 +35,9 @@ class Assessment:
     arguments: dict[str, Any]
     redacted: list[str] = field(default_factory=list)
     complete: bool = True
+    # where the runtime sent ``REDACTED`` for an argument the contract does not mark
+    # sensitive: refused (it would hide a value from the approver and skip the hash check)
+    stray_markers: list[str] = field(default_factory=list)
 
 
 def _redact(arguments: dict[str, Any], sensitive: list[str]) -> tuple[dict[str, Any], list[str]]:
@@ -67,6 +70,14 @@ def declared_risk(bundle: Mapping[str, Any] | None, tool: str) -> str | None:
     return None
 
 
+def sensitive_paths(bundle: Mapping[str, Any] | None, tool: str) -> frozenset[str]:
+    """The argument paths ``bundle``'s contract marks sensitive for ``tool``."""
+    for spec in (bundle or {}).get("tools") or []:
+        if isinstance(spec, Mapping) and spec.get("name") == tool:
+            return frozenset(i for i in spec.get("sensitive_args") or [] if isinstance(i, str))
+    return frozenset()
+
+
 def assess(
     *,
     bundle: Mapping[str, Any] | None,
@@ -75,6 +86,7 @@ def assess(
     arguments: dict[str, Any],
     claimed_risk: str | None,
     floor: tuple[str, str] | None = None,
+    also_sensitive: frozenset[str] = frozenset(),
 ) -> Assessment:
     """The call's risk (the stronger of the contract's and the runtime's claim; a tool the
     contract does not declare is critical), summary lines, and redacted arguments.
@@ -82,7 +94,9 @@ def assess(
     version in the environment (then the runtime's claim, or critical, decides). ``floor``:
     (risk, why) another contract sets for the tool, e.g. the stable deployment's when the
     runtime names another version: the stronger rating holds (a stale or hand-picked version
-    cannot lower it)."""
+    cannot lower it). ``also_sensitive``: argument paths other versions the environment serves
+    mark sensitive (a runtime redacts for every version it may serve): a runtime's
+    ``REDACTED`` there is expected, anywhere else refused (``stray_markers``)."""
     lines: list[str] = []
     spec: Mapping[str, Any] | None = None
     policy = None
@@ -148,15 +162,21 @@ def assess(
             if rule.action == "ask" and rule.applies(tool, shown, {}):
                 lines.append(f"Asked by {rule.label()}.")
                 break
-    complete = not redacted and not _holds_marker(arguments)
-    return Assessment(risk, lines, shown, redacted, complete)
+    markers = _marker_paths(arguments, "")
+    stray = [path for path in markers if path not in sensitive and path not in also_sensitive]
+    complete = not redacted and not markers
+    return Assessment(risk, lines, shown, redacted, complete, stray)
 
 
-def _holds_marker(value: Any) -> bool:
+def _marker_paths(value: Any, path: str) -> list[str]:
+    """The dotted paths (list items by index) whose value is ``REDACTED``."""
     if value == REDACTED:
-        return True
+        return [path]
+    found: list[str] = []
     if isinstance(value, dict):
-        return any(_holds_marker(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_holds_marker(item) for item in value)
-    return False
+        for key, item in value.items():
+            found += _marker_paths(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _marker_paths(item, f"{path}.{index}" if path else str(index))
+    return found

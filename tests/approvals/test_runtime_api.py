@@ -168,3 +168,29 @@ def test_the_requesting_runtime_cannot_decide(runtime: Runtime, refunds: Approva
         assert answer.status_code in (401, 403), (path, answer.status_code)
     assert runtime.post(f"{OPEN}/{opened['id']}/approve", {}).status_code in (404, 405)
     assert ApprovalRequest.objects.get(pk=opened["id"]).status == "pending"
+
+
+def test_the_redaction_marker_only_where_the_contract_says(
+    runtime: Runtime, refunds: ApprovalQueue
+) -> None:
+    # card_number is sensitive in the contract: expected; amount is not: hiding it is refused
+    ok = runtime.post(
+        OPEN,
+        body(
+            arguments={"order_id": "A-1", "amount": 5, "card_number": "[redacted]"},
+            arguments_sha256="c" * 64,
+            idempotency_key="m1",
+        ),
+    )
+    assert ok.status_code == 201, ok.text
+    for arguments in (
+        {"order_id": "A-1", "amount": "[redacted]"},
+        {"order_id": "A-1", "amount": 5, "notes": ["fine", "[redacted]"]},
+        {"order_id": "A-1", "amount": 5, "meta": {"card_number": "[redacted]"}},
+    ):
+        refused = runtime.post(
+            OPEN, body(arguments=arguments, arguments_sha256="d" * 64, idempotency_key="m2")
+        )
+        assert refused.status_code == 400, (arguments, refused.text)
+        assert "sensitive" in refused.json()["errors"]["arguments"][0]
+    assert ApprovalRequest.objects.count() == 1

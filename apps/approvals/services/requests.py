@@ -25,10 +25,10 @@ from apps.bundles.schema import TOOL_NAME_PATTERN
 from apps.core.canonical import CanonicalError, canonical_json
 from apps.core.input_guards import json_problems
 from apps.core.locks import lock_row
-from apps.rollouts.selectors import deployment_current
+from apps.rollouts.selectors import deployment_current, rollout_active
 from apps.tenancy.models import Agent, Environment
 
-from ..contract import assess, declared_risk
+from ..contract import REDACTED, assess, declared_risk, sensitive_paths
 from ..models import (
     BULK_RISKS,
     RISKS,
@@ -231,6 +231,19 @@ def _stable_floor(
     return risk, f"v{deployment.version.number} (stable in {environment.slug})"
 
 
+def _served_sensitive(agent: Agent, environment: Environment, tool: str) -> frozenset[str]:
+    """What the versions the environment serves (stable, a rollout's candidate) mark sensitive
+    for ``tool``: a runtime redacts for any version it may serve."""
+    paths: frozenset[str] = frozenset()
+    deployment = deployment_current(agent=agent, environment=environment)
+    if deployment is not None:
+        paths |= sensitive_paths(deployment.version.content, tool)
+    rollout = rollout_active(agent=agent, environment=environment)
+    if rollout is not None and rollout.candidate is not None:
+        paths |= sensitive_paths(rollout.candidate.content, tool)
+    return paths
+
+
 @transaction.atomic
 def approval_open(
     *,
@@ -270,7 +283,17 @@ def approval_open(
         arguments=fields["arguments"],
         claimed_risk=fields["risk"],
         floor=_stable_floor(agent, environment, version, fields["tool"]),
+        also_sensitive=_served_sensitive(agent, environment, fields["tool"]),
     )
+    if assessment.stray_markers:
+        raise ValidationError(
+            {
+                "arguments": [
+                    f'"{REDACTED}" stands only for the arguments the tool contract marks '
+                    f"sensitive; found at {', '.join(assessment.stray_markers[:5])}."
+                ]
+            }
+        )
     if assessment.complete:
         # Nothing was redacted: the approver sees exactly what the hash pins, so they must agree.
         actual = hashlib.sha256(canonical_json(fields["arguments"])).hexdigest()
