@@ -18,6 +18,37 @@ from .factories import AgentFactory, EnvironmentFactory, TenantFactory, make_use
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist (scripts/test.sh) worker gw<n> uses Redis database <base + n> of
+    # TEST_REDIS_URL, so one worker's broker queues and keys never meet another's (pub/sub
+    # channels are server-wide whatever the database: the tests that listen skip strangers).
+    # Its test database (pytest-django's suffix _gw<n>) and var dir (controlplane/settings/
+    # test.py) are its own too.
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        return
+    worker = getattr(config, "workerinput", {}).get("workerid", "")
+    if worker:
+        os.environ["TEST_REDIS_URL"] = worker_redis_url(url, int(worker.removeprefix("gw")))
+    elif workers := getattr(config.option, "numprocesses", None):
+        worker_redis_url(url, int(workers) - 1)  # refused here, before any worker starts
+
+
+def worker_redis_url(url: str, index: int) -> str:
+    """``url`` with its database number (0 when it names none) raised by ``index``. Raises
+    ``pytest.UsageError`` past database 15 (Redis has 16 unless configured otherwise)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    if base + index > 15:
+        raise pytest.UsageError(
+            f"TEST_REDIS_URL {url}: worker {index} would use Redis database {base + index}; "
+            "choose a lower database number or fewer workers (-n)"
+        )
+    return urlunsplit(parts._replace(path=f"/{base + index}"))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     from django.conf import settings
 
