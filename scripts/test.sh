@@ -9,7 +9,9 @@ export CONTROLPLANE_VAR_DIR="${CONTROLPLANE_VAR_DIR:-$PWD/var/test}"
 mkdir -p "$CONTROLPLANE_VAR_DIR"
 
 PG_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
-REDIS="${TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+# pytest-xdist worker n uses Redis database <this one + n> (tests/conftest.py): 12 leaves room
+# for four workers.
+REDIS="${TEST_REDIS_URL:-redis://127.0.0.1:6379/12}"
 require="${CONTROLPLANE_REQUIRE_SERVICES:-0}"
 
 if $V/python - "$PG_URL" <<'PY'
@@ -50,5 +52,18 @@ echo "== ruff";          $V/ruff check --quiet .
 echo "== import contracts"; $V/lint-imports --no-cache >/dev/null && echo "contracts kept"
 echo "== migrations";    $V/python manage.py makemigrations --check --dry-run --settings=controlplane.settings.test >/dev/null && echo "no missing migrations"
 echo "== mypy";          $V/mypy --no-error-summary . && echo "mypy clean"
-echo "== pytest"
-exec $V/pytest -p no:cacheprovider "$@"
+# In parallel with pytest-xdist: one worker per core, at most 4, none on a single core
+# (TEST_WORKERS overrides; `-n 0` as an argument runs serially too). Whole files go to one worker
+# (--dist loadfile): a file's module fixtures (a started product, a browser) are set up once.
+# Each worker has its own test database (_gw<n>), Redis database and var dir; see docs/ci.md.
+if [ -z "${TEST_WORKERS:-}" ]; then
+  TEST_WORKERS=$(nproc 2>/dev/null || echo 1)
+  [ "$TEST_WORKERS" -gt 4 ] && TEST_WORKERS=4
+  [ "$TEST_WORKERS" -lt 2 ] && TEST_WORKERS=0
+fi
+if ! $V/python -c "import xdist" 2>/dev/null; then
+  echo "== pytest (serial: pytest-xdist is not installed; make install-dev)"
+  exec $V/pytest -p no:cacheprovider "$@"
+fi
+echo "== pytest ($TEST_WORKERS workers)"
+exec $V/pytest -p no:cacheprovider -n "$TEST_WORKERS" --dist loadfile "$@"

@@ -18,6 +18,37 @@ from .factories import AgentFactory, EnvironmentFactory, TenantFactory, make_use
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist (scripts/test.sh) worker gw<n> uses Redis database <base + n> of
+    # TEST_REDIS_URL, so one worker's broker queues and keys never meet another's (pub/sub
+    # channels are server-wide whatever the database: the tests that listen skip strangers).
+    # Its test database (pytest-django's suffix _gw<n>) and var dir (controlplane/settings/
+    # test.py) are its own too.
+    url = os.environ.get("TEST_REDIS_URL")
+    if not url:
+        return
+    worker = getattr(config, "workerinput", {}).get("workerid", "")
+    if worker:
+        os.environ["TEST_REDIS_URL"] = worker_redis_url(url, int(worker.removeprefix("gw")))
+    elif workers := getattr(config.option, "numprocesses", None):
+        worker_redis_url(url, int(workers) - 1)  # refused here, before any worker starts
+
+
+def worker_redis_url(url: str, index: int) -> str:
+    """``url`` with its database number (0 when it names none) raised by ``index``. Raises
+    ``pytest.UsageError`` past database 15 (Redis has 16 unless configured otherwise)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    if base + index > 15:
+        raise pytest.UsageError(
+            f"TEST_REDIS_URL {url}: worker {index} would use Redis database {base + index}; "
+            "choose a lower database number or fewer workers (-n)"
+        )
+    return urlunsplit(parts._replace(path=f"/{base + index}"))
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     from django.conf import settings
 
@@ -55,9 +86,46 @@ def _database(db: None) -> None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_by_delete() -> Iterator[None]:
+    """A transactional test ends with Django's flush: on PostgreSQL one TRUNCATE of every table
+    (a new file for each table and index, ~0.1-0.5 s), then post_migrate. Here the same tables
+    are emptied with DELETE in one transaction instead (~0.01 s), as a superuser in replica mode
+    so neither foreign keys nor the append-only and immutability triggers interfere (the audit
+    tables' TRUNCATE guard is lifted for test databases the same way). Same rows gone, same
+    sequences kept (Django's TRUNCATE does not restart them either), post_migrate as before; the
+    role is restored before the transaction ends, in case a flush runs inside an outer one. A
+    flush resetting sequences or cascading, or a database user without superuser rights, gets
+    Django's TRUNCATE."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(  # type: ignore[no-untyped-def]
+        self, style, tables, *, reset_sequences=False, allow_cascade=False
+    ) -> list[str]:
+        if tables and not reset_sequences and not allow_cascade:
+            with self.connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('is_superuser') = 'on'")
+                superuser = cursor.fetchone()[0]
+            if superuser:
+                return [
+                    "SET LOCAL session_replication_role = replica",
+                    *(f"DELETE FROM {self.quote_name(table)}" for table in tables),
+                    "SET LOCAL session_replication_role = origin",
+                ]
+        return truncate(
+            self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(DatabaseOperations, "sql_flush", sql_flush)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _quiet_database_before_flush(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A transactional test ends with a flush (TRUNCATE of every table). A request still running
+    """A transactional test ends with a flush (emptying every table). A request still running
     in a live server's thread (a browser tab's htmx poll, a long-poll) holds locks that deadlock
     with it, and PostgreSQL may pick the flush as the victim, leaving rows behind for the next
     test. Set up after `transactional_db` so this teardown runs first: wait briefly for other
@@ -165,6 +233,11 @@ def asgi_server(transactional_db: None):  # type: ignore[no-untyped-def]
             port=port,
             log_level="warning",
             lifespan="on",
+            # A long-poll whose client has gone holds its task until its `wait` runs out (up
+            # to 30 s); stopping the server waits for request tasks, so without a bound each
+            # test with a runtime attached spent the rest of that wait in teardown. Requests
+            # still running after this are cancelled: the test is over.
+            timeout_graceful_shutdown=1,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.core.checks import run_checks
 from django.core.management import call_command
 from django.db import connection, connections
@@ -74,18 +75,22 @@ def empty_database(django_db_blocker) -> Iterator[str]:  # type: ignore[no-untyp
 def on_database(transactional_db, django_db_blocker):  # type: ignore[no-untyped-def]
     """Point this process's default connection at another database for the test's body
     (transactional: no test transaction is open on the connection being switched; the test
-    database's flush comes after the switch back)."""
+    database's flush comes after the switch back). The process's content type cache holds the
+    ids of the database it was filled from (the test database's change at every flush), so it
+    is emptied at each switch."""
     conn = connections["default"]
     original = conn.settings_dict["NAME"]
 
     def switch(name: str) -> None:
         conn.close()
         conn.settings_dict["NAME"] = name
+        ContentType.objects.clear_cache()
 
     with django_db_blocker.unblock():
         yield switch
         conn.close()
         conn.settings_dict["NAME"] = original
+        ContentType.objects.clear_cache()
 
 
 @on_postgresql

@@ -28,11 +28,19 @@ def client(operator: User) -> Client:
     return client
 
 
+_SERVED: dict[str, bytes] = {}
+
+
 @pytest.fixture
 def schema(client: Client) -> dict[str, Any]:
-    response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
-    assert response.status_code == 200
-    return json.loads(response.content)
+    """The document /api/schema/ serves an Operator, parsed afresh for each test. It is made
+    from the code alone (nothing in the database changes it) and takes seconds to generate, so
+    it is fetched once per process, by whichever test asks first."""
+    if "schema" not in _SERVED:
+        response = client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        assert response.status_code == 200
+        _SERVED["schema"] = response.content
+    return json.loads(_SERVED["schema"])
 
 
 def _operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -31,7 +31,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.apps import apps as django_apps
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -53,6 +52,7 @@ from apps.telemetry.services import records_ingest
 from apps.tenancy.models import Tenant
 from tests.bundles.conftest import demo_text
 from tests.factories import AgentFactory, make_user
+from tests.tables import row_counts
 
 pytestmark = pytest.mark.django_db
 ACTOR = SystemActor("matrix")
@@ -428,11 +428,7 @@ def test_every_route_has_a_matrix_entry() -> None:
 
 
 def _rows() -> dict[str, int]:
-    return {
-        model._meta.label: model.objects.count()
-        for model in django_apps.get_models()
-        if model._meta.app_label not in {"sessions", "contenttypes", "admin"}
-    }
+    return row_counts(except_apps={"sessions", "contenttypes", "admin"})
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 import pytest
-from django.apps import apps as django_apps
 from django.test import override_settings
 from rest_framework.test import APIClient
 
@@ -27,6 +26,7 @@ from apps.tenancy.models import Environment, Tenant
 from tests.bundles.conftest import demo_text
 from tests.conftest import api_as
 from tests.factories import AgentFactory, make_user
+from tests.tables import row_counts
 
 pytestmark = pytest.mark.django_db
 ACTOR = SystemActor("test")
@@ -35,11 +35,7 @@ NUL = "\x00"
 
 def _rows() -> dict[str, int]:
     """Row count of every model of the project and of auth: a refused request changes none."""
-    return {
-        model._meta.label: model.objects.count()
-        for model in django_apps.get_models()
-        if model._meta.app_label not in {"sessions", "contenttypes", "admin"}
-    }
+    return row_counts(except_apps={"sessions", "contenttypes", "admin"})
 
 
 def _deep(depth: int) -> str:

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from ..waiting import eventually
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -252,6 +254,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         token = json.loads(body).get("token", "") if token_status == 200 else ""
         me = _http(f"{first.base_url}/api/v1/me/", token=token)
         audit_after_first = _audit_count(first, token)
+        # beat opens its schedule file after printing its banner (which readiness waits for):
+        # on a busy machine that can be seconds later
+        eventually(lambda: any((var_dir / "celery").glob("beat-schedule*")), timeout=30)
         beat_files = [p.name for p in (var_dir / "celery").glob("beat-schedule*")]
         reservations = _strict_budget_reservations(first, token)
     finally:
