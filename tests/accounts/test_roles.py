@@ -18,6 +18,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.checks import run_checks
 from django.core.management import call_command
 from django.db import connection, connections
+from guardian.shortcuts import clear_ct_cache
 from rest_framework.test import APIClient
 
 from apps.accounts.role_sync import RolePermissionsMissing
@@ -75,22 +76,26 @@ def empty_database(django_db_blocker) -> Iterator[str]:  # type: ignore[no-untyp
 def on_database(transactional_db, django_db_blocker):  # type: ignore[no-untyped-def]
     """Point this process's default connection at another database for the test's body
     (transactional: no test transaction is open on the connection being switched; the test
-    database's flush comes after the switch back). The process's content type cache holds the
-    ids of the database it was filled from (the test database's change at every flush), so it
-    is emptied at each switch."""
+    database's flush comes after the switch back). The process's content type caches — Django's
+    and django-guardian's (``get_objects_for_user`` keeps each permission's content type) — hold
+    the ids of the database they were filled from, so both are emptied at each switch."""
     conn = connections["default"]
     original = conn.settings_dict["NAME"]
+
+    def forget_content_types() -> None:
+        ContentType.objects.clear_cache()
+        clear_ct_cache()
 
     def switch(name: str) -> None:
         conn.close()
         conn.settings_dict["NAME"] = name
-        ContentType.objects.clear_cache()
+        forget_content_types()
 
     with django_db_blocker.unblock():
         yield switch
         conn.close()
         conn.settings_dict["NAME"] = original
-        ContentType.objects.clear_cache()
+        forget_content_types()
 
 
 @on_postgresql
