@@ -136,14 +136,15 @@ def queue_counts(
     how many are past the queue's SLA."""
     now = now or timezone.now()
     queues = list(queues_visible(user, tenant_id))
+    sla_by_queue = {queue.pk: queue.sla_s for queue in queues}
     visible = requests_visible(user).filter(status=Status.PENDING)
     if tenant_id is not None:
         visible = visible.filter(tenant_id=tenant_id)
     waiting = dict(visible.values("queue_id").annotate(n=Count("id")).values_list("queue_id", "n"))
     over: dict[int, int] = defaultdict(int)
     for queue_id, created in visible.values_list("queue_id", "created_at"):
-        queue = next((q for q in queues if q.pk == queue_id), None)
-        if queue is not None and (now - created).total_seconds() > queue.sla_s:
+        sla = sla_by_queue.get(queue_id)
+        if sla is not None and (now - created).total_seconds() > sla:
             over[queue_id] += 1
     decidable = set(queues_decidable(user).values_list("pk", flat=True))
     return [

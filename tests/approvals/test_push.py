@@ -46,14 +46,19 @@ def receiver() -> Iterator[int]:
     server.shutdown()
 
 
-def test_the_decision_is_pushed_signed(
-    tenant: Tenant, agent, refunds, approver, approver2, receiver: int, settings, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def pushing(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Pushes to loopback allowed, and the task run here, as a worker would (the broker hop
+    only)."""
     settings.RUNTIME_PUSH_ALLOWED_CIDRS = ["127.0.0.1/32"]
-    # the broker hop only: run the task here, as a worker would
     monkeypatch.setattr(
         tasks.push_approval, "delay", lambda *args: tasks.push_approval.apply(args=args)
     )
+
+
+def test_the_decision_is_pushed_signed(
+    tenant: Tenant, agent, refunds, approver, approver2, receiver: int, pushing: None
+) -> None:  # type: ignore[no-untyped-def]
     production = tenant.environments.get(slug="production")
     token, _ = runtime_token_create(actor=ACTOR, tenant=tenant, environment=production, name="p")
     RuntimeInstance.objects.create(
@@ -87,12 +92,8 @@ def test_the_decision_is_pushed_signed(
 
 
 def test_a_runtime_naming_another_tokens_instance__nothing_pushed_there(
-    tenant: Tenant, agent, refunds, approver, approver2, receiver: int, settings, monkeypatch
+    tenant: Tenant, agent, refunds, approver, approver2, receiver: int, pushing: None
 ) -> None:  # type: ignore[no-untyped-def]
-    settings.RUNTIME_PUSH_ALLOWED_CIDRS = ["127.0.0.1/32"]
-    monkeypatch.setattr(
-        tasks.push_approval, "delay", lambda *args: tasks.push_approval.apply(args=args)
-    )
     production = tenant.environments.get(slug="production")
     asking, _ = runtime_token_create(actor=ACTOR, tenant=tenant, environment=production, name="a")
     other, _ = runtime_token_create(actor=ACTOR, tenant=tenant, environment=production, name="b")

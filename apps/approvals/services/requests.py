@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -25,6 +24,7 @@ from apps.bundles.schema import TOOL_NAME_PATTERN
 from apps.core.canonical import CanonicalError, canonical_json
 from apps.core.input_guards import json_problems
 from apps.core.locks import lock_row
+from apps.rollouts.models import Deployment
 from apps.rollouts.selectors import deployment_current, rollout_active
 from apps.tenancy.models import Agent, Environment
 
@@ -206,23 +206,27 @@ def open_validate(body: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _bundle_of(agent: Agent, environment: Environment, number: int | None) -> BundleVersion | None:
+def _bundle_of(
+    agent: Agent, number: int | None, deployment: Deployment | None
+) -> BundleVersion | None:
+    """The version the runtime names, else the stable deployment's."""
     if number is not None:
         version = BundleVersion.objects.filter(agent=agent, number=number).first()
         if version is None:
             raise ValidationError({"bundle_version": [f"{agent.slug} has no version {number}."]})
         return version
-    deployment = deployment_current(agent=agent, environment=environment)
     return deployment.version if deployment is not None else None
 
 
 def _stable_floor(
-    agent: Agent, environment: Environment, version: BundleVersion | None, tool: str
+    deployment: Deployment | None,
+    environment: Environment,
+    version: BundleVersion | None,
+    tool: str,
 ) -> tuple[str, str] | None:
     """The stable deployment's rating of ``tool`` when the runtime named another version (a
     candidate, or a stale one): that rating is a floor. None when the stable version is the
     one named, or does not declare the tool (a candidate's new tool)."""
-    deployment = deployment_current(agent=agent, environment=environment)
     if deployment is None or version is None or deployment.version_id == version.pk:
         return None
     risk = declared_risk(deployment.version.content, tool)
@@ -231,11 +235,12 @@ def _stable_floor(
     return risk, f"v{deployment.version.number} (stable in {environment.slug})"
 
 
-def _served_sensitive(agent: Agent, environment: Environment, tool: str) -> frozenset[str]:
+def _served_sensitive(
+    deployment: Deployment | None, agent: Agent, environment: Environment, tool: str
+) -> frozenset[str]:
     """What the versions the environment serves (stable, a rollout's candidate) mark sensitive
     for ``tool``: a runtime redacts for any version it may serve."""
     paths: frozenset[str] = frozenset()
-    deployment = deployment_current(agent=agent, environment=environment)
     if deployment is not None:
         paths |= sensitive_paths(deployment.version.content, tool)
     rollout = rollout_active(agent=agent, environment=environment)
@@ -275,15 +280,16 @@ def approval_open(
     existing = _existing(environment_id, agent, fields)
     if existing is not None:
         return Opened(existing, False)
-    version = _bundle_of(agent, environment, fields["bundle_version"])
+    deployment = deployment_current(agent=agent, environment=environment)  # read once
+    version = _bundle_of(agent, fields["bundle_version"], deployment)
     assessment = assess(
         bundle=version.content if version is not None else None,
         version_label=f"v{version.number}" if version is not None else "",
         tool=fields["tool"],
         arguments=fields["arguments"],
         claimed_risk=fields["risk"],
-        floor=_stable_floor(agent, environment, version, fields["tool"]),
-        also_sensitive=_served_sensitive(agent, environment, fields["tool"]),
+        floor=_stable_floor(deployment, environment, version, fields["tool"]),
+        also_sensitive=_served_sensitive(deployment, agent, environment, fields["tool"]),
     )
     if assessment.stray_markers:
         raise ValidationError(
@@ -790,10 +796,6 @@ def _isolated(step: Any, request_id: int) -> bool:
     except Exception:
         log.exception("approvals.sweep_failed", request_id=request_id, step=step.__name__)
         return False
-
-
-def sweep_interval_s() -> float:
-    return float(getattr(settings, "APPROVAL_SWEEP_EVERY_S", 5))
 
 
 __all__ = [
