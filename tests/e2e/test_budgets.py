@@ -30,17 +30,19 @@ def test_budgets__create_with_preview_list_and_charts(
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Budgets").click()
     expect(page.get_by_text("No budgets yet for Acme.")).to_be_visible()
     page.get_by_role("link", name="New budget").click()
-    page.get_by_label("Name", exact=True).fill("support-bot hourly")
+    page.get_by_label("Name", exact=True).fill("support-bot monthly")
     page.get_by_label("Scope", exact=True).select_option("agent")
     page.locator("#id_agent").select_option("support-bot")
-    page.get_by_label("Window", exact=True).select_option("hour")
+    # a month, not an hour: the records are this minute's, and a test running across an hour's
+    # end would see them leave the window between the preview and the list
+    page.get_by_label("Window", exact=True).select_option("month")
     preview = page.locator("#budget-preview")
     expect(preview).to_contain_text("$3.25")
     page.locator("#id_limit_cost_usd").fill("5")
     page.get_by_label("At the limit").select_option("block")
     page.get_by_role("button", name="Save").click()
 
-    expect(page.get_by_role("heading", name="support-bot hourly")).to_be_visible()
+    expect(page.get_by_role("heading", name="support-bot monthly")).to_be_visible()
     budget = Budget.objects.get()
     assert budget.limit_cost_usd == 5 and budget.action == "block"
     expect(page.get_by_test_id("burn-down").locator(".main-svg").first).to_be_visible()
@@ -50,7 +52,7 @@ def test_budgets__create_with_preview_list_and_charts(
 
     page.get_by_role("link", name="← all budgets").click()
     row = page.get_by_test_id(f"budget-{budget.pk}")
-    expect(row).to_contain_text("support-bot hourly")
+    expect(row).to_contain_text("support-bot monthly")
     expect(row).to_contain_text("$3.25 of $5.00")
     assert problems.check("budgets") == [], problems.check("budgets")
 
