@@ -4,7 +4,11 @@ Why not ``requests``: a runtime must stop cleanly, and a push must be able to cu
 long-poll. Both need to interrupt a read that another thread is blocked in, which means shutting
 down that request's socket; ``http.client`` exposes it, ``requests`` buries it in urllib3's pool.
 One ``Transport`` keeps one persistent connection and is used by one thread at a time; only
-``abort()`` is called from other threads."""
+``abort()`` is called from other threads.
+
+It asks for gzip (``Accept-Encoding: gzip``) and inflates what arrives gzip-coded, so callers
+always see the plain bytes: the control plane serves each revision's documents pre-compressed
+(docs/runtime-api.md, "Compression"), and a signature is checked over the plain bytes."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import json
 import socket
 import ssl
 import threading
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +31,34 @@ class TransportError(Exception):
 
 class Aborted(TransportError):
     """``abort()`` cut the request short (stop, or a push asking for a fetch now)."""
+
+
+# The most a gzip-coded answer may inflate to: far above any snapshot, far below what would
+# hurt the runtime (a gzip bomb of a broken or hostile server is refused, not inflated).
+MAX_INFLATED_BYTES = 64 * 1024 * 1024
+
+
+def decode_body(payload: bytes, coding: str | None) -> bytes:
+    """The plain bytes of an answer's body sent in ``coding`` (its ``Content-Encoding``):
+    ``gzip`` (or ``x-gzip``) is inflated, at most ``MAX_INFLATED_BYTES``; none or
+    ``identity`` is as sent. Raises ``TransportError`` for another coding (this client asks
+    only for gzip), a broken or cut short gzip stream, or one inflating past the limit."""
+    codings = [c.strip().lower() for c in (coding or "").split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return payload
+    if codings != ["gzip"] and codings != ["x-gzip"]:
+        raise TransportError(f"unsupported Content-Encoding {coding!r} (only gzip is asked for)")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        plain = inflater.decompress(payload, MAX_INFLATED_BYTES + 1)
+    except zlib.error as exc:
+        raise TransportError(f"broken gzip body: {exc}") from exc
+    if len(plain) > MAX_INFLATED_BYTES or inflater.unconsumed_tail:
+        raise TransportError(f"gzip body inflates past {MAX_INFLATED_BYTES} bytes")
+    if not inflater.eof:
+        raise TransportError("gzip body cut short")
+    return plain
 
 
 @dataclass(frozen=True)
@@ -59,7 +92,11 @@ class Transport:
         self._host = parts.hostname
         self._port = parts.port
         self._prefix = parts.path.rstrip("/")
-        self._headers = {"Authorization": f"Bearer {token}", "User-Agent": user_agent}
+        self._headers = {
+            "Authorization": f"Bearer {token}",
+            "User-Agent": user_agent,
+            "Accept-Encoding": "gzip",
+        }
         self._connect_timeout = connect_timeout
         self._ssl_context = ssl_context
         self._conn: http.client.HTTPConnection | None = None
@@ -123,10 +160,12 @@ class Transport:
             payload = response.read()
             if response.will_close:
                 self._drop()
+            received = {name.lower(): value for name, value in response.getheaders()}
             return Response(
                 status=response.status,
-                headers={name.lower(): value for name, value in response.getheaders()},
-                body=payload,
+                # as received: ``content-encoding`` tells how the body travelled
+                headers=received,
+                body=decode_body(payload, received.get("content-encoding")),
             )
         except Aborted:
             self._drop()

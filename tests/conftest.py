@@ -213,10 +213,55 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+class Served:
+    """One answer the test server sent: the request's method, path and headers, the status
+    and the answer's headers (names lower-case; repeated ones joined with ", ")."""
+
+    def __init__(self, scope: dict, status: int, headers: list) -> None:
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.request_headers = _header_dict(scope["headers"])
+        self.status = status
+        self.headers = _header_dict(headers)
+
+
+def _header_dict(raw: list) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
 @pytest.fixture
-def asgi_server(transactional_db: None):  # type: ignore[no-untyped-def]
+def asgi_served() -> list[Served]:
+    """What the ``asgi_server`` of this test answered, in order (see ``Served``): the server's
+    side of the wire, e.g. whether an SDK was sent a gzip-coded body."""
+    return []
+
+
+def _observed(app, served: list[Served]):  # type: ignore[no-untyped-def]
+    """``app`` with every HTTP answer's status and headers appended to ``served``."""
+
+    async def observed(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def recording(message):  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.start":
+                served.append(Served(scope, message["status"], message.get("headers", [])))
+            await send(message)
+
+        await app(scope, receive, recording)
+
+    return observed
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None, asgi_served: list[Served]):  # type: ignore[no-untyped-def]
     """The real ASGI application (fast path in front of Django) under uvicorn, in a thread,
-    on the test database. Yields its base URL."""
+    on the test database. Yields its base URL; what it answered is in ``asgi_served``."""
     import threading
     import time
 
@@ -228,7 +273,7 @@ def asgi_server(transactional_db: None):  # type: ignore[no-untyped-def]
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            FastPath(django_application),
+            _observed(FastPath(django_application), asgi_served),
             host="127.0.0.1",
             port=port,
             log_level="warning",

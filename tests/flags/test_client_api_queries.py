@@ -140,9 +140,18 @@ def test_client_features__meta_etag__equals_the_etag_header_and_gives_304(
 
     tags = set()
     for query in ["", "?namePrefix=app.", "?project=shop"]:
-        response = _get(asgi_server, "/api/client/features" + query, token)
+        # The plain form's tag is meta.etag; the gzip form's is its own (RFC 9110 8.8.3).
+        response = requests.get(
+            asgi_server + "/api/client/features" + query,
+            headers={"Authorization": token, **SPEC, "Accept-Encoding": "identity"},
+            timeout=10,
+        )
+        assert "Content-Encoding" not in response.headers
         assert response.json()["meta"]["etag"] == response.headers["ETag"]
         tags.add(response.headers["ETag"])
+        gzipped = _get(asgi_server, "/api/client/features" + query, token)
+        assert gzipped.headers["Content-Encoding"] == "gzip"
+        assert gzipped.headers["ETag"] == response.headers["ETag"][:-1] + '-gzip"'
         again = requests.get(
             asgi_server + "/api/client/features" + query,
             headers={

@@ -28,8 +28,9 @@ from apps.core.tokens import hash_token, runtime_token_candidate
 
 from . import subscriber
 from .conditional import parse_if_none_match
+from .encoding import GZIP, choose_coding
 from .registry import ActionRoute, Route, StreamRoute, TokenScope, WaitRoute, registry
-from .state import Board, SnapshotCache, TokenCache, _db_call
+from .state import Board, Rendered, SnapshotCache, TokenCache, _db_call
 
 log = logging.getLogger(__name__)
 
@@ -523,23 +524,28 @@ class FastPath:
         revision, rendered = await current()
         first_tag = rendered.etag
 
-        def held(etag: str) -> bool:
-            # The client already holds this representation. ``*`` holds for the one current
-            # when the request arrived: a long-poll with ``*`` waits for the next one.
-            return condition.matches(etag) and (not condition.any or etag == first_tag)
+        def held(rendered: Rendered) -> bool:
+            # The client already holds this content, in either coding: the plain form's tag
+            # or the gzip form's (each strong, RFC 9110 8.8.3). ``*`` holds for the one
+            # current when the request arrived: a long-poll with ``*`` waits for the next one.
+            if condition.any:
+                return rendered.etag == first_tag
+            return condition.matches(rendered.etag) or (
+                rendered.gzip is not None and condition.matches(rendered.gzip_etag)
+            )
 
         # Long-poll: a client that already holds what it would be sent waits until that
         # changes. The wait is on the route's (topic, key), e.g. the environment's revision; a
         # new version that leaves this view as it was (another flag changed) keeps it waiting.
         deadline = time.monotonic() + wait
-        waits = wait > 0 and rendered.body is not None and held(rendered.etag)
+        waits = wait > 0 and rendered.body is not None and held(rendered)
         if waits and not self._hold(token_hash):
             await _send(send, *_too_many_held(settings.FASTPATH_MAX_OPEN_PER_TOKEN))
             return
         try:
             while (
                 rendered.body is not None
-                and held(rendered.etag)
+                and held(rendered)
                 and (remaining := deadline - time.monotonic()) > 0
                 and await self._wait_change(token_hash, token, slot, revision, remaining)
             ):
@@ -553,22 +559,31 @@ class FastPath:
         if rendered.body is None:
             await _send(send, *_json(404, {"detail": route.not_found(params)}))
             return
+        # The gzip form when the client accepts it (RFC 9110 12.5.3), built with the plain
+        # one for this revision: nothing is compressed here. A 304 carries the tag a 200
+        # would (RFC 9110 15.4.5): the chosen coding's.
+        coded = choose_coding(
+            headers.get("accept-encoding"), gzip_available=rendered.gzip is not None
+        )
+        gzipped = coded == GZIP and rendered.gzip is not None
         common = [
-            (b"etag", rendered.etag.encode()),
+            (b"etag", (rendered.gzip_etag if gzipped else rendered.etag).encode()),
             (b"cache-control", b"no-cache"),
-            (b"vary", _vary(route.vary)),
+            (b"vary", _vary((*route.vary, "Accept-Encoding"))),
             (b"x-revision", str(revision).encode()),
         ]
-        if held(rendered.etag):
+        if held(rendered):
             await _send(send, 304, common, b"")
             return
-        body = b"" if scope["method"] == "HEAD" else rendered.body
+        content = rendered.gzip if gzipped and rendered.gzip is not None else rendered.body
+        body = b"" if scope["method"] == "HEAD" else content
+        coding = [(b"content-encoding", b"gzip")] if gzipped else []
         await _send(
             send,
             200,
-            [(b"content-type", b"application/json"), *common],
+            [(b"content-type", b"application/json"), *coding, *common],
             body,
-            length=len(rendered.body),
+            length=len(content),
         )
 
     async def _stream(
@@ -606,7 +621,7 @@ class FastPath:
         slot = (route.topic, route.topic_key(token, params))
         revision = await self._current_version(*slot)
         snapshot = await self.snapshots.get(
-            route.kind, route.build, token, variant, revision, None, slot[1]
+            route.kind, route.build, token, variant, revision, None, slot[1], compress=False
         )
         await send(
             {
@@ -670,7 +685,7 @@ class FastPath:
                     break  # a revoked token's stream ends at the next change at the latest
                 revision = await self._current_version(*slot)
                 newer = await self.snapshots.get(
-                    route.kind, route.build, token, variant, revision, None, slot[1]
+                    route.kind, route.build, token, variant, revision, None, slot[1], compress=False
                 )
                 data = route.delta(snapshot.body, newer.body)
                 snapshot = newer
