@@ -38,9 +38,9 @@ class Aborted(TransportError):
 MAX_INFLATED_BYTES = 64 * 1024 * 1024
 
 
-def decode_body(payload: bytes, coding: str | None) -> bytes:
+def decode_body(payload: bytes, coding: str | None, *, limit: int = MAX_INFLATED_BYTES) -> bytes:
     """The plain bytes of an answer's body sent in ``coding`` (its ``Content-Encoding``):
-    ``gzip`` (or ``x-gzip``) is inflated, at most ``MAX_INFLATED_BYTES``; none or
+    ``gzip`` (or ``x-gzip``) is inflated, at most ``limit`` bytes; none or
     ``identity`` is as sent. Raises ``TransportError`` for another coding (this client asks
     only for gzip), a broken or cut short gzip stream, or one inflating past the limit."""
     codings = [c.strip().lower() for c in (coding or "").split(",") if c.strip()]
@@ -51,11 +51,11 @@ def decode_body(payload: bytes, coding: str | None) -> bytes:
         raise TransportError(f"unsupported Content-Encoding {coding!r} (only gzip is asked for)")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        plain = inflater.decompress(payload, MAX_INFLATED_BYTES + 1)
+        plain = inflater.decompress(payload, limit + 1)
     except zlib.error as exc:
         raise TransportError(f"broken gzip body: {exc}") from exc
-    if len(plain) > MAX_INFLATED_BYTES or inflater.unconsumed_tail:
-        raise TransportError(f"gzip body inflates past {MAX_INFLATED_BYTES} bytes")
+    if len(plain) > limit or inflater.unconsumed_tail:
+        raise TransportError(f"gzip body inflates past {limit} bytes")
     if not inflater.eof:
         raise TransportError("gzip body cut short")
     return plain

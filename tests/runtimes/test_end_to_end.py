@@ -17,6 +17,7 @@ from apps.runtimes.selectors import convergence_for
 from apps.tenancy.models import Environment, Tenant
 from dataplane.client import Runtime
 
+from ..conftest import Served
 from ..factories import AgentFactory
 from ..waiting import eventually
 
@@ -149,3 +150,39 @@ def test_runtime__control_plane_gone__restarts_from_last_known_good(
         )
     finally:
         restarted.stop()
+
+
+def test_runtime__snapshot_sent_gzip__verified_applied_and_acked(
+    asgi_server: str, released, tmp_path: Path, asgi_served: list[Served]
+) -> None:  # type: ignore[no-untyped-def]
+    """The reference runtime asks for gzip, inflates it and verifies the signature over the
+    plain canonical bytes, as before; a new revision reaches it gzip-coded by long-poll."""
+    agent, production, token, v1, v2 = released
+    runtime = Runtime(
+        asgi_server, token, "pod-gz", cache_dir=tmp_path, heartbeat_interval_s=0.5, wait_s=10
+    )
+    runtime.start()
+    try:
+        assert runtime.wait_for_revision(
+            Environment.objects.get(pk=production.pk).revision, timeout=15
+        )
+        assert runtime.snapshot.agents["support-bot"].stable.digest == v1.digest  # type: ignore[union-attr]
+        deployment = deployment_create(
+            actor=ACTOR, agent=agent, environment=production, version=v2, reason="friendlier"
+        )
+        assert runtime.wait_for_revision(deployment.revision, timeout=15)
+        assert runtime.snapshot.agents["support-bot"].stable.digest == v2.digest  # type: ignore[union-attr]
+        assert eventually(
+            lambda: RuntimeInstance.objects.filter(
+                instance_id="pod-gz", applied_revision=deployment.revision
+            ).exists()
+        )
+    finally:
+        runtime.stop()
+    configs = [s for s in asgi_served if s.path == "/api/runtime/v1/config" and s.status == 200]
+    assert len(configs) >= 2  # the first snapshot and the deployed one
+    assert all(s.request_headers["accept-encoding"] == "gzip" for s in configs)
+    assert all(s.headers["content-encoding"] == "gzip" for s in configs)
+    # nothing it was sent was refused (a NACK would name the revision it rejected)
+    instance = RuntimeInstance.objects.get(instance_id="pod-gz")
+    assert (instance.nack_revision, instance.nack_error) == (None, "")
