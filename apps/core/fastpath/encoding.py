@@ -9,6 +9,7 @@ bytes and the strong entity tag of the gzip form (``coded_tag``) holds across th
 from __future__ import annotations
 
 import collections
+import functools
 import gzip
 import re
 from dataclasses import dataclass
@@ -92,16 +93,21 @@ def choose_coding(header: str | None, *, gzip_available: bool) -> str:
     off than one reading plain JSON)."""
     if not gzip_available:
         return IDENTITY
+    return GZIP if _prefers_gzip(header) else IDENTITY
+
+
+# A fleet sends a handful of distinct values: the hot path looks the answer up instead of
+# parsing (bounded: the header is the client's to vary).
+@functools.lru_cache(maxsize=512)
+def _prefers_gzip(header: str | None) -> bool:
     accepted = parse_accept_encoding(header)
     if accepted is None:
-        return IDENTITY
+        return False
     gzip_weight = accepted.weight(GZIP)
     if not gzip_weight:
-        return IDENTITY
+        return False
     identity_weight = accepted.weights.get(IDENTITY)
-    if identity_weight is not None and identity_weight > gzip_weight:
-        return IDENTITY
-    return GZIP
+    return identity_weight is None or identity_weight <= gzip_weight
 
 
 def gzip_form(body: bytes, *, what: str = "body") -> bytes | None:
