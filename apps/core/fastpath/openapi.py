@@ -8,11 +8,12 @@ parameters); this adds what the fast path does the same way for all of them (see
 
 * the runtime token (security scheme ``runtimeToken``, bare or ``Bearer``);
 * ``If-None-Match`` (RFC 9110 weak comparison, lists, ``*``) and, for polled routes,
-  ``?wait=<seconds>`` (0 to the route's ``max_wait_s``: a long-poll while the client holds the
-  current tag);
-* 200 with ``ETag``, ``Cache-Control``, ``Vary`` and ``X-Revision``; 304 (no body) when the
-  tag still matches; 400 for a ``wait`` out of range; 401 for a missing, unknown or revoked
-  token; 404 where a path parameter names something the token's environment does not hold.
+  ``Accept-Encoding`` (gzip, docs/decisions/0027) and ``?wait=<seconds>`` (0 to the route's
+  ``max_wait_s``: a long-poll while the client holds the current tag);
+* 200 with ``ETag``, ``Content-Encoding`` (when gzip), ``Cache-Control``, ``Vary`` and
+  ``X-Revision``; 304 (no body) when the tag still matches; 400 for a ``wait`` out of range;
+  401 for a missing, unknown or revoked token; 404 where a path parameter names something
+  the token's environment does not hold.
 
 Action routes (``ActionRoute``, POST) get their request body's schema, 200, 400, 401, 404 and
 413 instead. Not documented because the fast path never answers them to a valid request of a
@@ -49,10 +50,28 @@ IF_NONE_MATCH = {
     ),
     "schema": {"type": "string"},
 }
+ACCEPT_ENCODING = {
+    "name": "Accept-Encoding",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Content codings the client accepts (RFC 9110 12.5.3, q-values, `*`, `identity`). "
+        "When it accepts `gzip`, the body is sent gzip-coded (pre-compressed once per "
+        "revision) with `Content-Encoding: gzip`; without the header, plain bytes."
+    ),
+    "schema": {"type": "string"},
+}
 _HEADERS = {
     "ETag": {
-        "description": "The entity tag of this representation, for `If-None-Match`.",
+        "description": (
+            "The entity tag of this representation, for `If-None-Match`; the gzip-coded form "
+            'has its own (`"<tag>-gzip"`), and either answers 304.'
+        ),
         "schema": {"type": "string"},
+    },
+    "Content-Encoding": {
+        "description": "`gzip` when the body is sent gzip-coded; absent for plain bytes.",
+        "schema": {"type": "string", "enum": ["gzip"]},
     },
     "X-Revision": {
         "description": "The environment revision the body was built at.",
@@ -118,7 +137,7 @@ def _polled_operation(route: Route, doc: OperationDoc) -> dict[str, Any]:
     if _PATH_PARAMETER.search(doc.path):
         responses["404"] = _error("The token's environment holds nothing of that name.")
     return {
-        "parameters": [copy.deepcopy(IF_NONE_MATCH), _wait(route)],
+        "parameters": [copy.deepcopy(IF_NONE_MATCH), copy.deepcopy(ACCEPT_ENCODING), _wait(route)],
         "responses": responses,
     }
 
