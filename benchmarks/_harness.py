@@ -82,17 +82,22 @@ def setup_django() -> None:
 
 @contextmanager
 def server(
-    *, workers: int = 1, pids: list[int] | None = None, env: dict[str, str] | None = None
+    *,
+    workers: int = 1,
+    pids: list[int] | None = None,
+    env: dict[str, str] | None = None,
+    app: str = "controlplane.asgi:application",
 ) -> Iterator[str]:
     """The real ASGI app (fast path + Django) under uvicorn; yields its base URL. ``pids``, if
     given, receives the server process id (its workers are that process's children); ``env``
-    overrides the benchmark environment."""
+    overrides the benchmark environment; ``app`` is another ASGI app under the same settings
+    (the bare ceiling in ``benchmarks._bare_asgi``)."""
     port = free_port()
     cmd = [
         sys.executable,
         "-m",
         "uvicorn",
-        "controlplane.asgi:application",
+        app,
         "--host",
         "127.0.0.1",
         "--port",

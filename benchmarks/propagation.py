@@ -1,8 +1,15 @@
-"""Propagation: 1,000 simulated runtimes long-polling on loopback; an operator-side change;
-time until every runtime has applied it. Beside it, the same fleet polling every 15 s (the
-Unleash SDKs' default refresh) and every 1 s with ETags, measured in the same run.
+"""Propagation: simulated runtimes long-polling on loopback; an operator-side change; time until
+every runtime has applied it. Measured for 1,000, 5,000 and 10,000 runtimes (up to
+``--runtimes``); across two separately started server processes sharing Redis (the change made
+through one, the runtimes long-polling the other); and, beside it in the same run, the same
+fleet polling every 15 s (the Unleash SDKs' default refresh) and every 1 s with ETags.
 
-    python -m benchmarks.propagation [--runtimes 1000] [--trials 3] [--with-unleash-anchor]
+    python -m benchmarks.propagation [--runtimes 10000] [--trials 3] [--with-unleash-anchor]
+
+The fleet is one asyncio process (``benchmarks._fleet``); its own CPU time is printed
+(``propagation.<case>.fleet_cpu_share``: CPU seconds per wall second while waiting) so a reader
+can tell whether the client or the server was the limit. One runtime token serves at most
+``PER_TOKEN`` runtimes (the server caps open long-polls per token, FASTPATH_MAX_OPEN_PER_TOKEN).
 
 Prints ``NAME: VALUE UNIT`` figures and ``ratio.NAME: VALUE`` (above 1.0: we do better)."""
 
@@ -10,10 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
 
 from ._harness import (
     ROOT,
@@ -27,10 +39,19 @@ from ._harness import (
     setup_django,
 )
 
+PER_TOKEN = 900
+SIZES = (1000, 5000, 10000)
+
 
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _revision(environment_id: int) -> int:
+    from apps.tenancy.models import Environment
+
+    return Environment.objects.values_list("revision", flat=True).get(pk=environment_id)
 
 
 def _operator_change(environment_id: int) -> int:
@@ -51,20 +72,56 @@ def _operator_change(environment_id: int) -> int:
         tool_pattern=f"bench_tool_{environment.revision}",
         reason="benchmark incident",
     )
-    return Environment.objects.values_list("revision", flat=True).get(pk=environment_id)
+    return _revision(environment_id)
+
+
+def _change_through(url: str, api_token: str, environment_id: int) -> Callable[[], int]:
+    """The same change, made through another server's REST API (``POST
+    /api/v1/kill-switches/``), as an operator's browser or script would."""
+
+    def change() -> int:
+        response = requests.post(
+            url + "/api/v1/kill-switches/",
+            headers={"Authorization": f"Token {api_token}"},
+            json={
+                "kind": "tool_disabled",
+                "scope": "environment",
+                "environment": environment_id,
+                "tool_pattern": f"bench_tool_{time.time_ns()}",
+                "reason": "benchmark incident",
+            },
+            timeout=30,
+        )
+        response.raise_for_status()
+        return _revision(environment_id)
+
+    return change
+
+
+@dataclass
+class Result:
+    delays: list[float] = field(default_factory=list)
+    missed: int = 0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
 
 
 def measure(
-    *, url: str, token: str, environment_id: int, n: int, mode: str, interval: float, trials: int
-) -> list[float]:
+    *,
+    url: str,
+    tokens: list[str],
+    change: Callable[[], int],
+    n: int,
+    mode: str,
+    interval: float,
+    trials: int,
+) -> Result:
     cmd = [
         sys.executable,
         "-m",
         "benchmarks._fleet",
         "--url",
         url + "/api/runtime/v1/config",
-        "--token",
-        token,
         "--n",
         str(n),
         "--mode",
@@ -80,34 +137,50 @@ def measure(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env=bench_environment(),
+        env={**bench_environment(), "FLEET_TOKENS": ",".join(tokens)},
     )
     assert fleet.stdin is not None and fleet.stdout is not None
+    result = Result()
     try:
         if fleet.stdout.readline().strip() != "ready":
             raise RuntimeError("fleet did not start")
-        delays: list[float] = []
         for _ in range(trials):
-            time.sleep(1.0 if mode == "longpoll" else min(interval, 3.0))
+            # Long-pollers settle into their wait; pollers spread over their interval.
+            time.sleep(1.0 + n / 5000 if mode == "longpoll" else min(interval, 3.0))
             committed = time.time()
-            revision = _operator_change(environment_id)
+            revision = change()
             fleet.stdin.write(f"{revision} {committed}\n")
             fleet.stdin.flush()
             _, _, payload = fleet.stdout.readline().partition(f"result {revision} ")
             trial = json.loads(payload)
-            missed = sum(1 for d in trial if d is None)
+            missed = sum(1 for d in trial["delays"] if d is None)
             if missed:
                 log(f"{mode}/{interval}s: {missed} runtimes missed the change within the timeout")
-            delays += [d for d in trial if d is not None]
-        return delays
+            result.missed += missed
+            result.delays += [d for d in trial["delays"] if d is not None]
+            result.cpu_s += trial["cpu_s"]
+            result.wall_s += trial["wall_s"]
+            if trial["errors"]:
+                log(f"{mode}: answers other than 200/304 while waiting: {trial['errors']}")
+        return result
     finally:
         fleet.kill()
         fleet.wait()
 
 
+def _emit(label: str, result: Result) -> None:
+    emit(f"propagation.{label}.p50", round(statistics.median(result.delays) * 1000, 1), "ms")
+    emit(f"propagation.{label}.p99", round(_percentile(result.delays, 0.99) * 1000, 1), "ms")
+    emit(f"propagation.{label}.max", round(max(result.delays) * 1000, 1), "ms")
+    emit(f"propagation.{label}.samples", len(result.delays))
+    emit(f"propagation.{label}.missed", result.missed)
+    if result.wall_s:
+        emit(f"propagation.{label}.fleet_cpu_share", round(result.cpu_s / result.wall_s, 2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runtimes", type=int, default=1000)
+    ap.add_argument("--runtimes", type=int, default=1000, help="largest fleet measured")
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument(
         "--with-unleash-anchor",
@@ -115,10 +188,13 @@ def main() -> None:
         help="also run the real Unleash server + SDK anchor (minutes)",
     )
     args = ap.parse_args()
+    sizes = sorted({s for s in SIZES if s < args.runtimes} | {args.runtimes})
+    base = sizes[0]
 
     fresh_database()
     setup_django()
     from apps.accounts.runtime_tokens import runtime_token_create
+    from apps.accounts.services import admin_ensure, api_token_rotate
     from apps.audit.services import SystemActor
     from apps.tenancy.services import agent_create, tenant_create
 
@@ -126,38 +202,69 @@ def main() -> None:
     tenant = tenant_create(actor=actor, slug="bench", name="Bench")
     agent_create(actor=actor, tenant=tenant, slug="support-bot", name="Support bot")
     production = tenant.environments.get(slug="production")
-    _, token = runtime_token_create(
-        actor=actor, tenant=tenant, environment=production, name="bench fleet"
-    )
+    tokens = [
+        runtime_token_create(
+            actor=actor, tenant=tenant, environment=production, name=f"bench fleet {i}"
+        )[1]
+        for i in range(math.ceil(args.runtimes / PER_TOKEN))
+    ]
+    admin, _ = admin_ensure(username="bench-operator")
+    api_token = api_token_rotate(actor=actor, user=admin)
+    in_process = lambda: _operator_change(production.pk)  # noqa: E731
 
-    results: dict[str, list[float]] = {}
-    with server(workers=1) as url:
-        for label, mode, interval, trials in [
-            ("longpoll", "longpoll", 0.0, args.trials),
-            ("poll_1s", "poll", 1.0, args.trials),
-            ("poll_15s", "poll", 15.0, max(1, args.trials - 1)),
+    results: dict[str, Result] = {}
+    with server(workers=1) as url, server(workers=1) as other_url:
+        for n in sizes:
+            log(f"{n} runtimes, longpoll, {args.trials} changes")
+            results[f"longpoll.{n}"] = measure(
+                url=url,
+                tokens=tokens,
+                change=in_process,
+                n=n,
+                mode="longpoll",
+                interval=0.0,
+                trials=args.trials,
+            )
+        for n in sorted({base, sizes[-1]}):
+            log(f"{n} runtimes on one server, the change through another server process")
+            results[f"cross_process.{n}"] = measure(
+                url=url,
+                tokens=tokens,
+                change=_change_through(other_url, api_token, production.pk),
+                n=n,
+                mode="longpoll",
+                interval=0.0,
+                trials=args.trials,
+            )
+        for label, interval, trials in [
+            ("poll_1s", 1.0, args.trials),
+            ("poll_15s", 15.0, max(1, args.trials - 1)),
         ]:
-            log(f"{args.runtimes} runtimes, {label}, {trials} changes")
+            log(f"{base} runtimes, {label}, {trials} changes")
             results[label] = measure(
                 url=url,
-                token=token,
-                environment_id=production.pk,
-                n=args.runtimes,
-                mode=mode,
+                tokens=tokens,
+                change=in_process,
+                n=base,
+                mode="poll",
                 interval=interval,
                 trials=trials,
             )
 
     emit("propagation.runtimes", args.runtimes)
-    for label, delays in results.items():
-        emit(f"propagation.{label}.p50", round(statistics.median(delays) * 1000, 1), "ms")
-        emit(f"propagation.{label}.p99", round(_percentile(delays, 0.99) * 1000, 1), "ms")
-        emit(f"propagation.{label}.max", round(max(delays) * 1000, 1), "ms")
-        emit(f"propagation.{label}.samples", len(delays))
-    ours = _percentile(results["longpoll"], 0.99)
-    emit_ratio("propagation_p99_vs_poll_15s", _percentile(results["poll_15s"], 0.99) / ours)
-    emit_ratio("propagation_p99_vs_poll_1s", _percentile(results["poll_1s"], 0.99) / ours)
-    emit("propagation.goal_p99_under_1s", "met" if ours < 1.0 else "missed")
+    for label, result in results.items():
+        _emit(label, result)
+    ours = _percentile(results[f"longpoll.{base}"].delays, 0.99)
+    emit("propagation.longpoll.p99", round(ours * 1000, 1), "ms")
+    emit_ratio("propagation_p99_vs_poll_15s", _percentile(results["poll_15s"].delays, 0.99) / ours)
+    emit_ratio("propagation_p99_vs_poll_1s", _percentile(results["poll_1s"].delays, 0.99) / ours)
+    for n, goal_s in ((1000, 0.25), (10000, 1.0)):
+        if f"longpoll.{n}" in results:
+            p99 = _percentile(results[f"longpoll.{n}"].delays, 0.99)
+            emit(
+                f"propagation.goal_p99_under_{round(goal_s * 1000)}ms_at_{n}",
+                "met" if p99 <= goal_s else "missed",
+            )
     if args.with_unleash_anchor:
         anchor = run_unleash_anchor(duration_s=5, reps=1, sdk_n=100, trials=1)
         for tag in ("default", "r1"):

@@ -6,14 +6,20 @@ Unleash server itself serving the same 50 flags on this machine in the same run.
 - `/api/client/features` (the Unleash client API; same flag set as the anchor's seed: 50
   flexibleRollout flags with constraints, every 10th with variants), and
 - `/api/runtime/v1/config` (the signed snapshot with two agents' bundles deployed),
-each with a runtime token check and ETag handling, loaded by wrk from a second process.
+each with a runtime token check and ETag handling, loaded by wrk from a second process; then the
+same bytes from a bare ASGI handler (``benchmarks._bare_asgi``: token compare + ETag compare,
+nothing else) under the same uvicorn settings, the ceiling for Python on this machine; and the
+bytes of one response, plain and gzip, ours and the anchor's.
 Prints ``NAME: VALUE UNIT`` figures and ``ratio.NAME: VALUE`` (above 1.0: we serve faster)."""
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -131,6 +137,36 @@ def seed() -> str:
     return runtime_token_create(actor=actor, tenant=tenant, environment=production, name="bench")[1]
 
 
+def wire_bytes(url: str, token: str, accept_encoding: str | None) -> tuple[int, str]:
+    """Bytes on the wire of one 200 response (undecoded) and its Content-Encoding."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    headers = {"Authorization": token}
+    if accept_encoding is not None:
+        headers["Accept-Encoding"] = accept_encoding
+    # http.client sends Accept-Encoding: identity unless told otherwise; skip it for "none".
+    conn.request("GET", parts.path, headers=headers)
+    response = conn.getresponse()
+    body = response.read()
+    conn.close()
+    if response.status != 200:
+        raise RuntimeError(f"{url}: HTTP {response.status}")
+    return len(body), response.getheader("Content-Encoding") or "identity"
+
+
+def measure_pair(
+    url: str, token: str, etag: str, *, duration_s: int, reps: int, extra: dict[str, str]
+) -> dict[str, dict[str, float]]:
+    """wrk on the 200 path and on the 304 path (the current ETag) of one URL."""
+    headers = {"Authorization": token, **extra}
+    return {
+        "http200": median_wrk(url, headers, duration_s=duration_s, reps=reps),
+        "http304": median_wrk(
+            url, {**headers, "If-None-Match": etag}, duration_s=duration_s, reps=reps
+        ),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
@@ -150,37 +186,92 @@ def main() -> None:
     setup_django()
     token = seed()
     ours: dict[str, dict[str, float]] = {}
+    bare: dict[str, dict[str, float]] = {}
+    documents: dict[str, tuple[bytes, str, str]] = {}
+    gzip_bytes: dict[str, int] = {}
+    paths = [
+        ("client_features", "/api/client/features"),
+        ("runtime_config", "/api/runtime/v1/config"),
+    ]
     with server(workers=args.workers) as url:
-        for name, path in [
-            ("client_features", "/api/client/features"),
-            ("runtime_config", "/api/runtime/v1/config"),
-        ]:
-            first = requests.get(url + path, headers={"Authorization": token}, timeout=10)
-            first.raise_for_status()
-            emit(f"{name}.payload_bytes", len(first.content), "B")
-            headers = {"Authorization": token}
-            log(f"wrk {path} 200 path")
-            ours[f"{name}.http200"] = median_wrk(
-                url + path, headers, duration_s=args.duration, reps=args.reps
-            )
-            log(f"wrk {path} 304 path")
-            ours[f"{name}.http304"] = median_wrk(
+        for name, path in paths:
+            first = requests.get(
                 url + path,
-                {**headers, "If-None-Match": first.headers["ETag"]},
+                headers={"Authorization": token, "Accept-Encoding": "identity"},
+                timeout=10,
+            )
+            first.raise_for_status()
+            documents[name] = (
+                first.content,
+                first.headers["ETag"],
+                first.headers.get("Content-Type", "application/json"),
+            )
+            plain, _ = wire_bytes(url + path, token, None)
+            emit(f"{name}.payload_bytes", plain, "B")
+            emit(f"{name}.bytes_per_response.plain", plain, "B")
+            compressed, coding = wire_bytes(url + path, token, "gzip")
+            emit(
+                f"{name}.bytes_per_response.gzip",
+                compressed if coding == "gzip" else "not served",
+                "B" if coding == "gzip" else "",
+            )
+            log(f"wrk {path} 200 and 304 paths")
+            for kind, figures in measure_pair(
+                url + path,
+                token,
+                first.headers["ETag"],
                 duration_s=args.duration,
                 reps=args.reps,
-            )
+                extra={},
+            ).items():
+                ours[f"{name}.{kind}"] = figures
+            if coding == "gzip":
+                gzip_bytes[name] = compressed
+                log(f"wrk {path} 200 path, gzip")
+                ours[f"{name}.http200_gzip"] = median_wrk(
+                    url + path,
+                    {"Authorization": token, "Accept-Encoding": "gzip"},
+                    duration_s=args.duration,
+                    reps=args.reps,
+                )
+    # The ceiling: the same bytes from a bare ASGI handler under the same server settings.
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, path in paths:
+            body, etag, content_type = documents[name]
+            body_file = Path(scratch) / f"{name}.body"
+            body_file.write_bytes(body)
+            env = {
+                "BARE_BODY_FILE": str(body_file),
+                "BARE_ETAG": etag,
+                "BARE_TOKEN": token,
+                "BARE_CONTENT_TYPE": content_type,
+            }
+            with server(workers=args.workers, env=env, app="benchmarks._bare_asgi:app") as url:
+                log(f"wrk bare ASGI {path} 200 and 304 paths")
+                for kind, figures in measure_pair(
+                    url + path, token, etag, duration_s=args.duration, reps=args.reps, extra={}
+                ).items():
+                    bare[f"{name}.{kind}"] = figures
     emit("workers", args.workers)
-    for key, figures in ours.items():
-        emit(f"{key}.rps", round(figures["rps"]), "req/s")
-        emit(f"{key}.p50", round(figures["p50_ms"], 2), "ms")
-        emit(f"{key}.p99", round(figures["p99_ms"], 2), "ms")
-        emit(f"{key}.errors", int(figures["errors"]))
+    for label, table in (("", ours), ("bare_asgi.", bare)):
+        for key, figures in table.items():
+            emit(f"{label}{key}.rps", round(figures["rps"]), "req/s")
+            emit(f"{label}{key}.p50", round(figures["p50_ms"], 2), "ms")
+            emit(f"{label}{key}.p99", round(figures["p99_ms"], 2), "ms")
+            emit(f"{label}{key}.errors", int(figures["errors"]))
     emit(
         "runtime_config.goal_304_at_least_10000_rps",
         "met" if ours["runtime_config.http304"]["rps"] >= 10000 else "missed",
     )
+    for name, _ in paths:
+        for kind in ("200", "304"):
+            emit_ratio(
+                f"{name}_http{kind}_vs_bare_asgi",
+                ours[f"{name}.http{kind}"]["rps"] / bare[f"{name}.http{kind}"]["rps"],
+            )
     if anchor:
+        emit("anchor.bytes_per_response.plain", anchor.get("payload_bytes", "?"), "B")
+        emit("anchor.bytes_per_response.gzip", anchor.get("payload_gzip_bytes", "?"), "B")
         for kind in ("200", "304"):
             theirs = float(anchor[f"http{kind}_rps_median"])
             emit_ratio(
@@ -190,6 +281,11 @@ def main() -> None:
             emit_ratio(
                 f"runtime_config_http{kind}_rps_vs_unleash",
                 ours[f"runtime_config.http{kind}"]["rps"] / theirs,
+            )
+        if anchor.get("payload_gzip_bytes") and "client_features" in gzip_bytes:
+            emit_ratio(
+                "client_features_gzip_bytes_vs_unleash",
+                float(anchor["payload_gzip_bytes"]) / gzip_bytes["client_features"],
             )
 
 

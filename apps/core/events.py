@@ -5,7 +5,7 @@ change; nothing happens unless and until that transaction commits. Then:
 
 1. every handler registered with ``subscribe(topic, handler, everywhere=True)`` runs in every
    process that listens: directly in this one, and, when Redis is configured (production),
-   through Redis pub/sub (``CHANNEL``) in every other web process — that is how each web
+   through Redis pub/sub (``channel()``) in every other web process — that is how each web
    process's fast path (``apps.core.fastpath``) hears a revision bump committed elsewhere.
    In the embedded default (no Redis) only the direct, in-process delivery exists;
 2. every handler registered with ``subscribe(topic, handler)`` runs once, in the process that
@@ -46,13 +46,25 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "cp:events"  # the Redis pub/sub channel every web process listens on
+
+def channel(redis_url: str | None = None) -> str:
+    """The Redis pub/sub channel every web process of this installation listens on:
+    ``cp:events:<database number>`` of ``redis_url`` (default ``settings.REDIS_URL``).
+
+    Pub/sub channels are global to a Redis server, not to its numbered databases, so two
+    installations sharing a Redis server on different databases (or two test workers) would
+    otherwise wake each other's runtimes with revisions of the other's environments."""
+    path = urlsplit(redis_url if redis_url is not None else settings.REDIS_URL or "").path
+    database = path.strip("/") or "0"
+    return f"cp:events:{database}"
+
 
 ENVIRONMENT_REVISION = "environment.revision"
 RUNTIME_TOKEN_REVOKED = "runtime_token.revoked"  # noqa: S105 - a topic name, not a secret
@@ -71,12 +83,12 @@ class Event:
     payload: Mapping[str, Any] = field(default_factory=dict)
 
     def as_message(self) -> dict[str, Any]:
-        """The JSON object sent on ``CHANNEL``."""
+        """The JSON object sent on ``channel()``."""
         return {"topic": self.topic, "key": self.key, "payload": dict(self.payload)}
 
     @classmethod
     def from_message(cls, message: Mapping[str, Any]) -> Event:
-        """The event of a ``CHANNEL`` message; raises ``ValueError`` for anything else."""
+        """The event of a ``channel()`` message; raises ``ValueError`` for anything else."""
         topic, key, payload = message.get("topic"), message.get("key"), message.get("payload")
         if not isinstance(topic, str) or not isinstance(key, str) or not isinstance(payload, dict):
             raise ValueError("not an event message")
@@ -132,7 +144,7 @@ def rebroadcast(topic: str, key: str, payload: Mapping[str, Any] | None = None) 
 
 
 def receive(message: Mapping[str, Any]) -> None:
-    """Deliver a ``CHANNEL`` message (from any process) to this process's ``everywhere``
+    """Deliver a ``channel()`` message (from any process) to this process's ``everywhere``
     subscribers. Raises ``ValueError`` for a message that is not an event."""
     _deliver(_handlers(_everywhere, (event := Event.from_message(message)).topic), event)
 
@@ -149,7 +161,7 @@ def _broadcast(event: Event) -> None:
     try:
         client = _redis()
         if client is not None:
-            client.publish(CHANNEL, json.dumps(event.as_message()))
+            client.publish(channel(), json.dumps(event.as_message()))
     except Exception:  # a missed publish is caught up by the fast path's poll and the beat
         log.warning("events.redis_publish_failed", extra={"topic": event.topic}, exc_info=True)
 

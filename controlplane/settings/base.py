@@ -162,6 +162,9 @@ FASTPATH_REDIS_HEALTH_S = env.float("FASTPATH_REDIS_HEALTH_S", default=5.0)
 # Open long-polls and streams one runtime token may hold per fast-path process (a fleet of
 # SDKs sharing a token counts together: size it for the fleet); beyond it, 429.
 FASTPATH_MAX_OPEN_PER_TOKEN = env.int("FASTPATH_MAX_OPEN_PER_TOKEN", default=1000)
+# How often the fast path reads every topic's version anyway: the catch-up for a pub/sub message
+# lost in an outage (0: 5 s with Redis, 0.5 s without, where polling is the only news).
+FASTPATH_POLL_INTERVAL_S = env.float("FASTPATH_POLL_INTERVAL_S", default=0.0)
 # A waiting read (an approval's decision) is read again after this many seconds without an
 # event: the safety net for a pub/sub message lost in an outage.
 FASTPATH_WAIT_RECHECK_S = env.float("FASTPATH_WAIT_RECHECK_S", default=5.0)

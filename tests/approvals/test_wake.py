@@ -93,7 +93,7 @@ def test_a_decision_from_another_process_wakes_the_long_poll_through_redis(
             "key": str(opened["id"]),
             "payload": {"revision": 5, "status": "rejected"},
         }
-        redis.Redis.from_url(url).publish(events.CHANNEL, json.dumps(message))
+        redis.Redis.from_url(url).publish(events.channel(url), json.dumps(message))
         poller.join(timeout=15)
         answer = result["r"].json()
         assert answer["status"] == "rejected" and answer["outcome"] == "deny"

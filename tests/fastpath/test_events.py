@@ -115,7 +115,7 @@ def test_publish_after_commit__redis_configured__on_the_channel(settings: Any) -
     settings.REDIS_URL = url
     events.reset_redis_client()
     pubsub = redis.Redis.from_url(url).pubsub()
-    pubsub.subscribe(events.CHANNEL)
+    pubsub.subscribe(events.channel())
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
     try:
         with transaction.atomic():
@@ -226,3 +226,18 @@ def test_fastpath_route__method_not_declared__405_with_allow(
     assert response.status_code == 405
     assert response.headers["Allow"] == "GET, HEAD"
     assert set(response.json()) == {"detail", "errors"}
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://127.0.0.1:6379/3", "cp:events:3"),
+        ("redis://127.0.0.1:6379/12", "cp:events:12"),
+        ("redis://127.0.0.1:6379", "cp:events:0"),
+        ("redis://:secret@redis.internal:6380/0", "cp:events:0"),
+    ],
+)
+def test_channel__per_redis_database(url: str, expected: str) -> None:
+    # Pub/sub channels are global to a Redis server: installations (or test workers) on
+    # different databases of one server must not hear each other's revisions.
+    assert events.channel(url) == expected

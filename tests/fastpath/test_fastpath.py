@@ -236,7 +236,7 @@ def test_fastpath_long_poll__woken_by_redis_pubsub_from_another_process(
             "key": str(production.pk),
             "payload": {"environment_id": production.pk, "revision": 5},
         }
-        redis.Redis.from_url(redis_url).publish(events.CHANNEL, json.dumps(message))
+        redis.Redis.from_url(redis_url).publish(events.channel(redis_url), json.dumps(message))
         poller.join(timeout=15)
 
         assert result["r"].status_code == 200

@@ -214,7 +214,7 @@ def test_outage__kill_switch_and_deploy__answer_2xx_then_publishes_catch_up(
     client = redis.Redis.from_url(redis_url)
     client.delete("celery")
     pubsub = client.pubsub()
-    pubsub.subscribe(events.CHANNEL)
+    pubsub.subscribe(events.channel())
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
 
     counts = runtime_side_effects_resend()
@@ -249,7 +249,7 @@ def test_outage__token_revoked__local_publish_runs_and_redis_catches_up(
 
     _use_redis(settings, redis_url)
     pubsub = redis.Redis.from_url(redis_url).pubsub()
-    pubsub.subscribe(events.CHANNEL)
+    pubsub.subscribe(events.channel())
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
     runtime_side_effects_resend()
     assert _received(pubsub, _revoked(token.token_hash))

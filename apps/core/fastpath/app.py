@@ -213,7 +213,7 @@ class FastPath:
     async def _listen_redis(self) -> None:
         await subscriber.listen(
             settings.REDIS_URL,
-            events.CHANNEL,
+            events.channel(settings.REDIS_URL),
             events.receive,
             health_s=settings.FASTPATH_REDIS_HEALTH_S,
             connect_timeout_s=settings.REDIS_SOCKET_CONNECT_TIMEOUT_S,
