@@ -202,12 +202,18 @@ def main() -> None:
     tenant = tenant_create(actor=actor, slug="bench", name="Bench")
     agent_create(actor=actor, tenant=tenant, slug="support-bot", name="Support bot")
     production = tenant.environments.get(slug="production")
-    tokens = [
-        runtime_token_create(
-            actor=actor, tenant=tenant, environment=production, name=f"bench fleet {i}"
-        )[1]
-        for i in range(math.ceil(args.runtimes / PER_TOKEN))
-    ]
+    made = iter(range(10**6))
+
+    def tokens(n: int) -> list[str]:
+        """Fresh runtime tokens for a fleet of ``n``: a killed fleet's long-polls stay open on
+        the server until their wait ends and count against their tokens meanwhile."""
+        return [
+            runtime_token_create(
+                actor=actor, tenant=tenant, environment=production, name=f"fleet {next(made)}"
+            )[1]
+            for _ in range(math.ceil(n / PER_TOKEN))
+        ]
+
     admin, _ = admin_ensure(username="bench-operator")
     api_token = api_token_rotate(actor=actor, user=admin)
     in_process = lambda: _operator_change(production.pk)  # noqa: E731
@@ -218,7 +224,7 @@ def main() -> None:
             log(f"{n} runtimes, longpoll, {args.trials} changes")
             results[f"longpoll.{n}"] = measure(
                 url=url,
-                tokens=tokens,
+                tokens=tokens(n),
                 change=in_process,
                 n=n,
                 mode="longpoll",
@@ -229,7 +235,7 @@ def main() -> None:
             log(f"{n} runtimes on one server, the change through another server process")
             results[f"cross_process.{n}"] = measure(
                 url=url,
-                tokens=tokens,
+                tokens=tokens(n),
                 change=_change_through(other_url, api_token, production.pk),
                 n=n,
                 mode="longpoll",
@@ -243,7 +249,7 @@ def main() -> None:
             log(f"{base} runtimes, {label}, {trials} changes")
             results[label] = measure(
                 url=url,
-                tokens=tokens,
+                tokens=tokens(base),
                 change=in_process,
                 n=base,
                 mode="poll",

@@ -127,6 +127,15 @@ class _Revoked(Exception):
     """The token of a waiting request was revoked, or its scope archived, meanwhile."""
 
 
+def _end(waiting: asyncio.Event | asyncio.Future[bool]) -> None:
+    """Stop a request in flight: set a stream's or a wait-read's event, or fail a long-poll's
+    waiter with ``_Revoked``."""
+    if isinstance(waiting, asyncio.Event):
+        waiting.set()
+    elif not waiting.done():
+        waiting.set_exception(_Revoked())
+
+
 class FastPath:
     def __init__(self, django_app: Any) -> None:
         self.django_app = django_app
@@ -135,8 +144,8 @@ class FastPath:
         self.tokens = TokenCache(_lookup_token)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        # long-polls and streams in flight: set the event to end one at once (revocation)
-        self._waiting: dict[asyncio.Event, tuple[str, TokenScope]] = {}
+        # long-polls and streams in flight: ``_end`` one to stop it at once (revocation)
+        self._waiting: dict[asyncio.Event | asyncio.Future[bool], tuple[str, TokenScope]] = {}
         self._topics: set[str] = set()  # subscribed to (everywhere), see _ensure_started
         # open long-polls and streams per token hash in this process: one token (a leaked
         # one, a buggy SDK loop) must not hold every connection and task the server has
@@ -167,17 +176,17 @@ class FastPath:
 
     def _drop_token(self, token_hash: str) -> None:
         self.tokens.forget(token_hash)
-        for event, (waiting_hash, _) in list(self._waiting.items()):
+        for waiting, (waiting_hash, _) in list(self._waiting.items()):
             if waiting_hash == token_hash:
-                event.set()
+                _end(waiting)
 
     def _drop_scope(self, kind: str, object_id: int) -> None:
         if kind not in ("tenant", "environment", "agent"):
             return
         self.tokens.forget_scope(kind=kind, object_id=object_id)
-        for event, (_, scope) in list(self._waiting.items()):
+        for waiting, (_, scope) in list(self._waiting.items()):
             if getattr(scope, f"{kind}_id") == object_id:
-                event.set()
+                _end(waiting)
 
     def _ensure_started(self) -> None:
         if self._loop is not None:
@@ -466,20 +475,16 @@ class FastPath:
         timeout: float,
     ) -> bool:
         """True when ``slot`` (topic, key) moved beyond ``version`` within ``timeout``, False
-        at timeout; raises ``_Revoked`` the moment the token is revoked or its scope archived."""
-        revoked = asyncio.Event()
-        self._waiting[revoked] = (token_hash, token)
-        change = asyncio.create_task(self.board.wait_beyond(*slot, version, timeout))
-        ended = asyncio.create_task(revoked.wait())
+        at timeout; raises ``_Revoked`` the moment the token is revoked or its scope archived.
+        One future per waiting request (``Board.waiter``): revocation resolves it with
+        ``_Revoked``, a change with True, its timer with False."""
+        waiter = self.board.waiter(*slot, version, timeout)
+        self._waiting[waiter] = (token_hash, token)
         try:
-            await asyncio.wait({change, ended}, return_when=asyncio.FIRST_COMPLETED)
-            if revoked.is_set():
-                raise _Revoked
-            return change.result()
+            return await waiter
         finally:
-            self._waiting.pop(revoked, None)
-            change.cancel()
-            ended.cancel()
+            self._waiting.pop(waiter, None)
+            waiter.cancel()  # a no-op once resolved
 
     async def _serve(
         self, route: Route, params: dict[str, str], scope: Scope, receive: Any, send: Any

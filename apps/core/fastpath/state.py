@@ -55,6 +55,8 @@ class Board:
         self._events: dict[tuple[str, str], asyncio.Event] = {}
         # waiters armed per slot (``arm``): a wake-only slot's event is dropped with its last
         self._armed: dict[tuple[str, str], int] = {}
+        # futures waiting for a slot to move beyond the version each holds (``waiter``)
+        self._waiters: dict[tuple[str, str], dict[asyncio.Future[bool], int]] = {}
 
     def known(self, topic: str, key: str) -> int | None:
         return self._versions.get((topic, key))
@@ -69,6 +71,7 @@ class Board:
         if version <= known:
             return
         self._versions[slot] = version
+        self._resolve_waiters(slot, version)
         event = self._events.pop(slot, None)
         if event is not None:
             event.set()
@@ -99,20 +102,54 @@ class Board:
         if event is not None and not event.is_set():
             del self._events[slot]  # nobody waits: nothing kept for a key that may never recur
 
+    def waiter(self, topic: str, key: str, version: int, timeout: float) -> asyncio.Future[bool]:
+        """A future that becomes True as soon as ``(topic, key)`` is beyond ``version``, or
+        False after ``timeout`` seconds; cancel it to stop waiting.
+
+        One future and one timer per waiter, and a ``bump`` resolves all of a slot's waiters
+        in one pass: no task per waiter, so waking ten thousand long-polls costs ten thousand
+        ``set_result`` calls, not ten thousand task switches (benchmarks.propagation)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        slot = (topic, key)
+        if self._versions.get(slot, 0) > version:
+            future.set_result(True)
+            return future
+        waiting = self._waiters.setdefault(slot, {})
+        waiting[future] = version
+        timer = loop.call_later(timeout, _resolve, future, False)
+
+        def forget(done: asyncio.Future[bool]) -> None:
+            timer.cancel()
+            left = self._waiters.get(slot)
+            if left is not None:
+                left.pop(done, None)
+                if not left:
+                    del self._waiters[slot]
+
+        future.add_done_callback(forget)
+        return future
+
     async def wait_beyond(self, topic: str, key: str, version: int, timeout: float) -> bool:
         """True as soon as ``(topic, key)`` is beyond ``version``; False at timeout."""
-        slot = (topic, key)
-        deadline = time.monotonic() + timeout
-        while self._versions.get(slot, 0) <= version:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            event = self._events.setdefault(slot, asyncio.Event())
-            try:
-                await asyncio.wait_for(event.wait(), remaining)
-            except TimeoutError:
-                return False
-        return True
+        future = self.waiter(topic, key, version, timeout)
+        try:
+            return await future
+        finally:
+            future.cancel()  # a no-op once resolved; stops the wait when our task is cancelled
+
+    def _resolve_waiters(self, slot: tuple[str, str], version: int) -> None:
+        waiting = self._waiters.get(slot)
+        if not waiting:
+            return
+        for future, held in list(waiting.items()):
+            if held < version:
+                _resolve(future, True)
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
 
 
 def digest_tag(revision: int, body: bytes) -> str:
@@ -204,7 +241,10 @@ class SnapshotCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, str, int, int | None, str], Snapshot] = {}
-        self._locks: dict[tuple[str, str, int, int | None, str], asyncio.Lock] = {}
+        # the build in flight per key: every request that needs it awaits this one task, so
+        # the thousands of long-polls a change wakes all resume in the same loop pass (a lock
+        # would hand them the body one per pass)
+        self._building: dict[tuple[str, str, int, int | None, str], asyncio.Task[Snapshot]] = {}
         self.builds = 0
 
     async def get(
@@ -222,24 +262,55 @@ class SnapshotCache:
         """The body of ``kind`` for this scope, variant and topic key at ``revision`` or
         newer, built (once, however many ask at once) when the cached one is older, with its
         gzip form when ``compress`` (routes whose answers are whole bodies; an event stream's
-        are not)."""
+        are not). A failed build (the database unavailable) raises in every request that
+        awaited it."""
         key = (kind, topic_key, scope.environment_id, scope.agent_id, variant)
-        entry = self._entries.get(key)
-        if entry is not None and entry.revision >= revision:
-            return entry
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:  # one build per key, however many runtimes ask at once
+        for attempt in range(2):
             entry = self._entries.get(key)
             if entry is not None and entry.revision >= revision:
                 return entry
-            built_revision, body, packed = await sync_to_async(_db_call)(
-                _build_with_gzip, build, scope, variant, topic_key, compress
-            )
-            self.builds += 1
-            etag = (etag_of(body) if etag_of else None) or digest_tag(built_revision, body)
-            entry = Snapshot(built_revision, body, etag, packed)
+            task = self._building.get(key)
+            if task is None:
+                task = asyncio.ensure_future(
+                    self._build(key, build, scope, variant, etag_of, compress)
+                )
+                self._building[key] = task
+                task.add_done_callback(lambda done, key=key: self._built(key, done))  # type: ignore[misc]
+            # shielded: a request that leaves (its client gone) does not cancel the build the
+            # others wait for
+            entry = await asyncio.shield(task)
+            if entry.revision >= revision or attempt:
+                return entry
+            # a build that started before this request's revision was known: once more
+        raise AssertionError("unreachable")
+
+    async def _build(
+        self,
+        key: tuple[str, str, int, int | None, str],
+        build: Builder,
+        scope: TokenScope,
+        variant: str,
+        etag_of: EtagOf | None,
+        compress: bool,
+    ) -> Snapshot:
+        built_revision, body, packed = await sync_to_async(_db_call)(
+            _build_with_gzip, build, scope, variant, key[1], compress
+        )
+        self.builds += 1
+        etag = (etag_of(body) if etag_of else None) or digest_tag(built_revision, body)
+        entry = Snapshot(built_revision, body, etag, packed)
+        known = self._entries.get(key)
+        if known is None or known.revision <= built_revision:
             self._entries[key] = entry
-            return entry
+        return entry
+
+    def _built(
+        self, key: tuple[str, str, int, int | None, str], task: asyncio.Task[Snapshot]
+    ) -> None:
+        if self._building.get(key) is task:
+            del self._building[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: every awaiter was told; none left is not an error
 
 
 class TokenCache:
