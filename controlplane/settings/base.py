@@ -241,6 +241,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Files served at the site's root: /favicon.ico, which browsers and feed readers ask for
+# without reading the page's <link rel="icon"> (static/img/favicon.svg).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 # Content-Security-Policy (django-csp 4.x): scripts only from our own origin (/static/: htmx,
 # plotly, the pages' behaviour in static/js/app.js, the API docs' bundles), so an injected
@@ -313,6 +316,28 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Operator API operations are tagged with their app's label (apps.core.api.AutoSchema).
+    "TAGS": [
+        {"name": "tenancy", "description": "Tenants, agents and environments."},
+        {"name": "accounts", "description": "Users, roles, tenant grants and runtime tokens."},
+        {"name": "bundles", "description": "Bundle versions, evaluations and promotion gates."},
+        {"name": "rollouts", "description": "Deployments, rollbacks, rollout plans and rollouts."},
+        {"name": "flags", "description": "Flags, segments and kill switches."},
+        {"name": "budgets", "description": "Budgets on cost, tokens, requests and tool calls."},
+        {"name": "approvals", "description": "Approval queues and approval requests."},
+        {"name": "alerts", "description": "Alerts and the channels they are sent to."},
+        {"name": "audit", "description": "The audit trail and its signed checkpoints."},
+        {
+            "name": "runtime",
+            "description": "What data-plane runtimes call with a runtime token: the signed "
+            "config snapshot (long-poll), keys, heartbeats, telemetry, budget reservations "
+            "and approval requests.",
+        },
+        {
+            "name": "unleash-client",
+            "description": "Unleash's client API for Unleash SDKs, with a runtime token.",
+        },
+    ],
     # Every operation documents the error statuses it can answer (apps/core/api.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
