@@ -394,7 +394,12 @@ if CELERY_BROKER_URL == "filesystem://":
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # how often the worker looks for new messages (kombu's default: every second)
+        "polling_interval": 0.2,
     }
+    # The longest the worker's timer sleeps (default 1 s): stopping waits for that sleep, so
+    # with the two above, Ctrl-C on `make run` stops the worker in about 2 s, not 6 to 10.
+    CELERY_WORKER_TIMER_PRECISION = 0.2
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_BROKER_TRANSPORT_OPTIONS
 CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_CONNECT_TIMEOUT_S
@@ -427,7 +432,11 @@ AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S = env.float("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # a 4xx is one line, without the traceback Django attaches (apps/core/log_filters.py)
+    "filters": {"client_errors_one_line": {"()": "apps.core.log_filters.ClientErrorsOneLine"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["client_errors_one_line"]}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
