@@ -2,16 +2,20 @@
 
 Migrates the SQLite database under var/, makes sure an Admin exists (printing how to log in),
 loads the demo data, then serves the dashboard with uvicorn beside a Celery worker and beat on
-the filesystem broker. Ctrl-C (or SIGTERM) stops all of it."""
+the filesystem broker, and, once the web server answers, a small simulated fleet of runtimes.
+Ctrl-C (or SIGTERM) stops all of it."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -74,9 +78,55 @@ def _simulator_token(var_dir: Path) -> str | None:
 
 
 def _name(child: subprocess.Popen[bytes]) -> str:
-    """``uvicorn``, ``celery``…: the module a child runs (``python -m <module> …``)."""
+    """``uvicorn``, ``celery worker``…: what a child runs (``python -m <module> …``)."""
     args = child.args
-    return str(args[2]) if isinstance(args, list) and len(args) > 2 else str(args)
+    if not isinstance(args, list) or len(args) <= 2:
+        return str(args)
+    if args[2] == "celery" and len(args) > 5:
+        return f"celery {args[5]}"  # python -m celery -A controlplane <worker|beat>
+    return str(args[2])
+
+
+READY_TIMEOUT_S = 120  # the web server's first answer; generous on a slow machine
+STOP_GRACE_S = 2.5  # then whatever still runs is killed: Ctrl-C stops everything in ~3 s
+
+
+def _local_url(host: str, port: int) -> str:
+    """The URL of the web server from this machine (a wildcard bind answers on loopback)."""
+    if host in {"", "0.0.0.0", "::", "[::]"}:  # noqa: S104 - recognised, not bound
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
+def _wait_until_ready(url: str, web: subprocess.Popen[bytes], stopping: Callable[[], bool]) -> bool:
+    """Poll ``/healthz`` until the web server answers 200; False when it exited, did not
+    answer within ``READY_TIMEOUT_S``, or a stop was asked meanwhile."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline and web.poll() is None and not stopping():
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return True
+        except OSError:  # refused while it starts (URLError is an OSError)
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _celery_env() -> dict[str, str]:
+    """The environment of the worker and beat. Run as root (a container's default user, a
+    root shell), Celery prints a multi-line SecurityWarning that the worker has superuser
+    privileges. It is true and it stays true: dropping privileges (``--uid``) would leave the
+    worker unable to write the var/ files root created, and the warning is about running a
+    worker that unpickles messages as root, which this one never does (it accepts JSON only).
+    So the embedded default says it once, in one line (``main``), instead of Celery's banner;
+    the container image runs everything as an unprivileged user, where no warning applies."""
+    env = dict(os.environ)
+    if os.geteuid() == 0:
+        # by its message: -W cannot name a category outside the standard library
+        ignore = "ignore:You're running the worker with superuser privileges"
+        env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"), ignore]))
+    return env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,71 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     var_dir = _prepare()
     simulator_token = None if args.no_simulator else _simulator_token(var_dir)
     python = sys.executable
-    commands = [
-        [
-            python,
-            "-m",
-            "uvicorn",
-            "controlplane.asgi:application",
-            "--host",
-            args.host,
-            "--port",
-            str(args.port),
-            "--log-level",
-            "warning",
-        ]
-    ]
-    if not args.no_worker:
-        commands += [
-            [
-                python,
-                "-m",
-                "celery",
-                "-A",
-                "controlplane",
-                "worker",
-                "--pool=threads",
-                "--concurrency=4",
-                "--loglevel=WARNING",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            [python, "-m", "celery", "-A", "controlplane", "beat", "--loglevel=WARNING"],
-        ]
-    if simulator_token:
-        # The demo fleet: simulated runtimes of both demo agents in production, serving what
-        # the control plane tells them and reporting back.
-        for agent in ("support-bot", "refund-agent"):
-            commands.append(
-                [
-                    python,
-                    "-m",
-                    "dataplane.simulate",
-                    "--url",
-                    f"http://{args.host}:{args.port}",
-                    "--token",
-                    simulator_token,
-                    "--runtimes",
-                    "3",
-                    "--agent",
-                    agent,
-                    "--duration",
-                    str(10 * 365 * 86400),
-                    "--rps",
-                    "1",
-                    "--progress",
-                    "3600",
-                    "--instance-prefix",
-                    f"demo-{agent}",
-                    "--cache-dir",
-                    str(var_dir / "simulator"),
-                ]
-            )
-    children = [subprocess.Popen(cmd) for cmd in commands]  # noqa: S603 - our own interpreter
-    print(
-        f"  Dashboard: http://{args.host}:{args.port}/   (Ctrl-C stops web, worker and beat)\n",
-        flush=True,
-    )
+    url = _local_url(args.host, args.port)
 
     stopping = False
 
@@ -170,6 +156,82 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+
+    web = [
+        python,
+        "-m",
+        "uvicorn",
+        "controlplane.asgi:application",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--log-level",
+        "warning",
+        # Long-polls (runtimes, SDKs) and event streams stay open for up to a minute; on
+        # Ctrl-C they are closed after this many seconds instead of waited for (the
+        # runtimes reconnect to whichever server answers next).
+        "--timeout-graceful-shutdown",
+        "1",
+    ]
+    children = [subprocess.Popen(web)]  # noqa: S603 - our own interpreter
+    if not args.no_worker:
+        if os.geteuid() == 0:
+            print("  Running as root: so do the Celery worker and beat.", flush=True)
+        celery = [python, "-m", "celery", "-A", "controlplane"]
+        for command in (
+            [
+                *celery,
+                "worker",
+                "--pool=threads",
+                "--concurrency=4",
+                "--loglevel=WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            [*celery, "beat", "--loglevel=WARNING"],
+        ):
+            children.append(subprocess.Popen(command, env=_celery_env()))  # noqa: S603
+    ready = _wait_until_ready(url, children[0], lambda: stopping)
+    fleet: list[subprocess.Popen[bytes]] = []
+    if ready and simulator_token:
+        # The demo fleet: simulated runtimes of both demo agents in production, serving what
+        # the control plane tells them and reporting back. Started once the web server
+        # answers (before, each runtime's first sync fails). The token goes by its file
+        # under var/ (mode 0600), never on the command line, which ps shows to everyone.
+        for agent in ("support-bot", "refund-agent"):
+            command = [
+                python,
+                "-m",
+                "dataplane.simulate",
+                "--url",
+                url,
+                "--token-file",
+                str(var_dir / "simulator-token"),
+                "--runtimes",
+                "3",
+                "--agent",
+                agent,
+                "--duration",
+                str(10 * 365 * 86400),
+                "--rps",
+                "1",
+                "--progress",
+                "3600",
+                "--instance-prefix",
+                f"demo-{agent}",
+                "--cache-dir",
+                str(var_dir / "simulator"),
+            ]
+            fleet.append(subprocess.Popen(command))  # noqa: S603 - our own interpreter
+    children += fleet
+    if ready:
+        print(
+            f"  Dashboard: http://{args.host}:{args.port}/   "
+            "(Ctrl-C stops web, worker, beat and the demo fleet)\n",
+            flush=True,
+        )
+
     exit_code = 0
     while not stopping:
         for child in children:
@@ -180,14 +242,21 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 stopping, exit_code = True, 1
         time.sleep(0.2)
+    # Ctrl-C in a terminal reached every child already (one process group); SIGTERM is for
+    # a stop sent to this process alone (kill, a supervisor). Each child stops on its own
+    # within the grace; whatever does not is killed, so the whole tree is gone in ~3 s.
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + STOP_GRACE_S
     for child in children:
         try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            child.wait(timeout=max(0.05, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            # In practice the Celery worker: its consumer loop and timer only look at the
+            # stop request every couple of seconds. Periodic tasks run again at the next start
+            # and the beat re-sends recent side effects (RUNTIME_RESEND_WINDOW_S).
+            print(f"  {_name(child)} still stopping after {STOP_GRACE_S:g} s: killed", flush=True)
             child.kill()
             child.wait()
     print("  Stopped.", flush=True)
@@ -195,4 +264,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything is stopped and reaped; tearing down this interpreter (all of Django, loaded
+    # for the set-up) would add a second or more to Ctrl-C for nothing, so flush and leave.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -4,13 +4,16 @@ Errors always look like ``{"detail": "...", "errors": {"field": ["..."]}}``."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+from django.apps import apps
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.plumbing import get_doc
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers, viewsets
 from rest_framework.permissions import BasePermission
@@ -438,14 +441,74 @@ def document_error_responses(result: dict[str, Any], **_: Any) -> dict[str, Any]
     return result
 
 
+# Summaries of the standard actions of a ``ScopedViewSet``, from its ``permission_model``'s
+# names; an action's own ``@extend_schema(summary=...)`` wins.
+_STANDARD_SUMMARIES = {
+    "list": "List {plural}",
+    "create": "Create {a} {name}",
+    "retrieve": "Read {a} {name}",
+    "update": "Replace {a} {name}",
+    "partial_update": "Change {a} {name}",
+    "destroy": "Delete {a} {name}",
+}
+# Where a docstring is written for the people who extend the code, not those who call the API
+# (``ScopedViewSet`` explains scoping rules): never shown as an operation's description.
+_INTERNAL_MODULES = ("builtins", "apps.core.", "rest_framework.", "drf_spectacular.", "django.")
+
+
+def _user_facing_doc(view_class: type) -> str:
+    """The docstring of the view class, or of the nearest base class written for the API's
+    users (an app's own base such as ``_AgentScoped``); "" when there is none."""
+    for klass in view_class.__mro__:
+        doc = klass.__dict__.get("__doc__")
+        if doc and not klass.__module__.startswith(_INTERNAL_MODULES):
+            return "\n".join(line.rstrip() for line in inspect.cleandoc(doc).splitlines())
+    return ""
+
+
+def _plural(name: str) -> str:
+    # Django's default verbose_name_plural only adds "s" ("kill switchs").
+    return name + ("es" if name.endswith(("s", "x", "ch", "sh")) else "s")
+
+
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's schema generator, with what our serializers answer made explicit
-    (settings.REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]):
+    (settings.REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]) and every operation described for the
+    people who call it:
+
+    * the description is the action's docstring, else the view's own (never a kernel or
+      framework base class's: those are written for developers);
+    * the summary of a standard action (list, create, retrieve, update, partial update,
+      destroy) says what it does to which thing (``permission_model``'s names), unless the
+      action sets its own;
+    * the tag of an operator API operation (``/api/v1/``) is the label of the app its view
+      belongs to (``tenancy``, ``flags``…; described in ``SPECTACULAR_SETTINGS["TAGS"]``);
 
     * a read-only field with ``default=None`` (``source="agent.slug"`` of an optional agent)
       answers null, so it is ``nullable``;
     * a read-only email or URL field (``User.email``) may answer "", which ``format: email``
       refuses, so it documents no format (inputs that may be blank get a ``oneOf`` already)."""
+
+    def get_description(self) -> str:  # type: ignore[override]
+        action = getattr(self.view, getattr(self.view, "action", None) or self.method.lower(), None)
+        return get_doc(action) or _user_facing_doc(type(self.view))
+
+    def get_summary(self) -> str | None:
+        template = _STANDARD_SUMMARIES.get(getattr(self.view, "action", None) or "")
+        model = getattr(self.view, "permission_model", None)
+        if template is None or model is None:
+            return None
+        name = str(model._meta.verbose_name)
+        article = "an" if name[:1] in "aeio" else "a"
+        return template.format(a=article, name=name, plural=_plural(name))
+
+    def get_tags(self) -> list[str]:
+        if self.path.startswith("/api/v1/"):
+            config = apps.get_containing_app_config(type(self.view).__module__)
+            if config is not None:
+                return [config.label]
+        tags: list[str] = super().get_tags()
+        return tags
 
     def _map_serializer_field(
         self, field: Any, direction: Any, bypass_extensions: bool = False

@@ -244,6 +244,9 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Files served at the site's root: /favicon.ico, which browsers and feed readers ask for
+# without reading the page's <link rel="icon"> (static/img/favicon.svg).
+WHITENOISE_ROOT = BASE_DIR / "static" / "root"
 
 # Content-Security-Policy (django-csp 4.x): scripts only from our own origin (/static/: htmx,
 # plotly, the pages' behaviour in static/js/app.js, the API docs' bundles), so an injected
@@ -316,6 +319,28 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Operator API operations are tagged with their app's label (apps.core.api.AutoSchema).
+    "TAGS": [
+        {"name": "tenancy", "description": "Tenants, agents and environments."},
+        {"name": "accounts", "description": "Users, roles, tenant grants and runtime tokens."},
+        {"name": "bundles", "description": "Bundle versions, evaluations and promotion gates."},
+        {"name": "rollouts", "description": "Deployments, rollbacks, rollout plans and rollouts."},
+        {"name": "flags", "description": "Flags, segments and kill switches."},
+        {"name": "budgets", "description": "Budgets on cost, tokens, requests and tool calls."},
+        {"name": "approvals", "description": "Approval queues and approval requests."},
+        {"name": "alerts", "description": "Alerts and the channels they are sent to."},
+        {"name": "audit", "description": "The audit trail and its signed checkpoints."},
+        {
+            "name": "runtime",
+            "description": "What data-plane runtimes call with a runtime token: the signed "
+            "config snapshot (long-poll), keys, heartbeats, telemetry, budget reservations "
+            "and approval requests.",
+        },
+        {
+            "name": "unleash-client",
+            "description": "Unleash's client API for Unleash SDKs, with a runtime token.",
+        },
+    ],
     # Every operation documents the error statuses it can answer (apps/core/api.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -372,7 +397,12 @@ if CELERY_BROKER_URL == "filesystem://":
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        # how often the worker looks for new messages (kombu's default: every second)
+        "polling_interval": 0.2,
     }
+    # The longest the worker's timer sleeps (default 1 s): stopping waits for that sleep, so
+    # with the two above, Ctrl-C on `make run` stops the worker in about 2 s, not 6 to 10.
+    CELERY_WORKER_TIMER_PRECISION = 0.2
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = REDIS_BROKER_TRANSPORT_OPTIONS
 CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_CONNECT_TIMEOUT_S
@@ -405,7 +435,11 @@ AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT_S = env.float("AUDIT_CHECKPOINT_WEBHOOK_TIMEOUT
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # a 4xx is one line, without the traceback Django attaches (apps/core/log_filters.py)
+    "filters": {"client_errors_one_line": {"()": "apps.core.log_filters.ClientErrorsOneLine"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["client_errors_one_line"]}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

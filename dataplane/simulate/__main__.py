@@ -5,21 +5,33 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from .agent import APPROVAL_TIMEOUT_S
 from .fleet import Fleet
 from .stats import format_table, outcome_stats
 
+TOKEN_ENV = "DATAPLANE_RUNTIME_TOKEN"  # noqa: S105 - the variable's name, not a token
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m dataplane.simulate", description=__doc__)
     parser.add_argument("--url", required=True, help="control plane base URL")
-    parser.add_argument("--token", required=True, help="runtime token (tenant + environment)")
+    # The token is a secret: on the command line every user of the machine sees it (``ps``),
+    # so --token-file or the environment variable are the ways to pass it.
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"runtime token (tenant + environment); prefer --token-file or ${TOKEN_ENV}, "
+        "which ps does not show",
+    )
+    parser.add_argument("--token-file", default=None, help="file holding the runtime token")
     parser.add_argument("--runtimes", type=int, default=10, help="simulated runtimes (default 10)")
     parser.add_argument("--agent", default="support-bot", help="agent slug (default support-bot)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60)")
@@ -63,7 +75,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print the final stats as JSON")
     parser.add_argument("--progress", type=float, default=10.0, help="seconds between summaries")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.token = _token(parser, args)
+    return args
+
+
+def _token(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """The runtime token from --token, else --token-file, else $DATAPLANE_RUNTIME_TOKEN;
+    exits with a usage error when none gives one."""
+    token = args.token
+    if not token and args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            parser.error(f"--token-file: {exc}")
+    token = token or os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        parser.error(f"a runtime token is needed: --token-file PATH or ${TOKEN_ENV}")
+    return str(token)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -377,7 +377,10 @@ class Fleet:
         return True
 
     def stop(self) -> bool:
-        stopped = all([member.stop() for member in self.members])
+        """Stop every runtime at once (one after another, the last ones kept syncing with a
+        control plane that may be stopping too), then flush the usage reporter."""
+        with ThreadPoolExecutor(max_workers=max(1, len(self.members))) as pool:
+            stopped = all(list(pool.map(lambda member: member.stop(), self.members)))
         if self.reporter is not None:
             self.reporter.stop()
         return stopped

@@ -3,13 +3,13 @@ import path (``./manage.py flags import``) into a fresh environment; the real Py
 fetches it back from ``/api/client/features`` and must give every ``tests`` /
 ``variantTests`` case its expected result.
 
-The files live outside the repository: ``UNLEASH_SPEC_DIR`` or
-``<repo>/../shared/conformance/unleash-client-specification``."""
+The files: ``UNLEASH_SPEC_DIR``, else ``<repo>/../shared/conformance/unleash-client-specification``,
+else the npm package ``@unleash/client-specification`` that ``make install-dev`` installs under
+``tests/crosslang`` (``specification.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,8 @@ from apps.tenancy.models import Environment, Tenant
 
 from ..factories import EnvironmentFactory, TenantFactory
 from .conftest import SdkFactory
+from .specification import SPEC_DIR
 
-REPO = Path(__file__).resolve().parents[2]
-SPEC_DIR = Path(
-    os.environ.get("UNLEASH_SPEC_DIR")
-    or REPO.parent / "shared" / "conformance" / "unleash-client-specification"
-)
 SPEC_FILES = (
     json.loads((SPEC_DIR / "index.json").read_text()) if (SPEC_DIR / "index.json").exists() else []
 )
@@ -36,7 +32,8 @@ RANDOM_RUNS = 200
 
 pytestmark = pytest.mark.skipif(
     not SPEC_FILES,
-    reason=f"Unleash client specification not found in {SPEC_DIR} (set UNLEASH_SPEC_DIR)",
+    reason=f"Unleash client specification not found in {SPEC_DIR}: run `make install-dev` "
+    "(or set UNLEASH_SPEC_DIR)",
 )
 
 

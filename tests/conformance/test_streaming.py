@@ -17,7 +17,7 @@ from apps.tenancy.models import Tenant
 
 from ..flags.conftest import SYSTEM, make_flag, make_token
 from .conftest import EventStream
-from .test_client_specification import SPEC_DIR
+from .specification import SPEC_DIR
 
 HYDRATION_FILE = SPEC_DIR / "19-delta-api-hydration.json"
 EVENTS_FILE = SPEC_DIR / "20-delta-api-events.json"

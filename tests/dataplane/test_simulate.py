@@ -7,7 +7,7 @@ import pytest
 
 from dataplane.client import Backoff
 from dataplane.simulate import Fleet, outcome_stats, run_requests, snapshot_for
-from dataplane.simulate.__main__ import main
+from dataplane.simulate.__main__ import TOKEN_ENV, main, parse_args
 from dataplane.simulate.agent import WRONG_ACTION, Traits
 
 from .bundles import BAD_SUPPORT_BOT, GOOD_SUPPORT_BOT, refund_agent
@@ -196,3 +196,32 @@ def test_fleet__rate_limits_off_by_default__dense_traffic_not_capped(
     control_plane: FakeControlPlane,
 ) -> None:
     assert lookups_with_rate_limit(control_plane) > 1
+
+
+# --------------------------------------------------------------------------- the token, not in ps
+
+_ARGS = ["--url", "http://127.0.0.1:1"]
+
+
+def test_simulate_args__token_from_a_file(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    path = tmp_path / "token"
+    path.write_text("cprt_from_file\n")
+    assert parse_args([*_ARGS, "--token-file", str(path)]).token == "cprt_from_file"
+
+
+def test_simulate_args__token_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "cprt_from_env")
+    assert parse_args(_ARGS).token == "cprt_from_env"
+    assert parse_args([*_ARGS, "--token", "cprt_given"]).token == "cprt_given"
+
+
+@pytest.mark.parametrize("extra", [[], ["--token-file", "/nonexistent/token"]])
+def test_simulate_args__no_token__usage_error(
+    extra: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([*_ARGS, *extra])
+    assert exit_.value.code == 2
+    assert "token" in capsys.readouterr().err

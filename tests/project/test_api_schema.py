@@ -150,6 +150,131 @@ def test_api_schema__every_fast_path_route_is_described(schema: dict[str, Any]) 
     assert schema["components"]["securitySchemes"]["runtimeToken"]["name"] == "Authorization"
 
 
+# --------------------------------------------------------------------------- every route, described
+
+# The API's own documentation (the document and the two pages that render it) is not an
+# operation of the API.
+DOCUMENTATION_ROUTES = {"api/schema/", "api/docs/", "api/redoc/"}
+# Written for developers (apps.core.api.ScopedViewSet's docstring), never for API users.
+INTERNAL_WORDS = ("base for", "queryset", "subclass", "the base class")
+
+
+def _django_api_routes() -> set[tuple[str, str]]:
+    """(route, method) of every URL pattern under /api/ that Django serves, walking the URL
+    resolver itself (not drf-spectacular's view of it): a DRF viewset's mapped methods, an
+    APIView's handlers, GET for a plain view. HEAD and OPTIONS are left out, as in the
+    document."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    def walk(resolver: URLResolver, prefix: str) -> list[tuple[str, URLPattern]]:
+        found = []
+        for entry in resolver.url_patterns:
+            # joined as ResolverMatch.route joins them (a nested regex loses its "^")
+            route = prefix + str(entry.pattern).removeprefix("^")
+            if isinstance(entry, URLResolver):
+                found += walk(entry, route)
+            else:
+                found.append((route, entry))
+        return found
+
+    routes = set()
+    for route, pattern in walk(get_resolver(), ""):
+        if not route.startswith("api/") or route in DOCUMENTATION_ROUTES:
+            continue
+        callback = pattern.callback
+        if hasattr(callback, "actions"):  # a DRF viewset: {"get": "list", ...}
+            methods = set(callback.actions)
+        elif hasattr(callback, "cls"):  # a DRF APIView
+            methods = {m for m in callback.cls.http_method_names if hasattr(callback.cls, m)}
+        else:
+            methods = {"get"}
+        routes |= {(route, m) for m in methods - {"head", "options"}}
+    return routes
+
+
+def _sample(path: str) -> str:
+    """A concrete URL of an OpenAPI path template: every parameter becomes 1."""
+    return re.sub(r"{[^}]+}", "1", path)
+
+
+def test_api_schema__every_django_api_route_is_an_operation(schema: dict[str, Any]) -> None:
+    from django.urls import Resolver404, resolve
+
+    documented = set()
+    for path, method, _ in _operations(schema):
+        try:
+            match = resolve(_sample(path))
+        except Resolver404:  # a fast-path route: checked below
+            continue
+        documented.add((match.route, method))
+    routes = _django_api_routes()
+    assert len(routes) > 50
+    assert sorted(routes - documented) == []
+
+
+def test_api_schema__every_fast_path_route_is_an_operation(schema: dict[str, Any]) -> None:
+    from apps.core.fastpath.registry import compile_path, registry
+
+    samples = [(_sample(path), method) for path, method, _ in _operations(schema)]
+    missing = []
+    for route in registry.all():
+        pattern = compile_path(route.path)
+        for method in set(route.methods) - {"HEAD"}:
+            if not any(
+                (pattern.match(url) if pattern else url == route.path) and m == method.lower()
+                for url, m in samples
+            ):
+                missing.append(f"{method} {route.path}")
+    assert registry.all()
+    assert missing == []
+
+
+def test_api_schema__every_operation_says_what_it_does_for_its_users(
+    schema: dict[str, Any],
+) -> None:
+    """A summary, a description written for the caller (not a base class's notes for
+    developers) and a tag that groups it, on every operation: Django's and the fast path's."""
+    faults = []
+    for path, method, operation in _operations(schema):
+        name = f"{method.upper()} {path}"
+        description = operation.get("description", "").strip()
+        if not description:
+            faults.append(f"{name}: no description")
+        elif any(word in description.lower() for word in INTERNAL_WORDS):
+            faults.append(f"{name}: internal description {description[:60]!r}")
+        if not operation.get("summary", "").strip():
+            faults.append(f"{name}: no summary")
+        tags = operation.get("tags") or []
+        if not tags or not all(tag.strip() for tag in tags) or "v1" in tags:
+            faults.append(f"{name}: tags {tags}")
+    assert faults == []
+
+
+def test_api_schema__tags_are_described_and_spelled_one_way(schema: dict[str, Any]) -> None:
+    described = {tag["name"]: tag.get("description", "") for tag in schema.get("tags", [])}
+    used = {tag for _, _, op in _operations(schema) for tag in op.get("tags", [])}
+    assert {"runtime", "unleash-client", "tenancy", "flags"} <= used
+    # "unleash client" and "unleash-client" were once two headings for one API
+    spellings = {re.sub(r"[^a-z]", "", tag.lower()) for tag in used}
+    assert len(spellings) == len(used)
+    assert all(described.get(tag) for tag in used & set(described))
+
+
+def test_api_schema__runtime_and_client_apis_document_token_and_conditional_requests(
+    schema: dict[str, Any],
+) -> None:
+    config = schema["paths"]["/api/runtime/v1/config"]["get"]
+    features = schema["paths"]["/api/client/features"]["get"]
+    for operation in (config, features):
+        assert operation["security"] == [{"runtimeToken": []}]
+        names = {p["name"] for p in operation["parameters"]}
+        assert {"If-None-Match", "wait"} <= names
+        assert "ETag" in operation["responses"]["200"]["headers"]
+        assert "304" in operation["responses"]
+    register = schema["paths"]["/api/client/register"]["post"]
+    assert register["security"] == [{"runtimeToken": []}]
+
+
 def test_api_schema__client_features_parameters_as_unleash_sdks_send_them(
     schema: dict[str, Any],
 ) -> None:
@@ -225,6 +350,27 @@ def test_base_layout__loads_the_vendored_css_and_htmx(client: Client) -> None:
         "/static/css/app.css",
         "/static/vendor/htmx/htmx.min.js",
     } <= set(assets)
+
+
+@pytest.mark.parametrize("url", ["/", "/agents/", "/flags/", "/login/"])
+def test_pages__link_the_favicon_from_static(url: str, operator: User) -> None:
+    client = Client()
+    if url != "/login/":
+        client.force_login(operator)
+    html = client.get(url).content.decode()
+    assert '<link rel="icon" href="/static/img/favicon.svg" type="image/svg+xml">' in html
+    icon = client.get("/static/img/favicon.svg")
+    assert icon.status_code == 200
+    assert icon["Content-Type"].startswith("image/svg+xml")
+
+
+def test_favicon_ico__answers_an_icon_to_anyone() -> None:
+    # Browsers ask for /favicon.ico by themselves (before or without reading the page).
+    response = Client().get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] in {"image/x-icon", "image/vnd.microsoft.icon"}
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    assert body[:4] == b"\x00\x00\x01\x00"  # an ICO header (one image follows)
 
 
 @pytest.mark.parametrize("stylesheet", ["/static/vendor/pico/pico.min.css", "/static/css/app.css"])

@@ -17,10 +17,12 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
+from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 90  # generous: the first start migrates a new database
 STOP_TIMEOUT = 20
+VIEWER_PASSWORD = "Quartz-lantern-47-harbour"  # a test user's, on a throwaway var dir
 PASSWORD_LINE = re.compile(
     r"Password \(generated now, also saved to (?P<file>\S+)\): (?P<password>\S+)"
 )
@@ -92,8 +95,11 @@ class Run:
     login_status: int = 0
     login_page: str = ""
     children: list[str] = field(default_factory=list)
+    # every process of its session (the demo fleet included), as ps shows them to anyone
+    command_lines: list[str] = field(default_factory=list)
     exit_code: int | None = None
     left_behind: list[str] = field(default_factory=list)
+    stop_seconds: float | None = None  # recorded for the report, never asserted
 
     @property
     def base_url(self) -> str:
@@ -136,20 +142,63 @@ def _start(var_dir: Path) -> Run:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.3)
+    # the demo fleet starts once the web server answers: wait for its processes too
+    eventually(
+        lambda: sum("dataplane.simulate" in cmd for cmd in _session_commands(run)) == 2,
+        timeout=30,
+    )
     run.children = [cmd for pid, (ppid, _, cmd) in _processes().items() if ppid == process.pid]
+    run.command_lines = _session_commands(run)
     return run
+
+
+def _session_commands(run: Run) -> list[str]:
+    return [cmd for pid, (_, sid, cmd) in _processes().items() if sid == run.process.pid]
 
 
 def _stop(run: Run) -> None:
     """Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group."""
+    started = time.monotonic()
     if run.process.poll() is None:
         os.killpg(run.process.pid, signal.SIGINT)
     try:
         run.exit_code = run.process.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
         run.exit_code = None
+    run.stop_seconds = time.monotonic() - started
+    print(f"make run stopped {run.stop_seconds:.1f} s after Ctrl-C")  # shown with -s
     time.sleep(0.5)  # let the kernel finish tearing down exited children before looking
-    run.left_behind = [cmd for pid, (_, sid, cmd) in _processes().items() if sid == run.process.pid]
+    run.left_behind = _session_commands(run)
+
+
+def _forbidden_page(run: Run, token: str) -> int:
+    """A Viewer (made through the API) logs in through the form and opens the users page,
+    which only Admins may: returns its status (403)."""
+    status, body = _http(
+        f"{run.base_url}/api/v1/users/",
+        token=token,
+        data={"username": "smoke-viewer", "role": "Viewer", "password": VIEWER_PASSWORD},
+    )
+    assert status == 201, body
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    with opener.open(f"{run.base_url}/login/", timeout=10) as response:
+        form = response.read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert csrf, form
+    login = urllib.parse.urlencode(
+        {
+            "csrfmiddlewaretoken": csrf[1],
+            "username": "smoke-viewer",
+            "password": VIEWER_PASSWORD,
+        }
+    ).encode()
+    with opener.open(f"{run.base_url}/login/", data=login, timeout=10) as response:
+        assert "/login/" not in response.url, "the Viewer's login failed"
+    try:
+        with opener.open(f"{run.base_url}/users/", timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _kill_leftovers(run: Run) -> None:
@@ -176,6 +225,7 @@ class Runs:
     agents_on_second: dict[str, Any]
     beat_schedule_files: list[str]
     reservations: list[tuple[int, dict[str, Any]]]
+    forbidden_status: int
 
 
 def _audit_count(run: Run, token: str) -> int:
@@ -259,6 +309,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         eventually(lambda: any((var_dir / "celery").glob("beat-schedule*")), timeout=30)
         beat_files = [p.name for p in (var_dir / "celery").glob("beat-schedule*")]
         reservations = _strict_budget_reservations(first, token)
+        forbidden_status = _forbidden_page(first, token)
+        time.sleep(0.5)  # the server's log line reaches the pipe
     finally:
         _stop(first)
         _kill_leftovers(first)
@@ -294,6 +346,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         agents_on_second=agents,
         beat_schedule_files=beat_files,
         reservations=reservations,
+        forbidden_status=forbidden_status,
     )
 
 
@@ -347,9 +400,38 @@ def test_run_first_start__strict_budget_reserves_on_the_embedded_database(runs: 
 
 
 def test_run_ctrl_c__exits_zero_and_leaves_no_process_behind(runs: Runs) -> None:
+    # every child gone once the parent returned (STOP_TIMEOUT is a generous bound, not a
+    # target: the stop takes about 3 s, printed by _stop)
     assert runs.first.exit_code == 0, runs.first.output
     assert runs.first.left_behind == []
     assert "Stopped." in runs.first.output
+
+
+def test_run_first_start__demo_fleet_starts_once_the_server_answers(runs: Runs) -> None:
+    output = runs.first.output
+    assert sum("dataplane.simulate" in cmd for cmd in runs.first.command_lines) == 2
+    assert "sync_failed" not in output
+    assert output.index("Dashboard: http://") > output.index("Log in as 'admin'.")
+
+
+def test_run_first_start__no_secret_on_any_command_line(runs: Runs) -> None:
+    # /proc/<pid>/cmdline is readable by every user of the machine (ps)
+    assert runs.first.command_lines
+    assert [cmd for cmd in runs.first.command_lines if "cprt_" in cmd] == []
+    assert all("--token " not in cmd for cmd in runs.first.command_lines)
+
+
+def test_run_first_start__a_refused_page_is_one_log_line(runs: Runs) -> None:
+    assert runs.forbidden_status == 403
+    lines = [line for line in runs.first.output.splitlines() if "/users/" in line]
+    assert lines == ["Forbidden (Permission denied): /users/"]
+    assert "Traceback" not in runs.first.output
+
+
+def test_run_first_start__no_warning_banners(runs: Runs) -> None:
+    output = runs.first.output
+    assert "superuser privileges" not in output  # Celery's, as root (one line of ours instead)
+    assert "Invalid -W option" not in output
 
 
 # --------------------------------------------------------------------------- second start

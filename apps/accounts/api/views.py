@@ -86,9 +86,15 @@ class UserViewSet(ScopedViewSet):
         body = s.UserOutput(user).data
         return Response(body, headers={"ETag": f'"{body["version"]}"'})
 
-    @extend_schema(request=s.TenantGrantInput, responses={204: None, **ERRORS})
+    @extend_schema(
+        summary="Grant a user access to a tenant",
+        request=s.TenantGrantInput,
+        responses={204: None, **ERRORS},
+    )
     @action(detail=True, methods=["post"], url_path="grant-tenant")
     def grant_tenant(self, request: Request, pk: str) -> Response:
+        """Let the user see and act on one tenant's objects, as far as the user's role allows.
+        Granting a tenant the user already has changes nothing."""
         data = self.validated(s.TenantGrantInput)
         tenant = tenant_get_for_user(user=request.user, pk=data["tenant"])
         services.user_grant_tenant(
@@ -96,9 +102,14 @@ class UserViewSet(ScopedViewSet):
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=s.TenantGrantInput, responses={204: None, **ERRORS})
+    @extend_schema(
+        summary="Revoke a user's access to a tenant",
+        request=s.TenantGrantInput,
+        responses={204: None, **ERRORS},
+    )
     @action(detail=True, methods=["post"], url_path="revoke-tenant")
     def revoke_tenant(self, request: Request, pk: str) -> Response:
+        """Take one tenant away from the user: its objects answer 404 to the user from then on."""
         data = self.validated(s.TenantGrantInput)
         tenant = tenant_get_for_user(user=request.user, pk=data["tenant"])
         services.user_revoke_tenant(
@@ -123,6 +134,7 @@ class TokenObtainView(APIView):
     throttle_classes = [LoginRateThrottle]
 
     @extend_schema(
+        summary="Exchange a username and password for an API token",
         request=s.TokenObtainInput,
         responses={
             200: s.TokenOutput,
@@ -152,8 +164,10 @@ class TokenObtainView(APIView):
 
 
 class MeView(APIView):
-    @extend_schema(responses={200: s.UserOutput})
+    @extend_schema(summary="The signed-in user", responses={200: s.UserOutput})
     def get(self, request: Request) -> Response:
+        """You, as the API sees you: username, email, role and the version to send with a
+        change."""
         return Response(s.UserOutput(request.user).data)
 
 
@@ -196,9 +210,15 @@ class RuntimeTokenViewSet(ScopedViewSet):
             dict(s.RuntimeTokenOutput(token).data, token=raw), status=status.HTTP_201_CREATED
         )
 
-    @extend_schema(request=ReasonSerializer, responses={200: s.RuntimeTokenOutput, **ERRORS})
+    @extend_schema(
+        summary="Revoke a runtime token",
+        request=ReasonSerializer,
+        responses={200: s.RuntimeTokenOutput, **ERRORS},
+    )
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, pk: str) -> Response:
+        """Revoke with a reason: runtimes and SDKs using the token get 401 from their next
+        request on. A revoked token stays listed (and audited); it cannot be restored."""
         token = runtime_token_revoke(
             actor=request.user, token=self.get_object(), **self.validated(ReasonSerializer)
         )

@@ -72,7 +72,9 @@ class AlertViewSet(ScopedViewSet):
     def retrieve(self, request: Request, pk: str) -> Response:
         return Response(s.AlertOutput(self.get_object()).data)
 
-    @extend_schema(request=None, responses={200: s.AlertOutput, **ERRORS})
+    @extend_schema(
+        summary="Acknowledge an alert", request=None, responses={200: s.AlertOutput, **ERRORS}
+    )
     @action(detail=True, methods=["post"])
     def acknowledge(self, request: Request, pk: str) -> Response:
         """Mark the alert seen by you; acknowledging it again changes nothing."""
@@ -151,6 +153,7 @@ class AlertChannelViewSet(ScopedViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
+        summary="Rotate an alert channel's signing secret",
         request=s.AlertChannelRotateInput,
         parameters=[IF_MATCH],
         responses={200: s.AlertChannelCreatedOutput, **CHANGE_ERRORS},
@@ -166,7 +169,10 @@ class AlertChannelViewSet(ScopedViewSet):
         channel.secret = raw  # type: ignore[attr-defined]
         return Response(s.AlertChannelCreatedOutput(channel).data)
 
-    @extend_schema(responses={200: s.AlertDeliveryOutput(many=True), **ERRORS})
+    @extend_schema(
+        summary="An alert channel's deliveries",
+        responses={200: s.AlertDeliveryOutput(many=True), **ERRORS},
+    )
     @action(detail=True, methods=["get"])
     def deliveries(self, request: Request, pk: str) -> Response:
         """The channel's deliveries, newest first: status, attempts, last answer or error."""

@@ -100,6 +100,7 @@ class ApprovalViewSet(ScopedViewSet):
         return Response(s.ApprovalOutput(self.get_object()).data)
 
     @extend_schema(
+        summary="Approve or reject an approval request",
         request=s.DecideInput,
         responses={200: s.ApprovalOutput, 409: s.AlreadyDecidedOutput, **ERRORS},
     )
@@ -128,6 +129,7 @@ class ApprovalViewSet(ScopedViewSet):
         return Response(s.ApprovalOutput(decided).data)
 
     @extend_schema(
+        summary="Decide several low-risk approval requests at once",
         # its own id: drf-spectacular names both POST .../decide/ routes v1_approvals_decide_create
         operation_id="v1_approvals_decide_many",
         request=s.BulkDecideInput,

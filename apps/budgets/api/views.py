@@ -223,7 +223,10 @@ class BudgetViewSet(ScopedViewSet):
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(responses={200: s.BudgetStatusOutput, **ERRORS})
+    @extend_schema(
+        summary="A budget's current window: consumed, reserved, left",
+        responses={200: s.BudgetStatusOutput, **ERRORS},
+    )
     @action(detail=True, methods=["get"], url_path="status", url_name="status")
     def window_status(self, request: Request, pk: str) -> Response:
         """The current window: consumed and reserved (all subjects), the highest share of a

@@ -356,6 +356,9 @@ class BundleValidateView(APIView):
         responses={200: s.ValidateOutput, **BUNDLE_ERRORS},
     )
     def post(self, request: Request) -> Response:
+        """The body is a bundle file (YAML or JSON): checked as a push would check it, stored
+        nowhere. 200 with its digest and warnings when a push would take it; 400 with the
+        errors keyed by JSON pointer (and the line of each) when a push would refuse it."""
         fmt = _body_format(request)
         body = _read_body(request)
         result = _too_big(request) if body is None else validate_source(body, source_format=fmt)

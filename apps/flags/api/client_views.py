@@ -27,9 +27,10 @@ class ClientRegisterView(RuntimeTokenAPIView):
     """An Unleash SDK announces itself (app name, instance, SDK version, strategies)."""
 
     @extend_schema(
+        summary="Register an Unleash SDK instance",
         request=ClientRegisterInput,
         responses={202: ACCEPTED, **CLIENT_ERRORS},
-        tags=["unleash client"],
+        tags=["unleash-client"],
     )
     def post(self, request: Request) -> Response:
         serializer = ClientRegisterInput(data=request.data)
@@ -61,9 +62,10 @@ class ClientMetricsView(RuntimeTokenAPIView):
     the 400 says how many, so no bucket loses its good counts to one bad one."""
 
     @extend_schema(
+        summary="Send an Unleash SDK's evaluation counts",
         request=ClientMetricsInput,
         responses={202: ClientMetricsOutput, **CLIENT_ERRORS},
-        tags=["unleash client"],
+        tags=["unleash-client"],
     )
     def post(self, request: Request) -> Response:
         serializer = ClientMetricsInput(data=request.data)

@@ -96,6 +96,7 @@ class FlagViewSet(ScopedViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
+        summary="Turn a flag on or off",
         request=s.FlagToggleInput,
         parameters=[IF_MATCH],
         responses={200: s.FlagOutput, **CHANGE_ERRORS},
@@ -110,7 +111,11 @@ class FlagViewSet(ScopedViewSet):
         )
         return Response(s.FlagOutput(flag).data)
 
-    @extend_schema(request=s.FlagImportInput, responses={200: s.FlagImportOutput, **ERRORS})
+    @extend_schema(
+        summary="Import flags from an Unleash client-features payload",
+        request=s.FlagImportInput,
+        responses={200: s.FlagImportOutput, **ERRORS},
+    )
     @action(detail=False, methods=["post"], url_path="import")
     def import_(self, request: Request) -> Response:
         """Import an Unleash client-features payload (v1/v2 with segments and dependencies, or
@@ -120,7 +125,10 @@ class FlagViewSet(ScopedViewSet):
         result = services.flags_import(actor=request.user, environment=environment, **data)
         return Response(result.summary())
 
-    @extend_schema(responses={200: s.FlagUsageOutput, **ERRORS})
+    @extend_schema(
+        summary="Which SDK instances evaluate a flag, and how often",
+        responses={200: s.FlagUsageOutput, **ERRORS},
+    )
     @action(detail=True, methods=["get"])
     def usage(self, request: Request, pk: str) -> Response:
         """Registered SDK instances of the flag's environment and its evaluation counts per hour."""
@@ -143,6 +151,10 @@ class FlagViewSet(ScopedViewSet):
 
 
 class SegmentViewSet(ScopedViewSet):
+    """Segments: named, reusable lists of constraints that flag strategies reference (Unleash
+    segments), one set per environment. A change bumps the environment's revision, so SDKs
+    and runtimes fetch it."""
+
     parser_classes = PARSERS
     permission_model = Segment
     filterset_class = SegmentListFilter
@@ -250,6 +262,7 @@ class KillSwitchViewSet(ScopedViewSet):
         return Response(s.KillSwitchOutput(switch).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
+        summary="Release a kill switch",
         request=s.KillSwitchReleaseInput,
         parameters=[IF_MATCH],
         responses={200: s.KillSwitchOutput, **CHANGE_ERRORS},

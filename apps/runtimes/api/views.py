@@ -17,6 +17,7 @@ class HeartbeatView(RuntimeTokenAPIView):
     """Liveness plus ACK (revision applied) or NACK (revision rejected, with the error)."""
 
     @extend_schema(
+        summary="Report a runtime's liveness and ACK or NACK a revision",
         request=HeartbeatInput,
         responses={
             200: HeartbeatOutput,

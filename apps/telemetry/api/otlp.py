@@ -62,6 +62,7 @@ class OTLPTracesView(RuntimeTokenAPIView):
     and ``partialSuccess`` says how many, as OTLP clients read it)."""
 
     @extend_schema(
+        summary="Send OpenTelemetry traces (OTLP/HTTP)",
         request={PROTOBUF: OpenApiTypes.BINARY, JSON: OpenApiTypes.OBJECT},
         responses={
             200: IngestOutput,

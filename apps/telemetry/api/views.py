@@ -80,6 +80,7 @@ class RecordsView(RuntimeTokenAPIView):
     were refused: the body lists each with its JSON pointer and errors."""
 
     @extend_schema(
+        summary="Send request records and 10-second buckets",
         request=BatchInput,
         responses={
             200: IngestOutput,

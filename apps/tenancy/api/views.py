@@ -39,6 +39,10 @@ def _tagged(data: Any, version: int) -> Response:
 
 
 class TenantViewSet(ScopedViewSet):
+    """Tenants: the teams or customers whose agents, environments and grants are kept
+    apart. Archived tenants are listed only with ``?archived=true``; archiving keeps their
+    history and can be undone (``restore``)."""
+
     permission_model = Tenant
     filterset_class = TenantListFilter
 
@@ -75,6 +79,7 @@ class TenantViewSet(ScopedViewSet):
         return _tagged(s.TenantOutput(tenant).data, tenant.version)
 
     @extend_schema(
+        summary="Archive a tenant",
         request=s.ArchiveInput,
         parameters=[IF_MATCH],
         responses={200: s.TenantOutput, **CHANGE_ERRORS},
@@ -87,6 +92,7 @@ class TenantViewSet(ScopedViewSet):
         return _tagged(s.TenantOutput(tenant).data, tenant.version)
 
     @extend_schema(
+        summary="Restore an archived tenant",
         request=s.ArchiveInput,
         parameters=[IF_MATCH],
         responses={200: s.TenantOutput, **CHANGE_ERRORS},
@@ -100,6 +106,10 @@ class TenantViewSet(ScopedViewSet):
 
 
 class AgentViewSet(ScopedViewSet):
+    """Agents of your tenants: each has its bundle versions, and per environment a stable
+    version, rollouts, flags and budgets. Filter by ``?tenant=``; archived agents are listed
+    only with ``?archived=true``."""
+
     permission_model = Agent
     filterset_class = AgentListFilter
 
@@ -138,6 +148,7 @@ class AgentViewSet(ScopedViewSet):
         return _tagged(s.AgentOutput(agent).data, agent.version)
 
     @extend_schema(
+        summary="Archive an agent",
         request=s.ArchiveInput,
         parameters=[IF_MATCH],
         responses={200: s.AgentOutput, **CHANGE_ERRORS},
@@ -151,6 +162,11 @@ class AgentViewSet(ScopedViewSet):
 
 
 class EnvironmentViewSet(ScopedViewSet):
+    """Environments of your tenants, in promotion order (development → staging →
+    production). Each has its own flags, kill switches, runtime tokens and revision, which
+    grows with every change its runtimes must react to. Filter by ``?tenant=``; archived
+    environments are listed only with ``?archived=true``."""
+
     permission_model = Environment
     filterset_class = EnvironmentListFilter
 
@@ -191,6 +207,7 @@ class EnvironmentViewSet(ScopedViewSet):
         return _tagged(s.EnvironmentOutput(environment).data, environment.version)
 
     @extend_schema(
+        summary="Move an environment one place in the promotion order",
         request=s.EnvironmentMoveInput,
         parameters=[IF_MATCH],
         responses={200: s.EnvironmentOutput, **CHANGE_ERRORS},
@@ -206,6 +223,7 @@ class EnvironmentViewSet(ScopedViewSet):
         return _tagged(s.EnvironmentOutput(environment).data, environment.version)
 
     @extend_schema(
+        summary="Archive an environment",
         request=s.ArchiveInput,
         parameters=[IF_MATCH],
         responses={200: s.EnvironmentOutput, **CHANGE_ERRORS},
