@@ -7,8 +7,6 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings.base")
 django_application = get_asgi_application()
 
-from apps.core.disconnect import EndOnDisconnect  # noqa: E402 - after Django is set up
-from apps.core.fastpath.app import FastPath  # noqa: E402
+from apps.core.fastpath.app import FastPath  # noqa: E402 - after Django is set up
 
-# A gone client's long-poll ends at once, not when its wait runs out (apps/core/disconnect.py).
-application = EndOnDisconnect(FastPath(django_application))
+application = FastPath(django_application)

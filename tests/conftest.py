@@ -267,7 +267,6 @@ def asgi_server(transactional_db: None, asgi_served: list[Served]):  # type: ign
 
     import uvicorn
 
-    from apps.core.disconnect import EndOnDisconnect
     from apps.core.fastpath.app import FastPath
     from controlplane.asgi import django_application
 
@@ -275,12 +274,12 @@ def asgi_server(transactional_db: None, asgi_served: list[Served]):  # type: ign
     server = uvicorn.Server(
         uvicorn.Config(
             # as controlplane.asgi composes it, with a fast path of its own, recorded
-            _observed(EndOnDisconnect(FastPath(django_application)), asgi_served),
+            _observed(FastPath(django_application), asgi_served),
             host="127.0.0.1",
             port=port,
             log_level="warning",
             lifespan="on",
-            # A long-poll whose client has gone ends at once (EndOnDisconnect), but a runtime
+            # A long-poll whose client has gone ends at once (the fast path watches), but a runtime
             # still attached when a test ends holds one; stopping the server waits for
             # request tasks, so without a bound each such test spent the rest of that wait in
             # teardown. Requests still running after this are cancelled: the test is over.

@@ -1,4 +1,5 @@
-"""A client that goes away mid long-poll frees what it held at once (apps/core/disconnect.py),
+"""A client that goes away mid long-poll frees what it held at once (the fast path's
+``_until_disconnect`` watcher, one per waiting request),
 instead of when its ``wait`` runs out: its place among the token's held connections, and the
 server's task (which a stopping server would otherwise wait for)."""
 

@@ -123,17 +123,31 @@ def _too_many_held(limit: int) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     )
 
 
+class _Gone(Exception):
+    """The client of a waiting request went away: nobody is left to answer."""
+
+
+async def _until_disconnect(receive: Any) -> None:
+    """Returns when the client's ``http.disconnect`` arrives: a request's one watcher while
+    it waits (a long-poll, a wait-read), so a runtime that left frees its task and its place
+    among the token's held connections at once, not when its ``wait`` runs out (and a stopping
+    server does not wait for it). Once the response is complete the server answers
+    ``receive()`` with ``http.disconnect`` at once, so the watcher ends by itself."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 class _Revoked(Exception):
     """The token of a waiting request was revoked, or its scope archived, meanwhile."""
 
 
-def _end(waiting: asyncio.Event | asyncio.Future[bool]) -> None:
+def _end(waiting: asyncio.Event | asyncio.Future[bool], why: type[Exception] = _Revoked) -> None:
     """Stop a request in flight: set a stream's or a wait-read's event, or fail a long-poll's
-    waiter with ``_Revoked``."""
+    waiter with ``why`` (``_Revoked``, ``_Gone``)."""
     if isinstance(waiting, asyncio.Event):
         waiting.set()
     elif not waiting.done():
-        waiting.set_exception(_Revoked())
+        waiting.set_exception(why())
 
 
 class FastPath:
@@ -288,7 +302,7 @@ class FastPath:
             elif scope["method"] in route.methods and isinstance(route, ActionRoute):
                 await self._act(route, params, scope, receive, tracked)
             elif scope["method"] in route.methods and isinstance(route, WaitRoute):
-                await self._wait_read(route, params, scope, tracked)
+                await self._wait_read(route, params, scope, receive, tracked)
             elif scope["method"] in route.methods and isinstance(route, StreamRoute):
                 await self._stream(route, params, scope, receive, tracked)
             elif scope["method"] in route.methods and isinstance(route, Route):
@@ -352,7 +366,7 @@ class FastPath:
         await _send_answer(send, status, answer)
 
     async def _wait_read(
-        self, route: WaitRoute, params: dict[str, str], scope: Scope, send: Any
+        self, route: WaitRoute, params: dict[str, str], scope: Scope, receive: Any, send: Any
     ) -> None:
         """A long-pollable read: answer when it settles, or at ``?wait=`` seconds."""
         token_hash, token = await self._authorise(_headers(scope))
@@ -381,6 +395,7 @@ class FastPath:
         recheck = route.recheck_s or float(getattr(settings, "FASTPATH_WAIT_RECHECK_S", 5.0))
         revoked = asyncio.Event()
         self._waiting[revoked] = (token_hash, token)
+        watcher = asyncio.ensure_future(_until_disconnect(receive))
         try:
             while True:
                 woken = self.board.arm(*slot)  # before the read: a change after it wakes us
@@ -393,7 +408,7 @@ class FastPath:
                     ended = asyncio.create_task(revoked.wait())
                     try:
                         await asyncio.wait(
-                            {change, ended},
+                            {change, ended, watcher},
                             timeout=min(remaining, recheck),
                             return_when=asyncio.FIRST_COMPLETED,
                         )
@@ -405,9 +420,12 @@ class FastPath:
                 if revoked.is_set():
                     await _send(send, *_json(401, UNAUTHORISED))
                     return
+                if watcher.done():
+                    return  # the client left: nobody is left to answer
         finally:
             self._waiting.pop(revoked, None)
             self._release(token_hash)
+            watcher.cancel()
         await _send_answer(send, status, answer)
 
     async def _redirect_to_https(self, scope: Scope, send: Any) -> None:
@@ -473,16 +491,26 @@ class FastPath:
         slot: tuple[str, str],
         version: int,
         timeout: float,
+        watcher: asyncio.Future[None],
     ) -> bool:
         """True when ``slot`` (topic, key) moved beyond ``version`` within ``timeout``, False
-        at timeout; raises ``_Revoked`` the moment the token is revoked or its scope archived.
-        One future per waiting request (``Board.waiter``): revocation resolves it with
-        ``_Revoked``, a change with True, its timer with False."""
+        at timeout; raises ``_Revoked`` the moment the token is revoked or its scope archived,
+        ``_Gone`` when ``watcher`` (``_until_disconnect``) sees the client leave. One future
+        per waiting request (``Board.waiter``): revocation and departure fail it, a change
+        resolves it True, its timer False."""
+        if watcher.done():
+            raise _Gone
         waiter = self.board.waiter(*slot, version, timeout)
         self._waiting[waiter] = (token_hash, token)
+
+        def gone(_: asyncio.Future[None]) -> None:
+            _end(waiter, _Gone)
+
+        watcher.add_done_callback(gone)
         try:
             return await waiter
         finally:
+            watcher.remove_done_callback(gone)
             self._waiting.pop(waiter, None)
             waiter.cancel()  # a no-op once resolved
 
@@ -547,20 +575,26 @@ class FastPath:
         if waits and not self._hold(token_hash):
             await _send(send, *_too_many_held(settings.FASTPATH_MAX_OPEN_PER_TOKEN))
             return
+        watcher = asyncio.ensure_future(_until_disconnect(receive)) if waits else None
         try:
             while (
-                rendered.body is not None
+                watcher is not None
+                and rendered.body is not None
                 and held(rendered)
                 and (remaining := deadline - time.monotonic()) > 0
-                and await self._wait_change(token_hash, token, slot, revision, remaining)
+                and await self._wait_change(token_hash, token, slot, revision, remaining, watcher)
             ):
                 revision, rendered = await current()
         except _Revoked:
             await _send(send, *_json(401, UNAUTHORISED))
             return
+        except _Gone:
+            return  # nobody is left to answer
         finally:
             if waits:
                 self._release(token_hash)
+            if watcher is not None:
+                watcher.cancel()
         if rendered.body is None:
             await _send(send, *_json(404, {"detail": route.not_found(params)}))
             return
