@@ -17,8 +17,8 @@ from rest_framework.response import Response
 from apps.bundles.models import BundleVersion
 from apps.core.api import IF_MATCH, ConflictSerializer, ErrorSerializer, ScopedViewSet
 from apps.core.api import expected_version as expected_version_of
-from apps.core.authz import restrict
 from apps.tenancy.models import Agent, Environment
+from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user
 
 from .. import selectors, services
 from ..models import Deployment
@@ -71,25 +71,13 @@ class DeploymentViewSet(ScopedViewSet):
         return _deployments()
 
     def _agent_and_environment(self, data: dict[str, Any]) -> tuple[Agent, Environment]:
-        """The body's agent and environment, among those the caller may change: an unknown
-        id and another tenant's answer the same 400 (nothing leaks)."""
-        user = self.request.user
-        errors: dict[str, list[str]] = {}
-        agent = restrict(Agent.objects.select_related("tenant"), user).filter(pk=data["agent"])
-        found_agent = agent.filter(archived_at__isnull=True).first()
-        if found_agent is None:
-            errors["agent"] = ["No such active agent in your tenants."]
-        environment = (
-            restrict(Environment.objects.all(), user).filter(pk=data["environment"]).first()
-        )
-        if environment is None:
-            errors["environment"] = ["No such environment in your tenants."]
-        elif found_agent is not None and environment.tenant_id != found_agent.tenant_id:
-            errors["environment"] = ["Choose an environment of the agent's tenant."]
-        if errors:
-            raise ValidationError(errors)
-        assert found_agent is not None and environment is not None
-        return found_agent, environment
+        """The body's agent and environment, scoped to the caller's tenants: one that does
+        not exist and another tenant's are the same 404 (as for the rollouts API)."""
+        agent = agent_get_for_user(user=self.request.user, pk=data["agent"])
+        environment = environment_get_for_user(user=self.request.user, pk=data["environment"])
+        if environment.tenant_id != agent.tenant_id:
+            raise ValidationError({"environment": ["Choose an environment of the agent's tenant."]})
+        return agent, environment
 
     @staticmethod
     def _bundle_version(agent: Agent, number: int) -> BundleVersion:
