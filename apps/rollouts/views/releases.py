@@ -16,6 +16,7 @@ from apps.core.ui import (
     Confirmation,
     call_service,
     confirm_with_reason,
+    query_choice,
 )
 from apps.runtimes.selectors import convergence_for
 from apps.tenancy.selectors import (
@@ -65,11 +66,19 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
     agent = agent_get_for_user(user=request.user, pk=pk)
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
     versions = list(bundle_version_list(agent=agent))
-    chosen = _int_or_none((request.POST or request.GET).get("version"))
-    version = next((v for v in versions if v.pk == chosen), versions[0] if versions else None)
+    # ?version=<id>&environment=<id> (links from the agent page): one that is not this
+    # agent's is a 404, never another version silently.
+    version = query_choice(
+        request, "version", {str(v.pk): v for v in versions}, versions[0] if versions else None
+    )
+    if request.method == "POST":
+        chosen = _int_or_none(request.POST.get("version"))
+        version = next((v for v in versions if v.pk == chosen), version)
+    by_id = {str(e.pk): e for e in environments}
+    environment_shown = query_choice(request, "environment", by_id, None)
     initial = {
         "version": version.pk if version else None,
-        "environment": request.GET.get("environment"),
+        "environment": environment_shown.pk if environment_shown else None,
     }
     current = {e.pk: selectors.deployment_current(agent=agent, environment=e) for e in environments}
     may_override = user_may(request.user, OVERRIDE_PERMISSION)
