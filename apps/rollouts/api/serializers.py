@@ -45,6 +45,13 @@ class DeployInput(_Expected, ReasonSerializer):
     version = serializers.IntegerField(
         min_value=1, max_value=2**31 - 1, help_text="bundle version number to make stable"
     )
+    override_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        default="",
+        help_text="Admins only: deploy past a promotion gate that is not met, saying why (audited)",
+    )
 
 
 class RollbackInput(_Expected, ReasonSerializer):
