@@ -375,3 +375,21 @@ class TestDeploymentAPIPermissions(
             "reason": "r",
         }
         return client.post(URL, body, format="json")
+
+
+@pytest.mark.django_db
+def test_release_deploy_endpoint__same_gate__422_then_admin_override(tenant: Tenant) -> None:
+    agent = _gated(tenant)
+    production = tenant.environments.get(slug="production")
+    url = f"/api/v1/agents/{agent.pk}/releases/{production.pk}/deploy/"
+    body = {"version": 3, "reason": "r", "expected_version": 0}
+    refused = api_as(make_user(Role.OPERATOR, tenant)).post(url, body, format="json")
+    assert refused.status_code == 422, refused.content
+    assert refused.json()["errors"]["version"] == [
+        "adversarial: no results yet (needs 90.0%)",
+        "golden: no results yet (needs 95.0%)",
+    ]
+    admin = api_as(make_user(Role.ADMIN))
+    deployed = admin.post(url, {**body, "override_reason": "hotfix"}, format="json")
+    assert deployed.status_code == 201, deployed.content
+    assert Deployment.objects.get().gate_override == "hotfix"

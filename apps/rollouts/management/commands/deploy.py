@@ -84,7 +84,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"{agent.slug} in {environment.slug}: v{version.number} is stable "
             f"(revision {deployment.revision})"
-            + (" past its promotion gate (override audited)" if options["override_gate"] else "")
+            + (" past its promotion gate (override audited)" if deployment.gate_override else "")
         )
 
     def _rollback(self, agent: Agent, environment: Environment, reason: str) -> None:
