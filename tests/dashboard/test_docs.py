@@ -53,7 +53,10 @@ def test_doc_page__each_linked_document__rendered(tenant: Tenant, name: str, hea
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", ["nope", "DESIGN", "bundle.schema", "..%2Fpyproject", "a" * 80])
+@pytest.mark.parametrize(
+    "name",
+    ["nope", "DESIGN", "bundle.schema", "..%2Fpyproject", "a" * 90, "../README", "decisions/x"],
+)
 def test_doc_page__no_such_document__404(tenant: Tenant, name: str) -> None:
     client = Client()
     client.force_login(make_user(Role.VIEWER, tenant))
@@ -83,3 +86,21 @@ def test_bundle_pages__link_the_format_guide_and_it_answers(tenant: Tenant) -> N
         assert page.status_code == 200, url
         assert 'href="/docs/bundle-format/"' in page.content.decode(), url
     assert client.get("/docs/bundle-format/").status_code == 200
+
+
+@pytest.mark.django_db
+def test_doc_page__links_resolve_inside_the_product(tenant: Tenant) -> None:
+    """Every link and image of every document answers (or is left as text): no dead link."""
+    client = Client()
+    client.force_login(make_user(Role.VIEWER, tenant))
+    for name in documents():
+        html = client.get(f"/docs/{name}/").content.decode()
+        for target in re.findall(r'(?:href|src)="(/[^"#]*)', html):
+            if target.startswith("/docs/") or target.startswith("/api/v1/schemas/"):
+                assert client.get(target).status_code == 200, (name, target)
+    budgets = client.get("/docs/budgets/").content.decode()
+    assert 'href="/docs/decisions/0025-budget-reservations/"' in budgets
+    rollout_pages = client.get("/docs/rollout-pages/").content.decode()
+    assert 'src="/docs/screenshots/rollout.png"' in rollout_pages
+    assert client.get("/docs/screenshots/rollout.png")["Content-Type"] == "image/png"
+    assert client.get("/docs/screenshots/nope.png").status_code == 404

@@ -108,8 +108,10 @@ def test_deploy__gate_not_met__operator_refused_admin_overrides_with_reason(
     assert deployment_current(agent=agent, environment=production).version.number == 1
     page.get_by_label("Override the promotion gate (Admins)").check()
     page.get_by_label("Why the gate may be passed").fill("adversarial suite is being rebuilt")
+    page.screenshot(path=str(SHOTS / "deploy-gate-override-form.png"), full_page=True)
     page.get_by_role("button", name="Deploy now").click()
     expect(page.get_by_role("status")).to_contain_text("v2 is now stable")
+    expect(page.get_by_role("status")).to_contain_text("promotion gate was overridden")
     page.screenshot(path=str(SHOTS / "deploy-gate-overridden.png"), full_page=True)
 
     live = deployment_current(agent=agent, environment=production)

@@ -404,6 +404,7 @@ ROUTES: dict[str, Route] = {
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
     "dashboard:doc": _r("doc", get=LOGGED_IN),
+    "dashboard:doc_screenshot": _r("doc_screenshot", get=LOGGED_IN),
 }
 
 
@@ -585,6 +586,7 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "pk_approval_queue": {"pk": queue.pk},
         "deployment": {"pk": Deployment.objects.filter(agent=agent).order_by("pk")[0].pk},
         "doc": {"name": "releases"},
+        "doc_screenshot": {"name": "rollout.png"},
     }
     return {"users": users, "token": token, "revoked": revoked, "args": args}
 

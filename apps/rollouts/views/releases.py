@@ -124,7 +124,12 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(
                 request,
                 f"v{version.number} is now stable for {agent.name} in {environment.name} "
-                f"(revision {deployment.revision}); runtimes are picking it up.",
+                f"(revision {deployment.revision}); runtimes are picking it up."
+                + (
+                    " The promotion gate was overridden; your reason is in the audit log."
+                    if deployment.gate_override
+                    else ""
+                ),
             )
             return redirect("tenancy:agent_detail", pk=agent.pk)
     return render(
