@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -357,3 +358,12 @@ def test_deployment_create__gate_not_met__operator_refused_admin_overrides(
         actor=operator, agent=agent, environment=staging, version=v2, reason="r"
     )
     assert plain.gate_override == ""
+
+
+@pytest.mark.django_db
+def test_seed_demo__deploys_into_gated_environments_on_recorded_evidence_no_override() -> None:
+    call_command("seed_demo", stdout=StringIO())
+    production = Deployment.objects.filter(environment__slug="production")
+    assert production.count() == 2  # support-bot and refund-agent v1
+    assert not Deployment.objects.exclude(gate_override="").exists()
+    assert not AuditEvent.objects.filter(after__has_key="gate_override").exists()
