@@ -25,6 +25,7 @@ from apps.tenancy.models import Agent, Tenant
 from ..api_permissions import APIViewTestCases
 from ..conftest import api_as
 from ..factories import AgentFactory, make_user
+from ..races import postgresql_only, race
 from ..tables import row_counts
 
 DEMO = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
@@ -393,3 +394,44 @@ def test_release_deploy_endpoint__same_gate__422_then_admin_override(tenant: Ten
     deployed = admin.post(url, {**body, "override_reason": "hotfix"}, format="json")
     assert deployed.status_code == 201, deployed.content
     assert Deployment.objects.get().gate_override == "hotfix"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deployments_api__same_deploy_twice_at_once__postgresql__applied_once(
+    tenant: Tenant,
+) -> None:
+    """A pipeline retrying a deploy while the first is in flight: one 201, one 400 (already
+    stable), one deployment and one audit event."""
+    postgresql_only()
+    agent = _gated(tenant)
+    alice = make_user(Role.OPERATOR, tenant, username="alice")
+    body = _body(agent, "production", 4)
+    results, _ = race(*[(lambda: api_as(alice).post(URL, body, format="json")) for _ in range(2)])
+    assert sorted(r.status_code for r in results) == [201, 400]
+    assert Deployment.objects.count() == 1
+    assert AuditEvent.objects.filter(action="deployment.deployed").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deployments_api__two_rollbacks_at_once__postgresql__one_wins_one_409(
+    tenant: Tenant,
+) -> None:
+    postgresql_only()
+    agent = _gated(tenant)
+    production = tenant.environments.get(slug="production")
+    for number in (1, 2, 4):
+        deployment_create(
+            actor=ACTOR,
+            agent=agent,
+            environment=production,
+            version=BundleVersion.objects.get(agent=agent, number=number),
+            reason="ship",
+            override_reason="test history",
+        )
+    body = {"agent": agent.pk, "environment": production.pk, "reason": "bad", "expected_version": 3}
+    users = [make_user(Role.OPERATOR, tenant, username=name) for name in ("alice", "bob")]
+    results, _ = race(
+        *[(lambda u=u: api_as(u).post(f"{URL}rollback/", body, format="json")) for u in users]
+    )
+    assert sorted(r.status_code for r in results) == [201, 409]
+    assert Deployment.objects.get(state="live").version.number == 2
