@@ -49,6 +49,7 @@ COPY apps ./apps
 COPY dataplane ./dataplane
 COPY templates ./templates
 COPY static ./static
+COPY docs ./docs
 
 # Static files are collected at build time (hashed names, compressed) into a root-owned
 # directory served by whitenoise. The placeholder key and host exist only for this step.

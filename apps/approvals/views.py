@@ -27,7 +27,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.authz import requires
 from apps.core.charts import figure_html
-from apps.core.ui import Confirmation, confirm_with_reason, local_url, rebase_if_stale
+from apps.core.ui import (
+    Confirmation,
+    confirm_with_reason,
+    local_url,
+    query_choice,
+    rebase_if_stale,
+)
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import agent_list_for_user
@@ -367,7 +373,8 @@ def health(request: HttpRequest) -> HttpResponse:
     tenant = current_tenant_for(request)
     tenant_id = tenant.pk if tenant is not None else None
     queues = list(selectors.queues_visible(request.user, tenant_id))
-    chosen = next((q for q in queues if q.pk == _digits(request.GET.get("queue"))), None)
+    # ?queue=<id> that is not one of the user's is a 404, never every queue's numbers.
+    chosen = query_choice(request, "queue", {str(q.pk): q for q in queues}, None)
     hours = _digits(request.GET.get("hours")) or 24
     hours = hours if hours in HEALTH_HOURS else 24
     queue_ids = [chosen.pk] if chosen else [q.pk for q in queues] if tenant else None

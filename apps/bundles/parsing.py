@@ -355,6 +355,44 @@ def ambiguous_scalars(text: str) -> dict[str, tuple[int, str]]:
     return found
 
 
+def scalar_spans(text: str) -> dict[str, tuple[int, int]]:
+    """JSON pointer -> (start, end) character offsets of each scalar value's source in the
+    YAML or JSON ``text`` (a ``template: |`` block included). Empty when it does not parse."""
+    spans: dict[str, tuple[int, int]] = {}
+    for pointer, node, _key, _line in _walk(_compose(text)):
+        if isinstance(node, ScalarNode):
+            spans.setdefault(pointer, (node.start_mark.index, node.end_mark.index))
+        if len(spans) > 50_000:
+            break
+    return spans
+
+
+_QUOTED = re.compile(r"'([^'\n]{1,200})'")
+
+
+def finding_line(
+    text: str,
+    pointer: str,
+    message: str,
+    lines: dict[str, int],
+    spans: dict[str, tuple[int, int]],
+) -> int | None:
+    """The line a finding points at: inside a (block) scalar, the line of the text the
+    message quotes — ``Uses the undeclared variable 'order_id'`` points at the line of
+    ``{{ order_id }}`` in the template, not at ``template: |`` — else ``line_of``."""
+    span = spans.get(pointer)
+    if span is not None:
+        start, end = span
+        body = text[start:end]
+        for quoted in _QUOTED.findall(message):
+            placeholder = r"\{\{\s*" + re.escape(quoted) + r"\s*\}\}"
+            for pattern in (placeholder, re.escape(quoted)):
+                found = re.search(pattern, body)
+                if found is not None:
+                    return text.count("\n", 0, start + found.start()) + 1
+    return line_of(pointer, lines)
+
+
 def line_of(pointer: str, lines: dict[str, int]) -> int | None:
     """The line of ``pointer`` or, when it names something missing, of its nearest ancestor."""
     while True:

@@ -12,7 +12,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from .describe import condition_text
-from .parsing import line_of, pointer_lines
+from .parsing import finding_line, pointer_lines, scalar_spans
 from .validation.semantics import PLACEHOLDER, as_dict, as_list
 
 RISK_BADGES = {"read": "neutral", "write": "warn", "critical": "bad"}
@@ -130,9 +130,9 @@ class SourceLine:
 def findings(
     source: str, errors: dict[str, list[str]], warnings: dict[str, list[str]]
 ) -> list[Finding]:
-    lines = pointer_lines(source)
+    lines, spans = pointer_lines(source), scalar_spans(source)
     found = [
-        Finding(level, ptr, message, line_of(ptr, lines))
+        Finding(level, ptr, message, finding_line(source, ptr, message, lines, spans))
         for level, table in (("error", errors), ("warning", warnings))
         for ptr, messages in table.items()
         for message in messages

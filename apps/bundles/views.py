@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from apps.core.authz import requires
-from apps.core.ui import paginate
+from apps.core.ui import paginate, query_choice
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.models import Agent
 from apps.tenancy.selectors import (
@@ -152,9 +152,11 @@ def version_new(request: HttpRequest, agent_pk: int) -> HttpResponse:
     context: dict[str, Any] = {"agent": agent, "checked": False, "findings": [], "annotated": []}
     if request.method != "POST":
         base_number = request.GET.get("from", "")
+        if base_number and not (base_number.isascii() and base_number.isdigit()):
+            raise Http404(f"{agent.slug} has no version {base_number[:40]!r}.")
         base = (
             selectors.bundle_version_get(agent=agent, number=int(base_number))
-            if base_number.isdigit()
+            if base_number
             else selectors.bundle_version_latest(agent=agent)
         )
         if base is None:
@@ -222,16 +224,16 @@ def version_diff(request: HttpRequest, agent_pk: int) -> HttpResponse:
     if len(numbers) < 2:
         messages.info(request, f"{agent.slug} has fewer than two versions: nothing to compare yet.")
         return redirect("bundles:agent_versions", agent_pk=agent.pk)
-    form = CompareForm(request.GET or None, numbers=numbers)
-    if form.is_valid():
-        old_number, new_number = form.cleaned_data["from_version"], form.cleaned_data["to_version"]
-    else:
-        new_number = numbers[0]
-        newest = selectors.bundle_version_get(agent=agent, number=new_number)
-        old_number = newest.parent.number if newest.parent else numbers[1]
-        form = CompareForm(
-            numbers=numbers, initial={"from_version": old_number, "to_version": new_number}
-        )
+    # A URL naming a version that does not exist is a 404, never another pair.
+    known = {str(n): n for n in numbers}
+    new_number = query_choice(request, "to_version", known, numbers[0])
+    newest = selectors.bundle_version_get(agent=agent, number=new_number)
+    others = [n for n in numbers if n != new_number]
+    fallback = newest.parent.number if newest.parent else others[0]
+    old_number = query_choice(request, "from_version", known, fallback)
+    form = CompareForm(
+        numbers=numbers, initial={"from_version": old_number, "to_version": new_number}
+    )
     old = selectors.bundle_version_get(agent=agent, number=old_number)
     new = selectors.bundle_version_get(agent=agent, number=new_number)
     return render(

@@ -27,6 +27,7 @@ from .concurrency import DeletedMeanwhile, StaleVersion
 from .errors import too_large_detail
 from .fastpath.conditional import parse_entity_tags
 from .input_guards import PayloadTooLarge
+from .refusals import GateNotMet
 
 
 def _as_field_errors(detail: Any, path: str | None = None) -> dict[str, list[Any]]:
@@ -78,7 +79,8 @@ def _render_as_json(request: Request | None) -> None:
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler in the API's one error shape, always rendered as JSON; a stale version
-    is a 409 with what the client needs to re-read (docs/decisions/0007)."""
+    is a 409 with what the client needs to re-read (docs/decisions/0007); a promotion gate's
+    refusal a 422 with the gate's lines (``GateNotMet``)."""
     if isinstance(exc, StaleVersion):
         # Optimistic concurrency: the client acted on a version that moved on. 409, with
         # what it needs to re-read and decide again (docs/decisions/0007).
@@ -110,6 +112,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
         _render_as_json(context.get("request"))
         return gone
+    if isinstance(exc, GateNotMet):
+        # A policy refusal, not bad input: 422 with the per-suite lines (docs/releases.md).
+        refused = Response(
+            {"detail": exc.summary, "errors": {exc.field: exc.lines}, "gate": exc.gate},
+            status=422,
+        )
+        _render_as_json(context.get("request"))
+        return refused
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(too_large_detail())
     elif isinstance(exc, DjangoValidationError):

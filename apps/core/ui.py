@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -11,11 +11,12 @@ from django.contrib import messages
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 def call_service(form: forms.Form, fn: Callable[[], T]) -> T | None:
@@ -30,6 +31,19 @@ def call_service(form: forms.Form, fn: Callable[[], T]) -> T | None:
         else:
             form.add_error(None, exc)  # keeps the code ("stale" for a StaleVersion)
         return None
+
+
+def query_choice(request: HttpRequest, name: str, choices: Mapping[str, T], default: D) -> T | D:
+    """The object the query parameter ``name`` names among ``choices`` (keyed by how the URL
+    spells it: ``"3"`` for version 3 or id 3, a slug). Absent or empty: ``default``. Anything
+    else — a version or id that does not exist, or is not the user's — is ``Http404`` naming
+    the parameter: a URL that names one object never silently shows another."""
+    wanted = request.GET.get(name, "")
+    if wanted == "":
+        return default
+    if wanted not in choices:
+        raise Http404(f"No such {name.replace('_', ' ')}: {wanted[:40]!r}.")
+    return choices[wanted]
 
 
 def local_url(request: HttpRequest, wanted: str | None, default: str) -> str:

@@ -1,8 +1,10 @@
 from django.urls import path
 
-from . import views
+from . import docs, views
 
 app_name = "dashboard"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("docs/screenshots/<str:name>", docs.doc_screenshot, name="doc_screenshot"),
+    path("docs/<path:name>/", docs.doc, name="doc"),
 ]

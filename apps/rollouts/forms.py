@@ -11,7 +11,9 @@ class DeployForm(forms.Form):
     """Deploy a version to an environment. ``seen`` is hidden: the release-history version
     (live deployment's sequence) of every environment as the page showed it, as
     ``"<environment id>:<sequence>,…"``, so the choice of environment can change on the page
-    and the deploy still carries what its user saw there (optimistic concurrency)."""
+    and the deploy still carries what its user saw there (optimistic concurrency).
+    ``override_gate`` and ``override_reason`` exist only for a user who may deploy past a
+    failing promotion gate (Admins)."""
 
     environment = forms.TypedChoiceField(coerce=int)
     version = forms.TypedChoiceField(
@@ -30,10 +32,22 @@ class DeployForm(forms.Form):
     )
 
     def __init__(  # type: ignore[no-untyped-def]
-        self, *args, environments=(), versions=(), current=None, **kwargs
+        self, *args, environments=(), versions=(), current=None, may_override=False, **kwargs
     ):
         super().__init__(*args, **kwargs)
         current = current or {}
+        if may_override:
+            self.fields["override_gate"] = forms.BooleanField(
+                required=False,
+                label="Override the promotion gate (Admins)",
+                help_text="deploy even though the gate is not met; the reason below is audited",
+            )
+            self.fields["override_reason"] = forms.CharField(
+                required=False,
+                max_length=2000,
+                widget=forms.Textarea(attrs={"rows": 2}),
+                label="Why the gate may be passed",
+            )
         cast(forms.ChoiceField, self.fields["environment"]).choices = [
             (
                 e.pk,
@@ -65,7 +79,15 @@ class DeployForm(forms.Form):
                 self.add_error(None, "The page did not say what it showed: reload it and retry.")
             else:
                 data["expected_version"] = seen[data["environment"]]
+        if data.get("override_gate") and not (data.get("override_reason") or "").strip():
+            self.add_error("override_reason", "Say why the gate may be passed (audited).")
         return data
+
+    def override_reason(self) -> str:
+        """The gate override's reason when the box is ticked, else "" (no override)."""
+        if not self.cleaned_data.get("override_gate"):
+            return ""
+        return str(self.cleaned_data.get("override_reason") or "")
 
 
 class RolloutStartForm(forms.Form):

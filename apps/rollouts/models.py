@@ -68,6 +68,11 @@ class Deployment(models.Model):
     deployed_by_label = models.CharField(max_length=150)
     reason = models.TextField()
     revision = models.PositiveBigIntegerField(help_text="the environment revision that carries it")
+    gate_override = models.TextField(
+        blank=True,
+        default="",
+        help_text="why an Admin deployed past a promotion gate that was not met ('' if none)",
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -214,7 +219,9 @@ class Rollout(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        permissions = [("override_rollout_gate", "Start a rollout past a failing gate")]
+        permissions = [
+            ("override_rollout_gate", "Deploy or start a rollout past a failing promotion gate")
+        ]
         indexes = [models.Index(fields=["agent", "environment", "-id"])]
         constraints = [
             models.UniqueConstraint(

@@ -86,6 +86,31 @@ def rollback_plan(*, agent: Agent, environment: Environment) -> RollbackPlan:
     return RollbackPlan(current, target)
 
 
+def rollback_targets(*, agent: Agent, environment: Environment) -> list[Deployment]:
+    """Every deployment a rollback may bring back, newest first (the first is
+    ``rollback_plan``'s target): earlier than the live one, ``superseded`` (known-good), of a
+    version never rolled back from here and not the current one; one per version."""
+    history = list(
+        Deployment.objects.select_related("version")
+        .filter(agent=agent, environment=environment)
+        .order_by("-sequence")
+    )
+    current = next((d for d in history if d.state == Deployment.State.LIVE), None)
+    if current is None:
+        return []
+    bad = {d.version_id for d in history if d.state == Deployment.State.ROLLED_BACK}
+    bad.add(current.version_id)
+    targets: dict[int, Deployment] = {}
+    for d in history:
+        if (
+            d.sequence < current.sequence
+            and d.state == Deployment.State.SUPERSEDED
+            and d.version_id not in bad
+        ):
+            targets.setdefault(d.version_id, d)
+    return list(targets.values())
+
+
 def deployment_history(
     *, agent: Agent, environment: Environment | None = None
 ) -> QuerySet[Deployment]:

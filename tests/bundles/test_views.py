@@ -321,3 +321,59 @@ def test_version_pages__query_count_is_bounded(
         assert client.get(f"/bundles/agents/{agent.pk}/").status_code == 200
     with django_assert_max_num_queries(20):
         assert client.get(f"/bundles/agents/{agent.pk}/v1/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from_version=99&to_version=2",
+        "from_version=1&to_version=99",
+        "from_version=abc&to_version=2",
+        "from_version=1&to_version=-2",
+        "to_version=" + "9" * 30,
+        "from_version=%EF%BC%91",  # a full-width digit one is no version
+    ],
+)
+def test_diff_page__a_version_that_does_not_exist__404_never_another_pair(
+    client: Client, viewer, agent: Agent, versions, query: str
+) -> None:  # type: ignore[no-untyped-def]
+    response = _login(client, viewer).get(f"/bundles/agents/{agent.pk}/diff/?{query}")
+    assert response.status_code == 404
+
+
+def test_diff_page__named_pair__shown(client: Client, viewer, agent: Agent, versions) -> None:  # type: ignore[no-untyped-def]
+    client = _login(client, viewer)
+    html = client.get(f"/bundles/agents/{agent.pk}/diff/?from_version=2&to_version=1")
+    assert "v2 → v1" in html.content.decode()
+    only_new = client.get(f"/bundles/agents/{agent.pk}/diff/?to_version=2").content.decode()
+    assert "v1 → v2" in only_new
+
+
+@pytest.mark.parametrize("base", ["99", "abc", "-1", "1.0"])
+def test_editor__from_a_version_that_does_not_exist__404(
+    client: Client, operator, agent: Agent, versions, base: str
+) -> None:  # type: ignore[no-untyped-def]
+    response = _login(client, operator).get(f"/bundles/agents/{agent.pk}/new/?from={base}")
+    assert response.status_code == 404
+
+
+def test_version_page__evaluations_as_percentages_like_the_gate(
+    client: Client, viewer, agent: Agent, versions
+) -> None:  # type: ignore[no-untyped-def]
+    evaluation_record(
+        actor=SYSTEM, version=versions[1], suite="golden", passed=8, failed=2, score=0.8
+    )
+    evaluation_record(
+        actor=SYSTEM, version=versions[1], suite="judge", passed=3, failed=0, score=4.5
+    )
+    html = _login(client, viewer).get(f"/bundles/agents/{agent.pk}/v2/").content.decode()
+    cells = re.findall(r"<td>([^<]*)</td>", html)
+    assert "80.0%" in cells  # pass rate 8 of 10, and the score 0.8, as the gate says them
+    assert cells.count("80.0%") == 2 and "0.8" not in cells
+    assert "100.0%" in cells and "4.5" in cells  # a score on another scale stays as it is
+    assert "golden: 80.0% &lt; 95.0% required" in html or "80.0% < 95.0%" in html
+
+
+def test_gate_list__minimums_as_percentages(client: Client, viewer, versions) -> None:  # type: ignore[no-untyped-def]
+    html = _login(client, viewer).get("/bundles/gates/").content.decode()
+    assert "≥ 95.0%" in html and "0.95" not in html

@@ -46,6 +46,7 @@ from apps.budgets.services import budget_create
 from apps.bundles.services import bundle_version_push
 from apps.core.canonical import canonical_json
 from apps.core.roles import ROLE_PERMISSIONS, Role
+from apps.rollouts.models import Deployment
 from apps.rollouts.services import deployment_create, rollout_start
 from apps.telemetry.models import RequestRecord
 from apps.telemetry.services import records_ingest
@@ -140,6 +141,9 @@ ROUTES: dict[str, Route] = {
     "release-detail": _r("agent_environment_ids", True, get="rollouts.view_deployment"),
     "release-deploy": _r("agent_environment_ids", True, post="rollouts.add_deployment"),
     "release-rollback": _r("agent_environment_ids", True, post="rollouts.add_deployment"),
+    "deployment-list": _r(None, get="rollouts.view_deployment", post="rollouts.add_deployment"),
+    "deployment-detail": _r("deployment", True, get="rollouts.view_deployment"),
+    "deployment-rollback": _r(None, post="rollouts.add_deployment"),
     # ---------------------------------------------------------------- operator API: rollouts
     "rollout-list": _r(None, get="rollouts.view_rollout", post="rollouts.add_rollout"),
     "rollout-detail": _r("rollout", True, get="rollouts.view_rollout"),
@@ -399,6 +403,8 @@ ROUTES: dict[str, Route] = {
     ),
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
+    "dashboard:doc": _r("doc", get=LOGGED_IN),
+    "dashboard:doc_screenshot": _r("doc_screenshot", get=LOGGED_IN),
 }
 
 
@@ -578,6 +584,9 @@ def world(tenant: Tenant, other_tenant: Tenant) -> dict[str, Any]:
         "rollout_event": {"pk": rollout.pk, "event": "pause"},
         "pk_approval": {"pk": approval.pk},
         "pk_approval_queue": {"pk": queue.pk},
+        "deployment": {"pk": Deployment.objects.filter(agent=agent).order_by("pk")[0].pk},
+        "doc": {"name": "releases"},
+        "doc_screenshot": {"name": "rollout.png"},
     }
     return {"users": users, "token": token, "revoked": revoked, "args": args}
 

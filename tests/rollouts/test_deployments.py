@@ -1,14 +1,18 @@
 from __future__ import annotations
 
+from decimal import Decimal
+from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management import CommandError, call_command
 
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
-from apps.bundles.services import bundle_version_push
+from apps.bundles.models import BundleVersion
+from apps.bundles.services import bundle_version_push, evaluation_record, promotion_gate_set
+from apps.core.refusals import GateNotMet
 from apps.core.roles import Role
 from apps.rollouts.models import Deployment
 from apps.rollouts.selectors import deployment_current, stable_deployments
@@ -265,3 +269,101 @@ def test_deploy_command__version_or_rollback__exactly_one(
                 *(["--version=2", "--rollback"] if options else []),
             )
     assert not Deployment.objects.exists()
+
+
+def _production_gate(tenant: Tenant) -> None:
+    promotion_gate_set(
+        actor=ACTOR,
+        environment=tenant.environments.get(slug="production"),
+        requirements=[
+            {"suite": "golden", "min_pass_rate": Decimal("0.95")},
+            {"suite": "adversarial", "min_pass_rate": Decimal("0.9")},
+        ],
+    )
+
+
+@pytest.mark.django_db
+def test_deploy_command__gate_not_met__refused_naming_each_suite_then_overridden(
+    tenant: Tenant, agent: Agent, four_versions: None, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    _production_gate(tenant)
+    v3 = BundleVersion.objects.get(agent=agent, number=3)
+    evaluation_record(actor=ACTOR, version=v3, suite="golden", passed=91, failed=9)
+    events = AuditEvent.objects.count()
+    with pytest.raises(CommandError) as refused:
+        call_command("deploy", agent="support-bot", environment="production", version=3, reason="r")
+    message = str(refused.value)
+    assert "Not allowed to deploy v3 in Production yet" in message
+    assert "  adversarial: no results yet (needs 90.0%)" in message
+    assert "  golden: 91.0% < 95.0% required (9 of 100 failed)" in message
+    assert "--override-gate" in message
+    assert AuditEvent.objects.count() == events and not Deployment.objects.exists()
+
+    call_command(
+        "deploy",
+        agent="support-bot",
+        environment="production",
+        version=3,
+        reason="r",
+        override_gate="hotfix for the outage",
+    )
+    assert "v3 is stable" in capsys.readouterr().out
+    deployment = Deployment.objects.get()
+    assert deployment.gate_override == "hotfix for the outage"
+    event = AuditEvent.objects.get(action="deployment.deployed")
+    assert event.after["gate_override"] == "hotfix for the outage"
+    assert len(event.after["gate_failures"]) == 2
+
+
+@pytest.mark.django_db
+def test_deployment_create__gate_not_met__operator_refused_admin_overrides(
+    tenant: Tenant, agent: Agent, four_versions: None
+) -> None:
+
+    _production_gate(tenant)
+    production = tenant.environments.get(slug="production")
+    v2 = BundleVersion.objects.get(agent=agent, number=2)
+    operator = make_user(Role.OPERATOR, tenant)
+    with pytest.raises(GateNotMet) as refused:
+        deployment_create(
+            actor=operator, agent=agent, environment=production, version=v2, reason="r"
+        )
+    assert refused.value.lines == [
+        "adversarial: no results yet (needs 90.0%)",
+        "golden: no results yet (needs 95.0%)",
+    ]
+    with pytest.raises(PermissionDenied, match="ask an Admin"):
+        deployment_create(
+            actor=operator,
+            agent=agent,
+            environment=production,
+            version=v2,
+            reason="r",
+            override_reason="trust me",
+        )
+    assert not Deployment.objects.exists()
+    admin = make_user(Role.ADMIN)
+    deployment = deployment_create(
+        actor=admin,
+        agent=agent,
+        environment=production,
+        version=v2,
+        reason="r",
+        override_reason="trust me",
+    )
+    assert deployment.gate_override == "trust me"
+    # staging has no gate: nothing to override, nothing recorded
+    staging = tenant.environments.get(slug="staging")
+    plain = deployment_create(
+        actor=operator, agent=agent, environment=staging, version=v2, reason="r"
+    )
+    assert plain.gate_override == ""
+
+
+@pytest.mark.django_db
+def test_seed_demo__deploys_into_gated_environments_on_recorded_evidence_no_override() -> None:
+    call_command("seed_demo", stdout=StringIO())
+    production = Deployment.objects.filter(environment__slug="production")
+    assert production.count() == 2  # support-bot and refund-agent v1
+    assert not Deployment.objects.exclude(gate_override="").exists()
+    assert not AuditEvent.objects.filter(after__has_key="gate_override").exists()

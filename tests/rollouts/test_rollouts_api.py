@@ -198,7 +198,7 @@ def test_rollout_api__failing_gate__operator_refused_admin_overrides_with_reason
     body = {"agent": agent.pk, "environment": staging.pk, "version": 2, "reason": "r"}
     operator = api_as(make_user(Role.OPERATOR, tenant))
     refused = operator.post("/api/v1/rollouts/", body, format="json")
-    assert refused.status_code == 400
+    assert refused.status_code == 422  # a gate's refusal (docs/releases.md)
     assert "roll it out there first" in refused.json()["errors"]["candidate"][0]
     not_admin = operator.post(
         "/api/v1/rollouts/", {**body, "override_reason": "hotfix"}, format="json"

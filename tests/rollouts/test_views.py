@@ -591,3 +591,35 @@ def test_interval_filter__pair_object_or_none() -> None:
     assert interval({"low": 0.5, "high": None}) == "[0.5, —]"
     assert interval(None) == "—"
     assert number(None) == "—" and number(12.5) == "12.5"
+
+
+def test_rollout_list__nothing_yet__operator_told_where_start_rollout_really_is(
+    operator: User, agent: Agent, versions: tuple[Any, Any]
+) -> None:
+    html = _client(operator).get("/rollouts/").content.decode()
+    empty = html[html.index('data-testid="rollouts-empty"') :]
+    assert f'href="/agents/{agent.pk}/"' in empty and "Start rollout…" in empty
+    assert "deploy a first version" in empty
+    # and the button it names exists where it says, once the agent has a stable version
+    agent_page = _client(operator).get(f"/agents/{agent.pk}/releases/").content.decode()
+    assert "Start rollout…" in agent_page
+
+
+def test_rollout_list__nothing_yet__viewer_not_sent_to_a_button_it_lacks(
+    tenant: Tenant, viewer: User, agent: Agent
+) -> None:
+    html = _client(viewer).get("/rollouts/").content.decode()
+    empty = html[html.index('data-testid="rollouts-empty"') :]
+    assert "Start rollout" not in empty
+    assert "Operators and Admins start rollouts" in empty
+
+
+@pytest.mark.parametrize(
+    "query", ["version=99999", "version=abc", "environment=99999", "environment=x"]
+)
+def test_deploy_and_rollout_start__query_naming_no_version_or_environment__404(
+    operator: User, agent: Agent, versions: tuple[Any, Any], query: str
+) -> None:
+    client = _client(operator)
+    assert client.get(f"/agents/{agent.pk}/deploy/?{query}").status_code == 404
+    assert client.get(f"/agents/{agent.pk}/rollouts/new/?{query}").status_code == 404

@@ -16,9 +16,10 @@ from ..parsing import (
     ambiguous_scalars,
     decode,
     detect_format,
-    line_of,
+    finding_line,
     parse,
     pointer_lines,
+    scalar_spans,
 )
 from ..schema import MAX_BUNDLE_BYTES
 from . import lint, secrets, semantics, structure, types
@@ -117,9 +118,17 @@ def validate_source(source: str | bytes, *, source_format: str | None = None) ->
 
 def finding_lines(text: str, *findings: dict[str, list[str]]) -> dict[str, int]:
     """Pointer -> 1-based line in ``text`` for every pointer of ``findings`` that has one."""
-    table = pointer_lines(text)
-    found = {ptr: line_of(ptr, table) for table_ in findings for ptr in table_}
-    return {ptr: line for ptr, line in found.items() if line is not None}
+    table, spans = pointer_lines(text), scalar_spans(text)
+    # A pointer's line: the first line its messages point at (inside a template, the line
+    # of the text a message quotes, not the `template: |` line).
+    found: dict[str, int] = {}
+    for table_ in findings:
+        for ptr, messages in table_.items():
+            lines = [finding_line(text, ptr, m, table, spans) for m in messages or [""]]
+            known = [line for line in lines if line is not None]
+            if known:
+                found[ptr] = min([*known, *([found[ptr]] if ptr in found else [])])
+    return found
 
 
 def validate_content(data: Any) -> ValidationResult:

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from apps.core.ui import local_url
+from apps.core.ui import local_url, query_choice
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.models import Environment
 from apps.tenancy.selectors import environment_list_for_user
@@ -21,11 +21,13 @@ def tenant_environments(request: HttpRequest) -> tuple[Any, list[Environment]]:
 def selected_environment(
     request: HttpRequest, environments: list[Environment]
 ) -> Environment | None:
-    wanted = request.GET.get("environment", "")
-    for environment in environments:
-        if str(environment.pk) == wanted:
-            return environment
-    return environments[0] if environments else None
+    # ?environment=<id> that is not one of these is a 404: never another environment's flags.
+    return query_choice(
+        request,
+        "environment",
+        {str(e.pk): e for e in environments},
+        environments[0] if environments else None,
+    )
 
 
 def safe_next(request: HttpRequest, default: str) -> str:

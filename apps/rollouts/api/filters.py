@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from apps.core.filters import ChoiceFilter, FilterSet, IdFilter
 from apps.tenancy.selectors import agent_get_for_user, environment_get_for_user
 
-from ..models import Rollout
+from ..models import Deployment, Rollout
 
 
 class RolloutListFilter(FilterSet):
@@ -47,3 +47,32 @@ class RolloutListFilter(FilterSet):
         if value == "active":
             return qs.filter(state__in=Rollout.ACTIVE)
         return qs.filter(state=value)
+
+
+class DeploymentListFilter(FilterSet):
+    """``agent=<id>``, ``environment=<id>`` (one the caller may not see is a 404, as for one
+    that does not exist), ``state=live|superseded|rolled_back``, ``kind=deploy|rollback``."""
+
+    agent = IdFilter(method="filter_agent", invalid="An agent id.", help_text="agent id")
+    environment = IdFilter(
+        method="filter_environment", invalid="An environment id.", help_text="environment id"
+    )
+    state = ChoiceFilter(
+        choices=Deployment.State.choices,
+        help_text="live (what runtimes serve now), superseded (known-good) or rolled_back",
+    )
+    kind = ChoiceFilter(choices=Deployment.Kind.choices, help_text="deploy or rollback")
+
+    class Meta:
+        model = Deployment
+        fields: list[str] = []
+
+    def filter_agent(self, qs: QuerySet[Any], name: str, value: int | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        return qs.filter(agent=agent_get_for_user(user=self.request.user, pk=value))
+
+    def filter_environment(self, qs: QuerySet[Any], name: str, value: int | None) -> QuerySet[Any]:
+        if value is None:
+            return qs
+        return qs.filter(environment=environment_get_for_user(user=self.request.user, pk=value))

@@ -45,6 +45,13 @@ class DeployInput(_Expected, ReasonSerializer):
     version = serializers.IntegerField(
         min_value=1, max_value=2**31 - 1, help_text="bundle version number to make stable"
     )
+    override_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        default="",
+        help_text="Admins only: deploy past a promotion gate that is not met, saying why (audited)",
+    )
 
 
 class RollbackInput(_Expected, ReasonSerializer):
@@ -252,3 +259,164 @@ class RolloutPlanInput(ReasonSerializer):
         max_value=2**31 - 1,
         help_text="The plan `version` you read; 409 if it changed since. Same as If-Match.",
     )
+
+
+# --------------------------------------------------------------------------- deployments
+
+
+class DeploymentOutput(serializers.Serializer):
+    """One change of the stable version of an agent in an environment (the release
+    history). The ``live`` row is what runtimes serve; its ``sequence`` is the version to
+    send back as ``expected_version``."""
+
+    id = serializers.IntegerField()
+    agent = serializers.IntegerField(source="agent_id")
+    agent_slug = serializers.CharField(source="agent.slug")
+    environment = serializers.IntegerField(source="environment_id")
+    environment_slug = serializers.CharField(source="environment.slug")
+    bundle_version = serializers.IntegerField(
+        source="version.number", help_text="bundle version number (N of vN) this made stable"
+    )
+    kind = serializers.CharField(help_text="deploy or rollback")
+    state = serializers.CharField(
+        help_text="live (runtimes serve it now), superseded (replaced by a deploy: known-good) "
+        "or rolled_back (replaced by a rollback: never a rollback target again)"
+    )
+    sequence = serializers.IntegerField(
+        help_text="1, 2, 3… per agent and environment; the live row's is the `expected_version` "
+        "of the next deploy or rollback"
+    )
+    previous_bundle_version = serializers.IntegerField(
+        source="previous.version.number",
+        default=None,
+        allow_null=True,
+        help_text="the version it replaced (null: the first deploy here)",
+    )
+    restores = serializers.IntegerField(
+        source="restores_id",
+        allow_null=True,
+        help_text="for a rollback: the id of the known-good deployment it brought back",
+    )
+    deployed_by = serializers.CharField(source="deployed_by_label")
+    reason = serializers.CharField()
+    gate_override = serializers.CharField(
+        help_text="why an Admin deployed past a promotion gate that was not met ('' if none)"
+    )
+    revision = serializers.IntegerField(
+        help_text="the environment revision runtimes must reach to serve it"
+    )
+    created_at = serializers.DateTimeField()
+
+
+class DeploymentCreateInput(_Expected, ReasonSerializer):
+    agent = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="agent id")
+    environment = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="environment id (of the agent's tenant)"
+    )
+    version = serializers.IntegerField(
+        min_value=1, max_value=2**31 - 1, help_text="bundle version number (N of vN) to make stable"
+    )
+    expected_version = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**31 - 1,
+        help_text="Optional: the `sequence` of the live deployment you read (0: none); 409 if "
+        "the stable version changed since. Same as If-Match.",
+    )
+    override_gate = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Admins only: deploy even though the environment's promotion gate is not met "
+        "(needs `override_reason`; audited)",
+    )
+    override_reason = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=2000,
+        default="",
+        help_text="why the gate may be passed; kept in the deployment and its audit event",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        reason = attrs.get("override_reason", "").strip()
+        if attrs.get("override_gate") and not reason:
+            raise serializers.ValidationError(
+                {"override_reason": ["Say why the gate may be passed (audited)."]}
+            )
+        if reason and not attrs.get("override_gate"):
+            raise serializers.ValidationError(
+                {"override_gate": ["Set override_gate to true to deploy past the gate."]}
+            )
+        return attrs
+
+
+class DeploymentRollbackInput(ReasonSerializer):
+    agent = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="agent id")
+    environment = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="environment id (of the agent's tenant)"
+    )
+    expected_version = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**31 - 1,
+        help_text="Required (here or as If-Match): the live deployment's `sequence` you read "
+        "— or, while a rollout runs, the rollout's `version`; 409 if it moved since, so two "
+        "clients rolling back at once never go back two versions.",
+    )
+    version = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="Optional target: an earlier known-good bundle version number to go back to "
+        "(absent: the last known-good one). Refused while a rollout runs.",
+    )
+
+
+class DeploymentRollbackOutput(serializers.Serializer):
+    rolled_back = serializers.ChoiceField(
+        choices=["rollout", "stable"],
+        help_text="rollout: the running rollout was rolled back (stable stays); stable: the "
+        "stable version went back to a known-good one",
+    )
+    rollout = serializers.IntegerField(
+        allow_null=True, help_text="the id of the rollout rolled back, if any"
+    )
+    summary = serializers.CharField()
+    revision = serializers.IntegerField(
+        help_text="the environment revision runtimes must reach to have rolled back"
+    )
+    deployment = DeploymentOutput(help_text="the live deployment afterwards")
+
+
+class GateCheckOutput(serializers.Serializer):
+    suite = serializers.CharField()
+    min_pass_rate = serializers.CharField(help_text="share 0-1, exact decimal")
+    min_pass_rate_percent = serializers.CharField()
+    pass_rate = serializers.CharField(allow_null=True, help_text="null: no results yet")
+    pass_rate_percent = serializers.CharField(allow_null=True)
+    passed = serializers.IntegerField(allow_null=True)
+    failed = serializers.IntegerField(allow_null=True)
+    met = serializers.BooleanField()
+    reason = serializers.CharField(help_text='e.g. "golden: 91.2% < 95% required (…)"')
+
+
+class GateDocumentOutput(serializers.Serializer):
+    environment = serializers.CharField()
+    state = serializers.CharField(help_text="met, waiting (results missing) or failing")
+    met = serializers.BooleanField()
+    checks = GateCheckOutput(many=True)
+
+
+class GateRefusalSerializer(serializers.Serializer):
+    """The 422 answer to a deploy or rollout start that the promotion gate refuses (schema
+    only): ``errors`` has one line per missing or short evaluation."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "detail": serializers.CharField(),
+            "errors": serializers.DictField(
+                child=serializers.ListField(child=serializers.CharField())
+            ),
+            "gate": GateDocumentOutput(),
+        }

@@ -1,11 +1,13 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from .deployments import DeploymentViewSet
 from .views import ReleaseViewSet, RolloutPlanViewSet, RolloutViewSet
 
 RELEASE = "agents/<int:agent_id>/releases/<int:environment_id>/"
 router = SimpleRouter()
 router.register("rollouts", RolloutViewSet, basename="rollout")
+router.register("deployments", DeploymentViewSet, basename="deployment")
 urlpatterns = [
     path(
         "agents/<int:agent_id>/releases/",

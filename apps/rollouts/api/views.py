@@ -134,9 +134,18 @@ class ReleaseViewSet(ScopedViewSet):
 
     @extend_schema(
         summary="Deploy a bundle version as the stable version now",
+        description="Refused with 422 (one line per missing or short evaluation under "
+        "`errors.version`, the gate under `gate`) when the version does not meet the "
+        "environment's promotion gate; an Admin may pass it with `override_reason` "
+        "(audited; 403 for anyone else). Same as `POST /api/v1/deployments/`.",
         request=s.DeployInput,
         parameters=[IF_MATCH],
-        responses={201: s.ReleaseWithRolloutOutput, **ERRORS, 409: ConflictSerializer},
+        responses={
+            201: s.ReleaseWithRolloutOutput,
+            **ERRORS,
+            409: ConflictSerializer,
+            422: s.GateRefusalSerializer,
+        },
     )
     def deploy(self, request: Request, agent_id: str, environment_id: str) -> Response:
         agent = self._agent()
@@ -154,6 +163,7 @@ class ReleaseViewSet(ScopedViewSet):
             version=version,
             reason=data["reason"],
             expected_version=seen,
+            override_reason=data["override_reason"],
         )
         return Response(
             s.ReleaseWithRolloutOutput(_release(agent, environment)).data,
@@ -260,10 +270,11 @@ class RolloutViewSet(ScopedViewSet):
         summary="Start a rollout of a bundle version to an agent in an environment",
         description="Gates first: the environment's promotion gate, and for an environment "
         "with a predecessor a completed rollout there (or being stable there). An Admin may "
-        "pass a failing gate with `override_reason`. One rollout at a time per agent and "
-        "environment. The stable version is the baseline.",
+        "pass a failing gate with `override_reason` (403 for anyone else). A gate that "
+        "refuses answers 422 with one line per unmet requirement under `errors.candidate`. "
+        "One rollout at a time per agent and environment. The stable version is the baseline.",
         request=s.RolloutStartInput,
-        responses={201: s.RolloutDetailOutput, **ERRORS},
+        responses={201: s.RolloutDetailOutput, **ERRORS, 422: s.GateRefusalSerializer},
     )
     def create(self, request: Request) -> Response:
         data = self.validated(s.RolloutStartInput)

@@ -20,7 +20,8 @@ from apps.tenancy.models import Agent, Environment
 from apps.tenancy.services import environment_lock, environment_revision_bump
 
 from ..models import Deployment
-from ..selectors import deployment_sequence, rollback_plan, rollout_active
+from ..selectors import deployment_sequence, rollback_plan, rollback_targets, rollout_active
+from .gating import gate_enforce
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,8 @@ def _replace_live(
     kind: str,
     reason: str,
     restores: Deployment | None = None,
+    gate_override: str = "",
+    gate_failures: list[str] | None = None,
 ) -> Deployment:
     """The one transition of the release history: ``current`` leaves ``live`` for the
     state its replacement's kind dictates, and a new live row takes its place."""
@@ -87,6 +90,7 @@ def _replace_live(
         deployed_by_label=label,
         reason=reason.strip(),
         revision=revision,
+        gate_override=gate_override,
     )
     rollback = kind == Deployment.Kind.ROLLBACK
     audit_record(
@@ -106,6 +110,11 @@ def _replace_live(
             "sequence": deployment.sequence,
             "revision": revision,
             **({"restores_deployment": restores.pk} if restores else {}),
+            **(
+                {"gate_override": gate_override, "gate_failures": gate_failures or []}
+                if gate_override
+                else {}
+            ),
         },
     )
     log.info(
@@ -127,13 +136,20 @@ def deployment_create(
     version: BundleVersion,
     reason: str,
     expected_version: int | None = None,
+    override_reason: str = "",
 ) -> Deployment:
     """Make ``version`` the stable version of ``agent`` in ``environment`` now; the live
     deployment it replaces becomes ``superseded`` (known-good).
 
     ``expected_version``: the live deployment's ``sequence`` the user saw (0: nothing was
     deployed); None skips the check (CLI, system actors). Raises ``ValidationError`` by
-    field for bad input and ``StaleVersion`` when the stable version changed meanwhile."""
+    field for bad input and ``StaleVersion`` when the stable version changed meanwhile.
+
+    The environment's promotion gate must be met by ``version`` (``gating.gate_enforce``):
+    else ``GateNotMet`` on ``version``, one line per missing or short evaluation, unless
+    ``override_reason`` is given by an actor with ``rollouts.override_rollout_gate``
+    (Admins; ``PermissionDenied`` for anyone else) — recorded in the audit event's
+    ``after`` as ``gate_override`` and ``gate_failures``."""
     authorize(actor, "rollouts.add_deployment", agent.tenant)
     errors: dict[str, list[str]] = {}
     reason = require_reason(reason, errors=errors)
@@ -164,6 +180,14 @@ def deployment_create(
         raise ValidationError(
             {"version": [f"Version {version} is already the stable version here."]}
         )
+    override, failures = gate_enforce(
+        actor=actor,
+        version=version,
+        environment=environment,
+        override_reason=override_reason,
+        field="version",
+        what="deploy",
+    )
     return _replace_live(
         actor=actor,
         agent=agent,
@@ -172,6 +196,8 @@ def deployment_create(
         version=version,
         kind=Deployment.Kind.DEPLOY,
         reason=reason,
+        gate_override=override,
+        gate_failures=failures,
     )
 
 
@@ -183,12 +209,16 @@ def deployment_rollback(
     environment: Environment,
     reason: str,
     expected_version: int | None = None,
+    target_version: BundleVersion | None = None,
 ) -> Deployment:
-    """Back to the last known-good version before the current one (``rollback_plan``);
+    """Back to the last known-good version before the current one (``rollback_plan``),
+    never refused by a promotion gate (it served here before: on-call's one button);
     the current deployment becomes ``rolled_back`` and its version is never a rollback
     target again. Refused (``ValidationError`` on ``version``) when there is no such
     version; ``StaleVersion`` when the stable version changed since the user saw
-    ``expected_version`` (None: no check)."""
+    ``expected_version`` (None: no check). ``target_version``: go back further, to this
+    earlier known-good version (superseded here, never rolled back from); anything else is
+    refused on ``version`` naming the versions a rollback may go to."""
     authorize(actor, "rollouts.add_deployment", agent.tenant)
     reason = require_reason(reason)
     if environment.tenant_id != agent.tenant_id:
@@ -212,13 +242,30 @@ def deployment_rollback(
     )
     if plan.target is None:
         raise ValidationError({"version": [plan.refusal]})
+    target = plan.target
+    if target_version is not None and target_version.pk != target.version_id:
+        allowed = rollback_targets(agent=agent, environment=environment)
+        chosen = next((d for d in allowed if d.version_id == target_version.pk), None)
+        if chosen is None:
+            raise ValidationError(
+                {
+                    "version": [
+                        f"v{target_version.number} is not a known-good version of {agent.name} "
+                        f"in {environment.name} to roll back to (it never served here before "
+                        "the current one, or was rolled back from); a rollback may go to: "
+                        + ", ".join(f"v{d.version.number}" for d in allowed)
+                        + ". Deploy it explicitly instead."
+                    ]
+                }
+            )
+        target = chosen
     return _replace_live(
         actor=actor,
         agent=agent,
         environment=environment,
         current=plan.current,
-        version=plan.target.version,
         kind=Deployment.Kind.ROLLBACK,
         reason=reason,
-        restores=plan.target,
+        version=target.version,
+        restores=target,
     )

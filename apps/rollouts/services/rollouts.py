@@ -39,6 +39,7 @@ from ..selectors import (
     rollout_plan_document,
 )
 from .deployments import _replace_live, deployment_rollback
+from .gating import gate_enforce
 
 log = structlog.get_logger(__name__)
 
@@ -191,12 +192,15 @@ def rollout_start(
                 ]
             }
         )
-    failures = rollout_gate_failures(candidate=candidate, environment=environment)
-    override = override_reason.strip()
-    if failures:
-        if not override:
-            raise ValidationError({"candidate": failures})
-        authorize(actor, "rollouts.override_rollout_gate", agent.tenant)
+    override, failures = gate_enforce(
+        actor=actor,
+        version=candidate,
+        environment=environment,
+        override_reason=override_reason,
+        field="candidate",
+        what="start a rollout of",
+        failures=rollout_gate_failures(candidate=candidate, environment=environment),
+    )
     plan = plan_normalised(rollout_plan_document(environment=environment))
     user, label = actor_identity(actor)
     try:

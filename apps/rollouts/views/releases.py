@@ -10,12 +10,13 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
-from apps.bundles.selectors import bundle_version_list
-from apps.core.authz import requires
+from apps.bundles.selectors import bundle_version_list, gate_statuses
+from apps.core.authz import requires, user_may
 from apps.core.ui import (
     Confirmation,
     call_service,
     confirm_with_reason,
+    query_choice,
 )
 from apps.runtimes.selectors import convergence_for
 from apps.tenancy.selectors import (
@@ -30,6 +31,7 @@ from ..forms import (
 )
 from ..models import Rollout
 from ..selectors import RollbackPlan
+from ..services.gating import OVERRIDE_PERMISSION
 from .rollouts import effect_of
 
 
@@ -58,18 +60,50 @@ def agent_releases(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @requires("rollouts.add_deployment", "Your role does not allow deploying.")
 def deploy(request: HttpRequest, pk: int) -> HttpResponse:
+    """Deploy a version now. Before the click the page shows, for the version chosen, each
+    environment's promotion gate (met, or which evaluation is missing or short); a deploy
+    past an unmet gate is refused, except for an Admin who ticks the override and says why."""
     agent = agent_get_for_user(user=request.user, pk=pk)
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
     versions = list(bundle_version_list(agent=agent))
-    initial = {"version": request.GET.get("version"), "environment": request.GET.get("environment")}
+    # ?version=<id>&environment=<id> (links from the agent page): one that is not this
+    # agent's is a 404, never another version silently.
+    version = query_choice(
+        request, "version", {str(v.pk): v for v in versions}, versions[0] if versions else None
+    )
+    if request.method == "POST":
+        chosen = _int_or_none(request.POST.get("version"))
+        version = next((v for v in versions if v.pk == chosen), version)
+    by_id = {str(e.pk): e for e in environments}
+    environment_shown = query_choice(request, "environment", by_id, None)
+    initial = {
+        "version": version.pk if version else None,
+        "environment": environment_shown.pk if environment_shown else None,
+    }
     current = {e.pk: selectors.deployment_current(agent=agent, environment=e) for e in environments}
+    may_override = user_may(request.user, OVERRIDE_PERMISSION)
     form = DeployForm(
         request.POST or None,
         initial=initial,
         environments=environments,
         versions=versions,
         current=current,
+        may_override=may_override,
     )
+    statuses = (
+        gate_statuses(versions=[version], environments=environments)[version.pk]
+        if version is not None
+        else []
+    )
+    gates = [
+        {
+            "environment": e,
+            "current": current[e.pk],
+            "gate": status,
+            "unmet": [c.reason for c in status.checks if not c.met],
+        }
+        for e, status in zip(environments, statuses, strict=True)
+    ]
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         environment = environment_get_for_user(user=request.user, pk=data["environment"])
@@ -83,20 +117,38 @@ def deploy(request: HttpRequest, pk: int) -> HttpResponse:
                 version=version,
                 reason=data["reason"],
                 expected_version=data["expected_version"],
+                override_reason=form.override_reason(),
             ),
         )
         if deployment is not None:
             messages.success(
                 request,
                 f"v{version.number} is now stable for {agent.name} in {environment.name} "
-                f"(revision {deployment.revision}); runtimes are picking it up.",
+                f"(revision {deployment.revision}); runtimes are picking it up."
+                + (
+                    " The promotion gate was overridden; your reason is in the audit log."
+                    if deployment.gate_override
+                    else ""
+                ),
             )
             return redirect("tenancy:agent_detail", pk=agent.pk)
     return render(
         request,
         "rollouts/deploy.html",
-        {"form": form, "agent": agent, "has_versions": bool(versions)},
+        {
+            "form": form,
+            "agent": agent,
+            "has_versions": bool(versions),
+            "versions": versions,
+            "version": version,
+            "gates": gates,
+            "may_override": may_override,
+        },
     )
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 def _state_now(pk: int) -> str:

@@ -23,6 +23,7 @@ from apps.core.ui import (
     call_service,
     confirm_with_reason,
     paginate,
+    query_choice,
 )
 from apps.runtimes.selectors import convergence_for
 from apps.telemetry.selectors import Series, telemetry_series
@@ -351,8 +352,15 @@ def rollout_start(request: HttpRequest, pk: int) -> HttpResponse:
         current = selectors.deployment_current(agent=agent, environment=e)
         stable[e.pk] = current.version if current else None
     data = request.POST if request.method == "POST" else None
-    chosen_number = _int_or_none(
-        (data or request.GET).get("version") or (str(versions[0].number) if versions else "")
+    # ?version=<N>&environment=<id>: one that is not this agent's is a 404, not another.
+    shown = query_choice(
+        request, "version", {str(v.number): v for v in versions}, versions[0] if versions else None
+    )
+    query_choice(request, "environment", {str(e.pk): e for e in environments}, None)
+    chosen_number = (
+        _int_or_none(data.get("version"))
+        if data is not None
+        else (shown.number if shown is not None else None)
     )
     version = next((v for v in versions if v.number == chosen_number), None)
     form = RolloutStartForm(

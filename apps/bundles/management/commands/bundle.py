@@ -20,7 +20,7 @@ from apps.tenancy.selectors import agent_get_for_user
 
 from ... import selectors, services
 from ...exports import export_json, export_yaml
-from ...parsing import line_of, pointer_lines
+from ...parsing import finding_line, pointer_lines, scalar_spans
 from ...schema import bundle_json_schema
 from ...validation import ValidationResult, validate_source
 
@@ -107,12 +107,14 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
 
     def _findings(self, label: str, findings: dict[str, list[str]], source: bytes) -> list[str]:
-        lines = pointer_lines(source.decode("utf-8", "replace"))
+        text = source.decode("utf-8", "replace")
+        lines, spans = pointer_lines(text), scalar_spans(text)
         out: list[str] = []
         for pointer, messages in findings.items():
-            line = line_of(pointer, lines)
-            where = f"{pointer or '/'}" + (f" (line {line})" if line else "")
-            out.extend(f"{label} {where}: {message}" for message in messages)
+            for message in messages:
+                line = finding_line(text, pointer, message, lines, spans)
+                where = f"{pointer or '/'}" + (f" (line {line})" if line else "")
+                out.append(f"{label} {where}: {message}")
         return out
 
     def _warn(self, warnings: dict[str, list[str]], source: bytes) -> None:

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.audit.services import SystemActor
 from apps.bundles.models import BundleVersion
+from apps.core.refusals import GateNotMet
 from apps.rollouts.services import deployment_create, deployment_rollback
 from apps.tenancy.models import Agent, Environment
 
@@ -33,6 +34,13 @@ class Command(BaseCommand):
             "version that was rolled back from (refused when none is left)",
         )
         parser.add_argument("--reason", required=True)
+        parser.add_argument(
+            "--override-gate",
+            default="",
+            metavar="REASON",
+            help="deploy past a promotion gate that is not met, saying why (audited); a "
+            "rollback is never gated",
+        )
         parser.add_argument(
             "--tenant", help="tenant slug, when the agent slug exists in several tenants"
         )
@@ -63,12 +71,20 @@ class Command(BaseCommand):
                 environment=environment,
                 version=version,
                 reason=options["reason"],
+                override_reason=options["override_gate"],
             )
+        except GateNotMet as exc:
+            raise CommandError(
+                f"{exc.summary.split(': ', 1)[0]}:\n"
+                + "\n".join(f"  {line}" for line in exc.lines)
+                + "\nPass --override-gate REASON to deploy anyway (audited)."
+            ) from exc
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from exc
         self.stdout.write(
             f"{agent.slug} in {environment.slug}: v{version.number} is stable "
             f"(revision {deployment.revision})"
+            + (" past its promotion gate (override audited)" if deployment.gate_override else "")
         )
 
     def _rollback(self, agent: Agent, environment: Environment, reason: str) -> None:
