@@ -34,7 +34,7 @@ def docs_dir() -> Path:
 
 def documents() -> dict[str, Path]:
     """name -> file for every ``docs/*.md`` and ``docs/decisions/*.md`` (``bundle-format``,
-    ``decisions/0027-promotion-gates-enforced``)."""
+    ``decisions/0028-promotion-gates-enforced``)."""
     folder = docs_dir()
     found: dict[str, Path] = {}
     for prefix, where in (("", folder), ("decisions/", folder / "decisions")):
