@@ -13,6 +13,7 @@ from django.test import Client
 
 from apps.flags.editor import StrategyEditor
 from apps.flags.models import Flag
+from apps.flags.validation import in_words
 from apps.tenancy.models import Environment
 
 from ..conftest import api_as
@@ -440,3 +441,38 @@ def test_api__other_error_paths__in_words_too(
     assert response.status_code == 400
     messages = response.json()["errors"][path]
     assert any(m.startswith(words) for m in messages), messages
+
+
+@pytest.mark.parametrize(
+    ("path", "message", "words"),
+    [
+        ("strategies.0.parameters.rollout", "must be x.", "Strategy 1: rollout must be x."),
+        (
+            "strategies.1.constraints.0.values.2",
+            "must be a string.",
+            "Strategy 2, constraint 1: value 3 must be a string.",
+        ),
+        (
+            "strategies.0.variants.1.payload.type",
+            "must be y.",
+            "Strategy 1, variant 2: payload type must be y.",
+        ),
+        (
+            "variants.0.overrides.1.contextName",
+            "Name it.",
+            "Variant 1, override 2, context field: Name it.",
+        ),
+        ("payload.features.3.name", "must be z.", "Flag 4: name must be z."),
+        (
+            "constraints.0.operator",
+            "Unknown operator 'X'.",
+            "Constraint 1, operator: Unknown operator 'X'.",
+        ),
+        ("strategies", "must be a list.", "Must be a list."),
+        ("strategies.²", "must be a list.", "Must be a list."),  # a key, not an index
+        ("strategies.0.²", "is odd.", "Strategy 1: ² is odd."),
+        ("", "must be an object.", "Must be an object."),
+    ],
+)
+def test_in_words__paths__read_as_places(path: str, message: str, words: str) -> None:
+    assert in_words(path, message) == words

@@ -73,6 +73,11 @@ _FIELDS = {
 }
 
 
+def _is_index(token: str) -> bool:
+    """A list index of a path (ASCII digits: a key like "²" is a key, not an index)."""
+    return token.isascii() and token.isdigit()
+
+
 def in_words(path: str, message: str) -> str:
     """``message`` about ``path`` as a sentence that says where, for an operator:
     ``strategies.0.constraints.1.values`` + ``are required for IN.`` reads
@@ -89,15 +94,15 @@ def in_words(path: str, message: str) -> str:
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        following = tokens[i + 1] if i + 1 < len(tokens) else None
-        if token in _CONTAINERS and following is not None and following.isdigit() and not fields:
+        following = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if token in _CONTAINERS and _is_index(following) and not fields:
             places.append(f"{_CONTAINERS[token]} {int(following) + 1}")
             i += 2
             continue
-        if token == "parameters" and following is not None:  # noqa: S105 (a path, no secret)
+        if token == "parameters" and following:  # noqa: S105 (a path, no secret)
             i += 1
             continue
-        if token.isdigit() and fields:
+        if _is_index(token) and fields:
             fields[-1] = f"{fields[-1].removesuffix('s')} {int(token) + 1}"  # values.2: value 3
         else:
             fields.append(_FIELDS.get(token, token))
