@@ -81,6 +81,14 @@ class FlagForm(forms.Form):
             attrs={"rows": 2, "placeholder": "Why? This goes into the audit log."}
         ),
     )
+    # Which editor the page showed: "form" (the structured editor, apps.flags.editor) or
+    # "json" (strategies and variants as Unleash JSON, the advanced view).
+    editor = forms.ChoiceField(
+        choices=[("form", "form"), ("json", "json")],
+        required=False,
+        initial="form",
+        widget=forms.HiddenInput,
+    )
 
     def __init__(
         self, *args: Any, editing: bool = False, production: bool = False, **kwargs: Any
@@ -98,18 +106,13 @@ class FlagForm(forms.Form):
             self.fields["reason"].help_text = "Required: this is a production environment."
 
     def add_service_errors(self, errors: dict[str, list[str]]) -> None:
-        """Service errors are keyed by path (strategies.0.parameters.rollout): show each on
-        the field it starts with, naming the rest of the path."""
+        """Service errors are keyed by path (strategies.0.parameters.rollout) and say in
+        words where they are ("Strategy 1: rollout must be …"): show each on the field its
+        path starts with, or above the form."""
         for path, messages in errors.items():
-            head, _, rest = path.partition(".")
+            head = path.partition(".")[0]
             field = {"impressionData": "impression_data"}.get(head, head)
-            if field in self.fields:
-                self.add_error(
-                    field,
-                    [f"{head}[{rest.replace('.', '].[')}]: {m}" if rest else m for m in messages],
-                )
-            else:
-                self.add_error(None, [f"{path}: {m}" for m in messages])
+            self.add_error(field if field in self.fields else None, list(messages))
 
 
 class SegmentForm(forms.Form):

@@ -6,6 +6,7 @@ from typing import Any
 from django.db.models import Max, QuerySet
 
 from apps.core.authz import AnyUser, get_restricted, restrict
+from apps.core.deployed_tools import AgentTools
 from apps.tenancy.models import Agent, Environment
 
 from .models import Deployment, Rollout, RolloutAnalysis, RolloutPlan, RolloutTransition
@@ -306,3 +307,45 @@ def rollouts_active_by_environment(*, agent: Agent) -> dict[int, Rollout]:
         agent=agent, state__in=Rollout.ACTIVE
     )
     return {rollout.environment_id: rollout for rollout in rows}
+
+
+def deployed_tools_of(
+    tenant_id: int | None, agent_id: int | None, environment_id: int | None
+) -> list[AgentTools]:
+    """The provider of ``apps.core.deployed_tools``: each active agent (of ``tenant_id``, or
+    every tenant; narrowed to ``agent_id``) with the tool names declared by the versions it
+    serves: the live deployment of each environment (or of ``environment_id`` only) and the
+    candidate of a rollout serving there. Two queries plus one per distinct version."""
+    agents = Agent.objects.filter(archived_at__isnull=True)
+    if tenant_id is not None:
+        agents = agents.filter(tenant_id=tenant_id)
+    if agent_id is not None:
+        agents = agents.filter(pk=agent_id)
+    live = Deployment.objects.filter(
+        agent__in=agents, state=Deployment.State.LIVE, environment__archived_at__isnull=True
+    ).select_related("version", "environment")
+    serving = Rollout.objects.filter(
+        agent__in=agents, state__in=Rollout.SERVING, environment__archived_at__isnull=True
+    ).select_related("candidate", "environment")
+    if environment_id is not None:
+        live = live.filter(environment_id=environment_id)
+        serving = serving.filter(environment_id=environment_id)
+    found: dict[int, tuple[set[str], set[str]]] = {}
+    for agent_of, version, environment in [
+        *((d.agent_id, d.version, d.environment) for d in live),
+        *((r.agent_id, r.candidate, r.environment) for r in serving),
+    ]:
+        tools, places = found.setdefault(agent_of, (set(), set()))
+        places.add(environment.name)
+        for spec in version.content.get("tools") or []:
+            if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+                tools.add(spec["name"])
+    return [
+        AgentTools(
+            agent_id=agent.pk,
+            agent_slug=agent.slug,
+            tools=frozenset(found.get(agent.pk, (set(), set()))[0]),
+            environments=tuple(sorted(found.get(agent.pk, (set(), set()))[1])),
+        )
+        for agent in agents.order_by("slug")
+    ]

@@ -34,7 +34,14 @@ def _feature(operator: str, value: Any, name: str = "f") -> dict[str, Any]:
         "strategies": [
             {
                 "name": "default",
-                "constraints": [{"contextName": "x", "operator": operator, "value": value}],
+                "constraints": [
+                    {
+                        # the date operators compare the current time (and fit only it)
+                        "contextName": "currentTime" if operator.startswith("DATE_") else "x",
+                        "operator": operator,
+                        "value": value,
+                    }
+                ],
             }
         ],
     }
@@ -328,7 +335,7 @@ def test_import_warnings__shown_on_the_flag_and_cleared_by_a_fixing_edit(
     )
 
     assert "Import warnings" in page and "Give a time zone" in page
-    assert "strategy 1 (default), constraint 1 (x DATE_AFTER), value" in page
+    assert "strategy 1 (default), constraint 1 (currentTime DATE_AFTER), value" in page
     assert "1 import warning" in listing
     assert api["import_warnings"][0]["path"] == VALUE
     assert Flag.objects.get(pk=flag.pk).import_warnings == []
@@ -444,7 +451,7 @@ def test_import__segment_constraint_checks__warned_naming_the_segment(
         for w in result.warnings
     ), result.warnings
     assert any(
-        w.startswith("segment 4 (launch), constraint 2 (version SEMVER_GTE), value:")
+        w.startswith("segment 4 (launch), constraint 2 (version SEMVER_GTE), value must be")
         for w in result.warnings
     ), result.warnings
 

@@ -84,7 +84,7 @@ def test_flag_create_form__bad_json_and_bad_strategy__inline_errors_nothing_stor
 
     assert bad_json.status_code == 200 and "Not valid JSON" in bad_json.content.decode()
     page = bad_rollout.content.decode()
-    assert "strategies[0].[parameters].[rollout]" in page and "between 0 and 100" in page
+    assert "Strategy 1: rollout must be a whole number from 0 to 100." in page
     assert not Flag.objects.exists()
 
 

@@ -239,6 +239,19 @@ class KillSwitchOutput(serializers.ModelSerializer):
         )
 
 
+class KillSwitchEngageOutput(KillSwitchOutput):
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="what looks wrong but was engaged anyway, in words: a tool name or glob "
+        "matching no tool of the deployed versions it reaches, an agent deployed nowhere",
+    )
+
+    class Meta(KillSwitchOutput.Meta):
+        fields = [*KillSwitchOutput.Meta.fields, "warnings"]
+        read_only_fields = fields
+
+
 class KillSwitchReleaseInput(ExpectedVersionMixin, ReasonSerializer):
     """Release: a reason, and optionally the ``version`` read (1 while engaged)."""
 

@@ -235,10 +235,15 @@ class KillSwitchViewSet(ScopedViewSet):
         switch = self.get_object()
         return Response(s.KillSwitchOutput(switch).data, headers={"ETag": f'"{switch.version}"'})
 
-    @extend_schema(request=s.KillSwitchEngageInput, responses={201: s.KillSwitchOutput, **ERRORS})
+    @extend_schema(
+        request=s.KillSwitchEngageInput, responses={201: s.KillSwitchEngageOutput, **ERRORS}
+    )
     def create(self, request: Request) -> Response:
         """Engage a kill switch. It never releases by itself. The same switch already engaged
-        (even by a concurrent request) is a 400 naming it, decided by a database constraint."""
+        (even by a concurrent request) is a 400 naming it, decided by a database constraint.
+        ``warnings`` says in words what looks wrong but is allowed: a tool name or glob that
+        matches no tool of the deployed versions it reaches (a pattern may aim at a future
+        tool), an agent deployed nowhere."""
         data: dict[str, Any] = self.validated(s.KillSwitchEngageInput)
         agent_id, environment_id, tenant_id = (
             data.pop("agent"),
@@ -259,7 +264,15 @@ class KillSwitchViewSet(ScopedViewSet):
         switch = services.kill_switch_engage(
             actor=request.user, tenant=tenant, agent=agent, environment=environment, **data
         )
-        return Response(s.KillSwitchOutput(switch).data, status=status.HTTP_201_CREATED)
+        switch.warnings = services.kill_switch_warnings(  # type: ignore[attr-defined]
+            kind=switch.kind,
+            scope=switch.scope,
+            tenant=switch.tenant,
+            agent=switch.agent,
+            environment=switch.environment,
+            tool_pattern=switch.tool_pattern,
+        )
+        return Response(s.KillSwitchEngageOutput(switch).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         summary="Release a kill switch",

@@ -11,7 +11,12 @@ from .flags import (
     segment_update,
 )
 from .imports import ImportResult, flags_import
-from .kill_switches import kill_switch_engage, kill_switch_release, kill_switch_validate
+from .kill_switches import (
+    kill_switch_engage,
+    kill_switch_release,
+    kill_switch_validate,
+    kill_switch_warnings,
+)
 from .usage import (
     MetricsResult,
     SdkRegistrationRateExceeded,
@@ -32,6 +37,7 @@ __all__ = [
     "kill_switch_engage",
     "kill_switch_release",
     "kill_switch_validate",
+    "kill_switch_warnings",
     "sdk_instance_register",
     "segment_create",
     "segment_delete",

@@ -54,7 +54,7 @@ def _validated(document: dict[str, Any], ctx: Context) -> dict[str, Any]:
     problems = Problems()
     feature = normalize_feature(document, "", problems, ctx)
     if problems:
-        raise ValidationError(problems.errors)
+        raise ValidationError(problems.worded())
     return feature
 
 
@@ -333,7 +333,7 @@ def _segment_validated(document: dict[str, Any]) -> dict[str, Any]:
     problems = Problems()
     segment = normalize_segment(document, "", problems, Context(strict=True))
     if problems:
-        raise ValidationError(problems.errors)
+        raise ValidationError(problems.worded())
     return segment
 
 

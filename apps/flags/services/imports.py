@@ -231,7 +231,11 @@ def _warning_text(item: _Located, features: list[dict[str, Any]], segments: list
         head = f"segment {segment.get('id', '?')} ({segment.get('name') or 'unnamed'})"
     else:
         return f"{item.where}: {item.message}"
-    return f"{head}, {item.where}: {item.message}" if item.where else f"{head}: {item.message}"
+    if not item.where:
+        return f"{head}: {item.message}"
+    # "must be …", "is required …" are said of the field the place ends with.
+    sep = " " if item.message[:1].islower() else ": "
+    return f"{head}, {item.where}{sep}{item.message}"
 
 
 def _flag_fields(feature: dict[str, Any]) -> dict[str, Any]:
@@ -290,7 +294,7 @@ def flags_import(
                     "tell them apart.",
                 )
     if problems:
-        raise ValidationError(problems.errors)
+        raise ValidationError(problems.worded())
 
     located = _locate(state, problems)
     result = ImportResult(

@@ -7,7 +7,9 @@ so its propagation to runtimes can be measured."""
 
 from __future__ import annotations
 
+import difflib
 import re
+from fnmatch import fnmatchcase
 
 import structlog
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,6 +21,7 @@ from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, SystemActor, actor_identity, audit_record
 from apps.core.authz import authorize
 from apps.core.concurrency import StaleVersion, who_and_when
+from apps.core.deployed_tools import deployed_tools
 from apps.core.locks import lock_row
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.services import environment_revision_bump, tenant_lock
@@ -129,6 +132,66 @@ def kill_switch_validate(
     ):
         errors["environment"] = ["Choose an active environment of this tenant."]
     return errors
+
+
+def kill_switch_warnings(
+    *,
+    kind: str,
+    scope: str,
+    tenant: Tenant | None,
+    agent: Agent | None,
+    environment: Environment | None,
+    tool_pattern: str,
+    mode: str = "",
+) -> list[str]:
+    """What looks wrong with a switch that may still be engaged (a pattern may aim at a tool
+    of a version not deployed yet): a tool name or glob matching no tool of the deployed
+    versions it reaches, an agent deployed nowhere. Sentences for the confirmation page, the
+    API's ``warnings`` and the logs; empty when nothing looks wrong or nothing is known."""
+    del mode  # the mode cannot aim at nothing; accepted so callers pass the targets as is
+    if scope == KillSwitchScope.GLOBAL:
+        tenant_id = None
+    elif tenant is not None:
+        tenant_id = tenant.pk
+    else:
+        return []
+    agents = deployed_tools(
+        tenant_id=tenant_id,
+        agent_id=agent.pk if agent is not None else None,
+        environment_id=environment.pk if environment is not None else None,
+    )
+    if agents is None:
+        return []
+    place = f" in {environment.name}" if environment is not None else ""
+    if agent is not None:
+        mine = next((a for a in agents if a.agent_id == agent.pk), None)
+        if mine is None or not mine.environments:
+            return [
+                f"{agent.slug} has no deployed version{place}: it runs nowhere"
+                f"{' there' if place else ''} yet, so this switch stops nothing today."
+            ]
+    if kind != KillSwitchKind.TOOL_DISABLED or not tool_pattern:
+        return []
+    tools = sorted({tool for a in agents for tool in a.tools})
+    if any(fnmatchcase(tool, tool_pattern) for tool in tools):
+        return []
+    if agent is not None:
+        whose = f"{agent.slug}'s deployed versions{place}"
+    elif scope == KillSwitchScope.GLOBAL:
+        whose = f"any agent's deployed versions{place}"
+    else:
+        whose = f"any deployed version of {tenant.name if tenant else '?'}'s agents{place}"
+    kind_of = "glob" if any(c in tool_pattern for c in "*?[") else "name"
+    message = f"The {kind_of} {tool_pattern} matches no tool of {whose}"
+    close = difflib.get_close_matches(tool_pattern, tools, n=3, cutoff=0.6)
+    if close:
+        message += f" (did you mean {' or '.join(close)}?)"
+    elif tools:
+        shown = ", ".join(tools[:10]) + (", …" if len(tools) > 10 else "")
+        message += f" (they have: {shown})"
+    else:
+        message += " (none is deployed)"
+    return [message + ". It is still allowed: a pattern may aim at a tool of a future version."]
 
 
 def _already_engaged(switch: KillSwitch) -> ValidationError:

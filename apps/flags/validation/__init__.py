@@ -37,9 +37,11 @@ from .constraints import (
     NUM_OPERATORS,
     OPERATORS,
     SEMVER_OPERATORS,
+    STRING_OPERATORS,
     VALUE_OPERATORS,
     normalize_constraint,
     normalize_constraints,
+    operators_for,
 )
 from .dependencies import normalize_dependencies
 from .features import FEATURE_KEYS, normalize_feature, normalize_segment
@@ -53,7 +55,7 @@ from .metrics import (
 from .names import FLAG_TYPES, NAME_MAX, RESERVED_PREFIX, check_name
 from .numbers import number_text
 from .regexes import check_regex
-from .report import Context, Problems
+from .report import Context, Problems, in_words
 from .strategies import PERCENT_PARAMETERS, STRATEGIES, normalize_strategies, normalize_strategy
 from .values import check_date_time
 from .variants import PAYLOAD_TYPES, TOTAL_WEIGHT, WEIGHT_TYPES, normalize_variants
@@ -74,6 +76,7 @@ __all__ = [
     "RESERVED_PREFIX",
     "SEMVER_OPERATORS",
     "STRATEGIES",
+    "STRING_OPERATORS",
     "TOTAL_WEIGHT",
     "VALUE_OPERATORS",
     "WEIGHT_TYPES",
@@ -83,6 +86,7 @@ __all__ = [
     "check_date_time",
     "check_name",
     "check_regex",
+    "in_words",
     "normalize_constraint",
     "normalize_constraints",
     "normalize_dependencies",
@@ -92,5 +96,6 @@ __all__ = [
     "normalize_strategy",
     "normalize_variants",
     "number_text",
+    "operators_for",
     "parse_metrics_toggles",
 ]

@@ -18,15 +18,15 @@ def as_string(value: Any, path: str, problems: Problems, *, what: str = "a strin
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or value is None:
-        problems.error(path, f"Must be {what}.")
+        problems.error(path, f"must be {what}.")
         return None
     if isinstance(value, int | float | Decimal):
         try:
             return number_text(value)
         except ValueError:
-            problems.error(path, "Must be a finite number (NaN and infinity have no JSON form).")
+            problems.error(path, "must be a finite number (NaN and infinity have no JSON form).")
             return None
-    problems.error(path, f"Must be {what}.")
+    problems.error(path, f"must be {what}.")
     return None
 
 
@@ -42,7 +42,7 @@ def as_bool(value: Any, path: str, problems: Problems) -> bool:
     """A JSON boolean; anything else is an error at ``path`` (and ``False``)."""
     if isinstance(value, bool):
         return value
-    problems.error(path, "Must be true or false.")
+    problems.error(path, "must be true or false.")
     return False
 
 
@@ -52,7 +52,7 @@ def as_list(value: Any, path: str, problems: Problems) -> list[Any]:
         return []
     if isinstance(value, list):
         return value
-    problems.error(path, "Must be a list.")
+    problems.error(path, "must be a list.")
     return []
 
 
@@ -60,7 +60,7 @@ def as_object(value: Any, path: str, problems: Problems) -> dict[str, Any] | Non
     """A JSON object, or ``None`` after an error at ``path``."""
     if isinstance(value, dict):
         return value
-    problems.error(path, "Must be an object.")
+    problems.error(path, "must be an object.")
     return None
 
 
@@ -91,7 +91,7 @@ def unknown_keys(
             if strict:
                 problems.error(
                     join(path, key),
-                    f"Unknown field; expected one of: {', '.join(sorted(allowed))}.",
+                    f"is not a field here; expected one of: {', '.join(sorted(allowed))}.",
                 )
             else:
                 problems.warn(join(path, key), "unknown field, not stored")

@@ -20,6 +20,19 @@ DATE_OPERATORS = ("DATE_AFTER", "DATE_BEFORE")
 SEMVER_OPERATORS = ("SEMVER_EQ", "SEMVER_GT", "SEMVER_LT", "SEMVER_GTE", "SEMVER_LTE")
 VALUE_OPERATORS = (*NUM_OPERATORS, *DATE_OPERATORS, *SEMVER_OPERATORS, "REGEX")
 OPERATORS = (*LIST_OPERATORS, *VALUE_OPERATORS)
+STRING_OPERATORS = ("IN", "NOT_IN", "STR_CONTAINS", "STR_STARTS_WITH", "STR_ENDS_WITH")
+# The context field SDKs fill with the moment of evaluation: only the date operators fit it,
+# and the date operators compare nothing else (the SDKs read the current time for them).
+CURRENT_TIME = "currentTime"
+
+
+def operators_for(context_name: str) -> tuple[str, ...]:
+    """The operators that fit a context field: the date operators for ``currentTime``,
+    every other operator for any other field (the editor's operator list, and what strict
+    mode accepts)."""
+    if context_name == CURRENT_TIME:
+        return DATE_OPERATORS
+    return tuple(op for op in OPERATORS if op not in DATE_OPERATORS)
 
 
 def check_value(operator: str, value: str, path: str, problems: Problems) -> None:
@@ -28,12 +41,12 @@ def check_value(operator: str, value: str, path: str, problems: Problems) -> Non
     if operator in NUM_OPERATORS:
         text = value.strip()
         if not NUMBER.match(text) or not math.isfinite(float(text)):
-            problems.error(path, "Must be a number, e.g. 12 or 3.5.")
+            problems.error(path, "must be a number, e.g. 12 or 3.5.")
     elif operator in DATE_OPERATORS:
         check_date_time(value, path, problems)
     elif operator in SEMVER_OPERATORS and not SEMVER.match(value):
         hint = " without the leading v" if value[:1] in ("v", "V") else ""
-        problems.error(path, f"Must be a semantic version{hint}, e.g. 1.2.3 or 2.0.0-beta.1.")
+        problems.error(path, f"must be a semantic version{hint}, e.g. 1.2.3 or 2.0.0-beta.1.")
     elif operator == "REGEX":
         check_regex(value, path, problems)
 
@@ -56,7 +69,7 @@ def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) 
     if isinstance(obj.get("contextName"), str) and not context_name.strip():
         problems.error(join(path, "contextName"), "Name the context field, e.g. userId or email.")
     elif len(context_name) > 100:
-        problems.error(join(path, "contextName"), "At most 100 characters.")
+        problems.error(join(path, "contextName"), "must be at most 100 characters.")
     operator = as_string(obj.get("operator"), join(path, "operator"), problems) or ""
     if operator not in OPERATORS:
         message = f"Unknown operator {operator!r}; use one of: {', '.join(OPERATORS)}."
@@ -64,6 +77,19 @@ def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) 
             problems.error(join(path, "operator"), message)
         else:
             problems.warn(join(path, "operator"), f"{message} SDKs evaluate it as false")
+    if ctx.strict and operator in OPERATORS and context_name.strip():
+        if context_name == CURRENT_TIME and operator not in DATE_OPERATORS:
+            problems.error(
+                join(path, "operator"),
+                f"{operator} does not fit the context field {CURRENT_TIME}: "
+                "use DATE_AFTER or DATE_BEFORE.",
+            )
+        elif context_name != CURRENT_TIME and operator in DATE_OPERATORS:
+            problems.error(
+                join(path, "operator"),
+                f"{operator} compares the current time: choose the context field "
+                f"{CURRENT_TIME} (not {context_name}).",
+            )
     result: dict[str, Any] = {"contextName": context_name, "operator": operator}
 
     values: list[str] = []
@@ -78,9 +104,11 @@ def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) 
     sink = value_sink(problems, ctx)
     if operator in LIST_OPERATORS:
         if value:  # an empty "value" beside "values" is how some exports write nothing
-            sink.error(join(path, "value"), f"{operator} takes a list: use values.")
+            sink.error(
+                join(path, "value"), f"is not used by {operator}, which takes a list: use values."
+            )
         if not values:
-            sink.error(join(path, "values"), "Add at least one value.")
+            sink.error(join(path, "values"), f"are required for {operator}.")
         if operator == "IN_CIDR":
             for i, item in enumerate(values):
                 try:
@@ -88,13 +116,15 @@ def normalize_constraint(raw: Any, path: str, problems: Problems, ctx: Context) 
                 except ValueError:
                     sink.error(
                         join(join(path, "values"), i),
-                        "Must be an IP address or a CIDR range, e.g. 10.0.0.0/8.",
+                        "must be an IP address or a CIDR range, e.g. 10.0.0.0/8.",
                     )
     elif operator in VALUE_OPERATORS:
         if values and (ctx.strict or value is not None):
-            sink.error(join(path, "values"), f"{operator} compares one value: use value.")
+            sink.error(
+                join(path, "values"), f"are not used by {operator}, which compares one value."
+            )
         if value is None or value == "":
-            sink.error(join(path, "value"), "A value is required.")
+            sink.error(join(path, "value"), f"is required for {operator}.")
         else:
             check_value(operator, value, join(path, "value"), sink)
     inverted = obj.get("inverted") is True or operator == "NOT_IN"

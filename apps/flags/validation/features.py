@@ -41,7 +41,7 @@ def normalize_feature(raw: Any, path: str, problems: Problems, ctx: Context) -> 
     description = obj.get("description")
     kind = obj.get("type") or "release"
     if kind not in FLAG_TYPES:
-        problems.error(join(path, "type"), f"Use one of: {', '.join(FLAG_TYPES)}.")
+        problems.error(join(path, "type"), f"must be one of: {', '.join(FLAG_TYPES)}.")
     project = obj.get("project") or "default"
     feature = {
         "name": name,
@@ -75,15 +75,15 @@ def normalize_segment(raw: Any, path: str, problems: Problems, ctx: Context) -> 
     unknown_keys(obj, ("id", "name", "description", "constraints"), path, problems, ctx.strict)
     segment_id = obj.get("id")
     if isinstance(segment_id, bool) or not isinstance(segment_id, int) or segment_id < 1:
-        problems.error(join(path, "id"), "A segment id (a positive whole number).")
+        problems.error(join(path, "id"), "must be a segment id (a positive whole number).")
         segment_id = 0
     name = obj.get("name") or ""
     if not isinstance(name, str) or len(name) > NAME_MAX:
-        problems.error(join(path, "name"), f"A name of at most {NAME_MAX} characters.")
+        problems.error(join(path, "name"), f"must be a name of at most {NAME_MAX} characters.")
         name = ""
     description = obj.get("description") or ""
     if not isinstance(description, str):
-        problems.error(join(path, "description"), "Must be a string.")
+        problems.error(join(path, "description"), "must be a string.")
         description = ""
     constraints = normalize_constraints(
         obj.get("constraints"), join(path, "constraints"), problems, ctx

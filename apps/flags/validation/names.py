@@ -28,7 +28,7 @@ def check_name(value: Any, path: str, problems: Problems, *, allow_reserved: boo
     if not name:
         problems.error(path, "A name is required.")
     elif len(name) > NAME_MAX:
-        problems.error(path, f"At most {NAME_MAX} characters.")
+        problems.error(path, f"must be at most {NAME_MAX} characters.")
     elif _WHITESPACE_OR_CONTROL.search(name):
         problems.error(path, "No spaces or control characters: SDKs look flags up by exact name.")
     elif (problem := name_problem(name)) is not None:

@@ -27,6 +27,15 @@ class Problems:
     def __bool__(self) -> bool:
         return bool(self.errors)
 
+    def worded(self) -> dict[str, list[str]]:
+        """The errors as the API and the editor show them: keyed by the machine path
+        (``strategies.0.parameters.rollout``), each message in words saying where
+        (``Strategy 1: rollout must be a whole number from 0 to 100.``), see ``in_words``."""
+        return {
+            path: [in_words(path, message) for message in messages]
+            for path, messages in self.errors.items()
+        }
+
 
 @dataclass(frozen=True)
 class Context:
@@ -39,6 +48,73 @@ class Context:
     # Editing an existing flag: its name cannot change, so the name rules (which may be newer
     # than the flag) are not held against the edit.
     name_fixed: bool = False
+
+
+# The parts of a path, as people name them.
+_CONTAINERS = {
+    "strategies": "strategy",
+    "constraints": "constraint",
+    "variants": "variant",
+    "overrides": "override",
+    "dependencies": "dependency",
+    "segments": "segment",
+    "features": "flag",
+}
+_FIELDS = {
+    "contextName": "context field",
+    "caseInsensitive": "case-insensitive",
+    "weightType": "weight type",
+    "groupId": "group id",
+    "userIds": "user ids",
+    "hostNames": "host names",
+    "feature": "parent flag",
+    "impressionData": "impression data",
+    "name": "name",
+}
+
+
+def _is_index(token: str) -> bool:
+    """A list index of a path (ASCII digits: a key like "²" is a key, not an index)."""
+    return token.isascii() and token.isdigit()
+
+
+def in_words(path: str, message: str) -> str:
+    """``message`` about ``path`` as a sentence that says where, for an operator:
+    ``strategies.0.constraints.1.values`` + ``are required for IN.`` reads
+    ``Strategy 1, constraint 2: values are required for IN.``. A message starting in
+    lower case is a predicate of the field it names (``must be …``, ``is required …``);
+    one starting in capitals stands after the field (``Strategy 1, operator: Unknown …``).
+    A top-level path (``strategies``, ``name``) keeps the message, capitalised: the field
+    it is shown on says where."""
+    tokens = [t for t in path.split(".") if t] if path != "non_field_errors" else []
+    if tokens[:1] == ["payload"]:
+        tokens = tokens[1:]  # an import's payload.features.3.… is flag 4's …
+    places: list[str] = []
+    fields: list[str] = []
+    i = 0
+    while i < len(tokens):
+        token = tokens[i]
+        following = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if token in _CONTAINERS and _is_index(following) and not fields:
+            places.append(f"{_CONTAINERS[token]} {int(following) + 1}")
+            i += 2
+            continue
+        if token == "parameters" and following:  # noqa: S105 (a path, no secret)
+            i += 1
+            continue
+        if _is_index(token) and fields:
+            fields[-1] = f"{fields[-1].removesuffix('s')} {int(token) + 1}"  # values.2: value 3
+        else:
+            fields.append(_FIELDS.get(token, token))
+        i += 1
+    field = " ".join(fields)
+    if not places:
+        return message[:1].upper() + message[1:]
+    where = ", ".join(places)
+    where = where[:1].upper() + where[1:]
+    if message[:1].islower():
+        return f"{where}: {field} {message}" if field else f"{where}: {message}"
+    return f"{where}, {field}: {message}" if field else f"{where}: {message}"
 
 
 def join(path: str, key: str | int) -> str:

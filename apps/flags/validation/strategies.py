@@ -70,7 +70,7 @@ def normalize_strategy(raw: Any, path: str, problems: Problems, ctx: Context) ->
         sink = value_sink(problems, ctx)
         for key in required:
             if key not in parameters:
-                sink.error(join(ppath, key), "Required.")
+                sink.error(join(ppath, key), f"is required for {name}.")
         for key in PERCENT_PARAMETERS:
             if key in parameters:
                 check_percent(parameters[key], join(ppath, key), sink)
@@ -83,7 +83,7 @@ def normalize_strategy(raw: Any, path: str, problems: Problems, ctx: Context) ->
             if not parameters["stickiness"].strip():
                 problems.error(
                     join(ppath, "stickiness"),
-                    "Use default, userId, sessionId, random or a context field.",
+                    "must be default, userId, sessionId, random or a context field.",
                 )
         if ctx.strict and "groupId" in optional and not parameters.get("groupId", "").strip():
             parameters["groupId"] = ctx.flag_name  # Unleash's default: the flag's own name
@@ -98,7 +98,7 @@ def normalize_strategy(raw: Any, path: str, problems: Problems, ctx: Context) ->
     for i, item in enumerate(as_list(obj.get("segments"), join(path, "segments"), problems)):
         if isinstance(item, bool) or not isinstance(item, int) or item < 1:
             problems.error(
-                join(join(path, "segments"), i), "A segment id (a positive whole number)."
+                join(join(path, "segments"), i), "must be a segment id (a positive whole number)."
             )
         elif ctx.segment_ids is not None and item not in ctx.segment_ids:
             if ctx.strict:

@@ -30,20 +30,23 @@ def check_date_time(value: str, path: str, problems: Problems) -> None:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        problems.error(path, "Must be an RFC 3339 date-time, e.g. 2026-01-31T13:00:00Z.")
+        problems.error(
+            path,
+            "must be a date and time with its time zone, e.g. 2026-01-31T13:00:00Z (RFC 3339).",
+        )
         return
     if parsed.tzinfo is None:
         problems.error(path, "Give a time zone (Z or +02:00): SDKs compare instants.")
     elif not _RFC3339.match(value):
         problems.error(
-            path, "Write it as an RFC 3339 date-time, e.g. 2026-01-31T13:00:00Z or …+02:00."
+            path, "must be written as an RFC 3339 date-time, e.g. 2026-01-31T13:00:00Z or …+02:00."
         )
 
 
 def check_percent(value: str, path: str, problems: Problems) -> None:
     """A whole percentage, 0..100, written as text."""
     if not value.strip().isdigit() or not 0 <= int(value.strip()) <= 100:
-        problems.error(path, "A whole percentage between 0 and 100.")
+        problems.error(path, "must be a whole number from 0 to 100.")
 
 
 def check_list_parameter(name: str, value: str, path: str, problems: Problems) -> None:
@@ -51,10 +54,10 @@ def check_list_parameter(name: str, value: str, path: str, problems: Problems) -
     entries, and for ``IPs`` each an IP address or CIDR range."""
     items = [item.strip() for item in value.split(",")]
     if not any(items):
-        problems.error(path, "Give at least one, comma-separated.")
+        problems.error(path, "need at least one entry, comma-separated.")
         return
     if any(not item for item in items):
-        problems.error(path, "An empty entry: remove the extra comma.")
+        problems.error(path, "have an empty entry: remove the extra comma.")
     if name == "IPs":
         for item in items:
             if not item:
@@ -62,4 +65,4 @@ def check_list_parameter(name: str, value: str, path: str, problems: Problems) -
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
-                problems.error(path, f"{item!r} is not an IP address or a CIDR range.")
+                problems.error(path, f"have {item!r}, which is not an IP address or a CIDR range.")

@@ -28,14 +28,14 @@ def _normalize_payload(
     value = as_string(obj.get("value", ""), join(path, "value"), problems) or ""
     sink = value_sink(problems, ctx)
     if kind not in PAYLOAD_TYPES:
-        problems.error(join(path, "type"), f"Use one of: {', '.join(PAYLOAD_TYPES)}.")
+        problems.error(join(path, "type"), f"must be one of: {', '.join(PAYLOAD_TYPES)}.")
     elif kind == "json":
         try:
             json.loads(value)
         except (ValueError, RecursionError) as exc:  # deep nesting is a RecursionError
             sink.error(join(path, "value"), f"Not valid JSON: {exc or 'nested too deep'}.")
     elif kind == "number" and not NUMBER.match(value.strip()):
-        sink.error(join(path, "value"), "Must be a number.")
+        sink.error(join(path, "value"), "must be a number.")
     warn_from(sink, problems, "SDKs hand it to the application as is")
     return {"type": kind, "value": value}
 
@@ -52,7 +52,7 @@ def _normalize_override(raw: Any, path: str, problems: Problems, ctx: Context) -
         if (v := as_string(item, join(join(path, "values"), i), problems)) is not None
     ]
     if ctx.strict and not values:
-        problems.error(join(path, "values"), "Add at least one value.")
+        problems.error(join(path, "values"), "are required: at least one.")
     return {"contextName": context_name, "values": values}
 
 
@@ -78,19 +78,23 @@ def normalize_variants(
             if not name.strip():
                 problems.error(join(vpath, "name"), "A variant needs a name.")
             elif len(name) > NAME_MAX:
-                problems.error(join(vpath, "name"), f"At most {NAME_MAX} characters.")
+                problems.error(join(vpath, "name"), f"must be at most {NAME_MAX} characters.")
             elif name in seen:
                 problems.error(join(vpath, "name"), f"Variant {name!r} is listed twice.")
             seen.add(name)
         weight_type = given(obj, "weightType", "variable")
         if weight_type not in WEIGHT_TYPES:
-            problems.error(join(vpath, "weightType"), "Use variable or fix.")
+            problems.error(join(vpath, "weightType"), "must be variable or fix.")
         weight = obj.get("weight", 0 if weight_type == "variable" and ctx.strict else None)
         if isinstance(weight, bool) or not isinstance(weight, int):
-            problems.error(join(vpath, "weight"), f"A whole number between 0 and {TOTAL_WEIGHT}.")
+            problems.error(
+                join(vpath, "weight"), f"must be a whole number from 0 to {TOTAL_WEIGHT}."
+            )
             weight = 0
         elif not 0 <= weight <= TOTAL_WEIGHT:
-            problems.error(join(vpath, "weight"), f"Between 0 and {TOTAL_WEIGHT}.")
+            problems.error(
+                join(vpath, "weight"), f"must be a whole number from 0 to {TOTAL_WEIGHT}."
+            )
         stickiness = (
             as_string(given(obj, "stickiness", "default"), join(vpath, "stickiness"), problems)
             or ""
@@ -98,7 +102,7 @@ def normalize_variants(
         if isinstance(given(obj, "stickiness", "default"), str) and not stickiness.strip():
             problems.error(
                 join(vpath, "stickiness"),
-                "Use default, userId, sessionId, random or a context field.",
+                "must be default, userId, sessionId, random or a context field.",
             )
         variant: dict[str, Any] = {
             "name": name,
@@ -125,7 +129,9 @@ def _distribute_weights(variants: list[dict[str, Any]], path: str, problems: Pro
     fixed = sum(v["weight"] for v in variants if v["weightType"] == "fix")
     variable = [v for v in variants if v["weightType"] == "variable"]
     if fixed > TOTAL_WEIGHT:
-        problems.error(path, f"Fixed weights add up to {fixed}; at most {TOTAL_WEIGHT}.")
+        problems.error(
+            path, f"Fixed weights add up to {fixed}; they may add up to {TOTAL_WEIGHT} at most."
+        )
         return
     if not variable:
         if fixed != TOTAL_WEIGHT:

@@ -22,6 +22,7 @@ from apps.core.ui import (
 )
 
 from .. import charts, selectors, services
+from ..editor import CONTEXT_FIELDS, STICKINESS, StrategyEditor
 from ..forms import FlagForm, ImportForm, SegmentForm
 from ..models import Flag, Segment
 from ._common import safe_next, selected_environment, tenant_environments
@@ -72,6 +73,127 @@ def _service_call(form: Any, fn: Any) -> Any:
         return None
 
 
+def _json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _unchecked(form: FlagForm) -> FlagForm:
+    """A bound form shown again after "Add …" or a switch of view: no errors yet (nothing
+    was saved; saving checks everything)."""
+    form.full_clean()
+    form.errors.clear()
+    return form
+
+
+def _flag_form_page(
+    request: HttpRequest, *, environment: Any, flag: Flag | None, initial: dict[str, Any]
+) -> HttpResponse:
+    """The flag form, create or edit. Strategies and variants are edited in the structured
+    editor (``apps.flags.editor``) or, as "advanced", as Unleash JSON; the ``editor`` field
+    says which the page showed. "Edit as JSON" / "Edit in the form" turn one into the other
+    without saving (nothing is lost either way); "Add …" buttons add a row (the script does
+    it in place). Saving hands the documents to the service, whose errors (keyed by path,
+    in words) land on their rows."""
+    editing = flag is not None
+    kwargs = {"editing": editing, "production": environment.is_production}
+    post = request.POST if request.method == "POST" else None
+    # A POST without the editor's rows (a script, an older page) carries the JSON fields.
+    mode = "form" if post is None or "strategy-TOTAL_FORMS" in post else "json"
+    if post is not None and post.get("editor") in ("form", "json"):
+        mode = post["editor"]
+    switch = post.get("editor_switch") if post else None
+    adding = post.get("editor_add") if post else None
+    editor: StrategyEditor | None = None
+    form: FlagForm
+
+    if post is None:
+        form = FlagForm(initial={**initial, "editor": "form"}, **kwargs)
+        editor = StrategyEditor(strategies=initial["strategies"], variants=initial["variants"])
+    elif switch == "json" and mode == "form":
+        editor = StrategyEditor(post)
+        data = post.copy()
+        data["editor"] = "json"
+        if editor.is_valid():
+            strategies, variants = editor.documents()
+            data["strategies"], data["variants"] = _json_text(strategies), _json_text(variants)
+        form, editor, mode = _unchecked(FlagForm(data, **kwargs)), None, "json"
+    elif switch == "form" and mode == "json":
+        form = FlagForm(post, **kwargs)
+        documents = {}
+        for name in ("strategies", "variants"):
+            try:
+                documents[name] = form.fields[name].clean(post.get(name, ""))
+            except ValidationError as exc:
+                form.add_error(name, exc)
+        if len(documents) == 2:
+            data = post.copy()
+            data["editor"] = "form"
+            form, mode = _unchecked(FlagForm(data, **kwargs)), "form"
+            editor = StrategyEditor(
+                strategies=documents["strategies"], variants=documents["variants"]
+            )
+    elif adding and mode == "form":
+        editor = StrategyEditor(post)
+        editor.add_row(adding)
+        form = _unchecked(FlagForm(post, **kwargs))
+    else:
+        form = FlagForm(post, **kwargs)
+        editor = StrategyEditor(post) if mode == "form" else None
+        saved = _flag_save(request, form, editor, environment=environment, flag=flag)
+        if saved is not None:
+            return saved
+    return render(
+        request,
+        "flags/flag_form.html",
+        {
+            "form": form,
+            "editor": editor,
+            "mode": mode,
+            "environment": environment,
+            "flag": flag,
+            "title": f"Edit {flag.name}" if flag else f"New flag in {environment.name}",
+            "context_fields": CONTEXT_FIELDS,
+            "stickiness_choices": STICKINESS,
+        },
+    )
+
+
+def _flag_save(
+    request: HttpRequest,
+    form: FlagForm,
+    editor: StrategyEditor | None,
+    *,
+    environment: Any,
+    flag: Flag | None,
+) -> HttpResponse | None:
+    """Save the posted flag; the redirect, or None to show the form again with errors."""
+    if not form.is_valid():
+        return None
+    data = dict(form.cleaned_data)
+    data.pop("editor", None)
+    if editor is not None:
+        if not editor.is_valid():
+            form.add_error(None, "The form was incomplete: reload the page and retry.")
+            return None
+        data["strategies"], data["variants"] = editor.documents()
+    try:
+        if flag is None:
+            created = services.flag_create(actor=request.user, environment=environment, **data)
+        else:
+            services.flag_update(actor=request.user, flag=flag, **data)
+    except ValidationError as exc:
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
+        if editor is not None:
+            errors = editor.add_errors(errors)
+        form.add_service_errors(errors)
+        return None
+    if flag is None:
+        messages.success(request, f"Flag {created.name} created in {environment.name}.")
+        return redirect("flags:flag_detail", pk=created.pk)
+    messages.success(request, f"Flag {flag.name} saved.")
+    return redirect("flags:flag_detail", pk=flag.pk)
+
+
 @login_required
 @requires("flags.add_flag")
 def flag_create(request: HttpRequest) -> HttpResponse:
@@ -79,23 +201,20 @@ def flag_create(request: HttpRequest) -> HttpResponse:
     environment = selected_environment(request, environments)
     if environment is None:
         raise Http404("Choose a tenant with an environment first.")
-    form = FlagForm(
-        request.POST or None,
-        production=environment.is_production,
-        initial={"strategies": [{"name": "default", "parameters": {}, "constraints": []}]},
-    )
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        flag = _service_call(
-            form, lambda: services.flag_create(actor=request.user, environment=environment, **data)
-        )
-        if flag is not None:
-            messages.success(request, f"Flag {flag.name} created in {environment.name}.")
-            return redirect("flags:flag_detail", pk=flag.pk)
-    return render(
+    return _flag_form_page(
         request,
-        "flags/flag_form.html",
-        {"form": form, "environment": environment, "title": f"New flag in {environment.name}"},
+        environment=environment,
+        flag=None,
+        initial={
+            "strategies": [
+                {
+                    "name": "flexibleRollout",
+                    "parameters": {"rollout": "100", "stickiness": "default"},
+                    "constraints": [],
+                }
+            ],
+            "variants": [],
+        },
     )
 
 
@@ -131,10 +250,10 @@ def flag_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @requires("flags.change_flag")
 def flag_edit(request: HttpRequest, pk: int) -> HttpResponse:
     flag = selectors.flag_get_for_user(user=request.user, pk=pk, action="change")
-    form = FlagForm(
-        request.POST or None,
-        editing=True,
-        production=flag.environment.is_production,
+    return _flag_form_page(
+        request,
+        environment=flag.environment,
+        flag=flag,
         initial={
             "description": flag.description,
             "type": flag.type,
@@ -144,19 +263,6 @@ def flag_edit(request: HttpRequest, pk: int) -> HttpResponse:
             "dependencies": flag.dependencies,
             "expected_version": flag.version,
         },
-    )
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        if (
-            _service_call(form, lambda: services.flag_update(actor=request.user, flag=flag, **data))
-            is not None
-        ):
-            messages.success(request, f"Flag {flag.name} saved.")
-            return redirect("flags:flag_detail", pk=flag.pk)
-    return render(
-        request,
-        "flags/flag_form.html",
-        {"form": form, "environment": flag.environment, "flag": flag, "title": f"Edit {flag.name}"},
     )
 
 

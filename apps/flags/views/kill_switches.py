@@ -123,7 +123,7 @@ def kill_switch_engage(request: HttpRequest) -> HttpResponse:
         environments=environments,
         allow_global=user_is_admin(request.user),
     )
-    effect, targets = "", None
+    effect, targets, warnings = "", None, []
     if form.is_bound and form.is_valid():
         targets = _targets(form, tenant, environments, agents)
         errors = services.kill_switch_validate(**targets)
@@ -138,6 +138,7 @@ def kill_switch_engage(request: HttpRequest) -> HttpResponse:
                 )
             )
             effect = kill_switch_effect(environments=count, **targets)
+            warnings = services.kill_switch_warnings(**targets)
     reason_form = ReasonForm(request.POST if posted and effect else None)
     if posted and effect and targets is not None and reason_form.is_valid():
         switch = call_service(
@@ -148,6 +149,8 @@ def kill_switch_engage(request: HttpRequest) -> HttpResponse:
         )
         if switch is not None:
             messages.success(request, f"Kill switch #{switch.pk} engaged: {switch.target_label}.")
+            for warning in warnings:
+                messages.warning(request, warning)
             return redirect("flags:kill_switch_list")
     kind = str(form.data.get("kind", "")) if form.is_bound else ""
     title = {
@@ -162,6 +165,7 @@ def kill_switch_engage(request: HttpRequest) -> HttpResponse:
             "form": form,
             "reason_form": reason_form,
             "effect": effect,
+            "warnings": warnings,
             "title": title,
             "tenant": tenant,
             "tab": "kill",

@@ -112,7 +112,7 @@ def _constraints_clean(value: Any) -> list[dict[str, Any]]:
         if len(constraint.get("values", [])) > 500:
             problems.error(f"{path}.values", "Enter at most 500 values.")
     if problems:
-        raise ValidationError(problems.errors)
+        raise ValidationError(problems.worded())
     return [
         {
             "contextName": constraint["contextName"].strip(),

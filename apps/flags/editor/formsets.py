@@ -1,0 +1,260 @@
+"""The editor as a whole: formsets of strategies (each with its constraints and strategy
+variants) and of variants, bound to a POST or filled from the stored documents; rows added
+by the server for the no-script "Add" buttons; the service's errors shown on their rows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django import forms
+from django.forms import formset_factory
+from django.http import QueryDict
+
+from .rows import ConstraintForm, StrategyForm, VariantForm
+
+StrategyFormSet = formset_factory(StrategyForm, extra=0, can_delete=True)
+ConstraintFormSet = formset_factory(ConstraintForm, extra=0, can_delete=True)
+VariantFormSet = formset_factory(VariantForm, extra=0, can_delete=True)
+
+# What a row added by the server (no script) starts with: a rollout of everyone, IN, and a
+# variant sharing what is left.
+_NEW_ROW: dict[str, dict[str, str]] = {
+    "strategy": {"name": "flexibleRollout", "rollout": "100", "stickiness": "default"},
+    "constraint": {"operator": "IN"},
+    "variant": {"weight_type": "variable", "stickiness": "default"},
+}
+ROW = "__row__"  # the placeholder of nested rows' templates (the strategies' is __prefix__)
+
+
+@dataclass
+class StrategyBlock:
+    """One strategy as the template shows it: its row, its constraints, its variants."""
+
+    index: int
+    form: StrategyForm
+    constraints: Any  # ConstraintFormSet
+    variants: Any  # VariantFormSet
+    errors: list[str]
+
+    @property
+    def number(self) -> int:
+        return self.index + 1
+
+    @property
+    def constraint_template(self) -> ConstraintForm:
+        """A blank constraint row, ``__row__`` where its index goes (the script's template)."""
+        form = ConstraintForm(
+            prefix=f"{self.constraints.prefix}-{ROW}",
+            empty_permitted=True,
+            use_required_attribute=False,
+        )
+        self.constraints.add_fields(form, None)  # its "Remove" box
+        return form
+
+    @property
+    def variant_template(self) -> VariantForm:
+        """A blank strategy variant row, ``__row__`` where its index goes."""
+        form = VariantForm(
+            prefix=f"{self.variants.prefix}-{ROW}",
+            empty_permitted=True,
+            use_required_attribute=False,
+        )
+        self.variants.add_fields(form, None)
+        return form
+
+
+def _management(data: QueryDict, prefix: str) -> None:
+    """A nested formset the page never sent (a strategy added by the server): empty."""
+    for key, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0")):
+        data.setdefault(f"{prefix}-{key}", value)
+
+
+class StrategyEditor:
+    """The formsets of one flag's strategies and variants, bound to a POST or filled from
+    the stored documents."""
+
+    def __init__(
+        self,
+        data: QueryDict | None = None,
+        *,
+        strategies: list[dict[str, Any]] | None = None,
+        variants: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.data = data.copy() if data is not None else None
+        self.errors: list[str] = []  # about the strategies or variants as a whole
+        self.variant_errors: list[str] = []
+        if self.data is not None:
+            self._bind(self.data)
+            return
+        self._fill(strategies or [], variants or [])
+
+    def _bind(self, data: QueryDict) -> None:
+        self.strategies = StrategyFormSet(data, prefix="strategy")
+        total = self._total("strategy")
+        for i in range(total):
+            _management(data, f"strategy-{i}-constraint")
+            _management(data, f"strategy-{i}-variant")
+        self.blocks = [
+            StrategyBlock(
+                i,
+                self.strategies.forms[i] if i < len(self.strategies.forms) else StrategyForm(),
+                ConstraintFormSet(data, prefix=f"strategy-{i}-constraint"),
+                VariantFormSet(data, prefix=f"strategy-{i}-variant"),
+                [],
+            )
+            for i in range(total)
+        ]
+        self.variants = VariantFormSet(data, prefix="variant")
+
+    def _fill(self, strategies: list[dict[str, Any]], variants: list[dict[str, Any]]) -> None:
+        self.strategies = StrategyFormSet(
+            prefix="strategy", initial=[StrategyForm.initial_from(s) for s in strategies]
+        )
+        self.blocks = [
+            StrategyBlock(
+                i,
+                self.strategies.forms[i],
+                ConstraintFormSet(
+                    prefix=f"strategy-{i}-constraint",
+                    initial=[ConstraintForm.initial_from(c) for c in s.get("constraints") or []],
+                ),
+                VariantFormSet(
+                    prefix=f"strategy-{i}-variant",
+                    initial=[VariantForm.initial_from(v) for v in s.get("variants") or []],
+                ),
+                [],
+            )
+            for i, s in enumerate(strategies)
+        ]
+        self.variants = VariantFormSet(
+            prefix="variant", initial=[VariantForm.initial_from(v) for v in variants]
+        )
+
+    def _total(self, prefix: str) -> int:
+        assert self.data is not None
+        try:
+            return max(0, min(int(self.data.get(f"{prefix}-TOTAL_FORMS", "0")), 100))
+        except ValueError:
+            return 0
+
+    @property
+    def strategy_template(self) -> StrategyBlock:
+        """A blank strategy (the script's template for "Add a strategy")."""
+        prefix = "strategy-__prefix__"
+        return StrategyBlock(
+            -1,
+            self.strategies.empty_form,
+            ConstraintFormSet(prefix=f"{prefix}-constraint"),
+            VariantFormSet(prefix=f"{prefix}-variant"),
+            [],
+        )
+
+    def add_row(self, prefix: str) -> bool:
+        """One more blank row in the formset ``prefix`` (the no-script "Add" buttons);
+        False for a prefix the editor does not have."""
+        known = {"strategy", "variant"} | {
+            f"strategy-{b.index}-{kind}" for b in self.blocks for kind in ("constraint", "variant")
+        }
+        if self.data is None or prefix not in known:
+            return False
+        index = self._total(prefix)
+        self.data[f"{prefix}-TOTAL_FORMS"] = str(index + 1)
+        kind = prefix.rpartition("-")[2] if "-" in prefix else prefix
+        for key, value in _NEW_ROW[kind].items():
+            self.data[f"{prefix}-{index}-{key}"] = value
+        self._bind(self.data)
+        return True
+
+    def is_valid(self) -> bool:
+        """The management forms are intact (every field is text: the service checks them)."""
+        formsets: list[Any] = [self.strategies, self.variants]
+        formsets += [fs for b in self.blocks for fs in (b.constraints, b.variants)]
+        return all(fs.is_valid() for fs in formsets)
+
+    def documents(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(strategies, variants) as Unleash documents, rows marked for removal left out."""
+        strategies = []
+        for block in self.blocks:
+            form = block.form
+            if not hasattr(form, "cleaned_data") or form.cleaned_data.get("DELETE"):
+                continue
+            document = form.document()
+            document["constraints"] = [
+                f.document()
+                for f in block.constraints.forms
+                if f.cleaned_data and not f.cleaned_data.get("DELETE")
+            ]
+            document["variants"] = [
+                f.document()
+                for f in block.variants.forms
+                if f.cleaned_data and not f.cleaned_data.get("DELETE")
+            ]
+            strategies.append(document)
+        variants = [
+            f.document()
+            for f in self.variants.forms
+            if f.cleaned_data and not f.cleaned_data.get("DELETE")
+        ]
+        return strategies, variants
+
+    def add_errors(self, errors: Mapping[str, list[str]]) -> dict[str, list[str]]:
+        """Show the service's errors (keyed by path, worded) on their rows: a constraint's
+        on the constraint, a strategy's on the strategy, a variant's on the variant. The
+        paths count the rows kept, so removed rows are skipped. Returns the errors that
+        are about no row (for the form)."""
+        kept = [
+            b
+            for b in self.blocks
+            if hasattr(b.form, "cleaned_data") and not b.form.cleaned_data.get("DELETE")
+        ]
+        kept_variants = [
+            f for f in self.variants.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")
+        ]
+        rest: dict[str, list[str]] = {}
+        for path, messages in errors.items():
+            parts = path.split(".")
+            if parts[0] == "strategies" and len(parts) > 1 and parts[1].isdigit():
+                index = int(parts[1])
+                if index < len(kept):
+                    block = kept[index]
+                    row = self._row(block, parts[2:])
+                    if row is not None:
+                        row.add_error(None, messages)
+                    else:
+                        block.errors.extend(messages)
+                    continue
+            if parts[0] == "strategies":
+                self.errors.extend(messages)
+                continue
+            if (
+                parts[0] == "variants"
+                and len(parts) > 1
+                and parts[1].isdigit()
+                and int(parts[1]) < len(kept_variants)
+            ):
+                kept_variants[int(parts[1])].add_error(None, messages)
+                continue
+            if parts[0] == "variants":
+                self.variant_errors.extend(messages)
+                continue
+            rest[path] = list(messages)
+        return rest
+
+    @staticmethod
+    def _row(block: StrategyBlock, parts: list[str]) -> forms.Form | None:
+        if len(parts) < 2 or not parts[1].isdigit():
+            return None
+        formset = {"constraints": block.constraints, "variants": block.variants}.get(parts[0])
+        if formset is None:
+            return None
+        kept = [f for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        return kept[int(parts[1])] if int(parts[1]) < len(kept) else None
+
+    @property
+    def has_errors(self) -> bool:
+        if self.errors or self.variant_errors or any(b.errors for b in self.blocks):
+            return True
+        rows = [f for b in self.blocks for f in (*b.constraints.forms, *b.variants.forms)]
+        return any(f.errors for f in [*rows, *self.variants.forms, *self.strategies.forms])
