@@ -285,3 +285,51 @@ def test_rollout_page__convergence_counts_the_rollout_agent(
     # support-bot: sb-1 (applied), sb-2, sb-scoped, old-runtime; ra-1 does not count
     assert f"1/4 runtimes on revision {fleet.revision}" in page
     assert "runtimes serving Support bot" in page
+
+
+def test_api_runtimes__agents_served_and_agent_filter(
+    fleet: Environment, operator: Any, refund: Agent
+) -> None:
+    client = APIClient()
+    client.force_authenticate(operator)
+
+    everyone = client.get("/api/v1/runtimes/", {"environment": fleet.pk}).json()["results"]
+    of_refund = client.get("/api/v1/runtimes/", {"agent": refund.pk}).json()["results"]
+    bad = client.get("/api/v1/runtimes/", {"agent": "x"})
+
+    by_id = {r["instance_id"]: r for r in everyone}
+    assert by_id["sb-scoped"]["agents"] == ["support-bot"]
+    assert by_id["ra-digests"]["agents"] == ["refund-agent"]
+    assert (by_id["old-runtime"]["agents"], by_id["old-runtime"]["serves_all"]) == ([], True)
+    assert by_id["ra-behind"]["status"] == "behind"
+    assert {r["instance_id"] for r in of_refund} == {
+        "ra-1",
+        "ra-behind",
+        "ra-digests",
+        "old-runtime",
+    }
+    assert bad.status_code == 400 and "agent" in bad.json()["errors"]
+
+
+def test_api_convergence__per_agent__counts_only_its_runtimes(
+    fleet: Environment, operator: Any, support: Agent, refund: Agent, other_tenant: Tenant
+) -> None:
+    client = APIClient()
+    client.force_authenticate(operator)
+
+    def row(**params: Any) -> dict[str, Any]:
+        rows = client.get("/api/v1/runtimes/convergence/", params).json()
+        return next(r for r in rows if r["environment"] == fleet.pk)
+
+    assert (row()["live"], row()["on_revision"], row()["agent"]) == (7, 6, None)
+    of_refund = row(agent=refund.pk)
+    assert (of_refund["agent"], of_refund["live"], of_refund["on_revision"]) == (
+        "refund-agent",
+        4,
+        3,
+    )
+    assert (of_refund["unreported"], of_refund["converged"]) == (1, False)
+    assert row(agent=support.pk)["converged"] is True
+    foreign = other_tenant.agents.get()
+    refused = client.get("/api/v1/runtimes/convergence/", {"agent": foreign.pk})
+    assert refused.status_code == 400 and "agent" in refused.json()["errors"]

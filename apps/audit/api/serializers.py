@@ -13,7 +13,8 @@ class ChangeOutput(serializers.Serializer):
     """One field-level difference between ``before`` and ``after``."""
 
     path = serializers.CharField(help_text="e.g. strategies[0].parameters.rollout")
-    kind = serializers.ChoiceField(choices=["changed", "added", "removed"])
+    # a CharField, not a ChoiceField: the OpenAPI enum would collide with other "kind" enums
+    kind = serializers.CharField(help_text="changed, added or removed")
     before = serializers.JSONField(required=False, help_text="absent when added")
     after = serializers.JSONField(required=False, help_text="absent when removed")
 
