@@ -280,3 +280,13 @@ def test_audit_api__target_url_and_changes(world: dict[str, Any], admin: User) -
     assert {"path": "name", "kind": "added", "after": "daily"} in one["changes"]
     rows = listing["results"] if isinstance(listing, dict) else listing
     assert any(r["target_url"] == f"/rollouts/{world['rollout'].pk}/" for r in rows)
+
+
+def test_overview__recent_changes__link_their_targets(world: dict[str, Any], admin: User) -> None:
+    client = Client()
+    client.force_login(admin)
+
+    page = client.get("/").content.decode()
+
+    assert 'data-testid="audit-target"' in page
+    assert '<a href="/' in page.split("Recent changes", 1)[1]

@@ -318,7 +318,7 @@ def test_api_convergence__per_agent__counts_only_its_runtimes(
     client.force_authenticate(operator)
 
     def row(**params: Any) -> dict[str, Any]:
-        rows = client.get("/api/v1/runtimes/convergence/", params).json()
+        rows = client.get("/api/v1/runtimes/convergence/", params).json()["results"]
         return next(r for r in rows if r["environment"] == fleet.pk)
 
     assert (row()["live"], row()["on_revision"], row()["agent"]) == (7, 6, None)

@@ -166,7 +166,9 @@ class RuntimeViewSet(ScopedViewSet):
         rows = convergence_for(
             environments=environments.order_by("tenant_id", "position"), agent=agent
         )
-        return Response(ConvergenceOutput(rows, many=True).data)
+        page = self.paginate_queryset(rows)
+        assert page is not None  # the project paginates every list
+        return self.get_paginated_response(ConvergenceOutput(page, many=True).data)
 
 
 def _id(raw: str, field: str) -> int:
