@@ -30,6 +30,7 @@ api_v1 = [
     path("", include("apps.alerts.api.urls")),
     path("", include("apps.budgets.api.urls")),
     path("", include("apps.approvals.api.urls")),
+    path("", include("apps.runtimes.api.operator_urls")),
 ]
 
 urlpatterns = [

@@ -159,8 +159,12 @@ class Runtime:
         budget_grace_s: float = 60.0,
         budget_timeout_s: float = 2.0,
         clock: Callable[[], datetime] | None = None,
+        agents: Iterable[str] | None = None,
     ) -> None:
-        """``budget_grace_s``: how long (seconds) the control plane may be unreachable before
+        """``agents``: the slugs of the agents this runtime serves; the heartbeat reports them
+        (and only their digests), so the control plane counts this runtime for those agents
+        alone. None: every agent of the snapshot (what the token's scope delivers).
+        ``budget_grace_s``: how long (seconds) the control plane may be unreachable before
         requests in the scope of a strict budget are refused. ``budget_timeout_s``: the
         timeout of a reserve or settle call (it sits in the request path). ``clock``: an
         aware "now" (budgets' ``resets_at``, the grace); tests inject one."""
@@ -170,6 +174,7 @@ class Runtime:
         self.instance_id = instance_id
         self.name = name
         self.labels = dict(labels or {})
+        self.agents: tuple[str, ...] | None = tuple(agents) if agents is not None else None
         self.push_url = push_url
         self.wait_s = wait_s
         self.heartbeat_interval_s = heartbeat_interval_s
@@ -1105,13 +1110,25 @@ class Runtime:
             "name": self.name,
             "labels": self.labels,
             "library_version": self.library_version,
-            "digests": snapshot.served_digests() if snapshot else {},
+            "agents": self.served_agents(snapshot),
+            "digests": snapshot.served_digests(self.agents) if snapshot else {},
             "push_url": self.push_url,
             "circuit_breakers": self.breakers.report(),
         }
         if report is not None:
             payload.update(status=report.status, revision=report.revision, error=report.error)
         return payload
+
+    def served_agents(self, snapshot: Snapshot | None = None) -> list[str]:
+        """The agent slugs the heartbeat reports as served: those given to the constructor,
+        else every agent of ``snapshot`` (of the current one when not given; none before the
+        first snapshot, which the control plane reads as "not said yet")."""
+        if self.agents is not None:
+            return sorted(self.agents)
+        if snapshot is None:
+            with self._cond:
+                snapshot = self._snapshot
+        return sorted(snapshot.agents) if snapshot is not None else []
 
     def _send_heartbeat(self) -> None:
         payload = self.heartbeat_payload()

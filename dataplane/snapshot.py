@@ -7,7 +7,7 @@ picture of one revision."""
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -181,11 +181,15 @@ class Snapshot:
     # The exact bytes that were verified, kept so the disk cache stores what was signed.
     raw: bytes = field(repr=False, default=b"")
 
-    def served_digests(self) -> dict[str, str]:
+    def served_digests(self, agents: Iterable[str] | None = None) -> dict[str, str]:
         """What the heartbeat reports: the stable digest per agent, and the candidate's under
-        ``<agent>:candidate`` while a rollout runs (the runtime serves both)."""
+        ``<agent>:candidate`` while a rollout runs (the runtime serves both); only the agents
+        in ``agents`` when given (the ones this runtime serves)."""
+        wanted = set(agents) if agents is not None else None
         digests: dict[str, str] = {}
         for name, release in self.agents.items():
+            if wanted is not None and name not in wanted:
+                continue
             if release.stable is not None:
                 digests[name] = release.stable.digest
             if release.candidate is not None:

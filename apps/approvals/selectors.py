@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from deepdiff import DeepDiff
 from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
 from apps.core.authz import AnyUser, restrict, user_may
+from apps.core.diffs import json_changes
 from apps.core.roles import Role, user_is_admin, user_role
 
 from .models import FINAL, RISKS, ApprovalQueue, ApprovalRequest, ApprovalVote, Status
@@ -171,37 +171,17 @@ class Detail:
     may_decide: bool = False
 
 
-def _path(raw: str) -> str:
-    # deepdiff names paths root['a'][0]['b']: shown as a.0.b
-    return (
-        raw.removeprefix("root")
-        .replace("']['", ".")
-        .replace("['", ".")
-        .replace("']", "")
-        .replace("][", ".")
-        .replace("[", ".")
-        .replace("]", "")
-        .lstrip(".")
-    )
-
-
 def argument_changes(before: Any, after: Any) -> dict[str, tuple[Any, Any]]:
-    """Field-level changes between two argument objects (deepdiff): path -> (before, after);
-    an added field's before and a removed field's after are ``""``. Sorted by path."""
-    diff = DeepDiff(before, after, verbose_level=2, ignore_order=False).to_dict()
-    changes: dict[str, tuple[Any, Any]] = {}
-    for kind, items in diff.items():
-        if not isinstance(items, dict):
-            continue
-        for raw, value in items.items():
-            path = _path(raw)
-            if kind in ("values_changed", "type_changes"):
-                changes[path] = (value.get("old_value"), value.get("new_value"))
-            elif kind in ("dictionary_item_added", "iterable_item_added"):
-                changes[path] = ("", value)
-            elif kind in ("dictionary_item_removed", "iterable_item_removed"):
-                changes[path] = (value, "")
-    return dict(sorted(changes.items()))
+    """Field-level changes between two argument objects (``apps.core.diffs``, deepdiff):
+    dotted path (``items.0.sku``) -> (before, after); an added field's before and a removed
+    field's after are ``""``. Keys in order, list indexes numerically."""
+    return {
+        change.dotted: (
+            "" if change.kind == "added" else change.before,
+            "" if change.kind == "removed" else change.after,
+        )
+        for change in json_changes(before, after)
+    }
 
 
 def request_detail(user: AnyUser, request: ApprovalRequest) -> Detail:

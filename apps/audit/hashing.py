@@ -35,26 +35,3 @@ def redact(value: Any) -> Any:
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
-
-
-def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Field-by-field changes between two snapshots, for the audit detail page."""
-    before = before or {}
-    after = after or {}
-    rows = []
-    for key in sorted(set(before) | set(after)):
-        old, new = before.get(key), after.get(key)
-        if old != new or key not in before or key not in after:
-            rows.append(
-                {
-                    "field": key,
-                    "before": old,
-                    "after": new,
-                    "kind": "added"
-                    if key not in before
-                    else "removed"
-                    if key not in after
-                    else "changed",
-                }
-            )
-    return rows

@@ -9,9 +9,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from apps.core.authz import VIEW, restrict, tenant_model, visible_tenant_ids
+from apps.core.diffs import json_changes
 from apps.core.ui import paginate
 
-from .hashing import diff
+from .links import target_link, target_links
 from .models import AuditEvent
 from .selectors import audit_action_choices, audit_checkpoint_latest, audit_event_list
 
@@ -52,12 +53,15 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     events = audit_event_list(user=request.user, **filters)
     query = request.GET.copy()
     query.pop("page", None)
+    page = paginate(request, events, per_page=50)
+    links = target_links(page.object_list)
     return render(
         request,
         "audit/event_list.html",
         {
             "form": form,
-            "page": paginate(request, events, per_page=50),
+            "page": page,
+            "rows": [(event, links.get(event.pk)) for event in page.object_list],
             "actions": audit_action_choices(),
             "query": query.urlencode(),
             # Admins only: a checkpoint covers every tenant's events.
@@ -75,5 +79,9 @@ def audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(
         request,
         "audit/event_detail.html",
-        {"event": event, "changes": diff(event.before, event.after)},
+        {
+            "event": event,
+            "changes": json_changes(event.before, event.after),
+            "target_url": target_link(event),
+        },
     )

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from apps.audit.links import target_links
 from apps.audit.selectors import audit_event_list
 from apps.flags.selectors import kill_switch_list_for_user
 from apps.rollouts.selectors import stable_deployments
@@ -22,9 +23,11 @@ def overview(request: HttpRequest) -> HttpResponse:
     """At a glance for the current tenant: engaged kill switches, what each agent runs in each
     environment, whether runtimes have caught up, and the latest changes."""
     tenant = current_tenant_for(request)
-    events = audit_event_list(user=request.user, tenant_id=tenant.pk if tenant else None)[:10]
+    events = list(audit_event_list(user=request.user, tenant_id=tenant.pk if tenant else None)[:10])
+    links = target_links(events)
+    recent = [(event, links.get(event.pk)) for event in events]
     if tenant is None:
-        return render(request, "dashboard/overview.html", {"recent_events": events})
+        return render(request, "dashboard/overview.html", {"recent_events": recent})
     agents = list(agent_list_for_user(user=request.user, tenant=tenant))
     environments = list(environment_list_for_user(user=request.user, tenant=tenant))
     stable = {
@@ -46,6 +49,6 @@ def overview(request: HttpRequest) -> HttpResponse:
             "kill_switches": list(
                 kill_switch_list_for_user(user=request.user, tenant_id=tenant.pk, engaged=True)
             ),
-            "recent_events": events,
+            "recent_events": recent,
         },
     )

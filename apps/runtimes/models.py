@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 
@@ -12,6 +12,31 @@ def stale_after() -> timedelta:
     """How long a runtime may go without a heartbeat and still count as live
     (``RUNTIME_STALE_AFTER_S``)."""
     return timedelta(seconds=settings.RUNTIME_STALE_AFTER_S)
+
+
+def serving_q(agent_id: int) -> Q:
+    """The runtimes that count for one agent: those that reported serving it, and those that
+    reported no agent at all (an older runtime: it may serve any agent of its environment, so
+    it counts for each; the pages label it "all")."""
+    return (
+        Q(
+            Exists(
+                RuntimeInstance.served_agents.through.objects.filter(
+                    runtimeinstance_id=OuterRef("pk"), agent_id=agent_id
+                )
+            )
+        )
+        | reports_no_agent_q()
+    )
+
+
+def reports_no_agent_q() -> Q:
+    """The runtimes that reported no agent (counted for every agent of their environment)."""
+    return ~Q(
+        Exists(
+            RuntimeInstance.served_agents.through.objects.filter(runtimeinstance_id=OuterRef("pk"))
+        )
+    )
 
 
 def live_q(now: datetime | None = None) -> Q:
@@ -40,7 +65,20 @@ class RuntimeInstance(models.Model):
         "tenancy.Environment", on_delete=models.CASCADE, related_name="runtime_instances"
     )
     agent = models.ForeignKey(
-        "tenancy.Agent", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "tenancy.Agent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="the agent of the runtime's token, when the token is scoped to one",
+    )
+    served_agents = models.ManyToManyField(
+        "tenancy.Agent",
+        blank=True,
+        related_name="+",
+        help_text="the agents the runtime reported serving (heartbeat `agents`, else the "
+        "agents of its `digests`; the token's agent for a token scoped to one). None reported: "
+        "it counts for every agent of its environment (docs/runtime-api.md)",
     )
     token = models.ForeignKey(
         "accounts.RuntimeToken", null=True, on_delete=models.SET_NULL, related_name="instances"

@@ -6,9 +6,17 @@ from datetime import datetime
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from apps.tenancy.models import Environment
+from apps.tenancy.models import Agent, Environment
 
-from .models import RevisionLog, RuntimeInstance, WebhookDelivery, live_q, stale_after
+from .models import (
+    RevisionLog,
+    RuntimeInstance,
+    WebhookDelivery,
+    live_q,
+    reports_no_agent_q,
+    serving_q,
+    stale_after,
+)
 from .status import RuntimeStatus, runtime_status
 
 
@@ -17,10 +25,30 @@ class RuntimeRow:
     instance: RuntimeInstance
     status: RuntimeStatus
 
+    @property
+    def agents(self) -> list[Agent]:
+        """The agents the runtime reported serving, by name; empty: it reported none (it
+        counts for every agent of its environment, shown as "all")."""
+        return sorted(self.instance.served_agents.all(), key=lambda a: a.name)
 
-def runtime_rows(*, environment: Environment, now: datetime | None = None) -> list[RuntimeRow]:
+
+def _scoped(qs: QuerySet[RuntimeInstance], agent: Agent | None) -> QuerySet[RuntimeInstance]:
+    """Every runtime, or only those that count for ``agent`` (:func:`serving_q`)."""
+    return qs if agent is None else qs.filter(serving_q(agent.pk))
+
+
+def runtime_rows(
+    *, environment: Environment, agent: Agent | None = None, now: datetime | None = None
+) -> list[RuntimeRow]:
+    """The runtimes of ``environment`` with their status against its revision; with
+    ``agent``, only those that count for it (they serve it, or reported no agent)."""
     now = now or timezone.now()
-    instances = RuntimeInstance.objects.filter(environment=environment).select_related("agent")
+    instances = _scoped(
+        RuntimeInstance.objects.filter(environment=environment)
+        .select_related("agent")
+        .prefetch_related("served_agents"),
+        agent,
+    )
     return [
         RuntimeRow(
             i,
@@ -41,12 +69,18 @@ def runtime_rows(*, environment: Environment, now: datetime | None = None) -> li
 
 @dataclass(frozen=True)
 class Convergence:
+    """How the live runtimes of one environment stand against its revision: all of them, or
+    (``agent`` set) only those that count for that agent. ``unreported``: the live runtimes
+    among ``live`` that reported no agent (counted for every agent, shown as "all")."""
+
     environment: Environment
     revision: int
     live: int
     on_revision: int
     nack: int
     stale: int
+    agent: Agent | None = None
+    unreported: int = 0
 
     @property
     def percent(self) -> int:
@@ -58,14 +92,20 @@ class Convergence:
 
 
 def convergence_for(
-    *, environments: QuerySet[Environment] | list[Environment], now: datetime | None = None
+    *,
+    environments: QuerySet[Environment] | list[Environment],
+    agent: Agent | None = None,
+    now: datetime | None = None,
 ) -> list[Convergence]:
-    """One aggregate query for all the given environments."""
+    """One aggregate query for all the given environments, in their order. With ``agent``,
+    only the runtimes that count for it: those that reported serving it and those that
+    reported no agent (:func:`~apps.runtimes.models.serving_q`); a count shown beside one
+    agent must be this one, never the environment's."""
     environments = list(environments)
     live = live_q(now)
     counts = {
         row["environment_id"]: row
-        for row in RuntimeInstance.objects.filter(environment__in=environments)
+        for row in _scoped(RuntimeInstance.objects.filter(environment__in=environments), agent)
         .values("environment_id")
         .annotate(
             live=Count("id", filter=live),
@@ -77,9 +117,10 @@ def convergence_for(
                 "id",
                 filter=live & Q(last_report="nack", nack_revision__gte=F("environment__revision")),
             ),
+            unreported=Count("id", filter=live & reports_no_agent_q()),
         )
     }
-    empty = {"live": 0, "stale": 0, "on_revision": 0, "nack": 0}
+    empty = {"live": 0, "stale": 0, "on_revision": 0, "nack": 0, "unreported": 0}
     result = []
     for environment in environments:
         row = counts.get(environment.pk, empty)
@@ -91,6 +132,8 @@ def convergence_for(
                 row["on_revision"],
                 row["nack"],
                 row["stale"],
+                agent,
+                row["unreported"],
             )
         )
     return result
@@ -98,12 +141,16 @@ def convergence_for(
 
 @dataclass(frozen=True)
 class Propagation:
+    """How far ``revision`` has reached the live runtimes of ``environment`` (those that count
+    for ``agent`` when set). ``announced_at`` / ``fully_applied_at`` are the environment's."""
+
     environment: Environment
     revision: int
     acknowledged: int
     live: int
     announced_at: datetime | None
     fully_applied_at: datetime | None
+    agent: Agent | None = None
 
     @property
     def took_s(self) -> float | None:
@@ -117,11 +164,18 @@ class Propagation:
 
 
 def propagation_of(
-    *, environment: Environment, revision: int, now: datetime | None = None
+    *,
+    environment: Environment,
+    revision: int,
+    agent: Agent | None = None,
+    now: datetime | None = None,
 ) -> Propagation:
-    """How many live runtimes of the environment have applied ``revision`` (or later)."""
+    """How many live runtimes of the environment (that count for ``agent``, when given) have
+    applied ``revision`` (or later)."""
     now = now or timezone.now()
-    live = RuntimeInstance.objects.filter(environment=environment).live(now)
+    live = _scoped(RuntimeInstance.objects.filter(environment=environment), agent).filter(
+        live_q(now)
+    )
     log = RevisionLog.objects.filter(environment=environment, revision=revision).first()
     return Propagation(
         environment,
@@ -130,6 +184,7 @@ def propagation_of(
         live.count(),
         log.announced_at if log else None,
         log.fully_applied_at if log else None,
+        agent,
     )
 
 

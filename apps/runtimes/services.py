@@ -20,7 +20,7 @@ from apps.audit.services import SystemActor, audit_record
 from apps.core import events
 from apps.core.outbound import PushTargetRefused, push_send, push_target_resolve
 from apps.core.webhooks import signed_headers
-from apps.tenancy.models import Environment
+from apps.tenancy.models import Agent, Environment
 
 from .models import RevisionLog, RuntimeInstance, WebhookDelivery
 
@@ -55,13 +55,18 @@ def runtime_heartbeat_record(
     error: str = "",
     push_url: str = "",
     circuit_breakers: dict[str, Any] | None = None,
+    agents: list[str] | None = None,
 ) -> tuple[RuntimeInstance, int]:
     """Upsert the instance from a heartbeat; returns it and the environment's current revision.
 
     A token may register ``RUNTIME_NEW_INSTANCES_PER_MINUTE`` new instance ids a minute
     (RegistrationRateExceeded beyond). Registration is audited once per token per
     ``RUNTIME_REGISTRATION_AUDIT_INTERVAL_S`` (the first new instance of a burst), NACKs each
-    time one starts; plain heartbeats are not (they are liveness, not change)."""
+    time one starts; plain heartbeats are not (they are liveness, not change).
+
+    The agents it serves (what per-agent convergence counts, :func:`served_agent_ids`) are
+    updated when the heartbeat says: ``agents`` (slugs), else the agents of ``digests``; a
+    token scoped to one agent serves that agent whatever the heartbeat says."""
     now = timezone.now()
     environment = Environment.objects.only("id", "revision", "tenant_id").get(
         pk=token.environment_id
@@ -130,6 +135,11 @@ def runtime_heartbeat_record(
         instance.nack_error = error[:4000]
         instance.last_report = RuntimeInstance.Report.NACK
     instance.save()
+    served = served_agent_ids(token=token, agents=agents, digests=digests)
+    if served is not None and (
+        created or set(instance.served_agents.values_list("pk", flat=True)) != served
+    ):
+        instance.served_agents.set(served)
     actor = SystemActor(f"runtime:{instance.instance_id}")
     if created and audit_registration:
         audit_record(
@@ -166,6 +176,26 @@ def runtime_heartbeat_record(
     ):
         _mark_fully_applied_if_done(environment, now)
     return instance, environment.revision
+
+
+def served_agent_ids(
+    *, token: RuntimeToken, agents: list[str] | None, digests: dict[str, str] | None
+) -> set[int] | None:
+    """The ids of the agents a heartbeat says its runtime serves, or None when it says nothing
+    (keep what it said before; a runtime that never said counts for every agent).
+
+    A token scoped to one agent: that agent. Else the slugs of ``agents`` when given and not
+    empty, else the agents named by ``digests`` keys (``<agent>`` and ``<agent>:candidate``).
+    Slugs that name no agent of the token's tenant are ignored (an agent archived or renamed
+    while the runtime still had it must not make its heartbeats fail)."""
+    if token.agent_id is not None:
+        return {token.agent_id}
+    slugs = {s for s in agents or [] if s} or {str(key).split(":", 1)[0] for key in (digests or {})}
+    if not slugs:
+        return None
+    return set(
+        Agent.objects.filter(tenant_id=token.tenant_id, slug__in=slugs).values_list("pk", flat=True)
+    )
 
 
 def _mark_fully_applied_if_done(environment: Environment, now: Any) -> None:

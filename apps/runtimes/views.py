@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -13,6 +14,7 @@ from apps.accounts.selectors import runtime_token_list
 from apps.core.authz import requires
 from apps.core.ui import Confirmation, call_service, confirm_with_reason, local_url
 from apps.tenancy.context_processors import current_tenant_for
+from apps.tenancy.models import Agent
 from apps.tenancy.selectors import (
     agent_get_for_user,
     agent_list_for_user,
@@ -29,30 +31,55 @@ def _environments(request: HttpRequest):  # type: ignore[no-untyped-def]
     return tenant, (environment_list_for_user(user=request.user, tenant=tenant) if tenant else [])
 
 
+def _agent_of(request: HttpRequest, environment: Any | None = None) -> Agent | None:
+    """The agent named by ``?agent=<id>`` (one the user may see, of ``environment``'s tenant
+    when given), or None for every agent; an unknown or foreign id is a 404."""
+    raw = request.GET.get("agent", "")
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise Http404("No such agent.")
+    agent = agent_get_for_user(user=request.user, pk=int(raw))
+    if environment is not None and agent.tenant_id != environment.tenant_id:
+        raise Http404("No such agent.")
+    return agent
+
+
 @login_required
 def runtime_overview(request: HttpRequest) -> HttpResponse:
+    """Every environment's runtimes, live; ``?agent=<id>`` keeps the runtimes that count for
+    one agent (those serving it, and those that reported no agent)."""
     tenant, environments = _environments(request)
     tokens = runtime_token_list(tenant_ids=[tenant.pk]) if tenant else []
+    agents = list(agent_list_for_user(user=request.user, tenant=tenant)) if tenant else []
+    agent = _agent_of(request)
+    if agent is not None and (tenant is None or agent.tenant_id != tenant.pk):
+        raise Http404("No such agent.")
     return render(
         request,
         "runtimes/overview.html",
         {
-            "convergence": selectors.convergence_for(environments=environments),
+            "convergence": selectors.convergence_for(environments=environments, agent=agent),
             "tokens": tokens,
+            "agents": agents,
+            "agent": agent,
         },
     )
 
 
 @login_required
 def runtime_environment_live(request: HttpRequest, pk: int) -> HttpResponse:
-    """The live part of an environment's runtime list (htmx polls it)."""
+    """The live part of an environment's runtime list (htmx polls it); ``?agent=<id>``: only
+    the runtimes that count for that agent."""
     environment = environment_get_for_user(user=request.user, pk=pk)
+    agent = _agent_of(request, environment)
     return render(
         request,
         "runtimes/_environment.html",
         {
-            "c": selectors.convergence_for(environments=[environment])[0],
-            "rows": selectors.runtime_rows(environment=environment),
+            "c": selectors.convergence_for(environments=[environment], agent=agent)[0],
+            "rows": selectors.runtime_rows(environment=environment, agent=agent),
+            "agent": agent,
             "rendered_at": timezone.now(),
         },
     )
@@ -60,18 +87,21 @@ def runtime_environment_live(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def convergence_badge(request: HttpRequest, pk: int) -> HttpResponse:
-    """The "287/300 on revision 42" summary shown on agent and environment pages (htmx)."""
+    """The "287/300 on revision 42" summary shown on agent and environment pages (htmx);
+    ``?agent=<id>`` counts the runtimes of that agent only."""
     environment = environment_get_for_user(user=request.user, pk=pk)
+    agent = _agent_of(request, environment)
     return render(
         request,
         "runtimes/_convergence_badge.html",
-        {"c": selectors.convergence_for(environments=[environment])[0]},
+        {"c": selectors.convergence_for(environments=[environment], agent=agent)[0]},
     )
 
 
 @login_required
 def propagation(request: HttpRequest) -> HttpResponse:
-    """How far a revision has reached: used by kill switch and deploy pages (htmx)."""
+    """How far a revision has reached: used by kill switch and deploy pages (htmx).
+    ``?agent=<id>``: only the runtimes that count for that agent (an agent's kill switch)."""
     try:
         environment = environment_get_for_user(
             user=request.user, pk=int(request.GET.get("environment", ""))
@@ -79,11 +109,12 @@ def propagation(request: HttpRequest) -> HttpResponse:
         revision = int(request.GET.get("revision", ""))
     except ValueError:
         raise Http404("Say which environment and revision.") from None
+    agent = _agent_of(request, environment)
     return render(
         request,
         "runtimes/_propagation.html",
         {
-            "p": selectors.propagation_of(environment=environment, revision=revision),
+            "p": selectors.propagation_of(environment=environment, revision=revision, agent=agent),
         },
     )
 

@@ -330,6 +330,7 @@ class Fleet:
                 instance_id,
                 name=f"simulated runtime {index}",
                 labels={"simulated": "true", "agent": agent},
+                agents=[agent],
                 cache_dir=Path(cache_root) / instance_id if cache_root is not None else None,
                 wait_s=wait_s,
                 heartbeat_interval_s=heartbeat_interval_s,

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from apps.accounts import services as accounts
-from apps.audit.hashing import REDACTED, diff
+from apps.audit.hashing import REDACTED
 from apps.audit.models import AuditEvent
 from apps.tenancy.models import Agent, Tenant
 
@@ -130,19 +130,3 @@ def test_request_id__two_requests__two_ids(operator, tenant: Tenant) -> None:  #
         AuditEvent.objects.filter(action="agent.created").values_list("request_id", flat=True)
     )
     assert len(ids) == 2
-
-
-# --------------------------------------------------------------------------- diff
-
-
-def test_audit_diff__changed_added_removed_fields() -> None:
-    rows = diff({"name": "a", "gone": 1, "same": True}, {"name": "b", "new": 2, "same": True})
-    assert rows == [
-        {"field": "gone", "before": 1, "after": None, "kind": "removed"},
-        {"field": "name", "before": "a", "after": "b", "kind": "changed"},
-        {"field": "new", "before": None, "after": 2, "kind": "added"},
-    ]
-
-
-def test_audit_diff__creation__every_field_added() -> None:
-    assert [r["kind"] for r in diff(None, {"a": 1, "b": 2})] == ["added", "added"]

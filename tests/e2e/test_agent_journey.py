@@ -3,6 +3,8 @@ log in, create an agent, find it in the list and its `agent.created` event in th
 
 from __future__ import annotations
 
+import re
+
 from django.contrib.auth.models import User
 from playwright.sync_api import Page, expect
 
@@ -49,9 +51,15 @@ def test_operator_journey__create_agent__listed_and_audited(
     expect(event_row).to_contain_text("e2e journey")
     event_row.get_by_role("link", name="agent.created").click()
     expect(page.get_by_role("heading", name="agent.created")).to_be_visible()
-    expect(page.locator("td.diff-after", has_text="journey-bot")).to_be_visible()
+    # the field-level diff: each field added, its value as JSON, marked "+"
+    slug_row = page.locator('tr[data-path="slug"]')
+    expect(slug_row.locator("ins.diff-after")).to_have_text('+ after: "journey-bot"')
+    expect(slug_row).to_contain_text("added")
 
     agent = Agent.objects.get(slug="journey-bot")
+    # and the event links to the agent's page
+    page.get_by_test_id("audit-target").click()
+    expect(page).to_have_url(re.compile(rf"/agents/{agent.pk}/$"))
     assert agent.tenant == tenant
     assert (
         AuditEvent.objects.filter(

@@ -54,7 +54,7 @@ def test_kill_switch__stop_agent_from_the_page__engaged_and_audited(
     for environment_id, revision in switch.engaged_revisions.items():
         expect(
             engaged.locator(
-                f'[hx-get="/runtimes/propagation/?environment={environment_id}&revision={revision}"]'
+                f'[hx-get^="/runtimes/propagation/?environment={environment_id}&revision={revision}"]'
             )
         ).to_have_count(1)
 
@@ -107,7 +107,7 @@ def test_kill_switch__engaged_in_the_browser__propagation_count_reaches_the_runt
         switch = KillSwitch.objects.get()
         revision = switch.engaged_revisions[str(production.pk)]
         fragment = page.locator(
-            f'[hx-get="/runtimes/propagation/?environment={production.pk}&revision={revision}"]'
+            f'[hx-get^="/runtimes/propagation/?environment={production.pk}&revision={revision}"]'
         )
         expect(fragment).to_contain_text(f"3/3 runtimes on revision {revision}", timeout=20_000)
         for runtime in runtimes:

@@ -238,8 +238,9 @@ def test_kill_switch_page__engage_confirms_effect_and_requires_reason(
     assert "KILLED" in listing and "answers in Klingon" in listing
     for environment_id, revision in switch.engaged_revisions.items():
         assert (
-            f'hx-get="/runtimes/propagation/?environment={environment_id}&revision={revision}"'
-            in listing
+            # an agent's switch: its propagation counts the runtimes serving that agent
+            f'hx-get="/runtimes/propagation/?environment={environment_id}&revision={revision}'
+            f'&agent={bot.pk}"' in listing
         )
     assert 'hx-trigger="load, every 2s"' in listing
 

@@ -131,6 +131,9 @@ ROUTES: dict[str, Route] = {
     ),
     "runtime-token-detail": _r("runtime_token", True, get="accounts.view_runtimetoken"),
     "runtime-token-revoke": _r("runtime_token", True, post="accounts.change_runtimetoken"),
+    # ---------------------------------------------------------------- operator API: runtimes
+    "runtime-list": _r(None, get="runtimes.view_runtimeinstance"),
+    "runtime-convergence": _r(None, get="runtimes.view_runtimeinstance"),
     # ---------------------------------------------------------------- operator API: audit
     "audit-event-list": _r(None, get="audit.view_auditevent"),
     "audit-event-detail": _r("event", True, get="audit.view_auditevent"),

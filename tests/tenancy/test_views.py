@@ -650,8 +650,9 @@ def test_audit_page__operator__only_granted_tenants(
 def test_audit_detail__shows_the_before_after_diff(operator, audit_history: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
     event = AuditEvent.objects.get(action="agent.updated")
     html = _html(_client(operator).get(f"/audit/{event.pk}/"))
-    assert '<td class="diff-before mono">Support bot</td>' in html
-    assert '<td class="diff-after mono">Helpdesk bot</td>' in html
+    assert 'data-path="name"' in html  # the field that changed, old and new as JSON
+    assert '<span class="visually-hidden">before: </span>&quot;Support bot&quot;</del>' in html
+    assert '<span class="visually-hidden">after: </span>&quot;Helpdesk bot&quot;</ins>' in html
     assert "rename" in html
     assert event.hash in html and event.prev_hash in html
 
@@ -681,8 +682,9 @@ QUERY_BUDGETS = {
     "/agents/": 15,
     "/tenants/": 15,
     "/tenants/acme/": 15,
-    "/audit/": 15,
-    "/audit/?action=agent.": 15,
+    # + one lookup per target type on the page (the links to each event's target)
+    "/audit/": 17,
+    "/audit/?action=agent.": 17,
 }
 
 

@@ -7,6 +7,7 @@ from rest_framework.response import Response
 
 from apps.core.api import ErrorSerializer, ScopedViewSet
 
+from ..links import target_links
 from ..models import AuditCheckpoint, AuditEvent
 from ..selectors import audit_checkpoint_list, audit_event_list, checkpoint_record
 from .filters import AuditCheckpointListFilter, AuditEventListFilter
@@ -24,7 +25,11 @@ class AuditEventViewSet(ScopedViewSet):
 
     @extend_schema(responses={200: AuditEventOutput(many=True), 400: ErrorSerializer})
     def list(self, request: Request) -> Response:
-        return self.paginated(self.filter_queryset(self.get_queryset()), AuditEventOutput)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        assert page is not None  # the project paginates every list
+        # Target links for the whole page at once: one query per target type, not per event.
+        context = {**self.get_serializer_context(), "target_links": target_links(page)}
+        return self.get_paginated_response(AuditEventOutput(page, many=True, context=context).data)
 
     @extend_schema(responses={200: AuditEventOutput, 404: ErrorSerializer})
     def retrieve(self, request: Request, pk: str) -> Response:

@@ -40,7 +40,9 @@ def agent_releases(request: HttpRequest, pk: int) -> HttpResponse:
     """Per environment: the stable version, who deployed it, and runtime convergence (htmx)."""
     agent = agent_get_for_user(user=request.user, pk=pk)
     environments = list(environment_list_for_user(user=request.user, tenant=agent.tenant))
-    convergence = {c.environment.pk: c for c in convergence_for(environments=environments)}
+    convergence = {
+        c.environment.pk: c for c in convergence_for(environments=environments, agent=agent)
+    }
     running = selectors.rollouts_active_by_environment(agent=agent)
     rows = []
     for e in environments:
@@ -162,7 +164,7 @@ def _rollback_running(request: HttpRequest, rollout: Rollout) -> HttpResponse:
     agent, environment = rollout.agent, rollout.environment
 
     def shown(rollout: Rollout | None) -> Confirmation:
-        live = convergence_for(environments=[environment])[0].live
+        live = convergence_for(environments=[environment], agent=agent)[0].live
         if rollout is None:
             return Confirmation(
                 title=f"Roll back {agent.name} in {environment.name}?",
@@ -241,7 +243,7 @@ def rollback(request: HttpRequest, pk: int, environment_pk: int) -> HttpResponse
         return redirect("tenancy:agent_detail", pk=agent.pk)
 
     def shown(plan: RollbackPlan) -> Confirmation:
-        live = convergence_for(environments=[environment])[0].live
+        live = convergence_for(environments=[environment], agent=agent)[0].live
         if plan.current is not None and plan.target is not None:
             effect = (
                 f"{agent.name} in {environment.name} goes back from "

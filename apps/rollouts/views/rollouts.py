@@ -149,7 +149,7 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
         "transitions": selectors.rollout_transitions(rollout=rollout),
         "latest": analyses[0] if analyses else None,
         "analyses": analyses,
-        "convergence": convergence_for(environments=[rollout.environment])[0],
+        "convergence": convergence_for(environments=[rollout.environment], agent=rollout.agent)[0],
         "actions": [(a, _label(rollout, a)) for a in ACTIONS if a in allowed],
         "metric_labels": METRIC_LABELS,
         "rendered_at": timezone.now(),
@@ -296,7 +296,7 @@ def rollout_action(request: HttpRequest, pk: int, event: str) -> HttpResponse:
     detail = reverse("rollouts:rollout_detail", kwargs={"pk": rollout.pk})
 
     def shown(rollout: Rollout) -> Confirmation:
-        live = convergence_for(environments=[rollout.environment])[0].live
+        live = convergence_for(environments=[rollout.environment], agent=rollout.agent)[0].live
         title, effect = effect_of(rollout, event, live)
         if (rollout.state, event) not in Rollout.TRANSITIONS:
             effect = (
@@ -388,12 +388,13 @@ def rollout_start(request: HttpRequest, pk: int) -> HttpResponse:
         environment = next(e for e in environments if e.pk == cleaned["environment"])
         version = next(v for v in versions if v.number == cleaned["version"])
         if environment.is_production and not cleaned.get("confirmed"):
-            live = convergence_for(environments=[environment])[0].live
+            live = convergence_for(environments=[environment], agent=agent)[0].live
             plan = plan_normalised(selectors.rollout_plan_document(environment=environment))
             baseline = stable.get(environment.pk)
             confirming = (
                 f"{agent.name} v{version.number} goes out in {environment.name}, a production "
-                f"environment with {live} live runtime{'s' if live != 1 else ''}, step by step "
+                f"environment with {live} live runtime{'s' if live != 1 else ''} serving "
+                f"{agent.name}, step by step "
                 f"({plan_summary(plan)} of sessions), judged against "
                 f"{f'v{baseline.number}' if baseline else 'the stable version'}; a failing "
                 "metric rolls it back automatically."

@@ -15,6 +15,7 @@ from apps.core.outbound import PushTargetRefused, push_target_resolve
 MAX_REVISION = 2**63 - 1
 MAX_LABELS = 50
 MAX_DIGESTS = 50
+MAX_AGENTS = 50
 MAX_BREAKERS = 100
 MAX_KEY_LENGTH = 100
 MAX_FAILURES = 2**31 - 1
@@ -78,6 +79,16 @@ class HeartbeatInput(NullMeansAbsentMixin, serializers.Serializer):
         child=serializers.CharField(max_length=80),
         required=False,
         default=dict,
+    )
+    agents = serializers.ListField(
+        child=serializers.RegexField(r"^[^\x00-\x1f\x7f]{1,100}$"),
+        max_length=MAX_AGENTS,
+        required=False,
+        default=None,
+        allow_null=True,
+        help_text="slugs of the agents this runtime serves; per-agent convergence counts it "
+        "for these only. Absent: the agents of `digests`; neither: every agent of the "
+        'environment (shown as "all")',
     )
     error = serializers.CharField(required=False, allow_blank=True, max_length=4000, default="")
     push_url = serializers.URLField(

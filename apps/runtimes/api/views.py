@@ -51,6 +51,7 @@ class HeartbeatView(RuntimeTokenAPIView):
                 error=data["error"],
                 push_url=data["push_url"],
                 circuit_breakers=data["circuit_breakers"],
+                agents=data["agents"],
             )
         except RegistrationRateExceeded as exc:
             raise Throttled(wait=exc.retry_after_s, detail=str(exc)) from exc
