@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
@@ -43,7 +44,11 @@ class PasswordChangeRequiredMiddleware:
             )
         target = reverse("accounts:password_change")
         if request.headers.get("HX-Request"):
+            # a live part (the sidebar's alert badge) of a page: send the whole page to the
+            # change page, unless it is that page already (a redirect would reload it and
+            # wipe what the user is typing)
             response = HttpResponse(status=204)
-            response["HX-Redirect"] = target
+            if urlsplit(request.headers.get("HX-Current-URL", "")).path != target:
+                response["HX-Redirect"] = target
             return response
         return redirect(target)

@@ -118,8 +118,13 @@ def test_first_login__initial_password__every_page_leads_to_the_change_page(
 
     assert response.status_code == 302 and response["Location"] == CHANGE
     assert client.get(CHANGE).status_code == 200
-    htmx = client.get(path, HTTP_HX_REQUEST="true")
+    htmx = client.get(path, HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL=f"http://testserver{path}")
     assert htmx["HX-Redirect"] == CHANGE
+    # a live part of the change page itself does not reload it (and wipe the typing)
+    on_change_page = client.get(
+        "/alerts/badge/", HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL=f"http://testserver{CHANGE}"
+    )
+    assert on_change_page.status_code == 204 and "HX-Redirect" not in on_change_page
 
 
 def test_first_login__session_api__403_but_api_token_unaffected(
