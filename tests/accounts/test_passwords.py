@@ -72,6 +72,10 @@ def test_user_create__with_tenant_grants__granted_audited_and_change_required(
     events = AuditEvent.objects.filter(target_id=str(user.pk)).values_list("action", flat=True)
     assert sorted(events) == ["user.created", "user.tenant_granted", "user.tenant_granted"]
     assert PasswordChangeRequired.objects.get(user=user).cause == "initial"
+    client = Client()
+    client.force_login(admin)
+    listed = client.get("/users/").content.decode()
+    assert listed.count("must change password") == 1  # nina, not the Admin
 
 
 def test_user_create_page__tenants_in_a_fieldset_with_a_label_per_checkbox(
