@@ -19,9 +19,10 @@ _ALWAYS_OPEN = ("accounts:password_change", "logout", "login")
 class PasswordChangeRequiredMiddleware:
     """While the session says the login used an initial or one-time password
     (``passwords.SESSION_KEY``, set at login), every page redirects to the password change
-    page (htmx requests get ``HX-Redirect``), and the operator API answers a session-
-    authenticated call with 403. Token-authenticated API calls (scripts, runtimes) carry no
-    session and are not affected. Costs no query: the flag lives in the session."""
+    page (htmx requests get ``HX-Redirect``), and the operator API answers a call that has
+    only the session to show with 403. Calls with an ``Authorization`` header (API tokens,
+    runtime tokens), the token endpoint and the API docs are not affected. Costs no query:
+    the flag lives in the session."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -35,6 +36,14 @@ class PasswordChangeRequiredMiddleware:
         if request.path in {reverse(name) for name in _ALWAYS_OPEN}:
             return self.get_response(request)
         if request.path.startswith("/api/"):
+            # the API's docs, the runtime API and calls that bring their own token (scripts)
+            # are not a browser session's pages
+            if (
+                not request.path.startswith("/api/v1/")
+                or "Authorization" in request.headers
+                or request.path == reverse("api-token")
+            ):
+                return self.get_response(request)
             return JsonResponse(
                 {
                     "detail": "Change your password first (your login used a one-time password).",

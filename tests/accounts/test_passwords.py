@@ -141,6 +141,9 @@ def test_first_login__session_api__403_but_api_token_unaffected(
     key = api_token_rotate(actor=admin, user=User.objects.get(username="nina"))
     scripted = Client(HTTP_AUTHORIZATION=f"Token {key}")
     assert scripted.get("/api/v1/flags/").status_code == 200
+    # even beside the forced session's cookie (the API docs' "try it out" with a token)
+    assert client.get("/api/v1/flags/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    assert client.get("/api/docs/").status_code == 200
     # and so does the token endpoint (a script's way in, not a browser login)
     obtained = APIClient().post(
         "/api/v1/auth/token/", {"username": "nina", "password": password}, format="json"
