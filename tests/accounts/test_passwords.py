@@ -291,3 +291,55 @@ def test_reset__no_reason__refused_and_nothing_changes(admin: User, tenant: Tena
 
     assert response.status_code == 200 and response.context["form"].errors.get("reason")
     assert _state(target) == before
+
+
+def test_reset_api__admin__one_time_password_once_audited_and_forced(
+    admin: User, tenant: Tenant
+) -> None:
+    user = make_user(Role.OPERATOR, tenant, username="otto")
+    api = APIClient()
+    api.force_authenticate(admin)
+
+    response = api.post(
+        f"/api/v1/users/{user.pk}/reset-password/", {"reason": "lost"}, format="json"
+    )
+
+    assert response.status_code == 200, response.content
+    one_time = response.json()["one_time_password"]
+    user.refresh_from_db()
+    assert user.check_password(one_time)
+    assert PasswordChangeRequired.objects.get(user=user).cause == "reset"
+    event = AuditEvent.objects.get(action="user.password_reset")
+    assert event.reason == "lost" and one_time not in str(
+        AuditEvent.objects.values().get(pk=event.pk)
+    )
+    assert _login("otto", one_time).get("/")["Location"] == CHANGE
+
+
+@pytest.mark.parametrize("role", [Role.OPERATOR, Role.APPROVER, Role.VIEWER])
+def test_reset_api__non_admin__403_and_nothing_changes(role: Role, tenant: Tenant) -> None:
+    target = make_user(Role.VIEWER, tenant, username="target")
+    api = APIClient()
+    api.force_authenticate(make_user(role, tenant, username="caller"))
+    before = _state(target)
+
+    response = api.post(
+        f"/api/v1/users/{target.pk}/reset-password/", {"reason": "x"}, format="json"
+    )
+
+    assert response.status_code == 403
+    assert _state(target) == before
+
+
+def test_reset_api__no_reason__400_field_error_and_nothing_changes(
+    admin: User, tenant: Tenant
+) -> None:
+    target = make_user(Role.VIEWER, tenant, username="target")
+    api = APIClient()
+    api.force_authenticate(admin)
+    before = _state(target)
+
+    response = api.post(f"/api/v1/users/{target.pk}/reset-password/", {}, format="json")
+
+    assert response.status_code == 400 and "reason" in response.json()["errors"]
+    assert _state(target) == before

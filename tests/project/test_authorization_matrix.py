@@ -125,6 +125,7 @@ ROUTES: dict[str, Route] = {
     "user-detail": _r("user", get="auth.view_user", patch="auth.change_user"),
     "user-grant-tenant": _r("user", post="auth.change_user"),
     "user-revoke-tenant": _r("user", post="auth.change_user"),
+    "user-reset-password": _r("user", post="auth.change_user"),
     "runtime-token-list": _r(
         None, get="accounts.view_runtimetoken", post="accounts.add_runtimetoken"
     ),

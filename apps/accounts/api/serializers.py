@@ -35,6 +35,13 @@ class UserOutput(serializers.ModelSerializer):
         return user_version(user)
 
 
+class PasswordResetOutput(serializers.Serializer):
+    one_time_password = serializers.CharField(
+        read_only=True,
+        help_text="shown once; the user must change it at the next login in the browser",
+    )
+
+
 class UserCreatedOutput(UserOutput):
     initial_password = serializers.CharField(read_only=True, help_text="shown once")
 

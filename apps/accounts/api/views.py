@@ -37,6 +37,7 @@ from apps.tenancy.selectors import (
 from .. import selectors, services
 from ..lockout import login_lockout_message
 from ..models import RuntimeToken
+from ..passwords import password_reset
 from ..runtime_tokens import runtime_token_create, runtime_token_revoke
 from . import serializers as s
 from .filters import RuntimeTokenListFilter
@@ -117,6 +118,16 @@ class UserViewSet(ScopedViewSet):
             actor=request.user, user=self.get_object(), tenant=tenant, reason=data["reason"]
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=ReasonSerializer, responses={200: s.PasswordResetOutput, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="reset-password")
+    def reset_password(self, request: Request, pk: str) -> Response:
+        """Give the user a new one-time password (returned once): their browser sessions
+        end and their next login must change it; their API token keeps working. Audited
+        with the reason, never the password."""
+        data = self.validated(ReasonSerializer)
+        password = password_reset(actor=request.user, user=self.get_object(), reason=data["reason"])
+        return Response({"one_time_password": password})
 
 
 class LoginLockedOut(APIException):
