@@ -32,6 +32,12 @@ class AccountsConfig(AppConfig):
         post_migrate.connect(sync_roles_after_migrate, dispatch_uid="accounts.sync_roles")
         checks.register(_check_role_permissions, checks.Tags.models)
 
+        from django.contrib.auth.signals import user_logged_in
+
+        from .passwords import mark_session_on_login
+
+        user_logged_in.connect(mark_session_on_login, dispatch_uid="accounts.password_flag")
+
         from django.contrib.auth.models import User
 
         from apps.core.authz import register_tenant_scope

@@ -109,3 +109,25 @@ class UserVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} v{self.version}"
+
+
+class PasswordChangeRequired(models.Model):
+    """A user whose password someone else chose: the initial one of a new user, or the
+    one-time password of an Admin's reset. While the row exists, every page of the UI sends
+    the user to the password change page (``PasswordChangeRequiredMiddleware``); changing the
+    password deletes it. API tokens are not affected."""
+
+    INITIAL, RESET = "initial", "reset"
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="password_change_required",
+    )
+    cause = models.CharField(
+        max_length=16, choices=[(INITIAL, "initial password"), (RESET, "reset by an Admin")]
+    )
+    since = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} must change the {self.get_cause_display()}"

@@ -12,9 +12,12 @@ from .models import ApiToken, RuntimeToken, UserVersion
 
 
 def user_list() -> QuerySet[User]:
-    # edit_version joined: a page of users reads their versions without a query each
+    # edit_version and the forced password change joined: a page of users reads them without
+    # a query each
     return (
-        User.objects.select_related("edit_version").prefetch_related("groups").order_by("username")
+        User.objects.select_related("edit_version", "password_change_required")
+        .prefetch_related("groups")
+        .order_by("username")
     )
 
 

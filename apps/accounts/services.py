@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import Group, Permission, User
@@ -18,7 +19,8 @@ from apps.audit.services import Actor, SystemActor, audit_record
 from apps.core.authz import authorize
 from apps.core.roles import ROLE_PERMISSIONS, TENANT_ACCESS_PERMISSION, Role
 
-from .models import API_TOKEN_PREFIX, ApiToken, UserVersion, hash_token
+from .models import API_TOKEN_PREFIX, ApiToken, PasswordChangeRequired, UserVersion, hash_token
+from .passwords import one_time_password, require_password_change
 from .role_sync import RolePermissionsMissing
 from .selectors import user_role, user_version
 
@@ -99,8 +101,12 @@ def user_create(
     role: Role,
     password: str | None = None,
     reason: str = "",
+    tenants: Sequence[models.Model] = (),
 ) -> tuple[User, str]:
-    """Returns the user and its initial password (generated when none is given), shown once."""
+    """Returns the user and its initial password (generated when none is given), shown once.
+    The user must change it at the first login (``PasswordChangeRequired``). ``tenants``:
+    granted at once (``user_grant_tenant``, each audited), so the new user sees their work
+    on the first page. Raises ``ValidationError`` by field and creates nothing."""
     authorize(actor, "auth.add_user")
     errors: dict[str, list[str]] = {}
     if not username or User.objects.filter(username=username).exists():
@@ -110,7 +116,7 @@ def user_create(
             validate_email(email)
         except ValidationError as exc:
             errors["email"] = list(exc.messages)
-    initial_password = password or secrets.token_urlsafe(12)
+    initial_password = password or one_time_password()
     try:
         validate_password(initial_password, User(username=username, email=email))
     except ValidationError as exc:
@@ -122,9 +128,12 @@ def user_create(
     user.full_clean(exclude=["password"])
     user.save()
     _set_role(user, role)
+    require_password_change(user=user, cause=PasswordChangeRequired.INITIAL)
     audit_record(
         actor=actor, action="user.created", target=user, reason=reason, after=user_snapshot(user)
     )
+    for tenant in tenants:
+        user_grant_tenant(actor=actor, user=user, tenant=tenant, reason=reason)
     return user, initial_password
 
 

@@ -1,22 +1,29 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordChangeForm
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_objects_for_user
 
 from apps.core.authz import requires
 from apps.core.roles import TENANT_ACCESS_PERMISSION, Role
-from apps.core.ui import call_service, paginate
+from apps.core.ui import ReasonForm, call_service, paginate
 from apps.tenancy.models import Tenant
 from apps.tenancy.selectors import tenant_list_for_user
 
-from . import selectors, services
-from .forms import UserCreateForm, UserEditForm
+from . import passwords, selectors, services
+from .forms import OwnPasswordChangeForm, UserCreateForm, UserEditForm
 
 # Users and roles: only the Admin role has the auth.*_user permissions.
 ONLY_ADMINS = "Only Admins manage users and roles."
@@ -35,9 +42,13 @@ def user_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @requires("auth.add_user", ONLY_ADMINS)
 def user_create(request: HttpRequest) -> HttpResponse:
-    form = UserCreateForm(request.POST or None)
+    tenants = list(tenant_list_for_user(user=request.user))
+    form = UserCreateForm(
+        request.POST or None, tenant_choices=[(str(t.pk), t.name) for t in tenants]
+    )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        wanted = set(data["tenants"])
         created = call_service(
             form,
             lambda: services.user_create(
@@ -46,6 +57,7 @@ def user_create(request: HttpRequest) -> HttpResponse:
                 email=data["email"],
                 role=Role(data["role"]),
                 reason=data["reason"],
+                tenants=[t for t in tenants if str(t.pk) in wanted],
             ),
         )
         if created is not None:
@@ -119,6 +131,86 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"{user.username} saved.")
             return redirect("accounts:user_list")
     return render(request, "accounts/user_edit.html", {"form": form, "edited_user": user})
+
+
+@login_required
+@requires("auth.change_user", ONLY_ADMINS)
+def user_password_reset(request: HttpRequest, pk: int) -> HttpResponse:
+    """An Admin gives a user a new one-time password: a confirmation with a reason, then
+    the password, shown once on the answer page (never in a message or a redirect)."""
+    try:
+        user = selectors.user_list().get(pk=pk)
+    except User.DoesNotExist:
+        raise Http404("No such user.") from None
+    form = ReasonForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        reason = form.cleaned_data["reason"]
+        password = call_service(
+            form,
+            lambda: passwords.password_reset(actor=request.user, user=user, reason=reason),
+        )
+        if password is not None:
+            return render(
+                request,
+                "accounts/password_reset_done.html",
+                {"edited_user": user, "password": password},
+            )
+    return render(
+        request,
+        "partials/confirm.html",
+        {
+            "form": form,
+            "title": f"Reset the password of {user.username}?",
+            "effect": (
+                f"{user.username}'s current password stops working and their browser sessions "
+                "end. You get a one-time password to hand over; they must change it at their "
+                "next login. Their API token keeps working."
+            ),
+            "action_label": "Reset password",
+            "danger": True,
+        },
+    )
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Change one's own password (Django's view and form; the old password is checked
+    through the login lockout, the change is made and audited by
+    ``passwords.password_change``). After a login with a password someone else chose, every
+    page leads here until it is changed."""
+
+    form_class = OwnPasswordChangeForm
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("dashboard:overview")
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        kwargs = super().get_form_kwargs()
+        kwargs["request"] = self.request
+        return kwargs
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        context["forced"] = bool(self.request.session.get(passwords.SESSION_KEY))
+        return context
+
+    def form_valid(self, form: PasswordChangeForm) -> HttpResponse:
+        try:
+            changed = passwords.password_change(
+                actor=self.request.user,
+                user=form.user,
+                old_password=form.cleaned_data["old_password"],
+                new_password=form.cleaned_data["new_password1"],
+            )
+        except ValidationError as exc:
+            # the service's "new_password" is the form's second field, where Django's own
+            # form puts what the password validators say
+            for field, errors in exc.message_dict.items():
+                form.add_error("new_password2" if field == "new_password" else field, errors)
+            return self.form_invalid(form)
+        # the new password changed the session hash: keep this session, end the others
+        update_session_auth_hash(self.request, changed)
+        self.request.session.pop(passwords.SESSION_KEY, None)
+        messages.success(self.request, "Your password is changed.")
+        return redirect(self.get_success_url())
 
 
 @login_required

@@ -83,6 +83,8 @@ MIDDLEWARE = [
     "apps.core.errors.ApiCommonMiddleware",  # CommonMiddleware; 308 under /api/
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # after a login with a password someone else chose: every page leads to the change page
+    "apps.accounts.middleware.PasswordChangeRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

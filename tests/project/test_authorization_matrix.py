@@ -126,6 +126,7 @@ ROUTES: dict[str, Route] = {
     "user-detail": _r("user", get="auth.view_user", patch="auth.change_user"),
     "user-grant-tenant": _r("user", post="auth.change_user"),
     "user-revoke-tenant": _r("user", post="auth.change_user"),
+    "user-reset-password": _r("user", post="auth.change_user"),
     "runtime-token-list": _r(
         None, get="accounts.view_runtimetoken", post="accounts.add_runtimetoken"
     ),
@@ -318,7 +319,9 @@ ROUTES: dict[str, Route] = {
     "accounts:user_list": _r(None, get="auth.view_user"),
     "accounts:user_create": _r(None, get="auth.add_user", post="auth.add_user"),
     "accounts:user_edit": _r("pk_user", get="auth.change_user", post="auth.change_user"),
+    "accounts:user_password_reset": _r("pk_user", get="auth.change_user", post="auth.change_user"),
     "accounts:profile": _r(None, get=LOGGED_IN),
+    "accounts:password_change": _r(None, get=LOGGED_IN, post=LOGGED_IN),
     "accounts:api_token_rotate": _r(None, post=LOGGED_IN),
     # ---------------------------------------------------------------- UI: audit
     "audit:event_list": _r(None, get="audit.view_auditevent"),

@@ -35,6 +35,13 @@ class UserOutput(serializers.ModelSerializer):
         return user_version(user)
 
 
+class PasswordResetOutput(serializers.Serializer):
+    one_time_password = serializers.CharField(
+        read_only=True,
+        help_text="shown once; the user must change it at the next login in the browser",
+    )
+
+
 class UserCreatedOutput(UserOutput):
     initial_password = serializers.CharField(read_only=True, help_text="shown once")
 
@@ -52,7 +59,15 @@ class UserCreateInput(OptionalReasonMixin):
         write_only=True,
         min_length=8,
         max_length=128,
-        help_text="omit to generate one, returned once",
+        help_text="omit to generate one, returned once; either way the user must change it "
+        "at the first login in the browser",
+    )
+    tenants = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        default=list,
+        max_length=1000,
+        help_text="ids of the tenants the new user sees (each grant is audited)",
     )
 
 

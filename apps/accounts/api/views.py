@@ -8,7 +8,11 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, AuthenticationFailed
+from rest_framework.exceptions import (
+    APIException,
+    AuthenticationFailed,
+    ValidationError,
+)
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,11 +31,13 @@ from apps.tenancy.selectors import (
     agent_get_for_user,
     environment_get_for_user,
     tenant_get_for_user,
+    tenant_list_for_user,
 )
 
 from .. import selectors, services
 from ..lockout import login_lockout_message
 from ..models import RuntimeToken
+from ..passwords import password_reset
 from ..runtime_tokens import runtime_token_create, runtime_token_revoke
 from . import serializers as s
 from .filters import RuntimeTokenListFilter
@@ -64,8 +70,15 @@ class UserViewSet(ScopedViewSet):
     @extend_schema(request=s.UserCreateInput, responses={201: s.UserCreatedOutput, **ERRORS})
     def create(self, request: Request) -> Response:
         data: dict[str, Any] = self.validated(s.UserCreateInput)
+        # every id scoped before anything is created: one the Admin cannot see is a field
+        # error, and no user is made
+        wanted = set(data.pop("tenants"))
+        tenants = list(tenant_list_for_user(user=request.user).filter(pk__in=wanted))
+        unknown = sorted(wanted - {t.pk for t in tenants})
+        if unknown:
+            raise ValidationError({"tenants": [f"No such tenant: {', '.join(map(str, unknown))}."]})
         user, password = services.user_create(
-            actor=request.user, role=Role(data.pop("role")), **data
+            actor=request.user, role=Role(data.pop("role")), tenants=tenants, **data
         )
         body = dict(s.UserOutput(user).data, initial_password=password)
         return Response(body, status=status.HTTP_201_CREATED)
@@ -116,6 +129,16 @@ class UserViewSet(ScopedViewSet):
             actor=request.user, user=self.get_object(), tenant=tenant, reason=data["reason"]
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=ReasonSerializer, responses={200: s.PasswordResetOutput, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="reset-password")
+    def reset_password(self, request: Request, pk: str) -> Response:
+        """Give the user a new one-time password (returned once): their browser sessions
+        end and their next login must change it; their API token keeps working. Audited
+        with the reason, never the password."""
+        data = self.validated(ReasonSerializer)
+        password = password_reset(actor=request.user, user=self.get_object(), reason=data["reason"])
+        return Response({"one_time_password": password})
 
 
 class LoginLockedOut(APIException):
