@@ -21,6 +21,7 @@ from apps.audit.services import SystemActor
 from apps.core.fastpath import encoding
 from apps.core.fastpath.encoding import coded_tag
 from apps.core.fastpath.registry import registry
+from apps.core.fastpath.state import Snapshot, StreamEvents
 from apps.flags.models import Flag
 from apps.flags.services import flag_create, flag_toggle
 from apps.runtimes.unleash_client import STREAMING_PATH
@@ -272,3 +273,31 @@ def test_stream__requests_urllib3_reader__decodes_gzip_events_live(
         response.close()
     [served] = [s for s in asgi_served if s.path == STREAMING_PATH]
     assert served.headers["content-encoding"] == "gzip"
+
+
+def test_stream_events__one_event_per_pair_of_bodies_bounded() -> None:
+    """The update event of a move between two bodies is made once however many connections
+    make it, and only the most recently used pairs are kept."""
+    made: list[tuple[str, str]] = []
+    events = StreamEvents(size=2)
+    bodies = [Snapshot(revision, b"{}", f'"{revision}-x"') for revision in range(4)]
+
+    def get(old: Snapshot, new: Snapshot) -> bytes | None:
+        def make() -> bytes:
+            made.append((old.etag, new.etag))
+            return f"event: unleash-updated\nid: {new.revision}\ndata: {{}}\n\n".encode()
+
+        event = events.get("stream", old, new, make)
+        assert event.coded(True) == event.coded(True)  # the member built once, then kept
+        return event.coded(False)
+
+    for _ in range(3):  # three connections making the same move
+        get(bodies[0], bodies[1])
+    assert made == [('"0-x"', '"1-x"')]
+    get(bodies[1], bodies[2])
+    get(bodies[2], bodies[3])  # the third pair: the least recently used (0 -> 1) goes
+    get(bodies[0], bodies[1])
+    assert len(made) == 4
+    assert zlib.decompress(events.get("stream", bodies[0], bodies[1], bytes).coded(True), 31) == (
+        b"event: unleash-updated\nid: 1\ndata: {}\n\n"
+    )

@@ -36,6 +36,7 @@ from .encoding import (
     NOT_MODIFIED_GZIP,
     choose_coding,
     coded_tag,
+    gzip_member,
     sse_event,
 )
 from .registry import ActionRoute, Route, StreamRoute, TokenScope, WaitRoute, registry
@@ -695,9 +696,12 @@ class FastPath:
                 # hydration again, only what changes from here on.
                 await emit(NOT_MODIFIED_GZIP if gzipped else NOT_MODIFIED)
             elif gzipped and snapshot.hydration_gzip is not None:
-                await emit(snapshot.hydration_gzip)
+                await emit(snapshot.hydration_gzip)  # built with the snapshot, shared
             else:
-                await emit(sse_event(route.connected_event, snapshot.revision, snapshot.body))
+                hydration = sse_event(route.connected_event, snapshot.revision, snapshot.body)
+                # (a gzip stream whose snapshot lacks the member — never for a stream route's
+                # own kind — still gets gzip: the stream must stay what it said it is)
+                await emit(gzip_member(hydration, what="hydration") if gzipped else hydration)
             while not disconnected.is_set() and not revoked.is_set():
                 # Wait for the next revision, a heartbeat, the client leaving or the token
                 # being revoked, whichever comes first: a gone client must not hold its task
