@@ -15,6 +15,7 @@ from apps.flags.models import FlagUsage, SdkInstance
 from apps.tenancy.models import Tenant
 from dataplane.bucketing import flexible_rollout_enabled, normalized_hash
 
+from ..conftest import Served
 from ..factories import AgentFactory
 from ..flags.conftest import SYSTEM, make_flag, make_token
 from .conftest import SdkFactory, wait_until
@@ -90,7 +91,7 @@ def test_sdk__flag_turned_off__seen_at_next_refresh(
 
 
 def test_sdk_streaming__kill_switch_and_toggle_arrive_without_polling(
-    asgi_server: str, tenant: Tenant, sdk: SdkFactory
+    asgi_server: str, tenant: Tenant, sdk: SdkFactory, asgi_served: list[Served]
 ) -> None:
     production = tenant.environments.get(slug="production")
     bot = AgentFactory(tenant=tenant, slug="support-bot")
@@ -111,6 +112,14 @@ def test_sdk_streaming__kill_switch_and_toggle_arrive_without_polling(
 
     services.flag_toggle(actor=SYSTEM, flag=flag, enabled=False, reason="order system down")
     assert wait_until(lambda: not client.is_enabled("support-bot.order-lookup", {}))
+    # Its stream reader (launchdarkly-eventsource over urllib3) asks for no content coding
+    # but identity, so the stream went out plain (docs/decisions/0027); it could not read gzip
+    # anyway: urllib3 2's ``stream()`` leaves a chunked body coded unless
+    # ``decode_content=True`` is passed, which the reader does not pass.
+    streamed = [s for s in asgi_served if s.path == "/api/client/streaming"]
+    asked = {s.request_headers.get("accept-encoding") for s in streamed}
+    assert asked <= {None, "identity"}, asked  # http.client's own default: identity
+    assert all("content-encoding" not in s.headers for s in streamed)
 
 
 def test_sdk__constraints_and_variants__evaluate_as_configured(

@@ -24,6 +24,7 @@ from apps.tenancy.models import Environment, Tenant
 from dataplane.bucketing import flexible_rollout_enabled, normalized_hash
 
 from ..conformance.conftest import wait_until
+from ..conftest import Served
 from ..flags.conftest import SYSTEM, make_token
 
 HERE = Path(__file__).resolve().parent
@@ -226,7 +227,7 @@ def test_node_sdk__refused_token__never_synchronises_and_reports_401(
 
 
 def test_node_sdk__streaming_mode__hydrated_then_a_change_arrives_on_the_stream(
-    asgi_server: str, tenant: Tenant
+    asgi_server: str, tenant: Tenant, asgi_served: list[Served]
 ) -> None:
     production = tenant.environments.get(slug="production")
     _seed(production)
@@ -282,3 +283,8 @@ def test_node_sdk__streaming_mode__hydrated_then_a_change_arrives_on_the_stream(
     ]
     assert answer["enabled"] == {"app.checkout": [True], "billing.invoices": [False]}
     assert answer["changeSeen"] is True
+    # Its EventSource (launchdarkly-eventsource) neither asks for gzip nor decodes it: the
+    # stream went out plain (docs/decisions/0027-precompressed-bodies.md).
+    streamed = [s for s in asgi_served if s.path == "/api/client/streaming"]
+    assert streamed and all("accept-encoding" not in s.request_headers for s in streamed)
+    assert all("content-encoding" not in s.headers for s in streamed)

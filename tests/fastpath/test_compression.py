@@ -20,7 +20,6 @@ from apps.flags.models import Flag
 from apps.flags.services import flag_create, flag_toggle
 from apps.tenancy.models import Environment, Tenant
 
-from ..conftest import Served
 from ..waiting import eventually
 
 ACTOR = SystemActor("test")
@@ -277,26 +276,3 @@ def test_gzip_forms__built_once_per_revision_never_per_request(
 
     assert encoding.compressions["body"] - after_first["body"] == 2
     assert encoding.compressions["view"] - after_first["view"] == 2
-
-
-def test_stream__gzip_accepted__served_plain(
-    asgi_server: str, token: str, asgi_served: list[Served]
-) -> None:
-    """The event stream is not compressed (docs/decisions/0027): its hydration goes out
-    plain and the answer says so, whatever the client accepts."""
-    parts = urlsplit(asgi_server)
-    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=20)
-    try:
-        connection.request(
-            "GET",
-            "/api/client/streaming",
-            headers={"Authorization": token, **SPEC, "Accept-Encoding": "gzip"},
-        )
-        response = connection.getresponse()
-        assert response.status == 200
-        assert response.getheader("Content-Encoding") is None
-        assert response.readline() == b"event: unleash-connected\n"
-    finally:
-        connection.close()
-    streamed = [s for s in asgi_served if s.path == "/api/client/streaming"]
-    assert streamed and "content-encoding" not in streamed[0].headers

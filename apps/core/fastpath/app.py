@@ -28,9 +28,19 @@ from apps.core.tokens import hash_token, runtime_token_candidate
 
 from . import subscriber
 from .conditional import parse_if_none_match
-from .encoding import GZIP, choose_coding
+from .encoding import (
+    GZIP,
+    KEEP_ALIVE,
+    KEEP_ALIVE_GZIP,
+    NOT_MODIFIED,
+    NOT_MODIFIED_GZIP,
+    choose_coding,
+    coded_tag,
+    gzip_member,
+    sse_event,
+)
 from .registry import ActionRoute, Route, StreamRoute, TokenScope, WaitRoute, registry
-from .state import Board, Rendered, SnapshotCache, TokenCache, _db_call
+from .state import Board, Rendered, Snapshot, SnapshotCache, StreamEvents, TokenCache, _db_call
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +165,7 @@ class FastPath:
         self.django_app = django_app
         self.board = Board()
         self.snapshots = SnapshotCache()
+        self.stream_events = StreamEvents()
         self.tokens = TokenCache(_lookup_token)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -659,22 +670,47 @@ class FastPath:
         variant = route.variant(headers, query)
         slot = (route.topic, route.topic_key(token, params))
         revision = await self._current_version(*slot)
-        snapshot = await self.snapshots.get(
-            route.kind, route.build, token, variant, revision, None, slot[1], compress=False
-        )
+
+        async def snapshot_at(revision: int) -> Snapshot:
+            return await self.snapshots.get(
+                route.kind,
+                route.build,
+                token,
+                variant,
+                revision,
+                None,
+                slot[1],
+                compress=False,
+                hydration=route.connected_event,
+            )
+
+        snapshot = await snapshot_at(revision)
+        # Gzip when the client accepts it (RFC 9110 12.5.3, as the documents): the stream is
+        # then a sequence of complete gzip members, one per event or comment (RFC 1952 2.2),
+        # each built once and shared (docs/decisions/0027-precompressed-bodies.md). A client
+        # decodes each event whole as soon as its member arrives; nothing is compressed per
+        # connection and no compressor is held for one.
+        gzipped = choose_coding(headers.get("accept-encoding"), gzip_available=True) == GZIP
+        coding = [(b"content-encoding", b"gzip")] if gzipped else []
+        tag = coded_tag(snapshot.etag, GZIP) if gzipped else snapshot.etag
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
                 "headers": [
                     (b"content-type", b"text/event-stream"),
+                    *coding,
                     (b"cache-control", b"no-cache"),
                     (b"x-accel-buffering", b"no"),
-                    (b"etag", snapshot.etag.encode()),
-                    (b"vary", _vary(route.vary)),
+                    (b"etag", tag.encode()),
+                    (b"vary", _vary((*route.vary, "Accept-Encoding"))),
                 ],
             }
         )
+
+        async def emit(chunk: bytes) -> None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
         disconnected = asyncio.Event()
 
         async def watch_disconnect() -> None:
@@ -686,14 +722,20 @@ class FastPath:
         revoked = asyncio.Event()
         self._waiting[revoked] = (token_hash, token)
         try:
-            if parse_if_none_match(headers.get("if-none-match")).matches(snapshot.etag):
-                # The client holds this very state (its tag matches): no hydration again,
-                # only what changes from here on.
-                await send(
-                    {"type": "http.response.body", "body": b": not modified\n\n", "more_body": True}
-                )
+            condition = parse_if_none_match(headers.get("if-none-match"))
+            if condition.matches(snapshot.etag) or condition.matches(
+                coded_tag(snapshot.etag, GZIP)
+            ):
+                # The client holds this very state (its tag, of either coding, matches): no
+                # hydration again, only what changes from here on.
+                await emit(NOT_MODIFIED_GZIP if gzipped else NOT_MODIFIED)
+            elif gzipped and snapshot.hydration_gzip is not None:
+                await emit(snapshot.hydration_gzip)  # built with the snapshot, shared
             else:
-                await _sse(send, route.connected_event, snapshot.revision, snapshot.body.decode())
+                hydration = sse_event(route.connected_event, snapshot.revision, snapshot.body)
+                # (a gzip stream whose snapshot lacks the member — never for a stream route's
+                # own kind — still gets gzip: the stream must stay what it said it is)
+                await emit(gzip_member(hydration, what="hydration") if gzipped else hydration)
             while not disconnected.is_set() and not revoked.is_set():
                 # Wait for the next revision, a heartbeat, the client leaving or the token
                 # being revoked, whichever comes first: a gone client must not hold its task
@@ -711,30 +753,37 @@ class FastPath:
                     break
                 changed = change.result()
                 if not changed:
-                    await send(
-                        {
-                            "type": "http.response.body",
-                            "body": b": keep-alive\n\n",
-                            "more_body": True,
-                        }
-                    )
+                    await emit(KEEP_ALIVE_GZIP if gzipped else KEEP_ALIVE)
                     continue
                 _, still_valid = await self._authorise(headers)
                 if still_valid is None:
                     break  # a revoked token's stream ends at the next change at the latest
                 revision = await self._current_version(*slot)
-                newer = await self.snapshots.get(
-                    route.kind, route.build, token, variant, revision, None, slot[1], compress=False
+                newer = await snapshot_at(revision)
+                # Computed (and compressed) once per pair of bodies, for every connection
+                # making the same move.
+                update = self.stream_events.get(
+                    route.kind,
+                    snapshot,
+                    newer,
+                    lambda old=snapshot, new=newer: _update_event(route, old, new),  # type: ignore[misc]
                 )
-                data = route.delta(snapshot.body, newer.body)
                 snapshot = newer
-                if data is not None:
-                    await _sse(send, route.updated_event, snapshot.revision, data)
+                chunk = update.coded(gzipped)
+                if chunk is not None:
+                    await emit(chunk)
         finally:
             self._waiting.pop(revoked, None)
             watcher.cancel()
             with contextlib.suppress(Exception):
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _update_event(route: StreamRoute, old: Snapshot, new: Snapshot) -> bytes | None:
+    """The plain update event from ``old``'s body to ``new``'s, None when nothing changed for
+    the stream."""
+    data = route.delta(old.body, new.body)
+    return None if data is None else sse_event(route.updated_event, new.revision, data.encode())
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -783,8 +832,3 @@ async def _send_answer(send: Any, status: int, answer: Any) -> None:
         return
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
     await _send(send, status, headers, json.dumps(answer).encode())
-
-
-async def _sse(send: Any, event: str, revision: int, data: str) -> None:
-    payload = f"event: {event}\nid: {revision}\ndata: {data}\n\n".encode()
-    await send({"type": "http.response.body", "body": payload, "more_body": True})

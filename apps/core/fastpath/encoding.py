@@ -21,8 +21,10 @@ IDENTITY = "identity"
 GZIP_LEVEL = 9
 
 # How many bodies this process has gzip-compressed, by what was compressed ("body": a whole
-# built document, "view": one feature or a filtered list): an inspection point for tests and
-# operators that the compression happens once per revision, never per request.
+# built document, "view": one feature or a filtered list, "hydration": an event stream's
+# connected event, "event": one of its update events): an inspection point for tests and
+# operators that the compression happens once per revision (or pair of revisions), never per
+# request or connection.
 compressions: collections.Counter[str] = collections.Counter()
 
 # One element of the list: a coding (a token, or ``*``) and optional parameters, of which only
@@ -125,3 +127,27 @@ def coded_tag(etag: str, coding: str) -> str:
     if coding == IDENTITY or not etag.endswith('"'):
         return etag
     return f'{etag[:-1]}-{coding}"'
+
+
+def gzip_member(data: bytes, *, what: str) -> bytes:
+    """``data`` as one complete, deterministic gzip member (RFC 1952 2.2), whatever its size:
+    an event stream in gzip is a sequence of such members, one per event, so a client's
+    decoder (which reads concatenated members as one stream) yields each event whole as soon
+    as its member arrives, and no compressor is held per connection. Counted in
+    ``compressions`` under ``what``."""
+    compressions[what] += 1
+    return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+# The event stream's constant lines, as plain bytes and as their gzip members (built once, at
+# import: not counted).
+KEEP_ALIVE = b": keep-alive\n\n"
+NOT_MODIFIED = b": not modified\n\n"
+KEEP_ALIVE_GZIP = gzip.compress(KEEP_ALIVE, compresslevel=GZIP_LEVEL, mtime=0)
+NOT_MODIFIED_GZIP = gzip.compress(NOT_MODIFIED, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def sse_event(event: str, revision: int, data: bytes) -> bytes:
+    """One server-sent event as it goes on the wire: ``event: <event>\\nid: <revision>\\n``
+    ``data: <data>\\n\\n`` (``data`` one line of JSON)."""
+    return b"event: %s\nid: %d\ndata: %s\n\n" % (event.encode(), revision, data)

@@ -7,9 +7,10 @@ parameters); this adds what the fast path does the same way for all of them (see
 ``app.FastPath._serve`` and ``_stream``):
 
 * the runtime token (security scheme ``runtimeToken``, bare or ``Bearer``);
-* ``If-None-Match`` (RFC 9110 weak comparison, lists, ``*``) and, for polled routes,
-  ``Accept-Encoding`` (gzip, docs/decisions/0027) and ``?wait=<seconds>`` (0 to the route's
-  ``max_wait_s``: a long-poll while the client holds the current tag);
+* ``If-None-Match`` (RFC 9110 weak comparison, lists, ``*``), ``Accept-Encoding`` (gzip,
+  docs/decisions/0027: a document, or a stream as one gzip member per event) and, for polled
+  routes, ``?wait=<seconds>`` (0 to the route's ``max_wait_s``: a long-poll while the client
+  holds the current tag);
 * 200 with ``ETag``, ``Content-Encoding`` (when gzip), ``Cache-Control``, ``Vary`` and
   ``X-Revision``; 304 (no body) when the tag still matches; 400 for a ``wait`` out of range;
   401 for a missing, unknown or revoked token; 404 where a path parameter names something
@@ -60,6 +61,15 @@ ACCEPT_ENCODING = {
         "revision) with `Content-Encoding: gzip`; without the header, plain bytes."
     ),
     "schema": {"type": "string"},
+}
+STREAM_ACCEPT_ENCODING = {
+    **ACCEPT_ENCODING,
+    "description": (
+        "Content codings the client accepts (RFC 9110 12.5.3, q-values, `*`, `identity`). "
+        "When it accepts `gzip`, the stream is sent with `Content-Encoding: gzip` as a "
+        "sequence of complete gzip members, one per event or comment (RFC 1952 2.2), each "
+        "decodable as it arrives; without the header, plain text."
+    ),
 }
 _HEADERS = {
     "ETag": {
@@ -144,7 +154,7 @@ def _polled_operation(route: Route, doc: OperationDoc) -> dict[str, Any]:
 
 def _stream_operation(route: StreamRoute, doc: OperationDoc) -> dict[str, Any]:
     return {
-        "parameters": [copy.deepcopy(IF_NONE_MATCH)],
+        "parameters": [copy.deepcopy(IF_NONE_MATCH), copy.deepcopy(STREAM_ACCEPT_ENCODING)],
         "responses": {
             "200": {
                 "description": (
@@ -153,7 +163,10 @@ def _stream_operation(route: StreamRoute, doc: OperationDoc) -> dict[str, Any]:
                     f"`{route.updated_event}` after each change, comments as keep-alive. Each "
                     "event's `data` is the JSON given as `x-event-data`."
                 ),
-                "headers": {"ETag": copy.deepcopy(_HEADERS["ETag"])},
+                "headers": {
+                    key: copy.deepcopy(_HEADERS[key])
+                    for key in ("ETag", "Content-Encoding", "Vary")
+                },
                 "content": {
                     "text/event-stream": {
                         "schema": {"type": "string", "x-event-data": dict(doc.response)}

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ import structlog
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from .encoding import GZIP, coded_tag, gzip_form
+from .encoding import GZIP, coded_tag, gzip_form, gzip_member, sse_event
 from .registry import Builder, EtagOf, TokenLookup, TokenScope, ViewOf
 
 log = structlog.get_logger(__name__)
@@ -23,6 +24,9 @@ NEGATIVE_TOKEN_TTL_S = 2.0
 TOKEN_CACHE_SIZE = 10_000  # valid tokens remembered (least recently used dropped first)
 NEGATIVE_TOKEN_CACHE_SIZE = 2_000  # refused tokens remembered, in a pool of their own
 VIEWS_PER_SNAPSHOT = 256  # e.g. distinct ``namePrefix`` values served from one revision
+# (from, to) revision pairs whose update event is remembered: a fleet on one environment and
+# variant shares one pair per change; a few hundred cover many environments changing at once
+STREAM_EVENTS_KEPT = 256
 
 
 def _db_call(fn, *args):  # type: ignore[no-untyped-def]
@@ -182,8 +186,10 @@ NOT_FOUND = Rendered(None, "")
 # (4.4%); the signed config snapshot 33,116 B + 3,622 B (10.9%: digests and the signature do
 # not compress). So per revision and document: plain + about 0.05-0.11 x plain, the same again
 # for each view asked for (one feature, a filtered list: at most VIEWS_PER_SNAPSHOT per
-# document), nothing for the event stream's hydration (served plain). Only the newest revision
-# of each (route kind, topic key, environment, agent, variant) is kept.
+# document). An event stream's snapshot keeps, beside its plain body, the gzip member of its
+# whole hydration event (about the body's gzip size); its update events live in
+# ``StreamEvents`` (bounded). Only the newest revision of each (route kind, topic key,
+# environment, agent, variant) is kept.
 @dataclass(frozen=True)
 class Snapshot:
     revision: int
@@ -191,6 +197,9 @@ class Snapshot:
     etag: str
     # the gzip form of ``body`` (built with it, once), None when not smaller
     gzip: bytes | None = None
+    # an event stream's: its whole hydration event (``event: ...\nid: ...\ndata: <body>``)
+    # as one gzip member, built with the body, once (None for document routes)
+    hydration_gzip: bytes | None = None
     # views of this body by key (see registry.ViewKeyOf), computed on first request
     views: OrderedDict[str, Rendered] = field(default_factory=OrderedDict, compare=False)
     # the whole body as answered (built once: the hot path allocates nothing for it)
@@ -228,12 +237,24 @@ class Snapshot:
 
 
 def _build_with_gzip(
-    build: Builder, scope: TokenScope, variant: str, key: str, compress: bool
-) -> tuple[int, bytes, bytes | None]:
-    """Build a body and (``compress``) its gzip form in one worker-thread call, off the
-    event loop."""
+    build: Builder,
+    scope: TokenScope,
+    variant: str,
+    key: str,
+    compress: bool,
+    hydration: str | None,
+) -> tuple[int, bytes, bytes | None, bytes | None]:
+    """Build a body, (``compress``) its gzip form and (``hydration``, an event name) the gzip
+    member of the event stream's hydration event carrying it, in one worker-thread call, off
+    the event loop."""
     revision, body = build(scope, variant, key)
-    return revision, body, gzip_form(body) if compress else None
+    packed = gzip_form(body) if compress else None
+    member = (
+        gzip_member(sse_event(hydration, revision, body), what="hydration")
+        if hydration is not None
+        else None
+    )
+    return revision, body, packed, member
 
 
 class SnapshotCache:
@@ -258,12 +279,14 @@ class SnapshotCache:
         topic_key: str = "",
         *,
         compress: bool = True,
+        hydration: str | None = None,
     ) -> Snapshot:
         """The body of ``kind`` for this scope, variant and topic key at ``revision`` or
         newer, built (once, however many ask at once) when the cached one is older, with its
         gzip form when ``compress`` (routes whose answers are whole bodies; an event stream's
-        are not). A failed build (the database unavailable) raises in every request that
-        awaited it."""
+        are not) and, when ``hydration`` names an event stream's connected event, the gzip
+        member of that event (``Snapshot.hydration_gzip``). A failed build (the database
+        unavailable) raises in every request that awaited it."""
         key = (kind, topic_key, scope.environment_id, scope.agent_id, variant)
         for attempt in range(2):
             entry = self._entries.get(key)
@@ -272,7 +295,7 @@ class SnapshotCache:
             task = self._building.get(key)
             if task is None:
                 task = asyncio.ensure_future(
-                    self._build(key, build, scope, variant, etag_of, compress)
+                    self._build(key, build, scope, variant, etag_of, compress, hydration)
                 )
                 self._building[key] = task
                 task.add_done_callback(lambda done, key=key: self._built(key, done))  # type: ignore[misc]
@@ -292,13 +315,14 @@ class SnapshotCache:
         variant: str,
         etag_of: EtagOf | None,
         compress: bool,
+        hydration: str | None,
     ) -> Snapshot:
-        built_revision, body, packed = await sync_to_async(_db_call)(
-            _build_with_gzip, build, scope, variant, key[1], compress
+        built_revision, body, packed, member = await sync_to_async(_db_call)(
+            _build_with_gzip, build, scope, variant, key[1], compress, hydration
         )
         self.builds += 1
         etag = (etag_of(body) if etag_of else None) or digest_tag(built_revision, body)
-        entry = Snapshot(built_revision, body, etag, packed)
+        entry = Snapshot(built_revision, body, etag, packed, member)
         known = self._entries.get(key)
         if known is None or known.revision <= built_revision:
             self._entries[key] = entry
@@ -311,6 +335,55 @@ class SnapshotCache:
             del self._building[key]
         if not task.cancelled():
             task.exception()  # retrieved: every awaiter was told; none left is not an error
+
+
+class StreamEvent:
+    """One update event of an event stream, shared by every connection that moves between the
+    same two bodies: its plain bytes (None when the change leaves the stream nothing to say)
+    and, built on the first gzip connection's request and kept, its gzip member."""
+
+    __slots__ = ("gzip", "plain")
+
+    def __init__(self, plain: bytes | None) -> None:
+        self.plain = plain
+        self.gzip: bytes | None = None
+
+    def coded(self, gzipped: bool) -> bytes | None:
+        """The bytes to send: the gzip member (built now if first) or the plain event."""
+        if self.plain is None or not gzipped:
+            return self.plain
+        if self.gzip is None:
+            self.gzip = gzip_member(self.plain, what="event")
+        return self.gzip
+
+
+class StreamEvents:
+    """Update events by (route kind, old body's tag, new body's tag, new revision): a fleet
+    streaming one environment goes from the same body to the same next one, so the delta is
+    computed and its gzip member compressed once per change, not once per connection. The
+    tags are content digests, so the key names the two bodies whatever scope built them.
+    Bounded (least recently used dropped first, ``STREAM_EVENTS_KEPT``); a dropped pair is
+    simply computed again."""
+
+    def __init__(self, size: int = STREAM_EVENTS_KEPT) -> None:
+        self._size = size
+        self._events: OrderedDict[tuple[str, str, str, int], StreamEvent] = OrderedDict()
+
+    def get(
+        self, kind: str, old: Snapshot, new: Snapshot, make: Callable[[], bytes | None]
+    ) -> StreamEvent:
+        """The event from ``old`` to ``new``; ``make()`` (the plain event bytes, or None)
+        called only when it is not remembered."""
+        key = (kind, old.etag, new.etag, new.revision)
+        hit = self._events.get(key)
+        if hit is not None:
+            self._events.move_to_end(key)
+            return hit
+        event = StreamEvent(make())
+        self._events[key] = event
+        while len(self._events) > self._size:
+            self._events.popitem(last=False)
+        return event
 
 
 class TokenCache:
