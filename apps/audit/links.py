@@ -21,6 +21,7 @@ from typing import Any
 from django.apps import apps
 from django.db.models import Model
 from django.urls import reverse
+from django.utils.module_loading import import_string
 
 from .models import AuditEvent
 
@@ -30,11 +31,17 @@ Page = Callable[[Any], str]
 @dataclass(frozen=True)
 class TargetPage:
     """``model``: the app label and model name of the row (``"flags.Flag"``); ``page``: the
-    URL of the row's page, or None when the target type has no page of its own."""
+    URL of the row's page, or None when the target type has no page of its own; a page every
+    role reads where there is one (an edit form only links where nothing else shows the row);
+    ``permission``: what a reader needs for the link (an Admin-only area), None for all;
+    ``visible``: the dotted path of the owning app's ``fn(user) -> QuerySet`` of the rows a
+    reader may open, where that is narrower than their tenants (an Approver's queues)."""
 
     model: str
     page: Page | None
     related: tuple[str, ...] = ()
+    permission: str | None = None
+    visible: str | None = None
 
 
 def _url(name: str, *args: Any, anchor: str = "") -> str:
@@ -42,7 +49,9 @@ def _url(name: str, *args: Any, anchor: str = "") -> str:
 
 
 TARGET_PAGES: dict[str, TargetPage] = {
-    "auth.user": TargetPage("auth.User", lambda u: _url("accounts:user_edit", u.pk)),
+    "auth.user": TargetPage(
+        "auth.User", lambda u: _url("accounts:user_edit", u.pk), permission="auth.view_user"
+    ),
     "accounts.runtimetoken": TargetPage(
         "accounts.RuntimeToken",
         lambda t: _url("runtimes:overview", anchor=f"runtime-token-{t.pk}"),
@@ -50,7 +59,9 @@ TARGET_PAGES: dict[str, TargetPage] = {
     "tenancy.tenant": TargetPage("tenancy.Tenant", lambda t: _url("tenancy:tenant_detail", t.slug)),
     "tenancy.agent": TargetPage("tenancy.Agent", lambda a: _url("tenancy:agent_detail", a.pk)),
     "tenancy.environment": TargetPage(
-        "tenancy.Environment", lambda e: _url("tenancy:environment_edit", e.pk)
+        "tenancy.Environment",
+        lambda e: _url("tenancy:tenant_detail", e.tenant.slug),
+        related=("tenant",),
     ),
     "bundles.bundleversion": TargetPage(
         "bundles.BundleVersion",
@@ -62,11 +73,15 @@ TARGET_PAGES: dict[str, TargetPage] = {
         related=("version",),
     ),
     "bundles.promotiongate": TargetPage(
-        "bundles.PromotionGate", lambda g: _url("bundles:gate_edit", g.environment_id)
+        "bundles.PromotionGate", lambda g: _url("bundles:gate_list")
     ),
     "bundles.signingkey": TargetPage("bundles.SigningKey", None),
     "flags.flag": TargetPage("flags.Flag", lambda f: _url("flags:flag_detail", f.pk)),
-    "flags.segment": TargetPage("flags.Segment", lambda s: _url("flags:segment_edit", s.pk)),
+    "flags.segment": TargetPage(
+        # segments are listed with the flags of their environment
+        "flags.Segment",
+        lambda s: f"{_url('flags:flag_list')}?environment={s.environment_id}",
+    ),
     "flags.killswitch": TargetPage(
         "flags.KillSwitch",
         lambda k: _url("flags:kill_switch_list", anchor=f"kill-switch-{k.pk}"),
@@ -85,14 +100,13 @@ TARGET_PAGES: dict[str, TargetPage] = {
         # the inbox with the request open (its own URL answers a browser with this redirect)
         "approvals.ApprovalRequest",
         lambda r: f"{_url('approvals:inbox')}?request={r.pk}",
+        visible="apps.approvals.selectors.requests_visible",
     ),
     "approvals.approvalqueue": TargetPage(
-        "approvals.ApprovalQueue", lambda q: _url("approvals:queue_edit", q.pk)
+        "approvals.ApprovalQueue", lambda q: _url("approvals:queue_list")
     ),
     "alerts.alert": TargetPage("alerts.Alert", lambda a: _url("alerts:list")),
-    "alerts.alertchannel": TargetPage(
-        "alerts.AlertChannel", lambda c: _url("alerts:channel_edit", c.pk)
-    ),
+    "alerts.alertchannel": TargetPage("alerts.AlertChannel", lambda c: _url("alerts:list")),
     "reviews.reviewgrade": TargetPage(
         "reviews.ReviewGrade", lambda g: _url("reviews:queue", g.agent_id)
     ),
@@ -109,15 +123,19 @@ def _model(label: str) -> type[Model] | None:
         return None
 
 
-def target_links(events: Iterable[AuditEvent]) -> dict[int, str]:
-    """Event id -> URL of its target's page, for the events whose target has a page and
-    still exists; the others are left out (shown as plain text). One query per target type."""
+def target_links(events: Iterable[AuditEvent], user: Any = None) -> dict[int, str]:
+    """Event id -> URL of its target's page, for the events whose target has a page that
+    ``user`` (None: anyone) may open and that still exists; the others are left out (shown as
+    plain text). One query per target type."""
     events = list(events)
     wanted: dict[str, set[str]] = defaultdict(set)
     for event in events:
         page = TARGET_PAGES.get(event.target_type)
-        if page is not None and page.page is not None and event.target_id:
-            wanted[event.target_type].add(event.target_id)
+        if page is None or page.page is None or not event.target_id:
+            continue
+        if page.permission and user is not None and not user.has_perm(page.permission):
+            continue
+        wanted[event.target_type].add(event.target_id)
     rows: dict[str, dict[str, Any]] = {}
     for target_type, ids in wanted.items():
         spec = TARGET_PAGES[target_type]
@@ -126,6 +144,8 @@ def target_links(events: Iterable[AuditEvent]) -> dict[int, str]:
             continue
         pks = [i for i in ids if i.isdigit()]
         found = model._default_manager.select_related(*spec.related).filter(pk__in=pks)
+        if spec.visible and user is not None:
+            found = found.filter(pk__in=import_string(spec.visible)(user).values("pk"))
         rows[target_type] = {str(row.pk): row for row in found}
     links: dict[int, str] = {}
     for event in events:
@@ -136,6 +156,7 @@ def target_links(events: Iterable[AuditEvent]) -> dict[int, str]:
     return links
 
 
-def target_link(event: AuditEvent) -> str | None:
-    """The URL of one event's target page, or None (no page, or the target is gone)."""
-    return target_links([event]).get(event.pk)
+def target_link(event: AuditEvent, user: Any = None) -> str | None:
+    """The URL of one event's target page, or None (no page, not for ``user``, or the target
+    is gone)."""
+    return target_links([event], user).get(event.pk)

@@ -21,6 +21,7 @@ from apps.approvals.services.queues import queue_create
 from apps.approvals.services.requests import approval_open
 from apps.audit.links import TARGET_PAGES, target_link
 from apps.audit.models import AuditEvent
+from apps.audit.selectors import audit_event_list
 from apps.budgets.services.definitions import budget_create
 from apps.bundles.services import bundle_version_push, evaluation_record, promotion_gate_set
 from apps.core.roles import Role
@@ -170,15 +171,18 @@ CASES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accounts.runtimetoken": ("token", lambda w: f"/runtimes/#runtime-token-{w['token'].pk}"),
     "tenancy.tenant": ("tenant", lambda w: "/tenants/initech/"),
     "tenancy.agent": ("agent", lambda w: f"/agents/{w['agent'].pk}/"),
-    "tenancy.environment": ("environment", lambda w: f"/environments/{w['environment'].pk}/edit/"),
+    "tenancy.environment": ("environment", lambda w: f"/tenants/{w['environment'].tenant.slug}/"),
     "bundles.bundleversion": (
         "version",
         lambda w: f"/bundles/agents/{w['agent'].pk}/v1/",
     ),
     "bundles.evaluation": ("evaluation", lambda w: f"/bundles/agents/{w['agent'].pk}/v1/"),
-    "bundles.promotiongate": ("gate", lambda w: f"/bundles/gates/{w['environment'].pk}/"),
+    "bundles.promotiongate": ("gate", lambda w: "/bundles/gates/"),
     "flags.flag": ("flag", lambda w: f"/flags/{w['flag'].pk}/"),
-    "flags.segment": ("segment", lambda w: f"/flags/segments/{w['segment'].pk}/edit/"),
+    "flags.segment": (
+        "segment",
+        lambda w: f"/flags/?environment={w['segment'].environment_id}",
+    ),
     "flags.killswitch": (
         "kill_switch",
         lambda w: f"/flags/kill-switches/#kill-switch-{w['kill_switch'].pk}",
@@ -190,10 +194,10 @@ CASES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     ),
     "rollouts.rollout": ("rollout", lambda w: f"/rollouts/{w['rollout'].pk}/"),
     "budgets.budget": ("budget", lambda w: f"/budgets/{w['budget'].pk}/"),
-    "approvals.approvalqueue": ("queue", lambda w: f"/approvals/queues/{w['queue'].pk}/edit/"),
+    "approvals.approvalqueue": ("queue", lambda w: "/approvals/queues/"),
     "approvals.approvalrequest": ("approval", lambda w: f"/approvals/?request={w['approval'].pk}"),
     "alerts.alert": ("alert", lambda w: "/alerts/"),
-    "alerts.alertchannel": ("channel", lambda w: f"/alerts/channels/{w['channel'].pk}/edit/"),
+    "alerts.alertchannel": ("channel", lambda w: "/alerts/"),
     "reviews.reviewgrade": ("grade", lambda w: f"/agents/{w['agent'].pk}/reviews/"),
 }
 
@@ -214,6 +218,30 @@ def test_target_link__each_target_type__links_its_page_which_opens(
     assert client.get(link.split("#")[0]).status_code == 200
     detail = client.get(f"/audit/{event.pk}/").content.decode()
     assert f'href="{link}" data-testid="audit-target"' in detail
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.APPROVER, Role.OPERATOR])
+@pytest.mark.parametrize("target_type", sorted(CASES))
+def test_target_link__for_each_role__only_a_page_it_opens(
+    world: dict[str, Any], tenant: Tenant, role: Role, target_type: str
+) -> None:
+    # A link an audit reader follows opens (200), whatever their role: an Admin-only page
+    # (a user's) is plain text for the others, never a 403 behind a link.
+    reader = make_user(role, tenant, username=f"reader-{role.value.lower()}")
+    client = Client()
+    client.force_login(reader)
+    key, _ = CASES[target_type]
+    event = _event(world[key])
+    if not audit_event_list(user=reader).filter(pk=event.pk).exists():
+        pytest.skip("not an event this reader's audit log shows")
+
+    link = target_link(event, reader)
+
+    if link is not None:
+        assert client.get(link.split("#")[0]).status_code == 200
+    else:  # not for this reader: an Admin-only page, or a row only others may open
+        spec = TARGET_PAGES[target_type]
+        assert spec.permission is not None or spec.visible is not None
 
 
 def test_target_pages__every_type_in_the_log__is_in_the_table(world: dict[str, Any]) -> None:

@@ -130,7 +130,11 @@ class UserViewSet(ScopedViewSet):
         )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=ReasonSerializer, responses={200: s.PasswordResetOutput, **ERRORS})
+    @extend_schema(
+        summary="Reset a user's password to a one-time password",
+        request=ReasonSerializer,
+        responses={200: s.PasswordResetOutput, **ERRORS},
+    )
     @action(detail=True, methods=["post"], url_path="reset-password")
     def reset_password(self, request: Request, pk: str) -> Response:
         """Give the user a new one-time password (returned once): their browser sessions

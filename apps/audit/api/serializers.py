@@ -37,7 +37,8 @@ class AuditEventOutput(serializers.ModelSerializer):
     def get_target_url(self, event: AuditEvent) -> str | None:
         links = self.context.get("target_links")
         if links is None:
-            links = target_links([event])
+            request = self.context.get("request")
+            links = target_links([event], getattr(request, "user", None))
         return links.get(event.pk)
 
     class Meta:

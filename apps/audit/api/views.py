@@ -28,7 +28,10 @@ class AuditEventViewSet(ScopedViewSet):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         assert page is not None  # the project paginates every list
         # Target links for the whole page at once: one query per target type, not per event.
-        context = {**self.get_serializer_context(), "target_links": target_links(page)}
+        context = {
+            **self.get_serializer_context(),
+            "target_links": target_links(page, request.user),
+        }
         return self.get_paginated_response(AuditEventOutput(page, many=True, context=context).data)
 
     @extend_schema(responses={200: AuditEventOutput, 404: ErrorSerializer})

@@ -136,11 +136,18 @@ class RuntimeViewSet(ScopedViewSet):
             .order_by("environment_id", "name", "instance_id")
         )
 
-    @extend_schema(responses={200: RuntimeOutput(many=True), 400: ErrorSerializer})
+    @extend_schema(
+        summary="List runtimes and the agents each serves",
+        responses={200: RuntimeOutput(many=True), 400: ErrorSerializer},
+    )
     def list(self, request: Request) -> Response:
+        """The runtimes registered in the caller's tenants, each with its environment, the
+        agents it serves (or ``serves_all`` when it reports none) and its status against the
+        environment's current revision; ``?environment=`` and ``?agent=`` narrow the list."""
         return self.paginated(self.filter_queryset(self.get_queryset()), RuntimeOutput)
 
     @extend_schema(
+        summary="Count runtimes on the current revision, per environment and agent",
         parameters=[
             OpenApiParameter("environment", int, description="environment id (default: all)"),
             AGENT,
