@@ -172,8 +172,9 @@ def _stop(run: Run) -> None:
 
 
 def _forbidden_page(run: Run, token: str) -> int:
-    """A Viewer (made through the API) logs in through the form and opens the users page,
-    which only Admins may: returns its status (403)."""
+    """A Viewer (made through the API) logs in through the form, changes the initial password
+    as the product asks, and opens the users page, which only Admins may: returns its status
+    (403)."""
     status, body = _http(
         f"{run.base_url}/api/v1/users/",
         token=token,
@@ -194,6 +195,21 @@ def _forbidden_page(run: Run, token: str) -> int:
     ).encode()
     with opener.open(f"{run.base_url}/login/", data=login, timeout=10) as response:
         assert "/login/" not in response.url, "the Viewer's login failed"
+        # an initial password: the product sends the new user to change it first
+        assert response.url.endswith("/profile/password/"), response.url
+        form = response.read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert csrf, form
+    change = urllib.parse.urlencode(
+        {
+            "csrfmiddlewaretoken": csrf[1],
+            "old_password": VIEWER_PASSWORD,
+            "new_password1": VIEWER_PASSWORD + "-changed",
+            "new_password2": VIEWER_PASSWORD + "-changed",
+        }
+    ).encode()
+    with opener.open(f"{run.base_url}/profile/password/", data=change, timeout=10) as response:
+        assert not response.url.endswith("/profile/password/"), "the password change failed"
     try:
         with opener.open(f"{run.base_url}/users/", timeout=10) as response:
             return int(response.status)
