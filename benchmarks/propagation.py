@@ -4,7 +4,8 @@ every runtime has applied it. Measured for 1,000, 5,000 and 10,000 runtimes (up 
 through one, the runtimes long-polling the other); and, beside it in the same run, the same
 fleet polling every 15 s (the Unleash SDKs' default refresh) and every 1 s with ETags.
 
-    python -m benchmarks.propagation [--runtimes 10000] [--trials 3] [--with-unleash-anchor]
+    python -m benchmarks.propagation [--runtimes 10000] [--trials 3] [--workers 1]
+                                     [--with-unleash-anchor]
 
 The fleet is one asyncio process (``benchmarks._fleet``); its own CPU time is printed
 (``propagation.<case>.fleet_cpu_share``: CPU seconds per wall second while waiting) so a reader
@@ -183,6 +184,12 @@ def main() -> None:
     ap.add_argument("--runtimes", type=int, default=1000, help="largest fleet measured")
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes of the server the fleet polls (scale-out on one host)",
+    )
+    ap.add_argument(
         "--with-unleash-anchor",
         action="store_true",
         help="also run the real Unleash server + SDK anchor (minutes)",
@@ -219,7 +226,7 @@ def main() -> None:
     in_process = lambda: _operator_change(production.pk)  # noqa: E731
 
     results: dict[str, Result] = {}
-    with server(workers=1) as url, server(workers=1) as other_url:
+    with server(workers=args.workers) as url, server(workers=1) as other_url:
         for n in sizes:
             log(f"{n} runtimes, longpoll, {args.trials} changes")
             results[f"longpoll.{n}"] = measure(
@@ -258,6 +265,7 @@ def main() -> None:
             )
 
     emit("propagation.runtimes", args.runtimes)
+    emit("propagation.server_workers", args.workers)
     for label, result in results.items():
         _emit(label, result)
     ours = _percentile(results[f"longpoll.{base}"].delays, 0.99)
