@@ -1,5 +1,5 @@
 """Take the README's screenshots (docs/screenshots/: overview, agents, an agent, runtimes,
-kill switches).
+kill switches, the flag editor, the deploy form with its promotion gates).
 
 Runs the product exactly as `make run` does, on a throw-away var dir (SQLite and the demo
 data), logs in as the generated admin in Debian's headless Chromium and captures the pages.
@@ -42,6 +42,8 @@ PAGES = {
     "agent.png": "/agents/1/",
     "runtimes.png": "/runtimes/",
     "kill-switches.png": "/flags/kill-switches/",
+    "flag-editor.png": "/flags/1/edit/",  # the demo's 10% gradual rollout
+    "deploy-gate.png": "/agents/1/deploy/",  # each environment's promotion gate
 }
 # --all: more pages, to look over the UI (not for the README)
 MORE_PAGES = {
