@@ -141,6 +141,7 @@ class RuntimeViewSet(ScopedViewSet):
         return self.paginated(self.filter_queryset(self.get_queryset()), RuntimeOutput)
 
     @extend_schema(
+        summary="How far each environment's runtimes have caught up",
         parameters=[
             OpenApiParameter("environment", int, description="environment id (default: all)"),
             AGENT,
