@@ -26,6 +26,9 @@ from ..status import BEHIND, IN_SYNC, NACK, NEW, STALE, runtime_status
 
 
 class RuntimeListFilter(FilterSet):
+    """``environment=<id>``; ``agent=<id>``: the runtimes that count for that agent (those that
+    serve it, and those that reported no agent)."""
+
     environment = IdFilter(
         field_name="environment_id", invalid="Use the environment id.", help_text="environment id"
     )
