@@ -147,6 +147,23 @@ def test_first_login__session_api__403_but_api_token_unaffected(
     assert client.get("/api/docs/").status_code == 200
 
 
+@pytest.mark.parametrize(
+    "authorization", ["Basic bmluYTp4", "Bearer x", "Foo", "", "Token", "token"]
+)
+def test_first_login__session_api__any_other_authorization_header_still_403(
+    admin: User, tenant: Tenant, authorization: str
+) -> None:
+    """A header that is not a working API token leaves the call on the session (DRF falls
+    through to it), so it is still the forced session's call: 403, never a way around."""
+    password = _create_user(admin, [tenant])
+    client = _login("nina", password)
+
+    response = client.get("/api/v1/flags/", HTTP_AUTHORIZATION=authorization)
+
+    assert response.status_code in (401, 403), response.content
+    assert "results" not in response.json()
+
+
 def test_token_endpoint__password_someone_else_chose__refused_until_changed(
     admin: User, tenant: Tenant
 ) -> None:
