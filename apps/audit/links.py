@@ -17,10 +17,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.db.models import Model
 from django.urls import reverse
+
+from apps.core.authz import AnyUser, page_permission, user_may
 
 from .models import AuditEvent
 
@@ -109,9 +112,12 @@ def _model(label: str) -> type[Model] | None:
         return None
 
 
-def target_links(events: Iterable[AuditEvent]) -> dict[int, str]:
+def target_links(events: Iterable[AuditEvent], *, user: AnyUser | None = None) -> dict[int, str]:
     """Event id -> URL of its target's page, for the events whose target has a page and
-    still exists; the others are left out (shown as plain text). One query per target type."""
+    still exists and, given ``user`` (the reader), that page is one the reader's role may
+    open (``apps.core.authz.page_permission``: a Viewer is not sent to an edit page that
+    answers 403); the others are left out (shown as plain text). One query per target
+    type."""
     events = list(events)
     wanted: dict[str, set[str]] = defaultdict(set)
     for event in events:
@@ -132,10 +138,18 @@ def target_links(events: Iterable[AuditEvent]) -> dict[int, str]:
         row = rows.get(event.target_type, {}).get(event.target_id)
         page = TARGET_PAGES.get(event.target_type)
         if row is not None and page is not None and page.page is not None:
-            links[event.pk] = page.page(row)
+            url = page.page(row)
+            if user is None or _may_open(user, url):
+                links[event.pk] = url
     return links
 
 
-def target_link(event: AuditEvent) -> str | None:
-    """The URL of one event's target page, or None (no page, or the target is gone)."""
-    return target_links([event]).get(event.pk)
+def _may_open(user: AnyUser, url: str) -> bool:
+    permission = page_permission(urlsplit(url).path)
+    return permission is None or user_may(user, permission)
+
+
+def target_link(event: AuditEvent, *, user: AnyUser | None = None) -> str | None:
+    """The URL of one event's target page, or None (no page, the target is gone, or a page
+    ``user`` may not open)."""
+    return target_links([event], user=user).get(event.pk)
