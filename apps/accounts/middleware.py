@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from .api.token_auth import ApiTokenAuthentication
 from .passwords import SESSION_KEY
 
 # Where a user who must change their password may still go: the change page itself, and
@@ -16,12 +17,20 @@ from .passwords import SESSION_KEY
 _ALWAYS_OPEN = ("accounts:password_change", "logout", "login")
 
 
+def _brings_api_token(request: HttpRequest) -> bool:
+    """Whether the call authenticates with an API token (``Authorization: Token …``): DRF
+    then never falls back to the session (a bad token is a 401). Any other header (``Basic``,
+    ``Bearer``, an empty one) leaves the call on the session, so it is the session's call."""
+    words = request.headers.get("Authorization", "").split()
+    return bool(words) and words[0].lower() == ApiTokenAuthentication.keyword.lower()
+
+
 class PasswordChangeRequiredMiddleware:
     """While the session says the login used an initial or one-time password
     (``passwords.SESSION_KEY``, set at login), every page redirects to the password change
     page (htmx requests get ``HX-Redirect``), and the operator API answers a call that has
-    only the session to show with 403. Calls with an ``Authorization`` header (API tokens,
-    runtime tokens), the token endpoint and the API docs are not affected. Costs no query:
+    only the session to show with 403. Calls with an API token (``Authorization: Token``),
+    the runtime API, the token endpoint and the API docs are not affected. Costs no query:
     the flag lives in the session."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -40,7 +49,7 @@ class PasswordChangeRequiredMiddleware:
             # are not a browser session's pages
             if (
                 not request.path.startswith("/api/v1/")
-                or "Authorization" in request.headers
+                or _brings_api_token(request)
                 or request.path == reverse("api-token")
             ):
                 return self.get_response(request)

@@ -17,11 +17,14 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.apps import apps
 from django.db.models import Model
 from django.urls import reverse
 from django.utils.module_loading import import_string
+
+from apps.core.authz import AnyUser, page_permission, user_may
 
 from .models import AuditEvent
 
@@ -33,14 +36,12 @@ class TargetPage:
     """``model``: the app label and model name of the row (``"flags.Flag"``); ``page``: the
     URL of the row's page, or None when the target type has no page of its own; a page every
     role reads where there is one (an edit form only links where nothing else shows the row);
-    ``permission``: what a reader needs for the link (an Admin-only area), None for all;
     ``visible``: the dotted path of the owning app's ``fn(user) -> QuerySet`` of the rows a
     reader may open, where that is narrower than their tenants (an Approver's queues)."""
 
     model: str
     page: Page | None
     related: tuple[str, ...] = ()
-    permission: str | None = None
     visible: str | None = None
 
 
@@ -49,9 +50,7 @@ def _url(name: str, *args: Any, anchor: str = "") -> str:
 
 
 TARGET_PAGES: dict[str, TargetPage] = {
-    "auth.user": TargetPage(
-        "auth.User", lambda u: _url("accounts:user_edit", u.pk), permission="auth.view_user"
-    ),
+    "auth.user": TargetPage("auth.User", lambda u: _url("accounts:user_edit", u.pk)),
     "accounts.runtimetoken": TargetPage(
         "accounts.RuntimeToken",
         lambda t: _url("runtimes:overview", anchor=f"runtime-token-{t.pk}"),
@@ -123,17 +122,17 @@ def _model(label: str) -> type[Model] | None:
         return None
 
 
-def target_links(events: Iterable[AuditEvent], user: Any = None) -> dict[int, str]:
-    """Event id -> URL of its target's page, for the events whose target has a page that
-    ``user`` (None: anyone) may open and that still exists; the others are left out (shown as
-    plain text). One query per target type."""
+def target_links(events: Iterable[AuditEvent], *, user: AnyUser | None = None) -> dict[int, str]:
+    """Event id -> URL of its target's page, for the events whose target has a page and
+    still exists and, given ``user`` (the reader), that page is one the reader's role may
+    open (``apps.core.authz.page_permission``: a Viewer is not sent to an edit page that
+    answers 403); the others are left out (shown as plain text). One query per target
+    type."""
     events = list(events)
     wanted: dict[str, set[str]] = defaultdict(set)
     for event in events:
         page = TARGET_PAGES.get(event.target_type)
         if page is None or page.page is None or not event.target_id:
-            continue
-        if page.permission and user is not None and not user.has_perm(page.permission):
             continue
         wanted[event.target_type].add(event.target_id)
     rows: dict[str, dict[str, Any]] = {}
@@ -152,11 +151,18 @@ def target_links(events: Iterable[AuditEvent], user: Any = None) -> dict[int, st
         row = rows.get(event.target_type, {}).get(event.target_id)
         page = TARGET_PAGES.get(event.target_type)
         if row is not None and page is not None and page.page is not None:
-            links[event.pk] = page.page(row)
+            url = page.page(row)
+            if user is None or _may_open(user, url):
+                links[event.pk] = url
     return links
 
 
-def target_link(event: AuditEvent, user: Any = None) -> str | None:
-    """The URL of one event's target page, or None (no page, not for ``user``, or the target
-    is gone)."""
-    return target_links([event], user).get(event.pk)
+def _may_open(user: AnyUser, url: str) -> bool:
+    permission = page_permission(urlsplit(url).path)
+    return permission is None or user_may(user, permission)
+
+
+def target_link(event: AuditEvent, *, user: AnyUser | None = None) -> str | None:
+    """The URL of one event's target page, or None (no page, the target is gone, or a page
+    ``user`` may not open)."""
+    return target_links([event], user=user).get(event.pk)

@@ -54,7 +54,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     page = paginate(request, events, per_page=50)
-    links = target_links(page.object_list, request.user)
+    links = target_links(page.object_list, user=request.user)
     return render(
         request,
         "audit/event_list.html",
@@ -82,6 +82,6 @@ def audit_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "event": event,
             "changes": json_changes(event.before, event.after),
-            "target_url": target_link(event, request.user),
+            "target_url": target_link(event, user=request.user),
         },
     )

@@ -39,6 +39,7 @@ from django.core.exceptions import (
 )
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import Resolver404, resolve
 from guardian.shortcuts import get_objects_for_user
 
 from apps.core.roles import TENANT_ACCESS_PERMISSION, user_is_admin
@@ -99,7 +100,8 @@ _View = TypeVar("_View", bound=Callable[..., HttpResponse])
 def requires(permission: str, message: str = "") -> Callable[[_View], _View]:
     """Decorator for a UI view ``(request, ...)``: 403 unless the user's role grants
     ``permission``. The objects the view then loads come through scoped selectors (404
-    outside the user's tenants)."""
+    outside the user's tenants). The view keeps the permission as ``required_permission``
+    (``page_permission``), so a page linking to it can tell whether the reader may open it."""
 
     def decorate(view: _View) -> _View:
         @wraps(view)
@@ -107,9 +109,21 @@ def requires(permission: str, message: str = "") -> Callable[[_View], _View]:
             require_permission(request.user, permission, message)
             return view(request, *args, **kwargs)
 
+        checked.required_permission = permission  # type: ignore[attr-defined]
         return checked  # type: ignore[return-value]
 
     return decorate
+
+
+def page_permission(path: str) -> str | None:
+    """The role permission the UI page at ``path`` requires (its view's ``@requires``), or
+    None when it requires none beyond a login (or ``path`` is no page). Decorators that
+    ``functools.wraps`` the view (``login_required``) carry the mark outwards."""
+    try:
+        match = resolve(path)
+    except Resolver404:
+        return None
+    return getattr(match.func, "required_permission", None)
 
 
 # ------------------------------------------------------------------ tenant scope

@@ -46,7 +46,6 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -61,9 +60,13 @@ def channel(redis_url: str | None = None) -> str:
     Pub/sub channels are global to a Redis server, not to its numbered databases, so two
     installations sharing a Redis server on different databases (or two test workers) would
     otherwise wake each other's runtimes with revisions of the other's environments."""
-    path = urlsplit(redis_url if redis_url is not None else settings.REDIS_URL or "").path
-    database = path.strip("/") or "0"
-    return f"cp:events:{database}"
+    from redis.connection import parse_url  # local: only needed when Redis is configured
+
+    url = redis_url if redis_url is not None else settings.REDIS_URL or ""
+    # the database as redis-py's client reads it: the path, or ``?db=`` (a Unix socket's
+    # path is the socket, not a database)
+    database = parse_url(url).get("db") if url else None
+    return f"cp:events:{database or 0}"
 
 
 ENVIRONMENT_REVISION = "environment.revision"

@@ -20,9 +20,10 @@ class GateNotMet(ValidationError):
     ``{"detail": summary, "errors": {field: lines}, "gate": gate}``.
 
     Attributes: ``summary`` (one sentence naming the version and environment), ``lines``
-    (list of str, one per unmet requirement), ``gate`` (JSON-able dict: ``environment``,
-    ``state``, ``checks`` [{suite, min_pass_rate, pass_rate, met, reason}], and
-    ``override``: how an allowed user passes it anyway)."""
+    (list of str, one per unmet requirement), ``gate`` (JSON-able dict, as
+    ``apps.rollouts.services.gating.gate_document`` builds it: ``environment``, ``state``,
+    ``met``, ``checks`` [{suite, min_pass_rate, pass_rate, passed, failed, met, reason, …}]).
+    How an allowed user passes it anyway is said in ``summary``."""
 
     def __init__(self, *, field: str, summary: str, lines: list[str], gate: dict[str, Any]):
         super().__init__({field: [ValidationError(line, code="gate") for line in lines]})

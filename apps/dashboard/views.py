@@ -24,7 +24,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     environment, whether runtimes have caught up, and the latest changes."""
     tenant = current_tenant_for(request)
     events = list(audit_event_list(user=request.user, tenant_id=tenant.pk if tenant else None)[:10])
-    links = target_links(events, request.user)
+    links = target_links(events, user=request.user)
     recent = [(event, links.get(event.pk)) for event in events]
     if tenant is None:
         return render(request, "dashboard/overview.html", {"recent_events": recent})

@@ -187,15 +187,18 @@ def served_agent_ids(
     A token scoped to one agent: that agent. Else the slugs of ``agents`` when given and not
     empty, else the agents named by ``digests`` keys (``<agent>`` and ``<agent>:candidate``).
     Slugs that name no agent of the token's tenant are ignored (an agent archived or renamed
-    while the runtime still had it must not make its heartbeats fail)."""
+    while the runtime still had it must not make its heartbeats fail): a heartbeat naming
+    only such slugs says nothing (None), never "no agent", which would count the runtime for
+    every agent of its environment."""
     if token.agent_id is not None:
         return {token.agent_id}
     slugs = {s for s in agents or [] if s} or {str(key).split(":", 1)[0] for key in (digests or {})}
     if not slugs:
         return None
-    return set(
+    found = set(
         Agent.objects.filter(tenant_id=token.tenant_id, slug__in=slugs).values_list("pk", flat=True)
     )
+    return found or None
 
 
 def _mark_fully_applied_if_done(environment: Environment, now: Any) -> None:

@@ -13,12 +13,13 @@ from django.test import Client
 from guardian.models import UserObjectPermission
 from rest_framework.test import APIClient
 
-from apps.accounts.models import PasswordChangeRequired
+from apps.accounts.models import ApiToken, PasswordChangeRequired
 from apps.accounts.services import api_token_rotate
 from apps.audit.models import AuditEvent
 from apps.core.roles import Role
 from apps.tenancy.models import Tenant
 
+from ..conftest import api_as
 from ..factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -144,11 +145,57 @@ def test_first_login__session_api__403_but_api_token_unaffected(
     # even beside the forced session's cookie (the API docs' "try it out" with a token)
     assert client.get("/api/v1/flags/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
     assert client.get("/api/docs/").status_code == 200
-    # and so does the token endpoint (a script's way in, not a browser login)
-    obtained = APIClient().post(
+
+
+@pytest.mark.parametrize(
+    "authorization", ["Basic bmluYTp4", "Bearer x", "Foo", "", "Token", "token"]
+)
+def test_first_login__session_api__any_other_authorization_header_still_403(
+    admin: User, tenant: Tenant, authorization: str
+) -> None:
+    """A header that is not a working API token leaves the call on the session (DRF falls
+    through to it), so it is still the forced session's call: 403, never a way around."""
+    password = _create_user(admin, [tenant])
+    client = _login("nina", password)
+
+    response = client.get("/api/v1/flags/", HTTP_AUTHORIZATION=authorization)
+
+    assert response.status_code in (401, 403), response.content
+    assert "results" not in response.json()
+
+
+def test_token_endpoint__password_someone_else_chose__refused_until_changed(
+    admin: User, tenant: Tenant
+) -> None:
+    """An initial or one-time password must not be exchanged for a lasting API token (it
+    would outlive the forced change: a token survives a password change)."""
+    password = _create_user(admin, [tenant])
+    user = User.objects.get(username="nina")
+    before = _state(user)
+
+    refused = APIClient().post(
         "/api/v1/auth/token/", {"username": "nina", "password": password}, format="json"
     )
+
+    assert refused.status_code == 403, refused.content
+    assert "Change your password first" in refused.json()["detail"]
+    assert _state(user) == before
+    assert not ApiToken.objects.filter(user=user).exists()
+    client = _login("nina", password)
+    client.post(CHANGE, {"old_password": password, "new_password1": NEW, "new_password2": NEW})
+    obtained = APIClient().post(
+        "/api/v1/auth/token/", {"username": "nina", "password": NEW}, format="json"
+    )
     assert obtained.status_code == 200
+    # and after an Admin's reset, the one-time password is refused again
+    reset = api_as(admin).post(
+        f"/api/v1/users/{user.pk}/reset-password/", {"reason": "forgot"}, format="json"
+    )
+    one_time = reset.json()["one_time_password"]
+    again = APIClient().post(
+        "/api/v1/auth/token/", {"username": "nina", "password": one_time}, format="json"
+    )
+    assert again.status_code == 403
 
 
 def test_change__initial_password__pages_open_audited_and_new_password_logs_in(

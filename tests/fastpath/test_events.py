@@ -235,6 +235,12 @@ def test_fastpath_route__method_not_declared__405_with_allow(
         ("redis://127.0.0.1:6379/12", "cp:events:12"),
         ("redis://127.0.0.1:6379", "cp:events:0"),
         ("redis://:secret@redis.internal:6380/0", "cp:events:0"),
+        # the database as redis-py reads it: in the query, and for a Unix socket
+        ("redis://127.0.0.1:6379?db=4", "cp:events:4"),
+        ("redis://127.0.0.1:6379/3?db=5", "cp:events:5"),
+        ("unix:///var/run/redis.sock?db=2", "cp:events:2"),
+        ("unix:///var/run/redis.sock", "cp:events:0"),
+        ("", "cp:events:0"),
     ],
 )
 def test_channel__per_redis_database(url: str, expected: str) -> None:

@@ -476,3 +476,55 @@ def test_api__other_error_paths__in_words_too(
 )
 def test_in_words__paths__read_as_places(path: str, message: str, words: str) -> None:
     assert in_words(path, message) == words
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        {"strategy-TOTAL_FORMS": "2000"},
+        {"strategy-0-constraint-TOTAL_FORMS": "2000"},
+        {"strategy-0-variant-TOTAL_FORMS": "2000"},
+        {"variant-TOTAL_FORMS": "2000"},
+        {
+            "strategy-TOTAL_FORMS": "100",
+            **{f"strategy-{i}-constraint-TOTAL_FORMS": "90" for i in range(100)},
+        },
+    ],
+    ids=["strategies", "constraints", "strategy-variants", "variants", "spread-out"],
+)
+def test_editor__post_claims_thousands_of_rows__refused_in_words_and_nothing_built(
+    claim: dict[str, str],
+) -> None:
+    """The management forms are the client's to forge: a POST claiming thousands of rows
+    (each formset alone, or a few hundred spread over a hundred strategies) must not make the
+    server build and render them all (seconds of a worker each); it is refused, in words."""
+    data = QueryDict(mutable=True)
+    data.update(_rows())
+    for key, value in claim.items():
+        data[key] = value
+        if key.endswith("-TOTAL_FORMS"):
+            data.setdefault(key.replace("TOTAL", "INITIAL"), "0")
+
+    editor = StrategyEditor(data)
+
+    built = (
+        len(editor.strategies.forms)
+        + len(editor.variants.forms)
+        + sum(len(b.constraints.forms) + len(b.variants.forms) for b in editor.blocks)
+    )
+    assert built <= StrategyEditor.MAX_ROWS
+    assert not editor.is_valid()
+    assert any("rows" in e for e in editor.errors), editor.errors
+
+
+def test_editor__many_rows_within_the_limit__kept(
+    browser: Client, development: Environment
+) -> None:
+    constraints = [
+        {"context_name": "userId", "operator": "IN", "values": f"u{i}"} for i in range(40)
+    ]
+    response = browser.post(_new(development), _rows(constraints=constraints))
+
+    assert response.status_code == 302, response.content
+    flag = Flag.objects.get(name="new-checkout")
+    assert len(flag.strategies[0]["constraints"]) == 40

@@ -131,6 +131,27 @@ def test_heartbeat__agents_change__replaced_and_unknown_slug_ignored(
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        {"agents": ["no-such-agent"]},
+        {"agents": ["no-such-agent", "other-typo"]},
+        {"digests": {"no-such-agent": "d1"}},
+        {"digests": {"no-such-agent:candidate": "d1"}},
+    ],
+)
+def test_heartbeat__only_unknown_slugs__ignored_keeps_what_it_said(
+    fleet: Environment, fleet_token: str, body: dict[str, Any]
+) -> None:
+    """Unknown slugs are ignored: a heartbeat naming only those says nothing, so the runtime
+    keeps the agents it said before; it never turns into one counted for every agent."""
+    _beat(fleet_token, "sb-1", **body)
+    _beat(fleet_token, "brand-new", **body)
+
+    assert _served("sb-1") == {"support-bot"}
+    assert _served("brand-new") == set()  # never said a known agent: counted for all
+
+
+@pytest.mark.parametrize(
     "agents",
     [["x"] * 51, [""], ["a\x00b"], "support-bot", [{"slug": "x"}], [["x"]]],
 )

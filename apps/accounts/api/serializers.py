@@ -36,6 +36,8 @@ class UserOutput(serializers.ModelSerializer):
 
 
 class PasswordResetOutput(serializers.Serializer):
+    """The answer to an Admin's password reset: the one-time password, returned this once."""
+
     one_time_password = serializers.CharField(
         read_only=True,
         help_text="shown once; the user must change it at the next login in the browser",

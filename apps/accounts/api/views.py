@@ -11,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import (
     APIException,
     AuthenticationFailed,
+    PermissionDenied,
     ValidationError,
 )
 from rest_framework.permissions import AllowAny
@@ -37,7 +38,7 @@ from apps.tenancy.selectors import (
 from .. import selectors, services
 from ..lockout import login_lockout_message
 from ..models import RuntimeToken
-from ..passwords import password_reset
+from ..passwords import password_change_required, password_reset
 from ..runtime_tokens import runtime_token_create, runtime_token_revoke
 from . import serializers as s
 from .filters import RuntimeTokenListFilter
@@ -154,7 +155,9 @@ class TokenObtainView(APIView):
     """Exchange a username and password for an API token for scripts
     (send it as ``Authorization: Token <key>``). Issuing replaces the previous token.
     Throttled per client address (429); a username locked out after repeated wrong passwords
-    from this address is refused with 429 even with the right password."""
+    from this address is refused with 429 even with the right password. A password someone
+    else chose (an initial or one-time password) is refused with 403 until the user has
+    changed it: it must not become a lasting credential the user never chose."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
@@ -167,6 +170,7 @@ class TokenObtainView(APIView):
             200: s.TokenOutput,
             400: ErrorSerializer,
             401: ErrorSerializer,
+            403: ErrorSerializer,
             429: ErrorSerializer,
         },
     )
@@ -182,6 +186,11 @@ class TokenObtainView(APIView):
             raise LoginLockedOut(login_lockout_message())
         if user is None or not user.is_active:
             raise AuthenticationFailed("Wrong username or password.")
+        if password_change_required(user):
+            raise PermissionDenied(
+                "Change your password first: this is an initial or one-time password. Log in "
+                "on the web page, choose your own password, then ask for a token with it."
+            )
         return Response({"token": services.api_token_rotate(actor=user, user=user)})
 
     def get_authenticate_header(self, request: Request) -> str:

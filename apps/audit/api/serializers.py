@@ -1,3 +1,4 @@
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -19,6 +20,12 @@ class ChangeOutput(serializers.Serializer):
     after = serializers.JSONField(required=False, help_text="absent when removed")
 
 
+def _reader(context: Mapping[str, Any]) -> Any:
+    """The user the answer is for (the request's), or None outside a request."""
+    request = context.get("request")
+    return getattr(request, "user", None)
+
+
 class AuditEventOutput(serializers.ModelSerializer):
     """An audit event with its field-level ``changes`` (from ``before`` to ``after``) and
     ``target_url``, the UI page of its target (null: no page, or the target is gone). A list
@@ -37,8 +44,7 @@ class AuditEventOutput(serializers.ModelSerializer):
     def get_target_url(self, event: AuditEvent) -> str | None:
         links = self.context.get("target_links")
         if links is None:
-            request = self.context.get("request")
-            links = target_links([event], getattr(request, "user", None))
+            links = target_links([event], user=_reader(self.context))
         return links.get(event.pk)
 
     class Meta:

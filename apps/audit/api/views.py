@@ -30,13 +30,15 @@ class AuditEventViewSet(ScopedViewSet):
         # Target links for the whole page at once: one query per target type, not per event.
         context = {
             **self.get_serializer_context(),
-            "target_links": target_links(page, request.user),
+            "target_links": target_links(page, user=request.user),
         }
         return self.get_paginated_response(AuditEventOutput(page, many=True, context=context).data)
 
     @extend_schema(responses={200: AuditEventOutput, 404: ErrorSerializer})
     def retrieve(self, request: Request, pk: str) -> Response:
-        return Response(AuditEventOutput(self.get_object()).data)
+        return Response(
+            AuditEventOutput(self.get_object(), context=self.get_serializer_context()).data
+        )
 
 
 class AuditCheckpointViewSet(ScopedViewSet):

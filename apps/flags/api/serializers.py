@@ -240,6 +240,8 @@ class KillSwitchOutput(serializers.ModelSerializer):
 
 
 class KillSwitchEngageOutput(KillSwitchOutput):
+    """The switch just engaged, with ``warnings``: what looked wrong but was engaged anyway."""
+
     warnings = serializers.ListField(
         child=serializers.CharField(),
         read_only=True,

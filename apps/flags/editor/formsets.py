@@ -73,7 +73,10 @@ def _management(data: QueryDict, prefix: str) -> None:
 
 class StrategyEditor:
     """The formsets of one flag's strategies and variants, bound to a POST or filled from
-    the stored documents."""
+    the stored documents. A POST with more than ``MAX_ROWS`` rows in all (strategies,
+    constraints, variants) builds none and is not valid (``errors`` says why)."""
+
+    MAX_ROWS = 300
 
     def __init__(
         self,
@@ -85,17 +88,28 @@ class StrategyEditor:
         self.data = data.copy() if data is not None else None
         self.errors: list[str] = []  # about the strategies or variants as a whole
         self.variant_errors: list[str] = []
+        self.too_many = False  # the POST claimed more than MAX_ROWS rows (see _bind)
         if self.data is not None:
             self._bind(self.data)
             return
         self._fill(strategies or [], variants or [])
 
     def _bind(self, data: QueryDict) -> None:
-        self.strategies = StrategyFormSet(data, prefix="strategy")
         total = self._total("strategy")
         for i in range(total):
             _management(data, f"strategy-{i}-constraint")
             _management(data, f"strategy-{i}-variant")
+        # The row counts are the client's to forge: more rows than a person builds would cost
+        # seconds of a worker to build and render, so none are built and the POST is refused.
+        prefixes = ["strategy", "variant"] + [
+            f"strategy-{i}-{kind}" for i in range(total) for kind in ("constraint", "variant")
+        ]
+        self.too_many = sum(self._claimed(p) for p in prefixes) > self.MAX_ROWS
+        if self.too_many:
+            for prefix in prefixes:
+                data[f"{prefix}-TOTAL_FORMS"] = "0"
+            total = 0
+        self.strategies = StrategyFormSet(data, prefix="strategy")
         self.blocks = [
             StrategyBlock(
                 i,
@@ -132,12 +146,17 @@ class StrategyEditor:
             prefix="variant", initial=[VariantForm.initial_from(v) for v in variants]
         )
 
-    def _total(self, prefix: str) -> int:
+    def _claimed(self, prefix: str) -> int:
+        """How many rows the POST says the formset ``prefix`` has (0 when it says nothing
+        sensible)."""
         assert self.data is not None
         try:
-            return max(0, min(int(self.data.get(f"{prefix}-TOTAL_FORMS", "0")), 100))
+            return max(0, int(self.data.get(f"{prefix}-TOTAL_FORMS", "0")))
         except ValueError:
             return 0
+
+    def _total(self, prefix: str) -> int:
+        return min(self._claimed(prefix), self.MAX_ROWS)
 
     @property
     def strategy_template(self) -> StrategyBlock:
@@ -168,7 +187,16 @@ class StrategyEditor:
         return True
 
     def is_valid(self) -> bool:
-        """The management forms are intact (every field is text: the service checks them)."""
+        """The management forms are intact and the rows within ``MAX_ROWS`` (every field is
+        text: the service checks them)."""
+        if self.too_many:
+            message = (
+                f"Too many rows: a flag's editor takes at most {self.MAX_ROWS} strategies, "
+                "constraints and variants in all. Edit it as JSON, or split it."
+            )
+            if message not in self.errors:
+                self.errors.append(message)
+            return False
         formsets: list[Any] = [self.strategies, self.variants]
         formsets += [fs for b in self.blocks for fs in (b.constraints, b.variants)]
         return all(fs.is_valid() for fs in formsets)

@@ -173,7 +173,8 @@ def _flag_save(
     data.pop("editor", None)
     if editor is not None:
         if not editor.is_valid():
-            form.add_error(None, "The form was incomplete: reload the page and retry.")
+            if not editor.errors:  # else they say why, above the strategies
+                form.add_error(None, "The form was incomplete: reload the page and retry.")
             return None
         data["strategies"], data["variants"] = editor.documents()
     try:

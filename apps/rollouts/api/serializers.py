@@ -309,6 +309,10 @@ class DeploymentOutput(serializers.Serializer):
 
 
 class DeploymentCreateInput(_Expected, ReasonSerializer):
+    """A deploy: ``agent``, ``environment`` (ids), ``version`` (N of vN), ``reason``, optional
+    ``expected_version``; ``override_gate`` with ``override_reason`` (Admins) to pass a gate
+    that is not met. Raises a field error for an override without a reason, or the reverse."""
+
     agent = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="agent id")
     environment = serializers.IntegerField(
         min_value=1, max_value=2**63 - 1, help_text="environment id (of the agent's tenant)"
@@ -351,6 +355,9 @@ class DeploymentCreateInput(_Expected, ReasonSerializer):
 
 
 class DeploymentRollbackInput(ReasonSerializer):
+    """A rollback: ``agent``, ``environment`` (ids), ``reason``, ``expected_version`` (required
+    here or as If-Match) and an optional earlier known-good ``version`` to go back to."""
+
     agent = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="agent id")
     environment = serializers.IntegerField(
         min_value=1, max_value=2**63 - 1, help_text="environment id (of the agent's tenant)"
@@ -374,6 +381,9 @@ class DeploymentRollbackInput(ReasonSerializer):
 
 
 class DeploymentRollbackOutput(serializers.Serializer):
+    """What a rollback did: a running rollout rolled back, or the stable version gone back;
+    the environment revision to reach and the live deployment afterwards."""
+
     rolled_back = serializers.ChoiceField(
         choices=["rollout", "stable"],
         help_text="rollout: the running rollout was rolled back (stable stays); stable: the "
@@ -390,6 +400,9 @@ class DeploymentRollbackOutput(serializers.Serializer):
 
 
 class GateCheckOutput(serializers.Serializer):
+    """One requirement of a promotion gate (an evaluation suite's minimum pass rate) and
+    whether the version meets it."""
+
     suite = serializers.CharField()
     min_pass_rate = serializers.CharField(help_text="share 0-1, exact decimal")
     min_pass_rate_percent = serializers.CharField()
@@ -402,6 +415,8 @@ class GateCheckOutput(serializers.Serializer):
 
 
 class GateDocumentOutput(serializers.Serializer):
+    """A promotion gate's state for one version in one environment, check by check."""
+
     environment = serializers.CharField()
     state = serializers.CharField(help_text="met, waiting (results missing) or failing")
     met = serializers.BooleanField()

@@ -26,6 +26,9 @@ from ..status import BEHIND, IN_SYNC, NACK, NEW, STALE, runtime_status
 
 
 class RuntimeListFilter(FilterSet):
+    """``environment=<id>``; ``agent=<id>``: the runtimes that count for that agent (those that
+    serve it, and those that reported no agent)."""
+
     environment = IdFilter(
         field_name="environment_id", invalid="Use the environment id.", help_text="environment id"
     )
@@ -136,18 +139,12 @@ class RuntimeViewSet(ScopedViewSet):
             .order_by("environment_id", "name", "instance_id")
         )
 
-    @extend_schema(
-        summary="List runtimes and the agents each serves",
-        responses={200: RuntimeOutput(many=True), 400: ErrorSerializer},
-    )
+    @extend_schema(responses={200: RuntimeOutput(many=True), 400: ErrorSerializer})
     def list(self, request: Request) -> Response:
-        """The runtimes registered in the caller's tenants, each with its environment, the
-        agents it serves (or ``serves_all`` when it reports none) and its status against the
-        environment's current revision; ``?environment=`` and ``?agent=`` narrow the list."""
         return self.paginated(self.filter_queryset(self.get_queryset()), RuntimeOutput)
 
     @extend_schema(
-        summary="Count runtimes on the current revision, per environment and agent",
+        summary="How far each environment's runtimes have caught up",
         parameters=[
             OpenApiParameter("environment", int, description="environment id (default: all)"),
             AGENT,
