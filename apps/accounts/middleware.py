@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from .api.token_auth import FORCED_CHANGE_DETAIL
 from .passwords import SESSION_KEY
 
 # Where a user who must change their password may still go: the change page itself, and
@@ -21,7 +22,9 @@ class PasswordChangeRequiredMiddleware:
     (``passwords.SESSION_KEY``, set at login), every page redirects to the password change
     page (htmx requests get ``HX-Redirect``), and the operator API answers a call that has
     only the session to show with 403. Calls with an ``Authorization`` header (API tokens,
-    runtime tokens), the token endpoint and the API docs are not affected. Costs no query:
+    runtime tokens), the token endpoint and the API docs are not affected here; a header no
+    token class takes falls back to the session, which ``api.token_auth.SessionAuthentication``
+    refuses the same way. Costs no query:
     the flag lives in the session."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -46,7 +49,7 @@ class PasswordChangeRequiredMiddleware:
                 return self.get_response(request)
             return JsonResponse(
                 {
-                    "detail": "Change your password first (your login used a one-time password).",
+                    "detail": FORCED_CHANGE_DETAIL,
                     "errors": {},
                 },
                 status=403,
