@@ -317,6 +317,33 @@ def test_gates__operator_loosening__refused_in_words_nothing_changed(
     assert state() == before
 
 
+@pytest.mark.parametrize("count", ["-1", "-100"])
+def test_gates__negative_row_count__refused_in_words_nothing_changed(
+    client: Client, admin, tenant: Tenant, count: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Django reads a negative row count as "no rows": the gate would be emptied."""
+    staging = tenant.environments.get(slug="staging")
+    promotion_gate_set(
+        actor=SYSTEM,
+        environment=staging,
+        requirements=[{"suite": "golden", "min_pass_rate": "0.9"}],
+    )
+    before = state()
+    response = _login(client, admin).post(
+        f"/bundles/gates/{staging.pk}/",
+        {
+            "req-TOTAL_FORMS": count,
+            "req-INITIAL_FORMS": "1",
+            "req-0-suite": "golden",
+            "req-0-min_pass_rate": "90",
+            "reason": "tampered",
+        },
+    )
+    assert response.status_code == 200
+    assert "were not sent whole: reload the page and retry" in response.content.decode()
+    assert state() == before
+
+
 def test_gates__viewer_cannot_edit(client: Client, viewer, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
     client = _login(client, viewer)
     assert "Edit</a>" not in client.get("/bundles/gates/").content.decode()
