@@ -22,6 +22,8 @@ from django.apps import apps
 from django.db.models import Model
 from django.urls import reverse
 
+from apps.core.input_guards import is_digits
+
 from .models import AuditEvent
 
 Page = Callable[[Any], str]
@@ -124,7 +126,7 @@ def target_links(events: Iterable[AuditEvent]) -> dict[int, str]:
         model = _model(spec.model)
         if model is None:
             continue
-        pks = [i for i in ids if i.isdigit()]
+        pks = [i for i in ids if is_digits(i)]
         found = model._default_manager.select_related(*spec.related).filter(pk__in=pks)
         rows[target_type] = {str(row.pk): row for row in found}
     links: dict[int, str] = {}

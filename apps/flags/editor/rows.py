@@ -10,7 +10,7 @@ from typing import Any
 
 from django import forms
 
-from apps.core.input_guards import json_loads
+from apps.core.input_guards import is_digits, json_loads
 
 from ..validation import OPERATORS, PAYLOAD_TYPES, VALUE_OPERATORS, operators_for
 
@@ -161,7 +161,7 @@ class StrategyForm(forms.Form):
         segments: list[Any] = []
         for item in (s.strip() for s in data["segments"].split(",")):
             if item:
-                segments.append(int(item) if item.isdigit() else item)
+                segments.append(int(item) if is_digits(item) else item)
         document["segments"] = segments
         document.update({k: v for k, v in extra.items() if k not in document})
         return document
@@ -291,7 +291,7 @@ class VariantForm(forms.Form):
         variant: dict[str, Any] = {"name": data["name"], "weightType": data["weight_type"]}
         if data["weight_type"] == "fix":
             text = data["weight"].strip()
-            variant["weight"] = int(text) if text.isdigit() else text
+            variant["weight"] = int(text) if is_digits(text) else text
         variant["stickiness"] = data["stickiness"].strip() or "default"
         if data["payload_type"]:
             variant["payload"] = {"type": data["payload_type"], "value": data["payload_value"]}
