@@ -51,8 +51,11 @@ TARGET_PAGES: dict[str, TargetPage] = {
     ),
     "tenancy.tenant": TargetPage("tenancy.Tenant", lambda t: _url("tenancy:tenant_detail", t.slug)),
     "tenancy.agent": TargetPage("tenancy.Agent", lambda a: _url("tenancy:agent_detail", a.pk)),
+    # read pages, never an edit page a role that reads the audit log may not open
     "tenancy.environment": TargetPage(
-        "tenancy.Environment", lambda e: _url("tenancy:environment_edit", e.pk)
+        "tenancy.Environment",
+        lambda e: _url("tenancy:tenant_detail", e.tenant.slug),
+        related=("tenant",),
     ),
     "bundles.bundleversion": TargetPage(
         "bundles.BundleVersion",
@@ -64,11 +67,13 @@ TARGET_PAGES: dict[str, TargetPage] = {
         related=("version",),
     ),
     "bundles.promotiongate": TargetPage(
-        "bundles.PromotionGate", lambda g: _url("bundles:gate_edit", g.environment_id)
+        "bundles.PromotionGate", lambda g: _url("bundles:gate_list")
     ),
     "bundles.signingkey": TargetPage("bundles.SigningKey", None),
     "flags.flag": TargetPage("flags.Flag", lambda f: _url("flags:flag_detail", f.pk)),
-    "flags.segment": TargetPage("flags.Segment", lambda s: _url("flags:segment_edit", s.pk)),
+    "flags.segment": TargetPage(
+        "flags.Segment", lambda s: f"{_url('flags:flag_list')}?environment={s.environment_id}"
+    ),
     "flags.killswitch": TargetPage(
         "flags.KillSwitch",
         lambda k: _url("flags:kill_switch_list", anchor=f"kill-switch-{k.pk}"),
@@ -89,12 +94,10 @@ TARGET_PAGES: dict[str, TargetPage] = {
         lambda r: f"{_url('approvals:inbox')}?request={r.pk}",
     ),
     "approvals.approvalqueue": TargetPage(
-        "approvals.ApprovalQueue", lambda q: _url("approvals:queue_edit", q.pk)
+        "approvals.ApprovalQueue", lambda q: _url("approvals:queue_list")
     ),
     "alerts.alert": TargetPage("alerts.Alert", lambda a: _url("alerts:list")),
-    "alerts.alertchannel": TargetPage(
-        "alerts.AlertChannel", lambda c: _url("alerts:channel_edit", c.pk)
-    ),
+    "alerts.alertchannel": TargetPage("alerts.AlertChannel", lambda c: _url("alerts:list")),
     "reviews.reviewgrade": TargetPage(
         "reviews.ReviewGrade", lambda g: _url("reviews:queue", g.agent_id)
     ),

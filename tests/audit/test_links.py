@@ -170,15 +170,21 @@ CASES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "accounts.runtimetoken": ("token", lambda w: f"/runtimes/#runtime-token-{w['token'].pk}"),
     "tenancy.tenant": ("tenant", lambda w: "/tenants/initech/"),
     "tenancy.agent": ("agent", lambda w: f"/agents/{w['agent'].pk}/"),
-    "tenancy.environment": ("environment", lambda w: f"/environments/{w['environment'].pk}/edit/"),
+    "tenancy.environment": (
+        "environment",
+        lambda w: f"/tenants/{w['environment'].tenant.slug}/",
+    ),
     "bundles.bundleversion": (
         "version",
         lambda w: f"/bundles/agents/{w['agent'].pk}/v1/",
     ),
     "bundles.evaluation": ("evaluation", lambda w: f"/bundles/agents/{w['agent'].pk}/v1/"),
-    "bundles.promotiongate": ("gate", lambda w: f"/bundles/gates/{w['environment'].pk}/"),
+    "bundles.promotiongate": ("gate", lambda w: "/bundles/gates/"),
     "flags.flag": ("flag", lambda w: f"/flags/{w['flag'].pk}/"),
-    "flags.segment": ("segment", lambda w: f"/flags/segments/{w['segment'].pk}/edit/"),
+    "flags.segment": (
+        "segment",
+        lambda w: f"/flags/?environment={w['segment'].environment_id}",
+    ),
     "flags.killswitch": (
         "kill_switch",
         lambda w: f"/flags/kill-switches/#kill-switch-{w['kill_switch'].pk}",
@@ -190,10 +196,10 @@ CASES: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     ),
     "rollouts.rollout": ("rollout", lambda w: f"/rollouts/{w['rollout'].pk}/"),
     "budgets.budget": ("budget", lambda w: f"/budgets/{w['budget'].pk}/"),
-    "approvals.approvalqueue": ("queue", lambda w: f"/approvals/queues/{w['queue'].pk}/edit/"),
+    "approvals.approvalqueue": ("queue", lambda w: "/approvals/queues/"),
     "approvals.approvalrequest": ("approval", lambda w: f"/approvals/?request={w['approval'].pk}"),
     "alerts.alert": ("alert", lambda w: "/alerts/"),
-    "alerts.alertchannel": ("channel", lambda w: f"/alerts/channels/{w['channel'].pk}/edit/"),
+    "alerts.alertchannel": ("channel", lambda w: "/alerts/"),
     "reviews.reviewgrade": ("grade", lambda w: f"/agents/{w['agent'].pk}/reviews/"),
 }
 
