@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
+from apps.core.input_guards import is_digits
+
 from .models import ApprovalRequest, Status
 
 # The inbox's badge turns to "near" at this share of the queue's SLA.
@@ -190,7 +192,7 @@ def _present(arguments: Any, path: str) -> bool:
     for part in path.split("."):
         if isinstance(holder, dict) and part in holder:
             holder = holder[part]
-        elif isinstance(holder, list) and part.isdigit() and int(part) < len(holder):
+        elif isinstance(holder, list) and is_digits(part) and int(part) < len(holder):
             holder = holder[int(part)]
         else:
             return False

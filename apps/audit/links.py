@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from apps.core.authz import AnyUser, page_permission, user_may
+from apps.core.input_guards import is_digits
 
 from .models import AuditEvent
 
@@ -57,6 +58,7 @@ TARGET_PAGES: dict[str, TargetPage] = {
     ),
     "tenancy.tenant": TargetPage("tenancy.Tenant", lambda t: _url("tenancy:tenant_detail", t.slug)),
     "tenancy.agent": TargetPage("tenancy.Agent", lambda a: _url("tenancy:agent_detail", a.pk)),
+    # read pages, never an edit page a role that reads the audit log may not open
     "tenancy.environment": TargetPage(
         "tenancy.Environment",
         lambda e: _url("tenancy:tenant_detail", e.tenant.slug),
@@ -141,7 +143,7 @@ def target_links(events: Iterable[AuditEvent], *, user: AnyUser | None = None) -
         model = _model(spec.model)
         if model is None:
             continue
-        pks = [i for i in ids if i.isdigit()]
+        pks = [i for i in ids if is_digits(i)]
         found = model._default_manager.select_related(*spec.related).filter(pk__in=pks)
         if spec.visible and user is not None:
             found = found.filter(pk__in=import_string(spec.visible)(user).values("pk"))

@@ -5,6 +5,8 @@ from typing import Any, cast
 
 from django import forms
 
+from apps.core.formsets import CountedFormSet
+
 
 class BundleEditorForm(forms.Form):
     message = forms.CharField(
@@ -62,7 +64,7 @@ class GateRequirementForm(forms.Form):
 
 
 GateRequirementFormSet = forms.formset_factory(
-    GateRequirementForm, extra=2, can_delete=True, max_num=50
+    GateRequirementForm, extra=2, can_delete=True, max_num=50, formset=CountedFormSet
 )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
 from django.utils import timezone
@@ -300,6 +300,11 @@ def _clean_requirements(requirements: list[dict[str, Any]]) -> dict[str, Decimal
     return cleaned
 
 
+# Deploying past a failing promotion gate (granted to Admins; the rollouts app enforces it on
+# deploys). Loosening a gate is the same decision.
+GATE_OVERRIDE_PERMISSION = "rollouts.override_rollout_gate"
+
+
 @transaction.atomic
 def promotion_gate_set(
     *,
@@ -310,7 +315,10 @@ def promotion_gate_set(
 ) -> PromotionGate:
     """Replace the environment's gate with ``requirements`` ([{suite, min_pass_rate}]). An
     empty list removes every requirement. Loosening the gate (a suite dropped, a minimum
-    lowered) needs a reason."""
+    lowered) needs a reason and the permission to deploy past a failing gate
+    (``GATE_OVERRIDE_PERMISSION``, Admins): it is the same decision, and an Operator who
+    could drop the gate, deploy and put it back would hold the override without it. Raises
+    ``ValidationError`` (requirements, reason, environment) and ``PermissionDenied``."""
     authorize(actor, "bundles.change_promotiongate", environment.tenant)
     wanted = _clean_requirements(requirements)
     environment = environment_lock(environment_id=environment.pk)
@@ -322,6 +330,14 @@ def promotion_gate_set(
         return gate or PromotionGate(environment=environment)
     loosened = [s for s in current if s not in wanted or wanted[s] < current[s]]
     if loosened:
+        try:
+            authorize(actor, GATE_OVERRIDE_PERMISSION, environment.tenant)
+        except PermissionDenied:
+            raise PermissionDenied(
+                f"Your role may not loosen the promotion gate of {environment.name} "
+                f"({', '.join(sorted(loosened))}): like deploying past it, that is an "
+                "Admin's decision. Tightening it is yours."
+            ) from None
         reason = require_reason(
             reason,
             message=f"This loosens the gate of {environment.name} "

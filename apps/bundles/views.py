@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -291,6 +291,7 @@ def gate_edit(request: HttpRequest, environment_pk: int) -> HttpResponse:
     formset = GateRequirementFormSet(request.POST or None, initial=initial, prefix="req")
     reason = GateReasonForm(request.POST or None)
     problems: list[str] = []
+    status = 200
     if request.method == "POST" and formset.is_valid() and reason.is_valid():
         requirements = [
             {
@@ -307,6 +308,10 @@ def gate_edit(request: HttpRequest, environment_pk: int) -> HttpResponse:
                 requirements=requirements,
                 reason=reason.cleaned_data["reason"],
             )
+        except PermissionDenied as exc:
+            # loosening is an Admin's decision: said on the form, which keeps what was typed
+            problems.append(str(exc))
+            status = 403
         except ValidationError as exc:
             for field, found in exc.message_dict.items():
                 if field == "reason":
@@ -325,4 +330,5 @@ def gate_edit(request: HttpRequest, environment_pk: int) -> HttpResponse:
             "reason_form": reason,
             "problems": problems,
         },
+        status=status,
     )

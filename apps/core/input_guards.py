@@ -42,6 +42,22 @@ log = structlog.get_logger(__name__)
 
 NUL = "\x00"
 NUL_MESSAGE = "NUL characters (U+0000) are not allowed."
+
+
+def is_digits(text: str, *, max_digits: int = 18) -> bool:
+    """``text`` is a whole number written in ASCII digits, at most ``max_digits`` long.
+    ``str.isdigit()`` also takes a superscript two (which ``int()`` refuses: a 500) and
+    fullwidth or Arabic-Indic digits (which ``int()`` reads but no SDK or user means), and
+    ``int()`` refuses more than 4300 digits: every id, index or count read from input goes
+    through this first."""
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
+def whole_number(text: str, *, max_digits: int = 18) -> int | None:
+    """``int(text)`` when ``is_digits(text, max_digits=…)``, else None."""
+    return int(text) if is_digits(text, max_digits=max_digits) else None
+
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT32_MAX = 2**31 - 1  # IntegerField and PositiveIntegerField columns
 DEFAULT_MAX_JSON_DEPTH = 64

@@ -2,6 +2,7 @@ from typing import Any, cast
 
 from django import forms
 
+from apps.core.formsets import CountedFormSet
 from apps.core.ui import ExpectedVersionField
 
 from .plans import STICKINESS
@@ -220,5 +221,7 @@ class MetricForm(forms.Form):
     dry_run = forms.BooleanField(required=False, label="Dry run")
 
 
-StepFormSet = forms.formset_factory(StepForm, extra=1, can_delete=True, max_num=20)
-MetricFormSet = forms.formset_factory(MetricForm, extra=0)
+StepFormSet = forms.formset_factory(
+    StepForm, extra=1, can_delete=True, max_num=20, formset=CountedFormSet
+)
+MetricFormSet = forms.formset_factory(MetricForm, extra=0, formset=CountedFormSet)

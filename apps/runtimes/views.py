@@ -12,6 +12,7 @@ from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.accounts.selectors import runtime_token_list
 from apps.core.authz import requires
+from apps.core.input_guards import is_digits
 from apps.core.ui import Confirmation, call_service, confirm_with_reason, local_url
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.models import Agent
@@ -37,7 +38,7 @@ def _agent_of(request: HttpRequest, environment: Any | None = None) -> Agent | N
     raw = request.GET.get("agent", "")
     if not raw:
         return None
-    if not raw.isdigit():
+    if not is_digits(raw):
         raise Http404("No such agent.")
     agent = agent_get_for_user(user=request.user, pk=int(raw))
     if environment is not None and agent.tenant_id != environment.tenant_id:

@@ -287,7 +287,7 @@ REST_FRAMEWORK = {
     # so scripts get 401 + `WWW-Authenticate: Token` (the session has none, which gives 403).
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "apps.accounts.api.token_auth.ApiTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "apps.accounts.api.token_auth.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",

@@ -198,6 +198,32 @@ def test_token_endpoint__password_someone_else_chose__refused_until_changed(
     assert again.status_code == 403
 
 
+@pytest.mark.parametrize(
+    "authorization", ["Basic bmluYTp4", "Bearer not-a-token", "Negotiate x", "Tokens x", "x"]
+)
+def test_first_login__session_api_with_a_header_no_token_class_reads__still_403(
+    admin: User, tenant: Tenant, authorization: str
+) -> None:
+    """An ``Authorization`` header that no API authentication class takes leaves the call
+    to the session: the forced session may not read or write through it."""
+    password = _create_user(admin, [tenant])
+    client = _login("nina", password)
+    users = User.objects.count()
+
+    read = client.get("/api/v1/users/", HTTP_AUTHORIZATION=authorization)
+    write = client.post(
+        "/api/v1/flags/",
+        {"tenant": tenant.pk, "key": "sneaky"},
+        content_type="application/json",
+        HTTP_AUTHORIZATION=authorization,
+    )
+
+    assert read.status_code == 403, read.content
+    assert write.status_code == 403, write.content
+    assert "Change your password first" in read.json()["detail"]
+    assert User.objects.count() == users
+
+
 def test_change__initial_password__pages_open_audited_and_new_password_logs_in(
     admin: User, tenant: Tenant
 ) -> None:

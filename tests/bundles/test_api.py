@@ -295,8 +295,8 @@ def test_gate__set_then_version_shows_met_and_failing(
     assert gates["Production"]["state"] == "met"
 
 
-def test_gate__loosening_needs_a_reason(operator, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
-    client = api_as(operator)
+def test_gate__loosening_needs_a_reason(admin, tenant: Tenant) -> None:  # type: ignore[no-untyped-def]
+    client = api_as(admin)
     production = tenant.environments.get(slug="production")
     url = f"/api/v1/environments/{production.pk}/promotion-gate/"
     client.put(url, {"requirements": [{"suite": "golden", "min_pass_rate": "0.95"}]}, format="json")
@@ -312,6 +312,40 @@ def test_gate__loosening_needs_a_reason(operator, tenant: Tenant) -> None:  # ty
     assert (
         event is not None and event.reason == "suite retired" and event.after["requirements"] == []
     )
+
+
+@pytest.mark.parametrize(
+    "loosened",
+    [
+        [],  # every suite dropped
+        [{"suite": "golden", "min_pass_rate": "0.5"}],  # a minimum lowered
+        [{"suite": "golden", "min_pass_rate": "0.95"}],  # a suite dropped
+        [{"suite": "golden", "min_pass_rate": "0.95"}, {"suite": "other", "min_pass_rate": "1"}],
+    ],
+)
+def test_gate__operator_loosening__403_nothing_changes(  # type: ignore[no-untyped-def]
+    operator, tenant: Tenant, loosened: list[dict[str, str]]
+) -> None:
+    """Loosening a gate is the same decision as deploying past it (an Admin's): an Operator
+    who could drop the gate, deploy and put it back would have the override without it."""
+    production = tenant.environments.get(slug="production")
+    url = f"/api/v1/environments/{production.pk}/promotion-gate/"
+    gate = [
+        {"suite": "adversarial", "min_pass_rate": "0.9"},
+        {"suite": "golden", "min_pass_rate": "0.95"},
+    ]
+    client = api_as(operator)
+    assert client.put(url, {"requirements": gate}, format="json").status_code == 200
+    before = state()
+
+    refused = client.put(url, {"requirements": loosened, "reason": "just once"}, format="json")
+
+    assert refused.status_code == 403, refused.content
+    assert "loosen" in refused.json()["detail"] and "Admin" in refused.json()["detail"]
+    assert state() == before
+    # tightening stays an Operator's
+    tighter = [{"suite": "adversarial", "min_pass_rate": "0.95"}, *gate[1:]]
+    assert client.put(url, {"requirements": tighter}, format="json").status_code == 200
 
 
 @pytest.mark.parametrize(

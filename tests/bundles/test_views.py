@@ -265,6 +265,32 @@ def test_gates__list_and_edit_by_operator(client: Client, operator, tenant: Tena
 
 
 def test_gates__loosening_without_reason__error_shown_nothing_changed(
+    client: Client, admin, tenant: Tenant
+) -> None:  # type: ignore[no-untyped-def]
+    staging = tenant.environments.get(slug="staging")
+    promotion_gate_set(
+        actor=SYSTEM,
+        environment=staging,
+        requirements=[{"suite": "golden", "min_pass_rate": "0.9"}],
+    )
+    before = state()
+    response = _login(client, admin).post(
+        f"/bundles/gates/{staging.pk}/",
+        {
+            "req-TOTAL_FORMS": "1",
+            "req-INITIAL_FORMS": "1",
+            "req-MIN_NUM_FORMS": "0",
+            "req-MAX_NUM_FORMS": "50",
+            "req-0-suite": "golden",
+            "req-0-min_pass_rate": "50",
+            "reason": "",
+        },
+    )
+    assert response.status_code == 200 and "loosens the gate" in response.content.decode()
+    assert state() == before
+
+
+def test_gates__operator_loosening__refused_in_words_nothing_changed(
     client: Client, operator, tenant: Tenant
 ) -> None:  # type: ignore[no-untyped-def]
     staging = tenant.environments.get(slug="staging")
@@ -283,10 +309,38 @@ def test_gates__loosening_without_reason__error_shown_nothing_changed(
             "req-MAX_NUM_FORMS": "50",
             "req-0-suite": "golden",
             "req-0-min_pass_rate": "50",
-            "reason": "",
+            "reason": "just this once",
         },
     )
-    assert response.status_code == 200 and "loosens the gate" in response.content.decode()
+    assert response.status_code == 403
+    assert "may not loosen the promotion gate of Staging" in response.content.decode()
+    assert state() == before
+
+
+@pytest.mark.parametrize("count", ["-1", "-100"])
+def test_gates__negative_row_count__refused_in_words_nothing_changed(
+    client: Client, admin, tenant: Tenant, count: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Django reads a negative row count as "no rows": the gate would be emptied."""
+    staging = tenant.environments.get(slug="staging")
+    promotion_gate_set(
+        actor=SYSTEM,
+        environment=staging,
+        requirements=[{"suite": "golden", "min_pass_rate": "0.9"}],
+    )
+    before = state()
+    response = _login(client, admin).post(
+        f"/bundles/gates/{staging.pk}/",
+        {
+            "req-TOTAL_FORMS": count,
+            "req-INITIAL_FORMS": "1",
+            "req-0-suite": "golden",
+            "req-0-min_pass_rate": "90",
+            "reason": "tampered",
+        },
+    )
+    assert response.status_code == 200
+    assert "were not sent whole: reload the page and retry" in response.content.decode()
     assert state() == before
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from apps.core.diffs import json_changes
+from apps.core.diffs import Change, json_changes
 
 
 def _rows(before: Any, after: Any) -> list[tuple[str, str, str, str]]:
@@ -116,4 +116,39 @@ def test_json_changes__list_reordered__the_whole_list_changed() -> None:
 def test_json_changes__item_without_identity_changed__shown_as_that_item_changed() -> None:
     assert _rows({"c": [{"a": 1}, {"a": 2}]}, {"c": [{"a": 1}, {"a": 3}]}) == [
         ("c[1]", "changed", '{"a": 2}', '{"a": 3}')
+    ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ([str(i) for i in range(100_000)], [str(i) for i in range(99_999)] + ["y"]),
+        ([1] * 100_000, [2] * 100_000),
+        ([str(i) for i in range(50_000)], [str(i) for i in range(50_000)][::-1]),
+        ([1] * 100_000, "no longer a list"),
+    ],
+)
+def test_long_list_changed__one_change_of_the_whole_list_at_its_path(
+    before: Any, after: Any
+) -> None:
+    """Matching list items is quadratic: a flag with 100,000 constraint values must not keep
+    the audit page (or its API, a page of events) busy for minutes."""
+    document = {"strategies": [{"name": "default", "constraints": [{"values": before}]}]}
+    document["strategies"][0]["title"] = "a"
+    changed = {"strategies": [{"name": "default", "constraints": [{"values": after}]}]}
+    changed["strategies"][0]["title"] = "b"
+
+    changes = json_changes(document, changed)
+
+    assert [(c.path, c.kind) for c in changes] == [
+        ("strategies[0].constraints[0].values", "changed"),
+        ("strategies[0].title", "changed"),
+    ]
+    assert changes[0].before == before and changes[0].after == after
+
+
+def test_long_list_unchanged__no_change() -> None:
+    values = [str(i) for i in range(10_000)]
+    assert json_changes({"v": values, "n": 1}, {"v": list(values), "n": 2}) == [
+        Change(("n",), "changed", 1, 2)
     ]

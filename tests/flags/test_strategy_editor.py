@@ -528,3 +528,114 @@ def test_editor__many_rows_within_the_limit__kept(
     assert response.status_code == 302, response.content
     flag = Flag.objects.get(name="new-checkout")
     assert len(flag.strategies[0]["constraints"]) == 40
+
+
+# Management data a page never sends (tampered, or a stale script): each is refused in words
+# and nothing is stored; in particular a negative count must not read as "no rows" and save a
+# flag whose strategies, constraints or variants are silently gone.
+TAMPERED = {
+    "strategies negative": {"strategy-TOTAL_FORMS": "-1"},
+    "constraints negative": {"strategy-0-constraint-TOTAL_FORMS": "-3"},
+    "variants negative": {"variant-TOTAL_FORMS": "-1"},
+    "strategy variants negative": {"strategy-0-variant-TOTAL_FORMS": "-2"},
+    "strategies past the editor's 100": {"strategy-TOTAL_FORMS": "101"},
+    "not a number": {"strategy-TOTAL_FORMS": "abc"},
+    "huge": {"strategy-0-constraint-TOTAL_FORMS": "99999999999"},
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERED))
+def test_editor__tampered_row_counts__refused_in_words_nothing_stored(
+    case: str, browser: Client, development: Environment
+) -> None:
+    flag = make_flag(
+        development,
+        "checkout",
+        strategies=[
+            {
+                "name": "flexibleRollout",
+                "parameters": {"rollout": "25", "stickiness": "default", "groupId": "checkout"},
+                "constraints": [{"contextName": "userId", "operator": "IN", "values": ["7"]}],
+                "variants": [],
+                "segments": [],
+            }
+        ],
+    )
+    before = Flag.objects.values().get(pk=flag.pk)
+    data = _rows(
+        constraints=[{"context_name": "userId", "operator": "IN", "values": "7"}],
+        variants=[{"name": "blue"}],
+        expected_version=str(flag.version),
+    )
+    data.pop("name")
+    data.update(TAMPERED[case])
+
+    response = browser.post(f"/flags/{flag.pk}/edit/", data)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    # a count past the editor's row cap is refused before any row is built
+    words = "Too many rows" if case == "huge" else "The form was incomplete"
+    assert words in page
+    assert Flag.objects.values().get(pk=flag.pk) == before
+
+
+HOSTILE_JSON = {
+    "parameters a list": ([{"name": "default", "parameters": [[1, 2, 3]]}], []),
+    "strategy not an object": ([1, "x", None], []),
+    "constraints not a list": ([{"name": "default", "constraints": "IN"}], []),
+    "constraint not an object": ([{"name": "default", "constraints": [5]}], []),
+    "constraint values a string": (
+        [{"name": "default", "constraints": [{"contextName": "a", "values": "abc"}]}],
+        [],
+    ),
+    "operator a list": (
+        [{"name": "default", "constraints": [{"contextName": "a", "operator": ["IN"]}]}],
+        [],
+    ),
+    "segments a string": ([{"name": "default", "segments": "12"}], []),
+    "variant not an object": ([], [1, "a", None]),
+    "payload a list": ([], [{"name": "a", "payload": ["json", "{}"]}]),
+    "strategy variants an object": ([{"name": "default", "variants": {"a": 1}}], []),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_JSON))
+def test_editor__json_the_form_cannot_show__stays_json_with_the_reason(
+    case: str, browser: Client, development: Environment
+) -> None:
+    import json
+
+    strategies, variants = HOSTILE_JSON[case]
+
+    response = browser.post(
+        _new(development),
+        {
+            "name": "checkout",
+            "type": "release",
+            "editor": "json",
+            "strategies": json.dumps(strategies),
+            "variants": json.dumps(variants),
+            "dependencies": "",
+            "editor_switch": "form",
+        },
+    )
+
+    assert response.status_code == 200
+    assert response.context["mode"] == "json"
+    page = response.content.decode().replace("&#x27;", "'")
+    assert "cannot be shown in the form" in page
+    assert not Flag.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["strategy-0-extra", "variant-0-overrides"])
+def test_editor__deeply_nested_hidden_json__no_500_nothing_stored(
+    field: str, browser: Client, development: Environment
+) -> None:
+    data = _rows(variants=[{"name": "blue"}])
+    data[field] = "[" * 5000 + "]" * 5000
+
+    response = browser.post(_new(development), data)
+
+    assert response.status_code == 200
+    assert not Flag.objects.exists()

@@ -368,3 +368,117 @@ def test_model_values__out_of_column_range_or_nul__named(tenant: Tenant) -> None
     problems = model_values_problems(environment)
     assert set(problems) == {"name", "position", "revision"}
     assert model_values_problems(Environment(tenant=tenant, slug="q", name="Q", position=3)) == {}
+
+
+# Digits Python's str.isdigit() takes but int() does not ("²"), or takes and no SDK reads
+# (fullwidth, Arabic-Indic), and more digits than int() converts (4300): a number in words,
+# never a 500.
+NOT_ASCII_DIGITS = ["%C2%B2", "%EF%BC%95", "%D9%A1", "9" * 5000]
+
+
+@pytest.mark.parametrize("value", NOT_ASCII_DIGITS)
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/agents/{agent}/bundles/diff/?from={v}&to=1",
+        "/api/v1/agents/{agent}/bundles/diff/?from=1&to={v}",
+        "/api/v1/agents/?tenant={v}",
+        "/api/v1/environments/?tenant={v}",
+        "/runtimes/?agent={v}",
+    ],
+)
+def test_query_string__digits_int_cannot_read__4xx(
+    world: dict[str, Any], url: str, value: str
+) -> None:
+    from django.test import Client
+
+    browser = Client()
+    browser.force_login(make_user(Role.ADMIN, username="browser"))
+    client = world["admin"] if url.startswith("/api/") else browser
+
+    response = client.get(url.format(agent=world["agent"].pk, v=value))
+
+    assert response.status_code in (400, 404), response.content[:300]
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\uff15", "\u0661\u0660", "1" + "0" * 5000])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        lambda v: {
+            "name": "flexibleRollout",
+            "parameters": {"rollout": v, "stickiness": "default"},
+        },
+        lambda v: {"name": "gradualRolloutRandom", "parameters": {"percentage": v}},
+        lambda v: {
+            "name": "default",
+            "constraints": [{"contextName": "n", "operator": "NUM_GT", "value": v}],
+        },
+        lambda v: {
+            "name": "default",
+            "constraints": [
+                {
+                    "contextName": "n",
+                    "operator": "SEMVER_EQ",
+                    "value": f"{v}.0.0" if len(v) < 9 else "x",
+                }
+            ],
+        },
+    ],
+)
+def test_flag_numbers__digits_no_sdk_reads__400_in_words_nothing_stored(
+    world: dict[str, Any], value: str, strategy: Any
+) -> None:
+    before = _rows()
+
+    response = _post(
+        world,
+        "admin",
+        "/api/v1/flags/",
+        {
+            "environment": world["production"].pk,
+            "name": "digits",
+            "type": "release",
+            "strategies": [strategy(value)],
+            "reason": "test",
+        },
+    )
+
+    assert response.status_code == 400, response.content[:300]
+    assert _rows() == before
+
+
+@pytest.mark.parametrize("value", ["²", "1" + "0" * 5000])
+@pytest.mark.parametrize("field", ["strategy-0-segments", "variant-0-weight"])
+def test_flag_editor__digits_int_cannot_read__form_error_nothing_stored(
+    world: dict[str, Any], value: str, field: str
+) -> None:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(make_user(Role.ADMIN, username="browser"))
+    before = _rows()
+    data = {
+        "name": "digits",
+        "type": "release",
+        "editor": "form",
+        "strategy-TOTAL_FORMS": "1",
+        "strategy-INITIAL_FORMS": "0",
+        "strategy-0-name": "default",
+        "strategy-0-constraint-TOTAL_FORMS": "0",
+        "strategy-0-constraint-INITIAL_FORMS": "0",
+        "strategy-0-variant-TOTAL_FORMS": "0",
+        "strategy-0-variant-INITIAL_FORMS": "0",
+        "variant-TOTAL_FORMS": "1",
+        "variant-INITIAL_FORMS": "0",
+        "variant-0-name": "a",
+        "variant-0-weight_type": "fix",
+        "variant-0-weight": "500",
+        "reason": "test",
+    }
+    data[field] = value
+
+    response = client.post(f"/flags/new/?environment={world['production'].pk}", data)
+
+    assert response.status_code == 200
+    assert _rows() == before

@@ -563,6 +563,31 @@ def test_plan_edit__blank_row_adds_a_step_and_remove_drops_one(
     assert [s["percentage"] for s in plan.document["steps"]] == [20, 60, 80]
 
 
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"metrics-TOTAL_FORMS": -1},
+        {"steps-TOTAL_FORMS": -1},
+        {"steps-INITIAL_FORMS": -5},
+    ],
+)
+def test_plan_edit__negative_row_counts__refused_in_words_nothing_changes(
+    tenant: Tenant, operator: User, counts: dict[str, int]
+) -> None:
+    """A negative row count reads as "no rows" to Django: the plan would lose its metrics
+    (or steps) silently."""
+    staging = tenant.environments.get(slug="staging")
+    before = _state()
+
+    response = _client(operator).post(
+        f"/environments/{staging.pk}/rollout-plan/", _plan_post(1, **counts)
+    )
+
+    assert response.status_code == 200
+    assert "were not sent whole: reload the page and retry" in response.content.decode()
+    assert _state() == before
+
+
 def test_version_page__start_rollout_link_for_operators_only(
     tenant: Tenant, operator: User, agent: Agent, versions: tuple[Any, Any]
 ) -> None:

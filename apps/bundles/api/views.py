@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import ErrorSerializer, ScopedViewSet
+from apps.core.input_guards import is_digits
 from apps.tenancy.models import Agent, Environment
 from apps.tenancy.selectors import (
     agent_get_for_user,
@@ -156,7 +157,7 @@ class BundleVersionViewSet(_AgentScoped):
         body = _read_body(request)
         message = request.query_params.get("message") or request.headers.get("X-Bundle-Message", "")
         parent = request.query_params.get("parent")
-        if parent is not None and not parent.isdigit():
+        if parent is not None and not is_digits(parent, max_digits=9):
             raise exceptions.ValidationError({"parent": ["A version number (1, 2, …)."]})
         if body is None:
             return _refusal(_too_big(request).errors, {})
@@ -230,7 +231,7 @@ class BundleVersionViewSet(_AgentScoped):
         errors = {
             key: ["A version number (1, 2, …)."]
             for key in ("from", "to")
-            if not (request.query_params.get(key) or "").isdigit()
+            if not is_digits(request.query_params.get(key) or "", max_digits=9)
         }
         if errors:
             raise exceptions.ValidationError(errors)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from apps.core.input_guards import is_digits
+
 # Shared with flag names: one rule for what a readable name is (apps/core/lookalike.py).
 from apps.core.lookalike import first_hidden_character as first_hidden_character
 from apps.core.lookalike import hidden_character_message as hidden_character_message
@@ -28,7 +30,7 @@ def from_path(path: Iterable[str | int]) -> str:
 
 def _sort_key(ptr: str) -> tuple[tuple[int, int | str], ...]:
     tokens = ptr.split("/")[1:] if ptr else []
-    return tuple((0, int(t)) if t.isdigit() else (1, t) for t in tokens)
+    return tuple((0, int(t)) if is_digits(t) else (1, t) for t in tokens)
 
 
 def sorted_findings(findings: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -12,6 +12,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote
 
+from apps.core.input_guards import is_digits
+
 from ..schema import (
     TOOL_GLOB_PATTERN,
     TOOL_NAME_PATTERN,
@@ -198,7 +200,7 @@ def _resolves(schema: dict[str, Any], fragment: str) -> bool:
         token = token.replace("~1", "/").replace("~0", "~")
         if isinstance(node, dict) and token in node:
             node = node[token]
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+        elif isinstance(node, list) and is_digits(token) and int(token) < len(node):
             node = node[int(token)]
         else:
             return False

@@ -12,11 +12,15 @@ from django import forms
 from django.forms import formset_factory
 from django.http import QueryDict
 
+from apps.core.formsets import CountedFormSet
+
 from .rows import ConstraintForm, StrategyForm, VariantForm
 
-StrategyFormSet = formset_factory(StrategyForm, extra=0, can_delete=True)
-ConstraintFormSet = formset_factory(ConstraintForm, extra=0, can_delete=True)
-VariantFormSet = formset_factory(VariantForm, extra=0, can_delete=True)
+StrategyFormSet = formset_factory(StrategyForm, extra=0, can_delete=True, formset=CountedFormSet)
+ConstraintFormSet = formset_factory(
+    ConstraintForm, extra=0, can_delete=True, formset=CountedFormSet
+)
+VariantFormSet = formset_factory(VariantForm, extra=0, can_delete=True, formset=CountedFormSet)
 
 # What a row added by the server (no script) starts with: a rollout of everyone, IN, and a
 # variant sharing what is left.
@@ -25,6 +29,8 @@ _NEW_ROW: dict[str, dict[str, str]] = {
     "constraint": {"operator": "IN"},
     "variant": {"weight_type": "variable", "stickiness": "default"},
 }
+# The most strategies the editor binds (a count above it would leave the rest out).
+MAX_STRATEGIES = 100
 ROW = "__row__"  # the placeholder of nested rows' templates (the strategies' is __prefix__)
 
 
@@ -187,8 +193,10 @@ class StrategyEditor:
         return True
 
     def is_valid(self) -> bool:
-        """The management forms are intact and the rows within ``MAX_ROWS`` (every field is
-        text: the service checks them)."""
+        """The management forms are intact — row counts from 0 to what the editor binds
+        (a negative count would read as "no rows" and drop every row), at most ``MAX_ROWS``
+        in all — and the hidden JSON fields are the page's (every other field is text: the
+        service checks them)."""
         if self.too_many:
             message = (
                 f"Too many rows: a flag's editor takes at most {self.MAX_ROWS} strategies, "
@@ -199,7 +207,14 @@ class StrategyEditor:
             return False
         formsets: list[Any] = [self.strategies, self.variants]
         formsets += [fs for b in self.blocks for fs in (b.constraints, b.variants)]
-        return all(fs.is_valid() for fs in formsets)
+        if not all(fs.is_valid() for fs in formsets):  # CountedFormSet: no negative count
+            return False
+        if self.strategies.total_form_count() > MAX_STRATEGIES:
+            message = f"Too many strategies: a flag takes at most {MAX_STRATEGIES}."
+            if message not in self.errors:
+                self.errors.append(message)
+            return False
+        return True
 
     def documents(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(strategies, variants) as Unleash documents, rows marked for removal left out."""

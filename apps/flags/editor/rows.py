@@ -10,6 +10,8 @@ from typing import Any
 
 from django import forms
 
+from apps.core.input_guards import is_digits, json_loads
+
 from ..validation import OPERATORS, PAYLOAD_TYPES, VALUE_OPERATORS, operators_for
 
 # Context fields every SDK fills (Unleash's standard context); any other name is a custom
@@ -43,10 +45,22 @@ def _hidden_json(value: Any) -> str:
 
 
 def _load_json(text: str) -> Any:
+    """A hidden field's JSON (None when empty); bounded like every JSON from outside
+    (depth, NUL, NaN). Raises ``ValueError``."""
+    return json_loads(text) if text.strip() else None
+
+
+def _check_hidden_json(text: str, expected: type) -> str:
+    """A hidden field the page wrote (JSON of ``expected`` type, or empty) as it came back:
+    anything else was not written by the page, and the rows it belongs to are not saved
+    without it (``ValidationError``: the editor says the form was incomplete)."""
     try:
-        return json.loads(text) if text.strip() else None
+        value = _load_json(text or "")
     except ValueError:
-        return None
+        raise forms.ValidationError("Not the JSON this page wrote.") from None
+    if value is not None and not isinstance(value, expected):
+        raise forms.ValidationError("Not the JSON this page wrote.")
+    return text or ""
 
 
 class StrategyForm(forms.Form):
@@ -121,6 +135,9 @@ class StrategyForm(forms.Form):
         row["extra"] = _hidden_json(extra)
         return row
 
+    def clean_extra(self) -> str:
+        return _check_hidden_json(self.cleaned_data.get("extra", ""), dict)
+
     def document(self) -> dict[str, Any]:
         """The strategy document of this row (unchecked: the service checks it)."""
         data = self.cleaned_data
@@ -144,7 +161,7 @@ class StrategyForm(forms.Form):
         segments: list[Any] = []
         for item in (s.strip() for s in data["segments"].split(",")):
             if item:
-                segments.append(int(item) if item.isdigit() else item)
+                segments.append(int(item) if is_digits(item) else item)
         document["segments"] = segments
         document.update({k: v for k, v in extra.items() if k not in document})
         return document
@@ -253,6 +270,9 @@ class VariantForm(forms.Form):
     )
     overrides = forms.CharField(required=False, widget=forms.HiddenInput)
 
+    def clean_overrides(self) -> str:
+        return _check_hidden_json(self.cleaned_data.get("overrides", ""), list)
+
     @staticmethod
     def initial_from(variant: Mapping[str, Any]) -> dict[str, Any]:
         payload = variant.get("payload") or {}
@@ -271,7 +291,7 @@ class VariantForm(forms.Form):
         variant: dict[str, Any] = {"name": data["name"], "weightType": data["weight_type"]}
         if data["weight_type"] == "fix":
             text = data["weight"].strip()
-            variant["weight"] = int(text) if text.isdigit() else text
+            variant["weight"] = int(text) if is_digits(text) else text
         variant["stickiness"] = data["stickiness"].strip() or "default"
         if data["payload_type"]:
             variant["payload"] = {"type": data["payload_type"], "value": data["payload_value"]}

@@ -32,6 +32,7 @@ from django.db import transaction
 
 from apps.audit.services import Actor, audit_record
 from apps.core.authz import authorize
+from apps.core.input_guards import is_digits
 from apps.core.lookalike import lookalike_key
 from apps.tenancy.models import Environment
 from apps.tenancy.services import environment_revision_bump
@@ -153,7 +154,7 @@ _LOCATED = re.compile(r"^payload\.(features|segments)\.(\d+)(?:\.(.+))?$")
 
 
 def _at(container: Any, key: str) -> Any:
-    if isinstance(container, list) and key.isdigit() and int(key) < len(container):
+    if isinstance(container, list) and is_digits(key) and int(key) < len(container):
         return container[int(key)]
     if isinstance(container, dict):
         return container.get(key)
@@ -170,7 +171,7 @@ def _where(raw: Any, tokens: list[str]) -> str:
         step = tokens[i]
         index = tokens[i + 1] if i + 1 < len(tokens) else None
         if step in ("strategies", "constraints", "variants", "overrides") and (
-            index is not None and index.isdigit()
+            index is not None and is_digits(index)
         ):
             item = _at(_at(node, step), index)
             item = item if isinstance(item, dict) else {}

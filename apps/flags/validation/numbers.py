@@ -7,7 +7,8 @@ import math
 import re
 from decimal import Decimal
 
-NUMBER = re.compile(r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+# ASCII digits only (\d takes fullwidth and Arabic-Indic digits, which no SDK parses)
+NUMBER = re.compile(r"^-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$", re.ASCII)
 
 
 def number_text(value: int | float | Decimal) -> str:

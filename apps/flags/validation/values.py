@@ -9,18 +9,22 @@ import ipaddress
 import re
 from datetime import datetime
 
+from apps.core.input_guards import is_digits
+
 from .report import Problems
 
 SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$",
+    re.ASCII,  # \d would take fullwidth and Arabic-Indic digits, which no SDK parses
 )
 # RFC 3339 date-time with its offset: what every SDK parses the same way (Unleash's client
 # specification writes DATE_AFTER/DATE_BEFORE values as 2022-01-29T13:00:00.000Z). A date
 # alone, a local time without offset or ISO 8601's basic form are not comparable instants.
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$"
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$",
+    re.ASCII,
 )
 
 
@@ -45,7 +49,7 @@ def check_date_time(value: str, path: str, problems: Problems) -> None:
 
 def check_percent(value: str, path: str, problems: Problems) -> None:
     """A whole percentage, 0..100, written as text."""
-    if not value.strip().isdigit() or not 0 <= int(value.strip()) <= 100:
+    if not is_digits(value.strip(), max_digits=3) or not 0 <= int(value.strip()) <= 100:
         problems.error(path, "must be a whole number from 0 to 100.")
 
 

@@ -23,6 +23,7 @@ from apps.core.ui import (
 
 from .. import charts, selectors, services
 from ..editor import CONTEXT_FIELDS, STICKINESS, StrategyEditor
+from ..editor.shapes import strategy_shape_problems, variant_shape_problems
 from ..forms import FlagForm, ImportForm, SegmentForm
 from ..models import Flag, Segment
 from ._common import safe_next, selected_environment, tenant_environments
@@ -125,6 +126,18 @@ def _flag_form_page(
                 documents[name] = form.fields[name].clean(post.get(name, ""))
             except ValidationError as exc:
                 form.add_error(name, exc)
+        shapes = {
+            "strategies": strategy_shape_problems,
+            "variants": variant_shape_problems,
+        }
+        for name, value in list(documents.items()):
+            problems = shapes[name](value)
+            if problems:
+                # stays JSON: rows would fail on it, or show it as something else
+                form.add_error(
+                    name, [f"This JSON cannot be shown in the form: {p}" for p in problems]
+                )
+                del documents[name]
         if len(documents) == 2:
             data = post.copy()
             data["editor"] = "form"

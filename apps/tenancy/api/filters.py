@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from apps.core.filters import BooleanFilter, FilterSet, TextFilter
+from apps.core.input_guards import is_digits
 
 from .. import selectors
 from ..models import Agent, Environment, Tenant
@@ -37,7 +38,7 @@ class TenantFilter(TextFilter):
         if not value:
             return None
         user = self.parent.request.user
-        if value.isdigit():
+        if is_digits(value):
             return selectors.tenant_get_for_user(user=user, pk=int(value))
         return selectors.tenant_get_for_user(user=user, slug=value)
 
