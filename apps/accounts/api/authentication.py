@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
@@ -69,3 +70,14 @@ class RuntimeTokenScheme(OpenApiAuthenticationExtension):
             "name": "Authorization",
             "description": "A runtime token, bare (as Unleash SDKs send it) or `Bearer <token>`.",
         }
+
+
+class RefusingSessionScheme(OpenApiAuthenticationExtension):
+    """The session cookie, described as drf-spectacular describes DRF's own session
+    authentication (the class refuses a session whose password must change first)."""
+
+    target_class = "apps.accounts.api.token_auth.SessionAuthentication"
+    name = "cookieAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "apiKey", "in": "cookie", "name": settings.SESSION_COOKIE_NAME}
