@@ -234,7 +234,7 @@ def test_target_link__for_each_role__only_a_page_it_opens(
     key, _ = CASES[target_type]
     event = _event(world[key])
     if not audit_event_list(user=reader).filter(pk=event.pk).exists():
-        pytest.skip("not an event this reader's audit log shows")
+        return  # another tenant's event: this reader's audit log never shows it
 
     link = target_link(event, user=reader)
 
