@@ -14,7 +14,6 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.bundles.models import BundleVersion
 from apps.core.api import IF_MATCH, ConflictSerializer, ErrorSerializer, ScopedViewSet
 from apps.core.api import expected_version as expected_version_of
 from apps.tenancy.models import Agent, Environment
@@ -25,6 +24,7 @@ from ..models import Deployment
 from ..services.rollouts import ANY_ROLLOUT
 from . import serializers as s
 from .filters import DeploymentListFilter
+from .lookups import bundle_version_of, required_version
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 GATE_REFUSAL_EXAMPLE = OpenApiExample(
@@ -79,13 +79,6 @@ class DeploymentViewSet(ScopedViewSet):
             raise ValidationError({"environment": ["Choose an environment of the agent's tenant."]})
         return agent, environment
 
-    @staticmethod
-    def _bundle_version(agent: Agent, number: int) -> BundleVersion:
-        version = BundleVersion.objects.filter(agent=agent, number=number).first()
-        if version is None:
-            raise ValidationError({"version": [f"{agent.name} has no v{number}."]})
-        return version
-
     @extend_schema(
         summary="Deployments: the release history, newest first",
         description="Every change of the stable version of the agents in your tenants. "
@@ -134,7 +127,7 @@ class DeploymentViewSet(ScopedViewSet):
         data = self.validated(s.DeploymentCreateInput)
         seen = expected_version_of(request, data)
         agent, environment = self._agent_and_environment(data)
-        version = self._bundle_version(agent, data["version"])
+        version = bundle_version_of(agent, data["version"])
         deployment = services.deployment_create(
             actor=request.user,
             agent=agent,
@@ -168,16 +161,12 @@ class DeploymentViewSet(ScopedViewSet):
     @action(detail=False, methods=["post"])
     def rollback(self, request: Request) -> Response:
         data = self.validated(s.DeploymentRollbackInput)
-        seen = expected_version_of(request, data)
-        if seen is None:
-            raise ValidationError(
-                {
-                    "expected_version": [
-                        "Required: the live deployment's `sequence` you read (GET "
-                        "/api/v1/deployments/?state=live&agent=…&environment=…), or If-Match."
-                    ]
-                }
-            )
+        seen = required_version(
+            request,
+            data,
+            "the live deployment's `sequence` you read (GET "
+            "/api/v1/deployments/?state=live&agent=…&environment=…)",
+        )
         agent, environment = self._agent_and_environment(data)
         number = data.get("version")
         if number is not None:
@@ -187,7 +176,7 @@ class DeploymentViewSet(ScopedViewSet):
                 environment=environment,
                 reason=data["reason"],
                 expected_version=seen,
-                target_version=self._bundle_version(agent, number),
+                target_version=bundle_version_of(agent, number),
             )
             outcome = services.RollbackOutcome(deployment.revision, deployment=deployment)
         else:

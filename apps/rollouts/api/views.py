@@ -15,7 +15,6 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from apps.bundles.models import BundleVersion
 from apps.core.api import (
     IF_MATCH,
     ConflictSerializer,
@@ -36,6 +35,7 @@ from ..models import Deployment, Rollout, RolloutPlan
 from ..services.rollouts import ANY_ROLLOUT
 from . import serializers as s
 from .filters import RolloutListFilter
+from .lookups import bundle_version_of, required_version
 
 ERRORS = {400: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
@@ -72,16 +72,7 @@ def _release_rollout(agent: Agent, environment: Environment) -> dict[str, Any] |
 
 
 def _required_version(request: Request, data: dict[str, Any]) -> int:
-    seen = expected_version(request, data)
-    if seen is None:
-        raise ValidationError(
-            {
-                "expected_version": [
-                    "Required: the release `version` you read (GET …/releases/), or If-Match."
-                ]
-            }
-        )
-    return seen
+    return required_version(request, data, "the release `version` you read (GET …/releases/)")
 
 
 class ReleaseViewSet(ScopedViewSet):
@@ -152,10 +143,7 @@ class ReleaseViewSet(ScopedViewSet):
         environment = self._environment(agent)
         data = self.validated(s.DeployInput)
         seen = _required_version(request, data)
-        try:
-            version = BundleVersion.objects.get(agent=agent, number=data["version"])
-        except BundleVersion.DoesNotExist:
-            raise ValidationError({"version": ["No such version of this agent."]}) from None
+        version = bundle_version_of(agent, data["version"])
         services.deployment_create(
             actor=request.user,
             agent=agent,
@@ -282,10 +270,7 @@ class RolloutViewSet(ScopedViewSet):
         environment = environment_get_for_user(user=request.user, pk=data["environment"])
         if environment.tenant_id != agent.tenant_id:
             raise ValidationError({"environment": ["Choose an environment of the agent's tenant."]})
-        try:
-            candidate = BundleVersion.objects.get(agent=agent, number=data["version"])
-        except BundleVersion.DoesNotExist:
-            raise ValidationError({"version": ["No such version of this agent."]}) from None
+        candidate = bundle_version_of(agent, data["version"])
         rollout = services.rollout_start(
             actor=request.user,
             agent=agent,
