@@ -13,6 +13,7 @@ from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from guardian.shortcuts import get_objects_for_user
 
@@ -39,6 +40,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/user_list.html", {"page": paginate(request, users), "q": q})
 
 
+@never_cache  # shows a secret once: no copy in any cache or history
 @login_required
 @requires("auth.add_user", ONLY_ADMINS)
 def user_create(request: HttpRequest) -> HttpResponse:
@@ -133,6 +135,7 @@ def user_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "accounts/user_edit.html", {"form": form, "edited_user": user})
 
 
+@never_cache  # shows a secret once: no copy in any cache or history
 @login_required
 @requires("auth.change_user", ONLY_ADMINS)
 def user_password_reset(request: HttpRequest, pk: int) -> HttpResponse:
@@ -225,6 +228,7 @@ def profile(request: HttpRequest) -> HttpResponse:
     )
 
 
+@never_cache  # shows a secret once: no copy in any cache or history
 @login_required
 @require_POST
 def api_token_rotate(request: HttpRequest) -> HttpResponse:

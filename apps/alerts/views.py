@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.core.authz import requires, user_may
@@ -75,6 +76,7 @@ def acknowledge(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(local_url(request, request.POST.get("next"), reverse("alerts:list")))
 
 
+@never_cache  # shows a secret once: no copy in any cache or history
 @login_required
 @requires("alerts.add_alertchannel", "Your role does not allow adding alert channels.")
 def channel_create(request: HttpRequest) -> HttpResponse:
@@ -160,6 +162,7 @@ def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
+@never_cache  # shows a secret once: no copy in any cache or history
 @login_required
 @requires("alerts.change_alertchannel", "Your role does not allow changing alert channels.")
 def channel_rotate(request: HttpRequest, pk: int) -> HttpResponse:

@@ -12,6 +12,7 @@ from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, Request
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import get_doc
 from drf_spectacular.utils import OpenApiParameter
@@ -532,3 +533,12 @@ class AutoSchema(SpectacularAutoSchema):
         super()._insert_field_validators(field, schema)  # adds the format from the validators
         if field.read_only and isinstance(field, serializers.EmailField | serializers.URLField):
             schema.pop("format", None)
+
+
+def secret_once(body: Any, *, status: int = 200) -> Response:
+    """An answer that carries a secret shown once (a token, a one-time password, a signing
+    secret): ``Cache-Control: no-store`` and the rest of Django's never-cache headers, so no
+    cache, proxy or browser history keeps a copy (RFC 9111 5.2.2.5)."""
+    response = Response(body, status=status)
+    add_never_cache_headers(response)
+    return response

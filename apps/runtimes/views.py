@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
 
 from apps.accounts.models import RuntimeToken
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
@@ -120,6 +121,7 @@ def propagation(request: HttpRequest) -> HttpResponse:
     )
 
 
+@never_cache  # shows a secret once: no copy in any cache or history
 @login_required
 @requires("accounts.add_runtimetoken", "Your role does not allow creating runtime tokens.")
 def runtime_token_new(request: HttpRequest) -> HttpResponse:

@@ -26,6 +26,7 @@ from apps.core.api import (
     ReasonSerializer,
     ScopedViewSet,
     expected_version,
+    secret_once,
 )
 from apps.core.roles import Role
 from apps.tenancy.selectors import (
@@ -82,7 +83,7 @@ class UserViewSet(ScopedViewSet):
             actor=request.user, role=Role(data.pop("role")), tenants=tenants, **data
         )
         body = dict(s.UserOutput(user).data, initial_password=password)
-        return Response(body, status=status.HTTP_201_CREATED)
+        return secret_once(body, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=s.UserUpdateInput,
@@ -143,7 +144,7 @@ class UserViewSet(ScopedViewSet):
         with the reason, never the password."""
         data = self.validated(ReasonSerializer)
         password = password_reset(actor=request.user, user=self.get_object(), reason=data["reason"])
-        return Response({"one_time_password": password})
+        return secret_once({"one_time_password": password})
 
 
 class LoginLockedOut(APIException):
@@ -191,7 +192,7 @@ class TokenObtainView(APIView):
                 "Change your password first: this is an initial or one-time password. Log in "
                 "on the web page, choose your own password, then ask for a token with it."
             )
-        return Response({"token": services.api_token_rotate(actor=user, user=user)})
+        return secret_once({"token": services.api_token_rotate(actor=user, user=user)})
 
     def get_authenticate_header(self, request: Request) -> str:
         # No authentication classes here, so DRF would turn a wrong password into a 403;
@@ -242,7 +243,7 @@ class RuntimeTokenViewSet(ScopedViewSet):
             agent=agent,
             **data,
         )
-        return Response(
+        return secret_once(
             dict(s.RuntimeTokenOutput(token).data, token=raw), status=status.HTTP_201_CREATED
         )
 

@@ -15,6 +15,7 @@ from apps.core.api import (
     ErrorSerializer,
     ScopedViewSet,
     expected_version,
+    secret_once,
 )
 from apps.tenancy.selectors import tenant_get_for_user
 
@@ -118,7 +119,9 @@ class AlertChannelViewSet(ScopedViewSet):
         tenant = tenant_get_for_user(user=request.user, pk=data.pop("tenant"))
         channel, raw = services.alert_channel_create(actor=request.user, tenant=tenant, **data)
         channel.secret = raw  # type: ignore[attr-defined]
-        return Response(s.AlertChannelCreatedOutput(channel).data, status=status.HTTP_201_CREATED)
+        return secret_once(
+            s.AlertChannelCreatedOutput(channel).data, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(
         request=s.AlertChannelUpdateInput,
@@ -167,7 +170,7 @@ class AlertChannelViewSet(ScopedViewSet):
             actor=request.user, channel=self.get_object(), expected_version=seen, **data
         )
         channel.secret = raw  # type: ignore[attr-defined]
-        return Response(s.AlertChannelCreatedOutput(channel).data)
+        return secret_once(s.AlertChannelCreatedOutput(channel).data)
 
     @extend_schema(
         summary="An alert channel's deliveries",
