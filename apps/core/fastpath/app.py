@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -17,6 +18,7 @@ from urllib.parse import parse_qsl, quote
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.signals import setting_changed
 
 from apps.core import events
 from apps.core.errors import (
@@ -39,6 +41,7 @@ from .encoding import (
     gzip_member,
     sse_event,
 )
+from .memo import Answer, AnswerMemo, MemoKey, scan_headers
 from .registry import ActionRoute, Route, StreamRoute, TokenScope, WaitRoute, registry
 from .state import Board, Rendered, Snapshot, SnapshotCache, StreamEvents, TokenCache, _db_call
 
@@ -167,6 +170,9 @@ class FastPath:
         self.snapshots = SnapshotCache()
         self.stream_events = StreamEvents()
         self.tokens = TokenCache(_lookup_token)
+        self.memo = AnswerMemo()
+        # answers hold settings-dependent headers (HSTS): a changed setting (tests) empties it
+        setting_changed.connect(self._settings_changed, weak=False)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # long-polls and streams in flight: ``_end`` one to stop it at once (revocation)
@@ -175,6 +181,9 @@ class FastPath:
         # open long-polls and streams per token hash in this process: one token (a leaked
         # one, a buggy SDK loop) must not hold every connection and task the server has
         self._held: collections.Counter[str] = collections.Counter()
+
+    def _settings_changed(self, **kwargs: Any) -> None:
+        self.memo.clear()
 
     # ------------------------------------------------------------------ background work
 
@@ -275,9 +284,71 @@ class FastPath:
             matched = registry.match(scope["path"])
             if matched is not None:
                 self._ensure_started()
+                route = matched[0]
+                if type(route) is Route:
+                    remembered = self._remembered(route, scope)
+                    if remembered is not None:
+                        # the fleet's hot path: one dict look-up, three checks, two sends
+                        status, headers, body = remembered
+                        await _send_whole(send, status, headers, body)
+                        return
                 await self._guarded(scope, receive, send, *matched)
                 return
         await self.django_app(scope, receive, send)
+
+    def _memo_key(self, route: Route, scope: Scope) -> tuple[MemoKey, bytes] | None:
+        """The request's ``MemoKey`` and its ``If-None-Match`` bytes (empty when absent);
+        None when it has no well-formed runtime token or repeats a header that matters."""
+        names = _memo_header_names(route.vary)
+        found = scan_headers(scope["headers"], names)
+        if found is None:
+            return None
+        raw = runtime_token_candidate(found.get(b"authorization", b"").decode("latin-1"))
+        if not raw:
+            return None
+        key: MemoKey = (
+            route.kind,
+            scope["path"],
+            scope.get("query_string", b""),
+            scope["method"],
+            scope.get("scheme", "http"),
+            hash_token(raw),
+            tuple(found.get(name, b"") for name in names[3:]),
+            found.get(b"accept-encoding", b""),
+        )
+        return key, found.get(b"if-none-match", b"")
+
+    def _remembered(
+        self, route: Route, scope: Scope
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """(status, headers, body) of the remembered answer to this request, or None: the
+        request takes the full path (see ``memo``)."""
+        keyed = self._memo_key(route, scope)
+        if keyed is None:
+            return None
+        key, condition = keyed
+        answer = self.memo.get(key)
+        if (
+            answer is None
+            or self.tokens.peek(key[5]) is not answer.scope
+            or self.board.known(*answer.slot) != answer.version
+        ):
+            return None
+        if not condition:
+            return 200, answer.ok_headers, answer.body
+        if condition in answer.tags and not answer.waits:
+            return 304, answer.not_modified_headers, b""
+        return None  # a long-poll to hold, a list, a weak or an old tag: the full rules
+
+    def _remember(
+        self,
+        route: Route,
+        scope: Scope,
+        answer: Answer,
+    ) -> None:
+        keyed = self._memo_key(route, scope)
+        if keyed is not None:
+            self.memo.put(keyed[0], answer)
 
     async def _guarded(
         self,
@@ -622,19 +693,38 @@ class FastPath:
             (b"vary", _vary((*route.vary, "Accept-Encoding"))),
             (b"x-revision", str(revision).encode()),
         ]
-        if held(rendered):
-            await _send(send, 304, common, b"")
-            return
         content = rendered.gzip if gzipped and rendered.gzip is not None else rendered.body
         body = b"" if scope["method"] == "HEAD" else content
         coding = [(b"content-encoding", b"gzip")] if gzipped else []
-        await _send(
-            send,
-            200,
-            [(b"content-type", b"application/json"), *coding, *common],
-            body,
-            length=len(content),
+        ok_headers = [
+            (b"content-type", b"application/json"),
+            *coding,
+            *common,
+            (b"content-length", str(len(content)).encode()),
+        ]
+        not_modified_headers = [*common, (b"content-length", b"0")]
+        tags = (
+            (rendered.etag, rendered.gzip_etag) if rendered.gzip is not None else (rendered.etag,)
         )
+        self._remember(
+            route,
+            scope,
+            Answer(
+                scope=token,
+                slot=slot,
+                version=revision,
+                tags=tuple(tag.encode() for tag in tags),
+                # as ``tracked`` sends them: the security headers on everything but a 304
+                ok_headers=[*ok_headers, *_security_headers(scope)],
+                body=body,
+                not_modified_headers=not_modified_headers,
+                waits=wait > 0,
+            ),
+        )
+        if held(rendered):
+            await _send_whole(send, 304, not_modified_headers, b"")
+            return
+        await _send_whole(send, 200, ok_headers, body)
 
     async def _stream(
         self, route: StreamRoute, params: dict[str, str], scope: Scope, receive: Any, send: Any
@@ -817,6 +907,26 @@ async def _send(
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_whole(
+    send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    """One whole answer whose headers already carry its Content-Length."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+@functools.lru_cache(maxsize=64)
+def _memo_header_names(vary: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The header names a remembered answer depends on: the token, the condition, the coding,
+    then the route's ``Vary`` headers (in that order: ``_memo_key`` relies on it)."""
+    return (
+        b"authorization",
+        b"if-none-match",
+        b"accept-encoding",
+        *(name.lower().encode("latin-1") for name in vary),
+    )
 
 
 async def _send_answer(send: Any, status: int, answer: Any) -> None:

@@ -449,6 +449,12 @@ class TokenCache:
         while len(pool) > size:
             pool.popitem(last=False)
 
+    def peek(self, token_hash: str) -> TokenScope | None:
+        """The cached scope of a valid, unexpired token; None otherwise (never a lookup: the
+        caller takes the slow path, which resolves it)."""
+        hit = self._valid.get(token_hash)
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
     def forget(self, token_hash: str) -> None:
         self._valid.pop(token_hash, None)
 

@@ -1,0 +1,236 @@
+"""The answer memo (``apps/core/fastpath/memo.py``): a repeated request is answered from the
+remembered answer — byte for byte what the full path sends — and never once that answer could
+differ: a new revision, a revoked token, another coding or ``Vary`` value, a long-poll to hold,
+a list or weak tag, repeated header lines, a changed setting."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from apps.accounts.models import RuntimeToken, hash_runtime_token
+from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
+from apps.audit.services import SystemActor
+from apps.core.fastpath.app import FastPath
+from apps.flags.models import Flag
+from apps.flags.services import flag_create, flag_toggle
+from apps.tenancy.models import Environment, Tenant
+from controlplane.asgi import django_application
+
+ACTOR = SystemActor("test")
+ROUTES = ["/api/client/features", "/api/client/features/app.checkout", "/api/runtime/v1/config"]
+
+
+@pytest.fixture
+def environment(tenant: Tenant) -> Environment:
+    return tenant.environments.get(slug="development")
+
+
+@pytest.fixture
+def flag(environment: Environment) -> Flag:
+    constraint = {"contextName": "userId", "operator": "IN", "values": [f"u{i}" for i in range(40)]}
+    return flag_create(
+        actor=ACTOR,
+        environment=environment,
+        name="app.checkout",
+        enabled=True,
+        strategies=[{"name": "default", "constraints": [constraint]}],
+    )
+
+
+@pytest.fixture
+def token(environment: Environment, flag: Flag) -> str:
+    _, raw = runtime_token_create(
+        actor=ACTOR, tenant=environment.tenant, environment=environment, name="memo"
+    )
+    return raw
+
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+async def _call(
+    app: FastPath,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    scheme: str = "http",
+    method: str = "GET",
+) -> Answer:
+    route, _, query = path.partition("?")
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": route,
+        "query_string": query.encode(),
+        "headers": headers,
+        "scheme": scheme,
+        "http_version": "1.1",
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], list(sent[0]["headers"]), body
+
+
+def _in_process(test: Any) -> None:
+    """Run ``test(app)`` on one event loop with a fast path of its own."""
+    app = FastPath(django_application)
+
+    async def main() -> None:
+        try:
+            await test(app)
+        finally:
+            await app._stop()
+
+    asyncio.run(main())
+
+
+def _etag(answer: Answer) -> bytes:
+    return dict(answer[1])[b"etag"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("accept", [b"gzip", b"identity"])
+def test_repeat__answered_from_the_memo__byte_identical_to_the_full_path(
+    transactional_db: None, token: str, route: str, method: str, accept: bytes
+) -> None:
+    base = [(b"authorization", token.encode()), (b"accept-encoding", accept)]
+
+    async def test(app: FastPath) -> None:
+        full_200 = await _call(app, route, base, method=method)
+        conditional = [*base, (b"if-none-match", _etag(full_200))]
+        full_304 = await _call(app, route, conditional, method=method)
+        assert (full_200[0], full_304[0]) == (200, 304)
+        assert len(app.memo) == 1
+
+        async def no_full_path(*args: Any) -> None:
+            raise AssertionError("the full path was taken")
+
+        app._serve = no_full_path  # type: ignore[method-assign,assignment]
+        assert await _call(app, route, base, method=method) == full_200
+        assert await _call(app, route, conditional, method=method) == full_304
+
+    _in_process(test)
+
+
+def test_memo__what_it_must_not_answer__takes_the_full_path(
+    transactional_db: None, token: str
+) -> None:
+    base = [(b"authorization", token.encode())]
+    route = "/api/client/features"
+
+    async def test(app: FastPath) -> None:
+        first = await _call(app, route, base)
+        tag = _etag(first)
+        taken: list[str] = []
+        full = app._serve
+
+        async def counted(*args: Any) -> None:
+            taken.append(args[2]["path"])
+            await full(*args)
+
+        app._serve = counted  # type: ignore[method-assign,assignment]
+        cases: list[tuple[str, list[tuple[bytes, bytes]], int]] = [
+            ("weak tag", [*base, (b"if-none-match", b"W/" + tag)], 304),
+            ("a list", [*base, (b"if-none-match", b'"old", ' + tag)], 304),
+            ("star", [*base, (b"if-none-match", b"*")], 304),
+            ("an old tag", [*base, (b"if-none-match", b'"old"')], 200),
+            ("two lines", [*base, (b"if-none-match", b'"old"'), (b"if-none-match", tag)], 304),
+            ("another spec", [*base, (b"unleash-client-spec", b"3.0.0")], 200),
+        ]
+        for name, headers, status in cases:
+            before = len(taken)
+            assert (await _call(app, route, headers))[0] == status, name
+            assert len(taken) == before + 1, name
+
+    _in_process(test)
+
+
+def test_memo__setting_changed__answers_follow_it(
+    transactional_db: None, token: str, settings: Any
+) -> None:
+    base = [(b"authorization", token.encode())]
+
+    async def test(app: FastPath) -> None:
+        before = await _call(app, "/api/client/features", base, scheme="https")
+        assert b"strict-transport-security" not in dict(before[1])
+        settings.SECURE_HSTS_SECONDS = 3600
+        after = await _call(app, "/api/client/features", base, scheme="https")
+        assert dict(after[1])[b"strict-transport-security"] == b"max-age=3600"
+
+    settings.SECURE_HSTS_SECONDS = 0
+    _in_process(test)
+
+
+# ----------------------------------------------------------------- over the wire
+
+
+def _get(base: str, route: str, token: str, **headers: str) -> requests.Response:
+    return requests.get(base + route, headers={"Authorization": token, **headers}, timeout=30)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_new_revision__remembered_tag_no_longer_answers_304(
+    asgi_server: str, token: str, flag: Flag, route: str
+) -> None:
+    tag = _get(asgi_server, route, token).headers["ETag"]
+    assert _get(asgi_server, route, token, **{"If-None-Match": tag}).status_code == 304
+
+    flag_toggle(actor=ACTOR, flag=Flag.objects.get(pk=flag.pk), enabled=False, reason="memo")
+
+    deadline = time.monotonic() + 10
+    while (answer := _get(asgi_server, route, token, **{"If-None-Match": tag})).status_code == 304:
+        assert time.monotonic() < deadline, "still 304 after the change"
+        time.sleep(0.05)
+    assert answer.status_code == 200 and answer.headers["ETag"] != tag
+
+
+def test_revoked_token__remembered_304_refused(asgi_server: str, token: str) -> None:
+    route = "/api/client/features"
+    tag = _get(asgi_server, route, token).headers["ETag"]
+    assert _get(asgi_server, route, token, **{"If-None-Match": tag}).status_code == 304
+
+    runtime_token_revoke(
+        actor=ACTOR,
+        token=RuntimeToken.objects.get(token_hash=hash_runtime_token(token)),
+        reason="compromised",
+    )
+
+    assert _get(asgi_server, route, token, **{"If-None-Match": tag}).status_code == 401
+    assert _get(asgi_server, route, token).status_code == 401
+
+
+def test_long_poll_holding_the_current_tag__still_waits_for_the_change(
+    asgi_server: str, token: str, flag: Flag
+) -> None:
+    route = "/api/client/features?wait=20"
+    tag = _get(asgi_server, route, token).headers["ETag"]  # remembered, with ?wait=
+    answers: list[requests.Response] = []
+    poll = threading.Thread(
+        target=lambda: answers.append(_get(asgi_server, route, token, **{"If-None-Match": tag}))
+    )
+    poll.start()
+    time.sleep(0.5)  # the poll is waiting (a memo answer would have been a 304 by now)
+
+    flag_toggle(actor=ACTOR, flag=Flag.objects.get(pk=flag.pk), enabled=False, reason="memo")
+    poll.join(timeout=25)
+
+    assert answers and answers[0].status_code == 200
+    assert answers[0].headers["ETag"] != tag
