@@ -336,9 +336,9 @@ class FastPath:
             return None
         if not condition:
             return 200, answer.ok_headers, answer.body
-        if condition in answer.tags and not answer.waits:
+        if condition in answer.tags:
             return 304, answer.not_modified_headers, b""
-        return None  # a long-poll to hold, a list, a weak or an old tag: the full rules
+        return None  # a list, a weak or an old tag: the full rules
 
     def _remember(
         self,
@@ -703,24 +703,22 @@ class FastPath:
             (b"content-length", str(len(content)).encode()),
         ]
         not_modified_headers = [*common, (b"content-length", b"0")]
-        tags = (
-            (rendered.etag, rendered.gzip_etag) if rendered.gzip is not None else (rendered.etag,)
-        )
-        self._remember(
-            route,
-            scope,
-            Answer(
-                scope=token,
-                slot=slot,
-                version=revision,
-                tags=tuple(tag.encode() for tag in tags),
-                # as ``tracked`` sends them: the security headers on everything but a 304
-                ok_headers=[*ok_headers, *_security_headers(scope)],
-                body=body,
-                not_modified_headers=not_modified_headers,
-                waits=wait > 0,
-            ),
-        )
+        if wait <= 0:  # a long-poll's next request waits again: nothing to remember for it
+            tags = [rendered.etag, *([rendered.gzip_etag] if rendered.gzip is not None else [])]
+            self._remember(
+                route,
+                scope,
+                Answer(
+                    scope=token,
+                    slot=slot,
+                    version=revision,
+                    tags=tuple(tag.encode() for tag in tags),
+                    # as ``tracked`` sends them: the security headers on everything but a 304
+                    ok_headers=[*ok_headers, *_security_headers(scope)],
+                    body=body,
+                    not_modified_headers=not_modified_headers,
+                ),
+            )
         if held(rendered):
             await _send_whole(send, 304, not_modified_headers, b"")
             return

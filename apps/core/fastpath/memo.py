@@ -15,10 +15,11 @@ from it after three checks that keep it exactly as correct as the full path:
   else (a list, ``W/``, ``*``, an old tag) is parsed by RFC 9110's rules as usual
   (``conditional``), so a memo hit is only ever a shortcut, never a different answer.
 
-Long-polls that would wait, duplicated header lines and settings changes (tests) take the full
-path. Bounded (``ANSWER_MEMO_SIZE``): when full it is emptied and refills from the traffic.
-Keys hold the token's hash, never the token. Measured with ``benchmarks.serving`` (the
-ratio to a bare ASGI handler) — see docs/operations.md."""
+Long-polls (``?wait=`` > 0: the query is part of the key, and their answers are not
+remembered, since the next one sends the new tag and waits again), duplicated header lines
+and settings changes (tests) take the full path. Bounded (``ANSWER_MEMO_SIZE``): when full
+it is emptied and refills from the traffic. Keys hold the token's hash, never the token.
+Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/operations.md."""
 
 from __future__ import annotations
 
@@ -39,8 +40,7 @@ class Answer:
     """One remembered answer: valid while ``scope`` is the token's cached scope and the
     ``slot`` (topic, key) is at ``version``. ``tags`` are the current entity tags as sent
     (plain and, when there is one, gzip), any of which byte-equal in ``If-None-Match`` means
-    304. ``waits``: the request asked to long-poll (``?wait=`` > 0), so a held one must take
-    the full path and wait."""
+    304."""
 
     scope: TokenScope
     slot: tuple[str, str]
@@ -49,7 +49,6 @@ class Answer:
     ok_headers: list[tuple[bytes, bytes]]
     body: bytes
     not_modified_headers: list[tuple[bytes, bytes]]
-    waits: bool
 
 
 class AnswerMemo:
