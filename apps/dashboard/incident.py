@@ -187,6 +187,12 @@ def _panel_context(
                 "expected_version": stabilise_version,
             },
         )
+    switches = list(kill_switches_engaged_for(environment=environment, agent_id=agent.pk))
+    here = {
+        (str(s.kind), s.tool_pattern, s.mode)
+        for s in switches
+        if s.agent_id == agent.pk and s.environment_id == environment.pk
+    }
     since = now - WINDOW
     errors = explorer.records_for(
         agent=agent,
@@ -218,7 +224,13 @@ def _panel_context(
         "pausable": pausable,
         "current": current,
         "plan": plan,
-        "switches": list(kill_switches_engaged_for(environment=environment, agent_id=agent.pk)),
+        "switches": switches,
+        # What this panel already engaged here is shown as engaged, not as a button that
+        # would only be refused as a duplicate.
+        "tool_buttons": [(tool, ("tool_disabled", tool, "") in here) for tool in tools],
+        "read_only_engaged": ("agent_mode", "", AgentMode.READ_ONLY) in here,
+        "draft_only_engaged": ("agent_mode", "", AgentMode.DRAFT_ONLY) in here,
+        "stopped_engaged": ("agent_stopped", "", "") in here,
         "propagation": propagation_of(
             environment=environment,
             revision=_revision_asked(request, environment),

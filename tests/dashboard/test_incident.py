@@ -412,3 +412,20 @@ def test_propagation__counts_the_runtimes_serving_the_agent_and_stops_polling_wh
     assert "1 of 2 runtimes" in behind and "hx-get" in behind
     assert "2 of 2 runtimes" in done and "every runtime acknowledged" in done
     assert "hx-get" not in done
+
+
+def test_panel__switch_engaged_here__shown_engaged_instead_of_its_button(
+    operator: User, agent: Agent, development: Environment, versions: Any
+) -> None:
+    client = _client(operator)
+    for harm in ("tool:lookup_order", "stop"):
+        client.post(
+            _url("incident_stop_harm", agent, development),
+            {"stop-harm": harm, "stop-reason": "why"},
+        )
+
+    html = client.get(_url("incident", agent, development)).content.decode()
+
+    assert "lookup_order disabled" in html and 'value="tool:lookup_order"' not in html
+    assert "Support bot stopped" in html and 'value="stop"' not in html
+    assert 'value="mode:read_only"' in html  # the others are still offered
