@@ -91,7 +91,9 @@ class StabiliseForm(_ReasonForm):
     empty: none ran) and the version of what the button acts on (the rollout's ``sequence``,
     or the stable deployment's), so a click never acts on a state nobody saw."""
 
-    rollout = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+    rollout = forms.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, widget=forms.HiddenInput
+    )
     expected_version = ExpectedVersionField()
 
 

@@ -429,3 +429,43 @@ def test_panel__switch_engaged_here__shown_engaged_instead_of_its_button(
     assert "lookup_order disabled" in html and 'value="tool:lookup_order"' not in html
     assert "Support bot stopped" in html and 'value="stop"' not in html
     assert 'value="mode:read_only"' in html  # the others are still offered
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("incident_stop_harm", {"stop-harm": "tool:" + "a" * 300, "stop-reason": "x"}),
+        ("incident_stop_harm", {"stop-harm": "tool:<script>", "stop-reason": "x"}),
+        ("incident_stop_harm", {"stop-harm": "stop", "stop-reason": "nul\x00byte"}),
+        ("incident_stop_harm", {"stop-harm": "stop", "stop-reason": "x" * 2001}),
+        ("incident_rollback", {"stabilise-reason": "x", "stabilise-rollout": "9" * 30}),
+        ("incident_rollback", {"stabilise-reason": "x", "stabilise-expected_version": "-1"}),
+        ("incident_pause", {"stabilise-reason": "x", "stabilise-rollout": "abc"}),
+        ("incident_pause", {"stabilise-reason": "x", "stabilise-expected_version": "1e99"}),
+    ],
+    ids=[
+        "long-tool",
+        "markup-tool",
+        "nul-reason",
+        "long-reason",
+        "huge-rollout",
+        "negative-version",
+        "text-rollout",
+        "float-version",
+    ],
+)
+def test_actions__hostile_input__400_and_nothing_changed(
+    action: str,
+    body: dict[str, str],
+    operator: User,
+    agent: Agent,
+    development: Environment,
+    rollout: Rollout,
+) -> None:
+    before = _state()
+
+    response = _client(operator).post(_url(action, agent, development), body)
+
+    assert response.status_code == 400
+    assert "<script>" not in response.content.decode().split("<main", 1)[-1]
+    assert _state() == before
