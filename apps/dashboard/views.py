@@ -36,7 +36,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         for d in stable_deployments(environment_id=e.pk)
     }
     releases = [
-        {"agent": a, "cells": [stable.get((a.pk, e.pk)) for e in environments]} for a in agents
+        {"agent": a, "cells": [(e, stable.get((a.pk, e.pk))) for e in environments]} for a in agents
     ]
     return render(
         request,

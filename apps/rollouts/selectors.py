@@ -260,6 +260,24 @@ def rollout_analyses(*, rollout: Rollout, limit: int = 20) -> list[RolloutAnalys
     return list(rollout.analyses.order_by("-tick")[:limit])
 
 
+def rollout_analyses_failing(
+    *, agent: Agent, environment: Environment, limit: int = 5
+) -> list[RolloutAnalysis]:
+    """The newest ``limit`` analysis ticks of any rollout of ``agent`` in ``environment`` with
+    a failing verdict (``"FAIL"`` in ``verdicts``), newest first: what the incident panel
+    shows under "investigate" and quotes in its prefilled reason. Ticks that failed only
+    dry-run metrics are kept (they still say what went wrong)."""
+    return list(
+        RolloutAnalysis.objects.select_related("rollout__candidate")
+        .filter(
+            rollout__agent=agent,
+            rollout__environment=environment,
+            verdicts__contains=[{"verdict": "FAIL"}],
+        )
+        .order_by("-tick")[:limit]
+    )
+
+
 @dataclass(frozen=True)
 class StepView:
     """One stop on a rollout's way, for the step progress: ``label`` ("shadow 5%", "10%"),

@@ -411,6 +411,13 @@ ROUTES: dict[str, Route] = {
     "dashboard:overview": _r(None, get=LOGGED_IN),
     "dashboard:doc": _r("doc", get=LOGGED_IN),
     "dashboard:doc_screenshot": _r("doc_screenshot", get=LOGGED_IN),
+    "dashboard:incident": _r("agent_environment_ids", True, get="tenancy.view_agent"),
+    "dashboard:incident_propagation": _r("agent_environment_ids", True, get="tenancy.view_agent"),
+    "dashboard:incident_stop_harm": _r("agent_environment_ids", True, post="flags.add_killswitch"),
+    "dashboard:incident_rollback": _r(
+        "agent_environment_ids", True, post="rollouts.add_deployment"
+    ),
+    "dashboard:incident_pause": _r("agent_environment_ids", True, post="rollouts.change_rollout"),
 }
 
 
