@@ -116,6 +116,9 @@ def _start(var_dir: Path) -> Run:
         "HOME": str(var_dir),
         "CONTROLPLANE_VAR_DIR": str(var_dir),
         "PYTHONUNBUFFERED": "1",
+        # The demo rollout (tests/project/test_run_demo.py's subject) would write audit events
+        # while these tests count them: here it is due long after both runs ended.
+        "DEMO_ROLLOUT_AFTER_S": "3600",
     }
     port = _free_port()
     process = subprocess.Popen(
