@@ -203,8 +203,10 @@ def test_run_demo__refund_agent_approval_requests_wait_in_the_queue(story: Story
 
 
 def test_run_demo__demo_budget_crosses_its_80_percent_alert(story: Story) -> None:
-    (alert,) = [a for a in story.alerts if a["kind"] == "budget.threshold" and "80%" in a["title"]]
-    assert "refund-agent hourly (demo)" in alert["title"]
+    crossed = [a for a in story.alerts if a["kind"] == "budget.threshold" and "80%" in a["title"]]
+    # once per hour's window: a run across the hour may see it twice
+    assert crossed
+    assert all("refund-agent hourly (demo)" in alert["title"] for alert in crossed)
 
 
 def test_run_demo__restart__no_second_rollout(story: Story) -> None:
