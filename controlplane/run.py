@@ -298,9 +298,15 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     # The demo rollout starts once the fleet served a little: stable's baseline first.
-    story_at = (
-        time.monotonic() + _demo_rate("DEMO_ROLLOUT_AFTER_S", 30.0) if demo and fleet else None
-    )
+    story_after = _demo_rate("DEMO_ROLLOUT_AFTER_S", 30.0)
+    story_at = time.monotonic() + story_after if demo and fleet else None
+    if story_at is not None:
+        print(
+            f"  Demo: in {story_after:g} s a rollout of support-bot v2 to production starts "
+            "(unless one ran in the last hour); watch the canary analysis roll it back "
+            "(--no-demo-traffic: a quiet fleet)\n",
+            flush=True,
+        )
     story_tries = 3
     exit_code = 0
     while not stopping:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -129,7 +130,9 @@ def _support_rollouts(demo: Demo) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     var_dir = tmp_path_factory.mktemp("var")
+    started = time.monotonic()
     first = _start(var_dir)
+    print(f"demo: ready after {time.monotonic() - started:.0f} s")  # shown with -s, not asserted
     try:
         match = PASSWORD_LINE.search(first.output)
         assert match, first.output
@@ -144,6 +147,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
             return any(r["state"] == "rolled_back" for r in _support_rollouts(first))
 
         assert eventually(rolled_back, timeout=STORY_TIMEOUT, every=2), first.output
+        print(f"demo: rolled back after {time.monotonic() - started:.0f} s")
 
         def budget_alert() -> bool:
             return any(
@@ -152,6 +156,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
             )
 
         assert eventually(budget_alert, timeout=STORY_TIMEOUT, every=2), first.output
+        print(f"demo: budget at 80% after {time.monotonic() - started:.0f} s")
         rollouts = _support_rollouts(first)
         events = first.get("/api/v1/audit-events/?action=rollout.rolled_back")["results"]
         alerts = first.get("/api/v1/alerts/")["results"]
@@ -159,6 +164,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
     finally:
         first_exit = _stop(first)
     second = _start(var_dir)
+    print(f"demo: restarted after {time.monotonic() - started:.0f} s")
     try:
         second.token = first.token
         assert eventually(lambda: "demo rollout:" in second.output, timeout=60, every=0.5)
