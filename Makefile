@@ -27,8 +27,9 @@ $(CROSSLANG)/node_modules/.installed: $(CROSSLANG)/package.json $(CROSSLANG)/pac
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev $(CROSSLANG)/node_modules/.installed
 
+# RUN_ARGS: flags of controlplane/run.py, e.g. make run RUN_ARGS=--no-demo-traffic
 run: $(VENV)/.installed
-	$(PY) -m controlplane.run
+	$(PY) -m controlplane.run $(RUN_ARGS)
 
 test: install-dev
 	bash scripts/test.sh

@@ -3,7 +3,13 @@
 Migrates the SQLite database under var/, makes sure an Admin exists (printing how to log in),
 loads the demo data, then serves the dashboard with uvicorn beside a Celery worker and beat on
 the filesystem broker, and, once the web server answers, a small simulated fleet of runtimes.
-Ctrl-C (or SIGTERM) stops all of it."""
+Ctrl-C (or SIGTERM) stops all of it.
+
+The living demo (on unless ``--no-demo-traffic``): refund-agent's runtimes open real approval
+requests that wait in the queue, a small demo budget burns past its 80% alert, and, once the
+fleet has served for ``DEMO_ROLLOUT_AFTER_S`` seconds, a rollout of support-bot v2 starts in
+production, which the canary analysis rolls back by itself within a few minutes
+(``apps/dashboard/demo_story.py`` tells the whole story and what a restart does)."""
 
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 
 def _prepare() -> Path:
@@ -44,6 +51,45 @@ def _prepare() -> Path:
     else:
         print("  Reset the password with: ./manage.py changepassword admin", flush=True)
     return var_dir
+
+
+def _story_tenant() -> Any:
+    from apps.tenancy.models import Tenant
+
+    return Tenant.objects.filter(slug="acme").first()
+
+
+def _story_prepare() -> None:
+    """The demo's plan and budget (``demo_story.story_prepare``), before the fleet spends."""
+    from apps.dashboard.demo_story import story_prepare
+
+    tenant = _story_tenant()
+    for line in story_prepare(tenant) if tenant is not None else []:
+        print(f"  {line}", flush=True)
+
+
+def _story_rollout() -> bool:
+    """Start (or leave) the demo rollout; False when it failed and is worth another try (the
+    embedded database busy with the fleet's writes, say), printing why."""
+    from django.db import close_old_connections
+
+    from apps.dashboard.demo_story import story_rollout_start
+
+    close_old_connections()
+    tenant = _story_tenant()
+    if tenant is None:
+        return True
+    try:
+        print(f"  {story_rollout_start(tenant)}", flush=True)
+    except Exception as exc:  # the demo must never stop the product
+        print(f"  demo rollout not started ({type(exc).__name__}: {exc})", flush=True)
+        return False
+    return True
+
+
+def _demo_rate(name: str, default: float) -> float:
+    """A demo time scale from the environment (the tests shorten the story with them)."""
+    return float(os.environ.get(name, default))
 
 
 def _simulator_token(var_dir: Path) -> str | None:
@@ -137,6 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-simulator", action="store_true", help="do not start the simulated runtimes"
     )
+    parser.add_argument(
+        "--no-demo-traffic",
+        action="store_true",
+        help="a quiet fleet: v1 only at 1 request/s per agent, approvals decided by a "
+        "simulated human, no demo rollout, no demo budget (default: the living demo, see "
+        "README 'What you see in the first five minutes')",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings.base")
@@ -145,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("RUNTIME_PUSH_ALLOWED_CIDRS", "127.0.0.0/8,::1/128")
     var_dir = _prepare()
     simulator_token = None if args.no_simulator else _simulator_token(var_dir)
+    # The story needs the fleet's traffic and the worker's analysis: without either, no demo.
+    demo = not args.no_demo_traffic and simulator_token is not None and not args.no_worker
+    if demo:
+        _story_prepare()
     python = sys.executable
     url = _local_url(args.host, args.port)
 
@@ -199,6 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         # the control plane tells them and reporting back. Started once the web server
         # answers (before, each runtime's first sync fails). The token goes by its file
         # under var/ (mode 0600), never on the command line, which ps shows to everyone.
+        # Demo: support-bot busier, so the canary's share sees enough requests within minutes;
+        # refund-agent's refunds wait for real humans. Quiet: the fake human decides them.
+        rates = {
+            "support-bot": _demo_rate("DEMO_SUPPORT_BOT_RPS", 5.0) if demo else 1.0,
+            "refund-agent": _demo_rate("DEMO_REFUND_AGENT_RPS", 1.0) if demo else 1.0,
+        }
         for agent in ("support-bot", "refund-agent"):
             command = [
                 python,
@@ -215,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                 "--duration",
                 str(10 * 365 * 86400),
                 "--rps",
-                "1",
+                f"{rates[agent]:g}",
+                "--approvals",
+                "live" if demo else "simulated",
                 "--progress",
                 "3600",
                 "--instance-prefix",
@@ -232,8 +297,23 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
+    # The demo rollout starts once the fleet served a little: stable's baseline first.
+    story_after = _demo_rate("DEMO_ROLLOUT_AFTER_S", 30.0)
+    story_at = time.monotonic() + story_after if demo and fleet else None
+    if story_at is not None:
+        print(
+            f"  Demo: in {story_after:g} s a rollout of support-bot v2 to production starts "
+            "(unless one ran in the last hour); watch the canary analysis roll it back "
+            "(--no-demo-traffic: a quiet fleet)\n",
+            flush=True,
+        )
+    story_tries = 3
     exit_code = 0
     while not stopping:
+        if story_at is not None and time.monotonic() >= story_at:
+            story_tries -= 1
+            done = _story_rollout()
+            story_at = None if done or not story_tries else time.monotonic() + 10
         for child in children:
             if child.poll() is not None:
                 print(

@@ -1,5 +1,6 @@
 """``make run`` for real: start ``python -m controlplane.run`` on a fresh var dir (SQLite, the
-filesystem broker), use it over HTTP, stop it with Ctrl-C, start it again on the same data.
+filesystem broker), use it over HTTP, stop it with Ctrl-C, start it again on the same data
+(with ``--no-demo-traffic``: the quiet fleet).
 
 The two runs happen once, in module fixtures that record what they saw; the tests below
 assert on those records."""
@@ -110,16 +111,19 @@ class Run:
         return "".join(self.lines)
 
 
-def _start(var_dir: Path) -> Run:
+def _start(var_dir: Path, *flags: str) -> Run:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(var_dir),
         "CONTROLPLANE_VAR_DIR": str(var_dir),
         "PYTHONUNBUFFERED": "1",
+        # The demo rollout (tests/project/test_run_demo.py's subject) would write audit events
+        # while these tests count them: here it is due long after both runs ended.
+        "DEMO_ROLLOUT_AFTER_S": "3600",
     }
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "controlplane.run", "--port", str(port)],
+        [sys.executable, "-m", "controlplane.run", "--port", str(port), *flags],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -331,7 +335,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
         _stop(first)
         _kill_leftovers(first)
 
-    second = _start(var_dir)
+    # the quiet fleet, on the same data
+    second = _start(var_dir, "--no-demo-traffic")
     try:
         audit_at_second = _audit_count(second, token)
         old_token = _http(f"{second.base_url}/api/v1/me/", token=token)
@@ -471,6 +476,20 @@ def test_run_second_start__reuses_users_tokens_and_data(runs: Runs) -> None:
         "refund-agent",
         "support-bot",
     ]
+
+
+def test_run_first_start__demo_fleet_opens_real_approval_requests(runs: Runs) -> None:
+    fleet = [cmd for cmd in runs.first.command_lines if "dataplane.simulate" in cmd]
+    assert len(fleet) == 2
+    assert all("--approvals live" in cmd for cmd in fleet), fleet
+    assert "budget refund-agent hourly (demo) created" in runs.first.output
+
+
+def test_run_second_start__no_demo_traffic__quiet_fleet_no_story(runs: Runs) -> None:
+    fleet = [cmd for cmd in runs.second.command_lines if "dataplane.simulate" in cmd]
+    assert len(fleet) == 2
+    assert all("--approvals simulated" in cmd and "--rps 1 " in cmd for cmd in fleet), fleet
+    assert "demo rollout" not in runs.second.output
 
 
 def test_run_second_start__stops_cleanly_too(runs: Runs) -> None:

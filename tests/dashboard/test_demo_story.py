@@ -1,0 +1,137 @@
+"""The living demo's story steps (``apps.dashboard.demo_story``) on the seeded demo data: what
+each does, and that running them again — a restart of ``make run`` — adds nothing. The story
+as a whole, the fleet and the analysis included, is tests/project/test_run_demo.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from apps.audit.models import AuditEvent
+from apps.audit.services import SystemActor
+from apps.budgets.models import Budget
+from apps.dashboard.demo_story import (
+    DEMO_BUDGET,
+    STORY_REPEAT,
+    story_prepare,
+    story_rollout_start,
+)
+from apps.rollouts.models import Rollout, RolloutPlan
+from apps.rollouts.services import rollout_plan_set, rollout_transition
+from apps.tenancy.models import Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def acme() -> Tenant:
+    call_command("seed_demo", stdout=StringIO())
+    return Tenant.objects.get(slug="acme")
+
+
+def test_story_prepare__sets_the_short_plan_and_the_small_budget_once(acme: Tenant) -> None:
+    first = story_prepare(acme)
+    second = story_prepare(acme)
+
+    plan = RolloutPlan.objects.get(environment__tenant=acme, environment__slug="production")
+    assert [step["percentage"] for step in plan.document["steps"]] == [20, 50]
+    budget = Budget.objects.get(tenant=acme, name=DEMO_BUDGET["name"])
+    assert (budget.agent.slug, budget.window, budget.action) == ("refund-agent", "hour", "alert")
+    assert budget.thresholds == [50, 80]
+    assert len(first) == 2
+    assert second == []
+    assert set(
+        AuditEvent.objects.filter(actor_label="system:demo").values_list("action", flat=True)
+    ) == {"rollout_plan.changed", "budget.created"}
+
+
+def test_story_prepare__an_operators_plan__left_alone(acme: Tenant) -> None:
+    production = acme.environments.get(slug="production")
+    rollout_plan_set(
+        actor=SystemActor("operator"),
+        environment=production,
+        document={"steps": [{"percentage": 5}]},
+        reason="ours",
+    )
+
+    story_prepare(acme)
+
+    plan = RolloutPlan.objects.get(environment=production)
+    assert [step["percentage"] for step in plan.document["steps"]] == [5]
+
+
+def test_story_rollout_start__starts_v2_in_production_past_the_gate_audited(acme: Tenant) -> None:
+    story_prepare(acme)
+
+    line = story_rollout_start(acme)
+
+    rollout = Rollout.objects.get()
+    assert (rollout.agent.slug, rollout.environment.slug) == ("support-bot", "production")
+    assert (rollout.candidate.number, rollout.baseline.number) == (2, 1)
+    assert (rollout.state, rollout.percentage) == ("canary", 20.0)
+    assert rollout.started_by_label == "system:demo"
+    assert "adversarial" in rollout.gate_override
+    assert line == f"demo rollout: #{rollout.pk} started, support-bot v2 to 20% of production"
+    event = AuditEvent.objects.get(action="rollout.started")
+    assert event.actor_label == "system:demo"
+    assert event.after["gate_override"] == rollout.gate_override
+
+
+def test_story_rollout_start__running__left_to_the_analysis(acme: Tenant) -> None:
+    story_prepare(acme)
+    story_rollout_start(acme)
+
+    line = story_rollout_start(acme)
+
+    assert Rollout.objects.count() == 1
+    assert line.endswith("left to it")
+
+
+def test_story_rollout_start__rolled_back_within_the_hour__no_new_one(acme: Tenant) -> None:
+    story_prepare(acme)
+    story_rollout_start(acme)
+    rollout = Rollout.objects.get()
+    rollout_transition(
+        actor=SystemActor("canary analysis"), rollout_id=rollout.pk, event="rollback", reason="bad"
+    )
+
+    line = story_rollout_start(acme)
+
+    assert Rollout.objects.count() == 1
+    assert line.endswith("the next one after an hour")
+
+
+def test_story_rollout_start__rolled_back_over_an_hour_ago__the_story_plays_again(
+    acme: Tenant,
+) -> None:
+    story_prepare(acme)
+    story_rollout_start(acme)
+    first = Rollout.objects.get()
+    rollout_transition(
+        actor=SystemActor("canary analysis"), rollout_id=first.pk, event="rollback", reason="bad"
+    )
+
+    story_rollout_start(acme, now=timezone.now() + STORY_REPEAT + timedelta(minutes=1))
+
+    assert Rollout.objects.count() == 2
+    assert Rollout.objects.exclude(pk=first.pk).get().state == "canary"
+
+
+def test_demo_story_command__without_demo_data__says_so() -> None:
+    with pytest.raises(CommandError, match="seed_demo"):
+        call_command("demo_story", stdout=StringIO())
+
+
+def test_demo_story_command__plays_the_story_once(acme: Tenant) -> None:
+    out = StringIO()
+
+    call_command("demo_story", stdout=out)
+    call_command("demo_story", stdout=out)
+
+    assert Rollout.objects.count() == 1
+    assert "started, support-bot v2" in out.getvalue()
+    assert "left to it" in out.getvalue()
