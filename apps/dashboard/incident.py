@@ -175,6 +175,12 @@ def _panel_context(
         Rollout.State.SHADOW,
         Rollout.State.CANARY,
     )
+    # back to the previous canary step's share (and paused there): not from the first step
+    shrinkable = (
+        running is not None
+        and Rollout.State.CANARY in (running.state, running.paused_from)
+        and 0 < running.step_index < len(running.plan["steps"])
+    )
     stabilise_version = (
         running.sequence if running is not None else rollout_selectors.deployment_sequence(current)
     )
@@ -241,6 +247,12 @@ def _panel_context(
         "can_kill": can_kill,
         "can_rollback": can_rollback and (running is not None or plan.target is not None),
         "can_pause": pausable and user_may(request.user, PAUSE_PERMISSION),
+        "can_shrink": shrinkable and user_may(request.user, PAUSE_PERMISSION),
+        "shrink_to": (
+            running.plan["steps"][running.step_index - 1]["percentage"]
+            if shrinkable and running is not None
+            else None
+        ),
         "may_release": user_may(request.user, "flags.change_killswitch"),
         "stop_form": stop_form,
         "stabilise_form": stabilise_form,
@@ -369,19 +381,37 @@ def incident_rollback(request: HttpRequest, agent_id: int, environment_id: int) 
 def incident_pause(request: HttpRequest, agent_id: int, environment_id: int) -> HttpResponse:
     """Pause the running rollout the panel showed: the canary holds its share while the
     on-call investigates (resume or roll back from the rollout's page or here)."""
+    return _canary_move(request, agent_id, environment_id, Rollout.Event.PAUSE)
+
+
+@login_required
+@require_POST
+@requires(PAUSE_PERMISSION, "Your role does not allow changing rollouts.")
+def incident_shrink(request: HttpRequest, agent_id: int, environment_id: int) -> HttpResponse:
+    """Shrink the running rollout's canary the panel showed: back to the previous step's
+    share, paused there (the service refuses it at the first step)."""
+    return _canary_move(request, agent_id, environment_id, Rollout.Event.SHRINK)
+
+
+def _canary_move(
+    request: HttpRequest, agent_id: int, environment_id: int, event: str
+) -> HttpResponse:
+    """Pause or shrink the rollout the panel showed, with the panel's reason and the
+    rollout's ``sequence`` it showed (a rollout moved meanwhile is refused as stale)."""
     place = _place(request, agent_id, environment_id)
     form = StabiliseForm(request.POST, prefix="stabilise")
+    done = "paused" if event == Rollout.Event.PAUSE else "shrunk"
     if form.is_valid():
         seen = _seen_rollout(form, place)
         if seen is None and not form.errors:
-            form.add_error("rollout", "No rollout runs here to pause.")
+            form.add_error("rollout", f"No rollout runs here to {event}.")
         if seen is not None and not form.errors:
             result = call_service(
                 form,
                 lambda: rollout_services.rollout_transition(
                     actor=request.user,
                     rollout_id=seen.pk,
-                    event=Rollout.Event.PAUSE,
+                    event=event,
                     reason=form.cleaned_data["reason"],
                     expected_version=form.cleaned_data["expected_version"],
                 ),
@@ -389,7 +419,7 @@ def incident_pause(request: HttpRequest, agent_id: int, environment_id: int) -> 
             if result is not None:
                 messages.success(
                     request,
-                    f"Rollout #{seen.pk} paused at {result.rollout.percentage:g}% "
+                    f"Rollout #{seen.pk} {done} at {result.rollout.percentage:g}% "
                     f"(revision {result.transition.revision}).",
                 )
                 return _back(place, result.transition.revision)

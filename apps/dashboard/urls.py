@@ -24,6 +24,11 @@ urlpatterns = [
         name="incident_pause",
     ),
     path(
+        "incidents/<int:agent_id>/<int:environment_id>/shrink/",
+        incident.incident_shrink,
+        name="incident_shrink",
+    ),
+    path(
         "incidents/<int:agent_id>/<int:environment_id>/propagation/",
         incident.incident_propagation,
         name="incident_propagation",

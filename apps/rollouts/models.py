@@ -144,6 +144,9 @@ class Rollout(models.Model):
         COMPLETE = "complete", "complete"
         ABORT = "abort", "abort"
         ROLLBACK = "rollback", "roll back"
+        # back one canary step, and paused there: less traffic on a suspect candidate while
+        # someone investigates, short of rolling it back (Argo Rollouts' setWeight down)
+        SHRINK = "shrink", "shrink"
 
     ACTIVE: ClassVar[tuple[str, ...]] = (
         State.PENDING,
@@ -166,10 +169,12 @@ class Rollout(models.Model):
         (State.CANARY, Event.PAUSE): frozenset({State.PAUSED}),
         (State.CANARY, Event.ABORT): frozenset({State.ABORTED}),
         (State.CANARY, Event.ROLLBACK): frozenset({State.ROLLED_BACK}),
+        (State.CANARY, Event.SHRINK): frozenset({State.PAUSED}),
         (State.PAUSED, Event.RESUME): frozenset({State.SHADOW, State.CANARY}),
         (State.PAUSED, Event.ABORT): frozenset({State.ABORTED}),
         (State.PAUSED, Event.ROLLBACK): frozenset({State.ROLLED_BACK}),
         (State.PAUSED, Event.COMPLETE): frozenset({State.COMPLETED}),
+        (State.PAUSED, Event.SHRINK): frozenset({State.PAUSED}),
     }
 
     agent = models.ForeignKey("tenancy.Agent", on_delete=models.PROTECT, related_name="rollouts")

@@ -24,7 +24,7 @@ from apps.core.roles import Role
 from apps.flags.models import KillSwitch
 from apps.rollouts.models import Deployment, Rollout, RolloutAnalysis
 from apps.rollouts.selectors import deployment_current
-from apps.rollouts.services import deployment_create, rollout_start
+from apps.rollouts.services import deployment_create, rollout_start, rollout_transition
 from apps.runtimes.services import runtime_heartbeat_record
 from apps.tenancy.models import Agent, Environment, Tenant
 
@@ -468,4 +468,64 @@ def test_actions__hostile_input__400_and_nothing_changed(
 
     assert response.status_code == 400
     assert "<script>" not in response.content.decode().split("<main", 1)[-1]
+    assert _state() == before
+
+
+def test_shrink__canary_past_its_first_step__back_one_step_paused_and_audited(
+    operator: User, agent: Agent, development: Environment, rollout: Rollout
+) -> None:
+    grown = rollout_transition(
+        actor=ACTOR, rollout_id=rollout.pk, event="advance", reason="ok"
+    ).rollout
+    page = _client(operator).get(_url("incident", agent, development)).content.decode()
+    smaller = grown.plan["steps"][0]["percentage"]
+    assert f"Shrink the canary to {smaller:g}%" in page
+
+    response = _client(operator).post(
+        _url("incident_shrink", agent, development),
+        {
+            "stabilise-reason": "refund complaints",
+            "stabilise-rollout": rollout.pk,
+            "stabilise-expected_version": grown.sequence,
+        },
+    )
+
+    assert response.status_code == 302
+    rollout.refresh_from_db()
+    assert (rollout.state, rollout.step_index, rollout.percentage) == ("paused", 0, smaller)
+    assert AuditEvent.objects.get(action="rollout.shrunk").reason == "refund complaints"
+
+
+def test_shrink__first_step__no_button_and_a_post_refused_with_nothing_changed(
+    operator: User, agent: Agent, development: Environment, rollout: Rollout
+) -> None:
+    page = _client(operator).get(_url("incident", agent, development)).content.decode()
+    assert "Shrink the canary" not in page
+    before = _state()
+
+    response = _client(operator).post(
+        _url("incident_shrink", agent, development),
+        {
+            "stabilise-reason": "why",
+            "stabilise-rollout": rollout.pk,
+            "stabilise-expected_version": rollout.sequence,
+        },
+    )
+
+    assert response.status_code == 400
+    assert "first step" in response.content.decode()
+    assert _state() == before
+
+
+def test_shrink__viewer__403_and_nothing_changed(
+    viewer: User, agent: Agent, development: Environment, rollout: Rollout
+) -> None:
+    before = _state()
+
+    response = _client(viewer).post(
+        _url("incident_shrink", agent, development),
+        {"stabilise-reason": "x", "stabilise-rollout": rollout.pk},
+    )
+
+    assert response.status_code == 403
     assert _state() == before

@@ -418,6 +418,7 @@ ROUTES: dict[str, Route] = {
         "agent_environment_ids", True, post="rollouts.add_deployment"
     ),
     "dashboard:incident_pause": _r("agent_environment_ids", True, post="rollouts.change_rollout"),
+    "dashboard:incident_shrink": _r("agent_environment_ids", True, post="rollouts.change_rollout"),
 }
 
 

@@ -102,6 +102,8 @@ def test_transition_table__every_pair_of_states_and_events_allowed_or_forbidden(
         (State.PAUSED, Event.COMPLETE, State.COMPLETED),
         (State.PAUSED, Event.ABORT, State.ABORTED),
         (State.PAUSED, Event.ROLLBACK, State.ROLLED_BACK),
+        (State.CANARY, Event.SHRINK, State.PAUSED),
+        (State.PAUSED, Event.SHRINK, State.PAUSED),
     }
     for state, event, target in itertools.product(State, Event, State):
         assert transition_allowed(state, event, target) == ((state, event, target) in allowed), (
@@ -551,3 +553,67 @@ def test_archived_agent__its_rollout_served_nowhere(running: Rollout, staging: E
     assert running.agent_id in rollouts_serving(environment_id=staging.pk)
     Agent.objects.filter(pk=running.agent_id).update(archived_at=running.created_at)
     assert rollouts_serving(environment_id=staging.pk) == {}
+
+
+# --------------------------------------------------------------------------- shrink
+
+
+@pytest.mark.django_db
+def test_shrink__back_one_canary_step_paused_there_audited_and_served(running: Rollout) -> None:
+    rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="advance", reason="looks ok")
+    grown = Rollout.objects.get(pk=running.pk)
+    assert grown.step_index == 1
+    smaller = grown.plan["steps"][0]["percentage"]
+
+    result = rollout_transition(
+        actor=SYSTEM, rollout_id=running.pk, event="shrink", reason="refund complaints"
+    )
+
+    shrunk = result.rollout
+    assert (shrunk.state, shrunk.paused_from, shrunk.step_index) == ("paused", "canary", 0)
+    assert shrunk.percentage == smaller < grown.percentage
+    assert (result.transition.event, result.transition.percentage) == ("shrink", smaller)
+    event = AuditEvent.objects.get(action="rollout.shrunk")
+    assert event.reason == "refund complaints"
+    assert (event.before["percentage"], event.after["percentage"]) == (grown.percentage, smaller)
+    # the runtimes are told the smaller share
+    agent_doc = snapshot_content(environment=shrunk.environment, agent_id=None)["agents"][
+        "support-bot"
+    ]
+    assert agent_doc["rollout"]["percentage"] == smaller
+    # resumed, it goes on from the smaller step
+    resumed = rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="resume", reason="ok")
+    assert (resumed.rollout.state, resumed.rollout.step_index) == ("canary", 0)
+
+
+@pytest.mark.django_db
+def test_shrink__paused_at_a_later_step__shrinks_and_stays_paused(running: Rollout) -> None:
+    rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="advance", reason="ok")
+    rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="pause", reason="look")
+
+    shrunk = rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="shrink", reason="x")
+
+    assert (shrunk.rollout.state, shrunk.rollout.paused_from) == ("paused", "canary")
+    assert shrunk.rollout.step_index == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", ["first step", "paused at the first step", "rolled back"])
+def test_shrink__nothing_smaller__refused_and_nothing_changed(running: Rollout, where: str) -> None:
+    if where == "paused at the first step":
+        rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="pause", reason="look")
+    elif where == "rolled back":
+        rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="rollback", reason="bad")
+    before = Rollout.objects.get(pk=running.pk)
+
+    with pytest.raises(ValidationError) as refused:
+        rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="shrink", reason="x")
+
+    assert "event" in refused.value.message_dict
+    after = Rollout.objects.get(pk=running.pk)
+    assert (after.state, after.step_index, after.sequence) == (
+        before.state,
+        before.step_index,
+        before.sequence,
+    )
+    assert not AuditEvent.objects.filter(action="rollout.shrunk").exists()

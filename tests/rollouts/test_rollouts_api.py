@@ -112,6 +112,17 @@ def test_rollout_api__start_advance_pause_resume__each_move_bumps_version_and_st
     assert paused.json()["percentage"] == 10.0  # a pause keeps the traffic where it was
     resumed = alice.post(f"{url}resume/", {"reason": "go on"})
     assert resumed.json()["state"] == "canary" and resumed.json()["step"] == 1
+    shrunk = alice.post(f"{url}shrink/", {"reason": "refund complaints"})
+    assert shrunk.status_code == 200, shrunk.content
+    assert (shrunk.json()["state"], shrunk.json()["step"], shrunk.json()["percentage"]) == (
+        "paused",
+        0,
+        1.0,
+    )
+    at_first = alice.post(f"{url}shrink/", {"reason": "smaller still"})
+    assert at_first.status_code == 400 and "first step" in at_first.json()["errors"]["event"][0]
+    resumed = alice.post(f"{url}resume/", {"reason": "go on"})
+    assert resumed.json()["state"] == "canary" and resumed.json()["step"] == 0
     listed = alice.get("/api/v1/rollouts/", {"agent": agent.pk, "state": "active"}).json()
     assert [r["id"] for r in listed["results"]] == [body["id"]]
     assert alice.get("/api/v1/rollouts/", {"state": "completed"}).json()["results"] == []

@@ -648,3 +648,32 @@ def test_deploy_and_rollout_start__query_naming_no_version_or_environment__404(
     client = _client(operator)
     assert client.get(f"/agents/{agent.pk}/deploy/?{query}").status_code == 404
     assert client.get(f"/agents/{agent.pk}/rollouts/new/?{query}").status_code == 404
+
+
+def test_rollout_action__shrink__offered_past_the_first_step_back_one_step_paused(
+    tenant: Tenant, operator: User, rollout: Rollout
+) -> None:
+    client = _client(operator)
+    assert (
+        f"/rollouts/{rollout.pk}/shrink/"
+        not in client.get(f"/rollouts/{rollout.pk}/live/").content.decode()
+    )
+    grown = rollout_transition(
+        actor=ACTOR, rollout_id=rollout.pk, event="advance", reason="all PASS"
+    ).rollout
+    assert (
+        f"/rollouts/{rollout.pk}/shrink/"
+        in client.get(f"/rollouts/{rollout.pk}/live/").content.decode()
+    )
+    confirm = client.get(f"/rollouts/{rollout.pk}/shrink/").content.decode()
+    assert "to 1%" in confirm and "paused" in confirm
+
+    response = client.post(
+        f"/rollouts/{rollout.pk}/shrink/",
+        {"reason": "refund complaints", "expected_version": grown.sequence},
+    )
+
+    assert response.status_code == 302
+    rollout.refresh_from_db()
+    assert (rollout.state, rollout.step_index, rollout.percentage) == ("paused", 0, 1.0)
+    assert AuditEvent.objects.get(action="rollout.shrunk").reason == "refund complaints"

@@ -206,6 +206,7 @@ ACTION_SUMMARIES = {
     "abort": "Abort: the candidate leaves every runtime, nothing is judged bad",
     "rollback": "Roll back: the candidate leaves every runtime, judged bad",
     "complete": "Complete now: the candidate becomes the stable version",
+    "shrink": "Shrink: back one canary step, paused there",
 }
 
 
@@ -331,6 +332,14 @@ class RolloutViewSet(ScopedViewSet):
     @action(detail=True, methods=["post"])
     def complete(self, request: Request, pk: str) -> Response:
         return self._move(request, Rollout.Event.COMPLETE)
+
+    @_action_schema("shrink")
+    @action(detail=True, methods=["post"])
+    def shrink(self, request: Request, pk: str) -> Response:
+        """The canary goes back to the previous step's share of sessions and stays paused
+        there until someone resumes it; 400 at the first step (pause or roll back instead)
+        and outside the canary."""
+        return self._move(request, Rollout.Event.SHRINK)
 
 
 # --------------------------------------------------------------------------- plans

@@ -271,6 +271,8 @@ def _target(rollout: Rollout, event: str) -> tuple[str, int]:
         return State.CANARY, 0
     if event == Event.PAUSE:
         return State.PAUSED, rollout.step_index
+    if event == Event.SHRINK:
+        return State.PAUSED, rollout.step_index - 1
     if event == Event.RESUME:
         return rollout.phase, rollout.step_index
     return {
@@ -315,7 +317,8 @@ def _move(
     source, before_percentage = rollout.state, rollout.percentage
     now = timezone.now()
     if target == State.PAUSED:
-        rollout.paused_from = rollout.state
+        if source != State.PAUSED:  # a paused rollout shrunk stays paused from where it was
+            rollout.paused_from = rollout.state
     elif source == State.PAUSED:
         rollout.paused_from = ""
         # A resume restarts the evidence (the operator judged what came before): the
@@ -390,7 +393,9 @@ def rollout_transition(
     expected_version: int | None = None,
     automatic: bool = False,
 ) -> TransitionResult:
-    """Move a rollout: ``event`` is advance, pause, resume, complete, abort or rollback.
+    """Move a rollout: ``event`` is advance, pause, resume, complete, abort, rollback or
+    shrink (back one canary step, to the previous step's share, and paused there; refused at
+    the first step and for a rollout paused before its canary).
 
     Advance from the last canary step completes the rollout (the candidate becomes stable,
     as a deployment). ``expected_version``: the rollout's ``sequence`` the user saw (None:
@@ -401,7 +406,7 @@ def rollout_transition(
     authorize(actor, "rollouts.change_rollout", rollout.agent.tenant)
     if event not in Event.values or event == Event.START:
         raise ValidationError(
-            {"event": ["Choose advance, pause, resume, complete, abort or rollback."]}
+            {"event": ["Choose advance, pause, resume, complete, abort, rollback or shrink."]}
         )
     reason = require_reason(reason)
     environment_lock(environment_id=rollout.environment_id)
@@ -421,6 +426,8 @@ def rollout_transition(
         "percentage": rollout.percentage,
         "shadow_percentage": rollout.shadow_percentage,
     }
+    if event == Event.SHRINK:
+        _check_shrink(rollout)
     target, step = _target(rollout, event)
     effective_event = Event.COMPLETE if target == State.COMPLETED else event
     transition = _move(
@@ -453,7 +460,28 @@ def rollout_transition(
     return TransitionResult(rollout, transition)
 
 
+def _check_shrink(rollout: Rollout) -> None:
+    """Raise ``ValidationError`` unless ``rollout`` serves a canary step with a smaller one
+    before it (shrinking is only ever to a share the plan already took)."""
+    in_canary = rollout.state == State.CANARY or (
+        rollout.state == State.PAUSED and rollout.paused_from == State.CANARY
+    )
+    if not in_canary:
+        refusal = f"A {rollout.get_state_display()} rollout serves no canary step to shrink."
+        raise ValidationError({"event": [refusal]})
+    if rollout.step_index <= 0:
+        raise ValidationError(
+            {
+                "event": [
+                    f"The canary is at its first step ({rollout.percentage:g}%): nothing "
+                    "smaller to go back to. Pause it or roll back."
+                ]
+            }
+        )
+
+
 _ACTION = {
+    Event.SHRINK: "shrunk",
     Event.ADVANCE: "advanced",
     Event.PAUSE: "paused",
     Event.RESUME: "resumed",

@@ -46,7 +46,7 @@ from ..plans import METRIC_LABELS, plan_normalised, plan_summary
 # How far back the rollout page's charts reach: a long rollout shows its latest hours.
 CHART_WINDOW = timedelta(hours=6)
 HTMX_STOP_POLLING = 286
-ACTIONS = ("advance", "complete", "pause", "resume", "abort", "rollback")
+ACTIONS = ("advance", "complete", "pause", "shrink", "resume", "abort", "rollback")
 STATE_FILTERS = ("active", *Rollout.State.values)
 # ?sort= of the rollout list (a leading "-": descending)
 SORTS = {
@@ -123,6 +123,7 @@ def _label(rollout: Rollout, event: str) -> str:
         return "Complete…" if last else "Advance…"
     return {
         "pause": "Pause…",
+        "shrink": "Shrink…",
         "resume": "Resume…",
         "abort": "Abort…",
         "complete": "Complete…",
@@ -143,6 +144,10 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
     # completes by advancing past its last step.
     if rollout.state != Rollout.State.PAUSED or rollout.paused_from != Rollout.State.CANARY:
         allowed.discard("complete")
+    # shrinking goes back to a share the plan already took: not from the first step
+    in_canary = rollout.state == Rollout.State.CANARY or rollout.paused_from == Rollout.State.CANARY
+    if not in_canary or rollout.step_index <= 0:
+        allowed.discard("shrink")
     return {
         "rollout": rollout,
         "steps": selectors.rollout_steps(rollout),
@@ -264,6 +269,19 @@ def effect_of(rollout: Rollout, event: str, live: int) -> tuple[str, str]:
             f"Pause the rollout of {agent} {v_new} in {environment}?",
             f"{v_new} keeps {now}, but nothing advances it until someone resumes; the "
             "analysis keeps watching, and its guardrail and roll-back gates still act.",
+        )
+    if event == "shrink":
+        steps = rollout.plan["steps"]
+        smaller = (
+            f"{steps[rollout.step_index - 1]['percentage']:g}%"
+            if 0 < rollout.step_index <= len(steps)
+            else "the previous step"
+        )
+        return (
+            f"Shrink the canary of {agent} {v_new} in {environment} to {smaller}?",
+            f"{v_new} goes from {now} back to {smaller} of the sessions of {agent} in "
+            f"{environment} ({runtimes}) and stays paused there until someone resumes it; "
+            f"{v_old} serves the rest.",
         )
     if event == "resume":
         return (

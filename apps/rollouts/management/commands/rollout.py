@@ -18,7 +18,7 @@ from apps.rollouts.services import release_rollback, rollout_start, rollout_tran
 from apps.tenancy.models import Agent, Environment
 
 ACTOR = SystemActor("cli:rollout")
-MOVES = ("advance", "pause", "resume", "abort", "complete")
+MOVES = ("advance", "pause", "resume", "abort", "complete", "shrink")
 
 
 def _messages(exc: ValidationError) -> str:
