@@ -60,7 +60,8 @@ def _story_tenant() -> Any:
 
 
 def _story_prepare() -> None:
-    """The demo's plan and budget (``demo_story.story_prepare``), before the fleet spends."""
+    """The demo's plan, budget and staging kill switch (``demo_story.story_prepare``),
+    before the fleet spends."""
     from apps.dashboard.demo_story import story_prepare
 
     tenant = _story_tenant()

@@ -4,9 +4,10 @@ first minutes, through the real services, as the system actor ``system:demo``.
 The story, on top of the seeded data (``seed_demo``) and the simulated fleet:
 
 1. ``story_prepare`` (at start, idempotent): production gets a rollout plan short enough to
-   watch (20% → 50% → 100%, two minutes a step) unless an operator already set one, and
+   watch (20% → 50% → 100%, two minutes a step) unless an operator already set one,
    refund-agent gets a small hourly spend budget that only alerts, at 50% and 80%, so the
-   fleet's spend crosses its 80% alert within minutes of each hour.
+   fleet's spend crosses its 80% alert within minutes of each hour, and refund-agent is forced
+   draft-only in staging (a kill switch, engaged once; no demo runtime runs in staging).
 2. ``story_rollout_start`` (once the fleet has served a little): support-bot v2, the
    "friendlier" prompt, is rolled out to production past its failing promotion gate (the
    override is audited, with its reason). Nothing else is arranged: the simulated runtimes
@@ -33,6 +34,8 @@ from apps.audit.services import SystemActor
 from apps.budgets.models import Budget
 from apps.budgets.services import budget_create
 from apps.bundles.models import BundleVersion
+from apps.flags.models import AgentMode, KillSwitch, KillSwitchKind, KillSwitchScope
+from apps.flags.services import kill_switch_engage
 from apps.rollouts.models import Rollout, RolloutPlan
 from apps.rollouts.selectors import deployment_current, rollout_active
 from apps.rollouts.services import rollout_plan_set, rollout_start
@@ -62,6 +65,11 @@ DEMO_BUDGET: dict[str, Any] = {
     "thresholds": [50, 80],
     "description": "Small on purpose: the demo's spend crosses 80% within minutes each hour.",
 }
+# One engaged switch, so the kill-switch pages and the overview show one from the first minute:
+# in staging, where no demo runtime runs, so it changes nothing the story depends on.
+DEMO_SWITCH_REASON = (
+    "demo: refund-agent drafts refunds only in staging while the payment sandbox is down"
+)
 OVERRIDE_REASON = (
     "demo: shipping the friendlier tone although its adversarial suite fails the production "
     "gate; the canary analysis is the safety net"
@@ -100,6 +108,25 @@ def story_prepare(tenant: Tenant) -> list[str]:
             reason="demo: a budget the simulated spend crosses within minutes",
         )
         done.append(f"budget {DEMO_BUDGET['name']} created")
+    staging = Environment.objects.filter(
+        tenant=tenant, slug="staging", archived_at__isnull=True
+    ).first()
+    if (
+        refund is not None
+        and staging is not None
+        and not KillSwitch.objects.filter(tenant=tenant, engaged_by_label=ACTOR.label).exists()
+    ):
+        kill_switch_engage(
+            actor=ACTOR,
+            kind=KillSwitchKind.AGENT_MODE,
+            mode=AgentMode.DRAFT_ONLY,
+            scope=KillSwitchScope.ENVIRONMENT,
+            tenant=tenant,
+            agent=refund,
+            environment=staging,
+            reason=DEMO_SWITCH_REASON,
+        )
+        done.append("kill switch engaged: refund-agent draft-only in staging")
     return done
 
 

@@ -20,6 +20,7 @@ from apps.dashboard.demo_story import (
     story_prepare,
     story_rollout_start,
 )
+from apps.flags.models import KillSwitch
 from apps.rollouts.models import Rollout, RolloutPlan
 from apps.rollouts.services import rollout_plan_set, rollout_transition
 from apps.tenancy.models import Tenant
@@ -33,7 +34,7 @@ def acme() -> Tenant:
     return Tenant.objects.get(slug="acme")
 
 
-def test_story_prepare__sets_the_short_plan_and_the_small_budget_once(acme: Tenant) -> None:
+def test_story_prepare__sets_the_plan_the_budget_and_a_staging_switch_once(acme: Tenant) -> None:
     first = story_prepare(acme)
     second = story_prepare(acme)
 
@@ -42,11 +43,18 @@ def test_story_prepare__sets_the_short_plan_and_the_small_budget_once(acme: Tena
     budget = Budget.objects.get(tenant=acme, name=DEMO_BUDGET["name"])
     assert (budget.agent.slug, budget.window, budget.action) == ("refund-agent", "hour", "alert")
     assert budget.thresholds == [50, 80]
-    assert len(first) == 2
+    switch = KillSwitch.objects.get(tenant=acme, released_at__isnull=True)
+    assert (switch.kind, switch.mode, switch.agent.slug, switch.environment.slug) == (
+        "agent_mode",
+        "draft_only",
+        "refund-agent",
+        "staging",
+    )
+    assert len(first) == 3
     assert second == []
     assert set(
         AuditEvent.objects.filter(actor_label="system:demo").values_list("action", flat=True)
-    ) == {"rollout_plan.changed", "budget.created"}
+    ) == {"rollout_plan.changed", "budget.created", "kill_switch.engaged"}
 
 
 def test_story_prepare__an_operators_plan__left_alone(acme: Tenant) -> None:
