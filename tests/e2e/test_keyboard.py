@@ -92,12 +92,15 @@ def test_roll_back__keyboard_only_while_releases_refresh__focus_never_lost(
     expect(rollback).to_have_text("Roll back to v1")
 
     _tab_to(page, _named("Roll back to v1"), "the rollback button")
-    page.evaluate("window.__armed = true")
+    # the very element the user reached (not a copy put back by id after a swap: a screen reader
+    # would announce it again, and an element without an id would not be put back at all)
+    page.evaluate("window.__armed = true; document.activeElement.__reached = true")
     # past a refresh interval: two polls of the releases section answer while it holds the focus
     for _ in range(2):
         with page.expect_response(lambda r: f"/agents/{agent.pk}/releases/" in r.url):
             pass
     expect(rollback).to_be_focused()
+    assert page.evaluate("document.activeElement.__reached === true")
     assert page.evaluate("window.__focusLost") == []
 
     page.keyboard.press("Space")  # a real button: Space activates it
@@ -147,6 +150,7 @@ def test_kill_switch__engage_and_release_by_keyboard_only(
     expect(page.get_by_role("link", name=f"Release #{switch.pk}…")).to_be_focused()
     assert page.evaluate("window.__focusLost") == []
     page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name="Release", exact=True)).to_be_visible()
     _tab_to(page, _labelled("Reason"), "the reason")
     page.keyboard.type("Klingon fixed")
     _tab_to(page, _named("Release"), "the release button")
