@@ -24,9 +24,7 @@ def test_operator_journey__create_agent__listed_and_audited(
 
     # create an agent through the UI
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Agents").click()
-    page.get_by_role(
-        "button", name="New agent"
-    ).click()  # a link styled (and announced) as a button
+    page.get_by_role("link", name="New agent").click()  # navigation: a link styled as a button
     page.get_by_label("Slug").fill("journey-bot")
     page.get_by_label("Name").fill("Journey bot")
     page.get_by_label("Description").fill("Created by the browser test.")

@@ -38,7 +38,7 @@ def _change_password(page: Page, old: str, new: str) -> None:
     page.get_by_label("Old password").fill(old)
     page.get_by_label("New password", exact=True).fill(new)
     page.get_by_label("New password confirmation").fill(new)
-    page.get_by_role("link", name="Change password").click()
+    page.get_by_role("button", name="Change password").click()
 
 
 def test_viewer__reads_flags_kill_switches_runtimes_and_audit__no_mutating_button(
