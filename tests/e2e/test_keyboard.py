@@ -41,9 +41,10 @@ setInterval(check, 25);
 """
 
 
-def _tab_to(page: Page, matches: Callable[[dict[str, str]], bool], what: str) -> None:
-    """Press Tab until the focused element matches (keyboard only: no click, no .focus())."""
-    for _ in range(MAX_TABS):
+def _tab_to(page: Page, matches: Callable[[dict[str, str]], bool], what: str) -> int:
+    """Press Tab until the focused element matches (keyboard only: no click, no .focus());
+    returns how many presses it took."""
+    for presses in range(1, MAX_TABS + 1):
         page.keyboard.press("Tab")
         focused = page.evaluate(
             """() => { const e = document.activeElement; return {
@@ -52,7 +53,7 @@ def _tab_to(page: Page, matches: Callable[[dict[str, str]], bool], what: str) ->
                  label: e.labels && e.labels[0] ? e.labels[0].innerText.trim() : "" }; }"""
         )
         if matches(focused):
-            return
+            return presses
     raise AssertionError(f"{MAX_TABS} presses of Tab never reached {what}")
 
 
@@ -101,6 +102,15 @@ def test_roll_back__keyboard_only_while_releases_refresh__focus_never_lost(
             pass
     expect(rollback).to_be_focused()
     assert page.evaluate("document.activeElement.__reached === true")
+    assert page.evaluate("window.__focusLost") == []
+    expect(page.locator("#releases")).to_have_attribute("data-live-held", "")
+
+    # the focus leaves the section: what was held back is shown at once; and back again
+    presses = _tab_to(page, _named("All versions"), "the first link after the releases")
+    expect(page.locator("#releases")).not_to_have_attribute("data-live-held", "")
+    for _ in range(presses):
+        page.keyboard.press("Shift+Tab")
+    expect(rollback).to_be_focused()
     assert page.evaluate("window.__focusLost") == []
 
     page.keyboard.press("Space")  # a real button: Space activates it
