@@ -89,7 +89,10 @@ def _render(name: str, path: str, mtime_ns: int) -> tuple[str, str]:
     tokens = md.parse(text, env)
     _relink(tokens, name, set(documents()))
     title = next((line[2:].strip() for line in text.splitlines() if line.startswith("# ")), "")
-    return md.renderer.render(tokens, md.options, env), title
+    html = md.renderer.render(tokens, md.options, env)
+    # A code block wider than the page scrolls; keyboard users scroll it once it takes the
+    # focus (WCAG 2.1.1). Raw HTML is escaped (html=False), so every "<pre>" is markdown-it's.
+    return html.replace("<pre>", '<pre tabindex="0">'), title
 
 
 def doc_html(name: str) -> tuple[SafeString, str]:

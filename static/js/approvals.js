@@ -329,9 +329,13 @@
 
   function showAge() {
     var seconds = Math.round((Date.now() - updatedAt) / 1000);
-    var stale = seconds > pollSeconds * 3 + 2;
+    // paused by the top bar's "Pause live updates" (static/js/app.js): old on purpose
+    var paused = document.documentElement.hasAttribute("data-live-paused");
+    var stale = !paused && seconds > pollSeconds * 3 + 2;
     liveState.classList.toggle("stale", stale);
-    liveState.textContent = stale
+    liveState.textContent = paused
+      ? "Live updates paused: updated " + (seconds < 2 ? "just now" : seconds + " s ago")
+      : stale
       ? "Not updated for " + seconds + " s: the list may be out of date (is the connection down?)"
       : "Live: updated " + (seconds < 2 ? "just now" : seconds + " s ago");
   }

@@ -99,7 +99,7 @@ def test_user_create_form__bad_input__field_error_and_nothing_stored(
 
     assert response.status_code == 200
     assert response.context["form"].errors[field]
-    assert f'id="id_{field}-errors"' in response.content.decode()
+    assert f'id="id_{field}_error"' in response.content.decode()
     assert _state() == before
 
 

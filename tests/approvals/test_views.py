@@ -532,9 +532,9 @@ def test_queue_create__invalid__errors_beside_fields(
     )
     assert response.status_code == 200
     html = response.content.decode()
-    assert 'id="id_match_tools-errors"' in html and "Not a tool name or glob" in html
-    assert 'id="id_timeout_s-errors"' in html and "Whole seconds from 60" in html
-    assert 'id="id_escalate_after_s-errors"' in html
+    assert 'id="id_match_tools_error"' in html and "Not a tool name or glob" in html
+    assert 'id="id_timeout_s_error"' in html and "Whole seconds from 60" in html
+    assert 'id="id_escalate_after_s_error"' in html
     assert not ApprovalQueue.objects.filter(name="Emails").exists()
     taken = _client(operator).post("/approvals/queues/new/", _queue_form(name="REFUNDS"))
     assert "already has this name" in taken.content.decode()

@@ -104,7 +104,7 @@ def test_budget_create__bad_form__errors_next_to_fields_and_nothing_stored(
 ) -> None:
     response = _client(operator).post("/budgets/new/", _form(**overrides))
     assert response.status_code == 200
-    assert f'id="id_{field}-errors"' in response.content.decode()
+    assert f'id="id_{field}_error"' in response.content.decode()
     assert not Budget.objects.exists()
 
 

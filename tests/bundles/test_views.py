@@ -215,7 +215,7 @@ def test_editor__push_without_message__error_on_the_message_field(
         {"source": demo_text("refund-agent-v1"), "message": " ", "action": "push"},
     )
     assert response.status_code == 200
-    assert 'id="id_message-errors"' in response.content.decode()
+    assert 'id="id_message_error"' in response.content.decode()
     assert BundleVersion.objects.count() == 0
 
 

@@ -44,7 +44,7 @@ def test_alerts__badge_acknowledge_and_refused_channel(
     alert.refresh_from_db()
     assert alert.acknowledged_label == operator.username
 
-    page.get_by_role("button", name="New alert channel").click()
+    page.get_by_role("link", name="New alert channel").click()
     page.get_by_label("Name").fill("pager")
     page.get_by_label("URL").fill("http://169.254.169.254/latest/meta-data/")
     page.get_by_role("button", name="Save").click()

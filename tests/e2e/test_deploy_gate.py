@@ -65,6 +65,7 @@ def _open_deploy_of_v2(page: Page, base_url: str, agent: Agent, tenant: Tenant) 
     production = tenant.environments.get(slug="production")
     page.goto(f"{base_url}/agents/{agent.pk}/deploy/?environment={production.pk}")
     page.get_by_label("Show the gates of").select_option(label="v2")
+    page.get_by_role("button", name="Show", exact=True).click()  # choosing alone changes nothing
     expect(page.get_by_role("heading", name="Promotion gates for v2")).to_be_visible()
     row = page.locator('[data-testid="deploy-gates"] tr[data-environment="production"]')
     # before the click: the gate's state, suite by suite
@@ -91,7 +92,7 @@ def test_deploy__gate_not_met__operator_refused_admin_overrides_with_reason(
     _open_deploy_of_v2(page, live_server.url, agent, tenant)
     expect(page.get_by_label("Override the promotion gate (Admins)")).to_have_count(0)
     page.get_by_role("button", name="Deploy now").click()
-    errors = page.locator("#id_version-errors")
+    errors = page.locator("#id_version_error")
     expect(errors).to_contain_text(MISSING)
     expect(errors).to_contain_text(SHORT)
     page.screenshot(path=str(SHOTS / "deploy-gate-refused.png"), full_page=True)
@@ -104,7 +105,7 @@ def test_deploy__gate_not_met__operator_refused_admin_overrides_with_reason(
     override = page.get_by_label("Override the promotion gate (Admins)")
     override.check()
     page.get_by_role("button", name="Deploy now").click()
-    expect(page.locator("#id_override_reason-errors")).to_contain_text("Say why")
+    expect(page.locator("#id_override_reason_error")).to_contain_text("Say why")
     assert deployment_current(agent=agent, environment=production).version.number == 1
     page.get_by_label("Override the promotion gate (Admins)").check()
     page.get_by_label("Why the gate may be passed").fill("adversarial suite is being rebuilt")

@@ -30,7 +30,7 @@ def test_flag_editor__operator_builds_25_percent_rollout_with_constraint__sdk_bu
     development = tenant.environments.get(slug="development")
     log_in(page, asgi_server, operator.username)
     page.goto(f"{asgi_server}/flags/?environment={development.pk}")
-    page.get_by_role("button", name="New flag").click()
+    page.get_by_role("link", name="New flag").click()
 
     page.get_by_label("Name", exact=True).fill("new-checkout")
     page.get_by_label("On (SDKs evaluate its strategies)").check()

@@ -126,7 +126,7 @@ def test_admin_reset__one_time_password__user_must_change_it(
     user = make_user(Role.OPERATOR, tenant, username="otto")
     log_in(page, asgi_server, admin.username)
     page.goto(f"{asgi_server}/users/{user.pk}/")
-    page.get_by_role("button", name="Reset password").click()  # a link styled as a button
+    page.get_by_role("button", name="Reset password").click()  # opens the confirmation
     expect(page.get_by_role("heading", name="Reset the password of otto?")).to_be_visible()
     page.get_by_label("Reason").fill("forgot it after the holidays")
     page.get_by_role("button", name="Reset password").click()

@@ -95,7 +95,7 @@ def test_telemetry_page__records_from_the_api__drawn_as_charts(
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "telemetry.png"), full_page=True)
 
-    page.get_by_role("button", name="Records", exact=True).click()
+    page.get_by_role("link", name="Records", exact=True).click()
     # 29 JSON records and the OTLP one (newest first), each with its trace link
     expect(page.locator("tbody tr")).to_have_count(30)
     expect(page.get_by_role("link", name="trace")).to_have_count(30)

@@ -362,7 +362,7 @@ def test_agent_archive__without_reason__field_error_and_nothing_changes(
 
     assert response.status_code == 200
     assert response.context["form"].errors["reason"]
-    assert 'id="id_reason-errors"' in _html(response)
+    assert 'id="id_reason_error"' in _html(response)
     assert _state() == before
 
 
@@ -408,7 +408,7 @@ def test_agent_create_form__bad_input__field_error_and_nothing_stored(
 
     assert response.status_code == 200
     assert response.context["form"].errors[field]
-    assert f'id="id_{field}-errors"' in _html(response)
+    assert f'id="id_{field}_error"' in _html(response)
     assert _state() == before
 
 
