@@ -251,3 +251,27 @@ def test_no_javascript__sidebar_links_shown_stacked(
         assert width_now <= screen
     finally:
         context.close()
+
+
+def test_table_swapped_in_by_htmx__in_its_region_too(
+    asgi_server: str,
+    page: Page,
+    world: dict[str, Any],  # noqa: F811
+) -> None:
+    """The running rollout's live part (verdicts, decisions, timeline: tables) is replaced by
+    htmx every few seconds; the new tables are wrapped as the first ones were."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    log_in(page, asgi_server, world["users"]["admin"].username)
+    page.goto(asgi_server + reverse("rollouts:rollout_detail", kwargs=world["args"]["rollout"]))
+    first = page.locator("#rollout-live table").first
+    expect(first).to_be_attached()
+    page.evaluate("window.__firstTable = document.querySelector('#rollout-live table')")
+    page.wait_for_function(
+        "() => !document.contains(window.__firstTable)"
+        " && document.querySelector('#rollout-live table')"
+    )
+    assert page.evaluate(BARE_TABLES) == []
+    assert page.evaluate(OVERFLOW) == []
+    region = page.locator("#rollout-live .table-scroll").first
+    expect(region).to_have_attribute("role", "region")
+    expect(region).to_have_attribute("tabindex", "0")
