@@ -1,11 +1,12 @@
 """Take the README's screenshots (docs/screenshots/: overview, agents, an agent, runtimes,
-kill switches, the flag editor, the deploy form with its promotion gates).
+kill switches, the flag editor, the deploy form with its promotion gates; the overview and
+the kill switches on a phone, 390 CSS px wide).
 
 Runs the product exactly as `make run` does, on a throw-away var dir (SQLite and the demo
 data), logs in as the generated admin in Debian's headless Chromium and captures the pages.
 Not part of the test suite:
 
-    .venv/bin/python scripts/screenshots.py [--out docs/screenshots]
+    .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--phone-only]
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import ViewportSize, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -44,6 +45,13 @@ PAGES = {
     "kill-switches.png": "/flags/kill-switches/",
     "flag-editor.png": "/flags/1/edit/",  # the demo's 10% gradual rollout
     "deploy-gate.png": "/agents/1/deploy/",  # each environment's promotion gate
+}
+# The same pages on a phone (an iPhone 12-15's 390 x 844 CSS px): one column, the sidebar
+# folded behind its Menu button.
+PHONE: ViewportSize = {"width": 390, "height": 844}
+PHONE_PAGES = {
+    "overview-phone.png": "/",
+    "kill-switches-phone.png": "/flags/kill-switches/",
 }
 # --all: more pages, to look over the UI (not for the README)
 MORE_PAGES = {
@@ -90,8 +98,13 @@ def main() -> int:
     parser.add_argument(
         "--all", action="store_true", help="also capture the other pages and the login page"
     )
+    parser.add_argument(
+        "--phone-only", action="store_true", help="capture only the phone-width screenshots"
+    )
     args = parser.parse_args()
     pages = {**PAGES, **MORE_PAGES} if args.all else PAGES
+    if args.phone_only:
+        pages = {}
     args.out.mkdir(parents=True, exist_ok=True)
 
     with tempfile.TemporaryDirectory(prefix="controlplane-screenshots-") as var_dir:
@@ -138,6 +151,12 @@ def main() -> int:
                 page.get_by_role("button", name="Log in").click()
                 page.wait_for_url(f"{base}/")
                 for name, path in pages.items():
+                    page.goto(f"{base}{path}")
+                    page.wait_for_load_state("networkidle")
+                    page.screenshot(path=str(args.out / name), full_page=False)
+                    print(f"wrote {args.out / name}")
+                page.set_viewport_size(PHONE)
+                for name, path in PHONE_PAGES.items():
                     page.goto(f"{base}{path}")
                     page.wait_for_load_state("networkidle")
                     page.screenshot(path=str(args.out / name), full_page=False)

@@ -321,7 +321,21 @@ def test_api_docs__renders_with_assets_from_static(client: Client, url: str) -> 
     # Swagger UI's start-up script is served by the docs view itself (no inline script).
     assets = [a for a in local_assets(html) if a != "/api/docs/?script="]
     assert assets
-    assert all(a.startswith("/static/drf_spectacular_sidecar/") for a in assets), assets
+    # Swagger UI / ReDoc from the sidecar package; our own stylesheet (its method badges' contrast)
+    ours = {"/static/css/api-docs.css"}
+    assert all(a.startswith("/static/drf_spectacular_sidecar/") or a in ours for a in assets), (
+        assets
+    )
+
+
+@pytest.mark.parametrize("url", ["/api/docs/", "/api/redoc/"])
+def test_api_docs__say_their_language(client: Client, url: str) -> None:
+    # drf-spectacular's own templates have a bare <html> (WCAG 3.1.1)
+    assert '<html lang="en">' in client.get(url).content.decode()
+
+
+def test_api_docs__method_badges_restyled_for_contrast(client: Client) -> None:
+    assert "/static/css/api-docs.css" in local_assets(client.get("/api/docs/").content.decode())
 
 
 def _asset_statuses(client: Client, url: str) -> dict[str, int]:
