@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from playwright.sync_api import ViewportSize, sync_playwright
+from playwright.sync_api import Page, ViewportSize, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -88,6 +88,36 @@ def _wait_for(url: str, process: subprocess.Popen[str], timeout: float = 90) -> 
     raise SystemExit(f"{url} did not answer within {timeout:.0f} s")
 
 
+def _story_pages(page: Page, base: str, timeout: float) -> dict[str, str]:
+    """Wait (up to ``timeout`` seconds) until the demo story has played — support-bot v2's
+    rollout in production rolled back by the analysis, refund-agent's approvals waiting —
+    and return the pages that show it: the rollout, the incident panel, the inbox."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rollouts = page.request.get(f"{base}/api/v1/rollouts/").json()["results"]
+        done = [
+            r
+            for r in rollouts
+            if r["agent_slug"] == "support-bot"
+            and r["environment_slug"] == "production"
+            and r["state"] == "rolled_back"
+        ]
+        waiting = page.request.get(f"{base}/api/v1/approvals/?status=pending").json()
+        if done and waiting.get("count", len(waiting.get("results", []))):
+            rollout = done[0]
+            print(f"the story has played: rollout #{rollout['id']} rolled back", flush=True)
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the demo story did not play within {timeout:.0f} s")
+        time.sleep(5)
+    time.sleep(20)  # a few more minutes' rollups for the overview's sparklines
+    return {
+        "rollout.png": f"/rollouts/{rollout['id']}/",
+        "incident-panel.png": f"/incidents/{rollout['agent']}/{rollout['environment']}/",
+        "approvals.png": "/approvals/",
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -100,6 +130,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--phone-only", action="store_true", help="capture only the phone-width screenshots"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="no worker and no demo story: the seeded data only"
+    )
+    parser.add_argument(
+        "--story-timeout", type=float, default=600, help="seconds to wait for the demo story"
     )
     args = parser.parse_args()
     pages = {**PAGES, **MORE_PAGES} if args.all else PAGES
@@ -117,10 +153,16 @@ def main() -> int:
             CONTROLPLANE_VAR_DIR=var_dir,
             PYTHONUNBUFFERED="1",
             DJANGO_SETTINGS_MODULE="controlplane.settings.base",
+            # the demo story, paced as tests/project/test_run_demo.py paces it
+            ROLLOUT_ANALYSIS_EVERY_S="5",
+            DEMO_ROLLOUT_AFTER_S="5",
+            DEMO_SUPPORT_BOT_RPS="8",
+            DEMO_REFUND_AGENT_RPS="3",
         )
         port = _free_port()
+        command = [sys.executable, "-m", "controlplane.run", "--port", str(port)]
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "controlplane.run", "--port", str(port), "--no-worker"],
+            [*command, "--no-worker"] if args.quick else command,
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -150,6 +192,8 @@ def main() -> int:
                 page.get_by_label("Password").fill(match[1])
                 page.get_by_role("button", name="Log in").click()
                 page.wait_for_url(f"{base}/")
+                if not args.quick and not args.phone_only:
+                    pages = {**pages, **_story_pages(page, base, args.story_timeout)}
                 for name, path in pages.items():
                     page.goto(f"{base}{path}")
                     page.wait_for_load_state("networkidle")
