@@ -409,6 +409,9 @@ ROUTES: dict[str, Route] = {
     ),
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
+    "dashboard:overview_live": _r(None, get=LOGGED_IN),
+    # placeholder of issue 17 part B (the incident panel) on this branch
+    "dashboard:incident": _r("agent_environment_ids", True, get="tenancy.view_agent"),
     "dashboard:doc": _r("doc", get=LOGGED_IN),
     "dashboard:doc_screenshot": _r("doc_screenshot", get=LOGGED_IN),
 }
