@@ -14,9 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Q
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from apps.alerts.selectors import alert_list_for_user
 from apps.approvals.selectors import PendingSummary, pending_by_agent_environment
@@ -30,7 +31,7 @@ from apps.rollouts.selectors import (
     deployments_current_for,
     rollouts_active_for,
 )
-from apps.runtimes.selectors import Convergence, convergence_for, nack_storms
+from apps.runtimes.selectors import convergence_for, nack_storms
 from apps.telemetry.selectors import Health, overview_health
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.selectors import agent_list_for_user, environment_list_for_user
@@ -131,7 +132,7 @@ class Row:
     burn: BudgetBurn | None
     pending: PendingSummary | None
     kill_switches: list[KillSwitch]
-    convergence: Convergence | None
+    convergence: str  # the environment's convergence badge (HTML)
 
     @property
     def dom_id(self) -> str:
@@ -197,7 +198,11 @@ def overview_rows(
         now=now,
     )
     pending = pending_by_agent_environment(user, tenant_id=tenant.pk)
-    convergence = {c.environment.pk: c for c in convergence_for(environments=environments)}
+    # the badge is the same on every row of an environment: drawn once per environment
+    convergence = {
+        c.environment.pk: render_to_string("runtimes/_convergence_badge.html", {"c": c})
+        for c in convergence_for(environments=environments)
+    }
     rows = []
     for agent in agents:
         for environment in environments:
@@ -221,7 +226,7 @@ def overview_rows(
                         for s in engaged
                         if kill_switch_reaches(s, agent_id=agent.pk, environment=environment)
                     ],
-                    convergence=convergence.get(environment.pk),
+                    convergence=mark_safe(convergence.get(environment.pk, "")),  # noqa: S308 - rendered by a template
                 )
             )
     return rows, agents, environments
@@ -300,7 +305,9 @@ def overview_context(*, user: AnyUser, tenant: Tenant) -> dict[str, Any]:
         "rows": rows,
         "agents": agents,
         "environments": environments,
-        "timeline": incident_timeline(user=user, tenant=tenant, environments=environments, now=now),
+        "timeline": incident_timeline(
+            user=user, tenant=tenant, environments=environments, now=now, switches=switches
+        ),
         "read_at": now,
         "show_health": user_may(user, TELEMETRY_PERMISSION),
     }
