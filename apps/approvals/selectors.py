@@ -79,12 +79,13 @@ def inbox_tools(user: AnyUser, tenant_id: int | None = None) -> list[str]:
 
 @dataclass(frozen=True)
 class InboxFilters:
-    """The inbox's filters: queue id, agent slug, tool, risk, minimum age in seconds, status
-    (default: waiting; ``DECIDED``: any final state; "": all), tenant id (None: every tenant
-    of the user)."""
+    """The inbox's filters: queue id, agent slug, environment slug, tool, risk, minimum age
+    in seconds, status (default: waiting; ``DECIDED``: any final state; "": all), tenant id
+    (None: every tenant of the user)."""
 
     queue: int | None = None
     agent: str = ""
+    environment: str = ""  # slug (the overview links a row's waiting requests here)
     tool: str = ""
     risk: str = ""
     min_age_s: int | None = None
@@ -110,6 +111,8 @@ def inbox(user: AnyUser, filters: InboxFilters, *, now: datetime | None = None) 
         requests = requests.filter(queue_id=filters.queue)
     if filters.agent:
         requests = requests.filter(agent__slug=filters.agent)
+    if filters.environment:
+        requests = requests.filter(environment__slug=filters.environment)
     if filters.tool:
         requests = requests.filter(tool=filters.tool)
     if filters.risk:

@@ -164,7 +164,10 @@ def test_overview__a_row__shows_every_part(tenant: Tenant) -> None:
     assert "<title>Error rate of Refund agent 0 in Production" in row
     assert " ms</span>" in row and "$0.0125</span>" in row
     assert "% used</a>" in row and "Per agent daily" in row
-    assert f'href="/approvals/?agent={agent.slug}"' in row and "1 waiting" in row
+    assert (
+        f'href="/approvals/?agent={agent.slug}&amp;environment=production"' in row
+        and "1 waiting" in row
+    )
     assert "oldest 12\xa0minutes" in row
     assert "1 engaged</a>" in row
     assert 'data-testid="convergence-badge"' in row

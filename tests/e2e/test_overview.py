@@ -1,7 +1,8 @@
 """The Overview in a real headless Chromium: an approver clears a waiting approval from the
-overview's link (the row's "1 waiting" opens the inbox on that agent, Approve, back on the
-overview nothing waits); the live refresh never replaces the row that holds the keyboard
-focus, refreshes the others, and stops while paused. No console error, no CSP violation."""
+overview's link (the row's "1 waiting" opens the inbox on that agent and environment,
+Approve, back on the overview nothing waits); the live refresh never replaces the row that
+holds the keyboard focus, refreshes the others, and stops while paused. No console error,
+no CSP violation."""
 
 from __future__ import annotations
 
@@ -63,7 +64,8 @@ def test_overview__an_approver_clears_an_approval_from_the_overviews_link(
     expect(row).to_contain_text("oldest 7")
     link.click()  # click 1: the inbox, on this agent
 
-    expect(page).to_have_url(f"{asgi_server}/approvals/?agent=refund-agent")
+    expect(page).to_have_url(f"{asgi_server}/approvals/?agent=refund-agent&environment=production")
+    expect(page.get_by_label("Environment")).to_have_value("production")
     expect(page.locator("#approval-detail #detail-heading")).to_contain_text(f"#{waiting.pk}")
     page.locator("#approval-detail").get_by_role("button", name="Approve").click()  # click 2
     expect(page.locator(f"#req-{waiting.pk}")).to_have_count(0)
