@@ -7,12 +7,14 @@ is asserted in tests/dashboard/test_overview.py), and telemetry comes from rollu
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
+from django.core.cache import cache
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -39,6 +41,7 @@ from apps.tenancy.selectors import agent_list_for_user, environment_list_for_use
 from .sparklines import sparkline
 
 TELEMETRY_PERMISSION = "telemetry.view_requestrecord"
+HEALTH_CACHE_S = 90  # keys carry the minute: a new minute computes afresh
 TIMELINE_WINDOW = timedelta(hours=24)
 TIMELINE_LIMIT = 40
 # Alerts the timeline shows: what the analysis did on its own, budgets crossing a threshold,
@@ -120,6 +123,32 @@ def health_view(health: Health, *, subject: str) -> HealthView:
     return view
 
 
+def health_views(
+    *, tenant: Tenant, agents: list[Agent], environments: list[Environment], now: datetime
+) -> dict[tuple[int, int], HealthView]:
+    """(agent id, environment id) -> its ``HealthView``, computed once a minute per tenant
+    and set of rows and kept in the cache for ``HEALTH_CACHE_S``: every open Overview polls
+    every ``LIVE_SECONDS`` and the sums change by the minute, so one computation serves them
+    all (the figures are at most a minute behind; the page says as of when). A cache that
+    does not answer (Redis down) only costs the computation."""
+    rows = sorted((a.pk, e.pk) for a in agents for e in environments)
+    digest = hashlib.sha256(repr(rows).encode()).hexdigest()[:16]
+    key = f"dashboard:health:{tenant.pk}:{now:%Y%m%d%H%M}:{digest}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cast("dict[tuple[int, int], HealthView]", cached)
+    found = overview_health(
+        tenant=tenant,
+        agent_ids=[a.pk for a in agents],
+        environment_ids=[e.pk for e in environments],
+        now=now,
+    )
+    names = {(a.pk, e.pk): f"{a.name} in {e.name}" for a in agents for e in environments}
+    views = {pair: health_view(h, subject=names[pair]) for pair, h in found.items()}
+    cache.set(key, views, HEALTH_CACHE_S)
+    return views
+
+
 @dataclass
 class Row:
     """One agent in one environment, everything its Overview row shows."""
@@ -184,9 +213,7 @@ def overview_rows(
     stable = deployments_current_for(environment_ids=environment_ids)
     rollouts = rollouts_active_for(environment_ids=environment_ids)
     health = (
-        overview_health(
-            tenant=tenant, agent_ids=agent_ids, environment_ids=environment_ids, now=now
-        )
+        health_views(tenant=tenant, agents=agents, environments=environments, now=now)
         if user_may(user, TELEMETRY_PERMISSION)
         else {}
     )
@@ -207,18 +234,13 @@ def overview_rows(
     for agent in agents:
         for environment in environments:
             key = (agent.pk, environment.pk)
-            found = health.get(key)
             rows.append(
                 Row(
                     agent=agent,
                     environment=environment,
                     stable=stable.get(key),
                     rollout=rollouts.get(key),
-                    health=(
-                        health_view(found, subject=f"{agent.name} in {environment.name}")
-                        if found is not None
-                        else None
-                    ),
+                    health=health.get(key),
                     burn=burns.get(key),
                     pending=pending.get(key),
                     kill_switches=[
@@ -309,5 +331,8 @@ def overview_context(*, user: AnyUser, tenant: Tenant) -> dict[str, Any]:
             user=user, tenant=tenant, environments=environments, now=now, switches=switches
         ),
         "read_at": now,
+        # the same on every row: reversed once, not 150 times
+        "inbox_url": reverse("approvals:inbox"),
+        "kill_switches_url": reverse("flags:kill_switch_list"),
         "show_health": user_may(user, TELEMETRY_PERMISSION),
     }
