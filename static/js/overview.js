@@ -80,7 +80,10 @@
     paused = !paused;
     button.setAttribute("aria-pressed", paused ? "true" : "false");
     button.textContent = paused ? "Resume live updates" : "Pause live updates";
-    status(paused ? "Live updates paused: figures as of " + timeOf(readAt()) + "." : "Live updates resumed.");
+    var said = paused ? "Live updates paused: figures as of " + timeOf(readAt()) + "." : "Live updates resumed.";
+    status(said);
+    var announce = document.getElementById("overview-announce");
+    if (announce) announce.textContent = said;
     if (!paused && window.htmx && poller()) window.htmx.trigger(poller(), "overview-refresh");
   });
 })();

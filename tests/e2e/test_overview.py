@@ -115,6 +115,7 @@ def test_overview__live_refresh__keeps_the_focused_row_and_pauses(
     expect(pause).to_have_attribute("aria-pressed", "true")
     expect(pause).to_have_text("Resume live updates")
     expect(page.locator("#overview-updated")).to_contain_text("paused")
+    expect(page.get_by_role("status")).to_contain_text("Live updates paused")
     _waiting(tenant, "A-9")
     page.evaluate("htmx.trigger('#overview-poll', 'overview-refresh')")
     page.wait_for_timeout(500)  # a request would have been sent by now; none is
