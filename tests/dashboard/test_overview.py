@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
@@ -20,12 +21,14 @@ from apps.accounts.runtime_tokens import runtime_token_create
 from apps.alerts.services import alert_raise
 from apps.approvals.services import approval_open, queue_create
 from apps.audit.services import SystemActor
+from apps.budgets.selectors import budget_burn_for
 from apps.budgets.services import budget_create
 from apps.bundles.services import bundle_version_push
 from apps.core.roles import Role
 from apps.dashboard.sparklines import sparkline
 from apps.flags.services import kill_switch_engage
 from apps.rollouts.services import deployment_create, rollout_start
+from apps.runtimes.selectors import nack_storms
 from apps.runtimes.services import runtime_heartbeat_record
 from apps.telemetry.services import records_ingest
 from apps.tenancy.models import Agent, Environment, Tenant
@@ -290,3 +293,59 @@ def test_sparkline__values_as_text_and_gaps() -> None:
     empty = sparkline([None, None], label="Errors", summary="none")
     assert "stroke-dasharray" in empty
     assert "&lt;b&gt;" in sparkline([1.0], label="<b>", summary="x")
+
+
+def test_budget_burn__the_tightest_budget_that_applies_to_each_row(tenant: Tenant) -> None:
+    first, second = _world(tenant, 2)  # + "Per agent daily": $1 a day for each agent
+    production = tenant.environments.get(slug="production")
+    staging = tenant.environments.get(slug="staging")
+    budget_create(
+        actor=ACTOR,
+        tenant=tenant,
+        data={
+            "name": "First in production",
+            "scope": "agent",
+            "agent": first,
+            "environment": production,
+            "window": "day",
+            "limits": {"cost_usd": "0.25"},
+            "action": "alert",
+        },
+    )
+    burns = budget_burn_for(
+        user=make_user(Role.OPERATOR, tenant),
+        tenant_id=tenant.pk,
+        agent_ids=[first.pk, second.pk],
+        environment_ids=[staging.pk, production.pk],
+    )
+    # 10 requests at $0.0125 in each of 3 environments: $0.125 here, $0.375 for the agent
+    mine = burns[(first.pk, production.pk)]
+    assert (mine.budget.name, mine.percent) == ("First in production", Decimal("50.00"))
+    assert mine.ahead_of_time == (mine.elapsed_percent < 50)
+    for key in ((first.pk, staging.pk), (second.pk, production.pk)):
+        assert (burns[key].budget.name, burns[key].percent) == (
+            "Per agent daily",
+            Decimal("37.50"),
+        )
+
+
+def test_nack_storms__three_runtimes_on_one_revision__one_storm_two__none(
+    tenant: Tenant,
+) -> None:
+    production = tenant.environments.get(slug="production")
+    token = runtime_token_create(actor=ACTOR, tenant=tenant, environment=production, name="f")[0]
+    since = timezone.now() - timedelta(minutes=5)
+    for n in range(2):
+        runtime_heartbeat_record(
+            token=token, instance_id=f"rt-{n}", report="nack", revision=production.revision
+        )
+    assert nack_storms(tenant_id=tenant.pk, since=since) == []
+    runtime_heartbeat_record(
+        token=token, instance_id="rt-2", report="nack", revision=production.revision
+    )
+    (storm,) = nack_storms(tenant_id=tenant.pk, since=since)
+    assert (storm.environment_id, storm.revision, storm.runtimes) == (
+        production.pk,
+        production.revision,
+        3,
+    )
