@@ -10,10 +10,11 @@ one engaged kill switch; telemetry as the ingest would leave it: hour rollups fo
 ``--days`` days and minute rollups for the last ``--minute-days`` days (one row per agent,
 environment and minute, stable variant), inserted with ``generate_series`` in PostgreSQL.
 The goal (issue 17) asks for 30 days of minute rollups (``--minute-days 30``: 6.5 M rows,
-about 2 GB); a shorter ``--minute-days`` is stated in the output (``seeded.*``). The page
-reads only the last hour of minute rollups and the last two hour rollups, through the
-``(tenant, agent, environment, bucket_start)`` index, so older rows weigh on it only
-through the index's depth.
+~12 GB with their latency sketches, ~15 s of seeding per day on 2 busy cores); a shorter
+``--minute-days`` is stated in the output (``seeded.*``). The page reads only the last
+hour of minute rollups and the last two hour rollups, through the ``(tenant, agent,
+environment, bucket_start)`` index, so older rows weigh on it only through the index's
+depth.
 
     python -m benchmarks.overview [--agents 50] [--days 30] [--minute-days 30] [--loads 50]
 
