@@ -167,7 +167,7 @@ def test_overview__a_row__shows_every_part(tenant: Tenant) -> None:
     assert "0.2/min" in row and "30.0%" in row  # 3 of 10 requests failed (m = 0, 20, 40)
     assert "<title>Error rate of Refund agent 0 in Production" in row
     assert " ms</span>" in row and "$0.0125</span>" in row
-    assert "% used</a>" in row and "Per agent daily" in row
+    assert "% used</a>" in row and "Per agent daily: " in row and "of day gone" in row
     assert (
         f'href="/approvals/?agent={agent.slug}&amp;environment=production"' in row
         and "1 waiting" in row
