@@ -24,7 +24,7 @@ from django.utils.safestring import SafeString, mark_safe
 from apps.alerts.selectors import alert_list_for_user
 from apps.approvals.selectors import PendingSummary, pending_by_agent_environment
 from apps.budgets.selectors import BudgetBurn, budget_burn_for
-from apps.core.authz import AnyUser, user_may
+from apps.core.authz import AnyUser, user_may, visible_tenants_once
 from apps.flags.models import KillSwitch
 from apps.flags.selectors import kill_switch_list_for_user, kill_switch_reaches
 from apps.rollouts.models import Deployment
@@ -320,6 +320,11 @@ def _alerts_url() -> str:
 
 def overview_context(*, user: AnyUser, tenant: Tenant) -> dict[str, Any]:
     """Everything the Overview's live part renders: rows, timeline, when it was read."""
+    with visible_tenants_once():  # one user, a dozen selectors: their tenants worked out once
+        return _overview_context(user=user, tenant=tenant)
+
+
+def _overview_context(*, user: AnyUser, tenant: Tenant) -> dict[str, Any]:
     now = timezone.now()
     switches = kill_switches_recent(user=user, tenant=tenant, now=now)
     rows, agents, environments = overview_rows(user=user, tenant=tenant, now=now, switches=switches)
