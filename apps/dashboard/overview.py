@@ -38,6 +38,7 @@ from apps.telemetry.selectors import Health, overview_health
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.selectors import agent_list_for_user, environment_list_for_user
 
+from .rows import row_html
 from .sparklines import sparkline
 
 TELEMETRY_PERMISSION = "telemetry.view_requestrecord"
@@ -328,16 +329,27 @@ def _overview_context(*, user: AnyUser, tenant: Tenant) -> dict[str, Any]:
     now = timezone.now()
     switches = kill_switches_recent(user=user, tenant=tenant, now=now)
     rows, agents, environments = overview_rows(user=user, tenant=tenant, now=now, switches=switches)
+    inbox_url, kill_switches_url = reverse("approvals:inbox"), reverse("flags:kill_switch_list")
+    show_health = user_may(user, TELEMETRY_PERMISSION)
+    memo: dict[tuple[object, ...], str] = {}
     return {
         "rows": rows,
+        "row_html": [
+            row_html(
+                row,
+                show_health=show_health,
+                inbox_url=inbox_url,
+                kill_switches_url=kill_switches_url,
+                read_at=now,
+                memo=memo,
+            )
+            for row in rows
+        ],
         "agents": agents,
         "environments": environments,
         "timeline": incident_timeline(
             user=user, tenant=tenant, environments=environments, now=now, switches=switches
         ),
         "read_at": now,
-        # the same on every row: reversed once, not 150 times
-        "inbox_url": reverse("approvals:inbox"),
-        "kill_switches_url": reverse("flags:kill_switch_list"),
-        "show_health": user_may(user, TELEMETRY_PERMISSION),
+        "show_health": show_health,
     }
