@@ -62,9 +62,9 @@ def _fmt(value: float | Decimal | None, pattern: str) -> str:
 
 @dataclass
 class HealthView:
-    """The four health metrics of a row, each a headline value (text) and a sparkline."""
+    """The four health metrics of a row, each a headline value (text) and a sparkline: only
+    strings, so the minute's cached copy is small to load."""
 
-    health: Health
     cells: list[tuple[str, str, SafeString]] = field(default_factory=list)  # name, text, svg
 
 
@@ -82,7 +82,7 @@ def health_view(health: Health, *, subject: str) -> HealthView:
     def listing(values: Sequence[float | None], pattern: str) -> str:
         return ", ".join("none" if v is None else pattern.format(v) for v in values)
 
-    view = HealthView(health)
+    view = HealthView()
     view.cells = [
         (
             "Requests",
