@@ -10,7 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from apps.core.ui import ExpectedVersionField
-from apps.tenancy.models import Agent, Tenant
+from apps.tenancy.models import Agent, Environment, Tenant
 
 from .models import RISK_LABELS, RISKS, ApprovalQueue, ApprovalVote, Status
 from .selectors import DECIDED, InboxFilters
@@ -34,6 +34,7 @@ class InboxFilterForm(forms.Form):
 
     queue = forms.ChoiceField(required=False)
     agent = forms.ChoiceField(required=False)
+    environment = forms.ChoiceField(required=False)
     tool = forms.CharField(required=False, max_length=64)
     risk = forms.ChoiceField(required=False, choices=[("", "any risk"), *RISK_CHOICES])
     age = forms.ChoiceField(required=False, choices=AGES, label="Waiting")
@@ -46,6 +47,7 @@ class InboxFilterForm(forms.Form):
         queues: Iterable[ApprovalQueue],
         agents: Iterable[Agent],
         tools: Iterable[str],
+        environments: Iterable[Environment] = (),
     ) -> None:
         super().__init__(data)
         self.fields["queue"].choices = [("", "every queue")] + [  # type: ignore[attr-defined]
@@ -53,6 +55,9 @@ class InboxFilterForm(forms.Form):
         ]
         self.fields["agent"].choices = [("", "every agent")] + [  # type: ignore[attr-defined]
             (agent.slug, agent.slug) for agent in agents
+        ]
+        self.fields["environment"].choices = [("", "every environment")] + [  # type: ignore[attr-defined]
+            (environment.slug, environment.name) for environment in environments
         ]
         self.tools = sorted(set(tools))
         self.fields["tool"].widget.attrs.update(
@@ -77,6 +82,7 @@ class InboxFilterForm(forms.Form):
         return InboxFilters(
             queue=int(queue) if queue else None,
             agent=self._value("agent"),
+            environment=self._value("environment"),
             tool=self._value("tool").strip(),
             risk=self._value("risk"),
             min_age_s=int(age) if age else None,
@@ -86,7 +92,9 @@ class InboxFilterForm(forms.Form):
 
     def active(self) -> bool:
         """Whether any filter narrows the list (beyond the status)."""
-        return any(self._value(name) for name in ("queue", "agent", "tool", "risk", "age"))
+        return any(
+            self._value(name) for name in ("queue", "agent", "environment", "tool", "risk", "age")
+        )
 
 
 class DecisionForm(forms.Form):

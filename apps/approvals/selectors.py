@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Case, Count, IntegerField, Min, Q, QuerySet, Value, When
 from django.utils import timezone
 from guardian.shortcuts import get_objects_for_user
 
@@ -79,12 +79,13 @@ def inbox_tools(user: AnyUser, tenant_id: int | None = None) -> list[str]:
 
 @dataclass(frozen=True)
 class InboxFilters:
-    """The inbox's filters: queue id, agent slug, tool, risk, minimum age in seconds, status
-    (default: waiting; ``DECIDED``: any final state; "": all), tenant id (None: every tenant
-    of the user)."""
+    """The inbox's filters: queue id, agent slug, environment slug, tool, risk, minimum age
+    in seconds, status (default: waiting; ``DECIDED``: any final state; "": all), tenant id
+    (None: every tenant of the user)."""
 
     queue: int | None = None
     agent: str = ""
+    environment: str = ""  # slug (the overview links a row's waiting requests here)
     tool: str = ""
     risk: str = ""
     min_age_s: int | None = None
@@ -110,6 +111,8 @@ def inbox(user: AnyUser, filters: InboxFilters, *, now: datetime | None = None) 
         requests = requests.filter(queue_id=filters.queue)
     if filters.agent:
         requests = requests.filter(agent__slug=filters.agent)
+    if filters.environment:
+        requests = requests.filter(environment__slug=filters.environment)
     if filters.tool:
         requests = requests.filter(tool=filters.tool)
     if filters.risk:
@@ -329,3 +332,30 @@ def queue_health(
         tools=tools,
         waiting=sum(1 for row in rows if row[3] == Status.PENDING),
     )
+
+
+@dataclass(frozen=True)
+class PendingSummary:
+    """Requests waiting for one agent in one environment: how many, and when the oldest was
+    opened (its age is what the overview shows)."""
+
+    count: int
+    oldest_at: datetime
+
+
+def pending_by_agent_environment(
+    user: AnyUser, *, tenant_id: int
+) -> dict[tuple[int, int], PendingSummary]:
+    """(agent id, environment id) -> the requests waiting that ``user`` may read in the
+    tenant (an Approver: of the queues it decides), in one aggregate query."""
+    rows = (
+        requests_visible(user)
+        .filter(tenant_id=tenant_id, status=Status.PENDING)
+        .order_by()
+        .values("agent_id", "environment_id")
+        .annotate(n=Count("id"), oldest=Min("created_at"))
+    )
+    return {
+        (row["agent_id"], row["environment_id"]): PendingSummary(row["n"], row["oldest"])
+        for row in rows
+    }

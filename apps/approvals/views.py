@@ -36,7 +36,7 @@ from apps.core.ui import (
 )
 from apps.tenancy.context_processors import current_tenant_for
 from apps.tenancy.models import Tenant
-from apps.tenancy.selectors import agent_list_for_user
+from apps.tenancy.selectors import agent_list_for_user, environment_list_for_user
 
 from . import charts, display, selectors, services
 from .forms import BulkDecisionForm, DecisionForm, InboxFilterForm, QueueForm
@@ -94,6 +94,7 @@ def _filter_form(request: HttpRequest, tenant: Tenant | None, *, tools: bool) ->
         request.GET,
         queues=selectors.queues_visible(request.user, tenant_id),
         agents=agent_list_for_user(user=request.user, tenant=tenant) if tenant else [],
+        environments=environment_list_for_user(user=request.user, tenant=tenant) if tenant else [],
         # the tool field's suggestions (a DISTINCT over every request of the tenant) are
         # shown by the page only, not by the list every open inbox polls
         tools=selectors.inbox_tools(request.user, tenant_id) if tools else [],

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 from django.utils import timezone
 
 from apps.alerts.models import Alert
@@ -283,3 +283,94 @@ def budget_scope(budget: Budget) -> dict[str, int | None]:
         "environment_id": budget.environment_id,
         "agent_id": budget.agent_id,
     }
+
+
+# --------------------------------------------------------------------------- the overview
+
+
+@dataclass(frozen=True)
+class BudgetBurn:
+    """How much of ``budget``'s current window one agent in one environment has used:
+    ``percent`` of its tightest limit (``metric``; for a per-end-user budget, the biggest
+    spender's), beside ``elapsed_percent`` of the window gone: burning faster than time
+    passes when ``percent > elapsed_percent``."""
+
+    budget: Budget
+    percent: Decimal
+    metric: str
+    elapsed_percent: Decimal
+    resets_at: datetime
+
+    @property
+    def exhausted(self) -> bool:
+        return self.percent >= 100
+
+    @property
+    def ahead_of_time(self) -> bool:
+        return self.percent > self.elapsed_percent
+
+
+def _applies(budget: Budget, agent_id: int, environment_id: int) -> bool:
+    if budget.environment_id is not None and budget.environment_id != environment_id:
+        return False
+    return budget.agent_id is None or budget.agent_id == agent_id
+
+
+def budget_burn_for(
+    *,
+    user: AnyUser,
+    tenant_id: int,
+    agent_ids: list[int],
+    environment_ids: list[int],
+    now: datetime | None = None,
+) -> dict[tuple[int, int], BudgetBurn]:
+    """(agent id, environment id) -> the burn of the budget of the tenant that is closest to
+    its limit among those that apply to that agent there (``BudgetBurn``); pairs no budget
+    applies to are absent. Three queries whatever the number of pairs and budgets: the
+    budgets, the current windows' counters of whole-scope and per-agent budgets, the biggest
+    spender of per-end-user ones."""
+    from .services import percent_used  # the one definition of "share of a limit used"
+
+    now = now or timezone.now()
+    budgets = list(budget_list_for_user(user=user, tenant_ids=[tenant_id]))
+    if not budgets:
+        return {}
+    bounds = {b.pk: window_bounds(b.window, now, b.tenant.time_zone) for b in budgets}
+    starts = {start for start, _ in bounds.values()}
+    usage: dict[tuple[int, str], BudgetUsage] = {}
+    shared = [b.pk for b in budgets if b.scope != Scope.END_USER]
+    for row in BudgetUsage.objects.filter(budget_id__in=shared, window_start__in=starts):
+        if row.window_start == bounds[row.budget_id][0]:
+            usage[(row.budget_id, row.subject)] = row
+    per_user = [b.pk for b in budgets if b.scope == Scope.END_USER]
+    if per_user:
+        worst = (
+            BudgetUsage.objects.filter(budget_id__in=per_user, window_start__in=starts)
+            .values("budget_id", "window_start")
+            .annotate(**{f"top_{m}": Max(m) for m in METRICS})
+            .order_by()
+        )
+        for top in worst:
+            tops: dict[str, Any] = dict(top)
+            if tops["window_start"] == bounds[tops["budget_id"]][0]:
+                usage[(tops["budget_id"], "*")] = BudgetUsage(
+                    budget_id=tops["budget_id"], **{m: tops[f"top_{m}"] for m in METRICS}
+                )
+    result: dict[tuple[int, int], BudgetBurn] = {}
+    for budget in budgets:
+        start, end = bounds[budget.pk]
+        elapsed = Decimal((now - start) / (end - start) * 100).quantize(Decimal("0.1"))
+        for agent_id in agent_ids:
+            subject = {Scope.TENANT_AGENT: str(agent_id), Scope.END_USER: "*"}.get(
+                Scope(budget.scope), ""
+            )
+            percent, metric = percent_used(budget, usage.get((budget.pk, subject)))
+            for environment_id in environment_ids:
+                if not _applies(budget, agent_id, environment_id):
+                    continue
+                held = result.get((agent_id, environment_id))
+                if held is None or percent > held.percent:
+                    result[(agent_id, environment_id)] = BudgetBurn(
+                        budget, percent, metric or "cost_usd", elapsed, end
+                    )
+    return result

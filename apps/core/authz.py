@@ -24,7 +24,9 @@ The kernel imports no app: the tenant model and permission are named by strings.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any, TypeVar
@@ -171,16 +173,45 @@ def tenant_scope(model: type[Model]) -> tuple[str | None, bool]:
     )
 
 
+# Within ``visible_tenants_once()``: user pk -> that user's tenants (None: every tenant).
+_VISIBLE_MEMO: ContextVar[dict[Any, QuerySet[Any] | None] | None] = ContextVar(
+    "visible_tenants_memo", default=None
+)
+
+
+@contextmanager
+def visible_tenants_once() -> Iterator[None]:
+    """Within the block, ``visible_tenants`` works out each user's tenants once (guardian
+    builds the same subquery in a few milliseconds of Python each time): for a page that
+    composes many selectors for one user, the Overview. The queryset stays lazy, so the
+    grants are still read by each SQL statement that uses it; only a change of the user's
+    role inside the block would go unseen, as with Django's own permission cache."""
+    token = _VISIBLE_MEMO.set({})
+    try:
+        yield
+    finally:
+        _VISIBLE_MEMO.reset(token)
+
+
 def visible_tenants(user: AnyUser | None) -> QuerySet[Any] | None:
     """The tenants granted to the user, as a queryset of the tenant model (usable as a
     subquery); None for an Admin (every tenant). An anonymous or inactive user: none."""
     if user is None or not user.is_authenticated or not user.is_active:
         return _tenant_queryset().none()
-    if user_is_admin(user):
-        return None
-    return get_objects_for_user(
-        user, TENANT_ACCESS_PERMISSION, klass=_tenant_queryset(), accept_global_perms=False
+    memo = _VISIBLE_MEMO.get()
+    if memo is not None and user.pk in memo:
+        known = memo[user.pk]
+        return None if known is None else known.all()
+    tenants = (
+        None
+        if user_is_admin(user)
+        else get_objects_for_user(
+            user, TENANT_ACCESS_PERMISSION, klass=_tenant_queryset(), accept_global_perms=False
+        )
     )
+    if memo is not None:
+        memo[user.pk] = tenants
+    return None if tenants is None else tenants.all()
 
 
 def visible_tenant_ids(user: AnyUser | None) -> list[int] | None:

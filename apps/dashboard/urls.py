@@ -5,6 +5,7 @@ from . import docs, incident, views
 app_name = "dashboard"
 urlpatterns = [
     path("", views.overview, name="overview"),
+    path("overview/live/", views.overview_live, name="overview_live"),
     path(
         "incidents/<int:agent_id>/<int:environment_id>/", incident.incident_panel, name="incident"
     ),

@@ -3,52 +3,53 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import PermissionsMixin
+from django.db.models import prefetch_related_objects
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from apps.audit.links import target_links
 from apps.audit.selectors import audit_event_list
-from apps.flags.selectors import kill_switch_list_for_user
-from apps.rollouts.selectors import stable_deployments
-from apps.runtimes.selectors import convergence_for
 from apps.tenancy.context_processors import current_tenant_for
-from apps.tenancy.selectors import (
-    agent_list_for_user,
-    environment_list_for_user,
-)
+
+from .overview import overview_context
+
+LIVE_SECONDS = 15  # how often the live part refreshes (rollups move by the minute)
+
+
+def _roles_once(request: HttpRequest) -> None:
+    # Every selector checks the user's role (``user_role`` reads ``user.groups.all()``):
+    # loaded once here rather than once per selector.
+    user = request.user
+    if isinstance(user, PermissionsMixin):
+        # the instance behind the request's lazy user: the selectors read its cache
+        prefetch_related_objects([getattr(user, "_wrapped", user)], "groups")
 
 
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
-    """At a glance for the current tenant: engaged kill switches, what each agent runs in each
-    environment, whether runtimes have caught up, and the latest changes."""
+    """At a glance for the current tenant: one row per agent x environment (stable version,
+    candidate and its step, health over the last hour with sparklines, budget burn, pending
+    approvals, kill switches, runtime convergence), the incident timeline, and the latest
+    changes. The rows and the timeline refresh live (``overview_live``)."""
+    _roles_once(request)
     tenant = current_tenant_for(request)
     events = list(audit_event_list(user=request.user, tenant_id=tenant.pk if tenant else None)[:10])
     links = target_links(events, user=request.user)
-    recent = [(event, links.get(event.pk)) for event in events]
-    if tenant is None:
-        return render(request, "dashboard/overview.html", {"recent_events": recent})
-    agents = list(agent_list_for_user(user=request.user, tenant=tenant))
-    environments = list(environment_list_for_user(user=request.user, tenant=tenant))
-    stable = {
-        (d.agent_id, d.environment_id): d
-        for e in environments
-        for d in stable_deployments(environment_id=e.pk)
+    context = {
+        "recent_events": [(event, links.get(event.pk)) for event in events],
+        "live_seconds": LIVE_SECONDS,
     }
-    releases = [
-        {"agent": a, "cells": [(e, stable.get((a.pk, e.pk))) for e in environments]} for a in agents
-    ]
-    return render(
-        request,
-        "dashboard/overview.html",
-        {
-            "agents": agents,
-            "environments": environments,
-            "releases": releases,
-            "convergence": convergence_for(environments=environments),
-            "kill_switches": list(
-                kill_switch_list_for_user(user=request.user, tenant_id=tenant.pk, engaged=True)
-            ),
-            "recent_events": recent,
-        },
-    )
+    if tenant is not None:
+        context.update(overview_context(user=request.user, tenant=tenant))
+    return render(request, "dashboard/overview.html", context)
+
+
+@login_required
+def overview_live(request: HttpRequest) -> HttpResponse:
+    """The Overview's live part alone (rows, timeline, when read), what the page polls every
+    ``LIVE_SECONDS``: the page's script swaps each row that does not hold the keyboard focus."""
+    _roles_once(request)
+    tenant = current_tenant_for(request)
+    context = overview_context(user=request.user, tenant=tenant) if tenant is not None else {}
+    return render(request, "dashboard/_overview_live.html", context)

@@ -134,6 +134,20 @@ def kill_switches_engaged_for(
     return qs.order_by("engaged_at", "id")
 
 
+def kill_switch_reaches(switch: KillSwitch, *, agent_id: int, environment: Environment) -> bool:
+    """Whether the engaged ``switch`` stops or limits ``agent_id`` in ``environment``: the
+    same reach as ``kill_switches_engaged_for`` (global, the tenant's, the environment's;
+    one aimed at another agent does not), tested on a row already loaded (the overview
+    checks every agent and environment against one list)."""
+    if switch.agent_id is not None and switch.agent_id != agent_id:
+        return False
+    if switch.scope == "global":
+        return True
+    if switch.scope in ("tenant", "agent"):
+        return switch.tenant_id == environment.tenant_id
+    return switch.scope == "environment" and switch.environment_id == environment.pk
+
+
 def kill_switch_dict(switch: KillSwitch) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": switch.pk,

@@ -367,3 +367,64 @@ def deployed_tools_of(
         )
         for agent in agents.order_by("slug")
     ]
+
+
+# --------------------------------------------------------------------------- the overview
+
+
+def deployments_current_for(*, environment_ids: list[int]) -> dict[tuple[int, int], Deployment]:
+    """(agent id, environment id) -> the current (newest) deployment, for every agent in the
+    given environments, in one query (the overview's stable column)."""
+    newest = (
+        Deployment.objects.filter(environment_id__in=environment_ids)
+        .order_by()
+        .values("agent_id", "environment_id")
+        .annotate(newest=Max("id"))
+        .values("newest")
+    )
+    rows = Deployment.objects.filter(id__in=newest).select_related("version")
+    return {(d.agent_id, d.environment_id): d for d in rows}
+
+
+@dataclass(frozen=True)
+class RolloutSummary:
+    """An active rollout and its newest analysis tick (None before the first tick):
+    ``verdict`` is that tick's decision (advance, hold, pause, rollback, complete)."""
+
+    rollout: Rollout
+    latest: RolloutAnalysis | None
+
+    @property
+    def verdict(self) -> str:
+        return self.latest.decision if self.latest is not None else ""
+
+    @property
+    def step_label(self) -> str:
+        """Where the candidate is: "shadow 5%", "canary 10%", "pending", "paused at 25%"."""
+        rollout = self.rollout
+        if rollout.state == Rollout.State.PENDING:
+            return "pending"
+        if rollout.phase == Rollout.State.SHADOW:
+            label = f"shadow {rollout.shadow_percentage:g}%"
+        else:
+            label = f"canary {rollout.percentage:g}%"
+        return f"paused at {label}" if rollout.state == Rollout.State.PAUSED else label
+
+
+def rollouts_active_for(*, environment_ids: list[int]) -> dict[tuple[int, int], RolloutSummary]:
+    """(agent id, environment id) -> its active rollout with the newest analysis tick, for
+    every agent of the given environments: two queries (the rollouts; the newest tick of
+    each, ``DISTINCT ON``)."""
+    rollouts = list(
+        Rollout.objects.filter(
+            environment_id__in=environment_ids, state__in=Rollout.ACTIVE
+        ).select_related("candidate", "baseline")
+    )
+    latest = {
+        a.rollout_id: a
+        for a in RolloutAnalysis.objects.filter(rollout__in=rollouts)
+        .order_by("rollout_id", "-tick", "-id")
+        .distinct("rollout_id")
+        .defer("verdicts")
+    }
+    return {(r.agent_id, r.environment_id): RolloutSummary(r, latest.get(r.pk)) for r in rollouts}

@@ -6,6 +6,7 @@ from datetime import datetime
 from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
 from apps.tenancy.models import Agent, Environment
 
 from .models import (
@@ -199,3 +200,67 @@ def runtime_push_url(*, environment_id: int, instance_id: str) -> str | None:
         .values_list("push_url", flat=True)
         .first()
     )
+
+
+# --------------------------------------------------------------------------- NACK storms
+
+# A NACK storm: at least this many runtimes of one environment refused the same revision
+# within the window the overview looks at. One runtime's NACK is its own problem (a bad
+# disk, an old build); several refusing one revision say the change itself is wrong.
+NACK_STORM_RUNTIMES = 3
+NACK_EVENTS_READ = 5000  # the newest NACK events read per look: bounded, whatever happened
+
+
+@dataclass(frozen=True)
+class NackStorm:
+    """``runtimes`` runtimes of ``environment_id`` refused ``revision`` between ``first_at``
+    and ``last_at``; ``error``: the newest refusal's message."""
+
+    environment_id: int
+    revision: int
+    runtimes: int
+    first_at: datetime
+    last_at: datetime
+    error: str
+
+
+def nack_storms(
+    *, tenant_id: int, since: datetime, min_runtimes: int = NACK_STORM_RUNTIMES
+) -> list[NackStorm]:
+    """NACK storms of the tenant since ``since``, newest first: read from the audit log's
+    ``runtime.nacked`` events (one per runtime that newly refused a revision), grouped by
+    environment and revision. Two queries (the events; their runtimes' environments)."""
+    events = list(
+        AuditEvent.objects.filter(
+            tenant_id=tenant_id, action="runtime.nacked", occurred_at__gte=since
+        )
+        .order_by("-id")
+        .values_list("target_id", "after", "occurred_at")[:NACK_EVENTS_READ]
+    )
+    ids = {int(t) for t, _, _ in events if t.isdigit()}
+    where = dict(
+        RuntimeInstance.objects.filter(pk__in=ids).values_list("pk", "environment_id")
+        if ids
+        else []
+    )
+    groups: dict[tuple[int, int], list[tuple[str, datetime, str]]] = {}
+    for target_id, after, occurred_at in events:
+        environment_id = where.get(int(target_id)) if target_id.isdigit() else None
+        revision = (after or {}).get("revision")
+        if environment_id is None or not isinstance(revision, int):
+            continue
+        error = str((after or {}).get("error") or "")
+        groups.setdefault((environment_id, revision), []).append((target_id, occurred_at, error))
+    storms = [
+        NackStorm(
+            environment_id=environment_id,
+            revision=revision,
+            runtimes=len({t for t, _, _ in rows}),
+            first_at=min(at for _, at, _ in rows),
+            last_at=max(at for _, at, _ in rows),
+            error=rows[0][2],  # newest first
+        )
+        for (environment_id, revision), rows in groups.items()
+        if len({t for t, _, _ in rows}) >= min_runtimes
+    ]
+    return sorted(storms, key=lambda s: s.last_at, reverse=True)

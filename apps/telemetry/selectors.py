@@ -18,6 +18,7 @@ from typing import Literal
 
 from ddsketch.ddsketch import BaseDDSketch
 from django.conf import settings
+from django.db.models import DateTimeField, DurationField, F, Func, Sum, Value
 from django.utils import timezone
 
 from apps.tenancy.models import Agent, Environment, Tenant
@@ -400,3 +401,146 @@ def variant_windows(
         )
         for row in rows
     ]
+
+
+# --------------------------------------------------------------------------- the overview
+
+
+@dataclass(frozen=True)
+class HealthPoint:
+    """One step of an overview sparkline: requests, errors, cost (Decimal USD) and the latency
+    sum (ms) of every version and variant in ``[bucket_start, bucket_start + step)``."""
+
+    bucket_start: datetime
+    requests: int = 0
+    errors: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_sum_ms: int = 0
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def cost_per_request(self) -> Decimal | None:
+        return self.cost_usd / self.requests if self.requests else None
+
+    @property
+    def latency_mean_ms(self) -> float | None:
+        return self.latency_sum_ms / self.requests if self.requests else None
+
+
+@dataclass
+class Health:
+    """The health of one agent in one environment over the overview's window (``points``,
+    oldest first, one per step, empty steps included) and its totals. ``p95_ms`` is the p95
+    latency of the hour rollups that overlap the window (the current and the previous clock
+    hour: merging the window's minute sketches for every row of the overview would read
+    tens of megabytes per refresh, see docs/decisions/0033); None without requests."""
+
+    points: list[HealthPoint]
+    step: timedelta
+    p95_ms: float | None = None
+
+    @property
+    def requests(self) -> int:
+        return sum(p.requests for p in self.points)
+
+    @property
+    def errors(self) -> int:
+        return sum(p.errors for p in self.points)
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return sum((p.cost_usd for p in self.points), Decimal(0))
+
+    @property
+    def request_rate_per_min(self) -> float:
+        minutes = self.step.total_seconds() / 60 * len(self.points)
+        return self.requests / minutes if minutes else 0.0
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+    @property
+    def cost_per_request(self) -> Decimal | None:
+        return self.cost_usd / self.requests if self.requests else None
+
+
+def overview_health(
+    *,
+    tenant: Tenant,
+    agent_ids: Iterable[int],
+    environment_ids: Iterable[int],
+    now: datetime | None = None,
+    window: timedelta = timedelta(hours=1),
+    step: timedelta = timedelta(minutes=5),
+) -> dict[tuple[int, int], Health]:
+    """(agent id, environment id) -> ``Health`` over the ``window`` that ends at the current
+    minute (``now``, default the clock), in steps of ``step`` (``window`` a whole number of
+    steps). Two queries whatever the number of agents and environments: the minute rollups
+    summed per pair and step in PostgreSQL (``date_bin``, no sketch leaves the database),
+    and the latency sketches of the hour rollups overlapping the window (one per pair,
+    version and variant and hour). Pairs without traffic get empty points. Rollups only."""
+    agent_ids, environment_ids = list(agent_ids), list(environment_ids)
+    now = now or timezone.now()
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    start = end - window
+    steps = int(window / step)
+    result = {
+        (a, e): Health([HealthPoint(start + i * step) for i in range(steps)], step)
+        for a in agent_ids
+        for e in environment_ids
+    }
+    if not result:
+        return result
+    scope = {
+        "tenant": tenant,
+        "agent_id__in": agent_ids,
+        "environment_id__in": environment_ids,
+    }
+    bucket = Func(
+        Value(step, output_field=DurationField()),
+        F("bucket_start"),
+        Value(start, output_field=DateTimeField()),
+        function="date_bin",
+        output_field=DateTimeField(),
+    )
+    error_columns = [OUTCOME_COLUMNS[o] for o in ERROR_OUTCOMES]
+    sums = (
+        MinuteRollup.objects.filter(**scope, bucket_start__gte=start, bucket_start__lt=end)
+        .annotate(step_start=bucket)
+        .values("agent_id", "environment_id", "step_start")
+        .annotate(
+            n=Sum("requests"),
+            err=sum((Sum(c) for c in error_columns[1:]), Sum(error_columns[0])),
+            cost=Sum("cost_usd"),
+            lat=Sum("latency_sum_ms"),
+        )
+        .order_by()
+    )
+    for row in sums:
+        health = result.get((row["agent_id"], row["environment_id"]))
+        index = int((row["step_start"] - start) / step)
+        if health is not None and 0 <= index < steps:
+            health.points[index] = HealthPoint(
+                row["step_start"],
+                row["n"] or 0,
+                row["err"] or 0,
+                row["cost"] or Decimal(0),
+                row["lat"] or 0,
+            )
+    sketches: dict[tuple[int, int], BaseDDSketch] = {}
+    hours = HourRollup.objects.filter(
+        **scope, bucket_start__gte=start.replace(minute=0), bucket_start__lt=end, requests__gt=0
+    ).values_list("agent_id", "environment_id", "latency_sketch")
+    for agent_id, environment_id, data in hours:
+        if data:
+            key = (agent_id, environment_id)
+            sketch = sketches.setdefault(key, sketch_new())
+            sketch.merge(sketch_from_bytes(data, trusted=True))
+    for key, sketch in sketches.items():
+        if key in result and sketch.count:
+            result[key].p95_ms = sketch.get_quantile_value(0.95)
+    return result

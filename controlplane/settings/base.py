@@ -178,8 +178,9 @@ if REDIS_URL:
             "OPTIONS": {
                 "SOCKET_CONNECT_TIMEOUT": REDIS_SOCKET_CONNECT_TIMEOUT_S,
                 "SOCKET_TIMEOUT": REDIS_SOCKET_TIMEOUT_S,
-                # The cache only holds throttle counters: with Redis down a request is served
-                # unthrottled (and logged) rather than answered 500.
+                # The cache holds throttle counters and the Overview's health figures of the
+                # minute: with Redis down a request is served unthrottled (and logged), the
+                # figures computed afresh, rather than answered 500.
                 "IGNORE_EXCEPTIONS": True,
                 "LOG_IGNORED_EXCEPTIONS": True,
             },

@@ -101,7 +101,7 @@ def test_incident__from_the_overview_two_clicks_disable_a_tool__every_runtime_ac
         log_in(page, asgi_server, operator.username)  # lands on the overview
 
         # click 1: open the panel; click 2: press the action (the reason is prefilled)
-        page.get_by_role("link", name="Incident: Support bot in Production").click()
+        page.get_by_role("link", name="Incident panel of Support bot in Production").click()
         expect(page.get_by_label("Reason for stopping harm")).to_have_value(
             # the incident, in the tenant's time zone (UTC here); the minute is not asserted
             re.compile(r"^Incident on support-bot in Production at \d\d:\d\d UTC")
@@ -161,7 +161,7 @@ def test_incident__from_the_overview_two_clicks_roll_back_a_rollout__every_runti
     try:
         log_in(page, asgi_server, operator.username)
 
-        page.get_by_role("link", name="Incident: Support bot in Development").click()
+        page.get_by_role("link", name="Incident panel of Support bot in Development").click()
         reason = page.get_by_label("Reason for stabilising")
         expect(reason).to_have_value(re.compile(r"^Incident on support-bot in Development at "))
         reason.fill("refund offers spiking")  # editable: the on-call says what they see
@@ -201,7 +201,7 @@ def test_incident__empty_reason__field_error_tied_to_the_field_and_nothing_engag
     )
     try:
         log_in(page, asgi_server, operator.username)
-        page.get_by_role("link", name="Incident: Support bot in Production").click()
+        page.get_by_role("link", name="Incident panel of Support bot in Production").click()
         reason = page.get_by_label("Reason for stopping harm")
         reason.fill("")
         page.get_by_role("button", name="Stop Support bot").click()

@@ -409,9 +409,10 @@ ROUTES: dict[str, Route] = {
     ),
     # ---------------------------------------------------------------- UI: dashboard
     "dashboard:overview": _r(None, get=LOGGED_IN),
+    "dashboard:overview_live": _r(None, get=LOGGED_IN),
+    "dashboard:incident": _r("agent_environment_ids", True, get="tenancy.view_agent"),
     "dashboard:doc": _r("doc", get=LOGGED_IN),
     "dashboard:doc_screenshot": _r("doc_screenshot", get=LOGGED_IN),
-    "dashboard:incident": _r("agent_environment_ids", True, get="tenancy.view_agent"),
     "dashboard:incident_propagation": _r("agent_environment_ids", True, get="tenancy.view_agent"),
     "dashboard:incident_stop_harm": _r("agent_environment_ids", True, post="flags.add_killswitch"),
     "dashboard:incident_rollback": _r(

@@ -675,8 +675,9 @@ def busy_tenant(admin, operator, tenant: Tenant) -> Tenant:  # type: ignore[no-u
 
 
 # ~12 per page today (session, user, role, tenant switcher, permissions, the page's own
-# reads); the overview also reads releases, kill switches and convergence (one query per
-# environment for releases). An N+1 over the 30 agents or 100+ audit events blows past these.
+# reads); the overview's rows and timeline are a fixed number of reads whatever the rows
+# (tests/dashboard/test_overview.py). An N+1 over the 30 agents or 100+ audit events blows
+# past these.
 QUERY_BUDGETS = {
     "/": 20,
     "/agents/": 15,
