@@ -282,3 +282,16 @@ def test_memo__a_fleet_sharing_one_body__counted_once() -> None:
         Remembered(scope, ("t", "1"), 1, (), [], other, []),
     )
     assert (len(remembered), remembered.held_bytes) == (1, 4_500)
+
+
+def test_fast_path_dropped__not_kept_alive_by_its_settings_receiver() -> None:
+    """The receiver that empties the memo on a changed setting holds the fast path weakly: a
+    test's fast path (or any discarded one) is freed with its caches, not kept by the signal."""
+    import gc
+    import weakref
+
+    app = FastPath(django_application)
+    dropped = weakref.ref(app)
+    del app
+    gc.collect()
+    assert dropped() is None
