@@ -275,13 +275,13 @@ def test_memo__a_fleet_sharing_one_body__counted_once() -> None:
         key = ("k", "/p", b"", "GET", "http", f"hash{n}", (), b"")
         remembered.put(key, Remembered(scope, ("t", "1"), 1, (), [], body, []))
     assert len(remembered) == 50
-    assert remembered.held_bytes == 1_000
+    assert remembered.held_bytes == 1_000 + 50 * len("/p")  # the body once, each key's path
     other = b"y" * 4_500  # over the bound with the first: emptied, then holds the new one
     remembered.put(
         ("k", "/q", b"", "GET", "http", "h", (), b""),
         Remembered(scope, ("t", "1"), 1, (), [], other, []),
     )
-    assert (len(remembered), remembered.held_bytes) == (1, 4_500)
+    assert (len(remembered), remembered.held_bytes) == (1, 4_500 + len("/q"))
 
 
 def test_fast_path_dropped__not_kept_alive_by_its_settings_receiver() -> None:
@@ -295,3 +295,22 @@ def test_fast_path_dropped__not_kept_alive_by_its_settings_receiver() -> None:
     del app
     gc.collect()
     assert dropped() is None
+
+
+def test_memo__long_made_up_queries__their_bytes_count_too() -> None:
+    """A key holds the request's query string and header values, which the client makes up
+    (a few kilobytes each): they count toward the byte bound, or one token could fill the
+    memo's answers with hundreds of megabytes of keys around one shared body."""
+    from apps.core.fastpath.memo import Answer as Remembered
+    from apps.core.fastpath.memo import AnswerMemo
+    from apps.core.fastpath.registry import TokenScope
+
+    scope = TokenScope(token_id=1, tenant_id=1, environment_id=1, agent_id=None)
+    body = b"x" * 100
+    remembered = AnswerMemo(size=10_000, max_bytes=50_000)
+    for n in range(200):
+        query = b"junk=" + str(n).encode() + b"a" * 4_000
+        key = ("k", "/p", query, "GET", "http", "hash", (b"b" * 1_000,), b"gzip")
+        remembered.put(key, Remembered(scope, ("t", "1"), 1, (), [], body, []))
+    assert remembered.held_bytes <= 50_000
+    assert 0 < len(remembered) < 200
