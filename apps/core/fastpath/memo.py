@@ -19,9 +19,8 @@ Long-polls (``?wait=`` > 0: the query is part of the key, and their answers are 
 remembered, since the next one sends the new tag and waits again), duplicated header lines
 and settings changes (tests) take the full path. Bounded in answers (``ANSWER_MEMO_SIZE``)
 and in bytes (``ANSWER_MEMO_BYTES``: the distinct bodies they hold and the request bytes
-their keys keep): when either is
-reached it is emptied and refills from the traffic. Keys hold the token's hash, never the
-token.
+their keys keep): when either is reached it is emptied and refills from the traffic. Keys
+hold the token's hash, never the token.
 Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/operations.md."""
 
 from __future__ import annotations
