@@ -466,7 +466,7 @@ def _check_shrink(rollout: Rollout) -> None:
     took)."""
     if rollout.shrink_to is not None:
         return
-    if rollout.phase != State.CANARY or rollout.state not in (State.CANARY, State.PAUSED):
+    if rollout.step_index > 0 or not rollout.percentage or rollout.state == State.COMPLETED:
         refusal = f"A {rollout.get_state_display()} rollout serves no canary step to shrink."
         raise ValidationError({"event": [refusal]})
     raise ValidationError(
