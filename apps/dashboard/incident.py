@@ -176,11 +176,7 @@ def _panel_context(
         Rollout.State.CANARY,
     )
     # back to the previous canary step's share (and paused there): not from the first step
-    shrinkable = (
-        running is not None
-        and Rollout.State.CANARY in (running.state, running.paused_from)
-        and 0 < running.step_index < len(running.plan["steps"])
-    )
+    shrink_to = running.shrink_to if running is not None else None
     stabilise_version = (
         running.sequence if running is not None else rollout_selectors.deployment_sequence(current)
     )
@@ -247,12 +243,8 @@ def _panel_context(
         "can_kill": can_kill,
         "can_rollback": can_rollback and (running is not None or plan.target is not None),
         "can_pause": pausable and user_may(request.user, PAUSE_PERMISSION),
-        "can_shrink": shrinkable and user_may(request.user, PAUSE_PERMISSION),
-        "shrink_to": (
-            running.plan["steps"][running.step_index - 1]["percentage"]
-            if shrinkable and running is not None
-            else None
-        ),
+        "can_shrink": shrink_to is not None and user_may(request.user, PAUSE_PERMISSION),
+        "shrink_to": shrink_to,
         "may_release": user_may(request.user, "flags.change_killswitch"),
         "stop_form": stop_form,
         "stabilise_form": stabilise_form,

@@ -254,6 +254,20 @@ class Rollout(models.Model):
         )
 
     @property
+    def shrink_to(self) -> float | None:
+        """The share of sessions (0 to 100) a shrink takes the canary back to: the previous
+        step's. None when the rollout serves no canary step past its first (in the canary, or
+        paused there): nothing smaller the plan already took. The one rule for the service,
+        the rollout page and the incident panel."""
+        steps = self.plan["steps"]
+        in_canary = self.state == self.State.CANARY or (
+            self.state == self.State.PAUSED and self.paused_from == self.State.CANARY
+        )
+        if not in_canary or not 0 < self.step_index < len(steps):
+            return None
+        return float(steps[self.step_index - 1]["percentage"])
+
+    @property
     def percentage(self) -> float:
         """The share of live traffic (sessions) the candidate serves now, 0 to 100."""
         if self.state == self.State.COMPLETED:

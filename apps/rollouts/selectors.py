@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import Max, QuerySet
 
 from apps.core.authz import AnyUser, get_restricted, restrict
@@ -267,15 +268,21 @@ def rollout_analyses_failing(
     a failing verdict (``"FAIL"`` in ``verdicts``), newest first: what the incident panel
     shows under "investigate" and quotes in its prefilled reason. Ticks that failed only
     dry-run metrics are kept (they still say what went wrong)."""
-    return list(
-        RolloutAnalysis.objects.select_related("rollout__candidate")
-        .filter(
-            rollout__agent=agent,
-            rollout__environment=environment,
-            verdicts__contains=[{"verdict": "FAIL"}],
-        )
-        .order_by("-tick")[:limit]
+    ticks = RolloutAnalysis.objects.select_related("rollout__candidate").filter(
+        rollout__agent=agent, rollout__environment=environment
     )
+    if connection.features.supports_json_field_contains:
+        failing = ticks.filter(verdicts__contains=[{"verdict": "FAIL"}])
+        return list(failing.order_by("-tick")[:limit])
+    # SQLite (make run's embedded database) has no JSON containment: newest first, in pages,
+    # until ``limit`` failing ones are found
+    found: list[RolloutAnalysis] = []
+    for analysis in ticks.order_by("-tick").iterator(chunk_size=200):
+        if any(isinstance(v, dict) and v.get("verdict") == "FAIL" for v in analysis.verdicts):
+            found.append(analysis)
+            if len(found) >= limit:
+                break
+    return found
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ agent until every one has acknowledged."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -120,9 +122,31 @@ def test_panel__reading_role__no_action_offered(
     assert "Roll back rollout" not in html and "Pause the canary" not in html
 
 
+@pytest.mark.parametrize("json_contains", [True, False], ids=["json-contains", "sqlite-like"])
 def test_panel__failing_verdict__quoted_in_the_prefilled_reason_and_listed(
-    operator: User, agent: Agent, development: Environment, rollout: Rollout
+    operator: User,
+    agent: Agent,
+    development: Environment,
+    rollout: Rollout,
+    json_contains: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # SQLite (make run's embedded database) has no JSON containment lookup: the panel must
+    # not depend on it (forced here by saying this database lacks it, as SQLite does, and by
+    # naming the vendor otherwise, so PostgreSQL's own form of the lookup is not used)
+    if not json_contains:
+        monkeypatch.setattr(connection.features, "supports_json_field_contains", False)
+        monkeypatch.setattr(connection, "vendor", "sqlite-like")
+    for minutes, verdict in ((3, "FAIL"), (2, "PASS"), (1, "PASS")):
+        RolloutAnalysis.objects.create(
+            rollout=rollout,
+            tick=timezone.now() - timedelta(minutes=minutes),
+            step_index=0,
+            percentage=1,
+            decision="hold",
+            reason="",
+            verdicts=[{"metric": "cost", "verdict": verdict, "reason": f"{minutes} min ago"}],
+        )
     RolloutAnalysis.objects.create(
         rollout=rollout,
         tick=timezone.now(),
@@ -140,6 +164,7 @@ def test_panel__failing_verdict__quoted_in_the_prefilled_reason_and_listed(
 
     assert f"rollout #{rollout.pk} analysis says error_rate FAIL — 33% against 4%" in html
     assert "error_rate FAIL</span>" in html
+    assert "cost FAIL</span> <small>3 min ago" in html and "2 min ago" not in html
 
 
 def test_panel__another_tenant_or_a_mismatched_environment__404(

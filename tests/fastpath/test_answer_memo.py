@@ -234,3 +234,83 @@ def test_long_poll_holding_the_current_tag__still_waits_for_the_change(
 
     assert answers and answers[0].status_code == 200
     assert answers[0].headers["ETag"] != tag
+
+
+def test_memo__a_token_varying_the_view__holds_no_more_body_bytes_than_its_bound(
+    transactional_db: None, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ``project`` filter is a view of its own (``Snapshot.render`` keeps at most
+    ``VIEWS_PER_SNAPSHOT`` of them); the memo must not keep every one it ever answered alive
+    beside them: what one token may vary is bounded in bytes, not only in answers."""
+    from apps.core.fastpath import memo
+
+    monkeypatch.setattr(memo, "ANSWER_MEMO_BYTES", 32_000, raising=False)
+    base = [(b"authorization", token.encode()), (b"accept-encoding", b"identity")]
+
+    async def test(app: FastPath) -> None:
+        sizes = set()
+        for n in range(120):
+            answer = await _call(app, f"/api/client/features?project=default&project=x{n}", base)
+            assert answer[0] == 200
+            sizes.add(len(answer[2]))
+        bodies = {id(a.body): len(a.body) for a in app.memo._answers.values()}
+        assert min(sizes) * 120 > 32_000  # the views alone would be over the bound
+        assert sum(bodies.values()) <= 32_000
+        assert len(app.memo) > 0  # still remembering
+
+    _in_process(test)
+
+
+def test_memo__a_fleet_sharing_one_body__counted_once() -> None:
+    """Answers of many tokens that share one body (a fleet on one environment) count its bytes
+    once: the byte bound does not empty the memo for a large fleet."""
+    from apps.core.fastpath.memo import Answer as Remembered
+    from apps.core.fastpath.memo import AnswerMemo
+    from apps.core.fastpath.registry import TokenScope
+
+    scope = TokenScope(token_id=1, tenant_id=1, environment_id=1, agent_id=None)
+    body = b"x" * 1_000
+    remembered = AnswerMemo(size=100, max_bytes=5_000)
+    for n in range(50):
+        key = ("k", "/p", b"", "GET", "http", f"hash{n}", (), b"")
+        remembered.put(key, Remembered(scope, ("t", "1"), 1, (), [], body, []))
+    assert len(remembered) == 50
+    assert remembered.held_bytes == 1_000 + 50 * len("/p")  # the body once, each key's path
+    other = b"y" * 4_500  # over the bound with the first: emptied, then holds the new one
+    remembered.put(
+        ("k", "/q", b"", "GET", "http", "h", (), b""),
+        Remembered(scope, ("t", "1"), 1, (), [], other, []),
+    )
+    assert (len(remembered), remembered.held_bytes) == (1, 4_500 + len("/q"))
+
+
+def test_fast_path_dropped__not_kept_alive_by_its_settings_receiver() -> None:
+    """The receiver that empties the memo on a changed setting holds the fast path weakly: a
+    test's fast path (or any discarded one) is freed with its caches, not kept by the signal."""
+    import gc
+    import weakref
+
+    app = FastPath(django_application)
+    dropped = weakref.ref(app)
+    del app
+    gc.collect()
+    assert dropped() is None
+
+
+def test_memo__long_made_up_queries__their_bytes_count_too() -> None:
+    """A key holds the request's query string and header values, which the client makes up
+    (a few kilobytes each): they count toward the byte bound, or one token could fill the
+    memo's answers with hundreds of megabytes of keys around one shared body."""
+    from apps.core.fastpath.memo import Answer as Remembered
+    from apps.core.fastpath.memo import AnswerMemo
+    from apps.core.fastpath.registry import TokenScope
+
+    scope = TokenScope(token_id=1, tenant_id=1, environment_id=1, agent_id=None)
+    body = b"x" * 100
+    remembered = AnswerMemo(size=10_000, max_bytes=50_000)
+    for n in range(200):
+        query = b"junk=" + str(n).encode() + b"a" * 4_000
+        key = ("k", "/p", query, "GET", "http", "hash", (b"b" * 1_000,), b"gzip")
+        remembered.put(key, Remembered(scope, ("t", "1"), 1, (), [], body, []))
+    assert remembered.held_bytes <= 50_000
+    assert 0 < len(remembered) < 200

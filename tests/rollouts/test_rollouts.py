@@ -617,3 +617,27 @@ def test_shrink__nothing_smaller__refused_and_nothing_changed(running: Rollout, 
         before.sequence,
     )
     assert not AuditEvent.objects.filter(action="rollout.shrunk").exists()
+
+
+@pytest.mark.django_db
+def test_shrink_to__one_rule__what_the_service_accepts_the_pages_offer(running: Rollout) -> None:
+    """``Rollout.shrink_to`` is the rule the service, the rollout page and the incident panel
+    share: None exactly where the service refuses a shrink, else the share it goes to."""
+    from apps.rollouts.views.rollouts import _live_context
+
+    def offered(rollout: Rollout) -> bool:
+        actions = _live_context(None, rollout)["actions"]  # type: ignore[arg-type]
+        return any(a == "shrink" for a, _ in actions)
+
+    assert running.shrink_to is None and not offered(running)  # the first canary step
+    with pytest.raises(ValidationError):
+        rollout_transition(actor=SYSTEM, rollout_id=running.pk, event="shrink", reason="less")
+    moved = rollout_transition(
+        actor=SYSTEM, rollout_id=running.pk, event="advance", reason="next"
+    ).rollout
+    assert moved.shrink_to == float(moved.plan["steps"][0]["percentage"]) and offered(moved)
+    shrunk = rollout_transition(
+        actor=SYSTEM, rollout_id=running.pk, event="shrink", reason="less"
+    ).rollout
+    assert shrunk.percentage == moved.shrink_to
+    assert shrunk.shrink_to is None and not offered(shrunk)

@@ -171,8 +171,9 @@ class FastPath:
         self.stream_events = StreamEvents()
         self.tokens = TokenCache(_lookup_token)
         self.memo = AnswerMemo()
-        # answers hold settings-dependent headers (HSTS): a changed setting (tests) empties it
-        setting_changed.connect(self._settings_changed, weak=False)
+        # answers hold settings-dependent headers (HSTS): a changed setting (tests) empties it.
+        # Weakly: the signal must not keep every discarded fast path (a test's) alive.
+        setting_changed.connect(self._settings_changed)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # long-polls and streams in flight: ``_end`` one to stop it at once (revocation)

@@ -17,8 +17,10 @@ from it after three checks that keep it exactly as correct as the full path:
 
 Long-polls (``?wait=`` > 0: the query is part of the key, and their answers are not
 remembered, since the next one sends the new tag and waits again), duplicated header lines
-and settings changes (tests) take the full path. Bounded (``ANSWER_MEMO_SIZE``): when full
-it is emptied and refills from the traffic. Keys hold the token's hash, never the token.
+and settings changes (tests) take the full path. Bounded in answers (``ANSWER_MEMO_SIZE``)
+and in bytes (``ANSWER_MEMO_BYTES``: the distinct bodies they hold and the request bytes
+their keys keep): when either is reached it is emptied and refills from the traffic. Keys
+hold the token's hash, never the token.
 Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/operations.md."""
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from dataclasses import dataclass
 from .registry import TokenScope
 
 ANSWER_MEMO_SIZE = 16_384  # about one per runtime token and document a process serves
+# The bodies the answers keep alive, each distinct one counted once (a fleet on one environment
+# shares one): without it a token could pin one view per query string it makes up (a
+# ``project`` filter each), far beyond ``VIEWS_PER_SNAPSHOT``, and old revisions' bodies;
+# and kilobytes of made-up query string and header values in each key.
+ANSWER_MEMO_BYTES = 128 * 2**20
 
 # (route kind, path, query string, method, scheme, token hash, Vary header values,
 #  Accept-Encoding): everything that chooses the answer besides the slot's version
@@ -52,25 +59,70 @@ class Answer:
 
 
 class AnswerMemo:
-    """``MemoKey`` -> ``Answer``; see the module docstring for when one may be used."""
+    """``MemoKey`` -> ``Answer``; see the module docstring for when one may be used.
+    ``size`` answers at most, holding ``max_bytes`` at most of distinct bodies and of the
+    request bytes in the keys (path, query, header values: the client's to make up)
+    (defaults: ``ANSWER_MEMO_SIZE``, ``ANSWER_MEMO_BYTES``)."""
 
-    def __init__(self, size: int = ANSWER_MEMO_SIZE) -> None:
-        self._size = size
+    def __init__(self, size: int | None = None, max_bytes: int | None = None) -> None:
+        self._size = ANSWER_MEMO_SIZE if size is None else size
+        self._max_bytes = ANSWER_MEMO_BYTES if max_bytes is None else max_bytes
         self._answers: dict[MemoKey, Answer] = {}
+        # id(body) -> (the body, how many answers hold it): the id stays valid while held
+        self._bodies: dict[int, tuple[bytes, int]] = {}
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._answers)
+
+    @property
+    def held_bytes(self) -> int:
+        """The bytes of the distinct bodies the remembered answers hold and of their keys."""
+        return self._bytes
 
     def get(self, key: MemoKey) -> Answer | None:
         return self._answers.get(key)
 
     def put(self, key: MemoKey, answer: Answer) -> None:
-        if len(self._answers) >= self._size and key not in self._answers:
-            self._answers.clear()
+        """Remember ``answer`` for ``key`` (replacing the one before); empties the memo first
+        when it would hold more than its bound of answers or bytes. An answer over the byte
+        bound on its own is not remembered."""
+        old = self._answers.pop(key, None)
+        if old is not None:
+            self._release(key, old.body)
+        size, key_size = len(answer.body), _key_bytes(key)
+        if size + key_size > self._max_bytes:
+            return
+        new_bytes = key_size + (0 if id(answer.body) in self._bodies else size)
+        if len(self._answers) >= self._size or self._bytes + new_bytes > self._max_bytes:
+            self.clear()
+        held = self._bodies.get(id(answer.body))
+        if held is None:
+            self._bodies[id(answer.body)] = (answer.body, 1)
+            self._bytes += size
+        else:
+            self._bodies[id(answer.body)] = (held[0], held[1] + 1)
+        self._bytes += key_size
         self._answers[key] = answer
+
+    def _release(self, key: MemoKey, body: bytes) -> None:
+        self._bytes -= _key_bytes(key)
+        held = self._bodies[id(body)]
+        if held[1] > 1:
+            self._bodies[id(body)] = (held[0], held[1] - 1)
+        else:
+            del self._bodies[id(body)]
+            self._bytes -= len(body)
 
     def clear(self) -> None:
         self._answers.clear()
+        self._bodies.clear()
+        self._bytes = 0
+
+
+def _key_bytes(key: MemoKey) -> int:
+    """The bytes of a key the client chose: path, query string, header values."""
+    return len(key[1]) + len(key[2]) + sum(len(value) for value in key[6]) + len(key[7])
 
 
 def scan_headers(

@@ -462,22 +462,21 @@ def rollout_transition(
 
 def _check_shrink(rollout: Rollout) -> None:
     """Raise ``ValidationError`` unless ``rollout`` serves a canary step with a smaller one
-    before it (shrinking is only ever to a share the plan already took)."""
-    in_canary = rollout.state == State.CANARY or (
-        rollout.state == State.PAUSED and rollout.paused_from == State.CANARY
-    )
-    if not in_canary:
+    before it (``Rollout.shrink_to``: shrinking is only ever to a share the plan already
+    took)."""
+    if rollout.shrink_to is not None:
+        return
+    if rollout.step_index > 0 or not rollout.percentage or rollout.state == State.COMPLETED:
         refusal = f"A {rollout.get_state_display()} rollout serves no canary step to shrink."
         raise ValidationError({"event": [refusal]})
-    if rollout.step_index <= 0:
-        raise ValidationError(
-            {
-                "event": [
-                    f"The canary is at its first step ({rollout.percentage:g}%): nothing "
-                    "smaller to go back to. Pause it or roll back."
-                ]
-            }
-        )
+    raise ValidationError(
+        {
+            "event": [
+                f"The canary is at its first step ({rollout.percentage:g}%): nothing "
+                "smaller to go back to. Pause it or roll back."
+            ]
+        }
+    )
 
 
 _ACTION = {

@@ -145,8 +145,7 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
     if rollout.state != Rollout.State.PAUSED or rollout.paused_from != Rollout.State.CANARY:
         allowed.discard("complete")
     # shrinking goes back to a share the plan already took: not from the first step
-    in_canary = rollout.state == Rollout.State.CANARY or rollout.paused_from == Rollout.State.CANARY
-    if not in_canary or rollout.step_index <= 0:
+    if rollout.shrink_to is None:
         allowed.discard("shrink")
     return {
         "rollout": rollout,
@@ -271,12 +270,8 @@ def effect_of(rollout: Rollout, event: str, live: int) -> tuple[str, str]:
             "analysis keeps watching, and its guardrail and roll-back gates still act.",
         )
     if event == "shrink":
-        steps = rollout.plan["steps"]
-        smaller = (
-            f"{steps[rollout.step_index - 1]['percentage']:g}%"
-            if 0 < rollout.step_index <= len(steps)
-            else "the previous step"
-        )
+        shrink_to = rollout.shrink_to
+        smaller = f"{shrink_to:g}%" if shrink_to is not None else "the previous step"
         return (
             f"Shrink the canary of {agent} {v_new} in {environment} to {smaller}?",
             f"{v_new} goes from {now} back to {smaller} of the sessions of {agent} in "
