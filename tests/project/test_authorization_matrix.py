@@ -157,6 +157,7 @@ ROUTES: dict[str, Route] = {
     "rollout-abort": _r("rollout", True, post="rollouts.change_rollout"),
     "rollout-rollback": _r("rollout", True, post="rollouts.change_rollout"),
     "rollout-complete": _r("rollout", True, post="rollouts.change_rollout"),
+    "rollout-shrink": _r("rollout", True, post="rollouts.change_rollout"),
     "rollout-plan-detail": _r(
         "environment_id", True, get="rollouts.view_rolloutplan", put="rollouts.change_rolloutplan"
     ),
