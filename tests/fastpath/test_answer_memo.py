@@ -221,7 +221,7 @@ def test_long_poll_holding_the_current_tag__still_waits_for_the_change(
     asgi_server: str, token: str, flag: Flag
 ) -> None:
     route = "/api/client/features?wait=20"
-    tag = _get(asgi_server, route, token).headers["ETag"]  # remembered, with ?wait=
+    tag = _get(asgi_server, route, token).headers["ETag"]  # a long-poll: never remembered
     answers: list[requests.Response] = []
     poll = threading.Thread(
         target=lambda: answers.append(_get(asgi_server, route, token, **{"If-None-Match": tag}))
