@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Max, QuerySet
+from django.db.models import Max, OuterRef, QuerySet, Subquery
 
 from apps.core.authz import AnyUser, get_restricted, restrict
 from apps.core.deployed_tools import AgentTools
@@ -420,18 +420,19 @@ class RolloutSummary:
 
 def rollouts_active_for(*, environment_ids: list[int]) -> dict[tuple[int, int], RolloutSummary]:
     """(agent id, environment id) -> its active rollout with the newest analysis tick, for
-    every agent of the given environments: two queries (the rollouts; the newest tick of
-    each, ``DISTINCT ON``)."""
-    rollouts = list(
-        Rollout.objects.filter(
-            environment_id__in=environment_ids, state__in=Rollout.ACTIVE
-        ).select_related("candidate", "baseline")
+    every agent of the given environments: two queries (the rollouts with the id of their
+    newest tick, a correlated subquery; then those ticks). Portable SQL: ``make run``'s
+    SQLite has no ``DISTINCT ON``."""
+    newest = (
+        RolloutAnalysis.objects.filter(rollout=OuterRef("pk")).order_by("-tick", "-id").values("id")
     )
+    rollouts = list(
+        Rollout.objects.filter(environment_id__in=environment_ids, state__in=Rollout.ACTIVE)
+        .select_related("candidate", "baseline")
+        .annotate(newest_analysis_id=Subquery(newest[:1]))
+    )
+    wanted = [r.newest_analysis_id for r in rollouts if r.newest_analysis_id is not None]
     latest = {
-        a.rollout_id: a
-        for a in RolloutAnalysis.objects.filter(rollout__in=rollouts)
-        .order_by("rollout_id", "-tick", "-id")
-        .distinct("rollout_id")
-        .defer("verdicts")
+        a.rollout_id: a for a in RolloutAnalysis.objects.filter(pk__in=wanted).defer("verdicts")
     }
     return {(r.agent_id, r.environment_id): RolloutSummary(r, latest.get(r.pk)) for r in rollouts}

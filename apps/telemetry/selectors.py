@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from ddsketch.ddsketch import BaseDDSketch
 from django.conf import settings
+from django.db import connection
 from django.db.models import DateTimeField, DurationField, F, Func, Sum, Value
 from django.utils import timezone
 
@@ -500,13 +501,18 @@ def overview_health(
         "agent_id__in": agent_ids,
         "environment_id__in": environment_ids,
     }
-    bucket = Func(
-        Value(step, output_field=DurationField()),
-        F("bucket_start"),
-        Value(start, output_field=DateTimeField()),
-        function="date_bin",
-        output_field=DateTimeField(),
-    )
+    if connection.vendor == "postgresql":
+        # one row per pair and step: summed in the database
+        bucket: Any = Func(
+            Value(step, output_field=DurationField()),
+            F("bucket_start"),
+            Value(start, output_field=DateTimeField()),
+            function="date_bin",
+            output_field=DateTimeField(),
+        )
+    else:
+        # ``make run``'s SQLite has no date_bin: one row per pair and minute, binned below
+        bucket = F("bucket_start")
     error_columns = [OUTCOME_COLUMNS[o] for o in ERROR_OUTCOMES]
     sums = (
         MinuteRollup.objects.filter(**scope, bucket_start__gte=start, bucket_start__lt=end)
@@ -524,12 +530,13 @@ def overview_health(
         health = result.get((row["agent_id"], row["environment_id"]))
         index = int((row["step_start"] - start) / step)
         if health is not None and 0 <= index < steps:
+            point = health.points[index]
             health.points[index] = HealthPoint(
-                row["step_start"],
-                row["n"] or 0,
-                row["err"] or 0,
-                row["cost"] or Decimal(0),
-                row["lat"] or 0,
+                point.bucket_start,
+                point.requests + (row["n"] or 0),
+                point.errors + (row["err"] or 0),
+                point.cost_usd + (row["cost"] or Decimal(0)),
+                point.latency_sum_ms + (row["lat"] or 0),
             )
     sketches: dict[tuple[int, int], BaseDDSketch] = {}
     hours = HourRollup.objects.filter(

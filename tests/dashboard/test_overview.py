@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
@@ -350,3 +351,28 @@ def test_nack_storms__three_runtimes_on_one_revision__one_storm_two__none(
         production.revision,
         3,
     )
+
+
+def test_overview_health__without_date_bin__binned_the_same(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # make run's SQLite has no date_bin: its path bins minute sums in Python, to the same figures
+    from django.db import connection
+
+    from apps.telemetry.selectors import overview_health
+
+    agent = _world(tenant, 1)[0]
+    environments = [e.pk for e in tenant.environments.all()]
+    now = timezone.now()
+    in_the_database = overview_health(
+        tenant=tenant, agent_ids=[agent.pk], environment_ids=environments, now=now
+    )
+    monkeypatch.setattr(connection, "vendor", "sqlite-like")
+    in_python = overview_health(
+        tenant=tenant, agent_ids=[agent.pk], environment_ids=environments, now=now
+    )
+
+    assert any(p.requests for h in in_the_database.values() for p in h.points)
+    for key, health in in_the_database.items():
+        assert health.points == in_python[key].points, key
+        assert health.p95_ms == in_python[key].p95_ms
