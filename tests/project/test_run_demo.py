@@ -115,6 +115,7 @@ class Story:
     first_output: str
     first_exit: int | None
     rollouts_after_restart: list[dict[str, Any]]
+    page_statuses: dict[str, int]
     second_output: str
     second_exit: int | None
 
@@ -125,6 +126,45 @@ def _support_rollouts(demo: Demo) -> list[dict[str, Any]]:
         for r in demo.get("/api/v1/rollouts/")["results"]
         if r["agent_slug"] == "support-bot" and r["environment_slug"] == "production"
     ]
+
+
+def _page_walk(demo: Demo, password: str, rollout: dict[str, Any]) -> dict[str, int]:
+    """Log in on the login page as a browser would, then GET the overview, its live part,
+    the played rollout, its incident panel and every page the overview links to (the
+    sidebar's included): path -> status. The product as installed (SQLite), with the story's
+    data: a query only PostgreSQL answers shows up here as a 503."""
+    import re
+
+    import requests
+
+    session = requests.Session()
+    login = session.get(f"{demo.base_url}/login/", timeout=30)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login.text)
+    assert csrf, login.text[:500]
+    session.post(
+        f"{demo.base_url}/login/",
+        data={"username": "admin", "password": password, "csrfmiddlewaretoken": csrf[1]},
+        headers={"Referer": f"{demo.base_url}/login/"},
+        timeout=30,
+    )
+    overview = session.get(f"{demo.base_url}/", timeout=30)
+    paths = {
+        "/",
+        "/overview/live/",
+        f"/rollouts/{rollout['id']}/",
+        f"/rollouts/{rollout['id']}/live/",
+        f"/incidents/{rollout['agent']}/{rollout['environment']}/",
+        f"/incidents/{rollout['agent']}/{rollout['environment']}/propagation/",
+    }
+    paths |= {
+        link
+        for link in re.findall(r'href="(/[^"#?]*)', overview.text)
+        if not link.startswith(("/static/", "/logout", "/api/"))
+    }
+    return {
+        path: session.get(f"{demo.base_url}{path}", timeout=60).status_code
+        for path in sorted(paths)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +201,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
         events = first.get("/api/v1/audit-events/?action=rollout.rolled_back")["results"]
         alerts = first.get("/api/v1/alerts/")["results"]
         pending = first.get("/api/v1/approvals/?status=pending&agent=refund-agent")["count"]
+        pages = _page_walk(first, match["password"], rollouts[0])
     finally:
         first_exit = _stop(first)
     second = _start(var_dir)
@@ -179,6 +220,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
         first_output=first.output,
         first_exit=first_exit,
         rollouts_after_restart=after_restart,
+        page_statuses=pages,
         second_output=second.output,
         second_exit=second_exit,
     )
@@ -226,3 +268,15 @@ def test_run_demo__stops_cleanly(story: Story) -> None:
     assert story.second_exit == 0, story.second_output
     assert "Traceback" not in story.first_output
     assert "Traceback" not in story.second_output
+
+
+def test_run_demo__every_page_the_overview_links_answers(story: Story) -> None:
+    # the overview, its live part, the incident panel, the rollout and the pages linked from
+    # the overview, on make run's SQLite with the story's data
+    assert len(story.page_statuses) > 15, story.page_statuses
+    assert story.page_statuses["/"] == 200
+    # 286: htmx's "stop polling", a live part of something that has ended (the rollout)
+    failed = {
+        path: status for path, status in story.page_statuses.items() if status not in (200, 286)
+    }
+    assert failed == {}, failed
