@@ -18,17 +18,26 @@ from it after three checks that keep it exactly as correct as the full path:
 Long-polls (``?wait=`` > 0: the query is part of the key, and their answers are not
 remembered, since the next one sends the new tag and waits again), duplicated header lines
 and settings changes (tests) take the full path. Bounded (``ANSWER_MEMO_SIZE``): when full
-it is emptied and refills from the traffic. Keys hold the token's hash, never the token.
+it is emptied and refills from the traffic. And bounded per token (``ANSWERS_PER_TOKEN``): the
+query is part of the key and anyone holding a token may vary it (``?project=a&project=x1``,
+``x2``…), each a view of its own; without this bound one token would fill the memo with view
+bodies the snapshot itself keeps at most ``VIEWS_PER_SNAPSHOT`` of, and empty everyone
+else's answers each time it filled. A token past its bound is answered by the full path.
+Keys hold the token's hash, never the token.
 Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/operations.md."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .registry import TokenScope
 
 ANSWER_MEMO_SIZE = 16_384  # about one per runtime token and document a process serves
+# A runtime asks for a few documents (features, one or two filtered views, its config), with
+# and without a condition, GET or HEAD: far fewer distinct answers than this.
+ANSWERS_PER_TOKEN = 32
 
 # (route kind, path, query string, method, scheme, token hash, Vary header values,
 #  Accept-Encoding): everything that chooses the answer besides the slot's version
@@ -54,9 +63,11 @@ class Answer:
 class AnswerMemo:
     """``MemoKey`` -> ``Answer``; see the module docstring for when one may be used."""
 
-    def __init__(self, size: int = ANSWER_MEMO_SIZE) -> None:
+    def __init__(self, size: int = ANSWER_MEMO_SIZE, per_token: int = ANSWERS_PER_TOKEN) -> None:
         self._size = size
+        self._per_token = per_token
         self._answers: dict[MemoKey, Answer] = {}
+        self._kept: Counter[str] = Counter()  # answers held per token hash
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -65,12 +76,20 @@ class AnswerMemo:
         return self._answers.get(key)
 
     def put(self, key: MemoKey, answer: Answer) -> None:
-        if len(self._answers) >= self._size and key not in self._answers:
-            self._answers.clear()
+        """Remember ``answer`` for ``key``, unless its token already holds ``per_token``
+        others (then nothing: the full path answers that token's other requests)."""
+        if key not in self._answers:
+            token_hash = key[5]  # MemoKey's token hash
+            if self._kept[token_hash] >= self._per_token:
+                return
+            if len(self._answers) >= self._size:
+                self.clear()
+            self._kept[token_hash] += 1
         self._answers[key] = answer
 
     def clear(self) -> None:
         self._answers.clear()
+        self._kept.clear()
 
 
 def scan_headers(
