@@ -295,6 +295,31 @@ def transition_allowed(state: str, event: str, target: str, *, paused_from: str 
     return target in Rollout.TRANSITIONS.get((state, event), frozenset())
 
 
+def _move_refusal(rollout: Rollout, event: str, target: str) -> str:
+    """Why the state machine refuses ``rollout --event--> target`` ("" when it allows it)."""
+    if transition_allowed(rollout.state, event, target, paused_from=rollout.paused_from):
+        return ""
+    if rollout.paused_from == State.SHADOW and target == State.COMPLETED:
+        return (
+            "A rollout paused in its shadow phase served no live traffic: resume it into "
+            "the canary first."
+        )
+    return f"A {rollout.get_state_display()} rollout cannot {event} (to {target})."
+
+
+def transition_refusal(rollout: Rollout, event: str) -> str:
+    """Why ``rollout_transition`` would refuse ``event`` on ``rollout`` as it is read now
+    ("" when it would move it; stale versions aside): what a confirmation page states instead
+    of an effect that will not happen. ``event`` is one of ``Rollout.Event`` but start."""
+    if event == Event.SHRINK:
+        try:
+            _check_shrink(rollout)
+        except ValidationError as exc:
+            return " ".join(exc.messages)
+    target, _ = _target(rollout, event)
+    return _move_refusal(rollout, Event.COMPLETE if target == State.COMPLETED else event, target)
+
+
 def _move(
     rollout: Rollout,
     *,
@@ -306,13 +331,8 @@ def _move(
     step_index: int | None = None,
 ) -> RolloutTransition:
     """Apply one checked move (the caller holds the locks and writes the audit event)."""
-    if not transition_allowed(rollout.state, event, target, paused_from=rollout.paused_from):
-        refusal = f"A {rollout.get_state_display()} rollout cannot {event} (to {target})."
-        if rollout.paused_from == State.SHADOW and target == State.COMPLETED:
-            refusal = (
-                "A rollout paused in its shadow phase served no live traffic: resume it into "
-                "the canary first."
-            )
+    refusal = _move_refusal(rollout, event, target)
+    if refusal:
         raise ValidationError({"event": [refusal]})
     source, before_percentage = rollout.state, rollout.percentage
     now = timezone.now()

@@ -130,10 +130,9 @@ def _label(rollout: Rollout, event: str) -> str:
     }.get(event, "Roll back…")
 
 
-def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
-    """What the polled part of the rollout page shows: cheap reads only (the rollout row, its
-    transitions, the newest analyses, one convergence count)."""
-    analyses = selectors.rollout_analyses(rollout=rollout, limit=10)
+def _actions_offered(rollout: Rollout) -> set[str]:
+    """The buttons the rollout page offers for ``rollout`` now: the moves its state allows,
+    less those the service would refuse anyway (and "complete" outside a paused canary)."""
     allowed = {
         event
         for (state, event), _ in Rollout.TRANSITIONS.items()
@@ -148,6 +147,14 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
     in_canary = rollout.state == Rollout.State.CANARY or rollout.paused_from == Rollout.State.CANARY
     if not in_canary or rollout.step_index <= 0:
         allowed.discard("shrink")
+    return allowed
+
+
+def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
+    """What the polled part of the rollout page shows: cheap reads only (the rollout row, its
+    transitions, the newest analyses, one convergence count)."""
+    analyses = selectors.rollout_analyses(rollout=rollout, limit=10)
+    allowed = _actions_offered(rollout)
     return {
         "rollout": rollout,
         "steps": selectors.rollout_steps(rollout),
@@ -275,10 +282,11 @@ def effect_of(rollout: Rollout, event: str, live: int) -> tuple[str, str]:
         smaller = (
             f"{steps[rollout.step_index - 1]['percentage']:g}%"
             if 0 < rollout.step_index <= len(steps)
-            else "the previous step"
+            else "the previous step"  # none: the page states the refusal instead
         )
+        to = f" to {smaller}" if 0 < rollout.step_index <= len(steps) else ""
         return (
-            f"Shrink the canary of {agent} {v_new} in {environment} to {smaller}?",
+            f"Shrink the canary of {agent} {v_new} in {environment}{to}?",
             f"{v_new} goes from {now} back to {smaller} of the sessions of {agent} in "
             f"{environment} ({runtimes}) and stays paused there until someone resumes it; "
             f"{v_old} serves the rest.",
@@ -316,11 +324,9 @@ def rollout_action(request: HttpRequest, pk: int, event: str) -> HttpResponse:
     def shown(rollout: Rollout) -> Confirmation:
         live = convergence_for(environments=[rollout.environment], agent=rollout.agent)[0].live
         title, effect = effect_of(rollout, event, live)
-        if (rollout.state, event) not in Rollout.TRANSITIONS:
-            effect = (
-                f"This rollout is {rollout.get_state_display()} now: it cannot "
-                f"{Rollout.Event(event).label}. Nothing will change."
-            )
+        refusal = services.transition_refusal(rollout, event)
+        if refusal:  # what the service would answer, not an effect that will not happen
+            effect = f"{refusal} Nothing will change."
         return Confirmation(
             title=title,
             effect=effect,
