@@ -529,3 +529,27 @@ def test_shrink__viewer__403_and_nothing_changed(
 
     assert response.status_code == 403
     assert _state() == before
+
+
+def test_shrink__another_on_call_moved_it_first__400_naming_who_and_nothing_more(
+    operator: User, tenant: Tenant, agent: Agent, development: Environment, rollout: Rollout
+) -> None:
+    """Two on-calls on the same panel: the second click, on the version both saw, is refused
+    and names who acted first (CONVENTIONS: the refusal names who acted first)."""
+    grown = rollout_transition(
+        actor=ACTOR, rollout_id=rollout.pk, event="advance", reason="ok"
+    ).rollout
+    alice = make_user(Role.OPERATOR, tenant, username="alice")
+    body = {
+        "stabilise-reason": "refund complaints",
+        "stabilise-rollout": rollout.pk,
+        "stabilise-expected_version": grown.sequence,
+    }
+    assert _client(alice).post(_url("incident_shrink", agent, development), body).status_code == 302
+    before = _state()
+
+    response = _client(operator).post(_url("incident_pause", agent, development), body)
+
+    assert response.status_code == 400
+    assert "by alice" in response.content.decode()
+    assert _state() == before

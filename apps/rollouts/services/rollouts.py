@@ -433,12 +433,19 @@ def rollout_transition(
     rollout = lock_row(
         Rollout, rollout_id, related=("agent__tenant", "environment", "candidate", "baseline")
     )
+    # who moved it first, named in the refusal (an operator, or the canary analysis): read
+    # only when the check will refuse
+    last = (
+        RolloutTransition.objects.filter(rollout_id=rollout.pk).order_by("-id").first()
+        if expected_version not in (None, rollout.sequence)
+        else None
+    )
     version_check(
         what=f"Rollout #{rollout.pk}",
         expected=expected_version,
         current=rollout.sequence,
-        changed_by="",
-        changed_at=rollout.updated_at,
+        changed_by=last.actor_label if last is not None else "",
+        changed_at=last.created_at if last is not None else rollout.updated_at,
     )
     before = {
         "state": rollout.state,
