@@ -39,6 +39,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.budgets.models import Budget
 from apps.budgets.services import budget_create
@@ -104,8 +105,9 @@ def _refusal(exc: ValidationError) -> str:
 @transaction.atomic
 def story_prepare(tenant: Tenant) -> list[str]:
     """The demo's rollout plan for production (only where no plan was ever saved: an
-    operator's plan wins), its small refund-agent budget (by name, once) and its staging
-    kill switch (once). Decided under the tenant's lock, so two at once do each step once.
+    operator's plan wins), its small refund-agent budget (once: one an operator deleted is
+    not made again) and its staging kill switch (once). Decided under the tenant's lock, so
+    two at once do each step once.
     Returns what it did, one line each (empty on a restart); a step refused by what an
     operator did (the same switch engaged, the budget's name taken) is a line saying so,
     not an error."""
@@ -124,6 +126,10 @@ def story_prepare(tenant: Tenant) -> list[str]:
     if (
         refund is not None
         and not Budget.objects.filter(tenant=tenant, name=DEMO_BUDGET["name"]).exists()
+        # once ever: a demo budget an operator deleted stays deleted across restarts
+        and not AuditEvent.objects.filter(
+            tenant=tenant, actor_label=ACTOR.label, action="budget.created"
+        ).exists()
     ):
         try:
             budget_create(

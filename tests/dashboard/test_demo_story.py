@@ -15,7 +15,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.budgets.models import Budget
-from apps.budgets.services import budget_create
+from apps.budgets.services import budget_create, budget_delete
 from apps.dashboard import demo_story
 from apps.dashboard.demo_story import (
     DEMO_BUDGET,
@@ -239,3 +239,17 @@ def test_demo_story__two_at_once__one_budget_one_switch_one_rollout() -> None:
     assert Budget.objects.filter(tenant=acme, name=DEMO_BUDGET["name"]).count() == 1
     assert KillSwitch.objects.filter(tenant=acme).count() == 1
     assert Rollout.objects.count() == 1
+
+
+def test_story_prepare__operator_deleted_the_demo_budget__not_made_again(acme: Tenant) -> None:
+    story_prepare(acme)
+    budget_delete(
+        actor=SystemActor("operator"),
+        budget=Budget.objects.get(tenant=acme, name=DEMO_BUDGET["name"]),
+        reason="noise",
+    )
+
+    lines = story_prepare(acme)  # the next make run
+
+    assert not Budget.objects.filter(tenant=acme, name=DEMO_BUDGET["name"]).exists()
+    assert lines == []
