@@ -20,8 +20,8 @@ The story, on top of the seeded data (``seed_demo``) and the simulated fleet:
 Restarts: a rollout still running is left to the analysis (the story goes on where it was);
 otherwise a fresh demo rollout starts only when none was started in the last
 ``STORY_REPEAT`` (an hour), so restarting ``make run`` never piles up rollouts, and after an
-hour away the story plays again. When an operator made v2 stable in production, there is no
-story to tell and nothing starts.
+hour away the story plays again. When an operator made v2 (or a newer version) stable in
+production, there is no story to tell and nothing starts.
 
 Operators and other stories: each step is decided under a lock (the tenant's for the
 preparation, production's for the rollout), so two stories at once (two ``make run``, a hand
@@ -169,11 +169,11 @@ def story_prepare(tenant: Tenant) -> list[str]:
 @transaction.atomic
 def story_rollout_start(tenant: Tenant, *, now: datetime | None = None) -> str:
     """Start the demo rollout of support-bot v2 in production through ``rollout_start``
-    (gate overridden with ``OVERRIDE_REASON``), unless one is running, v2 is stable there,
-    or a demo rollout started within ``STORY_REPEAT`` of ``now``. Decided under production's
-    lock: of two at once, the second finds the first's rollout running. Returns one line
-    saying what happened. Raises what ``rollout_start`` raises on a surprise
-    (``ValidationError``)."""
+    (gate overridden with ``OVERRIDE_REASON``), unless one is running, v2 or a newer version
+    is stable there, or a demo rollout started within ``STORY_REPEAT`` of ``now``. Decided
+    under production's lock: of two at once, the second finds the first's rollout running.
+    Returns one line saying what happened. Raises what ``rollout_start`` raises on a
+    surprise (``ValidationError``)."""
     now = now or timezone.now()
     production = _production(tenant)
     agent = _agent(tenant, STORY_AGENT)
@@ -187,8 +187,12 @@ def story_rollout_start(tenant: Tenant, *, now: datetime | None = None) -> str:
     if running is not None:
         return f"demo rollout: rollout #{running.pk} is {running.get_state_display()}; left to it"
     stable = deployment_current(agent=agent, environment=production)
-    if stable is not None and stable.version_id == candidate.pk:
-        return f"demo rollout: v{candidate.number} is already stable in production"
+    if stable is not None and stable.version.number >= candidate.number:
+        # v2 itself, or an operator's newer version: the demo never rolls production back
+        return (
+            f"demo rollout: v{stable.version.number} is stable in production; "
+            f"no story of v{candidate.number} to tell"
+        )
     recent = (
         Rollout.objects.filter(
             agent=agent,

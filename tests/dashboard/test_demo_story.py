@@ -16,6 +16,8 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.budgets.models import Budget
 from apps.budgets.services import budget_create, budget_delete
+from apps.bundles.models import BundleVersion
+from apps.bundles.services import bundle_version_push
 from apps.dashboard import demo_story
 from apps.dashboard.demo_story import (
     DEMO_BUDGET,
@@ -26,7 +28,7 @@ from apps.dashboard.demo_story import (
 from apps.flags.models import KillSwitch
 from apps.flags.services import kill_switch_engage
 from apps.rollouts.models import Rollout, RolloutPlan
-from apps.rollouts.services import rollout_plan_set, rollout_transition
+from apps.rollouts.services import deployment_create, rollout_plan_set, rollout_transition
 from apps.tenancy.models import Tenant
 
 from ..races import postgresql_only, race
@@ -253,3 +255,31 @@ def test_story_prepare__operator_deleted_the_demo_budget__not_made_again(acme: T
 
     assert not Budget.objects.filter(tenant=acme, name=DEMO_BUDGET["name"]).exists()
     assert lines == []
+
+
+def test_story_rollout_start__operator_made_a_newer_version_stable__production_not_rolled_back(
+    acme: Tenant,
+) -> None:
+    """An operator shipped support-bot v3 to production meanwhile: the demo's "roll out v2"
+    would be a downgrade of production by system:demo. Nothing starts."""
+    agent = acme.agents.get(slug="support-bot")
+    source = BundleVersion.objects.get(agent=agent, number=2).source
+    v3 = bundle_version_push(
+        actor=SystemActor("operator"),
+        agent=agent,
+        message="v3",
+        source=source.replace("temperature: 0.7", "temperature: 0.5"),
+    ).version
+    deployment_create(
+        actor=SystemActor("operator"),
+        agent=agent,
+        environment=acme.environments.get(slug="production"),
+        version=v3,
+        reason="ours",
+        override_reason="tested elsewhere",
+    )
+
+    line = story_rollout_start(acme)
+
+    assert not Rollout.objects.exists()
+    assert line.endswith("no story of v2 to tell")
