@@ -25,9 +25,9 @@ production, there is no story to tell and nothing starts.
 
 Operators and other stories: each step is decided under a lock (the tenant's for the
 preparation, production's for the rollout), so two stories at once (two ``make run``, a hand
-on ``demo_story`` meanwhile) do each thing once; an archived demo agent is no demo data; and
-a step an operator's own change refuses (the same switch already engaged by them, the
-budget's name taken) is reported as not done, never raised: the demo must not stop the
+on ``demo_story`` meanwhile) do each thing once; an archived demo tenant or agent is no demo
+data; and a step an operator's own change refuses (the same switch already engaged by them,
+the budget's name taken) is reported as not done, never raised: the demo must not stop the
 product's start."""
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def story_prepare(tenant: Tenant) -> list[str]:
     Returns what it did, one line each (empty on a restart); a step refused by what an
     operator did (the same switch engaged, the budget's name taken) is a line saying so,
     not an error."""
-    tenant_lock(tenant_id=tenant.pk)
+    if tenant_lock(tenant_id=tenant.pk).is_archived:
+        return []  # an archived demo tenant is no demo data
     done: list[str] = []
     production = _production(tenant)
     if production is not None and not RolloutPlan.objects.filter(environment=production).exists():
@@ -175,7 +176,7 @@ def story_rollout_start(tenant: Tenant, *, now: datetime | None = None) -> str:
     Returns one line saying what happened. Raises what ``rollout_start`` raises on a
     surprise (``ValidationError``)."""
     now = now or timezone.now()
-    production = _production(tenant)
+    production = _production(tenant) if not tenant.is_archived else None
     agent = _agent(tenant, STORY_AGENT)
     candidate = (
         BundleVersion.objects.filter(agent=agent, number=STORY_VERSION).first() if agent else None

@@ -283,3 +283,16 @@ def test_story_rollout_start__operator_made_a_newer_version_stable__production_n
 
     assert not Rollout.objects.exists()
     assert line.endswith("no story of v2 to tell")
+
+
+def test_story__demo_tenant_archived__nothing_set_created_or_started(acme: Tenant) -> None:
+    Tenant.objects.filter(pk=acme.pk).update(archived_at=timezone.now())
+    acme.refresh_from_db()
+    out = StringIO()
+
+    call_command("demo_story", stdout=out)
+
+    assert not RolloutPlan.objects.filter(environment__tenant=acme).exists()
+    assert not Budget.objects.filter(tenant=acme, name=DEMO_BUDGET["name"]).exists()
+    assert not Rollout.objects.exists()
+    assert "no demo data" in out.getvalue()
