@@ -65,7 +65,11 @@ def _story_prepare() -> None:
     from apps.dashboard.demo_story import story_prepare
 
     tenant = _story_tenant()
-    for line in story_prepare(tenant) if tenant is not None else []:
+    try:
+        lines = story_prepare(tenant) if tenant is not None else []
+    except Exception as exc:  # the demo must never stop the product
+        lines = [f"demo not prepared ({type(exc).__name__}: {exc})"]
+    for line in lines:
         print(f"  {line}", flush=True)
 
 

@@ -34,7 +34,8 @@ from django.db.models.signals import pre_save
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework import fields as drf_fields
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import BaseParser
+from rest_framework.renderers import JSONRenderer
 
 from .errors import api_max_body_bytes
 
@@ -146,11 +147,19 @@ def json_loads(
     return value
 
 
-class GuardedJSONParser(JSONParser):
-    """DRF's JSON parser with the request-level guard: size (413), depth and NUL (400 by
-    path). The default parser of every API view (settings.REST_FRAMEWORK). ``parse_float``:
-    what a number with a fraction or exponent becomes (``float`` by default)."""
+class GuardedJSONParser(BaseParser):
+    """A JSON parser with the request-level guard: size (413), depth and NUL (400 by path).
+    The default parser of every API view (settings.REST_FRAMEWORK). ``parse_float``: what a
+    number with a fraction or exponent becomes (``float`` by default).
 
+    Not a subclass of DRF's ``JSONParser`` on purpose: DRF (3.16 on) hands a ``JSONParser``
+    ``request.body``, which Django caps at ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (2.5 MB, meant for
+    forms), so any JSON body between that and ``API_MAX_BODY_BYTES`` (10 MiB: flag imports,
+    bundles) was refused with a 413 naming the 10 MiB limit. This one reads the stream
+    itself, up to the API's own limit."""
+
+    media_type = "application/json"
+    renderer_class = JSONRenderer
     parse_float: Callable[[str], Any] | None = None
 
     def parse(

@@ -20,16 +20,26 @@ The story, on top of the seeded data (``seed_demo``) and the simulated fleet:
 Restarts: a rollout still running is left to the analysis (the story goes on where it was);
 otherwise a fresh demo rollout starts only when none was started in the last
 ``STORY_REPEAT`` (an hour), so restarting ``make run`` never piles up rollouts, and after an
-hour away the story plays again. When an operator made v2 stable in production, there is no
-story to tell and nothing starts."""
+hour away the story plays again. When an operator made v2 (or a newer version) stable in
+production, there is no story to tell and nothing starts.
+
+Operators and other stories: each step is decided under a lock (the tenant's for the
+preparation, production's for the rollout), so two stories at once (two ``make run``, a hand
+on ``demo_story`` meanwhile) do each thing once; an archived demo tenant or agent is no demo
+data; and a step an operator's own change refuses (the same switch already engaged by them,
+the budget's name taken) is reported as not done, never raised: the demo must not stop the
+product's start."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.models import AuditEvent
 from apps.audit.services import SystemActor
 from apps.budgets.models import Budget
 from apps.budgets.services import budget_create
@@ -40,6 +50,7 @@ from apps.rollouts.models import Rollout, RolloutPlan
 from apps.rollouts.selectors import deployment_current, rollout_active
 from apps.rollouts.services import rollout_plan_set, rollout_start
 from apps.tenancy.models import Agent, Environment, Tenant
+from apps.tenancy.services import environment_lock, tenant_lock
 
 ACTOR = SystemActor("system:demo")
 STORY_AGENT, STORY_VERSION, STORY_ENVIRONMENT = "support-bot", 2, "production"
@@ -82,10 +93,26 @@ def _production(tenant: Tenant) -> Environment | None:
     ).first()
 
 
+def _agent(tenant: Tenant, slug: str) -> Agent | None:
+    """The demo agent ``slug`` of ``tenant``; None once archived (no longer demo data)."""
+    return Agent.objects.filter(tenant=tenant, slug=slug, archived_at__isnull=True).first()
+
+
+def _refusal(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+@transaction.atomic
 def story_prepare(tenant: Tenant) -> list[str]:
     """The demo's rollout plan for production (only where no plan was ever saved: an
-    operator's plan wins) and its small refund-agent budget (by name, once). Returns what
-    it did, one line each (empty on a restart)."""
+    operator's plan wins), its small refund-agent budget (once: one an operator deleted is
+    not made again) and its staging kill switch (once). Decided under the tenant's lock, so
+    two at once do each step once.
+    Returns what it did, one line each (empty on a restart); a step refused by what an
+    operator did (the same switch engaged, the budget's name taken) is a line saying so,
+    not an error."""
+    if tenant_lock(tenant_id=tenant.pk).is_archived:
+        return []  # an archived demo tenant is no demo data
     done: list[str] = []
     production = _production(tenant)
     if production is not None and not RolloutPlan.objects.filter(environment=production).exists():
@@ -96,18 +123,25 @@ def story_prepare(tenant: Tenant) -> list[str]:
             reason="demo: short steps, so a rollout moves (or fails) within minutes",
         )
         done.append("demo rollout plan set for production: 20% → 50% → 100%")
-    refund = Agent.objects.filter(tenant=tenant, slug="refund-agent").first()
+    refund = _agent(tenant, "refund-agent")
     if (
         refund is not None
         and not Budget.objects.filter(tenant=tenant, name=DEMO_BUDGET["name"]).exists()
+        # once ever: a demo budget an operator deleted stays deleted across restarts
+        and not AuditEvent.objects.filter(
+            tenant=tenant, actor_label=ACTOR.label, action="budget.created"
+        ).exists()
     ):
-        budget_create(
-            actor=ACTOR,
-            tenant=tenant,
-            data={**DEMO_BUDGET, "agent": refund},
-            reason="demo: a budget the simulated spend crosses within minutes",
-        )
-        done.append(f"budget {DEMO_BUDGET['name']} created")
+        try:
+            budget_create(
+                actor=ACTOR,
+                tenant=tenant,
+                data={**DEMO_BUDGET, "agent": refund},
+                reason="demo: a budget the simulated spend crosses within minutes",
+            )
+            done.append(f"budget {DEMO_BUDGET['name']} created")
+        except ValidationError as exc:  # the name taken in another case, say
+            done.append(f"budget {DEMO_BUDGET['name']} not created: {_refusal(exc)}")
     staging = Environment.objects.filter(
         tenant=tenant, slug="staging", archived_at__isnull=True
     ).first()
@@ -116,40 +150,50 @@ def story_prepare(tenant: Tenant) -> list[str]:
         and staging is not None
         and not KillSwitch.objects.filter(tenant=tenant, engaged_by_label=ACTOR.label).exists()
     ):
-        kill_switch_engage(
-            actor=ACTOR,
-            kind=KillSwitchKind.AGENT_MODE,
-            mode=AgentMode.DRAFT_ONLY,
-            scope=KillSwitchScope.ENVIRONMENT,
-            tenant=tenant,
-            agent=refund,
-            environment=staging,
-            reason=DEMO_SWITCH_REASON,
-        )
-        done.append("kill switch engaged: refund-agent draft-only in staging")
+        try:
+            kill_switch_engage(
+                actor=ACTOR,
+                kind=KillSwitchKind.AGENT_MODE,
+                mode=AgentMode.DRAFT_ONLY,
+                scope=KillSwitchScope.ENVIRONMENT,
+                tenant=tenant,
+                agent=refund,
+                environment=staging,
+                reason=DEMO_SWITCH_REASON,
+            )
+            done.append("kill switch engaged: refund-agent draft-only in staging")
+        except ValidationError as exc:  # an operator engaged the very same switch
+            done.append(f"kill switch not engaged: {_refusal(exc)}")
     return done
 
 
+@transaction.atomic
 def story_rollout_start(tenant: Tenant, *, now: datetime | None = None) -> str:
     """Start the demo rollout of support-bot v2 in production through ``rollout_start``
-    (gate overridden with ``OVERRIDE_REASON``), unless one is running, v2 is stable there,
-    or a demo rollout started within ``STORY_REPEAT`` of ``now``. Returns one line saying
-    what happened. Raises what ``rollout_start`` raises on a surprise (a rollout started by
-    someone else meanwhile: ``ValidationError``)."""
+    (gate overridden with ``OVERRIDE_REASON``), unless one is running, v2 or a newer version
+    is stable there, or a demo rollout started within ``STORY_REPEAT`` of ``now``. Decided
+    under production's lock: of two at once, the second finds the first's rollout running.
+    Returns one line saying what happened. Raises what ``rollout_start`` raises on a
+    surprise (``ValidationError``)."""
     now = now or timezone.now()
-    production = _production(tenant)
-    agent = Agent.objects.filter(tenant=tenant, slug=STORY_AGENT).first()
+    production = _production(tenant) if not tenant.is_archived else None
+    agent = _agent(tenant, STORY_AGENT)
     candidate = (
         BundleVersion.objects.filter(agent=agent, number=STORY_VERSION).first() if agent else None
     )
     if production is None or agent is None or candidate is None:
         return "demo rollout: no demo data to roll out (seed_demo first)"
+    environment_lock(environment_id=production.pk)
     running = rollout_active(agent=agent, environment=production)
     if running is not None:
         return f"demo rollout: rollout #{running.pk} is {running.get_state_display()}; left to it"
     stable = deployment_current(agent=agent, environment=production)
-    if stable is not None and stable.version_id == candidate.pk:
-        return f"demo rollout: v{candidate.number} is already stable in production"
+    if stable is not None and stable.version.number >= candidate.number:
+        # v2 itself, or an operator's newer version: the demo never rolls production back
+        return (
+            f"demo rollout: v{stable.version.number} is stable in production; "
+            f"no story of v{candidate.number} to tell"
+        )
     recent = (
         Rollout.objects.filter(
             agent=agent,

@@ -191,6 +191,15 @@ def _panel_context(
                 "expected_version": stabilise_version,
             },
         )
+    else:
+        # Drawn again after a refusal (stale, no reason…), the panel shows the state now: its
+        # buttons act on that (as rebase_if_stale on confirmation pages), or each of them is
+        # refused as stale again until the on-call thinks of reloading. The reason is kept.
+        stabilise_form.data = {
+            **{key: stabilise_form.data.get(key) for key in stabilise_form.data},
+            stabilise_form.add_prefix("rollout"): str(running.pk) if running is not None else "",
+            stabilise_form.add_prefix("expected_version"): str(stabilise_version),
+        }
     switches = list(kill_switches_engaged_for(environment=environment, agent_id=agent.pk))
     here = {
         (str(s.kind), s.tool_pattern, s.mode)

@@ -554,3 +554,59 @@ def test_shrink__viewer__403_and_nothing_changed(
 
     assert response.status_code == 403
     assert _state() == before
+
+
+def test_shrink__another_on_call_moved_it_first__400_naming_who_and_nothing_more(
+    operator: User, tenant: Tenant, agent: Agent, development: Environment, rollout: Rollout
+) -> None:
+    """Two on-calls on the same panel: the second click, on the version both saw, is refused
+    and names who acted first (CONVENTIONS: the refusal names who acted first)."""
+    grown = rollout_transition(
+        actor=ACTOR, rollout_id=rollout.pk, event="advance", reason="ok"
+    ).rollout
+    alice = make_user(Role.OPERATOR, tenant, username="alice")
+    body = {
+        "stabilise-reason": "refund complaints",
+        "stabilise-rollout": rollout.pk,
+        "stabilise-expected_version": grown.sequence,
+    }
+    assert _client(alice).post(_url("incident_shrink", agent, development), body).status_code == 302
+    before = _state()
+
+    response = _client(operator).post(_url("incident_pause", agent, development), body)
+
+    assert response.status_code == 400
+    assert "by alice" in response.content.decode()
+    assert _state() == before
+
+
+def test_stabilise__refused_as_stale__the_redrawn_panel_acts_on_what_it_now_shows(
+    operator: User, tenant: Tenant, agent: Agent, development: Environment, rollout: Rollout
+) -> None:
+    """After a stale refusal the panel is drawn again with the current state; its hidden
+    version must be that state's (as ``rebase_if_stale`` does on confirmation pages), or every
+    button of the redrawn panel is refused again and the on-call is stuck mid-incident until
+    they think of reloading."""
+    grown = rollout_transition(
+        actor=ACTOR, rollout_id=rollout.pk, event="advance", reason="ok"
+    ).rollout
+    alice = make_user(Role.OPERATOR, tenant, username="alice")
+    seen = {
+        "stabilise-reason": "refund complaints",
+        "stabilise-rollout": str(rollout.pk),
+        "stabilise-expected_version": str(grown.sequence),
+    }
+    assert _client(alice).post(_url("incident_shrink", agent, development), seen).status_code == 302
+    bob = _client(operator)
+    refused = bob.post(_url("incident_rollback", agent, development), seen)
+    assert refused.status_code == 400
+    redrawn = {
+        name: refused.content.decode().split(f'name="{name}" value="', 1)[1].split('"', 1)[0]
+        for name in ("stabilise-rollout", "stabilise-expected_version")
+    }
+
+    again = bob.post(_url("incident_rollback", agent, development), {**seen, **redrawn})
+
+    assert again.status_code == 302
+    rollout.refresh_from_db()
+    assert rollout.state == "rolled_back"

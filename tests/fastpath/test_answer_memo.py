@@ -17,6 +17,7 @@ from apps.accounts.models import RuntimeToken, hash_runtime_token
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.audit.services import SystemActor
 from apps.core.fastpath.app import FastPath
+from apps.core.fastpath.memo import ANSWERS_PER_TOKEN, AnswerMemo
 from apps.flags.models import Flag
 from apps.flags.services import flag_create, flag_toggle
 from apps.tenancy.models import Environment, Tenant
@@ -314,3 +315,34 @@ def test_memo__long_made_up_queries__their_bytes_count_too() -> None:
         remembered.put(key, Remembered(scope, ("t", "1"), 1, (), [], body, []))
     assert remembered.held_bytes <= 50_000
     assert 0 < len(remembered) < 200
+
+
+def test_memo__one_token_varying_its_query__bounded_and_others_answers_kept(
+    transactional_db: None, token: str, environment: Environment
+) -> None:
+    """The query is part of the key: a token holder varying it (``?project=`` lists that all
+    match, each a view of the whole body) must not make the memo hold more than
+    ``ANSWERS_PER_TOKEN`` of its answers — view bodies the snapshot keeps a bounded number of
+    — nor empty another token's remembered answers."""
+    _, other = runtime_token_create(
+        actor=ACTOR, tenant=environment.tenant, environment=environment, name="neighbour"
+    )
+    theirs = [(b"authorization", other.encode())]
+    mine = [(b"authorization", token.encode()), (b"accept-encoding", b"identity")]
+
+    async def test(app: FastPath) -> None:
+        app.memo = AnswerMemo(size=ANSWERS_PER_TOKEN * 4)
+        remembered = await _call(app, "/api/client/features", theirs)
+        for i in range(ANSWERS_PER_TOKEN * 8):
+            query = f"?project=default&project=p{i}"
+            assert (await _call(app, "/api/client/features" + query, mine))[0] == 200
+
+        assert len(app.memo) == ANSWERS_PER_TOKEN + 1
+
+        async def no_full_path(*args: Any) -> None:
+            raise AssertionError("the neighbour's remembered answer was dropped")
+
+        app._serve = no_full_path  # type: ignore[method-assign,assignment]
+        assert await _call(app, "/api/client/features", theirs) == remembered
+
+    _in_process(test)

@@ -107,6 +107,19 @@ def test_json_body__over_size_limit__413_json_error_shape(
 
 
 @pytest.mark.parametrize(("who", "url"), JSON_ENDPOINTS)
+def test_json_body__over_djangos_form_limit_under_the_api_limit__parsed_not_413(
+    world: dict[str, Any], who: str, url: str
+) -> None:
+    """The API's limit is API_MAX_BODY_BYTES (10 MiB), not Django's
+    DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB, for forms): DRF hands a JSONParser the whole
+    ``request.body``, which Django caps at the smaller one, so a 3 MB JSON body was refused
+    with a 413 naming the 10 MiB limit. Here scaled down: 20 kB between 1 kB and 100 kB."""
+    with override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1_000, API_MAX_BODY_BYTES=100_000):
+        response = _post(world, who, url, {"name": "x" * 20_000})
+    assert response.status_code != 413, response.content[:300]
+
+
+@pytest.mark.parametrize(("who", "url"), JSON_ENDPOINTS)
 def test_json_body__non_finite_or_huge_number__400(
     world: dict[str, Any], who: str, url: str
 ) -> None:

@@ -678,3 +678,19 @@ def test_rollout_action__shrink__offered_past_the_first_step_back_one_step_pause
     rollout.refresh_from_db()
     assert (rollout.state, rollout.step_index, rollout.percentage) == ("paused", 0, 1.0)
     assert AuditEvent.objects.get(action="rollout.shrunk").reason == "refund complaints"
+
+
+@pytest.mark.parametrize("paused_from", ["canary-first-step", "shadow"])
+def test_rollout_action__shrink_the_service_would_refuse__page_says_why_and_nothing_changes(
+    operator: User, rollout: Rollout, paused_from: str
+) -> None:
+    """A hand-typed or bookmarked shrink URL of a canary at its first step (or paused before
+    its canary) must not state an effect ("back to the previous step") that will not happen:
+    the page says what the service would answer."""
+    if paused_from == "shadow":
+        Rollout.objects.filter(pk=rollout.pk).update(state="paused", paused_from="shadow")
+
+    confirm = _client(operator).get(f"/rollouts/{rollout.pk}/shrink/").content.decode()
+
+    assert "Nothing will change" in confirm
+    assert "the previous step" not in confirm

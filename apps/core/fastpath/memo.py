@@ -19,12 +19,17 @@ Long-polls (``?wait=`` > 0: the query is part of the key, and their answers are 
 remembered, since the next one sends the new tag and waits again), duplicated header lines
 and settings changes (tests) take the full path. Bounded in answers (``ANSWER_MEMO_SIZE``)
 and in bytes (``ANSWER_MEMO_BYTES``: the distinct bodies they hold and the request bytes
-their keys keep): when either is reached it is emptied and refills from the traffic. Keys
-hold the token's hash, never the token.
+their keys keep): when either is reached it is emptied and refills from the traffic. And
+bounded per token (``ANSWERS_PER_TOKEN``): the query is part of the key and anyone holding a
+token may vary it (``?project=a&project=x1``, ``x2``…), each a view of its own; without this
+bound one token would fill the memo with view bodies the snapshot itself keeps at most
+``VIEWS_PER_SNAPSHOT`` of, and empty everyone else's answers each time it filled. A token past
+its bound is answered by the full path. Keys hold the token's hash, never the token.
 Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/operations.md."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -36,6 +41,9 @@ ANSWER_MEMO_SIZE = 16_384  # about one per runtime token and document a process 
 # ``project`` filter each), far beyond ``VIEWS_PER_SNAPSHOT``, and old revisions' bodies;
 # and kilobytes of made-up query string and header values in each key.
 ANSWER_MEMO_BYTES = 128 * 2**20
+# A runtime asks for a few documents (features, one or two filtered views, its config), with
+# and without a condition, GET or HEAD: far fewer distinct answers than this.
+ANSWERS_PER_TOKEN = 32
 
 # (route kind, path, query string, method, scheme, token hash, Vary header values,
 #  Accept-Encoding): everything that chooses the answer besides the slot's version
@@ -60,14 +68,22 @@ class Answer:
 
 class AnswerMemo:
     """``MemoKey`` -> ``Answer``; see the module docstring for when one may be used.
-    ``size`` answers at most, holding ``max_bytes`` at most of distinct bodies and of the
-    request bytes in the keys (path, query, header values: the client's to make up)
-    (defaults: ``ANSWER_MEMO_SIZE``, ``ANSWER_MEMO_BYTES``)."""
+    ``size`` answers at most, ``per_token`` of them per token, holding ``max_bytes`` at most
+    of distinct bodies and of the request bytes in the keys (path, query, header values: the
+    client's to make up) (defaults: ``ANSWER_MEMO_SIZE``, ``ANSWERS_PER_TOKEN``,
+    ``ANSWER_MEMO_BYTES``)."""
 
-    def __init__(self, size: int | None = None, max_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        size: int | None = None,
+        max_bytes: int | None = None,
+        per_token: int = ANSWERS_PER_TOKEN,
+    ) -> None:
         self._size = ANSWER_MEMO_SIZE if size is None else size
         self._max_bytes = ANSWER_MEMO_BYTES if max_bytes is None else max_bytes
+        self._per_token = per_token
         self._answers: dict[MemoKey, Answer] = {}
+        self._kept: Counter[str] = Counter()  # answers held per token hash
         # id(body) -> (the body, how many answers hold it): the id stays valid while held
         self._bodies: dict[int, tuple[bytes, int]] = {}
         self._bytes = 0
@@ -85,11 +101,15 @@ class AnswerMemo:
 
     def put(self, key: MemoKey, answer: Answer) -> None:
         """Remember ``answer`` for ``key`` (replacing the one before); empties the memo first
-        when it would hold more than its bound of answers or bytes. An answer over the byte
-        bound on its own is not remembered."""
+        when it would hold more than its bound of answers or bytes. Nothing is remembered
+        for an answer over the byte bound on its own, nor for a new key of a token that
+        already holds ``per_token`` answers (the full path answers that token's others)."""
+        token_hash = key[5]  # MemoKey's token hash
         old = self._answers.pop(key, None)
         if old is not None:
             self._release(key, old.body)
+        elif self._kept[token_hash] >= self._per_token:
+            return
         size, key_size = len(answer.body), _key_bytes(key)
         if size + key_size > self._max_bytes:
             return
@@ -103,9 +123,13 @@ class AnswerMemo:
         else:
             self._bodies[id(answer.body)] = (held[0], held[1] + 1)
         self._bytes += key_size
+        self._kept[token_hash] += 1
         self._answers[key] = answer
 
     def _release(self, key: MemoKey, body: bytes) -> None:
+        self._kept[key[5]] -= 1
+        if self._kept[key[5]] <= 0:
+            del self._kept[key[5]]
         self._bytes -= _key_bytes(key)
         held = self._bodies[id(body)]
         if held[1] > 1:
@@ -117,6 +141,7 @@ class AnswerMemo:
     def clear(self) -> None:
         self._answers.clear()
         self._bodies.clear()
+        self._kept.clear()
         self._bytes = 0
 
 

@@ -12,6 +12,7 @@ from .rollouts import (
     rollout_start,
     rollout_transition,
     transition_allowed,
+    transition_refusal,
 )
 
 __all__ = [
@@ -25,4 +26,5 @@ __all__ = [
     "rollout_start",
     "rollout_transition",
     "transition_allowed",
+    "transition_refusal",
 ]

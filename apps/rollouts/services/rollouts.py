@@ -295,6 +295,31 @@ def transition_allowed(state: str, event: str, target: str, *, paused_from: str 
     return target in Rollout.TRANSITIONS.get((state, event), frozenset())
 
 
+def _move_refusal(rollout: Rollout, event: str, target: str) -> str:
+    """Why the state machine refuses ``rollout --event--> target`` ("" when it allows it)."""
+    if transition_allowed(rollout.state, event, target, paused_from=rollout.paused_from):
+        return ""
+    if rollout.paused_from == State.SHADOW and target == State.COMPLETED:
+        return (
+            "A rollout paused in its shadow phase served no live traffic: resume it into "
+            "the canary first."
+        )
+    return f"A {rollout.get_state_display()} rollout cannot {event} (to {target})."
+
+
+def transition_refusal(rollout: Rollout, event: str) -> str:
+    """Why ``rollout_transition`` would refuse ``event`` on ``rollout`` as it is read now
+    ("" when it would move it; stale versions aside): what a confirmation page states instead
+    of an effect that will not happen. ``event`` is one of ``Rollout.Event`` but start."""
+    if event == Event.SHRINK:
+        try:
+            _check_shrink(rollout)
+        except ValidationError as exc:
+            return " ".join(exc.messages)
+    target, _ = _target(rollout, event)
+    return _move_refusal(rollout, Event.COMPLETE if target == State.COMPLETED else event, target)
+
+
 def _move(
     rollout: Rollout,
     *,
@@ -306,13 +331,8 @@ def _move(
     step_index: int | None = None,
 ) -> RolloutTransition:
     """Apply one checked move (the caller holds the locks and writes the audit event)."""
-    if not transition_allowed(rollout.state, event, target, paused_from=rollout.paused_from):
-        refusal = f"A {rollout.get_state_display()} rollout cannot {event} (to {target})."
-        if rollout.paused_from == State.SHADOW and target == State.COMPLETED:
-            refusal = (
-                "A rollout paused in its shadow phase served no live traffic: resume it into "
-                "the canary first."
-            )
+    refusal = _move_refusal(rollout, event, target)
+    if refusal:
         raise ValidationError({"event": [refusal]})
     source, before_percentage = rollout.state, rollout.percentage
     now = timezone.now()
@@ -413,12 +433,19 @@ def rollout_transition(
     rollout = lock_row(
         Rollout, rollout_id, related=("agent__tenant", "environment", "candidate", "baseline")
     )
+    # who moved it first, named in the refusal (an operator, or the canary analysis): read
+    # only when the check will refuse
+    last = (
+        RolloutTransition.objects.filter(rollout_id=rollout.pk).order_by("-id").first()
+        if expected_version not in (None, rollout.sequence)
+        else None
+    )
     version_check(
         what=f"Rollout #{rollout.pk}",
         expected=expected_version,
         current=rollout.sequence,
-        changed_by="",
-        changed_at=rollout.updated_at,
+        changed_by=last.actor_label if last is not None else "",
+        changed_at=last.created_at if last is not None else rollout.updated_at,
     )
     before = {
         "state": rollout.state,

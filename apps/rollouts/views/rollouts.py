@@ -130,10 +130,9 @@ def _label(rollout: Rollout, event: str) -> str:
     }.get(event, "Roll back…")
 
 
-def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
-    """What the polled part of the rollout page shows: cheap reads only (the rollout row, its
-    transitions, the newest analyses, one convergence count)."""
-    analyses = selectors.rollout_analyses(rollout=rollout, limit=10)
+def _actions_offered(rollout: Rollout) -> set[str]:
+    """The buttons the rollout page offers for ``rollout`` now: the moves its state allows,
+    less those the service would refuse anyway (and "complete" outside a paused canary)."""
     allowed = {
         event
         for (state, event), _ in Rollout.TRANSITIONS.items()
@@ -147,6 +146,14 @@ def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
     # shrinking goes back to a share the plan already took: not from the first step
     if rollout.shrink_to is None:
         allowed.discard("shrink")
+    return allowed
+
+
+def _live_context(request: HttpRequest, rollout: Rollout) -> dict[str, Any]:
+    """What the polled part of the rollout page shows: cheap reads only (the rollout row, its
+    transitions, the newest analyses, one convergence count)."""
+    analyses = selectors.rollout_analyses(rollout=rollout, limit=10)
+    allowed = _actions_offered(rollout)
     return {
         "rollout": rollout,
         "steps": selectors.rollout_steps(rollout),
@@ -272,8 +279,10 @@ def effect_of(rollout: Rollout, event: str, live: int) -> tuple[str, str]:
     if event == "shrink":
         shrink_to = rollout.shrink_to
         smaller = f"{shrink_to:g}%" if shrink_to is not None else "the previous step"
+        # none: the page states the service's refusal instead
+        to = f" to {smaller}" if shrink_to is not None else ""
         return (
-            f"Shrink the canary of {agent} {v_new} in {environment} to {smaller}?",
+            f"Shrink the canary of {agent} {v_new} in {environment}{to}?",
             f"{v_new} goes from {now} back to {smaller} of the sessions of {agent} in "
             f"{environment} ({runtimes}) and stays paused there until someone resumes it; "
             f"{v_old} serves the rest.",
@@ -311,11 +320,9 @@ def rollout_action(request: HttpRequest, pk: int, event: str) -> HttpResponse:
     def shown(rollout: Rollout) -> Confirmation:
         live = convergence_for(environments=[rollout.environment], agent=rollout.agent)[0].live
         title, effect = effect_of(rollout, event, live)
-        if (rollout.state, event) not in Rollout.TRANSITIONS:
-            effect = (
-                f"This rollout is {rollout.get_state_display()} now: it cannot "
-                f"{Rollout.Event(event).label}. Nothing will change."
-            )
+        refusal = services.transition_refusal(rollout, event)
+        if refusal:  # what the service would answer, not an effect that will not happen
+            effect = f"{refusal} Nothing will change."
         return Confirmation(
             title=title,
             effect=effect,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.dashboard.demo_story import story_prepare, story_rollout_start
@@ -27,4 +28,7 @@ class Command(BaseCommand):
             raise CommandError("No demo tenant acme: run ./manage.py seed_demo first.")
         for line in story_prepare(tenant):
             self.stdout.write(line)
-        self.stdout.write(story_rollout_start(tenant))
+        try:
+            self.stdout.write(story_rollout_start(tenant))
+        except ValidationError as exc:  # a surprise the story cannot tell around: say it
+            raise CommandError(f"demo rollout not started: {' '.join(exc.messages)}") from exc
