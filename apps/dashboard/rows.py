@@ -6,17 +6,43 @@ together. ``format_html`` escapes every value as a template would; the pieces al
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from html import escape
+from typing import TYPE_CHECKING, Any
 
-from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.urls import get_script_prefix, reverse
+from django.utils.html import format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
 
 if TYPE_CHECKING:  # overview.py draws its rows with this module
     from .overview import Row
+
+
+def format_html(template: str, *args: Any) -> SafeString:
+    """``django.utils.html.format_html``, the same output (each argument through
+    ``conditional_escape``: its ``__html__`` when it has one, else ``html.escape`` of its
+    text), without Django's lazy-string wrappers around each escape: ~10 calls a row, 150
+    rows a refresh, where those wrappers cost ~20 ms a page (benchmarks.overview)."""
+    return mark_safe(  # noqa: S308 -- every argument is escaped or already safe
+        template.format(*(a.__html__() if hasattr(a, "__html__") else escape(str(a)) for a in args))
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _url_pattern(name: str, prefix: str) -> str:
+    """``name`` reversed once (per script prefix) with two marker ids, for ``_url``."""
+    return reverse(name, args=[2_000_000_011, 2_000_000_013])
+
+
+def _url(name: str, first: int, second: int) -> str:
+    """``reverse(name, args=[first, second])`` for a route of two integer ids, one string
+    replacement per row instead of a resolver walk (150 rows a refresh)."""
+    pattern = _url_pattern(name, get_script_prefix())
+    return pattern.replace("2000000011", str(first), 1).replace("2000000013", str(second), 1)
+
 
 VERDICT_TONE = {"rollback": "bad", "advance": "ok", "complete": "ok"}
 
@@ -26,7 +52,7 @@ def _rowheader(row: Row) -> SafeString:
     return format_html(
         '<th scope="row"><a href="{}" aria-label="Incident panel of {} in {}">{} '
         '<span class="muted">in</span> {}</a>{}</th>',
-        reverse("dashboard:incident", args=[agent.pk, environment.pk]),
+        _url("dashboard:incident", agent.pk, environment.pk),
         agent.name,
         environment.name,
         agent.name,
