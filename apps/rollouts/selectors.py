@@ -389,8 +389,17 @@ def deployments_current_for(*, environment_ids: list[int]) -> dict[tuple[int, in
         .annotate(newest=Max("id"))
         .values("newest")
     )
-    rows = Deployment.objects.filter(id__in=newest).select_related("version")
+    rows = (
+        Deployment.objects.filter(id__in=newest)
+        .select_related("version")
+        .defer(*(f"version__{name}" for name in _VERSION_BULK))
+    )
     return {(d.agent_id, d.environment_id): d for d in rows}
+
+
+# A bundle version's large columns (its canonical content, its source, its signing data), read
+# by nothing that lists versions by number: 150 rows of an overview would parse every bundle.
+_VERSION_BULK = ("canonical", "source", "signature", "message", "warnings")
 
 
 @dataclass(frozen=True)
@@ -429,6 +438,13 @@ def rollouts_active_for(*, environment_ids: list[int]) -> dict[tuple[int, int], 
     rollouts = list(
         Rollout.objects.filter(environment_id__in=environment_ids, state__in=Rollout.ACTIVE)
         .select_related("candidate", "baseline")
+        .defer(
+            *(
+                f"{version}__{name}"
+                for version in ("candidate", "baseline")
+                for name in _VERSION_BULK
+            )
+        )
         .annotate(newest_analysis_id=Subquery(newest[:1]))
     )
     wanted = [r.newest_analysis_id for r in rollouts if r.newest_analysis_id is not None]
