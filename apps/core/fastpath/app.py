@@ -60,6 +60,8 @@ def _poll_interval() -> float:
 
 
 Scope = dict[str, Any]
+# where ``_remembered`` leaves the request's memo key in its scope for ``_remember``
+_MEMO_KEY = "controlplane.memo_key"
 
 
 def _lookup_token(raw: str) -> tuple[TokenScope, float | None] | None:
@@ -326,6 +328,7 @@ class FastPath:
         """(status, headers, body) of the remembered answer to this request, or None: the
         request takes the full path (see ``memo``)."""
         keyed = self._memo_key(route, scope)
+        scope[_MEMO_KEY] = keyed  # a miss remembers under it: worked out once per request
         if keyed is None:
             return None
         key, condition = keyed
@@ -348,7 +351,7 @@ class FastPath:
         scope: Scope,
         answer: Answer,
     ) -> None:
-        keyed = self._memo_key(route, scope)
+        keyed = scope[_MEMO_KEY] if _MEMO_KEY in scope else self._memo_key(route, scope)
         if keyed is not None:
             self.memo.put(keyed[0], answer)
 
