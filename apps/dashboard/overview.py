@@ -27,8 +27,8 @@ from apps.budgets.selectors import BudgetBurn, budget_burn_for
 from apps.core.authz import AnyUser, user_may, visible_tenants_once
 from apps.flags.models import KillSwitch
 from apps.flags.selectors import kill_switch_list_for_user, kill_switch_reaches
-from apps.rollouts.models import Deployment
 from apps.rollouts.selectors import (
+    CurrentDeployment,
     RolloutSummary,
     deployments_current_for,
     rollouts_active_for,
@@ -156,17 +156,13 @@ class Row:
 
     agent: Agent
     environment: Environment
-    stable: Deployment | None
+    stable: CurrentDeployment | None
     rollout: RolloutSummary | None
     health: HealthView | None  # None: the user may not read telemetry
     burn: BudgetBurn | None
     pending: PendingSummary | None
-    kill_switches: list[KillSwitch]
+    kill_switches: list[str]  # the engaged kill switches reaching the row, by name
     convergence: str  # the environment's convergence badge (HTML)
-
-    @property
-    def dom_id(self) -> str:
-        return f"row-{self.agent.pk}-{self.environment.pk}"
 
 
 @dataclass(frozen=True)
@@ -231,6 +227,7 @@ def overview_rows(
         c.environment.pk: render_to_string("runtimes/_convergence_badge.html", {"c": c})
         for c in convergence_for(environments=environments)
     }
+    switch_names = {s.pk: str(s) for s in engaged}  # worded once, shown on many rows
     rows = []
     for agent in agents:
         for environment in environments:
@@ -245,7 +242,7 @@ def overview_rows(
                     burn=burns.get(key),
                     pending=pending.get(key),
                     kill_switches=[
-                        s
+                        switch_names[s.pk]
                         for s in engaged
                         if kill_switch_reaches(s, agent_id=agent.pk, environment=environment)
                     ],
@@ -331,7 +328,6 @@ def _overview_context(*, user: AnyUser, tenant: Tenant) -> dict[str, Any]:
     rows, agents, environments = overview_rows(user=user, tenant=tenant, now=now, switches=switches)
     inbox_url, kill_switches_url = reverse("approvals:inbox"), reverse("flags:kill_switch_list")
     show_health = user_may(user, TELEMETRY_PERMISSION)
-    memo: dict[tuple[object, ...], str] = {}
     return {
         "rows": rows,
         "row_html": [
@@ -341,7 +337,6 @@ def _overview_context(*, user: AnyUser, tenant: Tenant) -> dict[str, Any]:
                 inbox_url=inbox_url,
                 kill_switches_url=kill_switches_url,
                 read_at=now,
-                memo=memo,
             )
             for row in rows
         ],

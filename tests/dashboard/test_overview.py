@@ -27,7 +27,8 @@ from apps.budgets.services import budget_create
 from apps.bundles.services import bundle_version_push
 from apps.core.roles import Role
 from apps.dashboard.sparklines import sparkline
-from apps.flags.services import kill_switch_engage
+from apps.flags.models import KillSwitch
+from apps.flags.services import kill_switch_engage, kill_switch_release
 from apps.rollouts.services import deployment_create, rollout_start
 from apps.runtimes.selectors import nack_storms
 from apps.runtimes.services import runtime_heartbeat_record
@@ -176,6 +177,49 @@ def test_overview__a_row__shows_every_part(tenant: Tenant) -> None:
     assert "oldest 12\xa0minutes" in row
     assert "1 engaged</a>" in row
     assert 'data-testid="convergence-badge"' in row
+
+
+def test_overview__rows_drawn_before__drawn_again_when_what_they_show_changes(
+    tenant: Tenant,
+) -> None:
+    # rows are remembered per process by every value they show (apps/dashboard/rows.py): a
+    # reload after a deployment, a released kill switch and a new approval shows all three
+    agent = _world(tenant, 1)[0]
+    production = tenant.environments.get(slug="production")
+    client = Client()
+    client.force_login(make_user(Role.OPERATOR, tenant))
+    before = _row(_html(client), agent, production)
+    assert _row(_html(client), agent, production) == before  # nothing changed: the same row
+    assert "<strong>v1</strong>" in before and "1 engaged</a>" in before
+    assert "1 waiting" in before
+
+    deployment_create(
+        actor=ACTOR,
+        agent=agent,
+        environment=production,
+        version=agent.bundle_versions.get(number=2),
+        reason="kinder tone everywhere",
+    )
+    switch = KillSwitch.objects.get(tenant=tenant)
+    kill_switch_release(actor=ACTOR, switch=switch, reason="fixed")
+    approval_open(
+        tenant_id=tenant.pk,
+        environment_id=production.pk,
+        token_id=None,
+        token_agent_id=None,
+        token_label="fleet",
+        body=body(
+            agent=agent.slug,
+            tool="lookup_order",
+            arguments={"order_id": "B-1"},
+            idempotency_key="second",
+            session_id="s-second",
+        ),
+    )
+    after = _row(_html(client), agent, production)
+    assert "<strong>v2</strong>" in after and "<strong>v1</strong>" not in after
+    assert "engaged</a>" not in after and '<span class="badge ok">none</span>' in after
+    assert "2 waiting" in after
 
 
 def test_overview__viewer__sees_rows_and_an_outsider_sees_none(
