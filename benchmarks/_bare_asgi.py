@@ -7,13 +7,20 @@ It answers every GET with the bytes our server served (read once at start-up fro
 No routing, no token cache, no revision lookup, no logging: whatever the product does beyond
 this is what the ratio ``…_vs_bare_asgi`` prices.
 
-    BARE_BODY_FILE=body.json BARE_ETAG='"…"' BARE_TOKEN=cprt_… \\
+The response headers: with ``BARE_HEADERS_FILE`` (JSON: ``{"ok": [[name, value], …],
+"not_modified": […]}``, what our server sent for the same two requests, uvicorn's own
+``date`` and ``server`` left out) the very same ones, so the ceiling answers byte for byte
+what we answer (uvicorn checks and writes every header line, ~1 µs each); without it the
+fewest a correct answer needs (content type and length, ETag; a 304 the ETag alone).
+
+    BARE_BODY_FILE=body.json BARE_ETAG='"…"' BARE_TOKEN=cprt_… [BARE_HEADERS_FILE=h.json] \\
         uvicorn benchmarks._bare_asgi:app --loop uvloop --http httptools
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
@@ -27,12 +34,24 @@ ETAG = os.environ.get("BARE_ETAG", "").encode()
 TOKEN = os.environ.get("BARE_TOKEN", "").encode()
 CONTENT_TYPE = os.environ.get("BARE_CONTENT_TYPE", "application/json").encode()
 
-_OK_HEADERS = [
-    (b"content-type", CONTENT_TYPE),
-    (b"content-length", str(len(BODY)).encode()),
-    (b"etag", ETAG),
-]
-_NOT_MODIFIED_HEADERS = [(b"etag", ETAG)]
+
+def _headers(kind: str, fewest: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    path = os.environ.get("BARE_HEADERS_FILE")
+    if not path:
+        return fewest
+    lines = json.loads(Path(path).read_text())[kind]
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in lines]
+
+
+_OK_HEADERS = _headers(
+    "ok",
+    [
+        (b"content-type", CONTENT_TYPE),
+        (b"content-length", str(len(BODY)).encode()),
+        (b"etag", ETAG),
+    ],
+)
+_NOT_MODIFIED_HEADERS = _headers("not_modified", [(b"etag", ETAG)])
 _UNAUTHORISED_HEADERS = [(b"content-length", b"0")]
 
 

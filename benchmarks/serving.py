@@ -8,8 +8,11 @@ Unleash server itself serving the same 50 flags on this machine in the same run.
 - `/api/runtime/v1/config` (the signed snapshot with two agents' bundles deployed),
 each with a runtime token check and ETag handling, loaded by wrk from a second process; then the
 same bytes from a bare ASGI handler (``benchmarks._bare_asgi``: token compare + ETag compare,
-nothing else) under the same uvicorn settings, the ceiling for Python on this machine; and the
-bytes of one response, plain and gzip, ours and the anchor's.
+nothing else) under the same uvicorn settings, the ceiling for Python on this machine: once
+answering byte for byte what we answer, headers included (``ratio.*_vs_bare_asgi``), and once
+with the fewest headers a correct answer needs (``ratio.*_vs_bare_asgi_fewest_headers``: the
+gap between the two is what our header lines cost uvicorn to check and write); and the bytes of
+one response, plain and gzip, ours and the anchor's.
 Prints ``NAME: VALUE UNIT`` figures and ``ratio.NAME: VALUE`` (above 1.0: we serve faster)."""
 
 from __future__ import annotations
@@ -154,6 +157,22 @@ def wire_bytes(url: str, token: str, accept_encoding: str | None) -> tuple[int, 
     return len(body), response.getheader("Content-Encoding") or "identity"
 
 
+def response_headers(url: str, request: dict[str, str]) -> tuple[int, list[list[str]]]:
+    """The status and header lines of one answer to ``request`` (as wrk sends it), in order,
+    without uvicorn's own ``date`` and ``server`` (both servers add them)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    conn.putrequest("GET", parts.path, skip_accept_encoding=True)
+    for name, value in request.items():
+        conn.putheader(name, value)
+    conn.endheaders()
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    lines = [[n, v] for n, v in response.getheaders() if n.lower() not in ("date", "server")]
+    return response.status, lines
+
+
 def measure_pair(
     url: str, token: str, etag: str, *, duration_s: int, reps: int, extra: dict[str, str]
 ) -> dict[str, dict[str, float]]:
@@ -188,6 +207,7 @@ def main() -> None:
     ours: dict[str, dict[str, float]] = {}
     bare: dict[str, dict[str, float]] = {}
     documents: dict[str, tuple[bytes, str, str]] = {}
+    answered: dict[str, dict[str, list[list[str]]]] = {}  # the header lines we sent
     gzip_bytes: dict[str, int] = {}
     paths = [
         ("client_features", "/api/client/features"),
@@ -206,6 +226,14 @@ def main() -> None:
                 first.headers["ETag"],
                 first.headers.get("Content-Type", "application/json"),
             )
+            ok_status, ok_lines = response_headers(url + path, {"Authorization": token})
+            not_modified_status, not_modified_lines = response_headers(
+                url + path, {"Authorization": token, "If-None-Match": first.headers["ETag"]}
+            )
+            assert (ok_status, not_modified_status) == (200, 304), (ok_status, not_modified_status)
+            answered[name] = {"ok": ok_lines, "not_modified": not_modified_lines}
+            emit(f"{name}.header_lines.http200", len(ok_lines))
+            emit(f"{name}.header_lines.http304", len(not_modified_lines))
             plain, _ = wire_bytes(url + path, token, None)
             emit(f"{name}.payload_bytes", plain, "B")
             emit(f"{name}.bytes_per_response.plain", plain, "B")
@@ -234,26 +262,36 @@ def main() -> None:
                     duration_s=args.duration,
                     reps=args.reps,
                 )
-    # The ceiling: the same bytes from a bare ASGI handler under the same server settings.
+    # The ceiling: the same bytes from a bare ASGI handler under the same server settings,
+    # with our very header lines and then with the fewest a correct answer needs.
+    fewest: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name, path in paths:
             body, etag, content_type = documents[name]
             body_file = Path(scratch) / f"{name}.body"
             body_file.write_bytes(body)
+            headers_file = Path(scratch) / f"{name}.headers.json"
+            headers_file.write_text(json.dumps(answered[name]))
             env = {
                 "BARE_BODY_FILE": str(body_file),
                 "BARE_ETAG": etag,
                 "BARE_TOKEN": token,
                 "BARE_CONTENT_TYPE": content_type,
             }
-            with server(workers=args.workers, env=env, app="benchmarks._bare_asgi:app") as url:
-                log(f"wrk bare ASGI {path} 200 and 304 paths")
-                for kind, figures in measure_pair(
-                    url + path, token, etag, duration_s=args.duration, reps=args.reps, extra={}
-                ).items():
-                    bare[f"{name}.{kind}"] = figures
+            for table, extra_env, what in (
+                (bare, {"BARE_HEADERS_FILE": str(headers_file)}, "our header lines"),
+                (fewest, {}, "the fewest header lines"),
+            ):
+                with server(
+                    workers=args.workers, env={**env, **extra_env}, app="benchmarks._bare_asgi:app"
+                ) as url:
+                    log(f"wrk bare ASGI {path} 200 and 304 paths, {what}")
+                    for kind, figures in measure_pair(
+                        url + path, token, etag, duration_s=args.duration, reps=args.reps, extra={}
+                    ).items():
+                        table[f"{name}.{kind}"] = figures
     emit("workers", args.workers)
-    for label, table in (("", ours), ("bare_asgi.", bare)):
+    for label, table in (("", ours), ("bare_asgi.", bare), ("bare_asgi_fewest_headers.", fewest)):
         for key, figures in table.items():
             emit(f"{label}{key}.rps", round(figures["rps"]), "req/s")
             emit(f"{label}{key}.p50", round(figures["p50_ms"], 2), "ms")
@@ -268,6 +306,10 @@ def main() -> None:
             emit_ratio(
                 f"{name}_http{kind}_vs_bare_asgi",
                 ours[f"{name}.http{kind}"]["rps"] / bare[f"{name}.http{kind}"]["rps"],
+            )
+            emit_ratio(
+                f"{name}_http{kind}_vs_bare_asgi_fewest_headers",
+                ours[f"{name}.http{kind}"]["rps"] / fewest[f"{name}.http{kind}"]["rps"],
             )
     if anchor:
         emit("anchor.bytes_per_response.plain", anchor.get("payload_bytes", "?"), "B")

@@ -119,6 +119,10 @@ def test_repeat__answered_from_the_memo__byte_identical_to_the_full_path(
         conditional = [*base, (b"if-none-match", _etag(full_200))]
         full_304 = await _call(app, route, conditional, method=method)
         assert (full_200[0], full_304[0]) == (200, 304)
+        # a 304 has no body and no Content-Length (it would have to be the 200's: RFC 9110
+        # 8.6); it carries the tag, Vary and Cache-Control a 200 would (15.4.5)
+        assert full_304[2] == b"" and b"content-length" not in dict(full_304[1])
+        assert {b"etag", b"vary", b"cache-control"} <= set(dict(full_304[1]))
         assert len(app.memo) == 1
 
         async def no_full_path(*args: Any) -> None:
