@@ -1,7 +1,7 @@
 """Serving: requests per second of the runtime-facing reads, 200 and 304 paths, beside the
 Unleash server itself serving the same 50 flags on this machine in the same run.
 
-    python -m benchmarks.serving [--duration 10] [--reps 2] [--workers 1] [--no-unleash-anchor]
+    python -m benchmarks.serving [--duration 10] [--reps 3] [--workers 1] [--no-unleash-anchor]
 
 - `/api/client/features` (the Unleash client API; same flag set as the anchor's seed: 50
   flexibleRollout flags with constraints, every 10th with variants), and
@@ -18,8 +18,11 @@ Prints ``NAME: VALUE UNIT`` figures and ``ratio.NAME: VALUE`` (above 1.0: we ser
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import http.client
 import json
+import statistics
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -189,7 +192,9 @@ def measure_pair(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    ap.add_argument("--reps", type=int, default=2, help="wrk runs per path (median reported)")
+    ap.add_argument(
+        "--reps", type=int, default=3, help="wrk runs per path and server (median reported)"
+    )
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument(
         "--no-unleash-anchor", action="store_true", help="skip the Unleash server anchor"
@@ -243,30 +248,18 @@ def main() -> None:
                 compressed if coding == "gzip" else "not served",
                 "B" if coding == "gzip" else "",
             )
-            log(f"wrk {path} 200 and 304 paths")
-            for kind, figures in measure_pair(
-                url + path,
-                token,
-                first.headers["ETag"],
-                duration_s=args.duration,
-                reps=args.reps,
-                extra={},
-            ).items():
-                ours[f"{name}.{kind}"] = figures
             if coding == "gzip":
                 gzip_bytes[name] = compressed
-                log(f"wrk {path} 200 path, gzip")
-                ours[f"{name}.http200_gzip"] = median_wrk(
-                    url + path,
-                    {"Authorization": token, "Accept-Encoding": "gzip"},
-                    duration_s=args.duration,
-                    reps=args.reps,
-                )
     # The ceiling: the same bytes from a bare ASGI handler under the same server settings,
-    # with our very header lines and then with the fewest a correct answer needs.
+    # with our very header lines and with the fewest a correct answer needs. Every server is
+    # up at once (an idle one costs nothing) and wrk visits them in turn within each
+    # repetition, so a machine that slows down or speeds up over the minutes of the run
+    # weighs on both sides of a ratio alike.
     fewest: dict[str, dict[str, float]] = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        for name, path in paths:
+    runs: dict[tuple[str, str], list[dict[str, float]]] = collections.defaultdict(list)
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as servers:
+        urls = {"ours": servers.enter_context(server(workers=args.workers))}
+        for name, _ in paths:
             body, etag, content_type = documents[name]
             body_file = Path(scratch) / f"{name}.body"
             body_file.write_bytes(body)
@@ -278,18 +271,42 @@ def main() -> None:
                 "BARE_TOKEN": token,
                 "BARE_CONTENT_TYPE": content_type,
             }
-            for table, extra_env, what in (
-                (bare, {"BARE_HEADERS_FILE": str(headers_file)}, "our header lines"),
-                (fewest, {}, "the fewest header lines"),
+            for side, extra_env in (
+                ("bare", {"BARE_HEADERS_FILE": str(headers_file)}),
+                ("fewest", {}),
             ):
-                with server(
-                    workers=args.workers, env={**env, **extra_env}, app="benchmarks._bare_asgi:app"
-                ) as url:
-                    log(f"wrk bare ASGI {path} 200 and 304 paths, {what}")
+                urls[f"{side}.{name}"] = servers.enter_context(
+                    server(
+                        workers=args.workers,
+                        env={**env, **extra_env},
+                        app="benchmarks._bare_asgi:app",
+                    )
+                )
+        for rep in range(args.reps):
+            for name, path in paths:
+                etag = documents[name][1]
+                log(f"wrk {path} 200 and 304 paths: ours, bare, fewest headers ({rep + 1})")
+                for side, url in (
+                    ("ours", urls["ours"]),
+                    ("bare", urls[f"bare.{name}"]),
+                    ("fewest", urls[f"fewest.{name}"]),
+                ):
                     for kind, figures in measure_pair(
-                        url + path, token, etag, duration_s=args.duration, reps=args.reps, extra={}
+                        url + path, token, etag, duration_s=args.duration, reps=1, extra={}
                     ).items():
-                        table[f"{name}.{kind}"] = figures
+                        runs[(side, f"{name}.{kind}")].append(figures)
+                if name in gzip_bytes:
+                    runs[("ours", f"{name}.http200_gzip")].append(
+                        median_wrk(
+                            urls["ours"] + path,
+                            {"Authorization": token, "Accept-Encoding": "gzip"},
+                            duration_s=args.duration,
+                            reps=1,
+                        )
+                    )
+    sides = {"ours": ours, "bare": bare, "fewest": fewest}
+    for (side, key), measured in runs.items():
+        sides[side][key] = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
     emit("workers", args.workers)
     for label, table in (("", ours), ("bare_asgi.", bare), ("bare_asgi_fewest_headers.", fewest)):
         for key, figures in table.items():

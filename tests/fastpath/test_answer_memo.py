@@ -350,3 +350,43 @@ def test_memo__one_token_varying_its_query__bounded_and_others_answers_kept(
         assert await _call(app, "/api/client/features", theirs) == remembered
 
     _in_process(test)
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        b"cprt_abc123",
+        b"Bearer cprt_abc123",
+        b"bearer   cprt_abc123",
+        b"cprt_abc123 ",
+        b"cprt_abc\xe9",  # not ASCII: decoded as a header value, then hashed as UTF-8
+        b"cprt_" + b"x" * 300,  # too long to be a token
+        b"Basic dXNlcjpwYXNz",
+        b"",
+    ],
+)
+def test_memo_key__token_hash__the_one_hash_token_gives_for_every_header_form(
+    authorization: bytes,
+) -> None:
+    # the bare-token shortcut in ``_memo_key`` hashes the header's bytes as they came: for every
+    # form it must name the token the full path would look up, or none at all
+    from apps.core.fastpath.registry import registry
+    from apps.core.tokens import hash_token, runtime_token_candidate
+
+    matched = registry.match("/api/client/features")
+    assert matched is not None
+    route = matched[0]
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/client/features",
+        "query_string": b"",
+        "headers": [(b"authorization", authorization)] if authorization else [],
+        "scheme": "http",
+    }
+    keyed = FastPath(django_application)._memo_key(route, scope)  # type: ignore[arg-type]
+    raw = runtime_token_candidate(authorization.decode("latin-1"))
+    if not raw:
+        assert keyed is None
+    else:
+        assert keyed is not None and keyed[0][5] == hash_token(raw)

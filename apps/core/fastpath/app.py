@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import functools
 import gc
+import hashlib
 import json
 import logging
 import time
@@ -30,7 +31,12 @@ from apps.core.errors import (
     DATABASE_UNAVAILABLE,
     DATABASE_UNAVAILABLE_DETAIL,
 )
-from apps.core.tokens import hash_token, runtime_token_candidate
+from apps.core.tokens import (
+    MAX_TOKEN_LENGTH,
+    RUNTIME_TOKEN_PREFIX,
+    hash_token,
+    runtime_token_candidate,
+)
 
 from . import subscriber
 from .conditional import parse_if_none_match
@@ -65,6 +71,7 @@ def _poll_interval() -> float:
 Scope = dict[str, Any]
 # where ``_remembered`` leaves the request's memo key in its scope for ``_remember``
 _MEMO_KEY = "controlplane.memo_key"
+_RUNTIME_TOKEN_PREFIX = RUNTIME_TOKEN_PREFIX.encode()
 
 
 def _lookup_token(raw: str) -> tuple[TokenScope, float | None] | None:
@@ -384,17 +391,29 @@ class FastPath:
         found = scan_headers(scope["headers"], names)
         if found is None:
             return None
-        raw = runtime_token_candidate(found.get(b"authorization", b"").decode("latin-1"))
-        if not raw:
-            return None
+        authorization = found.get(b"authorization", b"")
+        if (
+            authorization.startswith(_RUNTIME_TOKEN_PREFIX)
+            and len(authorization) <= MAX_TOKEN_LENGTH
+            and authorization.isascii()
+            and not authorization.endswith((b" ", b"\t"))
+        ):
+            # the usual form, a bare token: its bytes are what ``hash_token`` hashes (the
+            # UTF-8 of ASCII), without decoding and parsing it as a header value first
+            token_hash = hashlib.sha256(authorization).hexdigest()
+        else:
+            raw = runtime_token_candidate(authorization.decode("latin-1"))
+            if not raw:
+                return None
+            token_hash = hash_token(raw)
         key: MemoKey = (
             route.kind,
             scope["path"],
             scope.get("query_string", b""),
             scope["method"],
             scope.get("scheme", "http"),
-            hash_token(raw),
-            tuple(found.get(name, b"") for name in names[3:]),
+            token_hash,
+            tuple([found.get(name, b"") for name in names[3:]]),
             found.get(b"accept-encoding", b""),
         )
         return key, found.get(b"if-none-match", b"")
@@ -405,22 +424,21 @@ class FastPath:
         """(status, headers, body) of the remembered answer to this request, or None: the
         request takes the full path (see ``memo``)."""
         keyed = self._memo_key(route, scope)
+        if keyed is not None:
+            key, condition = keyed
+            answer = self.memo.get(key)
+            if (
+                answer is not None
+                and self.tokens.peek(key[5]) is answer.scope
+                and self.board.known(*answer.slot) == answer.version
+            ):
+                if not condition:
+                    return 200, answer.ok_headers, answer.body
+                if condition in answer.tags:
+                    return 304, answer.not_modified_headers, b""
+                # a list, a weak or an old tag: the full rules
         scope[_MEMO_KEY] = keyed  # a miss remembers under it: worked out once per request
-        if keyed is None:
-            return None
-        key, condition = keyed
-        answer = self.memo.get(key)
-        if (
-            answer is None
-            or self.tokens.peek(key[5]) is not answer.scope
-            or self.board.known(*answer.slot) != answer.version
-        ):
-            return None
-        if not condition:
-            return 200, answer.ok_headers, answer.body
-        if condition in answer.tags:
-            return 304, answer.not_modified_headers, b""
-        return None  # a list, a weak or an old tag: the full rules
+        return None
 
     def _remember(
         self,
