@@ -77,6 +77,7 @@ class Answer(asyncio.Protocol):
         self.buffer = bytearray()
         self.pending: asyncio.Future[tuple[int, str, int | None, bytes]] | None = None
         self.head: tuple[int, str, int | None, int, int] | None = None  # parsed, body to come
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -116,6 +117,7 @@ class Answer(asyncio.Protocol):
         return bool(buffer)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True  # the next fetch connects again (an idle connection the server shut)
         if self.pending is not None and not self.pending.done():
             self.pending.set_exception(ConnectionError("closed"))
 
@@ -143,7 +145,7 @@ class Runtime:
         self.connection = None
 
     async def fetch(self, wait: float) -> None:
-        if self.connection is None:
+        if self.connection is None or self.connection.closed:
             self.connection = await self._connect()
         connection = self.connection
         assert connection.transport is not None

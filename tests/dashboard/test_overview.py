@@ -17,6 +17,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.alerts.services import alert_raise
@@ -26,6 +27,7 @@ from apps.budgets.selectors import budget_burn_for
 from apps.budgets.services import budget_create
 from apps.bundles.services import bundle_version_push
 from apps.core.roles import Role
+from apps.dashboard.rows import Budget, Candidate, Pending, RowFace, draw_row
 from apps.dashboard.sparklines import sparkline
 from apps.flags.models import KillSwitch
 from apps.flags.services import kill_switch_engage, kill_switch_release
@@ -420,3 +422,33 @@ def test_overview_health__without_date_bin__binned_the_same(
     for key, health in in_the_database.items():
         assert health.points == in_python[key].points, key
         assert health.p95_ms == in_python[key].p95_ms
+
+
+def test_draw_row__every_text_of_the_face__escaped() -> None:
+    # rows are drawn with f-strings (apps/dashboard/rows.py): every text must be escaped as a
+    # template would, and only the sparklines and the badge pass as HTML
+    bad = "<b>\"x\" & 'y'</b>"
+    face = RowFace(
+        script_prefix="/",
+        agent_id=1,
+        agent_slug=bad,
+        agent_name=bad,
+        environment_id=2,
+        environment_slug=bad,
+        environment_name=bad,
+        is_production=True,
+        stable=(3, True),
+        candidate=Candidate(4, 5, bad, bad, bad),
+        health=((bad, mark_safe("<svg></svg>")),) * 4,
+        health_shown=True,
+        budget=Budget(6, bad, bad, bad, bad, bad, bad),
+        pending=Pending(7, bad),
+        inbox_url=bad,
+        kill_switches=(bad, 1),
+        kill_switches_url=bad,
+        convergence=mark_safe("<span>badge</span>"),
+    )
+    html = draw_row(face)
+    assert "<b>" not in html and "'y'" not in html and '"x"' not in html
+    assert html.count("&lt;b&gt;&quot;x&quot; &amp; &#x27;y&#x27;&lt;/b&gt;") >= 20
+    assert html.count("<svg></svg>") == 4 and "<span>badge</span>" in html

@@ -18,6 +18,8 @@ from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_rev
 from apps.audit.services import SystemActor
 from apps.core.fastpath.app import FastPath
 from apps.core.fastpath.memo import ANSWERS_PER_TOKEN, AnswerMemo
+from apps.core.fastpath.registry import registry
+from apps.core.tokens import hash_token, runtime_token_candidate
 from apps.flags.models import Flag
 from apps.flags.services import flag_create, flag_toggle
 from apps.tenancy.models import Environment, Tenant
@@ -352,6 +354,20 @@ def test_memo__one_token_varying_its_query__bounded_and_others_answers_kept(
     _in_process(test)
 
 
+def _memo_key_of(authorization: bytes) -> Any:
+    matched = registry.match("/api/client/features")
+    assert matched is not None
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/client/features",
+        "query_string": b"",
+        "headers": [(b"authorization", authorization)],
+        "scheme": "http",
+    }
+    return FastPath(django_application)._memo_key(matched[0], scope)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     "authorization",
     [
@@ -360,33 +376,21 @@ def test_memo__one_token_varying_its_query__bounded_and_others_answers_kept(
         b"bearer   cprt_abc123",
         b"cprt_abc123 ",
         b"cprt_abc\xe9",  # not ASCII: decoded as a header value, then hashed as UTF-8
-        b"cprt_" + b"x" * 300,  # too long to be a token
-        b"Basic dXNlcjpwYXNz",
-        b"",
     ],
 )
-def test_memo_key__token_hash__the_one_hash_token_gives_for_every_header_form(
+def test_memo_key__a_token_in_any_form__the_hash_the_full_path_looks_up(
     authorization: bytes,
 ) -> None:
     # the bare-token shortcut in ``_memo_key`` hashes the header's bytes as they came: for every
-    # form it must name the token the full path would look up, or none at all
-    from apps.core.fastpath.registry import registry
-    from apps.core.tokens import hash_token, runtime_token_candidate
+    # form it must name the token the full path would look up
+    keyed = _memo_key_of(authorization)
+    assert keyed is not None
+    assert keyed[0][5] == hash_token(runtime_token_candidate(authorization.decode("latin-1")))
 
-    matched = registry.match("/api/client/features")
-    assert matched is not None
-    route = matched[0]
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": "/api/client/features",
-        "query_string": b"",
-        "headers": [(b"authorization", authorization)] if authorization else [],
-        "scheme": "http",
-    }
-    keyed = FastPath(django_application)._memo_key(route, scope)  # type: ignore[arg-type]
-    raw = runtime_token_candidate(authorization.decode("latin-1"))
-    if not raw:
-        assert keyed is None
-    else:
-        assert keyed is not None and keyed[0][5] == hash_token(raw)
+
+@pytest.mark.parametrize(
+    "authorization",
+    [b"cprt_" + b"x" * 300, b"Basic dXNlcjpwYXNz", b"", b"Bearer "],
+)
+def test_memo_key__no_runtime_token__no_key(authorization: bytes) -> None:
+    assert _memo_key_of(authorization) is None

@@ -176,6 +176,29 @@ def _end(waiting: asyncio.Event | asyncio.Future[bool], why: type[Exception] = _
         waiting.set_exception(why())
 
 
+Preparer = Callable[[int], Awaitable[None]]
+# (route kind, topic key, environment id, agent id, variant, view key): one answer
+PreparationKey = tuple[str, str, int, int | None, str, str]
+# how long a change's long-polls wait for their answers to be built before being woken anyway
+# (a build takes ~20 ms; see FastPath._advance)
+PREPARE_BUDGET_S = 0.25
+
+
+@dataclass(slots=True)
+class Preparation:
+    """How to build one answer long-polls wait for, and how many wait for it."""
+
+    prepare: Preparer
+    waiting: int = 1
+
+
+def _settle(build: asyncio.Future[None]) -> None:
+    # a failed preparation is the waiters' to meet when they build themselves: not reported
+    # here (nor as "exception never retrieved")
+    if not build.cancelled():
+        build.exception()
+
+
 class FastPath:
     def __init__(self, django_app: Any) -> None:
         self.django_app = django_app
@@ -239,37 +262,33 @@ class FastPath:
         body built and writes it. Waking them first had ten thousand tasks resume, all wait
         for the one build, and resume again, while the build's worker thread fought them for
         the interpreter (benchmarks.propagation: ~0.5 s of 1.2 s at 10,000 runtimes).
-        A preparation that fails or takes longer than ``PREPARE_TIMEOUT_S`` only costs the
-        wait: the waiters are woken and build (or fail) as they always did. Until the move is
-        recorded, new requests are answered at the version before, as they were until the
-        event arrived."""
+
+        The most-waited answers are built first, and the waiters are woken once every answer
+        is built or after ``PREPARE_BUDGET_S``, whichever comes first: a slow or failing build
+        costs the others that much at most, and its own waiters then await it (or fail) as
+        they always did. Meanwhile a new request gets the answer already built, the new one
+        as soon as its build lands."""
         preparations = self._preparations.get((topic, key))
         known = self.board.known(topic, key)
         if version is None or not preparations or (known is not None and version <= known):
             self.board.bump(topic, key, version)
             return
+        ordered = sorted(preparations.values(), key=lambda p: p.waiting, reverse=True)
         task = asyncio.ensure_future(
-            self._prepare_then_bump(topic, key, version, [p.prepare for p in preparations.values()])
+            self._prepare_then_bump(topic, key, version, [p.prepare for p in ordered])
         )
         self._preparing.add(task)
         task.add_done_callback(self._preparing.discard)
 
     async def _prepare_then_bump(
-        self,
-        topic: str,
-        key: str,
-        version: int,
-        preparations: list[Callable[[int], Awaitable[object]]],
+        self, topic: str, key: str, version: int, preparations: list[Preparer]
     ) -> None:
+        # started in order: their builds queue on the one database thread in that order
+        builds = [asyncio.ensure_future(prepare(version)) for prepare in preparations]
+        for build in builds:
+            build.add_done_callback(_settle)
         try:
-            await asyncio.wait_for(
-                asyncio.gather(
-                    *(prepare(version) for prepare in preparations), return_exceptions=True
-                ),
-                PREPARE_TIMEOUT_S,
-            )
-        except TimeoutError:
-            log.warning("fastpath.prepare_slow topic=%s key=%s version=%s", topic, key, version)
+            await asyncio.wait(builds, timeout=PREPARE_BUDGET_S)
         finally:
             self.board.bump(topic, key, version)
 
@@ -359,7 +378,7 @@ class FastPath:
                 await task
         self._tasks.clear()
         for preparing in list(self._preparing):
-            preparing.cancel()
+            preparing.cancel()  # shutting down: nobody is left to wake
         self._loop = None
 
     # ------------------------------------------------------------------ ASGI entry
@@ -990,20 +1009,6 @@ def _update_event(route: StreamRoute, old: Snapshot, new: Snapshot) -> bytes | N
     the stream."""
     data = route.delta(old.body, new.body)
     return None if data is None else sse_event(route.updated_event, new.revision, data.encode())
-
-
-Preparer = Callable[[int], Awaitable[None]]
-# (route kind, topic key, environment id, agent id, variant, view key): one answer
-PreparationKey = tuple[str, str, int, int | None, str, str]
-PREPARE_TIMEOUT_S = 5.0  # a build slower than this wakes the waiters anyway
-
-
-@dataclass(slots=True)
-class Preparation:
-    """How to build one answer long-polls wait for, and how many wait for it."""
-
-    prepare: Preparer
-    waiting: int = 1
 
 
 def _headers(scope: Scope) -> dict[str, str]:
