@@ -32,7 +32,7 @@ VERDICT_TONE = {"rollback": "bad", "advance": "ok", "complete": "ok"}
 DRAWN_ROWS = 1024
 
 
-class Candidate(NamedTuple):
+class CandidateCell(NamedTuple):
     """What the candidate cell shows: the rollout (its page), the candidate's number, the
     step, and the latest verdict with its reason ("" before the first analysis)."""
 
@@ -43,7 +43,7 @@ class Candidate(NamedTuple):
     reason: str
 
 
-class Budget(NamedTuple):
+class BudgetCell(NamedTuple):
     """What the budget cell shows: the budget (its page), its name, metric and window, the
     share used and the share of the window gone (whole percent, as text), and the tone."""
 
@@ -56,7 +56,7 @@ class Budget(NamedTuple):
     tone: str
 
 
-class Pending(NamedTuple):
+class PendingCell(NamedTuple):
     """Waiting approvals of the row: how many, and the oldest one's age in words."""
 
     waiting: int
@@ -76,11 +76,11 @@ class RowFace(NamedTuple):
     environment_name: str
     is_production: bool
     stable: tuple[int, bool] | None  # version number, whether it is a rollback
-    candidate: Candidate | None
+    candidate: CandidateCell | None
     health: tuple[tuple[str, SafeString], ...] | None  # (text, svg) per metric; None: none
     health_shown: bool
-    budget: Budget | None
-    pending: Pending | None
+    budget: BudgetCell | None
+    pending: PendingCell | None
     inbox_url: str
     kill_switches: tuple[str, int] | None  # their names joined, how many
     kill_switches_url: str
@@ -98,7 +98,7 @@ def row_face(
     candidate = None
     if summary is not None:
         latest = summary.latest
-        candidate = Candidate(
+        candidate = CandidateCell(
             summary.rollout.pk,
             summary.rollout.candidate.number,
             summary.step_label,
@@ -108,7 +108,7 @@ def row_face(
     burn = row.burn
     budget = None
     if burn is not None:
-        budget = Budget(
+        budget = BudgetCell(
             burn.budget.pk,
             burn.budget.name,
             burn.metric,
@@ -135,7 +135,7 @@ def row_face(
         else None,
         health_shown=show_health,
         budget=budget,
-        pending=Pending(pending.count, timesince(pending.oldest_at, read_at))
+        pending=PendingCell(pending.count, timesince(pending.oldest_at, read_at))
         if pending is not None
         else None,
         inbox_url=inbox_url,

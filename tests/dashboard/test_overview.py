@@ -27,7 +27,7 @@ from apps.budgets.selectors import budget_burn_for
 from apps.budgets.services import budget_create
 from apps.bundles.services import bundle_version_push
 from apps.core.roles import Role
-from apps.dashboard.rows import Budget, Candidate, Pending, RowFace, draw_row
+from apps.dashboard.rows import BudgetCell, CandidateCell, PendingCell, RowFace, draw_row
 from apps.dashboard.sparklines import sparkline
 from apps.flags.models import KillSwitch
 from apps.flags.services import kill_switch_engage, kill_switch_release
@@ -96,19 +96,10 @@ def _world(tenant: Tenant, agents: int) -> list[Agent]:
                     for m in range(0, 50, 5)
                 ],
             )
-            approval_open(
-                tenant_id=tenant.pk,
-                environment_id=environment.pk,
-                token_id=None,
-                token_agent_id=None,
-                token_label="fleet",
-                body=body(
-                    agent=agent.slug,
-                    tool="lookup_order",
-                    arguments={"order_id": f"A-{i}"},
-                    idempotency_key=f"{agent.slug}-{environment.slug}",
-                    session_id=f"s-{agent.slug}-{environment.slug}",
-                ),
+            _open_approval(
+                agent,
+                environment,
+                f"{agent.slug}-{environment.slug}",
                 now=timezone.now() - timedelta(minutes=12),
             )
         made.append(agent)
@@ -132,6 +123,27 @@ def _world(tenant: Tenant, agents: int) -> list[Agent]:
         reason="refunds double-charged",
     )
     return made
+
+
+def _open_approval(
+    agent: Agent, environment: Environment, key: str, *, now: datetime | None = None
+) -> None:
+    """A waiting approval of ``agent`` in ``environment`` (``key``: its idempotency key)."""
+    approval_open(
+        tenant_id=agent.tenant_id,
+        environment_id=environment.pk,
+        token_id=None,
+        token_agent_id=None,
+        token_label="fleet",
+        body=body(
+            agent=agent.slug,
+            tool="lookup_order",
+            arguments={"order_id": key},
+            idempotency_key=key,
+            session_id=f"s-{key}",
+        ),
+        now=now,
+    )
 
 
 def _tenant(slug: str, environments: int) -> Tenant:
@@ -204,20 +216,7 @@ def test_overview__rows_drawn_before__drawn_again_when_what_they_show_changes(
     )
     switch = KillSwitch.objects.get(tenant=tenant)
     kill_switch_release(actor=ACTOR, switch=switch, reason="fixed")
-    approval_open(
-        tenant_id=tenant.pk,
-        environment_id=production.pk,
-        token_id=None,
-        token_agent_id=None,
-        token_label="fleet",
-        body=body(
-            agent=agent.slug,
-            tool="lookup_order",
-            arguments={"order_id": "B-1"},
-            idempotency_key="second",
-            session_id="s-second",
-        ),
-    )
+    _open_approval(agent, production, "second")
     after = _row(_html(client), agent, production)
     assert "<strong>v2</strong>" in after and "<strong>v1</strong>" not in after
     assert "engaged</a>" not in after and '<span class="badge ok">none</span>' in after
@@ -438,11 +437,11 @@ def test_draw_row__every_text_of_the_face__escaped() -> None:
         environment_name=bad,
         is_production=True,
         stable=(3, True),
-        candidate=Candidate(4, 5, bad, bad, bad),
+        candidate=CandidateCell(4, 5, bad, bad, bad),
         health=((bad, mark_safe("<svg></svg>")),) * 4,
         health_shown=True,
-        budget=Budget(6, bad, bad, bad, bad, bad, bad),
-        pending=Pending(7, bad),
+        budget=BudgetCell(6, bad, bad, bad, bad, bad, bad),
+        pending=PendingCell(7, bad),
         inbox_url=bad,
         kill_switches=(bad, 1),
         kill_switches_url=bad,

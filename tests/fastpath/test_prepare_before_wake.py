@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from asgiref.sync import sync_to_async
 
 from apps.core.fastpath.app import FastPath
@@ -74,61 +75,36 @@ def test_change__answer_built_once_before_any_long_poll_wakes(
     _in_process(test)
 
 
-def test_change__preparation_fails__long_polls_still_woken_and_answered(
-    transactional_db: None, token: str, flag: Flag
+@pytest.mark.parametrize("how", ["fails", "never finishes"])
+def test_change__preparation_fails_or_hangs__long_polls_still_woken_and_answered(
+    transactional_db: None, token: str, flag: Flag, how: str
 ) -> None:
+    # a failed preparation wakes them at once; a hung one after PREPARE_BUDGET_S: either way
+    # each waiter then builds its own answer, as before preparations existed
     async def test(app: FastPath) -> None:
         first = await _call(app, ROUTE, [(b"authorization", token.encode())])
         polls = _long_polls(app, token, _etag(first))
         await _wait_for(lambda: bool(app._preparations), "the long-polls to wait")
         get = app.snapshots.get
-        failed: list[int] = []
+        met: list[str] = []
 
-        async def failing_once(*args: Any, **kwargs: Any) -> Any:
-            if not failed:
-                failed.append(1)
-                raise ConnectionError("the database went away for a moment")
+        async def misbehaving_once(*args: Any, **kwargs: Any) -> Any:
+            if not met:  # the preparation's call
+                met.append(how)
+                if how == "fails":
+                    raise ConnectionError("the database went away for a moment")
+                await asyncio.Event().wait()  # never set: a build stuck behind a lock
             return await get(*args, **kwargs)
 
-        app.snapshots.get = failing_once  # type: ignore[method-assign]
+        app.snapshots.get = misbehaving_once  # type: ignore[method-assign]
 
         await sync_to_async(flag_toggle)(
             actor=ACTOR, flag=await Flag.objects.aget(pk=flag.pk), enabled=False, reason="x"
         )
         answers = await asyncio.wait_for(asyncio.gather(*polls), 15)
 
-        assert failed == [1]  # the preparation met the failure
+        assert met == [how]
         assert {status for status, _, _ in answers} == {200}
         assert answers[0][2] != first[2]
-
-    _in_process(test)
-
-
-def test_change__preparation_never_finishes__long_polls_woken_after_the_budget(
-    transactional_db: None, token: str, flag: Flag
-) -> None:
-    async def test(app: FastPath) -> None:
-        first = await _call(app, ROUTE, [(b"authorization", token.encode())])
-        polls = _long_polls(app, token, _etag(first))
-        await _wait_for(lambda: bool(app._preparations), "the long-polls to wait")
-        get = app.snapshots.get
-        stuck = asyncio.Event()  # never set: the preparation hangs (a build stuck in a lock)
-
-        async def hanging_once(*args: Any, **kwargs: Any) -> Any:
-            if not stuck.is_set() and not getattr(hanging_once, "hung", False):
-                hanging_once.hung = True  # type: ignore[attr-defined]
-                await stuck.wait()
-            return await get(*args, **kwargs)
-
-        app.snapshots.get = hanging_once  # type: ignore[method-assign]
-
-        await sync_to_async(flag_toggle)(
-            actor=ACTOR, flag=await Flag.objects.aget(pk=flag.pk), enabled=False, reason="x"
-        )
-        answers = await asyncio.wait_for(asyncio.gather(*polls), 15)
-
-        assert {status for status, _, _ in answers} == {200}
-        assert answers[0][2] != first[2]
-        assert hanging_once.hung  # type: ignore[attr-defined]  # it hung: they did not wait for it
 
     _in_process(test)
