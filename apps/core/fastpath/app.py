@@ -415,10 +415,13 @@ class FastPath:
             authorization.startswith(_RUNTIME_TOKEN_PREFIX)
             and len(authorization) <= MAX_TOKEN_LENGTH
             and authorization.isascii()
-            and not authorization.endswith((b" ", b"\t"))
+            and authorization[-1] > 0x20
         ):
             # the usual form, a bare token: its bytes are what ``hash_token`` hashes (the
-            # UTF-8 of ASCII), without decoding and parsing it as a header value first
+            # UTF-8 of ASCII), without decoding and parsing it as a header value first. Only
+            # when nothing would be stripped: ``token_from_header`` drops every trailing white
+            # space ``str.strip`` knows (ASCII: space, tab, \x0b, \x0c, \x1c-\x1f, all <= 0x20),
+            # and each spelling must count as the one token (``ANSWERS_PER_TOKEN``)
             token_hash = hashlib.sha256(authorization).hexdigest()
         else:
             raw = runtime_token_candidate(authorization.decode("latin-1"))
