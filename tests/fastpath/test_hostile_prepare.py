@@ -237,3 +237,27 @@ def test_memo__one_token_spelled_many_ways__one_token_bound(
         assert {key[5] for key in app.memo._answers} == {hash_token(token)}
 
     _in_process(test)
+
+
+def test_one_feature_deleted_while_waiting__404__star_waiter_answered(
+    transactional_db: None, token: str, flag: Flag
+) -> None:
+    from apps.flags.services import flag_delete
+
+    async def test(app: FastPath) -> None:
+        one = "/api/client/features/app.checkout"
+        first = await _call(app, one, _auth(token))
+        polls = [
+            asyncio.ensure_future(_call(app, f"{one}?wait=20", _auth(token, _etag(first)))),
+            asyncio.ensure_future(_call(app, f"{one}?wait=20", _auth(token, b"*"))),
+            asyncio.ensure_future(_call(app, f"{FEATURES}?wait=20", _auth(token, b"*"))),
+        ]
+        await _wait_for(lambda: _waiting(app) == 3, "the polls to wait")
+        await sync_to_async(flag_delete)(
+            actor=ACTOR, flag=await Flag.objects.aget(pk=flag.pk), reason="gone"
+        )
+        answers = await asyncio.wait_for(asyncio.gather(*polls), 5)
+        assert [a[0] for a in answers] == [404, 404, 200]
+        assert app._preparations == {} and not app._held
+
+    _in_process(test)
