@@ -50,7 +50,14 @@ class Demo:
         return "".join(self.lines)
 
     def get(self, path: str) -> Any:
-        status, body = _http(f"{self.base_url}{path}", token=self.token)
+        try:
+            status, body = _http(f"{self.base_url}{path}", token=self.token)
+        except (urllib.error.URLError, OSError) as error:
+            # the run stops everything when one of its processes exits: say which, and why
+            tail = "".join(self.lines[-60:])
+            raise AssertionError(
+                f"{path}: {error}; run exited with {self.process.poll()}; its output ends:\n{tail}"
+            ) from error
         assert status == 200, (path, body)
         return json.loads(body)
 
