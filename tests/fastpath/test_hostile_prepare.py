@@ -19,7 +19,7 @@ from apps.flags.models import Flag
 from apps.flags.services import flag_create, flag_toggle
 from apps.tenancy.models import Environment
 
-from .test_answer_memo import ACTOR, _call, _etag, _in_process, environment, flag, token
+from .test_answer_memo import ACTOR, Answer, _call, _etag, _in_process, environment, flag, token
 from .test_prepare_before_wake import _wait_for
 
 __all__ = ["environment", "flag", "token"]
@@ -34,6 +34,19 @@ def _waiting(app: FastPath) -> int:
 def _auth(token: str, tag: bytes | None = None) -> list[tuple[bytes, bytes]]:
     headers = [(b"authorization", token.encode())]
     return [*headers, (b"if-none-match", tag)] if tag is not None else headers
+
+
+async def _features_long_polls(
+    app: FastPath, token: str, n: int
+) -> tuple[Answer, list[asyncio.Task[Answer]]]:
+    """The features as first fetched, and ``n`` long-polls holding their tag, all waiting."""
+    first = await _call(app, FEATURES, _auth(token))
+    polls = [
+        asyncio.ensure_future(_call(app, f"{FEATURES}?wait=20", _auth(token, _etag(first))))
+        for _ in range(n)
+    ]
+    await _wait_for(lambda: _waiting(app) == n, "the polls to wait")
+    return first, polls
 
 
 async def _toggle(flag: Flag, enabled: bool) -> None:
@@ -80,12 +93,7 @@ def test_clients_leave__then_change__nothing_kept_and_board_moves(
     transactional_db: None, token: str, flag: Flag
 ) -> None:
     async def test(app: FastPath) -> None:
-        first = await _call(app, FEATURES, _auth(token))
-        polls = [
-            asyncio.ensure_future(_call(app, f"{FEATURES}?wait=20", _auth(token, _etag(first))))
-            for _ in range(5)
-        ]
-        await _wait_for(lambda: _waiting(app) == 5, "the polls to wait")
+        first, polls = await _features_long_polls(app, token, 5)
         for task in polls:
             task.cancel()
         await asyncio.gather(*polls, return_exceptions=True)
@@ -102,12 +110,7 @@ def test_revoked_while_waiting__401__nothing_kept(
     transactional_db: None, token: str, flag: Flag
 ) -> None:
     async def test(app: FastPath) -> None:
-        first = await _call(app, FEATURES, _auth(token))
-        polls = [
-            asyncio.ensure_future(_call(app, f"{FEATURES}?wait=20", _auth(token, _etag(first))))
-            for _ in range(3)
-        ]
-        await _wait_for(lambda: _waiting(app) == 3, "the polls to wait")
+        _, polls = await _features_long_polls(app, token, 3)
         row = await RuntimeToken.objects.aget()
         await sync_to_async(runtime_token_revoke)(actor=ACTOR, token=row, reason="leaked")
         answers = await asyncio.wait_for(asyncio.gather(*polls), 5)
@@ -125,12 +128,7 @@ def test_two_changes_in_a_row__waiters_and_fresh_requests_see_the_last(
     other = flag_create(actor=ACTOR, environment=environment, name="b.other", enabled=True)
 
     async def test(app: FastPath) -> None:
-        first = await _call(app, FEATURES, _auth(token))
-        polls = [
-            asyncio.ensure_future(_call(app, f"{FEATURES}?wait=20", _auth(token, _etag(first))))
-            for _ in range(10)
-        ]
-        await _wait_for(lambda: _waiting(app) == 10, "the polls to wait")
+        _, polls = await _features_long_polls(app, token, 10)
         await _toggle(flag, False)
         await sync_to_async(flag_toggle)(actor=ACTOR, flag=other, enabled=False, reason="y")
         answers = await asyncio.wait_for(asyncio.gather(*polls), 5)
@@ -178,12 +176,7 @@ def test_change_while_the_database_is_down__503_then_fresh__nothing_kept(
     from apps.core.fastpath import state
 
     async def test(app: FastPath) -> None:
-        first = await _call(app, FEATURES, _auth(token))
-        polls = [
-            asyncio.ensure_future(_call(app, f"{FEATURES}?wait=20", _auth(token, _etag(first))))
-            for _ in range(4)
-        ]
-        await _wait_for(lambda: _waiting(app) == 4, "the polls to wait")
+        first, polls = await _features_long_polls(app, token, 4)
         real = state._build_with_gzip
 
         def down(*args: Any, **kwargs: Any) -> Any:
