@@ -18,8 +18,9 @@ from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_rev
 from apps.audit.services import SystemActor
 from apps.core.fastpath.app import FastPath
 from apps.core.fastpath.memo import ANSWERS_PER_TOKEN, AnswerMemo
-from apps.core.fastpath.registry import registry
-from apps.core.tokens import hash_token, runtime_token_candidate
+from apps.core.fastpath.memo import Answer as Remembered
+from apps.core.fastpath.registry import TokenScope, registry
+from apps.core.tokens import hash_token
 from apps.flags.models import Flag
 from apps.flags.services import flag_create, flag_toggle
 from apps.tenancy.models import Environment, Tenant
@@ -91,9 +92,9 @@ async def _call(
     return sent[0]["status"], list(sent[0]["headers"]), body
 
 
-def _in_process(test: Any) -> None:
-    """Run ``test(app)`` on one event loop with a fast path of its own."""
-    app = FastPath(django_application)
+def _in_process(test: Any, *, memo: AnswerMemo | None = None) -> None:
+    """Run ``test(app)`` on one event loop with a fast path of its own (and ``memo``)."""
+    app = FastPath(django_application, memo=memo)
 
     async def main() -> None:
         try:
@@ -268,26 +269,32 @@ def test_memo__a_token_varying_the_view__holds_no_more_body_bytes_than_its_bound
     _in_process(test)
 
 
+def _answer(scope: TokenScope, body: bytes, token_hash: str) -> Remembered:
+    return Remembered.of(
+        scope=scope,
+        token_hash=token_hash,
+        slot=("t", "1"),
+        version=1,
+        tags=(),
+        ok_headers=[],
+        body=body,
+        not_modified_headers=[],
+    )
+
+
 def test_memo__a_fleet_sharing_one_body__counted_once() -> None:
     """Answers of many tokens that share one body (a fleet on one environment) count its bytes
     once: the byte bound does not empty the memo for a large fleet."""
-    from apps.core.fastpath.memo import Answer as Remembered
-    from apps.core.fastpath.memo import AnswerMemo
-    from apps.core.fastpath.registry import TokenScope
-
     scope = TokenScope(token_id=1, tenant_id=1, environment_id=1, agent_id=None)
     body = b"x" * 1_000
     remembered = AnswerMemo(size=100, max_bytes=5_000)
     for n in range(50):
-        key = ("k", "/p", b"", "GET", "http", f"hash{n}", (), b"")
-        remembered.put(key, Remembered(scope, ("t", "1"), 1, (), [], body, []))
+        key = ("k", "/p", b"", "GET", "http", f"hash{n}".encode(), (), b"")
+        remembered.put(key, _answer(scope, body, f"hash{n}"))
     assert len(remembered) == 50
     assert remembered.held_bytes == 1_000 + 50 * len("/p")  # the body once, each key's path
     other = b"y" * 4_500  # over the bound with the first: emptied, then holds the new one
-    remembered.put(
-        ("k", "/q", b"", "GET", "http", "h", (), b""),
-        Remembered(scope, ("t", "1"), 1, (), [], other, []),
-    )
+    remembered.put(("k", "/q", b"", "GET", "http", b"h", (), b""), _answer(scope, other, "h"))
     assert (len(remembered), remembered.held_bytes) == (1, 4_500 + len("/q"))
 
 
@@ -308,17 +315,13 @@ def test_memo__long_made_up_queries__their_bytes_count_too() -> None:
     """A key holds the request's query string and header values, which the client makes up
     (a few kilobytes each): they count toward the byte bound, or one token could fill the
     memo's answers with hundreds of megabytes of keys around one shared body."""
-    from apps.core.fastpath.memo import Answer as Remembered
-    from apps.core.fastpath.memo import AnswerMemo
-    from apps.core.fastpath.registry import TokenScope
-
     scope = TokenScope(token_id=1, tenant_id=1, environment_id=1, agent_id=None)
     body = b"x" * 100
     remembered = AnswerMemo(size=10_000, max_bytes=50_000)
     for n in range(200):
         query = b"junk=" + str(n).encode() + b"a" * 4_000
-        key = ("k", "/p", query, "GET", "http", "hash", (b"b" * 1_000,), b"gzip")
-        remembered.put(key, Remembered(scope, ("t", "1"), 1, (), [], body, []))
+        key = ("k", "/p", query, "GET", "http", b"hash", (b"b" * 1_000,), b"gzip")
+        remembered.put(key, _answer(scope, body, "hash"))
     assert remembered.held_bytes <= 50_000
     assert 0 < len(remembered) < 200
 
@@ -337,7 +340,6 @@ def test_memo__one_token_varying_its_query__bounded_and_others_answers_kept(
     mine = [(b"authorization", token.encode()), (b"accept-encoding", b"identity")]
 
     async def test(app: FastPath) -> None:
-        app.memo = AnswerMemo(size=ANSWERS_PER_TOKEN * 4)
         remembered = await _call(app, "/api/client/features", theirs)
         for i in range(ANSWERS_PER_TOKEN * 8):
             query = f"?project=default&project=p{i}"
@@ -351,7 +353,7 @@ def test_memo__one_token_varying_its_query__bounded_and_others_answers_kept(
         app._serve = no_full_path  # type: ignore[method-assign,assignment]
         assert await _call(app, "/api/client/features", theirs) == remembered
 
-    _in_process(test)
+    _in_process(test, memo=AnswerMemo(size=ANSWERS_PER_TOKEN * 4))
 
 
 def _memo_key_of(authorization: bytes) -> Any:
@@ -369,28 +371,46 @@ def _memo_key_of(authorization: bytes) -> Any:
 
 
 @pytest.mark.parametrize(
-    "authorization",
-    [
-        b"cprt_abc123",
-        b"Bearer cprt_abc123",
-        b"bearer   cprt_abc123",
-        b"cprt_abc123 ",
-        b"cprt_abc\xe9",  # not ASCII: decoded as a header value, then hashed as UTF-8
-    ],
+    "spelling",
+    ["{token}", "Bearer {token}", "bearer   {token}", "{token} ", " {token}\x1f"],
 )
-def test_memo_key__a_token_in_any_form__the_hash_the_full_path_looks_up(
-    authorization: bytes,
+def test_token_in_any_form__remembered_as_that_token_and_answered_from_the_memo(
+    transactional_db: None, token: str, spelling: str
 ) -> None:
-    # the bare-token shortcut in ``_memo_key`` hashes the header's bytes as they came: for every
-    # form it must name the token the full path would look up
-    keyed = _memo_key_of(authorization)
-    assert keyed is not None
-    assert keyed[0][5] == hash_token(runtime_token_candidate(authorization.decode("latin-1")))
+    # The memo key hashes the Authorization header as sent, without parsing it; the answer
+    # holds the token's stored hash, which the check (a revoked token) and the per-token
+    # bound use: every spelling is the one token.
+    headers = [(b"authorization", spelling.format(token=token).encode())]
+
+    async def test(app: FastPath) -> None:
+        first = await _call(app, "/api/client/features", headers)
+        assert first[0] == 200
+        assert [a.token_hash for a in app.memo._answers.values()] == [hash_token(token)]
+
+        async def no_full_path(*args: Any) -> None:
+            raise AssertionError("the full path was taken")
+
+        app._serve = no_full_path  # type: ignore[method-assign,assignment]
+        assert await _call(app, "/api/client/features", headers) == first
+
+    _in_process(test)
 
 
 @pytest.mark.parametrize(
     "authorization",
-    [b"cprt_" + b"x" * 300, b"Basic dXNlcjpwYXNz", b"", b"Bearer "],
+    [b"cprt_" + b"x" * 300, b"Basic dXNlcjpwYXNz", b"", b"Bearer ", b"cprt_abc\xe9"],
 )
-def test_memo_key__no_runtime_token__no_key(authorization: bytes) -> None:
-    assert _memo_key_of(authorization) is None
+def test_no_runtime_token__refused_every_time__nothing_remembered(
+    transactional_db: None, authorization: bytes
+) -> None:
+    async def test(app: FastPath) -> None:
+        for _ in range(2):
+            status, _, _ = await _call(
+                app, "/api/client/features", [(b"authorization", authorization)]
+            )
+            assert status == 401
+        assert len(app.memo) == 0
+
+    _in_process(test)
+    # one far longer than any token is not even hashed for a key
+    assert _memo_key_of(b"cprt_" + b"x" * 300) is None

@@ -12,7 +12,6 @@ import contextlib
 import contextvars
 import functools
 import gc
-import hashlib
 import json
 import logging
 import time
@@ -31,12 +30,7 @@ from apps.core.errors import (
     DATABASE_UNAVAILABLE,
     DATABASE_UNAVAILABLE_DETAIL,
 )
-from apps.core.tokens import (
-    MAX_TOKEN_LENGTH,
-    RUNTIME_TOKEN_PREFIX,
-    hash_token,
-    runtime_token_candidate,
-)
+from apps.core.tokens import MAX_TOKEN_LENGTH, hash_token, runtime_token_candidate, sha256
 
 from . import subscriber
 from .conditional import parse_if_none_match
@@ -51,7 +45,7 @@ from .encoding import (
     gzip_member,
     sse_event,
 )
-from .memo import Answer, AnswerMemo, MemoKey, scan_headers
+from .memo import Answer, AnswerMemo, MemoKey
 from .registry import ActionRoute, Route, StreamRoute, TokenScope, WaitRoute, registry
 from .state import Board, Rendered, Snapshot, SnapshotCache, StreamEvents, TokenCache, _db_call
 
@@ -69,9 +63,12 @@ def _poll_interval() -> float:
 
 
 Scope = dict[str, Any]
+Message = dict[str, Any]  # an ASGI message
 # where ``_remembered`` leaves the request's memo key in its scope for ``_remember``
 _MEMO_KEY = "controlplane.memo_key"
-_RUNTIME_TOKEN_PREFIX = RUNTIME_TOKEN_PREFIX.encode()
+# the longest Authorization value worth a memo key: a token and a scheme ("Bearer ") with
+# some white space; a longer one is refused by the full path, never remembered
+_MAX_AUTHORIZATION = MAX_TOKEN_LENGTH + 32
 
 
 def _lookup_token(raw: str) -> tuple[TokenScope, float | None] | None:
@@ -200,13 +197,20 @@ def _settle(build: asyncio.Future[None]) -> None:
 
 
 class FastPath:
-    def __init__(self, django_app: Any) -> None:
+    def __init__(self, django_app: Any, *, memo: AnswerMemo | None = None) -> None:
+        """``django_app`` answers every request no registered route takes; ``memo`` is the
+        answer memo to use (default: ``AnswerMemo()``, its default bounds)."""
         self.django_app = django_app
         self.board = Board()
         self.snapshots = SnapshotCache()
         self.stream_events = StreamEvents()
         self.tokens = TokenCache(_lookup_token)
-        self.memo = AnswerMemo()
+        self._memo = AnswerMemo() if memo is None else memo
+        # the look-ups of the memo's hot path, bound once (see ``_remembered``): hence the
+        # memo, the board and the token cache are never replaced
+        self._answer_of = self._memo.lookup
+        self._token_entry = self.tokens.entry_of
+        self._version_at = self.board.version_at
         # answers hold settings-dependent headers (HSTS): a changed setting (tests) empties it.
         # Weakly: the signal must not keep every discarded fast path (a test's) alive.
         setting_changed.connect(self._settings_changed)
@@ -224,8 +228,13 @@ class FastPath:
         self._preparations: dict[tuple[str, str], dict[PreparationKey, Preparation]] = {}
         self._preparing: set[asyncio.Future[None]] = set()
 
+    @property
+    def memo(self) -> AnswerMemo:
+        """The answer memo (read-only: ``_remembered`` holds its look-up)."""
+        return self._memo
+
     def _settings_changed(self, **kwargs: Any) -> None:
-        self.memo.clear()
+        self._memo.clear()
 
     # ------------------------------------------------------------------ background work
 
@@ -388,16 +397,19 @@ class FastPath:
             await self._lifespan(receive, send)
             return
         if scope["type"] == "http":
+            # a plain path is one dict look-up (the fleet's documents); a template, a match
             matched = registry.match(scope["path"])
             if matched is not None:
-                self._ensure_started()
+                if self._loop is None:
+                    self._ensure_started()
                 route = matched[0]
                 if type(route) is Route:
                     remembered = self._remembered(route, scope)
                     if remembered is not None:
-                        # the fleet's hot path: one dict look-up, three checks, two sends
-                        status, headers, body = remembered
-                        await _send_whole(send, status, headers, body)
+                        # the fleet's hot path: one dict look-up, three checks, two sends of
+                        # messages built when the answer was remembered
+                        await send(remembered[0])
+                        await send(remembered[1])
                         return
                 await self._guarded(scope, receive, send, *matched)
                 return
@@ -405,60 +417,70 @@ class FastPath:
 
     def _memo_key(self, route: Route, scope: Scope) -> tuple[MemoKey, bytes] | None:
         """The request's ``MemoKey`` and its ``If-None-Match`` bytes (empty when absent);
-        None when it has no well-formed runtime token or repeats a header that matters."""
-        names = _memo_header_names(route.vary)
-        found = scan_headers(scope["headers"], names)
-        if found is None:
+        None when it has no ``Authorization`` of a token's length or repeats a header that
+        matters (the full path answers it)."""
+        # One pass over the header lines (names arrive lower-cased, RFC 9110 5.1), into
+        # locals: this runs for every request a runtime makes.
+        authorization = condition = coding = None
+        vary_names = _vary_names(route.vary) if route.vary else ()
+        varied: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                if authorization is not None:
+                    return None  # a repeated line: joined as a list by the full path
+                authorization = value
+            elif name == b"if-none-match":
+                if condition is not None:
+                    return None
+                condition = value
+            elif name == b"accept-encoding":
+                if coding is not None:
+                    return None
+                coding = value
+            elif name in vary_names:
+                if name in varied:
+                    return None
+                varied[name] = value
+        if authorization is None or len(authorization) > _MAX_AUTHORIZATION:
             return None
-        authorization = found.get(b"authorization", b"")
-        if (
-            authorization.startswith(_RUNTIME_TOKEN_PREFIX)
-            and len(authorization) <= MAX_TOKEN_LENGTH
-            and authorization.isascii()
-            and authorization[-1] > 0x20
-        ):
-            # the usual form, a bare token: its bytes are what ``hash_token`` hashes (the
-            # UTF-8 of ASCII), without decoding and parsing it as a header value first. Only
-            # when nothing would be stripped: ``token_from_header`` drops every trailing white
-            # space ``str.strip`` knows (ASCII: space, tab, \x0b, \x0c, \x1c-\x1f, all <= 0x20),
-            # and each spelling must count as the one token (``ANSWERS_PER_TOKEN``)
-            token_hash = hashlib.sha256(authorization).hexdigest()
-        else:
-            raw = runtime_token_candidate(authorization.decode("latin-1"))
-            if not raw:
-                return None
-            token_hash = hash_token(raw)
         key: MemoKey = (
             route.kind,
             scope["path"],
-            scope.get("query_string", b""),
+            scope["query_string"],  # required in an HTTP scope (ASGI 3), as are path, method
             scope["method"],
             scope.get("scheme", "http"),
-            token_hash,
-            tuple([found.get(name, b"") for name in names[3:]]),
-            found.get(b"accept-encoding", b""),
+            # The header as sent, hashed (keys never hold a token): the same bytes are the
+            # same token, however it is spelled (``Bearer``, white space), without parsing
+            # it here. The token's own hash is the answer's (``Answer.token_hash``).
+            sha256(authorization).digest(),
+            tuple(map(varied.get, vary_names)) if vary_names else (),
+            coding or b"",
         )
-        return key, found.get(b"if-none-match", b"")
+        return key, condition or b""
 
-    def _remembered(
-        self, route: Route, scope: Scope
-    ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
-        """(status, headers, body) of the remembered answer to this request, or None: the
-        request takes the full path (see ``memo``)."""
+    def _remembered(self, route: Route, scope: Scope) -> tuple[Message, Message] | None:
+        """The two ASGI messages (start, body) of the remembered answer to this request, or
+        None: the request takes the full path (see ``memo``)."""
         keyed = self._memo_key(route, scope)
         if keyed is not None:
             key, condition = keyed
-            answer = self.memo.get(key)
-            if (
-                answer is not None
-                and self.tokens.peek(key[5]) is answer.scope
-                and self.board.known(*answer.slot) == answer.version
-            ):
-                if not condition:
-                    return 200, answer.ok_headers, answer.body
-                if condition in answer.tags:
-                    return 304, answer.not_modified_headers, b""
-                # a list, a weak or an old tag: the full rules
+            answer = self._answer_of(key)
+            if answer is not None:
+                # ``TokenCache.peek`` and ``Board.known`` written out (dict look-ups bound at
+                # start): the token still cached, unexpired, with the scope the answer was
+                # built for; the slot still at the answer's version
+                token = self._token_entry(answer.token_hash)
+                if (
+                    token is not None
+                    and token[0] is answer.scope
+                    and token[1] > time.monotonic()
+                    and self._version_at(answer.slot) == answer.version
+                ):
+                    if not condition:
+                        return answer.ok
+                    if condition in answer.tags:
+                        return answer.not_modified
+                    # a list, a weak or an old tag: the full rules
         scope[_MEMO_KEY] = keyed  # a miss remembers under it: worked out once per request
         return None
 
@@ -848,8 +870,9 @@ class FastPath:
             self._remember(
                 route,
                 scope,
-                Answer(
+                Answer.of(
                     scope=token,
+                    token_hash=token_hash,
                     slot=slot,
                     version=revision,
                     tags=tuple(tag.encode() for tag in tags),
@@ -1055,16 +1078,10 @@ async def _send_whole(
     await send({"type": "http.response.body", "body": body})
 
 
-@functools.lru_cache(maxsize=64)
-def _memo_header_names(vary: tuple[str, ...]) -> tuple[bytes, ...]:
-    """The header names a remembered answer depends on: the token, the condition, the coding,
-    then the route's ``Vary`` headers (in that order: ``_memo_key`` relies on it)."""
-    return (
-        b"authorization",
-        b"if-none-match",
-        b"accept-encoding",
-        *(name.lower().encode("latin-1") for name in vary),
-    )
+@functools.cache
+def _vary_names(vary: tuple[str, ...]) -> tuple[bytes, ...]:
+    """A route's ``Vary`` header names as they arrive in an ASGI scope (lower-case bytes)."""
+    return tuple(name.lower().encode("latin-1") for name in vary)
 
 
 async def _send_answer(send: Any, status: int, answer: Any) -> None:

@@ -24,14 +24,17 @@ bounded per token (``ANSWERS_PER_TOKEN``): the query is part of the key and anyo
 token may vary it (``?project=a&project=x1``, ``x2``…), each a view of its own; without this
 bound one token would fill the memo with view bodies the snapshot itself keeps at most
 ``VIEWS_PER_SNAPSHOT`` of, and empty everyone else's answers each time it filled. A token past
-its bound is answered by the full path. Keys hold the token's hash, never the token.
+its bound is answered by the full path. Keys hold a hash of the ``Authorization`` header
+as sent (the same bytes are the same token, found without parsing them), never the token;
+an answer holds the token's stored hash, which the check and the per-token bound use.
 Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/operations.md."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .registry import TokenScope
 
@@ -45,25 +48,65 @@ ANSWER_MEMO_BYTES = 128 * 2**20
 # and without a condition, GET or HEAD: far fewer distinct answers than this.
 ANSWERS_PER_TOKEN = 32
 
-# (route kind, path, query string, method, scheme, token hash, Vary header values,
-#  Accept-Encoding): everything that chooses the answer besides the slot's version
-MemoKey = tuple[str, str, bytes, str, str, str, tuple[bytes, ...], bytes]
+# (route kind, path, query string, method, scheme, sha256 of the Authorization header as
+#  sent, Vary header values (None: absent), Accept-Encoding): everything that chooses the
+#  answer besides the slot's version
+MemoKey = tuple[str, str, bytes, str, str, bytes, tuple[bytes | None, ...], bytes]
+
+
+Message = dict[str, Any]  # an ASGI message
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """One remembered answer: valid while ``scope`` is the token's cached scope and the
-    ``slot`` (topic, key) is at ``version``. ``tags`` are the current entity tags as sent
-    (plain and, when there is one, gzip), any of which byte-equal in ``If-None-Match`` means
-    304."""
+    """One remembered answer: valid while ``scope`` is the cached scope of the token whose
+    stored hash is ``token_hash`` and the ``slot`` (topic, key) is at ``version``. ``tags``
+    are the current entity tags as sent (plain and, when there is one, gzip), any of which
+    byte-equal in ``If-None-Match`` means 304. ``ok`` and ``not_modified`` are the ASGI
+    messages (``http.response.start``, then ``http.response.body``) of the 200 and the 304,
+    built once and sent as they are (a server only reads them); ``body`` is the 200's body
+    (counted against ``ANSWER_MEMO_BYTES``)."""
 
     scope: TokenScope
+    token_hash: str
     slot: tuple[str, str]
     version: int
     tags: tuple[bytes, ...]
-    ok_headers: list[tuple[bytes, bytes]]
     body: bytes
-    not_modified_headers: list[tuple[bytes, bytes]]
+    ok: tuple[Message, Message]
+    not_modified: tuple[Message, Message]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        scope: TokenScope,
+        token_hash: str,
+        slot: tuple[str, str],
+        version: int,
+        tags: tuple[bytes, ...],
+        ok_headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        not_modified_headers: list[tuple[bytes, bytes]],
+    ) -> Answer:
+        """The answer whose 200 sends ``ok_headers`` (its Content-Length among them) and
+        ``body``, and whose 304 sends ``not_modified_headers`` and no body."""
+        return cls(
+            scope=scope,
+            token_hash=token_hash,
+            slot=slot,
+            version=version,
+            tags=tags,
+            body=body,
+            ok=(
+                {"type": "http.response.start", "status": 200, "headers": ok_headers},
+                {"type": "http.response.body", "body": body},
+            ),
+            not_modified=(
+                {"type": "http.response.start", "status": 304, "headers": not_modified_headers},
+                {"type": "http.response.body", "body": b""},
+            ),
+        )
 
 
 class AnswerMemo:
@@ -99,15 +142,21 @@ class AnswerMemo:
     def get(self, key: MemoKey) -> Answer | None:
         return self._answers.get(key)
 
+    @property
+    def lookup(self) -> Callable[[MemoKey], Answer | None]:
+        """``get`` as the dict's own bound method, for a caller on the hot path to keep (the
+        dict is emptied in place, never replaced)."""
+        return self._answers.get
+
     def put(self, key: MemoKey, answer: Answer) -> None:
         """Remember ``answer`` for ``key`` (replacing the one before); empties the memo first
         when it would hold more than its bound of answers or bytes. Nothing is remembered
         for an answer over the byte bound on its own, nor for a new key of a token that
         already holds ``per_token`` answers (the full path answers that token's others)."""
-        token_hash = key[5]  # MemoKey's token hash
+        token_hash = answer.token_hash  # counted per token, however its header is spelled
         old = self._answers.pop(key, None)
         if old is not None:
-            self._release(key, old.body)
+            self._release(key, old)
         elif self._kept[token_hash] >= self._per_token:
             return
         size, key_size = len(answer.body), _key_bytes(key)
@@ -126,10 +175,11 @@ class AnswerMemo:
         self._kept[token_hash] += 1
         self._answers[key] = answer
 
-    def _release(self, key: MemoKey, body: bytes) -> None:
-        self._kept[key[5]] -= 1
-        if self._kept[key[5]] <= 0:
-            del self._kept[key[5]]
+    def _release(self, key: MemoKey, answer: Answer) -> None:
+        body = answer.body
+        self._kept[answer.token_hash] -= 1
+        if self._kept[answer.token_hash] <= 0:
+            del self._kept[answer.token_hash]
         self._bytes -= _key_bytes(key)
         held = self._bodies[id(body)]
         if held[1] > 1:
@@ -147,19 +197,4 @@ class AnswerMemo:
 
 def _key_bytes(key: MemoKey) -> int:
     """The bytes of a key the client chose: path, query string, header values."""
-    return len(key[1]) + len(key[2]) + sum(len(value) for value in key[6]) + len(key[7])
-
-
-def scan_headers(
-    raw: Iterable[tuple[bytes, bytes]], wanted: tuple[bytes, ...]
-) -> dict[bytes, bytes] | None:
-    """The values of the ``wanted`` (lower-case) header names in one pass over the ASGI
-    header list (names arrive lower-cased, RFC 9110 5.1); None when one of them appears more
-    than once (its lines would have to be joined as a list: the full path does that)."""
-    found: dict[bytes, bytes] = {}
-    for name, value in raw:
-        if name in wanted:
-            if name in found:
-                return None
-            found[name] = value
-    return found
+    return len(key[1]) + len(key[2]) + sum(len(value or b"") for value in key[6]) + len(key[7])

@@ -65,6 +65,12 @@ class Board:
     def known(self, topic: str, key: str) -> int | None:
         return self._versions.get((topic, key))
 
+    @property
+    def version_at(self) -> Callable[[tuple[str, str]], int | None]:
+        """``known`` taking the ``(topic, key)`` slot as one tuple: the dict's own bound
+        method, for the answer memo's hot path to keep (the dict is never replaced)."""
+        return self._versions.get
+
     def bump(self, topic: str, key: str, version: int | None = None) -> None:
         """Record ``version`` (ignored unless newer) or, when None, one more than known; wake
         whoever waits on ``(topic, key)`` and no one else."""
@@ -448,6 +454,13 @@ class TokenCache:
         pool.move_to_end(key)
         while len(pool) > size:
             pool.popitem(last=False)
+
+    @property
+    def entry_of(self) -> Callable[[str], tuple[TokenScope, float] | None]:
+        """token hash -> (scope, expiry on ``time.monotonic``'s clock) or None, without
+        ``peek``'s expiry check (the caller makes it): the dict's own bound method, for the
+        answer memo's hot path to keep (the dict is never replaced)."""
+        return self._valid.get
 
     def peek(self, token_hash: str) -> TokenScope | None:
         """The cached scope of a valid, unexpired token; None otherwise (never a lookup: the
