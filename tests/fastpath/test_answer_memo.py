@@ -210,10 +210,12 @@ def test_new_revision__remembered_tag_no_longer_answers_304(
     assert answer.status_code == 200 and answer.headers["ETag"] != tag
 
 
-def test_revoked_token__remembered_304_refused(asgi_server: str, token: str) -> None:
-    route = "/api/client/features"
-    tag = _get(asgi_server, route, token).headers["ETag"]
-    assert _get(asgi_server, route, token, **{"If-None-Match": tag}).status_code == 304
+@pytest.mark.parametrize("spelling", ["{}", "Bearer {}", "bearer   {}"])
+def test_revoked_token__remembered_304_refused(asgi_server: str, token: str, spelling: str) -> None:
+    # every spelling has a memo key of its own; each answer is checked against the token
+    route, sent = "/api/client/features", spelling.format(token)
+    tag = _get(asgi_server, route, sent).headers["ETag"]
+    assert _get(asgi_server, route, sent, **{"If-None-Match": tag}).status_code == 304
 
     runtime_token_revoke(
         actor=ACTOR,
@@ -221,8 +223,8 @@ def test_revoked_token__remembered_304_refused(asgi_server: str, token: str) -> 
         reason="compromised",
     )
 
-    assert _get(asgi_server, route, token, **{"If-None-Match": tag}).status_code == 401
-    assert _get(asgi_server, route, token).status_code == 401
+    assert _get(asgi_server, route, sent, **{"If-None-Match": tag}).status_code == 401
+    assert _get(asgi_server, route, sent).status_code == 401
 
 
 def test_long_poll_holding_the_current_tag__still_waits_for_the_change(
@@ -374,7 +376,7 @@ def _memo_key_of(authorization: bytes) -> Any:
     "spelling",
     ["{token}", "Bearer {token}", "bearer   {token}", "{token} ", " {token}\x1f"],
 )
-def test_token_in_any_form__remembered_as_that_token_and_answered_from_the_memo(
+def test_memo__token_in_any_form__remembered_as_that_token_and_answered_from_it(
     transactional_db: None, token: str, spelling: str
 ) -> None:
     # The memo key hashes the Authorization header as sent, without parsing it; the answer
@@ -400,7 +402,7 @@ def test_token_in_any_form__remembered_as_that_token_and_answered_from_the_memo(
     "authorization",
     [b"cprt_" + b"x" * 300, b"Basic dXNlcjpwYXNz", b"", b"Bearer ", b"cprt_abc\xe9"],
 )
-def test_no_runtime_token__refused_every_time__nothing_remembered(
+def test_memo__no_runtime_token__refused_every_time_nothing_remembered(
     transactional_db: None, authorization: bytes
 ) -> None:
     async def test(app: FastPath) -> None:

@@ -45,7 +45,7 @@ from .encoding import (
     gzip_member,
     sse_event,
 )
-from .memo import Answer, AnswerMemo, MemoKey
+from .memo import Answer, AnswerMemo, MemoKey, Message
 from .registry import ActionRoute, Route, StreamRoute, TokenScope, WaitRoute, registry
 from .state import Board, Rendered, Snapshot, SnapshotCache, StreamEvents, TokenCache, _db_call
 
@@ -63,11 +63,11 @@ def _poll_interval() -> float:
 
 
 Scope = dict[str, Any]
-Message = dict[str, Any]  # an ASGI message
 # where ``_remembered`` leaves the request's memo key in its scope for ``_remember``
 _MEMO_KEY = "controlplane.memo_key"
 # the longest Authorization value worth a memo key: a token and a scheme ("Bearer ") with
-# some white space; a longer one is refused by the full path, never remembered
+# some white space; a longer one is answered by the full path (refused, unless it is a token
+# padded with more white space) and never remembered
 _MAX_AUTHORIZATION = MAX_TOKEN_LENGTH + 32
 
 
@@ -201,16 +201,16 @@ class FastPath:
         """``django_app`` answers every request no registered route takes; ``memo`` is the
         answer memo to use (default: ``AnswerMemo()``, its default bounds)."""
         self.django_app = django_app
-        self.board = Board()
+        self._board = Board()
         self.snapshots = SnapshotCache()
         self.stream_events = StreamEvents()
-        self.tokens = TokenCache(_lookup_token)
+        self._tokens = TokenCache(_lookup_token)
         self._memo = AnswerMemo() if memo is None else memo
         # the look-ups of the memo's hot path, bound once (see ``_remembered``): hence the
-        # memo, the board and the token cache are never replaced
+        # memo, the board and the token cache are read-only attributes, never replaced
         self._answer_of = self._memo.lookup
-        self._token_entry = self.tokens.entry_of
-        self._version_at = self.board.version_at
+        self._token_entry = self._tokens.entry_of
+        self._version_at = self._board.version_at
         # answers hold settings-dependent headers (HSTS): a changed setting (tests) empties it.
         # Weakly: the signal must not keep every discarded fast path (a test's) alive.
         setting_changed.connect(self._settings_changed)
@@ -233,6 +233,16 @@ class FastPath:
         """The answer memo (read-only: ``_remembered`` holds its look-up)."""
         return self._memo
 
+    @property
+    def board(self) -> Board:
+        """The versions of the slots and their waiters (read-only, as ``memo``)."""
+        return self._board
+
+    @property
+    def tokens(self) -> TokenCache:
+        """The runtime tokens' cached scopes (read-only, as ``memo``)."""
+        return self._tokens
+
     def _settings_changed(self, **kwargs: Any) -> None:
         self._memo.clear()
 
@@ -252,7 +262,7 @@ class FastPath:
         else:
             topic = registry.topics.get(event.topic)
             if topic is not None and topic.wake_only:
-                loop.call_soon_threadsafe(self.board.wake, event.topic, event.key)
+                loop.call_soon_threadsafe(self._board.wake, event.topic, event.key)
                 return
             version = topic.version_of(event.payload) if topic is not None else None
             if version is None and "revision" in event.payload:
@@ -278,9 +288,9 @@ class FastPath:
         they always did. Meanwhile a new request gets the answer already built, the new one
         as soon as its build lands."""
         preparations = self._preparations.get((topic, key))
-        known = self.board.known(topic, key)
+        known = self._board.known(topic, key)
         if version is None or not preparations or (known is not None and version <= known):
-            self.board.bump(topic, key, version)
+            self._board.bump(topic, key, version)
             return
         ordered = sorted(preparations.values(), key=lambda p: p.waiting, reverse=True)
         task = asyncio.ensure_future(
@@ -299,7 +309,7 @@ class FastPath:
         try:
             await asyncio.wait(builds, timeout=PREPARE_BUDGET_S)
         finally:
-            self.board.bump(topic, key, version)
+            self._board.bump(topic, key, version)
 
     def _expect(self, slot: tuple[str, str], key: PreparationKey, prepare: Preparer) -> None:
         """One more long-poll waits on ``slot`` for the answer ``key`` (``prepare`` builds it
@@ -323,7 +333,7 @@ class FastPath:
                 del self._preparations[slot]
 
     def _drop_token(self, token_hash: str) -> None:
-        self.tokens.forget(token_hash)
+        self._tokens.forget(token_hash)
         for waiting, (waiting_hash, _) in list(self._waiting.items()):
             if waiting_hash == token_hash:
                 _end(waiting)
@@ -331,7 +341,7 @@ class FastPath:
     def _drop_scope(self, kind: str, object_id: int) -> None:
         if kind not in ("tenant", "environment", "agent"):
             return
-        self.tokens.forget_scope(kind=kind, object_id=object_id)
+        self._tokens.forget_scope(kind=kind, object_id=object_id)
         for waiting, (_, scope) in list(self._waiting.items()):
             if getattr(scope, f"{kind}_id") == object_id:
                 _end(waiting)
@@ -406,8 +416,8 @@ class FastPath:
                 if type(route) is Route:
                     remembered = self._remembered(route, scope)
                     if remembered is not None:
-                        # the fleet's hot path: one dict look-up, three checks, two sends of
-                        # messages built when the answer was remembered
+                        # the fleet's hot path: three dict look-ups and a clock read, then two
+                        # sends of messages built when the answer was remembered
                         await send(remembered[0])
                         await send(remembered[1])
                         return
@@ -417,10 +427,10 @@ class FastPath:
 
     def _memo_key(self, route: Route, scope: Scope) -> tuple[MemoKey, bytes] | None:
         """The request's ``MemoKey`` and its ``If-None-Match`` bytes (empty when absent);
-        None when it has no ``Authorization`` of a token's length or repeats a header that
-        matters (the full path answers it)."""
-        # One pass over the header lines (names arrive lower-cased, RFC 9110 5.1), into
-        # locals: this runs for every request a runtime makes.
+        None when it has no ``Authorization`` or one longer than any token's spelling, or
+        repeats a header that matters (the full path answers it)."""
+        # One pass over the header lines (names lower-cased by the server, as ASGI's HTTP
+        # scope has them), into locals: this runs for every request a runtime makes.
         authorization = condition = coding = None
         vary_names = _vary_names(route.vary) if route.vary else ()
         varied: dict[bytes, bytes] = {}
@@ -446,7 +456,7 @@ class FastPath:
         key: MemoKey = (
             route.kind,
             scope["path"],
-            scope["query_string"],  # required in an HTTP scope (ASGI 3), as are path, method
+            scope.get("query_string", b""),
             scope["method"],
             scope.get("scheme", "http"),
             # The header as sent, hashed (keys never hold a token): the same bytes are the
@@ -466,9 +476,8 @@ class FastPath:
             key, condition = keyed
             answer = self._answer_of(key)
             if answer is not None:
-                # ``TokenCache.peek`` and ``Board.known`` written out (dict look-ups bound at
-                # start): the token still cached, unexpired, with the scope the answer was
-                # built for; the slot still at the answer's version
+                # dict look-ups bound at start: the token still cached, unexpired, with the
+                # scope the answer was built for; the slot still at the answer's version
                 token = self._token_entry(answer.token_hash)
                 if (
                     token is not None
@@ -484,15 +493,14 @@ class FastPath:
         scope[_MEMO_KEY] = keyed  # a miss remembers under it: worked out once per request
         return None
 
-    def _remember(
-        self,
-        route: Route,
-        scope: Scope,
-        answer: Answer,
-    ) -> None:
+    def _remember(self, route: Route, scope: Scope, answer: Answer, authorization: str) -> None:
+        """Remember ``answer``, worked out for the ``Authorization`` value ``authorization``
+        (as the full path read it), under the request's memo key. Only when the key's
+        digest is of that very value: what ties the key to ``answer.token_hash`` (not so if a
+        server passed header names in another case, whose lines the full path joins)."""
         keyed = scope[_MEMO_KEY] if _MEMO_KEY in scope else self._memo_key(route, scope)
-        if keyed is not None:
-            self.memo.put(keyed[0], answer)
+        if keyed is not None and sha256(authorization.encode("latin-1")).digest() == keyed[0][5]:
+            self._memo.put(keyed[0], answer)
 
     async def _guarded(
         self,
@@ -624,7 +632,7 @@ class FastPath:
         watcher = asyncio.ensure_future(_until_disconnect(receive))
         try:
             while True:
-                woken = self.board.arm(*slot)  # before the read: a change after it wakes us
+                woken = self._board.arm(*slot)  # before the read: a change after it wakes us
                 try:
                     status, answer, settled = await read(route.read, token, params)
                     remaining = deadline - time.monotonic()
@@ -642,7 +650,7 @@ class FastPath:
                         change.cancel()
                         ended.cancel()
                 finally:
-                    self.board.disarm(*slot)
+                    self._board.disarm(*slot)
                 if revoked.is_set():
                     await _send(send, *_json(401, UNAUTHORISED))
                     return
@@ -693,13 +701,13 @@ class FastPath:
         if not raw:
             return "", None
         token_hash = hash_token(raw)
-        return token_hash, await self.tokens.resolve(token_hash, raw)
+        return token_hash, await self._tokens.resolve(token_hash, raw)
 
     async def _current_version(self, topic: str, key: str) -> int:
-        known = self.board.known(topic, key)
+        known = self._board.known(topic, key)
         if known is None:
             known = await sync_to_async(_db_call)(_current_version, topic, key)
-            self.board.bump(topic, key, known)
+            self._board.bump(topic, key, known)
         return known
 
     def _hold(self, token_hash: str) -> bool:
@@ -731,7 +739,7 @@ class FastPath:
         resolves it True, its timer False."""
         if watcher.done():
             raise _Gone
-        waiter = self.board.waiter(*slot, version, timeout)
+        waiter = self._board.waiter(*slot, version, timeout)
         self._waiting[waiter] = (token_hash, token)
 
         def gone(_: asyncio.Future[None]) -> None:
@@ -881,6 +889,7 @@ class FastPath:
                     body=body,
                     not_modified_headers=not_modified_headers,
                 ),
+                headers.get("authorization", ""),
             )
         if held(rendered):
             await _send_whole(send, 304, not_modified_headers, b"")
@@ -992,7 +1001,7 @@ class FastPath:
                 # being revoked, whichever comes first: a gone client must not hold its task
                 # until the next heartbeat, a revoked token must not get the next change.
                 change = asyncio.create_task(
-                    self.board.wait_beyond(*slot, snapshot.revision, route.heartbeat_s)
+                    self._board.wait_beyond(*slot, snapshot.revision, route.heartbeat_s)
                 )
                 gone = asyncio.create_task(disconnected.wait())
                 ended = asyncio.create_task(revoked.wait())

@@ -7,8 +7,9 @@ view, snapshot, coding, headers) and leaves it here; the next identical request 
 from it after three checks that keep it exactly as correct as the full path:
 
 - the token is still a valid cached one with the very scope the answer was built for
-  (``TokenCache.peek``: a revoked token, an archived scope or an expired entry is gone from
-  the cache, so the request goes the full way and is refused or looked up again);
+  (``TokenCache.entry_of`` and its expiry, in ``FastPath._remembered``: a revoked token, an
+  archived scope or an expired entry is gone from the cache, so the request goes the full way
+  and is refused or looked up again);
 - the slot's version on the ``Board`` is still the one the answer was built at (any change
   moves it: the request goes the full way and gets the new body);
 - ``If-None-Match`` is absent (200) or byte-equal to one of the current tags (304); anything
@@ -32,8 +33,9 @@ Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/op
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .registry import TokenScope
@@ -44,8 +46,8 @@ ANSWER_MEMO_SIZE = 16_384  # about one per runtime token and document a process 
 # ``project`` filter each), far beyond ``VIEWS_PER_SNAPSHOT``, and old revisions' bodies;
 # and kilobytes of made-up query string and header values in each key.
 ANSWER_MEMO_BYTES = 128 * 2**20
-# A runtime asks for a few documents (features, one or two filtered views, its config), with
-# and without a condition, GET or HEAD: far fewer distinct answers than this.
+# A runtime asks for a few documents (features, one or two filtered views, its config), GET or
+# HEAD, plain or gzip: far fewer distinct answers than this.
 ANSWERS_PER_TOKEN = 32
 
 # (route kind, path, query string, method, scheme, sha256 of the Authorization header as
@@ -54,7 +56,18 @@ ANSWERS_PER_TOKEN = 32
 MemoKey = tuple[str, str, bytes, str, str, bytes, tuple[bytes | None, ...], bytes]
 
 
-Message = dict[str, Any]  # an ASGI message
+Message = Mapping[str, Any]  # an ASGI message (sent, never edited)
+
+
+def _read_only(message: dict[str, Any]) -> Message:
+    return MappingProxyType(message)
+
+
+def _start(status: int, headers: list[tuple[bytes, bytes]]) -> Message:
+    return _read_only({"type": "http.response.start", "status": status, "headers": tuple(headers)})
+
+
+_EMPTY_BODY = _read_only({"type": "http.response.body", "body": b""})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +77,10 @@ class Answer:
     are the current entity tags as sent (plain and, when there is one, gzip), any of which
     byte-equal in ``If-None-Match`` means 304. ``ok`` and ``not_modified`` are the ASGI
     messages (``http.response.start``, then ``http.response.body``) of the 200 and the 304,
-    built once and sent as they are (a server only reads them); ``body`` is the 200's body
-    (counted against ``ANSWER_MEMO_BYTES``)."""
+    built once and sent on every hit: read-only mappings with tuples of header lines, so
+    anything that tried to edit one (a middleware adding a header) would fail loudly instead
+    of changing the answer for everyone after. ``body`` is the 200's body (counted against
+    ``ANSWER_MEMO_BYTES``). Built by ``of``, which keeps the messages and ``body`` in step."""
 
     scope: TokenScope
     token_hash: str
@@ -98,14 +113,8 @@ class Answer:
             version=version,
             tags=tags,
             body=body,
-            ok=(
-                {"type": "http.response.start", "status": 200, "headers": ok_headers},
-                {"type": "http.response.body", "body": body},
-            ),
-            not_modified=(
-                {"type": "http.response.start", "status": 304, "headers": not_modified_headers},
-                {"type": "http.response.body", "body": b""},
-            ),
+            ok=(_start(200, ok_headers), _read_only({"type": "http.response.body", "body": body})),
+            not_modified=(_start(304, not_modified_headers), _EMPTY_BODY),
         )
 
 
@@ -139,13 +148,10 @@ class AnswerMemo:
         """The bytes of the distinct bodies the remembered answers hold and of their keys."""
         return self._bytes
 
-    def get(self, key: MemoKey) -> Answer | None:
-        return self._answers.get(key)
-
     @property
     def lookup(self) -> Callable[[MemoKey], Answer | None]:
-        """``get`` as the dict's own bound method, for a caller on the hot path to keep (the
-        dict is emptied in place, never replaced)."""
+        """key -> its answer or None: the dict's own bound method, for a caller on the hot
+        path to keep (the dict is emptied in place, never replaced)."""
         return self._answers.get
 
     def put(self, key: MemoKey, answer: Answer) -> None:

@@ -457,16 +457,10 @@ class TokenCache:
 
     @property
     def entry_of(self) -> Callable[[str], tuple[TokenScope, float] | None]:
-        """token hash -> (scope, expiry on ``time.monotonic``'s clock) or None, without
-        ``peek``'s expiry check (the caller makes it): the dict's own bound method, for the
-        answer memo's hot path to keep (the dict is never replaced)."""
+        """token hash -> (scope, expiry on ``time.monotonic``'s clock) or None: the cached
+        entry, expired or not (the caller checks), without a lookup; the dict's own bound
+        method, for the answer memo's hot path to keep (the dict is never replaced)."""
         return self._valid.get
-
-    def peek(self, token_hash: str) -> TokenScope | None:
-        """The cached scope of a valid, unexpired token; None otherwise (never a lookup: the
-        caller takes the slow path, which resolves it)."""
-        hit = self._valid.get(token_hash)
-        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
 
     def forget(self, token_hash: str) -> None:
         self._valid.pop(token_hash, None)
