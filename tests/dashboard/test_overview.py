@@ -25,6 +25,7 @@ from apps.approvals.services import approval_open, queue_create
 from apps.audit.services import SystemActor
 from apps.budgets.selectors import budget_burn_for
 from apps.budgets.services import budget_create
+from apps.budgets.windows import window_bounds
 from apps.bundles.services import bundle_version_push
 from apps.core.roles import Role
 from apps.dashboard.rows import BudgetCell, CandidateCell, PendingCell, RowFace, draw_row
@@ -343,6 +344,7 @@ def test_sparkline__values_as_text_and_gaps() -> None:
 
 
 def test_budget_burn__the_tightest_budget_that_applies_to_each_row(tenant: Tenant) -> None:
+    now = datetime.now(UTC)
     first, second = _world(tenant, 2)  # + "Per agent daily": $1 a day for each agent
     production = tenant.environments.get(slug="production")
     staging = tenant.environments.get(slug="staging")
@@ -365,14 +367,17 @@ def test_budget_burn__the_tightest_budget_that_applies_to_each_row(tenant: Tenan
         agent_ids=[first.pk, second.pk],
         environment_ids=[staging.pk, production.pk],
     )
-    # 10 requests at $0.0125 in each of 3 environments: $0.125 here, $0.375 for the agent
+    # 10 requests at $0.0125 in each of 3 environments, 0-45 minutes ago: $0.125 here, $0.375
+    # for the agent, of those in today's window (near midnight, some are yesterday's)
+    start, _ = window_bounds("day", now, tenant.time_zone)
+    today = sum(now - timedelta(minutes=m, seconds=10) >= start for m in range(0, 50, 5))
     mine = burns[(first.pk, production.pk)]
-    assert (mine.budget.name, mine.percent) == ("First in production", Decimal("50.00"))
-    assert mine.ahead_of_time == (mine.elapsed_percent < 50)
+    assert (mine.budget.name, mine.percent) == ("First in production", Decimal(today * 5))
+    assert mine.ahead_of_time == (mine.elapsed_percent < mine.percent)
     for key in ((first.pk, staging.pk), (second.pk, production.pk)):
         assert (burns[key].budget.name, burns[key].percent) == (
             "Per agent daily",
-            Decimal("37.50"),
+            Decimal(today * 375) / 100,
         )
 
 
