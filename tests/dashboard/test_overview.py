@@ -372,8 +372,9 @@ def test_budget_burn__the_tightest_budget_that_applies_to_each_row(tenant: Tenan
     start, _ = window_bounds("day", now, tenant.time_zone)
     today = sum(now - timedelta(minutes=m, seconds=10) >= start for m in range(0, 50, 5))
     mine = burns[(first.pk, production.pk)]
-    assert (mine.budget.name, mine.percent) == ("First in production", Decimal(today * 5))
-    assert mine.ahead_of_time == (mine.elapsed_percent < mine.percent)
+    expected = Decimal(today * 5)
+    assert (mine.budget.name, mine.percent) == ("First in production", expected)
+    assert mine.ahead_of_time == (mine.elapsed_percent < expected)
     for key in ((first.pk, staging.pk), (second.pk, production.pk)):
         assert (burns[key].budget.name, burns[key].percent) == (
             "Per agent daily",
