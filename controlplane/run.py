@@ -14,6 +14,7 @@ production, which the canary analysis rolls back by itself within a few minutes
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import signal
@@ -139,7 +140,63 @@ def _name(child: subprocess.Popen[bytes]) -> str:
 
 
 READY_TIMEOUT_S = 120  # the web server's first answer; generous on a slow machine
+FLEET_GRACE_S = 2.0  # the demo fleet's stop (it cancels its waiting approvals first)
 STOP_GRACE_S = 2.5  # then whatever still runs is killed: Ctrl-C stops everything in ~3 s
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _child_setup() -> Callable[[], None] | None:
+    """What each child runs between fork and exec, on Linux: a SIGTERM when this process
+    dies, whatever the cause (killed by SIGKILL, say), so no child outlives it. Each child has
+    its own process group (``Popen(process_group=0)``): a terminal's Ctrl-C reaches this
+    process alone, which stops the children once each, in order (``_stop_all``). None where
+    prctl(2) is not available."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def setup() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return setup
+
+
+def _spawn(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start one child (our own interpreter): in its own process group, stopped with this
+    process (``_child_setup``)."""
+    return subprocess.Popen(  # noqa: S603 - our own interpreter
+        command, env=env, process_group=0, preexec_fn=_child_setup()
+    )
+
+
+def _stop_all(groups: list[list[subprocess.Popen[bytes]]]) -> None:
+    """Stop ``groups`` of children one group after the other: SIGTERM to each child of a
+    group (exactly one stop signal: Celery takes a second one for "cold shutdown now" and
+    uvicorn for "force exit"), then wait for them within the group's grace. The demo fleet
+    goes first, while the web server still answers the cancels of its waiting approvals;
+    then the web server, worker and beat. Whatever does not stop within its grace is
+    killed, so the whole tree is gone in a few seconds."""
+    for group, grace in zip(groups, (FLEET_GRACE_S, STOP_GRACE_S), strict=True):
+        for child in group:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in group:
+            try:
+                child.wait(timeout=max(0.05, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                # In practice the Celery worker: its consumer loop and timer only look at the
+                # stop request every couple of seconds. Periodic tasks run again at the next
+                # start and the beat re-sends recent side effects (RUNTIME_RESEND_WINDOW_S).
+                print(f"  {_name(child)} still stopping after {grace:g} s: killed", flush=True)
+                child.kill()
+                child.wait()
 
 
 def _local_url(host: str, port: int) -> str:
@@ -216,8 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C, a stop sent to this process (kill, a supervisor), the terminal closed: each
+    # stops the children in order (their own process groups: none of these reach them)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
 
     web = [
         python,
@@ -236,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout-graceful-shutdown",
         "1",
     ]
-    children = [subprocess.Popen(web)]  # noqa: S603 - our own interpreter
+    children = [_spawn(web)]
     if not args.no_worker:
         if os.geteuid() == 0:
             print("  Running as root: so do the Celery worker and beat.", flush=True)
@@ -253,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
             [*celery, "beat", "--loglevel=WARNING"],
         ):
-            children.append(subprocess.Popen(command, env=_celery_env()))  # noqa: S603
+            children.append(_spawn(command, env=_celery_env()))
     ready = _wait_until_ready(url, children[0], lambda: stopping)
     fleet: list[subprocess.Popen[bytes]] = []
     if ready and simulator_token:
@@ -293,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--cache-dir",
                 str(var_dir / "simulator"),
             ]
-            fleet.append(subprocess.Popen(command))  # noqa: S603 - our own interpreter
+            fleet.append(_spawn(command))
+    services = list(children)
     children += fleet
     if ready:
         print(
@@ -327,23 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 stopping, exit_code = True, 1
         time.sleep(0.2)
-    # Ctrl-C in a terminal reached every child already (one process group); SIGTERM is for
-    # a stop sent to this process alone (kill, a supervisor). Each child stops on its own
-    # within the grace; whatever does not is killed, so the whole tree is gone in ~3 s.
-    for child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for child in children:
-        try:
-            child.wait(timeout=max(0.05, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            # In practice the Celery worker: its consumer loop and timer only look at the
-            # stop request every couple of seconds. Periodic tasks run again at the next start
-            # and the beat re-sends recent side effects (RUNTIME_RESEND_WINDOW_S).
-            print(f"  {_name(child)} still stopping after {STOP_GRACE_S:g} s: killed", flush=True)
-            child.kill()
-            child.wait()
+    _stop_all([fleet, services])
     print("  Stopped.", flush=True)
     return exit_code
 

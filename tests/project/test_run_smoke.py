@@ -161,7 +161,8 @@ def _session_commands(run: Run) -> list[str]:
 
 
 def _stop(run: Run) -> None:
-    """Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group."""
+    """Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group (which
+    holds make run alone: it stops its children itself)."""
     started = time.monotonic()
     if run.process.poll() is None:
         os.killpg(run.process.pid, signal.SIGINT)
@@ -222,10 +223,13 @@ def _forbidden_page(run: Run, token: str) -> int:
 
 
 def _kill_leftovers(run: Run) -> None:
-    # Only if a test failed half-way: never leave our own process group running.
+    # Only if a test failed half-way: never leave our own session running (each child of
+    # make run has its own process group in it, so the session is what holds them all).
     if run.process.poll() is None or run.left_behind:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(run.process.pid, signal.SIGKILL)
+        for pid, (_, sid, _) in _processes().items():
+            if sid == run.process.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
