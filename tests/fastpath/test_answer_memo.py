@@ -171,6 +171,48 @@ def test_memo__what_it_must_not_answer__takes_the_full_path(
     _in_process(test)
 
 
+def test_memo__repeated_lines__only_those_that_choose_the_answer_take_the_full_path(
+    transactional_db: None, token: str
+) -> None:
+    # the key reads the header lines as a dict (a repeat keeps its last value): a repeat of
+    # a line the answer depends on must not be answered as if sent once
+    base = [(b"authorization", token.encode()), (b"unleash-client-spec", b"5.0.0")]
+    route = "/api/client/features"
+
+    async def test(app: FastPath) -> None:
+        first = await _call(app, route, base)
+        taken: list[str] = []
+        full = app._serve
+
+        async def counted(*args: Any) -> None:
+            taken.append(args[2]["path"])
+            await full(*args)
+
+        app._serve = counted  # type: ignore[method-assign,assignment]
+        forwarded = (b"x-forwarded-for", b"10.0.0.1")
+        for name, headers, status, memo in [
+            ("once", base, 200, True),
+            ("a line that does not matter, twice", [forwarded, *base, forwarded], 200, True),
+            ("cookies", [(b"cookie", b"a=1"), *base, (b"cookie", b"b=2")], 200, True),
+            ("the token twice", [*base, base[0]], 401, False),
+            ("Vary's header twice", [*base, (b"unleash-client-spec", b"5.0.0")], 200, False),
+            (
+                "codings twice",
+                [*base, (b"accept-encoding", b"gzip"), (b"accept-encoding", b"br")],
+                200,
+                False,
+            ),
+        ]:
+            before = len(taken)
+            answer = await _call(app, route, headers)
+            assert answer[0] == status, name
+            assert len(taken) == before + (0 if memo else 1), name
+            if memo:
+                assert answer == first, name
+
+    _in_process(test)
+
+
 def test_memo__setting_changed__answers_follow_it(
     transactional_db: None, token: str, settings: Any
 ) -> None:

@@ -50,7 +50,7 @@ ANSWER_MEMO_BYTES = 128 * 2**20
 # HEAD, plain or gzip: far fewer distinct answers than this.
 ANSWERS_PER_TOKEN = 32
 
-# (route kind, path, query string, method, scheme, sha256 of the Authorization header as
+# (route kind, path, query string, method, scheme, BLAKE2s of the Authorization header as
 #  sent, Vary header values (None: absent), Accept-Encoding): everything that chooses the
 #  answer besides the slot's version
 MemoKey = tuple[str, str, bytes, str, str, bytes, tuple[bytes | None, ...], bytes]

@@ -142,6 +142,13 @@ class Route:
     # its operations in the OpenAPI document; tests/project/test_api_schema.py refuses a
     # registered route without them
     docs: tuple[OperationDoc, ...] = ()
+    # ``vary`` as the names arrive in an ASGI scope (lower-case bytes), worked out once: the
+    # answer memo reads them on every request
+    vary_names: tuple[bytes, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(name.lower().encode("latin-1") for name in self.vary)
+        object.__setattr__(self, "vary_names", names)  # frozen: set once, here
 
 
 @dataclass(frozen=True)
