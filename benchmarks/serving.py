@@ -1,7 +1,8 @@
 """Serving: requests per second of the runtime-facing reads, 200 and 304 paths, beside the
 Unleash server itself serving the same 50 flags on this machine in the same run.
 
-    python -m benchmarks.serving [--duration 10] [--reps 3] [--workers 1] [--no-unleash-anchor]
+    python -m benchmarks.serving [--duration 10] [--reps 3] [--ceiling-duration 4]
+        [--ceiling-blocks 5] [--workers 1] [--no-unleash-anchor]
 
 - `/api/client/features` (the Unleash client API; same flag set as the anchor's seed: 50
   flexibleRollout flags with constraints, every 10th with variants), and
@@ -39,6 +40,7 @@ from ._harness import (
     run_unleash_anchor,
     server,
     setup_django,
+    wrk,
 )
 
 APPS = ["web", "api", "worker", "mobile-bff", "billing"]
@@ -195,6 +197,18 @@ def main() -> None:
     ap.add_argument(
         "--reps", type=int, default=3, help="wrk runs per path and server (median reported)"
     )
+    ap.add_argument(
+        "--ceiling-duration",
+        type=int,
+        default=4,
+        help="seconds per wrk run against the bare ASGI handler and ours beside it",
+    )
+    ap.add_argument(
+        "--ceiling-blocks",
+        type=int,
+        default=5,
+        help="counterbalanced blocks (ours, bare, fewest, fewest, bare, ours) per path and status",
+    )
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument(
         "--no-unleash-anchor", action="store_true", help="skip the Unleash server anchor"
@@ -252,11 +266,15 @@ def main() -> None:
                 gzip_bytes[name] = compressed
     # The ceiling: the same bytes from a bare ASGI handler under the same server settings,
     # with our very header lines and with the fewest a correct answer needs. Every server is
-    # up at once (an idle one costs nothing) and wrk visits them in turn within each
-    # repetition, so a machine that slows down or speeds up over the minutes of the run
-    # weighs on both sides of a ratio alike.
+    # up at once (an idle one costs nothing). wrk visits them in counterbalanced blocks, ours,
+    # bare, fewest, fewest, bare, ours, each run ``--ceiling-duration`` seconds: a machine
+    # whose speed drifts within a block weighs on both sides of a ratio alike, where one long
+    # run each, ours always first, let the drift of a shared virtual machine decide the ratio
+    # (it moved by ±10% from run to run). Each block gives one ratio (its two runs of ours
+    # against its two of the other's); the ratio printed is the median of the blocks'.
     fewest: dict[str, dict[str, float]] = {}
     runs: dict[tuple[str, str], list[dict[str, float]]] = collections.defaultdict(list)
+    blocks: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as servers:
         urls = {"ours": servers.enter_context(server(workers=args.workers))}
         for name, _ in paths:
@@ -282,28 +300,34 @@ def main() -> None:
                         app="benchmarks._bare_asgi:app",
                     )
                 )
-        for rep in range(args.reps):
+        for block in range(args.ceiling_blocks):
             for name, path in paths:
-                etag = documents[name][1]
-                log(f"wrk {path} 200 and 304 paths: ours, bare, fewest headers ({rep + 1})")
-                for side, url in (
-                    ("ours", urls["ours"]),
-                    ("bare", urls[f"bare.{name}"]),
-                    ("fewest", urls[f"fewest.{name}"]),
-                ):
-                    for kind, figures in measure_pair(
-                        url + path, token, etag, duration_s=args.duration, reps=1, extra={}
-                    ).items():
-                        runs[(side, f"{name}.{kind}")].append(figures)
-                if name in gzip_bytes:
-                    runs[("ours", f"{name}.http200_gzip")].append(
-                        median_wrk(
-                            urls["ours"] + path,
-                            {"Authorization": token, "Accept-Encoding": "gzip"},
-                            duration_s=args.duration,
-                            reps=1,
+                log(f"wrk {path}: ours, bare, fewest headers, and back (block {block + 1})")
+                conditions = {"http200": {}, "http304": {"If-None-Match": documents[name][1]}}
+                for kind, condition in conditions.items():
+                    key = f"{name}.{kind}"
+                    block_rps: dict[str, list[float]] = collections.defaultdict(list)
+                    for side in ("ours", "bare", "fewest", "fewest", "bare", "ours"):
+                        url = urls["ours"] if side == "ours" else urls[f"{side}.{name}"]
+                        figures = wrk(
+                            url + path,
+                            {"Authorization": token, **condition},
+                            duration_s=args.ceiling_duration,
                         )
+                        runs[(side, key)].append(figures)
+                        block_rps[side].append(figures["rps"])
+                    for side in ("bare", "fewest"):
+                        blocks[(side, key)].append(sum(block_rps["ours"]) / sum(block_rps[side]))
+        for name, path in paths:
+            if name in gzip_bytes:
+                runs[("ours", f"{name}.http200_gzip")].append(
+                    median_wrk(
+                        urls["ours"] + path,
+                        {"Authorization": token, "Accept-Encoding": "gzip"},
+                        duration_s=args.duration,
+                        reps=args.reps,
                     )
+                )
     sides = {"ours": ours, "bare": bare, "fewest": fewest}
     for (side, key), measured in runs.items():
         sides[side][key] = {k: statistics.median(m[k] for m in measured) for k in measured[0]}
@@ -320,17 +344,14 @@ def main() -> None:
     )
     for name, _ in paths:
         for kind in ("200", "304"):
-            # the median of each repetition's own ratio: ours and the ceiling measured a few
-            # seconds apart, so a machine slowing down between repetitions cancels out
             key = f"{name}.http{kind}"
             for label, side in (("", "bare"), ("_fewest_headers", "fewest")):
-                emit_ratio(
-                    f"{name}_http{kind}_vs_bare_asgi{label}",
-                    statistics.median(
-                        mine["rps"] / theirs["rps"]
-                        for mine, theirs in zip(runs[("ours", key)], runs[(side, key)], strict=True)
-                    ),
-                )
+                ratios = blocks[(side, key)]
+                figure = f"{name}_http{kind}_vs_bare_asgi{label}"
+                # the spread of the blocks' ratios: how far one block alone could mislead
+                emit(f"{figure}.blocks.min", round(min(ratios), 3))
+                emit(f"{figure}.blocks.max", round(max(ratios), 3))
+                emit_ratio(figure, statistics.median(ratios))
     if anchor:
         emit("anchor.bytes_per_response.plain", anchor.get("payload_bytes", "?"), "B")
         emit("anchor.bytes_per_response.gzip", anchor.get("payload_gzip_bytes", "?"), "B")
