@@ -86,7 +86,8 @@ def runtime_token_lock(*, token_id: int) -> RuntimeToken:
 
 @transaction.atomic
 def runtime_token_revoke(*, actor: Actor, token: RuntimeToken, reason: str) -> RuntimeToken:
-    authorize(actor, "accounts.change_runtimetoken", token.tenant)
+    # revoking takes access away: an archived tenant's leaked token must not wait for a restore
+    authorize(actor, "accounts.change_runtimetoken", token.tenant, while_archived=True)
     reason = require_reason(reason)
     token = runtime_token_lock(token_id=token.pk)
     if token.revoked_at is not None:

@@ -154,7 +154,7 @@ def alert_deliveries_resend(*, older_than_s: int = 60) -> int:
 def alert_acknowledge(*, actor: Actor, alert: Alert) -> Alert:
     """Mark ``alert`` as seen by ``actor`` (permission ``alerts.change_alert``). Acknowledging
     an acknowledged alert changes nothing and returns it as it is (two people on one page)."""
-    authorize(actor, "alerts.change_alert", alert.tenant)
+    authorize(actor, "alerts.change_alert", alert.tenant, while_archived=True)
     alert = Alert.objects.select_for_update().get(pk=alert.pk)
     if alert.acknowledged_at is not None:
         return alert
@@ -369,7 +369,7 @@ def alert_channel_delete(
 ) -> int:
     """Delete a channel and its delivery log (``alerts.delete_alertchannel``); alerts stay.
     ``expected_version`` as for ``alert_channel_update``. Returns the deleted channel's id."""
-    authorize(actor, "alerts.delete_alertchannel", channel.tenant)
+    authorize(actor, "alerts.delete_alertchannel", channel.tenant, while_archived=True)
     channel = _lock(channel, expected_version)
     before = channel.snapshot()
     pk, tenant = channel.pk, channel.tenant

@@ -38,6 +38,7 @@ from django.core.exceptions import (
     ImproperlyConfigured,
     ObjectDoesNotExist,
     PermissionDenied,
+    ValidationError,
 )
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -278,10 +279,16 @@ def get_restricted(
 # ------------------------------------------------------------------ services
 
 
-def authorize(actor: Actor, permission: str, tenant: Model | None = None) -> None:
+def authorize(
+    actor: Actor, permission: str, tenant: Model | None = None, *, while_archived: bool = False
+) -> None:
     """The check every service makes before a change: the role grants ``permission`` (403)
-    and ``tenant``, when given, is one of the actor's (404, so it does not leak). A
-    ``SystemActor`` (command, task) passes: it acts for whoever started it."""
+    and ``tenant``, when given, is one of the actor's (404, so it does not leak) and is not
+    archived (``ValidationError`` on ``tenant``, 400: an archived tenant is frozen until it
+    is restored). ``while_archived``: the change is one an archived tenant still takes, one
+    that restores it or takes something away from it (a token revoked, an alert closed, an
+    alert channel removed). A ``SystemActor`` (command, task) passes: it acts for whoever
+    started it."""
     if isinstance(actor, SystemActor):
         return
     if actor is None or not actor.is_authenticated or not actor.is_active:
@@ -289,3 +296,5 @@ def authorize(actor: Actor, permission: str, tenant: Model | None = None) -> Non
     if tenant is not None and not can_access_tenant(actor, tenant):
         raise Http404("No such tenant.")
     require_permission(actor, permission)
+    if tenant is not None and not while_archived and getattr(tenant, "is_archived", False):
+        raise ValidationError({"tenant": ["This tenant is archived; restore it first."]})

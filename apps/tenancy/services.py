@@ -243,7 +243,7 @@ def tenant_update(
 def tenant_archive(
     *, actor: Actor, tenant: Tenant, reason: str, expected_version: int | None = None
 ) -> Tenant:
-    authorize(actor, "tenancy.change_tenant", tenant)
+    authorize(actor, "tenancy.change_tenant", tenant, while_archived=True)
     return _set_archived(
         actor=actor,
         instance=tenant,
@@ -257,7 +257,7 @@ def tenant_archive(
 def tenant_restore(
     *, actor: Actor, tenant: Tenant, reason: str, expected_version: int | None = None
 ) -> Tenant:
-    authorize(actor, "tenancy.change_tenant", tenant)
+    authorize(actor, "tenancy.change_tenant", tenant, while_archived=True)
     return _set_archived(
         actor=actor,
         instance=tenant,

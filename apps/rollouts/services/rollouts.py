@@ -403,6 +403,10 @@ class TransitionResult:
     transition: RolloutTransition
 
 
+# the moves that take a candidate's traffic away (``rollout_transition``)
+_BACK = frozenset({Event.PAUSE, Event.SHRINK, Event.ABORT, Event.ROLLBACK})
+
+
 @transaction.atomic
 def rollout_transition(
     *,
@@ -423,7 +427,10 @@ def rollout_transition(
     ``ValidationError`` for a move the state machine forbids, ``StaleVersion`` when the
     rollout moved meanwhile, ``Rollout.DoesNotExist`` for an unknown id."""
     rollout = Rollout.objects.select_related("agent__tenant", "environment").get(pk=rollout_id)
-    authorize(actor, "rollouts.change_rollout", rollout.agent.tenant)
+    # in an archived tenant, a candidate can still be taken back (never pushed further)
+    authorize(
+        actor, "rollouts.change_rollout", rollout.agent.tenant, while_archived=event in _BACK
+    )
     if event not in Event.values or event == Event.START:
         raise ValidationError(
             {"event": ["Choose advance, pause, resume, complete, abort, rollback or shrink."]}
