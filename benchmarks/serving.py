@@ -178,24 +178,29 @@ def response_headers(url: str, request: dict[str, str]) -> tuple[int, list[list[
     return response.status, lines
 
 
-def measure_pair(
-    url: str, token: str, etag: str, *, duration_s: int, reps: int, extra: dict[str, str]
-) -> dict[str, dict[str, float]]:
-    """wrk on the 200 path and on the 304 path (the current ETag) of one URL."""
-    headers = {"Authorization": token, **extra}
-    return {
-        "http200": median_wrk(url, headers, duration_s=duration_s, reps=reps),
-        "http304": median_wrk(
-            url, {**headers, "If-None-Match": etag}, duration_s=duration_s, reps=reps
-        ),
-    }
+# The order of the servers within a ceiling block, alternating from block to block: each is
+# symmetric (linear drift within a block cancels), and between the two, ours is measured
+# first and last, then in the middle, so what one server leaves behind for the next (caches,
+# the CPU's state) falls on each side alike.
+ORDERS = (
+    ("ours", "bare", "fewest", "fewest", "bare", "ours"),
+    ("bare", "fewest", "ours", "ours", "fewest", "bare"),
+)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument(
-        "--reps", type=int, default=3, help="wrk runs per path and server (median reported)"
+        "--duration",
+        type=int,
+        default=10,
+        help="seconds per wrk run of our own figures and the Unleash anchor's",
+    )
+    ap.add_argument(
+        "--reps",
+        type=int,
+        default=3,
+        help="wrk runs per path of our own figures and the anchor's (median reported)",
     )
     ap.add_argument(
         "--ceiling-duration",
@@ -207,13 +212,15 @@ def main() -> None:
         "--ceiling-blocks",
         type=int,
         default=5,
-        help="counterbalanced blocks (ours, bare, fewest, fewest, bare, ours) per path and status",
+        help="counterbalanced blocks (ORDERS: each server twice, symmetric) per path and status",
     )
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     ap.add_argument(
         "--no-unleash-anchor", action="store_true", help="skip the Unleash server anchor"
     )
     args = ap.parse_args()
+    if args.ceiling_blocks < 1 or args.ceiling_duration < 1:
+        ap.error("--ceiling-blocks and --ceiling-duration must be at least 1")
 
     anchor = (
         {}
@@ -266,12 +273,12 @@ def main() -> None:
                 gzip_bytes[name] = compressed
     # The ceiling: the same bytes from a bare ASGI handler under the same server settings,
     # with our very header lines and with the fewest a correct answer needs. Every server is
-    # up at once (an idle one costs nothing). wrk visits them in counterbalanced blocks, ours,
-    # bare, fewest, fewest, bare, ours, each run ``--ceiling-duration`` seconds: a machine
-    # whose speed drifts within a block weighs on both sides of a ratio alike, where one long
-    # run each, ours always first, let the drift of a shared virtual machine decide the ratio
-    # (it moved by ±10% from run to run). Each block gives one ratio (its two runs of ours
-    # against its two of the other's); the ratio printed is the median of the blocks'.
+    # up at once (an idle one costs nothing). wrk visits them in counterbalanced blocks
+    # (``ORDERS``), each run ``--ceiling-duration`` seconds: a machine whose speed drifts
+    # within a block weighs on both sides of a ratio alike, where one long run each, ours
+    # always first, let the drift of a shared virtual machine decide the ratio (it moved by
+    # ±10% from run to run). Each block gives one ratio (its two runs of ours against its two
+    # of the other's); the ratio printed is the median of the blocks'.
     fewest: dict[str, dict[str, float]] = {}
     runs: dict[tuple[str, str], list[dict[str, float]]] = collections.defaultdict(list)
     blocks: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
@@ -302,28 +309,36 @@ def main() -> None:
                 )
         for block in range(args.ceiling_blocks):
             for name, path in paths:
-                log(f"wrk {path}: ours, bare, fewest headers, and back (block {block + 1})")
+                log(f"wrk {path}: {', '.join(ORDERS[block % 2])} (block {block + 1})")
                 conditions = {"http200": {}, "http304": {"If-None-Match": documents[name][1]}}
                 for kind, condition in conditions.items():
                     key = f"{name}.{kind}"
                     block_rps: dict[str, list[float]] = collections.defaultdict(list)
-                    for side in ("ours", "bare", "fewest", "fewest", "bare", "ours"):
+                    for side in ORDERS[block % 2]:
                         url = urls["ours"] if side == "ours" else urls[f"{side}.{name}"]
                         figures = wrk(
                             url + path,
                             {"Authorization": token, **condition},
                             duration_s=args.ceiling_duration,
                         )
-                        runs[(side, key)].append(figures)
+                        if side != "ours":  # ours: measured as long as the anchor, below
+                            runs[(side, key)].append(figures)
                         block_rps[side].append(figures["rps"])
                     for side in ("bare", "fewest"):
                         blocks[(side, key)].append(sum(block_rps["ours"]) / sum(block_rps[side]))
+        # Our own requests per second (and the Unleash ratios): runs as long and as many as
+        # the anchor's, ``--duration`` and ``--reps``.
         for name, path in paths:
-            if name in gzip_bytes:
-                runs[("ours", f"{name}.http200_gzip")].append(
+            variants = {
+                "http200": {},
+                "http304": {"If-None-Match": documents[name][1]},
+                **({"http200_gzip": {"Accept-Encoding": "gzip"}} if name in gzip_bytes else {}),
+            }
+            for kind, extra in variants.items():
+                runs[("ours", f"{name}.{kind}")].append(
                     median_wrk(
                         urls["ours"] + path,
-                        {"Authorization": token, "Accept-Encoding": "gzip"},
+                        {"Authorization": token, **extra},
                         duration_s=args.duration,
                         reps=args.reps,
                     )

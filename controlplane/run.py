@@ -3,7 +3,9 @@
 Migrates the SQLite database under var/, makes sure an Admin exists (printing how to log in),
 loads the demo data, then serves the dashboard with uvicorn beside a Celery worker and beat on
 the filesystem broker, and, once the web server answers, a small simulated fleet of runtimes.
-Ctrl-C (or SIGTERM) stops all of it.
+Ctrl-C (or SIGTERM) stops all of it, in order: the demo fleet first, then the rest; a second
+Ctrl-C kills what is left. Each child has its own process group, so Ctrl-Z suspends this
+process alone (its children run on until it is resumed or stopped).
 
 The living demo (on unless ``--no-demo-traffic``): refund-agent's runtimes open real approval
 requests that wait in the queue, a small demo budget burns past its 80% alert, and, once the
@@ -14,6 +16,7 @@ production, which the canary analysis rolls back by itself within a few minutes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import logging
 import os
@@ -141,62 +144,90 @@ def _name(child: subprocess.Popen[bytes]) -> str:
 
 READY_TIMEOUT_S = 120  # the web server's first answer; generous on a slow machine
 FLEET_GRACE_S = 2.0  # the demo fleet's stop (it cancels its waiting approvals first)
-STOP_GRACE_S = 2.5  # then whatever still runs is killed: Ctrl-C stops everything in ~3 s
+# then the web server, worker and beat; whatever still runs is killed: Ctrl-C stops
+# everything in ~3 s, 4.5 s at most, and a second Ctrl-C kills what is left at once
+STOP_GRACE_S = 2.5
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def _child_setup() -> Callable[[], None] | None:
     """What each child runs between fork and exec, on Linux: a SIGTERM when this process
-    dies, whatever the cause (killed by SIGKILL, say), so no child outlives it. Each child has
-    its own process group (``Popen(process_group=0)``): a terminal's Ctrl-C reaches this
-    process alone, which stops the children once each, in order (``_stop_all``). None where
-    prctl(2) is not available."""
+    dies, whatever the cause (killed by SIGKILL, say), so a child does not outlive it (its
+    own children, uvicorn's workers say, are its to stop). Each child has its own process
+    group (``Popen(process_group=0)``): a terminal's Ctrl-C reaches this process alone, which
+    stops the children once each, in order (``_stop_all``). None where prctl(2) is not
+    available. Safe between fork and exec because this process starts no thread: the one
+    thread that forks is the one PR_SET_PDEATHSIG watches."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before any fork
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up once, before any fork
     except (OSError, AttributeError):
         return None
     parent = os.getpid()
+    on_death = ctypes.c_ulong(signal.SIGTERM)
 
     def setup() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        # A refusal (none is documented for this option) leaves the child without it: the
+        # ordered stop still stops it, only a killed parent would leave it behind.
+        prctl(PR_SET_PDEATHSIG, on_death)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 
     return setup
 
 
-def _spawn(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start one child (our own interpreter): in its own process group, stopped with this
-    process (``_child_setup``)."""
-    return subprocess.Popen(  # noqa: S603 - our own interpreter
-        command, env=env, process_group=0, preexec_fn=_child_setup()
-    )
+class _StopRequests:
+    """The signal handler for Ctrl-C, SIGTERM and SIGHUP: counts the stop requests. The
+    first stops the children in order (``_stop_all``); a second one kills what is left."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.count += 1
+
+    def again(self) -> bool:
+        return self.count > 1
 
 
-def _stop_all(groups: list[list[subprocess.Popen[bytes]]]) -> None:
-    """Stop ``groups`` of children one group after the other: SIGTERM to each child of a
-    group (exactly one stop signal: Celery takes a second one for "cold shutdown now" and
-    uvicorn for "force exit"), then wait for them within the group's grace. The demo fleet
-    goes first, while the web server still answers the cancels of its waiting approvals;
-    then the web server, worker and beat. Whatever does not stop within its grace is
-    killed, so the whole tree is gone in a few seconds."""
-    for group, grace in zip(groups, (FLEET_GRACE_S, STOP_GRACE_S), strict=True):
+def _say(line: str) -> None:
+    """Print ``line``; a terminal that is gone (closed: EIO) must not stop the stop."""
+    with contextlib.suppress(OSError):
+        print(line, flush=True)
+
+
+def _kill(child: subprocess.Popen[bytes], why: str) -> None:
+    """SIGKILL ``child``'s whole process group (its own children too), reap it, say why."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)
+    child.wait()
+    _say(f"  {_name(child)} {why}: killed")
+
+
+def _stop_all(
+    stages: list[tuple[list[subprocess.Popen[bytes]], float]], hurry: Callable[[], bool]
+) -> None:
+    """Stop the children stage after stage, each stage a group of children and its grace in
+    seconds: SIGTERM to each child of the group (exactly one stop signal: Celery takes a
+    second one for "cold shutdown now" and uvicorn for "force exit"), then wait for them
+    within the grace. The demo fleet goes first, while the web server still answers the
+    cancels of its waiting approvals; then the web server, worker and beat. Whatever does
+    not stop within its grace, or once ``hurry()`` (a second Ctrl-C), is killed."""
+    for group, grace in stages:
         for child in group:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for child in group:
-            try:
-                child.wait(timeout=max(0.05, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            while child.poll() is None and time.monotonic() < deadline and not hurry():
+                time.sleep(0.05)
+            if child.poll() is None:
                 # In practice the Celery worker: its consumer loop and timer only look at the
                 # stop request every couple of seconds. Periodic tasks run again at the next
                 # start and the beat re-sends recent side effects (RUNTIME_RESEND_WINDOW_S).
-                print(f"  {_name(child)} still stopping after {grace:g} s: killed", flush=True)
-                child.kill()
-                child.wait()
+                why = "asked to stop again" if hurry() else f"still stopping after {grace:g} s"
+                _kill(child, why)
 
 
 def _local_url(host: str, port: int) -> str:
@@ -267,16 +298,21 @@ def main(argv: list[str] | None = None) -> int:
     python = sys.executable
     url = _local_url(args.host, args.port)
 
-    stopping = False
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
-
     # Ctrl-C, a stop sent to this process (kill, a supervisor), the terminal closed: each
-    # stops the children in order (their own process groups: none of these reach them)
+    # stops the children in order (their own process groups: none of these reach them).
+    # A hangup that was ignored when we started (nohup) stays ignored.
+    requests = _StopRequests()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, stop)
+        if signum != signal.SIGHUP or signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, requests)
+    setup = _child_setup()
+
+    def spawn(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        # our own interpreter, in its own process group, stopped with this process; no
+        # terminal input (a background group that read it would be stopped by SIGTTIN)
+        return subprocess.Popen(  # noqa: S603
+            command, env=env, stdin=subprocess.DEVNULL, process_group=0, preexec_fn=setup
+        )
 
     web = [
         python,
@@ -295,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout-graceful-shutdown",
         "1",
     ]
-    children = [_spawn(web)]
+    children = [spawn(web)]
     if not args.no_worker:
         if os.geteuid() == 0:
             print("  Running as root: so do the Celery worker and beat.", flush=True)
@@ -312,8 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             ],
             [*celery, "beat", "--loglevel=WARNING"],
         ):
-            children.append(_spawn(command, env=_celery_env()))
-    ready = _wait_until_ready(url, children[0], lambda: stopping)
+            children.append(spawn(command, env=_celery_env()))
+    ready = _wait_until_ready(url, children[0], lambda: requests.count > 0)
     fleet: list[subprocess.Popen[bytes]] = []
     if ready and simulator_token:
         # The demo fleet: simulated runtimes of both demo agents in production, serving what
@@ -352,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--cache-dir",
                 str(var_dir / "simulator"),
             ]
-            fleet.append(_spawn(command))
+            fleet.append(spawn(command))
     services = list(children)
     children += fleet
     if ready:
@@ -374,21 +410,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     story_tries = 3
     exit_code = 0
-    while not stopping:
+    child_exited = False
+    while not requests.count and not child_exited:
         if story_at is not None and time.monotonic() >= story_at:
             story_tries -= 1
             done = _story_rollout()
             story_at = None if done or not story_tries else time.monotonic() + 10
         for child in children:
             if child.poll() is not None:
-                print(
-                    f"  {_name(child)} exited with {child.returncode}; stopping the rest",
-                    flush=True,
-                )
-                stopping, exit_code = True, 1
+                _say(f"  {_name(child)} exited with {child.returncode}; stopping the rest")
+                child_exited, exit_code = True, 1
         time.sleep(0.2)
-    _stop_all([fleet, services])
-    print("  Stopped.", flush=True)
+    _stop_all([(fleet, FLEET_GRACE_S), (services, STOP_GRACE_S)], requests.again)
+    _say("  Stopped.")
     return exit_code
 
 

@@ -8,7 +8,6 @@ stops the product with Ctrl-C and starts it again to check a restart adds no rol
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from ..waiting import eventually
-from .test_run_smoke import PASSWORD_LINE, ROOT, _free_port, _http
+from .test_run_smoke import PASSWORD_LINE, ROOT, _free_port, _http, kill_session
 
 pytestmark = pytest.mark.slow
 
@@ -108,8 +107,7 @@ def _stop(demo: Demo) -> int | None:
     try:
         return demo.process.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(demo.process.pid, signal.SIGKILL)
+        kill_session(demo.process.pid)
         return None
 
 

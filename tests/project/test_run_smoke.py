@@ -160,12 +160,17 @@ def _session_commands(run: Run) -> list[str]:
     return [cmd for pid, (_, sid, cmd) in _processes().items() if sid == run.process.pid]
 
 
-def _stop(run: Run) -> None:
+def _stop(run: Run, *, twice: bool = False) -> None:
     """Ctrl-C as a terminal sends it: SIGINT to the whole foreground process group (which
-    holds make run alone: it stops its children itself)."""
+    holds make run alone: it stops its children itself). ``twice``: a second Ctrl-C while
+    it stops (impatience), which kills what is left."""
     started = time.monotonic()
     if run.process.poll() is None:
         os.killpg(run.process.pid, signal.SIGINT)
+        if twice:
+            time.sleep(0.5)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.process.pid, signal.SIGINT)
     try:
         run.exit_code = run.process.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -222,14 +227,20 @@ def _forbidden_page(run: Run, token: str) -> int:
         return exc.code
 
 
+def kill_session(session: int) -> None:
+    """SIGKILL every process of ``session`` (make run started with ``start_new_session``:
+    its id). Each child of make run has its own process group in it, so the session, not a
+    process group, is what holds them all."""
+    for pid, (_, sid, _) in _processes().items():
+        if sid == session:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def _kill_leftovers(run: Run) -> None:
-    # Only if a test failed half-way: never leave our own session running (each child of
-    # make run has its own process group in it, so the session is what holds them all).
+    # Only if a test failed half-way: never leave our own session running.
     if run.process.poll() is None or run.left_behind:
-        for pid, (_, sid, _) in _processes().items():
-            if sid == run.process.pid:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_session(run.process.pid)
 
 
 @dataclass
@@ -352,7 +363,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
             data={"username": "admin", "password": password},
         )
     finally:
-        _stop(second)
+        _stop(second, twice=True)
         _kill_leftovers(second)
 
     yield Runs(
@@ -497,5 +508,7 @@ def test_run_second_start__no_demo_traffic__quiet_fleet_no_story(runs: Runs) -> 
 
 
 def test_run_second_start__stops_cleanly_too(runs: Runs) -> None:
+    # stopped with two Ctrl-Cs: what the first had not stopped yet is killed, nothing is left
     assert runs.second.exit_code == 0, runs.second.output
     assert runs.second.left_behind == []
+    assert "Stopped." in runs.second.output

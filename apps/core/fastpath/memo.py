@@ -17,17 +17,18 @@ from it after three checks that keep it exactly as correct as the full path:
   (``conditional``), so a memo hit is only ever a shortcut, never a different answer.
 
 Long-polls (``?wait=`` > 0: the query is part of the key, and their answers are not
-remembered, since the next one sends the new tag and waits again), duplicated header lines
-and settings changes (tests) take the full path. Bounded in answers (``ANSWER_MEMO_SIZE``)
-and in bytes (``ANSWER_MEMO_BYTES``: the distinct bodies they hold and the request bytes
-their keys keep): when either is reached it is emptied and refills from the traffic. And
-bounded per token (``ANSWERS_PER_TOKEN``): the query is part of the key and anyone holding a
-token may vary it (``?project=a&project=x1``, ``x2``…), each a view of its own; without this
-bound one token would fill the memo with view bodies the snapshot itself keeps at most
-``VIEWS_PER_SNAPSHOT`` of, and empty everyone else's answers each time it filled. A token past
-its bound is answered by the full path. Keys hold a hash of the ``Authorization`` header
-as sent (the same bytes are the same token, found without parsing them), never the token;
-an answer holds the token's stored hash, which the check and the per-token bound use.
+remembered, since the next one sends the new tag and waits again), a repeated line of a header
+that chooses the answer, and settings changes (tests) take the full path. Bounded in answers
+(``ANSWER_MEMO_SIZE``) and in bytes (``ANSWER_MEMO_BYTES``: the distinct bodies they hold and
+the request bytes their keys keep): when either is reached it is emptied and refills from the
+traffic. And bounded per token (``ANSWERS_PER_TOKEN``): the query is part of the key and
+anyone holding a token may vary it (``?project=a&project=x1``, ``x2``…), each a view of its
+own; without this bound one token would fill the memo with view bodies the snapshot itself
+keeps at most ``VIEWS_PER_SNAPSHOT`` of, and empty everyone else's answers each time it
+filled. A token past its bound is answered by the full path. Keys hold a hash of the
+``Authorization`` header as sent (the same bytes are the same token, found without parsing
+them), never the token; an answer holds the token's stored hash, which the check and the per-
+token bound use.
 Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/operations.md."""
 
 from __future__ import annotations

@@ -428,9 +428,7 @@ def rollout_transition(
     rollout moved meanwhile, ``Rollout.DoesNotExist`` for an unknown id."""
     rollout = Rollout.objects.select_related("agent__tenant", "environment").get(pk=rollout_id)
     # in an archived tenant, a candidate can still be taken back (never pushed further)
-    authorize(
-        actor, "rollouts.change_rollout", rollout.agent.tenant, while_archived=event in _BACK
-    )
+    authorize(actor, "rollouts.change_rollout", rollout.agent.tenant, while_archived=event in _BACK)
     if event not in Event.values or event == Event.START:
         raise ValidationError(
             {"event": ["Choose advance, pause, resume, complete, abort, rollback or shrink."]}
