@@ -257,7 +257,9 @@ def test_api_change__current_version_or_none__applies_and_answers_the_new_etag(
 def test_api_change__without_a_version__still_applies_for_existing_clients(
     tenant: Tenant, bob: Any
 ) -> None:
-    for change, (method, url, body, model, pk) in _api_changes(tenant).items():
+    # one tenant for all of them: its archive last, an archived tenant is frozen
+    changes = sorted(_api_changes(tenant).items(), key=lambda item: item[0] == "tenant-archive")
+    for change, (method, url, body, model, pk) in changes:
         before = model.objects.get(pk=pk).version
         response = getattr(api_as(bob), method)(url, body, format="json")
         assert response.status_code == 200, (change, response.content)
