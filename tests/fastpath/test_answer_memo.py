@@ -138,6 +138,20 @@ def test_repeat__answered_from_the_memo__byte_identical_to_the_full_path(
     _in_process(test)
 
 
+def _count_full_path(app: FastPath) -> list[str]:
+    """The paths of the requests ``app`` answers by its full path from now on (a list that
+    grows with each)."""
+    taken: list[str] = []
+    full = app._serve
+
+    async def counted(*args: Any) -> None:
+        taken.append(args[2]["path"])
+        await full(*args)
+
+    app._serve = counted  # type: ignore[method-assign,assignment]
+    return taken
+
+
 def test_memo__what_it_must_not_answer__takes_the_full_path(
     transactional_db: None, token: str
 ) -> None:
@@ -147,14 +161,7 @@ def test_memo__what_it_must_not_answer__takes_the_full_path(
     async def test(app: FastPath) -> None:
         first = await _call(app, route, base)
         tag = _etag(first)
-        taken: list[str] = []
-        full = app._serve
-
-        async def counted(*args: Any) -> None:
-            taken.append(args[2]["path"])
-            await full(*args)
-
-        app._serve = counted  # type: ignore[method-assign,assignment]
+        taken = _count_full_path(app)
         cases: list[tuple[str, list[tuple[bytes, bytes]], int]] = [
             ("weak tag", [*base, (b"if-none-match", b"W/" + tag)], 304),
             ("a list", [*base, (b"if-none-match", b'"old", ' + tag)], 304),
@@ -181,14 +188,7 @@ def test_memo__repeated_lines__only_those_that_choose_the_answer_take_the_full_p
 
     async def test(app: FastPath) -> None:
         first = await _call(app, route, base)
-        taken: list[str] = []
-        full = app._serve
-
-        async def counted(*args: Any) -> None:
-            taken.append(args[2]["path"])
-            await full(*args)
-
-        app._serve = counted  # type: ignore[method-assign,assignment]
+        taken = _count_full_path(app)
         forwarded = (b"x-forwarded-for", b"10.0.0.1")
         for name, headers, status, memo in [
             ("once", base, 200, True),

@@ -62,12 +62,9 @@ class World:
     channel: AlertChannel
 
 
-@pytest.fixture
-def world(tenant: Tenant, admin: Any, settings: Any) -> World:
-    settings.RUNTIME_PUSH_ALLOWED_CIDRS = ["127.0.0.0/8"]  # the alert channels' receiver
-    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
-    production = tenant.environments.get(slug="production")
-    versions = [
+def _push_v1_and_v2(agent: Agent) -> list[BundleVersion]:
+    """The demo's support-bot v1 and v2, pushed as versions of ``agent``."""
+    return [
         bundle_version_push(
             actor=SYSTEM,
             agent=agent,
@@ -76,6 +73,14 @@ def world(tenant: Tenant, admin: Any, settings: Any) -> World:
         ).version
         for n in (1, 2)
     ]
+
+
+@pytest.fixture
+def world(tenant: Tenant, admin: Any, settings: Any) -> World:
+    settings.RUNTIME_PUSH_ALLOWED_CIDRS = ["127.0.0.0/8"]  # the alert channels' receiver
+    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    production = tenant.environments.get(slug="production")
+    versions = _push_v1_and_v2(agent)
     deployment_create(
         actor=SYSTEM, agent=agent, environment=production, version=versions[0], reason="first"
     )
@@ -168,15 +173,7 @@ def test_archived_tenant__a_running_rollout__taken_back_never_pushed_further(
 ) -> None:
     agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
     production = tenant.environments.get(slug="production")
-    v1, v2 = (
-        bundle_version_push(
-            actor=SYSTEM,
-            agent=agent,
-            message=f"v{n}",
-            source=(DEMO / f"support-bot-v{n}.yaml").read_text(),
-        ).version
-        for n in (1, 2)
-    )
+    v1, v2 = _push_v1_and_v2(agent)
     deployment_create(actor=SYSTEM, agent=agent, environment=production, version=v1, reason="r")
     rollout = rollout_start(
         actor=SYSTEM, agent=agent, environment=production, candidate=v2, reason="canary"
