@@ -25,7 +25,9 @@ def review_policy_set(
     if not Decimal(0) <= share <= Decimal(1):
         raise ValidationError({"share": ["Give a share from 0 to 1 (0.05 = 5 % of sessions)."]})
     # the agent's row lock serialises two operators setting the share at once
-    Agent.objects.select_for_update(no_key=True).filter(pk=agent.pk).first()
+    locked = Agent.objects.select_for_update(no_key=True).filter(pk=agent.pk).first()
+    if locked is None or locked.is_archived:
+        raise ValidationError({"agent": [f"{agent.slug} is archived."]})
     policy, _ = ReviewPolicy.objects.get_or_create(agent=agent)
     if policy.share == share:
         return policy

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from apps.budgets.services import budget_create
 from apps.bundles.models import BundleVersion
 from apps.bundles.services import bundle_version_push
 from apps.flags.services import flag_create
+from apps.reviews.services import review_policy_set
 from apps.rollouts.models import Rollout
 from apps.rollouts.plans import default_plan
 from apps.rollouts.services import (
@@ -35,7 +37,9 @@ from apps.rollouts.services import (
 )
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.services import (
+    agent_archive,
     agent_create,
+    environment_archive,
     environment_create,
     tenant_archive,
     tenant_restore,
@@ -205,3 +209,22 @@ def test_archived_tenant__api__400_with_the_field_error(world: World, admin: Any
     assert response.status_code == 400, response.content
     assert response.json()["errors"]["tenant"] == FROZEN["tenant"]
     assert AuditEvent.objects.filter(action="budget.created").count() == budgets
+
+
+def test_archived_environment_or_agent__in_an_active_tenant__their_settings_frozen(
+    tenant: Tenant, admin: Any
+) -> None:
+    # the same kind one level down: an archived environment keeps its rollout plan, an
+    # archived agent its review sampling
+    staging = tenant.environments.get(slug="staging")
+    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    environment_archive(actor=admin, environment=staging, reason="unused")
+    agent_archive(actor=admin, agent=agent, reason="retired")
+    audited = AuditEvent.objects.count()
+    with pytest.raises(ValidationError) as refused:
+        rollout_plan_set(actor=admin, environment=staging, document=default_plan(), reason="r")
+    assert refused.value.message_dict == {"environment": ["Staging is archived."]}
+    with pytest.raises(ValidationError) as refused:
+        review_policy_set(actor=admin, agent=agent, share=Decimal("0.1"))
+    assert refused.value.message_dict == {"agent": ["support-bot is archived."]}
+    assert AuditEvent.objects.count() == audited

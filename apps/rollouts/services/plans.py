@@ -38,7 +38,8 @@ def rollout_plan_set(
     reason = require_reason(reason, errors=errors)
     if errors:
         raise ValidationError(errors)
-    environment_lock(environment_id=environment.pk)
+    if environment_lock(environment_id=environment.pk).is_archived:
+        raise ValidationError({"environment": [f"{environment.name} is archived."]})
     plan = RolloutPlan.objects.select_for_update().filter(environment=environment).first()
     current_version = plan.version if plan is not None else 1
     version_check(
