@@ -452,6 +452,14 @@ class FastPath:
         authorization = found.get(b"authorization")
         if authorization is None or len(authorization) > _MAX_AUTHORIZATION:
             return None
+        # the Vary values: none for most routes, one for Unleash's (without building a map
+        # and a tuple from it), any number otherwise
+        if not vary_names:
+            varied: tuple[bytes | None, ...] = ()
+        elif len(vary_names) == 1:
+            varied = (found.get(vary_names[0]),)
+        else:
+            varied = tuple(map(found.get, vary_names))
         key: MemoKey = (
             route.kind,
             scope["path"],
@@ -462,10 +470,7 @@ class FastPath:
             # same token, however it is spelled (``Bearer``, white space), without parsing
             # it here. The token's own hash is the answer's (``Answer.token_hash``).
             _header_hash(authorization).digest(),
-            # one name (Unleash's routes) without building a map and a tuple from it
-            (found.get(vary_names[0]),)
-            if len(vary_names) == 1
-            else tuple(map(found.get, vary_names)),
+            varied,
             found.get(b"accept-encoding", b""),
         )
         return key, found.get(b"if-none-match", b"")
