@@ -278,6 +278,10 @@ def get_restricted(
 
 # ------------------------------------------------------------------ services
 
+# why a change in an archived tenant is refused (``authorize``, and the tenancy services that
+# refuse it to system actors too)
+TENANT_ARCHIVED = "This tenant is archived; restore it first."
+
 
 def authorize(
     actor: Actor, permission: str, tenant: Model | None = None, *, while_archived: bool = False
@@ -297,4 +301,4 @@ def authorize(
         raise Http404("No such tenant.")
     require_permission(actor, permission)
     if tenant is not None and not while_archived and getattr(tenant, "is_archived", False):
-        raise ValidationError({"tenant": ["This tenant is archived; restore it first."]})
+        raise ValidationError({"tenant": [TENANT_ARCHIVED]})

@@ -15,7 +15,7 @@ from guardian.shortcuts import assign_perm
 from apps.audit.concurrency import last_change, version_check
 from apps.audit.services import Actor, SystemActor, audit_record
 from apps.core import events
-from apps.core.authz import authorize
+from apps.core.authz import TENANT_ARCHIVED, authorize
 from apps.core.events import publish_after_commit
 from apps.core.locks import lock_row
 from apps.core.reasons import require_reason
@@ -272,7 +272,7 @@ def tenant_restore(
 
 def _require_active_tenant(tenant: Tenant) -> None:
     if tenant.is_archived:
-        raise ValidationError({"tenant": ["This tenant is archived; restore it first."]})
+        raise ValidationError({"tenant": [TENANT_ARCHIVED]})
 
 
 @transaction.atomic

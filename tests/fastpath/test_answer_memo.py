@@ -109,6 +109,30 @@ def _etag(answer: Answer) -> bytes:
     return dict(answer[1])[b"etag"]
 
 
+def _refuse_full_path(app: FastPath, why: str = "the full path was taken") -> None:
+    """From now on ``app`` fails (``why``) a request it would answer by its full path: what
+    follows must be answered from the memo."""
+
+    async def no_full_path(*args: Any) -> None:
+        raise AssertionError(why)
+
+    app._serve = no_full_path  # type: ignore[method-assign,assignment]
+
+
+def _count_full_path(app: FastPath) -> list[str]:
+    """The paths of the requests ``app`` answers by its full path from now on (a list that
+    grows with each)."""
+    taken: list[str] = []
+    full = app._serve
+
+    async def counted(*args: Any) -> None:
+        taken.append(args[2]["path"])
+        await full(*args)
+
+    app._serve = counted  # type: ignore[method-assign,assignment]
+    return taken
+
+
 @pytest.mark.parametrize("route", ROUTES)
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("accept", [b"gzip", b"identity"])
@@ -128,28 +152,11 @@ def test_repeat__answered_from_the_memo__byte_identical_to_the_full_path(
         assert {b"etag", b"vary", b"cache-control"} <= set(dict(full_304[1]))
         assert len(app.memo) == 1
 
-        async def no_full_path(*args: Any) -> None:
-            raise AssertionError("the full path was taken")
-
-        app._serve = no_full_path  # type: ignore[method-assign,assignment]
+        _refuse_full_path(app)
         assert await _call(app, route, base, method=method) == full_200
         assert await _call(app, route, conditional, method=method) == full_304
 
     _in_process(test)
-
-
-def _count_full_path(app: FastPath) -> list[str]:
-    """The paths of the requests ``app`` answers by its full path from now on (a list that
-    grows with each)."""
-    taken: list[str] = []
-    full = app._serve
-
-    async def counted(*args: Any) -> None:
-        taken.append(args[2]["path"])
-        await full(*args)
-
-    app._serve = counted  # type: ignore[method-assign,assignment]
-    return taken
 
 
 def test_memo__what_it_must_not_answer__takes_the_full_path(
@@ -391,10 +398,7 @@ def test_memo__one_token_varying_its_query__bounded_and_others_answers_kept(
 
         assert len(app.memo) == ANSWERS_PER_TOKEN + 1
 
-        async def no_full_path(*args: Any) -> None:
-            raise AssertionError("the neighbour's remembered answer was dropped")
-
-        app._serve = no_full_path  # type: ignore[method-assign,assignment]
+        _refuse_full_path(app, "the neighbour's remembered answer was dropped")
         assert await _call(app, "/api/client/features", theirs) == remembered
 
     _in_process(test, memo=AnswerMemo(size=ANSWERS_PER_TOKEN * 4))
@@ -431,10 +435,7 @@ def test_memo__token_in_any_form__remembered_as_that_token_and_answered_from_it(
         assert first[0] == 200
         assert [a.token_hash for a in app.memo._answers.values()] == [hash_token(token)]
 
-        async def no_full_path(*args: Any) -> None:
-            raise AssertionError("the full path was taken")
-
-        app._serve = no_full_path  # type: ignore[method-assign,assignment]
+        _refuse_full_path(app)
         assert await _call(app, "/api/client/features", headers) == first
 
     _in_process(test)
