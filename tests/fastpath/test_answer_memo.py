@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 import requests
+from asgiref.sync import sync_to_async
 
 from apps.accounts.models import RuntimeToken, hash_runtime_token
 from apps.accounts.runtime_tokens import runtime_token_create, runtime_token_revoke
 from apps.audit.services import SystemActor
-from apps.core.fastpath.app import FastPath
+from apps.core.fastpath.app import _MEMO_KEY, FastPath
 from apps.core.fastpath.memo import ANSWERS_PER_TOKEN, AnswerMemo
 from apps.core.fastpath.memo import Answer as Remembered
 from apps.core.fastpath.registry import TokenScope, registry
@@ -24,6 +25,7 @@ from apps.core.tokens import hash_token
 from apps.flags.models import Flag
 from apps.flags.services import flag_create, flag_toggle
 from apps.tenancy.models import Environment, Tenant
+from apps.tenancy.services import environment_archive
 from controlplane.asgi import django_application
 
 ACTOR = SystemActor("test")
@@ -343,10 +345,11 @@ def test_memo__a_fleet_sharing_one_body__counted_once() -> None:
         key = ("k", "/p", b"", "GET", "http", f"hash{n}".encode(), (), b"")
         remembered.put(key, _answer(scope, body, f"hash{n}"))
     assert len(remembered) == 50
-    assert remembered.held_bytes == 1_000 + 50 * len("/p")  # the body once, each key's path
+    # the body once, and each key's path and Authorization header
+    assert remembered.held_bytes == 1_000 + sum(len(f"/phash{n}") for n in range(50))
     other = b"y" * 4_500  # over the bound with the first: emptied, then holds the new one
     remembered.put(("k", "/q", b"", "GET", "http", b"h", (), b""), _answer(scope, other, "h"))
-    assert (len(remembered), remembered.held_bytes) == (1, 4_500 + len("/q"))
+    assert (len(remembered), remembered.held_bytes) == (1, 4_500 + len("/qh"))
 
 
 def test_fast_path_dropped__not_kept_alive_by_its_settings_receiver() -> None:
@@ -407,7 +410,7 @@ def test_memo__one_token_varying_its_query__bounded_and_others_answers_kept(
 def _memo_key_of(authorization: bytes) -> Any:
     matched = registry.match("/api/client/features")
     assert matched is not None
-    scope = {
+    scope: dict[str, Any] = {
         "type": "http",
         "method": "GET",
         "path": "/api/client/features",
@@ -415,7 +418,9 @@ def _memo_key_of(authorization: bytes) -> Any:
         "headers": [(b"authorization", authorization)],
         "scheme": "http",
     }
-    return FastPath(django_application)._memo_key(matched[0], scope)  # type: ignore[arg-type]
+    app = FastPath(django_application)
+    assert app._remembered(matched[0], scope) is None  # type: ignore[arg-type]
+    return scope[_MEMO_KEY]
 
 
 @pytest.mark.parametrize(
@@ -459,3 +464,122 @@ def test_memo__no_runtime_token__refused_every_time_nothing_remembered(
     _in_process(test)
     # one far longer than any token is not even hashed for a key
     assert _memo_key_of(b"cprt_" + b"x" * 300) is None
+
+
+async def _until(done: Any, why: str, timeout_s: float = 5.0) -> None:
+    """Wait (on the loop, so the fast path's callbacks run) until ``done()`` is true."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, why
+        await asyncio.sleep(0.02)
+
+
+def _headers_held(app: FastPath) -> list[bytes]:
+    """The ``Authorization`` headers the memo's keys hold."""
+    return sorted(key[5] for key in app.memo._answers)
+
+
+def test_memo__revoked_token__its_answers_and_their_header_dropped_others_kept(
+    transactional_db: None, token: str, environment: Environment
+) -> None:
+    # The keys hold the header as sent (decision 0039): a revoked token's must not stay in
+    # the process's memory, in any spelling, while another token's answers stay remembered.
+    _, other = runtime_token_create(
+        actor=ACTOR, tenant=environment.tenant, environment=environment, name="other"
+    )
+    spellings = [token, f"Bearer {token}", f"bearer  {token}"]
+
+    async def test(app: FastPath) -> None:
+        for sent in [*spellings, other]:
+            answer = await _call(app, "/api/client/features", [(b"authorization", sent.encode())])
+            assert answer[0] == 200
+        assert _headers_held(app) == sorted(s.encode() for s in [*spellings, other])
+
+        await sync_to_async(runtime_token_revoke)(
+            actor=ACTOR,
+            token=await RuntimeToken.objects.aget(token_hash=hash_runtime_token(token)),
+            reason="leaked",
+        )
+        await _until(lambda: _headers_held(app) == [other.encode()], "the revoked token held")
+
+        _refuse_full_path(app, "the other token's answer was dropped")
+        other_line = [(b"authorization", other.encode())]
+        assert (await _call(app, "/api/client/features", other_line))[0] == 200
+
+    _in_process(test)
+
+
+def test_memo__archived_environment__its_tokens_answers_dropped(
+    transactional_db: None, token: str, environment: Environment
+) -> None:
+    async def test(app: FastPath) -> None:
+        assert (await _call(app, "/api/client/features", [(b"authorization", token.encode())]))[
+            0
+        ] == 200
+        assert len(app.memo) == 1
+
+        await sync_to_async(environment_archive)(
+            actor=ACTOR, environment=environment, reason="retired"
+        )
+        await _until(lambda: len(app.memo) == 0, "the archived environment's answers held")
+        refused = await _call(app, "/api/client/features", [(b"authorization", token.encode())])
+        assert refused[0] == 401 and len(app.memo) == 0
+
+    _in_process(test)
+
+
+def test_memo__token_not_used_for_its_cache_ttl__its_answers_dropped_then_remembered_again(
+    transactional_db: None,
+    token: str,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unused token's cache entry expires (``TOKEN_TTL_S``); the memo then drops its
+    answers at the next poll, so its header is held no longer than the entry."""
+    from apps.core.fastpath import state
+
+    monkeypatch.setattr(state, "TOKEN_TTL_S", 0.3)
+    settings.FASTPATH_POLL_INTERVAL_S = 0.05
+    line = [(b"authorization", token.encode())]
+
+    async def test(app: FastPath) -> None:
+        first = await _call(app, "/api/client/features", line)
+        assert first[0] == 200 and _headers_held(app) == [token.encode()]
+
+        await _until(lambda: len(app.memo) == 0, "an expired token's answers held")
+
+        assert await _call(app, "/api/client/features", line) == first  # the full path again
+        assert _headers_held(app) == [token.encode()]
+
+    _in_process(test)
+
+
+def test_memo__remembered_messages__refuse_every_edit(transactional_db: None, token: str) -> None:
+    """The messages of a remembered answer are sent on every hit: an edit (a middleware adding
+    a header) would change the answer for everyone after, so each one fails loudly."""
+    line = [(b"authorization", token.encode())]
+
+    async def test(app: FastPath) -> None:
+        first = await _call(app, "/api/client/features", line)
+        (answer,) = app.memo._answers.values()
+        for message in (*answer.ok, *answer.not_modified):
+            assert isinstance(message, dict)  # what a server reads fastest
+            edits = [
+                lambda m: m.__setitem__("status", 500),
+                lambda m: m.__delitem__("type"),
+                lambda m: m.update(status=500),
+                lambda m: m.setdefault("trailers", True),
+                lambda m: m.pop("type"),
+                lambda m: m.popitem(),
+                lambda m: m.clear(),
+                lambda m: m.__ior__({"status": 500}),
+            ]
+            for edit in edits:
+                with pytest.raises(TypeError, match="shared"):
+                    edit(message)
+            assert "headers" not in message or isinstance(message["headers"], tuple)
+
+        _refuse_full_path(app)
+        assert await _call(app, "/api/client/features", line) == first
+
+    _in_process(test)

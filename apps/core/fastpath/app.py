@@ -11,7 +11,6 @@ import collections
 import contextlib
 import contextvars
 import gc
-import hashlib
 import json
 import logging
 import time
@@ -72,12 +71,17 @@ _MAX_AUTHORIZATION = MAX_TOKEN_LENGTH + 32
 # the request headers that choose a remembered answer, besides a route's ``Vary``
 _MEMO_HEADERS = (b"authorization", b"if-none-match", b"accept-encoding")
 
-# The answer memo's hash of an ``Authorization`` header as sent, ``_header_hash(value)
-# .digest()`` (called inline: this runs for every request a runtime makes): BLAKE2s
-# (RFC 7693), 256 bits, collision-resistant (one token's answer must never reach another);
-# CPython's own implementation through hashlib everywhere, and the cheapest such hash of a
-# header's few dozen bytes (0.24 µs a call against SHA-256's 0.31 µs here).
-_header_hash = hashlib.blake2s
+# ``time.monotonic``, bound once for the answer memo's hot path (``_remembered``)
+_monotonic = time.monotonic
+
+
+def _repeats_a_choosing_line(
+    lines: list[tuple[bytes, bytes]], vary_names: tuple[bytes, ...]
+) -> bool:
+    """Whether a header that chooses a remembered answer (``_MEMO_HEADERS``, the route's
+    ``Vary``) has more than one line in ``lines`` (the full path joins them)."""
+    names = [name for name, _ in lines]
+    return any(names.count(name) > 1 for name in (*_MEMO_HEADERS, *vary_names))
 
 
 def _lookup_token(raw: str) -> tuple[TokenScope, float | None] | None:
@@ -343,6 +347,7 @@ class FastPath:
 
     def _drop_token(self, token_hash: str) -> None:
         self._tokens.forget(token_hash)
+        self._memo.forget_token(token_hash)  # its answers' keys hold its header
         for waiting, (waiting_hash, _) in list(self._waiting.items()):
             if waiting_hash == token_hash:
                 _end(waiting)
@@ -351,6 +356,7 @@ class FastPath:
         if kind not in ("tenant", "environment", "agent"):
             return
         self._tokens.forget_scope(kind=kind, object_id=object_id)
+        self._memo.retain_tokens(self._tokens.holds)
         for waiting, (_, scope) in list(self._waiting.items()):
             if getattr(scope, f"{kind}_id") == object_id:
                 _end(waiting)
@@ -379,6 +385,9 @@ class FastPath:
     async def _poll_versions(self) -> None:
         interval = _poll_interval()
         while True:
+            # the answers of tokens no longer cached (unused for ``TOKEN_TTL_S``, evicted):
+            # their keys hold the tokens' headers, kept no longer than the tokens' entries
+            self._memo.retain_tokens(self._tokens.holds)
             try:
                 for topic, key, version in await sync_to_async(_db_call)(_all_versions):
                     self._advance(topic, key, version)
@@ -434,23 +443,27 @@ class FastPath:
             return
         await self.django_app(scope, receive, send)
 
-    def _memo_key(self, route: Route, scope: Scope) -> tuple[MemoKey, bytes] | None:
-        """The request's ``MemoKey`` and its ``If-None-Match`` bytes (empty when absent);
-        None when it has no ``Authorization`` or one longer than any token's spelling, or
-        repeats a header that matters (the full path answers it)."""
+    def _remembered(self, route: Route, scope: Scope) -> tuple[Message, Message] | None:
+        """The two ASGI messages (start, body) of the remembered answer to this request, or
+        None: the request takes the full path (see ``memo``), which finds the request's
+        ``MemoKey`` in ``scope[_MEMO_KEY]`` (None: nothing may be remembered for it: no
+        ``Authorization``, one longer than any token's spelling, or a repeated line of a
+        header that chooses the answer). One function, without calls of its own on a hit:
+        this runs for every request a runtime makes."""
         # The header lines into a dict in one C-level pass (names lower-cased by the server,
-        # as ASGI's HTTP scope has them): this runs for every request a runtime makes. A
-        # repeated line keeps only its last value there, so when the dict is shorter than
-        # the lines, a repeat of a line that matters gives up (the full path joins them).
+        # as ASGI's HTTP scope has them). A repeated line keeps only its last value there, so
+        # when the dict is shorter than the lines, a repeat of a line that matters gives up
+        # (the full path joins them).
         lines = scope["headers"]
         found = dict(lines)
         vary_names = route.vary_names
-        if len(found) != len(lines):
-            names = [name for name, _ in lines]
-            if any(names.count(name) > 1 for name in (*_MEMO_HEADERS, *vary_names)):
-                return None
         authorization = found.get(b"authorization")
-        if authorization is None or len(authorization) > _MAX_AUTHORIZATION:
+        if (
+            authorization is None
+            or len(authorization) > _MAX_AUTHORIZATION
+            or (len(found) != len(lines) and _repeats_a_choosing_line(lines, vary_names))
+        ):
+            scope[_MEMO_KEY] = None
             return None
         # the Vary values: none for most routes, one for Unleash's (without building a map
         # and a tuple from it), any number otherwise
@@ -466,50 +479,44 @@ class FastPath:
             scope.get("query_string", b""),
             scope["method"],
             scope.get("scheme", "http"),
-            # The header as sent, hashed (keys never hold a token): the same bytes are the
-            # same token, however it is spelled (``Bearer``, white space), without parsing
-            # it here. The token's own hash is the answer's (``Answer.token_hash``).
-            _header_hash(authorization).digest(),
+            # The header as sent: the same bytes are the same token, however it is spelled
+            # (``Bearer``, white space), found without parsing or hashing it here (a digest
+            # cost ~3% of the 304 path's requests per second; decision 0039). The token's own
+            # hash is the answer's (``Answer.token_hash``); the memo drops a token's answers
+            # when it stops being valid, so they hold its header no longer than that.
+            authorization,
             varied,
             found.get(b"accept-encoding", b""),
         )
-        return key, found.get(b"if-none-match", b"")
-
-    def _remembered(self, route: Route, scope: Scope) -> tuple[Message, Message] | None:
-        """The two ASGI messages (start, body) of the remembered answer to this request, or
-        None: the request takes the full path (see ``memo``)."""
-        keyed = self._memo_key(route, scope)
-        if keyed is not None:
-            key, condition = keyed
-            answer = self._answer_of(key)
-            if answer is not None:
-                # dict look-ups bound at start: the token still cached, unexpired, with the
-                # scope the answer was built for; the slot still at the answer's version
-                token = self._token_entry(answer.token_hash)
-                if (
-                    token is not None
-                    and token[0] is answer.scope
-                    and token[1] > time.monotonic()
-                    and self._version_at(answer.slot) == answer.version
-                ):
-                    if not condition:
-                        return answer.ok
-                    if condition in answer.tags:
-                        return answer.not_modified
-                    # a list, a weak or an old tag: the full rules
-        scope[_MEMO_KEY] = keyed  # a miss remembers under it: worked out once per request
+        answer = self._answer_of(key)
+        if answer is not None:
+            # dict look-ups bound at start: the token still cached, unexpired, with the
+            # scope the answer was built for; the slot still at the answer's version
+            token = self._token_entry(answer.token_hash)
+            if (
+                token is not None
+                and token[0] is answer.scope
+                and token[1] > _monotonic()
+                and self._version_at(answer.slot) == answer.version
+            ):
+                condition = found.get(b"if-none-match")
+                if not condition:
+                    return answer.ok
+                if condition in answer.tags:
+                    return answer.not_modified
+                # a list, a weak or an old tag: the full rules
+        scope[_MEMO_KEY] = key  # a miss remembers under it: worked out once per request
         return None
 
-    def _remember(self, route: Route, scope: Scope, answer: Answer, authorization: str) -> None:
+    def _remember(self, scope: Scope, answer: Answer, authorization: str) -> None:
         """Remember ``answer``, worked out for the ``Authorization`` value ``authorization``
-        (as the full path read it), under the request's memo key. Only when the key's
-        digest is of that very value: what ties the key to ``answer.token_hash`` (not so if a
-        server passed header names in another case, whose lines the full path joins)."""
-        keyed = scope[_MEMO_KEY] if _MEMO_KEY in scope else self._memo_key(route, scope)
-        if keyed is None:
-            return
-        if _header_hash(authorization.encode("latin-1")).digest() == keyed[0][5]:
-            self._memo.put(keyed[0], answer)
+        (as the full path read it), under the request's memo key (``_remembered`` left it in
+        ``scope``). Only when the key's header is that very value: what ties the key to
+        ``answer.token_hash`` (not so if a server passed header names in another case, whose
+        lines the full path joins)."""
+        key = scope.get(_MEMO_KEY)
+        if key is not None and authorization.encode("latin-1") == key[5]:
+            self._memo.put(key, answer)
 
     async def _guarded(
         self,
@@ -885,7 +892,6 @@ class FastPath:
         if wait <= 0:  # a long-poll's next request waits again: nothing to remember for it
             tags = [rendered.etag, *([rendered.gzip_etag] if rendered.gzip is not None else [])]
             self._remember(
-                route,
                 scope,
                 Answer.of(
                     scope=token,

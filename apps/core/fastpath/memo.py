@@ -25,19 +25,19 @@ traffic. And bounded per token (``ANSWERS_PER_TOKEN``): the query is part of the
 anyone holding a token may vary it (``?project=a&project=x1``, ``x2``…), each a view of its
 own; without this bound one token would fill the memo with view bodies the snapshot itself
 keeps at most ``VIEWS_PER_SNAPSHOT`` of, and empty everyone else's answers each time it
-filled. A token past its bound is answered by the full path. Keys hold a hash of the
-``Authorization`` header as sent (the same bytes are the same token, found without parsing
-them), never the token; an answer holds the token's stored hash, which the check and the per-
-token bound use.
+filled. A token past its bound is answered by the full path. Keys hold the
+``Authorization`` header as sent (the same bytes are the same token, found without parsing or
+hashing them; decision 0039), so the memo holds a token only while the token is cached as
+valid: its answers are dropped when it is revoked, its scope archived (``forget_token``), or
+its cache entry gone (``retain_tokens``, every few seconds); an answer holds the token's stored
+hash, which the check and the per-token bound use.
 Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/operations.md."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 from .registry import TokenScope
 
@@ -51,17 +51,33 @@ ANSWER_MEMO_BYTES = 128 * 2**20
 # HEAD, plain or gzip: far fewer distinct answers than this.
 ANSWERS_PER_TOKEN = 32
 
-# (route kind, path, query string, method, scheme, BLAKE2s of the Authorization header as
-#  sent, Vary header values (None: absent), Accept-Encoding): everything that chooses the
-#  answer besides the slot's version
+# (route kind, path, query string, method, scheme, the Authorization header as sent, Vary
+#  header values (None: absent), Accept-Encoding): everything that chooses the answer besides
+#  the slot's version
 MemoKey = tuple[str, str, bytes, str, str, bytes, tuple[bytes | None, ...], bytes]
 
 
 Message = Mapping[str, Any]  # an ASGI message (sent, never edited)
 
 
+class _Sent(dict[str, Any]):
+    """An ASGI message sent on every hit of its answer: a ``dict`` to its reader (the server
+    reads each of a response's messages a few times; a ``MappingProxyType`` cost ~1.5% of the
+    304 path's requests per second, decision 0039) that refuses every edit, so anything that
+    tried to change one (a middleware adding a header) fails loudly instead of changing the
+    answer for everyone after. Its header lines are a tuple, for the same reason."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("a remembered answer's ASGI message is shared: copy it to change it")
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    setdefault = pop = popitem = clear = update = _refuse
+
+
 def _read_only(message: dict[str, Any]) -> Message:
-    return MappingProxyType(message)
+    return _Sent(message)
 
 
 def _start(status: int, headers: list[tuple[bytes, bytes]]) -> Message:
@@ -136,7 +152,7 @@ class AnswerMemo:
         self._max_bytes = ANSWER_MEMO_BYTES if max_bytes is None else max_bytes
         self._per_token = per_token
         self._answers: dict[MemoKey, Answer] = {}
-        self._kept: Counter[str] = Counter()  # answers held per token hash
+        self._keys: dict[str, set[MemoKey]] = {}  # the keys of each token's answers
         # id(body) -> (the body, how many answers hold it): the id stays valid while held
         self._bodies: dict[int, tuple[bytes, int]] = {}
         self._bytes = 0
@@ -164,7 +180,7 @@ class AnswerMemo:
         old = self._answers.pop(key, None)
         if old is not None:
             self._release(key, old)
-        elif self._kept[token_hash] >= self._per_token:
+        elif len(self._keys.get(token_hash, ())) >= self._per_token:
             return
         size, key_size = len(answer.body), _key_bytes(key)
         if size + key_size > self._max_bytes:
@@ -179,14 +195,15 @@ class AnswerMemo:
         else:
             self._bodies[id(answer.body)] = (held[0], held[1] + 1)
         self._bytes += key_size
-        self._kept[token_hash] += 1
+        self._keys.setdefault(token_hash, set()).add(key)
         self._answers[key] = answer
 
     def _release(self, key: MemoKey, answer: Answer) -> None:
         body = answer.body
-        self._kept[answer.token_hash] -= 1
-        if self._kept[answer.token_hash] <= 0:
-            del self._kept[answer.token_hash]
+        kept = self._keys[answer.token_hash]
+        kept.discard(key)
+        if not kept:
+            del self._keys[answer.token_hash]
         self._bytes -= _key_bytes(key)
         held = self._bodies[id(body)]
         if held[1] > 1:
@@ -195,13 +212,29 @@ class AnswerMemo:
             del self._bodies[id(body)]
             self._bytes -= len(body)
 
+    def forget_token(self, token_hash: str) -> None:
+        """Drop every answer of the token whose stored hash is ``token_hash`` (revoked, its
+        scope archived): its keys hold its header, which must not outlive its validity."""
+        for key in self._keys.get(token_hash, set()).copy():
+            self._release(key, self._answers.pop(key))
+
+    def retain_tokens(self, valid: Callable[[str], bool]) -> int:
+        """Drop the answers of every token for which ``valid(token_hash)`` is false (its
+        cache entry expired or evicted: it has not been used for a while); returns how many
+        tokens were dropped. One call per token held, not per answer."""
+        gone = [token_hash for token_hash in self._keys if not valid(token_hash)]
+        for token_hash in gone:
+            self.forget_token(token_hash)
+        return len(gone)
+
     def clear(self) -> None:
         self._answers.clear()
         self._bodies.clear()
-        self._kept.clear()
+        self._keys.clear()
         self._bytes = 0
 
 
 def _key_bytes(key: MemoKey) -> int:
     """The bytes of a key the client chose: path, query string, header values."""
-    return len(key[1]) + len(key[2]) + sum(len(value or b"") for value in key[6]) + len(key[7])
+    varied = sum(len(value or b"") for value in key[6])
+    return len(key[1]) + len(key[2]) + len(key[5]) + varied + len(key[7])

@@ -462,6 +462,11 @@ class TokenCache:
         method, for the answer memo's hot path to keep (the dict is never replaced)."""
         return self._valid.get
 
+    def holds(self, token_hash: str) -> bool:
+        """Whether ``token_hash`` has a cached, unexpired entry (a valid token in use)."""
+        entry = self._valid.get(token_hash)
+        return entry is not None and entry[1] > time.monotonic()
+
     def forget(self, token_hash: str) -> None:
         self._valid.pop(token_hash, None)
 
