@@ -462,7 +462,7 @@ def test_memo__no_runtime_token__refused_every_time_nothing_remembered(
         assert len(app.memo) == 0
 
     _in_process(test)
-    # one far longer than any token is not even hashed for a key
+    # one far longer than any token's spelling has no key: nothing is remembered for it
     assert _memo_key_of(b"cprt_" + b"x" * 300) is None
 
 
@@ -480,7 +480,7 @@ def _headers_held(app: FastPath) -> list[bytes]:
 
 
 def test_memo__revoked_token__its_answers_and_their_header_dropped_others_kept(
-    transactional_db: None, token: str, environment: Environment
+    transactional_db: None, token: str, environment: Environment, settings: Any
 ) -> None:
     # The keys hold the header as sent (decision 0039): a revoked token's must not stay in
     # the process's memory, in any spelling, while another token's answers stay remembered.
@@ -488,6 +488,7 @@ def test_memo__revoked_token__its_answers_and_their_header_dropped_others_kept(
         actor=ACTOR, tenant=environment.tenant, environment=environment, name="other"
     )
     spellings = [token, f"Bearer {token}", f"bearer  {token}"]
+    settings.FASTPATH_POLL_INTERVAL_S = 3600  # the revocation drops them, not the poll
 
     async def test(app: FastPath) -> None:
         for sent in [*spellings, other]:
@@ -510,8 +511,10 @@ def test_memo__revoked_token__its_answers_and_their_header_dropped_others_kept(
 
 
 def test_memo__archived_environment__its_tokens_answers_dropped(
-    transactional_db: None, token: str, environment: Environment
+    transactional_db: None, token: str, environment: Environment, settings: Any
 ) -> None:
+    settings.FASTPATH_POLL_INTERVAL_S = 3600  # the archiving drops them, not the poll
+
     async def test(app: FastPath) -> None:
         assert (await _call(app, "/api/client/features", [(b"authorization", token.encode())]))[
             0
@@ -573,6 +576,7 @@ def test_memo__remembered_messages__refuse_every_edit(transactional_db: None, to
                 lambda m: m.popitem(),
                 lambda m: m.clear(),
                 lambda m: m.__ior__({"status": 500}),
+                lambda m: m.__init__(status=500),
             ]
             for edit in edits:
                 with pytest.raises(TypeError, match="shared"):
@@ -583,3 +587,71 @@ def test_memo__remembered_messages__refuse_every_edit(transactional_db: None, to
         assert await _call(app, "/api/client/features", line) == first
 
     _in_process(test)
+
+
+def test_memo__token_revoked_while_its_answer_is_built__not_remembered(
+    transactional_db: None, token: str, settings: Any
+) -> None:
+    # The revocation's event handled between the token check and the answer being built:
+    # the answer (authorised before it) is sent, but never remembered, so the memo does not
+    # hold the revoked token's header.
+    settings.FASTPATH_POLL_INTERVAL_S = 3600
+    line = [(b"authorization", token.encode())]
+
+    async def test(app: FastPath) -> None:
+        authorise = app._authorise
+
+        async def then_revoked(headers: dict[str, str]) -> Any:
+            found = await authorise(headers)
+            app._drop_token(found[0])  # what the revocation's event does, meanwhile
+            return found
+
+        app._authorise = then_revoked  # type: ignore[method-assign]
+        assert (await _call(app, "/api/client/features", line))[0] == 200
+        assert len(app.memo) == 0
+
+    _in_process(test)
+
+
+@pytest.mark.parametrize(
+    "line", [(b"Accept-Encoding", b"gzip"), (b"UNLEASH-CLIENT-SPEC", b"5.1.9")]
+)
+def test_memo__a_choosing_header_named_in_another_case__not_remembered(
+    transactional_db: None, token: str, line: tuple[bytes, bytes]
+) -> None:
+    # ASGI servers lower-case header names; one that did not would have the full path read
+    # the line (it lower-cases them) while the key missed it: the answer, worked out for the
+    # line, is not remembered under a key without it.
+    auth = (b"authorization", token.encode())
+
+    async def test(app: FastPath) -> None:
+        assert (await _call(app, "/api/client/features", [auth, line]))[0] == 200
+        assert len(app.memo) == 0
+        plain = await _call(app, "/api/client/features", [auth])
+        assert plain[0] == 200 and b"content-encoding" not in dict(plain[1])
+        assert len(app.memo) == 1
+
+    _in_process(test)
+
+
+def test_memo__forgetting_tokens__releases_their_keys_bytes_and_shared_body() -> None:
+    scope = TokenScope(token_id=1, tenant_id=1, environment_id=1, agent_id=None)
+    body = b"x" * 1_000
+    remembered = AnswerMemo(size=100, max_bytes=100_000)
+    for n in range(3):
+        for path in ("/a", "/b"):
+            key = ("k", path, b"", "GET", "http", f"t{n}".encode(), (), b"")
+            remembered.put(key, _answer(scope, body, f"h{n}"))
+    per_key = len("/a") + len("t0")
+    assert (len(remembered), remembered.held_bytes) == (6, 1_000 + 6 * per_key)
+
+    remembered.forget_token("h0")
+    assert (len(remembered), remembered.held_bytes) == (4, 1_000 + 4 * per_key)
+    assert remembered.retain_tokens(lambda token_hash: token_hash == "h2") == 1
+    assert (len(remembered), remembered.held_bytes) == (2, 1_000 + 2 * per_key)
+    assert {key[5] for key in remembered._answers} == {b"t2"}
+
+    remembered.forget_token("h2")
+    remembered.forget_token("never held")
+    assert (len(remembered), remembered.held_bytes) == (0, 0)
+    assert remembered._bodies == {} and remembered._keys == {}

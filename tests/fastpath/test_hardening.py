@@ -183,6 +183,41 @@ def test_token_cache__a_fleet_missing_together__one_lookup_per_token() -> None:
     assert sorted(calls) == ["bad", "good"]
 
 
+@pytest.mark.parametrize("forget", ["token", "scope"])
+def test_token_cache__revoked_while_looked_up__the_old_answer_not_cached(forget: str) -> None:
+    # A look-up that read the token before its revocation (or its scope's archiving) landed
+    # after the fast path forgot it: caching that answer would make the revoked token valid
+    # again for TOKEN_TTL_S. It is looked up again instead, by everyone waiting on it.
+    import threading
+
+    valid = TokenScope(token_id=1, tenant_id=1, environment_id=1, agent_id=None)
+    calls: list[str] = []
+    release = threading.Event()
+
+    def lookup(raw: str) -> tuple[TokenScope, float | None] | None:
+        calls.append(raw)
+        if len(calls) == 1:
+            release.wait(5)
+            return (valid, None)  # what the database said before the revocation
+        return None  # revoked
+
+    cache = TokenCache(lookup)
+
+    async def run() -> None:
+        waiting = [asyncio.ensure_future(cache.resolve("h", "raw")) for _ in range(20)]
+        await asyncio.sleep(0.05)  # the first look-up is in flight
+        if forget == "token":
+            cache.forget("h")
+        else:
+            cache.forget_scope(kind="environment", object_id=1)
+        release.set()
+        assert await asyncio.gather(*waiting) == [None] * 20
+        assert cache.entry_of("h") is None
+
+    asyncio.run(run())
+    assert calls == ["raw", "raw"]  # once before, once after: not once per waiting request
+
+
 def test_fastpath__made_up_tokens__401_without_growing_anything(
     asgi_server: str, token: str
 ) -> None:

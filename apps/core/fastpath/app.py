@@ -75,6 +75,10 @@ _MEMO_HEADERS = (b"authorization", b"if-none-match", b"accept-encoding")
 _monotonic = time.monotonic
 
 
+def _latin1_or_none(value: str | None) -> bytes | None:
+    return None if value is None else value.encode("latin-1")
+
+
 def _repeats_a_choosing_line(
     lines: list[tuple[bytes, bytes]], vary_names: tuple[bytes, ...]
 ) -> bool:
@@ -356,7 +360,7 @@ class FastPath:
         if kind not in ("tenant", "environment", "agent"):
             return
         self._tokens.forget_scope(kind=kind, object_id=object_id)
-        self._memo.retain_tokens(self._tokens.holds)
+        self._memo.retain_tokens(self._tokens.holding())
         for waiting, (_, scope) in list(self._waiting.items()):
             if getattr(scope, f"{kind}_id") == object_id:
                 _end(waiting)
@@ -372,6 +376,7 @@ class FastPath:
         }:
             self._watch(topic)
         self._tasks.append(asyncio.create_task(self._poll_versions()))
+        self._tasks.append(asyncio.create_task(self._forget_unheld_tokens()))
         if settings.REDIS_URL:
             self._tasks.append(asyncio.create_task(self._listen_redis()))
 
@@ -382,12 +387,22 @@ class FastPath:
             self._topics.add(topic)
             events.subscribe(topic, self._on_event, everywhere=True)
 
+    async def _forget_unheld_tokens(self) -> None:
+        """Every poll interval, drop the answers of tokens no longer cached (their entry
+        expired ``TOKEN_TTL_S`` after its look-up, or was evicted): their keys hold the
+        tokens' headers, kept no longer than the tokens' entries. On a timer of its own, not
+        behind the poll's database call (a stalled database must not keep them)."""
+        interval = _poll_interval()
+        while True:
+            try:
+                self._memo.retain_tokens(self._tokens.holding())
+            except Exception:
+                log.warning("fastpath.memo_sweep_failed", exc_info=True)
+            await asyncio.sleep(interval)
+
     async def _poll_versions(self) -> None:
         interval = _poll_interval()
         while True:
-            # the answers of tokens no longer cached (unused for ``TOKEN_TTL_S``, evicted):
-            # their keys hold the tokens' headers, kept no longer than the tokens' entries
-            self._memo.retain_tokens(self._tokens.holds)
             try:
                 for topic, key, version in await sync_to_async(_db_call)(_all_versions):
                     self._advance(topic, key, version)
@@ -508,14 +523,30 @@ class FastPath:
         scope[_MEMO_KEY] = key  # a miss remembers under it: worked out once per request
         return None
 
-    def _remember(self, scope: Scope, answer: Answer, authorization: str) -> None:
-        """Remember ``answer``, worked out for the ``Authorization`` value ``authorization``
-        (as the full path read it), under the request's memo key (``_remembered`` left it in
-        ``scope``). Only when the key's header is that very value: what ties the key to
-        ``answer.token_hash`` (not so if a server passed header names in another case, whose
-        lines the full path joins)."""
+    def _remember(
+        self, route: Route, scope: Scope, answer: Answer, headers: dict[str, str]
+    ) -> None:
+        """Remember ``answer``, worked out for the request ``headers`` (as the full path read
+        them), under the request's memo key (``_remembered`` left it in ``scope``). Only when
+        the key holds those very values (not so if a server passed header names in another
+        case, whose lines the full path joins): what ties the key to ``answer.token_hash``
+        and to the coding and ``Vary`` values the answer is for. And only while the token is
+        still cached for the scope the answer was built for: a revocation or an archiving
+        handled during the build has dropped the token's answers already, and must not find
+        one remembered after it (the hit's check would refuse it, but the memo would hold
+        the revoked token's header)."""
         key = scope.get(_MEMO_KEY)
-        if key is not None and authorization.encode("latin-1") == key[5]:
+        if key is None:
+            return
+        sent = [
+            headers.get("authorization", "").encode("latin-1"),
+            headers.get("accept-encoding", "").encode("latin-1"),
+            *(_latin1_or_none(headers.get(name.decode("latin-1"))) for name in route.vary_names),
+        ]
+        if sent != [key[5], key[7], *key[6]]:
+            return
+        entry = self._token_entry(answer.token_hash)
+        if entry is not None and entry[0] is answer.scope:
             self._memo.put(key, answer)
 
     async def _guarded(
@@ -892,6 +923,7 @@ class FastPath:
         if wait <= 0:  # a long-poll's next request waits again: nothing to remember for it
             tags = [rendered.etag, *([rendered.gzip_etag] if rendered.gzip is not None else [])]
             self._remember(
+                route,
                 scope,
                 Answer.of(
                     scope=token,
@@ -904,7 +936,7 @@ class FastPath:
                     body=body,
                     not_modified_headers=not_modified_headers,
                 ),
-                headers.get("authorization", ""),
+                headers,
             )
         if held(rendered):
             await _send_whole(send, 304, not_modified_headers, b"")

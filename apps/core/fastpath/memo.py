@@ -28,9 +28,10 @@ keeps at most ``VIEWS_PER_SNAPSHOT`` of, and empty everyone else's answers each 
 filled. A token past its bound is answered by the full path. Keys hold the
 ``Authorization`` header as sent (the same bytes are the same token, found without parsing or
 hashing them; decision 0039), so the memo holds a token only while the token is cached as
-valid: its answers are dropped when it is revoked, its scope archived (``forget_token``), or
-its cache entry gone (``retain_tokens``, every few seconds); an answer holds the token's stored
-hash, which the check and the per-token bound use.
+valid: its answers are dropped when it is revoked (``forget_token``), when its scope is
+archived or its cache entry is gone (``retain_tokens``: at once, and at every poll), and an
+answer is remembered only while its token is still cached for the scope it was built for; an
+answer holds the token's stored hash, which the check and the per-token bound use.
 Measured with ``benchmarks.serving`` (the ratio to a bare ASGI handler): docs/operations.md."""
 
 from __future__ import annotations
@@ -63,21 +64,29 @@ Message = Mapping[str, Any]  # an ASGI message (sent, never edited)
 class _Sent(dict[str, Any]):
     """An ASGI message sent on every hit of its answer: a ``dict`` to its reader (the server
     reads each of a response's messages a few times; a ``MappingProxyType`` cost ~1.5% of the
-    304 path's requests per second, decision 0039) that refuses every edit, so anything that
-    tried to change one (a middleware adding a header) fails loudly instead of changing the
-    answer for everyone after. Its header lines are a tuple, for the same reason."""
+    304 path's requests per second, decision 0039) whose own methods refuse every edit, so
+    anything that tried to change one (a middleware adding a header) fails loudly instead of
+    changing the answer for everyone after. Only ``dict``'s methods called on it directly
+    (``dict.__setitem__(message, …)``) get past. Its header lines are a tuple, for the same
+    reason. Built by ``of``."""
 
     __slots__ = ()
 
     def _refuse(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise TypeError("a remembered answer's ASGI message is shared: copy it to change it")
 
-    __setitem__ = __delitem__ = __ior__ = _refuse
+    __init__ = __setitem__ = __delitem__ = __ior__ = _refuse
     setdefault = pop = popitem = clear = update = _refuse
+
+    @classmethod
+    def of(cls, message: dict[str, Any]) -> _Sent:
+        sent = cls.__new__(cls)
+        dict.update(sent, message)
+        return sent
 
 
 def _read_only(message: dict[str, Any]) -> Message:
-    return _Sent(message)
+    return _Sent.of(message)
 
 
 def _start(status: int, headers: list[tuple[bytes, bytes]]) -> Message:
@@ -94,10 +103,11 @@ class Answer:
     are the current entity tags as sent (plain and, when there is one, gzip), any of which
     byte-equal in ``If-None-Match`` means 304. ``ok`` and ``not_modified`` are the ASGI
     messages (``http.response.start``, then ``http.response.body``) of the 200 and the 304,
-    built once and sent on every hit: read-only mappings with tuples of header lines, so
-    anything that tried to edit one (a middleware adding a header) would fail loudly instead
-    of changing the answer for everyone after. ``body`` is the 200's body (counted against
-    ``ANSWER_MEMO_BYTES``). Built by ``of``, which keeps the messages and ``body`` in step."""
+    built once and sent on every hit: dicts that refuse edits (``_Sent``), with tuples of
+    header lines, so anything that tried to edit one (a middleware adding a header) would
+    fail loudly instead of changing the answer for everyone after. ``body`` is the 200's body
+    (counted against ``ANSWER_MEMO_BYTES``). Built by ``of``, which keeps the messages and
+    ``body`` in step."""
 
     scope: TokenScope
     token_hash: str

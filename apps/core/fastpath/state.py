@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections import OrderedDict
@@ -410,7 +411,12 @@ class TokenCache:
         self._negative_size = negative_size
         self._valid: OrderedDict[str, tuple[TokenScope, float]] = OrderedDict()
         self._refused: OrderedDict[str, float] = OrderedDict()
-        self._inflight: dict[str, asyncio.Future[Any]] = {}
+        # token hash -> (its look-up in flight, ``_forgotten`` when it started)
+        self._inflight: dict[str, tuple[asyncio.Future[Any], int]] = {}
+        # bumped by every ``forget`` and ``forget_scope``: a look-up in flight across one may
+        # have read the token before it was revoked (or its scope archived), so its answer
+        # is not cached, and is looked up again
+        self._forgotten = 0
 
     def __len__(self) -> int:
         return len(self._valid) + len(self._refused)
@@ -431,12 +437,16 @@ class TokenCache:
         # One lookup per token however many ask at once: a fleet sharing a token all miss
         # together when its entry expires, and 1,000 identical queries would queue on the
         # thread pool in front of every waiting runtime's answer.
-        pending = self._inflight.get(token_hash)
-        if pending is None:
-            pending = asyncio.ensure_future(sync_to_async(_db_call)(self._lookup, raw))
-            self._inflight[token_hash] = pending
-            pending.add_done_callback(lambda _: self._inflight.pop(token_hash, None))
-        found = await asyncio.shield(pending)
+        while True:
+            inflight = self._inflight.get(token_hash)
+            if inflight is None or inflight[1] != self._forgotten:
+                pending = asyncio.ensure_future(sync_to_async(_db_call)(self._lookup, raw))
+                inflight = (pending, self._forgotten)
+                self._inflight[token_hash] = inflight
+                pending.add_done_callback(functools.partial(self._landed, token_hash, inflight))
+            found = await asyncio.shield(inflight[0])
+            if inflight[1] == self._forgotten:
+                break
         now = time.monotonic()
         if found is None:
             self._remember(
@@ -447,6 +457,10 @@ class TokenCache:
         ttl = TOKEN_TTL_S if expires_in is None else min(TOKEN_TTL_S, expires_in)
         self._remember(self._valid, token_hash, (scope, now + ttl), self._size)
         return scope
+
+    def _landed(self, token_hash: str, inflight: tuple[asyncio.Future[Any], int], _: Any) -> None:
+        if self._inflight.get(token_hash) is inflight:
+            del self._inflight[token_hash]
 
     @staticmethod
     def _remember(pool: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
@@ -462,12 +476,19 @@ class TokenCache:
         method, for the answer memo's hot path to keep (the dict is never replaced)."""
         return self._valid.get
 
-    def holds(self, token_hash: str) -> bool:
-        """Whether ``token_hash`` has a cached, unexpired entry (a valid token in use)."""
-        entry = self._valid.get(token_hash)
-        return entry is not None and entry[1] > time.monotonic()
+    def holding(self) -> Callable[[str], bool]:
+        """A test, as of now, of whether a token hash has a cached, unexpired entry (the
+        clock read once, for a caller testing thousands)."""
+        now, valid = time.monotonic(), self._valid
+
+        def held(token_hash: str) -> bool:
+            entry = valid.get(token_hash)
+            return entry is not None and entry[1] > now
+
+        return held
 
     def forget(self, token_hash: str) -> None:
+        self._forgotten += 1
         self._valid.pop(token_hash, None)
 
     def forget_scope(self, *, kind: str, object_id: int) -> None:
@@ -475,6 +496,7 @@ class TokenCache:
         attribute = {"tenant": "tenant_id", "environment": "environment_id", "agent": "agent_id"}[
             kind
         ]
+        self._forgotten += 1
         for token_hash, (scope, _) in list(self._valid.items()):
             if getattr(scope, attribute) == object_id:
                 del self._valid[token_hash]
