@@ -45,7 +45,15 @@ from .encoding import (
     sse_event,
 )
 from .memo import Answer, AnswerMemo, MemoKey, Message
-from .registry import ActionRoute, Route, StreamRoute, TokenScope, WaitRoute, registry
+from .registry import (
+    NO_PARAMETERS,
+    ActionRoute,
+    Route,
+    StreamRoute,
+    TokenScope,
+    WaitRoute,
+    registry,
+)
 from .state import Board, Rendered, Snapshot, SnapshotCache, StreamEvents, TokenCache, _db_call
 
 log = logging.getLogger(__name__)
@@ -228,6 +236,8 @@ class FastPath:
         self._answer_of = self._memo.lookup
         self._token_entry = self._tokens.entry_of
         self._version_at = self._board.version_at
+        # plain paths' routes: the registry's own dict (never replaced), looked up directly
+        self._plain_route = registry.routes.get
         # answers hold settings-dependent headers (HSTS): a changed setting (tests) empties it.
         # Weakly: the signal must not keep every discarded fast path (a test's) alive.
         setting_changed.connect(self._settings_changed)
@@ -438,25 +448,30 @@ class FastPath:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             # a plain path is one dict look-up (the fleet's documents); a template, a match
-            matched = registry.match(scope["path"])
-            if matched is not None:
-                if self._loop is None:
-                    self._ensure_started()
-                route = matched[0]
-                if type(route) is Route:
-                    remembered = self._remembered(route, scope)
-                    if remembered is not None:
-                        # the fleet's hot path: four dict look-ups and a clock read, then two
-                        # sends of messages built when the answer was remembered
-                        await send(remembered[0])
-                        await send(remembered[1])
-                        return
-                await self._guarded(scope, receive, send, *matched)
-                return
+            route = self._plain_route(scope["path"])
+            if route is not None:
+                params = NO_PARAMETERS
+            else:
+                matched = registry.match(scope["path"])
+                if matched is None:
+                    await self.django_app(scope, receive, send)
+                    return
+                route, params = matched
+            if self._loop is None:
+                self._ensure_started()
+            if type(route) is Route:
+                remembered = self._remembered(route, scope)
+                if remembered is not None:
+                    # the fleet's hot path: four dict look-ups and a clock read, then two
+                    # sends of messages built when the answer was remembered
+                    await send(remembered[0])
+                    await send(remembered[1])
+                    return
+            await self._guarded(scope, receive, send, route, params)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
-            return
-        await self.django_app(scope, receive, send)
+        else:
+            await self.django_app(scope, receive, send)
 
     def _remembered(self, route: Route, scope: Scope) -> tuple[Message, Message] | None:
         """The two ASGI messages (start, body) of the remembered answer to this request, or

@@ -254,7 +254,7 @@ def revision_in_payload(payload: Mapping[str, Any]) -> int | None:
 TokenLookup = Callable[[str], "tuple[TokenScope, float | None] | None"]
 
 AnyRoute = Route | StreamRoute | ActionRoute | WaitRoute
-_NO_PARAMETERS: dict[str, str] = {}  # shared by every plain-path match: never mutated
+NO_PARAMETERS: dict[str, str] = {}  # shared by every plain-path match: never mutated
 
 
 @dataclass
@@ -286,7 +286,7 @@ class Registry:
         it (the request goes to Django). Plain paths first: the hot path is one dict look-up."""
         route = self.routes.get(path)
         if route is not None:
-            return route, _NO_PARAMETERS
+            return route, NO_PARAMETERS
         for pattern, candidate in self.templates:
             found = pattern.match(path)
             if found is not None:
