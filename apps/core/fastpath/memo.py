@@ -85,15 +85,11 @@ class _Sent(dict[str, Any]):
         return sent
 
 
-def _read_only(message: dict[str, Any]) -> Message:
-    return _Sent.of(message)
-
-
 def _start(status: int, headers: list[tuple[bytes, bytes]]) -> Message:
-    return _read_only({"type": "http.response.start", "status": status, "headers": tuple(headers)})
+    return _Sent.of({"type": "http.response.start", "status": status, "headers": tuple(headers)})
 
 
-_EMPTY_BODY = _read_only({"type": "http.response.body", "body": b""})
+_EMPTY_BODY = _Sent.of({"type": "http.response.body", "body": b""})
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +136,7 @@ class Answer:
             version=version,
             tags=tags,
             body=body,
-            ok=(_start(200, ok_headers), _read_only({"type": "http.response.body", "body": body})),
+            ok=(_start(200, ok_headers), _Sent.of({"type": "http.response.body", "body": body})),
             not_modified=(_start(304, not_modified_headers), _EMPTY_BODY),
         )
 
