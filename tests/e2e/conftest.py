@@ -18,6 +18,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "pw-for-tests-123"  # what tests/factories.make_user sets
+# One patience for actions and assertions. Playwright's assertions otherwise give up after 5 s
+# while actions wait 15 s (the page fixture): under `make test`'s parallel workers on two cores,
+# parsing the 3.5 MB plotly.js alone has taken longer than 5 s, and a chart assertion failed
+# on a page that was right.
+TIMEOUT_MS = 15_000
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -45,7 +51,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
-    page.set_default_timeout(15_000)
+    page.set_default_timeout(TIMEOUT_MS)
     yield page
     context.close()
 
