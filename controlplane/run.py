@@ -144,9 +144,11 @@ def _name(child: subprocess.Popen[bytes]) -> str:
 
 READY_TIMEOUT_S = 120  # the web server's first answer; generous on a slow machine
 FLEET_GRACE_S = 2.0  # the demo fleet's stop (it cancels its waiting approvals first)
-# then the web server, worker and beat; whatever still runs is killed: Ctrl-C stops
-# everything in ~3 s, 4.5 s at most, and a second Ctrl-C kills what is left at once
-STOP_GRACE_S = 2.5
+# then the web server, worker and beat, each of which stops in about a second (the worker's
+# broker transport notices the stop at once: controlplane/broker.py); whatever still runs after
+# the grace is killed. Ctrl-C stops everything in ~2 s, 7 s at most on a machine too loaded to
+# stop in time, and a second Ctrl-C kills what is left at once.
+STOP_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
@@ -223,8 +225,7 @@ def _stop_all(
             while child.poll() is None and time.monotonic() < deadline and not hurry():
                 time.sleep(0.05)
             if child.poll() is None:
-                # In practice the Celery worker: its consumer loop and timer only look at the
-                # stop request every couple of seconds. Periodic tasks run again at the next
+                # A child stuck in a task or a call. Periodic tasks run again at the next
                 # start and the beat re-sends recent side effects (RUNTIME_RESEND_WINDOW_S).
                 why = "asked to stop again" if hurry() else f"still stopping after {grace:g} s"
                 _kill(child, why)

@@ -6,7 +6,7 @@ subjects, alert history, top sessions and end users, cost outliers)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
@@ -217,7 +217,7 @@ def _consumed(
     spent = consumption_between(
         tenant_id=tenant.pk,
         start=start,
-        end=now + timedelta(minutes=1),  # the minute in progress too
+        end=end,  # what the budget would count: its whole window (budgets.services._backfill)
         environment_id=environment_id,
         agent_id=agent.pk if agent is not None and scope in AGENT_SCOPES else None,
         by=by,  # type: ignore[arg-type]

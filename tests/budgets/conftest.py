@@ -14,6 +14,7 @@ from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.services import SystemActor
 from apps.budgets.models import Budget
 from apps.budgets.services import budget_create
+from apps.budgets.windows import window_bounds
 from apps.telemetry.services import records_ingest
 from apps.tenancy.models import Agent, Tenant
 
@@ -37,6 +38,21 @@ def make_budget(tenant: Tenant, **data: Any) -> Budget:
     }
     definition.update(data)
     return budget_create(actor=ACTOR, tenant=tenant, data=definition)
+
+
+def roomy_hour(tenant: Tenant) -> None:
+    """Give ``tenant`` the time zone whose current hour window is furthest from both ends
+    (their hours start at :00, :30 and :15 UTC, so one always has 15 minutes either side):
+    records of this minute, and whatever the product reads later in the test, stay in one
+    hour window even when the test runs across the end of a UTC hour."""
+    now = timezone.now()
+
+    def margin(zone: str) -> timedelta:
+        start, end = window_bounds("hour", now, zone)
+        return min(now - start, end - now)
+
+    tenant.time_zone = max(("UTC", "Asia/Kolkata", "Asia/Kathmandu"), key=margin)
+    tenant.save(update_fields=["time_zone"])
 
 
 def ingest(

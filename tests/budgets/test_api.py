@@ -13,7 +13,7 @@ from apps.budgets.models import Budget
 from apps.tenancy.models import Agent, Tenant
 
 from ..conftest import api_as
-from .conftest import ingest, make_budget
+from .conftest import ingest, make_budget, roomy_hour
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/budgets/"
@@ -250,6 +250,7 @@ def test_budget_create__agent_of_other_tenant__400(
 def test_budget_status__consumption_of_the_current_window(
     operator: Any, tenant: Tenant, agent: Agent
 ) -> None:
+    roomy_hour(tenant)  # this minute's records and the reads below in one hour window
     ingest(tenant, agent, ["1.00", "2.00"], tool_calls=5)
     budget = make_budget(
         tenant,
@@ -270,6 +271,7 @@ def test_budget_status__consumption_of_the_current_window(
 def test_budget_status__per_agent_budget__names_agents_at_the_limit(
     operator: Any, tenant: Tenant, agent: Agent
 ) -> None:
+    roomy_hour(tenant)  # this minute's records and the reads below in one hour window
     ingest(tenant, agent, ["3.00"])
     budget = make_budget(tenant, name="each", scope="tenant_agent", limits={"cost_usd": "2"})
     body = api_as(operator).get(f"{URL}{budget.pk}/status/").json()

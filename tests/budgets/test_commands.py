@@ -14,7 +14,7 @@ from apps.audit.models import AuditEvent
 from apps.budgets.models import Budget
 from apps.tenancy.models import Agent, Tenant
 
-from .conftest import ingest, make_budget
+from .conftest import ingest, make_budget, roomy_hour
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +60,7 @@ def test_budget_cli__create__as_the_login_and_audited(tenant: Tenant, agent: Age
 
 def test_budget_cli__list_and_show__state_and_consumption(tenant: Tenant, agent: Agent) -> None:
     assert "no budgets yet" in budget("list")
+    roomy_hour(tenant)  # this minute's records and the reads below in one hour window
     ingest(tenant, agent, ["1.00", "1.50"])
     made = make_budget(tenant, limits={"cost_usd": "5"})
     listed = budget("list", "--tenant", "acme")

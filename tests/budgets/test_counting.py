@@ -24,7 +24,7 @@ from apps.tenancy.models import Agent, Environment, Tenant
 from tests.factories import AgentFactory
 from tests.races import postgresql_only, race
 
-from .conftest import ACTOR, make_daily
+from .conftest import ACTOR, make_daily, roomy_hour
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,7 +37,9 @@ def record(**fields: Any) -> dict[str, Any]:
         "end_user_hash": "u-1",
         "version_digest": "a" * 64,
         "variant": "stable",
-        "started_at": (datetime.now(UTC) - timedelta(seconds=1)).isoformat(),
+        # this second: in the minute, so the hour and day windows, of now (a second ago was
+        # yesterday's in the first second of a day)
+        "started_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "latency_ms": 100,
         "steps": 2,
         "tool_calls": 3,
@@ -85,12 +87,23 @@ def test_buckets__counted_without_end_users(tenant: Tenant, agent: Agent, token)
     per_user = make_daily(
         tenant, name="per user", scope="end_user", agent=agent, limits={"requests": 10}
     )
-    item = bucket()
+    # buckets start a minute back: in the first minute of a day, at the day's start instead
+    today, _ = window_bounds("day", datetime.now(UTC), tenant.time_zone)
+    at = max(datetime.fromisoformat(bucket()["bucket_start"]), today).isoformat()
+    item = bucket(bucket_start=at)
     buckets_ingest(token=token, instance_id="rt-1", buckets=[item])
     buckets_ingest(
         token=token,
         instance_id="rt-1",
-        buckets=[bucket(count_success=1, count_error=1, count_budget_blocked=2, variant="stable")],
+        buckets=[
+            bucket(
+                bucket_start=at,
+                count_success=1,
+                count_error=1,
+                count_budget_blocked=2,
+                variant="stable",
+            )
+        ],
     )
     row = usage_of(tenant_budget)
     assert row.requests == 4 + 2  # the two blocked requests were not served
@@ -216,6 +229,7 @@ def test_per_subject_exhaustion__only_that_subject(tenant: Tenant, agent: Agent,
 def test_window_roll__state_resets_and_runtimes_are_told(
     tenant: Tenant, agent: Agent, token
 ) -> None:  # type: ignore[no-untyped-def]
+    roomy_hour(tenant)  # the record (this second) and "now" below in one hour window
     budget = make_daily(tenant, window="hour", limits={"requests": 1}, action="block")
     records_ingest(token=token, records=[record()])
     environment = production(tenant)
@@ -272,6 +286,24 @@ def test_created_mid_window__counts_what_was_already_spent(
     records_ingest(token=token, records=[record()])
     assert usage_of(budget).cost_usd == Decimal("1.25")
     assert Alert.objects.filter(kind="budget.threshold").count() == 2  # 80%
+
+
+@pytest.mark.parametrize("scope", ["tenant", "end_user"])
+def test_created_mid_window__a_record_dated_ahead_counts_as_if_it_came_after(
+    tenant: Tenant, agent: Agent, token, scope: str
+) -> None:  # type: ignore[no-untyped-def]
+    # Ingest accepts records dated up to TELEMETRY_MAX_FUTURE_S ahead (clock skew) and counts
+    # each in the window of its own minute; the count made at the budget's creation must agree.
+    roomy_hour(tenant)  # 15 minutes either side of now: 4 minutes ahead is still this hour
+    ahead = (datetime.now(UTC) + timedelta(minutes=4)).isoformat()
+    records_ingest(token=token, records=[record(started_at=ahead, end_user_hash="u-9")])
+    scoped = {"scope": scope, "agent": agent} if scope == "end_user" else {"scope": scope}
+    before = make_daily(tenant, window="hour", limits={"requests": 9}, **scoped)
+    records_ingest(token=token, records=[record(started_at=ahead, end_user_hash="u-9")])
+    subject = "u-9" if scope == "end_user" else ""
+    assert usage_of(before, subject).requests == 2  # the one before it and the one after
+    after = make_daily(tenant, name="later", window="hour", limits={"requests": 9}, **scoped)
+    assert usage_of(after, subject).requests == 2
 
 
 def test_changed_mid_window__lower_limit_alerts_new_scope_recounts(

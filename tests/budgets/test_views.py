@@ -5,17 +5,19 @@ budgets are not found."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from apps.budgets.models import Budget
 from apps.tenancy.models import Agent, Tenant
 
-from .conftest import ingest, make_budget
+from .conftest import ingest, make_budget, roomy_hour
 
 pytestmark = pytest.mark.django_db
 
@@ -60,6 +62,7 @@ def test_budget_list__no_budgets__empty_state_says_how(operator: User, tenant: T
 def test_budget_list__with_budgets__progress_state_and_forecast(
     operator: User, tenant: Tenant, agent: Agent
 ) -> None:
+    roomy_hour(tenant)  # this minute's records and the reads below in one hour window
     ingest(tenant, agent, ["1.00", "2.00"])
     spent = make_budget(tenant, name="bot", scope="agent", agent=agent, limits={"cost_usd": "2"})
     calm = make_budget(tenant, name="calm", limits={"cost_usd": "100"})
@@ -111,10 +114,14 @@ def test_budget_create__bad_form__errors_next_to_fields_and_nothing_stored(
 def test_budget_form__preview__what_the_scope_consumed_this_window(
     operator: User, tenant: Tenant, agent: Agent
 ) -> None:
+    roomy_hour(tenant)  # this minute's records and the reads below in one hour window
     ingest(tenant, agent, ["1.25", "2.00"])
+    # dated 4 minutes ahead (ingest allows clock skew), still this hour: counted as the budget
+    # would count it
+    ingest(tenant, agent, ["0.50"], when=timezone.now() + timedelta(minutes=4), prefix="ahead")
     client = _client(operator)
     html = client.get("/budgets/preview/?scope=agent&agent=support-bot&window=hour").content
-    assert b"$3.25" in html
+    assert b"$3.75" in html
     per_agent = client.get("/budgets/preview/?scope=tenant_agent&window=day").content
     assert b"support-bot" in per_agent
     assert b"Choose the agent." in client.get("/budgets/preview/?scope=agent&window=hour").content
@@ -153,6 +160,7 @@ def test_budget_delete__confirmation_then_deleted(operator: User, tenant: Tenant
 def test_budget_detail__with_data__charts_subjects_and_outliers(
     operator: User, tenant: Tenant, agent: Agent
 ) -> None:
+    roomy_hour(tenant)  # this minute's records and the reads below in one hour window
     costs = ["0.01"] * 120 + ["5.00"]
     ingest(tenant, agent, costs, model="gpt-4o")
     budget = make_budget(tenant, name="each", scope="tenant_agent", limits={"cost_usd": "3"})

@@ -4,7 +4,7 @@ announced to the runtimes that list the budget."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -320,12 +320,15 @@ def _subject_by(budget: Budget) -> str:
 
 def _backfill(budget: Budget, now: datetime) -> None:
     """Count what the budget's scope consumed in the current window before the budget (or its
-    new definition) existed, then check its thresholds."""
-    start, _ = window_bounds(budget.window, now, budget.tenant.time_zone)
+    new definition) existed, then check its thresholds. The whole window, as counting on
+    ingest does (each record in the window of its own minute): a record dated a little ahead
+    (ingest accepts up to ``TELEMETRY_MAX_FUTURE_S``) counts the same whether it arrived before
+    the budget or after, and one dated in the next window is left to the next window."""
+    start, end = window_bounds(budget.window, now, budget.tenant.time_zone)
     spent = consumption_between(
         tenant_id=budget.tenant_id,
         start=start,
-        end=now + timedelta(minutes=1),
+        end=end,
         environment_id=budget.environment_id,
         agent_id=budget.agent_id,
         by=_subject_by(budget),  # type: ignore[arg-type]
