@@ -70,10 +70,14 @@ def _received(pubsub: Any, expected: dict[str, Any]) -> bool:
 
 
 def _use_redis(settings: Any, url: str) -> None:
-    """Point pub/sub and the Celery broker at ``url`` (with the production socket options)."""
+    """Point pub/sub and the Celery broker at ``url`` (with the production socket options).
+    The transport follows the URL's scheme, as with Redis in production settings: without a
+    Redis URL at start the test settings chose the embedded default's filesystem transport
+    (``broker_transport``), which would otherwise win over the URL."""
     settings.REDIS_URL = url
     events.reset_redis_client()
     celery_app.conf.broker_url = url
+    celery_app.conf.broker_transport = None
     celery_app.conf.broker_transport_options = settings.REDIS_BROKER_TRANSPORT_OPTIONS
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
@@ -81,10 +85,19 @@ def _use_redis(settings: Any, url: str) -> None:
 
 @pytest.fixture
 def restore_broker(settings: Any) -> Iterator[None]:
-    broker, options = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
+    conf = celery_app.conf
+    broker, transport, options = (
+        conf.broker_url,
+        conf.broker_transport,
+        conf.broker_transport_options,
+    )
     yield
     events.reset_redis_client()
-    celery_app.conf.broker_url, celery_app.conf.broker_transport_options = broker, options
+    conf.broker_url, conf.broker_transport, conf.broker_transport_options = (
+        broker,
+        transport,
+        options,
+    )
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
 
