@@ -12,6 +12,7 @@ affected: its worker sleeps in a socket that the stop interrupts."""
 from __future__ import annotations
 
 import time
+from queue import Empty
 from typing import Any
 
 from celery.worker import state
@@ -39,22 +40,29 @@ class FilesystemTransport(filesystem.Transport):
 
     def drain_events(self, connection: Any, timeout: float | None = None, **kwargs: Any) -> None:
         """Deliver the next message to its consumer, waiting at most ``timeout`` seconds
-        (forever when ``None``), in slices of one ``polling_interval``.
+        (forever when ``None``; one poll when 0), polling every ``polling_interval`` seconds:
+        kombu's own loop (``kombu/transport/virtual/base.py``, ``Transport.drain_events``)
+        with the stop request looked at before each poll.
 
         Raises:
-            TimeoutError: no message within ``timeout``, or a stop was requested (at once
-                when it already was, else within one slice of it).
+            TimeoutError: no message within ``timeout``, or a stop was requested (before the
+                next poll: within one ``polling_interval`` of the request).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        slice_s = self.polling_interval or 0.2
+        cycle = self.cycle
+        assert cycle is not None, "a consumer's connection has its cycle"
+        started = time.monotonic()
+        polling_interval = self.polling_interval
+        if timeout and polling_interval and polling_interval > timeout:
+            polling_interval = timeout
         while True:
             if _stop_requested():
                 raise TimeoutError()
-            wait = slice_s if deadline is None else min(slice_s, deadline - time.monotonic())
-            if wait <= 0:
-                raise TimeoutError()
             try:
-                super().drain_events(connection, timeout=wait, **kwargs)
-            except TimeoutError:
-                continue
-            return
+                cycle.get(self._deliver, timeout=timeout)
+            except Empty:
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    raise TimeoutError() from None
+                if polling_interval is not None:
+                    time.sleep(polling_interval)
+            else:
+                return

@@ -57,6 +57,18 @@ def test_no_stop_requested__a_waiting_message_is_delivered(
     assert received == [{"n": 1}]
 
 
+def test_no_stop_requested__timeout_zero__one_poll_delivers_a_waiting_message(
+    connection: Connection, stop_flags: None
+) -> None:
+    state.should_stop = state.should_terminate = None
+    received: list[object] = []
+    _one_waiting_message(connection, received)
+    connection.drain_events(timeout=0)
+    assert received == [{"n": 1}]
+    with pytest.raises(TimeoutError):
+        connection.drain_events(timeout=0)  # nothing left: no wait either
+
+
 @pytest.mark.parametrize(
     ("should_stop", "should_terminate"),
     [

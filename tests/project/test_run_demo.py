@@ -282,8 +282,6 @@ def test_run_demo__stops_cleanly(story: Story) -> None:
         assert "Traceback" not in output
         # one stop signal per child: Celery takes a second one for a cold shutdown
         assert "Hitting Ctrl+C again" not in output
-        # ... and each child stops by itself within its grace, none is killed
-        assert ": killed" not in output
         # the fleet stops first, while the web server still answers: each runtime cancels
         # the approval requests it was waiting on, none is left pending in the queue
         assert "approval.cancel_failed" not in output

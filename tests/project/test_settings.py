@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 DUMP = """
 import json
 from controlplane.settings import base as s
+from controlplane.celery import app
+transport = app.connection_for_write().get_transport_cls()
 print(json.dumps({
+    "transport": f"{transport.__module__}.{transport.__qualname__}",
     "db": {k: s.DATABASES["default"].get(k) for k in ("ENGINE", "NAME", "HOST", "PORT", "USER")},
     "broker": s.CELERY_BROKER_URL,
     "broker_options": getattr(s, "CELERY_BROKER_TRANSPORT_OPTIONS", None),
@@ -105,6 +108,8 @@ def test_settings__empty_variables__count_as_unset(tmp_path: Path) -> None:
     )
     assert settings["db"]["NAME"] == str(tmp_path / "controlplane.sqlite3")
     assert settings["broker"] == "filesystem://"
+    # kombu's filesystem transport, made to notice a stop (Ctrl-C on `make run`) at once
+    assert settings["transport"] == "controlplane.broker.FilesystemTransport"
     assert settings["secret_key"] == (tmp_path / "secret_key").read_text().strip()
 
 
@@ -126,6 +131,7 @@ def test_settings__database_url__used(tmp_path: Path) -> None:
 def test_settings__redis_url__broker_and_cache(tmp_path: Path) -> None:
     settings = _settings(tmp_path, REDIS_URL="redis://redis.example.com:6379/0")
     assert settings["broker"] == "redis://redis.example.com:6379/0"
+    assert settings["transport"] == "kombu.transport.redis.Transport"
     # short socket timeouts and a visibility timeout that redelivers within a minute
     options = settings["broker_options"]
     assert options["visibility_timeout"] <= 45
@@ -142,6 +148,7 @@ def test_settings__celery_broker_url__wins_over_redis_url(tmp_path: Path) -> Non
         tmp_path, REDIS_URL="redis://redis:6379/0", CELERY_BROKER_URL="redis://redis:6379/1"
     )
     assert settings["broker"] == "redis://redis:6379/1"
+    assert settings["transport"] == "kombu.transport.redis.Transport"
     assert settings["cache_location"] == "redis://redis:6379/0"
 
 

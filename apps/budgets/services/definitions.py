@@ -323,7 +323,7 @@ def _backfill(budget: Budget, now: datetime) -> None:
     new definition) existed, then check its thresholds. The whole window, as counting on
     ingest does (each record in the window of its own minute): a record dated a little ahead
     (ingest accepts up to ``TELEMETRY_MAX_FUTURE_S``) counts the same whether it arrived before
-    the budget or after, and one dated in the next window is left to the next window."""
+    the budget or after, and one dated in the next window is not counted in this one."""
     start, end = window_bounds(budget.window, now, budget.tenant.time_zone)
     spent = consumption_between(
         tenant_id=budget.tenant_id,
