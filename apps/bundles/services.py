@@ -21,7 +21,7 @@ from apps.core import canonical
 from apps.core.authz import authorize
 from apps.core.reasons import require_reason
 from apps.tenancy.models import Agent, Environment
-from apps.tenancy.services import agent_lock, environment_lock
+from apps.tenancy.services import agent_lock, environment_lock, refuse_archived
 
 from . import signing
 from .models import (
@@ -220,6 +220,8 @@ def evaluation_record(
     )
     if errors:
         raise ValidationError(errors)
+    # evidence about a frozen agent's versions is a change in it
+    refuse_archived(agent=agent_lock(agent_id=version.agent_id))
     if run_id:
         existing = Evaluation.objects.filter(version=version, suite=suite, run_id=run_id).first()
         if existing is not None:

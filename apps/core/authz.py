@@ -291,9 +291,12 @@ def authorize(
     archived (``ValidationError`` on ``tenant``, 400: an archived tenant is frozen until it
     is restored). ``while_archived``: the change is one an archived tenant still takes, one
     that restores it or takes something away from it (a token revoked, an alert closed, an
-    alert channel removed). A ``SystemActor`` (command, task) passes: it acts for whoever
-    started it."""
+    alert channel removed). A ``SystemActor`` (command, task) passes the role and tenant
+    checks, as it acts for whoever started it, but not the archived one: a command is not a
+    way around a frozen tenant."""
     if isinstance(actor, SystemActor):
+        if tenant is not None and not while_archived and getattr(tenant, "is_archived", False):
+            raise ValidationError({"tenant": [TENANT_ARCHIVED]})
         return
     if actor is None or not actor.is_authenticated or not actor.is_active:
         raise PermissionDenied("Log in first.")

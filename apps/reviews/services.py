@@ -11,6 +11,7 @@ from django.utils import timezone
 from apps.audit.services import Actor, audit_record
 from apps.core.authz import authorize
 from apps.tenancy.models import Agent, Environment
+from apps.tenancy.services import agent_lock, refuse_archived
 
 from .models import Grade, ReviewGrade, ReviewPolicy
 
@@ -73,7 +74,8 @@ def review_grade(
         errors["note"] = ["At most 5,000 characters."]
     if errors:
         raise ValidationError(errors)
-    Agent.objects.select_for_update(no_key=True).filter(pk=agent.pk).first()
+    # the agent's row lock serialises grading a session (and an archive of the agent)
+    refuse_archived(agent=agent_lock(agent_id=agent.pk), environment=environment)
     existing = ReviewGrade.objects.filter(
         agent=agent, environment=environment, session_id=session_id
     ).first()

@@ -196,7 +196,9 @@ def served_agent_ids(
     if not slugs:
         return None
     found = set(
-        Agent.objects.filter(tenant_id=token.tenant_id, slug__in=slugs).values_list("pk", flat=True)
+        Agent.objects.filter(
+            tenant_id=token.tenant_id, slug__in=slugs, archived_at__isnull=True
+        ).values_list("pk", flat=True)
     )
     return found or None
 

@@ -59,6 +59,33 @@ def environment_lock(*, environment_id: int) -> Environment:
     return lock_row(Environment, environment_id, related=("tenant",))
 
 
+def refuse_archived(*, agent: Agent | None = None, environment: Environment | None = None) -> None:
+    """The one check of an archived agent or environment: what is archived is frozen, so a
+    change to it or in it is refused until it is restored. Raises ``ValidationError`` with
+    one field error per archived scope given, e.g. ``{"agent": ["support-bot is archived."],
+    "environment": ["Staging is archived."]}``; returns when none is archived. Pass rows
+    re-read under the lock that serialises the change (``agent_lock``, ``environment_lock``)
+    so an archive committing meanwhile is seen. A change that takes something away (a
+    candidate taken back, a token revoked) does not call this. (An archived tenant is
+    refused by ``apps.core.authz.authorize``.)"""
+    errors = archived_errors(agent=agent, environment=environment)
+    if errors:
+        raise ValidationError(errors)
+
+
+def archived_errors(
+    *, agent: Agent | None = None, environment: Environment | None = None
+) -> dict[str, list[str]]:
+    """``refuse_archived``'s field errors, for a service that collects all of its errors
+    before it refuses (empty when neither is archived)."""
+    errors: dict[str, list[str]] = {}
+    if agent is not None and agent.is_archived:
+        errors["agent"] = [f"{agent.slug} is archived."]
+    if environment is not None and environment.is_archived:
+        errors["environment"] = [f"{environment.name} is archived."]
+    return errors
+
+
 def _validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
         raise ValidationError(
@@ -310,6 +337,7 @@ def agent_update(
     authorize(actor, "tenancy.change_agent", agent.tenant)
     agent = agent_lock(agent_id=agent.pk)
     _check_seen(agent, expected_version)
+    refuse_archived(agent=agent)
     before = agent.snapshot()
     changes = {k: v for k, v in {"name": name, "description": description}.items() if v is not None}
     if _save_changes(agent, changes):
@@ -392,6 +420,7 @@ def environment_update(
     authorize(actor, "tenancy.change_environment", environment.tenant)
     environment = environment_lock(environment_id=environment.pk)
     _check_seen(environment, expected_version)
+    refuse_archived(environment=environment)
     before = environment.snapshot()
     changes = {
         k: v for k, v in {"name": name, "is_production": is_production}.items() if v is not None
@@ -431,6 +460,7 @@ def environment_move(
     # locked too: an edit of this environment (its row lock only) must not slip in between
     environment = environment_lock(environment_id=environment.pk)
     _check_seen(environment, expected_version)
+    refuse_archived(environment=environment)
     siblings = Environment.objects.filter(tenant_id=environment.tenant_id, archived_at__isnull=True)
     if direction == "up":
         neighbour = siblings.filter(position__lt=environment.position).order_by("-position").first()

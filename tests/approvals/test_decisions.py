@@ -34,6 +34,7 @@ from apps.approvals.services import (
 from apps.audit.models import AuditEvent
 from apps.core.roles import Role
 from apps.tenancy.models import Tenant
+from apps.tenancy.services import agent_archive, environment_archive, tenant_archive
 
 from ..factories import make_user
 from ..races import postgresql_only
@@ -460,3 +461,29 @@ def test_naming_another_version_cannot_lower_the_stable_rating(tenant, agent, re
         idempotency_key="new-1",
     )
     assert new.risk == "read"  # a candidate's new tool: the stable version says nothing of it
+
+
+@pytest.mark.parametrize("archived", ["tenant", "agent", "environment"])
+def test_archived_scope__approve_refused__reject_still_clears_it(  # type: ignore[no-untyped-def]
+    tenant, agent, refunds, approver, archived: str
+) -> None:
+    admin = make_user(Role.ADMIN, tenant, username="ada-admin")
+    request = open_request(tenant)
+    if archived == "tenant":
+        tenant_archive(actor=admin, tenant=tenant, reason="offboarded")
+    elif archived == "agent":
+        agent_archive(actor=admin, agent=agent, reason="retired")
+    else:
+        production = tenant.environments.get(slug="production")
+        environment_archive(actor=admin, environment=production, reason="moved")
+    audited = AuditEvent.objects.count()
+    with pytest.raises(ValidationError) as refused:
+        approval_decide(actor=approver, request=request, choice="approve", comment="ok")
+    assert list(refused.value.message_dict) == [archived]
+    assert "archived" in refused.value.message_dict[archived][0]
+    request.refresh_from_db()
+    assert (request.status, request.approvals) == (Status.PENDING, 0)
+    assert AuditEvent.objects.count() == audited
+    # a reject takes the action away: the approver can still clear the queue
+    rejected = approval_decide(actor=approver, request=request, choice="reject", comment="no")
+    assert rejected.status == Status.REJECTED

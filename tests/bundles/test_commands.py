@@ -103,9 +103,8 @@ def test_push__ambiguous_or_unknown_agent__fails(agent: Agent, tenant: Tenant) -
 
 def test_push__as_viewer_user__refused(agent: Agent, tenant: Tenant) -> None:
     make_user(Role.VIEWER, tenant, username="vera")
-    from django.core.exceptions import PermissionDenied
-
-    with pytest.raises(PermissionDenied):
+    # said in a line, as every refusal of the command is, not a traceback
+    with pytest.raises(CommandError, match=r"Refused; nothing was stored: .+"):
         run(
             "bundle",
             "push",

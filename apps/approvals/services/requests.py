@@ -21,12 +21,14 @@ from apps.alerts.services import alert_raise
 from apps.audit.services import Actor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
 from apps.bundles.schema import TOOL_NAME_PATTERN
+from apps.core.authz import TENANT_ARCHIVED
 from apps.core.canonical import CanonicalError, canonical_json
 from apps.core.input_guards import json_problems
 from apps.core.locks import lock_row
 from apps.rollouts.models import Deployment
 from apps.rollouts.selectors import deployment_current, rollout_active
 from apps.tenancy.models import Agent, Environment
+from apps.tenancy.services import refuse_archived
 
 from ..contract import REDACTED, assess, declared_risk, sensitive_paths
 from ..models import (
@@ -583,8 +585,10 @@ def approval_decide(
     critical). The requester (``requested_by``) cannot decide their own request. Two
     approvers deciding at once: the row lock makes one win, the other gets
     ``AlreadyDecided`` naming who decided. A request past its expiry expires instead.
-    ``bulk``: refused for anything but low-risk single-approver requests. Raises
-    ``PermissionDenied``, ``ValidationError``, ``AlreadyDecided``."""
+    ``bulk``: refused for anything but low-risk single-approver requests. An approval of a
+    request whose tenant, agent or environment is archived is refused (``ValidationError``
+    on that field); a reject is not. Raises ``PermissionDenied``, ``ValidationError``,
+    ``AlreadyDecided``."""
     comment = _decision_checked(choice, comment)
     user, label = actor_identity(actor)
     if user is None:
@@ -592,6 +596,12 @@ def approval_decide(
     locked = _lock(request.pk)
     if not may_decide(user, locked.queue):
         raise PermissionDenied(f"You are not an approver of the queue {locked.queue.name}.")
+    if choice == ApprovalVote.Choice.APPROVE:
+        # What is archived is frozen: nothing in it is let through. A reject, which takes the
+        # action away, still clears the request from the queue.
+        if locked.tenant.is_archived:
+            raise ValidationError({"tenant": [TENANT_ARCHIVED]})
+        refuse_archived(agent=locked.agent, environment=locked.environment)
     if locked.status == Status.PENDING and locked.expires_at <= timezone.now():
         # Due but not swept yet: it is expired all the same (the sweep records it; anything
         # written here would be rolled back with this refusal).

@@ -357,13 +357,23 @@ class DueReport:
 
 
 def rollouts_analyse_due(now: datetime | None = None) -> DueReport:
-    """Analyse every rollout that is shadowing or in canary now (``rollout_analyse``), each
-    in its own transaction: a rollout whose tick fails is logged with its error and the
-    others go on. Idempotent per 30-second slot, so two beat processes may both run it."""
+    """Analyse every rollout that is shadowing or in canary now (``rollout_analyse``), but
+    those of an archived tenant, agent or environment, each in its own transaction: a
+    rollout whose tick fails is logged with its error and the others go on. Idempotent per
+    30-second slot, so two beat processes may both run it."""
     now = now or timezone.now()
     report = DueReport()
+    # What is archived is frozen (tenancy.services.refuse_archived): its rollouts wait for a
+    # restore instead of failing each tick (their runtimes are refused meanwhile anyway).
     ids = list(
-        Rollout.objects.filter(state__in=ANALYSED).order_by("id").values_list("id", flat=True)
+        Rollout.objects.filter(
+            state__in=ANALYSED,
+            agent__archived_at__isnull=True,
+            environment__archived_at__isnull=True,
+            agent__tenant__archived_at__isnull=True,
+        )
+        .order_by("id")
+        .values_list("id", flat=True)
     )
     for rollout_id in ids:
         try:

@@ -17,7 +17,13 @@ from apps.bundles.models import BundleVersion
 from apps.core.authz import authorize
 from apps.core.reasons import require_reason
 from apps.tenancy.models import Agent, Environment
-from apps.tenancy.services import environment_lock, environment_revision_bump
+from apps.tenancy.services import (
+    agent_lock,
+    archived_errors,
+    environment_lock,
+    environment_revision_bump,
+    refuse_archived,
+)
 
 from ..models import Deployment
 from ..selectors import deployment_sequence, rollback_plan, rollback_targets, rollout_active
@@ -26,10 +32,10 @@ from .gating import gate_enforce
 log = structlog.get_logger(__name__)
 
 
-def _lock_history(*, agent: Agent, environment: Environment) -> None:
+def _lock_history(*, agent: Agent, environment: Environment) -> Environment:
     # Lock the environment row: concurrent deploys and rollbacks of it take turns, so each
     # sees the deployment it replaces (the one-live-row constraint backs this up).
-    environment_lock(environment_id=environment.pk)
+    return environment_lock(environment_id=environment.pk)
 
 
 def _live(*, agent: Agent, environment: Environment) -> Deployment | None:
@@ -153,10 +159,9 @@ def deployment_create(
     authorize(actor, "rollouts.add_deployment", agent.tenant)
     errors: dict[str, list[str]] = {}
     reason = require_reason(reason, errors=errors)
-    if environment.tenant_id != agent.tenant_id or environment.is_archived:
-        errors["environment"] = ["Choose an active environment of the agent's tenant."]
-    if agent.is_archived:
-        errors["agent"] = ["This agent is archived."]
+    errors.update(archived_errors(agent=agent, environment=environment))
+    if environment.tenant_id != agent.tenant_id:
+        errors["environment"] = ["Choose an environment of the agent's tenant."]
     if version.agent_id != agent.pk:
         errors["version"] = ["This version belongs to another agent."]
     if errors:
@@ -223,7 +228,8 @@ def deployment_rollback(
     reason = require_reason(reason)
     if environment.tenant_id != agent.tenant_id:
         raise ValidationError({"environment": ["Choose an environment of the agent's tenant."]})
-    _lock_history(agent=agent, environment=environment)
+    locked = _lock_history(agent=agent, environment=environment)
+    refuse_archived(agent=agent_lock(agent_id=agent.pk), environment=locked)
     running = rollout_active(agent=agent, environment=environment)
     if running is not None:
         # Moving stable under a running rollout would leave it judged against a baseline no

@@ -28,7 +28,12 @@ from apps.core.reasons import require_reason
 from apps.flags.validation.constraints import OPERATORS, normalize_constraints
 from apps.flags.validation.report import Context, Problems
 from apps.tenancy.models import Agent, Environment
-from apps.tenancy.services import environment_lock, environment_revision_bump
+from apps.tenancy.services import (
+    archived_errors,
+    environment_lock,
+    environment_revision_bump,
+    refuse_archived,
+)
 
 from ..models import Deployment, Rollout, RolloutTransition
 from ..plans import STICKINESS, plan_normalised
@@ -158,10 +163,9 @@ def rollout_start(
     authorize(actor, "rollouts.add_rollout", agent.tenant)
     errors: dict[str, list[str]] = {}
     reason = require_reason(reason, errors=errors)
-    if environment.tenant_id != agent.tenant_id or environment.is_archived:
-        errors["environment"] = ["Choose an active environment of the agent's tenant."]
-    if agent.is_archived:
-        errors["agent"] = ["This agent is archived."]
+    errors.update(archived_errors(agent=agent, environment=environment))
+    if environment.tenant_id != agent.tenant_id:
+        errors["environment"] = ["Choose an environment of the agent's tenant."]
     if candidate.agent_id != agent.pk:
         errors["candidate"] = ["This version belongs to another agent."]
     if stickiness and stickiness not in STICKINESS:
@@ -434,10 +438,14 @@ def rollout_transition(
             {"event": ["Choose advance, pause, resume, complete, abort, rollback or shrink."]}
         )
     reason = require_reason(reason)
-    environment_lock(environment_id=rollout.environment_id)
+    environment = environment_lock(environment_id=rollout.environment_id)
     rollout = lock_row(
         Rollout, rollout_id, related=("agent__tenant", "environment", "candidate", "baseline")
     )
+    if event not in _BACK:
+        # as in an archived tenant: in an archived environment, or for an archived agent, a
+        # candidate is only ever taken back
+        refuse_archived(agent=rollout.agent, environment=environment)
     # who moved it first, named in the refusal (an operator, or the canary analysis): read
     # only when the check will refuse
     last = (

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.http import Http404
 
@@ -23,6 +24,13 @@ from ...exports import export_json, export_yaml
 from ...parsing import finding_line, pointer_lines, scalar_spans
 from ...schema import bundle_json_schema
 from ...validation import ValidationResult, validate_source
+
+
+def _messages(exc: ValidationError | PermissionDenied) -> list[str]:
+    """What a refusal says, as lines for the terminal."""
+    if isinstance(exc, ValidationError):
+        return list(exc.messages)
+    return [str(exc) or "Permission denied."]
 
 
 def _format_for(path: str | None, explicit: str | None) -> str | None:
@@ -141,6 +149,10 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{options['file']} was refused; nothing was stored:\n" + "\n".join(problems)
             ) from None
+        except (ValidationError, PermissionDenied) as exc:
+            # an archived agent or tenant, a user whose role may not push: said, no traceback
+            refusal = "; ".join(_messages(exc))
+            raise CommandError(f"Refused; nothing was stored: {refusal}") from None
         self._warn(result.warnings, source)
         version = result.version
         if result.created:
