@@ -114,7 +114,12 @@ def _simulator_token(var_dir: Path) -> str | None:
         if runtime_token_authenticate(raw) is not None:
             return raw
     environment = (
-        Environment.objects.filter(tenant__slug="acme", slug="production")
+        Environment.objects.filter(
+            tenant__slug="acme",
+            slug="production",
+            archived_at__isnull=True,
+            tenant__archived_at__isnull=True,  # frozen: no new token (and no demo fleet)
+        )
         .select_related("tenant")
         .first()
     )

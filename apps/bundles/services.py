@@ -220,8 +220,6 @@ def evaluation_record(
     )
     if errors:
         raise ValidationError(errors)
-    # evidence about a frozen agent's versions is a change in it
-    refuse_archived(agent=agent_lock(agent_id=version.agent_id))
     if run_id:
         existing = Evaluation.objects.filter(version=version, suite=suite, run_id=run_id).first()
         if existing is not None:
@@ -241,6 +239,9 @@ def evaluation_record(
                     }
                 )
             return existing, False
+    # new evidence about a frozen agent's versions is a change in it (a CI retry of a run
+    # already recorded, above, still gets the stored result)
+    refuse_archived(agent=agent_lock(agent_id=version.agent_id))
     user, label = actor_identity(actor)
     evaluation = Evaluation.objects.create(
         version=version,

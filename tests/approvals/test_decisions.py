@@ -487,3 +487,6 @@ def test_archived_scope__approve_refused__reject_still_clears_it(  # type: ignor
     # a reject takes the action away: the approver can still clear the queue
     rejected = approval_decide(actor=approver, request=request, choice="reject", comment="no")
     assert rejected.status == Status.REJECTED
+    # decided: an approval now is told so (409), not that the scope is archived
+    with pytest.raises(AlreadyDecided):
+        approval_decide(actor=approver, request=request, choice="approve", comment="late")

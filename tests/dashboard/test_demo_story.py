@@ -30,6 +30,7 @@ from apps.flags.services import kill_switch_engage
 from apps.rollouts.models import Rollout, RolloutPlan
 from apps.rollouts.services import deployment_create, rollout_plan_set, rollout_transition
 from apps.tenancy.models import Tenant
+from apps.tenancy.services import agent_archive, environment_archive, tenant_archive
 
 from ..races import postgresql_only, race
 
@@ -296,3 +297,28 @@ def test_story__demo_tenant_archived__nothing_set_created_or_started(acme: Tenan
     assert not Budget.objects.filter(tenant=acme, name=DEMO_BUDGET["name"]).exists()
     assert not Rollout.objects.exists()
     assert "no demo data" in out.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("archived", ["tenant", "agent", "environment"])
+def test_seed_demo__an_operator_archived_part_of_the_demo__loads_again_without_touching_it(
+    archived: str,
+) -> None:
+    # `make run` seeds on every start: an archived demo (frozen, commands included) must not
+    # stop it
+    call_command("seed_demo", stdout=StringIO())
+    acme = Tenant.objects.get(slug="acme")
+    admin = SystemActor("test")
+    if archived == "tenant":
+        tenant_archive(actor=admin, tenant=acme, reason="done with the demo")
+    elif archived == "agent":
+        agent_archive(actor=admin, agent=acme.agents.get(slug="support-bot"), reason="retired")
+    else:
+        staging = acme.environments.get(slug="staging")
+        environment_archive(actor=admin, environment=staging, reason="unused")
+    audited = AuditEvent.objects.count()
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    assert AuditEvent.objects.count() == audited, out.getvalue()
+    if archived == "tenant":
+        assert "demo tenant acme is archived" in out.getvalue()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 
 from apps.accounts.runtime_tokens import runtime_token_create
@@ -138,10 +139,6 @@ CHANGES: dict[str, tuple[Callable[[World], object], tuple[str, ...]]] = {
         ),
         ("agent", "environment"),
     ),
-    "release the kill switch": (
-        lambda w: kill_switch_release(actor=w.admin, switch=w.switch, reason="fixed"),
-        ("agent", "environment"),
-    ),
     "roll back the stable version": (
         lambda w: deployment_rollback(
             actor=w.admin, agent=w.agent, environment=w.production, reason="bad"
@@ -194,22 +191,58 @@ def test_archived_scope__running_rollout__taken_back_never_pushed_further(
     world: World, what: str
 ) -> None:
     _archive(world, what)
-    result = rollout_transition(
-        actor=world.admin, rollout_id=world.rollout.pk, event="rollback", reason="archived"
+
+    def move(event: str) -> Rollout:
+        return rollout_transition(
+            actor=world.admin, rollout_id=world.rollout.pk, event=event, reason="archived"
+        ).rollout
+
+    assert move("pause").state == Rollout.State.PAUSED
+    with pytest.raises(ValidationError) as refused:
+        move("resume")
+    assert what in refused.value.message_dict
+    assert move("rollback").state == Rollout.State.ROLLED_BACK
+
+
+@pytest.mark.parametrize("what", ["agent", "environment"])
+def test_archived_scope__what_takes_something_away__still_goes_through(
+    world: World, what: str
+) -> None:
+    # an evaluation retried by CI gets the run it recorded; a kill switch of what nothing
+    # serves any more is released (there is no restore to wait for)
+    recorded, created = evaluation_record(
+        actor=world.admin,
+        version=world.versions[1],
+        suite="golden",
+        passed=9,
+        failed=1,
+        run_id="r1",
     )
-    assert result.rollout.state == Rollout.State.ROLLED_BACK
+    assert created
+    _archive(world, what)
+    again, created = evaluation_record(
+        actor=world.admin,
+        version=world.versions[1],
+        suite="golden",
+        passed=9,
+        failed=1,
+        run_id="r1",
+    )
+    assert (again.pk, created) == (recorded.pk, False)
+    released = kill_switch_release(actor=world.admin, switch=world.switch, reason="retired")
+    assert released.released_at is not None
 
 
-@pytest.mark.parametrize("what", ["agent", "environment", "tenant"])
+@pytest.mark.parametrize("what", ["nothing", "agent", "environment", "tenant"])
 def test_archived_scope__canary_analysis__leaves_its_rollout_alone(world: World, what: str) -> None:
     # the analysis would otherwise move it (or fail each tick, refused)
     if what == "tenant":
         tenant_archive(actor=world.admin, tenant=world.tenant, reason="offboarded")
-    else:
+    elif what != "nothing":
         _archive(world, what)
     report = rollouts_analyse_due(now=timezone.now() + timedelta(minutes=1))
-    assert world.rollout.pk not in report.analysed
     assert world.rollout.pk not in report.failed
+    assert (world.rollout.pk in report.analysed) == (what == "nothing")
 
 
 def test_archived_tenant__a_command__refused_too(world: World) -> None:
@@ -221,7 +254,7 @@ def test_archived_tenant__a_command__refused_too(world: World) -> None:
             actor=SYSTEM, tenant=world.tenant, environment=world.production, name="cli"
         )
     assert refused.value.message_dict == {"tenant": ["This tenant is archived; restore it first."]}
-    with pytest.raises(Exception, match="archived"):
+    with pytest.raises(CommandError, match="This tenant is archived"):
         call_command(
             "deploy",
             "--tenant",

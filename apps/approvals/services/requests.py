@@ -596,12 +596,6 @@ def approval_decide(
     locked = _lock(request.pk)
     if not may_decide(user, locked.queue):
         raise PermissionDenied(f"You are not an approver of the queue {locked.queue.name}.")
-    if choice == ApprovalVote.Choice.APPROVE:
-        # What is archived is frozen: nothing in it is let through. A reject, which takes the
-        # action away, still clears the request from the queue.
-        if locked.tenant.is_archived:
-            raise ValidationError({"tenant": [TENANT_ARCHIVED]})
-        refuse_archived(agent=locked.agent, environment=locked.environment)
     if locked.status == Status.PENDING and locked.expires_at <= timezone.now():
         # Due but not swept yet: it is expired all the same (the sweep records it; anything
         # written here would be rolled back with this refusal).
@@ -611,6 +605,12 @@ def approval_decide(
         )
     if locked.status != Status.PENDING:
         raise AlreadyDecided(_decided_message(locked), locked)
+    if choice == ApprovalVote.Choice.APPROVE:
+        # What is archived is frozen: nothing in it is let through. A reject, which takes the
+        # action away, still clears the request from the queue.
+        if locked.tenant.is_archived:
+            raise ValidationError({"tenant": [TENANT_ARCHIVED]})
+        refuse_archived(agent=locked.agent, environment=locked.environment)
     if bulk and (locked.risk not in BULK_RISKS or locked.approvals_required > 1):
         raise ValidationError(
             {"decision": [f"#{locked.pk} is {locked.risk_label} risk: decide it on its own."]}

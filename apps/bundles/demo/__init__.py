@@ -57,7 +57,7 @@ def seed(tenant: Tenant) -> list[str]:
     done: list[str] = []
     pushed: dict[str, BundleVersion] = {}
     for agent_slug, filename, message in VERSIONS:
-        agent = tenant.agents.filter(slug=agent_slug).first()
+        agent = tenant.agents.filter(slug=agent_slug, archived_at__isnull=True).first()
         if agent is None:
             continue
         result = bundle_version_push(

@@ -24,7 +24,7 @@ from apps.core.concurrency import StaleVersion, who_and_when
 from apps.core.deployed_tools import deployed_tools
 from apps.core.locks import lock_row
 from apps.tenancy.models import Agent, Environment, Tenant
-from apps.tenancy.services import environment_revision_bump, refuse_archived, tenant_lock
+from apps.tenancy.services import environment_revision_bump, tenant_lock
 
 from ..models import AgentMode, KillSwitch, KillSwitchKind, KillSwitchScope
 from ..selectors import kill_switch_affected_environments
@@ -312,8 +312,8 @@ def kill_switch_release(
     _authorize(actor, "flags.change_killswitch", switch.scope, switch.tenant)
     reason = require_reason(reason)
     switch = lock_row(KillSwitch, switch.pk, related=("tenant", "agent", "environment"))
-    # frozen as its agent or environment is, like an engage there
-    refuse_archived(agent=switch.agent, environment=switch.environment)
+    # Released even when its agent or environment is archived: a release of what nothing
+    # serves any more takes the switch away (there is no restore that would bring it back).
     if switch.released_at is not None:
         raise StaleVersion(
             f"Kill switch #{switch.pk} was already released "

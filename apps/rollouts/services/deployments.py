@@ -166,7 +166,8 @@ def deployment_create(
         errors["version"] = ["This version belongs to another agent."]
     if errors:
         raise ValidationError(errors)
-    _lock_history(agent=agent, environment=environment)
+    # again under the lock: an archive committing meanwhile is seen
+    refuse_archived(environment=_lock_history(agent=agent, environment=environment))
     current = _live(agent=agent, environment=environment)
     _check_seen(agent=agent, environment=environment, current=current, expected=expected_version)
     running = rollout_active(agent=agent, environment=environment)

@@ -173,7 +173,8 @@ def rollout_start(
     if errors:
         raise ValidationError(errors)
     cleaned_constraints = _constraints_clean(constraints)
-    environment_lock(environment_id=environment.pk)
+    # again under the lock: an archive committing meanwhile is seen
+    refuse_archived(environment=environment_lock(environment_id=environment.pk))
     stable = deployment_current(agent=agent, environment=environment)
     if stable is None:
         raise ValidationError(
@@ -315,6 +316,10 @@ def transition_refusal(rollout: Rollout, event: str) -> str:
     """Why ``rollout_transition`` would refuse ``event`` on ``rollout`` as it is read now
     ("" when it would move it; stale versions aside): what a confirmation page states instead
     of an effect that will not happen. ``event`` is one of ``Rollout.Event`` but start."""
+    if event not in _BACK:
+        archived = archived_errors(agent=rollout.agent, environment=rollout.environment)
+        if archived:
+            return " ".join(message for messages in archived.values() for message in messages)
     if event == Event.SHRINK:
         try:
             _check_shrink(rollout)
