@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +20,8 @@ from django.utils import timezone
 
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.models import AuditEvent
-from apps.audit.services import SystemActor
 from apps.bundles.models import BundleVersion
-from apps.bundles.services import bundle_version_push, evaluation_record
+from apps.bundles.services import evaluation_record
 from apps.flags.models import KillSwitch
 from apps.flags.services import kill_switch_engage, kill_switch_release
 from apps.reviews.services import review_grade
@@ -48,9 +46,7 @@ from apps.tenancy.services import (
 
 from ..conftest import api_as
 from ..factories import AgentFactory
-
-DEMO = Path(__file__).resolve().parents[2] / "apps" / "bundles" / "demo"
-SYSTEM = SystemActor("test")
+from .test_archived_tenant import SYSTEM, _push_v1_and_v2
 
 
 @dataclass
@@ -72,15 +68,7 @@ def world(tenant: Tenant, admin: Any) -> World:
     agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
     production = tenant.environments.get(slug="production")
     staging = tenant.environments.get(slug="staging")
-    versions = [
-        bundle_version_push(
-            actor=SYSTEM,
-            agent=agent,
-            message=f"v{n}",
-            source=(DEMO / f"support-bot-v{n}.yaml").read_text(),
-        ).version
-        for n in (1, 2)
-    ]
+    versions = _push_v1_and_v2(agent)
     for version in versions:
         deployment_create(
             actor=SYSTEM, agent=agent, environment=production, version=version, reason="r"
@@ -210,24 +198,20 @@ def test_archived_scope__what_takes_something_away__still_goes_through(
 ) -> None:
     # an evaluation retried by CI gets the run it recorded; a kill switch of what nothing
     # serves any more is released (there is no restore to wait for)
-    recorded, created = evaluation_record(
-        actor=world.admin,
-        version=world.versions[1],
-        suite="golden",
-        passed=9,
-        failed=1,
-        run_id="r1",
-    )
+    def record() -> tuple[Any, bool]:
+        return evaluation_record(
+            actor=world.admin,
+            version=world.versions[1],
+            suite="golden",
+            passed=9,
+            failed=1,
+            run_id="r1",
+        )
+
+    recorded, created = record()
     assert created
     _archive(world, what)
-    again, created = evaluation_record(
-        actor=world.admin,
-        version=world.versions[1],
-        suite="golden",
-        passed=9,
-        failed=1,
-        run_id="r1",
-    )
+    again, created = record()
     assert (again.pk, created) == (recorded.pk, False)
     released = kill_switch_release(actor=world.admin, switch=world.switch, reason="retired")
     assert released.released_at is not None
