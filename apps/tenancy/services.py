@@ -59,26 +59,37 @@ def environment_lock(*, environment_id: int) -> Environment:
     return lock_row(Environment, environment_id, related=("tenant",))
 
 
-def refuse_archived(*, agent: Agent | None = None, environment: Environment | None = None) -> None:
-    """The one check of an archived agent or environment: what is archived is frozen, so a
-    change to it or in it is refused until it is restored. Raises ``ValidationError`` with
-    one field error per archived scope given, e.g. ``{"agent": ["support-bot is archived."],
-    "environment": ["Staging is archived."]}``; returns when none is archived. Pass rows
-    re-read under the lock that serialises the change (``agent_lock``, ``environment_lock``)
-    so an archive committing meanwhile is seen. A change that takes something away (a
-    candidate taken back, a token revoked) does not call this. (An archived tenant is
-    refused by ``apps.core.authz.authorize``.)"""
-    errors = archived_errors(agent=agent, environment=environment)
+def refuse_archived(
+    *,
+    tenant: Tenant | None = None,
+    agent: Agent | None = None,
+    environment: Environment | None = None,
+) -> None:
+    """The one check of an archived agent or environment (and of a tenant, for a service
+    that does not go through ``apps.core.authz.authorize``, which refuses an archived tenant
+    itself): what is archived is frozen, so a change to it or in it is refused until it is
+    restored. Raises ``ValidationError`` with one field error per archived scope given, e.g.
+    ``{"agent": ["support-bot is archived."], "environment": ["Staging is archived."]}``;
+    returns when none is archived. Pass rows re-read under the lock that serialises the
+    change (``agent_lock``, ``environment_lock``) so an archive committing meanwhile is seen.
+    A change that takes something away (a candidate taken back, a token revoked) does not
+    call this."""
+    errors = archived_errors(tenant=tenant, agent=agent, environment=environment)
     if errors:
         raise ValidationError(errors)
 
 
 def archived_errors(
-    *, agent: Agent | None = None, environment: Environment | None = None
+    *,
+    tenant: Tenant | None = None,
+    agent: Agent | None = None,
+    environment: Environment | None = None,
 ) -> dict[str, list[str]]:
     """``refuse_archived``'s field errors, for a service that collects all of its errors
-    before it refuses (empty when neither is archived)."""
+    before it refuses (empty when none is archived)."""
     errors: dict[str, list[str]] = {}
+    if tenant is not None and tenant.is_archived:
+        errors["tenant"] = [TENANT_ARCHIVED]
     if agent is not None and agent.is_archived:
         errors["agent"] = [f"{agent.slug} is archived."]
     if environment is not None and environment.is_archived:
@@ -297,17 +308,11 @@ def tenant_restore(
 # --------------------------------------------------------------------------- agents
 
 
-def _require_active_tenant(tenant: Tenant) -> None:
-    if tenant.is_archived:
-        raise ValidationError({"tenant": [TENANT_ARCHIVED]})
-
-
 @transaction.atomic
 def agent_create(
     *, actor: Actor, tenant: Tenant, slug: str, name: str, description: str = "", reason: str = ""
 ) -> Agent:
-    authorize(actor, "tenancy.add_agent", tenant)
-    _require_active_tenant(tenant)
+    authorize(actor, "tenancy.add_agent", tenant)  # refuses an archived tenant, commands too
     _require_unique_slug(tenant.agents.all(), slug, f"An agent of {tenant.name}")
     agent = Agent(tenant=tenant, slug=slug, name=name, description=description)
     agent.full_clean()
@@ -378,8 +383,7 @@ def environment_create(
     reason: str = "",
 ) -> Environment:
     """A new environment goes last in the promotion order unless a free position is given."""
-    authorize(actor, "tenancy.add_environment", tenant)
-    _require_active_tenant(tenant)
+    authorize(actor, "tenancy.add_environment", tenant)  # refuses an archived tenant too
     tenant_lock(tenant_id=tenant.pk)  # serialises positions
     active = Environment.objects.filter(tenant=tenant, archived_at__isnull=True)
     if position is None:

@@ -21,7 +21,6 @@ from apps.alerts.services import alert_raise
 from apps.audit.services import Actor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
 from apps.bundles.schema import TOOL_NAME_PATTERN
-from apps.core.authz import TENANT_ARCHIVED
 from apps.core.canonical import CanonicalError, canonical_json
 from apps.core.input_guards import json_problems
 from apps.core.locks import lock_row
@@ -608,9 +607,7 @@ def approval_decide(
     if choice == ApprovalVote.Choice.APPROVE:
         # What is archived is frozen: nothing in it is let through. A reject, which takes the
         # action away, still clears the request from the queue.
-        if locked.tenant.is_archived:
-            raise ValidationError({"tenant": [TENANT_ARCHIVED]})
-        refuse_archived(agent=locked.agent, environment=locked.environment)
+        refuse_archived(tenant=locked.tenant, agent=locked.agent, environment=locked.environment)
     if bulk and (locked.risk not in BULK_RISKS or locked.approvals_required > 1):
         raise ValidationError(
             {"decision": [f"#{locked.pk} is {locked.risk_label} risk: decide it on its own."]}

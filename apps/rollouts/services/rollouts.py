@@ -316,15 +316,13 @@ def transition_refusal(rollout: Rollout, event: str) -> str:
     """Why ``rollout_transition`` would refuse ``event`` on ``rollout`` as it is read now
     ("" when it would move it; stale versions aside): what a confirmation page states instead
     of an effect that will not happen. ``event`` is one of ``Rollout.Event`` but start."""
-    if event not in _BACK:
-        archived = archived_errors(agent=rollout.agent, environment=rollout.environment)
-        if archived:
-            return " ".join(message for messages in archived.values() for message in messages)
-    if event == Event.SHRINK:
-        try:
+    try:
+        if event not in _BACK:  # rollout_transition's own check
+            refuse_archived(agent=rollout.agent, environment=rollout.environment)
+        if event == Event.SHRINK:
             _check_shrink(rollout)
-        except ValidationError as exc:
-            return " ".join(exc.messages)
+    except ValidationError as exc:
+        return " ".join(exc.messages)
     target, _ = _target(rollout, event)
     return _move_refusal(rollout, Event.COMPLETE if target == State.COMPLETED else event, target)
 
