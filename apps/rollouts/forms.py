@@ -173,6 +173,11 @@ class PlanForm(forms.Form):
         label="Consecutive failures before acting",
         help_text="ticks in a row a metric must FAIL before its on-failure action",
     )
+    alpha = forms.FloatField(
+        label="False-alarm rate per metric (0 to 1)",
+        help_text="the chance a healthy candidate fails a metric at all in a rollout; "
+        "lower is quieter and slower to catch a regression",
+    )
     guardrail_max_error_rate = forms.FloatField(
         label="Guardrail: error rate that rolls back at once (0 to 1)"
     )
@@ -197,6 +202,7 @@ class PlanForm(forms.Form):
         "shadow.min_dwell_s": "shadow_min_dwell_s",
         "shadow.min_requests": "shadow_min_requests",
         "failure_limit": "failure_limit",
+        "alpha": "alpha",
         "guardrail.max_error_rate": "guardrail_max_error_rate",
         "guardrail.min_requests": "guardrail_min_requests",
         "stickiness": "stickiness",

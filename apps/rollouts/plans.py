@@ -10,9 +10,15 @@ it starts, so editing the plan never changes a rollout already running):
  "metrics": [{"metric": "error_rate", "tolerated_ratio": 1.5, "min_effect": 0.005,
               "on_failure": "rollback", "critical": true, "dry_run": false}, ...],
  "failure_limit": 1,
+ "alpha": 0.01,
  "guardrail": {"max_error_rate": 0.25, "min_requests": 20},
  "stickiness": "sessionId"}
 ```
+
+``alpha`` is the false-alarm rate of each metric gate over a whole rollout: the chance that a
+healthy candidate is failed on that metric at all (the sequential tests' alpha, Wald 1945 with
+Ville's bound: ``apps.rollouts.analysis``). Lower is quieter and slower to catch a regression;
+a plan saved before it existed reads the default.
 
 ``min_effect`` is the absolute floor a difference must exceed to fail: rate points for rates
 (0.005 = 0.5 points), milliseconds for p95 latency, USD for cost per request.
@@ -40,6 +46,9 @@ METRIC_LABELS: dict[str, str] = {
 }
 ON_FAILURE = ("rollback", "pause")
 STICKINESS = ("sessionId", "userId", "tenantId", "default", "random")
+# The false-alarm rates a plan may choose: from one in ten thousand healthy rollouts to one in
+# five.
+ALPHA_RANGE = (0.0001, 0.2)
 
 DEFAULT_PLAN: dict[str, Any] = {
     "shadow": {"percentage": 0, "min_dwell_s": 300, "min_requests": 200},
@@ -65,6 +74,7 @@ DEFAULT_PLAN: dict[str, Any] = {
          "on_failure": "pause", "critical": False, "dry_run": True},
     ],
     "failure_limit": 1,
+    "alpha": 0.01,
     "guardrail": {"max_error_rate": 0.25, "min_requests": 20},
     "stickiness": "sessionId",
 }  # fmt: skip
@@ -173,6 +183,8 @@ def plan_validate(document: Any) -> dict[str, list[str]]:
             _flag(metric.get("dry_run", False), f"{where}.dry_run", errors)
     _number(document.get("failure_limit", 1), "failure_limit", errors, low=1, high=100,
             whole=True)  # fmt: skip
+    _number(document.get("alpha", DEFAULT_PLAN["alpha"]), "alpha", errors, low=ALPHA_RANGE[0],
+            high=ALPHA_RANGE[1], whole=False)  # fmt: skip
     guardrail = document.get("guardrail", DEFAULT_PLAN["guardrail"])
     if not isinstance(guardrail, dict):
         errors["guardrail"] = ["Enter an object with max_error_rate and min_requests."]
@@ -189,7 +201,7 @@ def plan_validate(document: Any) -> dict[str, list[str]]:
 def plan_normalised(document: dict[str, Any]) -> dict[str, Any]:
     """A valid document with every default filled in (the form rollouts copy)."""
     plan = default_plan()
-    for key in ("failure_limit", "stickiness"):
+    for key in ("failure_limit", "alpha", "stickiness"):
         if key in document:
             plan[key] = document[key]
     plan["shadow"] = {**plan["shadow"], **document.get("shadow", {})}

@@ -11,6 +11,7 @@ same slot record and act once; ``rollouts_analyse_due`` isolates a failing rollo
 from __future__ import annotations
 
 import base64
+import math
 import random
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -137,13 +138,15 @@ def _versions(agent: Agent) -> dict[int, BundleVersion]:
     }
 
 
-def _start(tenant: Tenant, agent: Agent, environment: Environment) -> tuple[Rollout, Fleet]:
-    """v1 stable, v2 rolled out under ``PLAN``, and the fleet reporting for the agent."""
+def _start(
+    tenant: Tenant, agent: Agent, environment: Environment, plan: dict[str, Any] = PLAN
+) -> tuple[Rollout, Fleet]:
+    """v1 stable, v2 rolled out under ``plan``, and the fleet reporting for the agent."""
     versions = _versions(agent)
     deployment_create(
         actor=ACTOR, agent=agent, environment=environment, version=versions[1], reason="first"
     )
-    rollout_plan_set(actor=ACTOR, environment=environment, document=PLAN, reason="test plan")
+    rollout_plan_set(actor=ACTOR, environment=environment, document=plan, reason="test plan")
     rollout = rollout_start(
         actor=ACTOR, agent=agent, environment=environment, candidate=versions[2], reason="v2"
     )
@@ -204,6 +207,38 @@ def test_regression__rolled_back_automatically_naming_the_failed_metric(
     assert current is not None and current.version_id == rollout.baseline_id
     # Ended: later ticks do nothing.
     assert rollout_analyse(rollout_id=rollout.pk, now=after + timedelta(minutes=1)) is None
+
+
+@pytest.mark.parametrize(
+    ("alpha", "verdict", "decision", "reason"),
+    [(None, "FAIL", "hold", "failing tick 1 of 2"), (0.01, "FAIL", "hold", "failing tick 1 of 2"),
+     (0.0001, "INCONCLUSIVE", "advance", "no metric failing")],
+)  # fmt: skip
+def test_plan_alpha__the_same_evidence__fails_at_the_default_not_at_a_stricter_rate(
+    tenant: Tenant,
+    agent: Agent,
+    environment: Environment,
+    alpha: float | None,
+    verdict: str,
+    decision: str,
+    reason: str,
+) -> None:
+    """The plan's false-alarm rate is each test's alpha: 5.5% errors against 2% on 400 candidate
+    requests is a log-likelihood ratio of 6.1, past log(0.95/0.01) = 4.6 but short of
+    log(0.95/0.0001) = 9.2. A plan without ``alpha`` (saved before it existed) reads 0.01."""
+    plan = PLAN if alpha is None else {**PLAN, "alpha": alpha}
+    rollout, fleet = _start(tenant, agent, environment, plan)
+    worse = {"requests": 200, "errors": 11, "denied": 4, "wrong": 4}
+    after = fleet.minutes(rollout, _first_minute(rollout), 2, candidate=worse)
+
+    record = rollout_analyse(rollout_id=rollout.pk, now=after)
+    assert record is not None and record.decision == decision
+    errors = _verdicts(record)["error_rate"]
+    assert errors["verdict"] == verdict, errors["reason"]
+    assert 4.6 < errors["statistic"] < 9.2
+    expected = 0.01 if alpha is None else alpha
+    assert errors["thresholds"][1] == pytest.approx(math.log(0.95 / expected))
+    assert reason in record.reason
 
 
 def test_healthy__advances_after_dwell_and_completes_when_every_critical_metric_passes(

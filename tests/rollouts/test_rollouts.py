@@ -515,6 +515,11 @@ def test_plain_rollback_of_stable__refused_while_a_rollout_runs(
         ({"steps": [{"percentage": 100}]}, "steps.0.percentage"),
         ({"shadow": {"percentage": 12.5}}, "shadow.percentage"),
         ({"steps": [{"percentage": "10"}]}, "steps.0.percentage"),
+        ({"alpha": 0}, "alpha"),
+        ({"alpha": 0.5}, "alpha"),
+        ({"alpha": "0.01"}, "alpha"),
+        ({"alpha": True}, "alpha"),
+        ({"alpha": [0.01]}, "alpha"),
     ],
 )
 def test_plan_validate__unhashable_and_fractional_values__field_errors_not_exceptions(
@@ -524,6 +529,15 @@ def test_plan_validate__unhashable_and_fractional_values__field_errors_not_excep
 
     document = {**default_plan(), **change}
     assert field in plan_validate(document)
+
+
+@pytest.mark.parametrize("alpha", [0.0001, 0.001, 0.05, 0.2])
+def test_plan_alpha__in_range__valid_and_kept(alpha: float) -> None:
+    from apps.rollouts.plans import plan_normalised, plan_validate
+
+    assert plan_validate({"alpha": alpha}) == {}
+    assert plan_normalised({"alpha": alpha})["alpha"] == alpha
+    assert plan_normalised({})["alpha"] == 0.01
 
 
 @pytest.mark.django_db

@@ -305,6 +305,10 @@ def test_rollout_plan_api__default_then_replace__bad_plan_400_keyed_by_dotted_pa
     bad = alice.put(url, {"plan": document, "reason": "r"}, format="json")
     assert bad.status_code == 400, bad.content
     assert "plan.steps.1.percentage" in bad.json()["errors"]
+    for alpha in (0, 0.9, "0.01"):
+        noisy = alice.put(url, {"plan": {**plan["plan"], "alpha": alpha}, "reason": "r"},
+                          format="json")  # fmt: skip
+        assert noisy.status_code == 400 and "plan.alpha" in noisy.json()["errors"], alpha
     not_object = alice.put(url, {"plan": [1], "reason": "r"}, format="json")
     assert not_object.status_code == 400 and "plan" in not_object.json()["errors"]
     assert not RolloutPlan.objects.exists()
@@ -314,6 +318,7 @@ def test_rollout_plan_api__default_then_replace__bad_plan_400_keyed_by_dotted_pa
     assert saved.status_code == 200, saved.content
     assert saved.json()["version"] == 2 and not saved.json()["is_default"]
     assert saved.json()["plan"]["steps"][1]["min_dwell_s"] == 0
+    assert saved.json()["plan"]["alpha"] == 0.01  # the default, filled in
     stale = alice.put(url, {"plan": document, "reason": "again", "expected_version": 1},
                       format="json")  # fmt: skip
     assert stale.status_code == 409 and stale.json()["changed_by"] == "alice"

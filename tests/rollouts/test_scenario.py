@@ -60,7 +60,7 @@ def _staging_with_fleet(
     # anything at 1%; the same shape, scaled to seconds of a test's traffic.
     plan["steps"] = [
         {"percentage": 5, "min_dwell_s": 2, "min_requests": 40, "auto_advance": True},
-        {"percentage": 20, "min_dwell_s": 2, "min_requests": 150, "auto_advance": True},
+        {"percentage": 20, "min_dwell_s": 2, "min_requests": 400, "auto_advance": True},
         {"percentage": 50, "min_dwell_s": 2, "min_requests": 4000, "auto_advance": True},
     ]
     for gate in plan["metrics"]:
@@ -69,6 +69,12 @@ def _staging_with_fleet(
             # 1-point floor is what lets a healthy candidate show non-inferiority in seconds
             # (v2's wrong actions are ~10 points above stable, far beyond it).
             gate["min_effect"] = 0.01
+    # Each gate's false-alarm rate is alpha over the whole rollout, 1% by default: a healthy
+    # candidate is paused or rolled back by chance in about one rollout in a hundred per
+    # metric, as designed. The scenario runs in every CI run, so it chooses 1 in 10,000: v2's
+    # wrong actions then fail after about 100 candidate requests instead of 50, well inside
+    # the 20% step's 400.
+    plan["alpha"] = 0.0001
     rollout_plan_set(actor=ACTOR, environment=staging, document=plan, reason="scenario")
     deployment_create(actor=ACTOR, agent=agent, environment=staging, version=v1, reason="v1")
     _, token = runtime_token_create(actor=ACTOR, tenant=tenant, environment=staging, name="sim")

@@ -339,6 +339,7 @@ def _plan_post(version: int, **changes: Any) -> dict[str, Any]:
         "shadow_min_dwell_s": 300,
         "shadow_min_requests": 200,
         "failure_limit": 2,
+        "alpha": 0.001,
         "guardrail_max_error_rate": 0.25,
         "guardrail_min_requests": 20,
         "stickiness": "sessionId",
@@ -379,6 +380,9 @@ def test_plan_edit__valid__saved_with_the_next_version(tenant: Tenant, operator:
     assert [s["percentage"] for s in plan.document["steps"]] == [2, 20, 60]
     assert plan.document["steps"][2]["auto_advance"] is False
     assert [m["metric"] for m in plan.document["metrics"]] == ["error_rate"]
+    assert plan.document["alpha"] == 0.001
+    again = client.get(f"/environments/{staging.pk}/rollout-plan/").content.decode()
+    assert 'value="0.001"' in again
 
 
 def test_plan_edit__steps_not_increasing__field_error_on_that_step_and_nothing_changes(
@@ -388,12 +392,13 @@ def test_plan_edit__steps_not_increasing__field_error_on_that_step_and_nothing_c
     before = _state()
     response = _client(operator).post(
         f"/environments/{staging.pk}/rollout-plan/",
-        _plan_post(1, **{"steps-1-percentage": 1, "metrics-0-tolerated_ratio": 0.5}),
+        _plan_post(1, **{"steps-1-percentage": 1, "metrics-0-tolerated_ratio": 0.5, "alpha": 0.5}),
     )
     html = response.content.decode()
     assert response.status_code == 200
     assert "Each step must send more traffic than the one before." in html
     assert "Enter a value from 1.01 to 100." in html
+    assert "Enter a value from 0.0001 to 0.2." in html
     assert _state() == before
 
 

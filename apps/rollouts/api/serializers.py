@@ -244,7 +244,7 @@ class RolloutPlanOutput(serializers.Serializer):
     version = serializers.IntegerField(help_text="send back as expected_version to replace it")
     is_default = serializers.BooleanField(help_text="no plan saved: the default applies")
     plan = serializers.JSONField(
-        help_text="shadow, steps, metrics, failure_limit, guardrail, stickiness (docs)"
+        help_text="shadow, steps, metrics, failure_limit, alpha, guardrail, stickiness (docs)"
     )
 
 

@@ -48,7 +48,7 @@ from apps.tenancy.services import environment_lock
 
 from .. import analysis
 from ..models import Rollout, RolloutAnalysis, RolloutTransition
-from ..plans import METRIC_LABELS
+from ..plans import DEFAULT_PLAN, METRIC_LABELS
 from .rollouts import rollout_transition
 
 log = structlog.get_logger(__name__)
@@ -101,11 +101,14 @@ def _window(minute: VariantMinute) -> analysis.Window:
 
 
 def _specs(plan: dict[str, Any]) -> list[analysis.MetricSpec]:
-    """The plan's metric gates as the analysis's specs (alpha and the minimum sample of each
-    test stay the analysis's defaults; the step's sample gates the decision instead)."""
+    """The plan's metric gates as the analysis's specs, each at the plan's false-alarm rate
+    ``alpha`` (the default for a plan saved before it existed); the minimum sample of each
+    test stays the analysis's default (the step's sample gates the decision instead)."""
+    alpha = float(plan.get("alpha", DEFAULT_PLAN["alpha"]))
     return [
         analysis.MetricSpec(
             metric=gate["metric"],
+            alpha=alpha,
             tolerated_ratio=float(gate.get("tolerated_ratio", 1.5)),
             min_effect=gate.get("min_effect"),
             on_failure=gate.get("on_failure", "rollback"),
