@@ -24,6 +24,9 @@ Topics in use (topic — key — payload — publisher — subscribers):
   runtime_token_revoke`` — the fast path's token cache and waiting requests (everywhere).
 - ``scope.archived`` — ``"<kind>:<id>"`` — ``{"kind": "tenant"|"environment"|"agent",
   "id"}`` — ``tenancy.services`` archive services — the fast path's token cache (everywhere).
+- ``scope.restored`` — ``"<kind>:<id>"`` — the same payload — ``tenancy.services`` restore
+  services — the fast path's cache of refused tokens, the budgets' scope cache (everywhere):
+  a token refused while its scope was archived is looked up again at once.
 - ``telemetry.ingested`` — tenant id — ``{"tenant_id", "environment_id", "usage": [[agent_id,
   end_user_hash, minute ISO 8601, cost_usd str, tokens, requests, tool_calls], …],
   "request_ids": [...]}`` (what a batch newly stored, summed per agent, end user and minute;
@@ -72,6 +75,7 @@ def channel(redis_url: str | None = None) -> str:
 ENVIRONMENT_REVISION = "environment.revision"
 RUNTIME_TOKEN_REVOKED = "runtime_token.revoked"  # noqa: S105 - a topic name, not a secret
 SCOPE_ARCHIVED = "scope.archived"
+SCOPE_RESTORED = "scope.restored"
 TELEMETRY_INGESTED = "telemetry.ingested"
 APPROVAL_CHANGED = "approval.changed"
 

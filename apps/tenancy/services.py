@@ -4,6 +4,7 @@ transaction, with one audit event."""
 from __future__ import annotations
 
 import zoneinfo
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
@@ -152,11 +153,18 @@ def _lock_same(instance: A) -> A:
 
 
 def _set_archived(
-    *, actor: Actor, instance: A, archived: bool, reason: str, expected_version: int | None
+    *,
+    actor: Actor,
+    instance: A,
+    archived: bool,
+    reason: str,
+    expected_version: int | None,
+    placed: Callable[[A], dict[str, Any]] | None = None,
 ) -> A:
     """Archive or restore a tenant, agent or environment: the shared shape of those services
     (the caller has authorised). Locks the row, refuses a stale ``expected_version`` and a
-    no-op, grows ``version``, audits before/after."""
+    no-op, grows ``version``, audits before/after. ``placed(locked)``: further fields to
+    change with it (a restored environment's free position)."""
     reason = require_reason(reason)
     model = type(instance)
     noun = str(model._meta.model_name)
@@ -166,9 +174,12 @@ def _set_archived(
         state = "already archived" if archived else "not archived"
         raise ValidationError({noun: [f"This {noun} is {state}."]})
     before = instance.snapshot()
+    extra: dict[str, Any] = placed(instance) if placed is not None else {}
+    for field, value in extra.items():
+        setattr(instance, field, value)
     instance.archived_at = timezone.now() if archived else None
     instance.version += 1
-    instance.save(update_fields=["archived_at", "version"])
+    instance.save(update_fields=["archived_at", "version", *extra])
     audit_record(
         actor=actor,
         action=f"{noun}.{'archived' if archived else 'restored'}",
@@ -178,12 +189,13 @@ def _set_archived(
         before=before,
         after=instance.snapshot(),
     )
-    if archived:
-        # After commit, caches in front of Django (the fast path's token cache) refuse the
-        # scope's tokens at once (see apps.core.events for who listens).
-        publish_after_commit(
-            events.SCOPE_ARCHIVED, f"{noun}:{instance.pk}", {"kind": noun, "id": instance.pk}
-        )
+    # After commit, caches in front of Django (the fast path's token caches) refuse the
+    # scope's tokens at once, or stop refusing them (see apps.core.events for who listens).
+    publish_after_commit(
+        events.SCOPE_ARCHIVED if archived else events.SCOPE_RESTORED,
+        f"{noun}:{instance.pk}",
+        {"kind": noun, "id": instance.pk},
+    )
     return instance
 
 
@@ -358,13 +370,63 @@ def agent_update(
     return agent
 
 
+def _environments_locked(tenant_id: int) -> list[int]:
+    """Lock the tenant's active environments, in id order, and return their ids: the lock
+    order of every change that also touches an agent (environment, then agent), taken before
+    the agent's own lock."""
+    ids = sorted(
+        Environment.objects.filter(tenant_id=tenant_id, archived_at__isnull=True).values_list(
+            "pk", flat=True
+        )
+    )
+    for environment_id in ids:
+        environment_lock(environment_id=environment_id)
+    return ids
+
+
+def _agent_set_archived(
+    *, actor: Actor, agent: Agent, archived: bool, reason: str, expected_version: int | None
+) -> Agent:
+    """Archive or restore an agent, and bump the revision of every active environment of its
+    tenant: a snapshot lists only active agents, and runtimes holding an environment-wide
+    token must drop (or get back) the agent's release, flags and kill switches now, not at
+    the next unrelated change."""
+    authorize(actor, "tenancy.change_agent", agent.tenant)  # refuses an archived tenant
+    # re-read under its lock: a tenant archived since the caller read it refuses too
+    refuse_archived(tenant=tenant_lock(tenant_id=agent.tenant_id))
+    environment_ids = _environments_locked(agent.tenant_id)
+    agent = _set_archived(
+        actor=actor,
+        instance=agent,
+        archived=archived,
+        reason=reason,
+        expected_version=expected_version,
+    )
+    for environment_id in environment_ids:
+        environment_revision_bump(environment_id=environment_id)
+    return agent
+
+
 @transaction.atomic
 def agent_archive(
     *, actor: Actor, agent: Agent, reason: str, expected_version: int | None = None
 ) -> Agent:
-    authorize(actor, "tenancy.change_agent", agent.tenant)
-    return _set_archived(
-        actor=actor, instance=agent, archived=True, reason=reason, expected_version=expected_version
+    """Archive an agent: it leaves lists and every runtime's snapshot, and every change for it
+    is refused (``refuse_archived``) until it is restored. ``ValidationError`` when already
+    archived; ``StaleVersion`` (409) for a stale ``expected_version``."""
+    return _agent_set_archived(
+        actor=actor, agent=agent, archived=True, reason=reason, expected_version=expected_version
+    )
+
+
+@transaction.atomic
+def agent_restore(
+    *, actor: Actor, agent: Agent, reason: str, expected_version: int | None = None
+) -> Agent:
+    """Restore an archived agent: back in lists and, where it has a stable version, in its
+    environments' snapshots. Errors as for ``agent_archive`` (not archived: ValidationError)."""
+    return _agent_set_archived(
+        actor=actor, agent=agent, archived=False, reason=reason, expected_version=expected_version
     )
 
 
@@ -513,6 +575,37 @@ def environment_archive(
         reason=reason,
         expected_version=expected_version,
     )
+
+
+@transaction.atomic
+def environment_restore(
+    *, actor: Actor, environment: Environment, reason: str, expected_version: int | None = None
+) -> Environment:
+    """Restore an archived environment: back in the promotion order at its old place, or last
+    when an environment took that place meanwhile; its tokens work again. Its revision grows,
+    so runtimes reconnecting get a snapshot built now (an agent archived meanwhile is gone).
+    ``ValidationError`` when not archived; ``StaleVersion`` (409) when stale."""
+    authorize(actor, "tenancy.change_environment", environment.tenant)
+    # serialises positions, as create does; a tenant archived meanwhile refuses
+    refuse_archived(tenant=tenant_lock(tenant_id=environment.tenant_id))
+
+    def free_position(locked: Environment) -> dict[str, Any]:
+        active = Environment.objects.filter(tenant_id=locked.tenant_id, archived_at__isnull=True)
+        if not active.filter(position=locked.position).exists():
+            return {}
+        last = active.aggregate(m=Max("position"))["m"]
+        return {"position": 0 if last is None else last + 1}
+
+    environment = _set_archived(
+        actor=actor,
+        instance=environment,
+        archived=False,
+        reason=reason,
+        expected_version=expected_version,
+        placed=free_position,
+    )
+    environment.revision = environment_revision_bump(environment_id=environment.pk)
+    return environment
 
 
 def environment_revision_bump(*, environment_id: int) -> int:

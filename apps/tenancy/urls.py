@@ -17,9 +17,11 @@ urlpatterns = [
     path("environments/<int:pk>/edit/", views.environment_edit, name="environment_edit"),
     path("environments/<int:pk>/move/", views.environment_move, name="environment_move"),
     path("environments/<int:pk>/archive/", views.environment_archive, name="environment_archive"),
+    path("environments/<int:pk>/restore/", views.environment_restore, name="environment_restore"),
     path("agents/", views.agent_list, name="agent_list"),
     path("agents/new/", views.agent_create, name="agent_create"),
     path("agents/<int:pk>/", views.agent_detail, name="agent_detail"),
     path("agents/<int:pk>/edit/", views.agent_edit, name="agent_edit"),
     path("agents/<int:pk>/archive/", views.agent_archive, name="agent_archive"),
+    path("agents/<int:pk>/restore/", views.agent_restore, name="agent_restore"),
 ]

@@ -80,6 +80,9 @@ def tenant_detail(request: HttpRequest, slug: str) -> HttpResponse:
             "tenant": tenant,
             "agents": selectors.agent_list_for_user(user=request.user, tenant=tenant),
             "environments": selectors.environment_list_for_user(user=request.user, tenant=tenant),
+            "archived_environments": selectors.environment_list_for_user(
+                user=request.user, tenant=tenant, include_archived=True
+            ).filter(archived_at__isnull=False),
         },
     )
 
@@ -258,7 +261,9 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Archive {agent.name}?",
-            effect=f"{agent.name} ({agent.tenant.name}) disappears from lists; its history stays.",
+            effect=f"{agent.name} ({agent.tenant.name}) disappears from lists and leaves every "
+            "runtime's configuration; nothing can be pushed, deployed or rolled out for it. Its "
+            "history stays; you can restore it.",
             action_label="Archive agent",
             version=agent.version,
         ),
@@ -267,6 +272,28 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         done_url="tenancy:agent_list",
         done_message=f"{agent.name} archived.",
+    )
+
+
+@login_required
+@requires("tenancy.change_agent")
+def agent_restore(request: HttpRequest, pk: int) -> HttpResponse:
+    agent = selectors.agent_get_for_user(user=request.user, pk=pk, action="change")
+    return confirm_with_reason(
+        request,
+        shown=Confirmation(
+            title=f"Restore {agent.name}?",
+            effect=f"{agent.name} comes back into lists, and runtimes get its stable versions "
+            "again where it has one.",
+            action_label="Restore agent",
+            danger=False,
+            version=agent.version,
+        ),
+        act=lambda reason, expected_version: services.agent_restore(
+            actor=request.user, agent=agent, reason=reason, expected_version=expected_version
+        ),
+        done_url=f"/agents/{agent.pk}/",
+        done_message=f"{agent.name} restored.",
     )
 
 
@@ -355,7 +382,7 @@ def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
         shown=Confirmation(
             title=f"Archive {environment.name} of {environment.tenant.name}?",
             effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "
-            "configuration. Its history stays.",
+            "configuration. Its history stays; you can restore it.",
             action_label="Archive environment",
             version=environment.version,
         ),
@@ -367,4 +394,29 @@ def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
         ),
         done_url=f"/tenants/{environment.tenant.slug}/",
         done_message=f"{environment.name} archived.",
+    )
+
+
+@login_required
+@requires("tenancy.change_environment")
+def environment_restore(request: HttpRequest, pk: int) -> HttpResponse:
+    environment = selectors.environment_get_for_user(user=request.user, pk=pk, action="change")
+    return confirm_with_reason(
+        request,
+        shown=Confirmation(
+            title=f"Restore {environment.name} of {environment.tenant.name}?",
+            effect=f"{environment.name} comes back into the promotion order (last, if its place "
+            "was taken) and its runtime tokens work again.",
+            action_label="Restore environment",
+            danger=False,
+            version=environment.version,
+        ),
+        act=lambda reason, expected_version: services.environment_restore(
+            actor=request.user,
+            environment=environment,
+            reason=reason,
+            expected_version=expected_version,
+        ),
+        done_url=f"/tenants/{environment.tenant.slug}/",
+        done_message=f"{environment.name} restored.",
     )

@@ -113,11 +113,13 @@ ROUTES: dict[str, Route] = {
     "agent-list": _r(None, get="tenancy.view_agent", post="tenancy.add_agent"),
     "agent-detail": _r("agent", True, get="tenancy.view_agent", patch="tenancy.change_agent"),
     "agent-archive": _r("agent", True, post="tenancy.change_agent"),
+    "agent-restore": _r("agent", True, post="tenancy.change_agent"),
     "environment-list": _r(None, get="tenancy.view_environment", post="tenancy.add_environment"),
     "environment-detail": _r(
         "environment", True, get="tenancy.view_environment", patch="tenancy.change_environment"
     ),
     "environment-archive": _r("environment", True, post="tenancy.change_environment"),
+    "environment-restore": _r("environment", True, post="tenancy.change_environment"),
     "environment-move": _r("environment", True, post="tenancy.change_environment"),
     # ---------------------------------------------------------------- operator API: accounts
     "api-token": _r(None, post=PUBLIC),
@@ -267,6 +269,7 @@ ROUTES: dict[str, Route] = {
     ),
     "tenancy:environment_move": _r("pk_environment", True, post="tenancy.change_environment"),
     "tenancy:environment_archive": _r("pk_environment", True, post="tenancy.change_environment"),
+    "tenancy:environment_restore": _r("pk_environment", True, post="tenancy.change_environment"),
     "tenancy:agent_list": _r(None, get="tenancy.view_agent"),
     "tenancy:agent_create": _r(None, get="tenancy.add_agent", post="tenancy.add_agent"),
     "tenancy:agent_detail": _r("pk_agent", True, get="tenancy.view_agent"),
@@ -316,6 +319,7 @@ ROUTES: dict[str, Route] = {
         "pk_agent", True, get="tenancy.change_agent", post="tenancy.change_agent"
     ),
     "tenancy:agent_archive": _r("pk_agent", True, post="tenancy.change_agent"),
+    "tenancy:agent_restore": _r("pk_agent", True, post="tenancy.change_agent"),
     # ---------------------------------------------------------------- UI: accounts
     "accounts:user_list": _r(None, get="auth.view_user"),
     "accounts:user_create": _r(None, get="auth.add_user", post="auth.add_user"),

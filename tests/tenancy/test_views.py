@@ -161,6 +161,8 @@ VIEWER_REFUSED = {
     "agent_edit_post": lambda c, t, a, e: c.post(f"/agents/{a.pk}/edit/", {"name": "Renamed"}),
     "agent_archive_page": lambda c, t, a, e: c.get(f"/agents/{a.pk}/archive/"),
     "agent_archive_post": lambda c, t, a, e: c.post(f"/agents/{a.pk}/archive/", {"reason": "r"}),
+    "agent_restore_page": lambda c, t, a, e: c.get(f"/agents/{a.pk}/restore/"),
+    "agent_restore_post": lambda c, t, a, e: c.post(f"/agents/{a.pk}/restore/", {"reason": "r"}),
     "environment_create_page": lambda c, t, a, e: c.get(f"/tenants/{t.slug}/environments/new/"),
     "environment_create_post": lambda c, t, a, e: c.post(
         f"/tenants/{t.slug}/environments/new/", {"slug": "qa", "name": "QA"}
@@ -173,6 +175,9 @@ VIEWER_REFUSED = {
     ),
     "environment_archive_post": lambda c, t, a, e: c.post(
         f"/environments/{e.pk}/archive/", {"reason": "r"}
+    ),
+    "environment_restore_post": lambda c, t, a, e: c.post(
+        f"/environments/{e.pk}/restore/", {"reason": "r"}
     ),
 }
 
@@ -204,8 +209,10 @@ FOREIGN_PAGES = {
     "agent_detail": lambda t, a, e: f"/agents/{a.pk}/",
     "agent_edit": lambda t, a, e: f"/agents/{a.pk}/edit/",
     "agent_archive": lambda t, a, e: f"/agents/{a.pk}/archive/",
+    "agent_restore": lambda t, a, e: f"/agents/{a.pk}/restore/",
     "environment_edit": lambda t, a, e: f"/environments/{e.pk}/edit/",
     "environment_archive": lambda t, a, e: f"/environments/{e.pk}/archive/",
+    "environment_restore": lambda t, a, e: f"/environments/{e.pk}/restore/",
 }
 
 

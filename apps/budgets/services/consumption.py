@@ -18,6 +18,7 @@ from apps.audit.services import audit_record
 from apps.core.events import (
     ENVIRONMENT_REVISION,
     SCOPE_ARCHIVED,
+    SCOPE_RESTORED,
     TELEMETRY_INGESTED,
     Event,
     subscribe,
@@ -102,6 +103,7 @@ def register() -> None:
     subscribe(TELEMETRY_INGESTED, consumption_ingested)
     subscribe(ENVIRONMENT_REVISION, scope_cache_clear, everywhere=True)
     subscribe(SCOPE_ARCHIVED, scope_cache_clear, everywhere=True)
+    subscribe(SCOPE_RESTORED, scope_cache_clear, everywhere=True)
 
 
 def consumption_apply(

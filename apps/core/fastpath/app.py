@@ -286,6 +286,8 @@ class FastPath:
         elif event.topic == events.SCOPE_ARCHIVED:
             kind, object_id = str(event.payload["kind"]), int(event.payload["id"])
             loop.call_soon_threadsafe(self._drop_scope, kind, object_id)
+        elif event.topic == events.SCOPE_RESTORED:
+            loop.call_soon_threadsafe(self._tokens.forget_refused)
         else:
             topic = registry.topics.get(event.topic)
             if topic is not None and topic.wake_only:
@@ -383,6 +385,7 @@ class FastPath:
             *registry.topics_waited_on(),
             events.RUNTIME_TOKEN_REVOKED,
             events.SCOPE_ARCHIVED,
+            events.SCOPE_RESTORED,
         }:
             self._watch(topic)
         self._tasks.append(asyncio.create_task(self._poll_versions()))

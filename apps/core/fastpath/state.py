@@ -491,6 +491,12 @@ class TokenCache:
         self._forgotten += 1
         self._valid.pop(token_hash, None)
 
+    def forget_refused(self) -> None:
+        """Drop every refused token: a scope was restored, and the refusals cannot tell
+        whose they were (they hold no scope). Costs one look-up per refused token."""
+        self._forgotten += 1
+        self._refused.clear()
+
     def forget_scope(self, *, kind: str, object_id: int) -> None:
         """Drop every cached token of an archived tenant, environment or agent."""
         attribute = {"tenant": "tenant_id", "environment": "environment_id", "agent": "agent_id"}[

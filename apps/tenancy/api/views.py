@@ -160,6 +160,19 @@ class AgentViewSet(ScopedViewSet):
         agent = services.agent_archive(actor=request.user, agent=self.get_object(), **data)
         return _tagged(s.AgentOutput(agent).data, agent.version)
 
+    @extend_schema(
+        summary="Restore an archived agent",
+        request=s.ArchiveInput,
+        parameters=[IF_MATCH],
+        responses={200: s.AgentOutput, **CHANGE_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str) -> Response:
+        """Restore with a reason; 409 if ``expected_version``/``If-Match`` is stale."""
+        data = _versioned(request, self.validated(s.ArchiveInput))
+        agent = services.agent_restore(actor=request.user, agent=self.get_object(), **data)
+        return _tagged(s.AgentOutput(agent).data, agent.version)
+
 
 class EnvironmentViewSet(ScopedViewSet):
     """Environments of your tenants, in promotion order (development → staging →
@@ -233,6 +246,22 @@ class EnvironmentViewSet(ScopedViewSet):
         """Archive with a reason; 409 if ``expected_version``/``If-Match`` is stale."""
         data = _versioned(request, self.validated(s.ArchiveInput))
         environment = services.environment_archive(
+            actor=request.user, environment=self.get_object(), **data
+        )
+        return _tagged(s.EnvironmentOutput(environment).data, environment.version)
+
+    @extend_schema(
+        summary="Restore an archived environment",
+        request=s.ArchiveInput,
+        parameters=[IF_MATCH],
+        responses={200: s.EnvironmentOutput, **CHANGE_ERRORS},
+    )
+    @action(detail=True, methods=["post"])
+    def restore(self, request: Request, pk: str) -> Response:
+        """Restore with a reason, last in the promotion order if its place was taken; 409 if
+        ``expected_version``/``If-Match`` is stale."""
+        data = _versioned(request, self.validated(s.ArchiveInput))
+        environment = services.environment_restore(
             actor=request.user, environment=self.get_object(), **data
         )
         return _tagged(s.EnvironmentOutput(environment).data, environment.version)

@@ -1,0 +1,260 @@
+"""Archiving an agent takes it out of every runtime's snapshot at once, and an archived agent
+or environment can be restored, as a tenant can (service, API, pages), through the real
+server: runtimes holding an environment-wide token lose the agent when it is archived and
+get it back when it is restored; tokens of a restored scope work again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+from django.core.exceptions import ValidationError
+from django.test import Client
+
+from apps.accounts.runtime_tokens import runtime_token_create
+from apps.audit.models import AuditEvent
+from apps.bundles.services import bundle_version_push
+from apps.core.concurrency import StaleVersion
+from apps.core.roles import Role
+from apps.rollouts.services import deployment_create
+from apps.tenancy.models import Agent, Environment, Tenant
+from apps.tenancy.services import (
+    agent_archive,
+    agent_restore,
+    environment_archive,
+    environment_create,
+    environment_restore,
+    tenant_archive,
+)
+
+from ..conftest import api_as
+from ..factories import AgentFactory, make_user
+from .test_archived_tenant import DEMO, SYSTEM
+
+CONFIG = "/api/runtime/v1/config"
+
+
+def _deployed(tenant: Tenant, environment: Environment, *slugs: str) -> list[Agent]:
+    agents = []
+    for slug in slugs:
+        agent = AgentFactory(tenant=tenant, slug=slug, name=slug.title())
+        version = bundle_version_push(
+            actor=SYSTEM,
+            agent=agent,
+            source=(DEMO / "support-bot-v1.yaml").read_text(),
+            message="v1",
+        ).version
+        deployment_create(
+            actor=SYSTEM, agent=agent, environment=environment, version=version, reason="go"
+        )
+        agents.append(agent)
+    return agents
+
+
+def _config(base: str, token: str, **headers: str) -> requests.Response:
+    return requests.get(base + CONFIG, headers={"Authorization": token, **headers}, timeout=20)
+
+
+def _agents(response: requests.Response) -> list[str]:
+    assert response.status_code == 200, response.status_code
+    return sorted(response.json()["snapshot"]["agents"])
+
+
+@pytest.mark.parametrize("token_scope", ["environment", "other agent"])
+def test_agent_archive__leaves_the_snapshot_at_once__restore_brings_it_back(
+    asgi_server: str, tenant: Tenant, token_scope: str
+) -> None:
+    development = tenant.environments.get(slug="development")
+    bot, other = _deployed(tenant, development, "support-bot", "billing-bot")
+    scoped = None if token_scope == "environment" else other
+    _, token = runtime_token_create(
+        actor=SYSTEM, tenant=tenant, environment=development, agent=scoped, name="fleet"
+    )
+    first = _config(asgi_server, token)
+    seen = ["billing-bot", "support-bot"] if scoped is None else ["billing-bot"]
+    assert _agents(first) == seen
+
+    agent_archive(actor=SYSTEM, agent=bot, reason="retired")
+    after = _config(asgi_server, token, **{"If-None-Match": first.headers["ETag"]})
+    assert _agents(after) == ["billing-bot"]  # a new revision, without the archived agent
+    assert after.json()["snapshot"]["revision"] > first.json()["snapshot"]["revision"]
+
+    agent_restore(actor=SYSTEM, agent=bot, reason="back in service")
+    assert _agents(_config(asgi_server, token)) == seen
+    actions = AuditEvent.objects.filter(target_id=str(bot.pk), action__startswith="agent.")
+    assert list(actions.order_by("id").values_list("action", flat=True)) == [
+        "agent.archived",
+        "agent.restored",
+    ]
+
+
+def test_agent_restore__its_own_token_and_pushes_work_again(
+    asgi_server: str, tenant: Tenant
+) -> None:
+    development = tenant.environments.get(slug="development")
+    (bot,) = _deployed(tenant, development, "support-bot")
+    _, token = runtime_token_create(
+        actor=SYSTEM, tenant=tenant, environment=development, agent=bot, name="bot"
+    )
+    assert _config(asgi_server, token).status_code == 200
+    agent_archive(actor=SYSTEM, agent=bot, reason="retired")
+    assert _config(asgi_server, token).status_code == 401
+    with pytest.raises(ValidationError, match="restore it before pushing"):
+        bundle_version_push(
+            actor=SYSTEM,
+            agent=bot,
+            source=(DEMO / "support-bot-v2.yaml").read_text(),
+            message="refused",
+        )
+
+    agent_restore(actor=SYSTEM, agent=bot, reason="back")
+    assert _agents(_config(asgi_server, token)) == ["support-bot"]
+    pushed = bundle_version_push(
+        actor=SYSTEM,
+        agent=bot,
+        source=(DEMO / "support-bot-v2.yaml").read_text(),
+        message="v2",
+    )
+    assert pushed.version.number == 2
+
+
+@pytest.mark.django_db
+def test_restore__not_archived_stale_or_archived_tenant__refused_and_nothing_changes(
+    tenant: Tenant,
+) -> None:
+    agent = AgentFactory(tenant=tenant, slug="support-bot")
+    staging = tenant.environments.get(slug="staging")
+    with pytest.raises(ValidationError, match="not archived"):
+        agent_restore(actor=SYSTEM, agent=agent, reason="r")
+    with pytest.raises(ValidationError, match="not archived"):
+        environment_restore(actor=SYSTEM, environment=staging, reason="r")
+    archived = agent_archive(actor=SYSTEM, agent=agent, reason="r")
+    with pytest.raises(StaleVersion):
+        agent_restore(actor=SYSTEM, agent=agent, reason="r", expected_version=archived.version - 1)
+    with pytest.raises(ValidationError):
+        agent_restore(actor=SYSTEM, agent=agent, reason="  ")
+    tenant_archive(actor=SYSTEM, tenant=tenant, reason="offboarded")
+    with pytest.raises(ValidationError, match="archived"):
+        agent_restore(actor=SYSTEM, agent=agent, reason="r")
+    assert Agent.objects.get(pk=agent.pk).is_archived
+    assert not AuditEvent.objects.filter(action="agent.restored").exists()
+
+
+@pytest.mark.django_db
+def test_environment_restore__its_place_or_last_when_taken__revision_grows(
+    tenant: Tenant,
+) -> None:
+    def order() -> list[str]:
+        return list(
+            tenant.environments.filter(archived_at__isnull=True)
+            .order_by("position")
+            .values_list("slug", flat=True)
+        )
+
+    staging = tenant.environments.get(slug="staging")
+    before = staging.revision
+    environment_archive(actor=SYSTEM, environment=staging, reason="r")
+    restored = environment_restore(actor=SYSTEM, environment=staging, reason="back")
+    assert order() == ["development", "staging", "production"]
+    assert restored.revision == before + 1
+
+    environment_archive(actor=SYSTEM, environment=staging, reason="r")
+    qa = environment_create(
+        actor=SYSTEM, tenant=tenant, slug="qa", name="QA", position=staging.position
+    )
+    environment_restore(actor=SYSTEM, environment=staging, reason="back")
+    assert order() == ["development", "qa", "production", "staging"]
+    assert qa.position < Environment.objects.get(pk=staging.pk).position
+    event = AuditEvent.objects.filter(action="environment.restored").last()
+    assert event is not None and event.reason == "back"
+
+
+def test_environment_restore__tokens_work_again__snapshot_built_now(
+    asgi_server: str, tenant: Tenant
+) -> None:
+    development = tenant.environments.get(slug="development")
+    bot, _ = _deployed(tenant, development, "support-bot", "billing-bot")
+    _, token = runtime_token_create(
+        actor=SYSTEM, tenant=tenant, environment=development, name="fleet"
+    )
+    assert _agents(_config(asgi_server, token)) == ["billing-bot", "support-bot"]
+    environment_archive(actor=SYSTEM, environment=development, reason="paused")
+    assert _config(asgi_server, token).status_code == 401
+    # archived meanwhile: the restored environment's snapshot must not list it
+    agent_archive(actor=SYSTEM, agent=bot, reason="retired")
+
+    environment_restore(actor=SYSTEM, environment=development, reason="back")
+    assert _agents(_config(asgi_server, token)) == ["billing-bot"]
+
+
+@pytest.mark.django_db
+def test_api_restore__agent_and_environment__200_with_version__400_when_not_archived(
+    tenant: Tenant, admin: Any
+) -> None:
+    client = api_as(admin)
+    agent = AgentFactory(tenant=tenant, slug="support-bot")
+    staging = tenant.environments.get(slug="staging")
+    for kind, obj in (("agents", agent), ("environments", staging)):
+        url = f"/api/v1/{kind}/{obj.pk}/"
+        refused = client.post(url + "restore/", {"reason": "r"}, format="json")
+        assert refused.status_code == 400, refused.content
+        assert client.post(url + "archive/", {"reason": "r"}, format="json").status_code == 200
+        missing = client.post(url + "restore/", {}, format="json")
+        assert missing.status_code == 400 and "reason" in missing.json()["errors"]
+        stale = client.post(url + "restore/", {"reason": "r", "expected_version": 1}, format="json")
+        assert stale.status_code == 409
+        done = client.post(url + "restore/", {"reason": "back"}, format="json")
+        assert done.status_code == 200, done.content
+        assert done.json()["archived_at"] is None
+        assert done.headers["ETag"] == f'"{done.json()["version"]}"'
+
+
+@pytest.mark.django_db
+def test_pages__archived_agent_and_environment__restore_from_their_pages(
+    tenant: Tenant, operator: Any
+) -> None:
+    client = Client()
+    client.force_login(operator)
+    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    staging = tenant.environments.get(slug="staging")
+    agent_archive(actor=SYSTEM, agent=agent, reason="r")
+    environment_archive(actor=SYSTEM, environment=staging, reason="r")
+
+    page = client.get(f"/agents/{agent.pk}/").content.decode()
+    assert f"/agents/{agent.pk}/restore/" in page and f"/agents/{agent.pk}/archive/" not in page
+    confirm = client.get(f"/agents/{agent.pk}/restore/").content.decode()
+    assert "Restore Support bot?" in confirm and 'name="reason"' in confirm
+    version = Agent.objects.get(pk=agent.pk).version
+    done = client.post(
+        f"/agents/{agent.pk}/restore/", {"reason": "needed", "expected_version": version}
+    )
+    assert done.status_code == 302 and done["Location"] == f"/agents/{agent.pk}/"
+    assert not Agent.objects.get(pk=agent.pk).is_archived
+
+    tenant_page = client.get(f"/tenants/{tenant.slug}/").content.decode()
+    assert "Archived environments" in tenant_page
+    assert f"/environments/{staging.pk}/restore/" in tenant_page
+    staging.refresh_from_db()
+    done = client.post(
+        f"/environments/{staging.pk}/restore/",
+        {"reason": "needed", "expected_version": staging.version},
+    )
+    assert done.status_code == 302
+    assert not Environment.objects.get(pk=staging.pk).is_archived
+    assert "Archived environments" not in client.get(f"/tenants/{tenant.slug}/").content.decode()
+
+
+@pytest.mark.django_db
+def test_pages__viewer__sees_no_restore_button(tenant: Tenant) -> None:
+    viewer = make_user(Role.VIEWER, tenant)
+    client = Client()
+    client.force_login(viewer)
+    agent = AgentFactory(tenant=tenant, slug="support-bot")
+    agent_archive(actor=SYSTEM, agent=agent, reason="r")
+    environment_archive(
+        actor=SYSTEM, environment=tenant.environments.get(slug="staging"), reason="r"
+    )
+    assert "/restore/" not in client.get(f"/agents/{agent.pk}/").content.decode()
+    page = client.get(f"/tenants/{tenant.slug}/").content.decode()
+    assert "Archived environments" in page and "/restore/" not in page
