@@ -30,6 +30,7 @@ from apps.tenancy.services import (
 
 from ..conftest import api_as
 from ..factories import AgentFactory, make_user
+from ..races import postgresql_only, race
 from .test_archived_tenant import DEMO, SYSTEM
 
 CONFIG = "/api/runtime/v1/config"
@@ -258,3 +259,49 @@ def test_pages__viewer__sees_no_restore_button(tenant: Tenant) -> None:
     assert "/restore/" not in client.get(f"/agents/{agent.pk}/").content.decode()
     page = client.get(f"/tenants/{tenant.slug}/").content.decode()
     assert "Archived environments" in page and "/restore/" not in page
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("attempt", range(3))
+def test_agent_archive_racing_a_deploy__postgresql__no_deadlock_one_order_wins(
+    tenant: Tenant, attempt: int
+) -> None:
+    """Archive locks the tenant's environments, then the agent; a deploy locks its
+    environment, then the agent: the same order, so they queue instead of deadlocking. Either
+    the deploy lands first (and the snapshot built after the archive drops it), or the archive
+    does and the deploy is refused."""
+    postgresql_only()
+    development = tenant.environments.get(slug="development")
+    (bot,) = _deployed(tenant, development, "support-bot")
+    v2 = bundle_version_push(
+        actor=SYSTEM,
+        agent=bot,
+        source=(DEMO / "support-bot-v2.yaml").read_text(),
+        message="v2",
+    ).version
+    results, errors = race(
+        lambda: agent_archive(actor=SYSTEM, agent=bot, reason="retired"),
+        lambda: deployment_create(
+            actor=SYSTEM, agent=bot, environment=development, version=v2, reason="v2"
+        ),
+    )
+    assert len(results) + len(errors) == 2, "a call failed with something else (a deadlock?)"
+    assert Agent.objects.get(pk=bot.pk).is_archived
+    if errors:
+        assert "archived" in str(errors[0])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_restores_at_once__postgresql__one_restores_the_other_is_refused(
+    tenant: Tenant,
+) -> None:
+    postgresql_only()
+    bot = AgentFactory(tenant=tenant, slug="support-bot")
+    agent_archive(actor=SYSTEM, agent=bot, reason="r")
+    results, errors = race(
+        lambda: agent_restore(actor=SYSTEM, agent=bot, reason="one"),
+        lambda: agent_restore(actor=SYSTEM, agent=bot, reason="two"),
+    )
+    assert len(results) == 1 and len(errors) == 1
+    assert "not archived" in str(errors[0])
+    assert AuditEvent.objects.filter(action="agent.restored").count() == 1
