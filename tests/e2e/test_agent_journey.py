@@ -77,3 +77,51 @@ def test_viewer_journey__no_way_to_create(
     response = page.goto(f"{live_server.url}/agents/new/")
     assert response is not None
     assert response.status == 403
+
+
+def test_operator_journey__archive_and_restore_an_agent_and_an_environment(
+    live_server,
+    page: Page,
+    operator: User,
+    tenant: Tenant,  # type: ignore[no-untyped-def]
+) -> None:
+    agent = Agent.objects.create(tenant=tenant, slug="retiring-bot", name="Retiring bot")
+    log_in(page, live_server.url, "olivia-operator")
+
+    # archive the agent from its page, then find it with "Show archived" and restore it
+    page.goto(f"{live_server.url}/agents/{agent.pk}/")
+    page.get_by_role("button", name="Archive…").click()
+    page.get_by_label("Reason").fill("replaced")
+    page.get_by_role("button", name="Archive agent").click()
+    expect(page.get_by_role("status")).to_contain_text("Retiring bot archived.")
+    page.get_by_label("Show archived").check()
+    page.get_by_role("button", name="Filter").click()
+    page.get_by_role("link", name="Retiring bot").click()
+    expect(page.get_by_role("heading", name="Retiring bot")).to_contain_text("archived")
+    page.get_by_role("button", name="Restore…").click()
+    expect(page.get_by_role("heading", name="Restore Retiring bot?")).to_be_visible()
+    page.get_by_label("Reason").fill("needed after all")
+    page.get_by_role("button", name="Restore agent").click()
+    expect(page.get_by_role("status")).to_contain_text("Retiring bot restored.")
+    expect(page.get_by_role("heading", name="Retiring bot")).to_contain_text("active")
+
+    # archive staging from the tenant's page; it is listed as archived and restored in place
+    page.goto(f"{live_server.url}/tenants/{tenant.slug}/")
+    staging = tenant.environments.get(slug="staging")
+    page.locator(f'a[href="/environments/{staging.pk}/archive/"]').click()
+    page.get_by_label("Reason").fill("merged")
+    page.get_by_role("button", name="Archive environment").click()
+    archived = page.get_by_role("region", name="Archived environments")
+    expect(archived.get_by_role("row").filter(has_text="staging")).to_have_count(1)
+    archived.get_by_role("link", name="Restore Staging").click()
+    page.get_by_label("Reason").fill("back")
+    page.get_by_role("button", name="Restore environment").click()
+    expect(page.get_by_role("status")).to_contain_text("Staging restored.")
+    expect(page.get_by_role("region", name="Archived environments")).to_have_count(0)
+    agent.refresh_from_db()
+    assert not agent.is_archived
+    assert list(
+        AuditEvent.objects.filter(action__endswith="restored")
+        .order_by("id")
+        .values_list("action", flat=True)
+    ) == ["agent.restored", "environment.restored"]

@@ -312,8 +312,8 @@ def kill_switch_release(
     _authorize(actor, "flags.change_killswitch", switch.scope, switch.tenant)
     reason = require_reason(reason)
     switch = lock_row(KillSwitch, switch.pk, related=("tenant", "agent", "environment"))
-    # Released even when its agent or environment is archived: a release of what nothing
-    # serves any more takes the switch away (there is no restore that would bring it back).
+    # Released even when its agent or environment is archived: a release takes something
+    # away, and the switch would otherwise come back engaged with a restore nobody expects.
     if switch.released_at is not None:
         raise StaleVersion(
             f"Kill switch #{switch.pk} was already released "
