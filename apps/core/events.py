@@ -23,7 +23,8 @@ Topics in use (topic — key — payload — publisher — subscribers):
 - ``runtime_token.revoked`` — token hash — ``{}`` — ``accounts.runtime_tokens.
   runtime_token_revoke`` — the fast path's token cache and waiting requests (everywhere).
 - ``scope.archived`` — ``"<kind>:<id>"`` — ``{"kind": "tenant"|"environment"|"agent",
-  "id"}`` — ``tenancy.services`` archive services — the fast path's token cache (everywhere).
+  "id", "name", "by": who archived it}`` — ``tenancy.services`` archive services — the fast
+  path's token cache (everywhere), ``rollouts.services.rollouts_pause_archived`` (once).
 - ``scope.restored`` — ``"<kind>:<id>"`` — the same payload — ``tenancy.services`` restore
   services — the fast path's cache of refused tokens, the budgets' scope cache (everywhere):
   a token refused while its scope was archived is looked up again at once.

@@ -1,6 +1,6 @@
 from django.apps import AppConfig
 
-from apps.core import deployed_tools
+from apps.core import deployed_tools, events
 
 
 class RolloutsConfig(AppConfig):
@@ -10,6 +10,9 @@ class RolloutsConfig(AppConfig):
 
     def ready(self) -> None:
         from .selectors import deployed_tools_of  # local: models must be loaded first
+        from .services.rollouts import rollouts_pause_archived
 
         # Kill switches (flags, a layer below) ask which tools the deployed versions declare.
         deployed_tools.register(deployed_tools_of)
+        # An archived scope's rollouts wait, paused, for an operator after a restore.
+        events.subscribe(events.SCOPE_ARCHIVED, rollouts_pause_archived)

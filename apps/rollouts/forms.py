@@ -174,9 +174,9 @@ class PlanForm(forms.Form):
         help_text="ticks in a row a metric must FAIL before its on-failure action",
     )
     alpha = forms.FloatField(
-        label="False-alarm rate per metric (0 to 1)",
-        help_text="the chance a healthy candidate fails a metric at all in a rollout; "
-        "lower is quieter and slower to catch a regression",
+        label="False-alarm rate per metric (0.0001 to 0.2)",
+        help_text="about the chance that a healthy candidate fails a metric at all in a "
+        "rollout; lower is quieter and slower to catch a regression",
     )
     guardrail_max_error_rate = forms.FloatField(
         label="Guardrail: error rate that rolls back at once (0 to 1)"

@@ -80,6 +80,19 @@ def environment_list_for_user(
     return qs.order_by("tenant__name", "position")
 
 
+def environment_place_taken(*, environment: Environment) -> bool:
+    """Does an active environment of the tenant hold ``environment``'s position (a restore
+    then puts it last, ``services.environment_restore``)? False for an active one."""
+    return (
+        environment.is_archived
+        and Environment.objects.filter(
+            tenant_id=environment.tenant_id,
+            archived_at__isnull=True,
+            position=environment.position,
+        ).exists()
+    )
+
+
 def environment_get_for_user(*, user: AnyUser, pk: int, action: str = VIEW) -> Environment:
     """One environment the user may ``action``; ``Http404`` otherwise (never a 403)."""
     try:

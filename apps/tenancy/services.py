@@ -4,7 +4,7 @@ transaction, with one audit event."""
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
@@ -14,7 +14,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm
 
 from apps.audit.concurrency import last_change, version_check
-from apps.audit.services import Actor, SystemActor, audit_record
+from apps.audit.services import Actor, SystemActor, actor_identity, audit_record
 from apps.core import events
 from apps.core.authz import TENANT_ARCHIVED, authorize
 from apps.core.events import publish_after_commit
@@ -194,7 +194,7 @@ def _set_archived(
     publish_after_commit(
         events.SCOPE_ARCHIVED if archived else events.SCOPE_RESTORED,
         f"{noun}:{instance.pk}",
-        {"kind": noun, "id": instance.pk},
+        {"kind": noun, "id": instance.pk, "name": instance.name, "by": actor_identity(actor)[1]},
     )
     return instance
 
@@ -371,9 +371,9 @@ def agent_update(
 
 
 def _environments_locked(tenant_id: int) -> list[int]:
-    """Lock the tenant's active environments, in id order, and return their ids: the lock
-    order of every change that also touches an agent (environment, then agent), taken before
-    the agent's own lock."""
+    """Lock the tenant's active environments, in ascending id order, and return their ids:
+    the lock order of every change (tenant, then environments by ascending id, then agent;
+    ``environment_revisions_bump``), taken before the agent's own lock."""
     ids = sorted(
         Environment.objects.filter(tenant_id=tenant_id, archived_at__isnull=True).values_list(
             "pk", flat=True
@@ -389,8 +389,8 @@ def _agent_set_archived(
 ) -> Agent:
     """Archive or restore an agent, and bump the revision of every active environment of its
     tenant: a snapshot lists only active agents, and runtimes holding an environment-wide
-    token must drop (or get back) the agent's release, flags and kill switches now, not at
-    the next unrelated change."""
+    token must drop (or get back) the agent's release and rollout now, not at the next
+    unrelated change."""
     authorize(actor, "tenancy.change_agent", agent.tenant)  # refuses an archived tenant
     # re-read under its lock: a tenant archived since the caller read it refuses too
     refuse_archived(tenant=tenant_lock(tenant_id=agent.tenant_id))
@@ -402,8 +402,7 @@ def _agent_set_archived(
         reason=reason,
         expected_version=expected_version,
     )
-    for environment_id in environment_ids:
-        environment_revision_bump(environment_id=environment_id)
+    environment_revisions_bump(environment_ids=environment_ids)
     return agent
 
 
@@ -606,6 +605,18 @@ def environment_restore(
     )
     environment.revision = environment_revision_bump(environment_id=environment.pk)
     return environment
+
+
+def environment_revisions_bump(*, environment_ids: Iterable[int]) -> dict[int, int]:
+    """Bump several environments' revisions (``environment_revision_bump`` each), in
+    ascending id order whatever order they are given in: each bump takes the row's lock, and
+    one order for every change that bumps more than one environment (a kill switch, a
+    budget, an agent archived) is what keeps two of them from deadlocking. The lock order in
+    full: tenant, then environments by ascending id, then agent. Returns ``{id: revision}``."""
+    return {
+        environment_id: environment_revision_bump(environment_id=environment_id)
+        for environment_id in sorted(set(environment_ids))
+    }
 
 
 def environment_revision_bump(*, environment_id: int) -> int:

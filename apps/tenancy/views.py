@@ -122,8 +122,9 @@ def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Archive {tenant.name}?",
-            effect=f"{tenant.name} disappears from lists and takes no new agents or environments. "
-            "Its history stays; you can restore it.",
+            effect=f"{tenant.name} disappears from lists and takes no new agents or environments; "
+            "its runtime tokens are refused and its running rollouts are paused. Its history "
+            "stays; you can restore it.",
             action_label="Archive tenant",
             version=tenant.version,
         ),
@@ -143,7 +144,8 @@ def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Restore {tenant.name}?",
-            effect=f"{tenant.name} comes back into lists.",
+            effect=f"{tenant.name} comes back into lists and its runtime tokens work again; "
+            "rollouts paused by the archive stay paused until you resume them.",
             action_label="Restore tenant",
             danger=False,
             version=tenant.version,
@@ -262,8 +264,8 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
         shown=Confirmation(
             title=f"Archive {agent.name}?",
             effect=f"{agent.name} ({agent.tenant.name}) disappears from lists and leaves every "
-            "runtime's configuration; nothing can be pushed, deployed or rolled out for it. Its "
-            "history stays; you can restore it.",
+            "runtime's configuration; its running rollouts are paused, and nothing can be pushed, "
+            "deployed or rolled out for it. Its history stays; you can restore it.",
             action_label="Archive agent",
             version=agent.version,
         ),
@@ -283,8 +285,9 @@ def agent_restore(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Restore {agent.name}?",
-            effect=f"{agent.name} comes back into lists, and runtimes get its stable versions "
-            "again where it has one.",
+            effect=f"{agent.name} comes back into lists and into the configuration of every "
+            "environment where it has a stable version; its runtime tokens work again. Rollouts "
+            "paused by the archive stay paused until you resume them.",
             action_label="Restore agent",
             danger=False,
             version=agent.version,
@@ -382,7 +385,8 @@ def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
         shown=Confirmation(
             title=f"Archive {environment.name} of {environment.tenant.name}?",
             effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "
-            "configuration. Its history stays; you can restore it.",
+            "configuration, its runtime tokens are refused and its running rollouts are paused. "
+            "Its history stays; you can restore it.",
             action_label="Archive environment",
             version=environment.version,
         ),
@@ -405,8 +409,14 @@ def environment_restore(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Restore {environment.name} of {environment.tenant.name}?",
-            effect=f"{environment.name} comes back into the promotion order (last, if its place "
-            "was taken) and its runtime tokens work again.",
+            effect=f"{environment.name} comes back "
+            + (
+                "last in the promotion order (another environment took its place)"
+                if selectors.environment_place_taken(environment=environment)
+                else "to its place in the promotion order"
+            )
+            + "; its runtime tokens work again. Rollouts paused by the archive stay paused "
+            "until you resume them.",
             action_label="Restore environment",
             danger=False,
             version=environment.version,

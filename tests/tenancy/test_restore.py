@@ -5,33 +5,43 @@ get it back when it is restored; tokens of a restored scope work again."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import requests
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.test import Client
 
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.models import AuditEvent
 from apps.bundles.services import bundle_version_push
 from apps.core.concurrency import StaleVersion
+from apps.core.fastpath import state as fastpath_state
 from apps.core.roles import Role
-from apps.rollouts.services import deployment_create
+from apps.flags.models import KillSwitch
+from apps.flags.services import kill_switch_engage
+from apps.rollouts.services import deployment_create, rollout_start, rollout_transition
+from apps.tenancy import selectors
+from apps.tenancy import services as tenancy
 from apps.tenancy.models import Agent, Environment, Tenant
 from apps.tenancy.services import (
     agent_archive,
     agent_restore,
     environment_archive,
     environment_create,
+    environment_move,
     environment_restore,
     tenant_archive,
+    tenant_restore,
 )
 
 from ..conftest import api_as
 from ..factories import AgentFactory, make_user
 from ..races import postgresql_only, race
-from .test_archived_tenant import DEMO, SYSTEM
+from .test_archived_tenant import DEMO, SYSTEM, _push_v1_and_v2
 
 CONFIG = "/api/runtime/v1/config"
 
@@ -91,8 +101,10 @@ def test_agent_archive__leaves_the_snapshot_at_once__restore_brings_it_back(
 
 
 def test_agent_restore__its_own_token_and_pushes_work_again(
-    asgi_server: str, tenant: Tenant
+    asgi_server: str, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the refusal cached for a minute: only the restore's event can lift it in time
+    monkeypatch.setattr(fastpath_state, "NEGATIVE_TOKEN_TTL_S", 60.0)
     development = tenant.environments.get(slug="development")
     (bot,) = _deployed(tenant, development, "support-bot")
     _, token = runtime_token_create(
@@ -135,11 +147,17 @@ def test_restore__not_archived_stale_or_archived_tenant__refused_and_nothing_cha
         agent_restore(actor=SYSTEM, agent=agent, reason="r", expected_version=archived.version - 1)
     with pytest.raises(ValidationError):
         agent_restore(actor=SYSTEM, agent=agent, reason="  ")
+    environment_archive(actor=SYSTEM, environment=staging, reason="r")
+    revisions = dict(tenant.environments.values_list("pk", "revision"))
     tenant_archive(actor=SYSTEM, tenant=tenant, reason="offboarded")
     with pytest.raises(ValidationError, match="archived"):
         agent_restore(actor=SYSTEM, agent=agent, reason="r")
+    with pytest.raises(ValidationError, match="archived"):
+        environment_restore(actor=SYSTEM, environment=staging, reason="r")
     assert Agent.objects.get(pk=agent.pk).is_archived
-    assert not AuditEvent.objects.filter(action="agent.restored").exists()
+    assert Environment.objects.get(pk=staging.pk).is_archived
+    assert dict(tenant.environments.values_list("pk", "revision")) == revisions
+    assert not AuditEvent.objects.filter(action__endswith=".restored").exists()
 
 
 @pytest.mark.django_db
@@ -161,9 +179,11 @@ def test_environment_restore__its_place_or_last_when_taken__revision_grows(
     assert restored.revision == before + 1
 
     environment_archive(actor=SYSTEM, environment=staging, reason="r")
+    assert not selectors.environment_place_taken(environment=Environment.objects.get(pk=staging.pk))
     qa = environment_create(
         actor=SYSTEM, tenant=tenant, slug="qa", name="QA", position=staging.position
     )
+    assert selectors.environment_place_taken(environment=Environment.objects.get(pk=staging.pk))
     environment_restore(actor=SYSTEM, environment=staging, reason="back")
     assert order() == ["development", "qa", "production", "staging"]
     assert qa.position < Environment.objects.get(pk=staging.pk).position
@@ -172,8 +192,10 @@ def test_environment_restore__its_place_or_last_when_taken__revision_grows(
 
 
 def test_environment_restore__tokens_work_again__snapshot_built_now(
-    asgi_server: str, tenant: Tenant
+    asgi_server: str, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the refusal cached for a minute: only the restore's event can lift it in time
+    monkeypatch.setattr(fastpath_state, "NEGATIVE_TOKEN_TTL_S", 60.0)
     development = tenant.environments.get(slug="development")
     bot, _ = _deployed(tenant, development, "support-bot", "billing-bot")
     _, token = runtime_token_create(
@@ -233,6 +255,8 @@ def test_pages__archived_agent_and_environment__restore_from_their_pages(
     assert done.status_code == 302 and done["Location"] == f"/agents/{agent.pk}/"
     assert not Agent.objects.get(pk=agent.pk).is_archived
 
+    confirm = client.get(f"/environments/{staging.pk}/restore/").content.decode()
+    assert "comes back to its place in the promotion order" in confirm
     tenant_page = client.get(f"/tenants/{tenant.slug}/").content.decode()
     assert "Archived environments" in tenant_page
     assert f"/environments/{staging.pk}/restore/" in tenant_page
@@ -305,3 +329,124 @@ def test_two_restores_at_once__postgresql__one_restores_the_other_is_refused(
     assert len(results) == 1 and len(errors) == 1
     assert "not archived" in str(errors[0])
     assert AuditEvent.objects.filter(action="agent.restored").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_agent_archive_racing_a_global_kill_switch__postgresql__same_lock_order_no_deadlock(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production moved first: the promotion order is no longer the id order. The archive
+    locks the tenant's environments (ascending ids) and pauses after the first; the engage,
+    which takes no tenant lock, bumps every environment. Bumping in promotion order, it took
+    production and then waited for the archive's environment while the archive waited for
+    production: a deadlock, and the engage a 500. Both now bump in ascending id order."""
+    postgresql_only()
+    production = tenant.environments.get(slug="production")
+    for _ in range(2):
+        production.refresh_from_db()
+        environment_move(actor=SYSTEM, environment=production, direction="up", reason="first")
+    bot = AgentFactory(tenant=tenant, slug="support-bot")
+    archive_locked, engage_bumped = threading.Event(), threading.Event()
+    archiving: dict[str, int] = {}
+    real_lock, real_bump = tenancy.environment_lock, tenancy.environment_revision_bump
+
+    def lock_then_pause(*, environment_id: int) -> Environment:
+        row = real_lock(environment_id=environment_id)
+        if threading.get_ident() == archiving.get("thread") and not archive_locked.is_set():
+            archive_locked.set()
+            engage_bumped.wait(2)  # the engage bumps meanwhile (or waits for this lock)
+        return row
+
+    def bump_and_tell(*, environment_id: int) -> int:
+        revision = real_bump(environment_id=environment_id)
+        if threading.get_ident() != archiving.get("thread"):
+            engage_bumped.set()
+        return revision
+
+    monkeypatch.setattr(tenancy, "environment_lock", lock_then_pause)
+    monkeypatch.setattr(tenancy, "environment_revision_bump", bump_and_tell)
+
+    def archive() -> Agent:
+        archiving["thread"] = threading.get_ident()
+        return agent_archive(actor=SYSTEM, agent=bot, reason="retired")
+
+    def engage() -> Any:
+        archive_locked.wait(5)
+        return kill_switch_engage(
+            actor=SYSTEM, kind="tool_disabled", scope="global", tool_pattern="shell", reason="cve"
+        )
+
+    failed: list[BaseException] = []
+    threads = [threading.Thread(target=_recording(call, failed)) for call in (archive, engage)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert failed == []
+    assert Agent.objects.get(pk=bot.pk).is_archived
+    assert KillSwitch.objects.filter(tool_pattern="shell", released_at__isnull=True).count() == 1
+
+
+def _recording(call: Callable[[], Any], failed: list[BaseException]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:  # a deadlock is an OperationalError, not a refusal
+            failed.append(exc)
+        finally:
+            connection.close()
+
+    return run
+
+
+ARCHIVE_SCOPE: dict[str, Callable[[Tenant, Agent, Environment], Any]] = {
+    "tenant": lambda t, a, e: tenant_archive(actor=SYSTEM, tenant=t, reason="offboarded"),
+    "agent": lambda t, a, e: agent_archive(actor=SYSTEM, agent=a, reason="retired"),
+    "environment": lambda t, a, e: environment_archive(actor=SYSTEM, environment=e, reason="gone"),
+}
+RESTORE_SCOPE: dict[str, Callable[[Tenant, Agent, Environment], Any]] = {
+    "tenant": lambda t, a, e: tenant_restore(actor=SYSTEM, tenant=t, reason="back"),
+    "agent": lambda t, a, e: agent_restore(actor=SYSTEM, agent=a, reason="back"),
+    "environment": lambda t, a, e: environment_restore(actor=SYSTEM, environment=e, reason="back"),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", sorted(ARCHIVE_SCOPE))
+def test_archive__pauses_its_running_rollout__restore_leaves_it_paused_for_an_operator(
+    tenant: Tenant, kind: str
+) -> None:
+    """Restored with its rollout still in canary, the analysis would judge it at once on
+    evidence from before the archive, its dwell long met. Paused at the archive, it waits for
+    an operator's resume, which restarts the evidence."""
+    development = tenant.environments.get(slug="development")
+    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    v1, v2 = _push_v1_and_v2(agent)
+    deployment_create(actor=SYSTEM, agent=agent, environment=development, version=v1, reason="v1")
+    rollout = rollout_start(
+        actor=SYSTEM, agent=agent, environment=development, candidate=v2, reason="v2"
+    )
+    # another agent's rollout: paused with its tenant or environment, not with the agent
+    other = AgentFactory(tenant=tenant, slug="other-bot")
+    other_v1, other_v2 = _push_v1_and_v2(other)
+    deployment_create(
+        actor=SYSTEM, agent=other, environment=development, version=other_v1, reason="v1"
+    )
+    other_rollout = rollout_start(
+        actor=SYSTEM, agent=other, environment=development, candidate=other_v2, reason="v2"
+    )
+
+    ARCHIVE_SCOPE[kind](tenant, agent, development)
+    rollout.refresh_from_db()
+    assert rollout.state == "paused"
+    pause = rollout.transitions.order_by("id").last()
+    assert pause is not None and pause.automatic
+    assert pause.actor_label == "archive by test" and "archived" in pause.reason
+
+    RESTORE_SCOPE[kind](tenant, agent, development)
+    rollout.refresh_from_db()
+    assert rollout.state == "paused"
+    resumed = rollout_transition(actor=SYSTEM, rollout_id=rollout.pk, event="resume", reason="ok")
+    assert resumed.rollout.state == "canary"
+    other_rollout.refresh_from_db()
+    assert other_rollout.state == ("canary" if kind == "agent" else "paused")

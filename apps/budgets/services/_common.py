@@ -10,7 +10,7 @@ from typing import Any
 
 from apps.core.authz import SystemActor
 from apps.tenancy.models import Environment
-from apps.tenancy.services import environment_revision_bump
+from apps.tenancy.services import environment_revisions_bump
 
 from ..models import Budget
 
@@ -81,5 +81,4 @@ def _environment_ids(budget: Budget) -> list[int]:
 def _announce(budget: Budget, environment_ids: Iterable[int] = ()) -> None:
     """Bump the revision of every environment whose snapshot lists ``budget`` (and of the
     extra ``environment_ids`` it was listed in before a change), in id order."""
-    for environment_id in sorted(set(_environment_ids(budget)) | set(environment_ids)):
-        environment_revision_bump(environment_id=environment_id)
+    environment_revisions_bump(environment_ids=[*_environment_ids(budget), *environment_ids])

@@ -99,7 +99,8 @@ def consumption_ingested(event: Event) -> None:
 
 def register() -> None:
     """Subscribe to telemetry (``AppConfig.ready``), and have the reservations' hot path forget
-    what it remembers whenever a revision moves or a scope is archived, in every process."""
+    what it remembers whenever a revision moves or a scope is archived or restored, in every
+    process."""
     subscribe(TELEMETRY_INGESTED, consumption_ingested)
     subscribe(ENVIRONMENT_REVISION, scope_cache_clear, everywhere=True)
     subscribe(SCOPE_ARCHIVED, scope_cache_clear, everywhere=True)

@@ -252,8 +252,8 @@ def _window(window: str, now: datetime, zone: str) -> tuple[datetime, datetime]:
 
 def scope_cache_clear(*_: Any) -> None:
     """Forget what the hot path remembers of budgets, agents and counters: on every revision
-    bump (a budget created, changed or deleted bumps its environments') and archive, in every
-    web process (an ``everywhere`` subscriber)."""
+    bump (a budget created, changed or deleted bumps its environments'), archive and restore,
+    in every web process (an ``everywhere`` subscriber)."""
     _scope_cache.clear()
     _known_counters.clear()
 

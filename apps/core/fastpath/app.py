@@ -276,8 +276,9 @@ class FastPath:
     # ------------------------------------------------------------------ background work
 
     def _on_event(self, event: events.Event) -> None:
-        """Subscriber (everywhere) of the topics routes wait on and of the two that end
-        tokens; called from any thread (a commit in this process) or the loop (Redis)."""
+        """Subscriber (everywhere) of the topics routes wait on, of the two that end tokens
+        and of the one that lifts their refusal (a restore); called from any thread (a commit
+        in this process) or the loop (Redis)."""
         loop = self._loop
         if loop is None:
             return

@@ -24,7 +24,7 @@ from apps.core.concurrency import StaleVersion, who_and_when
 from apps.core.deployed_tools import deployed_tools
 from apps.core.locks import lock_row
 from apps.tenancy.models import Agent, Environment, Tenant
-from apps.tenancy.services import environment_revision_bump, tenant_lock
+from apps.tenancy.services import environment_revisions_bump, tenant_lock
 
 from ..models import AgentMode, KillSwitch, KillSwitchKind, KillSwitchScope
 from ..selectors import kill_switch_affected_environments
@@ -207,7 +207,10 @@ def _already_engaged(switch: KillSwitch) -> ValidationError:
 
 
 def _bump_all(environments: list[Environment]) -> dict[str, int]:
-    return {str(e.pk): environment_revision_bump(environment_id=e.pk) for e in environments}
+    # in id order (environment_revisions_bump), not the list's promotion order: the one lock
+    # order of every change that bumps several environments
+    bumped = environment_revisions_bump(environment_ids=[e.pk for e in environments])
+    return {str(environment_id): revision for environment_id, revision in bumped.items()}
 
 
 @transaction.atomic

@@ -18,9 +18,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit.concurrency import version_check
-from apps.audit.services import Actor, actor_identity, audit_record
+from apps.audit.services import Actor, SystemActor, actor_identity, audit_record
 from apps.bundles.models import BundleVersion
 from apps.bundles.selectors import promotion_gate_check
+from apps.core import events
 from apps.core.authz import authorize
 from apps.core.concurrency import StaleVersion
 from apps.core.locks import lock_row
@@ -616,3 +617,31 @@ def release_rollback(
         expected_version=expected_version,
     )
     return RollbackOutcome(deployment.revision, deployment=deployment)
+
+
+def rollouts_pause_archived(event: events.Event) -> None:
+    """``scope.archived`` subscriber (once, after the archive committed): pause every rollout
+    of the archived tenant, agent or environment that is shadowing or in canary, so that a
+    restore brings it back paused, waiting for an operator, instead of analysed at once on
+    evidence from before the archive with its dwell long met (a resume restarts the
+    evidence). A pause takes something away, so it goes through in the archived scope; a
+    rollout that moved meanwhile (paused, ended) is left as it is."""
+    field = {"tenant": "agent__tenant_id", "agent": "agent_id", "environment": "environment_id"}
+    kind = str(event.payload.get("kind"))
+    if kind not in field:
+        return
+    running = Rollout.objects.filter(
+        **{field[kind]: int(event.payload["id"])}, state__in=(State.SHADOW, State.CANARY)
+    ).values_list("pk", flat=True)
+    actor = SystemActor(f"archive by {event.payload.get('by') or 'unknown'}")
+    reason = (
+        f"{kind.capitalize()} {event.payload.get('name', '')} archived: paused until an "
+        "operator resumes it after a restore."
+    )
+    for rollout_id in running:
+        try:
+            rollout_transition(
+                actor=actor, rollout_id=rollout_id, event=Event.PAUSE, reason=reason, automatic=True
+            )
+        except ValidationError:
+            continue  # moved meanwhile: nothing left to pause
