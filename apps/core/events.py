@@ -27,7 +27,8 @@ Topics in use (topic — key — payload — publisher — subscribers):
   path's token cache (everywhere), ``rollouts.services.rollouts_pause_archived`` (once).
 - ``scope.restored`` — ``"<kind>:<id>"`` — the same payload — ``tenancy.services`` restore
   services — the fast path's cache of refused tokens, the budgets' scope cache (everywhere):
-  a token refused while its scope was archived is looked up again at once.
+  a token refused while its scope was archived is looked up again at once;
+  ``rollouts.services.rollouts_pause_archived`` (once).
 - ``telemetry.ingested`` — tenant id — ``{"tenant_id", "environment_id", "usage": [[agent_id,
   end_user_hash, minute ISO 8601, cost_usd str, tokens, requests, tool_calls], …],
   "request_ids": [...]}`` (what a batch newly stored, summed per agent, end user and minute;

@@ -14,5 +14,7 @@ class RolloutsConfig(AppConfig):
 
         # Kill switches (flags, a layer below) ask which tools the deployed versions declare.
         deployed_tools.register(deployed_tools_of)
-        # An archived scope's rollouts wait, paused, for an operator after a restore.
+        # An archived scope's rollouts wait, paused, for an operator after a restore (and the
+        # restore pauses one whose pause was lost).
         events.subscribe(events.SCOPE_ARCHIVED, rollouts_pause_archived)
+        events.subscribe(events.SCOPE_RESTORED, rollouts_pause_archived)

@@ -5,7 +5,7 @@ from django import forms
 from apps.core.formsets import CountedFormSet
 from apps.core.ui import ExpectedVersionField
 
-from .plans import STICKINESS
+from .plans import ALPHA_RANGE, STICKINESS
 
 
 class DeployForm(forms.Form):
@@ -174,7 +174,7 @@ class PlanForm(forms.Form):
         help_text="ticks in a row a metric must FAIL before its on-failure action",
     )
     alpha = forms.FloatField(
-        label="False-alarm rate per metric (0.0001 to 0.2)",
+        label=f"False-alarm rate per metric ({ALPHA_RANGE[0]:g} to {ALPHA_RANGE[1]:g})",
         help_text="about the chance that a healthy candidate fails a metric at all in a "
         "rollout; lower is quieter and slower to catch a regression",
     )

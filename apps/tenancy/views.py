@@ -264,8 +264,9 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
         shown=Confirmation(
             title=f"Archive {agent.name}?",
             effect=f"{agent.name} ({agent.tenant.name}) disappears from lists and leaves every "
-            "runtime's configuration; its running rollouts are paused, and nothing can be pushed, "
-            "deployed or rolled out for it. Its history stays; you can restore it.",
+            "runtime's configuration; its runtime tokens are refused, its running rollouts are "
+            "paused, and nothing can be pushed, deployed or rolled out for it. Its history stays; "
+            "you can restore it.",
             action_label="Archive agent",
             version=agent.version,
         ),
@@ -286,8 +287,8 @@ def agent_restore(request: HttpRequest, pk: int) -> HttpResponse:
         shown=Confirmation(
             title=f"Restore {agent.name}?",
             effect=f"{agent.name} comes back into lists and into the configuration of every "
-            "environment where it has a stable version; its runtime tokens work again. Rollouts "
-            "paused by the archive stay paused until you resume them.",
+            "active environment where it has a stable version; its runtime tokens work again. "
+            "Rollouts paused by the archive stay paused until you resume them.",
             action_label="Restore agent",
             danger=False,
             version=agent.version,

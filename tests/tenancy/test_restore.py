@@ -18,12 +18,14 @@ from django.test import Client
 from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit.models import AuditEvent
 from apps.bundles.services import bundle_version_push
+from apps.core import events
 from apps.core.concurrency import StaleVersion
 from apps.core.fastpath import state as fastpath_state
 from apps.core.roles import Role
 from apps.flags.models import KillSwitch
 from apps.flags.services import kill_switch_engage
 from apps.rollouts.services import deployment_create, rollout_start, rollout_transition
+from apps.rollouts.services.rollouts import rollouts_pause_archived
 from apps.tenancy import selectors
 from apps.tenancy import services as tenancy
 from apps.tenancy.models import Agent, Environment, Tenant
@@ -440,7 +442,7 @@ def test_archive__pauses_its_running_rollout__restore_leaves_it_paused_for_an_op
     rollout.refresh_from_db()
     assert rollout.state == "paused"
     pause = rollout.transitions.order_by("id").last()
-    assert pause is not None and pause.automatic
+    assert pause is not None and not pause.automatic  # not the analysis's decision
     assert pause.actor_label == "archive by test" and "archived" in pause.reason
 
     RESTORE_SCOPE[kind](tenant, agent, development)
@@ -450,3 +452,32 @@ def test_archive__pauses_its_running_rollout__restore_leaves_it_paused_for_an_op
     assert resumed.rollout.state == "canary"
     other_rollout.refresh_from_db()
     assert other_rollout.state == ("canary" if kind == "agent" else "paused")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_restore__a_rollout_whose_archive_pause_was_lost__paused_by_the_restore(
+    tenant: Tenant,
+) -> None:
+    """A crash between the archive's commit and its pause leaves the rollout in canary; no
+    rollout of an archived scope can move forward, so the restore pauses it."""
+    development = tenant.environments.get(slug="development")
+    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    v1, v2 = _push_v1_and_v2(agent)
+    deployment_create(actor=SYSTEM, agent=agent, environment=development, version=v1, reason="v1")
+    rollout = rollout_start(
+        actor=SYSTEM, agent=agent, environment=development, candidate=v2, reason="v2"
+    )
+    events.unsubscribe(events.SCOPE_ARCHIVED, rollouts_pause_archived)
+    try:
+        agent_archive(actor=SYSTEM, agent=agent, reason="retired")
+    finally:
+        events.subscribe(events.SCOPE_ARCHIVED, rollouts_pause_archived)
+    rollout.refresh_from_db()
+    assert rollout.state == "canary"
+
+    agent_restore(actor=SYSTEM, agent=agent, reason="back")
+    rollout.refresh_from_db()
+    assert rollout.state == "paused"
+    pause = rollout.transitions.order_by("id").last()
+    assert pause is not None and pause.actor_label == "restore by test"
+    assert "restored" in pause.reason

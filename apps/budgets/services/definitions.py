@@ -14,6 +14,7 @@ from django.utils import timezone
 from apps.audit.concurrency import version_check
 from apps.audit.services import Actor, actor_identity, audit_record
 from apps.core.authz import authorize
+from apps.core.locks import lock_row
 from apps.core.lookalike import hidden_character_message
 from apps.telemetry.consumption import consumption_between
 from apps.tenancy.models import Agent, Environment, Tenant
@@ -199,6 +200,9 @@ def budget_create(
             budget = Budget.objects.create(tenant=tenant, updated_by_label=label, **fields)
     except IntegrityError:
         raise ValidationError({"name": [NAME_TAKEN]}) from None
+    # The environments first (their row locks), the audit after: the audit chain's lock is
+    # the last one a change takes (tenancy.services.environment_revisions_bump).
+    _announce(budget)
     audit_record(
         actor=actor,
         action="budget.created",
@@ -208,7 +212,6 @@ def budget_create(
         after=budget.snapshot(),
     )
     _backfill(budget, timezone.now())
-    _announce(budget)
     return budget
 
 
@@ -227,7 +230,9 @@ def budget_update(
     ``ValidationError``, ``StaleVersion``, ``PermissionDenied``."""
     authorize(actor, "budgets.change_budget", budget.tenant)
     fields = budget_validate(tenant=budget.tenant, data=data)
-    locked = Budget.objects.select_for_update().select_related("tenant").get(pk=budget.pk)
+    # FOR NO KEY UPDATE of the budget alone: select_for_update() with select_related would
+    # lock the tenant row FOR UPDATE too (apps.core.locks)
+    locked = lock_row(Budget, budget.pk, related=("tenant",))
     version_check(
         what=f"The budget {locked.name}",
         expected=expected_version,
@@ -294,7 +299,9 @@ def budget_delete(
     next revision. ``expected_version``: the version the caller read (None: no check).
     Raises ``PermissionDenied``, ``StaleVersion``."""
     authorize(actor, "budgets.delete_budget", budget.tenant)
-    locked = Budget.objects.select_for_update().select_related("tenant").get(pk=budget.pk)
+    # FOR NO KEY UPDATE of the budget alone: select_for_update() with select_related would
+    # lock the tenant row FOR UPDATE too (apps.core.locks)
+    locked = lock_row(Budget, budget.pk, related=("tenant",))
     version_check(
         what=f"The budget {locked.name}",
         expected=expected_version,
@@ -302,6 +309,7 @@ def budget_delete(
         changed_by=locked.updated_by_label,
         changed_at=locked.updated_at,
     )
+    _announce(locked)  # announced after commit: the snapshots built then no longer list it
     audit_record(
         actor=actor,
         action="budget.deleted",
@@ -310,7 +318,6 @@ def budget_delete(
         reason=reason.strip(),
         before=locked.snapshot(),
     )
-    _announce(locked)  # announced after commit: the snapshots built then no longer list it
     locked.delete()
 
 

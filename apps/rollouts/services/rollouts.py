@@ -625,7 +625,11 @@ def rollouts_pause_archived(event: events.Event) -> None:
     restore brings it back paused, waiting for an operator, instead of analysed at once on
     evidence from before the archive with its dwell long met (a resume restarts the
     evidence). A pause takes something away, so it goes through in the archived scope; a
-    rollout that moved meanwhile (paused, ended) is left as it is."""
+    rollout that moved meanwhile (paused, ended) is left as it is.
+
+    Also a ``scope.restored`` subscriber: no rollout of an archived scope can start or move
+    forward, so one still shadowing or in canary at the restore is one whose pause was lost
+    (a crash between the archive's commit and this handler); it is paused then."""
     field = {"tenant": "agent__tenant_id", "agent": "agent_id", "environment": "environment_id"}
     kind = str(event.payload.get("kind"))
     if kind not in field:
@@ -633,15 +637,17 @@ def rollouts_pause_archived(event: events.Event) -> None:
     running = Rollout.objects.filter(
         **{field[kind]: int(event.payload["id"])}, state__in=(State.SHADOW, State.CANARY)
     ).values_list("pk", flat=True)
-    actor = SystemActor(f"archive by {event.payload.get('by') or 'unknown'}")
+    verb = "archive" if event.topic == events.SCOPE_ARCHIVED else "restore"
+    actor = SystemActor(f"{verb} by {event.payload.get('by') or 'unknown'}"[:150])
     reason = (
-        f"{kind.capitalize()} {event.payload.get('name', '')} archived: paused until an "
-        "operator resumes it after a restore."
+        f"{kind.capitalize()} {event.payload.get('name', '')} {verb}d: paused until an "
+        "operator resumes it."
     )
     for rollout_id in running:
         try:
-            rollout_transition(
-                actor=actor, rollout_id=rollout_id, event=Event.PAUSE, reason=reason, automatic=True
-            )
+            rollout_transition(actor=actor, rollout_id=rollout_id, event=Event.PAUSE, reason=reason)
         except ValidationError:
             continue  # moved meanwhile: nothing left to pause
+        except Exception:
+            # one rollout's failure must not leave the others running; the restore retries
+            log.exception("rollout.archive_pause_failed", rollout_id=rollout_id, scope=kind)
