@@ -394,16 +394,16 @@ def _agent_set_archived(
     authorize(actor, "tenancy.change_agent", agent.tenant)  # refuses an archived tenant
     # re-read under its lock: a tenant archived since the caller read it refuses too
     refuse_archived(tenant=tenant_lock(tenant_id=agent.tenant_id))
-    environment_ids = _environments_locked(agent.tenant_id)
-    agent = _set_archived(
+    # bumped before the audit inside _set_archived: the audit chain's lock comes last (a
+    # refusal there rolls the bumps back with everything else)
+    environment_revisions_bump(environment_ids=_environments_locked(agent.tenant_id))
+    return _set_archived(
         actor=actor,
         instance=agent,
         archived=archived,
         reason=reason,
         expected_version=expected_version,
     )
-    environment_revisions_bump(environment_ids=environment_ids)
-    return agent
 
 
 @transaction.atomic
@@ -595,7 +595,11 @@ def environment_restore(
         last = active.aggregate(m=Max("position"))["m"]
         return {"position": 0 if last is None else last + 1}
 
-    environment = _set_archived(
+    # bumped before the audit inside _set_archived (the audit chain's lock comes last); the
+    # row read under its lock there carries the new revision
+    environment_lock(environment_id=environment.pk)
+    environment_revision_bump(environment_id=environment.pk)
+    return _set_archived(
         actor=actor,
         instance=environment,
         archived=False,
@@ -603,8 +607,6 @@ def environment_restore(
         expected_version=expected_version,
         placed=free_position,
     )
-    environment.revision = environment_revision_bump(environment_id=environment.pk)
-    return environment
 
 
 def environment_revisions_bump(*, environment_ids: Iterable[int]) -> dict[int, int]:
@@ -612,7 +614,9 @@ def environment_revisions_bump(*, environment_ids: Iterable[int]) -> dict[int, i
     ascending id order whatever order they are given in: each bump takes the row's lock, and
     one order for every change that bumps more than one environment (a kill switch, a
     budget, an agent archived) is what keeps two of them from deadlocking. The lock order in
-    full: tenant, then environments by ascending id, then agent. Returns ``{id: revision}``."""
+    full: tenant, then environments by ascending id, then agent; the audit chain's lock
+    (``audit_record``, held until commit) always last, so a change bumps before it audits.
+    Returns ``{id: revision}``."""
     return {
         environment_id: environment_revision_bump(environment_id=environment_id)
         for environment_id in sorted(set(environment_ids))

@@ -232,18 +232,27 @@ def _mark(budget: Budget, start: datetime, subject: str, threshold: int, percent
         return cursor.fetchone() is not None
 
 
-def _evaluate(budget: Budget, rows: Sequence[BudgetUsage], now: datetime) -> None:
+def _evaluate(
+    budget: Budget, rows: Sequence[BudgetUsage], now: datetime, *, announced: bool = False
+) -> None:
     """Raise each threshold the rows (of the current window) crossed, once per window and
-    subject; at 100% a blocking or degrading budget is exhausted: audited and announced."""
+    subject; at 100% a blocking or degrading budget is exhausted: audited and announced.
+    The announcement (the environments' row locks) comes before the alerts and audits: the
+    audit chain's lock is the last a change takes (``tenancy.services.
+    environment_revisions_bump``). ``announced``: the caller bumped them already."""
     start, end = window_bounds(budget.window, now, budget.tenant.time_zone)
-    exhausted = False
-    for row in sorted(rows, key=lambda row: row.subject):
-        percent, metric = percent_used(budget, row)
-        for threshold in sorted(set(budget.thresholds) | {100}):
-            if percent >= threshold and _mark(budget, start, row.subject, threshold, percent):
-                exhausted |= _crossed(budget, row, threshold, percent, metric, start, end)
-    if exhausted:
+    crossings = [
+        (row, threshold, percent, metric)
+        for row in sorted(rows, key=lambda row: row.subject)
+        for percent, metric in [percent_used(budget, row)]
+        for threshold in sorted(set(budget.thresholds) | {100})
+        if percent >= threshold and _mark(budget, start, row.subject, threshold, percent)
+    ]
+    exhausted = budget.action != Action.ALERT and any(c[1] >= 100 for c in crossings)
+    if exhausted and not announced:
         _announce(budget)
+    for row, threshold, percent, metric in crossings:
+        _crossed(budget, row, threshold, percent, metric, start, end)
 
 
 def _crossed(
@@ -328,8 +337,9 @@ def budget_no_room(
             return False
         _, end = window_bounds(budget.window, window_start, budget.tenant.time_zone)
         why = f"{percent}% used and a step of {estimate} {metric.replace('_', ' ')} no longer fits"
-        if _crossed(budget, row, 100, percent, metric, window_start, end, no_room=why):
-            _announce(budget)
+        if budget.action != Action.ALERT:
+            _announce(budget)  # before the alert's and the audit's chain lock (_evaluate)
+        _crossed(budget, row, 100, percent, metric, window_start, end, no_room=why)
     return True
 
 
@@ -359,6 +369,7 @@ def budgets_roll(*, now: datetime | None = None) -> int:
         with transaction.atomic():
             rolled = BudgetMark.objects.filter(pk__in=ended, rolled=False).update(rolled=True)
             if rolled:
+                _announce(budget)  # before the audit's chain lock (_evaluate)
                 audit_record(
                     actor=SYSTEM,
                     action="budget.window_reset",
@@ -366,6 +377,5 @@ def budgets_roll(*, now: datetime | None = None) -> int:
                     tenant=budget.tenant,
                     after={"window_start": start.isoformat()},
                 )
-                _announce(budget)
                 announced += 1
     return announced

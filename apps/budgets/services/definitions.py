@@ -211,7 +211,9 @@ def budget_create(
         reason=reason.strip(),
         after=budget.snapshot(),
     )
-    _backfill(budget, timezone.now())
+    now = timezone.now()
+    _backfill(budget, now, evaluate=False)
+    _evaluate(budget, list(_current_rows(budget, now)), now, announced=True)
     return budget
 
 
@@ -257,16 +259,9 @@ def budget_update(
             locked.save()
     except IntegrityError:
         raise ValidationError({"name": [NAME_TAKEN]}) from None
-    audit_record(
-        actor=actor,
-        action="budget.changed",
-        target=locked,
-        tenant=locked.tenant,
-        reason=reason.strip(),
-        before=before,
-        after=locked.snapshot(),
-    )
     now = timezone.now()
+    # The order of locks: the budget, its counters, the environments, the audit chain last
+    # (_evaluate): the counters first, as ingestion takes them before it announces.
     if recount:
         start, _ = window_bounds(locked.window, now, locked.tenant.time_zone)
         # Reservations held on the old counters are dropped with them (rows first, then the
@@ -276,7 +271,8 @@ def budget_update(
         Reservation.objects.filter(budget=locked).delete()
         BudgetUsage.objects.filter(budget=locked).delete()
         BudgetMark.objects.filter(budget=locked, window_start__gte=start).delete()
-        _backfill(locked, now)
+        _backfill(locked, now, evaluate=False)
+        rows = list(_current_rows(locked, now))
     else:
         rows = list(_current_rows(locked, now))
         # A limit raised: who is below it now is no longer at the limit (runtimes un-block on
@@ -286,8 +282,17 @@ def budget_update(
         BudgetMark.objects.filter(
             budget=locked, window_start=start, threshold=100, subject__in=below
         ).delete()
-        _evaluate(locked, rows, now)
     _announce(locked, listed_before)
+    _evaluate(locked, rows, now, announced=True)
+    audit_record(
+        actor=actor,
+        action="budget.changed",
+        target=locked,
+        tenant=locked.tenant,
+        reason=reason.strip(),
+        before=before,
+        after=locked.snapshot(),
+    )
     return locked
 
 
@@ -325,7 +330,7 @@ def _subject_by(budget: Budget) -> str:
     return {"tenant_agent": "agent", "end_user": "end_user"}.get(budget.scope, "")
 
 
-def _backfill(budget: Budget, now: datetime) -> None:
+def _backfill(budget: Budget, now: datetime, *, evaluate: bool = True) -> None:
     """Count what the budget's scope consumed in the current window before the budget (or its
     new definition) existed, then check its thresholds. The whole window, as counting on
     ingest does (each record in the window of its own minute): a record dated a little ahead
@@ -345,4 +350,5 @@ def _backfill(budget: Budget, now: datetime) -> None:
         for subject, c in spent.items()
     }
     _increment(increments)
-    _evaluate(budget, list(_current_rows(budget, now)), now)
+    if evaluate:  # else the caller evaluates, after it announced
+        _evaluate(budget, list(_current_rows(budget, now)), now)
