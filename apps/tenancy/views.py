@@ -26,11 +26,21 @@ from .forms import (
     TenantEditForm,
     TenantForm,
 )
-from .models import Agent
+from .models import Agent, Environment, Tenant
 
 
 def _show_archived(request: HttpRequest) -> bool:
     return request.GET.get("archived") == "1"
+
+
+def _unless_moot(scope: Tenant | Agent | Environment, *, restoring: bool, effect: str) -> str:
+    """The confirmation's effect, or what makes it moot: restoring what is not archived,
+    archiving what already is (the service refuses either; the page says so up front)."""
+    if restoring and not scope.is_archived:
+        return f"{scope.name} is not archived: there is nothing to restore."
+    if not restoring and scope.is_archived:
+        return f"{scope.name} is already archived."
+    return effect
 
 
 # --------------------------------------------------------------------------- tenants
@@ -122,9 +132,13 @@ def tenant_archive(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Archive {tenant.name}?",
-            effect=f"{tenant.name} disappears from lists and takes no new agents or environments; "
-            "its runtime tokens are refused and its running rollouts are paused. Its history "
-            "stays; you can restore it.",
+            effect=_unless_moot(
+                tenant,
+                restoring=False,
+                effect=f"{tenant.name} disappears from lists and takes no new agents or "
+                "environments; its runtime tokens are refused and its running rollouts are "
+                "paused. Its history stays; you can restore it.",
+            ),
             action_label="Archive tenant",
             version=tenant.version,
         ),
@@ -144,8 +158,12 @@ def tenant_restore(request: HttpRequest, slug: str) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Restore {tenant.name}?",
-            effect=f"{tenant.name} comes back into lists and its runtime tokens work again; "
-            "rollouts paused by the archive stay paused until you resume them.",
+            effect=_unless_moot(
+                tenant,
+                restoring=True,
+                effect=f"{tenant.name} comes back into lists and its runtime tokens work again; "
+                "rollouts paused by the archive stay paused until you resume them.",
+            ),
             action_label="Restore tenant",
             danger=False,
             version=tenant.version,
@@ -263,10 +281,14 @@ def agent_archive(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Archive {agent.name}?",
-            effect=f"{agent.name} ({agent.tenant.name}) disappears from lists and leaves every "
-            "runtime's configuration; its runtime tokens are refused, its running rollouts are "
-            "paused, and nothing can be pushed, deployed or rolled out for it. Its history stays; "
-            "you can restore it.",
+            effect=_unless_moot(
+                agent,
+                restoring=False,
+                effect=f"{agent.name} ({agent.tenant.name}) disappears from lists and leaves every "
+                "runtime's configuration; its runtime tokens are refused, its running rollouts "
+                "are paused, and nothing can be pushed, deployed or rolled out for it. Its "
+                "history stays; you can restore it.",
+            ),
             action_label="Archive agent",
             version=agent.version,
         ),
@@ -286,9 +308,13 @@ def agent_restore(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Restore {agent.name}?",
-            effect=f"{agent.name} comes back into lists and into the configuration of every "
-            "active environment where it has a stable version; its runtime tokens work again. "
-            "Rollouts paused by the archive stay paused until you resume them.",
+            effect=_unless_moot(
+                agent,
+                restoring=True,
+                effect=f"{agent.name} comes back into lists and into the configuration of every "
+                "active environment where it has a stable version; its runtime tokens work again. "
+                "Rollouts paused by the archive stay paused until you resume them.",
+            ),
             action_label="Restore agent",
             danger=False,
             version=agent.version,
@@ -385,9 +411,13 @@ def environment_archive(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Archive {environment.name} of {environment.tenant.name}?",
-            effect=f"{environment.name} leaves the promotion order; runtimes of it keep their last "
-            "configuration, its runtime tokens are refused and its running rollouts are paused. "
-            "Its history stays; you can restore it.",
+            effect=_unless_moot(
+                environment,
+                restoring=False,
+                effect=f"{environment.name} leaves the promotion order; runtimes of it keep their "
+                "last configuration, its runtime tokens are refused and its running rollouts are "
+                "paused. Its history stays; you can restore it.",
+            ),
             action_label="Archive environment",
             version=environment.version,
         ),
@@ -410,14 +440,18 @@ def environment_restore(request: HttpRequest, pk: int) -> HttpResponse:
         request,
         shown=Confirmation(
             title=f"Restore {environment.name} of {environment.tenant.name}?",
-            effect=f"{environment.name} comes back "
-            + (
-                "last in the promotion order (another environment took its place)"
-                if selectors.environment_place_taken(environment=environment)
-                else "to its place in the promotion order"
-            )
-            + "; its runtime tokens work again. Rollouts paused by the archive stay paused "
-            "until you resume them.",
+            effect=_unless_moot(
+                environment,
+                restoring=True,
+                effect=f"{environment.name} comes back "
+                + (
+                    "last in the promotion order (another environment took its place)"
+                    if selectors.environment_place_taken(environment=environment)
+                    else "to its place in the promotion order"
+                )
+                + "; its runtime tokens work again. Rollouts paused by the archive stay paused "
+                "until you resume them.",
+            ),
             action_label="Restore environment",
             danger=False,
             version=environment.version,

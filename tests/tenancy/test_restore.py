@@ -481,3 +481,32 @@ def test_restore__a_rollout_whose_archive_pause_was_lost__paused_by_the_restore(
     pause = rollout.transitions.order_by("id").last()
     assert pause is not None and pause.actor_label == "restore by test"
     assert "restored" in pause.reason
+
+
+@pytest.mark.django_db
+def test_confirmation_pages__moot_action__say_so_up_front(tenant: Tenant, admin: Any) -> None:
+    """Restoring what is not archived, or archiving what already is: the service refuses it,
+    and the confirmation page says so before anyone types a reason."""
+    client = Client()
+    client.force_login(admin)
+    agent = AgentFactory(tenant=tenant, slug="support-bot", name="Support bot")
+    staging = tenant.environments.get(slug="staging")
+    active = {
+        f"/tenants/{tenant.slug}/restore/": f"{tenant.name} is not archived",
+        f"/agents/{agent.pk}/restore/": "Support bot is not archived",
+        f"/environments/{staging.pk}/restore/": "Staging is not archived",
+    }
+    for url, said in active.items():
+        assert said in client.get(url).content.decode(), url
+    agent_archive(actor=SYSTEM, agent=agent, reason="r")
+    environment_archive(actor=SYSTEM, environment=staging, reason="r")
+    assert (
+        "Support bot is already archived"
+        in client.get(f"/agents/{agent.pk}/archive/").content.decode()
+    )
+    page = client.get(f"/environments/{staging.pk}/archive/").content.decode()
+    assert "Staging is already archived" in page
+    assert (
+        "Support bot comes back into lists"
+        in client.get(f"/agents/{agent.pk}/restore/").content.decode()
+    )
