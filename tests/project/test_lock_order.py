@@ -25,6 +25,7 @@ from apps.accounts.runtime_tokens import runtime_token_create
 from apps.audit import services as audit
 from apps.audit.services import SystemActor
 from apps.budgets.models import Budget
+from apps.budgets.selectors import budget_definition
 from apps.budgets.services import budget_create, budget_delete, budget_update, budgets_roll
 from apps.budgets.windows import window_bounds
 from apps.flags.services import kill_switch_engage, kill_switch_release
@@ -33,6 +34,7 @@ from apps.tenancy import services as tenancy
 from apps.tenancy.models import Agent, Tenant
 
 from ..budgets.conftest import roomy_hour
+from ..budgets.test_counting import record
 from ..factories import AgentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,21 +75,6 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     yield violations
 
 
-def _record(agent: Agent, cost: str) -> dict[str, Any]:
-    return {
-        "request_id": uuid.uuid4().hex,
-        "agent": agent.slug,
-        "session_id": "s-1",
-        "end_user_hash": "u-1",
-        "version_digest": "a" * 64,
-        "variant": "stable",
-        "started_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
-        "latency_ms": 100,
-        "cost_usd": cost,
-        "outcome": "success",
-    }
-
-
 def _spend(tenant: Tenant, agent: Agent, cost: str) -> None:
     token, _ = runtime_token_create(
         actor=ACTOR,
@@ -95,7 +82,7 @@ def _spend(tenant: Tenant, agent: Agent, cost: str) -> None:
         environment=tenant.environments.get(slug="production"),
         name=f"fleet-{uuid.uuid4().hex[:6]}",
     )
-    records_ingest(token=token, records=[_record(agent, cost)])
+    records_ingest(token=token, records=[record(agent=agent.slug, cost_usd=cost)])
 
 
 def _budget(tenant: Tenant, **fields: Any) -> Budget:
@@ -112,18 +99,7 @@ def _budget(tenant: Tenant, **fields: Any) -> Budget:
 
 
 def _definition(budget: Budget, **fields: Any) -> dict[str, Any]:
-    data = {
-        "name": budget.name,
-        "scope": budget.scope,
-        "agent": budget.agent,
-        "environment": budget.environment,
-        "window": budget.window,
-        "limits": budget.limits(),
-        "action": budget.action,
-        "thresholds": budget.thresholds,
-    }
-    data.update(fields)
-    return data
+    return {**budget_definition(budget), **fields}
 
 
 def _create_at_the_limit(tenant: Tenant, agent: Agent) -> None:
