@@ -4,7 +4,7 @@ transaction, with one audit event."""
 from __future__ import annotations
 
 import zoneinfo
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
@@ -23,6 +23,7 @@ from apps.core.reasons import require_reason
 from apps.core.roles import TENANT_ACCESS_PERMISSION, user_is_admin
 
 from .models import Agent, Environment, Tenant
+from .selectors import environment_place_taken
 
 M = TypeVar("M", bound=models.Model)
 A = TypeVar("A", Tenant, Agent, Environment)
@@ -159,12 +160,12 @@ def _set_archived(
     archived: bool,
     reason: str,
     expected_version: int | None,
-    placed: Callable[[A], dict[str, Any]] | None = None,
+    changes: dict[str, Any] | None = None,
 ) -> A:
     """Archive or restore a tenant, agent or environment: the shared shape of those services
     (the caller has authorised). Locks the row, refuses a stale ``expected_version`` and a
-    no-op, grows ``version``, audits before/after. ``placed(locked)``: further fields to
-    change with it (a restored environment's free position)."""
+    no-op, grows ``version``, audits before/after. ``changes``: further fields to change
+    with it (a restored environment's free position)."""
     reason = require_reason(reason)
     model = type(instance)
     noun = str(model._meta.model_name)
@@ -174,7 +175,7 @@ def _set_archived(
         state = "already archived" if archived else "not archived"
         raise ValidationError({noun: [f"This {noun} is {state}."]})
     before = instance.snapshot()
-    extra: dict[str, Any] = placed(instance) if placed is not None else {}
+    extra: dict[str, Any] = changes or {}
     for field, value in extra.items():
         setattr(instance, field, value)
     instance.archived_at = timezone.now() if archived else None
@@ -587,17 +588,15 @@ def environment_restore(
     authorize(actor, "tenancy.change_environment", environment.tenant)
     # serialises positions, as create does; a tenant archived meanwhile refuses
     refuse_archived(tenant=tenant_lock(tenant_id=environment.tenant_id))
-
-    def free_position(locked: Environment) -> dict[str, Any]:
-        active = Environment.objects.filter(tenant_id=locked.tenant_id, archived_at__isnull=True)
-        if not active.filter(position=locked.position).exists():
-            return {}
-        last = active.aggregate(m=Max("position"))["m"]
-        return {"position": 0 if last is None else last + 1}
-
+    locked = environment_lock(environment_id=environment.pk)
+    changes: dict[str, Any] = {}
+    if environment_place_taken(environment=locked):  # False unless archived
+        last = Environment.objects.filter(
+            tenant_id=locked.tenant_id, archived_at__isnull=True
+        ).aggregate(m=Max("position"))["m"]
+        changes["position"] = 0 if last is None else last + 1
     # bumped before the audit inside _set_archived (the audit chain's lock comes last); the
     # row read under its lock there carries the new revision
-    environment_lock(environment_id=environment.pk)
     environment_revision_bump(environment_id=environment.pk)
     return _set_archived(
         actor=actor,
@@ -605,7 +604,7 @@ def environment_restore(
         archived=False,
         reason=reason,
         expected_version=expected_version,
-        placed=free_position,
+        changes=changes,
     )
 
 

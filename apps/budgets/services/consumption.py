@@ -265,11 +265,11 @@ def _crossed(
     end: datetime,
     *,
     no_room: str = "",
-) -> bool:
+) -> None:
     """What crossing ``threshold`` (its mark just inserted) does: the alert when the budget
     asks for one at that level; at 100% of a blocking or degrading budget, the audited
     exhaustion. ``no_room``: why it is exhausted below 100% (a strict budget's reservation no
-    longer fits). Returns whether runtimes must be told (the caller announces)."""
+    longer fits). The caller announces an exhaustion first (``_evaluate``)."""
     who = _subject_label(budget, row.subject)
     at_limit = threshold >= 100
     if threshold in budget.thresholds or (at_limit and no_room):
@@ -298,7 +298,7 @@ def _crossed(
             actor=SYSTEM,
         )
     if not at_limit or budget.action == Action.ALERT:
-        return False
+        return
     audit_record(
         actor=SYSTEM,
         action="budget.exhausted",
@@ -313,7 +313,6 @@ def _crossed(
             **({"why": no_room} if no_room else {}),
         },
     )
-    return True
 
 
 def budget_no_room(

@@ -212,7 +212,7 @@ def budget_create(
         after=budget.snapshot(),
     )
     now = timezone.now()
-    _backfill(budget, now, evaluate=False)
+    _backfill(budget, now)
     _evaluate(budget, list(_current_rows(budget, now)), now, announced=True)
     return budget
 
@@ -271,7 +271,7 @@ def budget_update(
         Reservation.objects.filter(budget=locked).delete()
         BudgetUsage.objects.filter(budget=locked).delete()
         BudgetMark.objects.filter(budget=locked, window_start__gte=start).delete()
-        _backfill(locked, now, evaluate=False)
+        _backfill(locked, now)
         rows = list(_current_rows(locked, now))
     else:
         rows = list(_current_rows(locked, now))
@@ -330,9 +330,10 @@ def _subject_by(budget: Budget) -> str:
     return {"tenant_agent": "agent", "end_user": "end_user"}.get(budget.scope, "")
 
 
-def _backfill(budget: Budget, now: datetime, *, evaluate: bool = True) -> None:
+def _backfill(budget: Budget, now: datetime) -> None:
     """Count what the budget's scope consumed in the current window before the budget (or its
-    new definition) existed, then check its thresholds. The whole window, as counting on
+    new definition) existed; the caller then announces and checks the thresholds
+    (``_evaluate``), in that order (the audit chain's lock last). The whole window, as counting on
     ingest does (each record in the window of its own minute): a record dated a little ahead
     (ingest accepts up to ``TELEMETRY_MAX_FUTURE_S``) counts the same whether it arrived before
     the budget or after, and one dated in the next window is not counted in this one."""
@@ -350,5 +351,3 @@ def _backfill(budget: Budget, now: datetime, *, evaluate: bool = True) -> None:
         for subject, c in spent.items()
     }
     _increment(increments)
-    if evaluate:  # else the caller evaluates, after it announced
-        _evaluate(budget, list(_current_rows(budget, now)), now)
